@@ -1,0 +1,63 @@
+# Tam Kỳ Twin — the two commands a newcomer runs: `make demo` and `make test`.
+# Both create .venv with python3.12 if missing, install the package (editable) with what it needs,
+# build the C++ core, and install the Debian services the tests use (mosquitto, chromium).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# python3.12 from PATH, else pyenv's, else the system's
+PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do \
+	if $$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1; then echo $$p; break; fi; done)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CORE_SOURCES := $(wildcard core_cpp/*.cpp core_cpp/*.hpp) CMakeLists.txt setup.py
+DEMO_SCENARIO ?= scenarios/danang_rain.yaml
+
+.PHONY: help venv deps core services demo test bench clean
+
+help:
+	@echo "make demo   - set up, build the core, run the default scenario and say where the results are"
+	@echo "make test   - set up, build the core, run the whole test suite"
+	@echo "make bench  - run benchmarks/ (one JSON line per case)"
+
+$(PY):
+	@test -n "$(PYTHON312)" || { echo "python3.12 is required (Mesa >= 3.5 needs it) and was not found"; exit 1; }
+	$(PYTHON312) -m venv $(VENV)
+
+venv: $(PY)
+
+# pip packages: the build tools, then the package itself (editable) with its dev extras
+$(VENV)/.stamp-deps: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "setuptools>=68" wheel "pybind11>=2.12" "cmake>=3.18" ninja
+	$(PY) -m pip install --quiet --no-build-isolation --config-settings editable_mode=compat -e ".[dev]"
+	touch $@
+
+deps: $(VENV)/.stamp-deps
+
+# incremental build of twin/_core*.so in place (the same CMake tree the editable install uses)
+core: deps
+	@$(PY) -c "import pybind11" || $(PY) -m pip install --quiet "pybind11>=2.12"
+	cmake -S . -B build/core -G Ninja -DCMAKE_BUILD_TYPE=Release \
+		-DPython_EXECUTABLE=$(abspath $(PY)) \
+		-Dpybind11_DIR=$$($(PY) -m pybind11 --cmakedir) \
+		-DCMAKE_LIBRARY_OUTPUT_DIRECTORY=$(CURDIR)/twin/ >/dev/null
+	cmake --build build/core -j2
+
+# Debian packages for real services in the tests: an MQTT broker and a browser
+services:
+	@if ! command -v mosquitto >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then \
+		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends mosquitto chromium fonts-dejavu-core; \
+	fi
+
+demo: core
+	$(PY) -m twin run $(DEMO_SCENARIO)
+
+test: core services
+	$(PY) -m pytest
+
+bench: core
+	@for b in benchmarks/*.py; do echo "# $$b" >&2; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf build twin/_core*.so

@@ -1,0 +1,98 @@
+// Shared helpers for the kernels of twin._core: array views, boundary validation, OpenMP threads.
+// Every kernel validates its inputs here, with the GIL held, then releases the GIL for the loops.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <cstdint>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#ifdef TWIN_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+namespace py = pybind11;
+
+namespace twin {
+
+// C-contiguous arrays; bind them with py::arg(...).noconvert() so that a wrong dtype is an error,
+// never a silent copy (an out= array that was copied would lose the kernel's writes).
+template <class T>
+using carray = py::array_t<T, py::array::c_style>;
+
+[[noreturn]] inline void fail(const std::string& msg) { throw py::value_error(msg); }
+
+inline void require(bool ok, const std::string& msg) {
+    if (!ok) fail(msg);
+}
+
+template <class T>
+std::string shape_str(const carray<T>& a) {
+    std::ostringstream s;
+    s << "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? ", " : "") << a.shape(i);
+    s << (a.ndim() == 1 ? ",)" : ")");
+    return s.str();
+}
+
+// Checks that `a` has exactly `n` elements; the message names the argument.
+template <class T>
+void require_size(const carray<T>& a, py::ssize_t n, const char* name) {
+    if (a.size() != n) {
+        std::ostringstream s;
+        s << name << ": expected " << n << " elements, got " << a.size() << " with shape " << shape_str(a);
+        fail(s.str());
+    }
+}
+
+template <class T>
+void require_shape2(const carray<T>& a, py::ssize_t ny, py::ssize_t nx, const char* name) {
+    if (a.ndim() != 2 || a.shape(0) != ny || a.shape(1) != nx) {
+        std::ostringstream s;
+        s << name << ": expected shape (" << ny << ", " << nx << "), got " << shape_str(a);
+        fail(s.str());
+    }
+}
+
+// First non-finite value, reported with its flat index (for "elevation contains NaN at index 1234").
+template <class T>
+void require_finite(const carray<T>& a, const char* name) {
+    const T* p = a.data();
+    for (py::ssize_t i = 0; i < a.size(); ++i) {
+        if (!std::isfinite(static_cast<double>(p[i]))) {
+            std::ostringstream s;
+            s << name << ": non-finite value " << p[i] << " at flat index " << i;
+            fail(s.str());
+        }
+    }
+}
+
+template <class T>
+void require_nonnegative(const carray<T>& a, const char* name) {
+    const T* p = a.data();
+    for (py::ssize_t i = 0; i < a.size(); ++i) {
+        if (!(p[i] >= T(0))) {
+            std::ostringstream s;
+            s << name << ": value " << p[i] << " at flat index " << i << " must be finite and >= 0";
+            fail(s.str());
+        }
+    }
+}
+
+// Number of OpenMP threads a kernel uses: `requested` > 0 wins, else the runtime default
+// (OMP_NUM_THREADS or the core count). Always 1 in a build without OpenMP.
+inline int resolve_threads(int requested) {
+#ifdef TWIN_HAVE_OPENMP
+    if (requested > 0) return requested;
+    return omp_get_max_threads();
+#else
+    (void)requested;
+    return 1;
+#endif
+}
+
+}  // namespace twin

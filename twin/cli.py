@@ -1,0 +1,58 @@
+"""The ``twin`` command line.
+
+Each area registers its own subcommands from its own module (``register(subparsers)``), so this
+file only assembles them: ``twin run/compare/ensemble/fork`` (twin.cli_run), ``twin city``
+(twin.city.cli), ``twin sensors`` and ``twin live`` (twin.sensors.cli), ``twin serve``
+(dashboards.cli).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+import twin
+
+# modules that provide register(subparsers)
+_SUBCOMMAND_MODULES = [
+    "twin.cli_run",
+    "twin.city.cli",
+    "twin.sensors.cli",
+    "dashboards.cli",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="twin",
+        description="Tam Kỳ Twin: run what-if flood, traffic, people and emergency-service scenarios "
+        "for Tam Kỳ, compare runs, ingest sensor feeds and serve the dashboard.",
+    )
+    parser.add_argument("--version", action="version", version=f"tamky-twin {twin.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # an area not built yet in this checkout
+            if exc.name is None or not name.startswith(exc.name):
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
