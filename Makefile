@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CORE_SOURCES := $(wildcard core_cpp/*.cpp core_cpp/*.hpp) CMakeLists.txt setup.py
 DEMO_SCENARIO ?= scenarios/danang_rain.yaml
 
-.PHONY: help venv deps core services demo test bench clean
+.PHONY: help venv deps core core-only services demo test bench clean
 
 help:
 	@echo "make demo   - set up, build the core, run the default scenario and say where the results are"
@@ -36,8 +36,10 @@ $(VENV)/.stamp-deps: pyproject.toml | $(PY)
 deps: $(VENV)/.stamp-deps
 
 # incremental build of twin/_core*.so in place (the same CMake tree the editable install uses)
-core: deps
-	@$(PY) -c "import pybind11" || $(PY) -m pip install --quiet "pybind11>=2.12"
+core: deps core-only
+
+# the build alone, with whatever venv is given (VENV=...): no pip step
+core-only:
 	cmake -S . -B build/core -G Ninja -DCMAKE_BUILD_TYPE=Release \
 		-DPython_EXECUTABLE=$(abspath $(PY)) \
 		-Dpybind11_DIR=$$($(PY) -m pybind11 --cmakedir) \
