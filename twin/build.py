@@ -275,8 +275,8 @@ class Twin:
             self.traffic.open_links(to_open)
 
     def assimilate(self, t_s: float) -> None:
-        if self.assimilator is not None:
-            self.assimilator.assimilate(self, t_s)
+        if self.assimilator is not None and self.flood is not None:
+            self.assimilator.apply(self.flood, t_s)
 
     # -- tables -------------------------------------------------------------------------------------
     def links_table(self, t_s: float) -> pd.DataFrame:
@@ -483,8 +483,14 @@ def _sea_mask(tw: Twin) -> np.ndarray | None:
     if sea.sea_cells == "city" and getattr(tw.city, "sea_cells", None) is not None:
         m = np.asarray(tw.city.sea_cells, dtype=bool)
     else:
+        # cells below 0 m that are connected (4-neighbour) to the map edge: the sea, not inland pits
+        from scipy import ndimage
+
         z = tw.terrain.elevation
-        m = np.isfinite(z) & (z < 0.0)
+        below = np.isfinite(z) & (z < 0.0) & tw.terrain.valid
+        lab, n = ndimage.label(below)
+        edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+        m = np.isin(lab, edge[edge > 0])
     m = m & tw.terrain.valid
     return m if m.any() else None
 
@@ -511,22 +517,42 @@ def rain_series(tw: Twin) -> tuple[np.ndarray, np.ndarray] | None:
     raise ValueError(f"flood.rain.kind {rain.kind!r} not supported")
 
 
-def typhoon_rain(tw: Twin) -> tuple[np.ndarray, np.ndarray]:
-    """Rain at the domain centre from a best-track replay (``twin.sensors.typhoon``)."""
+def typhoon_rain(tw: Twin):
+    """Rain from a best-track replay (``twin.sensors.typhoon``: R-CLIPER rain, Holland wind, surge).
+
+    Rain is a per-cell field every 30 min when the grid is small enough (cells x times <= 4e6),
+    else the rate at the domain centre applied uniformly; the surge (inverse barometer + wind
+    set-up at the sea cells' centre) is added to the sea stage when ``surge: true``.
+    """
     from twin.sensors import typhoon as ty
 
     sc = tw.scenario
     r = sc.flood.rain
-    b = tw.terrain.bounds
-    x = 0.5 * (b[0] + b[2])
-    y = 0.5 * (b[1] + b[3])
-    times = np.arange(0.0, sc.duration + 1.0, 600.0)
-    rate, surge = ty.replay_at(storm=r.storm, season=r.season, track_file=r.track_file, start=sc.start,
-                               times_s=times + r.time_shift, x=x, y=y, crs="EPSG:32649")
-    rate = np.asarray(rate, float) * r.rain_scale
+    if r.track_file is not None:
+        raise ValueError("flood.rain.track_file: custom track files are not supported yet; use a JTWC storm name/id")
+    track = ty.load_track(r.storm, r.season)
+    step = 1800.0
+    times = np.arange(0.0, sc.duration + step, step)
+    t_utc = [pd.Timestamp(sc.start_utc).tz_convert("UTC").tz_localize(None) + pd.Timedelta(seconds=float(t + r.time_shift))
+             for t in times]
+    ny, nx = tw.terrain.shape
+    x, y = tw.terrain.cell_centers()
+    if len(times) * ny * nx <= 4_000_000:
+        X, Y = np.meshgrid(x, y)
+        rate = ty.storm_rain_series(track, t_utc, X, Y, crs="EPSG:32649", scale=r.rain_scale)
+        rate = np.where(tw.terrain.valid[None], rate, 0.0)
+    else:
+        xc, yc = float(np.mean(x)), float(np.mean(y))
+        rate = ty.storm_rain_series(track, t_utc, xc, yc, crs="EPSG:32649", scale=r.rain_scale).reshape(-1)
     if r.max_rain_mm_per_h is not None:
         rate = np.minimum(rate, r.max_rain_mm_per_h)
-    tw.forcing["typhoon_surge_m"] = (times, np.asarray(surge, float)) if (r.surge and surge is not None) else None
+    tw.forcing["typhoon"] = {"sid": track.sid, "name": track.name}
+    if r.surge and tw.sea_mask is not None:
+        rows, cols = np.nonzero(tw.sea_mask)
+        sx, sy = float(np.mean(x[cols])), float(np.mean(y[rows]))
+        surge = np.array([float(np.asarray(ty.surge_estimate(track, t, sx, sy, crs="EPSG:32649")["surge_m"]))
+                          for t in t_utc])
+        tw.forcing["typhoon_surge_m"] = (times, surge)
     return times, rate
 
 
@@ -595,6 +621,8 @@ def reservoir_release(tw: Twin, rain: tuple[np.ndarray, np.ndarray] | None) -> t
     catch_m2, area_m2, cr = 235e6, 33e6, 0.7
     if rain is not None:
         tr, vr = rain
+        if np.ndim(vr) > 1:  # a rain field: the reservoir sees the domain mean
+            vr = np.asarray(vr).mean(axis=tuple(range(1, np.ndim(vr))))
         rate = np.interp(t, tr, vr, left=0.0, right=0.0)
     else:
         rate = np.zeros_like(t)
@@ -631,7 +659,7 @@ def _build_flood(tw: Twin) -> None:
     rain = rain_series(tw)
     if rain is not None:
         fm.set_rainfall(rain[0], rain[1])
-        tw.forcing["rain"] = rain
+        tw.forcing["rain"] = (rain[0], rain[1] if np.ndim(rain[1]) == 1 else rain[1].mean(axis=(1, 2)))
     if f.loss_rate_mm_per_h > 0:
         fm.set_loss_rate(f.loss_rate_mm_per_h)
     if tw.sea_mask is not None:
@@ -644,7 +672,8 @@ def _build_flood(tw: Twin) -> None:
         sea_z = np.where(tw.sea_mask, z, np.inf)
         h0 = np.where(tw.sea_mask, np.maximum(h0, stage[0] - sea_z), h0)
         rows, cols = np.nonzero(tw.sea_mask)
-        fm.set_boundary("all", "stage", times_s=times, stage_m=stage, cells=list(zip(rows.tolist(), cols.tolist())))
+        # the sea cells hold the stage (water they gain or lose counts as boundary flow)
+        fm.set_boundary(None, "stage", times_s=times, stage_m=stage, cells=list(zip(rows.tolist(), cols.tolist())))
     fm.set_depth(np.where(terrain.valid, np.clip(np.nan_to_num(h0), 0.0, None), 0.0))
     for inf in f.inflows:
         if inf.at is not None:
@@ -736,10 +765,13 @@ def _build_services(tw: Twin) -> None:
 
 
 def _build_sensors(tw: Twin) -> None:
-    from twin.sensors import Assimilator  # type: ignore[attr-defined]
+    from twin.sensors.assimilation import Assimilator
 
     sc = tw.scenario
-    tw.assimilator = Assimilator(tw, store=sc.sensors.store, every_s=sc.sensors.every, **sc.sensors.params)
+    if sc.sensors.store is None:
+        raise ValueError("sensors.store: give the DuckDB file of observations to assimilate")
+    tw.assimilator = Assimilator(str(sc.sensors.store), dict(sc.sensors.assimilation), tw.terrain, sc.start)
+    tw.input_files.append(sc.sensors.store)
 
 
 def _require(comp, method: str, what: str):

@@ -336,11 +336,11 @@ class Services(_Model):
 
 
 class Sensors(_Model):
+    """Observations assimilated each coupling step (``twin.sensors.assimilation.Assimilator``)."""
+
     enabled: bool = False
-    store: FilePath | None = None
-    assimilate: bool = True
-    every: PositiveDuration = 600.0
-    params: dict[str, Any] = Field(default_factory=dict)
+    store: FilePath | None = Field(None, description="DuckDB file with the observations")
+    assimilation: dict[str, Any] = Field(default_factory=dict, description="rain / tide / inflow / nudging config")
 
 
 # --------------------------------------------------------------------------------------------
