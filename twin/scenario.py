@@ -274,6 +274,7 @@ class Sea(_Model):
     constituents: list[TideConstituent] = Field(default_factory=list)
     surge: Surge | None = None
     sea_cells: Literal["city", "below_zero"] = "city"
+    strip_cells: int = Field(3, ge=1, le=1000, description="sea cells kept along the coast as the stage boundary")
     stage_step: PositiveDuration = 600.0
 
 
@@ -312,15 +313,19 @@ class Flood(_Model):
 # other components
 # --------------------------------------------------------------------------------------------
 class Traffic(_Model):
+    """Road traffic (``twin.traffic.TrafficModel``) with everyday background demand."""
+
     enabled: bool = True
     dt: PositiveDuration = 2.0
-    background_trips_per_h: float = Field(600.0, ge=0)
-    vehicle_mix: dict[Literal["motorbike", "car", "bus", "truck"], Annotated[float, Field(ge=0)]] = Field(
-        default_factory=lambda: {"motorbike": 0.8, "car": 0.15, "bus": 0.02, "truck": 0.03}
-    )
-    closure_depth_m: float = Field(0.3, gt=0, le=5)
+    background_trips_per_day: float = Field(20000.0, ge=0, description="Poisson, Tam Kỳ daily profile")
+    vehicle_mix: dict[Literal["motorbike", "car", "bus", "truck"], Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="class shares of background trips (default the traffic model's Tam Kỳ mix)")
+    informed_share: float = Field(0.0, ge=0, le=1, description="share of trips rerouting on current times")
+    reroute_interval: PositiveDuration = 300.0
+    stall_depth_m: dict[Literal["motorbike", "car", "bus", "truck", "emergency"], Annotated[float, Field(gt=0, le=5)]] | None = None
     depth_sample_spacing_m: float = Field(15.0, gt=0)
     largest_component_only: bool = True
+    record_link_log: bool = False
 
 
 class People(_Model):
