@@ -105,6 +105,8 @@ class Simulation:
 
             self.output = RunOutput(self, self.out_dir)
         self._started_wall: float | None = None
+        self._base_wall = 0.0
+        self._steps_in_run = 0
         self._initialized = False
 
     # -- clock ---------------------------------------------------------------------------------
@@ -151,9 +153,12 @@ class Simulation:
             self._log("assimilation")
             tw.assimilate(t1)
         self.iteration += 1
+        self._steps_in_run += 1
         self._after_step()
 
     def _after_step(self) -> None:
+        if self._started_wall is not None:
+            self.wall_time = self._base_wall + (_time.monotonic() - self._started_wall)
         self._log("callbacks")
         for cb in list(self.callbacks.values()):
             if cb.schedule(self):
@@ -179,11 +184,12 @@ class Simulation:
         """
         self.running = True
         self.stop_reason = None
-        self.initialize()
-        bar = _ProgressBar(self) if progress is True else None
         t_wall = _time.monotonic()
         self._started_wall = t_wall
-        base_wall = self.wall_time
+        base_wall = self._base_wall = self.wall_time
+        self._steps_in_run = 0
+        self.initialize()
+        bar = _ProgressBar(self) if progress is True else None
         try:
             while self.running and not self.finished:
                 self.time_step()
@@ -239,7 +245,7 @@ class Simulation:
             self.output.set_state(state["output"])
             self._initialized = True
         else:
-            self._initialized = self.iteration > 0 and self.output is None
+            self._initialized = self.iteration > 0
 
 
 # -- stop callbacks ------------------------------------------------------------------------------
@@ -250,7 +256,7 @@ def _stop_time_exceeded(sim: Simulation) -> None:
 
 
 def _wall_time_exceeded(sim: Simulation) -> None:
-    if sim.wall_time_limit is None or sim._started_wall is None:
+    if sim.wall_time_limit is None or sim._started_wall is None or sim._steps_in_run == 0:
         return
     used = sim.wall_time
     if used >= sim.wall_time_limit:
@@ -320,7 +326,7 @@ class _ProgressBar:
 
 # -- convenience ------------------------------------------------------------------------------------
 def run_scenario(scenario, out_dir: str | Path | None = None, overrides: list[str] | None = None,
-                 progress: bool = False, stop_time: float | None = None, seed: int | None = None):
+                 progress: bool = False, stop_time: float | None = None, seed: int | None = None, city=None):
     """Load (if a path), build and run a scenario; returns the finished :class:`Simulation`.
 
     ``out_dir`` makes it a recorded run (the run folder); ``stop_time`` shortens the horizon.
@@ -334,7 +340,7 @@ def run_scenario(scenario, out_dir: str | Path | None = None, overrides: list[st
         scenario = scenario.with_overrides(overrides)
     if seed is not None:
         scenario = scenario.with_overrides({"seed": int(seed)})
-    twin = build_twin(scenario)
+    twin = build_twin(scenario, city=city)
     sim = Simulation(twin, stop_time=stop_time, out_dir=out_dir,
                      wall_time_limit=scenario.outputs.wall_time_limit)
     sim.run(progress=progress)
