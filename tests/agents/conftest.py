@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 from affine import Affine
 
+from twin.roads import RoadNetwork
+
 X0, Y0, DX = 600_000.0, 1_720_000.0, 30.0
 NY = NX = 60
 
@@ -37,7 +39,7 @@ def synthetic_city(shelter_capacity=(400, 400, 400), households=250, persons=800
             if r + 1 < k:
                 f += [nid[r, c], nid[r + 1, c]]; t += [nid[r + 1, c], nid[r, c]]
     links = pd.DataFrame({"from": f, "to": t, "length_m": 150.0, "lanes": 1, "free_speed_mps": 11.0})
-    roads = SimpleNamespace(nodes=nodes, links=links)
+    roads = RoadNetwork.from_frames(nodes, links)
     wr = 1 + (row >= NY // 2) * 2 + (col >= NX // 2)
     places = pd.DataFrame([
         ("h0", "West hospital", "hospital", X0 + 200, Y0 - 900, 50, 1),

@@ -107,8 +107,8 @@ class PeopleParams:
     walk_speed_vulnerable_mps: float = 0.9
     walk_stop_depth_m: float = 0.8           # adults cannot walk in deeper water [LSM; Dawson11]
     walk_stop_depth_vulnerable_m: float = 0.5
-    vehicle_stall_depth_m: Mapping[str, float] = field(
-        default_factory=lambda: {"motorbike": 0.3, "car": 0.45})
+    vehicle_stall_depth_m: Mapping[str, float] = field(  # own movement when no traffic model
+        default_factory=lambda: {"motorbike": 0.15, "car": 0.30})   # = twin.traffic.flood.STALL_DEPTH_M
     safe_elevation_quantile: float = 0.9     # road nodes above this elevation quantile are "outside"
     n_relatives_nodes: int = 20
 
@@ -135,9 +135,11 @@ class UnitClass:
     on_scene_s: float         # time on scene per incident
 
 
+# road stall depths equal the traffic component's class stall depths (twin.traffic.flood:
+# emergency vans 0.45 m, trucks 0.6 m), so a route the services plan is one traffic would let them drive
 DEFAULT_UNIT_CLASSES: dict[str, UnitClass] = {
-    "ambulance": UnitClass("road", 0.3, 0.0, "emergency", 2, 900.0),
-    "fire_truck": UnitClass("road", 0.8, 0.0, "truck", 8, 900.0),
+    "ambulance": UnitClass("road", 0.45, 0.0, "emergency", 2, 900.0),
+    "fire_truck": UnitClass("road", 0.6, 0.0, "truck", 8, 900.0),
     "boat": UnitClass("boat", 0.3, 2.5, "boat", 6, 600.0),
 }
 
@@ -200,7 +202,7 @@ def _from_dict(cls, d, section):
                 uc[name] = UnitClass(**base)
             v = uc
         elif k == "vehicle_stall_depth_m":
-            v = {**{"motorbike": 0.3, "car": 0.45}, **dict(v)}
+            v = {**{"motorbike": 0.15, "car": 0.30}, **dict(v)}
         elif k == "hazard_thresholds":
             v = tuple(float(x) for x in v)
             if len(v) != 3 or not (v[0] < v[1] < v[2]):

@@ -413,8 +413,11 @@ class PeopleModel(mesa.Model):
         tourist = self.kind[idx] == 1
         depth = self._depth_at(d, self.home_cell[idx])
         can_walk = depth < self.walk_stop[idx]
+        veh_stall = np.where(self.vehicle[idx] == 2, p.vehicle_stall_depth_m["car"],
+                             p.vehicle_stall_depth_m["motorbike"])
+        can_drive = (self.vehicle[idx] > 0) & (depth < veh_stall)
         has_veh = self.vehicle[idx] > 0
-        mobile = can_walk | (has_veh & (depth < 0.3))
+        mobile = can_walk | can_drive
         ns = self.n_shelters
         # nearest shelter with room, from the home node (walking distance)
         if ns:
@@ -452,7 +455,7 @@ class PeopleModel(mesa.Model):
         self.shelter[g] = np.where(choice[go] == 2, sh[go], -1)
         for i in g:
             self.events.append((t1, int(i), "leave", ACTIONS[self.action[i]]))
-        self._depart(g, t1, use_vehicle=(self.vehicle[g] > 0) & (depth[go] < 0.3), from_node=self.home_node[g])
+        self._depart(g, t1, use_vehicle=can_drive[go], from_node=self.home_node[g])
 
     def _depart(self, g, t, use_vehicle, from_node):
         """Start moving households ``g`` from ``from_node`` towards ``dest_node[self.dest[g]]``."""

@@ -9,6 +9,7 @@ numpy operations per step instead of per-agent path lists.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
@@ -34,12 +35,17 @@ class RoadGraph:
         self.n_links = len(links)
         self.node_x = nodes["x"].to_numpy(dtype=float)
         self.node_y = nodes["y"].to_numpy(dtype=float)
-        pos = {int(v): i for i, v in enumerate(ids)}
-        try:
-            self.link_from = np.fromiter((pos[int(v)] for v in links["from"]), dtype=np.int64, count=self.n_links)
-            self.link_to = np.fromiter((pos[int(v)] for v in links["to"]), dtype=np.int64, count=self.n_links)
-        except KeyError as e:  # pragma: no cover - malformed network
-            raise ValueError(f"road network links: node id {e.args[0]} not in nodes") from None
+        if hasattr(network, "link_from_index"):       # twin.roads.RoadNetwork
+            self.link_from = np.asarray(network.link_from_index, dtype=np.int64)
+            self.link_to = np.asarray(network.link_to_index, dtype=np.int64)
+        else:
+            index = pd.Index(ids)
+            self.link_from = index.get_indexer(links["from"].to_numpy()).astype(np.int64)
+            self.link_to = index.get_indexer(links["to"].to_numpy()).astype(np.int64)
+            bad = (self.link_from < 0) | (self.link_to < 0)
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"road network links: row {k} refers to a node id not in nodes")
         self.length_m = links["length_m"].to_numpy(dtype=float)
         self.free_speed_mps = links["free_speed_mps"].to_numpy(dtype=float)
         if np.any(~(self.length_m > 0)) or np.any(~(self.free_speed_mps > 0)):
