@@ -171,10 +171,14 @@ class GridRouter:
         c = np.clip(np.floor(c).astype(np.int64) // self.f, 0, self.cnx - 1)
         return r * self.cnx + c
 
-    def times_from(self, cell, depth, draft_m, boat_speed, land_speed):
-        """Travel time from coarse cell ``cell`` to every coarse cell (symmetric costs)."""
+    def matrix(self, depth, draft_m, boat_speed, land_speed):
+        """Sparse graph of coarse-cell travel times for this flood state (reuse it for many queries)."""
         cd = self.coarse_depth(depth) if depth is not None else np.zeros(self.n)
         wet = cd > draft_m
         speed = np.where(wet[self._src] & wet[self._dst], boat_speed, land_speed)
-        m = csr_matrix((self._dist / speed, (self._src, self._dst)), shape=(self.n, self.n))
+        return csr_matrix((self._dist / speed, (self._src, self._dst)), shape=(self.n, self.n))
+
+    def times_from(self, cell, depth=None, draft_m=0.3, boat_speed=2.5, land_speed=4.0, matrix=None):
+        """Travel time from coarse cell ``cell`` to every coarse cell (symmetric costs)."""
+        m = matrix if matrix is not None else self.matrix(depth, draft_m, boat_speed, land_speed)
         return dijkstra(m, directed=True, indices=int(cell))

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import simpy
+from scipy.sparse.csgraph import dijkstra
 
 from .params import ServicesParams
 from .people import _apply_affine
@@ -202,20 +203,17 @@ class EmergencyServices:
         links, time_s = self.graph.route(int(origin_node), int(dest_node), self.link_times(kind))
         return links, time_s, float(self.graph.length_m[links].sum()) if links else 0.0
 
-    def _times_to(self, kind, node):
-        """Road: seconds from every node to ``node``."""
-        key = ("to", kind, int(node))
+    def _reverse_matrix(self, kind):
+        key = ("rev", kind)
         if key not in self._cache:
-            cost, _ = self.graph.trees_to([int(node)], self.link_times(kind))
-            self._cache[key] = cost[0]
+            self._cache[key] = self.graph.matrix(self.link_times(kind)).T.tocsr()
         return self._cache[key]
 
-    def _times_from(self, kind, node):
-        key = ("from", kind, int(node))
+    def _times_to(self, kind, node):
+        """Road: seconds from every node to ``node`` (Dijkstra over the reversed graph, cached)."""
+        key = ("to", kind, int(node))
         if key not in self._cache:
-            m = self.graph.matrix(self.link_times(kind))
-            from scipy.sparse.csgraph import dijkstra
-            self._cache[key] = dijkstra(m, directed=True, indices=int(node))
+            self._cache[key] = dijkstra(self._reverse_matrix(kind), directed=True, indices=int(node))
         return self._cache[key]
 
     def _boat_times(self, x, y):
@@ -223,9 +221,11 @@ class EmergencyServices:
         cell = int(self.grid.cell_of(x, y))
         key = ("boat", cell)
         if key not in self._cache:
-            d = None if self._depth is None else self._depth.reshape(self.shape)
-            self._cache[key] = self.grid.times_from(cell, d, uc.stall_depth_m, uc.speed_mps,
-                                                     self.params.boat_land_speed_mps)
+            if "boat_matrix" not in self._cache:
+                d = None if self._depth is None else self._depth.reshape(self.shape)
+                self._cache["boat_matrix"] = self.grid.matrix(d, uc.stall_depth_m, uc.speed_mps,
+                                                              self.params.boat_land_speed_mps)
+            self._cache[key] = self.grid.times_from(cell, matrix=self._cache["boat_matrix"])
         return self._cache[key]
 
     # ------------------------------------------------------------------ stepping
