@@ -168,3 +168,21 @@ def test_services_restart_is_bit_identical(city):
     assert es.incident_table().equals(es2.incident_table())
     assert es.action_table().equals(es2.action_table())
     assert pm.state_table().equals(pm2.state_table())
+
+
+def test_units_work_their_shift(city):
+    # ambulances on duty 08:00-20:00 after scenario start (t = 0 is 00:00); no other units
+    es = EmergencyServices(city, {"shifts": {"ambulance": (8 * 3600.0, 12 * 3600.0)}, "n_boats": 0,
+                                  "fire_trucks_per_station": 0, "medical_rate_per_1000_per_day": 0.0},
+                           np.random.default_rng(0))
+    hx, hy = city.places.query("kind == 'hospital'")[["x", "y"]].to_numpy()[0]
+    es.report_incident(2 * 3600.0, "medical", hx + 300, hy, priority=1, transport=False)
+    es.report_incident(21 * 3600.0, "medical", hx + 300, hy, priority=1, transport=False)
+    for _ in range(int(36 * 3600 / 600)):
+        es.run_one_step(600.0)
+    df = es.incident_table()
+    # the 02:00 call waits for the 08:00 shift; the 21:00 call for 08:00 next day
+    assert df.dispatch_s.tolist() == [8 * 3600.0, 32 * 3600.0]
+    assert (df.outcome == "treated_on_scene").all()
+    with pytest.raises(ValueError, match="shifts"):
+        EmergencyServices(city, {"shifts": {"boat": (0.0, 0.0)}}, np.random.default_rng(0))

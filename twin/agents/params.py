@@ -156,8 +156,9 @@ class ServicesParams:
     boats_per_station: int = 2
     n_boats: int | None = None                      # total boats (overrides boats_per_station)
     unit_classes: Mapping[str, UnitClass] = field(default_factory=lambda: dict(DEFAULT_UNIT_CLASSES))
-    shift_start_s: float = 0.0                      # first shift starts at scenario start
-    shift_length_s: float = 86400.0                 # on duty this long per day (86400 = always)
+    # duty hours per unit kind: {kind: (start_s, length_s)} repeating every 24 h from scenario start;
+    # kinds not listed are on duty around the clock (crews relieve each other on station)
+    shifts: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     boat_launch_s: float = 600.0                    # trailer, launch and crew briefing
     boat_land_speed_mps: float = 4.0                # trailered over dry land (coarse, incl. detours)
     boat_grid_cells: int = 40000                    # boats route on a coarse copy of the flood grid
@@ -203,6 +204,11 @@ def _from_dict(cls, d, section):
             v = uc
         elif k == "vehicle_stall_depth_m":
             v = {**{"motorbike": 0.15, "car": 0.30}, **dict(v)}
+        elif k == "shifts":
+            v = {str(kind): (float(se[0]), float(se[1])) for kind, se in dict(v).items()}
+            for kind, (st, ln) in v.items():
+                if not (0 < ln <= 86400.0):
+                    raise ValueError(f"{section} params: shifts[{kind!r}] length {ln} must be in (0, 86400] s")
         elif k == "hazard_thresholds":
             v = tuple(float(x) for x in v)
             if len(v) != 3 or not (v[0] < v[1] < v[2]):

@@ -127,6 +127,7 @@ class EmergencyServices:
         self._discharges: list[tuple] = []     # (t_s, hospital, seq)
         self._seq = 0
         self._dispatch_pending = False
+        self._future_calls: list[tuple] = []
         self._new_env(0.0)
 
     # ------------------------------------------------------------------ setup helpers
@@ -256,9 +257,14 @@ class EmergencyServices:
                 k = int(self.rng.integers(0, self.graph.n_nodes))
                 a, x, y = -1, float(self.graph.node_x[k]), float(self.graph.node_y[k])
             calls.append((float(t), "medical", prio, x, y, a, 1, transport))
+        while self._future_calls and self._future_calls[0][0] < t1:
+            calls.append(self._future_calls.pop(0))
         calls.sort(key=lambda c: c[0])
         for c in calls:
             self.env.process(self._call_process(*c))
+        for t in self._shift_starts(t0, t1):
+            if t > t0:
+                self.env.process(self._shift_process(t))
         self._try_dispatch()
         self.env.run(until=t1)
         self.time_s = t1
@@ -295,18 +301,36 @@ class EmergencyServices:
         """Inject an incident (e.g. from a scenario event); it is called at ``max(t_s, now)``."""
         if kind not in ("rescue", "medical"):
             raise ValueError(f"report_incident: kind must be 'rescue' or 'medical', got {kind!r}")
-        self.env.process(self._call_process(max(float(t_s), self.env.now), kind, int(priority), float(x),
-                                            float(y), int(agent), int(persons), bool(transport)))
+        self._future_calls.append((max(float(t_s), self.time_s), kind, int(priority), float(x), float(y),
+                                   int(agent), int(persons), bool(transport)))
+        self._future_calls.sort(key=lambda c: c[0])
 
     def _log(self, t, unit, iid, action, x, y, detail=""):
         self.actions.append((float(t), -1 if unit is None else unit.uid, "" if unit is None else unit.kind,
                              iid, action, float(x), float(y), detail))
 
-    def _on_duty(self, t):
-        p = self.params
-        if p.shift_length_s >= 86400.0:
+    def on_duty(self, unit, t) -> bool:
+        sh = self.params.shifts.get(unit.kind)
+        if sh is None or sh[1] >= 86400.0:
             return True
-        return ((t - p.shift_start_s) % 86400.0) < p.shift_length_s
+        return ((t - sh[0]) % 86400.0) < sh[1]
+
+    def _shift_starts(self, t0, t1):
+        """Times in [t0, t1) when some unit kind comes on duty."""
+        out = []
+        for start, length in self.params.shifts.values():
+            if length >= 86400.0:
+                continue
+            k = math.ceil((t0 - start) / 86400.0)
+            t = start + k * 86400.0
+            while t < t1:
+                out.append(t)
+                t += 86400.0
+        return sorted(set(out))
+
+    def _shift_process(self, t):
+        yield self.env.timeout(t - self.env.now)
+        self._try_dispatch()
 
     def _update_hospitals(self, t):
         if self._depth is None or len(self.hospitals) == 0:
@@ -339,9 +363,7 @@ class EmergencyServices:
 
     def _try_dispatch(self):
         now = self.env.now
-        if not self._on_duty(now):
-            return
-        free = [u for u in self.units if u.available]
+        free = [u for u in self.units if u.available and self.on_duty(u, now)]
         if not free or not self._queue:
             return
         keep = []
@@ -565,6 +587,7 @@ class EmergencyServices:
             "queue": list(self._queue),
             "discharges": list(self._discharges),
             "seq": self._seq,
+            "future_calls": list(self._future_calls),
             "beds": [int(b.level) for b in self.beds],
             "hospital_closed": self.hospital_closed.copy(),
             "closed_links": sorted(self.closed_links),
@@ -581,6 +604,7 @@ class EmergencyServices:
         heapq.heapify(self._queue)
         self._discharges = list(s["discharges"])
         self._seq = int(s["seq"])
+        self._future_calls = list(s["future_calls"])
         self.hospital_closed = np.array(s["hospital_closed"], bool)
         self.closed_links = set(s["closed_links"])
         self._depth = None if s["depth"] is None else np.array(s["depth"])
