@@ -191,3 +191,16 @@ def test_bad_inputs_are_named(city):
         pm.run_one_step(60.0, np.zeros((3, 3)), None)
     with pytest.raises(ValueError, match="dt must be > 0"):
         pm.run_one_step(0.0)
+
+
+def test_sample_fraction_scales_people_and_shelters(city):
+    full = PeopleModel(city, {"n_tourists": 400}, np.random.default_rng(1))
+    half = PeopleModel(city, {"n_tourists": 400, "sample_fraction": 0.5}, np.random.default_rng(1))
+    assert half.n_households == 500 and int(half.n_members[half.kind == 0].sum()) == 1600
+    np.testing.assert_array_equal(half.shelter_capacity, np.round(full.shelter_capacity * 0.5))
+    tab = half.state_table()
+    assert tab.persons.sum() == pytest.approx(2 * tab.members.sum())
+    assert half.kpis()["persons"] == pytest.approx(2 * half.n_persons)
+    assert "t_s" not in tab.columns and {"agent_id", "state", "x", "y", "persons"} <= set(tab.columns)
+    with pytest.raises(ValueError, match="agents_per_household"):
+        PeopleModel(city, {"agents_per_household": 2.0}, np.random.default_rng(1))

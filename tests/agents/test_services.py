@@ -46,7 +46,7 @@ def test_more_boats_shorten_p90_rescue_response(city):
         r = df[df.kind == "rescue"]
         assert len(r) > 15
         # incidents still waiting count as responding at the end of the run (censored)
-        resp = np.where(r.response_s.notna(), r.response_s, es.time_s - r.call_s)
+        resp = np.where(r.response_time_s.notna(), r.response_time_s, es.time_s - r.call_s)
         return np.quantile(resp, 0.9), r
 
     few, r1 = p90(1)
@@ -145,7 +145,7 @@ def test_every_incident_has_an_ordered_action_trail(city):
     assert (done.dispatch_s <= done.arrive_scene_s).all()
     assert (done.arrive_scene_s <= done.depart_scene_s).all()
     assert (done.depart_scene_s <= done.clear_s).all()
-    np.testing.assert_allclose(done.response_s, done.arrive_scene_s - done.call_s)
+    np.testing.assert_allclose(done.response_time_s, done.arrive_scene_s - done.call_s)
     acts = es.action_table()
     for iid in done.incident_id[:20]:
         seq = acts[acts.incident_id == iid]

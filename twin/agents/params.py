@@ -74,6 +74,10 @@ class PeopleParams:
 
     # ---- population ---------------------------------------------------------------------------
     population_scale: float = 1.0            # multiply every ward's households and persons
+    sample_fraction: float = 1.0             # simulate this share of households (and tourists, and
+                                             # shelter places); tables scale persons by 1/sample_fraction.
+                                             # The full population costs ~0.03 s per step: keep 1.0.
+    agents_per_household: float = 1.0       # one agent per household (the only supported value)
     n_households: int | None = None          # rescale the city's households to this total (benchmark)
     n_persons: int | None = None             # ... and persons to this total
     n_tourists: int = 3000                   # tourists placed at hotels by hotel capacity
@@ -215,6 +219,14 @@ def _from_dict(cls, d, section):
                 raise ValueError(f"{section} params: hazard_thresholds must be 3 increasing numbers, got {v}")
         kw[k] = v
     out = cls(**kw)
+    if section == "people":
+        if not (0 < out.sample_fraction <= 1):
+            raise ValueError(f"people params: sample_fraction must be in (0, 1], got {out.sample_fraction}")
+        if out.agents_per_household != 1.0:
+            raise ValueError(f"people params: agents_per_household must be 1.0 (one Mesa agent per household), "
+                             f"got {out.agents_per_household}")
+        if not (out.population_scale > 0):
+            raise ValueError(f"people params: population_scale must be > 0, got {out.population_scale}")
     for f in dataclasses.fields(cls):
         val = getattr(out, f.name)
         if isinstance(val, float) and (val != val):

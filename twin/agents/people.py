@@ -25,8 +25,9 @@ from .params import CHANNELS, PeopleParams
 from .routing import RoadGraph
 
 HOME, UPPER, WALK, DRIVE, SHELTER, RELATIVES, TRAPPED, RESCUE, SAFE, HOSPITAL = range(10)
-STATES = ("home", "upper_floor", "walking", "in_vehicle", "shelter", "relatives", "trapped",
-          "with_rescue_unit", "safe_point", "hospital")
+# names shared with the simulation's KPIs (twin.output.kpis SAFE_STATES / MOVING_STATES)
+STATES = ("home", "upper_floor", "walking", "driving", "sheltered", "evacuated", "trapped",
+          "with_rescue_unit", "safe", "hospital")
 ACTIONS = ("none", "upper_floor", "shelter", "relatives")
 VEHICLES = ("none", "motorbike", "car")
 AGE_GROUPS = ("child", "adult", "elderly")
@@ -131,7 +132,8 @@ class PeopleModel(mesa.Model):
         self.shelters = sel("shelter")
         cap = self.shelters["capacity"].to_numpy(dtype=float) if len(self.shelters) else np.zeros(0)
         cap = np.where(np.isfinite(cap) & (cap > 0), cap, 500.0)
-        self.shelter_capacity = cap.astype(np.int64)
+        # a sampled population gets the same share of shelter places
+        self.shelter_capacity = np.maximum(np.round(cap * self.params.sample_fraction), 1).astype(np.int64)
         self.shelter_node = self.graph.nearest_node(self.shelters["x"], self.shelters["y"]) if len(
             self.shelters) else np.zeros(0, np.int64)
         self.shelter_cell = self._cell_of(self.shelters["x"], self.shelters["y"]) if len(
@@ -153,6 +155,8 @@ class PeopleModel(mesa.Model):
             hh_tot = hh_tot * (p.n_households / hh_tot.sum())
         if p.n_persons is not None:
             ps_tot = ps_tot * (p.n_persons / ps_tot.sum())
+        hh_tot, ps_tot = hh_tot * p.sample_fraction, ps_tot * p.sample_fraction
+        self._represents = 1.0 / p.sample_fraction
         H = _round_preserving(hh_tot)
         P = np.maximum(_round_preserving(ps_tot), H)
         hx, hy, hst, hveh, hward, hsize = [], [], [], [], [], []
@@ -183,13 +187,14 @@ class PeopleModel(mesa.Model):
         self.n_households = int(sum(len(a) for a in hx))
         # tourists at hotels
         tx, ty, tsize, thotel, tveh = [], [], [], [], []
-        if p.n_tourists > 0 and len(self.hotels):
+        n_tour = int(round(p.n_tourists * p.sample_fraction))
+        if n_tour > 0 and len(self.hotels):
             q = np.clip((p.tourist_party_mean - 1.0) / 3.0, 0.0, 1.0)
-            sizes = 1 + rng.binomial(3, q, size=int(p.n_tourists))
+            sizes = 1 + rng.binomial(3, q, size=n_tour)
             cs = np.cumsum(sizes)
-            n_par = int(np.searchsorted(cs, p.n_tourists) + 1)
+            n_par = int(np.searchsorted(cs, n_tour) + 1)
             sizes = sizes[:n_par]
-            sizes[-1] -= cs[n_par - 1] - p.n_tourists
+            sizes[-1] -= cs[n_par - 1] - n_tour
             cap = self.hotels["capacity"].to_numpy(float)
             cap = np.where(np.isfinite(cap) & (cap > 0), cap, 1.0)
             hotel = rng.choice(len(cap), size=n_par, p=cap / cap.sum())
@@ -593,7 +598,7 @@ class PeopleModel(mesa.Model):
         self.x[to_rel] = self.graph.node_x[self.mv_node[to_rel]]
         self.y[to_rel] = self.graph.node_y[self.mv_node[to_rel]]
         for i in to_rel:
-            self.events.append((t1, int(i), "arrived", "relatives"))
+            self.events.append((t1, int(i), "arrived", "evacuated"))
         at_sh = idx[self.dest[idx] < ns]
         # shelter admission in a fixed order: households that fit are admitted, others redirected
         for i in at_sh[np.argsort(at_sh, kind="stable")]:
@@ -719,7 +724,7 @@ class PeopleModel(mesa.Model):
         if shelter is None:
             self.state[i] = SAFE
             self.arrive_s[i] = t_s
-            self.events.append((t_s, i, "arrived", "safe_point"))
+            self.events.append((t_s, i, "arrived", "safe"))
             return True
         s = int(shelter)
         if self.shelter_occupancy[s] + self.n_present[i] > self.shelter_capacity[s]:
@@ -769,29 +774,39 @@ class PeopleModel(mesa.Model):
         return {c: float(ph[k]) for k, c in enumerate(HAZARD_CLASSES)}
 
     def kpis(self) -> dict[str, Any]:
+        """Run indicators; person numbers are scaled to the whole population (1/sample_fraction)."""
+        rep = self._represents
+        sc = lambda v: v * rep if rep != 1.0 else v  # noqa: E731
         return {
             "t_s": self.time_s,
-            "households": int(self.n_households), "tourist_parties": int(self.n_agents - self.n_households),
-            "persons": int(self.n_persons),
-            "persons_by_state": self.counts(),
-            "person_hours_by_hazard_class": self.person_hours_by_class(),
-            "persons_warned": int(self.n_members[np.isfinite(self.warned_s)].sum()),
-            "persons_max_hazard_class": {c: int(n) for c, n in zip(HAZARD_CLASSES, np.bincount(
+            "sample_fraction": self.params.sample_fraction,
+            "households": sc(int(self.n_households)),
+            "tourist_parties": sc(int(self.n_agents - self.n_households)),
+            "persons": sc(int(self.n_persons)),
+            "persons_by_state": {k: sc(v) for k, v in self.counts().items()},
+            "person_hours_by_hazard_class": {k: sc(v) for k, v in self.person_hours_by_class().items()},
+            "persons_warned": sc(int(self.n_members[np.isfinite(self.warned_s)].sum())),
+            "persons_max_hazard_class": {c: sc(int(n)) for c, n in zip(HAZARD_CLASSES, np.bincount(
                 hazard_class(self.p_max_hr, self.params.hazard_thresholds), minlength=4))},
-            "rescue_calls": int(np.isfinite(self.trapped_s).sum()),
-            "shelter_occupancy": self.shelter_occupancy.tolist(),
-            "shelter_redirections": int(self.redirections),
+            "rescue_calls": sc(int(np.isfinite(self.trapped_s).sum())),
+            "shelter_capacity": [sc(int(c)) for c in self.shelter_capacity],
+            "shelter_occupancy": [sc(int(c)) for c in self.shelter_occupancy],
+            "shelter_redirections": sc(int(self.redirections)),
         }
 
     def state_table(self) -> pd.DataFrame:
-        """One row per household / tourist party (the recorder adds nothing but the time)."""
+        """One row per household / tourist party at the current time (the recorder adds ``t_s``).
+
+        ``persons`` are the persons present (members in hospital are not), scaled by
+        ``1/sample_fraction`` when only a sample of households is simulated; ``members`` are the
+        simulated persons."""
         return pd.DataFrame({
-            "t_s": np.full(self.n_agents, self.time_s),
             "agent_id": np.arange(self.n_agents, dtype=np.int64),
             "kind": pd.Categorical.from_codes(self.kind, KINDS),
             "state": pd.Categorical.from_codes(self.state, STATES),
             "x": self.x, "y": self.y,
-            "persons": self.n_present,
+            "persons": self.n_present * self._represents,
+            "members": self.n_present,
             "warned": np.isfinite(self.warned_s),
             "warned_s": self.warned_s,
             "action": pd.Categorical.from_codes(self.action, ACTIONS),

@@ -34,7 +34,7 @@ from .routing import GridRouter, RoadGraph
 INCIDENT_COLUMNS = [
     "incident_id", "kind", "priority", "call_s", "x", "y", "agent_id", "persons", "depth_m",
     "unit_id", "unit_kind", "dispatch_s", "arrive_scene_s", "depart_scene_s", "at_hospital_s",
-    "hospital", "shelter", "clear_s", "outcome", "response_s", "route_length_m", "travel_time_s",
+    "hospital", "shelter", "clear_s", "outcome", "response_time_s", "route_length_m", "travel_time_s",
 ]
 ACTION_COLUMNS = ["t_s", "unit_id", "unit_kind", "incident_id", "action", "x", "y", "detail"]
 
@@ -427,7 +427,7 @@ class EmergencyServices:
         if ph == "to_scene":
             unit.x, unit.y, unit.node, unit.at_station = inc["x"], inc["y"], inc["node"], False
             inc["arrive_scene_s"] = now
-            inc["response_s"] = now - inc["call_s"]
+            inc["response_time_s"] = now - inc["call_s"]
             self._log(now, unit, inc["incident_id"], "on_scene", unit.x, unit.y)
             self._start_phase(unit, "on_scene", uc.on_scene_s)
         elif ph == "on_scene":
@@ -552,7 +552,7 @@ class EmergencyServices:
         df = pd.DataFrame([{c: inc.get(c) for c in INCIDENT_COLUMNS} for inc in self.incidents],
                           columns=INCIDENT_COLUMNS)
         for c in ("call_s", "x", "y", "depth_m", "dispatch_s", "arrive_scene_s", "depart_scene_s",
-                  "at_hospital_s", "clear_s", "response_s", "route_length_m", "travel_time_s"):
+                  "at_hospital_s", "clear_s", "response_time_s", "route_length_m", "travel_time_s"):
             df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
         for c in ("unit_id", "hospital", "shelter"):
             df[c] = pd.to_numeric(df[c], errors="coerce").fillna(-1).astype(np.int64)
@@ -568,7 +568,7 @@ class EmergencyServices:
         df = self.incident_table()
         out: dict[str, Any] = {"t_s": self.time_s, "incidents": int(len(df))}
         for kind in ("rescue", "medical"):
-            r = df.loc[df["kind"] == kind, "response_s"].dropna()
+            r = df.loc[df["kind"] == kind, "response_time_s"].dropna()
             out[f"{kind}_incidents"] = int((df["kind"] == kind).sum())
             out[f"{kind}_response_p50_s"] = float(r.quantile(0.5)) if len(r) else None
             out[f"{kind}_response_p90_s"] = float(r.quantile(0.9)) if len(r) else None
