@@ -204,3 +204,27 @@ def test_sample_fraction_scales_people_and_shelters(city):
     assert "t_s" not in tab.columns and {"agent_id", "state", "x", "y", "persons"} <= set(tab.columns)
     with pytest.raises(ValueError, match="agents_per_household"):
         PeopleModel(city, {"agents_per_household": 2.0}, np.random.default_rng(1))
+
+
+def test_warning_area_channels_and_tourists(city):
+    pm = PeopleModel(city, {"n_tourists": 1000}, np.random.default_rng(2))
+    pm.issue_warning(0.0, "cell_broadcast", area=[1, 2])
+    pm.run_one_step(3 * 3600.0, None, None)
+    warned = np.isfinite(pm.warned_s)
+    res = pm.kind == 0
+    # residents: reach 0.85 inside wards 1-2, nobody outside
+    inside = res & np.isin(pm.ward, [1, 2])
+    assert abs(warned[inside].mean() - 0.85) < 0.05
+    assert not warned[res & ~inside].any()
+    # hotel 0 is in ward 2, hotel 1 in ward 4: only guests of hotel 0, directly (0.6) or via staff
+    t = pm.kind == 1
+    g0, g1 = t & (pm.hotel == 0), t & (pm.hotel == 1)
+    assert not warned[g1].any()
+    p_direct, p_staff = 0.6, 0.85 * 0.9
+    assert abs(warned[g0].mean() - (1 - (1 - p_direct) * (1 - p_staff))) < 0.07
+    # a TV warning barely reaches tourists (0.1) but half the residents (0.5)
+    pm2 = PeopleModel(city, {"n_tourists": 1000}, np.random.default_rng(3))
+    pm2.recv_s[:, :] = np.inf
+    pm2._apply_warning(0.0, "tv", None)
+    got = np.isfinite(pm2.recv_s[:, 2])
+    assert abs(got[pm2.kind == 0].mean() - 0.5) < 0.05 and got[pm2.kind == 1].mean() < 0.2

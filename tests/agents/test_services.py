@@ -186,3 +186,16 @@ def test_units_work_their_shift(city):
     assert (df.outcome == "treated_on_scene").all()
     with pytest.raises(ValueError, match="shifts"):
         EmergencyServices(city, {"shifts": {"boat": (0.0, 0.0)}}, np.random.default_rng(0))
+
+
+def test_background_medical_calls_follow_the_poisson_rate(city):
+    # 3,200 residents at 2 calls per 1,000 per day for 20 days: mean 128, sd 11.3
+    es = EmergencyServices(city, {"medical_rate_per_1000_per_day": 2.0}, np.random.default_rng(5))
+    for _ in range(20 * 24):
+        es.run_one_step(3600.0)
+    df = es.incident_table()
+    assert abs(len(df) - 128) < 4 * 11.3
+    assert (df.kind == "medical").all()
+    assert df.call_s.is_monotonic_increasing
+    # life-threatening share 0.3
+    assert abs((df.priority == 1).mean() - 0.3) < 0.15
