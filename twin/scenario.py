@@ -394,12 +394,16 @@ class RoadClosure(_Intervention):
 
 
 class ShelterOpen(_Intervention):
+    """A place (school, public building...) opened as a shelter with ``capacity`` persons (at build)."""
+
     type: Literal["shelter_open"]
     place: str
     capacity: int = Field(..., gt=0)
 
 
 class ExtraUnits(_Intervention):
+    """Extra ambulances (spread over the hospitals) or rescue boats, in service from the start."""
+
     type: Literal["extra_units"]
     unit: Literal["ambulance", "boat"]
     count: int = Field(..., gt=0, le=1000)
@@ -408,9 +412,8 @@ class ExtraUnits(_Intervention):
 
 class Warning_(_Intervention):
     type: Literal["warning"]
-    channel: Literal["sms", "cell_broadcast", "siren", "loudspeaker", "radio", "tv", "door_to_door"] = "sms"
-    area: list[str] | None = Field(None, description="ward names; none = whole city")
-    level: Literal["watch", "warning", "evacuate"] = "evacuate"
+    channel: Literal["cell_broadcast", "loudspeaker", "tv", "door_to_door"] = "cell_broadcast"
+    area: list[str] | None = Field(None, description="ward names/codes; none = the whole city")
 
 
 class ReservoirRelease(_Intervention):

@@ -18,7 +18,7 @@ flood:
   rain: {kind: design_storm, peak_mm_per_h: 100, duration: 1h}
 interventions:
   - {type: levee, polyline: [[0, 0], [100, 100]], crest_m: 5, at: 2020-10-28T07:00}
-  - {type: warning, at: 30min, channel: sms}
+  - {type: warning, at: 30min, channel: cell_broadcast}
 """
 
 
