@@ -74,6 +74,8 @@ def parse_duration(value: Any) -> float:
         v = value.total_seconds()
     elif isinstance(value, str):
         s = value.strip()
+        if s.startswith("-"):
+            raise ValueError(f"duration must be >= 0, got {value!r}")
         pos, total, n = 0, 0.0, 0
         while pos < len(s):
             m = _DUR_RE.match(s, pos)
