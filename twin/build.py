@@ -177,6 +177,7 @@ class Twin:
     applied: set = field(default_factory=set)
     sea_mask: np.ndarray | None = None      # sea cells in the model (the coastal stage strip)
     sea_full: np.ndarray | None = None      # every sea cell (maps)
+    initial_depth: np.ndarray | None = None  # water at t = 0 (permanent water bodies)
     urban: np.ndarray | bool = True
     link_sampler: LinkDepthSampler | None = None
     traffic_network: Any = None
@@ -195,9 +196,13 @@ class Twin:
 
     @property
     def land(self) -> np.ndarray:
-        """Valid cells that are not sea: where flooded area, damage and maps count."""
+        """Valid cells that are neither sea nor permanent water (initial depth >= 0.1 m: rivers,
+        lagoon, reservoir): where flooded area, damage and the map's colour scale count."""
         sea = self.sea_full if self.sea_full is not None else self.sea_mask
-        return self.terrain.valid if sea is None else self.terrain.valid & ~sea
+        m = self.terrain.valid if sea is None else self.terrain.valid & ~sea
+        if self.initial_depth is not None:
+            m = m & ~(self.initial_depth >= 0.1)
+        return m
 
     @property
     def cell_area(self) -> float:
@@ -709,7 +714,9 @@ def _build_flood(tw: Twin) -> None:
         rows, cols = np.nonzero(tw.sea_mask)
         # the sea cells hold the stage (water they gain or lose counts as boundary flow)
         fm.set_boundary(None, "stage", times_s=times, stage_m=stage, cells=list(zip(rows.tolist(), cols.tolist())))
-    fm.set_depth(np.where(terrain.valid, np.clip(np.nan_to_num(h0), 0.0, None), 0.0))
+    h0 = np.where(terrain.valid, np.clip(np.nan_to_num(h0), 0.0, None), 0.0)
+    fm.set_depth(h0)
+    tw.initial_depth = h0
     for inf in f.inflows:
         if inf.at is not None:
             x, y = _inflow_point(tw, inf.at)
