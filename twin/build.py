@@ -367,9 +367,15 @@ class Twin:
         out = np.full(len(o), np.nan)
         ok = ~(pd.isna(o) | pd.isna(d))
         if ok.any():
-            uo, inv = np.unique(o[ok].astype(int), return_inverse=True)
-            dist = dijkstra(A, directed=True, indices=uo)
-            out[ok] = dist[inv, d[ok].astype(int)]
+            oo, dd = o[ok].astype(int), d[ok].astype(int)
+            uo, inv_o = np.unique(oo, return_inverse=True)
+            ud, inv_d = np.unique(dd, return_inverse=True)
+            if len(ud) < len(uo):  # many-to-few (evacuation to shelters): search back from destinations
+                dist = dijkstra(A.T.tocsr(), directed=True, indices=ud)
+                out[ok] = dist[inv_d, oo]
+            else:
+                dist = dijkstra(A, directed=True, indices=uo)
+                out[ok] = dist[inv_o, dd]
         out[~np.isfinite(out)] = np.nan
         return out
 
