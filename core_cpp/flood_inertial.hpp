@@ -85,14 +85,17 @@ TWIN_FLOOD_INLINE double inv_cbrt(double x) {
 
 // New unit discharge through one face from left (L) to right (R): the inertial momentum update.
 //   hf: flow depth max(eta) - max(z); qc: old flux on this face; qs: sum of the two neighbouring
-//   same-direction faces' old fluxes; n2: Manning n squared on the face.
+//   same-direction faces' old fluxes; qp: mean old flux of the four perpendicular faces around it;
+//   n2: Manning n squared on the face.
 template <class T>
-TWIN_FLOOD_INLINE T face_flux(T etaL, T etaR, T hf, T qc, T qs, T n2, T g_dt, T inv_dx, T theta) {
+TWIN_FLOOD_INLINE T face_flux(T etaL, T etaR, T hf, T qc, T qs, T qp, T n2, T g_dt, T inv_dx, T theta) {
     const T hfs = hf > T(kDepthThresh) ? hf : T(1);  // keeps the arithmetic finite on dry faces
     const T r = inv_cbrt(hfs);
     const T r2 = r * r;
     const T r7 = r2 * r2 * r2 * r;  // hf^(-7/3)
-    const T inv_denom = T(1) / (T(1) + g_dt * n2 * std::fabs(qc) * r7);
+    // friction on the magnitude of the unit discharge vector (LISFLOOD-FP's 2-D friction): qp is
+    // the mean of the four perpendicular faces around this one
+    const T inv_denom = T(1) / (T(1) + g_dt * n2 * std::sqrt(qc * qc + qp * qp) * r7);
     const T drive = g_dt * hfs * (etaR - etaL) * inv_dx;  // g dt hf d(eta)/dx
     const T qtheta = theta * qc + T(0.5) * (T(1) - theta) * qs;
     T q = (qtheta - drive) * inv_denom;
@@ -171,14 +174,14 @@ TWIN_FLOOD_INLINE T edge_flux(std::uint8_t kind, T value, T eta, T zc, T qc_arr,
         const T hf = eta - zc;
         if (!(hf > T(kDepthThresh))) return T(0);
         // ghost water surface one cell outside, lower by slope * dx
-        T q = face_flux<T>(eta, eta - value / inv_dx, hf, qc, T(2) * qc, n2, g_dt, inv_dx, T(1));
+        T q = face_flux<T>(eta, eta - value / inv_dx, hf, qc, T(2) * qc, T(0), n2, g_dt, inv_dx, T(1));
         q = q > T(0) ? q : T(0);  // outflow only
         return s * q;
     }
     // stage: ghost cell with the same bed and the prescribed water level
     const T hf = std::max(eta, value) - zc;
     if (!(hf > T(kDepthThresh))) return T(0);
-    const T q = face_flux<T>(eta, value, hf, qc, T(2) * qc, n2, g_dt, inv_dx, T(1));
+    const T q = face_flux<T>(eta, value, hf, qc, T(2) * qc, T(0), n2, g_dt, inv_dx, T(1));
     return s * q;
 }
 
@@ -201,6 +204,8 @@ TWIN_FLOOD_INLINE void flux_row(const StepArgs<T>& a, std::int64_t k, T* __restr
         const T* __restrict h = a.h + k * nx;
         const T* __restrict q = a.qx + k * (nx + 1);
         const T* __restrict mn = a.manning_per_cell ? a.manning + k * nx : nullptr;
+        const T* __restrict pT = a.qy + k * nx;        // y faces north of the row
+        const T* __restrict pB = a.qy + (k + 1) * nx;  // and south of it
         // interior x faces c = 1..nx-1 between cells c-1 and c
         if (mn) {
             #pragma GCC ivdep
@@ -208,14 +213,16 @@ TWIN_FLOOD_INLINE void flux_row(const StepArgs<T>& a, std::int64_t k, T* __restr
                 const T eL = z[c - 1] + h[c - 1], eR = z[c] + h[c];
                 const T hf = std::max(eL, eR) - std::max(z[c - 1], z[c]);
                 const T n = T(0.5) * (mn[c - 1] + mn[c]);
-                fx[c] = face_flux<T>(eL, eR, hf, q[c], q[c - 1] + q[c + 1], n * n, g_dt, inv_dx, theta);
+                const T qp = T(0.25) * ((pT[c - 1] + pT[c]) + (pB[c - 1] + pB[c]));
+                fx[c] = face_flux<T>(eL, eR, hf, q[c], q[c - 1] + q[c + 1], qp, n * n, g_dt, inv_dx, theta);
             }
         } else {
             #pragma GCC ivdep
             for (std::int64_t c = 1; c < nx; ++c) {
                 const T eL = z[c - 1] + h[c - 1], eR = z[c] + h[c];
                 const T hf = std::max(eL, eR) - std::max(z[c - 1], z[c]);
-                fx[c] = face_flux<T>(eL, eR, hf, q[c], q[c - 1] + q[c + 1], n2u, g_dt, inv_dx, theta);
+                const T qp = T(0.25) * ((pT[c - 1] + pT[c]) + (pB[c - 1] + pB[c]));
+                fx[c] = face_flux<T>(eL, eR, hf, q[c], q[c - 1] + q[c + 1], qp, n2u, g_dt, inv_dx, theta);
             }
         }
         // levee faces on this row: recompute with the crest
@@ -225,8 +232,9 @@ TWIN_FLOOD_INLINE void flux_row(const StepArgs<T>& a, std::int64_t k, T* __restr
                 if (c <= 0 || c >= nx) continue;
                 const T eL = z[c - 1] + h[c - 1], eR = z[c] + h[c];
                 const T hf = std::max(eL, eR) - std::max(std::max(z[c - 1], z[c]), a.lev_x_crest[p]);
-                fx[c] = face_flux<T>(eL, eR, hf, q[c], q[c - 1] + q[c + 1], face_n2(a, k * nx + c - 1, k * nx + c),
-                                     g_dt, inv_dx, theta);
+                const T qp = T(0.25) * ((pT[c - 1] + pT[c]) + (pB[c - 1] + pB[c]));
+                fx[c] = face_flux<T>(eL, eR, hf, q[c], q[c - 1] + q[c + 1], qp,
+                                     face_n2(a, k * nx + c - 1, k * nx + c), g_dt, inv_dx, theta);
             }
         }
         // west and east edges
@@ -258,6 +266,8 @@ TWIN_FLOOD_INLINE void flux_row(const StepArgs<T>& a, std::int64_t k, T* __restr
     const T* __restrict hD = a.h + k * nx;
     const T* __restrict qU = a.qy + (k - 1) * nx;
     const T* __restrict qD = a.qy + (k + 1) * nx;
+    const T* __restrict pU = a.qx + (k - 1) * (nx + 1);  // x faces of the row above
+    const T* __restrict pD = a.qx + k * (nx + 1);        // and of the row below
     if (a.manning_per_cell) {
         const T* __restrict mU = a.manning + (k - 1) * nx;
         const T* __restrict mD = a.manning + k * nx;
@@ -266,14 +276,16 @@ TWIN_FLOOD_INLINE void flux_row(const StepArgs<T>& a, std::int64_t k, T* __restr
             const T eL = zU[c] + hU[c], eR = zD[c] + hD[c];
             const T hf = std::max(eL, eR) - std::max(zU[c], zD[c]);
             const T n = T(0.5) * (mU[c] + mD[c]);
-            fy[c] = face_flux<T>(eL, eR, hf, q[c], qU[c] + qD[c], n * n, g_dt, inv_dx, theta);
+            const T qp = T(0.25) * ((pU[c] + pU[c + 1]) + (pD[c] + pD[c + 1]));
+            fy[c] = face_flux<T>(eL, eR, hf, q[c], qU[c] + qD[c], qp, n * n, g_dt, inv_dx, theta);
         }
     } else {
         #pragma GCC ivdep
         for (std::int64_t c = 0; c < nx; ++c) {
             const T eL = zU[c] + hU[c], eR = zD[c] + hD[c];
             const T hf = std::max(eL, eR) - std::max(zU[c], zD[c]);
-            fy[c] = face_flux<T>(eL, eR, hf, q[c], qU[c] + qD[c], n2u, g_dt, inv_dx, theta);
+            const T qp = T(0.25) * ((pU[c] + pU[c + 1]) + (pD[c] + pD[c + 1]));
+            fy[c] = face_flux<T>(eL, eR, hf, q[c], qU[c] + qD[c], qp, n2u, g_dt, inv_dx, theta);
         }
     }
     if (a.lev_y_ptr) {
@@ -282,7 +294,8 @@ TWIN_FLOOD_INLINE void flux_row(const StepArgs<T>& a, std::int64_t k, T* __restr
             if (c < 0 || c >= nx) continue;
             const T eL = zU[c] + hU[c], eR = zD[c] + hD[c];
             const T hf = std::max(eL, eR) - std::max(std::max(zU[c], zD[c]), a.lev_y_crest[p]);
-            fy[c] = face_flux<T>(eL, eR, hf, q[c], qU[c] + qD[c], face_n2(a, (k - 1) * nx + c, k * nx + c), g_dt,
+            const T qp = T(0.25) * ((pU[c] + pU[c + 1]) + (pD[c] + pD[c + 1]));
+            fy[c] = face_flux<T>(eL, eR, hf, q[c], qU[c] + qD[c], qp, face_n2(a, (k - 1) * nx + c, k * nx + c), g_dt,
                                  inv_dx, theta);
         }
     }
