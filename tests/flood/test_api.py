@@ -232,3 +232,14 @@ def test_busy_model_balances_volume():
     vb = m.volume_balance()
     assert vb["outflow_m3"] > 0 and vb["inflow_m3"] > 0 and vb["rain_m3"] > 0
     assert vb["relative_error"] <= 1e-10  # float64 round-off
+
+
+def test_first_substep_after_set_depth_respects_the_cfl_limit():
+    """Regression: the sub-step after set_depth uses the new depth, dt = alpha dx / sqrt(g h_max)."""
+    m = FloodModel(Terrain.from_array(np.zeros((40, 40)), 10.0), alpha=0.5)
+    h = np.zeros((40, 40))
+    h[10:30, 10:30] = 2.0
+    m.set_depth(h)
+    m.run_one_step(3.0)
+    assert m.n_steps == 3  # 0.5 * 10 / sqrt(9.81 * 2) = 1.13 s -> three sub-steps
+    assert m.max_depth.max() <= 2.0 + 1e-12  # no overshoot from an oversized first step

@@ -228,6 +228,7 @@ class FloodModel:
         hs = self._solver.h
         np.copyto(hs, a, casting="unsafe")
         hs[~self._valid] = 0
+        self._hmax = float(hs.max())  # the next sub-step's CFL limit
         delta = self._volume() - before
         if self._n_steps == 0 and self._time == 0.0:
             self._acc["initial_m3"] += delta
