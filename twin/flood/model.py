@@ -132,7 +132,7 @@ class FloodModel:
         self.solver = solver
         # tracked outputs
         self._maxh = np.zeros(self.shape, self.dtype)
-        self._maxs = np.zeros(self.shape, self.dtype)
+        self._maxs = np.zeros(self.shape, self.dtype)  # max of speed squared
         self._arr = np.full(self.shape, np.nan, self.dtype)
         self._row_sums = np.zeros((ny, _core.FLOOD_ROW_SLOTS), np.float64)
         # forcing and boundaries
@@ -651,7 +651,8 @@ class FloodModel:
 
     @property
     def max_speed(self) -> np.ndarray:
-        return self._maxs.copy()
+        """Maximum speed [m/s] so far (the kernel tracks its square; the root is taken here)."""
+        return np.sqrt(self._maxs)
 
     @property
     def arrival_time(self) -> np.ndarray:

@@ -29,7 +29,8 @@ def _face(eL, eR, hf, qc, qs, qp, n2, g_dt, inv_dx, theta):
 
 
 def inertial_step(z, h, qx, qy, manning, dx, dt, theta, t_end, max_depth, max_speed, arrival_time):
-    """One sub-step; returns ``(h_new, qx_new, qy_new, hmax)`` and updates the trackers in place."""
+    """One sub-step; returns ``(h_new, qx_new, qy_new, hmax)`` and updates the trackers in place
+    (``max_speed`` holds the maximum of speed squared, as in the kernel)."""
     T = h.dtype.type
     g_dt, inv_dx, n2 = T(G * dt), T(1.0 / dx), T(manning) * T(manning)
     dt, dx, theta = T(dt), T(dx), T(theta)
@@ -68,7 +69,7 @@ def inertial_step(z, h, qx, qy, manning, dx, dt, theta, t_end, max_depth, max_sp
     inv = np.where(wet, T(0.5) / np.where(wet, hn, 1), 0).astype(h.dtype)
     u = (qxn[:, :-1] + qxn[:, 1:]) * inv
     v = (qyn[:-1, :] + qyn[1:, :]) * inv
-    np.maximum(max_speed, np.sqrt(u * u + v * v), out=max_speed)
+    np.maximum(max_speed, u * u + v * v, out=max_speed)  # speed squared, as the kernel
     return hn, qxn, qyn, float(hn.max())
 
 
