@@ -67,7 +67,7 @@ public:
     std::vector<double> depth, veff, qeff;
     std::vector<uint8_t> closed_manual, closed_mask;  // mask bit c: closed to class c
     // link state
-    std::vector<double> Nup, Ndown, rel_credit, recv_credit, ndlag;
+    std::vector<double> Nup, Ndown, rel_credit, recv_credit, ndlag, Rlink;
     std::vector<int32_t> head, tail, wait_head, wait_tail, nveh, nwait;
     std::vector<int64_t> exits_total, entries_total;
     std::vector<double> hist;  // ring buffers of Ndown at step boundaries
