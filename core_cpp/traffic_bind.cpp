@@ -326,6 +326,27 @@ void register_traffic(py::module_& m) {
                  return out;
              },
              py::arg("name"))
+        .def("memory_bytes",
+             [](Engine& e) {
+                 // bytes held per category (capacity of the vectors): the vehicles' own state,
+                 // their routes, the link traversal log (the recorded trip table) and the links
+                 size_t veh = 0, links = 0;
+                 auto cap = [](const auto& v) { return v.capacity() * sizeof(v[0]); };
+                 veh = cap(e.cls) + cap(e.state) + cap(e.informed) + cap(e.origin) + cap(e.dest) + cap(e.cur) +
+                       cap(e.vnext) + cap(e.r_off) + cap(e.r_len) + cap(e.r_pos) + cap(e.log_cur) +
+                       cap(e.depart) + cap(e.arrive) + cap(e.t_enter) + cap(e.t_ready) + cap(e.pending);
+                 const size_t log = cap(e.log_veh) + cap(e.log_link) + cap(e.log_tin) + cap(e.log_tout);
+                 links = cap(e.depth) + cap(e.veff) + cap(e.qeff) + cap(e.closed_manual) + cap(e.closed_mask) +
+                         cap(e.Nup) + cap(e.Ndown) + cap(e.rel_credit) + cap(e.recv_credit) + cap(e.ndlag) +
+                         cap(e.Rlink) + cap(e.head) + cap(e.tail) + cap(e.wait_head) + cap(e.wait_tail) +
+                         cap(e.nveh) + cap(e.nwait) + cap(e.exits_total) + cap(e.entries_total) + cap(e.hist);
+                 py::dict d;
+                 d["vehicles"] = veh;
+                 d["routes"] = cap(e.pool);
+                 d["log"] = log;
+                 d["links"] = links;
+                 return d;
+             })
         .def("get_state",
              [](Engine& e) {
                  py::dict d;
