@@ -119,3 +119,23 @@ def test_component_contract():
     for name, arr in outputs.items():
         assert name in info and arr.shape == (tm.network.n_links,)
     assert TRIP_STATES[3] == "arrived"
+
+
+def test_link_depth_sampler_from_a_grid():
+    from affine import Affine
+
+    from twin.traffic.coupling import LinkDepthSampler
+
+    net = corridor([300.0, 300.0], 1)          # along y = 0 from x = 0 to 600
+    transform = Affine(10.0, 0, -50.0, 0, -10.0, 50.0)   # 10 m cells, NW corner (-50, 50)
+    depth = np.zeros((10, 70))
+    row = 5                                     # y in (-10, 0]... cells containing y = 0
+    depth[row, 10:15] = 0.4                     # water over x in [50, 100) on link 0
+    depth[row, 40] = 0.1                        # a puddle on link 1 at x in [350, 360)
+    s = LinkDepthSampler(net, transform, depth.shape)
+    d = s(depth)
+    assert d[0] == pytest.approx(0.4) and d[1] == pytest.approx(0.1)
+    mean = LinkDepthSampler(net, transform, depth.shape, statistic="mean")(depth)
+    assert 0 < mean[0] < 0.4 and mean[1] < 0.1
+    with pytest.raises(ValueError, match="shape"):
+        s(np.zeros((3, 3)))
