@@ -1,0 +1,18 @@
+"""The README traffic example runs as written."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_traffic_example_runs():
+    text = README.read_text(encoding="utf-8")
+    section = text.split("<!-- section: traffic -->", 1)[1].split("<!-- section:", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    ns: dict = {}
+    exec(compile(code, "README.md[traffic]", "exec"), ns)
+    tm = ns["tm"]
+    assert tm.time == 60.0
+    assert list(tm.trip_status(ns["ids"]).state) == ["on_link", "on_link"] or tm.counts()["arrived"] >= 1
