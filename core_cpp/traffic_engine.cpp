@@ -207,10 +207,13 @@ int64_t Engine::add(const int32_t* o, const int32_t* d, const double* dep, const
     // merge into the pending list, sorted by (depart, id)
     pending.erase(pending.begin(), pending.begin() + pend_ptr);
     pend_ptr = 0;
-    pending.insert(pending.end(), vs.begin(), vs.end());
-    std::stable_sort(pending.begin(), pending.end(), [&](int32_t a, int32_t b) {
+    auto by_time = [&](int32_t a, int32_t b) {
         return depart[a] < depart[b] || (depart[a] == depart[b] && a < b);
-    });
+    };
+    std::sort(vs.begin(), vs.end(), by_time);
+    const size_t mid = pending.size();
+    pending.insert(pending.end(), vs.begin(), vs.end());
+    std::inplace_merge(pending.begin(), pending.begin() + mid, pending.end(), by_time);
     return first;
 }
 
