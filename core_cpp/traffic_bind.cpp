@@ -84,6 +84,31 @@ int check_class(int c) {
 }  // namespace
 
 void register_traffic(py::module_& m) {
+    m.def(
+        "traffic_node_model",
+        [](carray<double> sending, carray<double> priority, carray<double> receiving) {
+            require(sending.ndim() == 2, "sending: expected a 2-D (incoming, outgoing + 1) array, got shape " +
+                                             shape_str(sending));
+            const int nin = (int)sending.shape(0), nout1 = (int)sending.shape(1);
+            require(nout1 >= 1, "sending: needs at least the sink column");
+            require_size(priority, nin, "priority");
+            require_size(receiving, nout1 - 1, "receiving");
+            require_nonnegative(sending, "sending");
+            check_positive(priority, "priority");
+            require_nonnegative(receiving, "receiving");
+            std::vector<double> Si(nin, 0.0), Rt(nout1, 0.0);
+            std::vector<uint8_t> act(nin);
+            for (int a = 0; a < nin; ++a)
+                for (int b = 0; b < nout1; ++b) Si[a] += sending.data()[a * nout1 + b];
+            py::array_t<double> q(nin);
+            traffic::node_model(nin, nout1, sending.data(), Si.data(), priority.data(), receiving.data(),
+                                q.mutable_data(), Rt.data(), act.data());
+            return q;
+        },
+        py::arg("sending").noconvert(), py::arg("priority").noconvert(), py::arg("receiving").noconvert(),
+        "Tampère et al. (2011) node model: flows out of each incoming link given sending flows by turn "
+        "(last column: vehicles ending their trip), priorities (capacities) and receiving flows.");
+
     py::class_<Engine>(m, "TrafficEngine",
                        "Link transmission model with individual vehicles (private: use twin.traffic.TrafficModel).")
         .def(py::init([](carray<int32_t> from, carray<int32_t> to, carray<double> length, carray<double> lanes,

@@ -446,8 +446,10 @@ bool Engine::try_move(int32_t v, int32_t i, double t) {
 
 // Tampère et al. (2011) general first-order node model with capacity-proportional priorities.
 // S: nin x nout1 sending flows by turn (last column: the sink of arriving vehicles, unconstrained),
-// Si: totals, Cq: priorities (capacities), R: receiving flows; result q: totals per incoming link.
-void Engine::tampere(int nin, int nout1) {
+// Si: totals, Cq: priorities (capacities), R: receiving flows (nout1 - 1); q: totals per incoming
+// link (each incoming link's turns scale together: FIFO). Rt and act are scratch.
+void node_model(int nin, int nout1, const double* S, const double* Si, const double* Cq, const double* R,
+                double* q, double* Rt, uint8_t* act) {
     const int nout = nout1 - 1;
     for (int a = 0; a < nin; ++a) {
         q[a] = 0.0;
@@ -496,6 +498,10 @@ void Engine::tampere(int nin, int nout1) {
         for (int a = 0; a < nin; ++a) left |= act[a] != 0;
         if (!left) break;
     }
+}
+
+void Engine::tampere(int nin, int nout1) {
+    node_model(nin, nout1, S.data(), Si.data(), Cq.data(), R.data(), q.data(), Rt.data(), act.data());
 }
 
 void Engine::process_node(int32_t n, double t, double t1) {
