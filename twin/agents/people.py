@@ -146,7 +146,9 @@ class PeopleModel(mesa.Model):
         self.terrain = city.terrain
         self.shape = tuple(self.terrain.shape)
         self._inv = ~self.terrain.transform
-        self.graph = RoadGraph(city.roads)
+        # the road graph is the one traffic runs on (it may be the largest connected part of city.roads)
+        self.network = traffic.network if traffic is not None and hasattr(traffic, "network") else city.roads
+        self.graph = RoadGraph(self.network)
         self.time_s = 0.0
         self.n_steps = 0
         self._depth = None
@@ -537,7 +539,7 @@ class PeopleModel(mesa.Model):
             self.trip_id[drive] = np.asarray(self.traffic.add_trips(df), dtype=np.int64)
 
     def _node_id(self, pos):
-        nodes = self.city.roads.nodes
+        nodes = self.network.nodes
         ids = nodes["id"].to_numpy() if "id" in nodes.columns else nodes.index.to_numpy()
         return ids[pos]
 

@@ -80,7 +80,11 @@ class EmergencyServices:
         self.city = city
         self.traffic = traffic
         self.people = people
-        self.graph = people.graph if people is not None else RoadGraph(city.roads)
+        net = traffic.network if traffic is not None and hasattr(traffic, "network") else city.roads
+        if people is not None and people.graph.n_links == len(net.links):
+            self.graph = people.graph
+        else:
+            self.graph = RoadGraph(net)
         self.terrain = city.terrain
         self.shape = tuple(self.terrain.shape)
         self._inv = ~self.terrain.transform
