@@ -3,10 +3,32 @@ has_openmp: bool
 
 def max_threads() -> int: ...
 
-# --- finite-volume shallow-water kernels (core_cpp/fv_*.cpp; twin.flood.fv) ---
-# float64 and float32 overloads; arrays C-contiguous of the exact dtype (no conversion).
+# --- flood (core_cpp/flood_inertial.cpp) ---
 import numpy as np
 from numpy.typing import NDArray
+
+FLOOD_WALL_Z: float
+FLOOD_DEPTH_THRESHOLD: float
+FLOOD_SPEED_DEPTH: float
+FLOOD_ARRIVAL_DEPTH: float
+FLOOD_ROW_SLOTS: int
+
+def flood_inertial_step(
+    z: NDArray[np.floating], h: NDArray[np.floating], qx: NDArray[np.floating], qy: NDArray[np.floating],
+    h_out: NDArray[np.floating], qx_out: NDArray[np.floating], qy_out: NDArray[np.floating],
+    manning: NDArray[np.floating], edge_kind: NDArray[np.uint8], edge_value: NDArray[np.floating],
+    max_depth: NDArray[np.floating], max_speed: NDArray[np.floating], arrival_time: NDArray[np.floating],
+    row_sums: NDArray[np.float64], *, dx: float, dt: float, theta: float, t_end: float,
+    rain0: NDArray[np.floating] | None = None, rain1: NDArray[np.floating] | None = None,
+    rain_w: float = 0.0, rain_scale: float = 0.0, loss: NDArray[np.floating] | None = None,
+    loss_scale: float = 0.0, lev_x_ptr: NDArray[np.int64] | None = None, lev_x_idx: NDArray[np.int64] | None = None,
+    lev_x_crest: NDArray[np.floating] | None = None, lev_y_ptr: NDArray[np.int64] | None = None,
+    lev_y_idx: NDArray[np.int64] | None = None, lev_y_crest: NDArray[np.floating] | None = None,
+    threads: int = 0,
+) -> float: ...
+
+# --- finite-volume shallow-water kernels (core_cpp/fv_*.cpp; twin.flood.fv) ---
+# float64 and float32 overloads; arrays C-contiguous of the exact dtype (no conversion).
 
 def fv_step(z: NDArray, manning: NDArray, active: NDArray[np.uint8], h: NDArray, hu: NDArray, hv: NDArray,
             out_h: NDArray, out_hu: NDArray, out_hv: NDArray, bc_kind: NDArray[np.int8], bc_stage: NDArray,
