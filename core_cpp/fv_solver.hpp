@@ -131,6 +131,32 @@ struct Params {
     const T* bc_stage;
 };
 
+// A cell takes part when its mask says so and its bed is not a wall (z >= kWallZ, as in the
+// inertial kernel's nodata convention).
+constexpr double kWallZ = 1.0e29;
+template <class T>
+inline bool is_active(const Params<T>& P, long i) {
+    return P.active[i] && P.z[i] < T(kWallZ);
+}
+
+// Forcing and tracked outputs fused into the final update of a step (all optional).
+template <class T>
+struct Extras {
+    const T* rain0 = nullptr;  // rain rate frames (1 or ny*nx values) before/after the step's middle
+    const T* rain1 = nullptr;
+    bool rain_per_cell = false;
+    T rain_w = T(0), rain_scale = T(0);  // depth = rain_scale * ((1-w) rain0 + w rain1)
+    const T* loss = nullptr;             // loss rate (1 or ny*nx), depth cap = loss_scale * loss
+    bool loss_per_cell = false;
+    T loss_scale = T(0);
+    T* maxh = nullptr;  // tracked maxima and first wetting (t_end where depth first exceeds arrival_depth)
+    T* maxs = nullptr;
+    T* arrival = nullptr;
+    T t_end = T(0), speed_depth = T(0.01), arrival_depth = T(0.1);
+    double* row_sums = nullptr;  // ny * row_slots: rain depth, lost depth (sums over the row)
+    int row_slots = 0;
+};
+
 template <class T>
 struct View {
     const T* h;
@@ -162,7 +188,7 @@ inline void slopes(const Params<T>& P, const View<T>& S, int r, int c, int dir, 
         im = i - nx;
         ip = i + nx;
     }
-    if (!P.active[im] || !P.active[ip]) return;
+    if (!is_active(P, im) || !is_active(P, ip)) return;
     const T hd = P.hdry;
     const T h0 = S.h[i], hm = S.h[im], hp = S.h[ip];
     if (h0 <= hd || hm <= hd || hp <= hd) return;
@@ -238,8 +264,8 @@ template <class T, bool SECOND>
 inline FaceFlux<T> xface(const Params<T>& P, const View<T>& S, int r, int j, T* bc_q) {
     const int nx = P.nx;
     const T zf = P.zfx ? P.zfx[long(r) * (nx + 1) + j] : -std::numeric_limits<T>::infinity();
-    const bool hasL = j > 0 && P.active[long(r) * nx + j - 1];
-    const bool hasR = j < nx && P.active[long(r) * nx + j];
+    const bool hasL = j > 0 && is_active(P, long(r) * nx + j - 1);
+    const bool hasR = j < nx && is_active(P, long(r) * nx + j);
     FaceFlux<T> f{T(0), T(0), T(0), T(0)};
     if (!hasL && !hasR) return f;
     FaceState<T> L, R;
@@ -279,8 +305,8 @@ template <class T, bool SECOND>
 inline FaceFlux<T> yface(const Params<T>& P, const View<T>& S, int k, int c, T* bc_q) {
     const int nx = P.nx, ny = P.ny;
     const T zf = P.zfy ? P.zfy[long(k) * nx + c] : -std::numeric_limits<T>::infinity();
-    const bool hasL = k > 0 && P.active[long(k - 1) * nx + c];
-    const bool hasR = k < ny && P.active[long(k) * nx + c];
+    const bool hasL = k > 0 && is_active(P, long(k - 1) * nx + c);
+    const bool hasR = k < ny && is_active(P, long(k) * nx + c);
     FaceFlux<T> f{T(0), T(0), T(0), T(0)};
     if (!hasL && !hasR) return f;
     FaceState<T> L, R;
@@ -316,12 +342,13 @@ inline FaceFlux<T> yface(const Params<T>& P, const View<T>& S, int k, int c, T* 
 
 // One forward-Euler flux update from state S, written to O:
 //   O = a*B + b*(S + dt*L(S))   (first order / Heun stage 1: a=0, b=1; Heun stage 2: a=b=1/2, B=U^n)
-// then friction when `friction` is set. Returns the largest signal speed max(|u|,|v|)+sqrt(g h)
+// then (final stage: X non-null) friction, rain, losses and the tracked outputs. Returns the largest signal speed max(|u|,|v|)+sqrt(g h)
 // of the new state over active cells. bc_q (may be null) receives the edge-face outward discharge
 // per unit width, scaled by `bc_w` and added (so the two Heun stages average).
 template <class T, bool SECOND>
 T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b, T* Oh, T* Ohu, T* Ohv,
-               T dt, bool friction, T* bc_q, T bc_w, int threads, T* bc_tmp) {
+               T dt, const Extras<T>* X, T* bc_q, T bc_w, int threads, T* bc_tmp) {
+    const bool friction = X != nullptr;
     const int ny = P.ny, nx = P.nx;
     const T rdx = dt / P.dx;
     T smax = T(0);
@@ -345,9 +372,10 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
             for (int j = 0; j <= nx; ++j) fx[j] = xface<T, SECOND>(P, S, r, j, bq);
             for (int c = 0; c < nx; ++c) fs[c] = yface<T, SECOND>(P, S, r + 1, c, r + 1 == ny ? bq : nullptr);
             const long row = long(r) * nx;
+            double rain_sum = 0.0, lost_sum = 0.0;
             for (int c = 0; c < nx; ++c) {
                 const long i = row + c;
-                if (!P.active[i]) {
+                if (!is_active(P, i)) {
                     Oh[i] = S.h[i];
                     Ohu[i] = S.hu[i];
                     Ohv[i] = S.hv[i];
@@ -387,6 +415,30 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
                         hv /= den;
                     }
                 }
+                if (X) {
+                    if (X->rain0) {
+                        const long k = X->rain_per_cell ? i : 0;
+                        const T rn = X->rain_scale * ((T(1) - X->rain_w) * X->rain0[k] + X->rain_w * X->rain1[k]);
+                        h += rn;
+                        rain_sum += double(rn);
+                    }
+                    if (X->loss) {
+                        const T cap = X->loss_scale * X->loss[X->loss_per_cell ? i : 0];
+                        const T l = std::min(h, cap);
+                        h -= l;
+                        lost_sum += double(l);
+                    }
+                    if (h <= hd) hu = hv = T(0);
+                    if (X->maxh) {
+                        const T mold = X->maxh[i];
+                        if (mold <= X->arrival_depth && h > X->arrival_depth) X->arrival[i] = X->t_end;
+                        X->maxh[i] = std::max(mold, h);
+                        if (h > X->speed_depth) {
+                            const T sp = std::sqrt(hu * hu + hv * hv) / h;
+                            if (sp > X->maxs[i]) X->maxs[i] = sp;
+                        }
+                    }
+                }
                 Oh[i] = h;
                 Ohu[i] = hu;
                 Ohv[i] = hv;
@@ -394,6 +446,10 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
                     const T s = std::max(std::fabs(hu), std::fabs(hv)) / h + std::sqrt(g * h);
                     if (s > smax) smax = s;
                 }
+            }
+            if (X && X->row_sums) {
+                X->row_sums[long(r) * X->row_slots + 0] = rain_sum;
+                X->row_sums[long(r) * X->row_slots + 1] = lost_sum;
             }
             std::swap(fn, fs);
         }
@@ -415,7 +471,7 @@ T max_wave_speed(const Params<T>& P, const View<T>& S, int threads) {
 #endif
     for (long i = 0; i < n; ++i) {
         const T h = S.h[i];
-        if (!P.active[i] || h <= P.hdry) continue;
+        if (!is_active(P, i) || h <= P.hdry) continue;
         const T s = std::max(std::fabs(S.hu[i]), std::fabs(S.hv[i])) / h + std::sqrt(P.g * h);
         if (s > smax) smax = s;
     }

@@ -178,7 +178,7 @@ class FVSolver:
     # ---------------------------------------------------------------- stepping
     def wave_speed(self):
         if self._smax is None:
-            self._smax = _core.fv_max_wave_speed(self.h, self.hu, self.hv, self.active, g=self.g,
+            self._smax = _core.fv_max_wave_speed(self.z, self.h, self.hu, self.hv, self.active, g=self.g,
                                                   h_dry=self.h_dry, threads=self.threads)
         return self._smax
 
@@ -222,3 +222,161 @@ class FVSolver:
     @property
     def stage(self):
         return self.h + self.z
+
+
+# ---------------------------------------------------------------------------------------------
+# FloodModel(..., solver="fv"): the adapter behind the flood component's Solver contract
+# ---------------------------------------------------------------------------------------------
+from .solvers import Solver, SubstepForcing, register_solver  # noqa: E402
+
+
+@register_solver("fv")
+class FVFloodSolver(Solver):
+    """``solver="fv"`` of :class:`twin.flood.FloodModel`: first-order Godunov FV (HLLC + hydrostatic
+    reconstruction). ``solver="fv2"``: MUSCL (minmod) + Heun, second order.
+
+    Shares the model's bed array (``model._z``: walls at ``FLOOD_WALL_Z``, breaches lower it in
+    place) and face crests (levees, from the model's levee tables). The Courant number on
+    max(|u|, |v|) + sqrt(g h) is ``0.9 · alpha`` (0.45 with the model's default alpha = 0.5; the
+    2-D positivity bound of the scheme is 0.5). Edges: "wall" reflects, "free" lets water leave
+    (transmissive while the flow goes out, a wall when it would come in; the normal-depth slope of
+    the inertial solver is not used), "stage" puts a ghost cell at the prescribed level. Rain,
+    losses and the tracked maxima are fused into the kernel's final update, as in the inertial
+    kernel; point inflows, pumps and stage cells are applied by the model between sub-steps, and
+    the solver keeps the velocity of the cells they edit (their momentum follows the depth change).
+    """
+
+    order = 1
+
+    def __init__(self, model) -> None:
+        super().__init__(model)
+        ny, nx = model.shape
+        cfl = min(0.9 * model.alpha, 0.9)
+        self.core = FVSolver(np.zeros((ny, nx)), model.cell_size, 0.0, active=model._valid, dtype=model.dtype,
+                             order=self.order, cfl=cfl, threads=model.threads)
+        self.core.z = model._z  # shared: the model (walls, breaches) edits it in place
+        self._manning_src = None
+        self._levee_src = None
+        self._edited_cells = None  # (rows, cols, depth after the last kernel call)
+        self._edit_key = None
+        self._mom = np.empty(0)
+
+    # -- model-facing contract ---------------------------------------------------------------
+    @property
+    def h(self) -> np.ndarray:
+        return self.core.h
+
+    def stable_dt(self, hmax: float) -> float:
+        s = self.core.wave_speed()
+        s = max(s, math.sqrt(G * max(hmax, 0.0)))
+        return self.core.cfl * self.core.dx / s if s > 0 else math.inf
+
+    def _sync_static(self) -> None:
+        m = self.model
+        if self._manning_src is not m._manning:
+            self.core.manning = np.ascontiguousarray(np.broadcast_to(m._manning.reshape(-1) if m._manning.size == 1
+                                                                     else m._manning, m.shape), dtype=m.dtype)
+            self._manning_src = m._manning
+        # model edge kinds / values -> ghost cells (same layout: west, east, north, south)
+        np.copyto(self.core.bc_kind, m._edge_kind, casting="unsafe")
+        self.core.bc_stage[...] = np.where(m._edge_kind == 2, m._edge_value, 0.0)
+        lev = m._levee_csr
+        if lev is not None:
+            ny, nx = m.shape
+            if self._levee_src is None or self.core.face_z_x is None:
+                self.core.face_z_x = np.full((ny, nx + 1), -np.inf, m.dtype)
+                self.core.face_z_y = np.full((ny + 1, nx), -np.inf, m.dtype)
+            if self._levee_src is not lev:
+                self.core.face_z_x.fill(-np.inf)
+                self.core.face_z_y.fill(-np.inf)
+                self._levee_src = lev
+            # crests may be lowered in place (breaches): scatter every sub-step (few faces)
+            self.core.face_z_x.reshape(-1)[lev["x_idx"]] = lev["x_crest"]
+            self.core.face_z_y.reshape(-1)[lev["y_idx"]] = lev["y_crest"]
+
+    def _edit_cells(self):
+        """Cells the model edits between sub-steps by removing or setting water (pumps, stage cells)."""
+        m = self.model
+        key = (len(m._pumps), len(m._cell_bcs))
+        if key != self._edit_key:
+            rr, cc = [], []
+            for p in m._pumps:
+                rr.append([p["cell"][0]]), cc.append([p["cell"][1]])
+            for b in m._cell_bcs:
+                rr.append(b["rows"]), cc.append(b["cols"])
+            self._edit_key = key
+            if rr:
+                r = np.concatenate(rr).astype(np.int64)
+                c = np.concatenate(cc).astype(np.int64)
+                self._edited_cells = [r, c, None]
+            else:
+                self._edited_cells = None
+        return self._edited_cells
+
+    def substep(self, dt: float, t_end: float, f: SubstepForcing) -> float:
+        m = self.model
+        core = self.core
+        self._sync_static()
+        ed = self._edit_cells()
+        if ed is not None and ed[2] is not None:
+            r, c, h_prev = ed
+            h_now = core.h[r, c]
+            ratio = np.where(h_prev > core.h_dry, h_now / np.where(h_prev > 0, h_prev, 1), 0.0).astype(m.dtype)
+            core.hu[r, c] *= ratio
+            core.hv[r, c] *= ratio
+        smax = _core.fv_step(
+            core.z, core.manning, core.active, core.h, core.hu, core.hv, core._oh, core._ohu, core._ohv,
+            core.bc_kind, core.bc_stage, core.bc_q, core._work, dx=core.dx, dt=float(dt), g=core.g,
+            h_dry=core.h_dry, order=core.order, limiter=_LIMITERS[core.limiter], face_z_x=core.face_z_x,
+            face_z_y=core.face_z_y, threads=core.threads, rain0=f.rain0, rain1=f.rain1, rain_w=float(f.rain_w),
+            rain_scale=float(f.rain_scale), loss=f.loss, loss_scale=float(f.loss_scale), max_depth=f.max_depth,
+            max_speed=f.max_speed, arrival_time=f.arrival_time, t_end=float(t_end), row_sums=f.row_sums,
+        )  # fmt: skip
+        core.h, core._oh = core._oh, core.h
+        core.hu, core._ohu = core._ohu, core.hu
+        core.hv, core._ohv = core._ohv, core.hv
+        core._smax = smax
+        if ed is not None:
+            ed[2] = core.h[ed[0], ed[1]].copy()
+        # deepest water for the model's time step: from the wave speed, h <= s^2 / g
+        return float(np.max(core.h)) if smax > 0 else 0.0
+
+    def cell_discharge(self) -> np.ndarray:
+        return np.stack([self.core.hu, self.core.hv]).astype(self.model.dtype)
+
+    def face_discharge(self):
+        """Face unit discharges interpolated from the cells (the FV state is cell-centred):
+        qx (ny, nx+1) east-positive, qy (ny+1, nx) south-positive; zero on the domain edges."""
+        hu, hv = self.core.hu, self.core.hv
+        ny, nx = hu.shape
+        qx = np.zeros((ny, nx + 1), hu.dtype)
+        qy = np.zeros((ny + 1, nx), hu.dtype)
+        qx[:, 1:-1] = 0.5 * (hu[:, :-1] + hu[:, 1:])
+        qy[1:-1, :] = -0.5 * (hv[:-1, :] + hv[1:, :])
+        return qx, qy
+
+    def get_state(self) -> dict:
+        st = {"h": self.core.h.copy(), "hu": self.core.hu.copy(), "hv": self.core.hv.copy()}
+        ed = self._edited_cells
+        st["edited_h"] = None if ed is None or ed[2] is None else ed[2].copy()
+        return st
+
+    def set_state(self, d: dict) -> None:
+        for key in ("h", "hu", "hv"):
+            a = np.asarray(d[key])
+            mine = getattr(self.core, key)
+            if a.shape != mine.shape or a.dtype != mine.dtype:
+                raise ValueError(f"state[{key!r}]: expected shape {mine.shape} dtype {mine.dtype}, got {a.shape} {a.dtype}")
+        for key in ("h", "hu", "hv"):
+            getattr(self.core, key)[...] = d[key]
+        self.core._smax = None
+        ed = self._edit_cells()
+        if ed is not None:
+            ed[2] = None if d.get("edited_h") is None else np.array(d["edited_h"])
+
+
+@register_solver("fv2")
+class FV2FloodSolver(FVFloodSolver):
+    """``solver="fv2"``: second order, MUSCL reconstruction (minmod) + Heun time stepping."""
+
+    order = 2
