@@ -128,14 +128,20 @@ class Breach:
         """Breach bottom elevation [m] at time t_s."""
         return self.crest_start_m - self.progress(t_s) * (self.crest_start_m - self.crest_end_m)
 
-    def elevation_at(self, t_s: float) -> np.ndarray:
-        """Elevation of the breach cells at time t_s (never above the original)."""
+    def profile_at(self, t_s: float) -> np.ndarray:
+        """The opening's crest at the breach cells at time t_s (not clipped by the terrain)."""
         f = self.progress(t_s)
         zb = self.crest_start_m - f * (self.crest_start_m - self.crest_end_m)
         half = 0.5 * self.width_m * (f if self.grows else 1.0)
         d = np.abs(self.along_m - self.center_m)
-        z = zb + self.side_slope * np.maximum(0.0, d - half)
-        return np.minimum(self.z_original, z)
+        out = np.maximum(0.0, d - half)
+        if self.side_slope > 0:
+            return zb + self.side_slope * out
+        return np.where(out > 0, np.inf, zb)  # vertical sides: nothing lowers outside the width
+
+    def elevation_at(self, t_s: float) -> np.ndarray:
+        """Elevation of the breach cells at time t_s (never above the original)."""
+        return np.minimum(self.z_original, self.profile_at(t_s))
 
     def apply(self, z: np.ndarray, t_s: float) -> bool:
         """Write the breach elevations at t_s into ``z``; True when a value changed."""
