@@ -170,6 +170,11 @@ inline T vel(T q, T h, T hdry) {
     return h > hdry ? q / h : T(0);
 }
 
+template <class T>
+struct Slope {
+    T dh, de, du, dv;
+};
+
 // Limited slopes (increments over one cell) of h, eta, u, v of cell (r, c) in direction dir
 // (0: +column / east, 1: +row / south), in the same (east, north) velocity components.
 // Zero (first order) next to a wall, an inactive or dry cell, or the domain edge.
@@ -214,19 +219,18 @@ inline void slopes(const Params<T>& P, const View<T>& S, int r, int c, int dir, 
 // (+1: the face after the cell, i.e. east/south; -1: before it), in the face frame:
 // normal velocity positive along +column (x) or +row (y, i.e. southward).
 template <class T, bool SECOND>
-inline FaceState<T> cell_face_state(const Params<T>& P, const View<T>& S, int r, int c, int dir, int side) {
+inline FaceState<T> cell_face_state(const Params<T>& P, const View<T>& S, int r, int c, int dir, int side,
+                                    const Slope<T>* sl) {
     const long i = long(r) * P.nx + c;
     T h = S.h[i];
     T u = vel(S.hu[i], h, P.hdry), v = vel(S.hv[i], h, P.hdry);
     T eta = h + P.z[i];
     if (SECOND) {
-        T dh, de, du, dv;
-        slopes(P, S, r, c, dir, dh, de, du, dv);
         const T s = T(0.5) * T(side);
-        h += s * dh;
-        eta += s * de;
-        u += s * du;
-        v += s * dv;
+        h += s * sl->dh;
+        eta += s * sl->de;
+        u += s * sl->du;
+        v += s * sl->dv;
         if (h < T(0)) h = T(0);
     }
     FaceState<T> f;
@@ -240,6 +244,15 @@ inline FaceState<T> cell_face_state(const Params<T>& P, const View<T>& S, int r,
         f.ut = u;
     }
     return f;
+}
+
+// Slopes of one row of cells in direction dir (second order only).
+template <class T>
+inline void row_slopes(const Params<T>& P, const View<T>& S, int r, int dir, Slope<T>* out) {
+    for (int c = 0; c < P.nx; ++c) {
+        Slope<T>& o = out[c];
+        slopes(P, S, r, c, dir, o.dh, o.de, o.du, o.dv);
+    }
 }
 
 // Ghost state across a domain edge / wall from the inside state `in` (face frame); `outward` is
@@ -261,7 +274,7 @@ inline FaceState<T> ghost(const FaceState<T>& in, int kind, T stage, int outward
 // Flux through x-face (r, j) between cells (r, j-1) and (r, j), j in [0, nx].
 // Writes bc_out (outward discharge per unit width, m^2/s) for edge faces.
 template <class T, bool SECOND>
-inline FaceFlux<T> xface(const Params<T>& P, const View<T>& S, int r, int j, T* bc_q) {
+inline FaceFlux<T> xface(const Params<T>& P, const View<T>& S, int r, int j, T* bc_q, const Slope<T>* sx) {
     const int nx = P.nx;
     const T zf = P.zfx ? P.zfx[long(r) * (nx + 1) + j] : -std::numeric_limits<T>::infinity();
     const bool hasL = j > 0 && is_active(P, long(r) * nx + j - 1);
@@ -270,10 +283,10 @@ inline FaceFlux<T> xface(const Params<T>& P, const View<T>& S, int r, int j, T* 
     if (!hasL && !hasR) return f;
     FaceState<T> L, R;
     if (hasL && hasR) {
-        L = cell_face_state<T, SECOND>(P, S, r, j - 1, 0, +1);
-        R = cell_face_state<T, SECOND>(P, S, r, j, 0, -1);
+        L = cell_face_state<T, SECOND>(P, S, r, j - 1, 0, +1, SECOND ? sx + j - 1 : nullptr);
+        R = cell_face_state<T, SECOND>(P, S, r, j, 0, -1, SECOND ? sx + j : nullptr);
     } else if (hasL) {
-        L = cell_face_state<T, SECOND>(P, S, r, j - 1, 0, +1);
+        L = cell_face_state<T, SECOND>(P, S, r, j - 1, 0, +1, SECOND ? sx + j - 1 : nullptr);
         int kind = BC_WALL;
         T stage = T(0);
         if (j == nx) {
@@ -282,7 +295,7 @@ inline FaceFlux<T> xface(const Params<T>& P, const View<T>& S, int r, int j, T* 
         }
         R = ghost(L, kind, stage, +1);
     } else {
-        R = cell_face_state<T, SECOND>(P, S, r, j, 0, -1);
+        R = cell_face_state<T, SECOND>(P, S, r, j, 0, -1, SECOND ? sx + j : nullptr);
         int kind = BC_WALL;
         T stage = T(0);
         if (j == 0) {
@@ -302,7 +315,8 @@ inline FaceFlux<T> xface(const Params<T>& P, const View<T>& S, int r, int j, T* 
 // Flux through y-face (k, c) between cells (k-1, c) (north) and (k, c) (south), k in [0, ny];
 // normal positive southward.
 template <class T, bool SECOND>
-inline FaceFlux<T> yface(const Params<T>& P, const View<T>& S, int k, int c, T* bc_q) {
+inline FaceFlux<T> yface(const Params<T>& P, const View<T>& S, int k, int c, T* bc_q, const Slope<T>* syN,
+                         const Slope<T>* syS) {
     const int nx = P.nx, ny = P.ny;
     const T zf = P.zfy ? P.zfy[long(k) * nx + c] : -std::numeric_limits<T>::infinity();
     const bool hasL = k > 0 && is_active(P, long(k - 1) * nx + c);
@@ -311,10 +325,10 @@ inline FaceFlux<T> yface(const Params<T>& P, const View<T>& S, int k, int c, T* 
     if (!hasL && !hasR) return f;
     FaceState<T> L, R;
     if (hasL && hasR) {
-        L = cell_face_state<T, SECOND>(P, S, k - 1, c, 1, +1);
-        R = cell_face_state<T, SECOND>(P, S, k, c, 1, -1);
+        L = cell_face_state<T, SECOND>(P, S, k - 1, c, 1, +1, SECOND ? syN + c : nullptr);
+        R = cell_face_state<T, SECOND>(P, S, k, c, 1, -1, SECOND ? syS + c : nullptr);
     } else if (hasL) {
-        L = cell_face_state<T, SECOND>(P, S, k - 1, c, 1, +1);
+        L = cell_face_state<T, SECOND>(P, S, k - 1, c, 1, +1, SECOND ? syN + c : nullptr);
         int kind = BC_WALL;
         T stage = T(0);
         if (k == ny) {
@@ -323,7 +337,7 @@ inline FaceFlux<T> yface(const Params<T>& P, const View<T>& S, int k, int c, T* 
         }
         R = ghost(L, kind, stage, +1);
     } else {
-        R = cell_face_state<T, SECOND>(P, S, k, c, 1, -1);
+        R = cell_face_state<T, SECOND>(P, S, k, c, 1, -1, SECOND ? syS + c : nullptr);
         int kind = BC_WALL;
         T stage = T(0);
         if (k == 0) {
@@ -363,14 +377,26 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
 #endif
         const int r0 = int((long(ny) * tid) / nth), r1 = int((long(ny) * (tid + 1)) / nth);
         std::vector<FaceFlux<T>> fx(nx + 1), fn(nx), fs(nx);
+        // second order: x-slopes of the current row, y-slopes of the rows above, at and below it
+        std::vector<Slope<T>> sx(SECOND ? nx : 0), syU(SECOND ? nx : 0), syC(SECOND ? nx : 0), syD(SECOND ? nx : 0);
         T* bq = bc_tmp;
         if (r0 < r1) {
-            for (int c = 0; c < nx; ++c) fn[c] = yface<T, SECOND>(P, S, r0, c, r0 == 0 ? bq : nullptr);
+            if (SECOND) {
+                if (r0 > 0) row_slopes(P, S, r0 - 1, 1, syU.data());
+                row_slopes(P, S, r0, 1, syC.data());
+            }
+            for (int c = 0; c < nx; ++c)
+                fn[c] = yface<T, SECOND>(P, S, r0, c, r0 == 0 ? bq : nullptr, syU.data(), syC.data());
         }
         const T g = P.g, hd = P.hdry;
         for (int r = r0; r < r1; ++r) {
-            for (int j = 0; j <= nx; ++j) fx[j] = xface<T, SECOND>(P, S, r, j, bq);
-            for (int c = 0; c < nx; ++c) fs[c] = yface<T, SECOND>(P, S, r + 1, c, r + 1 == ny ? bq : nullptr);
+            if (SECOND) {
+                row_slopes(P, S, r, 0, sx.data());
+                if (r + 1 < ny) row_slopes(P, S, r + 1, 1, syD.data());
+            }
+            for (int j = 0; j <= nx; ++j) fx[j] = xface<T, SECOND>(P, S, r, j, bq, sx.data());
+            for (int c = 0; c < nx; ++c)
+                fs[c] = yface<T, SECOND>(P, S, r + 1, c, r + 1 == ny ? bq : nullptr, syC.data(), syD.data());
             const long row = long(r) * nx;
             double rain_sum = 0.0, lost_sum = 0.0;
             for (int c = 0; c < nx; ++c) {
@@ -391,12 +417,9 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
                 // y (north) momentum = -(southward normal momentum) on y-faces
                 T hv = S.hv[i] - rdx * (E.ft - W.ft) + rdx * (Sf.fm_l - N.fm_r);
                 if (SECOND) {
-                    T dh, de, du, dv;
-                    slopes(P, S, r, c, 0, dh, de, du, dv);
-                    hu += rdx * (-g * S.h[i] * (de - dh));
-                    slopes(P, S, r, c, 1, dh, de, du, dv);
+                    hu += rdx * (-g * S.h[i] * (sx[c].de - sx[c].dh));
                     // southward bed source, added to the northward momentum with a minus sign
-                    hv -= rdx * (-g * S.h[i] * (de - dh));
+                    hv -= rdx * (-g * S.h[i] * (syC[c].de - syC[c].dh));
                 }
                 if (B) {
                     h = a * B->h[i] + b * h;
@@ -452,6 +475,10 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
                 X->row_sums[long(r) * X->row_slots + 1] = lost_sum;
             }
             std::swap(fn, fs);
+            if (SECOND) {
+                std::swap(syU, syC);
+                std::swap(syC, syD);
+            }
         }
     }
     if (bc_q) {
