@@ -8,9 +8,11 @@ from ..runs import RunError, list_runs
 
 
 def run_picker(ctx, id_: str, selected: str | None, label: str = "Run", placeholder: str = "choose a run") -> html.Div:
-    opts = [{"label": r["label"], "value": r["path"]} for r in list_runs(ctx.runs_dir)]
+    runs = list_runs(ctx.runs_dir)
+    opts = [{"label": r["label"], "value": r["path"]} for r in runs]
     values = [o["value"] for o in opts]
-    value = selected if selected in values else (values[0] if values else None)
+    usable = [r["path"] for r in runs if r["status"] != "corrupt"]
+    value = selected if selected in values else (usable[0] if usable else (values[0] if values else None))
     return html.Div([
         html.Label(label, htmlFor=id_, className="field-label"),
         dcc.Dropdown(id=id_, options=opts, value=value, placeholder=placeholder, clearable=False,

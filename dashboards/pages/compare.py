@@ -12,7 +12,7 @@ from .common import message, no_runs_message, safe
 def layout(ctx, selected=None):
     runs = list_runs(ctx.runs_dir)
     opts = [{"label": r["label"], "value": r["path"]} for r in runs]
-    vals = [o["value"] for o in opts]
+    vals = [r["path"] for r in runs if r["status"] != "corrupt"] or [o["value"] for o in opts]
     a = selected if selected in vals else (vals[1] if len(vals) > 1 else (vals[0] if vals else None))
     b = next((v for v in vals if v != a), None)
     return html.Div([

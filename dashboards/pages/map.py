@@ -55,9 +55,10 @@ def load(ctx, path):
 
 def build_map(ctx, path, i: int = 0):
     """Everything the run-change callback returns; pure except for the caches (tested directly)."""
-    (run, layers, frames), err = safe(load, ctx, path)
+    res, err = safe(load, ctx, path)
     if err:
         return figures.empty_figure("this run cannot be shown", 560), 0, {}, 0, message(err), []
+    run, layers, frames = res
     fig = figures.map_figure(run, layers, frames, i)
     notes = [html.Li(n) for n in layers.notes]
     info = [html.P(f"Layers: {layers.source}."), html.P(f"{len(frames.t_s)} frames, {frames.factor}× block maximum of a "
@@ -131,9 +132,10 @@ def place_series(ctx, path, click):
     if not cd or not isinstance(cd, (list, tuple)):
         return no_update
     place_id = str(cd[0])
-    (run, layers, frames), err = safe(load, ctx, path)
+    res, err = safe(load, ctx, path)
     if err:
         return figures.empty_figure(err, 260)
+    run, layers, frames = res
     observed = None
     kind = str(cd[2]) if len(cd) > 2 else ""
     if kind.startswith("gauge") and ctx.store is not None:

@@ -150,3 +150,41 @@ def write_run(folder: str | Path, *, scale: float = 1.0, seed: int = 0, n_times:
     (folder / "scenario.yaml").write_text(yaml.safe_dump(scen, allow_unicode=True))
     (folder / "manifest.json").write_text(json.dumps({"name": scen_name, "version": "test", "status": "complete"}))
     return folder
+
+
+class _Terrain:
+    def __init__(self):
+        self.elevation = elevation()
+        self.cell_size = DX
+        self.shape = self.elevation.shape
+        self.bounds = (X0, Y0 - NY * DX, X0 + NX * DX, Y0)  # west, south, east, north
+
+    def cell_centers(self):
+        return grid()
+
+
+class _Roads:
+    def __init__(self):
+        self.links = links()
+        self.nodes = None
+
+
+class FixtureCity:
+    """The shape of ``twin.city.City`` that the dashboard reads, on the fixture grid (for tests that
+    run without the city bundle)."""
+
+    name = "fixture"
+
+    def __init__(self):
+        self.terrain = _Terrain()
+        z = self.terrain.elevation
+        self.landcover = np.where(z < 0.5, 1, 2)
+        self.landcover_classes = {1: "water", 2: "urban_dense"}
+        self.roads = _Roads()
+        self.places = places()
+
+
+def fixture_city_loader(name, resolution_m=None):
+    if name != "fixture":
+        raise ValueError(f"unknown city {name!r}")
+    return FixtureCity()
