@@ -20,4 +20,6 @@ void register_common(py::module_& m) {
 PYBIND11_MODULE(_core, m) {
     m.doc() = "Tam Kỳ Twin hot kernels (private: use the twin package).";
     twin::register_common(m);
+    twin::register_flood(m);
+    twin::register_traffic(m);
 }

@@ -1,0 +1,743 @@
+"""FloodModel: the flood component (forcing, boundaries, structures, outputs, volume balance).
+
+The numerical update lives in a solver (``solver="inertial"``, the default; see
+:mod:`twin.flood.solvers`); everything else is here and shared by every solver.
+
+Conventions: rasters ``(ny, nx)`` with row 0 at the north edge; depth [m]; cell-centred
+``discharge`` and ``velocity`` are ``(2, ny, nx)`` arrays of (east, north) components [m2/s, m/s];
+time in seconds since the model's start. Within a sub-step: fluxes and the positivity limiter,
+continuity, rain, losses (all in the kernel); then point inflows, pumps and prescribed-stage cells.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .. import _core
+from .forcing import TimeSeries, as_times, positive_scalar
+from .solvers import SubstepForcing, get_solver
+
+__all__ = ["FloodModel"]
+
+_EDGES = ("north", "south", "east", "west")
+_KINDS = {"wall": 0, "free": 1, "stage": 2}
+MM_PER_H = 1.0 / 3.6e6  # mm/h -> m/s
+
+
+class FloodModel:
+    """2-D flood model on a :class:`~twin.terrain.Terrain` (local inertial by default).
+
+    >>> import numpy as np
+    >>> from twin import Terrain, FloodModel
+    >>> t = Terrain.from_array(np.zeros((20, 20)), cell_size=10.0)
+    >>> m = FloodModel(t, manning=0.03)
+    >>> m.set_rainfall([0.0, 3600.0], [50.0, 50.0])
+    >>> m.run_one_step(600.0)
+    >>> round(float(m.depth.mean()), 6)   # 50 mm/h for 10 minutes
+    0.008333
+    """
+
+    _name = "FloodModel"
+    _unit_agnostic = False
+    _info = {
+        "topographic__elevation": {
+            "dtype": "float", "intent": "in", "optional": False, "units": "m", "mapping": "cell",
+            "doc": "Land surface elevation (NaN/nodata cells are walls)",
+        },
+        "surface_water__depth": {
+            "dtype": "float", "intent": "inout", "optional": False, "units": "m", "mapping": "cell",
+            "doc": "Water depth",
+        },
+        "surface_water__discharge": {
+            "dtype": "float", "intent": "out", "optional": False, "units": "m2/s", "mapping": "cell",
+            "doc": "Unit discharge (east, north) at cell centres; on faces: face_discharge()",
+        },
+        "surface_water__velocity": {
+            "dtype": "float", "intent": "out", "optional": False, "units": "m/s", "mapping": "cell",
+            "doc": "Depth-averaged velocity (east, north); 0 where depth <= 0.01 m",
+        },
+        "surface_water__speed": {
+            "dtype": "float", "intent": "out", "optional": False, "units": "m/s", "mapping": "cell",
+            "doc": "Speed magnitude",
+        },
+        "surface_water__max_depth": {
+            "dtype": "float", "intent": "out", "optional": False, "units": "m", "mapping": "cell",
+            "doc": "Maximum depth reached so far (every sub-step)",
+        },
+        "surface_water__max_speed": {
+            "dtype": "float", "intent": "out", "optional": False, "units": "m/s", "mapping": "cell",
+            "doc": "Maximum speed reached so far (every sub-step, depth > 0.01 m)",
+        },
+        "surface_water__arrival_time": {
+            "dtype": "float", "intent": "out", "optional": False, "units": "s", "mapping": "cell",
+            "doc": "Time the depth first exceeded 0.1 m (NaN if never)",
+        },
+        "atmosphere_water__rainfall_rate": {
+            "dtype": "float", "intent": "in", "optional": True, "units": "mm/h", "mapping": "cell",
+            "doc": "Rainfall intensity (uniform or per cell), a time series",
+        },
+        "soil_water__loss_rate": {
+            "dtype": "float", "intent": "in", "optional": True, "units": "mm/h", "mapping": "cell",
+            "doc": "Infiltration / drainage loss rate (uniform or per cell)",
+        },
+        "mannings_n": {
+            "dtype": "float", "intent": "in", "optional": False, "units": "s/m(1/3)", "mapping": "cell",
+            "doc": "Manning roughness (uniform or per cell)",
+        },
+    }  # fmt: skip
+
+    def __init__(
+        self,
+        terrain,
+        manning=0.03,
+        solver: str = "inertial",
+        dtype="float64",
+        alpha: float = 0.5,
+        theta: float = 0.8,
+        threads: int | None = None,
+    ) -> None:
+        from ..terrain import Terrain
+
+        if not isinstance(terrain, Terrain):
+            raise ValueError(f"terrain: expected a twin.Terrain, got {type(terrain).__name__}")
+        try:
+            self.dtype = np.dtype(dtype)
+        except TypeError:
+            raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}") from None
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
+        a = positive_scalar(alpha, "alpha", allow_zero=False)
+        if a > 1.0:
+            raise ValueError(f"alpha: the CFL factor must be in (0, 1], got {alpha!r}")
+        th = positive_scalar(theta, "theta")
+        if th > 1.0:
+            raise ValueError(f"theta: must be in [0, 1], got {theta!r}")
+        if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
+            raise ValueError(f"threads: expected a positive integer or None, got {threads!r}")
+        self.terrain = terrain
+        self.shape = terrain.shape
+        self.cell_size = float(terrain.cell_size)
+        self.cell_area = self.cell_size**2
+        self.alpha, self.theta = a, th
+        self.threads = int(threads) if threads is not None else None
+        ny, nx = self.shape
+        self._valid = np.array(terrain.valid, dtype=bool)
+        z = np.where(self._valid, terrain.elevation, _core.FLOOD_WALL_Z)
+        self._z = np.ascontiguousarray(z, dtype=self.dtype)
+        self._manning = self._check_field(manning, "manning", allow_scalar=True)
+        self._solver = get_solver(solver)(self)
+        self.solver = solver
+        # tracked outputs
+        self._maxh = np.zeros(self.shape, self.dtype)
+        self._maxs = np.zeros(self.shape, self.dtype)
+        self._arr = np.full(self.shape, np.nan, self.dtype)
+        self._row_sums = np.zeros((ny, _core.FLOOD_ROW_SLOTS), np.float64)
+        # forcing and boundaries
+        self._rain: TimeSeries | None = None
+        self._rain_frames: np.ndarray | None = None
+        self._rain_one = [np.zeros(1, self.dtype), np.zeros(1, self.dtype)]
+        self._loss: np.ndarray | None = None
+        self._inflows: list[dict] = []
+        self._pumps: list[dict] = []
+        self._edge_kind = np.zeros(2 * ny + 2 * nx, np.uint8)
+        self._edge_value = np.zeros(2 * ny + 2 * nx, self.dtype)
+        self._edge_stage: list[dict] = []  # {"idx", "series", "zmin"}
+        self._cell_bcs: list[dict] = []  # {"rows","cols","kind","series"}
+        self._levee_x: dict[int, float] = {}
+        self._levee_y: dict[int, float] = {}
+        self._levee_csr: dict | None = None
+        self._breaks: np.ndarray | None = None
+        # clock and book-keeping
+        self._time = 0.0
+        self._n_steps = 0
+        self._hmax = 0.0
+        self._acc = dict(initial_m3=0.0, inflow_m3=0.0, outflow_m3=0.0, lost_m3=0.0, rain_m3=0.0, edits_m3=0.0)
+        self._forcing = SubstepForcing(
+            edge_kind=self._edge_kind, edge_value=self._edge_value, max_depth=self._maxh,
+            max_speed=self._maxs, arrival_time=self._arr, row_sums=self._row_sums,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ helpers
+    def _check_field(self, v, name: str, allow_scalar: bool) -> np.ndarray:
+        a = np.asarray(v, dtype=np.float64)
+        if a.ndim == 0 and allow_scalar:
+            if not math.isfinite(float(a)) or float(a) < 0:
+                raise ValueError(f"{name}: must be finite and >= 0, got {float(a)!r}")
+            return np.array([a], dtype=self.dtype)
+        if a.shape != self.shape:
+            raise ValueError(f"{name}: expected a scalar or shape {self.shape}, got shape {a.shape}")
+        bad = self._valid & ~(np.isfinite(a) & (a >= 0))
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise ValueError(f"{name}: value {a[r, c]!r} at (row {r}, col {c}) must be finite and >= 0")
+        return np.ascontiguousarray(np.where(self._valid, a, 0.0), dtype=self.dtype)
+
+    def _cells(self, cells, name: str) -> tuple[np.ndarray, np.ndarray]:
+        arr = np.asarray(cells)
+        if arr.ndim == 1 and arr.size == 2:
+            arr = arr.reshape(1, 2)
+        if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] < 1:
+            raise ValueError(f"{name}: expected (row, col) or a list of (row, col), got {cells!r}")
+        if not np.issubdtype(arr.dtype, np.integer):
+            if not np.all(np.equal(np.mod(arr, 1), 0)):
+                raise ValueError(f"{name}: cell indices must be integers, got {cells!r}")
+            arr = arr.astype(np.int64)
+        rows, cols = arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64)
+        ny, nx = self.shape
+        out = (rows < 0) | (rows >= ny) | (cols < 0) | (cols >= nx)
+        if out.any():
+            i = int(np.argmax(out))
+            raise ValueError(f"{name}: cell ({rows[i]}, {cols[i]}) is outside the {ny}x{nx} grid")
+        wall = ~self._valid[rows, cols]
+        if wall.any():
+            i = int(np.argmax(wall))
+            raise ValueError(f"{name}: cell ({rows[i]}, {cols[i]}) is a nodata/wall cell")
+        return rows, cols
+
+    @property
+    def _h(self) -> np.ndarray:
+        return self._solver.h
+
+    def _volume(self) -> float:
+        return float(np.sum(self._solver.h, dtype=np.float64)) * self.cell_area
+
+    # ------------------------------------------------------------------ setup API
+    def set_depth(self, h) -> None:
+        """Set the water depth [m]: a scalar or an ``(ny, nx)`` array (walls stay dry)."""
+        a = np.asarray(h, dtype=np.float64)
+        if a.ndim == 0:
+            a = np.full(self.shape, float(a))
+        if a.shape != self.shape:
+            raise ValueError(f"depth: expected a scalar or shape {self.shape}, got shape {a.shape}")
+        bad = self._valid & ~(np.isfinite(a) & (a >= 0))
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise ValueError(f"depth: value {a[r, c]!r} at (row {r}, col {c}) must be finite and >= 0")
+        a = np.where(self._valid, a, 0.0)
+        before = self._volume()
+        self._solver.h[...] = a.astype(self.dtype)
+        delta = self._volume() - before
+        if self._n_steps == 0 and self._time == 0.0:
+            self._acc["initial_m3"] += delta
+        else:
+            self._acc["edits_m3"] += delta
+        self._track_sparse(np.ones(self.shape, bool))
+
+    def _track_sparse(self, mask_or_rows, cols=None) -> None:
+        """Update the tracked maxima where the model edited depths outside the kernel."""
+        h = self._solver.h
+        if cols is None:
+            sel = mask_or_rows
+            hv = h[sel]
+            old = self._maxh[sel]
+            arr = self._arr[sel]
+            self._arr[sel] = np.where((old <= 0.1) & (hv > 0.1) & np.isnan(arr), self._time, arr)
+            self._maxh[sel] = np.maximum(old, hv)
+        else:
+            r, c = mask_or_rows, cols
+            hv = h[r, c]
+            old = self._maxh[r, c]
+            arr = self._arr[r, c]
+            self._arr[r, c] = np.where((old <= 0.1) & (hv > 0.1) & np.isnan(arr), self._time, arr)
+            self._maxh[r, c] = np.maximum(old, hv)
+
+    def set_rainfall(self, times_s, rate_mm_per_h) -> None:
+        """Rainfall [mm/h] as a time series: ``rate_mm_per_h`` shaped ``(nt,)`` (uniform),
+        ``(nt, ny, nx)`` (per cell), or ``(ny, nx)`` (a fixed pattern at a single time).
+
+        Rates are interpolated linearly between the times and are zero before the first and after
+        the last time; a single time means a constant rate from then on. ``None`` removes rain.
+        """
+        if times_s is None or rate_mm_per_h is None:
+            self._rain, self._rain_frames, self._breaks = None, None, None
+            return
+        t = as_times(times_s, "rainfall")
+        r = np.asarray(rate_mm_per_h, dtype=np.float64)
+        ny, nx = self.shape
+        if r.ndim == 0:
+            r = np.full(t.shape, float(r))
+        if r.shape == self.shape and t.size == 1:
+            r = r[None]
+        if r.shape == t.shape:
+            frames = r.reshape(-1, 1)
+        elif r.shape == (t.size, ny, nx):
+            frames = r.reshape(t.size, ny * nx)
+        else:
+            raise ValueError(
+                f"rate_mm_per_h: expected shape ({t.size},) or ({t.size}, {ny}, {nx}) for {t.size} times, got {r.shape}"
+            )
+        if not (np.isfinite(frames).all() and (frames >= 0).all()):
+            raise ValueError("rate_mm_per_h: rainfall rates must be finite and >= 0 mm/h")
+        self._rain = TimeSeries(t, np.arange(t.size, dtype=np.float64), "rainfall")
+        self._breaks = None
+        self._rain_frames = np.ascontiguousarray(frames, dtype=self.dtype)
+
+    def set_loss_rate(self, rate_mm_per_h) -> None:
+        """Infiltration / drainage loss [mm/h]: a scalar or an ``(ny, nx)`` array (0 or None: none)."""
+        if rate_mm_per_h is None:
+            self._loss = None
+            return
+        self._loss = self._check_field(rate_mm_per_h, "loss rate_mm_per_h", allow_scalar=True)
+        if not self._loss.any():
+            self._loss = None
+
+    def add_inflow(self, cells, hydrograph) -> None:
+        """A point or line inflow: ``cells`` (row, col) share ``hydrograph=(times_s, discharge_m3_per_s)``.
+
+        Discharge is interpolated linearly and is zero outside the given times (one time: constant).
+        """
+        rows, cols = self._cells(cells, "inflow cells")
+        try:
+            times, q = hydrograph
+        except (TypeError, ValueError):
+            raise ValueError("hydrograph: expected (times_s, discharge_m3_per_s)") from None
+        series = TimeSeries(times, q, "inflow hydrograph")
+        if series.values.ndim != 1 or (series.values < 0).any():
+            raise ValueError("hydrograph: discharge must be a 1-D series of values >= 0 m3/s (use add_pump to extract)")
+        self._inflows.append({"rows": rows, "cols": cols, "series": series})
+        self._breaks = None
+
+    def add_pump(self, cell, capacity_m3_per_s: float, to_cell=None) -> None:
+        """A pump at ``cell`` removing up to ``capacity_m3_per_s``; to ``to_cell`` or out of the domain."""
+        rows, cols = self._cells(cell, "pump cell")
+        if rows.size != 1:
+            raise ValueError(f"pump cell: expected one (row, col), got {cell!r}")
+        cap = positive_scalar(capacity_m3_per_s, "pump capacity_m3_per_s")
+        dst = None
+        if to_cell is not None:
+            tr, tc = self._cells(to_cell, "pump to_cell")
+            if tr.size != 1:
+                raise ValueError(f"pump to_cell: expected one (row, col), got {to_cell!r}")
+            dst = (int(tr[0]), int(tc[0]))
+        self._pumps.append({"cell": (int(rows[0]), int(cols[0])), "capacity": cap, "to": dst, "pumped_m3": 0.0})
+
+    def set_boundary(self, edge, kind: str, times_s=None, stage_m=None, cells=None, slope=None) -> None:
+        """Boundary condition on a domain edge or on explicit cells.
+
+        ``edge``: "north", "south", "east", "west", "all", or None with ``cells`` (interior cells).
+        ``kind``: "wall" (no flow, the default everywhere), "free" (outflow at normal depth for the
+        local slope, ``slope`` overrides it), or "stage" (prescribed water level ``stage_m`` [m],
+        a scalar or a series at ``times_s``; held beyond its ends).
+        With ``edge`` and ``cells``, only the edge faces of those cells are set. With ``cells``
+        alone: "stage" holds the cells' water level at the stage, "free" drains them, "wall"
+        closes them; the water this adds or removes counts as boundary inflow/outflow.
+        """
+        if kind not in _KINDS:
+            raise ValueError(f"kind: expected one of {sorted(_KINDS)}, got {kind!r}")
+        series = None
+        if kind == "stage":
+            if stage_m is None:
+                raise ValueError("stage_m: required for a 'stage' boundary")
+            sv = np.atleast_1d(np.asarray(stage_m, dtype=np.float64))
+            if times_s is None:
+                if sv.size != 1:
+                    raise ValueError("times_s: required when stage_m is a series")
+                times_s = [0.0]
+            series = TimeSeries(times_s, sv, "stage boundary", outside="hold")
+        ny, nx = self.shape
+        if edge is None or edge == "cells":
+            if cells is None:
+                raise ValueError("set_boundary: give an edge or cells")
+            rows, cols = self._cells(cells, "boundary cells")
+            self._cell_bcs.append({"rows": rows, "cols": cols, "kind": kind, "series": series})
+            self._max_boundary_depth()
+            return
+        edges = list(_EDGES) if edge == "all" else [edge]
+        for e in edges:
+            if e not in _EDGES:
+                raise ValueError(f"edge: expected one of {list(_EDGES) + ['all']} or None with cells, got {edge!r}")
+        sel_mask = None
+        if cells is not None:
+            rows, cols = self._cells(cells, "boundary cells")
+            sel_mask = np.zeros(self.shape, bool)
+            sel_mask[rows, cols] = True
+        z = self.terrain.elevation
+        for e in edges:
+            if e == "west":
+                idx, rr, cc, ri, ci = np.arange(ny), np.arange(ny), np.zeros(ny, int), np.arange(ny), np.ones(ny, int)
+            elif e == "east":
+                idx = ny + np.arange(ny)
+                rr, cc = np.arange(ny), np.full(ny, nx - 1)
+                ri, ci = rr, np.full(ny, max(nx - 2, 0))
+            elif e == "north":
+                idx, rr, cc = 2 * ny + np.arange(nx), np.zeros(nx, int), np.arange(nx)
+                ri, ci = np.full(nx, min(1, ny - 1)), cc
+            else:
+                idx, rr, cc = 2 * ny + nx + np.arange(nx), np.full(nx, ny - 1), np.arange(nx)
+                ri, ci = np.full(nx, max(ny - 2, 0)), cc
+            ci = np.minimum(ci, nx - 1)
+            if sel_mask is not None:
+                keep = sel_mask[rr, cc]
+                idx, rr, cc, ri, ci = idx[keep], rr[keep], cc[keep], ri[keep], ci[keep]
+                if idx.size == 0:
+                    continue
+            self._edge_kind[idx] = _KINDS[kind]
+            self._edge_stage = [s for s in self._edge_stage if not np.isin(s["idx"], idx).any()]
+            if kind == "free":
+                if slope is not None:
+                    s = positive_scalar(slope, "slope", allow_zero=False)
+                    self._edge_value[idx] = s
+                else:
+                    zin, zb = z[ri, ci], z[rr, cc]
+                    s = np.where(np.isfinite(zin) & np.isfinite(zb), (zin - zb) / self.cell_size, 0.0)
+                    self._edge_value[idx] = np.maximum(s, 1e-3)
+            elif kind == "stage":
+                zb = z[rr, cc]
+                zmin = float(np.nanmin(zb)) if np.isfinite(zb).any() else 0.0
+                self._edge_stage.append({"idx": idx, "series": series, "zmin": zmin})
+                self._edge_value[idx] = series(self._time)
+            else:
+                self._edge_value[idx] = 0.0
+
+    def add_levee(self, xy_polyline, crest_m: float) -> int:
+        """A levee or wall along a polyline ``[(x, y), ...]`` (terrain CRS) with crest elevation ``crest_m``.
+
+        Every face whose centre-to-centre link crosses the polyline gets its crest raised to
+        ``crest_m`` (the higher crest wins where levees meet). Returns the number of faces raised.
+        """
+        pts = np.asarray(xy_polyline, dtype=np.float64)
+        if pts.ndim != 2 or pts.shape[1] != 2 or pts.shape[0] < 2 or not np.isfinite(pts).all():
+            raise ValueError(f"xy_polyline: expected at least two finite (x, y) points, got shape {pts.shape}")
+        crest = float(crest_m)
+        if not math.isfinite(crest):
+            raise ValueError(f"crest_m: must be finite, got {crest_m!r}")
+        ny, nx = self.shape
+        x0, y0 = self.terrain.origin
+        dx = self.cell_size
+        n = 0
+        for (ax, ay), (bx, by) in zip(pts[:-1], pts[1:]):
+            cmin = int(max(0, math.floor((min(ax, bx) - x0) / dx) - 1))
+            cmax = int(min(nx - 1, math.floor((max(ax, bx) - x0) / dx) + 1))
+            rmin = int(max(0, math.floor((y0 - max(ay, by)) / dx) - 1))
+            rmax = int(min(ny - 1, math.floor((y0 - min(ay, by)) / dx) + 1))
+            if cmin > cmax or rmin > rmax:
+                continue
+            rr, cc = np.meshgrid(np.arange(rmin, rmax + 1), np.arange(cmin, cmax + 1), indexing="ij")
+            xc, yc = x0 + (cc + 0.5) * dx, y0 - (rr + 0.5) * dx
+            # x faces: link from (r, c-1) to (r, c)
+            m = cc >= 1
+            hit = _segments_cross(ax, ay, bx, by, xc[m] - dx, yc[m], xc[m], yc[m])
+            for r, c in zip(rr[m][hit], cc[m][hit]):
+                k = int(r) * (nx + 1) + int(c)
+                self._levee_x[k] = max(self._levee_x.get(k, -np.inf), crest)
+                n += 1
+            # y faces: link from (r-1, c) to (r, c)
+            m = rr >= 1
+            hit = _segments_cross(ax, ay, bx, by, xc[m], yc[m] + dx, xc[m], yc[m])
+            for r, c in zip(rr[m][hit], cc[m][hit]):
+                k = int(r) * nx + int(c)
+                self._levee_y[k] = max(self._levee_y.get(k, -np.inf), crest)
+                n += 1
+        self._levee_csr = self._build_levee_csr()
+        self._forcing.levees = self._levee_csr
+        return n
+
+    def _build_levee_csr(self) -> dict:
+        ny, nx = self.shape
+        out = {}
+        for key, faces, width, nrows in (("x", self._levee_x, nx + 1, ny), ("y", self._levee_y, nx, ny + 1)):
+            idx = np.array(sorted(faces), dtype=np.int64)
+            crest = np.array([faces[i] for i in idx], dtype=self.dtype)
+            rows = idx // width
+            ptr = np.zeros(nrows + 1, np.int64)
+            np.add.at(ptr, rows + 1, 1)
+            out[f"{key}_ptr"] = np.cumsum(ptr).astype(np.int64)
+            out[f"{key}_idx"] = idx
+            out[f"{key}_crest"] = crest
+        return out
+
+    # ------------------------------------------------------------------ stepping
+    def _max_boundary_depth(self) -> float:
+        """Deepest water a stage boundary can bring in at the current time (for the time step)."""
+        hb = 0.0
+        t = self._time
+        for s in self._edge_stage:
+            hb = max(hb, float(s["series"](t)) - s["zmin"])
+        for b in self._cell_bcs:
+            if b["kind"] == "stage":
+                zc = self.terrain.elevation[b["rows"], b["cols"]]
+                hb = max(hb, float(b["series"](t)) - float(np.min(zc)))
+        return hb
+
+    def run_one_step(self, dt: float) -> None:
+        """Advance exactly ``dt`` seconds with adaptive sub-steps Δt = α·Δx/√(g·h_max)."""
+        try:
+            dt = float(dt)
+        except (TypeError, ValueError):
+            raise ValueError(f"dt: expected a number of seconds, got {dt!r}") from None
+        if not math.isfinite(dt) or dt <= 0:
+            raise ValueError(f"dt: must be finite and > 0, got {dt!r}")
+        t_start = self._time
+        t_stop = t_start + dt
+        f = self._forcing
+        A = self.cell_area
+        acc = self._acc
+        breaks = self._breakpoints()
+        t0 = t_start
+        while t0 < t_stop:
+            remaining = t_stop - t0
+            hmax = max(self._hmax, self._max_boundary_depth())
+            sub = self._solver.stable_dt(hmax)
+            if sub >= remaining * (1.0 - 1e-12):
+                t1 = t_stop
+            else:
+                if sub > 0.5 * remaining:  # two even steps rather than a long one and a sliver
+                    sub = 0.5 * remaining
+                t1 = t0 + sub
+            # sub-steps end on the forcing's breakpoints, so the mid-point rule is exact
+            if breaks.size:
+                i = int(np.searchsorted(breaks, t0, side="right"))
+                if i < breaks.size and breaks[i] < t1:
+                    t1 = float(breaks[i])
+            sub = t1 - t0
+            tm = 0.5 * (t0 + t1)
+            # forcing at the middle of the sub-step
+            if self._rain is not None:
+                i0, i1, w, active = self._rain.bracket(tm)
+                if active:
+                    fr = self._rain_frames
+                    f.rain0, f.rain1, f.rain_w = fr[i0], fr[i1], w
+                    f.rain_scale = sub * MM_PER_H
+                else:
+                    f.rain0 = f.rain1 = None
+            else:
+                f.rain0 = f.rain1 = None
+            if self._loss is not None:
+                f.loss, f.loss_scale = self._loss, sub * MM_PER_H
+            else:
+                f.loss = None
+            for s in self._edge_stage:
+                self._edge_value[s["idx"]] = s["series"](tm)
+            hmax = self._solver.substep(sub, t1, f)
+            sums = self._row_sums.sum(axis=0)
+            acc["rain_m3"] += float(sums[0]) * A
+            acc["lost_m3"] += float(sums[1]) * A
+            acc["inflow_m3"] += float(sums[2]) * self.cell_size * sub
+            acc["outflow_m3"] += float(sums[3]) * self.cell_size * sub
+            self._time = t1  # for tracked times of the sparse sources below
+            hmax = max(hmax, self._apply_sparse(sub, tm))
+            self._hmax = hmax
+            self._n_steps += 1
+            t0 = t1
+        self._time = t_stop
+
+    def _breakpoints(self) -> np.ndarray:
+        if self._breaks is None:
+            ts = [np.empty(0)]
+            if self._rain is not None:
+                ts.append(self._rain.times)
+            ts += [inf["series"].times for inf in self._inflows]
+            self._breaks = np.unique(np.concatenate(ts))
+        return self._breaks
+
+    def _apply_sparse(self, sub: float, tm: float) -> float:
+        """Point inflows, pumps and prescribed-stage cells after the kernel; returns their max depth."""
+        if not (self._inflows or self._pumps or self._cell_bcs):
+            return 0.0
+        h = self._solver.h
+        A = self.cell_area
+        acc = self._acc
+        hmax = 0.0
+        for inf in self._inflows:
+            q = float(inf["series"](tm))
+            if q <= 0:
+                continue
+            r, c = inf["rows"], inf["cols"]
+            inc = np.asarray(q * sub / (r.size * A), dtype=self.dtype)
+            before = h[r, c].astype(np.float64)
+            np.add.at(h, (r, c), inc)
+            after = h[r, c].astype(np.float64)
+            # book the water actually added (after rounding to the model's dtype)
+            acc["inflow_m3"] += float(np.sum(after - before)) * A if np.unique(r * h.shape[1] + c).size == r.size else q * sub
+            self._track_sparse(r, c)
+            hmax = max(hmax, float(after.max()))
+        for p in self._pumps:
+            r, c = p["cell"]
+            avail = float(h[r, c])
+            want = p["capacity"] * sub / A
+            take = min(max(avail, 0.0), want)
+            if take <= 0:
+                continue
+            new = self.dtype.type(avail - take)
+            taken = (avail - float(new)) * A
+            h[r, c] = new
+            p["pumped_m3"] += taken
+            if p["to"] is None:
+                acc["outflow_m3"] += taken
+            else:
+                tr, tc = p["to"]
+                old = float(h[tr, tc])
+                h[tr, tc] = self.dtype.type(old + taken / A)
+                # rounding of the receiving cell is booked as inflow/outflow difference
+                diff = (float(h[tr, tc]) - old) * A - taken
+                acc["inflow_m3"] += diff
+                self._track_sparse(np.array([tr]), np.array([tc]))
+                hmax = max(hmax, float(h[tr, tc]))
+        for b in self._cell_bcs:
+            r, c = b["rows"], b["cols"]
+            before = h[r, c].astype(np.float64)
+            if b["kind"] == "stage":
+                level = float(b["series"](tm))
+                new = np.maximum(level - self.terrain.elevation[r, c], 0.0).astype(self.dtype)
+            else:  # free: drain; wall: closed and dry
+                new = np.zeros(r.size, self.dtype)
+            h[r, c] = new
+            d = (new.astype(np.float64) - before) * A
+            acc["inflow_m3"] += float(d[d > 0].sum())
+            acc["outflow_m3"] -= float(d[d < 0].sum())
+            if b["kind"] == "wall":
+                self._solver_close_cells(r, c)
+            self._track_sparse(r, c)
+            hmax = max(hmax, float(new.max()) if new.size else 0.0)
+        return hmax
+
+    def _solver_close_cells(self, r, c) -> None:
+        if self._z[r, c].min() < _core.FLOOD_WALL_Z:
+            self._z[r, c] = _core.FLOOD_WALL_Z
+
+    # ------------------------------------------------------------------ outputs
+    @property
+    def time(self) -> float:
+        return self._time
+
+    @property
+    def n_steps(self) -> int:
+        return self._n_steps
+
+    @property
+    def depth(self) -> np.ndarray:
+        """Water depth [m], ``(ny, nx)`` (a copy; walls 0)."""
+        return np.maximum(self._solver.h, 0)
+
+    @property
+    def discharge(self) -> np.ndarray:
+        """Unit discharge [m2/s] at cell centres, ``(2, ny, nx)``: east and north components."""
+        return self._solver.cell_discharge()
+
+    def face_discharge(self):
+        """Face unit discharges ``(qx (ny, nx+1) east-positive, qy (ny+1, nx) south-positive)``."""
+        return self._solver.face_discharge()
+
+    @property
+    def velocity(self) -> np.ndarray:
+        """Depth-averaged velocity [m/s] ``(2, ny, nx)`` (east, north); 0 where depth <= 0.01 m."""
+        q = self.discharge
+        h = self._solver.h
+        wet = h > _core.FLOOD_SPEED_DEPTH
+        return np.where(wet, q / np.where(wet, h, 1), 0).astype(self.dtype)
+
+    @property
+    def speed(self) -> np.ndarray:
+        v = self.velocity
+        return np.hypot(v[0], v[1])
+
+    @property
+    def max_depth(self) -> np.ndarray:
+        return self._maxh.copy()
+
+    @property
+    def max_speed(self) -> np.ndarray:
+        return self._maxs.copy()
+
+    @property
+    def arrival_time(self) -> np.ndarray:
+        """Time [s] the depth first exceeded 0.1 m (NaN where it never did)."""
+        return self._arr.copy()
+
+    @property
+    def elevation(self) -> np.ndarray:
+        return self.terrain.elevation
+
+    def volume_balance(self) -> dict:
+        """Volumes [m3] since the start and the balance error.
+
+        ``error_m3 = volume − initial − rain − inflow + outflow + lost`` (inflow/outflow include
+        the boundaries, point sources and pumps); ``relative_error`` divides by the gross water
+        (initial + rain + inflow).
+        """
+        a = self._acc
+        v = self._volume()
+        initial = a["initial_m3"] + a["edits_m3"]
+        err = v - initial - a["rain_m3"] - a["inflow_m3"] + a["outflow_m3"] + a["lost_m3"]
+        gross = initial + a["rain_m3"] + a["inflow_m3"]
+        rel = abs(err) / gross if gross > 0 else (0.0 if err == 0 else math.inf)
+        return {
+            "volume_m3": v,
+            "initial_m3": initial,
+            "inflow_m3": a["inflow_m3"],
+            "outflow_m3": a["outflow_m3"],
+            "lost_m3": a["lost_m3"],
+            "rain_m3": a["rain_m3"],
+            "pumped_m3": float(sum(p["pumped_m3"] for p in self._pumps)),
+            "error_m3": err,
+            "relative_error": rel,
+        }
+
+    # ------------------------------------------------------------------ state
+    def get_state(self) -> dict:
+        """The whole dynamic state (arrays copied), for a bit-identical restart with :meth:`set_state`."""
+        return {
+            "solver": self.solver,
+            "dtype": self.dtype.name,
+            "shape": tuple(self.shape),
+            "solver_state": self._solver.get_state(),
+            "max_depth": self._maxh.copy(),
+            "max_speed": self._maxs.copy(),
+            "arrival_time": self._arr.copy(),
+            "time": self._time,
+            "n_steps": self._n_steps,
+            "hmax": self._hmax,
+            "acc": dict(self._acc),
+            "pumped_m3": [p["pumped_m3"] for p in self._pumps],
+            "z": self._z.copy(),
+        }
+
+    def set_state(self, state: dict) -> None:
+        for key, mine in (("solver", self.solver), ("dtype", self.dtype.name), ("shape", tuple(self.shape))):
+            if state.get(key) != mine and not (key == "shape" and tuple(state.get(key, ())) == mine):
+                raise ValueError(f"state[{key!r}]: {state.get(key)!r} does not match this model's {mine!r}")
+        self._solver.set_state(state["solver_state"])
+        self._maxh[...] = state["max_depth"]
+        self._maxs[...] = state["max_speed"]
+        self._arr[...] = state["arrival_time"]
+        self._time = float(state["time"])
+        self._n_steps = int(state["n_steps"])
+        self._hmax = float(state["hmax"])
+        self._acc = dict(state["acc"])
+        if len(state.get("pumped_m3", [])) == len(self._pumps):
+            for p, v in zip(self._pumps, state["pumped_m3"]):
+                p["pumped_m3"] = float(v)
+        if "z" in state:
+            self._z[...] = state["z"]
+        for s in self._edge_stage:
+            self._edge_value[s["idx"]] = s["series"](self._time)
+
+    def __repr__(self) -> str:
+        ny, nx = self.shape
+        return (
+            f"FloodModel({ny}x{nx}, dx={self.cell_size:g} m, solver={self.solver!r}, dtype={self.dtype.name}, "
+            f"t={self._time:g} s, steps={self._n_steps})"
+        )
+
+
+def _segments_cross(ax, ay, bx, by, px, py, qx, qy) -> np.ndarray:
+    """Whether segment a–b meets each segment p–q (touching counts)."""
+
+    def orient(x1, y1, x2, y2, x3, y3):
+        return np.sign((x2 - x1) * (y3 - y1) - (y2 - y1) * (x3 - x1))
+
+    o1 = orient(ax, ay, bx, by, px, py)
+    o2 = orient(ax, ay, bx, by, qx, qy)
+    o3 = orient(px, py, qx, qy, ax, ay)
+    o4 = orient(px, py, qx, qy, bx, by)
+    proper = (o1 * o2 <= 0) & (o3 * o4 <= 0)
+    # exclude collinear-but-disjoint pairs
+    col = (o1 == 0) & (o2 == 0)
+    if np.any(col):
+        lo_x, hi_x = np.minimum(px, qx), np.maximum(px, qx)
+        lo_y, hi_y = np.minimum(py, qy), np.maximum(py, qy)
+        overlap = (max(ax, bx) >= lo_x) & (min(ax, bx) <= hi_x) & (max(ay, by) >= lo_y) & (min(ay, by) <= hi_y)
+        proper = np.where(col, overlap, proper)
+    return proper
