@@ -72,7 +72,7 @@ def dynamic_overlays(run: Run, layers: Layers, frames: Frames, i: int) -> dict:
     cx, cy = [], []
     vx, vy, vs, vt = [], [], [], []
     try:
-        ls = tables.link_state_at(run, t)
+        ls = tables.link_state_at(run, t, layers.link_len)
     except RunError:
         ls = None
     if ls is not None:

@@ -29,6 +29,7 @@ class Layers:
     road_y: list = field(default_factory=list)
     link_xy: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     link_mid: dict[int, tuple[float, float]] = field(default_factory=dict)
+    link_len: dict[int, float] = field(default_factory=dict)      # m, along the geometry
     places: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["place_id", "name", "kind", "x", "y"]))
     source: str = ""                             # what the layers came from, shown in the page
     notes: list[str] = field(default_factory=list)
@@ -120,6 +121,7 @@ def layers_from_city(city: Any) -> Layers:
     roads = getattr(city, "roads", None)
     if roads is not None:
         lay.road_x, lay.road_y, lay.link_xy, lay.link_mid = _road_geometry(roads.links, getattr(roads, "nodes", None))
+        lay.link_len = {k: float(np.hypot(np.diff(v[0]), np.diff(v[1])).sum()) for k, v in lay.link_xy.items()}
     places = getattr(city, "places", None)
     if places is not None and len(places):
         p = places.copy()

@@ -73,10 +73,11 @@ def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
         try:
             man = read_json(p / "manifest.json") if (p / "manifest.json").exists() else {}
             scen = man.get("scenario") if isinstance(man.get("scenario"), dict) else {}
-            name = str(man.get("name") or scen.get("name") or man.get("scenario_name") or p.name)
+            name = str(man.get("name") or scen.get("name") or man.get("scenario_name")
+                       or (man.get("scenario") if isinstance(man.get("scenario"), str) else None) or p.name)
             st = man.get("status")
             if isinstance(st, str) and st:
-                status = st
+                status = "complete" if st in ("complete", "completed", "done", "finished") else st
         except RunError as exc:
             info["error"] = str(exc)
             status = "corrupt"
@@ -276,7 +277,8 @@ class Run:
     def display_name(self) -> str:
         man = self.manifest()
         scen = man.get("scenario") if isinstance(man.get("scenario"), dict) else {}
-        return str(man.get("name") or scen.get("name") or self.scenario().get("name") or self.id)
+        return str(man.get("name") or scen.get("name") or man.get("scenario_name") or self.scenario().get("name")
+                   or self.id)
 
     def _json_or_empty(self, name: str) -> dict:
         f = self.path / name

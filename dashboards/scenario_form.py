@@ -24,38 +24,37 @@ EVENTS = [
     {"label": "Tide and storm surge", "value": "tide_surge"},
 ]
 RETURN_PERIODS = [2, 5, 10, 25, 50, 100, 200]
-WARNING_CHANNELS = [
-    {"label": "loudspeaker", "value": "loudspeaker"},
-    {"label": "cell broadcast", "value": "cell_broadcast"},
-    {"label": "TV / radio", "value": "tv"},
-    {"label": "door to door", "value": "door_to_door"},
-]
+WARNING_CHANNELS = [{"label": lbl, "value": v} for v, lbl in (
+    ("cell_broadcast", "cell broadcast"), ("sms", "SMS"), ("loudspeaker", "loudspeaker"), ("siren", "siren"),
+    ("radio", "radio"), ("tv", "TV"), ("door_to_door", "door to door"))]
 INTERVENTIONS = [
-    {"label": " temporary levee along the Tam Kỳ river", "value": "levee"},
-    {"label": " mobile pumps at the pumping stations", "value": "pumps"},
-    {"label": " early warning", "value": "warning"},
-    {"label": " open extra shelters (schools)", "value": "shelters"},
-    {"label": " extra ambulances", "value": "ambulances"},
-    {"label": " extra rescue boats", "value": "boats"},
+    {"label": "mobile pumps at every pumping station (2 m³/s each)", "value": "pumps"},
+    {"label": "warning before the peak", "value": "warning"},
+    {"label": "open the schools as shelters", "value": "shelters"},
+    {"label": "extra ambulances", "value": "ambulances"},
+    {"label": "extra rescue boats", "value": "boats"},
 ]
 
-# form field id -> the scenario key path it edits (errors naming this path show next to the field)
+# form field id -> the scenario key path it edits (errors naming this path show next to the field);
+# interventions.N are added per scenario by scenario_from_form
 FIELD_KEYS: dict[str, str] = {
     "b-name": "name",
     "b-duration": "duration",
     "b-resolution": "resolution_m",
     "b-seed": "seed",
-    "b-event": "flood",
-    "b-track": "flood.rain.track",
+    "b-event": "flood.rain",
+    "b-track": "flood.rain.storm",
     "b-return-period": "flood.rain.return_period_years",
     "b-storm-duration": "flood.rain.duration",
-    "b-release": "flood.inflows",
-    "b-surge": "flood.sea.surge_m",
-    "b-interventions": "interventions",
-    "b-warning-lead": "interventions",
-    "b-ambulances": "interventions",
-    "b-boats": "interventions",
+    "b-surge": "flood.sea.surge",
+    "b-base": "city",
 }
+
+
+def slug(text: str) -> str:
+    from .jobs import slug as _slug
+
+    return _slug(text)
 
 
 def track_files() -> list[Path]:
@@ -120,49 +119,121 @@ def merge(base: dict, over: dict) -> dict:
     return out
 
 
-def scenario_from_form(form: dict, base: dict | None = None) -> dict:
-    """Scenario dict = base scenario + the form's choices (only what the form sets is changed)."""
+def storm_closest_approach(sid: str) -> str | None:
+    """Local datetime (ISO) of a storm's closest approach to Tam Kỳ from the shipped JTWC tracks."""
+    files = track_files()
+    if not files:
+        return None
+    full = files[0].parent / "jtwc_wp_tracks_within300km_tamky_1945_2021.csv"
+    if not full.exists():
+        return None
+    best = None
+    with open(full, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if row.get("sid") != sid:
+                continue
+            try:
+                d = float(row["dist_tamky_km"])
+            except (KeyError, ValueError):
+                continue
+            if best is None or d < best[0]:
+                best = (d, row["iso_time_utc"])
+    if best is None:
+        return None
+    import datetime as dt
+
+    t = dt.datetime.fromisoformat(best[1].replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return (t + dt.timedelta(hours=7)).replace(tzinfo=None).isoformat(timespec="minutes")
+
+
+def _hours(v, default: float) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return default
+
+
+def scenario_from_form(form: dict, base: dict | None = None, places=None) -> tuple[dict, dict[str, str]]:
+    """(scenario dict, {key path prefix: form field id}) = base scenario + the form's choices.
+
+    Only what the form sets is changed; the rain section is replaced whole when the event sets it
+    (its kinds have different keys). ``places`` (the city's places table) names the pumping
+    stations and schools that the pump and shelter interventions use.
+    """
     f = form
-    over: dict[str, Any] = {}
-    if f.get("name"):
-        over["name"] = f["name"]
+    keys = dict((v, k) for k, v in FIELD_KEYS.items())
+    data = copy.deepcopy(base or {})
+    if (f.get("name") or "").strip():
+        data["description"] = f["name"].strip()
+        data["name"] = slug(f["name"]).replace("-", "_")
+    dur_h = _hours(f.get("duration_h"), 6.0)
     if f.get("duration_h") not in (None, ""):
-        over["duration"] = f"{f['duration_h']}h"
+        data["duration"] = f"{f['duration_h']}h"
     if f.get("resolution_m") not in (None, ""):
-        over["resolution_m"] = f["resolution_m"]
+        data["resolution_m"] = f["resolution_m"]
     if f.get("seed") not in (None, ""):
-        over["seed"] = f["seed"]
+        data["seed"] = f["seed"]
+    flood = data.setdefault("flood", {})
     ev = f.get("event")
-    flood: dict[str, Any] = {}
+    peak_s = dur_h * 3600.0 / 2
     if ev == "typhoon":
-        flood["rain"] = {"kind": "typhoon", "track": f.get("track")}
+        flood["rain"] = {"kind": "typhoon", "storm": f.get("track")}
+        when = storm_closest_approach(str(f.get("track"))) if f.get("track") else None
+        if when:
+            import datetime as dt
+
+            data["start"] = (dt.datetime.fromisoformat(when) - dt.timedelta(hours=dur_h / 2)).isoformat(timespec="minutes")
     elif ev == "design_storm":
+        sd = _hours(f.get("storm_duration_h"), dur_h)
         flood["rain"] = {"kind": "design_storm", "return_period_years": f.get("return_period"),
                          "duration": f"{f.get('storm_duration_h')}h" if f.get("storm_duration_h") not in (None, "") else None}
-    elif ev == "reservoir":
-        flood["inflows"] = [{"name": "phu_ninh", "kind": "reservoir_release", "peak_m3_per_s": f.get("release_m3_per_s")}]
+        if flood["rain"]["duration"] is None:
+            flood["rain"].pop("duration")
+        peak_s = sd * 3600.0 / 2
     elif ev == "tide_surge":
-        flood["sea"] = {"surge_m": f.get("surge_m")}
-    if flood:
-        over["flood"] = flood
-    inter = []
+        sea = flood.setdefault("sea", {})
+        sea["enabled"] = True
+        sea["surge"] = {"peak_m": f.get("surge_m"), "peak_time": peak_s, "duration": f"{dur_h:g}h"}
+    inter = list(data.get("interventions") or [])
+    keep = f.get("base_interventions")
+    if keep is not None:
+        inter = [iv for k, iv in enumerate(inter) if k in set(keep)]
+
+    def add(item, fid):
+        keys[f"interventions.{len(inter)}"] = fid
+        inter.append(item)
+
+    if ev == "reservoir":
+        q = f.get("release_m3_per_s")
+        add({"type": "reservoir_release", "times": [0, f"{dur_h * 0.25:g}h", f"{dur_h * 0.75:g}h", f"{dur_h:g}h"],
+             "discharge_m3_per_s": [0, q, q, 0], "label": "Phú Ninh release"}, "b-release")
     chosen = set(f.get("interventions") or [])
-    if "levee" in chosen:
-        inter.append({"kind": "levee", "name": "Tam Kỳ river temporary levee", "crest_m": 4.0})
+    kinds = places["kind"].astype(str) if places is not None and len(places) else None
     if "pumps" in chosen:
-        inter.append({"kind": "pump", "place": "all_pumping_stations", "capacity_m3_per_s": 2.0})
+        ids = places.loc[kinds == "pumping_station", "place_id"].astype(str).tolist() if kinds is not None else []
+        if not ids:
+            keys["interventions"] = "b-interventions"
+            add({"type": "pump", "capacity_m3_per_s": 2.0}, "b-interventions")  # the schema says what is missing
+        for pid in ids:
+            add({"type": "pump", "place": pid, "capacity_m3_per_s": 2.0, "label": "mobile pump"}, "b-interventions")
     if "warning" in chosen:
-        inter.append({"kind": "warning", "lead_time": f"{f.get('warning_lead_h') or 0}h",
-                      "channel": f.get("warning_channel") or "cell_broadcast"})
+        lead_s = _hours(f.get("warning_lead_h"), 0.0) * 3600.0
+        add({"type": "warning", "at": max(0.0, peak_s - lead_s), "channel": f.get("warning_channel") or "cell_broadcast"},
+            "b-warning-lead")
     if "shelters" in chosen:
-        inter.append({"kind": "shelter_opened", "place": "all_schools"})
+        if kinds is not None:
+            sch = places[kinds == "school"]
+            for pid, cap in zip(sch["place_id"].astype(str), sch.get("capacity", [200] * len(sch))):
+                add({"type": "shelter_open", "place": pid, "capacity": int(cap) if cap and cap > 0 else 200}, "b-interventions")
     if "ambulances" in chosen:
-        inter.append({"kind": "extra_units", "unit": "ambulance", "count": f.get("ambulances")})
+        add({"type": "extra_units", "unit": "ambulance", "count": f.get("ambulances")}, "b-ambulances")
     if "boats" in chosen:
-        inter.append({"kind": "extra_units", "unit": "boat", "count": f.get("boats")})
-    if inter:
-        over["interventions"] = inter
-    return merge(base or {}, over)
+        add({"type": "extra_units", "unit": "boat", "count": f.get("boats")}, "b-boats")
+    if inter or "interventions" in data:
+        data["interventions"] = inter
+    return data, keys
 
 
 def form_errors(form: dict) -> dict[str, str]:
@@ -223,15 +294,38 @@ def _error_items(exc: Exception) -> list[tuple[str, str]]:
     return [("", str(exc))]
 
 
-def map_errors(exc: Exception) -> tuple[dict[str, str], list[str]]:
-    """Field id -> message for errors whose key path a field edits; the rest as general messages."""
+# discriminator tags pydantic puts in error locations (flood.rain.design_storm.duration)
+_TAGS = {"design_storm", "typhoon", "gauge", "file", "series", "none", "levee", "pump", "road_closure", "contraflow",
+         "shelter_open", "extra_units", "reservoir_release", "breach"}
+_LINE_RE = re.compile(r"^\s*(?:.*?\.ya?ml|<[^>]+>): ([A-Za-z0-9_.<>]+): (.*)$")
+
+
+def _scenario_error_items(text: str) -> list[tuple[str, str]]:
+    """(key path, message) from ``ScenarioError`` text: lines ``FILE: key.path: message``."""
+    out = []
+    for line in text.splitlines():
+        m = _LINE_RE.match(line)
+        if m:
+            out.append((m.group(1), m.group(2)))
+    return out
+
+
+def map_errors(exc: Exception, keys: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
+    """Field id -> message for errors whose key path a field edits; the rest as general messages.
+
+    ``keys`` maps key path prefixes to field ids (default FIELD_KEYS inverted)."""
+    keys = keys if keys is not None else {v: k for k, v in FIELD_KEYS.items()}
     by_field: dict[str, str] = {}
     general: list[str] = []
     text_all = str(exc)
-    for loc, msg in _error_items(exc):
+    items = _error_items(exc)
+    if items == [("", text_all)]:
+        items = _scenario_error_items(text_all) or items
+    for loc, msg in items:
+        loc = ".".join(p for p in loc.split(".") if p not in _TAGS)
         target = None
         best = -1
-        for fid, key in FIELD_KEYS.items():
+        for key, fid in keys.items():
             hit = (bool(loc) and (loc == key or loc.startswith(key + "."))) or (not loc and key in msg)
             if hit and len(key) > best:
                 target, best = fid, len(key)
@@ -245,7 +339,7 @@ def map_errors(exc: Exception) -> tuple[dict[str, str], list[str]]:
     return by_field, general
 
 
-def validate(data: dict, folder: Path | None = None) -> tuple[Any, dict[str, str], list[str]]:
+def validate(data: dict, folder: Path | None = None, keys: dict[str, str] | None = None) -> tuple[Any, dict[str, str], list[str]]:
     """(scenario object or None, field errors, general errors) through ``twin.scenario.load_scenario``."""
     try:
         from twin.scenario import load_scenario
@@ -260,7 +354,7 @@ def validate(data: dict, folder: Path | None = None) -> tuple[Any, dict[str, str
         try:
             sc = load_scenario(path)
         except Exception as exc:  # ValueError / pydantic.ValidationError from the schema
-            fe, ge = map_errors(exc)
+            fe, ge = map_errors(exc, keys)
             return None, fe, ge
         return sc, {}, []
     finally:

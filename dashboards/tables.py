@@ -15,6 +15,7 @@ X = ("x", "x_m")
 Y = ("y", "y_m")
 LINK = ("link_id", "link", "id")
 VEH = ("vehicles", "n_vehicles", "vehicle_count", "count", "occupancy_veh")
+DENSITY = ("density_vpm", "density_veh_per_m", "road_link__vehicle_density")  # vehicles per metre
 CLOSED = ("closed", "is_closed", "road_link__is_closed")
 SPEED_FACTOR = ("speed_factor", "road_link__speed_factor")
 HAZARD = ("hazard", "hazard_rating", "hr")
@@ -81,8 +82,10 @@ def people_points(run: Run, t: float, max_points: int = 3000) -> dict | None:
             "state": s[st].astype(str).tolist() if st else None, "n": n, "step": step}
 
 
-def link_state_at(run: Run, t: float) -> dict | None:
-    """{'closed': [link ids], 'vehicles': {link: count}} at time t from links.parquet."""
+def link_state_at(run: Run, t: float, lengths: dict | None = None) -> dict | None:
+    """{'closed': [link ids], 'vehicles': {link: count}} at time t from links.parquet.
+
+    Vehicles per link come from a count column, else density (veh/m) × link length (``lengths``)."""
     snap = snapshot_at(run, "links", t)
     if snap is None:
         return None
@@ -99,9 +102,16 @@ def link_state_at(run: Run, t: float) -> dict | None:
             closed = snap.loc[snap[sf].to_numpy(dtype=float) <= 0.0, lc].astype(int).tolist()
     veh: dict[int, float] = {}
     v = col(snap, *VEH)
+    dc = col(snap, *DENSITY)
     if v is not None:
         sub = snap[snap[v].to_numpy(dtype=float) > 0]
         veh = dict(zip(sub[lc].astype(int).tolist(), sub[v].astype(float).tolist()))
+    elif dc is not None and lengths:
+        sub = snap[snap[dc].to_numpy(dtype=float) > 0]
+        for lid, dens in zip(sub[lc].astype(int).tolist(), sub[dc].astype(float).tolist()):
+            n = dens * lengths.get(lid, 0.0)
+            if n >= 0.5:
+                veh[lid] = n
     return {"closed": closed, "vehicles": veh}
 
 

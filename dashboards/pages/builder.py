@@ -37,7 +37,8 @@ def layout(ctx, selected=None):
                 field("b-base", "Base scenario", dcc.Dropdown(id="b-base", options=bases, value=default_base,
                                                               placeholder="no scenario files found"),
                       "the file the choices below are applied to"),
-                field("b-name", "Name", dcc.Input(id="b-name", type="text", value="what-if", debounce=False)),
+                field("b-name", "Name", dcc.Input(id="b-name", type="text", value="what-if", debounce=False),
+                      "any text; the run id keeps letters, digits and _"),
                 html.Div([
                     field("b-duration", "Duration (h)", dcc.Input(id="b-duration", type="number", value=6, min=0, step=0.25)),
                     field("b-resolution", "Grid resolution (m)", dcc.Dropdown(id="b-resolution", options=[
@@ -65,7 +66,10 @@ def layout(ctx, selected=None):
             ], className="main-col form"),
             html.Div([
                 html.H3("Interventions"),
-                field("b-interventions", "Apply", dcc.Checklist(id="b-interventions", options=sf.INTERVENTIONS, value=[],
+                field("b-base-interventions", "From the base scenario", dcc.Checklist(
+                    id="b-base-interventions", options=[], value=[], className="checklist"),
+                      "untick to leave one out"),
+                field("b-interventions", "Add", dcc.Checklist(id="b-interventions", options=sf.INTERVENTIONS, value=[],
                                                                className="checklist")),
                 html.Div([
                     field("b-warning-lead", "Warning lead time (h)", dcc.Input(id="b-warning-lead", type="number", value=6, min=0)),
@@ -106,13 +110,24 @@ FORM_STATES = [State("b-base", "value"), State("b-name", "value"), State("b-dura
                State("b-track", "value"), State("b-return-period", "value"), State("b-storm-duration", "value"),
                State("b-release", "value"), State("b-surge", "value"), State("b-interventions", "value"),
                State("b-warning-lead", "value"), State("b-warning-channel", "value"), State("b-ambulances", "value"),
-               State("b-boats", "value")]
+               State("b-boats", "value"), State("b-base-interventions", "value")]
 FORM_KEYS = ["base", "name", "duration_h", "resolution_m", "seed", "event", "track", "return_period",
              "storm_duration_h", "release_m3_per_s", "surge_m", "interventions", "warning_lead_h", "warning_channel",
-             "ambulances", "boats"]
+             "ambulances", "boats", "base_interventions"]
 FIELD_IDS = ["b-base", "b-name", "b-duration", "b-resolution", "b-seed", "b-event", "b-track", "b-return-period",
              "b-storm-duration", "b-release", "b-surge", "b-interventions", "b-warning-lead", "b-warning-channel",
              "b-ambulances", "b-boats"]
+
+
+def city_places(ctx, base: dict):
+    """The base scenario's city places (for pumps and shelters), or None if the bundle cannot load."""
+    name = base.get("city") if isinstance(base, dict) else None
+    if not isinstance(name, str):
+        return None
+    try:
+        return ctx.layers.load_city(name, base.get("resolution_m")).places
+    except Exception:
+        return None
 
 
 def check(ctx, form: dict, uploaded: dict | None = None):
@@ -122,15 +137,33 @@ def check(ctx, form: dict, uploaded: dict | None = None):
         _, fe, ge = sf.validate(data, ctx.runs_dir / ".jobs")
         return (data if not fe and not ge else None), fe, ge
     fe = sf.form_errors(form)
+    if not form.get("base"):
+        fe["b-base"] = "Choose a base scenario (a file in scenarios/)."
+        return None, fe, []
     try:
         base, _ = sf.load_base(form.get("base"))
     except (OSError, ValueError, yaml.YAMLError) as exc:
         return None, {"b-base": f"cannot be read: {exc}"}, []
-    data = sf.scenario_from_form(form, base)
+    places = city_places(ctx, base) if set(form.get("interventions") or []) & {"pumps", "shelters"} else None
+    data, keys = sf.scenario_from_form(form, base, places)
     if fe:
         return None, fe, []
-    _, fe2, ge = sf.validate(data, ctx.runs_dir / ".jobs")
+    _, fe2, ge = sf.validate(data, ctx.runs_dir / ".jobs", keys)
     return (data if not fe2 and not ge else None), fe2, ge
+
+
+def base_intervention_options(path):
+    try:
+        base, _ = sf.load_base(path)
+    except (OSError, ValueError, yaml.YAMLError):
+        return [], []
+    items = base.get("interventions") or []
+    opts = []
+    for k, iv in enumerate(items):
+        if isinstance(iv, dict):
+            lbl = iv.get("label") or iv.get("type", "?")
+            opts.append({"label": f"{lbl} ({iv.get('type', '?')})", "value": k})
+    return opts, [o["value"] for o in opts]
 
 
 def parse_upload(contents: str | None, filename: str | None):
@@ -165,6 +198,11 @@ def register(app, ctx):
     def show_event(ev):
         hide, show = {"display": "none"}, {}
         return tuple(show if ev == k else hide for k in ("typhoon", "design_storm", "reservoir", "tide_surge"))
+
+    @app.callback(Output("b-base-interventions", "options"), Output("b-base-interventions", "value"),
+                  Input("b-base", "value"))
+    def base_items(path):
+        return base_intervention_options(path)
 
     @app.callback(Output("b-uploaded", "data"), Output("b-upload-msg", "children"),
                   Input("b-upload", "contents"), State("b-upload", "filename"), prevent_initial_call=True)

@@ -223,15 +223,64 @@ def test_queue_and_utilisation_from_incidents(ctx, runs_dir):
 
 
 # -- scenario builder ----------------------------------------------------------------------------
-def test_scenario_from_form_merges_into_base():
-    base = {"name": "base", "flood": {"solver": "inertial", "rain": {"kind": "file"}}, "seed": 3}
-    form = {"name": "what-if", "duration_h": 2, "event": "design_storm", "return_period": 50, "storm_duration_h": 3,
-            "interventions": ["warning", "boats"], "warning_lead_h": 6, "warning_channel": "tv", "boats": 4}
-    d = sf.scenario_from_form(form, base)
-    assert d["flood"]["solver"] == "inertial" and d["seed"] == 3 and d["name"] == "what-if"
-    assert d["flood"]["rain"]["return_period_years"] == 50
-    assert {"kind": "warning", "lead_time": "6h", "channel": "tv"} in d["interventions"]
-    assert base["flood"]["rain"] == {"kind": "file"}  # base untouched
+BASE_YAML = """
+name: base_case
+city: danang
+start: 2022-10-14T12:00
+duration: 8h
+coupling_step: 5min
+seed: 3
+flood:
+  solver: inertial
+  rain: {kind: design_storm, duration: 6h, peak_mm_per_h: 100}
+interventions:
+  - {type: levee, polyline: [[0, 0], [100, 0]], crest_m: 4.0, label: river wall}
+  - {type: extra_units, unit: ambulance, count: 1}
+"""
+FORM = {"name": "Mưa 50 năm + cảnh báo", "duration_h": 2, "event": "design_storm", "return_period": 50,
+        "storm_duration_h": 2, "interventions": ["warning", "boats"], "warning_lead_h": 0.5,
+        "warning_channel": "tv", "boats": 4, "base_interventions": [0]}
+
+
+@pytest.fixture
+def base_file(tmp_path):
+    f = tmp_path / "base.yaml"
+    f.write_text(BASE_YAML, encoding="utf-8")
+    return f
+
+
+def test_scenario_from_form_merges_into_base_and_validates(base_file, tmp_path):
+    base, _ = sf.load_base(base_file)
+    d, keys = sf.scenario_from_form(FORM, base)
+    assert d["flood"]["solver"] == "inertial" and d["seed"] == 3
+    assert d["name"] == "mua_50_nam_canh_bao" and d["description"] == "Mưa 50 năm + cảnh báo"
+    assert d["flood"]["rain"] == {"kind": "design_storm", "return_period_years": 50, "duration": "2h"}  # replaced whole
+    assert [iv["type"] for iv in d["interventions"]] == ["levee", "warning", "extra_units"]  # base item 1 left out
+    assert d["interventions"][1] == {"type": "warning", "at": 1800.0, "channel": "tv"}  # 30 min before the 1 h peak
+    assert keys["interventions.2"] == "b-boats"
+    sc, fe, ge = sf.validate(d, tmp_path, keys)  # the project's schema (twin.scenario.load_scenario)
+    assert (fe, ge) == ({}, []) and sc.duration == 7200.0 and sc.flood.rain.return_period_years == 50
+
+
+def test_real_schema_errors_land_next_to_their_field(base_file, tmp_path):
+    base, _ = sf.load_base(base_file)
+    bad = dict(FORM, return_period=1, boats=0)
+    d, keys = sf.scenario_from_form(bad, base)
+    sc, fe, ge = sf.validate(d, tmp_path, keys)
+    assert sc is None
+    assert "greater than 1" in fe["b-return-period"]
+    assert "greater than 0" in fe["b-boats"]
+    d, keys = sf.scenario_from_form(dict(FORM, duration_h=0.01), base)   # not a whole number of 5 min steps
+    sc, fe, ge = sf.validate(d, tmp_path, keys)
+    assert sc is None and "whole number of coupling steps" in fe["b-duration"]
+
+
+def test_typhoon_event_starts_at_the_storm(base_file):
+    base, _ = sf.load_base(base_file)
+    d, _ = sf.scenario_from_form(dict(FORM, event="typhoon", track="WP212020", duration_h=24), base)
+    assert d["flood"]["rain"] == {"kind": "typhoon", "storm": "WP212020"}
+    # Molave's closest fix to Tam Kỳ: 2020-10-28 06Z = 13:00 local; a 24 h run starts 12 h before
+    assert d["start"] == "2020-10-28T01:00"
 
 
 def test_form_errors_name_the_field():
