@@ -21,4 +21,6 @@ PYBIND11_MODULE(_core, m) {
     m.doc() = "Tam Kỳ Twin hot kernels (private: use the twin package).";
     twin::register_common(m);
     twin::register_flood(m);
+    twin::register_traffic(m);
+    twin::register_fv(m);
 }

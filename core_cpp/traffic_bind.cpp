@@ -1,0 +1,403 @@
+// Python face of the traffic engine: validates every array at the boundary (GIL held), then
+// releases the GIL for stepping and routing. Registered by register_traffic().
+#include <cstring>
+#include <memory>
+#include <sstream>
+
+#include "common.hpp"
+#include "modules.hpp"
+#include "traffic_engine.hpp"
+
+namespace twin {
+
+using traffic::Engine;
+using traffic::INF;
+using traffic::N_CLASSES;
+
+namespace {
+
+template <class T>
+py::array_t<T> to_np(const std::vector<T>& v) {
+    py::array_t<T> a((py::ssize_t)v.size());
+    if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(T));
+    return a;
+}
+
+template <class T>
+void from_np(const py::dict& d, const char* name, std::vector<T>& v) {
+    if (!d.contains(name)) fail(std::string("traffic state: missing field '") + name + "'");
+    py::array a = py::array::ensure(d[name]);
+    if (!a || !a.dtype().equal(py::dtype::of<T>()))
+        fail(std::string("traffic state: field '") + name + "' has the wrong dtype");
+    auto c = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(a);
+    v.assign(c.data(), c.data() + c.size());
+}
+
+template <class F>
+void visit_state(Engine& e, F&& f) {
+    f("depth", e.depth); f("veff", e.veff); f("qeff", e.qeff);
+    f("closed_manual", e.closed_manual); f("closed_mask", e.closed_mask);
+    f("Nup", e.Nup); f("Ndown", e.Ndown); f("rel_credit", e.rel_credit); f("recv_credit", e.recv_credit);
+    f("ndlag", e.ndlag);
+    f("head", e.head); f("tail", e.tail); f("wait_head", e.wait_head); f("wait_tail", e.wait_tail);
+    f("nveh", e.nveh); f("nwait", e.nwait); f("exits_total", e.exits_total); f("entries_total", e.entries_total);
+    f("hist", e.hist);
+    f("cls", e.cls); f("state", e.state); f("informed", e.informed); f("origin", e.origin); f("dest", e.dest);
+    f("cur", e.cur); f("vnext", e.vnext); f("r_off", e.r_off); f("r_len", e.r_len); f("r_pos", e.r_pos);
+    f("log_cur", e.log_cur); f("depart", e.depart); f("arrive", e.arrive); f("t_enter", e.t_enter);
+    f("t_ready", e.t_ready); f("pool", e.pool); f("pending", e.pending);
+    f("log_veh", e.log_veh); f("log_link", e.log_link); f("log_tin", e.log_tin); f("log_tout", e.log_tout);
+}
+
+#define TWIN_TRAFFIC_SCALARS(X) \
+    X(step_k) X(pend_ptr) X(n_departed) X(n_arrived) X(n_stalled) X(n_stranded) X(n_waiting) X(n_onlink) \
+    X(n_reroutes) X(reroute_every)
+
+void check_ids(const carray<int32_t>& a, int32_t n, const char* name, const char* what) {
+    const int32_t* p = a.data();
+    for (py::ssize_t k = 0; k < a.size(); ++k)
+        if (p[k] < 0 || p[k] >= n) {
+            std::ostringstream s;
+            s << name << ": value " << p[k] << " at index " << k << " is not a valid " << what << " id (0.."
+              << n - 1 << ")";
+            fail(s.str());
+        }
+}
+
+template <class T>
+void check_positive(const carray<T>& a, const char* name) {
+    const T* p = a.data();
+    for (py::ssize_t k = 0; k < a.size(); ++k)
+        if (!(p[k] > 0) || !std::isfinite((double)p[k])) {
+            std::ostringstream s;
+            s << name << ": value " << p[k] << " at index " << k << " must be finite and > 0";
+            fail(s.str());
+        }
+}
+
+int check_class(int c) {
+    if (c < 0 || c >= N_CLASSES) fail("vehicle_class: code " + std::to_string(c) + " is not in 0.." +
+                                      std::to_string(N_CLASSES - 1));
+    return c;
+}
+
+}  // namespace
+
+void register_traffic(py::module_& m) {
+    m.def(
+        "traffic_node_model",
+        [](carray<double> sending, carray<double> priority, carray<double> receiving) {
+            require(sending.ndim() == 2, "sending: expected a 2-D (incoming, outgoing + 1) array, got shape " +
+                                             shape_str(sending));
+            const int nin = (int)sending.shape(0), nout1 = (int)sending.shape(1);
+            require(nout1 >= 1, "sending: needs at least the sink column");
+            require_size(priority, nin, "priority");
+            require_size(receiving, nout1 - 1, "receiving");
+            require_nonnegative(sending, "sending");
+            check_positive(priority, "priority");
+            require_nonnegative(receiving, "receiving");
+            std::vector<double> Si(nin, 0.0), Rt(nout1, 0.0);
+            std::vector<uint8_t> act(nin);
+            for (int a = 0; a < nin; ++a)
+                for (int b = 0; b < nout1; ++b) Si[a] += sending.data()[a * nout1 + b];
+            py::array_t<double> q(nin);
+            traffic::node_model(nin, nout1, sending.data(), Si.data(), priority.data(), receiving.data(),
+                                q.mutable_data(), Rt.data(), act.data());
+            return q;
+        },
+        py::arg("sending").noconvert(), py::arg("priority").noconvert(), py::arg("receiving").noconvert(),
+        "Tampère et al. (2011) node model: flows out of each incoming link given sending flows by turn "
+        "(last column: vehicles ending their trip), priorities (capacities) and receiving flows.");
+
+    py::class_<Engine>(m, "TrafficEngine",
+                       "Link transmission model with individual vehicles (private: use twin.traffic.TrafficModel).")
+        .def(py::init([](carray<int32_t> from, carray<int32_t> to, carray<double> length, carray<double> lanes,
+                         carray<double> vfree, carray<double> cap_per_lane, carray<double> kjam_per_lane,
+                         carray<double> x, carray<double> y, carray<int32_t> sig_ptr, carray<double> sig_dur,
+                         carray<double> sig_offset, carray<int32_t> group, double dt, carray<double> pcu,
+                         carray<double> stall) {
+                 const py::ssize_t L = from.size(), N = x.size();
+                 require(L < INT32_MAX && N < INT32_MAX, "network too large for int32 ids");
+                 require(dt > 0 && std::isfinite(dt), "dt: must be finite and > 0, got " + std::to_string(dt));
+                 require_size(to, L, "links.to");
+                 require_size(length, L, "links.length_m");
+                 require_size(lanes, L, "links.lanes");
+                 require_size(vfree, L, "links.free_speed_mps");
+                 require_size(cap_per_lane, L, "links.capacity_vph_per_lane");
+                 require_size(kjam_per_lane, L, "links.jam_density_vpm_per_lane");
+                 require_size(group, L, "links.signal_group");
+                 require_size(y, N, "nodes.y");
+                 require_size(sig_ptr, N + 1, "nodes.signal_phases_s (pointer)");
+                 require_size(sig_offset, N, "nodes.signal_offset_s");
+                 require_size(pcu, N_CLASSES, "pcu");
+                 require_size(stall, N_CLASSES, "stall_depth_m");
+                 require(N > 0, "nodes: the network has no nodes");
+                 check_ids(from, (int32_t)N, "links.from", "node");
+                 check_ids(to, (int32_t)N, "links.to", "node");
+                 check_positive(length, "links.length_m");
+                 check_positive(lanes, "links.lanes");
+                 check_positive(vfree, "links.free_speed_mps");
+                 check_positive(cap_per_lane, "links.capacity_vph_per_lane");
+                 check_positive(kjam_per_lane, "links.jam_density_vpm_per_lane");
+                 check_positive(pcu, "pcu");
+                 require_finite(x, "nodes.x");
+                 require_finite(y, "nodes.y");
+                 require_finite(sig_offset, "nodes.signal_offset_s");
+                 check_positive(sig_dur, "nodes.signal_phases_s");
+                 require_nonnegative(stall, "stall_depth_m");
+                 traffic::Network net;
+                 net.n_nodes = (int32_t)N;
+                 net.n_links = (int32_t)L;
+                 net.from.assign(from.data(), from.data() + L);
+                 net.to.assign(to.data(), to.data() + L);
+                 net.length.assign(length.data(), length.data() + L);
+                 net.lanes.assign(lanes.data(), lanes.data() + L);
+                 net.vfree.assign(vfree.data(), vfree.data() + L);
+                 net.x.assign(x.data(), x.data() + N);
+                 net.y.assign(y.data(), y.data() + N);
+                 net.qcap.resize(L);
+                 net.kjam.resize(L);
+                 net.w.resize(L);
+                 for (py::ssize_t l = 0; l < L; ++l) {
+                     const double qs = cap_per_lane.data()[l] / 3600.0, kj = kjam_per_lane.data()[l];
+                     const double vf = vfree.data()[l];
+                     if (!(qs < vf * kj)) {
+                         std::ostringstream s;
+                         s << "links.capacity_vph_per_lane: value " << cap_per_lane.data()[l] << " at link " << l
+                           << " must be below free_speed x jam density = " << vf * kj * 3600.0
+                           << " veh/h/lane (a triangular diagram needs a finite backward wave speed)";
+                         fail(s.str());
+                     }
+                     net.qcap[l] = qs * lanes.data()[l];
+                     net.kjam[l] = kj * lanes.data()[l];
+                     net.w[l] = qs * vf / (vf * kj - qs);
+                 }
+                 const int32_t* sp = sig_ptr.data();
+                 require(sp[0] == 0 && sp[N] == (int32_t)sig_dur.size(), "nodes.signal_phases_s: bad pointer array");
+                 for (py::ssize_t n = 0; n < N; ++n)
+                     require(sp[n + 1] >= sp[n], "nodes.signal_phases_s: bad pointer array");
+                 net.sig_ptr.assign(sp, sp + N + 1);
+                 net.sig_end.assign(sig_dur.data(), sig_dur.data() + sig_dur.size());
+                 for (py::ssize_t n = 0; n < N; ++n) {
+                     double c = 0;
+                     for (int32_t p = sp[n]; p < sp[n + 1]; ++p) net.sig_end[p] = (c += sig_dur.data()[p]);
+                 }
+                 net.sig_offset.assign(sig_offset.data(), sig_offset.data() + N);
+                 net.group.assign(group.data(), group.data() + L);
+                 for (py::ssize_t l = 0; l < L; ++l) {
+                     const int32_t g = group.data()[l], n = to.data()[l];
+                     if (g >= 0 && g >= sp[n + 1] - sp[n]) {
+                         std::ostringstream s;
+                         s << "links.signal_group: value " << g << " at link " << l << " but node " << n << " has "
+                           << sp[n + 1] - sp[n] << " signal phases";
+                         fail(s.str());
+                     }
+                 }
+                 auto e = std::make_unique<Engine>();
+                 for (int c = 0; c < N_CLASSES; ++c) {
+                     e->pcu[c] = pcu.data()[c];
+                     e->stall[c] = stall.data()[c];
+                 }
+                 e->init(std::move(net), dt);
+                 return e;
+             }),
+             py::arg("from_").noconvert(), py::arg("to").noconvert(), py::arg("length").noconvert(),
+             py::arg("lanes").noconvert(), py::arg("vfree").noconvert(), py::arg("cap_per_lane").noconvert(),
+             py::arg("kjam_per_lane").noconvert(), py::arg("x").noconvert(), py::arg("y").noconvert(),
+             py::arg("sig_ptr").noconvert(), py::arg("sig_dur").noconvert(), py::arg("sig_offset").noconvert(),
+             py::arg("group").noconvert(), py::arg("dt"), py::arg("pcu").noconvert(), py::arg("stall").noconvert())
+        .def("add_trips",
+             [](Engine& e, carray<int32_t> o, carray<int32_t> d, carray<double> dep, carray<uint8_t> c,
+                carray<uint8_t> inf) {
+                 const py::ssize_t n = o.size();
+                 require_size(d, n, "trips.destination");
+                 require_size(dep, n, "trips.depart_s");
+                 require_size(c, n, "trips.vehicle_class");
+                 require_size(inf, n, "trips.informed");
+                 check_ids(o, e.net.n_nodes, "trips.origin", "node");
+                 check_ids(d, e.net.n_nodes, "trips.destination", "node");
+                 require_finite(dep, "trips.depart_s");
+                 for (py::ssize_t k = 0; k < n; ++k) check_class(c.data()[k]);
+                 require((int64_t)e.n_vehicles() + n < INT32_MAX, "too many trips for int32 ids");
+                 py::gil_scoped_release nogil;
+                 return e.add(o.data(), d.data(), dep.data(), c.data(), inf.data(), n);
+             },
+             py::arg("origin").noconvert(), py::arg("destination").noconvert(), py::arg("depart_s").noconvert(),
+             py::arg("vehicle_class").noconvert(), py::arg("informed").noconvert())
+        .def("step",
+             [](Engine& e, int64_t n) {
+                 require(n >= 0, "n_steps must be >= 0");
+                 py::gil_scoped_release nogil;
+                 e.step(n);
+             },
+             py::arg("n_steps"))
+        .def("set_depth",
+             [](Engine& e, carray<double> d) {
+                 require_size(d, e.net.n_links, "depth_m");
+                 require_nonnegative(d, "depth_m");
+                 py::gil_scoped_release nogil;
+                 e.set_depth(d.data());
+             },
+             py::arg("depth_m").noconvert())
+        .def("set_closed",
+             [](Engine& e, carray<int32_t> ids, bool closed) {
+                 check_ids(ids, e.net.n_links, "ids", "link");
+                 py::gil_scoped_release nogil;
+                 e.set_closed(ids.data(), ids.size(), closed);
+             },
+             py::arg("ids").noconvert(), py::arg("closed"))
+        .def("class_cost",
+             [](const Engine& e, int c) {
+                 check_class(c);
+                 py::array_t<double> out(e.net.n_links);
+                 double* p = out.mutable_data();
+                 {
+                     py::gil_scoped_release nogil;
+                     e.class_cost(c, p);
+                 }
+                 return out;
+             },
+             py::arg("vehicle_class"))
+        .def("shortest_path",
+             [](const Engine& e, int32_t o, int32_t d, int c) {
+                 check_class(c);
+                 require(o >= 0 && o < e.net.n_nodes, "origin: node " + std::to_string(o) + " does not exist");
+                 require(d >= 0 && d < e.net.n_nodes, "destination: node " + std::to_string(d) + " does not exist");
+                 std::vector<double> cost(e.net.n_links);
+                 std::vector<int32_t> links;
+                 double time = INF;
+                 {
+                     py::gil_scoped_release nogil;
+                     e.class_cost(c, cost.data());
+                     traffic::astar(e.net, cost.data(), o, d, links, time);
+                 }
+                 return py::make_tuple(to_np(links), time);
+             },
+             py::arg("origin"), py::arg("destination"), py::arg("vehicle_class"))
+        .def("tree",
+             [](const Engine& e, carray<int32_t> dests, int c) {
+                 check_class(c);
+                 check_ids(dests, e.net.n_nodes, "destinations", "node");
+                 const int32_t N = e.net.n_nodes;
+                 py::array_t<double> dist(N);
+                 py::array_t<int32_t> nxt(N), near(N);
+                 double* dp = dist.mutable_data();
+                 int32_t* np_ = nxt.mutable_data();
+                 int32_t* rp = near.mutable_data();
+                 {
+                     py::gil_scoped_release nogil;
+                     std::vector<double> cost(e.net.n_links);
+                     e.class_cost(c, cost.data());
+                     traffic::tree_to(e.net, cost.data(), dests.data(), (int)dests.size(), dp, np_, rp);
+                 }
+                 return py::make_tuple(dist, nxt, near);
+             },
+             py::arg("destinations").noconvert(), py::arg("vehicle_class"))
+        .def("queue_counts",
+             [](const Engine& e) {
+                 py::array_t<int32_t> qc(e.net.n_links);
+                 py::array_t<double> qp(e.net.n_links);
+                 e.queue_counts(qc.mutable_data(), qp.mutable_data());
+                 return py::make_tuple(qc, qp);
+             })
+        .def("reroute",
+             [](Engine& e, carray<int32_t> ids) {
+                 check_ids(ids, (int32_t)e.n_vehicles(), "trip_ids", "trip");
+                 std::vector<int32_t> vs;
+                 for (py::ssize_t k = 0; k < ids.size(); ++k) {
+                     const uint8_t s = e.state[ids.data()[k]];
+                     if (s == traffic::SCHEDULED || s == traffic::WAITING || s == traffic::ON_LINK)
+                         vs.push_back(ids.data()[k]);
+                 }
+                 py::gil_scoped_release nogil;
+                 e.reroute(vs);
+             },
+             py::arg("trip_ids").noconvert())
+        .def_property(
+            "reroute_every", [](const Engine& e) { return e.reroute_every; },
+            [](Engine& e, int64_t v) {
+                require(v >= 0, "reroute_every: must be >= 0");
+                e.reroute_every = v;
+            })
+        .def_property(
+            "threads", [](const Engine& e) { return e.threads; }, [](Engine& e, int v) { e.threads = v; })
+        .def_property(
+            "record", [](const Engine& e) { return e.record; }, [](Engine& e, bool v) { e.record = v; })
+        .def_property_readonly("n_vehicles", &Engine::n_vehicles)
+        .def_property_readonly("n_links", [](const Engine& e) { return e.net.n_links; })
+        .def_property_readonly("n_nodes", [](const Engine& e) { return e.net.n_nodes; })
+        .def_property_readonly("step_k", [](const Engine& e) { return e.step_k; })
+        .def_readonly("dt", &Engine::dt)
+        .def("counts",
+             [](const Engine& e) {
+                 py::dict d;
+#define X(name) d[#name] = e.name;
+                 TWIN_TRAFFIC_SCALARS(X)
+#undef X
+                 return d;
+             })
+        .def("get",
+             [](Engine& e, const std::string& name) {
+                 py::object out = py::none();
+                 visit_state(e, [&](const char* n, auto& v) {
+                     if (name == n) out = to_np(v);
+                 });
+                 if (out.is_none()) {
+                     if (name == "w") out = to_np(e.net.w);
+                     else if (name == "qcap") out = to_np(e.net.qcap);
+                     else if (name == "kjam") out = to_np(e.net.kjam);
+                     else fail("traffic engine: no array named '" + name + "'");
+                 }
+                 return out;
+             },
+             py::arg("name"))
+        .def("memory_bytes",
+             [](Engine& e) {
+                 // bytes held per category (capacity of the vectors): the vehicles' own state,
+                 // their routes, the link traversal log (the recorded trip table) and the links
+                 size_t veh = 0, links = 0;
+                 auto cap = [](const auto& v) { return v.capacity() * sizeof(v[0]); };
+                 veh = cap(e.cls) + cap(e.state) + cap(e.informed) + cap(e.origin) + cap(e.dest) + cap(e.cur) +
+                       cap(e.vnext) + cap(e.r_off) + cap(e.r_len) + cap(e.r_pos) + cap(e.log_cur) +
+                       cap(e.depart) + cap(e.arrive) + cap(e.t_enter) + cap(e.t_ready) + cap(e.pending);
+                 const size_t log = cap(e.log_veh) + cap(e.log_link) + cap(e.log_tin) + cap(e.log_tout);
+                 links = cap(e.depth) + cap(e.veff) + cap(e.qeff) + cap(e.closed_manual) + cap(e.closed_mask) +
+                         cap(e.Nup) + cap(e.Ndown) + cap(e.rel_credit) + cap(e.recv_credit) + cap(e.ndlag) +
+                         cap(e.Rlink) + cap(e.head) + cap(e.tail) + cap(e.wait_head) + cap(e.wait_tail) +
+                         cap(e.nveh) + cap(e.nwait) + cap(e.exits_total) + cap(e.entries_total) + cap(e.hist);
+                 py::dict d;
+                 d["vehicles"] = veh;
+                 d["routes"] = cap(e.pool);
+                 d["log"] = log;
+                 d["links"] = links;
+                 return d;
+             })
+        .def("get_state",
+             [](Engine& e) {
+                 py::dict d;
+                 visit_state(e, [&](const char* n, auto& v) { d[n] = to_np(v); });
+#define X(name) d[#name] = e.name;
+                 TWIN_TRAFFIC_SCALARS(X)
+#undef X
+                 d["n_links"] = e.net.n_links;
+                 d["n_nodes"] = e.net.n_nodes;
+                 d["dt"] = e.dt;
+                 return d;
+             })
+        .def("set_state", [](Engine& e, const py::dict& d) {
+            for (const char* k : {"n_links", "n_nodes", "dt"})
+                if (!d.contains(k)) fail(std::string("traffic state: missing field '") + k + "'");
+            require(d["n_links"].cast<int64_t>() == e.net.n_links && d["n_nodes"].cast<int64_t>() == e.net.n_nodes,
+                    "traffic state: saved for a different network");
+            require(d["dt"].cast<double>() == e.dt, "traffic state: saved with a different dt");
+            visit_state(e, [&](const char* n, auto& v) { from_np(d, n, v); });
+#define X(name)                                                                           \
+    if (!d.contains(#name)) fail(std::string("traffic state: missing field '") + #name + "'"); \
+    e.name = d[#name].cast<decltype(e.name)>();
+            TWIN_TRAFFIC_SCALARS(X)
+#undef X
+            require((int64_t)e.hist.size() == (int64_t)e.hist_off.back(), "traffic state: history size mismatch");
+        });
+}
+
+}  // namespace twin

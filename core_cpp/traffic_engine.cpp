@@ -1,0 +1,766 @@
+// The traffic engine: link transmission model with individual vehicles (see traffic_engine.hpp).
+//
+// One step [t, t+dt):
+//   1. departures whose time falls in the step join the point queue of their first link;
+//   2. per link: receiving-side credit and the lagged downstream count N_down(t + dt - L/w);
+//   3. per node: emergency vehicles first, then sending flows S_ij from the FIFO heads (vehicles
+//      that entered before t and whose free-flow exit time T_in + L/v <= t + dt, up to capacity),
+//      receiving flows R_j = min(N_down(t+dt-L/w) + k_j L - N_up(t), capacity credit), the node
+//      model of Tampère et al. (2011) with capacity-share priorities, then the release of whole
+//      vehicles in FIFO order against those flows (fractions carried as per-link credit);
+//   4. the origin point queues fill what supply is left;
+//   5. N_down is recorded at t + dt for the backward wave.
+// A vehicle's exit time is max(T_in + L/v, t): on an empty link the travel time is L/v exactly.
+// Everything in 3 reads only start-of-step quantities of other nodes, so results do not depend on
+// the order in which nodes are visited.
+#include "traffic_engine.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <limits>
+#include <stdexcept>
+
+#ifdef TWIN_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+namespace twin {
+namespace traffic {
+
+static constexpr double EPS = 1e-9;
+
+void Network::build_csr() {
+    out_ptr.assign(n_nodes + 1, 0);
+    in_ptr.assign(n_nodes + 1, 0);
+    for (int32_t l = 0; l < n_links; ++l) {
+        out_ptr[from[l] + 1]++;
+        in_ptr[to[l] + 1]++;
+    }
+    for (int32_t n = 0; n < n_nodes; ++n) {
+        out_ptr[n + 1] += out_ptr[n];
+        in_ptr[n + 1] += in_ptr[n];
+    }
+    out_idx.assign(n_links, 0);
+    in_idx.assign(n_links, 0);
+    out_pos.assign(n_links, 0);
+    std::vector<int32_t> fo(out_ptr.begin(), out_ptr.end() - 1), fi(in_ptr.begin(), in_ptr.end() - 1);
+    for (int32_t l = 0; l < n_links; ++l) {
+        out_pos[l] = fo[from[l]] - out_ptr[from[l]];
+        out_idx[fo[from[l]]++] = l;
+        in_idx[fi[to[l]]++] = l;
+    }
+    max_in = max_out = 0;
+    for (int32_t n = 0; n < n_nodes; ++n) {
+        max_in = std::max(max_in, in_ptr[n + 1] - in_ptr[n]);
+        max_out = std::max(max_out, out_ptr[n + 1] - out_ptr[n]);
+    }
+}
+
+// Pregnolato et al. (2017): v = 0.0009 w^2 - 0.5529 w + 86.9448 km/h, w = depth in mm. The curve
+// has its minimum (about 2 km/h) at w = 307 mm; deeper water keeps that crawl speed (vehicles whose
+// stall depth is deeper still move), the class stall depths close the link.
+static double pregnolato_mps(double depth_m) {
+    if (!(depth_m > 0.0)) return INF;
+    const double w = std::min(depth_m * 1000.0, 0.5529 / (2 * 0.0009));
+    const double v_kmh = 0.0009 * w * w - 0.5529 * w + 86.9448;
+    return v_kmh / 3.6;
+}
+
+void Engine::init(Network&& n, double dt_) {
+    net = std::move(n);
+    dt = dt_;
+    net.build_csr();
+    const int32_t L = net.n_links;
+    depth.assign(L, 0.0);
+    veff = net.vfree;
+    qeff = net.qcap;
+    closed_manual.assign(L, 0);
+    closed_mask.assign(L, 0);
+    Nup.assign(L, 0.0);
+    Ndown.assign(L, 0.0);
+    rel_credit.assign(L, 0.0);
+    recv_credit.assign(L, 0.0);
+    ndlag.assign(L, 0.0);
+    Rlink.assign(L, 0.0);
+    head.assign(L, -1);
+    tail.assign(L, -1);
+    wait_head.assign(L, -1);
+    wait_tail.assign(L, -1);
+    nveh.assign(L, 0);
+    nwait.assign(L, 0);
+    exits_total.assign(L, 0);
+    entries_total.assign(L, 0);
+    hist_off.assign(L + 1, 0);
+    hist_len.assign(L, 0);
+    for (int32_t l = 0; l < L; ++l) {
+        const double lag_steps = net.length[l] / (net.w[l] * dt);
+        hist_len[l] = (int32_t)std::ceil(lag_steps) + 2;
+        hist_off[l + 1] = hist_off[l] + hist_len[l];
+    }
+    hist.assign(hist_off[L], 0.0);
+    const int m = std::max(1, net.max_in) * (std::max(1, net.max_out) + 1);
+    S.assign(m, 0.0);
+    Si.assign(net.max_in + 1, 0.0);
+    Cq.assign(net.max_in + 1, 0.0);
+    q.assign(net.max_in + 1, 0.0);
+    act.assign(net.max_in + 1, 0);
+    R.assign(net.max_out + 2, 0.0);
+    Rt.assign(net.max_out + 2, 0.0);
+}
+
+double Engine::ndown_at(int32_t l, double s) const {
+    // N_down at (fractional) step boundary s, linear in between; nothing left before t = 0
+    const double k = (double)step_k;
+    const double* hb = hist.data() + hist_off[l];
+    const int64_t H = hist_len[l];
+    if (s >= k) return hb[step_k % H];
+    const double f0 = std::floor(s);
+    const int64_t i0 = (int64_t)f0;
+    const double fr = s - f0;
+    const double v0 = i0 < 0 ? 0.0 : hb[i0 % H];
+    const double v1 = (i0 + 1) < 0 ? 0.0 : hb[(i0 + 1) % H];
+    return v0 + fr * (v1 - v0);
+}
+
+double Engine::link_tt(int32_t l) const {
+    // free-flow time at the flooded speed plus the time to discharge the standing queue
+    return net.length[l] / veff[l];
+}
+
+void Engine::class_cost(int c, double* out) const {
+    const int32_t L = net.n_links;
+    // queued PCU at the link end, discharged at capacity
+    std::vector<int32_t> qc(L);
+    std::vector<double> qp(L);
+    queue_counts(qc.data(), qp.data());
+    for (int32_t l = 0; l < L; ++l) {
+        if (closed_manual[l] || (closed_mask[l] >> c & 1)) {
+            out[l] = INF;
+        } else {
+            out[l] = net.length[l] / veff[l] + (qeff[l] > 0 ? qp[l] / qeff[l] : 0.0);
+        }
+    }
+}
+
+void Engine::queue_counts(int32_t* qcount, double* qpcu) const {
+    const double t1 = (double)step_k * dt;
+    for (int32_t l = 0; l < net.n_links; ++l) {
+        int32_t c = 0;
+        double p = 0.0;
+        for (int32_t v = head[l]; v != -1; v = vnext[v]) {
+            if (t_ready[v] > t1) break;
+            ++c;
+            p += pcu[cls[v]];
+        }
+        qcount[l] = c;
+        qpcu[l] = p;
+    }
+}
+
+bool Engine::green(int32_t i, double t) const {
+    const int32_t g = net.group[i];
+    if (g < 0) return true;
+    const int32_t n = net.to[i];
+    const int32_t p0 = net.sig_ptr[n], p1 = net.sig_ptr[n + 1];
+    if (p1 <= p0) return true;
+    const double cycle = net.sig_end[p1 - 1];
+    double tc = std::fmod(t + net.sig_offset[n], cycle);
+    if (tc < 0) tc += cycle;
+    int32_t ph = 0;
+    while (p0 + ph < p1 - 1 && tc >= net.sig_end[p0 + ph]) ++ph;
+    return ph == g;
+}
+
+// ---------------------------------------------------------------- trips and routes
+int64_t Engine::add(const int32_t* o, const int32_t* d, const double* dep, const uint8_t* c, const uint8_t* inf,
+                    int64_t n) {
+    const int64_t first = n_vehicles();
+    const int64_t N = first + n;
+    cls.resize(N);
+    state.resize(N, SCHEDULED);
+    informed.resize(N);
+    origin.resize(N);
+    dest.resize(N);
+    cur.resize(N, -1);
+    vnext.resize(N, -1);
+    r_off.resize(N, 0);
+    r_len.resize(N, 0);
+    r_pos.resize(N, 0);
+    log_cur.resize(N, -1);
+    depart.resize(N);
+    arrive.resize(N, std::numeric_limits<double>::quiet_NaN());
+    t_enter.resize(N, std::numeric_limits<double>::quiet_NaN());
+    t_ready.resize(N, std::numeric_limits<double>::quiet_NaN());
+    std::vector<int32_t> vs(n);
+    for (int64_t k = 0; k < n; ++k) {
+        const int64_t v = first + k;
+        cls[v] = c[k];
+        informed[v] = inf[k];
+        origin[v] = o[k];
+        dest[v] = d[k];
+        depart[v] = dep[k];
+        vs[k] = (int32_t)v;
+    }
+    std::vector<int32_t> toroute = vs;
+    reroute(toroute);
+    // merge into the pending list, sorted by (depart, id)
+    pending.erase(pending.begin(), pending.begin() + pend_ptr);
+    pend_ptr = 0;
+    auto by_time = [&](int32_t a, int32_t b) {
+        return depart[a] < depart[b] || (depart[a] == depart[b] && a < b);
+    };
+    std::sort(vs.begin(), vs.end(), by_time);
+    const size_t mid = pending.size();
+    pending.insert(pending.end(), vs.begin(), vs.end());
+    std::inplace_merge(pending.begin(), pending.begin() + mid, pending.end(), by_time);
+    return first;
+}
+
+void Engine::write_route(int32_t v, int32_t prefix_link, int32_t start, const int32_t* next_link,
+                         const double* dist) {
+    const int64_t off = (int64_t)pool.size();
+    if (prefix_link >= 0) pool.push_back(prefix_link);
+    if (start != dest[v] && dist[start] < INF) {
+        for (int32_t u = start; u != dest[v]; u = net.to[next_link[u]]) pool.push_back(next_link[u]);
+    }
+    r_off[v] = (int32_t)off;
+    r_len[v] = (int32_t)((int64_t)pool.size() - off);
+    r_pos[v] = 0;
+}
+
+// Reroutes vehicles from the node ahead of them (the downstream node of their current link, or
+// their origin when not yet on a link). One many-to-one tree per (destination, class), computed in
+// parallel; routes are written in vehicle order, so results do not depend on the thread count.
+void Engine::reroute(std::vector<int32_t>& vehs) {
+    if (vehs.empty()) return;
+    const int32_t L = net.n_links, N = net.n_nodes;
+    std::vector<int64_t> keys(vehs.size());
+    for (size_t k = 0; k < vehs.size(); ++k) keys[k] = (int64_t)dest[vehs[k]] * N_CLASSES + cls[vehs[k]];
+    std::vector<int64_t> uk(keys);
+    std::sort(uk.begin(), uk.end());
+    uk.erase(std::unique(uk.begin(), uk.end()), uk.end());
+    bool need[N_CLASSES] = {false, false, false, false, false};
+    for (int64_t key : uk) need[key % N_CLASSES] = true;
+    std::vector<double> cost((size_t)N_CLASSES * L, INF);
+    for (int c = 0; c < N_CLASSES; ++c)
+        if (need[c]) class_cost(c, cost.data() + (size_t)c * L);
+    // waiting vehicles change point queue if their first link changes: unlink them first
+    std::vector<uint8_t> was_waiting(vehs.size(), 0);
+    std::vector<int32_t> wl;
+    for (size_t k = 0; k < vehs.size(); ++k)
+        if (state[vehs[k]] == WAITING) {
+            was_waiting[k] = 1;
+            wl.push_back(pool[r_off[vehs[k]] + r_pos[vehs[k]]]);
+        }
+    if (!wl.empty()) {
+        std::sort(wl.begin(), wl.end());
+        wl.erase(std::unique(wl.begin(), wl.end()), wl.end());
+        std::vector<uint8_t> moving(n_vehicles(), 0);
+        for (size_t k = 0; k < vehs.size(); ++k)
+            if (was_waiting[k]) moving[vehs[k]] = 1;
+        for (int32_t j : wl) {
+            int32_t v = wait_head[j], h = -1, tl = -1, cnt = 0;
+            while (v != -1) {
+                const int32_t nx = vnext[v];
+                if (!moving[v]) {
+                    if (tl == -1) h = v; else vnext[tl] = v;
+                    tl = v;
+                    ++cnt;
+                }
+                v = nx;
+            }
+            if (tl != -1) vnext[tl] = -1;
+            wait_head[j] = h;
+            wait_tail[j] = tl;
+            nwait[j] = cnt;
+        }
+        for (size_t k = 0; k < vehs.size(); ++k)
+            if (was_waiting[k]) n_waiting--;
+    }
+    // trees in chunks (memory: chunk x nodes)
+    const int64_t G = (int64_t)uk.size();
+    const int64_t CH = 256;
+    std::vector<int32_t> order(vehs.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return keys[a] < keys[b]; });
+    size_t op = 0;
+    for (int64_t g0 = 0; g0 < G; g0 += CH) {
+        const int64_t g1 = std::min(G, g0 + CH);
+        const int64_t ng = g1 - g0;
+        std::vector<double> dist((size_t)ng * N);
+        std::vector<int32_t> nxt((size_t)ng * N), near((size_t)ng * N);
+#ifdef TWIN_HAVE_OPENMP
+        const int nth = threads > 0 ? threads : omp_get_max_threads();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if (ng > 1 && N * ng > 20000)
+#endif
+        for (int64_t g = 0; g < ng; ++g) {
+            const int64_t key = uk[g0 + g];
+            const int32_t d = (int32_t)(key / N_CLASSES);
+            const int c = (int)(key % N_CLASSES);
+            tree_to(net, cost.data() + (size_t)c * L, &d, 1, dist.data() + g * N, nxt.data() + g * N,
+                    near.data() + g * N);
+        }
+        // sequential route writing, in vehicle order within each group
+        std::vector<std::pair<int32_t, int32_t>> batch;  // (vehicle, group)
+        while (op < order.size() && keys[order[op]] < (g1 < G ? uk[g1] : std::numeric_limits<int64_t>::max())) {
+            const int32_t k = order[op];
+            const int64_t g = std::lower_bound(uk.begin() + g0, uk.begin() + g1, keys[k]) - uk.begin() - g0;
+            batch.push_back({k, (int32_t)g});
+            ++op;
+        }
+        std::sort(batch.begin(), batch.end());
+        for (auto [k, g] : batch) {
+            const int32_t v = vehs[k];
+            const double* dg = dist.data() + (size_t)g * N;
+            const int32_t* ng2 = nxt.data() + (size_t)g * N;
+            ++n_reroutes;
+            if (state[v] == ON_LINK) {
+                const int32_t c0 = cur[v];
+                write_route(v, c0, net.to[c0], ng2, dg);
+            } else {
+                write_route(v, -1, origin[v], ng2, dg);
+                if (was_waiting[k]) {
+                    state[v] = SCHEDULED;  // re-queued below
+                    if (r_len[v] == 0) {
+                        state[v] = STRANDED;
+                        n_stranded++;
+                    } else {
+                        state[v] = WAITING;
+                        n_waiting++;
+                        wait_push(v, pool[r_off[v]]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+void Engine::reroute_informed() {
+    std::vector<int32_t> vs;
+    for (int32_t v = 0; v < (int32_t)n_vehicles(); ++v)
+        if (informed[v] && (state[v] == ON_LINK || state[v] == WAITING)) vs.push_back(v);
+    reroute(vs);
+}
+
+// ---------------------------------------------------------------- link FIFO helpers
+void Engine::wait_push(int32_t v, int32_t j) {
+    vnext[v] = -1;
+    if (wait_tail[j] == -1) wait_head[j] = v; else vnext[wait_tail[j]] = v;
+    wait_tail[j] = v;
+    nwait[j]++;
+}
+
+void Engine::push_link(int32_t v, int32_t j, double te) {
+    vnext[v] = -1;
+    if (tail[j] == -1) head[j] = v; else vnext[tail[j]] = v;
+    tail[j] = v;
+    nveh[j]++;
+    cur[v] = j;
+    t_enter[v] = te;
+    t_ready[v] = te + net.length[j] / veff[j];
+    const double p = pcu[cls[v]];
+    Nup[j] += p;
+    entries_total[j]++;
+    if (record) {
+        log_cur[v] = (int32_t)log_veh.size();
+        log_veh.push_back(v);
+        log_link.push_back(j);
+        log_tin.push_back(te);
+        log_tout.push_back(std::numeric_limits<double>::quiet_NaN());
+    }
+}
+
+void Engine::pop_head(int32_t i) {
+    const int32_t v = head[i];
+    head[i] = vnext[v];
+    if (head[i] == -1) tail[i] = -1;
+    vnext[v] = -1;
+    nveh[i]--;
+    Ndown[i] += pcu[cls[v]];
+    exits_total[i]++;
+}
+
+void Engine::finish(int32_t v, int32_t i, double te, uint8_t st) {
+    // the vehicle leaves the network at the downstream node of link i (arrived or stranded)
+    state[v] = st;
+    cur[v] = -1;
+    n_onlink--;
+    if (st == ARRIVED) {
+        arrive[v] = te;
+        n_arrived++;
+    } else {
+        n_stranded++;
+    }
+    (void)i;
+}
+
+void Engine::depart_vehicle(int32_t v, double t) {
+    if (state[v] != SCHEDULED) return;
+    n_departed++;
+    if (origin[v] == dest[v]) {
+        state[v] = ARRIVED;
+        arrive[v] = depart[v];
+        n_arrived++;
+        return;
+    }
+    if (r_len[v] == 0) {
+        state[v] = STRANDED;
+        n_stranded++;
+        return;
+    }
+    state[v] = WAITING;
+    n_waiting++;
+    wait_push(v, pool[r_off[v]]);
+}
+
+// Moves the ready head vehicle v of link i across the node; false if its next link has no room.
+bool Engine::try_move(int32_t v, int32_t i, double t) {
+    const double te = std::max(t_ready[v], t);
+    const double p = pcu[cls[v]];
+    if (r_pos[v] + 1 >= r_len[v]) {
+        pop_head(i);
+        if (record) log_tout[log_cur[v]] = te;
+        finish(v, i, te, net.to[i] == dest[v] ? ARRIVED : STRANDED);
+        return true;
+    }
+    int32_t j = pool[r_off[v] + r_pos[v] + 1];
+    if (closed_manual[j] || (closed_mask[j] >> cls[v] & 1)) {
+        std::vector<int32_t> one{v};
+        reroute(one);
+        if (r_len[v] <= 1) {  // no open route: parks at this node
+            pop_head(i);
+            if (record) log_tout[log_cur[v]] = te;
+            finish(v, i, te, STRANDED);
+            return true;
+        }
+        j = pool[r_off[v] + 1];
+    }
+    if (Nup[j] + p > ndlag[j] + net.kjam[j] * net.length[j] + EPS) return false;
+    pop_head(i);
+    if (record) log_tout[log_cur[v]] = te;
+    r_pos[v]++;
+    push_link(v, j, te);
+    return true;
+}
+
+// Tampère et al. (2011) general first-order node model with capacity-proportional priorities.
+// S: nin x nout1 sending flows by turn (last column: the sink of arriving vehicles, unconstrained),
+// Si: totals, Cq: priorities (capacities), R: receiving flows (nout1 - 1); q: totals per incoming
+// link (each incoming link's turns scale together: FIFO). Rt and act are scratch.
+void node_model(int nin, int nout1, const double* S, const double* Si, const double* Cq, const double* R,
+                double* q, double* Rt, uint8_t* act) {
+    const int nout = nout1 - 1;
+    for (int a = 0; a < nin; ++a) {
+        q[a] = 0.0;
+        act[a] = Si[a] > EPS;
+    }
+    for (int b = 0; b < nout; ++b) Rt[b] = R[b];
+    for (int it = 0; it <= nin; ++it) {
+        int best_b = -1;
+        double best = INF;
+        for (int b = 0; b < nout; ++b) {
+            double den = 0.0;
+            for (int a = 0; a < nin; ++a)
+                if (act[a] && S[a * nout1 + b] > 0.0) den += Cq[a] * S[a * nout1 + b] / Si[a];
+            if (den <= 0.0) continue;
+            const double ab = std::max(Rt[b], 0.0) / den;
+            if (ab < best) {
+                best = ab;
+                best_b = b;
+            }
+        }
+        if (best_b < 0) {
+            for (int a = 0; a < nin; ++a)
+                if (act[a]) q[a] = Si[a], act[a] = 0;
+            break;
+        }
+        bool any = false;
+        for (int a = 0; a < nin; ++a) {
+            if (!act[a] || !(S[a * nout1 + best_b] > 0.0)) continue;
+            if (Si[a] <= best * Cq[a]) {
+                q[a] = Si[a];
+                for (int b = 0; b < nout; ++b) Rt[b] -= S[a * nout1 + b];
+                act[a] = 0;
+                any = true;
+            }
+        }
+        if (!any) {
+            for (int a = 0; a < nin; ++a) {
+                if (!act[a] || !(S[a * nout1 + best_b] > 0.0)) continue;
+                const double f = best * Cq[a] / Si[a];
+                q[a] = best * Cq[a];
+                for (int b = 0; b < nout; ++b) Rt[b] -= f * S[a * nout1 + b];
+                act[a] = 0;
+            }
+        }
+        bool left = false;
+        for (int a = 0; a < nin; ++a) left |= act[a] != 0;
+        if (!left) break;
+    }
+}
+
+void Engine::tampere(int nin, int nout1) {
+    node_model(nin, nout1, S.data(), Si.data(), Cq.data(), R.data(), q.data(), Rt.data(), act.data());
+}
+
+void Engine::process_node(int32_t n, double t, double t1) {
+    const int32_t p0 = net.in_ptr[n], p1 = net.in_ptr[n + 1];
+    const int nin = p1 - p0;
+    if (nin == 0) return;
+    bool any = false;
+    for (int32_t p = p0; p < p1; ++p) any |= head[net.in_idx[p]] != -1;
+    if (!any) {
+        for (int32_t p = p0; p < p1; ++p) {
+            double& cr = rel_credit[net.in_idx[p]];
+            if (cr < 0.0) cr = std::min(cr + qeff[net.in_idx[p]] * dt, 0.0);
+        }
+        return;
+    }
+    auto ready = [&](int32_t v) { return t_enter[v] < t && t_ready[v] <= t1; };
+    // emergency vehicles at the head cross first, whatever the signal
+    for (int32_t p = p0; p < p1; ++p) {
+        const int32_t i = net.in_idx[p];
+        while (head[i] != -1 && cls[head[i]] == CLS_EMERGENCY && ready(head[i])) {
+            if (!try_move(head[i], i, t)) break;
+        }
+    }
+    const int32_t o0 = net.out_ptr[n];
+    const int nout = net.out_ptr[n + 1] - o0;
+    const int nout1 = nout + 1;
+    std::fill(S.begin(), S.begin() + (size_t)nin * nout1, 0.0);
+    bool anyS = false;
+    for (int a = 0; a < nin; ++a) {
+        const int32_t i = net.in_idx[p0 + a];
+        Si[a] = 0.0;
+        Cq[a] = std::max(qeff[i], 1e-12);
+        if (head[i] == -1 || !green(i, t)) continue;
+        const double lim = qeff[i] * dt;
+        double cum = 0.0;
+        for (int32_t v = head[i]; v != -1 && cum < lim && ready(v); v = vnext[v]) {
+            int b = nout;  // sink
+            if (r_pos[v] + 1 < r_len[v]) b = net.out_pos[pool[r_off[v] + r_pos[v] + 1]];
+            const double take = std::min(pcu[cls[v]], lim - cum);
+            S[a * nout1 + b] += take;
+            cum += take;
+        }
+        Si[a] = cum;
+        anyS |= cum > 0.0;
+    }
+    if (!anyS) {
+        for (int a = 0; a < nin; ++a) {  // idle links: capacity of this step repays earlier overshoot
+            const int32_t i = net.in_idx[p0 + a];
+            rel_credit[i] = std::min(rel_credit[i] + qeff[i] * dt, 0.0);
+        }
+        return;
+    }
+    for (int b = 0; b < nout; ++b) {
+        const int32_t j = net.out_idx[o0 + b];
+        if (closed_manual[j]) {
+            R[b] = 0.0;
+            continue;
+        }
+        R[b] = Rlink[j];
+    }
+    tampere(nin, nout1);
+    // planned inflow per outgoing link (FIFO: each incoming link's turns scale together)
+    for (int a = 0; a < nin; ++a) {
+        if (!(Si[a] > 0.0) || !(q[a] > 0.0)) continue;
+        const double f = q[a] / Si[a];
+        for (int b = 0; b < nout; ++b) Rlink[net.out_idx[o0 + b]] -= f * S[a * nout1 + b];
+    }
+    // release whole vehicles in FIFO order; start from a rotating link for fairness
+    const int rot = (int)(step_k % nin);
+    for (int aa = 0; aa < nin; ++aa) {
+        const int a = (aa + rot) % nin;
+        const int32_t i = net.in_idx[p0 + a];
+        if (Si[a] <= 0.0) {
+            rel_credit[i] = std::min(rel_credit[i] + qeff[i] * dt, 0.0);
+            continue;
+        }
+        double& cr = rel_credit[i];
+        cr += q[a];
+        bool blocked = false;
+        while (head[i] != -1 && cr > EPS && ready(head[i])) {
+            const int32_t v = head[i];
+            const double p = pcu[cls[v]];
+            if (!try_move(v, i, t)) {
+                blocked = true;
+                break;
+            }
+            cr -= p;
+        }
+        cr = blocked ? std::min(cr, 1.0) : std::min(cr, 0.0);
+    }
+}
+
+void Engine::step(int64_t n_steps) {
+    const int32_t L = net.n_links;
+    for (int64_t s = 0; s < n_steps; ++s) {
+        if (reroute_every > 0 && step_k > 0 && step_k % reroute_every == 0) reroute_informed();
+        const double t = (double)step_k * dt, t1 = t + dt;
+        // 1. departures
+        while (pend_ptr < (int64_t)pending.size() && depart[pending[pend_ptr]] < t1) {
+            depart_vehicle(pending[pend_ptr], t);
+            ++pend_ptr;
+        }
+        // 2. links: receiving credit and lagged downstream counts
+        for (int32_t l = 0; l < L; ++l) {
+            ndlag[l] = ndown_at(l, (double)(step_k + 1) - net.length[l] / (net.w[l] * dt));
+            const double space = ndlag[l] + net.kjam[l] * net.length[l] - Nup[l];
+            Rlink[l] = closed_manual[l] ? 0.0 : std::max(0.0, std::min(space, qeff[l] * dt));
+        }
+        // 3. nodes
+        for (int32_t n = 0; n < net.n_nodes; ++n) process_node(n, t, t1);
+        // 4. origin point queues into what supply is left
+        for (int32_t j = 0; j < L; ++j) {
+            if (wait_head[j] == -1) {  // idle: the supply of this step repays earlier overshoot
+                recv_credit[j] = std::min(recv_credit[j] + std::max(Rlink[j], 0.0), 0.0);
+                continue;
+            }
+            // supply the nodes left unused this step, plus the fraction carried from earlier steps
+            recv_credit[j] = std::min(recv_credit[j] + std::max(Rlink[j], 0.0), std::max(Rlink[j], 0.0));
+            while (wait_head[j] != -1) {
+                const int32_t v = wait_head[j];
+                const double p = pcu[cls[v]];
+                if (closed_manual[j] || (closed_mask[j] >> cls[v] & 1)) break;  // rerouted on closure
+                if (!(recv_credit[j] > EPS)) break;
+                if (Nup[j] + p > ndlag[j] + net.kjam[j] * net.length[j] + EPS) break;
+                wait_head[j] = vnext[v];
+                if (wait_head[j] == -1) wait_tail[j] = -1;
+                nwait[j]--;
+                n_waiting--;
+                n_onlink++;
+                state[v] = ON_LINK;
+                r_pos[v] = 0;
+                recv_credit[j] -= p;
+                push_link(v, j, std::max(depart[v], t));
+            }
+        }
+        // 5. history of N_down at t + dt
+        ++step_k;
+        for (int32_t l = 0; l < L; ++l) hist[hist_off[l] + step_k % hist_len[l]] = Ndown[l];
+    }
+}
+
+// ---------------------------------------------------------------- flood and closures
+void Engine::refresh_ready(int32_t l, double vold, double t) {
+    // vehicles on a link whose speed changes keep the fraction of the link already covered
+    (void)vold;
+    const double L = net.length[l];
+    for (int32_t v = head[l]; v != -1; v = vnext[v]) {
+        if (t_enter[v] >= t) {
+            t_ready[v] = t_enter[v] + L / veff[l];
+        } else {
+            const double span = t_ready[v] - t_enter[v];
+            const double done = span > 0 ? std::min(1.0, (t - t_enter[v]) / span) : 1.0;
+            t_ready[v] = t + (1.0 - done) * L / veff[l];
+        }
+    }
+}
+
+void Engine::stall_on_link(int32_t l, double t) {
+    // vehicles of a class whose stall depth the water reached stall in place and become incidents
+    int32_t v = head[l], h = -1, tl = -1;
+    while (v != -1) {
+        const int32_t nx = vnext[v];
+        if (closed_mask[l] >> cls[v] & 1) {
+            state[v] = STALLED;
+            cur[v] = l;  // where it stalled
+            arrive[v] = std::numeric_limits<double>::quiet_NaN();
+            nveh[l]--;
+            Ndown[l] += pcu[cls[v]];
+            exits_total[l]++;
+            n_onlink--;
+            n_stalled++;
+            if (record) log_tout[log_cur[v]] = t;
+        } else {
+            if (tl == -1) h = v; else vnext[tl] = v;
+            tl = v;
+        }
+        v = nx;
+    }
+    if (tl != -1) vnext[tl] = -1;
+    head[l] = h;
+    tail[l] = tl;
+}
+
+static bool route_hits(const Engine& e, int32_t v, const std::vector<uint8_t>& newly) {
+    const int32_t start = e.state[v] == ON_LINK ? e.r_pos[v] + 1 : e.r_pos[v];
+    for (int32_t k = start; k < e.r_len[v]; ++k) {
+        const int32_t l = e.pool[e.r_off[v] + k];
+        if (newly[l] && (e.closed_manual[l] || (e.closed_mask[l] >> e.cls[v] & 1))) return true;
+    }
+    return false;
+}
+
+void Engine::set_depth(const double* d) {
+    const int32_t L = net.n_links;
+    const double t = (double)step_k * dt;
+    std::vector<uint8_t> newly(L, 0);
+    bool anynew = false;
+    for (int32_t l = 0; l < L; ++l) {
+        depth[l] = d[l];
+        const double vold = veff[l];
+        const double vn = std::min(net.vfree[l], pregnolato_mps(d[l]));
+        uint8_t mask = 0;
+        for (int c = 0; c < N_CLASSES; ++c)
+            if (d[l] >= stall[c]) mask |= (uint8_t)(1u << c);
+        const uint8_t old = closed_mask[l];
+        closed_mask[l] = mask;
+        if (vn != vold) {
+            veff[l] = vn;
+            const double wv = net.w[l], kj = net.kjam[l];
+            qeff[l] = vn * wv * kj / (vn + wv);
+            refresh_ready(l, vold, t);
+        }
+        if (mask & ~old) {
+            newly[l] = 1;
+            anynew = true;
+            stall_on_link(l, t);
+        }
+    }
+    if (!anynew) return;
+    std::vector<int32_t> vs;
+    for (int32_t v = 0; v < (int32_t)n_vehicles(); ++v) {
+        const uint8_t s = state[v];
+        if ((s == SCHEDULED || s == WAITING || s == ON_LINK) && route_hits(*this, v, newly)) vs.push_back(v);
+    }
+    reroute(vs);
+}
+
+void Engine::set_closed(const int32_t* ids, int64_t n, bool closed) {
+    const int32_t L = net.n_links;
+    std::vector<uint8_t> newly(L, 0);
+    bool anynew = false;
+    for (int64_t k = 0; k < n; ++k) {
+        const int32_t l = ids[k];
+        if (closed && !closed_manual[l]) {
+            newly[l] = 1;
+            anynew = true;
+        }
+        closed_manual[l] = closed ? 1 : 0;
+    }
+    if (!closed) {
+        // opening: vehicles without an open route try again
+        std::vector<int32_t> vs;
+        for (int32_t v = 0; v < (int32_t)n_vehicles(); ++v) {
+            const uint8_t s = state[v];
+            if ((s == SCHEDULED && r_len[v] == 0 && origin[v] != dest[v]) ||
+                (s == ON_LINK && net.to[pool[r_off[v] + r_len[v] - 1]] != dest[v]))
+                vs.push_back(v);
+        }
+        reroute(vs);
+        return;
+    }
+    if (!anynew) return;
+    std::vector<int32_t> vs;
+    for (int32_t v = 0; v < (int32_t)n_vehicles(); ++v) {
+        const uint8_t s = state[v];
+        if ((s == SCHEDULED || s == WAITING || s == ON_LINK) && route_hits(*this, v, newly)) vs.push_back(v);
+    }
+    reroute(vs);
+}
+
+}  // namespace traffic
+}  // namespace twin

@@ -1,0 +1,128 @@
+// Traffic kernels of twin._core: a link transmission model (Yperman 2007) with individual vehicles
+// kept in FIFO order on each link, a first-order node model (Tampère et al. 2011, capacity-share
+// priorities, i.e. Daganzo's merge), fixed-time signals, emergency priority, flood impact
+// (Pregnolato et al. 2017 speed curve, stall depths by class) and CSR shortest paths.
+//
+// The engine owns flat std::vectors only (no Python objects); the binding file traffic_bind.cpp
+// validates every input with the GIL held and releases the GIL for stepping and routing.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace twin {
+namespace traffic {
+
+constexpr int N_CLASSES = 5;  // motorbike, car, bus, truck, emergency
+constexpr int CLS_EMERGENCY = 4;
+constexpr double INF = std::numeric_limits<double>::infinity();
+
+enum VehState : uint8_t {
+    SCHEDULED = 0,  // added, departure time not reached
+    WAITING = 1,    // departed, waiting to enter its first link (point queue at the origin)
+    ON_LINK = 2,
+    ARRIVED = 3,
+    STALLED = 4,    // stalled by flood water on a link (an incident)
+    STRANDED = 5,   // no open route to the destination: parked at a node
+};
+
+// Static road graph: directed links, CSR adjacency both ways, signals.
+struct Network {
+    int32_t n_nodes = 0, n_links = 0;
+    std::vector<int32_t> from, to;
+    std::vector<double> length, lanes, vfree, qcap, kjam, w;  // qcap, kjam: all lanes, PCU/s, PCU/m
+    std::vector<double> x, y;
+    std::vector<int32_t> out_ptr, out_idx, in_ptr, in_idx, out_pos;  // out_pos[l]: index in from-node's out list
+    std::vector<int32_t> sig_ptr;     // (n_nodes+1) into sig_end
+    std::vector<double> sig_end;      // cumulative phase ends within the cycle
+    std::vector<double> sig_offset;   // per node
+    std::vector<int32_t> group;       // per link: phase with green at its downstream node, -1 = always
+    int max_in = 0, max_out = 0;
+    void build_csr();
+};
+
+// ---- routing (traffic_routing.cpp) ----
+// Many-to-one tree: multi-destination reverse Dijkstra over link costs (INF = closed).
+// dist[n] = time from n to the nearest destination, next_link[n] = first link to take, nearest[n]
+// = index into dests of that destination (-1 when unreachable).
+void tree_to(const Network& net, const double* cost, const int32_t* dests, int nd, double* dist,
+             int32_t* next_link, int32_t* nearest);
+// One-to-one A* with an admissible straight-line heuristic. Returns false when unreachable.
+bool astar(const Network& net, const double* cost, int32_t o, int32_t d, std::vector<int32_t>& links,
+           double& time);
+
+// Node model (Tampère et al. 2011, capacity-share priorities); see traffic_engine.cpp.
+void node_model(int nin, int nout1, const double* S, const double* Si, const double* Cq, const double* R,
+                double* q, double* Rt, uint8_t* act);
+
+// ---- engine (traffic_engine.cpp) ----
+class Engine {
+public:
+    Network net;
+    double dt = 1.0;
+    int64_t step_k = 0;
+    int64_t reroute_every = 0;  // steps between informed reroutes (0 = off)
+    int threads = 0;
+    double pcu[N_CLASSES] = {0.25, 1.0, 2.5, 2.5, 1.0};
+    double stall[N_CLASSES] = {0.15, 0.30, 0.50, 0.60, 0.45};
+
+    // flood and closures, per link
+    std::vector<double> depth, veff, qeff;
+    std::vector<uint8_t> closed_manual, closed_mask;  // mask bit c: closed to class c
+    // link state
+    std::vector<double> Nup, Ndown, rel_credit, recv_credit, ndlag, Rlink;
+    std::vector<int32_t> head, tail, wait_head, wait_tail, nveh, nwait;
+    std::vector<int64_t> exits_total, entries_total;
+    std::vector<double> hist;  // ring buffers of Ndown at step boundaries
+    std::vector<int64_t> hist_off;
+    std::vector<int32_t> hist_len;
+    // vehicles (structure of arrays)
+    std::vector<uint8_t> cls, state, informed;
+    std::vector<int32_t> origin, dest, cur, vnext, r_off, r_len, r_pos, log_cur;
+    std::vector<double> depart, arrive, t_enter, t_ready;
+    std::vector<int32_t> pool;     // routes (link ids), a vehicle's route is pool[r_off .. r_off+r_len)
+    std::vector<int32_t> pending;  // not yet departed, sorted by (depart, id)
+    int64_t pend_ptr = 0;
+    // link traversal log (the recorded trip table)
+    bool record = true;
+    std::vector<int32_t> log_veh, log_link;
+    std::vector<double> log_tin, log_tout;
+    int64_t n_departed = 0, n_arrived = 0, n_stalled = 0, n_stranded = 0, n_waiting = 0, n_onlink = 0;
+    int64_t n_reroutes = 0;
+
+    void init(Network&& n, double dt_);
+    void reset_history();
+    int64_t add(const int32_t* o, const int32_t* d, const double* dep, const uint8_t* c, const uint8_t* inf,
+                int64_t n);
+    void step(int64_t n_steps);
+    void set_depth(const double* d);
+    void set_closed(const int32_t* ids, int64_t n, bool closed);
+    void class_cost(int c, double* out) const;
+    double link_tt(int32_t l) const;
+    void reroute(std::vector<int32_t>& vehs);  // from the next node (or origin)
+    void reroute_informed();
+    double ndown_at(int32_t l, double s) const;
+    int64_t n_vehicles() const { return (int64_t)cls.size(); }
+    void queue_counts(int32_t* qcount, double* qpcu) const;
+
+private:
+    // scratch for the node model
+    std::vector<double> S, Si, Cq, R, q, Rt;
+    std::vector<uint8_t> act;
+    void depart_vehicle(int32_t v, double t);
+    void process_node(int32_t n, double t, double t1);
+    bool try_move(int32_t v, int32_t i, double t);
+    void push_link(int32_t v, int32_t j, double te);
+    void pop_head(int32_t i);
+    void wait_push(int32_t v, int32_t j);
+    void finish(int32_t v, int32_t i, double te, uint8_t st);
+    bool green(int32_t i, double t) const;
+    void tampere(int nin, int nout1);
+    void write_route(int32_t v, int32_t prefix_link, int32_t start, const int32_t* next_link, const double* dist);
+    void refresh_ready(int32_t l, double vold, double t);
+    void stall_on_link(int32_t l, double t);
+};
+
+}  // namespace traffic
+}  // namespace twin
