@@ -718,8 +718,10 @@ class FloodModel:
 
     @property
     def max_speed(self) -> np.ndarray:
-        """Maximum speed [m/s] so far (the kernel tracks its square; the root is taken here)."""
-        return np.sqrt(self._maxs)
+        """Maximum speed [m/s] so far (the inertial kernel tracks its square; the root is taken here)."""
+        if getattr(self._solver, "max_speed_squared", False):
+            return np.sqrt(self._maxs)
+        return self._maxs.copy()
 
     @property
     def arrival_time(self) -> np.ndarray:
