@@ -38,6 +38,9 @@ namespace twin::flood {
 // (-ffp-contract=off) and no approximate instructions, so every variant gives the same bits.
 // Internal linkage (static): each flood_sweep_*.cpp keeps its own copy compiled for its ISA, so
 // the linker never merges an AVX-512 instantiation into the baseline build or the reverse.
+#ifndef TWIN_FLOOD_MASKED_STORES
+#define TWIN_FLOOD_MASKED_STORES 0
+#endif
 #if defined(__GNUC__)
 #define TWIN_FLOOD_INLINE static inline __attribute__((always_inline))
 #else
@@ -434,16 +437,26 @@ TWIN_FLOOD_INLINE T update_row(const StepArgs<T>& a, std::int64_t k, const T* __
         ho[c] = hn;
         // tracked maxima: first wetting read off the old maximum
         const T mold = mh[c];
+#if TWIN_FLOOD_MASKED_STORES
+        // masked stores (AVX2/AVX-512): a line is written back only where a maximum changed
+        if ((mold <= T(kArrivalDepth)) & (hn > T(kArrivalDepth))) ar[c] = t_end;
+        if (mold < hn) mh[c] = hn;
+#else
         const T aold = ar[c];
         ar[c] = ((mold <= T(kArrivalDepth)) & (hn > T(kArrivalDepth))) ? t_end : aold;
         mh[c] = mold < hn ? hn : mold;
+#endif
         // max speed is tracked squared (the caller takes the root once, at output)
         const T wet = hn > T(kSpeedDepth) ? T(1) : T(0);
         const T inv = wet * (T(0.5) / (hn > T(kSpeedDepth) ? hn : T(1)));
         const T u = (qW + qE) * inv, v = (qN + qS) * inv;
         const T sp2 = u * u + v * v;
         const T mso = ms[c];
+#if TWIN_FLOOD_MASKED_STORES
+        if (mso < sp2) ms[c] = sp2;
+#else
         ms[c] = mso < sp2 ? sp2 : mso;
+#endif
     }
     T* qyS = a.qy_out + (k + 1) * nx;
     const bool last = (k == ny - 1);
