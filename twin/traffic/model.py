@@ -371,6 +371,33 @@ class TrafficModel:
         return TripStatus(np.asarray(TRIP_STATES)[st], self._engine.get("arrive")[ids],
                           self._engine.get("cur")[ids].astype(np.int64))
 
+    def trip_eta_s(self, trip_ids) -> np.ndarray:
+        """Expected arrival time of these trips by current link travel times (the arrival time once
+        arrived, NaN for stalled or stranded trips); for dispatchers."""
+        ids = np.atleast_1d(np.asarray(trip_ids, dtype=np.int64))
+        e = self._engine
+        if ((ids < 0) | (ids >= e.n_vehicles)).any():
+            raise ValueError(f"trip_eta_s: trip id {ids[(ids < 0) | (ids >= e.n_vehicles)][0]} does not exist")
+        st, cls, arr = e.get("state"), e.get("cls"), e.get("arrive")
+        pool, off, ln, pos = e.get("pool"), e.get("r_off"), e.get("r_len"), e.get("r_pos")
+        dep, ready = e.get("depart"), e.get("t_ready")
+        costs = {}
+        out = np.full(len(ids), np.nan)
+        now = self.time
+        for k, v in enumerate(ids):
+            s = st[v]
+            if s == 3:
+                out[k] = arr[v]
+            elif s in (0, 1, 2):
+                c = costs.setdefault(int(cls[v]), e.class_cost(int(cls[v])))
+                if s == 2:
+                    rest = pool[off[v] + pos[v] + 1:off[v] + ln[v]]
+                    out[k] = max(ready[v], now) + c[rest].sum()
+                else:
+                    rest = pool[off[v]:off[v] + ln[v]]
+                    out[k] = max(dep[v], now) + c[rest].sum()
+        return out
+
     @property
     def trips(self) -> pd.DataFrame:
         """One row per trip: origin, destination (node ids), vehicle_class, depart_s, arrive_s,
