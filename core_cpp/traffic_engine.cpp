@@ -698,7 +698,7 @@ void Engine::set_depth(const double* d) {
     const int32_t L = net.n_links;
     const double t = (double)step_k * dt;
     std::vector<uint8_t> newly(L, 0);
-    bool anynew = false;
+    bool anynew = false, anyopen = false;
     for (int32_t l = 0; l < L; ++l) {
         depth[l] = d[l];
         const double vold = veff[l];
@@ -719,12 +719,26 @@ void Engine::set_depth(const double* d) {
             anynew = true;
             stall_on_link(l, t);
         }
+        if (old & ~mask) anyopen = true;
     }
+    if (anyopen) reroute_incomplete();
     if (!anynew) return;
     std::vector<int32_t> vs;
     for (int32_t v = 0; v < (int32_t)n_vehicles(); ++v) {
         const uint8_t s = state[v];
         if ((s == SCHEDULED || s == WAITING || s == ON_LINK) && route_hits(*this, v, newly)) vs.push_back(v);
+    }
+    reroute(vs);
+}
+
+// After a link opens: vehicles without an open route to their destination try again.
+void Engine::reroute_incomplete() {
+    std::vector<int32_t> vs;
+    for (int32_t v = 0; v < (int32_t)n_vehicles(); ++v) {
+        const uint8_t s = state[v];
+        if ((s == SCHEDULED && r_len[v] == 0 && origin[v] != dest[v]) ||
+            (s == ON_LINK && net.to[pool[r_off[v] + r_len[v] - 1]] != dest[v]))
+            vs.push_back(v);
     }
     reroute(vs);
 }
@@ -742,15 +756,7 @@ void Engine::set_closed(const int32_t* ids, int64_t n, bool closed) {
         closed_manual[l] = closed ? 1 : 0;
     }
     if (!closed) {
-        // opening: vehicles without an open route try again
-        std::vector<int32_t> vs;
-        for (int32_t v = 0; v < (int32_t)n_vehicles(); ++v) {
-            const uint8_t s = state[v];
-            if ((s == SCHEDULED && r_len[v] == 0 && origin[v] != dest[v]) ||
-                (s == ON_LINK && net.to[pool[r_off[v] + r_len[v] - 1]] != dest[v]))
-                vs.push_back(v);
-        }
-        reroute(vs);
+        reroute_incomplete();
         return;
     }
     if (!anynew) return;

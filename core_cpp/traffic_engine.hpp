@@ -102,6 +102,7 @@ public:
     double link_tt(int32_t l) const;
     void reroute(std::vector<int32_t>& vehs);  // from the next node (or origin)
     void reroute_informed();
+    void reroute_incomplete();
     double ndown_at(int32_t l, double s) const;
     int64_t n_vehicles() const { return (int64_t)cls.size(); }
     void queue_counts(int32_t* qcount, double* qpcu) const;

@@ -171,3 +171,16 @@ def test_informed_rerouting_avoids_congestion_deterministically():
     assert list(a.trips.route) == list(b.trips.route)  # same seed, same result
     assert a.counts()["reroutes"] > 1.5 * len(trips)  # periodic reroutes on top of the first routes
     assert a.counts()["arrived"] == len(trips)
+
+
+def test_receding_water_reopens_routes():
+    net = corridor([300.0, 300.0], 1)
+    tm = TrafficModel(net)
+    tm.set_link_depth(np.array([0.0, 0.4]))   # link 1 closed to cars
+    tm.add_trips(pd.DataFrame({"origin": [0], "destination": [2], "depart_s": [100.0]}))
+    nodes, links, t = tm.shortest_path(0, 2)
+    assert np.isinf(t) and np.isinf(tm.trip_eta_s([0])[0])
+    tm.set_link_depth(np.array([0.0, 0.0]))   # the water recedes before the trip leaves
+    tm.run_one_step(200)
+    assert tm.trip_status([0]).state[0] == "arrived"
+    assert tm.trips.travel_time_s.iloc[0] == pytest.approx(600 / VF)

@@ -373,7 +373,7 @@ class TrafficModel:
 
     def trip_eta_s(self, trip_ids) -> np.ndarray:
         """Expected arrival time of these trips by current link travel times (the arrival time once
-        arrived, NaN for stalled or stranded trips); for dispatchers."""
+        arrived, ``inf`` while no open route exists, NaN for stalled or stranded trips); for dispatchers."""
         ids = np.atleast_1d(np.asarray(trip_ids, dtype=np.int64))
         e = self._engine
         if ((ids < 0) | (ids >= e.n_vehicles)).any():
@@ -381,6 +381,8 @@ class TrafficModel:
         st, cls, arr = e.get("state"), e.get("cls"), e.get("arrive")
         pool, off, ln, pos = e.get("pool"), e.get("r_off"), e.get("r_len"), e.get("r_pos")
         dep, ready = e.get("depart"), e.get("t_ready")
+        orig, dest = e.get("origin"), e.get("dest")
+        to_idx = self.network.link_to_index
         costs = {}
         out = np.full(len(ids), np.nan)
         now = self.time
@@ -389,6 +391,10 @@ class TrafficModel:
             if s == 3:
                 out[k] = arr[v]
             elif s in (0, 1, 2):
+                end = to_idx[pool[off[v] + ln[v] - 1]] if ln[v] > 0 else orig[v]
+                if end != dest[v]:  # no open route yet
+                    out[k] = np.inf
+                    continue
                 c = costs.setdefault(int(cls[v]), e.class_cost(int(cls[v])))
                 if s == 2:
                     rest = pool[off[v] + pos[v] + 1:off[v] + ln[v]]
