@@ -731,6 +731,20 @@ void Engine::set_depth(const double* d) {
     reroute(vs);
 }
 
+// Changes the number of lanes (contraflow, lane closures): capacity and storage scale with the
+// lanes, the backward wave speed does not.
+void Engine::set_lanes(const int32_t* ids, const double* lanes, int64_t n) {
+    for (int64_t k = 0; k < n; ++k) {
+        const int32_t l = ids[k];
+        const double f = lanes[k] / net.lanes[l];
+        net.lanes[l] = lanes[k];
+        net.qcap[l] *= f;
+        net.kjam[l] *= f;
+        qeff[l] = veff[l] * net.w[l] * net.kjam[l] / (veff[l] + net.w[l]);
+        if (veff[l] == net.vfree[l]) qeff[l] = net.qcap[l];
+    }
+}
+
 // After a link opens: vehicles without an open route to their destination try again.
 void Engine::reroute_incomplete() {
     std::vector<int32_t> vs;
