@@ -384,7 +384,7 @@ void Engine::pop_head(int32_t i) {
 void Engine::finish(int32_t v, int32_t i, double te, uint8_t st) {
     // the vehicle leaves the network at the downstream node of link i (arrived or stranded)
     state[v] = st;
-    cur[v] = -1;
+    cur[v] = st == ARRIVED ? -1 : i;  // a stranded vehicle stays parked at the end of link i
     n_onlink--;
     if (st == ARRIVED) {
         arrive[v] = te;
@@ -392,7 +392,6 @@ void Engine::finish(int32_t v, int32_t i, double te, uint8_t st) {
     } else {
         n_stranded++;
     }
-    (void)i;
 }
 
 void Engine::depart_vehicle(int32_t v, double t) {

@@ -150,7 +150,8 @@ def test_reopen_and_stranded_when_no_route():
     tm.close_links([1])
     tm.add_trips(pd.DataFrame({"origin": [0, 0], "destination": [2, 2], "depart_s": [0.0, 100.0]}))
     tm.run_one_step(50)
-    assert tm.trip_status([0]).state[0] == "stranded"   # no open route when it left
+    st = tm.trip_status([0])
+    assert st.state[0] == "stranded" and st.current_link[0] == -1   # no open route when it left
     tm.open_links([1])
     tm.run_one_step(200)
     assert tm.trip_status([1]).state[0] == "arrived"
@@ -214,3 +215,15 @@ def test_contraflow_adds_the_reverse_lanes_and_closes_them():
     assert tm.link_lanes.tolist() == [1.0, 1.0] and not tm.link_closed.any()
     with pytest.raises(ValueError, match="lanes"):
         tm.set_lanes([0], 0.0)
+
+
+def test_vehicle_stranded_on_the_way_parks_at_the_end_of_its_link():
+    net = corridor([300.0, 300.0, 300.0], 1)
+    tm = TrafficModel(net)
+    tm.add_trips(pd.DataFrame({"origin": [0], "destination": [3], "depart_s": [0.0]}))
+    tm.run_one_step(10)
+    tm.close_links([2])                          # the only way on: closed while it drives on link 0
+    tm.run_one_step(100)
+    st = tm.trip_status([0])
+    assert st.state[0] == "stranded" and st.current_link[0] == 0 and np.isnan(st.arrive_s[0])
+    assert conservation(tm)

@@ -400,7 +400,8 @@ class TrafficModel:
 
     def trip_status(self, trip_ids) -> TripStatus:
         """Cheap polling: ``(state, arrive_s, current_link)`` arrays for these trip ids; state names in
-        ``TRIP_STATES``; current_link is -1 off the network (the stall link for stalled trips)."""
+        ``TRIP_STATES``; current_link is the link a vehicle is on, the link where it stalled, or the
+        link at whose end it parked when stranded (-1 when it never entered the network or arrived)."""
         ids = np.atleast_1d(np.asarray(trip_ids, dtype=np.int64))
         bad = (ids < 0) | (ids >= self._engine.n_vehicles)
         if bad.any():
