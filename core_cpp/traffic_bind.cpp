@@ -392,7 +392,8 @@ void register_traffic(py::module_& m) {
                  d["dt"] = e.dt;
                  return d;
              })
-        .def("set_state", [](Engine& e, const py::dict& d) {
+        .def("set_state", [](Engine& target, const py::dict& d) {
+            Engine e = target;  // load into a copy: a rejected state leaves the model as it was
             for (const char* k : {"n_links", "n_nodes", "dt"})
                 if (!d.contains(k)) fail(std::string("traffic state: missing field '") + k + "'");
             require(d["n_links"].cast<int64_t>() == e.net.n_links && d["n_nodes"].cast<int64_t>() == e.net.n_nodes,
@@ -404,7 +405,40 @@ void register_traffic(py::module_& m) {
     e.name = d[#name].cast<decltype(e.name)>();
             TWIN_TRAFFIC_SCALARS(X)
 #undef X
+            // consistency, so that a damaged state is an error and never a crash
+            const size_t L = (size_t)e.net.n_links, V = e.cls.size(), P = e.pool.size(), G = e.log_veh.size();
             require((int64_t)e.hist.size() == (int64_t)e.hist_off.back(), "traffic state: history size mismatch");
+            for (size_t n : {e.net.lanes.size(), e.net.qcap.size(), e.net.kjam.size(), e.depth.size(), e.veff.size(),
+                             e.qeff.size(), e.closed_manual.size(), e.closed_mask.size(), e.Nup.size(),
+                             e.Ndown.size(), e.rel_credit.size(), e.recv_credit.size(), e.ndlag.size(),
+                             e.head.size(), e.tail.size(), e.wait_head.size(), e.wait_tail.size(), e.nveh.size(),
+                             e.nwait.size(), e.exits_total.size(), e.entries_total.size()})
+                require(n == L, "traffic state: a link array has the wrong length");
+            for (size_t n : {e.state.size(), e.informed.size(), e.origin.size(), e.dest.size(), e.cur.size(),
+                             e.vnext.size(), e.r_off.size(), e.r_len.size(), e.r_pos.size(), e.log_cur.size(),
+                             e.depart.size(), e.arrive.size(), e.t_enter.size(), e.t_ready.size()})
+                require(n == V, "traffic state: a trip array has the wrong length");
+            for (size_t n : {e.log_link.size(), e.log_tin.size(), e.log_tout.size()})
+                require(n == G, "traffic state: a log array has the wrong length");
+            auto in_range = [](const std::vector<int32_t>& a, int64_t lo, int64_t hi, const char* what) {
+                for (int32_t x : a)
+                    if (x < lo || x >= hi) fail(std::string("traffic state: '") + what + "' holds an out-of-range index");
+            };
+            in_range(e.head, -1, (int64_t)V, "head"); in_range(e.tail, -1, (int64_t)V, "tail");
+            in_range(e.wait_head, -1, (int64_t)V, "wait_head"); in_range(e.wait_tail, -1, (int64_t)V, "wait_tail");
+            in_range(e.vnext, -1, (int64_t)V, "vnext"); in_range(e.cur, -1, (int64_t)L, "cur");
+            in_range(e.origin, 0, e.net.n_nodes, "origin"); in_range(e.dest, 0, e.net.n_nodes, "dest");
+            in_range(e.pool, 0, (int64_t)L, "pool"); in_range(e.pending, 0, (int64_t)V, "pending");
+            in_range(e.log_cur, -1, (int64_t)G, "log_cur"); in_range(e.log_veh, 0, (int64_t)V, "log_veh");
+            in_range(e.log_link, 0, (int64_t)L, "log_link");
+            for (size_t v = 0; v < V; ++v) {
+                if (e.r_off[v] < 0 || e.r_len[v] < 0 || (size_t)e.r_off[v] + (size_t)e.r_len[v] > P ||
+                    e.r_pos[v] < 0 || (e.r_len[v] > 0 && e.r_pos[v] >= e.r_len[v]) || e.cls[v] >= N_CLASSES)
+                    fail("traffic state: trip " + std::to_string(v) + " has an invalid route or class");
+            }
+            require(e.pend_ptr >= 0 && e.pend_ptr <= (int64_t)e.pending.size(), "traffic state: bad pend_ptr");
+            require(e.step_k >= 0, "traffic state: bad step_k");
+            target = std::move(e);
         });
 }
 
