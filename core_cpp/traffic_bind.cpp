@@ -52,7 +52,7 @@ void visit_state(Engine& e, F&& f) {
 
 #define TWIN_TRAFFIC_SCALARS(X) \
     X(step_k) X(pend_ptr) X(n_departed) X(n_arrived) X(n_stalled) X(n_stranded) X(n_waiting) X(n_onlink) \
-    X(n_reroutes) X(reroute_every)
+    X(n_reroutes) X(reroute_every) X(route_on_departure)
 
 void check_ids(const carray<int32_t>& a, int32_t n, const char* name, const char* what) {
     const int32_t* p = a.data();
@@ -329,6 +329,9 @@ void register_traffic(py::module_& m) {
                 require(v >= 0, "reroute_every: must be >= 0");
                 e.reroute_every = v;
             })
+        .def_property(
+            "route_on_departure", [](const Engine& e) { return e.route_on_departure != 0; },
+            [](Engine& e, bool v) { e.route_on_departure = v ? 1 : 0; })
         .def_property(
             "threads", [](const Engine& e) { return e.threads; }, [](Engine& e, int v) { e.threads = v; })
         .def_property(

@@ -598,11 +598,14 @@ void Engine::step(int64_t n_steps) {
     for (int64_t s = 0; s < n_steps; ++s) {
         if (reroute_every > 0 && step_k > 0 && step_k % reroute_every == 0) reroute_informed();
         const double t = (double)step_k * dt, t1 = t + dt;
-        // 1. departures
-        while (pend_ptr < (int64_t)pending.size() && depart[pending[pend_ptr]] < t1) {
-            depart_vehicle(pending[pend_ptr], t);
-            ++pend_ptr;
+        // 1. departures (routed now by current travel times when route_on_departure is set)
+        int64_t pe = pend_ptr;
+        while (pe < (int64_t)pending.size() && depart[pending[pe]] < t1) ++pe;
+        if (route_on_departure && pe > pend_ptr) {
+            std::vector<int32_t> vs(pending.begin() + pend_ptr, pending.begin() + pe);
+            reroute(vs);
         }
+        for (; pend_ptr < pe; ++pend_ptr) depart_vehicle(pending[pend_ptr], t);
         // 2. links: receiving credit and lagged downstream counts
         for (int32_t l = 0; l < L; ++l) {
             ndlag[l] = ndown_at(l, (double)(step_k + 1) - net.length[l] / (net.w[l] * dt));

@@ -63,6 +63,7 @@ public:
     double dt = 1.0;
     int64_t step_k = 0;
     int64_t reroute_every = 0;  // steps between informed reroutes (0 = off)
+    int64_t route_on_departure = 0;  // 1: route each trip when it departs, by the travel times then
     int threads = 0;
     double pcu[N_CLASSES] = {0.25, 1.0, 2.5, 2.5, 1.0};
     double stall[N_CLASSES] = {0.15, 0.30, 0.50, 0.60, 0.45};

@@ -49,6 +49,9 @@ class TrafficModel:
     pcu, stall_depth_m : dict
         Override the passenger-car units and stall depths per class (defaults in
         :mod:`twin.traffic.flood`).
+    route_on_departure : bool
+        Route each trip when it departs, by the travel times of that moment (default: when it is
+        added; both then reroute on closures and, if informed, periodically).
     record_links : bool
         Keep the link traversal log (``link_log``: entry and exit time of every vehicle on every
         link). Without it ``trips.route`` is the current plan.
@@ -99,7 +102,8 @@ class TrafficModel:
 
     def __init__(self, network: RoadNetwork, dt: float = 1.0, seed=0, *, informed_share: float = 0.0,
                  reroute_interval_s: float | None = None, pcu: dict | None = None,
-                 stall_depth_m: dict | None = None, record_links: bool = True, threads: int | None = None):
+                 stall_depth_m: dict | None = None, record_links: bool = True, threads: int | None = None,
+                 route_on_departure: bool = False):
         from twin import _core
 
         if not isinstance(network, RoadNetwork):
@@ -138,6 +142,7 @@ class TrafficModel:
             np.array([self.pcu[c] for c in VEHICLE_CLASSES]),
             np.array([self.stall_depth_m[c] for c in VEHICLE_CLASSES]))
         self._engine.record = bool(record_links)
+        self._engine.route_on_departure = bool(route_on_departure)
         if threads is not None:
             self._engine.threads = int(threads)
         self.reroute_interval_s = None
@@ -188,8 +193,9 @@ class TrafficModel:
     # ------------------------------------------------------------------ demand
     def add_trips(self, df: pd.DataFrame) -> np.ndarray:
         """Adds trips (columns ``origin, destination, depart_s`` as node ids and seconds, optional
-        ``vehicle_class``, default car); returns their trip ids. Routes are computed now, by the
-        current travel times; a trip whose departure time has passed leaves at once."""
+        ``vehicle_class``, default car); returns their trip ids. Routes are computed now by the
+        current travel times (again at departure with ``route_on_departure``); a trip whose
+        departure time has passed leaves at once."""
         if not isinstance(df, pd.DataFrame):
             raise ValueError(f"add_trips: expected a DataFrame, got {type(df).__name__}")
         missing = [c for c in ("origin", "destination", "depart_s") if c not in df.columns]
