@@ -188,3 +188,18 @@ def test_damaged_state_is_an_error_not_a_crash(grid5):
     # a rejected state changed nothing
     assert tm.time == 120.0 and np.array_equal(tm.get_state()["engine"]["pool"], good["engine"]["pool"])
     tm.run_one_step(60)
+
+
+def test_without_the_link_log_results_are_the_same(grid5):
+    trips = random_trips(grid5, 300, 9)
+    runs = []
+    for record in (True, False):
+        tm = TrafficModel(grid5, record_links=record)
+        tm.add_trips(trips)
+        tm.run_one_step(3600)
+        runs.append(tm)
+    a, b = runs
+    assert np.array_equal(a.trips.arrive_s.to_numpy(), b.trips.arrive_s.to_numpy())
+    assert list(a.trips.route) == list(b.trips.route)
+    assert len(b.link_log) == 0 and len(a.link_log) > 0
+    assert b._engine.memory_bytes()["log"] == 0
