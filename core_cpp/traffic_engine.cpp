@@ -88,6 +88,7 @@ void Engine::init(Network&& n, double dt_) {
     wait_head.assign(L, -1);
     wait_tail.assign(L, -1);
     nveh.assign(L, 0);
+    nemerg.assign(L, 0);
     nwait.assign(L, 0);
     exits_total.assign(L, 0);
     entries_total.assign(L, 0);
@@ -356,6 +357,7 @@ void Engine::push_link(int32_t v, int32_t j, double te) {
     if (tail[j] == -1) head[j] = v; else vnext[tail[j]] = v;
     tail[j] = v;
     nveh[j]++;
+    if (cls[v] == CLS_EMERGENCY) nemerg[j]++;
     cur[v] = j;
     t_enter[v] = te;
     t_ready[v] = te + net.length[j] / veff[j];
@@ -371,12 +373,17 @@ void Engine::push_link(int32_t v, int32_t j, double te) {
     }
 }
 
-void Engine::pop_head(int32_t i) {
-    const int32_t v = head[i];
-    head[i] = vnext[v];
-    if (head[i] == -1) tail[i] = -1;
+void Engine::pop_head(int32_t i) { unlink(i, -1); }
+
+// Removes the vehicle after `prev` (the head when prev == -1) from link i, counting it out.
+void Engine::unlink(int32_t i, int32_t prev) {
+    const int32_t v = prev == -1 ? head[i] : vnext[prev];
+    const int32_t nx = vnext[v];
+    if (prev == -1) head[i] = nx; else vnext[prev] = nx;
+    if (tail[i] == v) tail[i] = prev;
     vnext[v] = -1;
     nveh[i]--;
+    if (cls[v] == CLS_EMERGENCY) nemerg[i]--;
     Ndown[i] += pcu[cls[v]];
     exits_total[i]++;
 }
@@ -414,11 +421,11 @@ void Engine::depart_vehicle(int32_t v, double t) {
 }
 
 // Moves the ready head vehicle v of link i across the node; false if its next link has no room.
-bool Engine::try_move(int32_t v, int32_t i, double t) {
+bool Engine::try_move(int32_t v, int32_t i, double t, int32_t prev) {
     const double te = std::max(t_ready[v], t);
     const double p = pcu[cls[v]];
     if (r_pos[v] + 1 >= r_len[v]) {
-        pop_head(i);
+        unlink(i, prev);
         if (record) log_tout[log_cur[v]] = te;
         finish(v, i, te, net.to[i] == dest[v] ? ARRIVED : STRANDED);
         return true;
@@ -428,7 +435,7 @@ bool Engine::try_move(int32_t v, int32_t i, double t) {
         std::vector<int32_t> one{v};
         reroute(one);
         if (r_len[v] <= 1) {  // no open route: parks at this node
-            pop_head(i);
+            unlink(i, prev);
             if (record) log_tout[log_cur[v]] = te;
             finish(v, i, te, STRANDED);
             return true;
@@ -436,7 +443,7 @@ bool Engine::try_move(int32_t v, int32_t i, double t) {
         j = pool[r_off[v] + 1];
     }
     if (Nup[j] + p > ndlag[j] + net.kjam[j] * net.length[j] + EPS) return false;
-    pop_head(i);
+    unlink(i, prev);
     if (record) log_tout[log_cur[v]] = te;
     r_pos[v]++;
     push_link(v, j, te);
@@ -517,11 +524,26 @@ void Engine::process_node(int32_t n, double t, double t1) {
         return;
     }
     auto ready = [&](int32_t v) { return t_enter[v] < t && t_ready[v] <= t1; };
-    // emergency vehicles at the head cross first, whatever the signal
+    // emergency vehicles at the head cross first, whatever the signal; with emergency_overtake the
+    // traffic ahead pulls aside, so any emergency vehicle that reached the link end crosses
     for (int32_t p = p0; p < p1; ++p) {
         const int32_t i = net.in_idx[p];
-        while (head[i] != -1 && cls[head[i]] == CLS_EMERGENCY && ready(head[i])) {
-            if (!try_move(head[i], i, t)) break;
+        if (nemerg[i] == 0) continue;
+        if (emergency_overtake) {
+            int32_t prev = -1, v = head[i];
+            while (v != -1) {
+                const int32_t nx = vnext[v];
+                if (cls[v] == CLS_EMERGENCY && ready(v) && try_move(v, i, t, prev)) {
+                    v = nx;
+                    continue;
+                }
+                prev = v;
+                v = nx;
+            }
+        } else {
+            while (head[i] != -1 && cls[head[i]] == CLS_EMERGENCY && ready(head[i])) {
+                if (!try_move(head[i], i, t)) break;
+            }
         }
     }
     const int32_t o0 = net.out_ptr[n];
@@ -671,6 +693,7 @@ void Engine::stall_on_link(int32_t l, double t) {
             cur[v] = l;  // where it stalled
             arrive[v] = std::numeric_limits<double>::quiet_NaN();
             nveh[l]--;
+            if (cls[v] == CLS_EMERGENCY) nemerg[l]--;
             Ndown[l] += pcu[cls[v]];
             exits_total[l]++;
             n_onlink--;

@@ -53,6 +53,7 @@ class TrafficEngine:
     def reroute(self, trip_ids: NDArray[np.int32]) -> None: ...
     reroute_every: int
     route_on_departure: bool
+    emergency_overtake: bool
     threads: int
     record: bool
     @property

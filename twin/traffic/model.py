@@ -52,6 +52,9 @@ class TrafficModel:
     route_on_departure : bool
         Route each trip when it departs, by the travel times of that moment (default: when it is
         added; both then reroute on closures and, if informed, periodically).
+    emergency_overtake : bool
+        Traffic pulls aside for emergency vehicles: an emergency vehicle leaves a link at its own
+        free-flow time even with a queue ahead (default: strict FIFO, priority only at the head).
     record_links : bool
         Keep the link traversal log (``link_log``: entry and exit time of every vehicle on every
         link). Without it ``trips.route`` is the current plan.
@@ -103,7 +106,7 @@ class TrafficModel:
     def __init__(self, network: RoadNetwork, dt: float = 1.0, seed=0, *, informed_share: float = 0.0,
                  reroute_interval_s: float | None = None, pcu: dict | None = None,
                  stall_depth_m: dict | None = None, record_links: bool = True, threads: int | None = None,
-                 route_on_departure: bool = False):
+                 route_on_departure: bool = False, emergency_overtake: bool = False):
         from twin import _core
 
         if not isinstance(network, RoadNetwork):
@@ -143,6 +146,7 @@ class TrafficModel:
             np.array([self.stall_depth_m[c] for c in VEHICLE_CLASSES]))
         self._engine.record = bool(record_links)
         self._engine.route_on_departure = bool(route_on_departure)
+        self._engine.emergency_overtake = bool(emergency_overtake)
         if threads is not None:
             self._engine.threads = int(threads)
         self.reroute_interval_s = None
