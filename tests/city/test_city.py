@@ -152,11 +152,16 @@ def test_tamky_roads_complete_and_routable(tamky):
     for w in wards.itertuples():
         p = w.geometry.representative_point()
         ends[w.ward] = net.nearest_node(p.x, p.y)
+    from twin.traffic import TrafficModel
+    tm = TrafficModel(net, dt=1.0, seed=0)
     for a in ends:
         for b in ends:
             if a != b:
                 t = nx.shortest_path_length(G, ends[a], ends[b], weight="weight")
                 assert 0 < t < 3600, (a, b, t)
+                # the traffic engine routes the same pair (motorbikes: same free speeds in the city)
+                nodes, links, t_tm = tm.shortest_path(ends[a], ends[b], "car")
+                assert len(links) > 0 and t_tm == pytest.approx(t, rel=0.05), (a, b, t, t_tm)
     # local street density in the dense centre: ≥ 8 km of street per km²
     from shapely.geometry import box
     cx, cy = synth.to_utm(np.array(synth.CENTRE_LONLAT))

@@ -182,7 +182,7 @@ def load_city(name_or_path="tamky", resolution_m: float = 30) -> City:
     places = table("places")
     if places is None:
         places = pd.DataFrame(columns=["place_id", "name", "kind", "x", "y", "capacity", "ward", "source"])
-    places["ward"] = places["ward"].fillna("").astype(str)
+    places["ward"] = places["ward"].astype(object).where(places["ward"].notna(), "").astype(str)
     population = table("population")
     if population is None:
         population = pd.DataFrame(columns=["ward", "households", "persons", "share_elderly", "share_children",
