@@ -204,7 +204,7 @@ def import_city(name: str, dem, osm, *, places=None, landcover=None, resolution_
 
     import geopandas as gpd
     from shapely.geometry import box
-    wards = gpd.GeoDataFrame([{"ward_id": 1, "ward": name, "area_km2": float(np.isfinite(z).sum() * r * r / 1e6),
+    wards = gpd.GeoDataFrame([{"ward": 1, "ward_name": name, "area_km2": float(np.isfinite(z).sum() * r * r / 1e6),
                                "source": "extent of the DEM", "geometry": box(x0, y0, x1, y1)}],
                              geometry="geometry", crs=crs)
     wards.to_crs(4326).to_file(out / "wards.geojson", driver="GeoJSON")
@@ -268,6 +268,9 @@ def _read_places(path: Path, crs, z, transform) -> pd.DataFrame:
     if "capacity" not in df:
         df["capacity"] = 0
     df.insert(0, "place_id", np.arange(len(df)))
-    df["ward"] = ""
+    r_, c_ = ((transform.f - df["y"]) // transform.a).astype(int), ((df["x"] - transform.c) // transform.a).astype(int)
+    inside = (r_ >= 0) & (r_ < z.shape[0]) & (c_ >= 0) & (c_ < z.shape[1])
+    df["ward"] = np.where(inside, 1, 0)
+    df["ward_name"] = np.where(inside, "all", "")
     df["source"] = "real"
     return df
