@@ -128,6 +128,12 @@ def test_tamky_population_and_places(tamky):
     assert list(tamky.ward_raster[r, cc]) == list(pl["ward"])
     names = dict(zip(pop["ward"], pop["ward_name"]))
     assert [names.get(int(v), "") for v in pl["ward"]] == list(pl["ward_name"])
+    # every building (not the gauges) is reachable: a road node within 250 m
+    bld = pl[~pl["kind"].str.startswith("gauge")]
+    nn = tamky.roads.nearest_node(bld["x"].to_numpy(), bld["y"].to_numpy())
+    nodes = tamky.roads.nodes.set_index("id")
+    gap = np.hypot(nodes.loc[nn, "x"].to_numpy() - bld["x"].to_numpy(), nodes.loc[nn, "y"].to_numpy() - bld["y"].to_numpy())
+    assert gap.max() < 250.0
     # tide gauge sits by the Trường Giang toward An Hòa, the stage gauge on the Tam Kỳ river
     assert "An Hòa" in pl.loc[pl["kind"] == "gauge_tide", "name"].iloc[0]
     assert len(tamky.inflows) >= 2 and "Phú Ninh" in tamky.inflows["name"].iloc[0]
