@@ -498,10 +498,12 @@ def read_sta(url: str, datastreams: dict[str, Datastream] | None = None, *, data
     out = Decoded()
     pages = 0
     now = np.datetime64("now", "us")
+    url_ds = datastream_id
     for page_url, page in iter_sta_pages(url, fetch):
         pages += 1
         m = _STA_URL_DS.search(page_url)
-        url_ds = (m.group(1) if m.group(1) is not None else m.group(2)) if m else datastream_id
+        if m:   # a nextLink without the Datastreams(id) path keeps the first page's datastream
+            url_ds = m.group(1) if m.group(1) is not None else m.group(2)
         for i, obs in enumerate(page["value"]):
             payload = json.dumps(obs)
             ds = url_ds
