@@ -89,7 +89,7 @@ def test_kill_restart_exactly_once_in_store(broker, tmp_path):
 
     host, port = broker.split("//")[1].split(":")
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub-test", protocol=mqtt.MQTTv5)
-    pub.max_inflight_messages_set(500)
+    pub.max_inflight_messages_set(20)
     pub.connect(host, int(port))
     pub.loop_start()
     try:

@@ -25,6 +25,7 @@ Configuration (YAML or dict) shared by ``twin sensors load/ingest``::
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -92,10 +93,15 @@ def config_entities(cfg: dict) -> tuple[list[Station], list[Datastream]]:
 
 
 # --------------------------------------------------------------------------------- helpers
+@functools.lru_cache(maxsize=1024)
+def _path_parts(path: str) -> tuple:
+    return tuple(re.findall(r"[^.\[\]]+|\[\d+\]", path))
+
+
 def get_path(obj: Any, path: str):
     """``a.b[2].c`` style JSON field path. Raises KeyError naming the missing part."""
     cur = obj
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+    for part in _path_parts(path):
         if part.startswith("["):
             idx = int(part[1:-1])
             if not isinstance(cur, list) or idx >= len(cur):
@@ -126,6 +132,11 @@ def parse_time(value, *, fmt: str = "iso", tz: str = "UTC") -> np.datetime64:
     s = value.strip()
     if "/" in s:  # STA interval "start/end": the observation is for the end
         s = s.split("/")[-1]
+    if s.endswith("Z") and len(s) >= 17 and s[10] == "T":   # fast path: ISO 8601 in UTC
+        try:
+            return np.datetime64(s[:-1], "us")
+        except ValueError:
+            pass
     try:
         ts = pd.Timestamp(s)
     except (ValueError, TypeError) as exc:
@@ -206,16 +217,24 @@ class Decoder:
 
     def __init__(self, datastreams: dict[str, Datastream] | None = None, vendor: Iterable[dict] = ()):
         self.datastreams = dict(datastreams or {})
+        self._factors: dict = {}
         self.vendor = [v if isinstance(v, VendorMapping) else VendorMapping(**v) for v in vendor]
 
     def _convert(self, ds_id: str, value: float, unit: str | None) -> float:
-        ds = self.datastreams.get(ds_id)
-        if ds is None:
-            if unit is not None:
-                normalise_unit(unit)
-            return value   # unregistered: stored as sent
-        u = unit if unit is not None else ds.unit
-        return float(convert(value, u, ds.prop, interval_s=ds.interval_s))
+        key = (ds_id, unit)
+        f = self._factors.get(key)
+        if f is None:
+            ds = self.datastreams.get(ds_id)
+            if ds is None:
+                if unit is not None:
+                    normalise_unit(unit)
+                f = 1.0   # unregistered: stored as sent
+            else:
+                u = unit if unit is not None else ds.unit
+                f = float(convert(1.0, u, ds.prop, interval_s=ds.interval_s))
+            if len(self._factors) < 100000:
+                self._factors[key] = f
+        return value * f
 
     def decode(self, topic: str, payload: bytes | str, received_time, out: Decoded):
         try:

@@ -59,7 +59,7 @@ def replay(series: pd.DataFrame, broker: str, *, speed: float = 60.0, shift_to=N
         t = t + (np.datetime64(target, "us") - t[0])
     host, port = parse_broker(broker)
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    c.max_inflight_messages_set(1000)
+    c.max_inflight_messages_set(20)   # paho publishes fastest with a small window
     c.max_queued_messages_set(0)
     c.connect(host, port, keepalive=30)
     c.loop_start()
