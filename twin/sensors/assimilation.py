@@ -231,6 +231,7 @@ class Assimilator:
         self._held: dict[str, np.ndarray] = {}
         self._meta = self.store.datastreams()
         self._background_track = None
+        self.last_applied: dict | None = None
 
     def close(self):
         if self._own_store:
@@ -348,7 +349,8 @@ class Assimilator:
         if ncfg:
             rec = self.nudge(flood_model, t_s, dt, ncfg)
             if rec:
-                done["nudging"] = rec
+                done["nudging"] = {k: rec[k] for k in ("before", "after")}
+        self.last_applied = done
         return done
 
     def _set_stage(self, fm, key, edge, cells, t_s, stage):
