@@ -175,7 +175,8 @@ def _replay(a) -> int:
         for d in gauges:
             x, y = pos[d.station_id]
             r = typhoon.storm_rain_series(tr, times, x, y)
-            rows.append(pd.DataFrame({"datastream_id": d.datastream_id, "phenomenon_time": times, "result": r}))
+            rows.append(pd.DataFrame({"datastream_id": d.datastream_id, "phenomenon_time": times, "result": r,
+                                      "unit": "mm/h"}))
         series = pd.concat(rows, ignore_index=True)
         print(f"replaying derived R-CLIPER rain for {tr.sid} {tr.name} at {len(gauges)} gauge(s) "
               f"(derived, not observed)", file=sys.stderr)
