@@ -73,6 +73,8 @@ def register(subparsers) -> None:
     live.add_argument("--speed", type=float, default=1.0, help="model seconds per wall second (1 = real time)")
     live.add_argument("--out", default="runs", help="parent folder of the run folder")
     live.add_argument("--duration", type=float, help="stop after this many model seconds (default: scenario end)")
+    live.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a scenario key (as in twin run), e.g. --set resolution_m=150")
     live.add_argument("--start-now", action="store_true", help="set the scenario start to the current local time")
     live.add_argument("--run-dir", help="run folder (default <out>/<name>-live-<UTC stamp>)")
     live.set_defaults(func=_live)
@@ -199,7 +201,8 @@ def _storms(a) -> int:
 
 
 def _live(a) -> int:
+    from twin.scenario import load_scenario
     from twin.sensors.live import run_live
 
-    return run_live(a.scenario, a.broker, store=a.store, config=a.config, speed=a.speed, out=a.out,
+    return run_live(load_scenario(a.scenario, overrides=a.overrides or None), a.broker, store=a.store, config=a.config, speed=a.speed, out=a.out,
                     duration_s=a.duration, start_now=a.start_now, run_dir=a.run_dir)
