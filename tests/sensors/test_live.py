@@ -80,3 +80,28 @@ def test_live_run_assimilates_observations_as_they_arrive(broker, tmp_path):
     assert (run_dir / "manifest.json").exists() and (run_dir / "fields.nc").exists()
     assert (run_dir / "sensors.duckdb").exists()
     assert [i["iteration"] for i in seen] == list(range(0, 11))
+
+
+def test_scenario_sensors_section_assimilates_in_a_normal_run(tmp_path):
+    """`sensors: {enabled, store, assimilation}` in a scenario -> build_twin's Assimilator at step 6."""
+    from twin.sensors import Datastream, SensorStore, Station
+    from twin.simulation import run_scenario
+
+    store = tmp_path / "obs.duckdb"
+    with SensorStore(store) as st:
+        st.register([Station("G1", x=GX, y=GY)], [Datastream("g1-wl", "G1", "water_level", "m")])
+        t = np.datetime64("2020-10-28T00:00:00") + np.arange(0, 1800, 60) * np.timedelta64(1, "s")
+        st.insert("g1-wl", t, np.full(t.size, 3.2))
+    text = SCENARIO + f"""
+sensors:
+  enabled: true
+  store: {store}
+  assimilation:
+    nudging: {{relaxation_time_s: 120, radius_m: 100, max_age_s: 600}}
+"""
+    sim = run_scenario(write_scenario(tmp_path, text), city=small_city(), stop_time=600)
+    a = sim.twin.assimilator
+    stats = a.statistics().set_index("datastream_id").loc["g1-wl"]
+    assert stats["n"] == 10
+    assert abs(stats["bias_after_m"]) < abs(stats["bias_before_m"])
+    a.close()
