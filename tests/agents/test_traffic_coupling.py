@@ -89,3 +89,28 @@ def test_ambulance_routes_use_traffic_closures_and_flood():
     inc = es.incident_table().iloc[0]
     assert inc.unit_kind == "ambulance"
     assert np.isfinite(inc.travel_time_s)
+
+
+def test_models_use_the_network_traffic_runs_on():
+    # traffic on the largest strongly connected part of a network with a one-way dead end
+    import pandas as pd
+    from twin.roads import RoadNetwork
+
+    city = synthetic_city()
+    nodes = pd.concat([city.roads.nodes[["id", "x", "y"]],
+                       pd.DataFrame({"id": [10_000], "x": [600_010.0], "y": [1_719_990.0]})])
+    links = pd.concat([city.roads.links[["from", "to", "length_m", "lanes", "free_speed_mps"]],
+                       pd.DataFrame({"from": [0], "to": [10_000], "length_m": [90.0], "lanes": [1],
+                                     "free_speed_mps": [11.0]})], ignore_index=True)
+    city.roads = RoadNetwork.from_frames(nodes, links)
+    with pytest.warns(UserWarning, match="kept 144 of 145 nodes"):
+        net = city.roads.largest_strongly_connected()
+    assert net.n_nodes == city.roads.n_nodes - 1
+    tm = TrafficModel(net, dt=1.0, seed=0)
+    pm = PeopleModel(city, {"n_tourists": 0}, np.random.default_rng(1), traffic=tm)
+    es = EmergencyServices(city, {}, np.random.default_rng(1), traffic=tm, people=pm)
+    assert pm.graph.n_nodes == es.graph.n_nodes == net.n_nodes
+    assert len(es.link_times("ambulance")) == net.n_links
+    pm.act_s[:] = 0.0
+    pm.run_one_step(300.0, None, None)          # trips on the traffic network's node ids
+    assert tm.n_trips > 0

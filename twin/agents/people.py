@@ -36,6 +36,49 @@ _MOVING = (WALK, DRIVE)
 _LEFT = (WALK, DRIVE, SHELTER, RELATIVES, SAFE)
 
 
+class EventLog:
+    """Columnar event log (time, agent, event, detail).
+
+    Plain lists of floats, ints and strings: no per-event tuple for the cyclic garbage collector to
+    scan, which matters once a run has logged hundreds of thousands of events.
+    """
+
+    COLUMNS = ["t_s", "agent_id", "event", "detail"]
+
+    def __init__(self):
+        self.t: list[float] = []
+        self.agent: list[int] = []
+        self.event: list[str] = []
+        self.detail: list[str] = []
+
+    def log(self, t, agents, event: str, detail="") -> None:
+        a = np.atleast_1d(np.asarray(agents, dtype=np.int64))
+        n = a.size
+        if n == 0:
+            return
+        self.t.extend([float(t)] * n)
+        self.agent.extend(a.tolist())
+        self.event.extend([event] * n)
+        if isinstance(detail, str):
+            self.detail.extend([detail] * n)
+        else:
+            self.detail.extend(str(d) for d in detail)
+
+    def __len__(self):
+        return len(self.t)
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame({"t_s": np.asarray(self.t, float), "agent_id": np.asarray(self.agent, np.int64),
+                             "event": self.event, "detail": self.detail}, columns=self.COLUMNS)
+
+    def get_state(self):
+        return {"t": list(self.t), "agent": list(self.agent), "event": list(self.event), "detail": list(self.detail)}
+
+    def set_state(self, s):
+        self.t, self.agent, self.event, self.detail = (list(s["t"]), list(s["agent"]), list(s["event"]),
+                                                       list(s["detail"]))
+
+
 class Household(mesa.Agent):
     """A resident household: a view onto row ``idx`` of the model's arrays."""
 
@@ -103,7 +146,9 @@ class PeopleModel(mesa.Model):
         self.terrain = city.terrain
         self.shape = tuple(self.terrain.shape)
         self._inv = ~self.terrain.transform
-        self.graph = RoadGraph(city.roads)
+        # the road graph is the one traffic runs on (it may be the largest connected part of city.roads)
+        self.network = traffic.network if traffic is not None and hasattr(traffic, "network") else city.roads
+        self.graph = RoadGraph(self.network)
         self.time_s = 0.0
         self.n_steps = 0
         self._depth = None
@@ -139,6 +184,8 @@ class PeopleModel(mesa.Model):
         self.shelter_cell = self._cell_of(self.shelters["x"], self.shelters["y"]) if len(
             self.shelters) else np.zeros(0, np.int64)
         self.hotels = sel("hotel")
+        self.shelter_x = self.shelters["x"].to_numpy(float)
+        self.shelter_y = self.shelters["y"].to_numpy(float)
 
     def _build_population(self, city):
         p, rng = self.params, self.rng
@@ -249,6 +296,17 @@ class PeopleModel(mesa.Model):
         self.drive_cost, self.drive_next = g.trees_to(self.dest_node, g.length_m / g.free_speed_mps)
         self.node_cell = node_cell
         self._relatives_cells = np.unique(node_cell[rel]) if k else np.zeros(0, np.int64)
+        # per (destination, node): length of the next edge, and the driving speed on it
+        D, N = len(self.dest_node), g.n_nodes
+        node = np.broadcast_to(np.arange(N), (D, N)).ravel()
+        wn = self.walk_next.ravel()
+        lk = np.where(wn >= 0, g.link_between(node, np.maximum(wn, 0)), -1)
+        lk = np.where((lk < 0) & (wn >= 0), g.link_between(np.maximum(wn, 0), node), lk)
+        self.walk_len = np.where(lk >= 0, g.length_m[np.maximum(lk, 0)], 1.0).reshape(D, N)
+        dn = self.drive_next.ravel()
+        lk = np.where(dn >= 0, g.link_between(node, np.maximum(dn, 0)), -1)
+        self.drive_len = np.where(lk >= 0, g.length_m[np.maximum(lk, 0)], 1.0).reshape(D, N)
+        self.drive_speed = np.where(lk >= 0, g.free_speed_mps[np.maximum(lk, 0)], 1.0).reshape(D, N)
 
     def _init_dynamic(self):
         H = self.n_agents
@@ -277,7 +335,7 @@ class PeopleModel(mesa.Model):
         self.pending_warnings: list[tuple[float, str, Any]] = []
         self.warnings_log: list[dict] = []
         self.rescue_calls: list[dict] = []         # drained by EmergencyServices
-        self.events: list[tuple] = []              # (t_s, agent, event, detail)
+        self.events = EventLog()
         self.redirections = 0
         self._stalled = np.zeros(H, bool)
 
@@ -458,8 +516,7 @@ class PeopleModel(mesa.Model):
             return
         self.dest[g] = np.where(choice[go] == 2, sh[go], rel[go])
         self.shelter[g] = np.where(choice[go] == 2, sh[go], -1)
-        for i in g:
-            self.events.append((t1, int(i), "leave", ACTIONS[self.action[i]]))
+        self.events.log(t1, g, "leave", np.asarray(ACTIONS, dtype=object)[self.action[g]])
         self._depart(g, t1, use_vehicle=can_drive[go], from_node=self.home_node[g])
 
     def _depart(self, g, t, use_vehicle, from_node):
@@ -482,7 +539,7 @@ class PeopleModel(mesa.Model):
             self.trip_id[drive] = np.asarray(self.traffic.add_trips(df), dtype=np.int64)
 
     def _node_id(self, pos):
-        nodes = self.city.roads.nodes
+        nodes = self.network.nodes
         ids = nodes["id"].to_numpy() if "id" in nodes.columns else nodes.index.to_numpy()
         return ids[pos]
 
@@ -509,15 +566,13 @@ class PeopleModel(mesa.Model):
             a = np.flatnonzero(active & (budget > 0))
             if a.size == 0:
                 break
-            nxt = np.where(drive[a], self.drive_next[dest[a], node[a]], self.walk_next[dest[a], node[a]])
+            da, na, dr = dest[a], node[a], drive[a]
+            nxt = np.where(dr, self.drive_next[da, na], self.walk_next[da, na])
             bad = nxt < 0
-            lk = g.link_between(node[a], nxt)
-            lk = np.where(lk < 0, g.link_between(nxt, node[a]), lk)
-            length = np.where(lk >= 0, g.length_m[np.maximum(lk, 0)], 1.0)
-            dep = self._depth_at(d, self.node_cell[node[a]])
+            length = np.where(dr, self.drive_len[da, na], self.walk_len[da, na])
+            dep = self._depth_at(d, self.node_cell[na])
             factor = np.clip(1.0 - dep / stop[a], 0.0, 1.0)
-            speed = np.where(drive[a], g.free_speed_mps[np.maximum(lk, 0)],
-                             self.walk_speed[idx[a]]) * factor
+            speed = np.where(dr, self.drive_speed[da, na], self.walk_speed[idx[a]]) * factor
             st = (speed <= 0) | bad
             stalled[a[st]] = True
             active[a[st]] = False
@@ -540,9 +595,7 @@ class PeopleModel(mesa.Model):
         nxt = np.where(drive, self.drive_next[dest, node], self.walk_next[dest, node])
         has = (nxt >= 0) & (off > 0)
         nn = np.where(has, nxt, node)
-        lk = g.link_between(node, nn)
-        lk = np.where(lk < 0, g.link_between(nn, node), lk)
-        L = np.where(lk >= 0, g.length_m[np.maximum(lk, 0)], 1.0)
+        L = np.where(drive, self.drive_len[dest, node], self.walk_len[dest, node])
         f = np.where(has, np.clip(off / L, 0, 1), 0.0)
         self.x[idx] = g.node_x[node] + f * (g.node_x[nn] - g.node_x[node])
         self.y[idx] = g.node_y[node] + f * (g.node_y[nn] - g.node_y[node])
@@ -552,8 +605,7 @@ class PeopleModel(mesa.Model):
         st_drive = idx[stalled & drive]
         if st_drive.size:
             self.state[st_drive] = WALK
-            for i in st_drive:
-                self.events.append((t1, int(i), "vehicle_stalled", ""))
+            self.events.log(t1, st_drive, "vehicle_stalled")
         st_walk = idx[stalled & ~drive]
         self._trap(st_walk, t1, "stranded_walking")
 
@@ -585,8 +637,7 @@ class PeopleModel(mesa.Model):
             self.mv_off[st] = 0.0
             self.trip_id[st] = -1
             self.state[st] = WALK
-            for i in st:
-                self.events.append((t1, int(i), "vehicle_stalled", ""))
+            self.events.log(t1, st, "vehicle_stalled")
 
     def _arrive(self, idx, t1):
         if idx.size == 0:
@@ -597,26 +648,43 @@ class PeopleModel(mesa.Model):
         self.arrive_s[to_rel] = t1
         self.x[to_rel] = self.graph.node_x[self.mv_node[to_rel]]
         self.y[to_rel] = self.graph.node_y[self.mv_node[to_rel]]
-        for i in to_rel:
-            self.events.append((t1, int(i), "arrived", "evacuated"))
-        at_sh = idx[self.dest[idx] < ns]
-        # shelter admission in a fixed order: households that fit are admitted, others redirected
-        for i in at_sh[np.argsort(at_sh, kind="stable")]:
-            s = int(self.dest[i])
-            n = int(self.n_present[i])
-            if self.shelter_occupancy[s] + n <= self.shelter_capacity[s]:
-                self._admit(int(i), s, t1)
+        self.events.log(t1, to_rel, "arrived", "evacuated")
+        at_sh = np.sort(idx[self.dest[idx] < ns])
+        if at_sh.size == 0:
+            return
+        # shelter admission in agent order: per shelter, the households that fit in the remaining room
+        # (a running sum) are admitted at once; the rest are redirected one by one
+        s = self.dest[at_sh]
+        order = np.argsort(s, kind="stable")
+        at_sh, s = at_sh[order], s[order]
+        n = self.n_present[at_sh]
+        cum = np.cumsum(n)
+        first = np.searchsorted(s, s, side="left")
+        before = np.where(first > 0, cum[np.maximum(first - 1, 0)], 0)
+        fits = (cum - before) <= (self.shelter_capacity[s] - self.shelter_occupancy[s])
+        adm, sa = at_sh[fits], s[fits]
+        np.add.at(self.shelter_occupancy, sa, self.n_present[adm])
+        self.state[adm] = SHELTER
+        self.shelter[adm] = sa
+        self.arrive_s[adm] = t1
+        self.x[adm] = self.shelter_x[sa]
+        self.y[adm] = self.shelter_y[sa]
+        self.events.log(t1, adm, "arrived", [f"shelter {k}" for k in sa])
+        for i, k in zip(at_sh[~fits], s[~fits]):
+            i, k = int(i), int(k)
+            if self.shelter_occupancy[k] + self.n_present[i] <= self.shelter_capacity[k]:
+                self._admit(i, k, t1)
             else:
-                self._redirect(int(i), s, t1)
+                self._redirect(i, k, t1)
 
     def _admit(self, i, s, t):
         self.shelter_occupancy[s] += int(self.n_present[i])
         self.state[i] = SHELTER
         self.shelter[i] = s
         self.arrive_s[i] = t
-        self.x[i] = float(self.shelters["x"].iloc[s])
-        self.y[i] = float(self.shelters["y"].iloc[s])
-        self.events.append((t, i, "arrived", f"shelter {s}"))
+        self.x[i] = self.shelter_x[s]
+        self.y[i] = self.shelter_y[s]
+        self.events.log(t, i, "arrived", f"shelter {s}")
 
     def _redirect(self, i, s, t):
         """Shelter ``s`` is full: go on to the nearest shelter with room, else outside the area."""
@@ -633,10 +701,10 @@ class PeopleModel(mesa.Model):
             rc = self.walk_cost[cand, node] if nr else np.zeros(0)
             if nr == 0 or not np.isfinite(rc).any():
                 self.state[i] = SAFE   # stays outside the full shelter
-                self.events.append((t, i, "shelter_full_waiting", f"shelter {s}"))
+                self.events.log(t, i, "shelter_full_waiting", f"shelter {s}")
                 return
             nd = int(cand[np.argmin(rc)])
-        self.events.append((t, i, "redirected", f"from shelter {s} to dest {nd}"))
+        self.events.log(t, i, "redirected", f"from shelter {s} to dest {nd}")
         self.dest[i] = nd
         self.shelter[i] = nd if nd < self.n_shelters else -1
         ii = np.array([i])
@@ -666,7 +734,7 @@ class PeopleModel(mesa.Model):
         dep = self._depth_at(d, cells)
         for k, i in enumerate(idx):
             i = int(i)
-            self.events.append((t, i, "trapped", why))
+            self.events.log(t, i, "trapped", why)
             self.rescue_calls.append({"t_s": float(t), "agent": i, "x": float(self.x[i]), "y": float(self.y[i]),
                                       "persons": int(self.n_present[i]), "vulnerable": bool(self.vulnerable[i]),
                                       "depth_m": float(dep[k]), "reason": why})
@@ -709,7 +777,7 @@ class PeopleModel(mesa.Model):
             return 0
         n = int(self.n_present[i])
         self.state[i] = RESCUE
-        self.events.append((t_s, i, "picked_up", f"{n} persons"))
+        self.events.log(t_s, i, "picked_up", f"{n} persons")
         return n
 
     def move_with_unit(self, agent: int, x: float, y: float) -> None:
@@ -724,7 +792,7 @@ class PeopleModel(mesa.Model):
         if shelter is None:
             self.state[i] = SAFE
             self.arrive_s[i] = t_s
-            self.events.append((t_s, i, "arrived", "safe"))
+            self.events.log(t_s, i, "arrived", "safe")
             return True
         s = int(shelter)
         if self.shelter_occupancy[s] + self.n_present[i] > self.shelter_capacity[s]:
@@ -743,7 +811,7 @@ class PeopleModel(mesa.Model):
         self.n_present[i] -= len(mem)
         if self.state[i] == SHELTER and self.shelter[i] >= 0:
             self.shelter_occupancy[self.shelter[i]] -= len(mem)
-        self.events.append((t_s, i, "hospitalised", f"{len(mem)} to hospital {hospital}"))
+        self.events.log(t_s, i, "hospitalised", f"{len(mem)} to hospital {hospital}")
         return [int(m) for m in mem]
 
     def random_person(self) -> int:
@@ -816,7 +884,7 @@ class PeopleModel(mesa.Model):
         })
 
     def event_table(self) -> pd.DataFrame:
-        return pd.DataFrame(self.events, columns=["t_s", "agent_id", "event", "detail"])
+        return self.events.table()
 
     # ================================================================== restart
     _DYNAMIC = ("state", "x", "y", "recv_s", "evaluated", "warned_s", "act_s", "action", "dest", "shelter",
@@ -827,7 +895,7 @@ class PeopleModel(mesa.Model):
         s = {k: getattr(self, k).copy() for k in self._DYNAMIC}
         s.update(time_s=self.time_s, n_steps=self.n_steps, redirections=self.redirections,
                  pending_warnings=list(self.pending_warnings), warnings_log=[dict(w) for w in self.warnings_log],
-                 rescue_calls=[dict(c) for c in self.rescue_calls], events=list(self.events),
+                 rescue_calls=[dict(c) for c in self.rescue_calls], events=self.events.get_state(),
                  rng=self.rng.bit_generator.state, random=self.random.getstate(),
                  depth=None if self._depth is None else self._depth.copy(),
                  speed=None if self._speed is None else self._speed.copy())
@@ -844,7 +912,8 @@ class PeopleModel(mesa.Model):
         self.pending_warnings = list(s["pending_warnings"])
         self.warnings_log = [dict(w) for w in s["warnings_log"]]
         self.rescue_calls = [dict(c) for c in s["rescue_calls"]]
-        self.events = list(s["events"])
+        self.events = EventLog()
+        self.events.set_state(s["events"])
         self.rng.bit_generator.state = s["rng"]
         self.random.setstate(s["random"])
         self._depth = None if s["depth"] is None else np.array(s["depth"])

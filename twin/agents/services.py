@@ -80,7 +80,11 @@ class EmergencyServices:
         self.city = city
         self.traffic = traffic
         self.people = people
-        self.graph = people.graph if people is not None else RoadGraph(city.roads)
+        net = traffic.network if traffic is not None and hasattr(traffic, "network") else city.roads
+        if people is not None and people.graph.n_links == len(net.links):
+            self.graph = people.graph
+        else:
+            self.graph = RoadGraph(net)
         self.terrain = city.terrain
         self.shape = tuple(self.terrain.shape)
         self._inv = ~self.terrain.transform
@@ -470,7 +474,7 @@ class EmergencyServices:
             s = unit.target
             pm = self.people
             if s >= 0:
-                sx, sy = float(pm.shelters["x"].iloc[s]), float(pm.shelters["y"].iloc[s])
+                sx, sy = float(pm.shelter_x[s]), float(pm.shelter_y[s])
                 unit.x, unit.y, unit.node = sx, sy, int(pm.shelter_node[s])
                 if not pm.drop_off(inc["agent_id"], now, s):
                     self._log(now, unit, inc["incident_id"], "shelter_full", sx, sy, f"shelter {s}")
@@ -519,7 +523,7 @@ class EmergencyServices:
             for s in pm.shelter_with_room(int(pm.n_present[inc["agent_id"]])):
                 if s in exclude:
                     continue
-                t = self._travel(unit, pm.shelters["x"].iloc[s], pm.shelters["y"].iloc[s], pm.shelter_node[s])
+                t = self._travel(unit, pm.shelter_x[s], pm.shelter_y[s], pm.shelter_node[s])
                 if t < best_t:
                     best, best_t = int(s), t
         if best < 0:   # no shelter with room: nearest dry ground (a reception point) close to the scene
