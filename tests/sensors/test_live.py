@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import pickle
+import signal
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -46,6 +49,8 @@ def test_live_run_assimilates_observations_as_they_arrive(broker, tmp_path):
 
     def on_step(sim, info):
         seen.append(info)
+        if sim.iteration == 4:
+            os.kill(os.getpid(), signal.SIGUSR1)      # "fork a forecast from the live state now"
         if sim.iteration == 1:         # the twin is live: the field devices start reporting
             c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="field", protocol=mqtt.MQTTv5)
             c.connect(host, int(port))
@@ -79,6 +84,10 @@ def test_live_run_assimilates_observations_as_they_arrive(broker, tmp_path):
     assert live["assimilation_last"]["rain_mean_mm_per_h"] == 20.0   # one gauge: a uniform 20 mm/h
     assert (run_dir / "manifest.json").exists() and (run_dir / "fields.nc").exists()
     assert (run_dir / "sensors.duckdb").exists()
+    ckpt = live["last_checkpoint"]
+    with open(ckpt, "rb") as f:
+        state = pickle.load(f)
+    assert state["time_s"] == 300.0 and "assimilator" in state["twin"]
     assert [i["iteration"] for i in seen] == list(range(0, 11))
 
 

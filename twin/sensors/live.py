@@ -11,7 +11,9 @@ what the assimilation set), so the dashboard can follow it. The scenario's check
 (``outputs.checkpoint_every``) are what ``twin fork`` starts a forecast from.
 
 SIGINT/SIGTERM stop the run at the end of the current step: the ingester flushes, acknowledges and
-disconnects keeping its session, and a checkpoint is written.
+disconnects keeping its session, and a checkpoint is written. SIGUSR1 writes a checkpoint of the
+live state at the end of the current step (``live.json`` names it): ``twin fork RUN_DIR --at T``
+starts a forecast from it while the live run goes on.
 """
 from __future__ import annotations
 
@@ -90,7 +92,12 @@ def run_live(scenario, broker: str, *, store=None, config=None, speed: float = 1
                     break
                 time.sleep(min(lag, 0.5))
 
+        want_ckpt = threading.Event()
+
         def live_status(s):
+            if want_ckpt.is_set() and s.output is not None:
+                want_ckpt.clear()
+                status["checkpoint"] = str(s.output.checkpoint(s))
             if s.time - last_qc[0] >= qc_every_s:
                 st.run_qc()
                 last_qc[0] = s.time
@@ -100,6 +107,8 @@ def run_live(scenario, broker: str, *, store=None, config=None, speed: float = 1
                     "observations": st.count(), "rejects": st.count("rejects"),
                     "ingest": vars(ing.stats).copy()}
             info["assimilation_last"] = tw.assimilator.last_applied
+            if status.get("checkpoint"):
+                info["last_checkpoint"] = status["checkpoint"]
             hist = tw.assimilator.history
             if hist:
                 info["nudging_last"] = {k: hist[-1][k] for k in ("t_s", "before", "after")}
@@ -119,16 +128,21 @@ def run_live(scenario, broker: str, *, store=None, config=None, speed: float = 1
         def stop(signum=None, frame=None):
             sim.running = False
 
-        old = None
+        def checkpoint_now(signum=None, frame=None):
+            want_ckpt.set()
+
+        old = {}
         if threading.current_thread() is threading.main_thread():
-            old = signal.signal(signal.SIGTERM, stop)
+            old[signal.SIGTERM] = signal.signal(signal.SIGTERM, stop)
+            if hasattr(signal, "SIGUSR1"):
+                old[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, checkpoint_now)
         try:
             sim.run()
         except KeyboardInterrupt:
             pass          # Simulation wrote a checkpoint at the end of the step
         finally:
-            if old is not None:
-                signal.signal(signal.SIGTERM, old)
+            for sig, h in old.items():
+                signal.signal(sig, h)
         print(json.dumps({"run": str(run_dir), "t_s": sim.time, "stop_reason": sim.stop_reason,
                           "observations": st.count(), "rejects": st.count("rejects")}), flush=True)
         return 0
