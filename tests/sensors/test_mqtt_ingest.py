@@ -49,9 +49,10 @@ def _messages(rng):
     return msgs
 
 
-def _start_ingester(broker, store, cfg):
+def _start_ingester(broker, store, cfg, protocol="5"):
     p = subprocess.Popen([sys.executable, "-m", "twin", "sensors", "ingest", "--broker", broker, "--store",
-                          str(store), "--config", str(cfg), "--client-id", "ingest-test", "--progress"],
+                          str(store), "--config", str(cfg), "--client-id", "ingest-test", "--progress",
+                          "--protocol", protocol],
                          cwd=REPO, env=twin_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     line = ""
@@ -146,12 +147,13 @@ def test_kill_restart_exactly_once_in_store(broker, tmp_path):
     assert final["received"] >= 0
 
 
-def test_sigint_stops_cleanly_and_keeps_session(broker, tmp_path):
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_sigint_stops_cleanly_and_keeps_session(broker, tmp_path, protocol):
     """SIGINT: flush, acknowledge, disconnect, exit 0; the session survives for the next start."""
     store = tmp_path / "s.duckdb"
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("datastreams: []\n")
-    ing = _start_ingester(broker, store, cfg)
+    ing = _start_ingester(broker, store, cfg, protocol)
     host, port = broker.split("//")[1].split(":")
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub-sigint", protocol=mqtt.MQTTv5)
     pub.connect(host, int(port))
@@ -167,7 +169,7 @@ def test_sigint_stops_cleanly_and_keeps_session(broker, tmp_path):
                 json.dumps({"phenomenonTime": "2020-10-28T00:01:00Z", "result": 2.5}), qos=1).wait_for_publish(10)
     pub.disconnect()
     pub.loop_stop()
-    ing = _start_ingester(broker, store, cfg)
+    ing = _start_ingester(broker, store, cfg, protocol)
     time.sleep(1.0)
     ing.send_signal(signal.SIGTERM)
     out, err = ing.communicate(timeout=30)

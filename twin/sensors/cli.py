@@ -23,6 +23,8 @@ def register(subparsers) -> None:
     q.add_argument("--batch-size", type=int, default=20000)
     q.add_argument("--flush-interval", type=float, default=0.2, help="seconds between commits")
     q.add_argument("--progress", action="store_true", help="print store counts (JSON) after each commit")
+    q.add_argument("--protocol", choices=["5", "3.1.1"], help="MQTT version (default 5: clean_start=False + "
+                   "session expiry; 3.1.1: clean_session=False)")
     q.set_defaults(func=_ingest)
 
     q = sub.add_parser("load", help="load a CSV (long or wide) or SensorThings JSON pages into the store")
@@ -95,7 +97,7 @@ def _ingest(a) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     ing = Ingester(a.broker, a.store, a.config, client_id=a.client_id, batch_size=a.batch_size,
-                   flush_interval_s=a.flush_interval, progress=a.progress)
+                   flush_interval_s=a.flush_interval, progress=a.progress, protocol=a.protocol)
     _stop_on_signals(ing.stop)
     t = threading.Thread(target=lambda: (ing.wait_subscribed(60) and print(
         f"subscribed {ing.topics} on {ing.host}:{ing.port} as {ing.client_id}", flush=True)), daemon=True)
