@@ -11,6 +11,7 @@ Configuration (YAML or dict) shared by ``twin sensors load/ingest``::
     csv:  {tz: Asia/Ho_Chi_Minh}
     mqtt:
       client_id: twin-sensors-ingest
+      protocol: "5"                                       # or "3.1.1" (clean_session=False)
       sta_topics: ["v1.1/+/Observations"]                # SensorThings MQTT (default)
       vendor:
         - topic: "ioc/tamky/+/+"                          # MQTT subscription filter
