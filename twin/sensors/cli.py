@@ -82,6 +82,20 @@ def register(subparsers) -> None:
     live.set_defaults(func=_live)
 
 
+def _clear_errors(func):
+    """Bad input (ValueError naming the file/field/value) -> one line on stderr and exit status 2."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(a):
+        try:
+            return func(a)
+        except ValueError as exc:
+            print(f"twin: error: {exc}", file=sys.stderr)
+            return 2
+    return wrapper
+
+
 def _stop_on_signals(stop):
     def handler(signum, frame):
         stop()
@@ -90,6 +104,7 @@ def _stop_on_signals(stop):
     return old
 
 
+@_clear_errors
 def _ingest(a) -> int:
     import logging
 
@@ -109,6 +124,7 @@ def _ingest(a) -> int:
     return 0
 
 
+@_clear_errors
 def _load(a) -> int:
     from twin.sensors.adapters import load_csv, load_sta
     from twin.sensors.store import SensorStore
@@ -129,6 +145,7 @@ def _load(a) -> int:
     return 0
 
 
+@_clear_errors
 def _qc(a) -> int:
     from twin.sensors.store import SensorStore
 
@@ -147,6 +164,7 @@ def _qc(a) -> int:
     return 0
 
 
+@_clear_errors
 def _export(a) -> int:
     from twin.sensors.store import SensorStore
 
@@ -157,6 +175,7 @@ def _export(a) -> int:
     return 0
 
 
+@_clear_errors
 def _replay(a) -> int:
     import numpy as np
     import pandas as pd
@@ -194,6 +213,7 @@ def _replay(a) -> int:
     return 0 if n == len(series) else 1
 
 
+@_clear_errors
 def _storms(a) -> int:
     from twin.sensors.typhoon import list_storms
 
@@ -202,6 +222,7 @@ def _storms(a) -> int:
     return 0
 
 
+@_clear_errors
 def _live(a) -> int:
     from twin.scenario import load_scenario
     from twin.sensors.live import run_live
