@@ -126,7 +126,8 @@ def test_shelter_capacity_never_exceeded_and_overflow_redirected():
 def test_walking_speed_is_reduced_by_depth(city):
     def walked(depth_m):
         pm = PeopleModel(city, {"n_tourists": 0, "w_upper": 0.0, "w_relatives": 0.0,
-                                "walk_stop_depth_m": 1.0, "walk_stop_depth_vulnerable_m": 1.0},
+                                "walk_stop_depth_m": 1.0, "walk_stop_depth_vulnerable_m": 1.0,
+                                "shelter_close_depth_m": 1.0},
                          np.random.default_rng(6))
         pm.vulnerable[:] = False
         pm.walk_speed[:] = 1.0

@@ -80,7 +80,13 @@ class PeopleParams:
     agents_per_household: float = 1.0       # one agent per household (the only supported value)
     n_households: int | None = None          # rescale the city's households to this total (benchmark)
     n_persons: int | None = None             # ... and persons to this total
-    n_tourists: int = 3000                   # tourists placed at hotels by hotel capacity
+    n_tourists: int | None = None            # None: the city's tourists (places.tourists at hotels, else
+                                             # population.tourists); placed at hotels by those numbers
+    shelter_kinds: tuple[str, ...] = ("shelter", "school", "public_building")
+    # Vietnamese flood/typhoon plans use schools and ward halls as collective evacuation points
+    # ("điểm sơ tán tập trung"); their capacity column is the number of evacuees they take
+    shelter_storeys: int = 2                 # evacuees move upstairs in a flooded shelter
+    shelter_close_depth_m: float = 0.3       # a shelter with more water at its door takes no one new
     tourist_party_mean: float = 2.2          # persons per tourist party (1..4)
     tourist_vehicle_share: float = 0.1       # parties with a (rented) motorbike
     awareness_mean: float = 0.6              # residents: Beta mean, past floods make awareness high
@@ -213,6 +219,8 @@ def _from_dict(cls, d, section):
             for kind, (st, ln) in v.items():
                 if not (0 < ln <= 86400.0):
                     raise ValueError(f"{section} params: shifts[{kind!r}] length {ln} must be in (0, 86400] s")
+        elif k == "shelter_kinds":
+            v = tuple(str(x) for x in ([v] if isinstance(v, str) else v))
         elif k == "hazard_thresholds":
             v = tuple(float(x) for x in v)
             if len(v) != 3 or not (v[0] < v[1] < v[2]):

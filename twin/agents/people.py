@@ -174,7 +174,7 @@ class PeopleModel(mesa.Model):
         places = city.places
         def sel(kind):
             return places[places["kind"] == kind].reset_index(drop=True)
-        self.shelters = sel("shelter")
+        self.shelters = places[places["kind"].isin(self.params.shelter_kinds)].reset_index(drop=True)
         cap = self.shelters["capacity"].to_numpy(dtype=float) if len(self.shelters) else np.zeros(0)
         cap = np.where(np.isfinite(cap) & (cap > 0), cap, 500.0)
         # a sampled population gets the same share of shelter places
@@ -196,6 +196,10 @@ class PeopleModel(mesa.Model):
         bf = getattr(city, "building_fraction", None)
         weight_all = (np.asarray(bf, float).ravel() if bf is not None else np.ones(ny * nx))
         weight_all = np.where(valid, np.nan_to_num(weight_all) + 1e-3, 0.0)
+        # ward codes as in ward_raster (the bundle's ward_id; names map to them for warnings)
+        wcol = "ward_id" if "ward_id" in pop.columns else "ward"
+        wcode = pop[wcol].to_numpy()
+        self._ward_names = dict(zip(pop["ward"].astype(str), wcode)) if "ward" in pop.columns else {}
         hh_tot = pop["households"].to_numpy(float) * p.population_scale
         ps_tot = pop["persons"].to_numpy(float) * p.population_scale
         if p.n_households is not None:
@@ -212,9 +216,10 @@ class PeopleModel(mesa.Model):
             n_h, n_p = int(H[k]), int(P[k])
             if n_h == 0:
                 continue
-            cells = np.flatnonzero((wr == row.ward) & (weight_all > 0))
+            code = wcode[k]
+            cells = np.flatnonzero((wr == code) & (weight_all > 0))
             if cells.size == 0:
-                raise ValueError(f"city population: ward {row.ward!r} has no valid cells in ward_raster")
+                raise ValueError(f"city population: ward {code!r} has no valid cells in ward_raster")
             w = weight_all[cells]
             pick = cells[rng.choice(cells.size, size=n_h, p=w / w.sum())]
             r, c = np.divmod(pick, nx)
@@ -227,14 +232,22 @@ class PeopleModel(mesa.Model):
             hveh.append(rng.choice(3, size=n_h, p=sh_v / sh_v.sum()))
             ms = max(float(row.mean_storeys), 1.0)
             hst.append(np.clip(1 + rng.poisson(ms - 1.0, n_h), 1, p.max_storeys))
-            hward.append(np.full(n_h, row.ward))
+            hward.append(np.full(n_h, code))
             sc, se = float(row.share_children), float(row.share_elderly)
             ages.append(rng.choice(3, size=int(size.sum()), p=[sc, 1.0 - sc - se, se]))
         cat = lambda lst, dt: np.concatenate(lst).astype(dt) if lst else np.zeros(0, dt)  # noqa: E731
         self.n_households = int(sum(len(a) for a in hx))
         # tourists at hotels
         tx, ty, tsize, thotel, tveh = [], [], [], [], []
-        n_tour = int(round(p.n_tourists * p.sample_fraction))
+        hotel_tourists = (self.hotels["tourists"].to_numpy(float) if "tourists" in self.hotels.columns
+                          else np.full(len(self.hotels), np.nan))
+        if p.n_tourists is not None:
+            n_tourists = p.n_tourists
+        elif np.nansum(hotel_tourists) > 0:
+            n_tourists = float(np.nansum(hotel_tourists))
+        else:
+            n_tourists = float(pop["tourists"].sum()) if "tourists" in pop.columns else 0.0
+        n_tour = int(round(n_tourists * p.population_scale * p.sample_fraction))
         if n_tour > 0 and len(self.hotels):
             q = np.clip((p.tourist_party_mean - 1.0) / 3.0, 0.0, 1.0)
             sizes = 1 + rng.binomial(3, q, size=n_tour)
@@ -243,7 +256,9 @@ class PeopleModel(mesa.Model):
             sizes = sizes[:n_par]
             sizes[-1] -= cs[n_par - 1] - n_tour
             cap = self.hotels["capacity"].to_numpy(float)
-            cap = np.where(np.isfinite(cap) & (cap > 0), cap, 1.0)
+            if np.nansum(hotel_tourists) > 0:
+                cap = hotel_tourists
+            cap = np.where(np.isfinite(cap) & (cap > 0), cap, 1e-9)
             hotel = rng.choice(len(cap), size=n_par, p=cap / cap.sum())
             tx = self.hotels["x"].to_numpy(float)[hotel]
             ty = self.hotels["y"].to_numpy(float)[hotel]
@@ -262,7 +277,9 @@ class PeopleModel(mesa.Model):
             hotel_storeys = np.full(len(self.hotels), 4, np.int64)
         self.storeys = np.concatenate([cat(hst, np.int64),
                                        hotel_storeys[np.asarray(thotel, np.int64)] if n_t else np.zeros(0, np.int64)])
-        self.ward = np.concatenate([cat(hward, np.int64), np.full(n_t, -1, np.int64)])
+        t_cell = self._cell_of(np.asarray(tx, float), np.asarray(ty, float))
+        self.ward = np.concatenate([cat(hward, wcode.dtype if wcode.dtype.kind in "iu" else object),
+                                    wr[t_cell].astype(wcode.dtype if wcode.dtype.kind in "iu" else object)])
         self.hotel = np.concatenate([np.full(self.n_households, -1, np.int64), np.asarray(thotel, np.int64)])
         a, b = p.awareness_mean * p.awareness_concentration, (1 - p.awareness_mean) * p.awareness_concentration
         self.awareness = np.concatenate([rng.beta(a, b, self.n_households), np.full(n_t, p.tourist_awareness)])
@@ -275,9 +292,11 @@ class PeopleModel(mesa.Model):
         self.home_node = self.graph.nearest_node(self.home_x, self.home_y)
         self.walk_speed = np.where(self.vulnerable, p.walk_speed_vulnerable_mps, p.walk_speed_mps)
         self.walk_stop = np.where(self.vulnerable, p.walk_stop_depth_vulnerable_m, p.walk_stop_depth_m)
-        wards = np.unique(self.ward[self.ward >= 0])
+        wards = np.unique(wcode)
         self._ward_codes = wards
-        self._ward_ix = np.where(self.ward >= 0, np.searchsorted(wards, self.ward), len(wards))
+        pos = np.clip(np.searchsorted(wards, self.ward), 0, max(len(wards) - 1, 0))
+        known = (wards[pos] == self.ward) if len(wards) else np.zeros(self.n_agents, bool)
+        self._ward_ix = np.where(known, pos, len(wards))
 
     def _build_destinations(self):
         """Walking and fallback-driving trees to shelters and to nodes outside the hazard area."""
@@ -366,14 +385,16 @@ class PeopleModel(mesa.Model):
         a = np.asarray(area)
         if a.dtype == bool and a.shape == self.shape:
             return a.ravel()[self.home_cell]
-        if a.dtype.kind in "iu" or (a.dtype == object and a.ndim <= 1):
-            codes = np.atleast_1d(a)
-            inside = np.isin(self.ward, codes)
-            hotel_w = self.hotels["ward"].to_numpy() if "ward" in self.hotels.columns else None
-            if hotel_w is not None and len(self.hotels):
-                t = self.kind == 1
-                inside[t] = np.isin(hotel_w[self.hotel[t]], codes)
-            return inside
+        if a.ndim <= 1 and a.dtype.kind in "iuUO":
+            codes = []
+            for w in np.atleast_1d(a).tolist():
+                if isinstance(w, str):
+                    if w not in self._ward_names:
+                        raise ValueError(f"issue_warning: area ward {w!r} is not a ward of the city "
+                                         f"(wards: {', '.join(self._ward_names)})")
+                    w = self._ward_names[w]
+                codes.append(w)
+            return np.isin(self.ward, codes)
         raise ValueError(f"issue_warning: area must be None, ward code(s), a shapely geometry or a "
                          f"boolean {self.shape} mask; got {type(area).__name__} {getattr(a, 'shape', '')}")
 
@@ -428,7 +449,9 @@ class PeopleModel(mesa.Model):
         a = np.asarray(a, dtype=float)
         if a.shape != self.shape:
             raise ValueError(f"PeopleModel.run_one_step: {name} shape {a.shape} != city grid {self.shape}")
-        return np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0).ravel()
+        a = a.ravel()
+        ok = np.isfinite(a)
+        return a.copy() if ok.all() else np.where(ok, a, 0.0)   # NaN (no data) counts as dry
 
     def _depth_at(self, d, cells):
         return np.zeros(len(cells)) if d is None else d[cells]
@@ -485,7 +508,7 @@ class PeopleModel(mesa.Model):
         # nearest shelter with room, from the home node (walking distance)
         if ns:
             dist = self.walk_cost[:ns, self.home_node[idx]].T.copy()   # (n, ns)
-            dist[:, self.shelter_occupancy >= self.shelter_capacity] = np.inf
+            dist[:, ~self._shelter_open(1)] = np.inf
             sh = np.argmin(dist, axis=1)
             sh_ok = np.isfinite(dist[np.arange(idx.size), sh])
         else:
@@ -691,8 +714,7 @@ class PeopleModel(mesa.Model):
         self.redirections += 1
         node = int(self.shelter_node[s])
         n = int(self.n_present[i])
-        room = (self.shelter_capacity - self.shelter_occupancy) >= n
-        cost = np.where(room, self.walk_cost[: self.n_shelters, node], np.inf)
+        cost = np.where(self._shelter_open(n), self.walk_cost[: self.n_shelters, node], np.inf)
         if np.isfinite(cost).any():
             nd = int(np.argmin(cost))
         else:
@@ -723,6 +745,15 @@ class PeopleModel(mesa.Model):
         trapped = ((self.state == HOME) & (dh >= p.trapped_depth_m)) | (
             (self.state == UPPER) & (up_depth >= p.upper_floor_margin_m))
         self._trap(np.flatnonzero(trapped), t1, "trapped_at_home")
+        # a shelter flooded above its upper floor: its evacuees call for rescue too
+        at = np.flatnonzero(self.state == SHELTER)
+        if at.size:
+            ds = d[self.shelter_cell[self.shelter[at]]] - (p.shelter_storeys - 1) * p.storey_height_m
+            tr = at[ds >= p.upper_floor_margin_m]
+            if tr.size:
+                np.subtract.at(self.shelter_occupancy, self.shelter[tr], self.n_present[tr])
+                self.shelter[tr] = -1
+                self._trap(tr, t1, "trapped_in_shelter")
 
     def _trap(self, idx, t, why):
         if idx.size == 0:
@@ -751,6 +782,8 @@ class PeopleModel(mesa.Model):
             spd = np.zeros_like(dep) if v is None else v[cells]
             upper = (st == UPPER) | ((st == TRAPPED) & at_home & (self.storeys >= 2))
             dep = np.where(upper, np.maximum(dep - (self.storeys - 1) * p.storey_height_m, 0.0), dep)
+            sh = st == SHELTER
+            dep = np.where(sh, np.maximum(dep - (p.shelter_storeys - 1) * p.storey_height_m, 0.0), dep)
             safe = np.isin(st, (RELATIVES, RESCUE, SAFE))
             dep = np.where(safe, 0.0, dep)
             self.hr = hazard_rating(dep, spd, p.urban_debris)
@@ -800,8 +833,15 @@ class PeopleModel(mesa.Model):
         self._admit(i, s, t_s)
         return True
 
+    def _shelter_open(self, persons) -> np.ndarray:
+        """Shelters with room for ``persons`` more and not flooded at the door."""
+        room = (self.shelter_capacity - self.shelter_occupancy) >= persons
+        if self._depth is not None and self.n_shelters:
+            room &= self._depth[self.shelter_cell] <= self.params.shelter_close_depth_m
+        return room
+
     def shelter_with_room(self, persons: int) -> np.ndarray:
-        return np.flatnonzero(self.shelter_capacity - self.shelter_occupancy >= persons)
+        return np.flatnonzero(self._shelter_open(persons))
 
     def hospitalise(self, agent: int, t_s: float, hospital: int, n: int = 1) -> list[int]:
         """Move ``n`` present members of household ``agent`` to hospital ``hospital``."""
