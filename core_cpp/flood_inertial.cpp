@@ -9,6 +9,25 @@
 #include <sstream>
 
 namespace twin {
+namespace flood {
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define TWIN_FLOOD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define TWIN_FLOOD_CLONES
+#endif
+
+TWIN_FLOOD_CLONES float sweep_rows_f32(const StepArgs<float>& a, int tid, int nth) {
+    return sweep_rows<float>(a, tid, nth);
+}
+TWIN_FLOOD_CLONES double sweep_rows_f64(const StepArgs<double>& a, int tid, int nth) {
+    return sweep_rows<double>(a, tid, nth);
+}
+float sweep_rows_dispatch(const StepArgs<float>& a, int tid, int nth) { return sweep_rows_f32(a, tid, nth); }
+double sweep_rows_dispatch(const StepArgs<double>& a, int tid, int nth) { return sweep_rows_f64(a, tid, nth); }
+
+}  // namespace flood
+
 namespace {
 
 using flood::kRowSlots;

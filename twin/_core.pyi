@@ -30,6 +30,9 @@ def flood_inertial_step(
 import numpy as np
 from numpy.typing import NDArray
 
+def traffic_node_model(sending: NDArray[np.float64], priority: NDArray[np.float64],
+                       receiving: NDArray[np.float64]) -> NDArray[np.float64]: ...
+
 class TrafficEngine:
     def __init__(self, from_: NDArray[np.int32], to: NDArray[np.int32], length: NDArray[np.float64],
                  lanes: NDArray[np.float64], vfree: NDArray[np.float64], cap_per_lane: NDArray[np.float64],
@@ -64,3 +67,18 @@ class TrafficEngine:
     def get(self, name: str) -> np.ndarray: ...
     def get_state(self) -> dict: ...
     def set_state(self, state: dict) -> None: ...
+
+# --- finite-volume shallow-water kernels (core_cpp/fv_*.cpp; twin.flood.fv) ---
+# float64 and float32 overloads; arrays C-contiguous of the exact dtype (no conversion).
+
+def fv_step(z: NDArray, manning: NDArray, active: NDArray[np.uint8], h: NDArray, hu: NDArray, hv: NDArray,
+            out_h: NDArray, out_hu: NDArray, out_hv: NDArray, bc_kind: NDArray[np.int8], bc_stage: NDArray,
+            bc_q: NDArray, work: NDArray, *, dx: float, dt: float, g: float = 9.81, h_dry: float = 1e-6,
+            order: int = 1, limiter: int = 0, face_z_x: NDArray | None = None, face_z_y: NDArray | None = None,
+            threads: int = 0, check_static: bool = True, rain0: NDArray | None = None,
+            rain1: NDArray | None = None, rain_w: float = 0.0, rain_scale: float = 0.0,
+            loss: NDArray | None = None, loss_scale: float = 0.0, max_depth: NDArray | None = None,
+            max_speed: NDArray | None = None, arrival_time: NDArray | None = None, t_end: float = 0.0,
+            row_sums: NDArray[np.float64] | None = None) -> float: ...
+def fv_max_wave_speed(z: NDArray, h: NDArray, hu: NDArray, hv: NDArray, active: NDArray[np.uint8], *, g: float = 9.81,
+                      h_dry: float = 1e-6, threads: int = 0) -> float: ...

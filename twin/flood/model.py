@@ -149,6 +149,7 @@ class FloodModel:
         self._levee_y: dict[int, float] = {}
         self._levee_csr: dict | None = None
         self._breaks: np.ndarray | None = None
+        self._breaches: list = []  # twin.flood.breach.Breach (add_breach)
         # clock and book-keeping
         self._time = 0.0
         self._n_steps = 0
@@ -448,6 +449,70 @@ class FloodModel:
             out[f"{key}_crest"] = crest
         return out
 
+    def add_breach(self, xy_polyline, crest_start_m: float, crest_end_m: float, t_start_s: float | None = None,
+                   duration_s: float | None = None, *, method: str = "linear", width_m: float | None = None,
+                   side_slope: float | None = None, thickness_m: float | None = None, center_m: float | None = None,
+                   reservoir_volume_m3: float | None = None, failure_mode: str = "overtopping",
+                   start_s: float | None = None, formation_s: float | None = None):
+        """A breach: the crest along ``xy_polyline`` (or at one point) lowers from ``crest_start_m``
+        to ``crest_end_m`` from ``t_start_s`` over ``duration_s`` (see :mod:`twin.flood.breach`).
+
+        ``method="linear"`` (default): the bed of the cells on the polyline (within ``thickness_m``
+        of it, default one cell) falls linearly in time over a bottom ``width_m`` (default: the whole
+        polyline) with ``side_slope`` (H:V, default 0). ``method="froehlich2008"``: width, side slope
+        and formation time from Froehlich (2008) given ``reservoir_volume_m3`` and ``failure_mode``
+        ("overtopping" or "piping"), unless given. Levee faces (``add_levee``) next to the breach
+        cells are lowered alike. Works with every solver; water on lowered cells keeps its depth.
+        ``start_s``/``formation_s`` are aliases of ``t_start_s``/``duration_s``. Returns the Breach.
+        """
+        from .breach import make_breach
+
+        if t_start_s is None:
+            t_start_s = start_s if start_s is not None else 0.0
+        if duration_s is None:
+            duration_s = formation_s
+        br = make_breach(np.where(self._valid, self._z, np.nan), self.terrain.transform, xy_polyline, crest_start_m,
+                         crest_end_m, t_start_s, duration_s, method=method, width_m=width_m, side_slope=side_slope,
+                         thickness_m=thickness_m, center_m=center_m, reservoir_volume_m3=reservoir_volume_m3,
+                         failure_mode=failure_mode)
+        keep = np.isfinite(br.z_original)
+        if not keep.any():
+            raise ValueError("xy_polyline: the breach touches only nodata/wall cells")
+        for name in ("rows", "cols", "along_m", "z_original"):
+            setattr(br, name, getattr(br, name)[keep])
+        # levee faces touching the breach cells, lowered with the cell elevation next to them
+        ny, nx = self.shape
+        cell_k = br.rows * nx + br.cols
+        faces = []
+        for key, table, width in (("x", self._levee_x, nx + 1), ("y", self._levee_y, nx)):
+            for k, crest in table.items():
+                r, c = divmod(k, width)
+                nb = (r * nx + c - 1, r * nx + c) if key == "x" else ((r - 1) * nx + c, r * nx + c)
+                pos = [int(np.flatnonzero(cell_k == q)[0]) for q in nb if np.any(cell_k == q)]
+                if pos:
+                    faces.append((key, k, crest, np.array(pos)))
+        br.levee_faces = faces
+        self._breaches.append(br)
+        self._update_breaches(self._time)
+        return br
+
+    def _update_breaches(self, t: float) -> None:
+        """Bed (and levee crests) of every breach at time t; called before each sub-step."""
+        changed_levee = False
+        for br in self._breaches:
+            prof = br.profile_at(t)
+            self._z[br.rows, br.cols] = np.minimum(br.z_original, prof).astype(self.dtype)
+            for key, k, crest, pos in br.levee_faces:
+                c = float(min(crest, float(np.min(prof[pos]))))
+                table = self._levee_x if key == "x" else self._levee_y
+                if table.get(k) != c:
+                    table[k] = c
+                    changed_levee = True
+        if changed_levee and self._levee_csr is not None:
+            for key, table in (("x", self._levee_x), ("y", self._levee_y)):
+                idx = self._levee_csr[f"{key}_idx"]
+                self._levee_csr[f"{key}_crest"][...] = [table[int(i)] for i in idx]
+
     # ------------------------------------------------------------------ stepping
     def _max_boundary_depth(self) -> float:
         """Deepest water a stage boundary can bring in at the current time (for the time step)."""
@@ -510,6 +575,8 @@ class FloodModel:
                 f.loss = None
             for s in self._edge_stage:
                 self._edge_value[s["idx"]] = s["series"](tm)
+            if self._breaches:
+                self._update_breaches(tm)
             hmax = self._solver.substep(sub, t1, f)
             sums = self._row_sums.sum(axis=0)
             acc["rain_m3"] += float(sums[0]) * A

@@ -1,0 +1,217 @@
+"""``twin run``, ``twin fork``, ``twin compare``, ``twin ensemble``: scenarios from the command line."""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["register"]
+
+_SET_HELP = ("override a scenario key, e.g. --set flood.rain.peak_mm_per_h=80 --set interventions.0.crest_m=4.5 "
+             "(value read as YAML; lists indexed by number; repeatable)")
+
+
+def register(subparsers) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = subparsers.add_parser(
+        "run", help="run a scenario into a run folder", formatter_class=fmt,
+        description="Run a scenario YAML (see scenarios/) and write a self-describing run folder:\n"
+        "  manifest.json, scenario.yaml (as run), kpis.json, fields.nc, max_depth.tif, max_depth.png,\n"
+        "  trips.parquet, people.parquet, incidents.parquet, links.parquet.\n"
+        "A progress bar shows simulated time, speed (simulated s per wall s) and the ETA.\n"
+        "Ctrl-C leaves a checkpoint; continue with `twin run --resume RUN_DIR`.",
+        epilog="examples:\n  twin run scenarios/danang_rain.yaml\n"
+        "  twin run scenarios/tamky_molave_2020.yaml --out runs/molave --set seed=7\n"
+        "  twin run --resume runs/molave")
+    p.add_argument("scenario", nargs="?", help="scenario YAML file (omit with --resume)")
+    p.add_argument("--out", metavar="DIR", help="run folder (default runs/<name>-<UTC timestamp>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=_SET_HELP)
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its latest checkpoint")
+    p.add_argument("--until", metavar="DURATION", help="stop early at this simulated time (e.g. 2h); resumable")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="print only the run folder")
+    p.set_defaults(func=_cmd_run)
+
+    p = subparsers.add_parser(
+        "fork", help="start a what-if from a run's state at a time", formatter_class=fmt,
+        description="Fork a forecast/what-if: restore RUN's state at --at (latest checkpoint at or before it,\n"
+        "then the original scenario up to --at), apply --set overrides, run to the end into a new folder.",
+        epilog="example:\n  twin fork runs/molave --at 6h --set interventions.0.crest_m=6 --out runs/molave-levee")
+    p.add_argument("run_dir", metavar="RUN", help="the base run folder")
+    p.add_argument("--at", required=True, metavar="TIME", help="fork time since start (e.g. 6h, 21600)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=_SET_HELP)
+    p.add_argument("--out", metavar="DIR", help="new run folder (default RUN-fork-<at>)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_fork)
+
+    p = subparsers.add_parser(
+        "compare", help="compare two runs: KPI table with differences and a difference map", formatter_class=fmt,
+        description="Print KPIs of RUN_A and RUN_B side by side with B - A, and write a map of\n"
+        "max_depth(B) - max_depth(A) as PNG (and GeoTIFF) when the grids match.")
+    p.add_argument("run_a", metavar="RUN_A")
+    p.add_argument("run_b", metavar="RUN_B")
+    p.add_argument("--png", metavar="FILE", help="difference map (default RUN_B/compare_<A>.png)")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.set_defaults(func=_cmd_compare)
+
+    p = subparsers.add_parser(
+        "ensemble", help="run an ensemble of members (Dask) and an exceedance-probability map", formatter_class=fmt,
+        description="Run N members of a scenario, each with its own SeedSequence.spawn child and, with --vary,\n"
+        "a parameter spread evenly over lo..hi (member i of N at lo + (hi - lo) * i / (N - 1)).\n"
+        "Members run on a Dask LocalCluster by default or on the cluster at --scheduler.\n"
+        "Writes DIR/member-XXX/ run folders, DIR/ensemble.json and DIR/exceedance.nc\n"
+        "(probability that max depth exceeds each threshold) plus exceedance_<t>m.png.",
+        epilog="example:\n  twin ensemble scenarios/danang_rain.yaml --members 8 --vary flood.rain.peak_mm_per_h=60..120")
+    p.add_argument("scenario")
+    p.add_argument("--members", type=int, required=True, metavar="N")
+    p.add_argument("--vary", action="append", default=[], metavar="KEY=LO..HI",
+                   help="spread a numeric key over the members (repeatable)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=_SET_HELP)
+    p.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler (tcp://host:port); default a LocalCluster")
+    p.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default: cores)")
+    p.add_argument("--serial", action="store_true", help="run members one after another in this process")
+    p.add_argument("--thresholds", default="0.1,0.5,1.0", help="exceedance depths in m (comma separated)")
+    p.add_argument("--out", metavar="DIR", help="ensemble folder (default runs/<name>-ensemble-<UTC timestamp>)")
+    p.set_defaults(func=_cmd_ensemble)
+
+
+def _stamp() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _print_summary(sim, out_dir: Path, quiet: bool) -> None:
+    from twin.output.kpis import format_table
+
+    kp_path = out_dir / "kpis.json"
+    if quiet:
+        print(out_dir)
+        return
+    print(f"\n{sim.stop_reason}; wall time {sim.wall_time:,.1f} s "
+          f"({sim.time / max(sim.wall_time, 1e-9):,.0f} simulated s per wall s)")
+    if kp_path.exists():
+        kp = json.loads(kp_path.read_text())
+        print("\nKPIs")
+        print(format_table(kp))
+    print(f"\nrun folder: {out_dir}")
+    for name in ("max_depth.tif", "fields.nc", "max_depth.png", "kpis.json", "scenario.yaml", "manifest.json"):
+        if (out_dir / name).exists():
+            print(f"  {out_dir / name}")
+
+
+def _cmd_run(args) -> int:
+    from twin.build import build_twin
+    from twin.scenario import ScenarioError, load_scenario, parse_duration
+    from twin.simulation import NumericalInstability, Simulation
+
+    if args.resume:
+        if args.scenario or args.overrides:
+            print("twin run --resume RUN_DIR takes no scenario and no --set (the run folder holds them)", file=sys.stderr)
+            return 2
+        from twin.output.checkpoint import resume_run
+
+        out = Path(args.resume)
+        try:
+            sim = resume_run(out, progress=not args.no_progress)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        _print_summary(sim, out, args.quiet)
+        return 0
+    if not args.scenario:
+        print("twin run: give a SCENARIO file (or --resume RUN_DIR)", file=sys.stderr)
+        return 2
+    try:
+        sc = load_scenario(args.scenario, overrides=args.overrides)
+    except ScenarioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path("runs") / f"{sc.name}-{_stamp()}"
+    if not args.quiet:
+        print(f"scenario {sc.name}: {sc.description.strip().splitlines()[0] if sc.description.strip() else ''}")
+        print(f"start {sc.start.isoformat()} (local), duration {sc.duration / 3600:g} h, "
+              f"coupling step {sc.coupling_step:g} s, seed {sc.seed}")
+    try:
+        twin = build_twin(sc)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        t = twin.terrain
+        print(f"grid {t.shape[0]} x {t.shape[1]} cells of {t.cell_size:g} m; components: {', '.join(twin.component_names())}")
+    stop = None
+    if args.until:
+        stop = parse_duration(args.until)
+    sim = Simulation(twin, stop_time=sc.duration, out_dir=out, wall_time_limit=sc.outputs.wall_time_limit)
+    if stop is not None:
+        sim.add_callback("until", _until(stop))
+    try:
+        sim.run(progress=not (args.no_progress or args.quiet))
+    except NumericalInstability as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    _print_summary(sim, out, args.quiet)
+    return 0
+
+
+def _until(stop_s: float):
+    def cb(sim):
+        if sim.time >= stop_s and not sim.finished:
+            sim.running = False
+            sim.stop_reason = f"stopped at --until {stop_s:g} s (resumable)"
+    return cb
+
+
+def _cmd_fork(args) -> int:
+    from twin.output.checkpoint import fork_run
+    from twin.scenario import ScenarioError, parse_duration
+
+    at = parse_duration(args.at)
+    out = Path(args.out) if args.out else Path(f"{args.run_dir.rstrip('/')}-fork-{int(at)}s")
+    try:
+        sim = fork_run(args.run_dir, at, args.overrides, out, progress=not args.no_progress)
+    except (ScenarioError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _print_summary(sim, out, False)
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from twin.compare import compare_runs
+
+    try:
+        res = compare_runs(args.run_a, args.run_b, png=args.png)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(res, indent=2, default=str))
+    else:
+        print(res["table"])
+        if res.get("png"):
+            print(f"\ndifference map: {res['png']}")
+    return 0
+
+
+def _cmd_ensemble(args) -> int:
+    from twin.ensemble import parse_vary, run_ensemble
+    from twin.scenario import ScenarioError, load_scenario
+
+    try:
+        sc = load_scenario(args.scenario, overrides=args.overrides)
+        vary = [parse_vary(v) for v in args.vary]
+    except (ScenarioError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path("runs") / f"{sc.name}-ensemble-{_stamp()}"
+    thresholds = [float(x) for x in args.thresholds.split(",") if x.strip()]
+    res = run_ensemble(sc, args.members, out, vary=vary, scheduler=args.scheduler, n_workers=args.workers,
+                       serial=args.serial, thresholds=thresholds, progress=True)
+    print(f"{len(res['members'])} members in {out}")
+    for m in res["members"]:
+        print(f"  member {m['member']:03d}: {m['overrides']} flooded max {m.get('flooded_area_max_m2', 0) / 1e6:.3f} km² "
+              f"wall {m['wall_time_s']:.1f} s")
+    print(f"exceedance probability: {out / 'exceedance.nc'}")
+    return 0

@@ -1,0 +1,130 @@
+"""Couplings: plain functions from one component's state to another's inputs.
+
+- :class:`LinkDepthSampler` — flood depth (cells) → water depth on each road link, sampled every
+  ``spacing_m`` along the link's geometry (the deepest sample counts: a link is as passable as its
+  worst section).
+- :func:`speed_factor_from_depth` — Pregnolato et al. (2017) depth–disruption curve.
+- :func:`hazard_rating` — HR = d·(v + 0.5) + DF (Defra/Environment Agency FD2321/TR2, 2006).
+
+References
+- Pregnolato, M., Ford, A., Wilkinson, S. M., Dawson, R. J. (2017). The impact of flooding on road
+  transport: a depth-disruption function. Transportation Research Part D 55, 67–81.
+  v [km/h] = 0.0009·d² − 0.5529·d + 86.9448, d in mm; v = 0 beyond about 300 mm.
+- Defra/Environment Agency (2006). Flood Risks to People, Phase 2, FD2321/TR2 (Guidance document).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "LinkDepthSampler",
+    "speed_factor_from_depth",
+    "hazard_rating",
+    "hazard_class",
+    "HAZARD_CLASSES",
+    "DEPTH_CLASSES",
+    "depth_class_areas",
+]
+
+# FD2321 hazard classes (upper bounds of HR)
+HAZARD_CLASSES = [
+    ("low", 0.0, 0.75),          # "caution"
+    ("moderate", 0.75, 1.25),    # "danger for some" (children, elderly, infirm)
+    ("significant", 1.25, 2.0),  # "danger for most"
+    ("extreme", 2.0, np.inf),    # "danger for all"
+]
+# depth classes for flooded-area KPIs [m]
+DEPTH_CLASSES = [("0.1-0.3m", 0.1, 0.3), ("0.3-0.5m", 0.3, 0.5), ("0.5-1m", 0.5, 1.0),
+                 ("1-2m", 1.0, 2.0), (">2m", 2.0, np.inf)]
+
+
+def speed_factor_from_depth(depth_m: np.ndarray) -> np.ndarray:
+    """Fraction of free speed left on a road under ``depth_m`` of water (Pregnolato et al. 2017).
+
+    1 on a dry road, 0 at and beyond the depth where the fitted curve reaches 0 (~0.29 m).
+    """
+    d_mm = np.clip(np.asarray(depth_m, dtype=float), 0.0, None) * 1000.0
+    v = 0.0009 * d_mm**2 - 0.5529 * d_mm + 86.9448
+    v = np.where(d_mm >= 290.0, 0.0, v)  # the quadratic turns up again past its minimum
+    return np.clip(v / 86.9448, 0.0, 1.0)
+
+
+def debris_factor(depth_m: np.ndarray, urban: np.ndarray | bool = True) -> np.ndarray:
+    """FD2321 debris factor: 0 for d < 0.25 m; 1 (urban) or 0.5 (pasture/arable) above."""
+    d = np.asarray(depth_m, dtype=float)
+    df_high = np.where(np.asarray(urban, dtype=bool), 1.0, 0.5)
+    return np.where(d < 0.25, 0.0, df_high)
+
+
+def hazard_rating(depth_m, speed_mps, urban=True) -> np.ndarray:
+    """HR = d·(v + 0.5) + DF (FD2321); 0 where dry (d <= 0)."""
+    d = np.clip(np.asarray(depth_m, dtype=float), 0.0, None)
+    v = np.clip(np.nan_to_num(np.asarray(speed_mps, dtype=float)), 0.0, None)
+    hr = d * (v + 0.5) + debris_factor(d, urban)
+    return np.where(d > 0.0, hr, 0.0)
+
+
+def hazard_class(hr: np.ndarray) -> np.ndarray:
+    """Index into :data:`HAZARD_CLASSES` (0 low … 3 extreme)."""
+    edges = np.array([c[2] for c in HAZARD_CLASSES[:-1]])
+    return np.searchsorted(edges, np.asarray(hr, dtype=float), side="right")
+
+
+def depth_class_areas(depth: np.ndarray, cell_area_m2: float, valid: np.ndarray | None = None) -> dict[str, float]:
+    """Flooded area [m²] per depth class."""
+    d = np.asarray(depth)
+    if valid is not None:
+        d = d[valid]
+    d = d[np.isfinite(d)]
+    return {name: float(np.count_nonzero((d >= lo) & (d < hi)) * cell_area_m2) for name, lo, hi in DEPTH_CLASSES}
+
+
+class LinkDepthSampler:
+    """Samples a cell field along road link geometries.
+
+    ``links`` is a DataFrame with a ``geometry`` column of shapely LineStrings in the grid's CRS (one
+    per link, link index 0..L-1). Points are taken every ``spacing_m`` along each line (at least the
+    two ends and the middle); points outside the grid or on invalid cells are ignored (a link with no
+    valid sample reads 0).
+    """
+
+    def __init__(self, links, transform, shape: tuple[int, int], spacing_m: float = 15.0,
+                 valid: np.ndarray | None = None):
+        ny, nx = shape
+        self.n_links = len(links)
+        self.shape = shape
+        cell_idx, link_idx = [], []
+        for i, geom in enumerate(links["geometry"]):
+            if geom is None or geom.is_empty:
+                continue
+            length = float(geom.length)
+            n = max(3, int(np.ceil(length / spacing_m)) + 1)
+            dists = np.linspace(0.0, length, n)
+            pts = [geom.interpolate(d) for d in dists]
+            xs = np.array([p.x for p in pts])
+            ys = np.array([p.y for p in pts])
+            cols = (xs - transform.c) / transform.a   # north-up rasters (b = d = 0)
+            rows = (ys - transform.f) / transform.e
+            rows = np.floor(rows).astype(int)
+            cols = np.floor(cols).astype(int)
+            ok = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
+            flat = np.unique(rows[ok] * nx + cols[ok])
+            if valid is not None and len(flat):
+                flat = flat[valid.ravel()[flat]]
+            cell_idx.append(flat)
+            link_idx.append(np.full(len(flat), i))
+        self.cells = np.concatenate(cell_idx) if cell_idx else np.zeros(0, int)
+        self.link_of = np.concatenate(link_idx) if link_idx else np.zeros(0, int)
+        self.n_samples = np.bincount(self.link_of, minlength=self.n_links)
+
+    def max(self, field: np.ndarray) -> np.ndarray:
+        """Largest value of ``field`` (ny, nx) along each link (0 where no sample)."""
+        vals = np.nan_to_num(np.asarray(field, dtype=float).ravel()[self.cells], nan=0.0)
+        out = np.zeros(self.n_links)
+        np.maximum.at(out, self.link_of, vals)
+        return out
+
+    def mean(self, field: np.ndarray) -> np.ndarray:
+        vals = np.nan_to_num(np.asarray(field, dtype=float).ravel()[self.cells], nan=0.0)
+        s = np.bincount(self.link_of, weights=vals, minlength=self.n_links)
+        return np.divide(s, self.n_samples, out=np.zeros(self.n_links), where=self.n_samples > 0)

@@ -1,0 +1,153 @@
+"""Key performance indicators of a run, computed from the recorded tables and series.
+
+Every KPI here can be recomputed from the run folder's files (``fields.nc``, ``*.parquet``,
+``max_depth.tif``); ``tests/sim`` does so independently. Definitions:
+
+- ``flooded_area_m2``: time series, area of valid cells per depth class (0.1–0.3, 0.3–0.5, 0.5–1, 1–2, >2 m).
+- ``max_depth_at_places``: the flood's running maximum depth at each place's cell (hospitals, shelters…).
+- ``people_exposure_person_hours``: Σ over people records of persons × record interval / 3600 by
+  hazard class of the water at the person's position (FD2321 HR; only depth ≥ 0.1 m counts).
+- ``evacuation_clearance_s``: for people who reached a safe state (``SAFE_STATES``), the time by
+  which 50/90/95 % of them had (first record in a safe state); ``null`` if fewer than that share
+  ever did — the share is of everyone who ever started evacuating or was safe.
+- ``ambulance_response_s``: median and p90 of ``response_time_s`` over reached incidents;
+  ``unreached_incidents``: incidents without a response by the end.
+- ``road_links_closed_share``: time series of the share of links closed by water.
+- ``travel_time_index``: Σ travel time / Σ free-flow travel time over completed trips (1 = no delay).
+- ``direct_damage``: JRC Asia depth–damage functions on the max depth (``twin.output.damage``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SAFE_STATES = ("sheltered", "evacuated", "safe", "arrived_shelter", "at_shelter")
+MOVING_STATES = ("evacuating", "moving", "travelling", "traveling", "walking", "driving")
+EXPOSURE_MIN_DEPTH_M = 0.1
+
+
+def exposure_person_hours(people: pd.DataFrame, interval_s: float) -> dict[str, float]:
+    """Σ persons × interval / 3600 over people records in water (hazard rating > 0), by class."""
+    from twin.couplings import HAZARD_CLASSES
+
+    out = {name: 0.0 for name, _, _ in HAZARD_CLASSES}
+    if people is None or len(people) == 0 or "hazard_class" not in people:
+        return out
+    w = people["persons"] if "persons" in people else pd.Series(1.0, index=people.index)
+    wet = people["hazard_class"].astype(str) != "none"
+    sums = (w[wet] * interval_s / 3600.0).groupby(people.loc[wet, "hazard_class"].astype(str)).sum()
+    for k, v in sums.items():
+        if k in out:
+            out[k] = float(v)
+    return out
+
+
+def clearance_times(people: pd.DataFrame, quantiles=(0.5, 0.9, 0.95)) -> dict[str, float | None]:
+    res = {f"p{int(q * 100)}": None for q in quantiles}
+    if people is None or len(people) == 0 or "state" not in people:
+        return res
+    st = people["state"].astype(str)
+    involved = people.loc[st.isin(SAFE_STATES + MOVING_STATES), "agent_id"].unique()
+    if len(involved) == 0:
+        return res
+    safe = people.loc[st.isin(SAFE_STATES)].groupby("agent_id")["t_s"].min()
+    w_all = people.drop_duplicates("agent_id").set_index("agent_id")
+    weights = w_all["persons"] if "persons" in w_all else pd.Series(1.0, index=w_all.index)
+    total = float(weights.reindex(involved).fillna(1.0).sum())
+    if len(safe) == 0 or total <= 0:
+        return res
+    safe = safe.sort_values(kind="stable")
+    cum = np.cumsum(weights.reindex(safe.index).fillna(1.0).to_numpy()) / total
+    for q in quantiles:
+        i = np.searchsorted(cum, q - 1e-12)
+        res[f"p{int(q * 100)}"] = float(safe.iloc[i]) if i < len(safe) else None
+    return res
+
+
+def response_times(incidents: pd.DataFrame) -> dict:
+    """Ambulance response (medical incidents): median/p90 of ``response_time_s``; unreached =
+    incidents of any kind without a response by the end (also by kind)."""
+    out = {"n_incidents": 0, "n_medical": 0, "median_s": None, "p90_s": None, "unreached": 0,
+           "unreached_by_kind": {}}
+    if incidents is None or len(incidents) == 0:
+        return out
+    out["n_incidents"] = int(len(incidents))
+    rt = pd.to_numeric(incidents["response_time_s"], errors="coerce")
+    unreached = ~np.isfinite(rt)
+    out["unreached"] = int(unreached.sum())
+    if "kind" in incidents:
+        out["unreached_by_kind"] = {str(k): int(v) for k, v in unreached.groupby(incidents["kind"].astype(str)).sum().items()}
+        med = incidents["kind"].astype(str) == "medical"
+    else:
+        med = pd.Series(True, index=incidents.index)
+    out["n_medical"] = int(med.sum())
+    ok = rt[med & ~unreached]
+    if len(ok):
+        out["median_s"] = float(np.median(ok))
+        out["p90_s"] = float(np.percentile(ok, 90))
+    return out
+
+
+def travel_time_index(trips: pd.DataFrame) -> dict:
+    out = {"completed_trips": 0, "index": None}
+    if trips is None or len(trips) == 0 or "free_flow_time_s" not in trips or "travel_time_s" not in trips:
+        return out
+    tt = pd.to_numeric(trips["travel_time_s"], errors="coerce")
+    ff = pd.to_numeric(trips["free_flow_time_s"], errors="coerce")
+    ok = np.isfinite(tt) & np.isfinite(ff) & (ff > 0)
+    out["completed_trips"] = int(ok.sum())
+    if ok.any():
+        out["index"] = float(tt[ok].sum() / ff[ok].sum())
+    return out
+
+
+def links_closed_share(links: pd.DataFrame) -> list[dict]:
+    if links is None or len(links) == 0:
+        return []
+    g = links.groupby("t_s")["closed"].mean()
+    return [{"t_s": float(t), "share": float(v)} for t, v in g.items()]
+
+
+def format_table(kpis: dict) -> str:
+    """A plain-text KPI table for the terminal."""
+    rows: list[tuple[str, str]] = []
+
+    def fmt(v, unit=""):
+        if v is None:
+            return "n/a"
+        if isinstance(v, float):
+            return f"{v:,.2f}{unit}"
+        return f"{v}{unit}"
+
+    fa = kpis.get("flooded_area_final_m2", {})
+    for k, v in fa.items():
+        rows.append((f"flooded area {k} (end)", f"{v / 1e6:,.3f} km²"))
+    mx = kpis.get("flooded_area_max_m2")
+    if mx is not None:
+        rows.append(("flooded area ≥0.1 m (max over time)", f"{mx / 1e6:,.3f} km²"))
+    vb = kpis.get("volume_balance") or {}
+    if vb:
+        rows.append(("volume balance relative error", f"{vb.get('relative_error', float('nan')):.2e}"))
+        rows.append(("rain volume", f"{vb.get('rain_m3', 0) / 1e6:,.3f} Mm³"))
+    for k, v in (kpis.get("people_exposure_person_hours") or {}).items():
+        rows.append((f"people exposed, hazard {k}", fmt(v, " person-h")))
+    for k, v in (kpis.get("evacuation_clearance_s") or {}).items():
+        rows.append((f"evacuation clearance {k}", "n/a" if v is None else f"{v / 60:,.0f} min"))
+    amb = kpis.get("ambulance_response_s") or {}
+    if amb:
+        rows.append(("incidents", fmt(amb.get("n_incidents"))))
+        rows.append(("ambulance response median", "n/a" if amb.get("median_s") is None else f"{amb['median_s'] / 60:,.1f} min"))
+        rows.append(("ambulance response p90", "n/a" if amb.get("p90_s") is None else f"{amb['p90_s'] / 60:,.1f} min"))
+        rows.append(("unreached incidents", fmt(amb.get("unreached"))))
+    if kpis.get("road_links_closed_share_max") is not None:
+        rows.append(("road links closed (max share)", f"{100 * kpis['road_links_closed_share_max']:.1f} %"))
+    tti = kpis.get("travel_time_index") or {}
+    if tti.get("index") is not None:
+        rows.append(("travel-time index", f"{tti['index']:.3f}"))
+    dmg = kpis.get("direct_damage") or {}
+    if dmg.get("by_class"):
+        rows.append(("direct damage (JRC Asia)", f"{dmg['total_usd'] / 1e6:,.2f} M USD (assumed unit costs)"))
+    for p in (kpis.get("max_depth_at_places") or [])[:12]:
+        rows.append((f"max depth at {p['kind']} {p['name']}", f"{p['max_depth_m']:.2f} m"))
+    w = max((len(r[0]) for r in rows), default=10)
+    return "\n".join(f"{a:<{w}}  {b}" for a, b in rows)

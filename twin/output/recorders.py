@@ -1,0 +1,354 @@
+"""Recorders: schedule-driven, buffered, chunked outputs of a run folder.
+
+``RunOutput`` is what :class:`twin.simulation.Simulation` drives when it has a run folder. It owns
+
+- a field recorder (``TimeInterval(outputs.fields_every)``) → ``fields.nc`` (depth, speed, hazard);
+- table recorders (``TimeInterval(outputs.tables_every)``) → ``links.parquet``, ``people.parquet``;
+- a KPI series recorder (``TimeInterval(outputs.kpis_every)``) → the time series in ``kpis.json``;
+- a checkpointer (``TimeInterval(outputs.checkpoint_every)`` if set; also on Ctrl-C, on the
+  wall-time limit and on a numerical failure) → ``checkpoints/``;
+- at the end: ``trips.parquet``, ``incidents.parquet``, ``max_depth.tif``, ``kpis.json``,
+  ``max_depth.png`` and the final ``manifest.json``.
+
+Records are buffered in memory and written every ``outputs.chunk_records`` records.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import pickle
+import platform
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from twin.output import kpis as K
+from twin.output.schedules import TimeInterval
+from twin.output.writers import NetCDFGridWriter, ParquetPartsWriter, write_geotiff, write_json
+
+__all__ = ["RunOutput", "git_hash", "file_sha256", "latest_checkpoint", "load_checkpoint"]
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def git_hash() -> str | None:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if out.returncode == 0:
+            h = out.stdout.strip()
+            dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            return h + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return None
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    d = Path(run_dir) / CHECKPOINT_DIR
+    cps = sorted(d.glob("ckpt-*.pkl")) if d.exists() else []
+    return cps[-1] if cps else None
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    d = Path(run_dir) / CHECKPOINT_DIR
+    return sorted(d.glob("ckpt-*.pkl")) if d.exists() else []
+
+
+def load_checkpoint(path: Path) -> dict:
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+class RunOutput:
+    def __init__(self, sim, out_dir: Path):
+        self.dir = Path(out_dir)
+        tw = sim.twin
+        sc = tw.scenario
+        self.outputs = sc.outputs
+        self.field_schedule = TimeInterval(self.outputs.fields_every)
+        self.table_schedule = TimeInterval(self.outputs.tables_every)
+        self.kpi_schedule = TimeInterval(self.outputs.kpis_every)
+        self.ckpt_schedule = TimeInterval(self.outputs.checkpoint_every) if self.outputs.checkpoint_every else None
+        for s in (self.field_schedule, self.table_schedule, self.kpi_schedule, self.ckpt_schedule):
+            if s is not None:
+                s.check(sim.dt)
+        self.field_vars = list(self.outputs.fields) if tw.flood is not None else []
+        self.nc = None
+        if self.field_vars:
+            x, y = tw.terrain.cell_centers()
+            self.nc = NetCDFGridWriter(
+                self.dir / "fields.nc", x=x, y=y, crs=tw.terrain.crs, start=sc.start, variables=self.field_vars,
+                dtype=self.outputs.fields_dtype, title=f"Tam Kỳ Twin run of scenario {sc.name}",
+                history=f"{_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} twin run",
+                nodata_mask=tw.valid,
+                static={
+                    "elevation": (np.where(tw.valid, tw.terrain.elevation, np.nan).astype("float32"),
+                                  {"long_name": "ground elevation", "units": "m", "standard_name": "surface_altitude"}),
+                    "land": (tw.land.astype("int8"),
+                             {"long_name": "land cell (1) or sea/nodata (0); KPIs count land only", "units": "1"}),
+                },
+            )
+        self.links_w = ParquetPartsWriter(self.dir / "links.parquet")
+        self.people_w = ParquetPartsWriter(self.dir / "people.parquet")
+        self._fbuf: list[tuple[float, dict]] = []
+        self._lbuf: list[pd.DataFrame] = []
+        self._pbuf: list[pd.DataFrame] = []
+        self.series: dict[str, list] = {"t_s": [], "flooded_area_m2": [], "links_closed_share": [],
+                                        "volume_m3": [], "people_states": []}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def initialize(self, sim) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "scenario.yaml").write_text(sim.twin.scenario.to_yaml(), encoding="utf-8")
+        self.write_manifest(sim, status="running")
+
+    def record(self, sim) -> None:
+        tw = sim.twin
+        t = sim.time
+        if self.nc is not None and self.field_schedule(sim):
+            self._fbuf.append((t, tw.grid_fields(self.field_vars)))
+            if len(self._fbuf) >= self.outputs.chunk_records:
+                self._flush_fields()
+        if self.table_schedule(sim):
+            if tw.traffic is not None:
+                self._lbuf.append(tw.links_table(t))
+            if tw.people is not None:
+                self._pbuf.append(tw.people_table(t))
+            if len(self._lbuf) >= self.outputs.chunk_records or len(self._pbuf) >= self.outputs.chunk_records:
+                self._flush_tables()
+        if self.kpi_schedule(sim):
+            self._record_series(sim)
+        if self.ckpt_schedule is not None and sim.iteration > 0 and self.ckpt_schedule(sim) and not sim.finished:
+            self.checkpoint(sim)
+
+    def _record_series(self, sim) -> None:
+        from twin.couplings import depth_class_areas
+
+        tw = sim.twin
+        s = self.series
+        s["t_s"].append(float(sim.time))
+        d = tw.depth()
+        s["flooded_area_m2"].append(depth_class_areas(d, tw.cell_area, tw.land) if d is not None else {})
+        s["links_closed_share"].append(float(np.mean(tw.closed)) if tw.traffic is not None and len(tw.closed) else None)
+        if tw.flood is not None:
+            s["volume_m3"].append(float(tw.flood.volume_balance().get("volume_m3", np.nan)))
+        else:
+            s["volume_m3"].append(None)
+        s["people_states"].append(tw.people_state_counts() if tw.people is not None else None)
+
+    def _flush_fields(self) -> None:
+        if not self._fbuf or self.nc is None:
+            return
+        times = np.array([t for t, _ in self._fbuf])
+        data = {v: np.stack([f[v] for _, f in self._fbuf]) for v in self.field_vars}
+        self.nc.write(times, data)
+        self._fbuf.clear()
+
+    def _flush_tables(self) -> None:
+        if self._lbuf:
+            self.links_w.write(pd.concat(self._lbuf, ignore_index=True))
+            self._lbuf.clear()
+        if self._pbuf:
+            self.people_w.write(pd.concat(self._pbuf, ignore_index=True))
+            self._pbuf.clear()
+
+    def flush(self) -> None:
+        self._flush_fields()
+        self._flush_tables()
+
+    # -- checkpoints --------------------------------------------------------------------------------
+    def checkpoint(self, sim) -> Path:
+        self.flush()
+        d = self.dir / CHECKPOINT_DIR
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / f"ckpt-{sim.iteration:09d}.pkl"
+        tmp = path.with_suffix(".tmp")
+        state = sim.get_state()
+        state["time_s"] = sim.time
+        state["scenario_yaml"] = sim.twin.scenario.to_yaml()
+        with open(tmp, "wb") as f:
+            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+        self.write_manifest(sim, status="checkpointed")
+        return path
+
+    def get_state(self) -> dict:
+        return {
+            "nc_written": self.nc.n_written if self.nc is not None else 0,
+            "links_parts": self.links_w.n_written,
+            "people_parts": self.people_w.n_written,
+            "series": {k: list(v) for k, v in self.series.items()},
+            "buffers_empty": not (self._fbuf or self._lbuf or self._pbuf),
+        }
+
+    def set_state(self, state: dict) -> None:
+        if not state.get("buffers_empty", True):
+            raise ValueError("checkpoint taken with unflushed output buffers")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.nc is not None:
+            self.nc.open_for_resume(int(state["nc_written"]))
+        self.links_w.open_for_resume(int(state["links_parts"]))
+        self.people_w.open_for_resume(int(state["people_parts"]))
+        self.series = {k: list(v) for k, v in state["series"].items()}
+
+    # -- end of run -----------------------------------------------------------------------------------
+    def finish(self, sim) -> dict:
+        tw = sim.twin
+        self.flush()
+        trips = tw.trips_table() if tw.traffic is not None else None
+        incidents = tw.incidents_table() if tw.services is not None else None
+        self.links_w.finish(empty_columns={"t_s": "float64", "link_id": "int64", "depth_m": "float64",
+                                           "speed_factor": "float64", "closed": "bool"})
+        self.people_w.finish(empty_columns={"t_s": "float64", "agent_id": "int64", "persons": "float64",
+                                            "state": "object", "depth_m": "float64", "hazard_rating": "float64",
+                                            "hazard_class": "object"})
+        ParquetPartsWriter(self.dir / "trips.parquet").finish(
+            final_df=trips if trips is not None else pd.DataFrame(
+                {"trip_id": pd.Series(dtype="int64"), "travel_time_s": pd.Series(dtype="float64"),
+                 "free_flow_time_s": pd.Series(dtype="float64")}))
+        ParquetPartsWriter(self.dir / "incidents.parquet").finish(
+            final_df=incidents if incidents is not None else pd.DataFrame(
+                {"incident_id": pd.Series(dtype="int64"), "response_time_s": pd.Series(dtype="float64")}))
+        if tw.flood is not None:
+            write_geotiff(self.dir / "max_depth.tif", np.where(tw.valid, tw.flood.max_depth, np.nan),
+                          tw.terrain.transform, tw.terrain.crs)
+        kp = self.compute_kpis(sim, trips=trips, incidents=incidents)
+        write_json(self.dir / "kpis.json", kp)
+        if self.outputs.png and tw.flood is not None:
+            try:
+                self.write_png(sim)
+            except Exception as exc:  # a map is a convenience; never lose a run for it
+                print(f"warning: PNG map not written: {exc}")
+        self.write_manifest(sim, status="completed")
+        return kp
+
+    def compute_kpis(self, sim, trips=None, incidents=None) -> dict:
+        from twin.couplings import depth_class_areas
+        from twin.output.damage import direct_damage
+
+        tw = sim.twin
+        sc = tw.scenario
+        people = pd.read_parquet(self.dir / "people.parquet") if (self.dir / "people.parquet").exists() else None
+        links = pd.read_parquet(self.dir / "links.parquet") if (self.dir / "links.parquet").exists() else None
+        s = self.series
+        out: dict = {
+            "scenario": sc.name,
+            "start_local": sc.start.isoformat(),
+            "end_time_s": float(sim.time),
+            "definitions": "see twin/output/kpis.py",
+            "series_t_s": s["t_s"],
+            "flooded_area_m2": s["flooded_area_m2"],
+            "volume_m3": s["volume_m3"],
+        }
+        if tw.flood is not None:
+            d = tw.depth()
+            out["flooded_area_final_m2"] = depth_class_areas(d, tw.cell_area, tw.land)
+            out["flooded_area_max_m2"] = float(sum(depth_class_areas(tw.flood.max_depth, tw.cell_area, tw.land).values()))
+            out["land_area_m2"] = float(tw.land.sum() * tw.cell_area)
+            out["volume_balance"] = {k: float(v) for k, v in tw.flood.volume_balance().items()}
+            out["max_depth_at_places"] = tw.max_depth_at_places()
+            out["direct_damage"] = direct_damage(
+                np.where(tw.land, tw.flood.max_depth, 0.0),
+                getattr(tw.city, "landcover", None) if tw.city is not None else None,
+                getattr(tw.city, "landcover_classes", None) if tw.city is not None else None,
+                tw.cell_area,
+                getattr(tw.city, "building_fraction", None) if tw.city is not None else None,
+            )
+        if tw.people is not None:
+            out["people_exposure_person_hours"] = K.exposure_person_hours(people, self.outputs.tables_every)
+            out["evacuation_clearance_s"] = K.clearance_times(people)
+            out["people_states"] = [x for x in s["people_states"]]
+            out["people_model"] = tw.people.kpis() if hasattr(tw.people, "kpis") else None
+        if tw.services is not None:
+            out["ambulance_response_s"] = K.response_times(incidents)
+            out["services_model"] = tw.services.kpis() if hasattr(tw.services, "kpis") else None
+        if tw.traffic is not None:
+            closed = K.links_closed_share(links)
+            out["road_links_closed_share"] = closed
+            out["road_links_closed_share_max"] = max((c["share"] for c in closed), default=0.0)
+            out["travel_time_index"] = K.travel_time_index(trips)
+        return out
+
+    def write_png(self, sim) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.colors import LightSource
+
+        tw = sim.twin
+        z = np.where(tw.valid, tw.terrain.elevation, np.nan)
+        md = np.where(tw.land & (tw.flood.max_depth >= 0.05), tw.flood.max_depth, np.nan)
+        sea = tw.sea_full if tw.sea_full is not None else tw.sea_mask
+        b = tw.terrain.bounds
+        ext = (b[0], b[2], b[1], b[3]) if len(b) == 4 else None
+        fig, ax = plt.subplots(figsize=(8, 8 * z.shape[0] / max(z.shape[1], 1) + 0.6), dpi=110)
+        ls = LightSource(azdeg=315, altdeg=45)
+        zz = np.nan_to_num(z, nan=np.nanmin(z) if np.isfinite(z).any() else 0.0)
+        ax.imshow(ls.hillshade(zz, vert_exag=2, dx=tw.terrain.cell_size, dy=tw.terrain.cell_size),
+                  cmap="gray", extent=ext, alpha=0.8)
+        if sea is not None:
+            ax.imshow(np.where(sea, 1.0, np.nan), cmap="Blues", vmin=0, vmax=3, extent=ext, alpha=0.6)
+        im = ax.imshow(md, cmap="turbo", vmin=0, vmax=max(1.0, float(np.nanpercentile(md, 99)) if np.isfinite(md).any() else 1),
+                       extent=ext, alpha=0.85)
+        fig.colorbar(im, ax=ax, shrink=0.7, label="maximum water depth [m]")
+        sc = tw.scenario
+        ax.set_title(f"{sc.name}: maximum depth (≥ 5 cm), {sc.start:%Y-%m-%d %H:%M} + {sim.time / 3600:.1f} h")
+        ax.set_xlabel("easting [m] (EPSG:32649)")
+        ax.set_ylabel("northing [m]")
+        fig.tight_layout()
+        fig.savefig(self.dir / "max_depth.png")
+        plt.close(fig)
+
+    def write_manifest(self, sim, status: str) -> None:
+        import twin as _twin
+
+        tw = sim.twin
+        sc = tw.scenario
+        inputs = {}
+        for p in sc.input_files():
+            try:
+                inputs[str(p)] = file_sha256(p) if p.is_file() else None
+            except OSError:
+                inputs[str(p)] = None
+        for p in getattr(tw, "input_files", []) or []:
+            p = Path(p)
+            if p.is_file() and str(p) not in inputs:
+                inputs[str(p)] = file_sha256(p)
+        files = sorted(str(p.relative_to(self.dir)) for p in self.dir.glob("*") if p.is_file())
+        write_json(self.dir / "manifest.json", {
+            "scenario": sc.to_dict(),
+            "scenario_name": sc.name,
+            "status": status,
+            "stop_reason": sim.stop_reason,
+            "seed": sc.seed,
+            "seed_entropy": str(tw.seed_sequence.entropy),
+            "seed_spawn_key": list(tw.seed_sequence.spawn_key),
+            "package": "tamky-twin",
+            "package_version": _twin.__version__,
+            "git_hash": git_hash(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "input_checksums_sha256": inputs,
+            "components": tw.component_names(),
+            "coupling_step_s": sim.dt,
+            "iteration": sim.iteration,
+            "time_s": sim.time,
+            "stop_time_s": sim.stop_time,
+            "wall_time_s": sim.wall_time,
+            "written_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "files": files,
+        })

@@ -1,0 +1,365 @@
+"""The coupled clock: one fixed coupling step, a documented order, callbacks and checkpoints.
+
+Time is ``iteration · Δt_c`` (an integer counter; no float drift). One call of
+:meth:`Simulation.time_step` advances the twin from ``t0 = iteration·Δt_c`` to ``t1 = t0 + Δt_c``
+in this order (the order is the contract; tests pin it):
+
+1. **events and interventions** — every not-yet-applied event with time ``t_e < t1`` is applied,
+   in time order (ties in scenario order). *Boundary rule*: an event exactly at ``t0`` acts on the
+   step that starts at ``t0`` (it is not visible in outputs recorded at ``t0``, which were taken at the
+   end of the previous step, and it is visible in everything recorded at ``t1``); an event strictly
+   inside ``(t0, t1)`` is applied at ``t0`` (rounded down to the step's start); an event at
+   ``t_e >= stop_time`` is never applied.
+2. ``flood.run_one_step(Δt_c)`` (adaptive sub-steps inside the flood component);
+3. **roads ← flood depth**: depth sampled along each link (:mod:`twin.couplings`), links deeper than
+   the closure depth closed, re-opened when they drain;
+4. ``traffic.run_one_step(Δt_c)``;
+5. **people**: ``people.run_one_step(Δt_c, depth, speed)``;
+6. **services**: ``services.run_one_step(Δt_c)`` (SimPy ``run(until=t1)``: half-open ``[t0, t1)``, like
+   SimPy's own ``until``);
+7. **sensor assimilation** (when a sensors section and an assimilator exist);
+8. the iteration counter is incremented (``time`` becomes ``t1``), then **callbacks** whose schedule fires;
+9. **recorders** whose schedule fires.
+
+At the start of a fresh run (iteration 0) callbacks and recorders see the initial state once.
+
+Stop conditions are callbacks (after Oceananigans): ``stop_time`` (end of the scenario), a wall-time
+limit, and a NaN/negative-depth checker that stops with a clear message and writes a checkpoint.
+Components are optional: any of traffic/people/services/sensors may be ``None``.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time as _time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from twin.output.schedules import IterationInterval, Schedule, TimeInterval
+
+__all__ = ["Simulation", "Callback", "SimulationStopped", "NumericalInstability", "run_scenario", "PHASES"]
+
+PHASES = ("events", "flood", "roads", "traffic", "people", "services", "assimilation", "callbacks", "recorders")
+
+
+class NumericalInstability(RuntimeError):
+    """NaN or negative water depth: the run stopped (a checkpoint was written if a run folder exists)."""
+
+
+class SimulationStopped(Exception):
+    pass
+
+
+@dataclass
+class Callback:
+    """``func(sim)`` called when ``schedule(sim)`` is true (after the step, before recorders)."""
+
+    func: Callable[["Simulation"], Any]
+    schedule: Schedule = field(default_factory=lambda: IterationInterval(1))
+
+
+class Simulation:
+    """Drives a :class:`twin.build.Twin` with a fixed coupling step.
+
+    Parameters
+    ----------
+    twin : the built twin (``twin.build.build_twin``)
+    dt : coupling step Δt_c [s] (default the scenario's ``coupling_step``)
+    stop_time : [s] (default the scenario's ``duration``); must be a whole number of steps
+    wall_time_limit : [s] stop (with a checkpoint) when the run has used this much wall time
+    out_dir : run folder; when given, recorders write ``fields.nc``, tables, KPIs, the manifest...
+    nan_check_every : iterations between NaN/negative-depth checks (default 1)
+    """
+
+    def __init__(self, twin, dt: float | None = None, stop_time: float | None = None, *,
+                 wall_time_limit: float | None = None, out_dir: str | Path | None = None,
+                 nan_check_every: int = 1, record: bool = True):
+        self.twin = twin
+        sc = twin.scenario
+        self.dt = float(dt if dt is not None else sc.coupling_step)
+        stop_time = float(stop_time if stop_time is not None else sc.duration)
+        n = stop_time / self.dt
+        if abs(n - round(n)) > 1e-9 * max(1.0, n):
+            raise ValueError(f"stop_time {stop_time:g} s is not a whole number of coupling steps ({self.dt:g} s)")
+        self.stop_iteration = int(round(n))
+        self.stop_time = stop_time
+        self.iteration = 0
+        self.wall_time_limit = wall_time_limit
+        self.wall_time = 0.0            # wall seconds spent stepping (accumulated across resumes)
+        self.running = False
+        self.stop_reason: str | None = None
+        self.phase_log: list[tuple[int, str]] | None = None  # set to [] to trace the order (tests)
+        self.callbacks: "OrderedDict[str, Callback]" = OrderedDict()
+        self.callbacks["stop_time_exceeded"] = Callback(_stop_time_exceeded, IterationInterval(1))
+        self.callbacks["wall_time_limit_exceeded"] = Callback(_wall_time_exceeded, IterationInterval(1))
+        self.callbacks["nan_checker"] = Callback(_nan_checker, IterationInterval(max(1, int(nan_check_every))))
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.output = None
+        if self.out_dir is not None and record:
+            from twin.output.recorders import RunOutput
+
+            self.output = RunOutput(self, self.out_dir)
+        self._started_wall: float | None = None
+        self._base_wall = 0.0
+        self._steps_in_run = 0
+        self._initialized = False
+
+    # -- clock ---------------------------------------------------------------------------------
+    @property
+    def time(self) -> float:
+        return self.iteration * self.dt
+
+    @property
+    def finished(self) -> bool:
+        return self.iteration >= self.stop_iteration
+
+    def add_callback(self, name: str, func: Callable, schedule: Schedule | None = None) -> None:
+        sched = schedule or IterationInterval(1)
+        sched.check(self.dt)
+        self.callbacks[name] = Callback(func, sched)
+
+    def _log(self, phase: str) -> None:
+        if self.phase_log is not None:
+            self.phase_log.append((self.iteration, phase))
+
+    # -- one step ------------------------------------------------------------------------------
+    def time_step(self) -> None:
+        """Advance exactly one coupling step (see the module docstring for the order)."""
+        tw = self.twin
+        t0, dt = self.time, self.dt
+        t1 = t0 + dt
+        self._log("events")
+        tw.apply_events(t0, t1, self.stop_time)
+        if tw.flood is not None:
+            self._log("flood")
+            tw.flood.run_one_step(dt)
+        if tw.traffic is not None:
+            self._log("roads")
+            tw.update_roads()
+            self._log("traffic")
+            tw.traffic.run_one_step(dt)
+        if tw.people is not None:
+            self._log("people")
+            tw.people.run_one_step(dt, tw.depth(), tw.speed())
+        if tw.services is not None:
+            self._log("services")
+            tw.services.run_one_step(dt)
+        if tw.assimilator is not None:
+            self._log("assimilation")
+            tw.assimilate(t1)
+        self.iteration += 1
+        self._steps_in_run += 1
+        self._after_step()
+
+    def _after_step(self) -> None:
+        if self._started_wall is not None:
+            self.wall_time = self._base_wall + (_time.monotonic() - self._started_wall)
+        self._log("callbacks")
+        for cb in list(self.callbacks.values()):
+            if cb.schedule(self):
+                cb.func(self)
+        self._log("recorders")
+        if self.output is not None:
+            self.output.record(self)
+
+    # -- run ------------------------------------------------------------------------------------
+    def initialize(self) -> None:
+        if self._initialized:
+            return
+        self._initialized = True
+        if self.output is not None:
+            self.output.initialize(self)
+        if self.iteration == 0:
+            self._after_step()  # initial state to callbacks and recorders
+
+    def run(self, progress: bool | Callable | None = None) -> "Simulation":
+        """Step until a stop callback fires. ``progress``: True for a tqdm bar, or ``f(sim)``.
+
+        Ctrl-C (KeyboardInterrupt) writes a checkpoint into the run folder (if any) and re-raises.
+        """
+        self.running = True
+        self.stop_reason = None
+        t_wall = _time.monotonic()
+        self._started_wall = t_wall
+        base_wall = self._base_wall = self.wall_time
+        self._steps_in_run = 0
+        self.initialize()
+        bar = _ProgressBar(self) if progress is True else None
+        # Ctrl-C is deferred to the end of the current step, so the checkpoint is consistent
+        # (a second Ctrl-C interrupts at once, without a checkpoint).
+        self._interrupted = False
+        self._hard_interrupt = False
+        old_handler = None
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            def _on_sigint(signum, frame):
+                if self._interrupted:
+                    self._hard_interrupt = True
+                    raise KeyboardInterrupt
+                self._interrupted = True
+            old_handler = signal.signal(signal.SIGINT, _on_sigint)
+        try:
+            while self.running and not self.finished:
+                self.time_step()
+                if self._interrupted:
+                    raise KeyboardInterrupt
+                self.wall_time = base_wall + (_time.monotonic() - t_wall)
+                if bar is not None:
+                    bar.update(self)
+                elif callable(progress):
+                    progress(self)
+            if self.finished and self.stop_reason is None:
+                self.stop_reason = f"stop time {self.stop_time:g} s reached"
+        except KeyboardInterrupt:
+            self.wall_time = base_wall + (_time.monotonic() - t_wall)
+            if self.output is not None and not self._hard_interrupt:
+                path = self.output.checkpoint(self)
+                print(f"\ninterrupted at t = {_fmt_t(self.time)}; checkpoint {path}\n"
+                      f"resume with: twin run --resume {self.out_dir}", file=sys.stderr)
+            raise
+        except NumericalInstability:
+            raise
+        finally:
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
+            if bar is not None:
+                bar.close()
+        if self.output is not None:
+            if self.finished:
+                self.output.finish(self)
+            else:
+                self.output.checkpoint(self)
+        return self
+
+    # -- state ----------------------------------------------------------------------------------
+    def get_state(self) -> dict:
+        state = {
+            "iteration": self.iteration,
+            "dt": self.dt,
+            "wall_time": self.wall_time,
+            "twin": self.twin.get_state(),
+            "schedules": {k: cb.schedule.get_state() for k, cb in self.callbacks.items()},
+        }
+        if self.output is not None:
+            state["output"] = self.output.get_state()
+        return state
+
+    def set_state(self, state: dict, restore_output: bool = True) -> None:
+        if float(state["dt"]) != self.dt:
+            raise ValueError(f"checkpoint coupling step {state['dt']} s differs from this run's {self.dt} s")
+        self.iteration = int(state["iteration"])
+        self.wall_time = float(state.get("wall_time", 0.0))
+        self.twin.set_state(state["twin"])
+        for k, s in state.get("schedules", {}).items():
+            if k in self.callbacks:
+                self.callbacks[k].schedule.set_state(s)
+        if self.output is not None and restore_output and "output" in state:
+            self.output.set_state(state["output"])
+            self._initialized = True
+        else:
+            self._initialized = self.iteration > 0
+
+
+# -- stop callbacks ------------------------------------------------------------------------------
+def _stop_time_exceeded(sim: Simulation) -> None:
+    if sim.iteration >= sim.stop_iteration:
+        sim.running = False
+        sim.stop_reason = f"stop time {sim.stop_time:g} s reached"
+
+
+def _wall_time_exceeded(sim: Simulation) -> None:
+    if sim.wall_time_limit is None or sim._started_wall is None or sim._steps_in_run == 0:
+        return
+    used = sim.wall_time
+    if used >= sim.wall_time_limit:
+        sim.running = False
+        sim.stop_reason = f"wall-time limit {sim.wall_time_limit:g} s reached at t = {_fmt_t(sim.time)}"
+
+
+def _nan_checker(sim: Simulation) -> None:
+    depth = sim.twin.depth()
+    if depth is None:
+        return
+    valid = sim.twin.valid
+    d = depth[valid] if valid is not None else depth
+    bad_nan = ~np.isfinite(d)
+    bad_neg = d < 0
+    if bad_nan.any() or bad_neg.any():
+        n_nan, n_neg = int(bad_nan.sum()), int(bad_neg.sum())
+        idx = np.flatnonzero(~np.isfinite(depth) | (depth < 0))
+        r, c = np.unravel_index(idx[0], depth.shape) if len(idx) else (-1, -1)
+        msg = (f"numerical instability at t = {_fmt_t(sim.time)} (iteration {sim.iteration}): "
+               f"{n_nan} NaN and {n_neg} negative depth cells, first at row {r}, col {c}"
+               + (f" (depth {depth[r, c]!r})" if r >= 0 else ""))
+        sim.running = False
+        sim.stop_reason = msg
+        if sim.output is not None:
+            path = sim.output.checkpoint(sim)
+            msg += f"; state saved to {path}"
+        raise NumericalInstability(msg + ". Try a smaller flood.alpha or check the terrain/forcing.")
+
+
+# -- progress --------------------------------------------------------------------------------------
+def _fmt_t(t: float) -> str:
+    t = float(t)
+    if not math.isfinite(t):
+        return "?"
+    h, rem = divmod(int(round(t)), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h:d}:{m:02d}:{s:02d}"
+
+
+class _ProgressBar:
+    """tqdm bar over simulated seconds: simulated time, speed (sim-s per wall-s), ETA."""
+
+    def __init__(self, sim: Simulation):
+        from tqdm import tqdm
+
+        self.t0_wall = _time.monotonic()
+        self.t0_sim = sim.time
+        self.bar = tqdm(total=int(round(sim.stop_time)), initial=int(round(sim.time)), unit="sim-s",
+                        unit_scale=False, dynamic_ncols=True, file=sys.stderr,
+                        bar_format="{l_bar}{bar}| {postfix}", mininterval=0.5)
+        self.update(sim)
+
+    def update(self, sim: Simulation) -> None:
+        el = max(_time.monotonic() - self.t0_wall, 1e-9)
+        speed = (sim.time - self.t0_sim) / el
+        remaining = (sim.stop_time - sim.time) / speed if speed > 0 else float("nan")
+        self.bar.n = int(round(sim.time))
+        self.bar.set_postfix_str(
+            f"t={_fmt_t(sim.time)}/{_fmt_t(sim.stop_time)} speed={speed:,.0f} sim-s/s "
+            f"ETA {_fmt_t(remaining)}", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# -- convenience ------------------------------------------------------------------------------------
+def run_scenario(scenario, out_dir: str | Path | None = None, overrides: list[str] | None = None,
+                 progress: bool = False, stop_time: float | None = None, seed: int | None = None, city=None):
+    """Load (if a path), build and run a scenario; returns the finished :class:`Simulation`.
+
+    ``out_dir`` makes it a recorded run (the run folder); ``stop_time`` shortens the horizon.
+    """
+    from twin.build import build_twin
+    from twin.scenario import Scenario, load_scenario
+
+    if not isinstance(scenario, Scenario):
+        scenario = load_scenario(scenario, overrides=overrides)
+    elif overrides:
+        scenario = scenario.with_overrides(overrides)
+    if seed is not None:
+        scenario = scenario.with_overrides({"seed": int(seed)})
+    twin = build_twin(scenario, city=city)
+    sim = Simulation(twin, stop_time=stop_time, out_dir=out_dir,
+                     wall_time_limit=scenario.outputs.wall_time_limit)
+    sim.run(progress=progress)
+    return sim
