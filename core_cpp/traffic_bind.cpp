@@ -35,6 +35,7 @@ void from_np(const py::dict& d, const char* name, std::vector<T>& v) {
 
 template <class F>
 void visit_state(Engine& e, F&& f) {
+    f("lanes", e.net.lanes); f("qcap", e.net.qcap); f("kjam", e.net.kjam);
     f("depth", e.depth); f("veff", e.veff); f("qeff", e.qeff);
     f("closed_manual", e.closed_manual); f("closed_mask", e.closed_mask);
     f("Nup", e.Nup); f("Ndown", e.Ndown); f("rel_credit", e.rel_credit); f("recv_credit", e.recv_credit);
@@ -246,6 +247,15 @@ void register_traffic(py::module_& m) {
                  e.set_closed(ids.data(), ids.size(), closed);
              },
              py::arg("ids").noconvert(), py::arg("closed"))
+        .def("set_lanes",
+             [](Engine& e, carray<int32_t> ids, carray<double> lanes) {
+                 check_ids(ids, e.net.n_links, "ids", "link");
+                 require_size(lanes, ids.size(), "lanes");
+                 check_positive(lanes, "lanes");
+                 py::gil_scoped_release nogil;
+                 e.set_lanes(ids.data(), lanes.data(), ids.size());
+             },
+             py::arg("ids").noconvert(), py::arg("lanes").noconvert())
         .def("class_cost",
              [](const Engine& e, int c) {
                  check_class(c);
@@ -344,8 +354,6 @@ void register_traffic(py::module_& m) {
                  });
                  if (out.is_none()) {
                      if (name == "w") out = to_np(e.net.w);
-                     else if (name == "qcap") out = to_np(e.net.qcap);
-                     else if (name == "kjam") out = to_np(e.net.kjam);
                      else fail("traffic engine: no array named '" + name + "'");
                  }
                  return out;

@@ -698,7 +698,7 @@ void Engine::set_depth(const double* d) {
     const int32_t L = net.n_links;
     const double t = (double)step_k * dt;
     std::vector<uint8_t> newly(L, 0);
-    bool anynew = false;
+    bool anynew = false, anyopen = false;
     for (int32_t l = 0; l < L; ++l) {
         depth[l] = d[l];
         const double vold = veff[l];
@@ -719,12 +719,40 @@ void Engine::set_depth(const double* d) {
             anynew = true;
             stall_on_link(l, t);
         }
+        if (old & ~mask) anyopen = true;
     }
+    if (anyopen) reroute_incomplete();
     if (!anynew) return;
     std::vector<int32_t> vs;
     for (int32_t v = 0; v < (int32_t)n_vehicles(); ++v) {
         const uint8_t s = state[v];
         if ((s == SCHEDULED || s == WAITING || s == ON_LINK) && route_hits(*this, v, newly)) vs.push_back(v);
+    }
+    reroute(vs);
+}
+
+// Changes the number of lanes (contraflow, lane closures): capacity and storage scale with the
+// lanes, the backward wave speed does not.
+void Engine::set_lanes(const int32_t* ids, const double* lanes, int64_t n) {
+    for (int64_t k = 0; k < n; ++k) {
+        const int32_t l = ids[k];
+        const double f = lanes[k] / net.lanes[l];
+        net.lanes[l] = lanes[k];
+        net.qcap[l] *= f;
+        net.kjam[l] *= f;
+        qeff[l] = veff[l] * net.w[l] * net.kjam[l] / (veff[l] + net.w[l]);
+        if (veff[l] == net.vfree[l]) qeff[l] = net.qcap[l];
+    }
+}
+
+// After a link opens: vehicles without an open route to their destination try again.
+void Engine::reroute_incomplete() {
+    std::vector<int32_t> vs;
+    for (int32_t v = 0; v < (int32_t)n_vehicles(); ++v) {
+        const uint8_t s = state[v];
+        if ((s == SCHEDULED && r_len[v] == 0 && origin[v] != dest[v]) ||
+            (s == ON_LINK && net.to[pool[r_off[v] + r_len[v] - 1]] != dest[v]))
+            vs.push_back(v);
     }
     reroute(vs);
 }
@@ -742,15 +770,7 @@ void Engine::set_closed(const int32_t* ids, int64_t n, bool closed) {
         closed_manual[l] = closed ? 1 : 0;
     }
     if (!closed) {
-        // opening: vehicles without an open route try again
-        std::vector<int32_t> vs;
-        for (int32_t v = 0; v < (int32_t)n_vehicles(); ++v) {
-            const uint8_t s = state[v];
-            if ((s == SCHEDULED && r_len[v] == 0 && origin[v] != dest[v]) ||
-                (s == ON_LINK && net.to[pool[r_off[v] + r_len[v] - 1]] != dest[v]))
-                vs.push_back(v);
-        }
-        reroute(vs);
+        reroute_incomplete();
         return;
     }
     if (!anynew) return;

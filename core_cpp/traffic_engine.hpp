@@ -98,10 +98,12 @@ public:
     void step(int64_t n_steps);
     void set_depth(const double* d);
     void set_closed(const int32_t* ids, int64_t n, bool closed);
+    void set_lanes(const int32_t* ids, const double* lanes, int64_t n);
     void class_cost(int c, double* out) const;
     double link_tt(int32_t l) const;
     void reroute(std::vector<int32_t>& vehs);  // from the next node (or origin)
     void reroute_informed();
+    void reroute_incomplete();
     double ndown_at(int32_t l, double s) const;
     int64_t n_vehicles() const { return (int64_t)cls.size(); }
     void queue_counts(int32_t* qcount, double* qpcu) const;

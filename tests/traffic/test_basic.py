@@ -157,3 +157,15 @@ def test_link_state_table_and_parquet_roundtrip(grid5, tmp_path):
     tr.to_parquet(tmp_path / "trips.parquet")
     back = pd.read_parquet(tmp_path / "trips.parquet")
     assert [list(r) for r in back.route] == list(tr.route)
+
+
+def test_trip_eta():
+    net = corridor([300.0, 300.0, 300.0], 1)
+    tm = TrafficModel(net)
+    ids = tm.add_trips(pd.DataFrame({"origin": [0, 0], "destination": [3, 1], "depart_s": [0.0, 500.0]}))
+    vf = 50 / 3.6
+    assert tm.trip_eta_s(ids) == pytest.approx([900 / vf, 500 + 300 / vf])
+    tm.run_one_step(30)
+    assert tm.trip_eta_s(ids[:1])[0] == pytest.approx(900 / vf)   # on its second link, on time
+    tm.run_one_step(600)
+    assert tm.trip_eta_s(ids)[0] == tm.trips.arrive_s.iloc[0]

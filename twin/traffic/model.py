@@ -149,6 +149,7 @@ class TrafficModel:
             self.reroute_interval_s = float(reroute_interval_s)
             self._engine.reroute_every = int(round(n))
         self._exits_prev = np.zeros(network.n_links, dtype=np.int64)
+        self._contraflow: dict = {}
         self._flow = np.zeros(network.n_links)
         self._depth = np.zeros(network.n_links)
         self._vfree = links["free_speed_mps"].to_numpy(np.float64)
@@ -242,6 +243,43 @@ class TrafficModel:
     def open_links(self, ids) -> None:
         """Reopens links closed by close_links (flood closures follow the depth)."""
         self._engine.set_closed(self._link_ids(ids, "open_links"), False)
+
+    def set_lanes(self, ids, lanes) -> None:
+        """Changes the lanes of links (lane closures, works): capacity and storage scale with them."""
+        ids = self._link_ids(ids, "set_lanes")
+        lanes = np.broadcast_to(np.asarray(lanes, dtype=np.float64), ids.shape).copy()
+        bad = ~np.isfinite(lanes) | (lanes <= 0)
+        if bad.any():
+            raise ValueError(f"set_lanes: lanes = {float(lanes[bad][0])!r} for link {int(ids[bad][0])} must be > 0")
+        self._engine.set_lanes(ids, lanes)
+
+    @property
+    def link_lanes(self) -> np.ndarray:
+        return self._engine.get("lanes")
+
+    def set_contraflow(self, ids, active: bool = True) -> None:
+        """Contraflow for evacuation: each link in ``ids`` takes over the lanes of its reverse link
+        (same end nodes, opposite direction), which closes (vehicles on it drive out). With
+        ``active=False`` the reverse links reopen and the lanes return."""
+        ids = self._link_ids(ids, "set_contraflow")
+        fr, to = self.network.link_from_index, self.network.link_to_index
+        rev_of = {(int(a), int(b)): k for k, (a, b) in enumerate(zip(fr, to))}
+        pairs = []
+        for l in ids:
+            r = rev_of.get((int(to[l]), int(fr[l])))
+            if r is None:
+                raise ValueError(f"set_contraflow: link {int(l)} has no reverse link to take over")
+            pairs.append((int(l), r))
+        lanes = self._engine.get("lanes")
+        for l, r in pairs:
+            if active and l not in self._contraflow:
+                self._contraflow[l] = (r, float(lanes[l]), float(lanes[r]))
+                self._engine.set_closed(np.array([r], np.int32), True)
+                self._engine.set_lanes(np.array([l], np.int32), np.array([lanes[l] + lanes[r]]))
+            elif not active and l in self._contraflow:
+                r, nl, nr = self._contraflow.pop(l)
+                self._engine.set_lanes(np.array([l], np.int32), np.array([nl]))
+                self._engine.set_closed(np.array([r], np.int32), False)
 
     def _link_ids(self, ids, what) -> np.ndarray:
         a = np.atleast_1d(np.asarray(ids))
@@ -371,6 +409,39 @@ class TrafficModel:
         return TripStatus(np.asarray(TRIP_STATES)[st], self._engine.get("arrive")[ids],
                           self._engine.get("cur")[ids].astype(np.int64))
 
+    def trip_eta_s(self, trip_ids) -> np.ndarray:
+        """Expected arrival time of these trips by current link travel times (the arrival time once
+        arrived, ``inf`` while no open route exists, NaN for stalled or stranded trips); for dispatchers."""
+        ids = np.atleast_1d(np.asarray(trip_ids, dtype=np.int64))
+        e = self._engine
+        if ((ids < 0) | (ids >= e.n_vehicles)).any():
+            raise ValueError(f"trip_eta_s: trip id {ids[(ids < 0) | (ids >= e.n_vehicles)][0]} does not exist")
+        st, cls, arr = e.get("state"), e.get("cls"), e.get("arrive")
+        pool, off, ln, pos = e.get("pool"), e.get("r_off"), e.get("r_len"), e.get("r_pos")
+        dep, ready = e.get("depart"), e.get("t_ready")
+        orig, dest = e.get("origin"), e.get("dest")
+        to_idx = self.network.link_to_index
+        costs = {}
+        out = np.full(len(ids), np.nan)
+        now = self.time
+        for k, v in enumerate(ids):
+            s = st[v]
+            if s == 3:
+                out[k] = arr[v]
+            elif s in (0, 1, 2):
+                end = to_idx[pool[off[v] + ln[v] - 1]] if ln[v] > 0 else orig[v]
+                if end != dest[v]:  # no open route yet
+                    out[k] = np.inf
+                    continue
+                c = costs.setdefault(int(cls[v]), e.class_cost(int(cls[v])))
+                if s == 2:
+                    rest = pool[off[v] + pos[v] + 1:off[v] + ln[v]]
+                    out[k] = max(ready[v], now) + c[rest].sum()
+                else:
+                    rest = pool[off[v]:off[v] + ln[v]]
+                    out[k] = max(dep[v], now) + c[rest].sum()
+        return out
+
     @property
     def trips(self) -> pd.DataFrame:
         """One row per trip: origin, destination (node ids), vehicle_class, depart_s, arrive_s,
@@ -445,6 +516,7 @@ class TrafficModel:
             "exits_prev": self._exits_prev.copy(),
             "flow": self._flow.copy(),
             "depth": self._depth.copy(),
+            "contraflow": dict(self._contraflow),
         }
 
     def set_state(self, state: dict) -> None:
@@ -457,6 +529,7 @@ class TrafficModel:
         self._exits_prev = np.array(state["exits_prev"], dtype=np.int64)
         self._flow = np.array(state["flow"], dtype=float)
         self._depth = np.array(state["depth"], dtype=float)
+        self._contraflow = dict(state.get("contraflow", {}))
 
     def __repr__(self) -> str:
         c = self.counts()
