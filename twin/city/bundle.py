@@ -211,8 +211,8 @@ def tamky_manifest(R: dict, params: dict, links: pd.DataFrame, places: pd.DataFr
                                     source="CTU-SematX LegoCity opendata/trafic/giaothong.geojson (commit 03d2458), "
                                            "clipped to Quảng Nam / Đà Nẵng",
                                     licence="CC BY-SA 4.0"),
-            "typhoon_tracks": layer("sources/jtwc_wp_tracks_within300km_tamky_1945_2021.csv", synthetic=False,
-                                    summary="sources/storms_summary.csv",
+            "typhoon_tracks": layer("../jtwc/jtwc_wp_tracks_within300km_tamky_1945_2021.csv", synthetic=False,
+                                    summary="../jtwc/storms_summary.csv",
                                     source="Joint Typhoon Warning Center best tracks within 300 km of Tam Kỳ, "
                                            "1945–2021 (via github.com/atsuyaourt/jtwc_best_track_wp)",
                                     licence="public domain (US Government work)"),
