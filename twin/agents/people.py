@@ -199,7 +199,8 @@ class PeopleModel(mesa.Model):
         # ward codes as in ward_raster (the bundle's ward_id; names map to them for warnings)
         wcol = "ward_id" if "ward_id" in pop.columns else "ward"
         wcode = pop[wcol].to_numpy()
-        self._ward_names = dict(zip(pop["ward"].astype(str), wcode)) if "ward" in pop.columns else {}
+        ncol = "ward_name" if "ward_name" in pop.columns else ("ward" if wcol == "ward_id" else None)
+        self._ward_names = dict(zip(pop[ncol].astype(str), wcode)) if ncol else {}
         hh_tot = pop["households"].to_numpy(float) * p.population_scale
         ps_tot = pop["persons"].to_numpy(float) * p.population_scale
         if p.n_households is not None:
