@@ -357,7 +357,8 @@ class PeopleModel(mesa.Model):
         self.rescue_calls: list[dict] = []         # drained by EmergencyServices
         self.events = EventLog()
         self.redirections = 0
-        self._stalled = np.zeros(H, bool)
+        self._stalled = np.zeros(H, bool)       # their vehicle was left behind
+        self._redirected: list[tuple[int, int]] = []
 
     # ================================================================== warnings
     def issue_warning(self, t_s: float, channel: str, area=None) -> None:
@@ -629,6 +630,7 @@ class PeopleModel(mesa.Model):
         st_drive = idx[stalled & drive]
         if st_drive.size:
             self.state[st_drive] = WALK
+            self._stalled[st_drive] = True
             self.events.log(t1, st_drive, "vehicle_stalled")
         st_walk = idx[stalled & ~drive]
         self._trap(st_walk, t1, "stranded_walking")
@@ -661,6 +663,7 @@ class PeopleModel(mesa.Model):
             self.mv_off[st] = 0.0
             self.trip_id[st] = -1
             self.state[st] = WALK
+            self._stalled[st] = True
             self.events.log(t1, st, "vehicle_stalled")
 
     def _arrive(self, idx, t1):
@@ -694,12 +697,18 @@ class PeopleModel(mesa.Model):
         self.x[adm] = self.shelter_x[sa]
         self.y[adm] = self.shelter_y[sa]
         self.events.log(t1, adm, "arrived", [f"shelter {k}" for k in sa])
+        self._redirected = []
         for i, k in zip(at_sh[~fits], s[~fits]):
             i, k = int(i), int(k)
             if self.shelter_occupancy[k] + self.n_present[i] <= self.shelter_capacity[k]:
                 self._admit(i, k, t1)
             else:
                 self._redirect(i, k, t1)
+        if self._redirected:
+            g = np.array([r[0] for r in self._redirected], np.int64)
+            nodes = np.array([r[1] for r in self._redirected], np.int64)
+            self._depart(g, t1, use_vehicle=(self.vehicle[g] > 0) & ~self._stalled[g], from_node=nodes)
+        self._redirected = []
 
     def _admit(self, i, s, t):
         self.shelter_occupancy[s] += int(self.n_present[i])
@@ -730,9 +739,7 @@ class PeopleModel(mesa.Model):
         self.events.log(t, i, "redirected", f"from shelter {s} to dest {nd}")
         self.dest[i] = nd
         self.shelter[i] = nd if nd < self.n_shelters else -1
-        ii = np.array([i])
-        self._depart(ii, t, use_vehicle=np.array([self.vehicle[i] > 0 and self.traffic is not None]),
-                     from_node=np.array([node]))
+        self._redirected.append((i, node))   # departs with the others of this step (one add_trips)
 
     def _check_trapped(self, t1, d):
         p = self.params
