@@ -119,6 +119,7 @@ class PeopleParams:
     walk_stop_depth_vulnerable_m: float = 0.5
     vehicle_stall_depth_m: Mapping[str, float] = field(  # own movement when no traffic model
         default_factory=lambda: {"motorbike": 0.15, "car": 0.30})   # = twin.traffic.flood.STALL_DEPTH_M
+    abandon_vehicle_after_s: float = 7200.0  # stuck this long in a vehicle trip: leave it, walk on
     safe_elevation_quantile: float = 0.9     # road nodes above this elevation quantile are "outside"
     n_relatives_nodes: int = 20
 

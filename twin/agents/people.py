@@ -343,6 +343,7 @@ class PeopleModel(mesa.Model):
         self.mv_node = np.full(H, -1, np.int64)
         self.mv_off = np.zeros(H)
         self.trip_id = np.full(H, -1, np.int64)
+        self.drive_start_s = np.full(H, np.inf)
         self.trapped_s = np.full(H, np.inf)
         self.arrive_s = np.full(H, np.inf)
         self.hr = np.zeros(H)
@@ -554,6 +555,7 @@ class PeopleModel(mesa.Model):
         self.y[g] = self.graph.node_y[from_node]
         self.state[walk] = WALK
         self.state[drive] = DRIVE
+        self.drive_start_s[drive] = t
         if drive.size and self.traffic is not None:
             df = pd.DataFrame({
                 "origin": self._node_id(self.mv_node[drive]),
@@ -655,11 +657,15 @@ class PeopleModel(mesa.Model):
         self.y[arr] = g.node_y[self.mv_node[arr]]
         self.trip_id[arr] = -1
         self._arrive(arr, t1)
-        stalled = _is_stalled(state) & ~done
+        # stalled or stranded by the traffic model, or stuck for too long (gridlock): leave the vehicle
+        stuck = (t1 - self.drive_start_s[idx]) > self.params.abandon_vehicle_after_s
+        stalled = (_is_stalled(state) | stuck) & ~done
         st = idx[stalled]
         if st.size:
             # occupants leave the vehicle and walk on from the link's upstream node
-            self.mv_node[st] = g.link_from[np.maximum(link[stalled], 0)]
+            lk = link[stalled]
+            # the link's upstream node when on a link, else the trip's origin (home, or a full shelter)
+            self.mv_node[st] = np.where(lk >= 0, g.link_from[np.maximum(lk, 0)], self.mv_node[st])
             self.mv_off[st] = 0.0
             self.trip_id[st] = -1
             self.state[st] = WALK
@@ -936,7 +942,7 @@ class PeopleModel(mesa.Model):
 
     # ================================================================== restart
     _DYNAMIC = ("state", "x", "y", "recv_s", "evaluated", "warned_s", "act_s", "action", "dest", "shelter",
-                "mv_node", "mv_off", "trip_id", "trapped_s", "arrive_s", "hr", "max_hr", "p_hospital",
+                "mv_node", "mv_off", "trip_id", "drive_start_s", "trapped_s", "arrive_s", "hr", "max_hr", "p_hospital",
                 "p_max_hr", "n_present", "shelter_occupancy", "person_hours", "_stalled")
 
     def get_state(self) -> dict:
