@@ -126,7 +126,7 @@ def test_stuck_vehicle_trips_are_abandoned_after_the_patience_time():
     pm.run_one_step(300.0, None, None)
     drivers = np.flatnonzero(pm.state == DRIVE)
     assert drivers.size > 100 and tm.n_trips == drivers.size
-    for _ in range(11):                      # 3600 s after departure: not yet
+    for _ in range(12):                      # departed at t = 300 s; now t = 3900 s, 3600 s later: not yet
         pm.run_one_step(300.0, None, None)
     assert np.all(pm.state[drivers] == DRIVE)
     pm.run_one_step(300.0, None, None)       # 3900 s > 3600 s
