@@ -229,3 +229,15 @@ def test_warning_area_channels_and_tourists(city):
     pm2._apply_warning(0.0, "tv", None)
     got = np.isfinite(pm2.recv_s[:, 2])
     assert abs(got[pm2.kind == 0].mean() - 0.5) < 0.05 and got[pm2.kind == 1].mean() < 0.2
+
+
+def test_night_warnings_reach_fewer_people(city):
+    # scenario starts at 20:00; a TV warning at t = 0 (20:00) versus t = 4 h (00:00)
+    def reached(t_s):
+        pm = PeopleModel(city, {"n_tourists": 0, "start_hour_local": 20.0}, np.random.default_rng(4))
+        pm._apply_warning(t_s, "tv", None)
+        return np.isfinite(pm.recv_s[:, 2]).mean()
+
+    day, night = reached(0.0), reached(4 * 3600.0)
+    assert abs(day - 0.5) < 0.04                 # TV reach 0.5
+    assert abs(night - 0.5 * 0.2) < 0.03         # × night factor 0.2

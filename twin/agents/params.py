@@ -52,19 +52,24 @@ class ChannelParams:
     delay_mean_s: float
     credibility: float
     tourist_reach: float
+    night_reach_factor: float = 1.0   # reach × this between 22:00 and 06:00 (asleep, TV off) [Sorensen]
 
 
 DEFAULT_CHANNELS: dict[str, ChannelParams] = {
     # sirens / ward loudspeakers ("loa phường"): quick but heard by ~60 %, lower trust
-    "loudspeaker": ChannelParams(reach=0.6, delay_mean_s=600.0, credibility=0.0, tourist_reach=0.3),
+    "loudspeaker": ChannelParams(reach=0.6, delay_mean_s=600.0, credibility=0.0, tourist_reach=0.3,
+                                 night_reach_factor=0.6),
     # cell broadcast: fast and wide, medium trust
-    "cell_broadcast": ChannelParams(reach=0.85, delay_mean_s=300.0, credibility=0.3, tourist_reach=0.6),
+    "cell_broadcast": ChannelParams(reach=0.85, delay_mean_s=300.0, credibility=0.3, tourist_reach=0.6,
+                                    night_reach_factor=0.8),
     # TV: reach depends on who is watching; slower
-    "tv": ChannelParams(reach=0.5, delay_mean_s=1800.0, credibility=0.2, tourist_reach=0.1),
+    "tv": ChannelParams(reach=0.5, delay_mean_s=1800.0, credibility=0.2, tourist_reach=0.1,
+                        night_reach_factor=0.2),
     # door-to-door (ward officials, militia): near-complete reach, slow, most trusted
     "door_to_door": ChannelParams(reach=0.95, delay_mean_s=5400.0, credibility=1.2, tourist_reach=0.0),
     # hotel staff relaying an official warning to their guests
-    "hotel_staff": ChannelParams(reach=0.0, delay_mean_s=900.0, credibility=1.0, tourist_reach=0.9),
+    "hotel_staff": ChannelParams(reach=0.0, delay_mean_s=900.0, credibility=1.0, tourist_reach=0.9,
+                                 night_reach_factor=0.8),
 }
 
 
@@ -92,6 +97,8 @@ class PeopleParams:
     awareness_mean: float = 0.6              # residents: Beta mean, past floods make awareness high
     awareness_concentration: float = 6.0     # Beta a+b
     tourist_awareness: float = 0.1
+    start_hour_local: float | None = None    # local clock hour at t = 0 (time-of-day effect on warning
+                                             # reach); None: no time-of-day effect
     storey_height_m: float = 3.0
     max_storeys: int = 6
 

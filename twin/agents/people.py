@@ -401,6 +401,13 @@ class PeopleModel(mesa.Model):
         raise ValueError(f"issue_warning: area must be None, ward code(s), a shapely geometry or a "
                          f"boolean {self.shape} mask; got {type(area).__name__} {getattr(a, 'shape', '')}")
 
+    def _is_night(self, t_s) -> bool:
+        h0 = self.params.start_hour_local
+        if h0 is None:
+            return False
+        hour = (h0 + t_s / 3600.0) % 24.0
+        return hour >= 22.0 or hour < 6.0
+
     def _apply_warning(self, t_s, channel, area):
         p, rng = self.params, self.rng
         ci = CHANNELS.index(channel)
@@ -410,16 +417,19 @@ class PeopleModel(mesa.Model):
         u = rng.random(H)
         delay = rng.exponential(cp.delay_mean_s, H)
         tourist = self.kind == 1
-        reach = np.where(tourist, cp.tourist_reach, cp.reach)
+        night = self._is_night(t_s)
+        f = cp.night_reach_factor if night else 1.0
+        reach = np.where(tourist, cp.tourist_reach, cp.reach) * f
         got = inside & (u < reach)
         self.recv_s[:, ci] = np.where(got, np.minimum(self.recv_s[:, ci], t_s + delay), self.recv_s[:, ci])
         # hotel staff hear it like residents do, then brief their guests
         hs = p.channels["hotel_staff"]
-        staff_got = inside & tourist & (rng.random(H) < cp.reach) & (rng.random(H) < hs.tourist_reach)
+        fs = hs.night_reach_factor if night else 1.0
+        staff_got = inside & tourist & (rng.random(H) < cp.reach) & (rng.random(H) < hs.tourist_reach * fs)
         relay = t_s + delay + rng.exponential(hs.delay_mean_s, H)
         k = CHANNELS.index("hotel_staff")
         self.recv_s[:, k] = np.where(staff_got, np.minimum(self.recv_s[:, k], relay), self.recv_s[:, k])
-        self.warnings_log.append({"t_s": t_s, "channel": channel, "n_in_area": int(inside.sum()),
+        self.warnings_log.append({"t_s": t_s, "channel": channel, "night": night, "n_in_area": int(inside.sum()),
                                   "n_reached": int(got.sum() + staff_got.sum())})
 
     # ================================================================== stepping
