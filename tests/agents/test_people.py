@@ -59,6 +59,8 @@ def test_population_from_city_and_mesa_agents(city):
     a = pm.agents_by_type[Household].select(lambda a: a.members >= 1)
     assert len(a) == 1000
     pm.agents.shuffle_do("member_ages")  # AgentSet verbs work on the views
+    pm.step()                            # Mesa's step: one 300-s people step (dry without flood fields)
+    assert pm.steps == 1 and pm.time_s == 300.0
 
 
 def test_conservation_and_single_place_each_step(city):
