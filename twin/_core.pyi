@@ -52,6 +52,8 @@ class TrafficEngine:
     def queue_counts(self) -> tuple[NDArray[np.int32], NDArray[np.float64]]: ...
     def reroute(self, trip_ids: NDArray[np.int32]) -> None: ...
     reroute_every: int
+    route_on_departure: bool
+    emergency_overtake: bool
     threads: int
     record: bool
     @property

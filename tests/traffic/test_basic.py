@@ -169,3 +169,37 @@ def test_trip_eta():
     assert tm.trip_eta_s(ids[:1])[0] == pytest.approx(900 / vf)   # on its second link, on time
     tm.run_one_step(600)
     assert tm.trip_eta_s(ids)[0] == tm.trips.arrive_s.iloc[0]
+
+
+def test_damaged_state_is_an_error_not_a_crash(grid5):
+    tm = TrafficModel(grid5)
+    tm.add_trips(random_trips(grid5, 50, 4))
+    tm.run_one_step(120)
+    good = tm.get_state()
+    for key, bad in [("pool", lambda a: a + 10_000), ("head", lambda a: a[:-1]), ("vnext", lambda a: a + 99_999)]:
+        st = pickle.loads(pickle.dumps(good))
+        st["engine"][key] = bad(st["engine"][key])
+        with pytest.raises(ValueError, match="traffic state"):
+            tm.set_state(st)
+    st = pickle.loads(pickle.dumps(good))
+    st["engine"]["depth"] = st["engine"]["depth"].astype(np.float32)
+    with pytest.raises(ValueError, match="dtype"):
+        tm.set_state(st)
+    # a rejected state changed nothing
+    assert tm.time == 120.0 and np.array_equal(tm.get_state()["engine"]["pool"], good["engine"]["pool"])
+    tm.run_one_step(60)
+
+
+def test_without_the_link_log_results_are_the_same(grid5):
+    trips = random_trips(grid5, 300, 9)
+    runs = []
+    for record in (True, False):
+        tm = TrafficModel(grid5, record_links=record)
+        tm.add_trips(trips)
+        tm.run_one_step(3600)
+        runs.append(tm)
+    a, b = runs
+    assert np.array_equal(a.trips.arrive_s.to_numpy(), b.trips.arrive_s.to_numpy())
+    assert list(a.trips.route) == list(b.trips.route)
+    assert len(b.link_log) == 0 and len(a.link_log) > 0
+    assert b._engine.memory_bytes()["log"] == 0

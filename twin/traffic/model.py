@@ -49,6 +49,12 @@ class TrafficModel:
     pcu, stall_depth_m : dict
         Override the passenger-car units and stall depths per class (defaults in
         :mod:`twin.traffic.flood`).
+    route_on_departure : bool
+        Route each trip when it departs, by the travel times of that moment (default: when it is
+        added; both then reroute on closures and, if informed, periodically).
+    emergency_overtake : bool
+        Traffic pulls aside for emergency vehicles: an emergency vehicle leaves a link at its own
+        free-flow time even with a queue ahead (default: strict FIFO, priority only at the head).
     record_links : bool
         Keep the link traversal log (``link_log``: entry and exit time of every vehicle on every
         link). Without it ``trips.route`` is the current plan.
@@ -99,7 +105,8 @@ class TrafficModel:
 
     def __init__(self, network: RoadNetwork, dt: float = 1.0, seed=0, *, informed_share: float = 0.0,
                  reroute_interval_s: float | None = None, pcu: dict | None = None,
-                 stall_depth_m: dict | None = None, record_links: bool = True, threads: int | None = None):
+                 stall_depth_m: dict | None = None, record_links: bool = True, threads: int | None = None,
+                 route_on_departure: bool = False, emergency_overtake: bool = False):
         from twin import _core
 
         if not isinstance(network, RoadNetwork):
@@ -138,6 +145,8 @@ class TrafficModel:
             np.array([self.pcu[c] for c in VEHICLE_CLASSES]),
             np.array([self.stall_depth_m[c] for c in VEHICLE_CLASSES]))
         self._engine.record = bool(record_links)
+        self._engine.route_on_departure = bool(route_on_departure)
+        self._engine.emergency_overtake = bool(emergency_overtake)
         if threads is not None:
             self._engine.threads = int(threads)
         self.reroute_interval_s = None
@@ -188,8 +197,9 @@ class TrafficModel:
     # ------------------------------------------------------------------ demand
     def add_trips(self, df: pd.DataFrame) -> np.ndarray:
         """Adds trips (columns ``origin, destination, depart_s`` as node ids and seconds, optional
-        ``vehicle_class``, default car); returns their trip ids. Routes are computed now, by the
-        current travel times; a trip whose departure time has passed leaves at once."""
+        ``vehicle_class``, default car); returns their trip ids. Routes are computed now by the
+        current travel times (again at departure with ``route_on_departure``); a trip whose
+        departure time has passed leaves at once."""
         if not isinstance(df, pd.DataFrame):
             raise ValueError(f"add_trips: expected a DataFrame, got {type(df).__name__}")
         missing = [c for c in ("origin", "destination", "depart_s") if c not in df.columns]
@@ -400,7 +410,8 @@ class TrafficModel:
 
     def trip_status(self, trip_ids) -> TripStatus:
         """Cheap polling: ``(state, arrive_s, current_link)`` arrays for these trip ids; state names in
-        ``TRIP_STATES``; current_link is -1 off the network (the stall link for stalled trips)."""
+        ``TRIP_STATES``; current_link is the link a vehicle is on, the link where it stalled, or the
+        link at whose end it parked when stranded (-1 when it never entered the network or arrived)."""
         ids = np.atleast_1d(np.asarray(trip_ids, dtype=np.int64))
         bad = (ids < 0) | (ids >= self._engine.n_vehicles)
         if bad.any():
