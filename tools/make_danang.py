@@ -220,7 +220,7 @@ def main() -> int:
             "population": layer("population.csv", synthetic=True, source="order-of-magnitude synthetic totals",
                                 licence="CC BY-SA 4.0"),
             "inflows": layer("inflows.csv", synthetic=True, source=syn, licence="CC BY-SA 4.0"),
-            "sea_cells": layer(None, synthetic=False, derived_from="terrain", source="cells at or below 0 m (SRTM ocean surface) connected to the tile edge",
+            "sea_cells": layer(None, resolution_m=30, synthetic=False, derived_from="terrain", source="cells at or below 0 m (SRTM ocean surface) connected to the tile edge",
                                licence="public domain"),
         },
     }

@@ -199,7 +199,7 @@ def tamky_manifest(R: dict, params: dict, links: pd.DataFrame, places: pd.DataFr
             "inflows": layer("inflows.csv", synthetic=True,
                              source="Phú Ninh release point below the dam (spillways 1,053 + 853 m³/s), river inflow "
                                     "points at the domain edge", licence="CC BY-SA 4.0"),
-            "sea_cells": layer(None, synthetic=True, derived_from="landcover",
+            "sea_cells": layer(None, resolution_m=30, synthetic=True, derived_from="landcover",
                                source="land cover 'sea' plus water cells on the domain edge below 1 m "
                                       "(Trường Giang ends: tidal)", licence="CC BY-SA 4.0"),
             "coastline_rivers": layer("sources/gshhg_coast_rivers.geojson", synthetic=False,
