@@ -249,14 +249,15 @@ def difference_figure(run_a: Run, run_b: Run, height: int = 460) -> go.Figure:
 
 
 SERIES = (
+    ("flooded area (depth > 0.1 m)", "km²", tables.flooded_area_series, 1.0),
     ("people at high hazard (HR > 1.25)", "persons", tables.high_hazard_series, 1.0),
     ("ambulance response time", "min", tables.response_series, 1 / 60.0),
     ("closed road links", "% of links", tables.closed_share_series, 1.0),
 )
 
 
-def compare_series_figure(run_a: Run, run_b: Run, height: int = 520) -> go.Figure:
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
+def compare_series_figure(run_a: Run, run_b: Run, height: int = 640) -> go.Figure:
+    fig = make_subplots(rows=len(SERIES), cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=[s[0] for s in SERIES])
     for k, (title, unit, fn, scale) in enumerate(SERIES, start=1):
         for run, style, label in ((run_a, RUN_A_STYLE, "A"), (run_b, RUN_B_STYLE, "B")):
@@ -273,8 +274,8 @@ def compare_series_figure(run_a: Run, run_b: Run, height: int = 520) -> go.Figur
                                      line={**style, "width": 2}, marker={"color": style["color"], "size": 6,
                                      "symbol": "circle" if label == "A" else "diamond-open"}), row=k, col=1)
         fig.update_yaxes(title_text=unit, row=k, col=1, rangemode="tozero")
-    fig.update_xaxes(title_text="time since start (h)", row=3, col=1)
-    fig.update_layout(**base_layout(height=height, legend={"orientation": "h", "y": 1.1}))
+    fig.update_xaxes(title_text="time since start (h)", row=len(SERIES), col=1)
+    fig.update_layout(**base_layout(height=height, legend={"orientation": "h", "y": 1.08}))
     return fig
 
 

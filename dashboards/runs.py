@@ -81,6 +81,9 @@ def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
         except RunError as exc:
             info["error"] = str(exc)
             status = "corrupt"
+        desc = _description(p)
+        if desc and status != "corrupt" and desc != name:
+            name = f"{name}: {desc}"
         info["name"] = name
         info["status"] = status
         label = p.name if name == p.name else f"{p.name} — {name}"
@@ -88,6 +91,24 @@ def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
         out.append(info)
     out.sort(key=lambda d: (-d["mtime"], d["id"]))
     return out
+
+
+def _description(path: Path) -> str | None:
+    """First line of the scenario's description (scenario.yaml), shortened, for the run list."""
+    f = path / "scenario.yaml"
+    try:
+        if not f.exists() or f.stat().st_size > 1_000_000:
+            return None
+        import yaml
+
+        d = yaml.safe_load(f.read_text(encoding="utf-8"))
+    except Exception:
+        return None
+    desc = d.get("description") if isinstance(d, dict) else None
+    if not isinstance(desc, str) or not desc.strip():
+        return None
+    line = desc.strip().splitlines()[0].strip()
+    return line if len(line) <= 60 else line[:57] + "…"
 
 
 def run_options(runs_dir: str | Path) -> list[dict[str, str]]:

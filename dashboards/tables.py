@@ -255,3 +255,14 @@ def hospital_admissions(run: Run) -> pd.DataFrame | None:
     d = d.assign(patients=1.0)
     d["patients"] = d.groupby(hc)["patients"].cumsum()
     return d.rename(columns={hc: "hospital", "t_hospital_s": "t"})[["t", "hospital", "patients"]]
+
+
+def flooded_area_series(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
+    """Flooded area (all depth classes, km²) over time from kpis.json (series_t_s, flooded_area_m2)."""
+    k = run.kpis()
+    t, a = k.get("series_t_s"), k.get("flooded_area_m2")
+    if not isinstance(t, list) or not isinstance(a, list) or len(t) != len(a) or not t:
+        return None
+    vals = [sum(v for v in x.values() if isinstance(v, (int, float))) if isinstance(x, dict)
+            else (float(x) if isinstance(x, (int, float)) else np.nan) for x in a]
+    return np.asarray(t, float), np.asarray(vals, float) / 1e6

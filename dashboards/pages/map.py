@@ -61,7 +61,7 @@ def build_map(ctx, path, i: int = 0):
     run, layers, frames = res
     fig = figures.map_figure(run, layers, frames, i)
     notes = [html.Li(n) for n in layers.notes]
-    info = [html.P(f"Layers: {layers.source}."), html.P(f"{len(frames.t_s)} frames, {frames.factor}× block maximum of a "
+    info = [html.P(f"Run {run.id}: {run.display_name()}.", className="run-id"), html.P(f"Layers: {layers.source}."), html.P(f"{len(frames.t_s)} frames, {frames.factor}× block maximum of a "
             f"{len(frames.full_y)}×{len(frames.full_x)} grid at {frames.dx:.0f} m; peak depth {frames.max_depth_m:.2f} m."),
             html.Ul(notes) if notes else None]
     return fig, len(frames.t_s) - 1, time_marks(frames.t_s), i, None, info
