@@ -57,6 +57,10 @@ def design_hyetograph(storm, dt_s: float = 300.0) -> tuple[np.ndarray, np.ndarra
     dt_s = D / n
     t_mid = (np.arange(n) + 0.5) * dt_s
     tp = storm.peak_fraction * D
+    if storm.shape == "triangular":  # exact triangle (the flood model interpolates linearly)
+        peak = storm.peak_mm_per_h if storm.peak_mm_per_h is not None else 2.0 * idf_intensity_mm_per_h(
+            storm.return_period_years, D)
+        return np.array([0.0, tp, D]) + storm.start, np.array([0.0, peak, 0.0])
     if storm.shape == "uniform":
         mean = storm.peak_mm_per_h if storm.peak_mm_per_h is not None else idf_intensity_mm_per_h(
             storm.return_period_years, D)
@@ -171,11 +175,11 @@ class Twin:
     rngs: dict = field(default_factory=dict)
     events: list = field(default_factory=list)
     applied: set = field(default_factory=set)
-    sea_mask: np.ndarray | None = None
+    sea_mask: np.ndarray | None = None      # sea cells in the model (the coastal stage strip)
+    sea_full: np.ndarray | None = None      # every sea cell (maps)
     urban: np.ndarray | bool = True
     link_sampler: LinkDepthSampler | None = None
-    closure_depth_m: float = 0.3
-    flood_closed: np.ndarray | None = None
+    traffic_network: Any = None
     manual_closed: np.ndarray | None = None
     link_depth: np.ndarray | None = None
     free_flow_link_time_s: np.ndarray | None = None
@@ -187,6 +191,12 @@ class Twin:
     @property
     def valid(self) -> np.ndarray:
         return self.terrain.valid
+
+    @property
+    def land(self) -> np.ndarray:
+        """Valid cells that are not sea: where flooded area, damage and maps count."""
+        sea = self.sea_full if self.sea_full is not None else self.sea_mask
+        return self.terrain.valid if sea is None else self.terrain.valid & ~sea
 
     @property
     def cell_area(self) -> float:
@@ -224,9 +234,10 @@ class Twin:
 
     @property
     def closed(self) -> np.ndarray:
-        if self.flood_closed is None:
+        """Links closed to cars (by water or by an intervention)."""
+        if self.traffic is None:
             return np.zeros(0, bool)
-        return self.flood_closed | self.manual_closed
+        return np.asarray(self.traffic.link_closed, dtype=bool)
 
     # -- events -----------------------------------------------------------------------------------
     def apply_events(self, t0: float, t1: float, stop_time: float) -> list[str]:
@@ -242,37 +253,23 @@ class Twin:
 
     # -- couplings --------------------------------------------------------------------------------
     def update_roads(self) -> None:
-        """Roads ← flood depth: link depth (deepest sample), closure above the closure depth."""
+        """Roads ← flood depth: each link's depth is the deepest cell sampled along its geometry;
+        the traffic model turns it into the Pregnolato speed and per-class stall closures."""
         if self.traffic is None or self.link_sampler is None:
             return
         d = self.depth()
         if d is None:
             return
         self.link_depth = self.link_sampler.max(d)
-        if hasattr(self.traffic, "set_link_depth"):
-            self.traffic.set_link_depth(self.link_depth)
-        now = self.link_depth >= self.closure_depth_m
-        before = self.closed.copy()
-        self.flood_closed = now
-        after = self.closed
-        to_close = np.flatnonzero(after & ~before)
-        to_open = np.flatnonzero(~after & before)
-        if len(to_close):
-            self.traffic.close_links(to_close)
-        if len(to_open):
-            self.traffic.open_links(to_open)
+        self.traffic.set_link_depth(self.link_depth)
 
     def close_manual(self, ids, close: bool = True) -> None:
         ids = np.asarray(ids, dtype=int)
-        before = self.closed.copy()
         self.manual_closed[ids] = close
-        after = self.closed
-        to_close = np.flatnonzero(after & ~before)
-        to_open = np.flatnonzero(~after & before)
-        if len(to_close):
-            self.traffic.close_links(to_close)
-        if len(to_open):
-            self.traffic.open_links(to_open)
+        if close:
+            self.traffic.close_links(ids)
+        else:
+            self.traffic.open_links(ids)
 
     def assimilate(self, t_s: float) -> None:
         if self.assimilator is not None and self.flood is not None:
@@ -281,21 +278,21 @@ class Twin:
     # -- tables -------------------------------------------------------------------------------------
     def links_table(self, t_s: float) -> pd.DataFrame:
         tm = self.traffic
-        L = len(self.flood_closed)
+        L = tm.network.n_links
         depth = self.link_depth if self.link_depth is not None else np.zeros(L)
+        closed = self.closed
         df = pd.DataFrame({
             "t_s": np.full(L, float(t_s)),
             "link_id": np.arange(L, dtype=np.int64),
             "depth_m": depth.astype(float),
-            "speed_factor": speed_factor_from_depth(depth),
-            "closed": self.closed.copy(),
-            "closed_by_water": self.flood_closed.copy(),
+            "speed_factor": np.asarray(tm.link_speed_factor, dtype=float),
+            "closed": closed,
+            "closed_by_water": closed & ~self.manual_closed,
+            "flow_veh_per_s": np.asarray(tm.link_flow, dtype=float),
+            "density_veh_per_m": np.asarray(tm.link_density, dtype=float),
+            "speed_mps": np.asarray(tm.link_speed, dtype=float),
+            "queue_veh": np.asarray(tm.link_queue, dtype=float),
         })
-        for name, attr in (("flow_vph", "link_flow"), ("density_vpm", "link_density"),
-                           ("speed_mps", "link_speed"), ("queue_veh", "link_queue")):
-            arr = getattr(tm, attr, None)
-            if arr is not None and len(arr) == L:
-                df[name] = np.asarray(arr, dtype=float)
         return df
 
     def _cells_at(self, x, y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -306,27 +303,25 @@ class Twin:
         return np.clip(rows, 0, ny - 1), np.clip(cols, 0, nx - 1), ok
 
     def people_table(self, t_s: float) -> pd.DataFrame:
-        df = self.people.state_table()
-        df = df.reset_index(drop=("agent_id" in df.columns)) if df.index.name is not None else df.copy()
-        if "agent_id" not in df.columns:
-            df = df.rename(columns={"unique_id": "agent_id", "id": "agent_id"})
+        """The people model's state table with ``t_s``, the water depth at each agent's cell and the
+        FD2321 hazard class of the agent's own hazard rating (which sees upper floors)."""
+        df = self.people.state_table().copy()
         df.insert(0, "t_s", float(t_s))
-        if "persons" not in df.columns:
-            df["persons"] = 1.0
-        if self.flood is not None and "x" in df.columns and "y" in df.columns:
+        if self.flood is not None:
             r, c, ok = self._cells_at(df["x"].to_numpy(), df["y"].to_numpy())
-            d = np.where(ok, self.depth()[r, c], 0.0)
-            v = np.where(ok, self.speed()[r, c], 0.0)
-            urb = self.urban[r, c] if isinstance(self.urban, np.ndarray) else self.urban
-            hr = hazard_rating(d, v, urb)
-            df["depth_m"] = d
-            df["hazard_rating"] = hr
-            names = np.array([h[0] for h in HAZARD_CLASSES], dtype=object)
-            df["hazard_class"] = np.where(d > 0, names[hazard_class(hr)], "none")
+            df["depth_m"] = np.where(ok, self.depth()[r, c], 0.0).astype(float)
         else:
             df["depth_m"] = 0.0
-            df["hazard_rating"] = 0.0
-            df["hazard_class"] = "none"
+        if "hazard_rating" not in df.columns:
+            r, c, ok = self._cells_at(df["x"].to_numpy(), df["y"].to_numpy())
+            v = np.where(ok, self.speed()[r, c], 0.0) if self.flood is not None else 0.0
+            df["hazard_rating"] = hazard_rating(df["depth_m"].to_numpy(), v)
+        hr = df["hazard_rating"].to_numpy(float)
+        names = np.array([h[0] for h in HAZARD_CLASSES], dtype=object)
+        df["hazard_class"] = np.where(hr > 0, names[hazard_class(hr)], "none")
+        for col in df.columns:
+            if isinstance(df[col].dtype, pd.CategoricalDtype):
+                df[col] = df[col].astype(str)
         return df
 
     def people_state_counts(self) -> dict:
@@ -405,8 +400,7 @@ class Twin:
             comp = getattr(self, name)
             if comp is not None and hasattr(comp, "get_state"):
                 st[name] = comp.get_state()
-        if self.flood_closed is not None:
-            st["flood_closed"] = self.flood_closed.copy()
+        if self.manual_closed is not None:
             st["manual_closed"] = self.manual_closed.copy()
             st["link_depth"] = None if self.link_depth is None else self.link_depth.copy()
         return st
@@ -424,8 +418,7 @@ class Twin:
         mine = {e.key for e in self.events}
         self.applied = set(st.get("applied", [])) & mine if fork else set(st.get("applied", []))
         self.log = list(st.get("log", []))
-        if "flood_closed" in st and self.flood_closed is not None:
-            self.flood_closed = st["flood_closed"].copy()
+        if "manual_closed" in st and self.manual_closed is not None:
             self.manual_closed = st["manual_closed"].copy()
             self.link_depth = None if st["link_depth"] is None else st["link_depth"].copy()
 
@@ -451,6 +444,7 @@ def build_twin(scenario: Scenario, city=None) -> Twin:
         if p is not None and p.is_file():
             tw.input_files.append(p)
     _urban_mask(tw)
+    _apply_build_time_interventions(tw)
     _build_flood(tw)
     if sc.traffic is not None and sc.traffic.enabled:
         _build_traffic(tw)
@@ -486,13 +480,38 @@ def _sea_mask(tw: Twin) -> np.ndarray | None:
         # cells below 0 m that are connected (4-neighbour) to the map edge: the sea, not inland pits
         from scipy import ndimage
 
+        # (SRTM writes its water surfaces as exactly 0 m, so "below zero" means z <= 0 here)
         z = tw.terrain.elevation
-        below = np.isfinite(z) & (z < 0.0) & tw.terrain.valid
+        below = np.isfinite(z) & (z <= 0.0) & tw.terrain.valid
         lab, n = ndimage.label(below)
-        edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
-        m = np.isin(lab, edge[edge > 0])
+        outer = ~tw.terrain.valid
+        outer = ndimage.binary_dilation(outer) if outer.any() else outer
+        touch = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1], lab[outer & below]]))
+        m = np.isin(lab, touch[touch > 0])
     m = m & tw.terrain.valid
     return m if m.any() else None
+
+
+def _trim_sea(tw: Twin) -> None:
+    """Keep a strip of ``flood.sea.strip_cells`` sea cells along the coast as the tidal stage
+    boundary; the open sea beyond it becomes nodata (outside the model). The strip holds the sea
+    level, so the water the land sends to the sea leaves the model there (counted as outflow)."""
+    from scipy import ndimage
+
+    k = tw.scenario.flood.sea.strip_cells
+    sea = tw.sea_mask
+    land = tw.terrain.valid & ~sea
+    near = ndimage.binary_dilation(land, iterations=k) if land.any() else land
+    keep = sea & near
+    tw.sea_full = sea
+    if keep.sum() == sea.sum():
+        return
+    from twin.terrain import Terrain
+
+    t = tw.terrain
+    z = np.where(sea & ~keep, np.nan, t.elevation)
+    tw.terrain = Terrain.from_array(z, t.cell_size, origin=(t.transform.c, t.transform.f), crs=t.crs)
+    tw.sea_mask = keep
 
 
 def rain_series(tw: Twin) -> tuple[np.ndarray, np.ndarray] | None:
@@ -578,6 +597,10 @@ def _inflow_point(tw: Twin, name: str) -> tuple[float, float]:
     key = _norm(name)
     m = inf[inf["name"].map(_norm) == key]
     if len(m) == 0:
+        m = inf[inf["name"].map(lambda n: key in _norm(n))]
+    if len(m) > 1:
+        raise ValueError(f"inflow point {name!r} matches several inflows: {', '.join(map(str, m['name']))}")
+    if len(m) == 0:
         raise ValueError(f"inflow point {name!r} not found in city {tw.scenario.city!r} "
                          f"(have: {', '.join(map(str, inf['name']))})")
     return float(m.iloc[0]["x"]), float(m.iloc[0]["y"])
@@ -595,6 +618,10 @@ def _place_xy(tw: Twin, place: str) -> tuple[float, float]:
     if pl is None or len(pl) == 0:
         raise ValueError(f"place {place!r}: the city bundle has no places")
     m = pl[(pl["place_id"].astype(str) == str(place)) | (pl["name"].map(_norm) == _norm(place))]
+    if len(m) == 0:
+        m = pl[pl["name"].map(lambda n: _norm(place) in _norm(n))]
+    if len(m) > 1:
+        raise ValueError(f"place {place!r} matches several places: {', '.join(map(str, m['name']))}")
     if len(m) == 0:
         raise ValueError(f"place {place!r} not found in city {tw.scenario.city!r} (by place_id or name)")
     return float(m.iloc[0]["x"]), float(m.iloc[0]["y"])
@@ -646,13 +673,20 @@ def _build_flood(tw: Twin) -> None:
     if manning is None:
         manning = 0.03
     kw = dict(manning=manning, solver=f.solver, dtype=f.dtype, alpha=f.alpha, theta=f.theta, threads=f.threads)
-    fm = FloodModel(terrain, **kw)
-    tw.flood = fm
     z = terrain.elevation
     h0 = np.zeros(terrain.shape)
     if f.initial_water == "city" and getattr(city, "water_depth0", None) is not None:
         h0 = np.nan_to_num(np.asarray(city.water_depth0, float))
     tw.sea_mask = _sea_mask(tw)
+    if tw.sea_mask is not None:
+        _trim_sea(tw)
+        terrain = tw.terrain
+        z = terrain.elevation
+        h0 = np.where(terrain.valid, h0, 0.0)
+    if isinstance(manning, np.ndarray):
+        manning = np.where(terrain.valid, np.nan_to_num(manning, nan=0.03), 0.03)
+    fm = FloodModel(terrain, **kw | {"manning": manning})
+    tw.flood = fm
     # edges
     for edge in ("north", "south", "east", "west"):
         fm.set_boundary(edge, getattr(f.boundaries, edge))
@@ -708,42 +742,65 @@ def _build_flood(tw: Twin) -> None:
 
 def _build_traffic(tw: Twin) -> None:
     from twin.traffic import TrafficModel
+    from twin.traffic.demand import background_trips
 
     sc = tw.scenario
+    tr = sc.traffic
     net = tw.city.roads
-    if sc.traffic.largest_component_only and hasattr(net, "largest_strongly_connected"):
+    if tr.largest_component_only:
         net = net.largest_strongly_connected()
     tw.traffic_network = net
-    tm = TrafficModel(net, dt=sc.traffic.dt, seed=int(tw.rngs["traffic"].integers(2**31 - 1)))
+    tm = TrafficModel(net, dt=tr.dt, seed=tw.rngs["traffic"], informed_share=tr.informed_share,
+                      reroute_interval_s=tr.reroute_interval if tr.informed_share > 0 else None,
+                      stall_depth_m=tr.stall_depth_m or None, record_links=tr.record_link_log)
     tw.traffic = tm
     L = net.n_links
     tw.link_sampler = LinkDepthSampler(net.links, tw.terrain.transform, tw.terrain.shape,
-                                       sc.traffic.depth_sample_spacing_m, valid=tw.terrain.valid)
-    tw.closure_depth_m = sc.traffic.closure_depth_m
-    tw.flood_closed = np.zeros(L, bool)
+                                       tr.depth_sample_spacing_m, valid=tw.terrain.valid)
     tw.manual_closed = np.zeros(L, bool)
     tw.link_depth = np.zeros(L)
-    trips = background_trips(tw, net)
-    if len(trips):
-        tm.add_trips(trips)
+    if tr.background_trips_per_day > 0:
+        start_hour = sc.start.hour + sc.start.minute / 60.0
+        trips = background_trips(net, tr.background_trips_per_day, 0.0, sc.duration, tw.rngs["demand"],
+                                 start_hour=start_hour, class_share=tr.vehicle_mix or None)
+        if len(trips):
+            tm.add_trips(trips)
 
 
-def background_trips(tw: Twin, net) -> pd.DataFrame:
-    """Poisson background demand over the run, uniform over node pairs, class by the scenario mix."""
+def _apply_build_time_interventions(tw: Twin) -> None:
+    """Interventions that change the city or the services before they are built (``at: 0``):
+    a shelter opened (a place becomes a shelter with the given capacity) and extra units."""
     sc = tw.scenario
-    rng = tw.rngs["demand"]
-    rate = sc.traffic.background_trips_per_h / 3600.0
-    n = int(rng.poisson(rate * sc.duration))
-    nodes = np.asarray(net.nodes.index if "id" not in net.nodes else net.nodes["id"])
-    if n == 0 or len(nodes) < 2:
-        return pd.DataFrame(columns=["origin", "destination", "depart_s", "vehicle_class"])
-    depart = np.sort(rng.uniform(0.0, sc.duration, n))
-    o = rng.integers(0, len(nodes), n)
-    d = (o + rng.integers(1, len(nodes), n)) % len(nodes)
-    classes = list(sc.traffic.vehicle_mix)
-    p = np.asarray([sc.traffic.vehicle_mix[c] for c in classes], float)
-    cls = np.asarray(classes, dtype=object)[rng.choice(len(classes), n, p=p / p.sum())]
-    return pd.DataFrame({"origin": nodes[o], "destination": nodes[d], "depart_s": depart, "vehicle_class": cls})
+    for i, iv in enumerate(sc.interventions):
+        if iv.type == "shelter_open":
+            if iv.at != 0:
+                raise ValueError(f"interventions.{i}.at: a shelter_open is applied when the twin is built "
+                                 f"(at: 0); got {iv.at:g} s")
+            pl = tw.city.places
+            hit = (pl["place_id"].astype(str) == str(iv.place)) | (pl["name"].map(_norm) == _norm(iv.place))
+            if not hit.any():
+                raise ValueError(f"interventions.{i}.place: {iv.place!r} not found in the city's places")
+            pl = pl.copy()
+            pl.loc[hit, "kind"] = "shelter"
+            pl.loc[hit, "capacity"] = iv.capacity
+            _replace_city_attr(tw, "places", pl)
+        elif iv.type == "extra_units":
+            if iv.at != 0:
+                raise ValueError(f"interventions.{i}.at: extra_units join when the twin is built (at: 0); got {iv.at:g} s")
+            tw.forcing.setdefault("extra_units", []).append((iv.unit, iv.count))
+
+
+def _replace_city_attr(tw: Twin, name: str, value) -> None:
+    import copy as _copy
+
+    city = _copy.copy(tw.city)
+    try:
+        setattr(city, name, value)
+    except AttributeError:  # a frozen dataclass
+        import dataclasses
+
+        city = dataclasses.replace(city, **{name: value})
+    tw.city = city
 
 
 def _build_people(tw: Twin) -> None:
@@ -760,7 +817,17 @@ def _build_services(tw: Twin) -> None:
     from twin.agents import EmergencyServices
 
     sc = tw.scenario
-    tw.services = EmergencyServices(tw.city, dict(sc.services.params), tw.rngs["services"],
+    params = dict(sc.services.params)
+    for unit, count in tw.forcing.get("extra_units", []):
+        pl = tw.city.places
+        if unit == "boat":
+            n_st = int((pl["kind"] == "fire_station").sum())
+            base = params.get("n_boats") or params.get("boats_per_station", 2) * max(n_st, 1)
+            params["n_boats"] = int(base) + int(count)
+        else:  # ambulances are based at hospitals: spread the extra ones over them
+            n_h = max(int((pl["kind"] == "hospital").sum()), 1)
+            params["ambulances_per_hospital"] = int(params.get("ambulances_per_hospital", 3)) + int(math.ceil(count / n_h))
+    tw.services = EmergencyServices(tw.city, params, tw.rngs["services"],
                                     traffic=tw.traffic, people=tw.people)
 
 
@@ -840,18 +907,17 @@ def _make_event(tw: Twin, i: int, iv, name: str) -> list[Event]:
         if iv.until is not None:
             evs.append(Event(iv.until, i, name + ".reopen", lambda tw, ids=ids: tw.close_manual(ids, False)))
         return evs
-    if t == "shelter_open":
-        def apply(tw, iv=iv):
-            comp = tw.people if tw.people is not None and hasattr(tw.people, "open_shelter") else tw.services
-            _require(comp, "open_shelter", name)(iv.place, iv.capacity)
-        return [Event(iv.at, i, name, apply)]
-    if t == "extra_units":
-        def apply(tw, iv=iv):
-            _require(tw.services, "add_units", name)(iv.unit, iv.count, iv.base)
-        return [Event(iv.at, i, name, apply)]
+    if t in ("shelter_open", "extra_units"):
+        if t == "shelter_open" and tw.people is None and tw.services is None:
+            raise ValueError(f"{name}: needs the people or services section enabled")
+        if t == "extra_units" and tw.services is None:
+            raise ValueError(f"{name}: needs the services section enabled")
+        return []  # applied when the twin was built (_apply_build_time_interventions)
     if t == "warning":
         def apply(tw, iv=iv):
             _require(tw.people, "issue_warning", name)(iv.at, iv.channel, area=iv.area)
+        if tw.people is None:
+            raise ValueError(f"{name}: a warning needs the people section enabled")
         return [Event(iv.at, i, name, apply)]
     if t == "reservoir_release":
         return []  # folded into the reservoir release hydrograph at build time

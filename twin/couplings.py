@@ -94,7 +94,6 @@ class LinkDepthSampler:
         self.n_links = len(links)
         self.shape = shape
         cell_idx, link_idx = [], []
-        inv = ~transform
         for i, geom in enumerate(links["geometry"]):
             if geom is None or geom.is_empty:
                 continue
@@ -104,7 +103,8 @@ class LinkDepthSampler:
             pts = [geom.interpolate(d) for d in dists]
             xs = np.array([p.x for p in pts])
             ys = np.array([p.y for p in pts])
-            cols, rows = inv * (xs, ys)
+            cols = (xs - transform.c) / transform.a   # north-up rasters (b = d = 0)
+            rows = (ys - transform.f) / transform.e
             rows = np.floor(rows).astype(int)
             cols = np.floor(cols).astype(int)
             ok = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)

@@ -45,7 +45,7 @@ def member_scenarios(scenario, members: int, vary=()) -> list[tuple[dict, list[s
     return out
 
 
-def run_member(scenario_dict: dict, out_dir: str) -> dict:
+def run_member(scenario_dict: dict, out_dir: str, city=None) -> dict:
     """Run one member (in whatever process) and return its summary."""
     from twin.build import build_twin
     from twin.scenario import _validate
@@ -53,7 +53,7 @@ def run_member(scenario_dict: dict, out_dir: str) -> dict:
 
     sc = _validate(scenario_dict, source=f"ensemble member {out_dir}", base_dir=None)
     t0 = time.perf_counter()
-    sim = Simulation(build_twin(sc), out_dir=out_dir)
+    sim = Simulation(build_twin(sc, city=city), out_dir=out_dir)
     sim.run()
     kp = json.loads((Path(out_dir) / "kpis.json").read_text())
     return {"out_dir": str(out_dir), "seed": sc.seed, "wall_time_s": time.perf_counter() - t0,
@@ -62,13 +62,13 @@ def run_member(scenario_dict: dict, out_dir: str) -> dict:
 
 def run_ensemble(scenario, members: int, out_dir, vary=(), scheduler: str | None = None,
                  n_workers: int | None = None, serial: bool = False, thresholds=(0.1, 0.5, 1.0),
-                 progress: bool = False) -> dict:
+                 progress: bool = False, city=None) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     specs = member_scenarios(scenario, members, vary)
     dirs = [str(out / f"member-{i:03d}") for i in range(members)]
     if serial:
-        results = [run_member(d, o) for (d, _), o in zip(specs, dirs)]
+        results = [run_member(d, o, city) for (d, _), o in zip(specs, dirs)]
         where = "serial"
     else:
         from dask.distributed import Client, LocalCluster
@@ -86,7 +86,7 @@ def run_ensemble(scenario, members: int, out_dir, vary=(), scheduler: str | None
             client = Client(cluster)
             where = f"LocalCluster({nw} workers)"
         try:
-            futs = [client.submit(run_member, d, o, key=f"member-{i:03d}-{scenario.name}", pure=False)
+            futs = [client.submit(run_member, d, o, city, key=f"member-{i:03d}-{scenario.name}", pure=False)
                     for i, ((d, _), o) in enumerate(zip(specs, dirs))]
             if progress:
                 from dask.distributed import progress as dprog

@@ -274,6 +274,7 @@ class Sea(_Model):
     constituents: list[TideConstituent] = Field(default_factory=list)
     surge: Surge | None = None
     sea_cells: Literal["city", "below_zero"] = "city"
+    strip_cells: int = Field(3, ge=1, le=1000, description="sea cells kept along the coast as the stage boundary")
     stage_step: PositiveDuration = 600.0
 
 
@@ -312,15 +313,19 @@ class Flood(_Model):
 # other components
 # --------------------------------------------------------------------------------------------
 class Traffic(_Model):
+    """Road traffic (``twin.traffic.TrafficModel``) with everyday background demand."""
+
     enabled: bool = True
     dt: PositiveDuration = 2.0
-    background_trips_per_h: float = Field(600.0, ge=0)
-    vehicle_mix: dict[Literal["motorbike", "car", "bus", "truck"], Annotated[float, Field(ge=0)]] = Field(
-        default_factory=lambda: {"motorbike": 0.8, "car": 0.15, "bus": 0.02, "truck": 0.03}
-    )
-    closure_depth_m: float = Field(0.3, gt=0, le=5)
+    background_trips_per_day: float = Field(20000.0, ge=0, description="Poisson, Tam Kỳ daily profile")
+    vehicle_mix: dict[Literal["motorbike", "car", "bus", "truck"], Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="class shares of background trips (default the traffic model's Tam Kỳ mix)")
+    informed_share: float = Field(0.0, ge=0, le=1, description="share of trips rerouting on current times")
+    reroute_interval: PositiveDuration = 300.0
+    stall_depth_m: dict[Literal["motorbike", "car", "bus", "truck", "emergency"], Annotated[float, Field(gt=0, le=5)]] | None = None
     depth_sample_spacing_m: float = Field(15.0, gt=0)
     largest_component_only: bool = True
+    record_link_log: bool = False
 
 
 class People(_Model):
@@ -389,12 +394,16 @@ class RoadClosure(_Intervention):
 
 
 class ShelterOpen(_Intervention):
+    """A place (school, public building...) opened as a shelter with ``capacity`` persons (at build)."""
+
     type: Literal["shelter_open"]
     place: str
     capacity: int = Field(..., gt=0)
 
 
 class ExtraUnits(_Intervention):
+    """Extra ambulances (spread over the hospitals) or rescue boats, in service from the start."""
+
     type: Literal["extra_units"]
     unit: Literal["ambulance", "boat"]
     count: int = Field(..., gt=0, le=1000)
@@ -403,9 +412,8 @@ class ExtraUnits(_Intervention):
 
 class Warning_(_Intervention):
     type: Literal["warning"]
-    channel: Literal["sms", "cell_broadcast", "siren", "loudspeaker", "radio", "tv", "door_to_door"] = "sms"
-    area: list[str] | None = Field(None, description="ward names; none = whole city")
-    level: Literal["watch", "warning", "evacuate"] = "evacuate"
+    channel: Literal["cell_broadcast", "loudspeaker", "tv", "door_to_door"] = "cell_broadcast"
+    area: list[str] | None = Field(None, description="ward names/codes; none = the whole city")
 
 
 class ReservoirRelease(_Intervention):
@@ -697,12 +705,60 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_scenario(path: str | Path, overrides: list[str] | dict | None = None, check_paths: bool = True) -> Scenario:
-    """Read, override and validate a scenario file. Raises :class:`ScenarioError` (a ``ValueError``)."""
+def _deep_merge(base: dict, child: dict) -> dict:
+    out = dict(base)
+    for k, v in child.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _resolve_relative_paths(data: Any, base: Path) -> Any:
+    """Paths in an extended (base) file stay relative to *that* file."""
+    if isinstance(data, dict):
+        out = {}
+        for k, v in data.items():
+            if k in ("file", "store", "track_file") and isinstance(v, str) and not Path(v).is_absolute():
+                out[k] = str((base / v).resolve())
+            else:
+                out[k] = _resolve_relative_paths(v, base)
+        return out
+    if isinstance(data, list):
+        return [_resolve_relative_paths(v, base) for v in data]
+    return data
+
+
+def read_scenario_data(path: Path, _seen: tuple = ()) -> dict:
+    """The raw mapping of a scenario file, with ``extends: other.yaml`` merged in (the child's keys
+    win; mappings merge key by key, lists and values replace)."""
     path = Path(path)
+    if path.resolve() in _seen:
+        raise ScenarioError(f"{path}: extends: cycle through {' -> '.join(map(str, _seen))}")
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise ScenarioError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    ext = data.pop("extends", None)
+    if ext is None:
+        return data
+    if not isinstance(ext, str):
+        raise ScenarioError(f"{path}: extends: expected a file name, got {ext!r}")
+    base_path = (path.resolve().parent / ext).resolve()
+    if not base_path.exists():
+        raise ScenarioError(f"{path}: extends: file not found: {base_path}")
+    base = read_scenario_data(base_path, _seen + (path.resolve(),))
+    base = _resolve_relative_paths(base, base_path.parent)
+    return _deep_merge(base, data)
+
+
+def load_scenario(path: str | Path, overrides: list[str] | dict | None = None, check_paths: bool = True) -> Scenario:
+    """Read, override and validate a scenario file. Raises :class:`ScenarioError` (a ``ValueError``).
+
+    A file may start from another with ``extends: base.yaml`` (a what-if that changes a few keys).
+    """
+    path = Path(path)
+    data = read_scenario_data(path)
     data = apply_overrides(data, overrides, source=str(path))
     base = path.resolve().parent
     # a city given as a relative path (not a bundle name) is resolved against the file

@@ -105,6 +105,8 @@ class Simulation:
 
             self.output = RunOutput(self, self.out_dir)
         self._started_wall: float | None = None
+        self._base_wall = 0.0
+        self._steps_in_run = 0
         self._initialized = False
 
     # -- clock ---------------------------------------------------------------------------------
@@ -151,9 +153,12 @@ class Simulation:
             self._log("assimilation")
             tw.assimilate(t1)
         self.iteration += 1
+        self._steps_in_run += 1
         self._after_step()
 
     def _after_step(self) -> None:
+        if self._started_wall is not None:
+            self.wall_time = self._base_wall + (_time.monotonic() - self._started_wall)
         self._log("callbacks")
         for cb in list(self.callbacks.values()):
             if cb.schedule(self):
@@ -179,14 +184,31 @@ class Simulation:
         """
         self.running = True
         self.stop_reason = None
-        self.initialize()
-        bar = _ProgressBar(self) if progress is True else None
         t_wall = _time.monotonic()
         self._started_wall = t_wall
-        base_wall = self.wall_time
+        base_wall = self._base_wall = self.wall_time
+        self._steps_in_run = 0
+        self.initialize()
+        bar = _ProgressBar(self) if progress is True else None
+        # Ctrl-C is deferred to the end of the current step, so the checkpoint is consistent
+        # (a second Ctrl-C interrupts at once, without a checkpoint).
+        self._interrupted = False
+        self._hard_interrupt = False
+        old_handler = None
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            def _on_sigint(signum, frame):
+                if self._interrupted:
+                    self._hard_interrupt = True
+                    raise KeyboardInterrupt
+                self._interrupted = True
+            old_handler = signal.signal(signal.SIGINT, _on_sigint)
         try:
             while self.running and not self.finished:
                 self.time_step()
+                if self._interrupted:
+                    raise KeyboardInterrupt
                 self.wall_time = base_wall + (_time.monotonic() - t_wall)
                 if bar is not None:
                     bar.update(self)
@@ -196,7 +218,7 @@ class Simulation:
                 self.stop_reason = f"stop time {self.stop_time:g} s reached"
         except KeyboardInterrupt:
             self.wall_time = base_wall + (_time.monotonic() - t_wall)
-            if self.output is not None:
+            if self.output is not None and not self._hard_interrupt:
                 path = self.output.checkpoint(self)
                 print(f"\ninterrupted at t = {_fmt_t(self.time)}; checkpoint {path}\n"
                       f"resume with: twin run --resume {self.out_dir}", file=sys.stderr)
@@ -204,6 +226,8 @@ class Simulation:
         except NumericalInstability:
             raise
         finally:
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
             if bar is not None:
                 bar.close()
         if self.output is not None:
@@ -239,7 +263,7 @@ class Simulation:
             self.output.set_state(state["output"])
             self._initialized = True
         else:
-            self._initialized = self.iteration > 0 and self.output is None
+            self._initialized = self.iteration > 0
 
 
 # -- stop callbacks ------------------------------------------------------------------------------
@@ -250,7 +274,7 @@ def _stop_time_exceeded(sim: Simulation) -> None:
 
 
 def _wall_time_exceeded(sim: Simulation) -> None:
-    if sim.wall_time_limit is None or sim._started_wall is None:
+    if sim.wall_time_limit is None or sim._started_wall is None or sim._steps_in_run == 0:
         return
     used = sim.wall_time
     if used >= sim.wall_time_limit:
@@ -320,7 +344,7 @@ class _ProgressBar:
 
 # -- convenience ------------------------------------------------------------------------------------
 def run_scenario(scenario, out_dir: str | Path | None = None, overrides: list[str] | None = None,
-                 progress: bool = False, stop_time: float | None = None, seed: int | None = None):
+                 progress: bool = False, stop_time: float | None = None, seed: int | None = None, city=None):
     """Load (if a path), build and run a scenario; returns the finished :class:`Simulation`.
 
     ``out_dir`` makes it a recorded run (the run folder); ``stop_time`` shortens the horizon.
@@ -334,7 +358,7 @@ def run_scenario(scenario, out_dir: str | Path | None = None, overrides: list[st
         scenario = scenario.with_overrides(overrides)
     if seed is not None:
         scenario = scenario.with_overrides({"seed": int(seed)})
-    twin = build_twin(scenario)
+    twin = build_twin(scenario, city=city)
     sim = Simulation(twin, stop_time=stop_time, out_dir=out_dir,
                      wall_time_limit=scenario.outputs.wall_time_limit)
     sim.run(progress=progress)

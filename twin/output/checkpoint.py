@@ -29,7 +29,7 @@ def _scenario_of_run(run_dir: Path):
     return load_scenario(path)
 
 
-def resume_run(run_dir: str | Path, progress: bool = False):
+def resume_run(run_dir: str | Path, progress: bool = False, city=None):
     """Continue an interrupted run in its own folder from its latest checkpoint."""
     from twin.build import build_twin
     from twin.simulation import Simulation
@@ -40,7 +40,7 @@ def resume_run(run_dir: str | Path, progress: bool = False):
         raise FileNotFoundError(f"{run_dir}: no checkpoint to resume from (checkpoints/ is empty)")
     state = load_checkpoint(ck)
     scenario = _scenario_of_run(run_dir)
-    twin = build_twin(scenario)
+    twin = build_twin(scenario, city=city)
     sim = Simulation(twin, out_dir=run_dir, wall_time_limit=scenario.outputs.wall_time_limit)
     sim.set_state(state)
     sim.run(progress=progress)
@@ -48,7 +48,7 @@ def resume_run(run_dir: str | Path, progress: bool = False):
 
 
 def fork_run(run_dir: str | Path, at_s: float, overrides: list[str] | None, out_dir: str | Path,
-             progress: bool = False):
+             progress: bool = False, city=None):
     """Start a what-if from run ``run_dir`` at ``at_s`` seconds with scenario ``overrides``."""
     from twin.build import build_twin
     from twin.simulation import Simulation
@@ -61,7 +61,7 @@ def fork_run(run_dir: str | Path, at_s: float, overrides: list[str] | None, out_
         raise ValueError(f"fork time {at_s:g} s must be a multiple of the coupling step {dt:g} s "
                          f"within [0, {base.duration:g}] s")
     # 1. the base run's state at the fork time
-    twin0 = build_twin(base)
+    twin0 = build_twin(base, city=city)
     sim0 = Simulation(twin0, stop_time=at_s, record=False)
     usable = [p for p in checkpoints(run_dir) if load_checkpoint(p)["time_s"] <= at_s + 1e-9]
     if usable:
@@ -72,7 +72,7 @@ def fork_run(run_dir: str | Path, at_s: float, overrides: list[str] | None, out_
     # 2. the new scenario from that state
     new = base.with_overrides(list(overrides or []), source=f"fork of {run_dir}")
     new = new.with_overrides({"name": f"{base.name}-fork"}) if new.name == base.name else new
-    twin1 = build_twin(new)
+    twin1 = build_twin(new, city=city)
     sim = Simulation(twin1, out_dir=out_dir, wall_time_limit=new.outputs.wall_time_limit)
     sim.iteration = state["iteration"]
     twin1.set_state(state["twin"], fork=True)

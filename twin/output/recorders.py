@@ -94,6 +94,12 @@ class RunOutput:
                 dtype=self.outputs.fields_dtype, title=f"Tam Kỳ Twin run of scenario {sc.name}",
                 history=f"{_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} twin run",
                 nodata_mask=tw.valid,
+                static={
+                    "elevation": (np.where(tw.valid, tw.terrain.elevation, np.nan).astype("float32"),
+                                  {"long_name": "ground elevation", "units": "m", "standard_name": "surface_altitude"}),
+                    "land": (tw.land.astype("int8"),
+                             {"long_name": "land cell (1) or sea/nodata (0); KPIs count land only", "units": "1"}),
+                },
             )
         self.links_w = ParquetPartsWriter(self.dir / "links.parquet")
         self.people_w = ParquetPartsWriter(self.dir / "people.parquet")
@@ -135,7 +141,7 @@ class RunOutput:
         s = self.series
         s["t_s"].append(float(sim.time))
         d = tw.depth()
-        s["flooded_area_m2"].append(depth_class_areas(d, tw.cell_area, tw.valid) if d is not None else {})
+        s["flooded_area_m2"].append(depth_class_areas(d, tw.cell_area, tw.land) if d is not None else {})
         s["links_closed_share"].append(float(np.mean(tw.closed)) if tw.traffic is not None and len(tw.closed) else None)
         if tw.flood is not None:
             s["volume_m3"].append(float(tw.flood.volume_balance().get("volume_m3", np.nan)))
@@ -249,12 +255,13 @@ class RunOutput:
         }
         if tw.flood is not None:
             d = tw.depth()
-            out["flooded_area_final_m2"] = depth_class_areas(d, tw.cell_area, tw.valid)
-            out["flooded_area_max_m2"] = float(sum(depth_class_areas(tw.flood.max_depth, tw.cell_area, tw.valid).values()))
+            out["flooded_area_final_m2"] = depth_class_areas(d, tw.cell_area, tw.land)
+            out["flooded_area_max_m2"] = float(sum(depth_class_areas(tw.flood.max_depth, tw.cell_area, tw.land).values()))
+            out["land_area_m2"] = float(tw.land.sum() * tw.cell_area)
             out["volume_balance"] = {k: float(v) for k, v in tw.flood.volume_balance().items()}
             out["max_depth_at_places"] = tw.max_depth_at_places()
             out["direct_damage"] = direct_damage(
-                np.where(tw.valid, tw.flood.max_depth, 0.0),
+                np.where(tw.land, tw.flood.max_depth, 0.0),
                 getattr(tw.city, "landcover", None) if tw.city is not None else None,
                 getattr(tw.city, "landcover_classes", None) if tw.city is not None else None,
                 tw.cell_area,
@@ -264,8 +271,10 @@ class RunOutput:
             out["people_exposure_person_hours"] = K.exposure_person_hours(people, self.outputs.tables_every)
             out["evacuation_clearance_s"] = K.clearance_times(people)
             out["people_states"] = [x for x in s["people_states"]]
+            out["people_model"] = tw.people.kpis() if hasattr(tw.people, "kpis") else None
         if tw.services is not None:
             out["ambulance_response_s"] = K.response_times(incidents)
+            out["services_model"] = tw.services.kpis() if hasattr(tw.services, "kpis") else None
         if tw.traffic is not None:
             closed = K.links_closed_share(links)
             out["road_links_closed_share"] = closed
@@ -282,9 +291,8 @@ class RunOutput:
 
         tw = sim.twin
         z = np.where(tw.valid, tw.terrain.elevation, np.nan)
-        md = np.where(tw.valid & (tw.flood.max_depth >= 0.05), tw.flood.max_depth, np.nan)
-        if tw.sea_mask is not None:
-            md = np.where(tw.sea_mask, np.nan, md)
+        md = np.where(tw.land & (tw.flood.max_depth >= 0.05), tw.flood.max_depth, np.nan)
+        sea = tw.sea_full if tw.sea_full is not None else tw.sea_mask
         b = tw.terrain.bounds
         ext = (b[0], b[2], b[1], b[3]) if len(b) == 4 else None
         fig, ax = plt.subplots(figsize=(8, 8 * z.shape[0] / max(z.shape[1], 1) + 0.6), dpi=110)
@@ -292,8 +300,8 @@ class RunOutput:
         zz = np.nan_to_num(z, nan=np.nanmin(z) if np.isfinite(z).any() else 0.0)
         ax.imshow(ls.hillshade(zz, vert_exag=2, dx=tw.terrain.cell_size, dy=tw.terrain.cell_size),
                   cmap="gray", extent=ext, alpha=0.8)
-        if tw.sea_mask is not None:
-            ax.imshow(np.where(tw.sea_mask, 1.0, np.nan), cmap="Blues", vmin=0, vmax=3, extent=ext, alpha=0.6)
+        if sea is not None:
+            ax.imshow(np.where(sea, 1.0, np.nan), cmap="Blues", vmin=0, vmax=3, extent=ext, alpha=0.6)
         im = ax.imshow(md, cmap="turbo", vmin=0, vmax=max(1.0, float(np.nanpercentile(md, 99)) if np.isfinite(md).any() else 1),
                        extent=ext, alpha=0.85)
         fig.colorbar(im, ax=ax, shrink=0.7, label="maximum water depth [m]")

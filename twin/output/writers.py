@@ -55,7 +55,7 @@ class NetCDFGridWriter:
 
     def __init__(self, path: Path, *, x: np.ndarray, y: np.ndarray, crs, start: _dt.datetime,
                  variables: list[str], dtype: str = "float32", title: str = "", history: str = "",
-                 nodata_mask: np.ndarray | None = None):
+                 nodata_mask: np.ndarray | None = None, static: dict | None = None):
         self.path = Path(path)
         self.x, self.y = np.asarray(x, float), np.asarray(y, float)
         self.crs = crs
@@ -64,6 +64,7 @@ class NetCDFGridWriter:
         self.dtype = np.dtype(dtype)
         self.title, self.history = title, history
         self.mask = nodata_mask
+        self.static = static or {}
         self.n_written = 0
 
     # -- file -------------------------------------------------------------------------------
@@ -114,6 +115,13 @@ class NetCDFGridWriter:
         dy = float(self.y[1] - self.y[0]) if len(self.y) > 1 else -1.0
         sr.GeoTransform = f"{self.x[0] - dx / 2} {dx} 0 {self.y[0] - dy / 2} 0 {dy}"
         fill = np.float32(np.nan) if self.dtype == np.float32 else np.nan
+        for name, (arr, attrs) in self.static.items():
+            a = np.asarray(arr)
+            v = ds.createVariable(name, a.dtype, ("y", "x"), zlib=True, complevel=1)
+            v[:] = a
+            for k, val in attrs.items():
+                setattr(v, k, val)
+            v.grid_mapping = "spatial_ref"
         for name in self.variables:
             var = ds.createVariable(
                 name, self.dtype, ("time", "y", "x"), zlib=True, complevel=1, shuffle=True,

@@ -1,0 +1,228 @@
+"""City bundles: terrain, land cover, roads, places, wards and population of a city, with provenance.
+
+    from twin import load_city
+    city = load_city("tamky")            # the shipped Tam Kỳ bundle at 30 m
+    city = load_city("tamky", 10)        # 10 m: generated once, deterministically, into the cache
+    city = load_city("danang")           # the real-terrain Đà Nẵng case (SRTM 30 m)
+    city = load_city("/path/to/bundle")  # a folder made by `twin city import`
+
+Every layer says where it comes from (``city.manifest["layers"][name]``: source, licence, resolution,
+synthetic flag); ``twin city info NAME`` prints them.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from twin.city.bundle import available_cities, cache_dir, find_bundle, user_city_dir
+
+__all__ = ["City", "load_city", "available_cities", "cache_dir", "user_city_dir", "LANDCOVER_NAMES"]
+
+LANDCOVER_NAMES = {1: "sea", 2: "water", 3: "urban_dense", 4: "urban_sparse", 5: "paddy", 6: "forest", 7: "sand"}
+PLACE_KINDS = ("hospital", "school", "shelter", "hotel", "fire_station", "police", "dispatch", "pumping_station",
+               "gauge_stage", "gauge_rain", "gauge_tide", "public_building")
+
+
+@dataclass
+class City:
+    """A loaded city bundle (see docs/architecture.md, "City bundle")."""
+
+    name: str
+    manifest: dict
+    terrain: object                      # twin.terrain.Terrain
+    manning: np.ndarray                  # (ny, nx) Manning n [s m^-1/3]
+    landcover: np.ndarray                # (ny, nx) int codes
+    landcover_classes: dict              # code -> name
+    building_fraction: np.ndarray        # (ny, nx) [-]
+    water_depth0: np.ndarray             # (ny, nx) initial water depth [m]
+    roads: object                        # twin.roads.RoadNetwork
+    places: pd.DataFrame                 # place_id, name, kind, x, y, capacity, ward, source, ...
+    wards: pd.DataFrame                  # GeoDataFrame: ward_id, ward, area_km2, geometry (EPSG:32649)
+    ward_raster: np.ndarray              # (ny, nx) int: 0 outside, else ward_id
+    population: pd.DataFrame             # per ward
+    sea_cells: np.ndarray                # (ny, nx) bool: where the sea / tide boundary applies
+    inflows: pd.DataFrame                # name, x, y, kind, ...
+    path: Path | None = None
+    resolution_m: float = 30.0
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def shape(self):
+        return self.landcover.shape
+
+    def places_of(self, kind: str) -> pd.DataFrame:
+        return self.places[self.places["kind"] == kind]
+
+    def ward_of(self, x, y) -> np.ndarray:
+        """Ward ids at points (0 outside every ward)."""
+        r, c = self.terrain.rowcol(np.asarray(x, float), np.asarray(y, float))
+        ny, nx = self.shape
+        ok = (r >= 0) & (r < ny) & (c >= 0) & (c < nx)
+        out = np.zeros(np.shape(r), int)
+        out[ok] = self.ward_raster[r[ok], c[ok]]
+        return out
+
+    def layer_table(self) -> pd.DataFrame:
+        """One row per layer: name, synthetic, resolution_m, source, licence, file."""
+        rows = []
+        for name, d in self.manifest.get("layers", {}).items():
+            rows.append({"layer": name, "kind": "synthetic" if d.get("synthetic") else "real",
+                         "resolution_m": d.get("resolution_m", ""), "source": d.get("source", ""),
+                         "licence": d.get("licence", ""), "file": d.get("file") or f"(derived from {d.get('derived_from', '?')})"})
+        return pd.DataFrame(rows)
+
+
+def load_city(name_or_path="tamky", resolution_m: float = 30) -> City:
+    """Load a city bundle by name (``tamky``, ``danang``, or one made by ``twin city import``) or folder.
+
+    ``resolution_m`` other than the bundle's native resolution resamples the rasters (mean for elevation,
+    fractions and depths, majority for land cover, nearest for wards); for the Tam Kỳ bundle 10 m is
+    regenerated from the shipped generator and sources (once, into :func:`cache_dir`).
+    """
+    from twin.city import bundle as B
+    from twin.city._compat import road_network_class, terrain_class
+
+    folder = find_bundle(name_or_path)
+    import json
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    name = manifest.get("name", folder.name)
+    try:
+        resolution_m = float(resolution_m)
+    except (TypeError, ValueError):
+        raise ValueError(f"load_city: resolution_m must be a number of metres, got {resolution_m!r}") from None
+    if not resolution_m > 0:
+        raise ValueError(f"load_city: resolution_m must be > 0, got {resolution_m!r}")
+    layers = manifest["layers"]
+    native = float(manifest.get("native_resolution_m", layers["terrain"].get("resolution_m", 30)))
+    crs = manifest.get("crs", "EPSG:32649")
+    x0, y0, x1, y1 = manifest["bounds"]
+    classes_meta = layers["landcover"].get("classes", {})
+    classes = {int(k): (v["name"] if isinstance(v, dict) else str(v)) for k, v in classes_meta.items()} or dict(LANDCOVER_NAMES)
+
+    def _grid_ok(r):
+        nx, ny = (x1 - x0) / r, (y1 - y0) / r
+        return abs(nx - round(nx)) < 1e-6 and abs(ny - round(ny)) < 1e-6
+
+    if not _grid_ok(resolution_m):
+        raise ValueError(f"load_city({name!r}): resolution_m={resolution_m:g} does not divide the bundle extent "
+                         f"{x1 - x0:.0f} x {y1 - y0:.0f} m (native {native:g} m)")
+
+    generated = None
+    if abs(resolution_m - native) > 1e-9 and layers["terrain"].get("generator") == "tamky" and resolution_m < native:
+        generated = _tamky_generated(folder, resolution_m)
+
+    def raster(key, resampling, file_key="file"):
+        f = layers[key].get(file_key) if key in layers else None
+        if f is None:
+            return None
+        a, _, _ = B.read_raster(folder / f, resolution_m=None if resolution_m == native else resolution_m,
+                                resampling=resampling, bounds=(x0, y0, x1, y1) if resolution_m != native else None,
+                                crs=crs if resolution_m != native else None)
+        return a
+
+    if generated is not None:
+        elev = generated["elevation"]
+        lc = generated["landcover"].astype(np.int16)
+        bfrac = generated["building_fraction"]
+        depth0 = generated["water_depth0"]
+        wr = raster("wards", "nearest", "raster")
+    else:
+        elev = raster("terrain", "average")
+        lcf = raster("landcover", "mode")
+        lc = np.where(np.isfinite(lcf), lcf, 0).astype(np.int16)
+        bfrac = raster("building_fraction", "average")
+        depth0 = raster("water_depth0", "average")
+        wr = raster("wards", "nearest", "raster")
+    shape = elev.shape
+    if bfrac is None:
+        bfrac = np.zeros(shape)
+    if depth0 is None:
+        depth0 = np.zeros(shape)
+    bfrac = np.nan_to_num(bfrac, nan=0.0)
+    depth0 = np.nan_to_num(depth0, nan=0.0)
+    wr = np.zeros(shape, np.int32) if wr is None else np.nan_to_num(wr, nan=0).astype(np.int32)
+
+    manning = np.full(shape, np.nan)
+    for k, v in classes_meta.items():
+        if isinstance(v, dict) and "manning_n" in v:
+            manning[lc == int(k)] = float(v["manning_n"])
+    if generated is None and layers.get("manning", {}).get("file"):
+        m_file = raster("manning", "average")
+        manning = np.where(np.isfinite(m_file) & (m_file > 0), m_file, manning)
+    default_n = float(layers.get("manning", {}).get("default", 0.035))
+    manning[~np.isfinite(manning)] = default_n
+
+    TerrainCls = terrain_class()
+    terrain = TerrainCls.from_array(elev, resolution_m, origin=(x0, y1), crs=crs, nodata=None)
+
+    sea_class = [int(k) for k, v in classes.items() if v == "sea"]
+    water_class = [int(k) for k, v in classes.items() if v == "water"]
+    sea = np.isin(lc, sea_class)
+    if manifest.get("sea_below_m") is not None:
+        sea |= np.isfinite(elev) & (elev < float(manifest["sea_below_m"]))
+    edge = np.zeros(shape, bool)
+    edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = True
+    sea |= edge & np.isin(lc, water_class) & np.isfinite(elev) & (elev < 1.0)
+
+    RN = road_network_class()
+    if "roads" in layers and layers["roads"].get("file"):
+        nodes, links = B.read_roads(folder)
+        roads = RN.from_frames(nodes, links)
+    else:
+        roads = None
+
+    def table(key, reader=pd.read_csv):
+        f = layers.get(key, {}).get("file")
+        return reader(folder / f) if f and (folder / f).exists() else None
+
+    places = table("places")
+    if places is None:
+        places = pd.DataFrame(columns=["place_id", "name", "kind", "x", "y", "capacity", "ward", "source"])
+    places["ward"] = places["ward"].fillna("").astype(str)
+    population = table("population")
+    if population is None:
+        population = pd.DataFrame(columns=["ward", "households", "persons", "share_elderly", "share_children",
+                                           "share_motorbike", "share_car", "share_no_vehicle", "mean_storeys"])
+    inflows = table("inflows")
+    if inflows is None:
+        inflows = pd.DataFrame(columns=["name", "x", "y", "kind"])
+    wards = None
+    if layers.get("wards", {}).get("file"):
+        import geopandas as gpd
+        wards = gpd.read_file(folder / layers["wards"]["file"]).to_crs(crs)
+    if wards is None:
+        wards = pd.DataFrame(columns=["ward_id", "ward", "geometry"])
+
+    return City(name=name, manifest=manifest, terrain=terrain, manning=manning, landcover=lc,
+                landcover_classes=classes, building_fraction=bfrac, water_depth0=depth0, roads=roads,
+                places=places, wards=wards, ward_raster=wr, population=population, sea_cells=sea,
+                inflows=inflows, path=folder, resolution_m=resolution_m)
+
+
+def _tamky_generated(folder: Path, resolution_m: float) -> dict:
+    """Finer-than-shipped Tam Kỳ rasters: generated once from the shipped sources into the cache."""
+    from twin.city import bundle as B
+    from twin.city import synth
+    tag = f"r{resolution_m:g}m"
+    cdir = cache_dir() / "tamky" / tag
+    files = {k: cdir / f"{k}.tif" for k in ("elevation", "landcover", "building_fraction", "water_depth0")}
+    if not all(p.exists() for p in files.values()):
+        warnings.warn(f"generating the Tam Kỳ {resolution_m:g} m terrain into {cdir} (once, ~10 s)", UserWarning,
+                      stacklevel=3)
+        R = synth.synthesize_rasters(folder / "sources", resolution_m)
+        cdir.mkdir(parents=True, exist_ok=True)
+        crs = f"EPSG:{synth.CRS_EPSG}"
+        for k, p in files.items():
+            a = R[k].astype(np.uint8 if k == "landcover" else np.float32)
+            tmp = p.with_suffix(".tmp.tif")
+            B.write_raster(tmp, a, R["transform"], crs)
+            tmp.replace(p)
+    out = {}
+    for k, p in files.items():
+        a, _, _ = B.read_raster(p)
+        out[k] = a
+    return out
