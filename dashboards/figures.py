@@ -55,12 +55,23 @@ def fmt_time(t_s: float) -> str:
 # ---------------------------------------------------------------------------------------------
 # map
 # ---------------------------------------------------------------------------------------------
+def depth_scale_max(frames: Frames) -> float:
+    """Top of the depth colour scale: the 99th percentile of wet cells rounded up to 0.5 m (≥ 0.5 m),
+    so that a deep reservoir does not wash out street-level flooding; deeper cells show the top colour."""
+    return max(0.5, float(np.ceil(min(frames.max_depth_m, frames.scale_max_m) * 2) / 2))
+
+
 def depth_trace(frames: Frames, i: int) -> go.Heatmap:
-    zmax = max(0.5, float(np.ceil(frames.max_depth_m * 2) / 2))
+    zmax = depth_scale_max(frames)
+    ticks = list(np.linspace(0.0, zmax, 6))
+    text = [f"{v:g}" for v in ticks]
+    if frames.max_depth_m > zmax + 0.01:
+        text[-1] = f"≥ {zmax:g}"
     return go.Heatmap(
         x=np.round(frames.x, 1), y=np.round(frames.y, 1), z=frames.frame_z(i), zmin=0.0, zmax=zmax,
         colorscale=DEPTH_SCALE, name="flood depth", hoverongaps=False,
-        colorbar={"title": {"text": "depth (m)"}, "thickness": 14, "len": 0.8, "x": 1.0},
+        colorbar={"title": {"text": "depth (m)"}, "thickness": 14, "len": 0.8, "x": 1.0,
+                  "tickvals": ticks, "ticktext": text},
         hovertemplate="x %{x:.0f} m<br>y %{y:.0f} m<br>depth %{z:.2f} m<extra></extra>",
     )
 

@@ -228,7 +228,7 @@ flood:
   loss_rate_mm_per_h: 2
   rain: {{kind: design_storm, return_period_years: {rp}, duration: 1h}}
   sea: {{enabled: false}}
-traffic: {{background_trips_per_h: 400}}
+traffic: {{background_trips_per_day: 9600}}
 outputs: {{fields_every: 10min, tables_every: 10min, kpis_every: 10min, png: false}}
 """
 
