@@ -199,15 +199,24 @@ def place_series_figure(run: Run, frames: Frames, layers: Layers, place_id: str,
     fig = go.Figure()
     if series is None:
         return empty_figure(f"{name} lies outside the flood grid of this run", 260)
-    fig.add_trace(go.Scatter(x=hours(frames.t_s), y=np.round(series, 3), mode="lines", name="simulated depth",
+    ylabel, label = "water depth (m)", "simulated depth"
+    if kind in ("gauge_stage", "gauge_tide") and layers.elevation is not None \
+            and layers.elevation.shape == (len(frames.full_y), len(frames.full_x)):
+        cell = frames.cell_of(float(r["x"]), float(r["y"]))
+        if cell is not None and np.isfinite(layers.elevation[cell]):
+            # a stage gauge reads the water surface: ground elevation + depth (m above the model datum)
+            series = np.asarray(series, float) + float(layers.elevation[cell])
+            ylabel, label = "water level (m above datum)", "simulated water level"
+    fig.add_trace(go.Scatter(x=hours(frames.t_s), y=np.round(series, 3), mode="lines", name=label,
                              line={"color": RUN_A_STYLE["color"], "width": 2}))
     if observed is not None:
         fig.add_trace(go.Scatter(x=hours(observed[0]), y=observed[1], mode="markers", name=observed[2],
                                  marker={"color": "black", "size": 5, "symbol": "circle-open"}))
-    fig.update_layout(**base_layout(height=260, title={"text": f"{name} ({kind})", "font": {"size": 14}},
-                                    margin={"l": 60, "r": 20, "t": 40, "b": 45}),
+    fig.update_layout(**base_layout(height=300, title={"text": f"{name} ({kind})", "font": {"size": 14}},
+                                    margin={"l": 60, "r": 20, "t": 40, "b": 80},
+                                    legend={"orientation": "h", "y": -0.45, "font": {"size": 11}}),
                       xaxis={"title": {"text": "time since start (h)"}},
-                      yaxis={"title": {"text": "water depth (m)"}, "rangemode": "tozero"})
+                      yaxis={"title": {"text": ylabel}})
     return fig
 
 
@@ -440,8 +449,9 @@ def observed_vs_simulated_figure(obs, sim, title: str, unit: str) -> go.Figure:
                                  line={"color": RUN_B_STYLE["color"], "dash": "dash", "width": 2}))
     if not fig.data:
         return empty_figure("no observations for this datastream yet")
-    fig.update_layout(**base_layout(height=320, title={"text": title, "font": {"size": 14}},
-                                    legend={"orientation": "h", "y": -0.25}),
+    fig.update_layout(**base_layout(height=340, title={"text": title, "font": {"size": 14}},
+                                    margin={"l": 60, "r": 20, "t": 40, "b": 90},
+                                    legend={"orientation": "h", "y": -0.4}),
                       xaxis={"title": {"text": "time (local, Asia/Ho_Chi_Minh)"}},
                       yaxis={"title": {"text": unit or "value"}})
     return fig

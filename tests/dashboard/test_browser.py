@@ -16,18 +16,22 @@ PAGES = [("/", "map"), ("/builder", "builder"), ("/compare", "compare"), ("/sens
 
 @pytest.fixture(scope="module")
 def server(runs_dir, scenarios_dir, tmp_path_factory):
-    import duckdb
+    import numpy as np
+
+    from twin.sensors.model import Datastream, Station
+    from twin.sensors.store import SensorStore
 
     db = tmp_path_factory.mktemp("store") / "sensors.duckdb"
-    con = duckdb.connect(str(db))
-    con.execute("create table observations (datastream_id varchar, phenomenon_time timestamptz, result double, quality_flag varchar)")
-    con.execute("create table datastreams (datastream_id varchar, name varchar, unit varchar, observed_property varchar, place_id varchar, x double, y double)")
     p = fx.places().set_index("place_id").loc["G1"]
-    con.execute("insert into datastreams values ('G1-stage', 'Trạm thủy văn Tam Kỳ', 'm', 'river_stage', 'G1', ?, ?)", [p.x, p.y])
-    for k in range(13):
-        con.execute("insert into observations values ('G1-stage', timestamptz '2020-10-27 17:00:00+00' + ?::integer * interval 30 minute, ?, ?)",
-                    [k, 1.0 + 0.2 * k, "good" if k != 7 else "spike"])
-    con.close()
+    store = SensorStore(db)   # the project's store (twin.sensors), schema as the ingester writes it
+    store.register(stations=[Station("G1", name="Trạm thủy văn Tam Kỳ", x=float(p.x), y=float(p.y))],
+                   datastreams=[Datastream("G1-stage", "G1", "river_stage", unit="m", name="Mực nước sông Tam Kỳ")])
+    t = np.datetime64("2020-10-27T17:00") + np.arange(13) * np.timedelta64(30, "m")   # UTC = 00:00 local
+    level = 1.0 + 0.2 * np.arange(13)
+    level[7] = 25.0  # a spike for QC to flag
+    store.insert("G1-stage", t, level)
+    store.run_qc()
+    store.close()
     app = create_app(runs_dir, store=db, city_loader=fx.fixture_city_loader, live_refresh_ms=2000,
                      scenarios_dir=scenarios_dir, runner=ENGINE_RUNNER)
     with Server(app) as srv:
@@ -141,7 +145,7 @@ def test_click_on_gauge_shows_observed_and_simulated(server, page, artifacts_dir
     page.wait_for_function("() => { const g = document.querySelector('#map-series .js-plotly-plot'); return g && g.data && g.data.length >= 1 && g.layout.title && g.layout.title.text.includes('Tam Kỳ'); }",
                            timeout=30000)
     names = page.evaluate("() => document.querySelector('#map-series .js-plotly-plot').data.map(d => d.name)")
-    assert names[0] == "simulated depth" and any(n.startswith("observed") for n in names)
+    assert names[0] == "simulated water level" and any(n.startswith("observed") for n in names)
     page.screenshot(path=str(artifacts_dir / "dashboard_map_gauge.png"), full_page=True)
     # a corrupt run folder: a message in the page, no traceback
     _choose(page, "map-run", "corrupt-run (corrupt)")
@@ -213,4 +217,19 @@ def test_emergency_page_for_a_run_with_incidents(server, page, runs_dir, artifac
     assert page.inner_text("#em-summary .kpi-card >> nth=0").startswith(str(len(inc)))
     page.wait_for_timeout(300)
     page.screenshot(path=str(artifacts_dir / "dashboard_emergency.png"), full_page=True)
+    assert page.console_errors == []
+
+
+def test_sensors_observed_versus_simulated(server, page, artifacts_dir):
+    page.goto(server.url + "/sensors")
+    page.wait_for_selector("#sen-station-table")
+    assert "Trạm thủy văn Tam Kỳ" in page.inner_text("#sen-station-table")
+    _choose(page, "sen-run", "fixture-a — Mưa thiết kế 10 năm")
+    page.wait_for_function("() => { const g = document.querySelector('#sen-series .js-plotly-plot');"
+                           " return g && g.data && g.data.length === 3 && g.data[2].name.includes('Mưa thiết kế 10 năm'); }")
+    names = page.evaluate("() => document.querySelector('#sen-series .js-plotly-plot').data.map(d => d.name)")
+    assert names[:2] == ["observed", "observed, flagged by QC"] and names[2].startswith("simulated water level")
+    ylab = page.evaluate("() => document.querySelector('#sen-series .js-plotly-plot').layout.yaxis.title.text")
+    assert ylab == "m"
+    page.screenshot(path=str(artifacts_dir / "dashboard_sensors_series.png"), full_page=True)
     assert page.console_errors == []

@@ -150,9 +150,11 @@ def test_place_click_gives_depth_series(ctx, runs_dir):
     c = int(np.argmin(abs(x - p.x))); r = int(np.argmin(abs(y - p.y)))
     with xr.open_dataset(runs_dir / "fixture-a" / "fields.nc") as ds:
         want = ds["depth"].values[:, r, c]
-    assert np.allclose(fig.data[0].y, want, atol=1e-3)
-    assert fig.layout.yaxis.title.text == "water depth (m)"
+    assert np.allclose(fig.data[0].y, want + fx.elevation()[r, c], atol=1e-3)   # a stage gauge: level = z + depth
+    assert fig.layout.yaxis.title.text == "water level (m above datum)"
     assert "Trạm thủy văn Tam Kỳ" in fig.layout.title.text
+    fig = map_page.place_series(ctx, path, {"points": [{"customdata": ["H1", "Bệnh viện", "hospital"]}]})
+    assert fig.layout.yaxis.title.text == "water depth (m)" and fig.data[0].name == "simulated depth"
 
 
 def test_corrupt_run_gives_a_message_not_a_traceback(ctx, runs_dir):
