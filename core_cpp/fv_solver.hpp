@@ -223,7 +223,8 @@ inline FaceState<T> cell_face_state(const Params<T>& P, const View<T>& S, int r,
                                     const Slope<T>* sl) {
     const long i = long(r) * P.nx + c;
     T h = S.h[i];
-    T u = vel(S.hu[i], h, P.hdry), v = vel(S.hv[i], h, P.hdry);
+    const T inv = h > P.hdry ? T(1) / h : T(0);  // one division per state
+    T u = S.hu[i] * inv, v = S.hv[i] * inv;
     T eta = h + P.z[i];
     if (SECOND) {
         const T s = T(0.5) * T(side);
