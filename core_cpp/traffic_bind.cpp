@@ -84,6 +84,31 @@ int check_class(int c) {
 }  // namespace
 
 void register_traffic(py::module_& m) {
+    m.def(
+        "traffic_node_model",
+        [](carray<double> sending, carray<double> priority, carray<double> receiving) {
+            require(sending.ndim() == 2, "sending: expected a 2-D (incoming, outgoing + 1) array, got shape " +
+                                             shape_str(sending));
+            const int nin = (int)sending.shape(0), nout1 = (int)sending.shape(1);
+            require(nout1 >= 1, "sending: needs at least the sink column");
+            require_size(priority, nin, "priority");
+            require_size(receiving, nout1 - 1, "receiving");
+            require_nonnegative(sending, "sending");
+            check_positive(priority, "priority");
+            require_nonnegative(receiving, "receiving");
+            std::vector<double> Si(nin, 0.0), Rt(nout1, 0.0);
+            std::vector<uint8_t> act(nin);
+            for (int a = 0; a < nin; ++a)
+                for (int b = 0; b < nout1; ++b) Si[a] += sending.data()[a * nout1 + b];
+            py::array_t<double> q(nin);
+            traffic::node_model(nin, nout1, sending.data(), Si.data(), priority.data(), receiving.data(),
+                                q.mutable_data(), Rt.data(), act.data());
+            return q;
+        },
+        py::arg("sending").noconvert(), py::arg("priority").noconvert(), py::arg("receiving").noconvert(),
+        "Tampère et al. (2011) node model: flows out of each incoming link given sending flows by turn "
+        "(last column: vehicles ending their trip), priorities (capacities) and receiving flows.");
+
     py::class_<Engine>(m, "TrafficEngine",
                        "Link transmission model with individual vehicles (private: use twin.traffic.TrafficModel).")
         .def(py::init([](carray<int32_t> from, carray<int32_t> to, carray<double> length, carray<double> lanes,
@@ -326,6 +351,27 @@ void register_traffic(py::module_& m) {
                  return out;
              },
              py::arg("name"))
+        .def("memory_bytes",
+             [](Engine& e) {
+                 // bytes held per category (capacity of the vectors): the vehicles' own state,
+                 // their routes, the link traversal log (the recorded trip table) and the links
+                 size_t veh = 0, links = 0;
+                 auto cap = [](const auto& v) { return v.capacity() * sizeof(v[0]); };
+                 veh = cap(e.cls) + cap(e.state) + cap(e.informed) + cap(e.origin) + cap(e.dest) + cap(e.cur) +
+                       cap(e.vnext) + cap(e.r_off) + cap(e.r_len) + cap(e.r_pos) + cap(e.log_cur) +
+                       cap(e.depart) + cap(e.arrive) + cap(e.t_enter) + cap(e.t_ready) + cap(e.pending);
+                 const size_t log = cap(e.log_veh) + cap(e.log_link) + cap(e.log_tin) + cap(e.log_tout);
+                 links = cap(e.depth) + cap(e.veff) + cap(e.qeff) + cap(e.closed_manual) + cap(e.closed_mask) +
+                         cap(e.Nup) + cap(e.Ndown) + cap(e.rel_credit) + cap(e.recv_credit) + cap(e.ndlag) +
+                         cap(e.Rlink) + cap(e.head) + cap(e.tail) + cap(e.wait_head) + cap(e.wait_tail) +
+                         cap(e.nveh) + cap(e.nwait) + cap(e.exits_total) + cap(e.entries_total) + cap(e.hist);
+                 py::dict d;
+                 d["vehicles"] = veh;
+                 d["routes"] = cap(e.pool);
+                 d["log"] = log;
+                 d["links"] = links;
+                 return d;
+             })
         .def("get_state",
              [](Engine& e) {
                  py::dict d;

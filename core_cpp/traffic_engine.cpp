@@ -82,6 +82,7 @@ void Engine::init(Network&& n, double dt_) {
     rel_credit.assign(L, 0.0);
     recv_credit.assign(L, 0.0);
     ndlag.assign(L, 0.0);
+    Rlink.assign(L, 0.0);
     head.assign(L, -1);
     tail.assign(L, -1);
     wait_head.assign(L, -1);
@@ -206,10 +207,13 @@ int64_t Engine::add(const int32_t* o, const int32_t* d, const double* dep, const
     // merge into the pending list, sorted by (depart, id)
     pending.erase(pending.begin(), pending.begin() + pend_ptr);
     pend_ptr = 0;
-    pending.insert(pending.end(), vs.begin(), vs.end());
-    std::stable_sort(pending.begin(), pending.end(), [&](int32_t a, int32_t b) {
+    auto by_time = [&](int32_t a, int32_t b) {
         return depart[a] < depart[b] || (depart[a] == depart[b] && a < b);
-    });
+    };
+    std::sort(vs.begin(), vs.end(), by_time);
+    const size_t mid = pending.size();
+    pending.insert(pending.end(), vs.begin(), vs.end());
+    std::inplace_merge(pending.begin(), pending.begin() + mid, pending.end(), by_time);
     return first;
 }
 
@@ -357,7 +361,6 @@ void Engine::push_link(int32_t v, int32_t j, double te) {
     t_ready[v] = te + net.length[j] / veff[j];
     const double p = pcu[cls[v]];
     Nup[j] += p;
-    recv_credit[j] -= p;
     entries_total[j]++;
     if (record) {
         log_cur[v] = (int32_t)log_veh.size();
@@ -443,8 +446,10 @@ bool Engine::try_move(int32_t v, int32_t i, double t) {
 
 // Tampère et al. (2011) general first-order node model with capacity-proportional priorities.
 // S: nin x nout1 sending flows by turn (last column: the sink of arriving vehicles, unconstrained),
-// Si: totals, Cq: priorities (capacities), R: receiving flows; result q: totals per incoming link.
-void Engine::tampere(int nin, int nout1) {
+// Si: totals, Cq: priorities (capacities), R: receiving flows (nout1 - 1); q: totals per incoming
+// link (each incoming link's turns scale together: FIFO). Rt and act are scratch.
+void node_model(int nin, int nout1, const double* S, const double* Si, const double* Cq, const double* R,
+                double* q, double* Rt, uint8_t* act) {
     const int nout = nout1 - 1;
     for (int a = 0; a < nin; ++a) {
         q[a] = 0.0;
@@ -495,13 +500,23 @@ void Engine::tampere(int nin, int nout1) {
     }
 }
 
+void Engine::tampere(int nin, int nout1) {
+    node_model(nin, nout1, S.data(), Si.data(), Cq.data(), R.data(), q.data(), Rt.data(), act.data());
+}
+
 void Engine::process_node(int32_t n, double t, double t1) {
     const int32_t p0 = net.in_ptr[n], p1 = net.in_ptr[n + 1];
     const int nin = p1 - p0;
     if (nin == 0) return;
     bool any = false;
     for (int32_t p = p0; p < p1; ++p) any |= head[net.in_idx[p]] != -1;
-    if (!any) return;
+    if (!any) {
+        for (int32_t p = p0; p < p1; ++p) {
+            double& cr = rel_credit[net.in_idx[p]];
+            if (cr < 0.0) cr = std::min(cr + qeff[net.in_idx[p]] * dt, 0.0);
+        }
+        return;
+    }
     auto ready = [&](int32_t v) { return t_enter[v] < t && t_ready[v] <= t1; };
     // emergency vehicles at the head cross first, whatever the signal
     for (int32_t p = p0; p < p1; ++p) {
@@ -533,9 +548,9 @@ void Engine::process_node(int32_t n, double t, double t1) {
         anyS |= cum > 0.0;
     }
     if (!anyS) {
-        for (int a = 0; a < nin; ++a) {
+        for (int a = 0; a < nin; ++a) {  // idle links: capacity of this step repays earlier overshoot
             const int32_t i = net.in_idx[p0 + a];
-            rel_credit[i] = std::min(rel_credit[i], 0.0);
+            rel_credit[i] = std::min(rel_credit[i] + qeff[i] * dt, 0.0);
         }
         return;
     }
@@ -545,17 +560,22 @@ void Engine::process_node(int32_t n, double t, double t1) {
             R[b] = 0.0;
             continue;
         }
-        const double space = ndlag[j] + net.kjam[j] * net.length[j] - Nup[j];
-        R[b] = std::max(0.0, std::min(space, std::max(recv_credit[j], 0.0)));
+        R[b] = Rlink[j];
     }
     tampere(nin, nout1);
+    // planned inflow per outgoing link (FIFO: each incoming link's turns scale together)
+    for (int a = 0; a < nin; ++a) {
+        if (!(Si[a] > 0.0) || !(q[a] > 0.0)) continue;
+        const double f = q[a] / Si[a];
+        for (int b = 0; b < nout; ++b) Rlink[net.out_idx[o0 + b]] -= f * S[a * nout1 + b];
+    }
     // release whole vehicles in FIFO order; start from a rotating link for fairness
     const int rot = (int)(step_k % nin);
     for (int aa = 0; aa < nin; ++aa) {
         const int a = (aa + rot) % nin;
         const int32_t i = net.in_idx[p0 + a];
         if (Si[a] <= 0.0) {
-            rel_credit[i] = std::min(rel_credit[i], 0.0);
+            rel_credit[i] = std::min(rel_credit[i] + qeff[i] * dt, 0.0);
             continue;
         }
         double& cr = rel_credit[i];
@@ -586,14 +606,20 @@ void Engine::step(int64_t n_steps) {
         }
         // 2. links: receiving credit and lagged downstream counts
         for (int32_t l = 0; l < L; ++l) {
-            const double qd = qeff[l] * dt;
-            recv_credit[l] = std::min(recv_credit[l] + qd, qd);
             ndlag[l] = ndown_at(l, (double)(step_k + 1) - net.length[l] / (net.w[l] * dt));
+            const double space = ndlag[l] + net.kjam[l] * net.length[l] - Nup[l];
+            Rlink[l] = closed_manual[l] ? 0.0 : std::max(0.0, std::min(space, qeff[l] * dt));
         }
         // 3. nodes
         for (int32_t n = 0; n < net.n_nodes; ++n) process_node(n, t, t1);
         // 4. origin point queues into what supply is left
         for (int32_t j = 0; j < L; ++j) {
+            if (wait_head[j] == -1) {  // idle: the supply of this step repays earlier overshoot
+                recv_credit[j] = std::min(recv_credit[j] + std::max(Rlink[j], 0.0), 0.0);
+                continue;
+            }
+            // supply the nodes left unused this step, plus the fraction carried from earlier steps
+            recv_credit[j] = std::min(recv_credit[j] + std::max(Rlink[j], 0.0), std::max(Rlink[j], 0.0));
             while (wait_head[j] != -1) {
                 const int32_t v = wait_head[j];
                 const double p = pcu[cls[v]];
@@ -607,6 +633,7 @@ void Engine::step(int64_t n_steps) {
                 n_onlink++;
                 state[v] = ON_LINK;
                 r_pos[v] = 0;
+                recv_credit[j] -= p;
                 push_link(v, j, std::max(depart[v], t));
             }
         }

@@ -52,6 +52,10 @@ void tree_to(const Network& net, const double* cost, const int32_t* dests, int n
 bool astar(const Network& net, const double* cost, int32_t o, int32_t d, std::vector<int32_t>& links,
            double& time);
 
+// Node model (Tampère et al. 2011, capacity-share priorities); see traffic_engine.cpp.
+void node_model(int nin, int nout1, const double* S, const double* Si, const double* Cq, const double* R,
+                double* q, double* Rt, uint8_t* act);
+
 // ---- engine (traffic_engine.cpp) ----
 class Engine {
 public:
@@ -67,7 +71,7 @@ public:
     std::vector<double> depth, veff, qeff;
     std::vector<uint8_t> closed_manual, closed_mask;  // mask bit c: closed to class c
     // link state
-    std::vector<double> Nup, Ndown, rel_credit, recv_credit, ndlag;
+    std::vector<double> Nup, Ndown, rel_credit, recv_credit, ndlag, Rlink;
     std::vector<int32_t> head, tail, wait_head, wait_tail, nveh, nwait;
     std::vector<int64_t> exits_total, entries_total;
     std::vector<double> hist;  // ring buffers of Ndown at step boundaries

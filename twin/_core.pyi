@@ -30,6 +30,9 @@ def flood_inertial_step(
 import numpy as np
 from numpy.typing import NDArray
 
+def traffic_node_model(sending: NDArray[np.float64], priority: NDArray[np.float64],
+                       receiving: NDArray[np.float64]) -> NDArray[np.float64]: ...
+
 class TrafficEngine:
     def __init__(self, from_: NDArray[np.int32], to: NDArray[np.int32], length: NDArray[np.float64],
                  lanes: NDArray[np.float64], vfree: NDArray[np.float64], cap_per_lane: NDArray[np.float64],

@@ -303,27 +303,25 @@ class Twin:
         return np.clip(rows, 0, ny - 1), np.clip(cols, 0, nx - 1), ok
 
     def people_table(self, t_s: float) -> pd.DataFrame:
-        df = self.people.state_table()
-        df = df.reset_index(drop=("agent_id" in df.columns)) if df.index.name is not None else df.copy()
-        if "agent_id" not in df.columns:
-            df = df.rename(columns={"unique_id": "agent_id", "id": "agent_id"})
+        """The people model's state table with ``t_s``, the water depth at each agent's cell and the
+        FD2321 hazard class of the agent's own hazard rating (which sees upper floors)."""
+        df = self.people.state_table().copy()
         df.insert(0, "t_s", float(t_s))
-        if "persons" not in df.columns:
-            df["persons"] = 1.0
-        if self.flood is not None and "x" in df.columns and "y" in df.columns:
+        if self.flood is not None:
             r, c, ok = self._cells_at(df["x"].to_numpy(), df["y"].to_numpy())
-            d = np.where(ok, self.depth()[r, c], 0.0)
-            v = np.where(ok, self.speed()[r, c], 0.0)
-            urb = self.urban[r, c] if isinstance(self.urban, np.ndarray) else self.urban
-            hr = hazard_rating(d, v, urb)
-            df["depth_m"] = d
-            df["hazard_rating"] = hr
-            names = np.array([h[0] for h in HAZARD_CLASSES], dtype=object)
-            df["hazard_class"] = np.where(d > 0, names[hazard_class(hr)], "none")
+            df["depth_m"] = np.where(ok, self.depth()[r, c], 0.0).astype(float)
         else:
             df["depth_m"] = 0.0
-            df["hazard_rating"] = 0.0
-            df["hazard_class"] = "none"
+        if "hazard_rating" not in df.columns:
+            r, c, ok = self._cells_at(df["x"].to_numpy(), df["y"].to_numpy())
+            v = np.where(ok, self.speed()[r, c], 0.0) if self.flood is not None else 0.0
+            df["hazard_rating"] = hazard_rating(df["depth_m"].to_numpy(), v)
+        hr = df["hazard_rating"].to_numpy(float)
+        names = np.array([h[0] for h in HAZARD_CLASSES], dtype=object)
+        df["hazard_class"] = np.where(hr > 0, names[hazard_class(hr)], "none")
+        for col in df.columns:
+            if isinstance(df[col].dtype, pd.CategoricalDtype):
+                df[col] = df[col].astype(str)
         return df
 
     def people_state_counts(self) -> dict:
@@ -448,6 +446,7 @@ def build_twin(scenario: Scenario, city=None) -> Twin:
         if p is not None and p.is_file():
             tw.input_files.append(p)
     _urban_mask(tw)
+    _apply_build_time_interventions(tw)
     _build_flood(tw)
     if sc.traffic is not None and sc.traffic.enabled:
         _build_traffic(tw)
@@ -600,6 +599,10 @@ def _inflow_point(tw: Twin, name: str) -> tuple[float, float]:
     key = _norm(name)
     m = inf[inf["name"].map(_norm) == key]
     if len(m) == 0:
+        m = inf[inf["name"].map(lambda n: key in _norm(n))]
+    if len(m) > 1:
+        raise ValueError(f"inflow point {name!r} matches several inflows: {', '.join(map(str, m['name']))}")
+    if len(m) == 0:
         raise ValueError(f"inflow point {name!r} not found in city {tw.scenario.city!r} "
                          f"(have: {', '.join(map(str, inf['name']))})")
     return float(m.iloc[0]["x"]), float(m.iloc[0]["y"])
@@ -617,6 +620,10 @@ def _place_xy(tw: Twin, place: str) -> tuple[float, float]:
     if pl is None or len(pl) == 0:
         raise ValueError(f"place {place!r}: the city bundle has no places")
     m = pl[(pl["place_id"].astype(str) == str(place)) | (pl["name"].map(_norm) == _norm(place))]
+    if len(m) == 0:
+        m = pl[pl["name"].map(lambda n: _norm(place) in _norm(n))]
+    if len(m) > 1:
+        raise ValueError(f"place {place!r} matches several places: {', '.join(map(str, m['name']))}")
     if len(m) == 0:
         raise ValueError(f"place {place!r} not found in city {tw.scenario.city!r} (by place_id or name)")
     return float(m.iloc[0]["x"]), float(m.iloc[0]["y"])
@@ -769,6 +776,42 @@ def _build_traffic(tw: Twin) -> None:
             tm.add_trips(trips)
 
 
+def _apply_build_time_interventions(tw: Twin) -> None:
+    """Interventions that change the city or the services before they are built (``at: 0``):
+    a shelter opened (a place becomes a shelter with the given capacity) and extra units."""
+    sc = tw.scenario
+    for i, iv in enumerate(sc.interventions):
+        if iv.type == "shelter_open":
+            if iv.at != 0:
+                raise ValueError(f"interventions.{i}.at: a shelter_open is applied when the twin is built "
+                                 f"(at: 0); got {iv.at:g} s")
+            pl = tw.city.places
+            hit = (pl["place_id"].astype(str) == str(iv.place)) | (pl["name"].map(_norm) == _norm(iv.place))
+            if not hit.any():
+                raise ValueError(f"interventions.{i}.place: {iv.place!r} not found in the city's places")
+            pl = pl.copy()
+            pl.loc[hit, "kind"] = "shelter"
+            pl.loc[hit, "capacity"] = iv.capacity
+            _replace_city_attr(tw, "places", pl)
+        elif iv.type == "extra_units":
+            if iv.at != 0:
+                raise ValueError(f"interventions.{i}.at: extra_units join when the twin is built (at: 0); got {iv.at:g} s")
+            tw.forcing.setdefault("extra_units", []).append((iv.unit, iv.count))
+
+
+def _replace_city_attr(tw: Twin, name: str, value) -> None:
+    import copy as _copy
+
+    city = _copy.copy(tw.city)
+    try:
+        setattr(city, name, value)
+    except AttributeError:  # a frozen dataclass
+        import dataclasses
+
+        city = dataclasses.replace(city, **{name: value})
+    tw.city = city
+
+
 def _build_people(tw: Twin) -> None:
     from twin.agents import PeopleModel
 
@@ -783,7 +826,17 @@ def _build_services(tw: Twin) -> None:
     from twin.agents import EmergencyServices
 
     sc = tw.scenario
-    tw.services = EmergencyServices(tw.city, dict(sc.services.params), tw.rngs["services"],
+    params = dict(sc.services.params)
+    for unit, count in tw.forcing.get("extra_units", []):
+        pl = tw.city.places
+        if unit == "boat":
+            n_st = int((pl["kind"] == "fire_station").sum())
+            base = params.get("n_boats") or params.get("boats_per_station", 2) * max(n_st, 1)
+            params["n_boats"] = int(base) + int(count)
+        else:  # ambulances are based at hospitals: spread the extra ones over them
+            n_h = max(int((pl["kind"] == "hospital").sum()), 1)
+            params["ambulances_per_hospital"] = int(params.get("ambulances_per_hospital", 3)) + int(math.ceil(count / n_h))
+    tw.services = EmergencyServices(tw.city, params, tw.rngs["services"],
                                     traffic=tw.traffic, people=tw.people)
 
 
@@ -863,18 +916,17 @@ def _make_event(tw: Twin, i: int, iv, name: str) -> list[Event]:
         if iv.until is not None:
             evs.append(Event(iv.until, i, name + ".reopen", lambda tw, ids=ids: tw.close_manual(ids, False)))
         return evs
-    if t == "shelter_open":
-        def apply(tw, iv=iv):
-            comp = tw.people if tw.people is not None and hasattr(tw.people, "open_shelter") else tw.services
-            _require(comp, "open_shelter", name)(iv.place, iv.capacity)
-        return [Event(iv.at, i, name, apply)]
-    if t == "extra_units":
-        def apply(tw, iv=iv):
-            _require(tw.services, "add_units", name)(iv.unit, iv.count, iv.base)
-        return [Event(iv.at, i, name, apply)]
+    if t in ("shelter_open", "extra_units"):
+        if t == "shelter_open" and tw.people is None and tw.services is None:
+            raise ValueError(f"{name}: needs the people or services section enabled")
+        if t == "extra_units" and tw.services is None:
+            raise ValueError(f"{name}: needs the services section enabled")
+        return []  # applied when the twin was built (_apply_build_time_interventions)
     if t == "warning":
         def apply(tw, iv=iv):
             _require(tw.people, "issue_warning", name)(iv.at, iv.channel, area=iv.area)
+        if tw.people is None:
+            raise ValueError(f"{name}: a warning needs the people section enabled")
         return [Event(iv.at, i, name, apply)]
     if t == "reservoir_release":
         return []  # folded into the reservoir release hydrograph at build time

@@ -405,12 +405,16 @@ class RoadClosure(_Intervention):
 
 
 class ShelterOpen(_Intervention):
+    """A place (school, public building...) opened as a shelter with ``capacity`` persons (at build)."""
+
     type: Literal["shelter_open"]
     place: str
     capacity: int = Field(..., gt=0)
 
 
 class ExtraUnits(_Intervention):
+    """Extra ambulances (spread over the hospitals) or rescue boats, in service from the start."""
+
     type: Literal["extra_units"]
     unit: Literal["ambulance", "boat"]
     count: int = Field(..., gt=0, le=1000)
@@ -419,9 +423,8 @@ class ExtraUnits(_Intervention):
 
 class Warning_(_Intervention):
     type: Literal["warning"]
-    channel: Literal["sms", "cell_broadcast", "siren", "loudspeaker", "radio", "tv", "door_to_door"] = "sms"
-    area: list[str] | None = Field(None, description="ward names; none = whole city")
-    level: Literal["watch", "warning", "evacuate"] = "evacuate"
+    channel: Literal["cell_broadcast", "loudspeaker", "tv", "door_to_door"] = "cell_broadcast"
+    area: list[str] | None = Field(None, description="ward names/codes; none = the whole city")
 
 
 class ReservoirRelease(_Intervention):
@@ -719,12 +722,60 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_scenario(path: str | Path, overrides: list[str] | dict | None = None, check_paths: bool = True) -> Scenario:
-    """Read, override and validate a scenario file. Raises :class:`ScenarioError` (a ``ValueError``)."""
+def _deep_merge(base: dict, child: dict) -> dict:
+    out = dict(base)
+    for k, v in child.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _resolve_relative_paths(data: Any, base: Path) -> Any:
+    """Paths in an extended (base) file stay relative to *that* file."""
+    if isinstance(data, dict):
+        out = {}
+        for k, v in data.items():
+            if k in ("file", "store", "track_file") and isinstance(v, str) and not Path(v).is_absolute():
+                out[k] = str((base / v).resolve())
+            else:
+                out[k] = _resolve_relative_paths(v, base)
+        return out
+    if isinstance(data, list):
+        return [_resolve_relative_paths(v, base) for v in data]
+    return data
+
+
+def read_scenario_data(path: Path, _seen: tuple = ()) -> dict:
+    """The raw mapping of a scenario file, with ``extends: other.yaml`` merged in (the child's keys
+    win; mappings merge key by key, lists and values replace)."""
     path = Path(path)
+    if path.resolve() in _seen:
+        raise ScenarioError(f"{path}: extends: cycle through {' -> '.join(map(str, _seen))}")
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise ScenarioError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    ext = data.pop("extends", None)
+    if ext is None:
+        return data
+    if not isinstance(ext, str):
+        raise ScenarioError(f"{path}: extends: expected a file name, got {ext!r}")
+    base_path = (path.resolve().parent / ext).resolve()
+    if not base_path.exists():
+        raise ScenarioError(f"{path}: extends: file not found: {base_path}")
+    base = read_scenario_data(base_path, _seen + (path.resolve(),))
+    base = _resolve_relative_paths(base, base_path.parent)
+    return _deep_merge(base, data)
+
+
+def load_scenario(path: str | Path, overrides: list[str] | dict | None = None, check_paths: bool = True) -> Scenario:
+    """Read, override and validate a scenario file. Raises :class:`ScenarioError` (a ``ValueError``).
+
+    A file may start from another with ``extends: base.yaml`` (a what-if that changes a few keys).
+    """
+    path = Path(path)
+    data = read_scenario_data(path)
     data = apply_overrides(data, overrides, source=str(path))
     base = path.resolve().parent
     # a city given as a relative path (not a bundle name) is resolved against the file

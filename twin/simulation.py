@@ -190,9 +190,25 @@ class Simulation:
         self._steps_in_run = 0
         self.initialize()
         bar = _ProgressBar(self) if progress is True else None
+        # Ctrl-C is deferred to the end of the current step, so the checkpoint is consistent
+        # (a second Ctrl-C interrupts at once, without a checkpoint).
+        self._interrupted = False
+        self._hard_interrupt = False
+        old_handler = None
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            def _on_sigint(signum, frame):
+                if self._interrupted:
+                    self._hard_interrupt = True
+                    raise KeyboardInterrupt
+                self._interrupted = True
+            old_handler = signal.signal(signal.SIGINT, _on_sigint)
         try:
             while self.running and not self.finished:
                 self.time_step()
+                if self._interrupted:
+                    raise KeyboardInterrupt
                 self.wall_time = base_wall + (_time.monotonic() - t_wall)
                 if bar is not None:
                     bar.update(self)
@@ -202,7 +218,7 @@ class Simulation:
                 self.stop_reason = f"stop time {self.stop_time:g} s reached"
         except KeyboardInterrupt:
             self.wall_time = base_wall + (_time.monotonic() - t_wall)
-            if self.output is not None:
+            if self.output is not None and not self._hard_interrupt:
                 path = self.output.checkpoint(self)
                 print(f"\ninterrupted at t = {_fmt_t(self.time)}; checkpoint {path}\n"
                       f"resume with: twin run --resume {self.out_dir}", file=sys.stderr)
@@ -210,6 +226,8 @@ class Simulation:
         except NumericalInstability:
             raise
         finally:
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
             if bar is not None:
                 bar.close()
         if self.output is not None:

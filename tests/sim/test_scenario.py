@@ -18,7 +18,7 @@ flood:
   rain: {kind: design_storm, peak_mm_per_h: 100, duration: 1h}
 interventions:
   - {type: levee, polyline: [[0, 0], [100, 100]], crest_m: 5, at: 2020-10-28T07:00}
-  - {type: warning, at: 30min, channel: sms}
+  - {type: warning, at: 30min, channel: cell_broadcast}
 """
 
 
@@ -134,3 +134,22 @@ def test_every_shipped_scenario_validates():
     assert files, "no scenarios shipped"
     for f in files:
         load_scenario(f)
+
+
+def test_extends_merges_mappings_and_replaces_lists(tmp_path):
+    (tmp_path / "rain.csv").write_text("t_s,rain_mm_per_h\n0,10\n3600,0\n")
+    base = write(tmp_path, GOOD.replace("{kind: design_storm, peak_mm_per_h: 100, duration: 1h}",
+                                        "{kind: file, file: rain.csv}"), "base.yaml")
+    sub = tmp_path / "whatif"
+    sub.mkdir()
+    child = sub / "child.yaml"
+    child.write_text("extends: ../base.yaml\nname: child\nflood: {loss_rate_mm_per_h: 7}\n"
+                     "interventions: [{type: warning, at: 10min}]\n")
+    sc = load_scenario(child)
+    assert sc.name == "child" and sc.flood.loss_rate_mm_per_h == 7
+    assert sc.flood.rain.file == (tmp_path / "rain.csv").resolve()  # relative to the base file
+    assert [iv.type for iv in sc.interventions] == ["warning"] and sc.duration == 7200
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("extends: loop.yaml\n")
+    with pytest.raises(ScenarioError, match="cycle"):
+        load_scenario(loop)

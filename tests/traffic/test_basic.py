@@ -145,3 +145,15 @@ def test_same_origin_destination_and_late_trips():
     tr = tm.trips.loc[ids]
     assert tr.travel_time_s.iloc[0] == 0.0
     assert tr.travel_time_s.iloc[1] == pytest.approx(300 / (50 / 3.6))
+
+
+def test_link_state_table_and_parquet_roundtrip(grid5, tmp_path):
+    tm = TrafficModel(grid5)
+    tm.add_trips(random_trips(grid5, 200, 2))
+    tm.run_one_step(300)
+    ls = tm.link_state()
+    assert len(ls) == grid5.n_links and ls.vehicles.sum() == tm.counts()["on_network"]
+    tr = tm.trips
+    tr.to_parquet(tmp_path / "trips.parquet")
+    back = pd.read_parquet(tmp_path / "trips.parquet")
+    assert [list(r) for r in back.route] == list(tr.route)

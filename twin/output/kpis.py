@@ -27,14 +27,15 @@ EXPOSURE_MIN_DEPTH_M = 0.1
 
 
 def exposure_person_hours(people: pd.DataFrame, interval_s: float) -> dict[str, float]:
+    """Σ persons × interval / 3600 over people records in water (hazard rating > 0), by class."""
     from twin.couplings import HAZARD_CLASSES
 
     out = {name: 0.0 for name, _, _ in HAZARD_CLASSES}
     if people is None or len(people) == 0 or "hazard_class" not in people:
         return out
     w = people["persons"] if "persons" in people else pd.Series(1.0, index=people.index)
-    wet = people["depth_m"] >= EXPOSURE_MIN_DEPTH_M
-    sums = (w[wet] * interval_s / 3600.0).groupby(people.loc[wet, "hazard_class"]).sum()
+    wet = people["hazard_class"].astype(str) != "none"
+    sums = (w[wet] * interval_s / 3600.0).groupby(people.loc[wet, "hazard_class"].astype(str)).sum()
     for k, v in sums.items():
         if k in out:
             out[k] = float(v)
@@ -64,15 +65,23 @@ def clearance_times(people: pd.DataFrame, quantiles=(0.5, 0.9, 0.95)) -> dict[st
 
 
 def response_times(incidents: pd.DataFrame) -> dict:
-    out = {"n_incidents": 0, "median_s": None, "p90_s": None, "unreached": 0}
+    """Ambulance response (medical incidents): median/p90 of ``response_time_s``; unreached =
+    incidents of any kind without a response by the end (also by kind)."""
+    out = {"n_incidents": 0, "n_medical": 0, "median_s": None, "p90_s": None, "unreached": 0,
+           "unreached_by_kind": {}}
     if incidents is None or len(incidents) == 0:
         return out
     out["n_incidents"] = int(len(incidents))
-    if "response_time_s" not in incidents:
-        return out
     rt = pd.to_numeric(incidents["response_time_s"], errors="coerce")
-    ok = rt[np.isfinite(rt)]
-    out["unreached"] = int(len(rt) - len(ok))
+    unreached = ~np.isfinite(rt)
+    out["unreached"] = int(unreached.sum())
+    if "kind" in incidents:
+        out["unreached_by_kind"] = {str(k): int(v) for k, v in unreached.groupby(incidents["kind"].astype(str)).sum().items()}
+        med = incidents["kind"].astype(str) == "medical"
+    else:
+        med = pd.Series(True, index=incidents.index)
+    out["n_medical"] = int(med.sum())
+    ok = rt[med & ~unreached]
     if len(ok):
         out["median_s"] = float(np.median(ok))
         out["p90_s"] = float(np.percentile(ok, 90))

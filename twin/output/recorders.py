@@ -271,8 +271,10 @@ class RunOutput:
             out["people_exposure_person_hours"] = K.exposure_person_hours(people, self.outputs.tables_every)
             out["evacuation_clearance_s"] = K.clearance_times(people)
             out["people_states"] = [x for x in s["people_states"]]
+            out["people_model"] = tw.people.kpis() if hasattr(tw.people, "kpis") else None
         if tw.services is not None:
             out["ambulance_response_s"] = K.response_times(incidents)
+            out["services_model"] = tw.services.kpis() if hasattr(tw.services, "kpis") else None
         if tw.traffic is not None:
             closed = K.links_closed_share(links)
             out["road_links_closed_share"] = closed

@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS observations (
     qc_checked BOOLEAN DEFAULT FALSE,
     PRIMARY KEY (datastream_id, phenomenon_time));
 CREATE TABLE IF NOT EXISTS rejects (
-    payload VARCHAR, topic VARCHAR, reason VARCHAR NOT NULL, received_time TIMESTAMP NOT NULL);
+    payload VARCHAR, topic VARCHAR, reason VARCHAR NOT NULL, received_time TIMESTAMP NOT NULL,
+    mqtt_mid INTEGER, mqtt_acked BOOLEAN);
 """
 
 _OBS_SCHEMA = pa.schema([
@@ -192,15 +193,16 @@ class SensorStore:
 
     # ------------------------------------------------------------------ writes
     def add_rejects(self, rejects):
-        """``rejects``: iterable of ``(payload, topic, reason)`` or ``(payload, topic, reason, received_time)``."""
+        """``rejects``: iterable of ``(payload, topic, reason[, received_time[, mqtt_mid]])``."""
         rows = []
         now = utcnow()
         for r in rejects:
             payload, topic, reason = r[0], r[1], r[2]
             rec = r[3] if len(r) > 3 and r[3] is not None else now
+            mid = r[4] if len(r) > 4 else None
             if isinstance(payload, (bytes, bytearray, memoryview)):
                 payload = bytes(payload).decode("utf-8", errors="backslashreplace")
-            rows.append((None if payload is None else str(payload), topic, str(reason), rec))
+            rows.append((None if payload is None else str(payload), topic, str(reason), rec, mid))
         if not rows:
             return 0
         tbl = pa.table({
@@ -208,6 +210,8 @@ class SensorStore:
             "topic": pa.array([r[1] for r in rows], pa.string()),
             "reason": pa.array([r[2] for r in rows], pa.string()),
             "received_time": pa.array(np.array([np.datetime64(r[3], "us") for r in rows]), pa.timestamp("us")),
+            "mqtt_mid": pa.array([r[4] for r in rows], pa.int32()),
+            "mqtt_acked": pa.array([False if r[4] is not None else None for r in rows], pa.bool_()),
         })
         with self._lock:
             self.con.register("_rej_batch", tbl)

@@ -308,6 +308,14 @@ class TrafficModel:
     def link_depth(self) -> np.ndarray:
         return self._depth.copy()
 
+    def link_state(self) -> pd.DataFrame:
+        """All link outputs as one table (link_id index), e.g. for a ``links.parquet`` recorder."""
+        return pd.DataFrame({
+            "flow_vps": self.link_flow, "density_vpm": self.link_density, "speed_mps": self.link_speed,
+            "queue_veh": self.link_queue, "vehicles": self.link_vehicles, "depth_m": self._depth,
+            "speed_factor": self.link_speed_factor, "closed": self.link_closed,
+        }, index=pd.RangeIndex(self.network.n_links, name="link_id"))
+
     # ------------------------------------------------------------------ routing
     def link_travel_time_s(self, vehicle_class="car") -> np.ndarray:
         """Current travel time per link for a class [s]: length / flooded speed plus the time to

@@ -1,0 +1,201 @@
+"""Emergency services: dispatch, units, hospitals, shelters (numbers in each test)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from twin.agents import EmergencyServices, PeopleModel
+
+from conftest import coastal_flood, synthetic_city
+
+
+def coupled(city, seed=1, people=None, services=None, hours=10.0, dt=300.0, warn=None):
+    pm = PeopleModel(city, {"n_tourists": 300, **(people or {})}, np.random.default_rng(seed))
+    es = EmergencyServices(city, services or {}, np.random.default_rng(seed + 1000), people=pm)
+    if warn is not None:
+        pm.issue_warning(warn, "cell_broadcast")
+    step(pm, es, hours, dt)
+    return pm, es
+
+
+def step(pm, es, hours, dt=300.0):
+    for _ in range(int(hours * 3600 / dt)):
+        d, v = coastal_flood(pm.city, pm.time_s + dt)
+        pm.run_one_step(dt, d, v)
+        es.run_one_step(dt)
+
+
+def test_identical_seeds_reproduce_incident_table(city):
+    svc = {"medical_rate_per_1000_per_day": 20.0}
+    _, a = coupled(city, seed=3, services=svc, hours=8)
+    _, b = coupled(city, seed=3, services=svc, hours=8)
+    _, c = coupled(city, seed=4, services=svc, hours=8)
+    ta, tb, tc = a.incident_table(), b.incident_table(), c.incident_table()
+    assert len(ta) > 20
+    assert ta.equals(tb)
+    assert a.action_table().equals(b.action_table())
+    assert not (len(ta) == len(tc) and ta.equals(tc))
+
+
+def test_more_boats_shorten_p90_rescue_response(city):
+    # no warning: many households are trapped as the water rises; 1 boat versus 6 boats
+    def p90(n_boats):
+        _, es = coupled(city, seed=5, services={"n_boats": n_boats, "fire_trucks_per_station": 0,
+                                                "medical_rate_per_1000_per_day": 0.0}, hours=12)
+        df = es.incident_table()
+        r = df[df.kind == "rescue"]
+        assert len(r) > 15
+        # incidents still waiting count as responding at the end of the run (censored)
+        resp = np.where(r.response_time_s.notna(), r.response_time_s, es.time_s - r.call_s)
+        return np.quantile(resp, 0.9), r
+
+    few, r1 = p90(1)
+    many, r6 = p90(6)
+    assert (r6.unit_kind.dropna() == "boat").all()
+    assert many < 0.5 * few, (many, few)
+
+
+def test_priority_one_is_dispatched_first(city):
+    es = EmergencyServices(city, {"ambulances_per_hospital": 1, "medical_rate_per_1000_per_day": 0.0,
+                                  "fire_trucks_per_station": 0, "n_boats": 0}, np.random.default_rng(0))
+    hx, hy = city.places.query("kind == 'hospital'")[["x", "y"]].to_numpy()[0]
+    # four calls at once for two ambulances: the priority-1 calls (filed last) get them
+    for prio in (3, 3, 1, 1):
+        es.report_incident(0.0, "medical", hx + 300, hy, priority=prio, transport=False)
+    es.run_one_step(60.0)
+    df = es.incident_table()
+    assert list(df.priority) == [3, 3, 1, 1]
+    assert df.loc[df.priority == 1, "dispatch_s"].notna().all()
+    assert df.loc[df.priority == 3, "dispatch_s"].isna().all()
+    es.run_one_step(7200.0)
+    df = es.incident_table()
+    assert (df.loc[df.priority == 3, "dispatch_s"].min() >= df.loc[df.priority == 1, "clear_s"].min())
+
+
+def test_flooded_road_lengthens_route_and_closure_is_respected(city):
+    es = EmergencyServices(city, {}, np.random.default_rng(0))
+    g = es.graph
+    a, b = 0, 11           # two ends of the top row of the road grid (11 links of 150 m)
+    links, t0, length0 = es.route("ambulance", a, b)
+    assert length0 == pytest.approx(11 * 150.0)
+    assert t0 == pytest.approx(11 * 150.0 / 11.0)
+    # flood the middle link of the row 0.5 m deep: impassable for an ambulance (stall 0.45 m)
+    mid = links[5]
+    depth = np.zeros(es.shape)
+    r, c = divmod(int(es._link_cell[mid]), es.shape[1])
+    depth[r, c] = 0.5
+    es.set_flood(depth)
+    links1, t1, length1 = es.route("ambulance", a, b)
+    assert mid not in links1
+    assert length1 == pytest.approx(13 * 150.0)     # detour via the next row
+    assert t1 > t0
+    # a fire truck wades 0.6 m: the link stays open to it, slowed by the water
+    assert np.isinf(es.link_times("ambulance")[mid])
+    assert 150.0 / 11.0 < es.link_times("fire_truck")[mid] < np.inf
+    # a closed link is never used, whatever the depth
+    es.set_flood(None)
+    es.close_links([links[2]])
+    links2, _, length2 = es.route("ambulance", a, b)
+    assert links[2] not in links2 and length2 > length0
+    es.open_links([links[2]])
+    assert es.route("ambulance", a, b)[2] == pytest.approx(length0)
+
+
+def test_flooded_hospital_closes_and_patients_go_to_the_next(city):
+    svc = {"medical_rate_per_1000_per_day": 200.0, "transport_share": 1.0}
+    pm = PeopleModel(city, {"n_tourists": 0}, np.random.default_rng(2))
+    es = EmergencyServices(city, svc, np.random.default_rng(2), people=pm)
+    depth = np.zeros(pm.shape)
+    h1 = es.hospital_cell[1]
+    depth.ravel()[h1] = 0.5
+    for _ in range(24):
+        pm.run_one_step(300.0, depth, np.zeros(pm.shape))
+        es.run_one_step(300.0)
+    df = es.incident_table()
+    assert es.hospital_closed.tolist() == [False, True]
+    at = df[df.at_hospital_s.notna()]
+    assert len(at) > 5 and (at.hospital == 0).all()
+    assert (es.action_table().action == "hospital_closed").sum() == 1
+    # patients are counted in hospital by the people model
+    assert int((pm.p_hospital == 0).sum()) == int(at.persons.sum())
+
+
+def test_full_hospital_redirects_and_beds_never_negative(city):
+    pm = PeopleModel(city, {"n_tourists": 0}, np.random.default_rng(9))
+    es = EmergencyServices(city, {"medical_rate_per_1000_per_day": 300.0, "transport_share": 1.0,
+                                  "hospital_occupancy0": 0.9}, np.random.default_rng(9), people=pm)
+    # 50 beds, 90 % occupied: 5 free per hospital
+    assert [b.level for b in es.beds] == [5, 5]
+    for _ in range(48):
+        pm.run_one_step(300.0, None, None)
+        es.run_one_step(300.0)
+        assert all(0 <= b.level <= b.capacity for b in es.beds)
+    df = es.incident_table()
+    assert (df.hospital >= 0).sum() == 10             # every free bed used once, none twice
+    assert (df.outcome == "no_hospital_reachable").sum() > 0
+    assert (es.action_table().action == "hospital_full").sum() >= 0
+
+
+def test_every_incident_has_an_ordered_action_trail(city):
+    _, es = coupled(city, seed=6, services={"medical_rate_per_1000_per_day": 30.0}, hours=8)
+    df = es.incident_table()
+    done = df[df.clear_s.notna()]
+    assert len(done) > 10
+    assert (done.call_s <= done.dispatch_s).all()
+    assert (done.dispatch_s <= done.arrive_scene_s).all()
+    assert (done.arrive_scene_s <= done.depart_scene_s).all()
+    assert (done.depart_scene_s <= done.clear_s).all()
+    np.testing.assert_allclose(done.response_time_s, done.arrive_scene_s - done.call_s)
+    acts = es.action_table()
+    for iid in done.incident_id[:20]:
+        seq = acts[acts.incident_id == iid]
+        names = list(seq.action)
+        assert names[0] == "call" and "dispatch" in names and "on_scene" in names
+        assert seq.t_s.is_monotonic_increasing
+
+
+def test_services_restart_is_bit_identical(city):
+    svc = {"medical_rate_per_1000_per_day": 30.0}
+    pm, es = coupled(city, seed=7, services=svc, hours=4)
+    ps, ss = pm.get_state(), es.get_state()
+    step(pm, es, 4)
+    pm2 = PeopleModel(city, {"n_tourists": 300}, np.random.default_rng(7))
+    es2 = EmergencyServices(city, svc, np.random.default_rng(1007), people=pm2)
+    pm2.set_state(ps)
+    es2.set_state(ss)
+    step(pm2, es2, 4)
+    assert len(es.incident_table()) > 10
+    assert es.incident_table().equals(es2.incident_table())
+    assert es.action_table().equals(es2.action_table())
+    assert pm.state_table().equals(pm2.state_table())
+
+
+def test_units_work_their_shift(city):
+    # ambulances on duty 08:00-20:00 after scenario start (t = 0 is 00:00); no other units
+    es = EmergencyServices(city, {"shifts": {"ambulance": (8 * 3600.0, 12 * 3600.0)}, "n_boats": 0,
+                                  "fire_trucks_per_station": 0, "medical_rate_per_1000_per_day": 0.0},
+                           np.random.default_rng(0))
+    hx, hy = city.places.query("kind == 'hospital'")[["x", "y"]].to_numpy()[0]
+    es.report_incident(2 * 3600.0, "medical", hx + 300, hy, priority=1, transport=False)
+    es.report_incident(21 * 3600.0, "medical", hx + 300, hy, priority=1, transport=False)
+    for _ in range(int(36 * 3600 / 600)):
+        es.run_one_step(600.0)
+    df = es.incident_table()
+    # the 02:00 call waits for the 08:00 shift; the 21:00 call for 08:00 next day
+    assert df.dispatch_s.tolist() == [8 * 3600.0, 32 * 3600.0]
+    assert (df.outcome == "treated_on_scene").all()
+    with pytest.raises(ValueError, match="shifts"):
+        EmergencyServices(city, {"shifts": {"boat": (0.0, 0.0)}}, np.random.default_rng(0))
+
+
+def test_background_medical_calls_follow_the_poisson_rate(city):
+    # 3,200 residents at 2 calls per 1,000 per day for 20 days: mean 128, sd 11.3
+    es = EmergencyServices(city, {"medical_rate_per_1000_per_day": 2.0}, np.random.default_rng(5))
+    for _ in range(20 * 24):
+        es.run_one_step(3600.0)
+    df = es.incident_table()
+    assert abs(len(df) - 128) < 4 * 11.3
+    assert (df.kind == "medical").all()
+    assert df.call_s.is_monotonic_increasing
+    # life-threatening share 0.3
+    assert abs((df.priority == 1).mean() - 0.3) < 0.15

@@ -1,0 +1,117 @@
+"""Ensembles (Dask LocalCluster vs serial), fork, compare and the CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from twin.scenario import load_scenario
+
+from .helpers import small_city, write_scenario
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _max_depth(path):
+    import rasterio
+
+    with rasterio.open(path) as src:
+        return src.read(1)
+
+
+def test_ensemble_of_4_on_a_local_cluster_equals_serial(tmp_path):
+    from twin.ensemble import member_scenarios, run_ensemble
+
+    city = small_city()
+    sc = load_scenario(write_scenario(tmp_path), ["duration=10min", "outputs.png=false"])
+    vary = [("flood.rain.peak_mm_per_h", 60.0, 180.0)]
+    specs = member_scenarios(sc, 4, vary)
+    seeds = [d["seed"] for d, _ in specs]
+    assert len(set(seeds)) == 4 and [d["flood"]["rain"]["peak_mm_per_h"] for d, _ in specs] == [60.0, 100.0, 140.0, 180.0]
+    par = run_ensemble(sc, 4, tmp_path / "dask", vary=vary, n_workers=2, city=city)
+    ser = run_ensemble(sc, 4, tmp_path / "serial", vary=vary, serial=True, city=city)
+    assert par["scheduler"].startswith("LocalCluster") and ser["scheduler"] == "serial"
+    for i in range(4):
+        a = _max_depth(tmp_path / "dask" / f"member-{i:03d}" / "max_depth.tif")
+        b = _max_depth(tmp_path / "serial" / f"member-{i:03d}" / "max_depth.tif")
+        np.testing.assert_array_equal(a, b)
+        ta = json.loads((tmp_path / "dask" / f"member-{i:03d}" / "kpis.json").read_text())
+        tb = json.loads((tmp_path / "serial" / f"member-{i:03d}" / "kpis.json").read_text())
+        assert ta["flooded_area_m2"] == tb["flooded_area_m2"]
+        assert ta["travel_time_index"] == tb["travel_time_index"]
+    # more rain -> more flooded area (members really differ)
+    areas = [m["flooded_area_max_m2"] for m in ser["members"]]
+    assert areas == sorted(areas) and areas[0] < areas[-1]
+    import xarray as xr
+
+    ex = xr.open_dataset(tmp_path / "serial" / "exceedance.nc")
+    p = ex["exceedance_probability"].sel(threshold=0.1).values
+    stack = np.stack([_max_depth(tmp_path / "serial" / f"member-{i:03d}" / "max_depth.tif") for i in range(4)])
+    expect = (stack > 0.1).mean(axis=0)
+    ok = np.isfinite(p)
+    np.testing.assert_allclose(p[ok], expect[ok])
+    assert set(np.unique(p[ok])) <= {0.0, 0.25, 0.5, 0.75, 1.0}
+
+
+def test_fork_from_a_run_and_compare(tmp_path):
+    from twin.compare import compare_runs
+    from twin.output.checkpoint import fork_run
+    from twin.simulation import run_scenario
+
+    city = small_city()
+    sc = load_scenario(write_scenario(tmp_path), ["outputs.checkpoint_every=10min"])
+    base = run_scenario(sc, out_dir=tmp_path / "base", city=city)
+    assert sorted(p.name for p in (tmp_path / "base" / "checkpoints").glob("*.pkl")) == [
+        "ckpt-000000010.pkl", "ckpt-000000020.pkl"]
+    # a levee along the creek's path from 15 min on
+    fork = fork_run(tmp_path / "base", 900.0, ["interventions=[{type: pump, xy: [600300, 1749400], capacity_m3_per_s: 20, at: 15min}]"],
+                    tmp_path / "fork", city=city)
+    assert fork.time == 1800.0
+    assert any(name.startswith("interventions.0.pump") for _, name in fork.twin.log)
+    # the fork's state at 15 min equals the base run's: fields before 15 min are not rewritten,
+    # fields after differ because the pump drains water
+    import xarray as xr
+
+    b = xr.open_dataset(tmp_path / "base" / "fields.nc", decode_times=False)
+    f = xr.open_dataset(tmp_path / "fork" / "fields.nc", decode_times=False)
+    assert list(f["time"].values) == [1200.0, 1500.0, 1800.0]
+    assert not np.array_equal(b["depth"].sel(time=1800.0).values, f["depth"].sel(time=1800.0).values)
+    res = compare_runs(tmp_path / "base", tmp_path / "fork")
+    assert "water volume at end" in res["table"] and Path(res["png"]).is_file()
+    vol = next(r for r in res["rows"] if r["kpi"].startswith("water volume"))
+    assert vol["b_minus_a"] < 0  # the pump removed water
+    assert res["max_depth_diff_m"]["min"] < 0
+
+
+def _cli(*args, cwd=None, timeout=300):
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": str(cwd or REPO)}
+    return subprocess.run([sys.executable, "-m", "twin", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=timeout)
+
+
+def test_cli_help_is_complete():
+    out = _cli("--help")
+    assert out.returncode == 0
+    for cmd in ("run", "fork", "compare", "ensemble"):
+        assert cmd in out.stdout
+        h = _cli(cmd, "--help")
+        assert h.returncode == 0 and "usage: twin " + cmd in h.stdout
+    h = _cli("run", "--help").stdout
+    for opt in ("--out", "--set", "--resume", "--until"):
+        assert opt in h
+    h = _cli("ensemble", "--help").stdout
+    for opt in ("--members", "--vary", "--scheduler"):
+        assert opt in h
+
+
+def test_cli_reports_scenario_errors_cleanly(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: x\ncity: danang\nstart: 2020-01-01\nduration: 1h\nflood: {solver: magic}\n")
+    out = _cli("run", str(p), "--out", str(tmp_path / "r"))
+    assert out.returncode == 2
+    assert "flood.solver" in out.stderr and "magic" in out.stderr and str(p) in out.stderr
+    assert "Traceback" not in out.stderr

@@ -1,0 +1,943 @@
+"""Residents and tourists: a Mesa model whose bulk state lives in numpy arrays.
+
+Each household (and each tourist party) is a Mesa agent registered with the model, so
+``model.agents``, ``agents_by_type`` and the ``AgentSet`` verbs work as usual; the agent objects are
+thin views onto rows of the model's arrays. The per-step behaviour (warning receipt, decision,
+movement, hazard) is vectorised over all agents at once, which is what lets 120,000 people cost a few
+milliseconds per step (a per-agent Python ``step`` costs ~1 µs per agent before doing anything).
+
+States of a household (``STATES``): at home (ground floor), on an upper floor, walking, in a vehicle,
+at a shelter, with relatives outside the hazard area, trapped (waiting for rescue), with a rescue
+unit, dropped at a safe reception point. Persons additionally can be in hospital (a person-level
+state); every person is in exactly one state and one place at any time.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import mesa
+import numpy as np
+import pandas as pd
+
+from .hazard import HAZARD_CLASSES, hazard_class, hazard_rating
+from .params import CHANNELS, PeopleParams
+from .routing import RoadGraph
+
+HOME, UPPER, WALK, DRIVE, SHELTER, RELATIVES, TRAPPED, RESCUE, SAFE, HOSPITAL = range(10)
+# names shared with the simulation's KPIs (twin.output.kpis SAFE_STATES / MOVING_STATES)
+STATES = ("home", "upper_floor", "walking", "driving", "sheltered", "evacuated", "trapped",
+          "with_rescue_unit", "safe", "hospital")
+ACTIONS = ("none", "upper_floor", "shelter", "relatives")
+VEHICLES = ("none", "motorbike", "car")
+AGE_GROUPS = ("child", "adult", "elderly")
+KINDS = ("household", "tourist")
+_MOVING = (WALK, DRIVE)
+_LEFT = (WALK, DRIVE, SHELTER, RELATIVES, SAFE)
+
+
+class EventLog:
+    """Columnar event log (time, agent, event, detail).
+
+    Plain lists of floats, ints and strings: no per-event tuple for the cyclic garbage collector to
+    scan, which matters once a run has logged hundreds of thousands of events.
+    """
+
+    COLUMNS = ["t_s", "agent_id", "event", "detail"]
+
+    def __init__(self):
+        self.t: list[float] = []
+        self.agent: list[int] = []
+        self.event: list[str] = []
+        self.detail: list[str] = []
+
+    def log(self, t, agents, event: str, detail="") -> None:
+        a = np.atleast_1d(np.asarray(agents, dtype=np.int64))
+        n = a.size
+        if n == 0:
+            return
+        self.t.extend([float(t)] * n)
+        self.agent.extend(a.tolist())
+        self.event.extend([event] * n)
+        if isinstance(detail, str):
+            self.detail.extend([detail] * n)
+        else:
+            self.detail.extend(str(d) for d in detail)
+
+    def __len__(self):
+        return len(self.t)
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame({"t_s": np.asarray(self.t, float), "agent_id": np.asarray(self.agent, np.int64),
+                             "event": self.event, "detail": self.detail}, columns=self.COLUMNS)
+
+    def get_state(self):
+        return {"t": list(self.t), "agent": list(self.agent), "event": list(self.event), "detail": list(self.detail)}
+
+    def set_state(self, s):
+        self.t, self.agent, self.event, self.detail = (list(s["t"]), list(s["agent"]), list(s["event"]),
+                                                       list(s["detail"]))
+
+
+class Household(mesa.Agent):
+    """A resident household: a view onto row ``idx`` of the model's arrays."""
+
+    def __init__(self, model: "PeopleModel", idx: int):
+        super().__init__(model)
+        self.idx = idx
+
+    def _get(self, name):
+        return getattr(self.model, name)[self.idx]
+
+    state = property(lambda self: STATES[self._get("state")])
+    members = property(lambda self: int(self._get("n_members")))
+    storeys = property(lambda self: int(self._get("storeys")))
+    vehicle = property(lambda self: VEHICLES[self._get("vehicle")])
+    awareness = property(lambda self: float(self._get("awareness")))
+    warned = property(lambda self: bool(np.isfinite(self._get("warned_s"))))
+    position = property(lambda self: (float(self._get("x")), float(self._get("y"))))
+    home = property(lambda self: (float(self._get("home_x")), float(self._get("home_y"))))
+
+    def member_ages(self) -> list[str]:
+        m = self.model
+        return [AGE_GROUPS[a] for a in m.p_age[m.p_hh == self.idx]]
+
+
+class TouristParty(Household):
+    """A party of tourists staying at a hotel (``hotel`` is the place row)."""
+
+    hotel = property(lambda self: int(self._get("hotel")))
+
+
+class PeopleModel(mesa.Model):
+    """Households and tourists that receive warnings, decide, move and are exposed to the flood.
+
+    ``PeopleModel(city, params, rng, traffic=None)``; ``run_one_step(dt, flood_depth, flood_speed)``
+    advances exactly ``dt`` seconds given the flood fields ``(ny, nx)`` on the city grid (None =
+    dry). Vehicle trips go through ``traffic`` (a TrafficModel) when given; otherwise vehicles move
+    on the road graph at free speed reduced by depth.
+    """
+
+    _name = "PeopleModel"
+    _info = {
+        "surface_water__depth": {"dtype": float, "intent": "in", "optional": True, "units": "m",
+                                 "mapping": "cell", "doc": "flood depth on the city grid"},
+        "surface_water__speed": {"dtype": float, "intent": "in", "optional": True, "units": "m/s",
+                                 "mapping": "cell", "doc": "flood speed magnitude on the city grid"},
+        "agent__state": {"dtype": np.int8, "intent": "out", "optional": False, "units": "-",
+                         "mapping": "agent", "doc": "household state code (see STATES)"},
+        "agent__x": {"dtype": float, "intent": "out", "optional": False, "units": "m",
+                     "mapping": "agent", "doc": "easting EPSG:32649"},
+        "agent__y": {"dtype": float, "intent": "out", "optional": False, "units": "m",
+                     "mapping": "agent", "doc": "northing EPSG:32649"},
+        "agent__hazard_rating": {"dtype": float, "intent": "out", "optional": False, "units": "-",
+                                 "mapping": "agent", "doc": "HR = d(v+0.5)+DF at the agent (FD2321)"},
+        "person__hours_by_hazard_class": {"dtype": float, "intent": "out", "optional": False,
+                                          "units": "h", "mapping": "model",
+                                          "doc": "person-hours spent in each hazard class"},
+    }
+
+    def __init__(self, city, params=None, rng=None, traffic=None):
+        rng = np.random.default_rng(rng)
+        super().__init__(rng=rng)
+        self.params = p = PeopleParams.from_dict(params)
+        self.city = city
+        self.traffic = traffic
+        self.terrain = city.terrain
+        self.shape = tuple(self.terrain.shape)
+        self._inv = ~self.terrain.transform
+        # the road graph is the one traffic runs on (it may be the largest connected part of city.roads)
+        self.network = traffic.network if traffic is not None and hasattr(traffic, "network") else city.roads
+        self.graph = RoadGraph(self.network)
+        self.time_s = 0.0
+        self.n_steps = 0
+        self._depth = None
+        self._speed = None
+        self._build_places(city)
+        self._build_population(city)
+        self._build_destinations()
+        self._init_dynamic()
+        for i in range(self.n_households):
+            Household(self, i)
+        for i in range(self.n_households, self.n_agents):
+            TouristParty(self, i)
+
+    # ================================================================== construction
+    def _cell_of(self, x, y):
+        c, r = _apply_affine(self._inv, x, y)
+        ny, nx = self.shape
+        r = np.clip(np.floor(r).astype(np.int64), 0, ny - 1)
+        c = np.clip(np.floor(c).astype(np.int64), 0, nx - 1)
+        return r * nx + c
+
+    def _build_places(self, city):
+        places = city.places
+        def sel(kind):
+            return places[places["kind"] == kind].reset_index(drop=True)
+        self.shelters = sel("shelter")
+        cap = self.shelters["capacity"].to_numpy(dtype=float) if len(self.shelters) else np.zeros(0)
+        cap = np.where(np.isfinite(cap) & (cap > 0), cap, 500.0)
+        # a sampled population gets the same share of shelter places
+        self.shelter_capacity = np.maximum(np.round(cap * self.params.sample_fraction), 1).astype(np.int64)
+        self.shelter_node = self.graph.nearest_node(self.shelters["x"], self.shelters["y"]) if len(
+            self.shelters) else np.zeros(0, np.int64)
+        self.shelter_cell = self._cell_of(self.shelters["x"], self.shelters["y"]) if len(
+            self.shelters) else np.zeros(0, np.int64)
+        self.hotels = sel("hotel")
+        self.shelter_x = self.shelters["x"].to_numpy(float)
+        self.shelter_y = self.shelters["y"].to_numpy(float)
+
+    def _build_population(self, city):
+        p, rng = self.params, self.rng
+        pop = city.population
+        ny, nx = self.shape
+        wr = np.asarray(city.ward_raster).ravel()
+        valid = np.asarray(self.terrain.valid).ravel()
+        bf = getattr(city, "building_fraction", None)
+        weight_all = (np.asarray(bf, float).ravel() if bf is not None else np.ones(ny * nx))
+        weight_all = np.where(valid, np.nan_to_num(weight_all) + 1e-3, 0.0)
+        hh_tot = pop["households"].to_numpy(float) * p.population_scale
+        ps_tot = pop["persons"].to_numpy(float) * p.population_scale
+        if p.n_households is not None:
+            hh_tot = hh_tot * (p.n_households / hh_tot.sum())
+        if p.n_persons is not None:
+            ps_tot = ps_tot * (p.n_persons / ps_tot.sum())
+        hh_tot, ps_tot = hh_tot * p.sample_fraction, ps_tot * p.sample_fraction
+        self._represents = 1.0 / p.sample_fraction
+        H = _round_preserving(hh_tot)
+        P = np.maximum(_round_preserving(ps_tot), H)
+        hx, hy, hst, hveh, hward, hsize = [], [], [], [], [], []
+        ages = []
+        for k, row in enumerate(pop.itertuples(index=False)):
+            n_h, n_p = int(H[k]), int(P[k])
+            if n_h == 0:
+                continue
+            cells = np.flatnonzero((wr == row.ward) & (weight_all > 0))
+            if cells.size == 0:
+                raise ValueError(f"city population: ward {row.ward!r} has no valid cells in ward_raster")
+            w = weight_all[cells]
+            pick = cells[rng.choice(cells.size, size=n_h, p=w / w.sum())]
+            r, c = np.divmod(pick, nx)
+            cx = self.terrain.transform.c + (c + rng.random(n_h)) * self.terrain.transform.a
+            cy = self.terrain.transform.f + (r + rng.random(n_h)) * self.terrain.transform.e
+            hx.append(cx); hy.append(cy)
+            size = 1 + rng.multinomial(n_p - n_h, np.full(n_h, 1.0 / n_h))
+            hsize.append(size)
+            sh_v = np.array([row.share_no_vehicle, row.share_motorbike, row.share_car], float)
+            hveh.append(rng.choice(3, size=n_h, p=sh_v / sh_v.sum()))
+            ms = max(float(row.mean_storeys), 1.0)
+            hst.append(np.clip(1 + rng.poisson(ms - 1.0, n_h), 1, p.max_storeys))
+            hward.append(np.full(n_h, row.ward))
+            sc, se = float(row.share_children), float(row.share_elderly)
+            ages.append(rng.choice(3, size=int(size.sum()), p=[sc, 1.0 - sc - se, se]))
+        cat = lambda lst, dt: np.concatenate(lst).astype(dt) if lst else np.zeros(0, dt)  # noqa: E731
+        self.n_households = int(sum(len(a) for a in hx))
+        # tourists at hotels
+        tx, ty, tsize, thotel, tveh = [], [], [], [], []
+        n_tour = int(round(p.n_tourists * p.sample_fraction))
+        if n_tour > 0 and len(self.hotels):
+            q = np.clip((p.tourist_party_mean - 1.0) / 3.0, 0.0, 1.0)
+            sizes = 1 + rng.binomial(3, q, size=n_tour)
+            cs = np.cumsum(sizes)
+            n_par = int(np.searchsorted(cs, n_tour) + 1)
+            sizes = sizes[:n_par]
+            sizes[-1] -= cs[n_par - 1] - n_tour
+            cap = self.hotels["capacity"].to_numpy(float)
+            cap = np.where(np.isfinite(cap) & (cap > 0), cap, 1.0)
+            hotel = rng.choice(len(cap), size=n_par, p=cap / cap.sum())
+            tx = self.hotels["x"].to_numpy(float)[hotel]
+            ty = self.hotels["y"].to_numpy(float)[hotel]
+            tsize, thotel = sizes, hotel
+            tveh = np.where(rng.random(n_par) < p.tourist_vehicle_share, 1, 0)
+        n_t = len(tsize)
+        self.n_agents = self.n_households + n_t
+        self.kind = np.concatenate([np.zeros(self.n_households, np.int8), np.ones(n_t, np.int8)])
+        self.home_x = np.concatenate([cat(hx, float), np.asarray(tx, float)])
+        self.home_y = np.concatenate([cat(hy, float), np.asarray(ty, float)])
+        self.n_members = np.concatenate([cat(hsize, np.int64), np.asarray(tsize, np.int64)])
+        self.vehicle = np.concatenate([cat(hveh, np.int8), np.asarray(tveh, np.int8)])
+        if "storeys" in self.hotels.columns and len(self.hotels):
+            hotel_storeys = np.nan_to_num(self.hotels["storeys"].to_numpy(float), nan=4.0).astype(np.int64)
+        else:
+            hotel_storeys = np.full(len(self.hotels), 4, np.int64)
+        self.storeys = np.concatenate([cat(hst, np.int64),
+                                       hotel_storeys[np.asarray(thotel, np.int64)] if n_t else np.zeros(0, np.int64)])
+        self.ward = np.concatenate([cat(hward, np.int64), np.full(n_t, -1, np.int64)])
+        self.hotel = np.concatenate([np.full(self.n_households, -1, np.int64), np.asarray(thotel, np.int64)])
+        a, b = p.awareness_mean * p.awareness_concentration, (1 - p.awareness_mean) * p.awareness_concentration
+        self.awareness = np.concatenate([rng.beta(a, b, self.n_households), np.full(n_t, p.tourist_awareness)])
+        # persons
+        self.p_hh = np.repeat(np.arange(self.n_agents), self.n_members)
+        self.p_age = np.concatenate([cat(ages, np.int8), np.ones(int(np.sum(tsize)), np.int8)])
+        self.n_persons = len(self.p_hh)
+        self.vulnerable = np.bincount(self.p_hh, weights=(self.p_age != 1), minlength=self.n_agents) > 0
+        self.home_cell = self._cell_of(self.home_x, self.home_y)
+        self.home_node = self.graph.nearest_node(self.home_x, self.home_y)
+        self.walk_speed = np.where(self.vulnerable, p.walk_speed_vulnerable_mps, p.walk_speed_mps)
+        self.walk_stop = np.where(self.vulnerable, p.walk_stop_depth_vulnerable_m, p.walk_stop_depth_m)
+        wards = np.unique(self.ward[self.ward >= 0])
+        self._ward_codes = wards
+        self._ward_ix = np.where(self.ward >= 0, np.searchsorted(wards, self.ward), len(wards))
+
+    def _build_destinations(self):
+        """Walking and fallback-driving trees to shelters and to nodes outside the hazard area."""
+        p, g = self.params, self.graph
+        elev = np.asarray(self.terrain.elevation, float).ravel()
+        node_cell = self._cell_of(g.node_x, g.node_y)
+        z = np.nan_to_num(elev[node_cell], nan=-1e9)
+        thr = np.quantile(z, p.safe_elevation_quantile) if len(z) else 0.0
+        cand = np.flatnonzero(z >= thr)
+        k = min(p.n_relatives_nodes, cand.size)
+        rel = np.sort(self.rng.choice(cand, size=k, replace=False)) if k else np.zeros(0, np.int64)
+        self.relatives_node = rel
+        self.n_shelters = len(self.shelter_node)
+        self.dest_node = np.concatenate([self.shelter_node, rel]).astype(np.int64)
+        self.walk_cost, self.walk_next = g.trees_to(self.dest_node, g.length_m, undirected=True)
+        self.drive_cost, self.drive_next = g.trees_to(self.dest_node, g.length_m / g.free_speed_mps)
+        self.node_cell = node_cell
+        self._relatives_cells = np.unique(node_cell[rel]) if k else np.zeros(0, np.int64)
+        # per (destination, node): length of the next edge, and the driving speed on it
+        D, N = len(self.dest_node), g.n_nodes
+        node = np.broadcast_to(np.arange(N), (D, N)).ravel()
+        wn = self.walk_next.ravel()
+        lk = np.where(wn >= 0, g.link_between(node, np.maximum(wn, 0)), -1)
+        lk = np.where((lk < 0) & (wn >= 0), g.link_between(np.maximum(wn, 0), node), lk)
+        self.walk_len = np.where(lk >= 0, g.length_m[np.maximum(lk, 0)], 1.0).reshape(D, N)
+        dn = self.drive_next.ravel()
+        lk = np.where(dn >= 0, g.link_between(node, np.maximum(dn, 0)), -1)
+        self.drive_len = np.where(lk >= 0, g.length_m[np.maximum(lk, 0)], 1.0).reshape(D, N)
+        self.drive_speed = np.where(lk >= 0, g.free_speed_mps[np.maximum(lk, 0)], 1.0).reshape(D, N)
+
+    def _init_dynamic(self):
+        H = self.n_agents
+        self.state = np.zeros(H, np.int8)
+        self.x = self.home_x.copy()
+        self.y = self.home_y.copy()
+        self.recv_s = np.full((H, len(CHANNELS)), np.inf)     # receipt time per channel
+        self.evaluated = np.zeros((H, len(CHANNELS)), bool)  # receipt already turned into a decision
+        self.warned_s = np.full(H, np.inf)
+        self.act_s = np.full(H, np.inf)                      # when the household starts to act
+        self.action = np.zeros(H, np.int8)
+        self.dest = np.full(H, -1, np.int64)
+        self.shelter = np.full(H, -1, np.int64)
+        self.mv_node = np.full(H, -1, np.int64)
+        self.mv_off = np.zeros(H)
+        self.trip_id = np.full(H, -1, np.int64)
+        self.trapped_s = np.full(H, np.inf)
+        self.arrive_s = np.full(H, np.inf)
+        self.hr = np.zeros(H)
+        self.max_hr = np.zeros(H)
+        self.p_hospital = np.full(self.n_persons, -1, np.int64)
+        self.p_max_hr = np.zeros(self.n_persons)
+        self.n_present = self.n_members.copy()
+        self.shelter_occupancy = np.zeros(self.n_shelters, np.int64)
+        self.person_hours = np.zeros((len(HAZARD_CLASSES), len(AGE_GROUPS)))
+        self.pending_warnings: list[tuple[float, str, Any]] = []
+        self.warnings_log: list[dict] = []
+        self.rescue_calls: list[dict] = []         # drained by EmergencyServices
+        self.events = EventLog()
+        self.redirections = 0
+        self._stalled = np.zeros(H, bool)
+
+    # ================================================================== warnings
+    def issue_warning(self, t_s: float, channel: str, area=None) -> None:
+        """Issue an official warning at ``t_s`` through ``channel``.
+
+        ``area``: None (everyone), a ward code or list of ward codes, a shapely geometry (homes
+        inside), or a boolean ``(ny, nx)`` mask on the city grid. Hotels inside the area relay it
+        to their guests through staff.
+        """
+        if channel not in CHANNELS or channel == "hotel_staff":
+            raise ValueError(f"issue_warning: channel must be one of {CHANNELS[:-1]}, got {channel!r}")
+        t_s = float(t_s)
+        if not math.isfinite(t_s):
+            raise ValueError(f"issue_warning: t_s must be finite, got {t_s}")
+        self._area_mask(area)  # validate now
+        self.pending_warnings.append((t_s, channel, area))
+        self.pending_warnings.sort(key=lambda w: w[0])
+
+    def _area_mask(self, area):
+        H = self.n_agents
+        if area is None:
+            return np.ones(H, bool)
+        if hasattr(area, "geom_type"):
+            import shapely
+            return shapely.contains_xy(area, self.home_x, self.home_y)
+        a = np.asarray(area)
+        if a.dtype == bool and a.shape == self.shape:
+            return a.ravel()[self.home_cell]
+        if a.dtype.kind in "iu" or (a.dtype == object and a.ndim <= 1):
+            codes = np.atleast_1d(a)
+            inside = np.isin(self.ward, codes)
+            hotel_w = self.hotels["ward"].to_numpy() if "ward" in self.hotels.columns else None
+            if hotel_w is not None and len(self.hotels):
+                t = self.kind == 1
+                inside[t] = np.isin(hotel_w[self.hotel[t]], codes)
+            return inside
+        raise ValueError(f"issue_warning: area must be None, ward code(s), a shapely geometry or a "
+                         f"boolean {self.shape} mask; got {type(area).__name__} {getattr(a, 'shape', '')}")
+
+    def _apply_warning(self, t_s, channel, area):
+        p, rng = self.params, self.rng
+        ci = CHANNELS.index(channel)
+        cp = p.channels[channel]
+        inside = self._area_mask(area)
+        H = self.n_agents
+        u = rng.random(H)
+        delay = rng.exponential(cp.delay_mean_s, H)
+        tourist = self.kind == 1
+        reach = np.where(tourist, cp.tourist_reach, cp.reach)
+        got = inside & (u < reach)
+        self.recv_s[:, ci] = np.where(got, np.minimum(self.recv_s[:, ci], t_s + delay), self.recv_s[:, ci])
+        # hotel staff hear it like residents do, then brief their guests
+        hs = p.channels["hotel_staff"]
+        staff_got = inside & tourist & (rng.random(H) < cp.reach) & (rng.random(H) < hs.tourist_reach)
+        relay = t_s + delay + rng.exponential(hs.delay_mean_s, H)
+        k = CHANNELS.index("hotel_staff")
+        self.recv_s[:, k] = np.where(staff_got, np.minimum(self.recv_s[:, k], relay), self.recv_s[:, k])
+        self.warnings_log.append({"t_s": t_s, "channel": channel, "n_in_area": int(inside.sum()),
+                                  "n_reached": int(got.sum() + staff_got.sum())})
+
+    # ================================================================== stepping
+    def step(self) -> None:
+        """Mesa step: one 300-s people step with the last flood fields."""
+        self.run_one_step(300.0, self._depth, self._speed)
+
+    def run_one_step(self, dt: float, flood_depth=None, flood_speed=None) -> None:
+        dt = float(dt)
+        if not (dt > 0 and math.isfinite(dt)):
+            raise ValueError(f"PeopleModel.run_one_step: dt must be > 0, got {dt}")
+        d = self._field(flood_depth, "flood_depth")
+        v = self._field(flood_speed, "flood_speed")
+        self._depth, self._speed = d, v
+        t0, t1 = self.time_s, self.time_s + dt
+        while self.pending_warnings and self.pending_warnings[0][0] < t1:
+            self._apply_warning(*self.pending_warnings.pop(0))
+        self._decide(t0, t1, dt, d)
+        self._act(t1, d)
+        self._move(t1, dt, d)
+        self._poll_trips(t1, d)
+        self._check_trapped(t1, d)
+        self._hazard(dt, d, v)
+        self.time_s = t1
+        self.n_steps += 1
+
+    def _field(self, a, name):
+        if a is None:
+            return None
+        a = np.asarray(a, dtype=float)
+        if a.shape != self.shape:
+            raise ValueError(f"PeopleModel.run_one_step: {name} shape {a.shape} != city grid {self.shape}")
+        return np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0).ravel()
+
+    def _depth_at(self, d, cells):
+        return np.zeros(len(cells)) if d is None else d[cells]
+
+    def _ward_left_fraction(self):
+        nw = len(self._ward_codes) + 1
+        left = np.isin(self.state, _LEFT) | (self.action > 0)
+        tot = np.bincount(self._ward_ix, minlength=nw)
+        return np.bincount(self._ward_ix, weights=left, minlength=nw) / np.maximum(tot, 1)
+
+    def _decide(self, t0, t1, dt, d):
+        p, rng = self.params, self.rng
+        undecided = (self.state == HOME) & ~np.isfinite(self.act_s)
+        frac = self._ward_left_fraction()[self._ward_ix]
+        base = (p.comply_intercept + p.comply_awareness * (self.awareness - 0.5)
+                + p.comply_vulnerable * self.vulnerable + p.comply_neighbours * frac)
+        # each warning receipt is one chance to comply, weighted by the channel's credibility
+        new = (self.recv_s < t1) & ~self.evaluated
+        if new.any():
+            self.warned_s = np.minimum(self.warned_s, np.where(new, self.recv_s, np.inf).min(axis=1))
+            for ci, ch in enumerate(CHANNELS):
+                m = new[:, ci] & undecided
+                if not m.any():
+                    continue
+                idx = np.flatnonzero(m)
+                z = base[idx] + p.channels[ch].credibility
+                comply = rng.random(idx.size) < 1.0 / (1.0 + np.exp(-z))
+                go = idx[comply]
+                self.act_s[go] = self.recv_s[go, ci] + rng.exponential(p.mobilisation_mean_s, go.size)
+                undecided[go] = False
+            self.evaluated |= new
+        # environmental and social cues
+        idx = np.flatnonzero(undecided)
+        if idx.size:
+            water = self._depth_at(d, self.home_cell[idx]) > p.water_cue_depth_m
+            rate = (p.cue_water_rate_per_h * water + p.cue_neighbour_rate_per_h * frac[idx]) / 3600.0
+            go = idx[rng.random(idx.size) < -np.expm1(-rate * dt)]
+            self.act_s[go] = t1
+
+    def _act(self, t1, d):
+        p, rng = self.params, self.rng
+        idx = np.flatnonzero((self.state == HOME) & (self.act_s <= t1))
+        if idx.size == 0:
+            return
+        tourist = self.kind[idx] == 1
+        depth = self._depth_at(d, self.home_cell[idx])
+        can_walk = depth < self.walk_stop[idx]
+        veh_stall = np.where(self.vehicle[idx] == 2, p.vehicle_stall_depth_m["car"],
+                             p.vehicle_stall_depth_m["motorbike"])
+        can_drive = (self.vehicle[idx] > 0) & (depth < veh_stall)
+        has_veh = self.vehicle[idx] > 0
+        mobile = can_walk | can_drive
+        ns = self.n_shelters
+        # nearest shelter with room, from the home node (walking distance)
+        if ns:
+            dist = self.walk_cost[:ns, self.home_node[idx]].T.copy()   # (n, ns)
+            dist[:, self.shelter_occupancy >= self.shelter_capacity] = np.inf
+            sh = np.argmin(dist, axis=1)
+            sh_ok = np.isfinite(dist[np.arange(idx.size), sh])
+        else:
+            sh = np.zeros(idx.size, np.int64); sh_ok = np.zeros(idx.size, bool)
+        knows = ~tourist | np.isfinite(self.recv_s[idx][:, [CHANNELS.index("hotel_staff"),
+                                                             CHANNELS.index("cell_broadcast")]]).any(axis=1)
+        nr = len(self.relatives_node)
+        if nr:
+            rel = ns + rng.integers(0, nr, idx.size)
+            rel_ok = np.isfinite(self.walk_cost[rel, self.home_node[idx]]) & ~tourist
+        else:
+            rel = np.zeros(idx.size, np.int64); rel_ok = np.zeros(idx.size, bool)
+        w = np.zeros((idx.size, 4))
+        w[:, 1] = np.where(self.storeys[idx] >= 2, np.where(tourist, p.tourist_w_upper, p.w_upper), 0.0)
+        w[:, 2] = np.where(sh_ok & knows & mobile, np.where(tourist, p.tourist_w_shelter, p.w_shelter), 0.0)
+        w[:, 3] = np.where(rel_ok & mobile, p.w_relatives * np.where(has_veh, 1.0, 0.3), 0.0)
+        tot = w.sum(axis=1)
+        u = rng.random(idx.size) * tot
+        choice = np.where(tot > 0, 1 + (u[:, None] >= np.cumsum(w[:, 1:], axis=1)[:, :3]).sum(axis=1), 0)
+        choice = np.minimum(choice, 3)
+        self.action[idx] = choice
+        up = idx[choice == 1]
+        self.state[up] = UPPER
+        # no feasible action: they stay (act_s stays set, so no further decisions)
+        go = choice >= 2
+        g = idx[go]
+        if g.size == 0:
+            return
+        self.dest[g] = np.where(choice[go] == 2, sh[go], rel[go])
+        self.shelter[g] = np.where(choice[go] == 2, sh[go], -1)
+        self.events.log(t1, g, "leave", np.asarray(ACTIONS, dtype=object)[self.action[g]])
+        self._depart(g, t1, use_vehicle=can_drive[go], from_node=self.home_node[g])
+
+    def _depart(self, g, t, use_vehicle, from_node):
+        """Start moving households ``g`` from ``from_node`` towards ``dest_node[self.dest[g]]``."""
+        drive = g[use_vehicle]
+        walk = g[~use_vehicle]
+        self.mv_node[g] = from_node
+        self.mv_off[g] = 0.0
+        self.x[g] = self.graph.node_x[from_node]
+        self.y[g] = self.graph.node_y[from_node]
+        self.state[walk] = WALK
+        self.state[drive] = DRIVE
+        if drive.size and self.traffic is not None:
+            df = pd.DataFrame({
+                "origin": self._node_id(self.mv_node[drive]),
+                "destination": self._node_id(self.dest_node[self.dest[drive]]),
+                "depart_s": np.full(drive.size, float(t)),
+                "vehicle_class": np.array(VEHICLES, dtype=object)[self.vehicle[drive]],
+            })
+            self.trip_id[drive] = np.asarray(self.traffic.add_trips(df), dtype=np.int64)
+
+    def _node_id(self, pos):
+        nodes = self.network.nodes
+        ids = nodes["id"].to_numpy() if "id" in nodes.columns else nodes.index.to_numpy()
+        return ids[pos]
+
+    def _move(self, t1, dt, d):
+        """Walkers (and vehicles when no traffic model is attached) follow the trees."""
+        p, g = self.params, self.graph
+        own_drive = self.traffic is None
+        m = (self.state == WALK) | ((self.state == DRIVE) if own_drive else False)
+        idx = np.flatnonzero(m)
+        if idx.size == 0:
+            return
+        drive = self.state[idx] == DRIVE
+        budget = np.full(idx.size, dt)
+        node = self.mv_node[idx].copy()
+        off = self.mv_off[idx].copy()
+        dest = self.dest[idx]
+        dnode = self.dest_node[dest]
+        veh_stall = np.where(self.vehicle[idx] == 2, p.vehicle_stall_depth_m["car"],
+                             p.vehicle_stall_depth_m["motorbike"])
+        stop = np.where(drive, veh_stall, self.walk_stop[idx])
+        active = node != dnode
+        stalled = np.zeros(idx.size, bool)
+        for _ in range(10_000):
+            a = np.flatnonzero(active & (budget > 0))
+            if a.size == 0:
+                break
+            da, na, dr = dest[a], node[a], drive[a]
+            nxt = np.where(dr, self.drive_next[da, na], self.walk_next[da, na])
+            bad = nxt < 0
+            length = np.where(dr, self.drive_len[da, na], self.walk_len[da, na])
+            dep = self._depth_at(d, self.node_cell[na])
+            factor = np.clip(1.0 - dep / stop[a], 0.0, 1.0)
+            speed = np.where(dr, self.drive_speed[da, na], self.walk_speed[idx[a]]) * factor
+            st = (speed <= 0) | bad
+            stalled[a[st]] = True
+            active[a[st]] = False
+            ok = ~st
+            a, nxt, length, speed = a[ok], nxt[ok], length[ok], speed[ok]
+            need = (length - off[a]) / speed
+            passes = budget[a] >= need
+            pa = a[passes]
+            budget[pa] -= need[passes]
+            node[pa] = nxt[passes]
+            off[pa] = 0.0
+            active[pa] = node[pa] != dnode[pa]
+            sa = a[~passes]
+            off[sa] += budget[sa] * speed[~passes]
+            budget[sa] = 0.0
+        off[stalled] = 0.0            # stopped movers wait at the node where the water stopped them
+        self.mv_node[idx] = node
+        self.mv_off[idx] = off
+        # positions: interpolate along the edge towards the next node
+        nxt = np.where(drive, self.drive_next[dest, node], self.walk_next[dest, node])
+        has = (nxt >= 0) & (off > 0)
+        nn = np.where(has, nxt, node)
+        L = np.where(drive, self.drive_len[dest, node], self.walk_len[dest, node])
+        f = np.where(has, np.clip(off / L, 0, 1), 0.0)
+        self.x[idx] = g.node_x[node] + f * (g.node_x[nn] - g.node_x[node])
+        self.y[idx] = g.node_y[node] + f * (g.node_y[nn] - g.node_y[node])
+        arrived = idx[node == dnode]
+        self._arrive(arrived, t1)
+        # a stalled vehicle is left behind and its occupants walk on; a stopped walker is trapped
+        st_drive = idx[stalled & drive]
+        if st_drive.size:
+            self.state[st_drive] = WALK
+            self.events.log(t1, st_drive, "vehicle_stalled")
+        st_walk = idx[stalled & ~drive]
+        self._trap(st_walk, t1, "stranded_walking")
+
+    def _poll_trips(self, t1, d):
+        if self.traffic is None:
+            return
+        idx = np.flatnonzero((self.state == DRIVE) & (self.trip_id >= 0))
+        if idx.size == 0:
+            return
+        state, arrive_s, link = self.traffic.trip_status(self.trip_id[idx])
+        arrive_s = np.asarray(arrive_s, float)
+        link = np.asarray(link, np.int64)
+        g = self.graph
+        on = link >= 0
+        self.x[idx[on]] = g.link_mid_x[link[on]]
+        self.y[idx[on]] = g.link_mid_y[link[on]]
+        done = np.isfinite(arrive_s)
+        arr = idx[done]
+        self.mv_node[arr] = self.dest_node[self.dest[arr]]
+        self.x[arr] = g.node_x[self.mv_node[arr]]
+        self.y[arr] = g.node_y[self.mv_node[arr]]
+        self.trip_id[arr] = -1
+        self._arrive(arr, t1)
+        stalled = _is_stalled(state) & ~done
+        st = idx[stalled]
+        if st.size:
+            # occupants leave the vehicle and walk on from the link's upstream node
+            self.mv_node[st] = g.link_from[np.maximum(link[stalled], 0)]
+            self.mv_off[st] = 0.0
+            self.trip_id[st] = -1
+            self.state[st] = WALK
+            self.events.log(t1, st, "vehicle_stalled")
+
+    def _arrive(self, idx, t1):
+        if idx.size == 0:
+            return
+        ns = self.n_shelters
+        to_rel = idx[self.dest[idx] >= ns]
+        self.state[to_rel] = RELATIVES
+        self.arrive_s[to_rel] = t1
+        self.x[to_rel] = self.graph.node_x[self.mv_node[to_rel]]
+        self.y[to_rel] = self.graph.node_y[self.mv_node[to_rel]]
+        self.events.log(t1, to_rel, "arrived", "evacuated")
+        at_sh = np.sort(idx[self.dest[idx] < ns])
+        if at_sh.size == 0:
+            return
+        # shelter admission in agent order: per shelter, the households that fit in the remaining room
+        # (a running sum) are admitted at once; the rest are redirected one by one
+        s = self.dest[at_sh]
+        order = np.argsort(s, kind="stable")
+        at_sh, s = at_sh[order], s[order]
+        n = self.n_present[at_sh]
+        cum = np.cumsum(n)
+        first = np.searchsorted(s, s, side="left")
+        before = np.where(first > 0, cum[np.maximum(first - 1, 0)], 0)
+        fits = (cum - before) <= (self.shelter_capacity[s] - self.shelter_occupancy[s])
+        adm, sa = at_sh[fits], s[fits]
+        np.add.at(self.shelter_occupancy, sa, self.n_present[adm])
+        self.state[adm] = SHELTER
+        self.shelter[adm] = sa
+        self.arrive_s[adm] = t1
+        self.x[adm] = self.shelter_x[sa]
+        self.y[adm] = self.shelter_y[sa]
+        self.events.log(t1, adm, "arrived", [f"shelter {k}" for k in sa])
+        for i, k in zip(at_sh[~fits], s[~fits]):
+            i, k = int(i), int(k)
+            if self.shelter_occupancy[k] + self.n_present[i] <= self.shelter_capacity[k]:
+                self._admit(i, k, t1)
+            else:
+                self._redirect(i, k, t1)
+
+    def _admit(self, i, s, t):
+        self.shelter_occupancy[s] += int(self.n_present[i])
+        self.state[i] = SHELTER
+        self.shelter[i] = s
+        self.arrive_s[i] = t
+        self.x[i] = self.shelter_x[s]
+        self.y[i] = self.shelter_y[s]
+        self.events.log(t, i, "arrived", f"shelter {s}")
+
+    def _redirect(self, i, s, t):
+        """Shelter ``s`` is full: go on to the nearest shelter with room, else outside the area."""
+        self.redirections += 1
+        node = int(self.shelter_node[s])
+        n = int(self.n_present[i])
+        room = (self.shelter_capacity - self.shelter_occupancy) >= n
+        cost = np.where(room, self.walk_cost[: self.n_shelters, node], np.inf)
+        if np.isfinite(cost).any():
+            nd = int(np.argmin(cost))
+        else:
+            nr = len(self.relatives_node)
+            cand = self.n_shelters + np.arange(nr)
+            rc = self.walk_cost[cand, node] if nr else np.zeros(0)
+            if nr == 0 or not np.isfinite(rc).any():
+                self.state[i] = SAFE   # stays outside the full shelter
+                self.events.log(t, i, "shelter_full_waiting", f"shelter {s}")
+                return
+            nd = int(cand[np.argmin(rc)])
+        self.events.log(t, i, "redirected", f"from shelter {s} to dest {nd}")
+        self.dest[i] = nd
+        self.shelter[i] = nd if nd < self.n_shelters else -1
+        ii = np.array([i])
+        self._depart(ii, t, use_vehicle=np.array([self.vehicle[i] > 0 and self.traffic is not None]),
+                     from_node=np.array([node]))
+
+    def _check_trapped(self, t1, d):
+        p = self.params
+        if d is None:
+            return
+        dh = d[self.home_cell]
+        up_depth = dh - (self.storeys - 1) * p.storey_height_m
+        # people at home go upstairs when the water comes in, if they can
+        go_up = (self.state == HOME) & (dh >= 0.5) & (self.storeys >= 2)
+        self.state[go_up] = UPPER
+        trapped = ((self.state == HOME) & (dh >= p.trapped_depth_m)) | (
+            (self.state == UPPER) & (up_depth >= p.upper_floor_margin_m))
+        self._trap(np.flatnonzero(trapped), t1, "trapped_at_home")
+
+    def _trap(self, idx, t, why):
+        if idx.size == 0:
+            return
+        d = self._depth
+        self.state[idx] = TRAPPED
+        self.trapped_s[idx] = t
+        cells = self._cell_of(self.x[idx], self.y[idx])
+        dep = self._depth_at(d, cells)
+        for k, i in enumerate(idx):
+            i = int(i)
+            self.events.log(t, i, "trapped", why)
+            self.rescue_calls.append({"t_s": float(t), "agent": i, "x": float(self.x[i]), "y": float(self.y[i]),
+                                      "persons": int(self.n_present[i]), "vulnerable": bool(self.vulnerable[i]),
+                                      "depth_m": float(dep[k]), "reason": why})
+
+    def _hazard(self, dt, d, v):
+        p = self.params
+        if d is None:
+            self.hr[:] = 0.0
+        else:
+            st = self.state
+            at_home = np.isin(st, (HOME, UPPER)) | ((st == TRAPPED) & (self.x == self.home_x) & (self.y == self.home_y))
+            cells = np.where(at_home, self.home_cell, self._cell_of(self.x, self.y))
+            dep = d[cells]
+            spd = np.zeros_like(dep) if v is None else v[cells]
+            upper = (st == UPPER) | ((st == TRAPPED) & at_home & (self.storeys >= 2))
+            dep = np.where(upper, np.maximum(dep - (self.storeys - 1) * p.storey_height_m, 0.0), dep)
+            safe = np.isin(st, (RELATIVES, RESCUE, SAFE))
+            dep = np.where(safe, 0.0, dep)
+            self.hr = hazard_rating(dep, spd, p.urban_debris)
+        np.maximum(self.max_hr, self.hr, out=self.max_hr)
+        cls = hazard_class(self.hr, p.hazard_thresholds)
+        in_hosp = self.p_hospital >= 0
+        pcls = np.where(in_hosp, 0, cls[self.p_hh])
+        phr = np.where(in_hosp, 0.0, self.hr[self.p_hh])
+        np.maximum(self.p_max_hr, phr, out=self.p_max_hr)
+        counts = np.bincount(pcls * len(AGE_GROUPS) + self.p_age, minlength=len(HAZARD_CLASSES) * len(AGE_GROUPS))
+        self.person_hours += counts.reshape(len(HAZARD_CLASSES), len(AGE_GROUPS)) * (dt / 3600.0)
+
+    # ================================================================== services interface
+    def pop_rescue_calls(self, until_s: float = math.inf) -> list[dict]:
+        """Remove and return the rescue calls made before ``until_s``."""
+        out = [c for c in self.rescue_calls if c["t_s"] < until_s]
+        self.rescue_calls = [c for c in self.rescue_calls if c["t_s"] >= until_s]
+        return out
+
+    def pick_up(self, agent: int, t_s: float, capacity: int | None = None) -> int:
+        """A rescue unit takes the household's members (up to ``capacity``); returns persons taken."""
+        i = int(agent)
+        if self.state[i] != TRAPPED:
+            return 0
+        n = int(self.n_present[i])
+        self.state[i] = RESCUE
+        self.events.log(t_s, i, "picked_up", f"{n} persons")
+        return n
+
+    def move_with_unit(self, agent: int, x: float, y: float) -> None:
+        self.x[agent], self.y[agent] = x, y
+
+    def drop_off(self, agent: int, t_s: float, shelter: int | None) -> bool:
+        """Deliver a rescued household to shelter ``shelter`` (None = safe reception point).
+
+        Returns False (household stays with the unit) when the shelter lacks room for them.
+        """
+        i = int(agent)
+        if shelter is None:
+            self.state[i] = SAFE
+            self.arrive_s[i] = t_s
+            self.events.log(t_s, i, "arrived", "safe")
+            return True
+        s = int(shelter)
+        if self.shelter_occupancy[s] + self.n_present[i] > self.shelter_capacity[s]:
+            return False
+        self._admit(i, s, t_s)
+        return True
+
+    def shelter_with_room(self, persons: int) -> np.ndarray:
+        return np.flatnonzero(self.shelter_capacity - self.shelter_occupancy >= persons)
+
+    def hospitalise(self, agent: int, t_s: float, hospital: int, n: int = 1) -> list[int]:
+        """Move ``n`` present members of household ``agent`` to hospital ``hospital``."""
+        i = int(agent)
+        mem = np.flatnonzero((self.p_hh == i) & (self.p_hospital < 0))[:n]
+        self.p_hospital[mem] = hospital
+        self.n_present[i] -= len(mem)
+        if self.state[i] == SHELTER and self.shelter[i] >= 0:
+            self.shelter_occupancy[self.shelter[i]] -= len(mem)
+        self.events.log(t_s, i, "hospitalised", f"{len(mem)} to hospital {hospital}")
+        return [int(m) for m in mem]
+
+    def random_person(self) -> int:
+        """A person drawn uniformly among those not in hospital (background medical calls)."""
+        cand = np.flatnonzero(self.p_hospital < 0)
+        return int(cand[self.rng.integers(0, cand.size)])
+
+    # ================================================================== outputs
+    def person_state(self) -> np.ndarray:
+        """State code of every person (household state, or HOSPITAL)."""
+        return np.where(self.p_hospital >= 0, HOSPITAL, self.state[self.p_hh]).astype(np.int8)
+
+    def person_xy(self, hospitals_xy=None):
+        x, y = self.x[self.p_hh].copy(), self.y[self.p_hh].copy()
+        if hospitals_xy is not None:
+            h = self.p_hospital >= 0
+            x[h] = hospitals_xy[0][self.p_hospital[h]]
+            y[h] = hospitals_xy[1][self.p_hospital[h]]
+        return x, y
+
+    def counts(self) -> dict[str, int]:
+        ps = self.person_state()
+        c = np.bincount(ps, minlength=len(STATES))
+        return {s: int(c[k]) for k, s in enumerate(STATES)}
+
+    def person_hours_by_class(self) -> dict[str, float]:
+        ph = self.person_hours.sum(axis=1)
+        return {c: float(ph[k]) for k, c in enumerate(HAZARD_CLASSES)}
+
+    def kpis(self) -> dict[str, Any]:
+        """Run indicators; person numbers are scaled to the whole population (1/sample_fraction)."""
+        rep = self._represents
+        sc = lambda v: v * rep if rep != 1.0 else v  # noqa: E731
+        return {
+            "t_s": self.time_s,
+            "sample_fraction": self.params.sample_fraction,
+            "households": sc(int(self.n_households)),
+            "tourist_parties": sc(int(self.n_agents - self.n_households)),
+            "persons": sc(int(self.n_persons)),
+            "persons_by_state": {k: sc(v) for k, v in self.counts().items()},
+            "person_hours_by_hazard_class": {k: sc(v) for k, v in self.person_hours_by_class().items()},
+            "persons_warned": sc(int(self.n_members[np.isfinite(self.warned_s)].sum())),
+            "persons_max_hazard_class": {c: sc(int(n)) for c, n in zip(HAZARD_CLASSES, np.bincount(
+                hazard_class(self.p_max_hr, self.params.hazard_thresholds), minlength=4))},
+            "rescue_calls": sc(int(np.isfinite(self.trapped_s).sum())),
+            "shelter_capacity": [sc(int(c)) for c in self.shelter_capacity],
+            "shelter_occupancy": [sc(int(c)) for c in self.shelter_occupancy],
+            "shelter_redirections": sc(int(self.redirections)),
+        }
+
+    def state_table(self) -> pd.DataFrame:
+        """One row per household / tourist party at the current time (the recorder adds ``t_s``).
+
+        ``persons`` are the persons present (members in hospital are not), scaled by
+        ``1/sample_fraction`` when only a sample of households is simulated; ``members`` are the
+        simulated persons."""
+        return pd.DataFrame({
+            "agent_id": np.arange(self.n_agents, dtype=np.int64),
+            "kind": pd.Categorical.from_codes(self.kind, KINDS),
+            "state": pd.Categorical.from_codes(self.state, STATES),
+            "x": self.x, "y": self.y,
+            "persons": self.n_present * self._represents,
+            "members": self.n_present,
+            "warned": np.isfinite(self.warned_s),
+            "warned_s": self.warned_s,
+            "action": pd.Categorical.from_codes(self.action, ACTIONS),
+            "shelter": self.shelter,
+            "hazard_rating": self.hr,
+            "max_hazard_rating": self.max_hr,
+        })
+
+    def event_table(self) -> pd.DataFrame:
+        return self.events.table()
+
+    # ================================================================== restart
+    _DYNAMIC = ("state", "x", "y", "recv_s", "evaluated", "warned_s", "act_s", "action", "dest", "shelter",
+                "mv_node", "mv_off", "trip_id", "trapped_s", "arrive_s", "hr", "max_hr", "p_hospital",
+                "p_max_hr", "n_present", "shelter_occupancy", "person_hours", "_stalled")
+
+    def get_state(self) -> dict:
+        s = {k: getattr(self, k).copy() for k in self._DYNAMIC}
+        s.update(time_s=self.time_s, n_steps=self.n_steps, redirections=self.redirections,
+                 pending_warnings=list(self.pending_warnings), warnings_log=[dict(w) for w in self.warnings_log],
+                 rescue_calls=[dict(c) for c in self.rescue_calls], events=self.events.get_state(),
+                 rng=self.rng.bit_generator.state, random=self.random.getstate(),
+                 depth=None if self._depth is None else self._depth.copy(),
+                 speed=None if self._speed is None else self._speed.copy())
+        return s
+
+    def set_state(self, s: dict) -> None:
+        for k in self._DYNAMIC:
+            cur = getattr(self, k)
+            v = np.asarray(s[k])
+            if v.shape != cur.shape:
+                raise ValueError(f"PeopleModel.set_state: {k} has shape {v.shape}, expected {cur.shape}")
+            setattr(self, k, v.astype(cur.dtype, copy=True))
+        self.time_s, self.n_steps, self.redirections = s["time_s"], s["n_steps"], s["redirections"]
+        self.pending_warnings = list(s["pending_warnings"])
+        self.warnings_log = [dict(w) for w in s["warnings_log"]]
+        self.rescue_calls = [dict(c) for c in s["rescue_calls"]]
+        self.events = EventLog()
+        self.events.set_state(s["events"])
+        self.rng.bit_generator.state = s["rng"]
+        self.random.setstate(s["random"])
+        self._depth = None if s["depth"] is None else np.array(s["depth"])
+        self._speed = None if s["speed"] is None else np.array(s["speed"])
+
+
+def _apply_affine(a, x, y):
+    """(col, row) = a · (x, y) for an ``affine.Affine`` (no deprecated ``*`` on tuples)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    return a.a * x + a.b * y + a.c, a.d * x + a.e * y + a.f
+
+
+def _is_stalled(state) -> np.ndarray:
+    st = np.asarray(state)
+    if st.dtype.kind in "OUS":
+        return np.isin(st.astype(str), ("stalled", "stranded"))
+    return np.zeros(st.shape, bool)
+
+
+def _round_preserving(x) -> np.ndarray:
+    """Round non-negative reals to integers preserving the rounded total (largest remainders)."""
+    x = np.asarray(x, float)
+    fl = np.floor(x).astype(np.int64)
+    short = int(round(x.sum())) - int(fl.sum())
+    if short > 0:
+        fl[np.argsort(-(x - fl), kind="stable")[:short]] += 1
+    return fl

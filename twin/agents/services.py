@@ -1,0 +1,628 @@
+"""Emergency services on a SimPy clock lock-stepped with the coupled simulation.
+
+A dispatch centre keeps a priority queue of incidents (priority 1 = life-threatening first, then
+call time) and sends the suitable available unit with the shortest current travel time:
+
+- ambulances and fire/rescue trucks drive the road network with the traffic component's current link
+  travel times (or free speed reduced by depth when no traffic model is attached); links deeper than
+  the unit's stall/wading depth are impassable, closed links are respected;
+- rescue boats work where the water is deeper than their draft and move over a coarse copy of the
+  flood grid (on their trailer over dry land);
+- hospitals have beds (``simpy.Container``); a flooded hospital closes and patients go to the next;
+- rescued households are dropped at the nearest shelter with room (full shelters are skipped).
+
+Units are plain records driven by one SimPy process per job; every phase change is written to the
+action log and every incident to the incident table. ``get_state``/``set_state`` rebuild the SimPy
+environment from those records, so restarts are bit-identical.
+"""
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import simpy
+from scipy.sparse.csgraph import dijkstra
+
+from .params import ServicesParams
+from .people import _apply_affine
+from .routing import GridRouter, RoadGraph
+
+INCIDENT_COLUMNS = [
+    "incident_id", "kind", "priority", "call_s", "x", "y", "agent_id", "persons", "depth_m",
+    "unit_id", "unit_kind", "dispatch_s", "arrive_scene_s", "depart_scene_s", "at_hospital_s",
+    "hospital", "shelter", "clear_s", "outcome", "response_time_s", "route_length_m", "travel_time_s",
+]
+ACTION_COLUMNS = ["t_s", "unit_id", "unit_kind", "incident_id", "action", "x", "y", "detail"]
+
+
+@dataclasses.dataclass
+class Unit:
+    uid: int
+    kind: str
+    station: int          # row in EmergencyServices.stations
+    home_node: int
+    home_x: float
+    home_y: float
+    node: int
+    x: float
+    y: float
+    available: bool = True
+    phase: str = "idle"
+    phase_end: float = 0.0
+    incident: int = -1
+    job: int = 0          # increments per dispatch; a stale process sees a changed job and stops
+    seq: int = 0          # order in which the current phase's timeout was scheduled
+    at_station: bool = True
+    target: int = -1      # hospital / shelter index of the current transport phase
+    pending_eta: float = 0.0
+
+
+class EmergencyServices:
+    """Dispatch centre, units, hospitals and shelters; ``run_one_step(dt)`` advances SimPy to t+dt."""
+
+    _name = "EmergencyServices"
+    _info = {
+        "surface_water__depth": {"dtype": float, "intent": "in", "optional": True, "units": "m",
+                                 "mapping": "cell", "doc": "flood depth (from the people model or set_flood)"},
+        "road_link__travel_time": {"dtype": float, "intent": "in", "optional": True, "units": "s",
+                                   "mapping": "link", "doc": "current link travel times from traffic"},
+        "incident__response_time": {"dtype": float, "intent": "out", "optional": False, "units": "s",
+                                    "mapping": "incident", "doc": "call to first unit on scene"},
+    }
+
+    def __init__(self, city, params=None, rng=None, traffic=None, people=None):
+        self.params = p = ServicesParams.from_dict(params)
+        self.rng = np.random.default_rng(rng)
+        self.city = city
+        self.traffic = traffic
+        self.people = people
+        net = traffic.network if traffic is not None and hasattr(traffic, "network") else city.roads
+        if people is not None and people.graph.n_links == len(net.links):
+            self.graph = people.graph
+        else:
+            self.graph = RoadGraph(net)
+        self.terrain = city.terrain
+        self.shape = tuple(self.terrain.shape)
+        self._inv = ~self.terrain.transform
+        self.grid = GridRouter(self.shape, self.terrain.transform, p.boat_grid_cells)
+        self.time_s = 0.0
+        self._depth = None
+        self._flood_version = 0
+        self._cache: dict = {}
+        self.closed_links: set[int] = set()
+        self._link_cell = self._cell_of(self.graph.link_mid_x, self.graph.link_mid_y)
+        places = city.places
+        self.hospitals = places[places["kind"] == "hospital"].reset_index(drop=True)
+        fs = places[places["kind"] == "fire_station"].reset_index(drop=True)
+        if len(fs) == 0:   # no fire station in the bundle: trucks and boats wait at the hospitals
+            fs = self.hospitals
+        self.stations = pd.concat([self.hospitals.assign(station_kind="hospital"),
+                                   fs.assign(station_kind="fire_station")], ignore_index=True)
+        self.stations["node"] = self.graph.nearest_node(self.stations["x"], self.stations["y"])
+        self.hospital_node = self.graph.nearest_node(self.hospitals["x"], self.hospitals["y"]) if len(
+            self.hospitals) else np.zeros(0, np.int64)
+        self.hospital_cell = self._cell_of(self.hospitals["x"], self.hospitals["y"])
+        beds = self.hospitals["capacity"].to_numpy(float) if len(self.hospitals) else np.zeros(0)
+        self.hospital_beds = np.where(np.isfinite(beds) & (beds > 0), beds, p.hospital_default_beds).astype(int)
+        self.hospital_free0 = np.round(self.hospital_beds * (1 - p.hospital_occupancy0)).astype(int)
+        self.hospital_closed = np.zeros(len(self.hospitals), bool)
+        # units
+        self.units: list[Unit] = []
+        nh = len(self.hospitals)
+        for s in range(nh):
+            for _ in range(p.ambulances_per_hospital):
+                self._add_unit("ambulance", s)
+        fire_rows = list(range(nh, len(self.stations)))
+        for s in fire_rows:
+            for _ in range(p.fire_trucks_per_station):
+                self._add_unit("fire_truck", s)
+        n_boats = p.n_boats if p.n_boats is not None else p.boats_per_station * len(fire_rows)
+        for k in range(n_boats):
+            self._add_unit("boat", fire_rows[k % len(fire_rows)] if fire_rows else 0)
+        self.population = float(city.population["persons"].sum()) if people is None else float(people.n_persons)
+        # records
+        self.incidents: list[dict] = []
+        self.actions: list[tuple] = []
+        self._queue: list[tuple] = []
+        self._discharges: list[tuple] = []     # (t_s, hospital, seq)
+        self._seq = 0
+        self._dispatch_pending = False
+        self._future_calls: list[tuple] = []
+        self._new_env(0.0)
+
+    # ------------------------------------------------------------------ setup helpers
+    def _cell_of(self, x, y):
+        c, r = _apply_affine(self._inv, x, y)
+        ny, nx = self.shape
+        return np.clip(np.floor(r).astype(np.int64), 0, ny - 1) * nx + np.clip(np.floor(c).astype(np.int64), 0, nx - 1)
+
+    def _add_unit(self, kind, station):
+        if kind not in self.params.unit_classes:
+            raise ValueError(f"services params: unit_classes has no {kind!r}")
+        row = self.stations.iloc[station]
+        n = int(row["node"])
+        self.units.append(Unit(len(self.units), kind, station, n, float(row["x"]), float(row["y"]), n,
+                               float(row["x"]), float(row["y"])))
+
+    def _new_env(self, t0):
+        self.env = simpy.Environment(initial_time=t0)
+        self.beds = [simpy.Container(self.env, capacity=max(int(b), 1), init=int(f))
+                     for b, f in zip(self.hospital_beds, self.hospital_free0)]
+
+    # ------------------------------------------------------------------ flood and roads
+    def set_flood(self, depth) -> None:
+        """Give the services the current flood depth ``(ny, nx)`` (done automatically from ``people``)."""
+        if depth is None:
+            self._depth = None
+        else:
+            d = np.asarray(depth, float)
+            if d.shape != self.shape and d.shape != (self.shape[0] * self.shape[1],):
+                raise ValueError(f"EmergencyServices.set_flood: depth shape {d.shape} != city grid {self.shape}")
+            self._depth = np.nan_to_num(d.ravel(), nan=0.0)
+        self._flood_version += 1
+        self._cache.clear()
+
+    def close_links(self, ids) -> None:
+        """Closures used when no traffic model is attached (with one, its closures apply)."""
+        self.closed_links.update(int(i) for i in np.atleast_1d(ids))
+        self._cache.clear()
+
+    def open_links(self, ids) -> None:
+        self.closed_links.difference_update(int(i) for i in np.atleast_1d(ids))
+        self._cache.clear()
+
+    def depth_at_xy(self, x, y) -> float:
+        if self._depth is None:
+            return 0.0
+        return float(self._depth[self._cell_of(x, y)])
+
+    def link_times(self, kind: str) -> np.ndarray:
+        """Current link travel times [s] for unit kind ``kind`` (inf = impassable)."""
+        key = ("lt", kind)
+        if key in self._cache:
+            return self._cache[key]
+        uc = self.params.unit_classes[kind]
+        g = self.graph
+        depth = np.zeros(g.n_links) if self._depth is None else self._depth[self._link_cell]
+        if self.traffic is not None:
+            try:
+                t = np.asarray(self.traffic.link_travel_time_s(uc.vehicle_class), float).copy()
+            except (KeyError, ValueError):
+                t = np.asarray(self.traffic.link_travel_time_s("car"), float).copy()
+        else:
+            factor = np.clip(1.0 - depth / uc.stall_depth_m, 0.05, 1.0)
+            t = g.length_m / (g.free_speed_mps * factor)
+            if self.closed_links:
+                t[list(self.closed_links)] = np.inf
+        t[depth > uc.stall_depth_m] = np.inf
+        t[~np.isfinite(t) | (t < 0)] = np.inf
+        self._cache[key] = t
+        return t
+
+    def route(self, kind: str, origin_node: int, dest_node: int):
+        """Current route of a road unit: (links, time_s, length_m)."""
+        links, time_s = self.graph.route(int(origin_node), int(dest_node), self.link_times(kind))
+        return links, time_s, float(self.graph.length_m[links].sum()) if links else 0.0
+
+    def _reverse_matrix(self, kind):
+        key = ("rev", kind)
+        if key not in self._cache:
+            self._cache[key] = self.graph.matrix(self.link_times(kind)).T.tocsr()
+        return self._cache[key]
+
+    def _times_to(self, kind, node):
+        """Road: seconds from every node to ``node`` (Dijkstra over the reversed graph, cached)."""
+        key = ("to", kind, int(node))
+        if key not in self._cache:
+            self._cache[key] = dijkstra(self._reverse_matrix(kind), directed=True, indices=int(node))
+        return self._cache[key]
+
+    def _boat_times(self, x, y):
+        uc = self.params.unit_classes["boat"]
+        cell = int(self.grid.cell_of(x, y))
+        key = ("boat", cell)
+        if key not in self._cache:
+            if "boat_matrix" not in self._cache:
+                d = None if self._depth is None else self._depth.reshape(self.shape)
+                self._cache["boat_matrix"] = self.grid.matrix(d, uc.stall_depth_m, uc.speed_mps,
+                                                              self.params.boat_land_speed_mps)
+            self._cache[key] = self.grid.times_from(cell, matrix=self._cache["boat_matrix"])
+        return self._cache[key]
+
+    # ------------------------------------------------------------------ stepping
+    def run_one_step(self, dt: float) -> None:
+        dt = float(dt)
+        if not (dt > 0 and math.isfinite(dt)):
+            raise ValueError(f"EmergencyServices.run_one_step: dt must be > 0, got {dt}")
+        t0, t1 = self.time_s, self.time_s + dt
+        if self.people is not None and self.people._depth is not None:
+            self.set_flood(self.people._depth)
+        self._update_hospitals(t0)
+        calls = []
+        if self.people is not None:
+            for c in self.people.pop_rescue_calls(until_s=t1):
+                prio = 1 if (c["vulnerable"] or c["depth_m"] >= 1.5) else 2
+                calls.append((max(c["t_s"], t0), "rescue", prio, c["x"], c["y"], c["agent"], c["persons"], False))
+        lam = self.params.medical_rate_per_1000_per_day * self.population / 1000.0 * dt / 86400.0
+        n = int(self.rng.poisson(lam))
+        times = np.sort(t0 + self.rng.random(n) * dt)
+        for t in times:
+            prio = 1 if self.rng.random() < self.params.life_threatening_share else int(2 + self.rng.integers(0, 2))
+            transport = bool(self.rng.random() < self.params.transport_share or prio == 1)
+            if self.people is not None:
+                person = self.people.random_person()
+                a = int(self.people.p_hh[person])
+                x, y = float(self.people.x[a]), float(self.people.y[a])
+            else:
+                k = int(self.rng.integers(0, self.graph.n_nodes))
+                a, x, y = -1, float(self.graph.node_x[k]), float(self.graph.node_y[k])
+            calls.append((float(t), "medical", prio, x, y, a, 1, transport))
+        while self._future_calls and self._future_calls[0][0] < t1:
+            calls.append(self._future_calls.pop(0))
+        calls.sort(key=lambda c: c[0])
+        for c in calls:
+            self.env.process(self._call_process(*c))
+        for t in self._shift_starts(t0, t1):
+            if t > t0:
+                self.env.process(self._shift_process(t))
+        self._try_dispatch()
+        self.env.run(until=t1)
+        self.time_s = t1
+
+    def _call_process(self, t, kind, prio, x, y, agent, persons, transport):
+        if t > self.env.now:
+            yield self.env.timeout(t - self.env.now)
+        self._register(t, kind, prio, x, y, agent, persons, transport)
+
+    def _register(self, t, kind, prio, x, y, agent, persons, transport):
+        iid = len(self.incidents)
+        inc = {c: None for c in INCIDENT_COLUMNS}
+        inc.update(incident_id=iid, kind=kind, priority=int(prio), call_s=float(t), x=float(x), y=float(y),
+                   agent_id=int(agent), persons=int(persons), depth_m=self.depth_at_xy(x, y),
+                   node=int(self.graph.nearest_node(x, y)[0]), transport=bool(transport), outcome="waiting")
+        self.incidents.append(inc)
+        heapq.heappush(self._queue, (int(prio), float(t), iid))
+        self._log(t, None, iid, "call", x, y, f"{kind} p{prio} {persons} persons")
+        self._request_dispatch()
+        return iid
+
+    def _request_dispatch(self):
+        """Dispatch once all calls of this instant are in (so priority 1 wins over earlier calls)."""
+        if not self._dispatch_pending:
+            self._dispatch_pending = True
+            self.env.process(self._dispatch_process())
+
+    def _dispatch_process(self):
+        yield self.env.timeout(0.0)
+        self._dispatch_pending = False
+        self._try_dispatch()
+
+    def report_incident(self, t_s, kind, x, y, priority=1, persons=1, agent=-1, transport=True) -> None:
+        """Inject an incident (e.g. from a scenario event); it is called at ``max(t_s, now)``."""
+        if kind not in ("rescue", "medical"):
+            raise ValueError(f"report_incident: kind must be 'rescue' or 'medical', got {kind!r}")
+        self._future_calls.append((max(float(t_s), self.time_s), kind, int(priority), float(x), float(y),
+                                   int(agent), int(persons), bool(transport)))
+        self._future_calls.sort(key=lambda c: c[0])
+
+    def _log(self, t, unit, iid, action, x, y, detail=""):
+        self.actions.append((float(t), -1 if unit is None else unit.uid, "" if unit is None else unit.kind,
+                             iid, action, float(x), float(y), detail))
+
+    def on_duty(self, unit, t) -> bool:
+        sh = self.params.shifts.get(unit.kind)
+        if sh is None or sh[1] >= 86400.0:
+            return True
+        return ((t - sh[0]) % 86400.0) < sh[1]
+
+    def _shift_starts(self, t0, t1):
+        """Times in [t0, t1) when some unit kind comes on duty."""
+        out = []
+        for start, length in self.params.shifts.values():
+            if length >= 86400.0:
+                continue
+            k = math.ceil((t0 - start) / 86400.0)
+            t = start + k * 86400.0
+            while t < t1:
+                out.append(t)
+                t += 86400.0
+        return sorted(set(out))
+
+    def _shift_process(self, t):
+        yield self.env.timeout(t - self.env.now)
+        self._try_dispatch()
+
+    def _update_hospitals(self, t):
+        if self._depth is None or len(self.hospitals) == 0:
+            return
+        flooded = self._depth[self.hospital_cell] > self.params.hospital_close_depth_m
+        for h in np.flatnonzero(flooded & ~self.hospital_closed):
+            self.hospital_closed[h] = True
+            self._log(t, None, -1, "hospital_closed", self.hospitals["x"].iloc[h], self.hospitals["y"].iloc[h],
+                      f"hospital {h} depth {self._depth[self.hospital_cell[h]]:.2f} m")
+
+    # ------------------------------------------------------------------ dispatch
+    def _suitable(self, inc):
+        d = inc["depth_m"]
+        uc = self.params.unit_classes
+        kinds = []
+        if inc["kind"] == "medical":
+            kinds.append("ambulance")
+        kinds.append("fire_truck")
+        kinds = [k for k in kinds if k in uc and d <= uc[k].stall_depth_m]
+        if "boat" in uc and d > uc["boat"].stall_depth_m:
+            kinds.append("boat")
+        return kinds
+
+    def _eta(self, unit, inc):
+        uc = self.params.unit_classes[unit.kind]
+        if uc.mode == "boat":
+            t = self._boat_times(inc["x"], inc["y"])[int(self.grid.cell_of(unit.x, unit.y))]
+            return t + (self.params.boat_launch_s if unit.at_station else 0.0)
+        return self._times_to(unit.kind, inc["node"])[unit.node]
+
+    def _try_dispatch(self):
+        now = self.env.now
+        free = [u for u in self.units if u.available and self.on_duty(u, now)]
+        if not free or not self._queue:
+            return
+        keep = []
+        while self._queue and free:
+            prio, t, iid = heapq.heappop(self._queue)
+            inc = self.incidents[iid]
+            kinds = self._suitable(inc)
+            best, best_t = None, math.inf
+            for u in free:
+                if u.kind in kinds:
+                    eta = self._eta(u, inc)
+                    if eta < best_t:
+                        best, best_t = u, eta
+            if best is None:
+                keep.append((prio, t, iid))
+                continue
+            free.remove(best)
+            self._dispatch(best, inc, best_t)
+        for item in keep:
+            heapq.heappush(self._queue, item)
+
+    def _dispatch(self, unit, inc, eta):
+        now = self.env.now
+        unit.available = False
+        unit.job += 1
+        unit.incident = inc["incident_id"]
+        inc.update(unit_id=unit.uid, unit_kind=unit.kind, dispatch_s=now, travel_time_s=float(eta),
+                   outcome="dispatched")
+        if self.params.unit_classes[unit.kind].mode == "road":
+            links, _, length = self.route(unit.kind, unit.node, inc["node"])
+            inc["route_length_m"] = length
+            inc["route_links"] = links
+        else:
+            inc["route_length_m"] = float(math.hypot(inc["x"] - unit.x, inc["y"] - unit.y))
+        self._log(now, unit, inc["incident_id"], "dispatch", unit.x, unit.y, f"eta {eta:.0f} s")
+        self._start_phase(unit, "to_scene", float(eta))
+
+    def _start_phase(self, unit, phase, duration):
+        unit.phase = phase
+        unit.phase_end = self.env.now + max(float(duration), 0.0)
+        self._seq += 1
+        unit.seq = self._seq
+        self.env.process(self._phase_process(unit, unit.job, phase))
+
+    def _phase_process(self, unit, job, phase):
+        yield self.env.timeout(max(unit.phase_end - self.env.now, 0.0))
+        if unit.job != job or unit.phase != phase:
+            return   # the unit was re-dispatched meanwhile
+        self._finish_phase(unit)
+
+    def _finish_phase(self, unit):
+        self._advance(unit)
+        self._try_dispatch()
+
+    def _advance(self, unit):
+        now = self.env.now
+        p = self.params
+        uc = p.unit_classes[unit.kind]
+        inc = self.incidents[unit.incident] if unit.incident >= 0 else None
+        ph = unit.phase
+        if ph == "to_scene":
+            unit.x, unit.y, unit.node, unit.at_station = inc["x"], inc["y"], inc["node"], False
+            inc["arrive_scene_s"] = now
+            inc["response_time_s"] = now - inc["call_s"]
+            self._log(now, unit, inc["incident_id"], "on_scene", unit.x, unit.y)
+            self._start_phase(unit, "on_scene", uc.on_scene_s)
+        elif ph == "on_scene":
+            inc["depart_scene_s"] = now
+            pm = self.people
+            if inc["kind"] == "rescue":
+                taken = pm.pick_up(inc["agent_id"], now, uc.capacity_persons) if pm is not None else inc["persons"]
+                if taken == 0:
+                    inc["outcome"] = "not_found"
+                    return self._go_home(unit)
+                self._log(now, unit, inc["incident_id"], "picked_up", unit.x, unit.y, f"{taken} persons")
+                self._to_shelter(unit, inc)
+            elif inc["transport"]:
+                self._to_hospital(unit, inc)
+            else:
+                inc["outcome"] = "treated_on_scene"
+                inc["clear_s"] = now
+                self._go_home(unit)
+        elif ph == "to_hospital":
+            h = unit.target
+            unit.x, unit.y = float(self.hospitals["x"].iloc[h]), float(self.hospitals["y"].iloc[h])
+            unit.node = int(self.hospital_node[h])
+            if self.hospital_closed[h] or self.beds[h].level < 1:
+                self._log(now, unit, inc["incident_id"], "hospital_full", unit.x, unit.y, f"hospital {h}")
+                return self._to_hospital(unit, inc, exclude={h})
+            self.beds[h].get(1)
+            self._seq += 1
+            t_out = now + float(self.rng.exponential(p.hospital_stay_mean_s))
+            self._discharges.append((t_out, h, self._seq))
+            self.env.process(self._discharge_process(t_out, h))
+            inc.update(at_hospital_s=now, hospital=int(h), outcome="hospital")
+            if self.people is not None and inc["agent_id"] >= 0:
+                self.people.hospitalise(inc["agent_id"], now, h, inc["persons"] if inc["kind"] == "medical" else 1)
+            self._log(now, unit, inc["incident_id"], "at_hospital", unit.x, unit.y, f"hospital {h}")
+            self._start_phase(unit, "handover", p.handover_s)
+        elif ph == "handover":
+            inc["clear_s"] = now
+            self._go_home(unit)
+        elif ph == "to_shelter":
+            s = unit.target
+            pm = self.people
+            if s >= 0:
+                sx, sy = float(pm.shelter_x[s]), float(pm.shelter_y[s])
+                unit.x, unit.y, unit.node = sx, sy, int(pm.shelter_node[s])
+                if not pm.drop_off(inc["agent_id"], now, s):
+                    self._log(now, unit, inc["incident_id"], "shelter_full", sx, sy, f"shelter {s}")
+                    return self._to_shelter(unit, inc, exclude={s})
+                inc.update(shelter=int(s), outcome="rescued_to_shelter")
+            else:
+                if pm is not None and inc["agent_id"] >= 0:
+                    pm.move_with_unit(inc["agent_id"], unit.x, unit.y)
+                    pm.drop_off(inc["agent_id"], now, None)
+                inc["outcome"] = "rescued_to_safe_point"
+            inc["clear_s"] = now
+            self._log(now, unit, inc["incident_id"], "drop_off", unit.x, unit.y, inc["outcome"])
+            self._go_home(unit)
+        elif ph == "return":
+            unit.x, unit.y, unit.node, unit.at_station = unit.home_x, unit.home_y, unit.home_node, True
+            unit.phase = "idle"
+            self._log(now, unit, -1, "at_station", unit.x, unit.y)
+
+    def _travel(self, unit, x, y, node):
+        """Travel time of ``unit`` from where it is to (x, y)/node now."""
+        uc = self.params.unit_classes[unit.kind]
+        if uc.mode == "boat":
+            return float(self._boat_times(x, y)[int(self.grid.cell_of(unit.x, unit.y))])
+        return float(self._times_to(unit.kind, node)[unit.node])
+
+    def _to_hospital(self, unit, inc, exclude=()):
+        open_h = [h for h in range(len(self.hospitals))
+                  if not self.hospital_closed[h] and self.beds[h].level >= 1 and h not in exclude]
+        best, best_t = -1, math.inf
+        for h in open_h:
+            t = self._travel(unit, self.hospitals["x"].iloc[h], self.hospitals["y"].iloc[h], self.hospital_node[h])
+            if t < best_t:
+                best, best_t = h, t
+        if best < 0:
+            inc.update(outcome="no_hospital_reachable", clear_s=self.env.now)
+            self._log(self.env.now, unit, inc["incident_id"], "no_hospital", unit.x, unit.y)
+            return self._go_home(unit)
+        unit.target = best
+        self._log(self.env.now, unit, inc["incident_id"], "transport", unit.x, unit.y, f"to hospital {best}")
+        self._start_phase(unit, "to_hospital", best_t)
+
+    def _to_shelter(self, unit, inc, exclude=()):
+        pm = self.people
+        best, best_t = -1, math.inf
+        if pm is not None:
+            for s in pm.shelter_with_room(int(pm.n_present[inc["agent_id"]])):
+                if s in exclude:
+                    continue
+                t = self._travel(unit, pm.shelter_x[s], pm.shelter_y[s], pm.shelter_node[s])
+                if t < best_t:
+                    best, best_t = int(s), t
+        if best < 0:   # no shelter with room: nearest dry ground (a reception point) close to the scene
+            best_t = self.params.unit_classes[unit.kind].on_scene_s
+        unit.target = best
+        if pm is not None and inc["agent_id"] >= 0:
+            pm.move_with_unit(inc["agent_id"], unit.x, unit.y)
+        self._log(self.env.now, unit, inc["incident_id"], "transport", unit.x, unit.y, f"to shelter {best}")
+        self._start_phase(unit, "to_shelter", best_t)
+
+    def _go_home(self, unit):
+        """Available again at once (dispatchable while returning); back at station after the trip."""
+        unit.available = True
+        unit.incident = -1
+        t = self._travel(unit, unit.home_x, unit.home_y, unit.home_node)
+        if not math.isfinite(t):
+            t = 3600.0
+        self._log(self.env.now, unit, -1, "return", unit.x, unit.y, f"eta {t:.0f} s")
+        self._start_phase(unit, "return", t)
+
+    def _discharge_process(self, t_out, h):
+        yield self.env.timeout(max(t_out - self.env.now, 0.0))
+        self._discharges = [d for d in self._discharges if not (d[0] == t_out and d[1] == h)]
+        if self.beds[h].level < self.beds[h].capacity:
+            self.beds[h].put(1)
+        self._try_dispatch()
+
+    # ------------------------------------------------------------------ outputs
+    def incident_table(self) -> pd.DataFrame:
+        df = pd.DataFrame([{c: inc.get(c) for c in INCIDENT_COLUMNS} for inc in self.incidents],
+                          columns=INCIDENT_COLUMNS)
+        for c in ("call_s", "x", "y", "depth_m", "dispatch_s", "arrive_scene_s", "depart_scene_s",
+                  "at_hospital_s", "clear_s", "response_time_s", "route_length_m", "travel_time_s"):
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+        for c in ("unit_id", "hospital", "shelter"):
+            df[c] = pd.to_numeric(df[c], errors="coerce").fillna(-1).astype(np.int64)
+        return df
+
+    def action_table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.actions, columns=ACTION_COLUMNS)
+
+    def unit_table(self) -> pd.DataFrame:
+        return pd.DataFrame([dataclasses.asdict(u) for u in self.units])
+
+    def kpis(self) -> dict[str, Any]:
+        df = self.incident_table()
+        out: dict[str, Any] = {"t_s": self.time_s, "incidents": int(len(df))}
+        for kind in ("rescue", "medical"):
+            r = df.loc[df["kind"] == kind, "response_time_s"].dropna()
+            out[f"{kind}_incidents"] = int((df["kind"] == kind).sum())
+            out[f"{kind}_response_p50_s"] = float(r.quantile(0.5)) if len(r) else None
+            out[f"{kind}_response_p90_s"] = float(r.quantile(0.9)) if len(r) else None
+        out["waiting"] = int((df["outcome"] == "waiting").sum()) if len(df) else 0
+        out["hospitals_closed"] = int(self.hospital_closed.sum())
+        out["hospital_free_beds"] = [int(b.level) for b in self.beds]
+        return out
+
+    # ------------------------------------------------------------------ restart
+    def get_state(self) -> dict:
+        return {
+            "time_s": self.time_s,
+            "units": [dataclasses.asdict(u) for u in self.units],
+            "incidents": [dict(i) for i in self.incidents],
+            "actions": list(self.actions),
+            "queue": list(self._queue),
+            "discharges": list(self._discharges),
+            "seq": self._seq,
+            "future_calls": list(self._future_calls),
+            "beds": [int(b.level) for b in self.beds],
+            "hospital_closed": self.hospital_closed.copy(),
+            "closed_links": sorted(self.closed_links),
+            "depth": None if self._depth is None else self._depth.copy(),
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def set_state(self, s: dict) -> None:
+        self.time_s = float(s["time_s"])
+        self.units = [Unit(**u) for u in s["units"]]
+        self.incidents = [dict(i) for i in s["incidents"]]
+        self.actions = list(s["actions"])
+        self._queue = list(s["queue"])
+        heapq.heapify(self._queue)
+        self._discharges = list(s["discharges"])
+        self._seq = int(s["seq"])
+        self._future_calls = list(s["future_calls"])
+        self.hospital_closed = np.array(s["hospital_closed"], bool)
+        self.closed_links = set(s["closed_links"])
+        self._depth = None if s["depth"] is None else np.array(s["depth"])
+        self._cache.clear()
+        self.rng.bit_generator.state = s["rng"]
+        self.env = simpy.Environment(initial_time=self.time_s)
+        self._dispatch_pending = False
+        self.beds = [simpy.Container(self.env, capacity=max(int(b), 1), init=int(lv))
+                     for b, lv in zip(self.hospital_beds, s["beds"])]
+        # re-schedule pending timeouts in the order they were first scheduled
+        pend = [("unit", u.seq, u) for u in self.units if u.phase != "idle"]
+        pend += [("dis", d[2], d) for d in self._discharges]
+        for what, _, obj in sorted(pend, key=lambda z: z[1]):
+            if what == "unit":
+                self.env.process(self._phase_process(obj, obj.job, obj.phase))
+            else:
+                self.env.process(self._discharge_process(obj[0], obj[1]))
