@@ -49,6 +49,9 @@ def test_tamky_attributes_and_grid(tamky):
     # every layer is labelled real or synthetic with a source and licence
     for name, layer in c.manifest["layers"].items():
         assert isinstance(layer["synthetic"], bool) and layer["source"] and layer["licence"], name
+        for key in ("file", "raster", "nodes_file", "summary"):
+            if layer.get(key):
+                assert (c.path / layer[key]).exists(), (name, layer[key])
     assert c.manifest["layers"]["terrain"]["synthetic"] is True
 
 
@@ -97,7 +100,10 @@ def test_tamky_sea_cells_are_the_tidal_boundary(tamky):
 
 def test_tamky_population_and_places(tamky):
     pop = tamky.population
-    assert list(pop["ward"]) == ["Tam Kỳ", "Bàn Thạch", "Hương Trà", "Quảng Phú"]
+    assert list(pop["ward_name"]) == ["Tam Kỳ", "Bàn Thạch", "Hương Trà", "Quảng Phú"]
+    assert list(pop["ward"]) == [1, 2, 3, 4]                        # the codes of ward_raster
+    for code in pop["ward"]:
+        assert (tamky.ward_raster == code).sum() > 1000
     assert pop["persons"].sum() == pytest.approx(120_000, rel=0.05)
     assert pop["households"].sum() == pytest.approx(35_000, rel=0.05)
     shares = pop[["share_motorbike", "share_car", "share_no_vehicle"]].sum(axis=1)
@@ -119,8 +125,9 @@ def test_tamky_population_and_places(tamky):
     on_water = np.isin(tamky.landcover[r, cc], (1, 2))
     assert not on_water[~pl["kind"].str.startswith("gauge").to_numpy()].any()
     # ward column agrees with the ward raster
-    names = {i + 1: w for i, w in enumerate(pop["ward"])}
-    assert [names.get(int(v), "") for v in tamky.ward_raster[r, cc]] == list(pl["ward"])
+    assert list(tamky.ward_raster[r, cc]) == list(pl["ward"])
+    names = dict(zip(pop["ward"], pop["ward_name"]))
+    assert [names.get(int(v), "") for v in pl["ward"]] == list(pl["ward_name"])
     # tide gauge sits by the Trường Giang toward An Hòa, the stage gauge on the Tam Kỳ river
     assert "An Hòa" in pl.loc[pl["kind"] == "gauge_tide", "name"].iloc[0]
     assert len(tamky.inflows) >= 2 and "Phú Ninh" in tamky.inflows["name"].iloc[0]
@@ -152,11 +159,16 @@ def test_tamky_roads_complete_and_routable(tamky):
     for w in wards.itertuples():
         p = w.geometry.representative_point()
         ends[w.ward] = net.nearest_node(p.x, p.y)
+    from twin.traffic import TrafficModel
+    tm = TrafficModel(net, dt=1.0, seed=0)
     for a in ends:
         for b in ends:
             if a != b:
                 t = nx.shortest_path_length(G, ends[a], ends[b], weight="weight")
                 assert 0 < t < 3600, (a, b, t)
+                # the traffic engine routes the same pair (motorbikes: same free speeds in the city)
+                nodes, links, t_tm = tm.shortest_path(ends[a], ends[b], "car")
+                assert len(links) > 0 and t_tm == pytest.approx(t, rel=0.05), (a, b, t, t_tm)
     # local street density in the dense centre: ≥ 8 km of street per km²
     from shapely.geometry import box
     cx, cy = synth.to_utm(np.array(synth.CENTRE_LONLAT))
@@ -186,7 +198,12 @@ def test_coarser_resolution_resamples(tamky):
     c60 = load_city("tamky", resolution_m=60)
     assert c60.terrain.elevation.shape == (430, 435)
     assert np.allclose(c60.terrain.elevation, synth.block_mean(tamky.terrain.elevation, 2), atol=1e-3)
-    with pytest.raises(ValueError, match="does not divide"):
+    c90 = load_city("tamky", resolution_m=90)          # 25,800 m is not a multiple of 90: last row dropped
+    assert c90.terrain.elevation.shape == (286, 290)
+    assert c90.terrain.origin == tamky.terrain.origin
+    assert np.allclose(c90.terrain.elevation, synth.block_mean(tamky.terrain.elevation[:858], 3), atol=1e-3)
+    assert set(np.unique(c90.ward_raster)) == {0, 1, 2, 3, 4}
+    with pytest.raises(ValueError, match="must divide"):
         load_city("tamky", resolution_m=7)
     with pytest.raises(FileNotFoundError, match="available: .*tamky"):
         load_city("atlantis")

@@ -88,6 +88,7 @@ class TerrainParams:
     hill_start_m: float = 8500.0          # foothills begin this far inland of the lagoon
     hill_ramp_m: float = 5000.0
     hill_amp_m: float = 95.0              # hill heights 20–120 m toward Phú Ninh
+    hill_ridge_m: float = 30.0            # ridge/valley relief on the hills
     floodplain_drop_m: float = 1.0        # paddy floodplain below the plain near rivers
     floodplain_scale_m: float = 900.0
     river_bank_m: float = 0.6             # natural levee height above the floodplain
@@ -215,10 +216,12 @@ def _noise(seed: int, spacing_m: float, sigma_cells: float, x, y, salt: int) -> 
     return ndimage.map_coordinates(g, [R, C], order=1, mode="nearest")
 
 
-def _polygon_mask(lonlat, transform, shape) -> np.ndarray:
+def _polygon_mask(lonlat, transform, shape, smooth: int = 3) -> np.ndarray:
     from rasterio.features import rasterize
     from shapely.geometry import Polygon
-    poly = Polygon(to_utm(np.array(lonlat)))
+    ring = to_utm(np.array(lonlat))
+    ring = np.vstack([ring, ring[:1]])
+    poly = Polygon(_chaikin(ring, smooth) if smooth else ring)
     return rasterize([(poly, 1)], out_shape=shape, transform=transform, dtype="uint8").astype(bool)
 
 
@@ -270,7 +273,8 @@ def synthesize_rasters(src_dir: Path, resolution_m: float = 10.0, params: Terrai
          + p.plain_far_slope * np.maximum(D - 7000.0, 0) + 0.6 * noise_mid)
     ramp = np.clip((D - p.hill_start_m) / p.hill_ramp_m, 0, 1)
     ramp = ramp * ramp * (3 - 2 * ramp)
-    z += ramp * (15.0 + p.hill_amp_m * (0.5 + 0.5 * noise_big) ** 1.5)
+    noise_ridge = _noise(p.seed, 90.0, 4.0, x, y, salt=4)    # ridges and valleys on the hills
+    z += ramp * (15.0 + p.hill_amp_m * (0.5 + 0.5 * noise_big) ** 1.5 + p.hill_ridge_m * np.abs(noise_ridge))
 
     # --- dunes between the sea and the lagoon ------------------------------------------------------
     dune = (p.dune_back_m + (p.dune_crest_m - p.dune_back_m)
