@@ -1,0 +1,457 @@
+"""Plotly figures: pure functions from runs and layers to figures (unit-tested without a browser).
+
+Colour scales read in greyscale: depth uses cividis reversed (light = shallow, dark = deep), the
+difference map cividis with its midpoint at zero (dark = lower in B, light = higher), lines of the
+two compared runs differ by dash as well as colour. Every axis names its unit.
+"""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from . import tables
+from .layers import Layers
+from .runs import Frames, Run, RunError, _block_coords, block_reduce_max
+
+FONT = "DejaVu Sans, Noto Sans, Arial, sans-serif"  # full Vietnamese diacritics coverage
+DEPTH_SCALE = "cividis_r"
+RUN_A_STYLE = {"color": "#1f3b73", "dash": "solid"}
+RUN_B_STYLE = {"color": "#c77c02", "dash": "dash"}
+PLACE_SYMBOLS = {
+    "hospital": "cross", "shelter": "square", "school": "square-open", "hotel": "diamond-open",
+    "fire_station": "triangle-up", "police": "triangle-down", "dispatch": "star",
+    "pumping_station": "hexagon", "gauge_stage": "circle", "gauge_rain": "circle-open",
+    "gauge_tide": "circle-dot", "public_building": "square-open",
+}
+# trace order in the map figure; the time slider patches these by index
+TR_DEPTH, TR_ROADS, TR_CLOSED, TR_VEH, TR_PEOPLE, TR_INC, TR_UNITS, TR_PLACES = range(8)
+
+
+def base_layout(**kw) -> dict:
+    lay = dict(font={"family": FONT, "size": 13}, margin={"l": 60, "r": 20, "t": 40, "b": 50},
+               paper_bgcolor="white", plot_bgcolor="white", uirevision="keep")
+    lay.update(kw)
+    return lay
+
+
+def empty_figure(message: str, height: int = 300) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(**base_layout(height=height), xaxis={"visible": False}, yaxis={"visible": False},
+                      annotations=[{"text": message, "showarrow": False, "font": {"size": 15},
+                                    "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5}])
+    return fig
+
+
+def hours(t_s) -> np.ndarray:
+    return np.asarray(t_s, dtype=float) / 3600.0
+
+
+def fmt_time(t_s: float) -> str:
+    t = int(round(float(t_s)))
+    return f"{t // 3600:d} h {t % 3600 // 60:02d} min"
+
+
+# ---------------------------------------------------------------------------------------------
+# map
+# ---------------------------------------------------------------------------------------------
+def depth_scale_max(frames: Frames) -> float:
+    """Top of the depth colour scale: the 99th percentile of wet cells rounded up to 0.5 m (≥ 0.5 m),
+    so that a deep reservoir does not wash out street-level flooding; deeper cells show the top colour."""
+    return max(0.5, float(np.ceil(min(frames.max_depth_m, frames.scale_max_m) * 2) / 2))
+
+
+def depth_trace(frames: Frames, i: int) -> go.Heatmap:
+    zmax = depth_scale_max(frames)
+    ticks = list(np.linspace(0.0, zmax, 6))
+    text = [f"{v:g}" for v in ticks]
+    if frames.max_depth_m > zmax + 0.01:
+        text[-1] = f"≥ {zmax:g}"
+    return go.Heatmap(
+        x=np.round(frames.x, 1), y=np.round(frames.y, 1), z=frames.frame_z(i), zmin=0.0, zmax=zmax,
+        colorscale=DEPTH_SCALE, name="flood depth", hoverongaps=False,
+        colorbar={"title": {"text": "depth (m)"}, "thickness": 14, "len": 0.8, "x": 1.0,
+                  "tickvals": ticks, "ticktext": text},
+        hovertemplate="x %{x:.0f} m<br>y %{y:.0f} m<br>depth %{z:.2f} m<extra></extra>",
+    )
+
+
+def dynamic_overlays(run: Run, layers: Layers, frames: Frames, i: int) -> dict:
+    """Everything that changes with time except depth: closed roads, vehicles, people, incidents, units."""
+    t = float(frames.t_s[int(np.clip(i, 0, len(frames.t_s) - 1))])
+    out: dict = {}
+    cx, cy = [], []
+    vx, vy, vs, vt = [], [], [], []
+    try:
+        ls = tables.link_state_at(run, t, layers.link_len)
+    except RunError:
+        ls = None
+    if ls is not None:
+        for lid in ls["closed"]:
+            g = layers.link_xy.get(int(lid))
+            if g is not None:
+                cx.extend(np.round(g[0], 1).tolist() + [None])
+                cy.extend(np.round(g[1], 1).tolist() + [None])
+        for lid, n in ls["vehicles"].items():
+            m = layers.link_mid.get(int(lid))
+            if m is not None:
+                vx.append(m[0]); vy.append(m[1]); vs.append(float(n)); vt.append(f"link {lid}: {n:.0f} vehicles")
+    out[TR_CLOSED] = {"x": cx, "y": cy}
+    vmax = max(vs) if vs else 1.0
+    out[TR_VEH] = {"x": vx, "y": vy, "text": vt,
+                   "marker": {"size": [4 + 14 * np.sqrt(v / vmax) for v in vs], "color": "#222222",
+                              "symbol": "circle-open", "line": {"width": 1.5}}}
+    try:
+        pp = tables.people_points(run, t)
+    except RunError:
+        pp = None
+    if pp is not None:
+        name = "people" if pp["step"] == 1 else f"people (1 dot = {pp['step']} agents)"
+        out[TR_PEOPLE] = {"x": pp["x"], "y": pp["y"], "name": name,
+                          "text": pp["state"] if pp["state"] else None}
+    else:
+        out[TR_PEOPLE] = {"x": [], "y": []}
+    try:
+        inc = tables.open_incidents_at(run, t)
+    except RunError:
+        inc = None
+    if inc is not None and len(inc):
+        xc, yc = tables.col(inc, *tables.X), tables.col(inc, *tables.Y)
+        kc = tables.col(inc, *tables.KIND)
+        txt = [f"incident {k}" for k in (inc[kc].astype(str) if kc else ["?"] * len(inc))]
+        out[TR_INC] = {"x": inc[xc].round(1).tolist(), "y": inc[yc].round(1).tolist(), "text": txt}
+    else:
+        out[TR_INC] = {"x": [], "y": []}
+    try:
+        un = tables.units_at(run, t)
+    except RunError:
+        un = None
+    if un is not None and len(un):
+        uc = tables.col(un, *tables.UNIT)
+        out[TR_UNITS] = {"x": un[tables.col(un, *tables.X)].round(1).tolist(),
+                         "y": un[tables.col(un, *tables.Y)].round(1).tolist(),
+                         "text": un[uc].astype(str).tolist() if uc else None}
+    else:
+        out[TR_UNITS] = {"x": [], "y": []}
+    return out
+
+
+def map_figure(run: Run, layers: Layers, frames: Frames, i: int, height: int = 560) -> go.Figure:
+    fig = go.Figure()
+    fig.add_trace(depth_trace(frames, i))
+    fig.add_trace(go.Scatter(x=layers.road_x, y=layers.road_y, mode="lines", name="roads",
+                             line={"color": "#555555", "width": 1}, hoverinfo="skip"))
+    dyn = dynamic_overlays(run, layers, frames, i)
+    fig.add_trace(go.Scatter(mode="lines", name="closed roads", line={"color": "#b2182b", "width": 4},
+                             hoverinfo="skip", **dyn[TR_CLOSED]))
+    fig.add_trace(go.Scatter(mode="markers", name="vehicles on link", hoverinfo="text", **dyn[TR_VEH]))
+    fig.add_trace(go.Scatter(mode="markers", name=dyn[TR_PEOPLE].pop("name", "people"),
+                             marker={"size": 4, "color": "#6a3d9a", "opacity": 0.45}, hoverinfo="text",
+                             **dyn[TR_PEOPLE]))
+    fig.add_trace(go.Scatter(mode="markers", name="open incidents", hoverinfo="text",
+                             marker={"size": 11, "symbol": "x", "color": "#000000", "line": {"width": 1}},
+                             **dyn[TR_INC]))
+    fig.add_trace(go.Scatter(mode="markers", name="units", hoverinfo="text",
+                             marker={"size": 10, "symbol": "star-triangle-up", "color": "#e31a1c",
+                                     "line": {"color": "black", "width": 1}}, **dyn[TR_UNITS]))
+    p = layers.places
+    if len(p):
+        symbols = [PLACE_SYMBOLS.get(str(k), "circle") for k in p["kind"]]
+        fig.add_trace(go.Scatter(
+            x=p["x"].round(1), y=p["y"].round(1), mode="markers", name="places and gauges",
+            marker={"size": 10, "symbol": symbols, "color": "white", "line": {"color": "black", "width": 1.5}},
+            customdata=np.stack([p["place_id"].astype(str), p["name"].astype(str), p["kind"].astype(str)], axis=1),
+            hovertemplate="<b>%{customdata[1]}</b><br>%{customdata[2]}<br>click for its time series<extra></extra>",
+        ))
+    else:
+        fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name="places and gauges"))
+    layout = base_layout(height=height, margin={"l": 70, "r": 10, "t": 34, "b": 50},
+                         legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0, "font": {"size": 11}},
+                         xaxis={"title": {"text": "easting (m, UTM 49N)"}, "showgrid": False, "zeroline": False,
+                                "tickformat": "d"},
+                         yaxis={"title": {"text": "northing (m)"}, "scaleanchor": "x", "scaleratio": 1,
+                                "showgrid": False, "zeroline": False, "tickformat": "d"},
+                         clickmode="event")
+    if layers.extent is not None:
+        w, e, s, n = layers.extent
+        layout["xaxis"]["range"] = [w, e]
+        layout["yaxis"]["range"] = [s, n]
+        if layers.image_uri:
+            layout["images"] = [{"source": layers.image_uri, "xref": "x", "yref": "y", "x": w, "y": n,
+                                 "sizex": e - w, "sizey": n - s, "sizing": "stretch", "layer": "below",
+                                 "opacity": 1.0}]
+    fig.update_layout(**layout)
+    return fig
+
+
+def place_series_figure(run: Run, frames: Frames, layers: Layers, place_id: str,
+                        observed: tuple | None = None) -> go.Figure:
+    p = layers.places
+    row = p[p["place_id"].astype(str) == str(place_id)]
+    if row.empty:
+        return empty_figure(f"place {place_id} is not in this city bundle", 260)
+    r = row.iloc[0]
+    name, kind = str(r["name"]), str(r["kind"])
+    series = frames.place_series.get(str(place_id))
+    if series is None:
+        s = run.point_series(float(r["x"]), float(r["y"]))
+        series = s[1] if s is not None else None
+    fig = go.Figure()
+    if series is None:
+        return empty_figure(f"{name} lies outside the flood grid of this run", 260)
+    ylabel, label = "water depth (m)", "simulated depth"
+    if kind in ("gauge_stage", "gauge_tide") and layers.elevation is not None \
+            and layers.elevation.shape == (len(frames.full_y), len(frames.full_x)):
+        cell = frames.cell_of(float(r["x"]), float(r["y"]))
+        if cell is not None and np.isfinite(layers.elevation[cell]):
+            # a stage gauge reads the water surface: ground elevation + depth (m above the model datum)
+            series = np.asarray(series, float) + float(layers.elevation[cell])
+            ylabel, label = "water level (m above datum)", "simulated water level"
+    fig.add_trace(go.Scatter(x=hours(frames.t_s), y=np.round(series, 3), mode="lines", name=label,
+                             line={"color": RUN_A_STYLE["color"], "width": 2}))
+    if observed is not None:
+        fig.add_trace(go.Scatter(x=hours(observed[0]), y=observed[1], mode="markers", name=observed[2],
+                                 marker={"color": "black", "size": 5, "symbol": "circle-open"}))
+    fig.update_layout(**base_layout(height=300, title={"text": f"{name} ({kind})", "font": {"size": 14}},
+                                    margin={"l": 60, "r": 20, "t": 40, "b": 80},
+                                    legend={"orientation": "h", "y": -0.45, "font": {"size": 11}}),
+                      xaxis={"title": {"text": "time since start (h)"}},
+                      yaxis={"title": {"text": ylabel}})
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# compare
+# ---------------------------------------------------------------------------------------------
+def max_depth_grid(run: Run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y, max depth) on the model grid: from max_depth.tif, else the max over fields.nc frames."""
+    md = run.max_depth()
+    if md is not None:
+        a, tr = md
+        ny, nx = a.shape
+        x = tr.c + (np.arange(nx) + 0.5) * tr.a
+        y = tr.f + (np.arange(ny) + 0.5) * tr.e
+        return x, y, a
+    fr = run.frames()
+    d = fr.depth_cm.astype(np.float32)
+    d[fr.depth_cm == fr.NODATA] = 0.0
+    return fr.x, fr.y, d.max(axis=0) / 100.0
+
+
+def difference_figure(run_a: Run, run_b: Run, height: int = 460) -> go.Figure:
+    xa, ya, a = max_depth_grid(run_a)
+    xb, yb, b = max_depth_grid(run_b)
+    if a.shape != b.shape or not (np.allclose(xa, xb) and np.allclose(ya, yb)):
+        return empty_figure("the two runs are on different grids: no cell-by-cell difference map", height)
+    a = np.nan_to_num(a, nan=0.0)
+    b = np.nan_to_num(b, nan=0.0)
+    diff = b - a
+    factor = max(1, int(np.ceil(max(diff.shape) / 320)))
+    if factor > 1:  # keep the sign of the largest change in each block
+        hi = block_reduce_max(diff, factor)
+        lo = -block_reduce_max(-diff, factor)
+        diff = np.where(np.abs(lo) > np.abs(hi), lo, hi)
+        xa = _block_coords(xa, factor)
+        ya = _block_coords(ya, factor)
+    lim = float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 0.0
+    lim = max(lim, 0.01)
+    z = np.where(np.abs(diff) >= 0.005, np.round(diff, 3), np.nan)
+    zo = z.astype(object)
+    zo[~np.isfinite(z)] = None
+    fig = go.Figure(go.Heatmap(
+        x=np.round(xa, 1), y=np.round(ya, 1), z=zo.tolist(), zmin=-lim, zmax=lim, zmid=0, colorscale="cividis",
+        colorbar={"title": {"text": "Δ max depth<br>B − A (m)"}}, hoverongaps=False,
+        hovertemplate="x %{x:.0f} m<br>y %{y:.0f} m<br>B − A %{z:+.2f} m<extra></extra>"))
+    fig.update_layout(**base_layout(height=height, margin={"l": 70, "r": 10, "t": 10, "b": 50}, plot_bgcolor="#eeeeee"),
+                      xaxis={"title": {"text": "easting (m, UTM 49N)"}, "tickformat": "d"},
+                      yaxis={"title": {"text": "northing (m)"}, "scaleanchor": "x", "tickformat": "d"})
+    return fig
+
+
+SERIES = (
+    ("flooded area (depth > 0.1 m)", "km²", tables.flooded_area_series, 1.0),
+    ("people at high hazard (HR > 1.25)", "persons", tables.high_hazard_series, 1.0),
+    ("ambulance response time", "min", tables.response_series, 1 / 60.0),
+    ("closed road links", "% of links", tables.closed_share_series, 1.0),
+)
+
+
+def compare_series_figure(run_a: Run, run_b: Run, height: int = 640) -> go.Figure:
+    fig = make_subplots(rows=len(SERIES), cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=[s[0] for s in SERIES])
+    for k, (title, unit, fn, scale) in enumerate(SERIES, start=1):
+        for run, style, label in ((run_a, RUN_A_STYLE, "A"), (run_b, RUN_B_STYLE, "B")):
+            try:
+                s = fn(run)
+            except RunError:
+                s = None
+            if s is None:
+                continue
+            mode = "markers" if fn is tables.response_series else "lines"
+            fig.add_trace(go.Scatter(x=hours(s[0]), y=np.asarray(s[1]) * scale, mode=mode,
+                                     name=f"{label}: {run.display_name()}", legendgroup=label,
+                                     showlegend=(k == 1) or not any(tr.legendgroup == label for tr in fig.data),
+                                     line={**style, "width": 2}, marker={"color": style["color"], "size": 6,
+                                     "symbol": "circle" if label == "A" else "diamond-open"}), row=k, col=1)
+        fig.update_yaxes(title_text=unit, row=k, col=1, rangemode="tozero")
+    fig.update_xaxes(title_text="time since start (h)", row=len(SERIES), col=1)
+    fig.update_layout(**base_layout(height=height, legend={"orientation": "h", "y": 1.08}))
+    return fig
+
+
+def kpi_rows(run_a: Run, run_b: Run) -> list[dict]:
+    """One row per KPI present in either run: key, unit, a, b, diff, rel %, arrow."""
+    from .runs import flatten_kpis, kpi_units, unit_from_key
+
+    ka, kb = run_a.kpis(), run_b.kpis()
+    fa, fb = flatten_kpis(ka), flatten_kpis(kb)
+    units = {**kpi_units(ka), **kpi_units(kb)}
+    rows = []
+    for key in sorted(set(fa) | set(fb)):
+        a, b = fa.get(key), fb.get(key)
+        diff = (b - a) if (a is not None and b is not None) else None
+        rel = (diff / abs(a) * 100.0) if (diff is not None and a not in (0, None) and np.isfinite(a)) else None
+        arrow = "" if diff is None else ("▲" if diff > 0 else ("▼" if diff < 0 else "="))
+        rows.append({"kpi": key, "unit": units.get(key) or unit_from_key(key), "a": a, "b": b,
+                     "diff": diff, "rel": rel, "arrow": arrow})
+    return rows
+
+
+def fmt_num(v) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    av = abs(v)
+    if av >= 1e5:
+        return f"{v:,.0f}"
+    if av >= 100:
+        return f"{v:,.1f}"
+    if av >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3g}"
+
+
+# ---------------------------------------------------------------------------------------------
+# emergency
+# ---------------------------------------------------------------------------------------------
+def time_grid(run: Run, n: int = 200) -> np.ndarray:
+    inc = tables.incidents(run)
+    t_end = 0.0
+    try:
+        if run.has_fields():
+            t_end = float(run.frames().t_s[-1])
+    except RunError:
+        pass
+    if inc is not None and len(inc):
+        cols = inc[["t_call_s", "t_dispatch_s", "t_arrive_s", "t_done_s"]].to_numpy(dtype=float)
+        if np.isfinite(cols).any():
+            t_end = max(t_end, float(np.nanmax(cols)))
+    return np.linspace(0.0, max(t_end, 1.0), n)
+
+
+def incident_timeline_figure(run: Run) -> go.Figure:
+    inc = tables.incidents(run)
+    if inc is None or inc.empty:
+        return empty_figure("this run recorded no incidents (incidents.parquet absent or empty)")
+    pc = tables.col(inc, *tables.PRIORITY)
+    kc = tables.col(inc, *tables.KIND)
+    fig = go.Figure()
+    y = np.arange(len(inc))
+    phases = (("waiting", "t_call_s", "t_dispatch_s", "#bdbdbd"), ("travelling", "t_dispatch_s", "t_arrive_s", "#636363"),
+              ("on scene / transport", "t_arrive_s", "t_done_s", "#000000"))
+    for name, a, b, colour in phases:
+        xs, ys = [], []
+        for k in range(len(inc)):
+            ta, tb = inc.at[k, a], inc.at[k, b]
+            if np.isfinite(ta) and np.isfinite(tb):
+                xs += [ta / 3600, tb / 3600, None]
+                ys += [y[k], y[k], None]
+        if xs:
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, line={"color": colour, "width": 4}))
+    txt = [f"{inc.at[k, kc] if kc else 'incident'} · priority {inc.at[k, pc] if pc else '?'}" for k in range(len(inc))]
+    unreached = inc["t_arrive_s"].isna()
+    fig.add_trace(go.Scatter(x=inc["t_call_s"] / 3600, y=y, mode="markers", name="call", text=txt, hoverinfo="text+x",
+                             marker={"symbol": np.where(unreached, "x", "circle").tolist(), "size": 7, "color": "#1f3b73"}))
+    fig.update_layout(**base_layout(height=330, margin={"l": 60, "r": 20, "t": 30, "b": 45},
+                                    legend={"orientation": "h", "y": 1.12}),
+                      xaxis={"title": {"text": "time since start (h)"}},
+                      yaxis={"title": {"text": "incident # (by call time)"}})
+    return fig
+
+
+def queue_utilisation_figure(run: Run) -> go.Figure:
+    tg = time_grid(run)
+    q = tables.queue_series(run, tg)
+    u = tables.utilisation_series(run, tg)
+    if q is None and u is None:
+        return empty_figure("no incident or unit records in this run")
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        subplot_titles=["incidents waiting for a unit", "units busy"])
+    if q is not None:
+        fig.add_trace(go.Scatter(x=hours(tg), y=q, mode="lines", line={"shape": "hv", "color": "#1f3b73"},
+                                 name="queue"), row=1, col=1)
+    if u is not None:
+        fig.add_trace(go.Scatter(x=hours(tg), y=np.round(u[0], 1), mode="lines", line={"shape": "hv", "color": "#000000"},
+                                 name=f"utilisation of {u[1]} units"), row=2, col=1)
+    fig.update_yaxes(title_text="incidents", row=1, col=1, rangemode="tozero")
+    fig.update_yaxes(title_text="% of units", row=2, col=1, range=[0, 105])
+    fig.update_xaxes(title_text="time since start (h)", row=2, col=1)
+    fig.update_layout(**base_layout(height=380, showlegend=False))
+    return fig
+
+
+def occupancy_figure(run: Run, places=None) -> go.Figure:
+    sh = tables.shelter_occupancy(run)
+    ho = tables.hospital_admissions(run)
+    if sh is None and ho is None:
+        return empty_figure("no shelter or hospital records in this run")
+    names = {}
+    caps = {}
+    if places is not None and len(places):
+        names = dict(zip(places["place_id"].astype(str), places["name"].astype(str)))
+        if "capacity" in places.columns:
+            caps = dict(zip(places["place_id"].astype(str), places["capacity"]))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["shelter occupancy", "hospital arrivals (cumulative)"],
+                        horizontal_spacing=0.1)
+    dashes = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
+    greys = ["#000000", "#1f3b73", "#636363", "#c77c02", "#6a3d9a", "#969696"]
+    for k, (sid, g) in enumerate(sh.groupby("shelter") if sh is not None else []):
+        label = names.get(str(sid), str(sid))
+        cap = caps.get(str(sid))
+        fig.add_trace(go.Scatter(x=hours(g["t"]), y=g["persons"], mode="lines", name=f"{label}" + (f" (cap. {cap:.0f})" if cap else ""),
+                                 line={"dash": dashes[k % 6], "color": greys[k % 6]}), row=1, col=1)
+    for k, (hid, g) in enumerate(ho.groupby("hospital") if ho is not None else []):
+        label = names.get(str(hid), str(hid))
+        fig.add_trace(go.Scatter(x=hours(g["t"]), y=g["patients"], mode="lines", line={"shape": "hv", "dash": dashes[(k + 3) % 6],
+                                 "color": greys[(k + 3) % 6], "width": 2}, name=label), row=1, col=2)
+    fig.update_yaxes(title_text="persons", row=1, col=1, rangemode="tozero")
+    fig.update_yaxes(title_text="patients", row=1, col=2, rangemode="tozero")
+    fig.update_xaxes(title_text="time since start (h)")
+    fig.update_layout(**base_layout(height=360, legend={"font": {"size": 11}}))
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# sensors
+# ---------------------------------------------------------------------------------------------
+def observed_vs_simulated_figure(obs, sim, title: str, unit: str) -> go.Figure:
+    """obs: DataFrame (time, result, quality_flag); sim: (time datetimes, values) or None."""
+    fig = go.Figure()
+    if obs is not None and len(obs):
+        good = obs["quality_flag"].astype(str).str.lower().isin(["good", "ok", "0", "pass", "none", "nan", ""])
+        fig.add_trace(go.Scatter(x=obs.loc[good, "time"], y=obs.loc[good, "result"], mode="lines+markers", name="observed",
+                                 line={"color": "#000000"}, marker={"size": 4}))
+        if (~good).any():
+            fig.add_trace(go.Scatter(x=obs.loc[~good, "time"], y=obs.loc[~good, "result"], mode="markers",
+                                     name="observed, flagged by QC", text=obs.loc[~good, "quality_flag"].astype(str),
+                                     marker={"symbol": "x", "size": 8, "color": "#b2182b"}))
+    if sim is not None:
+        fig.add_trace(go.Scatter(x=sim[0], y=sim[1], mode="lines", name=sim[2] if len(sim) > 2 else "simulated",
+                                 line={"color": RUN_B_STYLE["color"], "dash": "dash", "width": 2}))
+    if not fig.data:
+        return empty_figure("no observations for this datastream yet")
+    fig.update_layout(**base_layout(height=340, title={"text": title, "font": {"size": 14}},
+                                    margin={"l": 60, "r": 20, "t": 40, "b": 90},
+                                    legend={"orientation": "h", "y": -0.4}),
+                      xaxis={"title": {"text": "time (local, Asia/Ho_Chi_Minh)"}},
+                      yaxis={"title": {"text": unit or "value"}})
+    return fig

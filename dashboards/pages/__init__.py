@@ -1,0 +1,1 @@
+"""One module per page: ``layout(ctx, selected_run)`` and ``register(app, ctx)``."""

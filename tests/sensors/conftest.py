@@ -1,0 +1,77 @@
+"""A real mosquitto broker on 127.0.0.1 (free port, own config), stopped by PID."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_mosquitto(tmp: Path):
+    port = free_port()
+    conf = tmp / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\n"
+        "allow_anonymous true\n"
+        "persistence false\n"
+        "max_queued_messages 200000\n"     # the ingester's queue while it is down
+        "max_inflight_messages 0\n"
+        "log_dest stderr\n"
+        "log_type error\n"
+    )
+    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {proc.stderr.read().decode()}")
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        raise RuntimeError("mosquitto did not start")
+    return proc, port
+
+
+def stop_pid(proc: subprocess.Popen):
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    if not Path(MOSQUITTO).exists():
+        pytest.fail("mosquitto is required (apt-get install mosquitto)")
+    proc, port = start_mosquitto(tmp_path)
+    try:
+        yield f"mqtt://127.0.0.1:{port}"
+    finally:
+        stop_pid(proc)
+
+
+def twin_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
