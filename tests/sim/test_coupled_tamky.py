@@ -56,6 +56,9 @@ def test_all_components_ran_and_interacted(base):
     assert (t["people"]["warned"]).any()
     assert len(t["incidents"]) > 0 and len(t["trips"]) > 0
     assert t["links"]["depth_m"].max() > 0
+    man = json.loads((tmp / "a" / "manifest.json").read_text())
+    sums = {Path(k).name: v for k, v in man["input_checksums_sha256"].items()}
+    assert len(sums["terrain_30m.tif"]) == 64 and "population.csv" in sums and "manifest.json" in sums
 
 
 def test_resume_equals_uninterrupted_with_people_and_services(base):
