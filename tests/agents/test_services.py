@@ -6,7 +6,7 @@ import pytest
 
 from twin.agents import EmergencyServices, PeopleModel
 
-from conftest import coastal_flood, synthetic_city
+from .conftest import coastal_flood, synthetic_city
 
 
 def coupled(city, seed=1, people=None, services=None, hours=10.0, dt=300.0, warn=None):

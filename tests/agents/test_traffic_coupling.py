@@ -8,7 +8,7 @@ from twin.agents import EmergencyServices, PeopleModel
 from twin.agents.people import DRIVE, RELATIVES, SHELTER, WALK
 from twin.traffic import TrafficModel
 
-from conftest import synthetic_city
+from .conftest import synthetic_city
 
 
 def test_evacuation_by_vehicle_runs_through_traffic():
