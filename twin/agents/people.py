@@ -947,6 +947,29 @@ class PeopleModel(mesa.Model):
             "max_hazard_rating": self.max_hr,
         })
 
+    def road_space(self):
+        """A ``mesa.discrete_space.Network`` of the road graph with every agent in the cell of the
+        road node nearest to it now (positions at node coordinates, EPSG:32649).
+
+        A snapshot for Mesa tools (visualisation, neighbourhood queries such as
+        ``space[node].neighborhood``); the model itself keeps continuous positions in arrays and does
+        not step through it, so build it when needed (about a second for the Tam Kỳ network).
+        """
+        import networkx as nx
+        from mesa.discrete_space import Network
+
+        g = self.graph
+        G = nx.Graph()
+        G.add_nodes_from(range(g.n_nodes))
+        G.add_edges_from(zip(g.link_from.tolist(), g.link_to.tolist()))
+        layout = {i: (float(g.node_x[i]), float(g.node_y[i])) for i in range(g.n_nodes)}
+        space = Network(G, random=self.random, layout=layout)
+        node = g.nearest_node(self.x, self.y)
+        agents = sorted(self.agents, key=lambda a: a.idx)
+        for a, n in zip(agents, node.tolist()):
+            space[n].add_agent(a)
+        return space
+
     def event_table(self) -> pd.DataFrame:
         return self.events.table()
 
