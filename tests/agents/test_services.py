@@ -199,3 +199,24 @@ def test_background_medical_calls_follow_the_poisson_rate(city):
     assert df.call_s.is_monotonic_increasing
     # life-threatening share 0.3
     assert abs((df.priority == 1).mean() - 0.3) < 0.15
+
+
+def test_receding_water_frees_trapped_people_and_cancels_their_calls(city):
+    # no units at all: trapped households wait; when the water falls below 0.3 m they are free
+    pm = PeopleModel(city, {"n_tourists": 0}, np.random.default_rng(12))
+    es = EmergencyServices(city, {"ambulances_per_hospital": 0, "fire_trucks_per_station": 0, "n_boats": 0,
+                                  "medical_rate_per_1000_per_day": 0.0}, np.random.default_rng(12), people=pm)
+    for _ in range(72):                          # rise for 6 h
+        pm.run_one_step(300.0, *coastal_flood(city, pm.time_s + 300.0))
+        es.run_one_step(300.0)
+    trapped = np.flatnonzero(pm.state == 6)
+    assert trapped.size > 10
+    assert (es.incident_table().outcome == "waiting").sum() == trapped.size
+    dry = np.zeros(pm.shape)
+    pm.run_one_step(300.0, dry, dry)             # the water is gone
+    es.run_one_step(300.0)
+    assert not np.any(pm.state == 6)
+    assert np.all(np.isin(pm.state[trapped], (0, 2, 8)))   # home, walking on, or safe
+    df = es.incident_table()
+    assert (df.outcome == "cancelled_no_longer_trapped").sum() == trapped.size
+    assert (df.outcome == "waiting").sum() == 0

@@ -761,6 +761,16 @@ class PeopleModel(mesa.Model):
         p = self.params
         if d is None:
             return
+        # water receded before a rescue unit came: home again, or walking on
+        tr = np.flatnonzero(self.state == TRAPPED)
+        if tr.size:
+            home = (self.x[tr] == self.home_x[tr]) & (self.y[tr] == self.home_y[tr])
+            cells = np.where(home, self.home_cell[tr], self._cell_of(self.x[tr], self.y[tr]))
+            free = tr[d[cells] < p.release_depth_m]
+            if free.size:
+                at_home = (self.x[free] == self.home_x[free]) & (self.y[free] == self.home_y[free])
+                self.state[free] = np.where(at_home, HOME, np.where(self.dest[free] >= 0, WALK, SAFE))
+                self.events.log(t1, free, "water_receded", "no longer trapped")
         dh = d[self.home_cell]
         up_depth = dh - (self.storeys - 1) * p.storey_height_m
         # people at home go upstairs when the water comes in, if they can
@@ -826,6 +836,9 @@ class PeopleModel(mesa.Model):
         out = [c for c in self.rescue_calls if c["t_s"] < until_s]
         self.rescue_calls = [c for c in self.rescue_calls if c["t_s"] >= until_s]
         return out
+
+    def is_trapped(self, agent: int) -> bool:
+        return bool(self.state[int(agent)] == TRAPPED)
 
     def pick_up(self, agent: int, t_s: float, capacity: int | None = None) -> int:
         """A rescue unit takes the household's members (up to ``capacity``); returns persons taken."""

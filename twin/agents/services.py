@@ -248,6 +248,7 @@ class EmergencyServices:
         if self.people is not None and self.people._depth is not None:
             self.set_flood(self.people._depth)
         self._update_hospitals(t0)
+        self._sweep_queue(t0)
         calls = []
         if self.people is not None:
             for c in self.people.pop_rescue_calls(until_s=t1):
@@ -291,8 +292,12 @@ class EmergencyServices:
                    agent_id=int(agent), persons=int(persons), depth_m=self.depth_at_xy(x, y),
                    node=int(self.graph.nearest_node(x, y)[0]), transport=bool(transport), outcome="waiting")
         self.incidents.append(inc)
-        heapq.heappush(self._queue, (int(prio), float(t), iid))
         self._log(t, None, iid, "call", x, y, f"{kind} p{prio} {persons} persons")
+        if kind == "rescue" and self.people is not None and agent >= 0 and not self.people.is_trapped(agent):
+            inc.update(outcome="cancelled_no_longer_trapped", clear_s=float(t))
+            self._log(t, None, iid, "cancelled", x, y, "no longer trapped")
+            return iid
+        heapq.heappush(self._queue, (int(prio), float(t), iid))
         self._request_dispatch()
         return iid
 
@@ -371,6 +376,22 @@ class EmergencyServices:
             return t + (self.params.boat_launch_s if unit.at_station else 0.0)
         return self._times_from(unit.kind, unit.node)[inc["node"]]
 
+    def _sweep_queue(self, t):
+        """Cancel queued rescues whose household is no longer trapped (the water went down)."""
+        if self.people is None or not self._queue:
+            return
+        keep = []
+        for item in self._queue:
+            inc = self.incidents[item[2]]
+            if inc["kind"] == "rescue" and inc["agent_id"] >= 0 and not self.people.is_trapped(inc["agent_id"]):
+                inc.update(outcome="cancelled_no_longer_trapped", clear_s=t)
+                self._log(t, None, item[2], "cancelled", inc["x"], inc["y"], "no longer trapped")
+            else:
+                keep.append(item)
+        if len(keep) != len(self._queue):
+            heapq.heapify(keep)
+            self._queue = keep
+
     def _try_dispatch(self):
         now = self.env.now
         free = [u for u in self.units if u.available and self.on_duty(u, now)]
@@ -380,6 +401,11 @@ class EmergencyServices:
         while self._queue and free:
             prio, t, iid = heapq.heappop(self._queue)
             inc = self.incidents[iid]
+            if (inc["kind"] == "rescue" and self.people is not None and inc["agent_id"] >= 0
+                    and not self.people.is_trapped(inc["agent_id"])):
+                inc.update(outcome="cancelled_no_longer_trapped", clear_s=now)
+                self._log(now, None, iid, "cancelled", inc["x"], inc["y"], "no longer trapped")
+                continue
             kinds = self._suitable(inc)
             best, best_t = None, math.inf
             for u in free:
@@ -446,7 +472,7 @@ class EmergencyServices:
             if inc["kind"] == "rescue":
                 taken = pm.pick_up(inc["agent_id"], now, uc.capacity_persons) if pm is not None else inc["persons"]
                 if taken == 0:
-                    inc["outcome"] = "not_found"
+                    inc["outcome"] = "no_longer_trapped"
                     return self._go_home(unit)
                 self._log(now, unit, inc["incident_id"], "picked_up", unit.x, unit.y, f"{taken} persons")
                 self._to_shelter(unit, inc)
