@@ -220,3 +220,28 @@ def test_receding_water_frees_trapped_people_and_cancels_their_calls(city):
     df = es.incident_table()
     assert (df.outcome == "cancelled_no_longer_trapped").sum() == trapped.size
     assert (df.outcome == "waiting").sum() == 0
+
+
+def test_a_boat_shuttles_a_household_larger_than_its_capacity(city):
+    # one boat (capacity 6) rescues a household of 13: three trips; of 5: one trip
+    def transport_time(members):
+        pm = PeopleModel(city, {"n_tourists": 0}, np.random.default_rng(1))
+        es = EmergencyServices(city, {"n_boats": 1, "fire_trucks_per_station": 0, "ambulances_per_hospital": 0,
+                                      "medical_rate_per_1000_per_day": 0.0}, np.random.default_rng(1), people=pm)
+        i = int(np.flatnonzero((pm.kind == 0) & (pm.storeys == 1))[0])
+        pm.n_present[i] = members                  # the household's size as far as the rescue goes
+        d = np.full(pm.shape, 1.5)
+        pm._depth = d.ravel()
+        pm._trap(np.array([i]), 0.0, "test")
+        es.run_one_step(7200.0)
+        es.run_one_step(7200.0)
+        row = es.incident_table().iloc[0]
+        assert row.outcome.startswith("rescued")
+        return row.clear_s - row.depart_scene_s, es
+
+    one, _ = transport_time(5)
+    three, es = transport_time(13)
+    on_scene = es.params.unit_classes["boat"].on_scene_s
+    # 3 trips: t + 2 (2 t + loading)  versus  t
+    assert three == pytest.approx(one + 2 * (2 * one + on_scene), rel=1e-9)
+    assert es.action_table().detail.str.contains("in 3 trips").any()

@@ -558,13 +558,19 @@ class EmergencyServices:
                 t = self._travel(unit, pm.shelter_x[s], pm.shelter_y[s], pm.shelter_node[s])
                 if t < best_t:
                     best, best_t = int(s), t
+        uc = self.params.unit_classes[unit.kind]
         if best < 0:   # no shelter with room: nearest dry ground (a reception point) close to the scene
-            best_t = self.params.unit_classes[unit.kind].on_scene_s
+            best_t = uc.on_scene_s
         unit.target = best
+        # more persons than the unit carries: shuttle (back, load, out again) until all are across
+        persons = int(pm.n_present[inc["agent_id"]]) if pm is not None and inc["agent_id"] >= 0 else inc["persons"]
+        trips = max(1, -(-persons // max(uc.capacity_persons, 1)))
+        duration = best_t + (trips - 1) * (2.0 * best_t + uc.on_scene_s)
         if pm is not None and inc["agent_id"] >= 0:
             pm.move_with_unit(inc["agent_id"], unit.x, unit.y)
-        self._log(self.env.now, unit, inc["incident_id"], "transport", unit.x, unit.y, f"to shelter {best}")
-        self._start_phase(unit, "to_shelter", best_t)
+        self._log(self.env.now, unit, inc["incident_id"], "transport", unit.x, unit.y,
+                  f"to shelter {best}" + (f" in {trips} trips" if trips > 1 else ""))
+        self._start_phase(unit, "to_shelter", duration)
 
     def _go_home(self, unit):
         """Available again at once (dispatchable while returning); back at station after the trip."""
