@@ -260,3 +260,20 @@ def test_road_space_is_a_mesa_network_snapshot(city):
     cell = space[int(pm.graph.nearest_node(pm.shelter_x[pm.shelter[i]], pm.shelter_y[pm.shelter[i]])[0])]
     assert any(a.idx == i for a in cell.agents)
     assert len(cell.neighborhood) >= 2          # road grid neighbours
+
+
+def test_component_info_contract(city):
+    from twin.agents import EmergencyServices
+
+    for comp in (PeopleModel, EmergencyServices):
+        assert isinstance(comp._name, str) and comp._info
+        for name, meta in comp._info.items():
+            assert set(meta) == {"dtype", "intent", "optional", "units", "mapping", "doc"}, name
+            assert meta["intent"] in ("in", "out", "inout") and isinstance(meta["units"], str)
+            assert "__" in name
+    # the declared outputs of the people model exist with one value per agent
+    pm = PeopleModel(city, {"n_tourists": 50}, np.random.default_rng(0))
+    pm.run_one_step(300.0, *coastal_flood(city, 300.0))
+    for attr in ("state", "x", "y", "hr"):
+        assert getattr(pm, attr).shape == (pm.n_agents,)
+    assert pm.person_hours.sum() == pytest.approx(pm.n_persons * 300.0 / 3600.0)
