@@ -75,14 +75,10 @@ TWIN_FLOOD_INLINE float inv_cbrt(float x) {
     return r;
 }
 TWIN_FLOOD_INLINE double inv_cbrt(double x) {
-    std::uint64_t i;
-    std::memcpy(&i, &x, 8);
-    i = 0x553ef0ff289dd796ull - i / 3ull;
-    double r;
-    std::memcpy(&r, &i, 8);
+    // seed from the float iteration (64-bit integer division does not vectorise), then two Newton
+    // steps in double: 3.4e-6 -> 3.5e-11 -> ~1e-16
+    double r = static_cast<double>(inv_cbrt(static_cast<float>(x)));
     const double third = 1.0 / 3.0;
-    r = r * (4.0 - x * r * r * r) * third;
-    r = r * (4.0 - x * r * r * r) * third;
     r = r * (4.0 - x * r * r * r) * third;
     r = r * (4.0 - x * r * r * r) * third;
     return r;
