@@ -116,8 +116,9 @@ def test_flooded_hospital_closes_and_patients_go_to_the_next(city):
     at = df[df.at_hospital_s.notna()]
     assert len(at) > 5 and (at.hospital == 0).all()
     assert (es.action_table().action == "hospital_closed").sum() == 1
-    # patients are counted in hospital by the people model
-    assert int((pm.p_hospital == 0).sum()) == int(at.persons.sum())
+    # patients are counted in hospital by the people model until discharged
+    n_out = int((es.action_table().action == "discharge").sum())
+    assert int((pm.p_hospital == 0).sum()) == int(at.persons.sum()) - n_out
 
 
 def test_full_hospital_redirects_and_beds_never_negative(city):
@@ -245,3 +246,38 @@ def test_a_boat_shuttles_a_household_larger_than_its_capacity(city):
     # 3 trips: t + 2 (2 t + loading)  versus  t
     assert three == pytest.approx(one + 2 * (2 * one + on_scene), rel=1e-9)
     assert es.action_table().detail.str.contains("in 3 trips").any()
+
+
+def test_patients_are_transferred_when_their_hospital_floods_and_discharged_home(city):
+    pm = PeopleModel(city, {"n_tourists": 0}, np.random.default_rng(3))
+    es = EmergencyServices(city, {"medical_rate_per_1000_per_day": 150.0, "transport_share": 1.0,
+                                  "hospital_occupancy0": 0.0, "hospital_stay_mean_s": 6 * 3600.0},
+                           np.random.default_rng(3), people=pm)
+    dry = np.zeros(pm.shape)
+    for _ in range(24):                          # 2 h dry: patients in both hospitals
+        pm.run_one_step(300.0, dry, dry)
+        es.run_one_step(300.0)
+    in_h1 = np.flatnonzero(pm.p_hospital == 1)
+    assert in_h1.size > 3 and (pm.p_hospital == 0).sum() > 3
+    used0 = [b.capacity - b.level for b in es.beds]
+    flood = dry.copy()
+    flood.ravel()[es.hospital_cell[1]] = 0.5     # hospital 1 floods
+    pm.run_one_step(300.0, flood, dry)
+    es.run_one_step(300.0)
+    assert es.hospital_closed.tolist() == [False, True]
+    # its patients are now in hospital 0 with their beds (or were discharged in this step)
+    assert not np.any(pm.p_hospital[in_h1] == 1)
+    moved = int((pm.p_hospital[in_h1] == 0).sum())
+    assert moved >= in_h1.size - 2
+    assert (es.action_table().action == "patient_transfer").sum() == in_h1.size
+    used1 = [b.capacity - b.level for b in es.beds]
+    assert used1[1] == 0 and used1[0] >= used0[0] + moved - 3
+    # stays of 6 h: after 2 days everyone admitted has gone home, members present again
+    for _ in range(48 * 12):
+        pm.run_one_step(300.0, flood, dry)
+        es.run_one_step(3600.0 / 12)
+    n_in = int((pm.p_hospital >= 0).sum())
+    recent = int((es.incident_table().at_hospital_s > es.time_s - 86400.0).sum())
+    assert n_in <= recent
+    assert int(pm.n_present.sum()) + n_in == pm.n_persons
+    assert all(0 <= b.level <= b.capacity for b in es.beds)

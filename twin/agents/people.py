@@ -891,6 +891,22 @@ class PeopleModel(mesa.Model):
         self.events.log(t_s, i, "hospitalised", f"{len(mem)} to hospital {hospital}")
         return [int(m) for m in mem]
 
+    def discharge(self, person: int, t_s: float) -> bool:
+        """A patient leaves hospital and rejoins their household (False: its shelter has no room)."""
+        j = int(person)
+        if self.p_hospital[j] < 0:
+            return True
+        i = int(self.p_hh[j])
+        if self.state[i] == SHELTER and self.shelter[i] >= 0:
+            s = int(self.shelter[i])
+            if self.shelter_occupancy[s] + 1 > self.shelter_capacity[s]:
+                return False
+            self.shelter_occupancy[s] += 1
+        self.p_hospital[j] = -1
+        self.n_present[i] += 1
+        self.events.log(t_s, i, "discharged", f"person {j}")
+        return True
+
     def random_person(self) -> int:
         """A person drawn uniformly among those not in hospital (background medical calls)."""
         cand = np.flatnonzero(self.p_hospital < 0)

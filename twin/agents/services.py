@@ -128,7 +128,7 @@ class EmergencyServices:
         self.incidents: list[dict] = []
         self.actions: list[tuple] = []
         self._queue: list[tuple] = []
-        self._discharges: list[tuple] = []     # (t_s, hospital, seq)
+        self._discharges: dict[int, tuple] = {}   # seq -> (t_out_s, hospital, person or -1)
         self._seq = 0
         self._dispatch_pending = False
         self._future_calls: list[tuple] = []
@@ -355,6 +355,7 @@ class EmergencyServices:
             self.hospital_closed[h] = True
             self._log(t, None, -1, "hospital_closed", self.hospitals["x"].iloc[h], self.hospitals["y"].iloc[h],
                       f"hospital {h} depth {self._depth[self.hospital_cell[h]]:.2f} m")
+            self._evacuate_hospital(int(h), t)
 
     # ------------------------------------------------------------------ dispatch
     def _suitable(self, inc):
@@ -490,13 +491,12 @@ class EmergencyServices:
                 self._log(now, unit, inc["incident_id"], "hospital_full", unit.x, unit.y, f"hospital {h}")
                 return self._to_hospital(unit, inc, exclude={h})
             self.beds[h].get(1)
-            self._seq += 1
-            t_out = now + float(self.rng.exponential(p.hospital_stay_mean_s))
-            self._discharges.append((t_out, h, self._seq))
-            self.env.process(self._discharge_process(t_out, h))
-            inc.update(at_hospital_s=now, hospital=int(h), outcome="hospital")
+            person = -1
             if self.people is not None and inc["agent_id"] >= 0:
-                self.people.hospitalise(inc["agent_id"], now, h, inc["persons"] if inc["kind"] == "medical" else 1)
+                mem = self.people.hospitalise(inc["agent_id"], now, h, 1)
+                person = mem[0] if mem else -1
+            self._admit_bed(now + float(self.rng.exponential(p.hospital_stay_mean_s)), h, person)
+            inc.update(at_hospital_s=now, hospital=int(h), outcome="hospital")
             self._log(now, unit, inc["incident_id"], "at_hospital", unit.x, unit.y, f"hospital {h}")
             self._start_phase(unit, "handover", p.handover_s)
         elif ph == "handover":
@@ -582,12 +582,47 @@ class EmergencyServices:
         self._log(self.env.now, unit, -1, "return", unit.x, unit.y, f"eta {t:.0f} s")
         self._start_phase(unit, "return", t)
 
-    def _discharge_process(self, t_out, h):
-        yield self.env.timeout(max(t_out - self.env.now, 0.0))
-        self._discharges = [d for d in self._discharges if not (d[0] == t_out and d[1] == h)]
+    def _admit_bed(self, t_out, h, person):
+        """Book the discharge of a bed taken in hospital ``h`` (the bed itself is already taken)."""
+        self._seq += 1
+        self._discharges[self._seq] = (float(t_out), int(h), int(person))
+        self.env.process(self._discharge_process(self._seq))
+
+    def _discharge_process(self, seq):
+        yield self.env.timeout(max(self._discharges[seq][0] - self.env.now, 0.0))
+        t_out, h, person = self._discharges.pop(seq)
+        now = self.env.now
+        if person >= 0 and self.people is not None and not self.people.discharge(person, now):
+            # the household's shelter has no room for them yet: stay a day longer
+            self._admit_bed(now + 86400.0, h, person)
+            return
         if self.beds[h].level < self.beds[h].capacity:
             self.beds[h].put(1)
+        self._log(now, None, -1, "discharge", self.hospitals["x"].iloc[h], self.hospitals["y"].iloc[h],
+                  f"hospital {h} person {person}")
         self._try_dispatch()
+
+    def _evacuate_hospital(self, h, t):
+        """Move the model's patients of a closed hospital to the nearest open ones with beds."""
+        hx, hy = self.hospitals["x"].to_numpy(float), self.hospitals["y"].to_numpy(float)
+        dist = np.hypot(hx - hx[h], hy - hy[h])
+        for seq in sorted(self._discharges):
+            t_out, hh, person = self._discharges[seq]
+            if hh != h:
+                continue
+            open_h = [k for k in np.argsort(dist, kind="stable")
+                      if k != h and not self.hospital_closed[k] and self.beds[k].level >= 1]
+            if not open_h:
+                self._log(t, None, -1, "patient_not_transferred", hx[h], hy[h], f"hospital {h} person {person}")
+                continue
+            k = int(open_h[0])
+            self.beds[k].get(1)
+            if self.beds[h].level < self.beds[h].capacity:
+                self.beds[h].put(1)
+            self._discharges[seq] = (t_out, k, person)
+            if person >= 0 and self.people is not None:
+                self.people.p_hospital[person] = k
+            self._log(t, None, -1, "patient_transfer", hx[h], hy[h], f"hospital {h} -> {k} person {person}")
 
     # ------------------------------------------------------------------ outputs
     def incident_table(self) -> pd.DataFrame:
@@ -627,7 +662,7 @@ class EmergencyServices:
             "incidents": [dict(i) for i in self.incidents],
             "actions": list(self.actions),
             "queue": list(self._queue),
-            "discharges": list(self._discharges),
+            "discharges": sorted((k,) + v for k, v in self._discharges.items()),
             "seq": self._seq,
             "future_calls": list(self._future_calls),
             "beds": [int(b.level) for b in self.beds],
@@ -644,7 +679,7 @@ class EmergencyServices:
         self.actions = list(s["actions"])
         self._queue = list(s["queue"])
         heapq.heapify(self._queue)
-        self._discharges = list(s["discharges"])
+        self._discharges = {int(d[0]): (float(d[1]), int(d[2]), int(d[3])) for d in s["discharges"]}
         self._seq = int(s["seq"])
         self._future_calls = list(s["future_calls"])
         self.hospital_closed = np.array(s["hospital_closed"], bool)
@@ -658,9 +693,9 @@ class EmergencyServices:
                      for b, lv in zip(self.hospital_beds, s["beds"])]
         # re-schedule pending timeouts in the order they were first scheduled
         pend = [("unit", u.seq, u) for u in self.units if u.phase != "idle"]
-        pend += [("dis", d[2], d) for d in self._discharges]
+        pend += [("dis", k, k) for k in self._discharges]
         for what, _, obj in sorted(pend, key=lambda z: z[1]):
             if what == "unit":
                 self.env.process(self._phase_process(obj, obj.job, obj.phase))
             else:
-                self.env.process(self._discharge_process(obj[0], obj[1]))
+                self.env.process(self._discharge_process(obj))
