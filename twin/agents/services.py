@@ -39,6 +39,30 @@ INCIDENT_COLUMNS = [
 ACTION_COLUMNS = ["t_s", "unit_id", "unit_kind", "incident_id", "action", "x", "y", "detail"]
 
 
+class _Columns:
+    """Append-only table kept as one list per column (atomic values only)."""
+
+    def __init__(self, columns):
+        self.columns = list(columns)
+        self.data = {c: [] for c in self.columns}
+
+    def append(self, row) -> None:
+        for c, v in zip(self.columns, row):
+            self.data[c].append(v)
+
+    def __len__(self):
+        return len(self.data[self.columns[0]])
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame({c: self.data[c] for c in self.columns}, columns=self.columns)
+
+    def get_state(self):
+        return {c: list(v) for c, v in self.data.items()}
+
+    def set_state(self, s):
+        self.data = {c: list(s[c]) for c in self.columns}
+
+
 @dataclasses.dataclass
 class Unit:
     uid: int
@@ -126,7 +150,7 @@ class EmergencyServices:
         self.population = float(city.population["persons"].sum()) if people is None else float(people.n_persons)
         # records
         self.incidents: list[dict] = []
-        self.actions: list[tuple] = []
+        self.actions = _Columns(ACTION_COLUMNS)   # columnar: no per-row tuple for the GC to scan
         self._queue: list[tuple] = []
         self._discharges: dict[int, tuple] = {}   # seq -> (t_out_s, hospital, person or -1)
         self._seq = 0
@@ -322,7 +346,7 @@ class EmergencyServices:
 
     def _log(self, t, unit, iid, action, x, y, detail=""):
         self.actions.append((float(t), -1 if unit is None else unit.uid, "" if unit is None else unit.kind,
-                             iid, action, float(x), float(y), detail))
+                             int(iid), action, float(x), float(y), detail))
 
     def on_duty(self, unit, t) -> bool:
         sh = self.params.shifts.get(unit.kind)
@@ -636,7 +660,7 @@ class EmergencyServices:
         return df
 
     def action_table(self) -> pd.DataFrame:
-        return pd.DataFrame(self.actions, columns=ACTION_COLUMNS)
+        return self.actions.table()
 
     def unit_table(self) -> pd.DataFrame:
         return pd.DataFrame([dataclasses.asdict(u) for u in self.units])
@@ -660,7 +684,7 @@ class EmergencyServices:
             "time_s": self.time_s,
             "units": [dataclasses.asdict(u) for u in self.units],
             "incidents": [dict(i) for i in self.incidents],
-            "actions": list(self.actions),
+            "actions": self.actions.get_state(),
             "queue": list(self._queue),
             "discharges": sorted((k,) + v for k, v in self._discharges.items()),
             "seq": self._seq,
@@ -676,7 +700,8 @@ class EmergencyServices:
         self.time_s = float(s["time_s"])
         self.units = [Unit(**u) for u in s["units"]]
         self.incidents = [dict(i) for i in s["incidents"]]
-        self.actions = list(s["actions"])
+        self.actions = _Columns(ACTION_COLUMNS)
+        self.actions.set_state(s["actions"])
         self._queue = list(s["queue"])
         heapq.heapify(self._queue)
         self._discharges = {int(d[0]): (float(d[1]), int(d[2]), int(d[3])) for d in s["discharges"]}
