@@ -358,10 +358,13 @@ def incident_timeline_figure(run: Run) -> go.Figure:
     y = np.arange(len(inc))
     phases = (("waiting", "t_call_s", "t_dispatch_s", "#bdbdbd"), ("travelling", "t_dispatch_s", "t_arrive_s", "#636363"),
               ("on scene / transport", "t_arrive_s", "t_done_s", "#000000"))
+    t_end = float(time_grid(run, 2)[-1])
     for name, a, b, colour in phases:
         xs, ys = [], []
         for k in range(len(inc)):
             ta, tb = inc.at[k, a], inc.at[k, b]
+            if name == "waiting" and np.isfinite(ta) and not np.isfinite(tb) and not np.isfinite(inc.at[k, "t_done_s"]):
+                tb = max(t_end, ta)  # still waiting when the run ended
             if np.isfinite(ta) and np.isfinite(tb):
                 xs += [ta / 3600, tb / 3600, None]
                 ys += [y[k], y[k], None]
