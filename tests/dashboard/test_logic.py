@@ -93,6 +93,22 @@ def test_run_cache_reloads_when_files_change(tmp_path):
     assert r2 is not r1 and len(r2.frames().t_s) == 5
 
 
+def test_live_run_grows_the_slider(tmp_path):
+    from dash import no_update
+
+    runs = tmp_path / "runs"
+    fx.write_run(runs / "live", n_times=3)
+    app = create_app(runs, city_loader=fx.fixture_city_loader)
+    ctx = app._twin_ctx
+    path = str(runs / "live")
+    opts, imax, marks = map_page.refresh_runs(ctx, path, 2)
+    assert [o["value"] for o in opts] == [path] and imax is no_update       # nothing new
+    time.sleep(0.01)
+    fx.write_run(runs / "live", n_times=6)                                    # the live twin wrote more frames
+    opts, imax, marks = map_page.refresh_runs(ctx, path, 2)
+    assert imax == 5 and marks[5] == "2.5 h"
+
+
 def test_large_grid_is_block_reduced(tmp_path):
     import xarray as xr
 
