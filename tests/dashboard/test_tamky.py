@@ -25,7 +25,7 @@ def tamky_runs(tmp_path_factory):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "twin", "run", str(REPO / "scenarios" / "tamky_molave_2020.yaml"),
            "--out", str(runs / "tamky-short"), "--no-progress",
-           "--set", "duration=1h", "--set", "outputs.checkpoint_every=null",
+           "--set", "duration=30min", "--set", "outputs.checkpoint_every=null",
            "--set", "outputs.fields_every=10min", "--set", "outputs.tables_every=10min",
            "--set", "outputs.kpis_every=10min", "--set", "outputs.png=false"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
@@ -77,9 +77,9 @@ def test_twin_serve_shows_the_tamky_run(served, tamky_runs, page, artifacts_dir)
     assert has_image
     page.focus("#map-time [role=slider]")
     page.keyboard.press("End")
-    page.wait_for_function("() => document.querySelector('#map-time-label').innerText === 't = 1 h 00 min'")
+    page.wait_for_function("() => document.querySelector('#map-time-label').innerText === 't = 0 h 30 min'")
     people = page.evaluate("() => document.querySelector('#map-graph .js-plotly-plot').data[4].x.length")
-    assert people > 100                                                      # residents drawn at 1 h
+    assert people > 100                                                      # residents drawn at 30 min
     page.wait_for_timeout(500)
     page.screenshot(path=str(artifacts_dir / "dashboard_map_tamky.png"))
     # the Emergency page over the same run: the engine's incidents
