@@ -22,10 +22,11 @@ import numpy as np
 
 
 def _city(name):
-    if name == "synthetic":
+    if name.startswith("synthetic"):
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "agents"))
         from conftest import synthetic_city
-        return synthetic_city()
+        scale = int(name.split(":")[1]) if ":" in name else 8
+        return synthetic_city(shelter_capacity=(4000, 4000, 4000), scale=scale)
     from twin.city import load_city
     return load_city(name)
 
@@ -46,6 +47,8 @@ def main(argv=None):
     ap.add_argument("--persons", type=int, default=120_000)
     ap.add_argument("--tourists", type=int, default=3_000)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--traffic", action="store_true",
+                    help="vehicle trips through TrafficModel (stepped outside the timed people step)")
     a = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
     import mesa
@@ -60,22 +63,36 @@ def main(argv=None):
     else:
         city = _city(name)
     traffic = None
-    try:
+    if a.traffic:
         from twin.traffic import TrafficModel
-        traffic = TrafficModel(city.roads, dt=1.0, seed=0)
-    except Exception:  # noqa: BLE001
-        traffic = None
+        traffic = TrafficModel(city.roads, dt=2.0, seed=0, record_links=False, threads=a.threads)
+        # time spent inside the traffic model's add_trips / trip_status during people steps
+        in_traffic = [0.0]
+        for meth in ("add_trips", "trip_status"):
+            fn = getattr(traffic, meth)
+
+            def timed(*args, _fn=fn, **kw):
+                s0 = time.perf_counter()
+                try:
+                    return _fn(*args, **kw)
+                finally:
+                    in_traffic[0] += time.perf_counter() - s0
+            setattr(traffic, meth, timed)
 
     t0 = time.perf_counter()
     pm = PeopleModel(city, {"n_households": a.households, "n_persons": a.persons, "n_tourists": a.tourists},
-                     np.random.default_rng(1), traffic=None)
+                     np.random.default_rng(1), traffic=traffic)
     build_s = time.perf_counter() - t0
     es = EmergencyServices(city, {}, np.random.default_rng(2), people=pm)
     pm.issue_warning(1800.0, "cell_broadcast")
     pm.issue_warning(3600.0, "door_to_door")
     fields = [_flood(city, (k + 1) * a.dt) for k in range(a.steps)]
-    times, es_times = [], []
+    times, es_times, tr_times = [], [], []
     for k in range(a.steps):
+        if traffic is not None:
+            s = time.perf_counter()
+            traffic.run_one_step(a.dt)
+            tr_times.append(time.perf_counter() - s)
         s = time.perf_counter()
         pm.run_one_step(a.dt, *fields[k])
         times.append(time.perf_counter() - s)
@@ -106,6 +123,10 @@ def main(argv=None):
                       "target_step_s": 0.2, "meets_target": per <= 0.2,
                       "agent_steps_per_s": round(pm.n_agents / per), "person_steps_per_s": round(pm.n_persons / per),
                       "services_step_s_mean": round(float(np.mean(es_times)), 5),
+                      "traffic": traffic is not None,
+                      "traffic_step_s_mean": round(float(np.mean(tr_times)), 5) if tr_times else None,
+                      "vehicle_trips": int(traffic.n_trips) if traffic is not None else 0,
+                      "step_s_in_traffic_calls_mean": round(in_traffic[0] / a.steps, 5) if traffic is not None else 0.0,
                       "incidents": len(es.incidents), "persons_by_state": pm.counts()}))
     for label, n in (("persons", pm.n_persons), ("households", pm.n_agents)):
         print(json.dumps({"case": "mesa_empty_shuffle_do", "agents": int(n), "as": label,

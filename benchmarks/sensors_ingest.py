@@ -7,6 +7,8 @@ also reports a ratio against a reference measured in the same invocation:
   ``--publishers`` separate processes (many devices) to a local mosquitto, received by the Ingester (manual ack after commit) and
   committed to DuckDB; rate = N / (first publish -> last commit). Reference: the same N
   observations inserted directly with ``SensorStore.insert`` (no broker) -> ``ratio_to_direct``.
+  Second reference: the same publishers into a bare paho subscriber (QoS 1, auto-ack, no
+  decoding, no store) -> ``ratio_to_bare_paho`` (what Python MQTT alone allows on this machine).
 * ``mqtt_ingest_vendor_batched``: the same through a vendor topic carrying 100 readings per message.
 * ``query_last_24h``: one datastream's last 24 h (1,440 rows) from a store of ``--rows`` rows
   (default 10 M: 1,000 datastreams x 10,000 one-minute values); median of 30 queries. Reference:
@@ -128,6 +130,46 @@ def _mqtt_case(n: int, tmp: Path, mode: str, n_pub: int) -> dict:
         stop_pid(proc)
 
 
+def _paho_ceiling(n: int, tmp: Path, n_pub: int) -> float:
+    """Reference: the same publishers to a bare paho subscriber (QoS 1, auto-ack, no decoding, no store)."""
+    import paho.mqtt.client as mqtt
+
+    proc, port = start_mosquitto(tmp)
+    try:
+        got = [0, None]
+        done = threading.Event()
+
+        def on_message(c, u, m):
+            got[0] += 1
+            if got[0] >= n:
+                got[1] = time.time()
+                done.set()
+
+        sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-ref", protocol=mqtt.MQTTv5)
+        sub.on_message = on_message
+        sub.connect("127.0.0.1", port)
+        sub.subscribe("v1.1/+/Observations", qos=1)
+        sub.loop_start()
+        time.sleep(0.5)
+        pubs = [subprocess.Popen([sys.executable, "-c", PUBLISHER, str(port), str(n), "sta", str(k), str(n_pub)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                 env=dict(os.environ, PYTHONPATH=str(REPO))) for k in range(n_pub)]
+        for pub in pubs:
+            assert pub.stdout.readline().strip() == "ready"
+        for pub in pubs:
+            pub.stdin.write("go\n")
+            pub.stdin.flush()
+        done.wait(600)
+        infos = [json.loads(pub.stdout.readline()) for pub in pubs]
+        for pub in pubs:
+            pub.wait(30)
+        sub.disconnect()
+        sub.loop_stop()
+        return n / (got[1] - min(i["t_start"] for i in infos))
+    finally:
+        stop_pid(proc)
+
+
 def _build_store(path: Path, rows: int, n_ds: int) -> float:
     per = rows // n_ds
     t0 = time.perf_counter()
@@ -168,11 +210,14 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         direct = _direct(a.n, tmp)
+        ceiling = _paho_ceiling(a.n, tmp, a.publishers)
         for mode in ("sta", "vendor"):
             r = _mqtt_case(a.n, tmp, mode, a.publishers if mode == "sta" else 1)
             name = "mqtt_ingest_sta" if mode == "sta" else "mqtt_ingest_vendor_batched"
             print(json.dumps({"case": name, "n": a.n, **r, "direct_insert_obs_per_s": round(direct, 1),
                               "ratio_to_direct": round(r["obs_per_s"] / direct, 3),
+                              "bare_paho_subscriber_msgs_per_s": round(ceiling, 1),
+                              "ratio_to_bare_paho": round(r["obs_per_s"] / ceiling, 3),
                               "target_obs_per_s": 20000, "cores": os.cpu_count()}), flush=True)
         if not a.skip_query:
             ref = tmp / "ref.duckdb"

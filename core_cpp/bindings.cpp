@@ -22,4 +22,5 @@ PYBIND11_MODULE(_core, m) {
     twin::register_common(m);
     twin::register_flood(m);
     twin::register_traffic(m);
+    twin::register_fv(m);
 }

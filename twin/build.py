@@ -384,13 +384,15 @@ class Twin:
             return []
         r, c, ok = self._cells_at(pl["x"].to_numpy(), pl["y"].to_numpy())
         md = np.asarray(self.flood.max_depth)
+        at = np.asarray(self.flood.arrival_time)  # first depth > 0.1 m (NaN: never)
         out = []
         for i, (_, p) in enumerate(pl.iterrows()):
             if not ok[i]:
                 continue
             out.append({"place_id": str(p.get("place_id", i)), "name": str(p.get("name", "")),
                         "kind": str(p.get("kind", "")), "x": float(p["x"]), "y": float(p["y"]),
-                        "max_depth_m": float(md[r[i], c[i]]) if np.isfinite(md[r[i], c[i]]) else 0.0})
+                        "max_depth_m": float(md[r[i], c[i]]) if np.isfinite(md[r[i], c[i]]) else 0.0,
+                        "arrival_time_s": (float(at[r[i], c[i]]) if np.isfinite(at[r[i], c[i]]) else None)})
         order = {"hospital": 0, "shelter": 1, "school": 2}
         out.sort(key=lambda p: (order.get(p["kind"], 9), -p["max_depth_m"]))
         return out
@@ -641,6 +643,8 @@ def reservoir_release(tw: Twin, rain: tuple[np.ndarray, np.ndarray] | None) -> t
     """
     sc = tw.scenario
     res = sc.flood.reservoir
+    if res is not None and res.in_grid:
+        res = None  # the reservoir is on the grid: no lumped level pool
     sched = [iv for iv in sc.interventions if iv.type == "reservoir_release"]
     if res is None and not sched:
         return None
@@ -714,6 +718,11 @@ def _build_flood(tw: Twin) -> None:
         rows, cols = np.nonzero(tw.sea_mask)
         # the sea cells hold the stage (water they gain or lose counts as boundary flow)
         fm.set_boundary(None, "stage", times_s=times, stage_m=stage, cells=list(zip(rows.tolist(), cols.tolist())))
+    if f.reservoir is not None and f.reservoir.in_grid:
+        from twin.flood.fv import reservoir_fill
+
+        rx, ry = _to_utm(f.reservoir.xy, f.reservoir.crs)[0]
+        h0 = np.maximum(np.nan_to_num(h0), reservoir_fill(terrain, rx, ry, f.reservoir.initial_level_m))
     h0 = np.where(terrain.valid, np.clip(np.nan_to_num(h0), 0.0, None), 0.0)
     fm.set_depth(h0)
     tw.initial_depth = h0
@@ -973,7 +982,11 @@ def _make_event(tw: Twin, i: int, iv, name: str) -> list[Event]:
         add = getattr(tw.flood, "add_breach", None)
         if add is None:
             raise ValueError(f"{name}: this FloodModel has no add_breach() (needs the FV engineer's breach support)")
-        add(geom, crest_start_m=iv.crest_start_m, crest_end_m=iv.crest_end_m, width_m=iv.width_m,
-            start_s=iv.at, formation_s=iv.formation)
+        linear = iv.method == "linear"
+        add(geom, crest_start_m=iv.crest_start_m, crest_end_m=iv.crest_end_m,
+            width_m=iv.width_m if iv.width_m is not None else (50.0 if linear else None),
+            start_s=iv.at, formation_s=iv.formation if iv.formation is not None else (1800.0 if linear else None),
+            method=iv.method, thickness_m=iv.thickness_m, side_slope=iv.side_slope,
+            reservoir_volume_m3=iv.reservoir_volume_m3, failure_mode=iv.failure_mode)
         return []
     raise ValueError(f"{name}: unknown intervention type {t!r}")

@@ -286,6 +286,17 @@ class Reservoir(_Model):
     full_supply_level_m: float = 32.0
     spillway_m3_per_s_per_m: float = Field(150.0, ge=0, description="spill per metre above full supply")
     outlet: str | None = Field(None, description="city inflow point that receives the release")
+    # (fv room) the reservoir's water on the flood grid, for dam-break studies
+    in_grid: bool = Field(False, description="fill the grid cells 4-connected to 'xy' below initial_level_m "
+                          "with water at that level (the lumped level-pool release is then off)")
+    xy: XY | None = Field(None, description="a point inside the reservoir (in_grid)")
+    crs: str = "EPSG:32649"
+
+    @model_validator(mode="after")
+    def _grid_needs_xy(self):
+        if self.in_grid and self.xy is None:
+            raise ValueError("in_grid: give 'xy', a point inside the reservoir")
+        return self
 
 
 class Boundaries(_Model):
@@ -443,8 +454,14 @@ class Breach(_Intervention):
     crs: str = "EPSG:32649"
     crest_start_m: float
     crest_end_m: float
-    width_m: float = Field(50.0, gt=0)
-    formation: Duration = 1800.0
+    width_m: float | None = Field(None, gt=0, description="bottom width (default 50 m; froehlich2008: computed)")
+    formation: Duration | None = Field(None, description="formation time (default 30 min; froehlich2008: computed)")
+    # (fv room) options of twin.flood.FloodModel.add_breach
+    method: Literal["linear", "froehlich2008"] = "linear"
+    thickness_m: float | None = Field(None, ge=0, description="cut cells within thickness/2 of the polyline")
+    side_slope: float | None = Field(None, ge=0, description="H:V of the opening's sides (default 0; froehlich: 1 or 0.7)")
+    reservoir_volume_m3: float | None = Field(None, gt=0, description="froehlich2008: volume above the breach bottom")
+    failure_mode: Literal["overtopping", "piping"] = "overtopping"
 
     @model_validator(mode="after")
     def _check(self):

@@ -18,7 +18,9 @@ X0, Y0, DX = 600_000.0, 1_720_000.0, 30.0
 NY = NX = 60
 
 
-def synthetic_city(shelter_capacity=(400, 400, 400), households=250, persons=800):
+def synthetic_city(shelter_capacity=(400, 400, 400), households=250, persons=800, scale=1):
+    """``scale`` > 1 enlarges the grid, the road grid and the place coordinates by that factor."""
+    NY = NX = 60 * scale
     col = np.arange(NX)[None, :].repeat(NY, 0)
     row = np.arange(NY)[:, None].repeat(NX, 1)
     elevation = 1.0 + 10.0 * (1.0 - col / (NX - 1))          # high in the west, coast in the east
@@ -26,7 +28,7 @@ def synthetic_city(shelter_capacity=(400, 400, 400), households=250, persons=800
                               transform=Affine(DX, 0, X0, 0, -DX, Y0), shape=(NY, NX), cell_size=DX,
                               crs=None)
     # road grid: a node every 150 m (5 cells), both directions
-    k = 12
+    k = 12 * scale
     xs = X0 + 75.0 + 150.0 * np.arange(k)
     ys = Y0 - 75.0 - 150.0 * np.arange(k)
     nid = np.arange(k * k).reshape(k, k)
@@ -41,15 +43,16 @@ def synthetic_city(shelter_capacity=(400, 400, 400), households=250, persons=800
     links = pd.DataFrame({"from": f, "to": t, "length_m": 150.0, "lanes": 1, "free_speed_mps": 11.0})
     roads = RoadNetwork.from_frames(nodes, links)
     wr = 1 + (row >= NY // 2) * 2 + (col >= NX // 2)
+    S = scale
     places = pd.DataFrame([
-        ("h0", "West hospital", "hospital", X0 + 200, Y0 - 900, 50, 1),
-        ("h1", "Centre hospital", "hospital", X0 + 900, Y0 - 300, 50, 2),
-        ("s0", "School A", "shelter", X0 + 300, Y0 - 300, shelter_capacity[0], 1),
-        ("s1", "School B", "shelter", X0 + 450, Y0 - 1500, shelter_capacity[1], 3),
-        ("s2", "Ward hall", "shelter", X0 + 1000, Y0 - 1000, shelter_capacity[2], 4),
-        ("f0", "Fire station", "fire_station", X0 + 600, Y0 - 800, np.nan, 3),
-        ("t0", "Beach hotel", "hotel", X0 + 1700, Y0 - 400, 150, 2),
-        ("t1", "River hotel", "hotel", X0 + 1650, Y0 - 1400, 100, 4),
+        ("h0", "West hospital", "hospital", X0 + 200 * S, Y0 - 900 * S, 50, 1),
+        ("h1", "Centre hospital", "hospital", X0 + 900 * S, Y0 - 300 * S, 50, 2),
+        ("s0", "School A", "shelter", X0 + 300 * S, Y0 - 300 * S, shelter_capacity[0], 1),
+        ("s1", "School B", "shelter", X0 + 450 * S, Y0 - 1500 * S, shelter_capacity[1], 3),
+        ("s2", "Ward hall", "shelter", X0 + 1000 * S, Y0 - 1000 * S, shelter_capacity[2], 4),
+        ("f0", "Fire station", "fire_station", X0 + 600 * S, Y0 - 800 * S, np.nan, 3),
+        ("t0", "Beach hotel", "hotel", X0 + 1700 * S, Y0 - 400 * S, 150, 2),
+        ("t1", "River hotel", "hotel", X0 + 1650 * S, Y0 - 1400 * S, 100, 4),
     ], columns=["place_id", "name", "kind", "x", "y", "capacity", "ward"])
     places["source"] = "synthetic"
     population = pd.DataFrame({

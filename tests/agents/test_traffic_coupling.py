@@ -89,3 +89,50 @@ def test_ambulance_routes_use_traffic_closures_and_flood():
     inc = es.incident_table().iloc[0]
     assert inc.unit_kind == "ambulance"
     assert np.isfinite(inc.travel_time_s)
+
+
+def test_models_use_the_network_traffic_runs_on():
+    # traffic on the largest strongly connected part of a network with a one-way dead end
+    import pandas as pd
+    from twin.roads import RoadNetwork
+
+    city = synthetic_city()
+    nodes = pd.concat([city.roads.nodes[["id", "x", "y"]],
+                       pd.DataFrame({"id": [10_000], "x": [600_010.0], "y": [1_719_990.0]})])
+    links = pd.concat([city.roads.links[["from", "to", "length_m", "lanes", "free_speed_mps"]],
+                       pd.DataFrame({"from": [0], "to": [10_000], "length_m": [90.0], "lanes": [1],
+                                     "free_speed_mps": [11.0]})], ignore_index=True)
+    city.roads = RoadNetwork.from_frames(nodes, links)
+    with pytest.warns(UserWarning, match="kept 144 of 145 nodes"):
+        net = city.roads.largest_strongly_connected()
+    assert net.n_nodes == city.roads.n_nodes - 1
+    tm = TrafficModel(net, dt=1.0, seed=0)
+    pm = PeopleModel(city, {"n_tourists": 0}, np.random.default_rng(1), traffic=tm)
+    es = EmergencyServices(city, {}, np.random.default_rng(1), traffic=tm, people=pm)
+    assert pm.graph.n_nodes == es.graph.n_nodes == net.n_nodes
+    assert len(es.link_times("ambulance")) == net.n_links
+    pm.act_s[:] = 0.0
+    pm.run_one_step(300.0, None, None)          # trips on the traffic network's node ids
+    assert tm.n_trips > 0
+
+
+def test_stuck_vehicle_trips_are_abandoned_after_the_patience_time():
+    # traffic never advances (gridlock): after abandon_vehicle_after_s the occupants walk on
+    city = synthetic_city()
+    tm = TrafficModel(city.roads, dt=1.0, seed=0)
+    pm = PeopleModel(city, {"n_tourists": 0, "w_upper": 0.0, "abandon_vehicle_after_s": 3600.0},
+                     np.random.default_rng(3), traffic=tm)
+    pm.act_s[:] = 0.0
+    pm.run_one_step(300.0, None, None)
+    drivers = np.flatnonzero(pm.state == DRIVE)
+    assert drivers.size > 100 and tm.n_trips == drivers.size
+    for _ in range(12):                      # departed at t = 300 s; now t = 3900 s, 3600 s later: not yet
+        pm.run_one_step(300.0, None, None)
+    assert np.all(pm.state[drivers] == DRIVE)
+    pm.run_one_step(300.0, None, None)       # 3900 s > 3600 s
+    assert not np.any(pm.state[drivers] == DRIVE)
+    ev = pm.event_table()
+    assert set(ev[ev.event == "vehicle_stalled"].agent_id) == set(drivers.tolist())
+    for _ in range(24):
+        pm.run_one_step(300.0, None, None)
+    assert np.isin(pm.state[drivers], (SHELTER, RELATIVES)).mean() > 0.9

@@ -137,3 +137,31 @@ def test_assimilator_sets_rain_tide_inflow_from_store(tmp_path):
     a2.close()
     with pytest.raises(ValueError, match="unknown key"):
         Assimilator(path, {"rainn": {}}, terr, "2020-10-28 07:00")
+
+
+def test_config_from_city_gauges_feeds_the_assimilator(tmp_path):
+    from twin.sensors.adapters import config_entities, load_config
+    from twin.sensors.stations import config_from_city
+
+    places = pd.DataFrame({"place_id": [1, 2, 3, 4], "name": ["rain A", "rain B", "river", "school"],
+                           "kind": ["gauge_rain", "gauge_rain", "gauge_stage", "school"],
+                           "x": [600_050.0, 602_950.0, 601_000.0, 601_500.0],
+                           "y": [1_729_950.0, 1_728_050.0, 1_729_000.0, 1_729_000.0], "source": "synthetic"})
+    cfg = config_from_city(SimpleNamespace(name="t", places=places))
+    stations, streams = config_entities(load_config(cfg))
+    assert [d.datastream_id for d in streams] == ["rain-1", "rain-2", "stage-3"]
+    assert [d.observed_property for d in streams] == ["rain_rate", "rain_rate", "river_stage"]
+    assert cfg["assimilation"]["rain"]["datastreams"] == ["rain-1", "rain-2"]
+    path = tmp_path / "c.duckdb"
+    with SensorStore(path) as st:
+        st.register(stations, streams)
+        st.insert(["rain-1", "rain-2"], ["2020-10-28T00:00Z", "2020-10-28T00:00Z"], [5.0, 25.0])
+    terr = _terrain()
+    a = Assimilator(path, cfg["assimilation"], terr, "2020-10-28 07:00")
+    m = RecordingModel(terr.shape)
+    a.apply(m, 60.0)
+    f = [c for c in m.calls if c[0] == "rain"][0][2]
+    assert f[0, 0] == pytest.approx(5.0) and f[-1, -1] == pytest.approx(25.0)
+    a.close()
+    with pytest.raises(ValueError, match="no gauge places"):
+        config_from_city(SimpleNamespace(name="t", places=places[places.kind == "school"]))

@@ -129,6 +129,16 @@ def test_cli_load_qc_export_idempotent(tmp_path, capsys):
         t = pd.to_datetime(df["phenomenon_time"], utc=True)
         assert t.is_monotonic_increasing and t.iloc[0] == pd.Timestamp("2020-10-28T00:00Z")
     capsys.readouterr()
-    with pytest.raises(ValueError, match="nope"):
-        twin_main(["sensors", "export", "--store", str(store), "--datastream", "nope", "--format", "csv",
-                   "--out", str(tmp_path / "x.csv")])
+    assert twin_main(["sensors", "export", "--store", str(store), "--datastream", "nope", "--format", "csv",
+                      "--out", str(tmp_path / "x.csv")]) == 2
+    assert "datastream 'nope' is not in store" in capsys.readouterr().err
+    # a relative SensorThings path (its nextLink relative to it) from another working directory
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(FIX.parent)
+    try:
+        assert twin_main(["sensors", "load", "fixtures/Datastreams(wl1)_Observations.json", "--store", str(store)]) == 0
+    finally:
+        os.chdir(cwd)
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["pages"] == 2

@@ -93,3 +93,36 @@ def test_replay_paces_by_speed(broker, tmp_path):
     t0 = time.monotonic()
     assert replay(s, broker, speed=120.0) == 4        # 180 s of data at 120x = 1.5 s
     assert 1.4 < time.monotonic() - t0 < 5.0
+
+
+def test_cli_typhoon_replay_publishes_derived_rain(broker, tmp_path):
+    from tests.sensors.test_qc_fixtures import CFG
+    from twin.sensors import typhoon
+
+    store = SensorStore(tmp_path / "ty.duckdb")
+    ing = Ingester(broker, store, CFG, flush_interval_s=0.05, client_id="ty-test")
+    th = threading.Thread(target=ing.run, daemon=True)
+    th.start()
+    assert ing.wait_subscribed(10)
+    r = subprocess.run([sys.executable, "-m", "twin", "sensors", "replay", "--typhoon", "MOLAVE:2020", "--broker", broker,
+                        "--speed", "0", "--config", str(CFG)], cwd=REPO, env=twin_env(), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "derived" in r.stderr
+    n = json.loads(r.stdout.strip().splitlines()[-1])["published"]
+    tr = typhoon.load_track("MOLAVE", 2020)
+    assert n == len(pd.date_range(tr.start, tr.end, freq="1h"))      # one rain gauge in the config
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and store.count() < n:
+        time.sleep(0.1)
+    ing.stop()
+    th.join(10)
+    rain = store.observations("rg1-rain").set_index("phenomenon_time")["result"]
+    # the gauge's configured unit is mm per 10 min; the replay says mm/h in parameters.unit
+    from twin.sensors.adapters import config_entities, load_config
+
+    st = {s.station_id: s for s in config_entities(load_config(CFG))[0]}["TK-RG1"]
+    for t in (pd.Timestamp("2020-10-28 03:00"), pd.Timestamp("2020-10-28 06:00")):
+        assert rain.loc[t] == pytest.approx(float(typhoon.storm_rain_field(tr, t, st.x, st.y)), rel=1e-9)
+    assert rain.max() > 1.0
+    store.close()

@@ -36,6 +36,49 @@ _MOVING = (WALK, DRIVE)
 _LEFT = (WALK, DRIVE, SHELTER, RELATIVES, SAFE)
 
 
+class EventLog:
+    """Columnar event log (time, agent, event, detail).
+
+    Plain lists of floats, ints and strings: no per-event tuple for the cyclic garbage collector to
+    scan, which matters once a run has logged hundreds of thousands of events.
+    """
+
+    COLUMNS = ["t_s", "agent_id", "event", "detail"]
+
+    def __init__(self):
+        self.t: list[float] = []
+        self.agent: list[int] = []
+        self.event: list[str] = []
+        self.detail: list[str] = []
+
+    def log(self, t, agents, event: str, detail="") -> None:
+        a = np.atleast_1d(np.asarray(agents, dtype=np.int64))
+        n = a.size
+        if n == 0:
+            return
+        self.t.extend([float(t)] * n)
+        self.agent.extend(a.tolist())
+        self.event.extend([event] * n)
+        if isinstance(detail, str):
+            self.detail.extend([detail] * n)
+        else:
+            self.detail.extend(str(d) for d in detail)
+
+    def __len__(self):
+        return len(self.t)
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame({"t_s": np.asarray(self.t, float), "agent_id": np.asarray(self.agent, np.int64),
+                             "event": self.event, "detail": self.detail}, columns=self.COLUMNS)
+
+    def get_state(self):
+        return {"t": list(self.t), "agent": list(self.agent), "event": list(self.event), "detail": list(self.detail)}
+
+    def set_state(self, s):
+        self.t, self.agent, self.event, self.detail = (list(s["t"]), list(s["agent"]), list(s["event"]),
+                                                       list(s["detail"]))
+
+
 class Household(mesa.Agent):
     """A resident household: a view onto row ``idx`` of the model's arrays."""
 
@@ -103,7 +146,9 @@ class PeopleModel(mesa.Model):
         self.terrain = city.terrain
         self.shape = tuple(self.terrain.shape)
         self._inv = ~self.terrain.transform
-        self.graph = RoadGraph(city.roads)
+        # the road graph is the one traffic runs on (it may be the largest connected part of city.roads)
+        self.network = traffic.network if traffic is not None and hasattr(traffic, "network") else city.roads
+        self.graph = RoadGraph(self.network)
         self.time_s = 0.0
         self.n_steps = 0
         self._depth = None
@@ -129,7 +174,7 @@ class PeopleModel(mesa.Model):
         places = city.places
         def sel(kind):
             return places[places["kind"] == kind].reset_index(drop=True)
-        self.shelters = sel("shelter")
+        self.shelters = places[places["kind"].isin(self.params.shelter_kinds)].reset_index(drop=True)
         cap = self.shelters["capacity"].to_numpy(dtype=float) if len(self.shelters) else np.zeros(0)
         cap = np.where(np.isfinite(cap) & (cap > 0), cap, 500.0)
         # a sampled population gets the same share of shelter places
@@ -139,6 +184,8 @@ class PeopleModel(mesa.Model):
         self.shelter_cell = self._cell_of(self.shelters["x"], self.shelters["y"]) if len(
             self.shelters) else np.zeros(0, np.int64)
         self.hotels = sel("hotel")
+        self.shelter_x = self.shelters["x"].to_numpy(float)
+        self.shelter_y = self.shelters["y"].to_numpy(float)
 
     def _build_population(self, city):
         p, rng = self.params, self.rng
@@ -149,6 +196,11 @@ class PeopleModel(mesa.Model):
         bf = getattr(city, "building_fraction", None)
         weight_all = (np.asarray(bf, float).ravel() if bf is not None else np.ones(ny * nx))
         weight_all = np.where(valid, np.nan_to_num(weight_all) + 1e-3, 0.0)
+        # ward codes as in ward_raster (the bundle's ward_id; names map to them for warnings)
+        wcol = "ward_id" if "ward_id" in pop.columns else "ward"
+        wcode = pop[wcol].to_numpy()
+        ncol = "ward_name" if "ward_name" in pop.columns else ("ward" if wcol == "ward_id" else None)
+        self._ward_names = dict(zip(pop[ncol].astype(str), wcode)) if ncol else {}
         hh_tot = pop["households"].to_numpy(float) * p.population_scale
         ps_tot = pop["persons"].to_numpy(float) * p.population_scale
         if p.n_households is not None:
@@ -165,9 +217,10 @@ class PeopleModel(mesa.Model):
             n_h, n_p = int(H[k]), int(P[k])
             if n_h == 0:
                 continue
-            cells = np.flatnonzero((wr == row.ward) & (weight_all > 0))
+            code = wcode[k]
+            cells = np.flatnonzero((wr == code) & (weight_all > 0))
             if cells.size == 0:
-                raise ValueError(f"city population: ward {row.ward!r} has no valid cells in ward_raster")
+                raise ValueError(f"city population: ward {code!r} has no valid cells in ward_raster")
             w = weight_all[cells]
             pick = cells[rng.choice(cells.size, size=n_h, p=w / w.sum())]
             r, c = np.divmod(pick, nx)
@@ -180,14 +233,22 @@ class PeopleModel(mesa.Model):
             hveh.append(rng.choice(3, size=n_h, p=sh_v / sh_v.sum()))
             ms = max(float(row.mean_storeys), 1.0)
             hst.append(np.clip(1 + rng.poisson(ms - 1.0, n_h), 1, p.max_storeys))
-            hward.append(np.full(n_h, row.ward))
+            hward.append(np.full(n_h, code))
             sc, se = float(row.share_children), float(row.share_elderly)
             ages.append(rng.choice(3, size=int(size.sum()), p=[sc, 1.0 - sc - se, se]))
         cat = lambda lst, dt: np.concatenate(lst).astype(dt) if lst else np.zeros(0, dt)  # noqa: E731
         self.n_households = int(sum(len(a) for a in hx))
         # tourists at hotels
         tx, ty, tsize, thotel, tveh = [], [], [], [], []
-        n_tour = int(round(p.n_tourists * p.sample_fraction))
+        hotel_tourists = (self.hotels["tourists"].to_numpy(float) if "tourists" in self.hotels.columns
+                          else np.full(len(self.hotels), np.nan))
+        if p.n_tourists is not None:
+            n_tourists = p.n_tourists
+        elif np.nansum(hotel_tourists) > 0:
+            n_tourists = float(np.nansum(hotel_tourists))
+        else:
+            n_tourists = float(pop["tourists"].sum()) if "tourists" in pop.columns else 0.0
+        n_tour = int(round(n_tourists * p.population_scale * p.sample_fraction))
         if n_tour > 0 and len(self.hotels):
             q = np.clip((p.tourist_party_mean - 1.0) / 3.0, 0.0, 1.0)
             sizes = 1 + rng.binomial(3, q, size=n_tour)
@@ -196,7 +257,9 @@ class PeopleModel(mesa.Model):
             sizes = sizes[:n_par]
             sizes[-1] -= cs[n_par - 1] - n_tour
             cap = self.hotels["capacity"].to_numpy(float)
-            cap = np.where(np.isfinite(cap) & (cap > 0), cap, 1.0)
+            if np.nansum(hotel_tourists) > 0:
+                cap = hotel_tourists
+            cap = np.where(np.isfinite(cap) & (cap > 0), cap, 1e-9)
             hotel = rng.choice(len(cap), size=n_par, p=cap / cap.sum())
             tx = self.hotels["x"].to_numpy(float)[hotel]
             ty = self.hotels["y"].to_numpy(float)[hotel]
@@ -215,7 +278,9 @@ class PeopleModel(mesa.Model):
             hotel_storeys = np.full(len(self.hotels), 4, np.int64)
         self.storeys = np.concatenate([cat(hst, np.int64),
                                        hotel_storeys[np.asarray(thotel, np.int64)] if n_t else np.zeros(0, np.int64)])
-        self.ward = np.concatenate([cat(hward, np.int64), np.full(n_t, -1, np.int64)])
+        t_cell = self._cell_of(np.asarray(tx, float), np.asarray(ty, float))
+        self.ward = np.concatenate([cat(hward, wcode.dtype if wcode.dtype.kind in "iu" else object),
+                                    wr[t_cell].astype(wcode.dtype if wcode.dtype.kind in "iu" else object)])
         self.hotel = np.concatenate([np.full(self.n_households, -1, np.int64), np.asarray(thotel, np.int64)])
         a, b = p.awareness_mean * p.awareness_concentration, (1 - p.awareness_mean) * p.awareness_concentration
         self.awareness = np.concatenate([rng.beta(a, b, self.n_households), np.full(n_t, p.tourist_awareness)])
@@ -228,9 +293,11 @@ class PeopleModel(mesa.Model):
         self.home_node = self.graph.nearest_node(self.home_x, self.home_y)
         self.walk_speed = np.where(self.vulnerable, p.walk_speed_vulnerable_mps, p.walk_speed_mps)
         self.walk_stop = np.where(self.vulnerable, p.walk_stop_depth_vulnerable_m, p.walk_stop_depth_m)
-        wards = np.unique(self.ward[self.ward >= 0])
+        wards = np.unique(wcode)
         self._ward_codes = wards
-        self._ward_ix = np.where(self.ward >= 0, np.searchsorted(wards, self.ward), len(wards))
+        pos = np.clip(np.searchsorted(wards, self.ward), 0, max(len(wards) - 1, 0))
+        known = (wards[pos] == self.ward) if len(wards) else np.zeros(self.n_agents, bool)
+        self._ward_ix = np.where(known, pos, len(wards))
 
     def _build_destinations(self):
         """Walking and fallback-driving trees to shelters and to nodes outside the hazard area."""
@@ -249,6 +316,17 @@ class PeopleModel(mesa.Model):
         self.drive_cost, self.drive_next = g.trees_to(self.dest_node, g.length_m / g.free_speed_mps)
         self.node_cell = node_cell
         self._relatives_cells = np.unique(node_cell[rel]) if k else np.zeros(0, np.int64)
+        # per (destination, node): length of the next edge, and the driving speed on it
+        D, N = len(self.dest_node), g.n_nodes
+        node = np.broadcast_to(np.arange(N), (D, N)).ravel()
+        wn = self.walk_next.ravel()
+        lk = np.where(wn >= 0, g.link_between(node, np.maximum(wn, 0)), -1)
+        lk = np.where((lk < 0) & (wn >= 0), g.link_between(np.maximum(wn, 0), node), lk)
+        self.walk_len = np.where(lk >= 0, g.length_m[np.maximum(lk, 0)], 1.0).reshape(D, N)
+        dn = self.drive_next.ravel()
+        lk = np.where(dn >= 0, g.link_between(node, np.maximum(dn, 0)), -1)
+        self.drive_len = np.where(lk >= 0, g.length_m[np.maximum(lk, 0)], 1.0).reshape(D, N)
+        self.drive_speed = np.where(lk >= 0, g.free_speed_mps[np.maximum(lk, 0)], 1.0).reshape(D, N)
 
     def _init_dynamic(self):
         H = self.n_agents
@@ -265,6 +343,7 @@ class PeopleModel(mesa.Model):
         self.mv_node = np.full(H, -1, np.int64)
         self.mv_off = np.zeros(H)
         self.trip_id = np.full(H, -1, np.int64)
+        self.drive_start_s = np.full(H, np.inf)
         self.trapped_s = np.full(H, np.inf)
         self.arrive_s = np.full(H, np.inf)
         self.hr = np.zeros(H)
@@ -277,9 +356,10 @@ class PeopleModel(mesa.Model):
         self.pending_warnings: list[tuple[float, str, Any]] = []
         self.warnings_log: list[dict] = []
         self.rescue_calls: list[dict] = []         # drained by EmergencyServices
-        self.events: list[tuple] = []              # (t_s, agent, event, detail)
+        self.events = EventLog()
         self.redirections = 0
-        self._stalled = np.zeros(H, bool)
+        self._stalled = np.zeros(H, bool)       # their vehicle was left behind
+        self._redirected: list[tuple[int, int]] = []
 
     # ================================================================== warnings
     def issue_warning(self, t_s: float, channel: str, area=None) -> None:
@@ -308,16 +388,25 @@ class PeopleModel(mesa.Model):
         a = np.asarray(area)
         if a.dtype == bool and a.shape == self.shape:
             return a.ravel()[self.home_cell]
-        if a.dtype.kind in "iu" or (a.dtype == object and a.ndim <= 1):
-            codes = np.atleast_1d(a)
-            inside = np.isin(self.ward, codes)
-            hotel_w = self.hotels["ward"].to_numpy() if "ward" in self.hotels.columns else None
-            if hotel_w is not None and len(self.hotels):
-                t = self.kind == 1
-                inside[t] = np.isin(hotel_w[self.hotel[t]], codes)
-            return inside
+        if a.ndim <= 1 and a.dtype.kind in "iuUO":
+            codes = []
+            for w in np.atleast_1d(a).tolist():
+                if isinstance(w, str):
+                    if w not in self._ward_names:
+                        raise ValueError(f"issue_warning: area ward {w!r} is not a ward of the city "
+                                         f"(wards: {', '.join(self._ward_names)})")
+                    w = self._ward_names[w]
+                codes.append(w)
+            return np.isin(self.ward, codes)
         raise ValueError(f"issue_warning: area must be None, ward code(s), a shapely geometry or a "
                          f"boolean {self.shape} mask; got {type(area).__name__} {getattr(a, 'shape', '')}")
+
+    def _is_night(self, t_s) -> bool:
+        h0 = self.params.start_hour_local
+        if h0 is None:
+            return False
+        hour = (h0 + t_s / 3600.0) % 24.0
+        return hour >= 22.0 or hour < 6.0
 
     def _apply_warning(self, t_s, channel, area):
         p, rng = self.params, self.rng
@@ -328,16 +417,19 @@ class PeopleModel(mesa.Model):
         u = rng.random(H)
         delay = rng.exponential(cp.delay_mean_s, H)
         tourist = self.kind == 1
-        reach = np.where(tourist, cp.tourist_reach, cp.reach)
+        night = self._is_night(t_s)
+        f = cp.night_reach_factor if night else 1.0
+        reach = np.where(tourist, cp.tourist_reach, cp.reach) * f
         got = inside & (u < reach)
         self.recv_s[:, ci] = np.where(got, np.minimum(self.recv_s[:, ci], t_s + delay), self.recv_s[:, ci])
         # hotel staff hear it like residents do, then brief their guests
         hs = p.channels["hotel_staff"]
-        staff_got = inside & tourist & (rng.random(H) < cp.reach) & (rng.random(H) < hs.tourist_reach)
+        fs = hs.night_reach_factor if night else 1.0
+        staff_got = inside & tourist & (rng.random(H) < cp.reach) & (rng.random(H) < hs.tourist_reach * fs)
         relay = t_s + delay + rng.exponential(hs.delay_mean_s, H)
         k = CHANNELS.index("hotel_staff")
         self.recv_s[:, k] = np.where(staff_got, np.minimum(self.recv_s[:, k], relay), self.recv_s[:, k])
-        self.warnings_log.append({"t_s": t_s, "channel": channel, "n_in_area": int(inside.sum()),
+        self.warnings_log.append({"t_s": t_s, "channel": channel, "night": night, "n_in_area": int(inside.sum()),
                                   "n_reached": int(got.sum() + staff_got.sum())})
 
     # ================================================================== stepping
@@ -370,7 +462,9 @@ class PeopleModel(mesa.Model):
         a = np.asarray(a, dtype=float)
         if a.shape != self.shape:
             raise ValueError(f"PeopleModel.run_one_step: {name} shape {a.shape} != city grid {self.shape}")
-        return np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0).ravel()
+        a = a.ravel()
+        ok = np.isfinite(a)
+        return a.copy() if ok.all() else np.where(ok, a, 0.0)   # NaN (no data) counts as dry
 
     def _depth_at(self, d, cells):
         return np.zeros(len(cells)) if d is None else d[cells]
@@ -427,7 +521,7 @@ class PeopleModel(mesa.Model):
         # nearest shelter with room, from the home node (walking distance)
         if ns:
             dist = self.walk_cost[:ns, self.home_node[idx]].T.copy()   # (n, ns)
-            dist[:, self.shelter_occupancy >= self.shelter_capacity] = np.inf
+            dist[:, ~self._shelter_open(1)] = np.inf
             sh = np.argmin(dist, axis=1)
             sh_ok = np.isfinite(dist[np.arange(idx.size), sh])
         else:
@@ -458,8 +552,7 @@ class PeopleModel(mesa.Model):
             return
         self.dest[g] = np.where(choice[go] == 2, sh[go], rel[go])
         self.shelter[g] = np.where(choice[go] == 2, sh[go], -1)
-        for i in g:
-            self.events.append((t1, int(i), "leave", ACTIONS[self.action[i]]))
+        self.events.log(t1, g, "leave", np.asarray(ACTIONS, dtype=object)[self.action[g]])
         self._depart(g, t1, use_vehicle=can_drive[go], from_node=self.home_node[g])
 
     def _depart(self, g, t, use_vehicle, from_node):
@@ -472,6 +565,7 @@ class PeopleModel(mesa.Model):
         self.y[g] = self.graph.node_y[from_node]
         self.state[walk] = WALK
         self.state[drive] = DRIVE
+        self.drive_start_s[drive] = t
         if drive.size and self.traffic is not None:
             df = pd.DataFrame({
                 "origin": self._node_id(self.mv_node[drive]),
@@ -482,7 +576,7 @@ class PeopleModel(mesa.Model):
             self.trip_id[drive] = np.asarray(self.traffic.add_trips(df), dtype=np.int64)
 
     def _node_id(self, pos):
-        nodes = self.city.roads.nodes
+        nodes = self.network.nodes
         ids = nodes["id"].to_numpy() if "id" in nodes.columns else nodes.index.to_numpy()
         return ids[pos]
 
@@ -509,15 +603,13 @@ class PeopleModel(mesa.Model):
             a = np.flatnonzero(active & (budget > 0))
             if a.size == 0:
                 break
-            nxt = np.where(drive[a], self.drive_next[dest[a], node[a]], self.walk_next[dest[a], node[a]])
+            da, na, dr = dest[a], node[a], drive[a]
+            nxt = np.where(dr, self.drive_next[da, na], self.walk_next[da, na])
             bad = nxt < 0
-            lk = g.link_between(node[a], nxt)
-            lk = np.where(lk < 0, g.link_between(nxt, node[a]), lk)
-            length = np.where(lk >= 0, g.length_m[np.maximum(lk, 0)], 1.0)
-            dep = self._depth_at(d, self.node_cell[node[a]])
+            length = np.where(dr, self.drive_len[da, na], self.walk_len[da, na])
+            dep = self._depth_at(d, self.node_cell[na])
             factor = np.clip(1.0 - dep / stop[a], 0.0, 1.0)
-            speed = np.where(drive[a], g.free_speed_mps[np.maximum(lk, 0)],
-                             self.walk_speed[idx[a]]) * factor
+            speed = np.where(dr, self.drive_speed[da, na], self.walk_speed[idx[a]]) * factor
             st = (speed <= 0) | bad
             stalled[a[st]] = True
             active[a[st]] = False
@@ -540,9 +632,7 @@ class PeopleModel(mesa.Model):
         nxt = np.where(drive, self.drive_next[dest, node], self.walk_next[dest, node])
         has = (nxt >= 0) & (off > 0)
         nn = np.where(has, nxt, node)
-        lk = g.link_between(node, nn)
-        lk = np.where(lk < 0, g.link_between(nn, node), lk)
-        L = np.where(lk >= 0, g.length_m[np.maximum(lk, 0)], 1.0)
+        L = np.where(drive, self.drive_len[dest, node], self.walk_len[dest, node])
         f = np.where(has, np.clip(off / L, 0, 1), 0.0)
         self.x[idx] = g.node_x[node] + f * (g.node_x[nn] - g.node_x[node])
         self.y[idx] = g.node_y[node] + f * (g.node_y[nn] - g.node_y[node])
@@ -552,8 +642,8 @@ class PeopleModel(mesa.Model):
         st_drive = idx[stalled & drive]
         if st_drive.size:
             self.state[st_drive] = WALK
-            for i in st_drive:
-                self.events.append((t1, int(i), "vehicle_stalled", ""))
+            self._stalled[st_drive] = True
+            self.events.log(t1, st_drive, "vehicle_stalled")
         st_walk = idx[stalled & ~drive]
         self._trap(st_walk, t1, "stranded_walking")
 
@@ -577,16 +667,20 @@ class PeopleModel(mesa.Model):
         self.y[arr] = g.node_y[self.mv_node[arr]]
         self.trip_id[arr] = -1
         self._arrive(arr, t1)
-        stalled = _is_stalled(state) & ~done
+        # stalled or stranded by the traffic model, or stuck for too long (gridlock): leave the vehicle
+        stuck = (t1 - self.drive_start_s[idx]) > self.params.abandon_vehicle_after_s
+        stalled = (_is_stalled(state) | stuck) & ~done
         st = idx[stalled]
         if st.size:
             # occupants leave the vehicle and walk on from the link's upstream node
-            self.mv_node[st] = g.link_from[np.maximum(link[stalled], 0)]
+            lk = link[stalled]
+            # the link's upstream node when on a link, else the trip's origin (home, or a full shelter)
+            self.mv_node[st] = np.where(lk >= 0, g.link_from[np.maximum(lk, 0)], self.mv_node[st])
             self.mv_off[st] = 0.0
             self.trip_id[st] = -1
             self.state[st] = WALK
-            for i in st:
-                self.events.append((t1, int(i), "vehicle_stalled", ""))
+            self._stalled[st] = True
+            self.events.log(t1, st, "vehicle_stalled")
 
     def _arrive(self, idx, t1):
         if idx.size == 0:
@@ -597,34 +691,56 @@ class PeopleModel(mesa.Model):
         self.arrive_s[to_rel] = t1
         self.x[to_rel] = self.graph.node_x[self.mv_node[to_rel]]
         self.y[to_rel] = self.graph.node_y[self.mv_node[to_rel]]
-        for i in to_rel:
-            self.events.append((t1, int(i), "arrived", "evacuated"))
-        at_sh = idx[self.dest[idx] < ns]
-        # shelter admission in a fixed order: households that fit are admitted, others redirected
-        for i in at_sh[np.argsort(at_sh, kind="stable")]:
-            s = int(self.dest[i])
-            n = int(self.n_present[i])
-            if self.shelter_occupancy[s] + n <= self.shelter_capacity[s]:
-                self._admit(int(i), s, t1)
+        self.events.log(t1, to_rel, "arrived", "evacuated")
+        at_sh = np.sort(idx[self.dest[idx] < ns])
+        if at_sh.size == 0:
+            return
+        # shelter admission in agent order: per shelter, the households that fit in the remaining room
+        # (a running sum) are admitted at once; the rest are redirected one by one
+        s = self.dest[at_sh]
+        order = np.argsort(s, kind="stable")
+        at_sh, s = at_sh[order], s[order]
+        n = self.n_present[at_sh]
+        cum = np.cumsum(n)
+        first = np.searchsorted(s, s, side="left")
+        before = np.where(first > 0, cum[np.maximum(first - 1, 0)], 0)
+        fits = (cum - before) <= (self.shelter_capacity[s] - self.shelter_occupancy[s])
+        adm, sa = at_sh[fits], s[fits]
+        np.add.at(self.shelter_occupancy, sa, self.n_present[adm])
+        self.state[adm] = SHELTER
+        self.shelter[adm] = sa
+        self.arrive_s[adm] = t1
+        self.x[adm] = self.shelter_x[sa]
+        self.y[adm] = self.shelter_y[sa]
+        self.events.log(t1, adm, "arrived", [f"shelter {k}" for k in sa])
+        self._redirected = []
+        for i, k in zip(at_sh[~fits], s[~fits]):
+            i, k = int(i), int(k)
+            if self.shelter_occupancy[k] + self.n_present[i] <= self.shelter_capacity[k]:
+                self._admit(i, k, t1)
             else:
-                self._redirect(int(i), s, t1)
+                self._redirect(i, k, t1)
+        if self._redirected:
+            g = np.array([r[0] for r in self._redirected], np.int64)
+            nodes = np.array([r[1] for r in self._redirected], np.int64)
+            self._depart(g, t1, use_vehicle=(self.vehicle[g] > 0) & ~self._stalled[g], from_node=nodes)
+        self._redirected = []
 
     def _admit(self, i, s, t):
         self.shelter_occupancy[s] += int(self.n_present[i])
         self.state[i] = SHELTER
         self.shelter[i] = s
         self.arrive_s[i] = t
-        self.x[i] = float(self.shelters["x"].iloc[s])
-        self.y[i] = float(self.shelters["y"].iloc[s])
-        self.events.append((t, i, "arrived", f"shelter {s}"))
+        self.x[i] = self.shelter_x[s]
+        self.y[i] = self.shelter_y[s]
+        self.events.log(t, i, "arrived", f"shelter {s}")
 
     def _redirect(self, i, s, t):
         """Shelter ``s`` is full: go on to the nearest shelter with room, else outside the area."""
         self.redirections += 1
         node = int(self.shelter_node[s])
         n = int(self.n_present[i])
-        room = (self.shelter_capacity - self.shelter_occupancy) >= n
-        cost = np.where(room, self.walk_cost[: self.n_shelters, node], np.inf)
+        cost = np.where(self._shelter_open(n), self.walk_cost[: self.n_shelters, node], np.inf)
         if np.isfinite(cost).any():
             nd = int(np.argmin(cost))
         else:
@@ -633,15 +749,13 @@ class PeopleModel(mesa.Model):
             rc = self.walk_cost[cand, node] if nr else np.zeros(0)
             if nr == 0 or not np.isfinite(rc).any():
                 self.state[i] = SAFE   # stays outside the full shelter
-                self.events.append((t, i, "shelter_full_waiting", f"shelter {s}"))
+                self.events.log(t, i, "shelter_full_waiting", f"shelter {s}")
                 return
             nd = int(cand[np.argmin(rc)])
-        self.events.append((t, i, "redirected", f"from shelter {s} to dest {nd}"))
+        self.events.log(t, i, "redirected", f"from shelter {s} to dest {nd}")
         self.dest[i] = nd
         self.shelter[i] = nd if nd < self.n_shelters else -1
-        ii = np.array([i])
-        self._depart(ii, t, use_vehicle=np.array([self.vehicle[i] > 0 and self.traffic is not None]),
-                     from_node=np.array([node]))
+        self._redirected.append((i, node))   # departs with the others of this step (one add_trips)
 
     def _check_trapped(self, t1, d):
         p = self.params
@@ -655,6 +769,15 @@ class PeopleModel(mesa.Model):
         trapped = ((self.state == HOME) & (dh >= p.trapped_depth_m)) | (
             (self.state == UPPER) & (up_depth >= p.upper_floor_margin_m))
         self._trap(np.flatnonzero(trapped), t1, "trapped_at_home")
+        # a shelter flooded above its upper floor: its evacuees call for rescue too
+        at = np.flatnonzero(self.state == SHELTER)
+        if at.size:
+            ds = d[self.shelter_cell[self.shelter[at]]] - (p.shelter_storeys - 1) * p.storey_height_m
+            tr = at[ds >= p.upper_floor_margin_m]
+            if tr.size:
+                np.subtract.at(self.shelter_occupancy, self.shelter[tr], self.n_present[tr])
+                self.shelter[tr] = -1
+                self._trap(tr, t1, "trapped_in_shelter")
 
     def _trap(self, idx, t, why):
         if idx.size == 0:
@@ -666,7 +789,7 @@ class PeopleModel(mesa.Model):
         dep = self._depth_at(d, cells)
         for k, i in enumerate(idx):
             i = int(i)
-            self.events.append((t, i, "trapped", why))
+            self.events.log(t, i, "trapped", why)
             self.rescue_calls.append({"t_s": float(t), "agent": i, "x": float(self.x[i]), "y": float(self.y[i]),
                                       "persons": int(self.n_present[i]), "vulnerable": bool(self.vulnerable[i]),
                                       "depth_m": float(dep[k]), "reason": why})
@@ -683,6 +806,8 @@ class PeopleModel(mesa.Model):
             spd = np.zeros_like(dep) if v is None else v[cells]
             upper = (st == UPPER) | ((st == TRAPPED) & at_home & (self.storeys >= 2))
             dep = np.where(upper, np.maximum(dep - (self.storeys - 1) * p.storey_height_m, 0.0), dep)
+            sh = st == SHELTER
+            dep = np.where(sh, np.maximum(dep - (p.shelter_storeys - 1) * p.storey_height_m, 0.0), dep)
             safe = np.isin(st, (RELATIVES, RESCUE, SAFE))
             dep = np.where(safe, 0.0, dep)
             self.hr = hazard_rating(dep, spd, p.urban_debris)
@@ -709,7 +834,7 @@ class PeopleModel(mesa.Model):
             return 0
         n = int(self.n_present[i])
         self.state[i] = RESCUE
-        self.events.append((t_s, i, "picked_up", f"{n} persons"))
+        self.events.log(t_s, i, "picked_up", f"{n} persons")
         return n
 
     def move_with_unit(self, agent: int, x: float, y: float) -> None:
@@ -724,7 +849,7 @@ class PeopleModel(mesa.Model):
         if shelter is None:
             self.state[i] = SAFE
             self.arrive_s[i] = t_s
-            self.events.append((t_s, i, "arrived", "safe"))
+            self.events.log(t_s, i, "arrived", "safe")
             return True
         s = int(shelter)
         if self.shelter_occupancy[s] + self.n_present[i] > self.shelter_capacity[s]:
@@ -732,8 +857,15 @@ class PeopleModel(mesa.Model):
         self._admit(i, s, t_s)
         return True
 
+    def _shelter_open(self, persons) -> np.ndarray:
+        """Shelters with room for ``persons`` more and not flooded at the door."""
+        room = (self.shelter_capacity - self.shelter_occupancy) >= persons
+        if self._depth is not None and self.n_shelters:
+            room &= self._depth[self.shelter_cell] <= self.params.shelter_close_depth_m
+        return room
+
     def shelter_with_room(self, persons: int) -> np.ndarray:
-        return np.flatnonzero(self.shelter_capacity - self.shelter_occupancy >= persons)
+        return np.flatnonzero(self._shelter_open(persons))
 
     def hospitalise(self, agent: int, t_s: float, hospital: int, n: int = 1) -> list[int]:
         """Move ``n`` present members of household ``agent`` to hospital ``hospital``."""
@@ -743,7 +875,7 @@ class PeopleModel(mesa.Model):
         self.n_present[i] -= len(mem)
         if self.state[i] == SHELTER and self.shelter[i] >= 0:
             self.shelter_occupancy[self.shelter[i]] -= len(mem)
-        self.events.append((t_s, i, "hospitalised", f"{len(mem)} to hospital {hospital}"))
+        self.events.log(t_s, i, "hospitalised", f"{len(mem)} to hospital {hospital}")
         return [int(m) for m in mem]
 
     def random_person(self) -> int:
@@ -816,18 +948,18 @@ class PeopleModel(mesa.Model):
         })
 
     def event_table(self) -> pd.DataFrame:
-        return pd.DataFrame(self.events, columns=["t_s", "agent_id", "event", "detail"])
+        return self.events.table()
 
     # ================================================================== restart
     _DYNAMIC = ("state", "x", "y", "recv_s", "evaluated", "warned_s", "act_s", "action", "dest", "shelter",
-                "mv_node", "mv_off", "trip_id", "trapped_s", "arrive_s", "hr", "max_hr", "p_hospital",
+                "mv_node", "mv_off", "trip_id", "drive_start_s", "trapped_s", "arrive_s", "hr", "max_hr", "p_hospital",
                 "p_max_hr", "n_present", "shelter_occupancy", "person_hours", "_stalled")
 
     def get_state(self) -> dict:
         s = {k: getattr(self, k).copy() for k in self._DYNAMIC}
         s.update(time_s=self.time_s, n_steps=self.n_steps, redirections=self.redirections,
                  pending_warnings=list(self.pending_warnings), warnings_log=[dict(w) for w in self.warnings_log],
-                 rescue_calls=[dict(c) for c in self.rescue_calls], events=list(self.events),
+                 rescue_calls=[dict(c) for c in self.rescue_calls], events=self.events.get_state(),
                  rng=self.rng.bit_generator.state, random=self.random.getstate(),
                  depth=None if self._depth is None else self._depth.copy(),
                  speed=None if self._speed is None else self._speed.copy())
@@ -844,7 +976,8 @@ class PeopleModel(mesa.Model):
         self.pending_warnings = list(s["pending_warnings"])
         self.warnings_log = [dict(w) for w in s["warnings_log"]]
         self.rescue_calls = [dict(c) for c in s["rescue_calls"]]
-        self.events = list(s["events"])
+        self.events = EventLog()
+        self.events.set_state(s["events"])
         self.rng.bit_generator.state = s["rng"]
         self.random.setstate(s["random"])
         self._depth = None if s["depth"] is None else np.array(s["depth"])

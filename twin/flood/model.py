@@ -123,15 +123,16 @@ class FloodModel:
         self.alpha, self.theta = a, th
         self.threads = int(threads) if threads is not None else None
         ny, nx = self.shape
-        self._valid = np.array(terrain.valid, dtype=bool)
-        z = np.where(self._valid, terrain.elevation, _core.FLOOD_WALL_Z)
-        self._z = np.ascontiguousarray(z, dtype=self.dtype)
+        self._valid = terrain.valid  # read-only
+        self._z = np.empty(self.shape, self.dtype)
+        np.copyto(self._z, terrain.elevation, casting="same_kind")
+        self._z[~self._valid] = _core.FLOOD_WALL_Z
         self._manning = self._check_field(manning, "manning", allow_scalar=True)
         self._solver = get_solver(solver)(self)
         self.solver = solver
         # tracked outputs
         self._maxh = np.zeros(self.shape, self.dtype)
-        self._maxs = np.zeros(self.shape, self.dtype)
+        self._maxs = np.zeros(self.shape, self.dtype)  # max of speed squared
         self._arr = np.full(self.shape, np.nan, self.dtype)
         self._row_sums = np.zeros((ny, _core.FLOOD_ROW_SLOTS), np.float64)
         # forcing and boundaries
@@ -149,6 +150,7 @@ class FloodModel:
         self._levee_y: dict[int, float] = {}
         self._levee_csr: dict | None = None
         self._breaks: np.ndarray | None = None
+        self._breaches: list = []  # twin.flood.breach.Breach (add_breach)
         # clock and book-keeping
         self._time = 0.0
         self._n_steps = 0
@@ -206,42 +208,53 @@ class FloodModel:
     # ------------------------------------------------------------------ setup API
     def set_depth(self, h) -> None:
         """Set the water depth [m]: a scalar or an ``(ny, nx)`` array (walls stay dry)."""
-        a = np.asarray(h, dtype=np.float64)
+        a = np.asarray(h)
         if a.ndim == 0:
-            a = np.full(self.shape, float(a))
-        if a.shape != self.shape:
+            v = float(a)
+            if not math.isfinite(v) or v < 0:
+                raise ValueError(f"depth: value {v!r} must be finite and >= 0")
+        elif a.shape != self.shape:
             raise ValueError(f"depth: expected a scalar or shape {self.shape}, got shape {a.shape}")
-        bad = self._valid & ~(np.isfinite(a) & (a >= 0))
-        if bad.any():
-            r, c = np.argwhere(bad)[0]
-            raise ValueError(f"depth: value {a[r, c]!r} at (row {r}, col {c}) must be finite and >= 0")
-        a = np.where(self._valid, a, 0.0)
+        else:
+            if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
+                raise ValueError(f"depth: expected real numbers, got dtype {a.dtype}")
+            ok = np.isfinite(a)
+            ok &= a >= 0
+            ok |= ~self._valid
+            if not ok.all():
+                r, c = np.argwhere(~ok)[0]
+                raise ValueError(f"depth: value {a[r, c]!r} at (row {r}, col {c}) must be finite and >= 0")
+            del ok
         before = self._volume()
-        self._solver.h[...] = a.astype(self.dtype)
+        hs = self._solver.h
+        np.copyto(hs, a, casting="unsafe")
+        hs[~self._valid] = 0
+        self._hmax = float(hs.max())  # the next sub-step's CFL limit
         delta = self._volume() - before
         if self._n_steps == 0 and self._time == 0.0:
             self._acc["initial_m3"] += delta
         else:
             self._acc["edits_m3"] += delta
-        self._track_sparse(np.ones(self.shape, bool))
+        self._track_all()
 
-    def _track_sparse(self, mask_or_rows, cols=None) -> None:
-        """Update the tracked maxima where the model edited depths outside the kernel."""
+    def _track_all(self) -> None:
+        """Update the tracked maxima everywhere after an edit of the depths (no large temporaries)."""
         h = self._solver.h
-        if cols is None:
-            sel = mask_or_rows
-            hv = h[sel]
-            old = self._maxh[sel]
-            arr = self._arr[sel]
-            self._arr[sel] = np.where((old <= 0.1) & (hv > 0.1) & np.isnan(arr), self._time, arr)
-            self._maxh[sel] = np.maximum(old, hv)
-        else:
-            r, c = mask_or_rows, cols
-            hv = h[r, c]
-            old = self._maxh[r, c]
-            arr = self._arr[r, c]
-            self._arr[r, c] = np.where((old <= 0.1) & (hv > 0.1) & np.isnan(arr), self._time, arr)
-            self._maxh[r, c] = np.maximum(old, hv)
+        m = h > 0.1
+        m &= self._maxh <= 0.1
+        m &= np.isnan(self._arr)
+        self._arr[m] = self._time
+        del m
+        np.maximum(self._maxh, h, out=self._maxh)
+
+    def _track_sparse(self, rows, cols) -> None:
+        """Update the tracked maxima at cells the model edited outside the kernel."""
+        h = self._solver.h
+        hv = h[rows, cols]
+        old = self._maxh[rows, cols]
+        arr = self._arr[rows, cols]
+        self._arr[rows, cols] = np.where((old <= 0.1) & (hv > 0.1) & np.isnan(arr), self._time, arr)
+        self._maxh[rows, cols] = np.maximum(old, hv)
 
     def set_rainfall(self, times_s, rate_mm_per_h) -> None:
         """Rainfall [mm/h] as a time series: ``rate_mm_per_h`` shaped ``(nt,)`` (uniform),
@@ -448,6 +461,70 @@ class FloodModel:
             out[f"{key}_crest"] = crest
         return out
 
+    def add_breach(self, xy_polyline, crest_start_m: float, crest_end_m: float, t_start_s: float | None = None,
+                   duration_s: float | None = None, *, method: str = "linear", width_m: float | None = None,
+                   side_slope: float | None = None, thickness_m: float | None = None, center_m: float | None = None,
+                   reservoir_volume_m3: float | None = None, failure_mode: str = "overtopping",
+                   start_s: float | None = None, formation_s: float | None = None):
+        """A breach: the crest along ``xy_polyline`` (or at one point) lowers from ``crest_start_m``
+        to ``crest_end_m`` from ``t_start_s`` over ``duration_s`` (see :mod:`twin.flood.breach`).
+
+        ``method="linear"`` (default): the bed of the cells on the polyline (within ``thickness_m``
+        of it, default one cell) falls linearly in time over a bottom ``width_m`` (default: the whole
+        polyline) with ``side_slope`` (H:V, default 0). ``method="froehlich2008"``: width, side slope
+        and formation time from Froehlich (2008) given ``reservoir_volume_m3`` and ``failure_mode``
+        ("overtopping" or "piping"), unless given. Levee faces (``add_levee``) next to the breach
+        cells are lowered alike. Works with every solver; water on lowered cells keeps its depth.
+        ``start_s``/``formation_s`` are aliases of ``t_start_s``/``duration_s``. Returns the Breach.
+        """
+        from .breach import make_breach
+
+        if t_start_s is None:
+            t_start_s = start_s if start_s is not None else 0.0
+        if duration_s is None:
+            duration_s = formation_s
+        br = make_breach(np.where(self._valid, self._z, np.nan), self.terrain.transform, xy_polyline, crest_start_m,
+                         crest_end_m, t_start_s, duration_s, method=method, width_m=width_m, side_slope=side_slope,
+                         thickness_m=thickness_m, center_m=center_m, reservoir_volume_m3=reservoir_volume_m3,
+                         failure_mode=failure_mode)
+        keep = np.isfinite(br.z_original)
+        if not keep.any():
+            raise ValueError("xy_polyline: the breach touches only nodata/wall cells")
+        for name in ("rows", "cols", "along_m", "z_original"):
+            setattr(br, name, getattr(br, name)[keep])
+        # levee faces touching the breach cells, lowered with the cell elevation next to them
+        ny, nx = self.shape
+        cell_k = br.rows * nx + br.cols
+        faces = []
+        for key, table, width in (("x", self._levee_x, nx + 1), ("y", self._levee_y, nx)):
+            for k, crest in table.items():
+                r, c = divmod(k, width)
+                nb = (r * nx + c - 1, r * nx + c) if key == "x" else ((r - 1) * nx + c, r * nx + c)
+                pos = [int(np.flatnonzero(cell_k == q)[0]) for q in nb if np.any(cell_k == q)]
+                if pos:
+                    faces.append((key, k, crest, np.array(pos)))
+        br.levee_faces = faces
+        self._breaches.append(br)
+        self._update_breaches(self._time)
+        return br
+
+    def _update_breaches(self, t: float) -> None:
+        """Bed (and levee crests) of every breach at time t; called before each sub-step."""
+        changed_levee = False
+        for br in self._breaches:
+            prof = br.profile_at(t)
+            self._z[br.rows, br.cols] = np.minimum(br.z_original, prof).astype(self.dtype)
+            for key, k, crest, pos in br.levee_faces:
+                c = float(min(crest, float(np.min(prof[pos]))))
+                table = self._levee_x if key == "x" else self._levee_y
+                if table.get(k) != c:
+                    table[k] = c
+                    changed_levee = True
+        if changed_levee and self._levee_csr is not None:
+            for key, table in (("x", self._levee_x), ("y", self._levee_y)):
+                idx = self._levee_csr[f"{key}_idx"]
+                self._levee_csr[f"{key}_crest"][...] = [table[int(i)] for i in idx]
+
     # ------------------------------------------------------------------ stepping
     def _max_boundary_depth(self) -> float:
         """Deepest water a stage boundary can bring in at the current time (for the time step)."""
@@ -510,6 +587,8 @@ class FloodModel:
                 f.loss = None
             for s in self._edge_stage:
                 self._edge_value[s["idx"]] = s["series"](tm)
+            if self._breaches:
+                self._update_breaches(tm)
             hmax = self._solver.substep(sub, t1, f)
             sums = self._row_sums.sum(axis=0)
             acc["rain_m3"] += float(sums[0]) * A
@@ -639,6 +718,9 @@ class FloodModel:
 
     @property
     def max_speed(self) -> np.ndarray:
+        """Maximum speed [m/s] so far (the inertial kernel tracks its square; the root is taken here)."""
+        if getattr(self._solver, "max_speed_squared", False):
+            return np.sqrt(self._maxs)
         return self._maxs.copy()
 
     @property

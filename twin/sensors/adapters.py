@@ -11,6 +11,7 @@ Configuration (YAML or dict) shared by ``twin sensors load/ingest``::
     csv:  {tz: Asia/Ho_Chi_Minh}
     mqtt:
       client_id: twin-sensors-ingest
+      protocol: "5"                                       # or "3.1.1" (clean_session=False)
       sta_topics: ["v1.1/+/Observations"]                # SensorThings MQTT (default)
       vendor:
         - topic: "ioc/tamky/+/+"                          # MQTT subscription filter
@@ -490,7 +491,9 @@ _STA_URL_DS = re.compile(r"Datastreams\((?:'([^']*)'|([^)]*))\)")
 def iter_sta_pages(url: str, fetch: Callable[[str], dict] | None = None, max_pages: int = 100000):
     """Yield ``(page_url, page_dict)`` following ``@iot.nextLink`` (local files relative to the
     first page's folder, ``file://`` or ``http(s)://``)."""
-    base = None if url.startswith(("http://", "https://")) else Path(url[7:] if url.startswith("file://") else url).parent
+    if not url.startswith(("http://", "https://")):
+        url = str(Path(url[7:] if url.startswith("file://") else url).resolve())
+    base = None if url.startswith(("http://", "https://")) else Path(url).parent
     fetch = fetch or (lambda u: _default_fetch(u, base))
     seen = set()
     for _ in range(max_pages):

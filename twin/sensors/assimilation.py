@@ -231,8 +231,13 @@ class Assimilator:
         self._held: dict[str, np.ndarray] = {}
         self._meta = self.store.datastreams()
         self._background_track = None
+        self.last_applied: dict | None = None
+        self._con = None
 
     def close(self):
+        if self._con is not None:
+            self._con.close()
+            self._con = None
         if self._own_store:
             self.store.close()
 
@@ -258,8 +263,9 @@ class Assimilator:
             return pd.DataFrame(columns=["datastream_id", "result", "phenomenon_time"])
         t = self.t_utc(t_s).to_pydatetime()
         t0 = (self.t_utc(t_s) - pd.Timedelta(seconds=float(max_age_s))).to_pydatetime()
-        con = self.store.cursor()
-        return con.execute(
+        if self._con is None:
+            self._con = self.store.cursor()
+        return self._con.execute(
             "SELECT datastream_id, arg_max(result, phenomenon_time) AS result, max(phenomenon_time) AS phenomenon_time "
             "FROM observations WHERE datastream_id IN (SELECT unnest(?::VARCHAR[])) AND phenomenon_time > ? "
             f"AND phenomenon_time <= ? AND qc_mask & {BAD_MASK} = 0 GROUP BY datastream_id",
@@ -348,7 +354,8 @@ class Assimilator:
         if ncfg:
             rec = self.nudge(flood_model, t_s, dt, ncfg)
             if rec:
-                done["nudging"] = rec
+                done["nudging"] = {k: rec[k] for k in ("before", "after")}
+        self.last_applied = done
         return done
 
     def _set_stage(self, fm, key, edge, cells, t_s, stage):

@@ -136,8 +136,10 @@ class SensorStore:
         self.close()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A connection for another thread (DuckDB cursors share the database)."""
-        return self.con.cursor()
+        """A connection for another thread (DuckDB cursors share the database). Created under the
+        store's lock: the parent connection is not used concurrently."""
+        with self._lock:
+            return self.con.cursor()
 
     def _load_caches(self):
         ds = self.con.execute("SELECT * FROM datastreams").fetchdf()

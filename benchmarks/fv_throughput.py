@@ -1,0 +1,94 @@
+"""Price of the full shallow-water equations: cell updates per second of the finite-volume solver
+beside the local-inertial solver, measured in the same invocation on the same problem.
+
+Problem (as benchmarks/flood_throughput.py): circular dam break on an N x N flat grid, dx = 10 m,
+Manning n = 0.03, h = 2 m inside a radius of 0.2 L (L = N dx), dry outside, walls, 300 s.
+
+One JSON line per case on stdout:
+  {"case": "circular_dam_break", "solver": ..., "n": N, "threads": ..., "steps": ...,
+   "seconds": ..., "cell_updates_per_s": ..., ...}
+and per N a summary line with the price ratios against the inertial run of that invocation:
+  cost_ratio_per_cell_update = (inertial cell updates/s) / (fv cell updates/s)   [target <= 3 for fv]
+  time_to_solution_ratio     = fv seconds / inertial seconds (FV's time step is shorter)
+
+Usage: python benchmarks/fv_throughput.py [--sizes 256 512] [--threads 1] [--repeat 3] [--duration 300]
+Each case takes the best of --repeat runs (the machine is shared: the minimum is the least noisy).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from twin import FloodModel, Terrain  # noqa: E402
+
+
+def circular_dam_break(n: int, solver: str, threads: int | None, dtype: str):
+    dx = 10.0
+    L = n * dx
+    y, x = (np.mgrid[0:n, 0:n] + 0.5) * dx
+    h0 = np.where(np.hypot(x - L / 2, y - L / 2) < 0.2 * L, 2.0, 0.0)
+    m = FloodModel(Terrain.from_array(np.zeros((n, n)), cell_size=dx), manning=0.03, solver=solver,
+                   dtype=dtype, threads=threads)
+    m.set_depth(h0)
+    return m
+
+
+def run_case(n: int, solver: str, threads: int | None, dtype: str, duration: float, repeat: int) -> dict:
+    best = None
+    for _ in range(repeat):
+        m = circular_dam_break(n, solver, threads, dtype)
+        t0 = time.perf_counter()
+        m.run_one_step(duration)
+        el = time.perf_counter() - t0
+        if best is None or el < best[0]:
+            best = (el, m)
+    el, m = best
+    vb = m.volume_balance()
+    return {
+        "case": "circular_dam_break", "solver": solver, "n": n, "dx_m": 10.0, "duration_s": duration,
+        "dtype": dtype, "threads": threads, "steps": m.n_steps, "seconds": round(el, 6),
+        "cell_updates_per_s": n * n * m.n_steps / el, "mean_dt_s": duration / m.n_steps,
+        "max_depth_m": float(m.max_depth.max()), "volume_relative_error": vb["relative_error"],
+    }
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=300.0)
+    ap.add_argument("--dtype", default="float64")
+    ap.add_argument("--solvers", nargs="+", default=["inertial", "fv", "fv2"])
+    a = ap.parse_args(argv)
+    for n in a.sizes:
+        rows = {}
+        for solver in a.solvers:
+            r = run_case(n, solver, a.threads, a.dtype, a.duration, a.repeat)
+            rows[solver] = r
+            print(json.dumps(r), flush=True)
+        if "inertial" in rows:
+            ref = rows["inertial"]
+            for solver, r in rows.items():
+                if solver == "inertial":
+                    continue
+                print(json.dumps({
+                    "case": "price_of_full_swe", "solver": solver, "n": n, "threads": a.threads,
+                    "reference": "inertial (same invocation)",
+                    "cost_ratio_per_cell_update": ref["cell_updates_per_s"] / r["cell_updates_per_s"],
+                    "time_to_solution_ratio": r["seconds"] / ref["seconds"],
+                    "target_cost_ratio": 3.0 if solver == "fv" else None,
+                    "host_cpus": os.cpu_count(),
+                }), flush=True)
+
+
+if __name__ == "__main__":
+    main()
