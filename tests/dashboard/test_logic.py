@@ -21,7 +21,7 @@ from dashboards.pages import builder, compare, emergency, map as map_page
 from dashboards.runs import Run, RunCache, RunError, block_reduce_max, flatten_kpis, hillshade, list_runs
 from dashboards import scenario_form as sf
 
-import fixture_run as fx
+from . import fixture_run as fx
 
 
 @pytest.fixture(scope="module")
