@@ -490,3 +490,21 @@ def test_engine_runs_compare(ctx, runs_dir):
     assert np.allclose(area * 1e6, [sum(x.values()) for x in kb["flooded_area_m2"]])
     fig = figures.difference_figure(a, b)
     assert fig.data and fig.data[0].type == "heatmap"
+
+
+def test_base_items_and_channels_follow_the_schema(tmp_path):
+    import typing
+
+    from twin.scenario import Warning_
+
+    assert [c["value"] for c in sf.warning_channels()] == list(typing.get_args(Warning_.model_fields["channel"].annotation))
+    f = tmp_path / "base.yaml"
+    f.write_text(BASE_YAML.replace("interventions:\n", "interventions:\n  - {type: warning, at: 2019-06-01T13:00, channel: tv}\n"),
+                 encoding="utf-8")
+    base, _ = sf.load_base(f)
+    # a base warning dated before the replayed storm: it now falls before the start
+    d, keys = sf.scenario_from_form(dict(FORM, event="typhoon", track="WP212020", duration_h=12, base_interventions=[0],
+                                         interventions=["warning"], warning_channel="no_such_channel"), base)
+    sc, fe, ge = sf.validate(d, tmp_path, keys)
+    assert sc is None and "interventions.0.at" in fe["b-base-interventions"]
+    assert "interventions.1.channel" in fe["b-warning-channel"]
