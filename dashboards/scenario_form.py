@@ -346,6 +346,7 @@ def map_errors(exc: Exception, keys: dict[str, str] | None = None) -> tuple[dict
             hit = (bool(loc) and (loc == key or loc.startswith(key + "."))) or (not loc and key in msg)
             if hit and len(key) > best:
                 target, best = fid, len(key)
+        msg = msg.replace("Value error, ", "")
         text = f"{loc}: {msg}" if loc else msg
         if target:
             by_field[target] = (by_field.get(target, "") + " " + text).strip()
