@@ -391,8 +391,6 @@ class Run:
             var = ds["depth"]
             for i in range(nt):  # one slice at a time: never the whole cube in memory
                 d = np.asarray(var[i].values, dtype=np.float32)
-                if not np.isfinite(d).any() and np.isnan(d).all():
-                    pass
                 for k, (r, c) in pl_cells.items():
                     series[k][i] = d[r, c]
                 d = np.where(d >= DRY_DEPTH_M, d, np.nan)

@@ -3,7 +3,7 @@ with a slider and play button; vehicles, people, incidents and units; a time ser
 from __future__ import annotations
 
 import numpy as np
-from dash import Input, Output, Patch, State, ctx as dash_ctx, dcc, html, no_update
+from dash import Input, Output, Patch, State, dcc, html, no_update
 
 from .. import figures
 from ..runs import RunError
