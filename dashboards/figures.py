@@ -151,7 +151,7 @@ def map_figure(run: Run, layers: Layers, frames: Frames, i: int, height: int = 5
     fig.add_trace(go.Scatter(mode="markers", name="open incidents", hoverinfo="text",
                              marker={"size": 11, "symbol": "x", "color": "#000000", "line": {"width": 1}},
                              **dyn[TR_INC]))
-    fig.add_trace(go.Scatter(mode="markers", name="units", hoverinfo="text",
+    fig.add_trace(go.Scatter(mode="markers", name="units (on scene)", hoverinfo="text",
                              marker={"size": 10, "symbol": "star-triangle-up", "color": "#e31a1c",
                                      "line": {"color": "black", "width": 1}}, **dyn[TR_UNITS]))
     p = layers.places

@@ -507,3 +507,14 @@ def test_base_items_and_channels_follow_the_schema(tmp_path):
     sc, fe, ge = sf.validate(d, tmp_path, keys)
     assert sc is None and "interventions.0.at" in fe["b-base-interventions"]
     assert "interventions.1.channel" in fe["b-warning-channel"]
+
+
+def test_units_on_scene_from_incidents(ctx, runs_dir):
+    run = ctx.runs.get(runs_dir / "fixture-a")
+    inc = pd.read_parquet(runs_dir / "fixture-a" / "incidents.parquet")
+    k = int(np.nanargmin(inc.t_arrive_s))
+    t = float(inc.t_arrive_s[k]) + 1.0
+    u = tables.units_at(run, t)
+    on = inc[(inc.t_arrive_s <= t) & ~(inc.t_done_s <= t)]
+    assert len(u) == len(on) >= 1
+    assert np.allclose(sorted(u.x), sorted(on.x)) and all(s.endswith("on scene") for s in u.unit_id)
