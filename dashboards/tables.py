@@ -118,7 +118,7 @@ def link_state_at(run: Run, t: float, lengths: dict | None = None) -> dict | Non
 def closed_share_series(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
     df = run.table("links")
     tcol, lc = col(df, *T), col(df, *LINK)
-    if df is None or tcol is None or lc is None:
+    if df is None or tcol is None or lc is None or len(df) == 0:
         return None
     c = col(df, *CLOSED)
     if c is not None:
@@ -136,7 +136,7 @@ def high_hazard_series(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
     """Persons at hazard rating > 1.25 over time (people.parquet)."""
     df = run.table("people")
     tcol, hc = col(df, *T), col(df, *HAZARD)
-    if df is None or tcol is None or hc is None:
+    if df is None or tcol is None or hc is None or len(df) == 0:
         return None
     w = df[col(df, *PERSONS)].to_numpy(dtype=float) if col(df, *PERSONS) else np.ones(len(df))
     high = (df[hc].to_numpy(dtype=float) > HIGH_HAZARD_HR) * w

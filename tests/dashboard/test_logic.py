@@ -196,7 +196,7 @@ def test_kpi_rows_differences_and_arrows(ctx, runs_dir):
     assert r["a"] == ka["damage_usd"] and r["b"] == kb["damage_usd"] and r["diff"] == pytest.approx(5e5)
     assert r["arrow"] == "▲" and r["rel"] == pytest.approx(50.0)
     assert rows["flooded_area_km2"]["unit"] == "km²"            # units given in the JSON
-    assert rows["ambulance.unreached_incidents"]["arrow"] == "="
+    assert rows["ambulance › unreached_incidents"]["arrow"] == "="
     assert set(flatten_kpis(ka)) <= set(rows)
 
 
