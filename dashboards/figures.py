@@ -295,8 +295,9 @@ def compare_series_figure(run_a: Run, run_b: Run, height: int = 640) -> go.Figur
                                      "symbol": "circle" if label == "A" else "diamond-open"}), row=k, col=1)
         fig.update_yaxes(title_text=unit, row=k, col=1, rangemode="tozero")
         if not any(tr.yaxis == ("y" if k == 1 else f"y{k}") for tr in fig.data):
+            dom = fig.layout["yaxis" if k == 1 else f"yaxis{k}"].domain
             fig.add_annotation(text="not recorded in either run", showarrow=False, font={"color": "#555"},
-                               xref="x domain", yref="y domain", x=0.5, y=0.5, row=k, col=1)
+                               xref="paper", yref="paper", x=0.5, y=(dom[0] + dom[1]) / 2)
     fig.update_xaxes(title_text="time since start (h)", row=len(SERIES), col=1)
     fig.update_layout(**base_layout(height=height, legend={"orientation": "h", "y": 1.08}))
     return fig
