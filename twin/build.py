@@ -367,9 +367,15 @@ class Twin:
         out = np.full(len(o), np.nan)
         ok = ~(pd.isna(o) | pd.isna(d))
         if ok.any():
-            uo, inv = np.unique(o[ok].astype(int), return_inverse=True)
-            dist = dijkstra(A, directed=True, indices=uo)
-            out[ok] = dist[inv, d[ok].astype(int)]
+            oo, dd = o[ok].astype(int), d[ok].astype(int)
+            uo, inv_o = np.unique(oo, return_inverse=True)
+            ud, inv_d = np.unique(dd, return_inverse=True)
+            if len(ud) < len(uo):  # many-to-few (evacuation to shelters): search back from destinations
+                dist = dijkstra(A.T.tocsr(), directed=True, indices=ud)
+                out[ok] = dist[inv_d, oo]
+            else:
+                dist = dijkstra(A, directed=True, indices=uo)
+                out[ok] = dist[inv_o, dd]
         out[~np.isfinite(out)] = np.nan
         return out
 
@@ -446,11 +452,18 @@ def build_twin(scenario: Scenario, city=None) -> Twin:
         city = load_city(sc.city, resolution_m=sc.resolution_m)
     terrain = city.terrain
     tw = Twin(scenario=sc, city=city, terrain=terrain, seed_sequence=ss, rngs=rngs)
+    # the city bundle's files (manifest + every layer file) go into the run manifest's checksums
     src = getattr(city, "manifest", None) or {}
-    for f in (src.get("files") or []) if isinstance(src, dict) else []:
-        p = Path(getattr(city, "path", "") or "") / str(f.get("path", "")) if isinstance(f, dict) else None
-        if p is not None and p.is_file():
-            tw.input_files.append(p)
+    folder = getattr(city, "path", None)
+    if folder is not None and isinstance(src, dict):
+        folder = Path(folder)
+        if (folder / "manifest.json").is_file():
+            tw.input_files.append(folder / "manifest.json")
+        for layer in (src.get("layers") or {}).values():
+            for key in ("file", "nodes", "links"):
+                f = layer.get(key) if isinstance(layer, dict) else None
+                if isinstance(f, str) and (folder / f).is_file():
+                    tw.input_files.append(folder / f)
     _urban_mask(tw)
     _apply_build_time_interventions(tw)
     _build_flood(tw)

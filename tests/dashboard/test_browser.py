@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-import fixture_run as fx
+from . import fixture_run as fx
 from .conftest import ENGINE_RUNNER, Server
 from dashboards.app import create_app
 
