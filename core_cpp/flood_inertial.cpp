@@ -5,26 +5,69 @@
 #include "flood_inertial.hpp"
 #include "modules.hpp"
 
+#include <cstdlib>
 #include <limits>
+#include <string>
 #include <sstream>
 
 namespace twin {
 namespace flood {
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define TWIN_FLOOD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define TWIN_FLOOD_CLONES
-#endif
+namespace {
 
-TWIN_FLOOD_CLONES float sweep_rows_f32(const StepArgs<float>& a, int tid, int nth) {
-    return sweep_rows<float>(a, tid, nth);
+enum class Isa { kBase, kAvx2, kAvx512 };
+
+Isa detect_isa() {
+    const char* force = std::getenv("TWIN_FLOOD_ISA");
+    Isa best = Isa::kBase;
+#if defined(TWIN_FLOOD_HAVE_X86_ISAS)
+    __builtin_cpu_init();
+    const bool v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi") &&
+                    __builtin_cpu_supports("bmi2");
+    const bool v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                    __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&
+                    __builtin_cpu_supports("avx512vl");
+    best = v4 ? Isa::kAvx512 : (v3 ? Isa::kAvx2 : Isa::kBase);
+    if (force) {
+        const std::string f(force);
+        if (f == "base") return Isa::kBase;
+        if (f == "avx2" && v3) return Isa::kAvx2;
+        if (f == "avx512" && v4) return Isa::kAvx512;
+    }
+#endif
+    (void)force;
+    return best;
 }
-TWIN_FLOOD_CLONES double sweep_rows_f64(const StepArgs<double>& a, int tid, int nth) {
-    return sweep_rows<double>(a, tid, nth);
+
+Isa isa() {
+    static const Isa chosen = detect_isa();
+    return chosen;
 }
-float sweep_rows_dispatch(const StepArgs<float>& a, int tid, int nth) { return sweep_rows_f32(a, tid, nth); }
-double sweep_rows_dispatch(const StepArgs<double>& a, int tid, int nth) { return sweep_rows_f64(a, tid, nth); }
+
+}  // namespace
+
+const char* active_isa() {
+    switch (isa()) {
+        case Isa::kAvx512: return "avx512";
+        case Isa::kAvx2: return "avx2";
+        default: return "base";
+    }
+}
+
+template <class T>
+T dispatch(const StepArgs<T>& a, int tid, int nth) {
+#if defined(TWIN_FLOOD_HAVE_X86_ISAS)
+    switch (isa()) {
+        case Isa::kAvx512: return sweep_rows_avx512(a, tid, nth);
+        case Isa::kAvx2: return sweep_rows_avx2(a, tid, nth);
+        default: break;
+    }
+#endif
+    return sweep_rows_base(a, tid, nth);
+}
+
+float sweep_rows_dispatch(const StepArgs<float>& a, int tid, int nth) { return dispatch<float>(a, tid, nth); }
+double sweep_rows_dispatch(const StepArgs<double>& a, int tid, int nth) { return dispatch<double>(a, tid, nth); }
 
 }  // namespace flood
 
@@ -233,6 +276,8 @@ void register_flood(py::module_& m) {
     m.attr("FLOOD_SPEED_DEPTH") = flood::kSpeedDepth;
     m.attr("FLOOD_ARRIVAL_DEPTH") = flood::kArrivalDepth;
     m.attr("FLOOD_ROW_SLOTS") = static_cast<int>(kRowSlots);
+    m.def("flood_isa", [] { return std::string(flood::active_isa()); },
+          "Instruction set of the flood sweep in use: 'avx512', 'avx2' or 'base' (TWIN_FLOOD_ISA forces one).");
 }
 
 }  // namespace twin

@@ -93,7 +93,7 @@ fv::Params<T> make_params(const carray<T>& z, const carray<T>& manning, const ca
 }
 
 template <class T>
-double fv_step(const carray<T>& z, const carray<T>& manning, const carray<uint8_t>& active, const carray<T>& h,
+py::tuple fv_step(const carray<T>& z, const carray<T>& manning, const carray<uint8_t>& active, const carray<T>& h,
                const carray<T>& hu, const carray<T>& hv, carray<T> out_h, carray<T> out_hu, carray<T> out_hv,
                const carray<int8_t>& bc_kind, const carray<T>& bc_stage, carray<T> bc_q, carray<T> work,
                double dx, double dt, double g, double h_dry, int order, int limiter,
@@ -168,6 +168,7 @@ double fv_step(const carray<T>& z, const carray<T>& manning, const carray<uint8_
     T* wk = order == 2 ? work.mutable_data() : nullptr;
     const int nt = resolve_threads(threads);
     double smax;
+    T hmax = T(0);
     {
         py::gil_scoped_release release;
         const py::ssize_t nb = 2 * (ny + nx);
@@ -176,7 +177,7 @@ double fv_step(const carray<T>& z, const carray<T>& manning, const carray<uint8_
         fv::View<T> S{h.data(), hu.data(), hv.data()};
         if (order == 1) {
             smax = fv::euler_update<T, false>(P, S, nullptr, T(0), T(1), oh, ohu, ohv, T(dt), &X, bq, T(1), nt,
-                                              tmp.data());
+                                              tmp.data(), &hmax);
         } else {
             T* h1 = wk;
             T* hu1 = wk + n;
@@ -185,7 +186,7 @@ double fv_step(const carray<T>& z, const carray<T>& manning, const carray<uint8_
                                       tmp.data());
             fv::View<T> S1{h1, hu1, hv1};
             smax = fv::euler_update<T, true>(P, S1, &S, T(0.5), T(0.5), oh, ohu, ohv, T(dt), &X, bq, T(0.5), nt,
-                                             tmp.data());
+                                             tmp.data(), &hmax);
         }
         if (X.row_sums) {  // boundary in/outflow per row [m2/s]: edge faces of the row, north/south edges on rows 0/ny-1
             double* rs = X.row_sums;
@@ -204,7 +205,7 @@ double fv_step(const carray<T>& z, const carray<T>& manning, const carray<uint8_
             }
         }
     }
-    return smax;
+    return py::make_tuple(smax, double(hmax));
 }
 
 template <class T>
@@ -255,7 +256,8 @@ void bind_fv(py::module_& m) {
           "rates, 1 or ny*nx values, depth = rain_scale*((1-rain_w)*rain0 + rain_w*rain1)), losses (depth\n"
           "cap loss_scale*loss), tracked max_depth/max_speed/arrival_time (first depth > 0.1 m: t_end) and\n"
           "row_sums (ny, >=4) float64: rain depth, lost depth, boundary inflow, outflow [m2/s] per row.\n"
-          "Cells with z >= 1e29 are walls. Returns the largest signal speed of the new state [m/s].");
+          "Cells with z >= 1e29 are walls. Returns (largest signal speed [m/s], largest depth [m]) of the\n"
+          "new state.");
     m.def("fv_max_wave_speed", &fv_max_wave_speed<T>, py::arg("z").noconvert(), py::arg("h").noconvert(), py::arg("hu").noconvert(),
           py::arg("hv").noconvert(), py::arg("active").noconvert(), py::kw_only(), py::arg("g") = 9.81,
           py::arg("h_dry") = 1e-6, py::arg("threads") = 0,

@@ -223,7 +223,8 @@ inline FaceState<T> cell_face_state(const Params<T>& P, const View<T>& S, int r,
                                     const Slope<T>* sl) {
     const long i = long(r) * P.nx + c;
     T h = S.h[i];
-    T u = vel(S.hu[i], h, P.hdry), v = vel(S.hv[i], h, P.hdry);
+    const T inv = h > P.hdry ? T(1) / h : T(0);  // one division per state
+    T u = S.hu[i] * inv, v = S.hv[i] * inv;
     T eta = h + P.z[i];
     if (SECOND) {
         const T s = T(0.5) * T(side);
@@ -361,13 +362,13 @@ inline FaceFlux<T> yface(const Params<T>& P, const View<T>& S, int k, int c, T* 
 // per unit width, scaled by `bc_w` and added (so the two Heun stages average).
 template <class T, bool SECOND>
 T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b, T* Oh, T* Ohu, T* Ohv,
-               T dt, const Extras<T>* X, T* bc_q, T bc_w, int threads, T* bc_tmp) {
+               T dt, const Extras<T>* X, T* bc_q, T bc_w, int threads, T* bc_tmp, T* hmax_out = nullptr) {
     const bool friction = X != nullptr;
     const int ny = P.ny, nx = P.nx;
     const T rdx = dt / P.dx;
-    T smax = T(0);
+    T smax = T(0), hmax = T(0);
 #ifdef TWIN_HAVE_OPENMP
-#pragma omp parallel num_threads(threads) reduction(max : smax)
+#pragma omp parallel num_threads(threads) reduction(max : smax, hmax)
 #endif
     {
         int tid = 0, nth = 1;
@@ -465,6 +466,7 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
                 Oh[i] = h;
                 Ohu[i] = hu;
                 Ohv[i] = hv;
+                if (h > hmax) hmax = h;
                 if (h > hd) {
                     const T s = std::max(std::fabs(hu), std::fabs(hv)) / h + std::sqrt(g * h);
                     if (s > smax) smax = s;
@@ -485,6 +487,7 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
         const int nb = 2 * (ny + nx);
         for (int k = 0; k < nb; ++k) bc_q[k] += bc_w * bc_tmp[k];
     }
+    if (hmax_out) *hmax_out = hmax;
     return smax;
 }
 

@@ -126,7 +126,7 @@ def main() -> int:
     polys = {}
     for geom, val in shapes(wr, mask=wr > 0, transform=t):
         polys.setdefault(int(val), []).append(shp_shape(geom))
-    wards = gpd.GeoDataFrame([{"ward_id": i, "ward": w[0], "area_km2": unary_union(polys.get(i, [])).area / 1e6,
+    wards = gpd.GeoDataFrame([{"ward": i, "ward_name": w[0], "area_km2": unary_union(polys.get(i, [])).area / 1e6,
                                "source": "synthetic", "geometry": unary_union(polys.get(i, []))}
                               for i, w in enumerate(WARDS, start=1)], geometry="geometry", crs=CRS)
 
@@ -156,12 +156,13 @@ def main() -> int:
     rr = np.floor((y1 - places["y"]) / RES).astype(int).clip(0, wr.shape[0] - 1)
     cc = np.floor((places["x"] - x0) / RES).astype(int).clip(0, wr.shape[1] - 1)
     names = {i: w[0] for i, w in enumerate(WARDS, start=1)}
-    places["ward"] = [names.get(int(v), "") for v in wr[rr, cc]]
+    places["ward"] = wr[rr, cc].astype(int)
+    places["ward_name"] = [names.get(int(v), "") for v in wr[rr, cc]]
     places["source"] = "synthetic"
-    pop = pd.DataFrame([{"ward_id": i, "ward": w[0], "households": w[3], "persons": w[2], "share_elderly": w[4],
+    pop = pd.DataFrame([{"ward": i, "ward_name": w[0], "households": w[3], "persons": w[2], "share_elderly": w[4],
                          "share_children": w[5], "share_motorbike": w[6], "share_car": w[7],
                          "share_no_vehicle": round(1 - w[6] - w[7], 4), "mean_storeys": w[8],
-                         "tourists": int(places.loc[(places.ward == w[0]) & (places.kind == "hotel"), "tourists"].sum()),
+                         "tourists": int(places.loc[(places.ward == i) & (places.kind == "hotel"), "tourists"].sum()),
                          "source": "synthetic"} for i, w in enumerate(WARDS, start=1)])
     hx, hy = tr.transform(108.1950, 15.9950)
     inflows = pd.DataFrame([{"name": "Sông Cẩm Lệ / Hàn (thượng nguồn)", "kind": "river_inflow", "x": hx, "y": hy,
@@ -219,7 +220,7 @@ def main() -> int:
             "population": layer("population.csv", synthetic=True, source="order-of-magnitude synthetic totals",
                                 licence="CC BY-SA 4.0"),
             "inflows": layer("inflows.csv", synthetic=True, source=syn, licence="CC BY-SA 4.0"),
-            "sea_cells": layer(None, synthetic=False, derived_from="terrain", source="cells at or below 0 m (SRTM ocean surface) connected to the tile edge",
+            "sea_cells": layer(None, resolution_m=30, synthetic=False, derived_from="terrain", source="cells at or below 0 m (SRTM ocean surface) connected to the tile edge",
                                licence="public domain"),
         },
     }

@@ -177,6 +177,7 @@ class Twin:
     applied: set = field(default_factory=set)
     sea_mask: np.ndarray | None = None      # sea cells in the model (the coastal stage strip)
     sea_full: np.ndarray | None = None      # every sea cell (maps)
+    initial_depth: np.ndarray | None = None  # water at t = 0 (permanent water bodies)
     urban: np.ndarray | bool = True
     link_sampler: LinkDepthSampler | None = None
     traffic_network: Any = None
@@ -185,6 +186,7 @@ class Twin:
     free_flow_link_time_s: np.ndarray | None = None
     input_files: list = field(default_factory=list)
     forcing: dict = field(default_factory=dict)
+    ward_codes: dict = field(default_factory=dict)
     log: list = field(default_factory=list)
 
     # -- geometry ---------------------------------------------------------------------------
@@ -194,9 +196,13 @@ class Twin:
 
     @property
     def land(self) -> np.ndarray:
-        """Valid cells that are not sea: where flooded area, damage and maps count."""
+        """Valid cells that are neither sea nor permanent water (initial depth >= 0.1 m: rivers,
+        lagoon, reservoir): where flooded area, damage and the map's colour scale count."""
         sea = self.sea_full if self.sea_full is not None else self.sea_mask
-        return self.terrain.valid if sea is None else self.terrain.valid & ~sea
+        m = self.terrain.valid if sea is None else self.terrain.valid & ~sea
+        if self.initial_depth is not None:
+            m = m & ~(self.initial_depth >= 0.1)
+        return m
 
     @property
     def cell_area(self) -> float:
@@ -717,7 +723,9 @@ def _build_flood(tw: Twin) -> None:
 
         rx, ry = _to_utm(f.reservoir.xy, f.reservoir.crs)[0]
         h0 = np.maximum(np.nan_to_num(h0), reservoir_fill(terrain, rx, ry, f.reservoir.initial_level_m))
-    fm.set_depth(np.where(terrain.valid, np.clip(np.nan_to_num(h0), 0.0, None), 0.0))
+    h0 = np.where(terrain.valid, np.clip(np.nan_to_num(h0), 0.0, None), 0.0)
+    fm.set_depth(h0)
+    tw.initial_depth = h0
     for inf in f.inflows:
         if inf.at is not None:
             x, y = _inflow_point(tw, inf.at)
@@ -819,7 +827,34 @@ def _build_people(tw: Twin) -> None:
     params = dict(sc.people.params)
     params.setdefault("sample_fraction", sc.people.sample_fraction)
     params.setdefault("agents_per_household", sc.people.agents_per_household)
-    tw.people = PeopleModel(tw.city, params, tw.rngs["people"], traffic=tw.traffic)
+    city = _people_city_view(tw)
+    tw.people = PeopleModel(city, params, tw.rngs["people"], traffic=tw.traffic)
+
+
+def _people_city_view(tw: Twin):
+    """The people model codes wards by the integers of ``city.ward_raster``; city bundles name them
+    in ``population.ward`` and number them in ``population.ward_id``. Hand the people model a view
+    whose ``ward`` columns are the integer codes (names kept in ``ward_name``)."""
+    city = tw.city
+    pop = getattr(city, "population", None)
+    if pop is None or "ward_id" not in pop.columns or pd.api.types.is_numeric_dtype(pop["ward"]):
+        return city
+    codes = {_norm(n): int(i) for n, i in zip(pop["ward"], pop["ward_id"])}
+    tw.ward_codes = {str(n): int(i) for n, i in zip(pop["ward"], pop["ward_id"])}
+    pop = pop.copy()
+    pop["ward_name"] = pop["ward"]
+    pop["ward"] = pop["ward_id"].astype(np.int64)
+    import copy as _copy
+
+    view = _copy.copy(city)
+    object.__setattr__(view, "population", pop) if not hasattr(view, "__dict__") else setattr(view, "population", pop)
+    pl = getattr(city, "places", None)
+    if pl is not None and "ward" in pl.columns and not pd.api.types.is_numeric_dtype(pl["ward"]):
+        pl = pl.copy()
+        pl["ward_name"] = pl["ward"]
+        pl["ward"] = pl["ward"].map(lambda n: codes.get(_norm(n), -1)).astype(np.int64)
+        setattr(view, "places", pl)
+    return view
 
 
 def _build_services(tw: Twin) -> None:
@@ -924,7 +959,14 @@ def _make_event(tw: Twin, i: int, iv, name: str) -> list[Event]:
         return []  # applied when the twin was built (_apply_build_time_interventions)
     if t == "warning":
         def apply(tw, iv=iv):
-            _require(tw.people, "issue_warning", name)(iv.at, iv.channel, area=iv.area)
+            area = iv.area
+            if area is not None:
+                codes = {_norm(k): v for k, v in tw.ward_codes.items()}
+                area = [codes.get(_norm(a), a) if not str(a).isdigit() else int(a) for a in area]
+                bad = [a for a in area if isinstance(a, str)]
+                if bad:
+                    raise ValueError(f"{name}: unknown ward(s) {bad} (wards: {', '.join(tw.ward_codes)})")
+            _require(tw.people, "issue_warning", name)(iv.at, iv.channel, area=area)
         if tw.people is None:
             raise ValueError(f"{name}: a warning needs the people section enabled")
         return [Event(iv.at, i, name, apply)]

@@ -74,6 +74,8 @@ def parse_duration(value: Any) -> float:
         v = value.total_seconds()
     elif isinstance(value, str):
         s = value.strip()
+        if s.startswith("-"):
+            raise ValueError(f"duration must be >= 0, got {value!r}")
         pos, total, n = 0, 0.0, 0
         while pos < len(s):
             m = _DUR_RE.match(s, pos)
@@ -551,9 +553,7 @@ class Scenario(_Model):
             raise ValueError(
                 f"duration ({self.duration:g} s) must be a whole number of coupling steps ({self.coupling_step:g} s)"
             )
-        for i, iv in enumerate(self.interventions):
-            if iv.at < 0 or iv.at > self.duration:
-                raise ValueError(f"interventions.{i}.at = {iv.at:g} s lies outside the run [0, {self.duration:g}] s")
+        # interventions after the end are allowed (a shortened run); they are never applied
         return self
 
     # -- helpers ---------------------------------------------------------------------------
@@ -639,6 +639,9 @@ def _format_errors(exc: ValidationError, source: str, data: Any) -> str:
             lines.append(f"{source}: {key}: required key is missing")
             continue
         value = err.get("input", _lookup(data, loc))
+        if key == "<top>" and isinstance(value, dict):
+            lines.append(f"{source}: {msg.replace('Value error, ', '')}")
+            continue
         if isinstance(value, dict) and len(repr(value)) > 120:
             value = "{" + ", ".join(list(map(str, value))[:8]) + ", ...}"
         msg = msg.replace("Value error, ", "")

@@ -53,7 +53,7 @@ BAD = [
     ("interventions:\n  - {type: teleport, at: 0}\n", ["interventions.0", "teleport"]),
     ("interventions:\n  - {type: levee, polyline: [[0, 0]], crest_m: 5}\n", ["interventions.0", "polyline", "at least 2"]),
     ("interventions:\n  - {type: pump, capacity_m3_per_s: 2}\n", ["interventions.0", "exactly one of 'place' or 'xy'"]),
-    ("interventions:\n  - {type: warning, at: 5h}\n", ["interventions.0.at", "outside the run"]),
+    ("interventions:\n  - {type: warning, at: -5h}\n", ["interventions.0", "at", "-5h", ">= 0"]),
     ("interventions:\n  - {type: breach, xy: [1, 2], crest_start_m: 3, crest_end_m: 5}\n", ["crest_end_m", "must not exceed"]),
     ("seed: -1\n", ["seed", "-1"]),
     ("outputs:\n  fields: [depth, vorticity]\n", ["outputs.fields.1", "vorticity"]),

@@ -41,8 +41,8 @@ class City:
     water_depth0: np.ndarray             # (ny, nx) initial water depth [m]
     roads: object                        # twin.roads.RoadNetwork
     places: pd.DataFrame                 # place_id, name, kind, x, y, capacity, ward, source, ...
-    wards: pd.DataFrame                  # GeoDataFrame: ward_id, ward, area_km2, geometry (EPSG:32649)
-    ward_raster: np.ndarray              # (ny, nx) int: 0 outside, else ward_id
+    wards: pd.DataFrame                  # GeoDataFrame: ward (int code), ward_name, area_km2, geometry (EPSG:32649)
+    ward_raster: np.ndarray              # (ny, nx) int: 0 outside, else the ward code
     population: pd.DataFrame             # per ward
     sea_cells: np.ndarray                # (ny, nx) bool: where the sea / tide boundary applies
     inflows: pd.DataFrame                # name, x, y, kind, ...
@@ -80,7 +80,9 @@ def load_city(name_or_path="tamky", resolution_m: float = 30) -> City:
     """Load a city bundle by name (``tamky``, ``danang``, or one made by ``twin city import``) or folder.
 
     ``resolution_m`` other than the bundle's native resolution resamples the rasters (mean for elevation,
-    fractions and depths, majority for land cover, nearest for wards); for the Tam Kỳ bundle 10 m is
+    fractions and depths, majority for land cover, nearest for wards). The grid keeps the bundle's
+    north-west corner; when ``resolution_m`` does not divide the extent the last partial row/column is
+    dropped (e.g. Tam Kỳ at 90 m: 290 × 286 cells). For the Tam Kỳ bundle a finer grid (10 m) is
     regenerated from the shipped generator and sources (once, into :func:`cache_dir`).
     """
     from twin.city import bundle as B
@@ -108,11 +110,21 @@ def load_city(name_or_path="tamky", resolution_m: float = 30) -> City:
         return abs(nx - round(nx)) < 1e-6 and abs(ny - round(ny)) < 1e-6
 
     if not _grid_ok(resolution_m):
-        raise ValueError(f"load_city({name!r}): resolution_m={resolution_m:g} does not divide the bundle extent "
-                         f"{x1 - x0:.0f} x {y1 - y0:.0f} m (native {native:g} m)")
+        # keep the north-west corner; the grid ends at the last whole cell inside the bundle extent
+        nx_ = int(np.floor((x1 - x0) / resolution_m + 1e-9))
+        ny_ = int(np.floor((y1 - y0) / resolution_m + 1e-9))
+        if nx_ < 2 or ny_ < 2:
+            raise ValueError(f"load_city({name!r}): resolution_m={resolution_m:g} is coarser than the bundle "
+                             f"extent {x1 - x0:.0f} x {y1 - y0:.0f} m")
+        x1, y0 = x0 + nx_ * resolution_m, y1 - ny_ * resolution_m
 
     generated = None
     if abs(resolution_m - native) > 1e-9 and layers["terrain"].get("generator") == "tamky" and resolution_m < native:
+        b = manifest["bounds"]
+        if not (abs(x1 - b[2]) < 1e-6 and abs(y0 - b[1]) < 1e-6):
+            raise ValueError(f"load_city({name!r}): a resolution finer than {native:g} m is generated and must divide "
+                             f"the domain {b[2] - b[0]:.0f} x {b[3] - b[1]:.0f} m exactly (e.g. 10, 15, 5); "
+                             f"got {resolution_m:g}")
         generated = _tamky_generated(folder, resolution_m)
 
     def raster(key, resampling, file_key="file"):
@@ -132,10 +144,31 @@ def load_city(name_or_path="tamky", resolution_m: float = 30) -> City:
         wr = raster("wards", "nearest", "raster")
     else:
         elev = raster("terrain", "average")
-        lcf = raster("landcover", "mode")
-        lc = np.where(np.isfinite(lcf), lcf, 0).astype(np.int16)
+        integer_depth0 = None
+        k = resolution_m / native
+        if resolution_m > native and abs(k - round(k)) < 1e-9 and layers["landcover"].get("file"):
+            # integer coarsening: block majority with water priority (narrow rivers stay continuous)
+            from twin.city.synth import block_mode
+            full, _, _ = B.read_raster(folder / layers["landcover"]["file"])
+            full = np.where(np.isfinite(full), full, 0).astype(np.int16)
+            k = int(round(k))
+            water = [c for c, n in classes.items() if n == "water"]
+            lc = block_mode(full, k, water_code=water[0] if water else None)[: elev.shape[0], : elev.shape[1]]
+            if water:   # channel burning, as when the bundle was made (synth.coarsen_elevation)
+                from twin.city.synth import coarsen_elevation
+                zfull, _, _ = B.read_raster(folder / layers["terrain"]["file"])
+                elev = coarsen_elevation(zfull, full, lc, k, water_code=water[0])[: elev.shape[0], : elev.shape[1]]
+                if layers.get("water_depth0", {}).get("file"):
+                    dfull, _, _ = B.read_raster(folder / layers["water_depth0"]["file"])
+                    depth_burned = coarsen_elevation(np.nan_to_num(dfull), full, lc, k, water_code=water[0])
+                    integer_depth0 = depth_burned[: elev.shape[0], : elev.shape[1]]
+        else:
+            lcf = raster("landcover", "mode")
+            lc = np.where(np.isfinite(lcf), lcf, 0).astype(np.int16)
         bfrac = raster("building_fraction", "average")
         depth0 = raster("water_depth0", "average")
+        if integer_depth0 is not None:
+            depth0 = integer_depth0
         wr = raster("wards", "nearest", "raster")
     shape = elev.shape
     if bfrac is None:
@@ -182,25 +215,53 @@ def load_city(name_or_path="tamky", resolution_m: float = 30) -> City:
     places = table("places")
     if places is None:
         places = pd.DataFrame(columns=["place_id", "name", "kind", "x", "y", "capacity", "ward", "source"])
-    places["ward"] = places["ward"].fillna("").astype(str)
+    places["ward"] = pd.to_numeric(places["ward"], errors="coerce").fillna(0).astype(int)
+    if "ward_name" in places:
+        places["ward_name"] = places["ward_name"].astype(object).where(places["ward_name"].notna(), "").astype(str)
     population = table("population")
     if population is None:
-        population = pd.DataFrame(columns=["ward", "households", "persons", "share_elderly", "share_children",
+        population = pd.DataFrame(columns=["ward", "ward_name", "households", "persons", "share_elderly", "share_children",
                                            "share_motorbike", "share_car", "share_no_vehicle", "mean_storeys"])
     inflows = table("inflows")
     if inflows is None:
         inflows = pd.DataFrame(columns=["name", "x", "y", "kind"])
+    inflows = _snap_inflows(inflows, terrain, lc, classes)
     wards = None
     if layers.get("wards", {}).get("file"):
         import geopandas as gpd
         wards = gpd.read_file(folder / layers["wards"]["file"]).to_crs(crs)
     if wards is None:
-        wards = pd.DataFrame(columns=["ward_id", "ward", "geometry"])
+        wards = pd.DataFrame(columns=["ward", "ward_name", "geometry"])
 
     return City(name=name, manifest=manifest, terrain=terrain, manning=manning, landcover=lc,
                 landcover_classes=classes, building_fraction=bfrac, water_depth0=depth0, roads=roads,
                 places=places, wards=wards, ward_raster=wr, population=population, sea_cells=sea,
                 inflows=inflows, path=folder, resolution_m=resolution_m)
+
+
+def _snap_inflows(inflows: pd.DataFrame, terrain, lc: np.ndarray, classes: dict) -> pd.DataFrame:
+    """Move each inflow point to the lowest valid cell within max(2 cells, 60 m), preferring water cells,
+    so that it sits in the channel at the loaded resolution (``row``/``col`` added, ``x``/``y`` = cell centre)."""
+    if len(inflows) == 0:
+        return inflows.assign(row=pd.Series(dtype=int), col=pd.Series(dtype=int))
+    z = np.asarray(terrain.elevation, float)
+    ny, nx = z.shape
+    d = terrain.cell_size
+    rad = max(2, int(np.ceil(60.0 / d)))
+    water = np.isin(lc, [c for c, n in classes.items() if n in ("water", "sea")])
+    out = inflows.copy()
+    rows, cols = [], []
+    for i, (x, y) in enumerate(zip(out["x"].to_numpy(float), out["y"].to_numpy(float))):
+        r0, c0 = terrain.rowcol(x, y)
+        r0, c0 = int(np.clip(r0, 0, ny - 1)), int(np.clip(c0, 0, nx - 1))
+        rs, cs = slice(max(r0 - rad, 0), min(r0 + rad + 1, ny)), slice(max(c0 - rad, 0), min(c0 + rad + 1, nx))
+        win = np.where(np.isfinite(z[rs, cs]), z[rs, cs], np.inf) - 1000.0 * water[rs, cs]
+        rr, cc = np.unravel_index(np.argmin(win), win.shape)
+        rows.append(rs.start + rr)
+        cols.append(cs.start + cc)
+    out["row"], out["col"] = rows, cols
+    out["x"], out["y"] = terrain.xy(np.array(rows), np.array(cols))
+    return out
 
 
 def _tamky_generated(folder: Path, resolution_m: float) -> dict:

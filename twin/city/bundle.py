@@ -199,7 +199,7 @@ def tamky_manifest(R: dict, params: dict, links: pd.DataFrame, places: pd.DataFr
             "inflows": layer("inflows.csv", synthetic=True,
                              source="Phú Ninh release point below the dam (spillways 1,053 + 853 m³/s), river inflow "
                                     "points at the domain edge", licence="CC BY-SA 4.0"),
-            "sea_cells": layer(None, synthetic=True, derived_from="landcover",
+            "sea_cells": layer(None, resolution_m=30, synthetic=True, derived_from="landcover",
                                source="land cover 'sea' plus water cells on the domain edge below 1 m "
                                       "(Trường Giang ends: tidal)", licence="CC BY-SA 4.0"),
             "coastline_rivers": layer("sources/gshhg_coast_rivers.geojson", synthetic=False,
@@ -211,8 +211,8 @@ def tamky_manifest(R: dict, params: dict, links: pd.DataFrame, places: pd.DataFr
                                     source="CTU-SematX LegoCity opendata/trafic/giaothong.geojson (commit 03d2458), "
                                            "clipped to Quảng Nam / Đà Nẵng",
                                     licence="CC BY-SA 4.0"),
-            "typhoon_tracks": layer("sources/jtwc_wp_tracks_within300km_tamky_1945_2021.csv", synthetic=False,
-                                    summary="sources/storms_summary.csv",
+            "typhoon_tracks": layer("../jtwc/jtwc_wp_tracks_within300km_tamky_1945_2021.csv", synthetic=False,
+                                    summary="../jtwc/storms_summary.csv",
                                     source="Joint Typhoon Warning Center best tracks within 300 km of Tam Kỳ, "
                                            "1945–2021 (via github.com/atsuyaourt/jtwc_best_track_wp)",
                                     licence="public domain (US Government work)"),

@@ -27,12 +27,14 @@ class CityImportError(ValueError):
 
 
 def fill_dem_holes(z: np.ndarray, *, path="DEM", max_hole_cells: int = 2500) -> tuple[np.ndarray, int]:
-    """Fill nodata holes (NaN regions not touching the grid edge) by smooth interpolation.
+    """Fill nodata holes (NaN regions not touching the grid edge) by harmonic (Laplace) interpolation.
+
+    The filled surface solves Laplace's equation with the surrounding valid cells as boundary values:
+    smooth, no new extrema, exact for planes.
 
     Holes larger than ``max_hole_cells`` raise :class:`CityImportError`; nodata touching the edge (outside
     the survey) is left NaN (a wall for the flood model).  Returns (filled, n_cells_filled).
     """
-    from rasterio.fill import fillnodata
     from scipy import ndimage
     nan = ~np.isfinite(z)
     if not nan.any():
@@ -52,11 +54,36 @@ def fill_dem_holes(z: np.ndarray, *, path="DEM", max_hole_cells: int = 2500) -> 
     if not holes:
         return z, 0
     mask = np.isin(lab, holes)
-    filled = fillnodata(np.where(np.isfinite(z), z, 0.0).astype(np.float64), mask=(~mask).astype(np.uint8),
-                        max_search_distance=200, smoothing_iterations=0)
     out = z.copy()
-    out[mask] = filled[mask]
+    out[mask] = _harmonic_fill(z, mask)
     return out, int(mask.sum())
+
+
+def _harmonic_fill(z: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Values at ``mask`` cells solving the 5-point Laplace equation, valid neighbours as Dirichlet data."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.linalg import spsolve
+    ny, nx = z.shape
+    idx = -np.ones(z.shape, np.int64)
+    rr, cc = np.nonzero(mask)
+    n = len(rr)
+    idx[rr, cc] = np.arange(n)
+    rows, cols, vals = [np.arange(n)], [np.arange(n)], [np.zeros(n)]
+    b = np.zeros(n)
+    for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+        r2, c2 = rr + dr, cc + dc
+        inside = (r2 >= 0) & (r2 < ny) & (c2 >= 0) & (c2 < nx)
+        vals[0] = vals[0] + inside            # diagonal: number of neighbours in the grid
+        r2c, c2c = np.clip(r2, 0, ny - 1), np.clip(c2, 0, nx - 1)
+        nb = idx[r2c, c2c]
+        unk = inside & (nb >= 0)
+        rows.append(np.arange(n)[unk])
+        cols.append(nb[unk])
+        vals.append(-np.ones(unk.sum()))
+        known = inside & (nb < 0)
+        b[known] += z[r2c[known], c2c[known]]
+    A = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)).tocsr()
+    return spsolve(A, b)
 
 
 def _read_roads(path: Path, crs):
@@ -135,17 +162,18 @@ def import_city(name: str, dem, osm, *, places=None, landcover=None, resolution_
         raise CityImportError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
     out.mkdir(parents=True, exist_ok=True)
 
-    # terrain: reproject to crs at resolution_m over the DEM's footprint
+    # terrain: the team's DEM loader (any CRS, reprojected bilinear, nodata -> NaN)
     import rasterio
-    from rasterio.warp import transform_bounds
+    from twin.city._compat import terrain_class
     with rasterio.open(dem) as src:
         if src.crs is None:
             raise CityImportError(f"{dem}: GeoTIFF has no CRS (field 'crs'); cannot place it on the map")
-        b = transform_bounds(src.crs, crs, *src.bounds)
     r = float(resolution_m)
-    x0, y0 = np.floor(b[0] / r) * r, np.floor(b[1] / r) * r
-    x1, y1 = np.ceil(b[2] / r) * r, np.ceil(b[3] / r) * r
-    z, transform, _ = B.read_raster(dem, resolution_m=r, resampling="bilinear", bounds=(x0, y0, x1, y1), crs=crs)
+    terr = terrain_class().from_geotiff(dem, dst_crs=crs, resolution=r)
+    z, transform = np.array(terr.elevation, dtype=np.float64), terr.transform
+    ny, nx = z.shape
+    x0, y1 = transform.c, transform.f
+    x1, y0 = x0 + nx * r, y1 - ny * r
     z, n_filled = fill_dem_holes(z, path=dem, max_hole_cells=max_hole_cells)
     if n_filled:
         warnings.warn(f"{dem}: filled {n_filled} nodata cells in interior holes by interpolation", UserWarning,
@@ -176,7 +204,7 @@ def import_city(name: str, dem, osm, *, places=None, landcover=None, resolution_
 
     import geopandas as gpd
     from shapely.geometry import box
-    wards = gpd.GeoDataFrame([{"ward_id": 1, "ward": name, "area_km2": float(np.isfinite(z).sum() * r * r / 1e6),
+    wards = gpd.GeoDataFrame([{"ward": 1, "ward_name": name, "area_km2": float(np.isfinite(z).sum() * r * r / 1e6),
                                "source": "extent of the DEM", "geometry": box(x0, y0, x1, y1)}],
                              geometry="geometry", crs=crs)
     wards.to_crs(4326).to_file(out / "wards.geojson", driver="GeoJSON")
@@ -240,6 +268,9 @@ def _read_places(path: Path, crs, z, transform) -> pd.DataFrame:
     if "capacity" not in df:
         df["capacity"] = 0
     df.insert(0, "place_id", np.arange(len(df)))
-    df["ward"] = ""
+    r_, c_ = ((transform.f - df["y"]) // transform.a).astype(int), ((df["x"] - transform.c) // transform.a).astype(int)
+    inside = (r_ >= 0) & (r_ < z.shape[0]) & (c_ >= 0) & (c_ < z.shape[1])
+    df["ward"] = np.where(inside, 1, 0)
+    df["ward_name"] = np.where(inside, "all", "")
     df["source"] = "real"
     return df

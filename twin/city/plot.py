@@ -33,9 +33,12 @@ def render_city(city, path, *, dpi: int = 110, title: str | None = None) -> Path
     ls = LightSource(azdeg=315, altdeg=35)
     land = np.clip(zf, 0, None)
     from matplotlib.colors import LinearSegmentedColormap
-    cmap = LinearSegmentedColormap.from_list("land", plt.get_cmap("terrain")(np.linspace(0.25, 1.0, 256)))
-    rgb = ls.shade(land, cmap=cmap, vert_exag=8, blend_mode="soft",
-                   dx=city.terrain.cell_size, dy=city.terrain.cell_size, vmin=0.0, vmax=max(60.0, np.nanpercentile(zf, 99.5)))
+    cmap = LinearSegmentedColormap.from_list("land", plt.get_cmap("terrain")(np.linspace(0.25, 0.82, 256)))
+    # colour by elevation on a square-root stretch (the plain's metres stay visible next to the hills)
+    top = max(30.0, float(np.nanpercentile(zf, 99.5)))
+    stretched = np.sqrt(land / top).clip(0, 1)
+    rgb = ls.shade_rgb(cmap(stretched)[..., :3], land, vert_exag=4, blend_mode="overlay",
+                       dx=city.terrain.cell_size, dy=city.terrain.cell_size, fraction=1.0)
     fig, ax = plt.subplots(figsize=(9.5, 9.5))
     ax.imshow(rgb, extent=ext, origin="upper", interpolation="bilinear")
     water_codes = [k for k, v in city.landcover_classes.items() if v in ("water", "sea")]
@@ -43,13 +46,18 @@ def render_city(city, path, *, dpi: int = 110, title: str | None = None) -> Path
     wimg = np.zeros(z.shape + (4,))
     wimg[water] = (0.16, 0.45, 0.80, 0.85)
     wimg[city.sea_cells] = (0.05, 0.25, 0.55, 0.9)
+    for name, alpha in (("urban_dense", 0.45), ("urban_sparse", 0.2)):
+        codes = [k for k, v in city.landcover_classes.items() if v == name]
+        uimg = np.zeros(z.shape + (4,))
+        uimg[np.isin(city.landcover, codes)] = (0.45, 0.42, 0.42, alpha)
+        ax.imshow(uimg, extent=ext, origin="upper", interpolation="nearest")
     ax.imshow(wimg, extent=ext, origin="upper", interpolation="nearest")
     if getattr(city, "roads", None) is not None:
         links = city.roads.links
         for hw in ["local", "tertiary", "secondary", "primary", "trunk", "motorway"]:
             if hw == "local":
                 sel = ~links["highway"].isin(list(ROAD_STYLE)) if "highway" in links else np.ones(len(links), bool)
-                col, w = "#fdfefe", 0.35
+                col, w = "#4d4d4d", 0.3
             else:
                 if "highway" not in links:
                     continue

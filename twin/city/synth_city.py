@@ -370,18 +370,18 @@ def ward_polygons(wr: np.ndarray, transform) -> pd.DataFrame:
     rows = []
     for i, w in enumerate(WARDS, start=1):
         g = unary_union(geoms.get(i, []))
-        rows.append({"ward_id": i, "ward": w[0], "area_km2": g.area / 1e6, "source": "synthetic", "geometry": g})
+        rows.append({"ward": i, "ward_name": w[0], "area_km2": g.area / 1e6, "source": "synthetic", "geometry": g})
     return gpd.GeoDataFrame(rows, geometry="geometry", crs=f"EPSG:{synth.CRS_EPSG}")
 
 
 def population_table(wards_gdf, places: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for i, (name, _, persons, hh, eld, chi, moto, car, storeys) in enumerate(WARDS, start=1):
-        rows.append({"ward_id": i, "ward": name, "households": hh, "persons": persons,
+        rows.append({"ward": i, "ward_name": name, "households": hh, "persons": persons,
                      "share_elderly": eld, "share_children": chi, "share_motorbike": moto, "share_car": car,
                      "share_no_vehicle": round(1.0 - moto - car, 4), "mean_storeys": storeys,
-                     "area_km2": float(wards_gdf.loc[wards_gdf["ward_id"] == i, "area_km2"].iloc[0]),
-                     "tourists": int(places.loc[(places["ward"] == name) & (places["kind"] == "hotel"), "tourists"].sum()),
+                     "area_km2": float(wards_gdf.loc[wards_gdf["ward"] == i, "area_km2"].iloc[0]),
+                     "tourists": int(places.loc[(places["ward"] == i) & (places["kind"] == "hotel"), "tourists"].sum()),
                      "source": "synthetic"})
     return pd.DataFrame(rows)
 
@@ -483,7 +483,8 @@ def build_places(R: dict, wr: np.ndarray, river_lines: dict, sources: dict, link
     r = np.floor((synth.Y1 - df["y"]) / R["transform"].a).astype(int).clip(0, wr.shape[0] - 1)
     c = np.floor((df["x"] - synth.X0) / R["transform"].a).astype(int).clip(0, wr.shape[1] - 1)
     names = {i: w[0] for i, w in enumerate(WARDS, start=1)}
-    df["ward"] = [names.get(int(v), "") for v in wr[r, c]]
+    df["ward"] = wr[r, c].astype(int)                       # ward code as in ward_raster (0 = outside)
+    df["ward_name"] = [names.get(int(v), "") for v in wr[r, c]]
     ll = synth.to_lonlat(df[["x", "y"]].to_numpy())
     df["lon"] = ll[:, 0].round(6)
     df["lat"] = ll[:, 1].round(6)

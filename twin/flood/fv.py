@@ -193,7 +193,7 @@ class FVSolver:
     def step(self, dt):
         """Advance exactly ``dt`` seconds in one step (the caller keeps dt <= stable_dt()).
         Returns the outward boundary volume [m³] of the step (negative: inflow)."""
-        smax = _core.fv_step(
+        smax, _ = _core.fv_step(
             self.z, self.manning, self.active, self.h, self.hu, self.hv, self._oh, self._ohu, self._ohv,
             self.bc_kind, self.bc_stage, self.bc_q, self._work, dx=self.dx, dt=float(dt), g=self.g,
             h_dry=self.h_dry, order=self.order, limiter=_LIMITERS[self.limiter], face_z_x=self.face_z_x,
@@ -259,7 +259,9 @@ class FVFloodSolver(Solver):
         self._levee_src = None
         self._edited_cells = None  # (rows, cols, depth after the last kernel call)
         self._edit_key = None
-        self._mom = np.empty(0)
+        # the bed, roughness and edge tables are validated on the first sub-step; afterwards only
+        # the model edits them, with finite values (walls at FLOOD_WALL_Z, breaches lowering z)
+        self._check_static = True
 
     # -- model-facing contract ---------------------------------------------------------------
     @property
@@ -277,6 +279,7 @@ class FVFloodSolver(Solver):
             self.core.manning = np.ascontiguousarray(np.broadcast_to(m._manning.reshape(-1) if m._manning.size == 1
                                                                      else m._manning, m.shape), dtype=m.dtype)
             self._manning_src = m._manning
+            self._check_static = True
         # model edge kinds / values -> ghost cells (same layout: west, east, north, south)
         np.copyto(self.core.bc_kind, m._edge_kind, casting="unsafe")
         self.core.bc_stage[...] = np.where(m._edge_kind == 2, m._edge_value, 0.0)
@@ -290,6 +293,7 @@ class FVFloodSolver(Solver):
                 self.core.face_z_x.fill(-np.inf)
                 self.core.face_z_y.fill(-np.inf)
                 self._levee_src = lev
+                self._check_static = True
             # crests may be lowered in place (breaches): scatter every sub-step (few faces)
             self.core.face_z_x.reshape(-1)[lev["x_idx"]] = lev["x_crest"]
             self.core.face_z_y.reshape(-1)[lev["y_idx"]] = lev["y_crest"]
@@ -324,22 +328,23 @@ class FVFloodSolver(Solver):
             ratio = np.where(h_prev > core.h_dry, h_now / np.where(h_prev > 0, h_prev, 1), 0.0).astype(m.dtype)
             core.hu[r, c] *= ratio
             core.hv[r, c] *= ratio
-        smax = _core.fv_step(
+        smax, hmax = _core.fv_step(
             core.z, core.manning, core.active, core.h, core.hu, core.hv, core._oh, core._ohu, core._ohv,
             core.bc_kind, core.bc_stage, core.bc_q, core._work, dx=core.dx, dt=float(dt), g=core.g,
             h_dry=core.h_dry, order=core.order, limiter=_LIMITERS[core.limiter], face_z_x=core.face_z_x,
             face_z_y=core.face_z_y, threads=core.threads, rain0=f.rain0, rain1=f.rain1, rain_w=float(f.rain_w),
             rain_scale=float(f.rain_scale), loss=f.loss, loss_scale=float(f.loss_scale), max_depth=f.max_depth,
             max_speed=f.max_speed, arrival_time=f.arrival_time, t_end=float(t_end), row_sums=f.row_sums,
+            check_static=self._check_static,
         )  # fmt: skip
+        self._check_static = False
         core.h, core._oh = core._oh, core.h
         core.hu, core._ohu = core._ohu, core.hu
         core.hv, core._ohv = core._ohv, core.hv
         core._smax = smax
         if ed is not None:
             ed[2] = core.h[ed[0], ed[1]].copy()
-        # deepest water for the model's time step: from the wave speed, h <= s^2 / g
-        return float(np.max(core.h)) if smax > 0 else 0.0
+        return hmax
 
     def cell_discharge(self) -> np.ndarray:
         return np.stack([self.core.hu, self.core.hv]).astype(self.model.dtype)

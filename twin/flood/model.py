@@ -123,15 +123,16 @@ class FloodModel:
         self.alpha, self.theta = a, th
         self.threads = int(threads) if threads is not None else None
         ny, nx = self.shape
-        self._valid = np.array(terrain.valid, dtype=bool)
-        z = np.where(self._valid, terrain.elevation, _core.FLOOD_WALL_Z)
-        self._z = np.ascontiguousarray(z, dtype=self.dtype)
+        self._valid = terrain.valid  # read-only
+        self._z = np.empty(self.shape, self.dtype)
+        np.copyto(self._z, terrain.elevation, casting="same_kind")
+        self._z[~self._valid] = _core.FLOOD_WALL_Z
         self._manning = self._check_field(manning, "manning", allow_scalar=True)
         self._solver = get_solver(solver)(self)
         self.solver = solver
         # tracked outputs
         self._maxh = np.zeros(self.shape, self.dtype)
-        self._maxs = np.zeros(self.shape, self.dtype)
+        self._maxs = np.zeros(self.shape, self.dtype)  # max of speed squared
         self._arr = np.full(self.shape, np.nan, self.dtype)
         self._row_sums = np.zeros((ny, _core.FLOOD_ROW_SLOTS), np.float64)
         # forcing and boundaries
@@ -207,42 +208,53 @@ class FloodModel:
     # ------------------------------------------------------------------ setup API
     def set_depth(self, h) -> None:
         """Set the water depth [m]: a scalar or an ``(ny, nx)`` array (walls stay dry)."""
-        a = np.asarray(h, dtype=np.float64)
+        a = np.asarray(h)
         if a.ndim == 0:
-            a = np.full(self.shape, float(a))
-        if a.shape != self.shape:
+            v = float(a)
+            if not math.isfinite(v) or v < 0:
+                raise ValueError(f"depth: value {v!r} must be finite and >= 0")
+        elif a.shape != self.shape:
             raise ValueError(f"depth: expected a scalar or shape {self.shape}, got shape {a.shape}")
-        bad = self._valid & ~(np.isfinite(a) & (a >= 0))
-        if bad.any():
-            r, c = np.argwhere(bad)[0]
-            raise ValueError(f"depth: value {a[r, c]!r} at (row {r}, col {c}) must be finite and >= 0")
-        a = np.where(self._valid, a, 0.0)
+        else:
+            if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
+                raise ValueError(f"depth: expected real numbers, got dtype {a.dtype}")
+            ok = np.isfinite(a)
+            ok &= a >= 0
+            ok |= ~self._valid
+            if not ok.all():
+                r, c = np.argwhere(~ok)[0]
+                raise ValueError(f"depth: value {a[r, c]!r} at (row {r}, col {c}) must be finite and >= 0")
+            del ok
         before = self._volume()
-        self._solver.h[...] = a.astype(self.dtype)
+        hs = self._solver.h
+        np.copyto(hs, a, casting="unsafe")
+        hs[~self._valid] = 0
+        self._hmax = float(hs.max())  # the next sub-step's CFL limit
         delta = self._volume() - before
         if self._n_steps == 0 and self._time == 0.0:
             self._acc["initial_m3"] += delta
         else:
             self._acc["edits_m3"] += delta
-        self._track_sparse(np.ones(self.shape, bool))
+        self._track_all()
 
-    def _track_sparse(self, mask_or_rows, cols=None) -> None:
-        """Update the tracked maxima where the model edited depths outside the kernel."""
+    def _track_all(self) -> None:
+        """Update the tracked maxima everywhere after an edit of the depths (no large temporaries)."""
         h = self._solver.h
-        if cols is None:
-            sel = mask_or_rows
-            hv = h[sel]
-            old = self._maxh[sel]
-            arr = self._arr[sel]
-            self._arr[sel] = np.where((old <= 0.1) & (hv > 0.1) & np.isnan(arr), self._time, arr)
-            self._maxh[sel] = np.maximum(old, hv)
-        else:
-            r, c = mask_or_rows, cols
-            hv = h[r, c]
-            old = self._maxh[r, c]
-            arr = self._arr[r, c]
-            self._arr[r, c] = np.where((old <= 0.1) & (hv > 0.1) & np.isnan(arr), self._time, arr)
-            self._maxh[r, c] = np.maximum(old, hv)
+        m = h > 0.1
+        m &= self._maxh <= 0.1
+        m &= np.isnan(self._arr)
+        self._arr[m] = self._time
+        del m
+        np.maximum(self._maxh, h, out=self._maxh)
+
+    def _track_sparse(self, rows, cols) -> None:
+        """Update the tracked maxima at cells the model edited outside the kernel."""
+        h = self._solver.h
+        hv = h[rows, cols]
+        old = self._maxh[rows, cols]
+        arr = self._arr[rows, cols]
+        self._arr[rows, cols] = np.where((old <= 0.1) & (hv > 0.1) & np.isnan(arr), self._time, arr)
+        self._maxh[rows, cols] = np.maximum(old, hv)
 
     def set_rainfall(self, times_s, rate_mm_per_h) -> None:
         """Rainfall [mm/h] as a time series: ``rate_mm_per_h`` shaped ``(nt,)`` (uniform),
@@ -706,6 +718,9 @@ class FloodModel:
 
     @property
     def max_speed(self) -> np.ndarray:
+        """Maximum speed [m/s] so far (the inertial kernel tracks its square; the root is taken here)."""
+        if getattr(self._solver, "max_speed_squared", False):
+            return np.sqrt(self._maxs)
         return self._maxs.copy()
 
     @property

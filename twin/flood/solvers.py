@@ -15,7 +15,8 @@ The contract a solver fulfils (all arrays in the model's dtype, ``(ny, nx)`` C-c
   pumps, prescribed-stage cells), so a solver must read it afresh each sub-step.
 - ``stable_dt(hmax)``: the largest stable sub-step for the current state.
 - ``substep(dt, t_end, f)``: advance by ``dt`` with the forcing ``f`` (:class:`SubstepForcing`),
-  updating ``f.max_depth``/``f.max_speed``/``f.arrival_time`` and filling ``f.row_sums``
+  updating ``f.max_depth``/``f.max_speed`` (speed, or its square when the class sets
+  ``max_speed_squared``)/``f.arrival_time`` and filling ``f.row_sums``
   (per row: rain depth, lost depth, boundary inflow and outflow in m2/s·(1/dt)); return the
   maximum depth.
 - ``cell_discharge()`` -> ``(2, ny, nx)`` unit discharge [m2/s], east and north components.
@@ -79,6 +80,9 @@ class SubstepForcing:
 
 class Solver:
     name = "base"
+    #: True when the kernel tracks the maximum of speed squared in ``f.max_speed`` (the model
+    #: takes the root at output); False when it tracks the speed itself.
+    max_speed_squared = False
 
     def __init__(self, model) -> None:
         self.model = model
@@ -102,6 +106,8 @@ class Solver:
 @register_solver("inertial")
 class InertialSolver(Solver):
     """Local inertial (Bates 2010, de Almeida 2012) in ``core_cpp/flood_inertial.hpp``, double-buffered."""
+
+    max_speed_squared = True
 
     def __init__(self, model) -> None:
         super().__init__(model)
