@@ -15,7 +15,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.sensors.conftest import REPO, twin_env
+from tests.sensors.conftest import REPO, die_with_parent, twin_env
 
 N = 10_000
 N_BAD = N // 20          # 5 % malformed
@@ -49,11 +49,14 @@ def _messages(rng):
     return msgs
 
 
-def _start_ingester(broker, store, cfg, protocol="5"):
+def _start_ingester(broker, store, cfg, protocol="5", procs=None):
     p = subprocess.Popen([sys.executable, "-m", "twin", "sensors", "ingest", "--broker", broker, "--store",
                           str(store), "--config", str(cfg), "--client-id", "ingest-test", "--progress",
                           "--protocol", protocol],
-                         cwd=REPO, env=twin_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         cwd=REPO, env=twin_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=die_with_parent)
+    if procs is not None:
+        procs.append(p)
     deadline = time.monotonic() + 30
     line = ""
     while time.monotonic() < deadline:
@@ -78,7 +81,7 @@ def _count(store):
         con.close()
 
 
-def test_kill_restart_exactly_once_in_store(broker, tmp_path):
+def test_kill_restart_exactly_once_in_store(broker, tmp_path, procs):
     rng = np.random.default_rng(7)
     msgs = _messages(rng)
     n_valid = sum(1 for m in msgs if m[2])
@@ -86,7 +89,7 @@ def test_kill_restart_exactly_once_in_store(broker, tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("datastreams:\n" + "".join(
         f"  - {{id: rg{i}, station: S{i}, property: rain_rate, unit: mm/h}}\n" for i in range(20)))
-    ing = _start_ingester(broker, store, cfg)
+    ing = _start_ingester(broker, store, cfg, procs=procs)
 
     host, port = broker.split("//")[1].split(":")
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub-test", protocol=mqtt.MQTTv5)
@@ -109,7 +112,7 @@ def test_kill_restart_exactly_once_in_store(broker, tmp_path):
         pub.disconnect()
         pub.loop_stop()
 
-    ing = _start_ingester(broker, store, cfg)
+    ing = _start_ingester(broker, store, cfg, procs=procs)
     # it prints the store's counts after each commit: wait for the last one
     lines: queue.Queue = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(ln) for ln in iter(ing.stdout.readline, "")], daemon=True)
@@ -148,12 +151,12 @@ def test_kill_restart_exactly_once_in_store(broker, tmp_path):
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
-def test_sigint_stops_cleanly_and_keeps_session(broker, tmp_path, protocol):
+def test_sigint_stops_cleanly_and_keeps_session(broker, tmp_path, protocol, procs):
     """SIGINT: flush, acknowledge, disconnect, exit 0; the session survives for the next start."""
     store = tmp_path / "s.duckdb"
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("datastreams: []\n")
-    ing = _start_ingester(broker, store, cfg, protocol)
+    ing = _start_ingester(broker, store, cfg, protocol, procs=procs)
     host, port = broker.split("//")[1].split(":")
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub-sigint", protocol=mqtt.MQTTv5)
     pub.connect(host, int(port))
@@ -169,7 +172,7 @@ def test_sigint_stops_cleanly_and_keeps_session(broker, tmp_path, protocol):
                 json.dumps({"phenomenonTime": "2020-10-28T00:01:00Z", "result": 2.5}), qos=1).wait_for_publish(10)
     pub.disconnect()
     pub.loop_stop()
-    ing = _start_ingester(broker, store, cfg, protocol)
+    ing = _start_ingester(broker, store, cfg, protocol, procs=procs)
     time.sleep(1.0)
     ing.send_signal(signal.SIGTERM)
     out, err = ing.communicate(timeout=30)
