@@ -50,6 +50,11 @@ def _messages(rng):
 
 
 def _start_ingester(broker, store, cfg, protocol="5", procs=None):
+    """Start the ingester CLI; its stdout lines go to ``p.lines`` and its stderr to ``p.err_lines``.
+
+    Both pipes are drained by threads from the start: an undrained pipe fills up under load
+    (progress lines after every commit) and would block the ingester, stalling the broker.
+    """
     p = subprocess.Popen([sys.executable, "-m", "twin", "sensors", "ingest", "--broker", broker, "--store",
                           str(store), "--config", str(cfg), "--client-id", "ingest-test", "--progress",
                           "--protocol", protocol],
@@ -57,16 +62,25 @@ def _start_ingester(broker, store, cfg, protocol="5", procs=None):
                          preexec_fn=die_with_parent)
     if procs is not None:
         procs.append(p)
+    p.lines = queue.Queue()
+    p.err_lines = []
+    threading.Thread(target=lambda: [p.lines.put(ln) for ln in iter(p.stdout.readline, "")], daemon=True).start()
+    threading.Thread(target=lambda: [p.err_lines.append(ln) for ln in iter(p.stderr.readline, "")],
+                     daemon=True).start()
     deadline = time.monotonic() + 30
     line = ""
     while time.monotonic() < deadline:
-        line = p.stdout.readline()
+        try:
+            line = p.lines.get(timeout=0.5)
+        except queue.Empty:
+            if p.poll() is not None:
+                break
+            continue
         if line.startswith("subscribed"):
             return p
-        if p.poll() is not None:
-            break
     p.kill()
-    raise RuntimeError(f"ingester did not subscribe: {line!r} {p.stderr.read()}")
+    p.wait(timeout=10)
+    raise RuntimeError(f"ingester did not subscribe: {line!r} {''.join(p.err_lines)}")
 
 
 def _count(store):
@@ -81,6 +95,7 @@ def _count(store):
         con.close()
 
 
+@pytest.mark.timeout(240)
 def test_kill_restart_exactly_once_in_store(broker, tmp_path, procs):
     rng = np.random.default_rng(7)
     msgs = _messages(rng)
@@ -114,9 +129,7 @@ def test_kill_restart_exactly_once_in_store(broker, tmp_path, procs):
 
     ing = _start_ingester(broker, store, cfg, procs=procs)
     # it prints the store's counts after each commit: wait for the last one
-    lines: queue.Queue = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(ln) for ln in iter(ing.stdout.readline, "")], daemon=True)
-    reader.start()
+    lines = ing.lines
     last = None
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline:
@@ -131,9 +144,9 @@ def test_kill_restart_exactly_once_in_store(broker, tmp_path, procs):
             if (last["observations"], last["rejects"]) == (n_valid, N_BAD):
                 break
     ing.send_signal(signal.SIGTERM)             # clean stop: flush, ack, disconnect
-    err = ing.stderr.read()
     ing.wait(timeout=30)
-    reader.join(timeout=5)
+    time.sleep(0.2)                             # let the reader threads take the last lines
+    err = "".join(ing.err_lines)
     out = "".join(lines.queue)
     assert ing.returncode == 0, err
     assert last is not None, err
@@ -165,7 +178,9 @@ def test_sigint_stops_cleanly_and_keeps_session(broker, tmp_path, protocol, proc
                 json.dumps({"phenomenonTime": "2020-10-28T00:00:00Z", "result": 1.5}), qos=1).wait_for_publish(10)
     time.sleep(0.5)
     ing.send_signal(signal.SIGINT)
-    out, err = ing.communicate(timeout=30)
+    ing.wait(timeout=30)
+    time.sleep(0.2)
+    err = "".join(ing.err_lines)
     assert ing.returncode == 0, err
     # published while stopped, delivered on the next start under the same client id
     pub.publish("v1.1/Datastreams(7)/Observations",
@@ -175,7 +190,9 @@ def test_sigint_stops_cleanly_and_keeps_session(broker, tmp_path, protocol, proc
     ing = _start_ingester(broker, store, cfg, protocol, procs=procs)
     time.sleep(1.0)
     ing.send_signal(signal.SIGTERM)
-    out, err = ing.communicate(timeout=30)
+    ing.wait(timeout=30)
+    time.sleep(0.2)
+    err = "".join(ing.err_lines)
     assert ing.returncode == 0, err
     assert "session present: True" in err
     con = duckdb.connect(str(store), read_only=True)
