@@ -847,11 +847,14 @@ def _build_people(tw: Twin) -> None:
 
 
 def _people_city_view(tw: Twin):
-    """The people model codes wards by the integers of ``city.ward_raster``; city bundles name them
-    in ``population.ward`` and number them in ``population.ward_id``. Hand the people model a view
-    whose ``ward`` columns are the integer codes (names kept in ``ward_name``)."""
+    """The people model codes wards by the integers of ``city.ward_raster``. Current city bundles
+    give ``population.ward`` (int code) + ``ward_name``; older ones named the ward in ``ward`` and
+    numbered it in ``ward_id``: then hand the people model a view with integer ``ward`` columns.
+    Either way ``tw.ward_codes`` maps names to codes (warning areas by ward name)."""
     city = tw.city
     pop = getattr(city, "population", None)
+    if pop is not None and "ward_name" in pop.columns and pd.api.types.is_numeric_dtype(pop["ward"]):
+        tw.ward_codes = {str(n): int(i) for n, i in zip(pop["ward_name"], pop["ward"])}  # names -> codes
     if pop is None or "ward_id" not in pop.columns or pd.api.types.is_numeric_dtype(pop["ward"]):
         return city
     codes = {_norm(n): int(i) for n, i in zip(pop["ward"], pop["ward_id"])}
@@ -973,17 +976,18 @@ def _make_event(tw: Twin, i: int, iv, name: str) -> list[Event]:
             raise ValueError(f"{name}: needs the services section enabled")
         return []  # applied when the twin was built (_apply_build_time_interventions)
     if t == "warning":
-        def apply(tw, iv=iv):
-            area = iv.area
-            if area is not None:
-                codes = {_norm(k): v for k, v in tw.ward_codes.items()}
-                area = [codes.get(_norm(a), a) if not str(a).isdigit() else int(a) for a in area]
-                bad = [a for a in area if isinstance(a, str)]
-                if bad:
-                    raise ValueError(f"{name}: unknown ward(s) {bad} (wards: {', '.join(tw.ward_codes)})")
-            _require(tw.people, "issue_warning", name)(iv.at, iv.channel, area=area)
         if tw.people is None:
             raise ValueError(f"{name}: a warning needs the people section enabled")
+        area = iv.area
+        if area is not None:  # ward names (or codes) -> the people model's integer ward codes
+            codes = {_norm(k): v for k, v in tw.ward_codes.items()}
+            area = [int(a) if str(a).isdigit() else codes.get(_norm(a), a) for a in area]
+            bad = [a for a in area if isinstance(a, str)]
+            if bad:
+                raise ValueError(f"{name}: unknown ward(s) {bad} (wards: {', '.join(tw.ward_codes) or 'none'})")
+
+        def apply(tw, iv=iv, area=area):
+            tw.people.issue_warning(iv.at, iv.channel, area=area)
         return [Event(iv.at, i, name, apply)]
     if t == "reservoir_release":
         return []  # folded into the reservoir release hydrograph at build time

@@ -122,3 +122,11 @@ def test_people_and_incident_kpis_recomputed_from_tables(base):
         i50 = np.searchsorted(cum, 0.5 - 1e-12)
         expect50 = float(first.iloc[i50]) if i50 < len(first) else None
         assert kp["evacuation_clearance_s"]["p50"] == expect50
+
+
+def test_warning_area_by_ward_name():
+    sc = load_scenario(MOLAVE, FAST + ["interventions.0.area=[Tam Kỳ]"])
+    tw = build_twin(sc)
+    assert tw.ward_codes["Tam Kỳ"] == 1
+    with pytest.raises(ValueError, match=r"unknown ward\(s\) \['Atlantis'\] \(wards: Tam Kỳ, Bàn Thạch"):
+        build_twin(sc.with_overrides(["interventions.0.area=[Atlantis]"]))
