@@ -328,7 +328,7 @@ class _ProgressBar:
         self.t0_sim = sim.time
         self.bar = tqdm(total=int(round(sim.stop_time)), initial=int(round(sim.time)), unit="sim-s",
                         unit_scale=False, dynamic_ncols=True, file=sys.stderr,
-                        bar_format="{l_bar}{bar}| {postfix}", mininterval=0.5)
+                        bar_format="{percentage:3.0f}%|{bar}| {desc}", mininterval=0.5)
         self.update(sim)
 
     def update(self, sim: Simulation) -> None:
@@ -336,8 +336,8 @@ class _ProgressBar:
         speed = (sim.time - self.t0_sim) / el
         remaining = (sim.stop_time - sim.time) / speed if speed > 0 else float("nan")
         self.bar.n = int(round(sim.time))
-        self.bar.set_postfix_str(
-            f"t={_fmt_t(sim.time)}/{_fmt_t(sim.stop_time)} speed={speed:,.0f} sim-s/s "
+        self.bar.set_description_str(
+            f"t = {_fmt_t(sim.time)} / {_fmt_t(sim.stop_time)}  speed {speed:,.0f} sim-s/s  "
             f"ETA {_fmt_t(remaining)}", refresh=False)
         self.bar.refresh()
 
