@@ -53,7 +53,7 @@ void visit_state(Engine& e, F&& f) {
 
 #define TWIN_TRAFFIC_SCALARS(X) \
     X(step_k) X(pend_ptr) X(n_departed) X(n_arrived) X(n_stalled) X(n_stranded) X(n_waiting) X(n_onlink) \
-    X(n_reroutes) X(reroute_every) X(route_on_departure) X(emergency_overtake) X(n_teleports) X(teleport_steps)
+    X(n_reroutes) X(reroute_every) X(route_on_departure) X(emergency_overtake) X(n_teleports) X(teleport_steps) X(startup_lost_s)
 
 void check_ids(const carray<int32_t>& a, int32_t n, const char* name, const char* what) {
     const int32_t* p = a.data();
@@ -329,6 +329,12 @@ void register_traffic(py::module_& m) {
             [](Engine& e, int64_t v) {
                 require(v >= 0, "reroute_every: must be >= 0");
                 e.reroute_every = v;
+            })
+        .def_property(
+            "startup_lost_s", [](const Engine& e) { return e.startup_lost_s; },
+            [](Engine& e, double v) {
+                require(std::isfinite(v) && v >= 0.0, "startup_lost_time_s: must be finite and >= 0");
+                e.startup_lost_s = v;
             })
         .def_property(
             "teleport_steps", [](const Engine& e) { return e.teleport_steps; },

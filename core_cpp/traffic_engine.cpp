@@ -180,7 +180,16 @@ bool Engine::green(int32_t i, double t) const {
     if (tc < 0) tc += cycle;
     int32_t ph = 0;
     while (p0 + ph < p1 - 1 && tc >= net.sig_end[p0 + ph]) ++ph;
-    return ph == g;
+    if (ph != g) return false;
+    // start-up lost time l1 (Highway Capacity Manual, signalized intersections: HCM 2010 ch. 18,
+    // HCM 6th ed. ch. 19; default 2.0 s there): the queue starts to discharge l1 after the start of
+    // green, at the unchanged saturation flow (effective green = green - l1). Only where the phase
+    // changes (a node with a single phase never stops its traffic).
+    if (startup_lost_s > 0.0 && p1 - p0 > 1) {
+        const double start = ph == 0 ? 0.0 : net.sig_end[p0 + ph - 1];
+        if (tc - start < startup_lost_s - EPS) return false;
+    }
+    return true;
 }
 
 // ---------------------------------------------------------------- trips and routes

@@ -65,7 +65,8 @@ public:
     int64_t reroute_every = 0;  // steps between informed reroutes (0 = off)
     int64_t emergency_overtake = 0;  // 1: traffic ahead pulls aside for emergency vehicles
     int64_t route_on_departure = 0;  // 1: route each trip when it departs, by the travel times then
-    int64_t teleport_steps = 0;  // SUMO-style time-to-teleport in steps (0 = off), see teleport_blocked()
+    int64_t teleport_steps = 0;
+    double startup_lost_s = 0.0;  // HCM start-up lost time at the start of each green (0 = off)  // SUMO-style time-to-teleport in steps (0 = off), see teleport_blocked()
     int threads = 0;
     double pcu[N_CLASSES] = {0.25, 1.0, 2.5, 2.5, 1.0};
     double stall[N_CLASSES] = {0.15, 0.30, 0.50, 0.60, 0.45};
