@@ -14,6 +14,11 @@ and per N a summary line with the price ratios against the inertial run of that 
   cost_ratio_per_cell_update_cpu = the same from CPU time
   time_to_solution_ratio     = fv seconds / inertial seconds (FV's time step is shorter)
 
+What the price buys: a "ritter_accuracy" line per solver, the frictionless dry-bed dam break
+(h0 = 10 m, 1 100 cells of 0.5 m, 15 s) against Ritter's exact solution: relative L1 depth error,
+mean and p99 absolute error [m] and the front (last cell deeper than 0.01 m) against the exact
+position of that depth.
+
 Usage: python benchmarks/fv_throughput.py [--sizes 500] [--threads 1] [--repeat 2] [--duration 300]
 Each case takes the best of --repeat runs (the machine is shared: the minimum is the least noisy).
 """
@@ -64,6 +69,25 @@ def run_case(n: int, solver: str, threads: int | None, dtype: str, duration: flo
     }
 
 
+def ritter_accuracy(solver: str) -> dict:
+    n, dx, h0, t = 1100, 0.5, 10.0, 15.0
+    x = -200.0 + (np.arange(n) + 0.5) * dx
+    m = FloodModel(Terrain.from_array(np.zeros((1, n)), cell_size=dx), manning=0.0, solver=solver)
+    m.set_depth(np.where(x < 0, h0, 0.0)[None])
+    m.run_one_step(t)
+    c = np.sqrt(9.81 * h0)
+    xi = x / t
+    he = np.where(xi <= -c, h0, np.where(xi <= 2 * c, (2 * c - xi) ** 2 / (9 * 9.81), 0.0))
+    h = m.depth[0].astype(float)
+    err = np.abs(h - he)
+    front = float(x[np.nonzero(h > 0.01)[0].max()] + 0.5 * dx)
+    exact = float((2 * c - 3 * np.sqrt(9.81 * 0.01)) * t)
+    return {"case": "ritter_accuracy", "solver": solver, "cells": n, "dx_m": dx, "t_s": t,
+            "relative_l1": float(err.sum() / he.sum()), "mean_abs_error_m": float(err[(he > 0) | (h > 0)].mean()),
+            "p99_abs_error_m": float(np.percentile(err[(he > 0) | (h > 0)], 99)),
+            "front_m": front, "front_exact_m": exact, "front_error_rel": (front - exact) / (2 * c * t)}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[500])
@@ -73,6 +97,8 @@ def main(argv=None) -> None:
     ap.add_argument("--dtype", default="float64")
     ap.add_argument("--solvers", nargs="+", default=["inertial", "fv", "fv2"])
     a = ap.parse_args(argv)
+    for solver in a.solvers:
+        print(json.dumps(ritter_accuracy(solver)), flush=True)
     for n in a.sizes:
         rows = {}
         for solver in a.solvers:
