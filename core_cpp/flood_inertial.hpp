@@ -38,10 +38,60 @@ namespace twin::flood {
 // (-ffp-contract=off) and no approximate instructions, so every variant gives the same bits.
 // Internal linkage (static): each flood_sweep_*.cpp keeps its own copy compiled for its ISA, so
 // the linker never merges an AVX-512 instantiation into the baseline build or the reverse.
+#ifndef TWIN_FLOOD_MASKED_STORES
+#define TWIN_FLOOD_MASKED_STORES 0
+#endif
 #if defined(__GNUC__)
 #define TWIN_FLOOD_INLINE static inline __attribute__((always_inline))
 #else
 #define TWIN_FLOOD_INLINE static inline
+#endif
+
+// Rows of the new state go out with non-temporal (streaming) stores where the ISA has them and the
+// grid is larger than the caches: no read-for-ownership of lines that are entirely overwritten.
+#if defined(__AVX512F__) || defined(__AVX2__)
+#define TWIN_FLOOD_HAVE_STREAM 1
+}  // namespace twin::flood
+#include <immintrin.h>
+namespace twin::flood {
+template <class T>
+TWIN_FLOOD_INLINE void stream_row(T* dst, const T* src, std::int64_t n) {
+#if defined(__AVX512F__)
+    constexpr std::size_t kAlign = 64;
+#else
+    constexpr std::size_t kAlign = 32;
+#endif
+    constexpr std::int64_t V = static_cast<std::int64_t>(kAlign / sizeof(T));
+    std::int64_t i = 0;
+    while (i < n && (reinterpret_cast<std::uintptr_t>(dst + i) % kAlign) != 0) {
+        dst[i] = src[i];
+        ++i;
+    }
+    for (; i + V <= n; i += V) {
+        if constexpr (sizeof(T) == 4) {
+#if defined(__AVX512F__)
+            _mm512_stream_ps(reinterpret_cast<float*>(dst + i), _mm512_loadu_ps(reinterpret_cast<const float*>(src + i)));
+#else
+            _mm256_stream_ps(reinterpret_cast<float*>(dst + i), _mm256_loadu_ps(reinterpret_cast<const float*>(src + i)));
+#endif
+        } else {
+#if defined(__AVX512F__)
+            _mm512_stream_pd(reinterpret_cast<double*>(dst + i), _mm512_loadu_pd(reinterpret_cast<const double*>(src + i)));
+#else
+            _mm256_stream_pd(reinterpret_cast<double*>(dst + i), _mm256_loadu_pd(reinterpret_cast<const double*>(src + i)));
+#endif
+        }
+    }
+    for (; i < n; ++i) dst[i] = src[i];
+}
+TWIN_FLOOD_INLINE void stream_fence() { _mm_sfence(); }
+#else
+#define TWIN_FLOOD_HAVE_STREAM 0
+template <class T>
+TWIN_FLOOD_INLINE void stream_row(T* dst, const T* src, std::int64_t n) {
+    std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(T));
+}
+TWIN_FLOOD_INLINE void stream_fence() {}
 #endif
 
 constexpr double kWallZ = 1.0e29;        // z at or above this is a wall (nodata) cell
@@ -72,14 +122,10 @@ TWIN_FLOOD_INLINE float inv_cbrt(float x) {
     return r;
 }
 TWIN_FLOOD_INLINE double inv_cbrt(double x) {
-    std::uint64_t i;
-    std::memcpy(&i, &x, 8);
-    i = 0x553ef0ff289dd796ull - i / 3ull;
-    double r;
-    std::memcpy(&r, &i, 8);
+    // seed from the float iteration (64-bit integer division does not vectorise), then two Newton
+    // steps in double: 3.4e-6 -> 3.5e-11 -> ~1e-16
+    double r = static_cast<double>(inv_cbrt(static_cast<float>(x)));
     const double third = 1.0 / 3.0;
-    r = r * (4.0 - x * r * r * r) * third;
-    r = r * (4.0 - x * r * r * r) * third;
     r = r * (4.0 - x * r * r * r) * third;
     r = r * (4.0 - x * r * r * r) * third;
     return r;
@@ -144,6 +190,7 @@ struct StepArgs {
     double* row_sums;  // ny * kRowSlots
     T dx, dt, theta, t_end;
     int threads;
+    bool stream = false;  // write the new state with non-temporal stores (large grids, set by the sweep)
 };
 
 template <class T>
@@ -381,13 +428,14 @@ template <class T, bool SRC>
 TWIN_FLOOD_INLINE T update_row(const StepArgs<T>& a, std::int64_t k, const T* __restrict fx, const T* __restrict fyN,
              const T* __restrict fyS, const T* __restrict facU, const T* __restrict fac, const T* __restrict facD,
              const T* __restrict rrow, const T* __restrict lrow, T* __restrict s0, T* __restrict s1, T* __restrict s2,
-             double* sums) {
+             T* __restrict sx, T* __restrict sy, T* __restrict sh, double* sums) {
     const std::int64_t ny = a.ny, nx = a.nx;
     const T* __restrict z = a.z + k * nx;
     const T* __restrict h = a.h + k * nx;
-    T* __restrict ho = a.h_out + k * nx;
-    T* __restrict qxo = a.qx_out + k * (nx + 1);
-    T* __restrict qyo = a.qy_out + k * nx;
+    // with streaming the row is built in L1 scratch (sx, sy, sh) and streamed out at the end
+    T* __restrict ho = a.stream ? sh : a.h_out + k * nx;
+    T* __restrict qxo = a.stream ? sx : a.qx_out + k * (nx + 1);
+    T* __restrict qyo = a.stream ? sy : a.qy_out + k * nx;
     T* __restrict mh = a.maxh + k * nx;
     T* __restrict ms = a.maxspeed + k * nx;
     T* __restrict ar = a.arrival + k * nx;
@@ -434,20 +482,35 @@ TWIN_FLOOD_INLINE T update_row(const StepArgs<T>& a, std::int64_t k, const T* __
         ho[c] = hn;
         // tracked maxima: first wetting read off the old maximum
         const T mold = mh[c];
+#if TWIN_FLOOD_MASKED_STORES
+        // masked stores (AVX2/AVX-512): a line is written back only where a maximum changed
+        if ((mold <= T(kArrivalDepth)) & (hn > T(kArrivalDepth))) ar[c] = t_end;
+        if (mold < hn) mh[c] = hn;
+#else
         const T aold = ar[c];
         ar[c] = ((mold <= T(kArrivalDepth)) & (hn > T(kArrivalDepth))) ? t_end : aold;
         mh[c] = mold < hn ? hn : mold;
+#endif
         // max speed is tracked squared (the caller takes the root once, at output)
         const T wet = hn > T(kSpeedDepth) ? T(1) : T(0);
         const T inv = wet * (T(0.5) / (hn > T(kSpeedDepth) ? hn : T(1)));
         const T u = (qW + qE) * inv, v = (qN + qS) * inv;
         const T sp2 = u * u + v * v;
         const T mso = ms[c];
+#if TWIN_FLOOD_MASKED_STORES
+        if (mso < sp2) ms[c] = sp2;
+#else
         ms[c] = mso < sp2 ? sp2 : mso;
+#endif
     }
     T* qyS = a.qy_out + (k + 1) * nx;
     const bool last = (k == ny - 1);
     if (last) std::memcpy(qyS, s0, static_cast<std::size_t>(nx) * sizeof(T));
+    if (a.stream) {
+        stream_row(a.h_out + k * nx, sh, nx);
+        stream_row(a.qx_out + k * (nx + 1), sx, nx + 1);
+        stream_row(a.qy_out + k * nx, sy, nx);
+    }
     bool bad_h = false;
     const T hmax = lane_max(ho, nx, &bad_h);
     bool bad_z = false;
@@ -504,7 +567,10 @@ TWIN_FLOOD_INLINE void source_rows(const StepArgs<T>& a, std::int64_t k, T* rrow
 
 // The rows [ny*tid/nth, ny*(tid+1)/nth) of one sub-step, run by thread tid; returns their max depth.
 template <class T>
-TWIN_FLOOD_INLINE T sweep_rows(const StepArgs<T>& a, int tid, int nth) {
+TWIN_FLOOD_INLINE T sweep_rows(const StepArgs<T>& args, int tid, int nth) {
+    StepArgs<T> a = args;
+    // stream when one state array exceeds 8 MiB (the whole state is then well beyond the caches)
+    a.stream = TWIN_FLOOD_HAVE_STREAM && (args.ny * args.nx * static_cast<std::int64_t>(sizeof(T)) > (8ll << 20));
     const std::int64_t ny = a.ny, nx = a.nx;
     const std::int64_t r0 = ny * tid / nth, r1 = ny * (tid + 1) / nth;
     Workspace<T>& ws = thread_workspace<T>(nx);
@@ -523,6 +589,9 @@ TWIN_FLOOD_INLINE T sweep_rows(const StepArgs<T>& a, int tid, int nth) {
     T* s0 = scratch;
     T* s1 = scratch + W;
     T* s2 = scratch + 2 * W;
+    T* sx = rrow + 2 * W;  // streaming scratch: x fluxes, north y fluxes, depths of a row
+    T* sy = rrow + 3 * W;
+    T* sh = rrow + 4 * W;
     const bool has_src = (a.rain0 != nullptr) || (a.loss != nullptr);
     if (has_src) source_rows<T>(a, 0, rrow, lrow, false);
     T local_max = T(0);
@@ -538,14 +607,15 @@ TWIN_FLOOD_INLINE T sweep_rows(const StepArgs<T>& a, int tid, int nth) {
             if (has_src) {
                 source_rows<T>(a, ku, rrow, lrow, true);
                 m = update_row<T, true>(a, ku, fxr(ku), fyr(ku), fyr(ku + 1), far(ku - 1), far(ku), far(ku + 1), rrow,
-                                        lrow, s0, s1, s2, a.row_sums + ku * kRowSlots);
+                                        lrow, s0, s1, s2, sx, sy, sh, a.row_sums + ku * kRowSlots);
             } else {
                 m = update_row<T, false>(a, ku, fxr(ku), fyr(ku), fyr(ku + 1), far(ku - 1), far(ku), far(ku + 1),
-                                         rrow, lrow, s0, s1, s2, a.row_sums + ku * kRowSlots);
+                                         rrow, lrow, s0, s1, s2, sx, sy, sh, a.row_sums + ku * kRowSlots);
             }
             local_max = std::max(local_max, m);
         }
     }
+    if (a.stream) stream_fence();
     return local_max;
 }
 

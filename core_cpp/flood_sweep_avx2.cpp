@@ -1,5 +1,7 @@
 // The flood sweep compiled for one instruction set (avx2); see flood_inertial.hpp.
 // CMakeLists.txt gives this file its -march flags; the code is the same template for every ISA.
+// This ISA has masked stores: the tracked maxima are written only where they change.
+#define TWIN_FLOOD_MASKED_STORES 1
 #include "flood_inertial.hpp"
 
 namespace twin::flood {

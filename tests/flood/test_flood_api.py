@@ -263,6 +263,13 @@ def test_every_instruction_set_gives_the_same_bits():
         "    m = _busy_model(2, dt)\n"
         "    m.run_one_step(400.0)\n"
         "    out.append(hashlib.sha256(m.depth.tobytes() + m.max_speed.tobytes()).hexdigest())\n"
+        "import numpy as np\n"
+        "from twin import FloodModel, Terrain\n"
+        "n = 1500  # one float32 array > 8 MiB: the AVX builds stream the new state out\n"
+        "big = FloodModel(Terrain.from_array(np.zeros((n, n)), 10.0), dtype='float32', threads=2)\n"
+        "h = np.zeros((n, n), np.float32); h[500:1000, 400:1100] = 2.0\n"
+        "big.set_depth(h); big.run_one_step(3.0)\n"
+        "out.append(hashlib.sha256(big.depth.tobytes() + big.discharge.tobytes()).hexdigest())\n"
         "print(_core.flood_isa(), *out)\n"
     )
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
