@@ -11,7 +11,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CORE_SOURCES := $(wildcard core_cpp/*.cpp core_cpp/*.hpp) CMakeLists.txt setup.py
-DEMO_SCENARIO ?= scenarios/danang_rain.yaml
+DEMO_SCENARIO ?= scenarios/tamky_molave_2020.yaml
 
 .PHONY: help venv deps core core-only services demo test bench clean
 

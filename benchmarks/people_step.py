@@ -66,6 +66,18 @@ def main(argv=None):
     if a.traffic:
         from twin.traffic import TrafficModel
         traffic = TrafficModel(city.roads, dt=2.0, seed=0, record_links=False, threads=a.threads)
+        # time spent inside the traffic model's add_trips / trip_status during people steps
+        in_traffic = [0.0]
+        for meth in ("add_trips", "trip_status"):
+            fn = getattr(traffic, meth)
+
+            def timed(*args, _fn=fn, **kw):
+                s0 = time.perf_counter()
+                try:
+                    return _fn(*args, **kw)
+                finally:
+                    in_traffic[0] += time.perf_counter() - s0
+            setattr(traffic, meth, timed)
 
     t0 = time.perf_counter()
     pm = PeopleModel(city, {"n_households": a.households, "n_persons": a.persons, "n_tourists": a.tourists},
@@ -114,6 +126,7 @@ def main(argv=None):
                       "traffic": traffic is not None,
                       "traffic_step_s_mean": round(float(np.mean(tr_times)), 5) if tr_times else None,
                       "vehicle_trips": int(traffic.n_trips) if traffic is not None else 0,
+                      "step_s_in_traffic_calls_mean": round(in_traffic[0] / a.steps, 5) if traffic is not None else 0.0,
                       "incidents": len(es.incidents), "persons_by_state": pm.counts()}))
     for label, n in (("persons", pm.n_persons), ("households", pm.n_agents)):
         print(json.dumps({"case": "mesa_empty_shuffle_do", "agents": int(n), "as": label,

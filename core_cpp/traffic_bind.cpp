@@ -35,12 +35,13 @@ void from_np(const py::dict& d, const char* name, std::vector<T>& v) {
 
 template <class F>
 void visit_state(Engine& e, F&& f) {
+    f("lanes", e.net.lanes); f("qcap", e.net.qcap); f("kjam", e.net.kjam);
     f("depth", e.depth); f("veff", e.veff); f("qeff", e.qeff);
     f("closed_manual", e.closed_manual); f("closed_mask", e.closed_mask);
     f("Nup", e.Nup); f("Ndown", e.Ndown); f("rel_credit", e.rel_credit); f("recv_credit", e.recv_credit);
     f("ndlag", e.ndlag);
     f("head", e.head); f("tail", e.tail); f("wait_head", e.wait_head); f("wait_tail", e.wait_tail);
-    f("nveh", e.nveh); f("nwait", e.nwait); f("exits_total", e.exits_total); f("entries_total", e.entries_total);
+    f("nveh", e.nveh); f("nwait", e.nwait); f("nemerg", e.nemerg); f("exits_total", e.exits_total); f("entries_total", e.entries_total);
     f("hist", e.hist);
     f("cls", e.cls); f("state", e.state); f("informed", e.informed); f("origin", e.origin); f("dest", e.dest);
     f("cur", e.cur); f("vnext", e.vnext); f("r_off", e.r_off); f("r_len", e.r_len); f("r_pos", e.r_pos);
@@ -51,7 +52,7 @@ void visit_state(Engine& e, F&& f) {
 
 #define TWIN_TRAFFIC_SCALARS(X) \
     X(step_k) X(pend_ptr) X(n_departed) X(n_arrived) X(n_stalled) X(n_stranded) X(n_waiting) X(n_onlink) \
-    X(n_reroutes) X(reroute_every)
+    X(n_reroutes) X(reroute_every) X(route_on_departure) X(emergency_overtake)
 
 void check_ids(const carray<int32_t>& a, int32_t n, const char* name, const char* what) {
     const int32_t* p = a.data();
@@ -246,6 +247,15 @@ void register_traffic(py::module_& m) {
                  e.set_closed(ids.data(), ids.size(), closed);
              },
              py::arg("ids").noconvert(), py::arg("closed"))
+        .def("set_lanes",
+             [](Engine& e, carray<int32_t> ids, carray<double> lanes) {
+                 check_ids(ids, e.net.n_links, "ids", "link");
+                 require_size(lanes, ids.size(), "lanes");
+                 check_positive(lanes, "lanes");
+                 py::gil_scoped_release nogil;
+                 e.set_lanes(ids.data(), lanes.data(), ids.size());
+             },
+             py::arg("ids").noconvert(), py::arg("lanes").noconvert())
         .def("class_cost",
              [](const Engine& e, int c) {
                  check_class(c);
@@ -320,6 +330,12 @@ void register_traffic(py::module_& m) {
                 e.reroute_every = v;
             })
         .def_property(
+            "emergency_overtake", [](const Engine& e) { return e.emergency_overtake != 0; },
+            [](Engine& e, bool v) { e.emergency_overtake = v ? 1 : 0; })
+        .def_property(
+            "route_on_departure", [](const Engine& e) { return e.route_on_departure != 0; },
+            [](Engine& e, bool v) { e.route_on_departure = v ? 1 : 0; })
+        .def_property(
             "threads", [](const Engine& e) { return e.threads; }, [](Engine& e, int v) { e.threads = v; })
         .def_property(
             "record", [](const Engine& e) { return e.record; }, [](Engine& e, bool v) { e.record = v; })
@@ -344,8 +360,6 @@ void register_traffic(py::module_& m) {
                  });
                  if (out.is_none()) {
                      if (name == "w") out = to_np(e.net.w);
-                     else if (name == "qcap") out = to_np(e.net.qcap);
-                     else if (name == "kjam") out = to_np(e.net.kjam);
                      else fail("traffic engine: no array named '" + name + "'");
                  }
                  return out;
@@ -384,7 +398,8 @@ void register_traffic(py::module_& m) {
                  d["dt"] = e.dt;
                  return d;
              })
-        .def("set_state", [](Engine& e, const py::dict& d) {
+        .def("set_state", [](Engine& target, const py::dict& d) {
+            Engine e = target;  // load into a copy: a rejected state leaves the model as it was
             for (const char* k : {"n_links", "n_nodes", "dt"})
                 if (!d.contains(k)) fail(std::string("traffic state: missing field '") + k + "'");
             require(d["n_links"].cast<int64_t>() == e.net.n_links && d["n_nodes"].cast<int64_t>() == e.net.n_nodes,
@@ -396,7 +411,40 @@ void register_traffic(py::module_& m) {
     e.name = d[#name].cast<decltype(e.name)>();
             TWIN_TRAFFIC_SCALARS(X)
 #undef X
+            // consistency, so that a damaged state is an error and never a crash
+            const size_t L = (size_t)e.net.n_links, V = e.cls.size(), P = e.pool.size(), G = e.log_veh.size();
             require((int64_t)e.hist.size() == (int64_t)e.hist_off.back(), "traffic state: history size mismatch");
+            for (size_t n : {e.net.lanes.size(), e.net.qcap.size(), e.net.kjam.size(), e.depth.size(), e.veff.size(),
+                             e.qeff.size(), e.closed_manual.size(), e.closed_mask.size(), e.Nup.size(),
+                             e.Ndown.size(), e.rel_credit.size(), e.recv_credit.size(), e.ndlag.size(),
+                             e.head.size(), e.tail.size(), e.wait_head.size(), e.wait_tail.size(), e.nveh.size(),
+                             e.nwait.size(), e.nemerg.size(), e.exits_total.size(), e.entries_total.size()})
+                require(n == L, "traffic state: a link array has the wrong length");
+            for (size_t n : {e.state.size(), e.informed.size(), e.origin.size(), e.dest.size(), e.cur.size(),
+                             e.vnext.size(), e.r_off.size(), e.r_len.size(), e.r_pos.size(), e.log_cur.size(),
+                             e.depart.size(), e.arrive.size(), e.t_enter.size(), e.t_ready.size()})
+                require(n == V, "traffic state: a trip array has the wrong length");
+            for (size_t n : {e.log_link.size(), e.log_tin.size(), e.log_tout.size()})
+                require(n == G, "traffic state: a log array has the wrong length");
+            auto in_range = [](const std::vector<int32_t>& a, int64_t lo, int64_t hi, const char* what) {
+                for (int32_t x : a)
+                    if (x < lo || x >= hi) fail(std::string("traffic state: '") + what + "' holds an out-of-range index");
+            };
+            in_range(e.head, -1, (int64_t)V, "head"); in_range(e.tail, -1, (int64_t)V, "tail");
+            in_range(e.wait_head, -1, (int64_t)V, "wait_head"); in_range(e.wait_tail, -1, (int64_t)V, "wait_tail");
+            in_range(e.vnext, -1, (int64_t)V, "vnext"); in_range(e.cur, -1, (int64_t)L, "cur");
+            in_range(e.origin, 0, e.net.n_nodes, "origin"); in_range(e.dest, 0, e.net.n_nodes, "dest");
+            in_range(e.pool, 0, (int64_t)L, "pool"); in_range(e.pending, 0, (int64_t)V, "pending");
+            in_range(e.log_cur, -1, (int64_t)G, "log_cur"); in_range(e.log_veh, 0, (int64_t)V, "log_veh");
+            in_range(e.log_link, 0, (int64_t)L, "log_link");
+            for (size_t v = 0; v < V; ++v) {
+                if (e.r_off[v] < 0 || e.r_len[v] < 0 || (size_t)e.r_off[v] + (size_t)e.r_len[v] > P ||
+                    e.r_pos[v] < 0 || (e.r_len[v] > 0 && e.r_pos[v] >= e.r_len[v]) || e.cls[v] >= N_CLASSES)
+                    fail("traffic state: trip " + std::to_string(v) + " has an invalid route or class");
+            }
+            require(e.pend_ptr >= 0 && e.pend_ptr <= (int64_t)e.pending.size(), "traffic state: bad pend_ptr");
+            require(e.step_k >= 0, "traffic state: bad step_k");
+            target = std::move(e);
         });
 }
 

@@ -88,6 +88,7 @@ void Engine::init(Network&& n, double dt_) {
     wait_head.assign(L, -1);
     wait_tail.assign(L, -1);
     nveh.assign(L, 0);
+    nemerg.assign(L, 0);
     nwait.assign(L, 0);
     exits_total.assign(L, 0);
     entries_total.assign(L, 0);
@@ -356,6 +357,7 @@ void Engine::push_link(int32_t v, int32_t j, double te) {
     if (tail[j] == -1) head[j] = v; else vnext[tail[j]] = v;
     tail[j] = v;
     nveh[j]++;
+    if (cls[v] == CLS_EMERGENCY) nemerg[j]++;
     cur[v] = j;
     t_enter[v] = te;
     t_ready[v] = te + net.length[j] / veff[j];
@@ -371,12 +373,17 @@ void Engine::push_link(int32_t v, int32_t j, double te) {
     }
 }
 
-void Engine::pop_head(int32_t i) {
-    const int32_t v = head[i];
-    head[i] = vnext[v];
-    if (head[i] == -1) tail[i] = -1;
+void Engine::pop_head(int32_t i) { unlink(i, -1); }
+
+// Removes the vehicle after `prev` (the head when prev == -1) from link i, counting it out.
+void Engine::unlink(int32_t i, int32_t prev) {
+    const int32_t v = prev == -1 ? head[i] : vnext[prev];
+    const int32_t nx = vnext[v];
+    if (prev == -1) head[i] = nx; else vnext[prev] = nx;
+    if (tail[i] == v) tail[i] = prev;
     vnext[v] = -1;
     nveh[i]--;
+    if (cls[v] == CLS_EMERGENCY) nemerg[i]--;
     Ndown[i] += pcu[cls[v]];
     exits_total[i]++;
 }
@@ -384,7 +391,7 @@ void Engine::pop_head(int32_t i) {
 void Engine::finish(int32_t v, int32_t i, double te, uint8_t st) {
     // the vehicle leaves the network at the downstream node of link i (arrived or stranded)
     state[v] = st;
-    cur[v] = -1;
+    cur[v] = st == ARRIVED ? -1 : i;  // a stranded vehicle stays parked at the end of link i
     n_onlink--;
     if (st == ARRIVED) {
         arrive[v] = te;
@@ -392,7 +399,6 @@ void Engine::finish(int32_t v, int32_t i, double te, uint8_t st) {
     } else {
         n_stranded++;
     }
-    (void)i;
 }
 
 void Engine::depart_vehicle(int32_t v, double t) {
@@ -415,11 +421,11 @@ void Engine::depart_vehicle(int32_t v, double t) {
 }
 
 // Moves the ready head vehicle v of link i across the node; false if its next link has no room.
-bool Engine::try_move(int32_t v, int32_t i, double t) {
+bool Engine::try_move(int32_t v, int32_t i, double t, int32_t prev) {
     const double te = std::max(t_ready[v], t);
     const double p = pcu[cls[v]];
     if (r_pos[v] + 1 >= r_len[v]) {
-        pop_head(i);
+        unlink(i, prev);
         if (record) log_tout[log_cur[v]] = te;
         finish(v, i, te, net.to[i] == dest[v] ? ARRIVED : STRANDED);
         return true;
@@ -429,7 +435,7 @@ bool Engine::try_move(int32_t v, int32_t i, double t) {
         std::vector<int32_t> one{v};
         reroute(one);
         if (r_len[v] <= 1) {  // no open route: parks at this node
-            pop_head(i);
+            unlink(i, prev);
             if (record) log_tout[log_cur[v]] = te;
             finish(v, i, te, STRANDED);
             return true;
@@ -437,7 +443,7 @@ bool Engine::try_move(int32_t v, int32_t i, double t) {
         j = pool[r_off[v] + 1];
     }
     if (Nup[j] + p > ndlag[j] + net.kjam[j] * net.length[j] + EPS) return false;
-    pop_head(i);
+    unlink(i, prev);
     if (record) log_tout[log_cur[v]] = te;
     r_pos[v]++;
     push_link(v, j, te);
@@ -518,11 +524,26 @@ void Engine::process_node(int32_t n, double t, double t1) {
         return;
     }
     auto ready = [&](int32_t v) { return t_enter[v] < t && t_ready[v] <= t1; };
-    // emergency vehicles at the head cross first, whatever the signal
+    // emergency vehicles at the head cross first, whatever the signal; with emergency_overtake the
+    // traffic ahead pulls aside, so any emergency vehicle that reached the link end crosses
     for (int32_t p = p0; p < p1; ++p) {
         const int32_t i = net.in_idx[p];
-        while (head[i] != -1 && cls[head[i]] == CLS_EMERGENCY && ready(head[i])) {
-            if (!try_move(head[i], i, t)) break;
+        if (nemerg[i] == 0) continue;
+        if (emergency_overtake) {
+            int32_t prev = -1, v = head[i];
+            while (v != -1) {
+                const int32_t nx = vnext[v];
+                if (cls[v] == CLS_EMERGENCY && ready(v) && try_move(v, i, t, prev)) {
+                    v = nx;
+                    continue;
+                }
+                prev = v;
+                v = nx;
+            }
+        } else {
+            while (head[i] != -1 && cls[head[i]] == CLS_EMERGENCY && ready(head[i])) {
+                if (!try_move(head[i], i, t)) break;
+            }
         }
     }
     const int32_t o0 = net.out_ptr[n];
@@ -599,11 +620,14 @@ void Engine::step(int64_t n_steps) {
     for (int64_t s = 0; s < n_steps; ++s) {
         if (reroute_every > 0 && step_k > 0 && step_k % reroute_every == 0) reroute_informed();
         const double t = (double)step_k * dt, t1 = t + dt;
-        // 1. departures
-        while (pend_ptr < (int64_t)pending.size() && depart[pending[pend_ptr]] < t1) {
-            depart_vehicle(pending[pend_ptr], t);
-            ++pend_ptr;
+        // 1. departures (routed now by current travel times when route_on_departure is set)
+        int64_t pe = pend_ptr;
+        while (pe < (int64_t)pending.size() && depart[pending[pe]] < t1) ++pe;
+        if (route_on_departure && pe > pend_ptr) {
+            std::vector<int32_t> vs(pending.begin() + pend_ptr, pending.begin() + pe);
+            reroute(vs);
         }
+        for (; pend_ptr < pe; ++pend_ptr) depart_vehicle(pending[pend_ptr], t);
         // 2. links: receiving credit and lagged downstream counts
         for (int32_t l = 0; l < L; ++l) {
             ndlag[l] = ndown_at(l, (double)(step_k + 1) - net.length[l] / (net.w[l] * dt));
@@ -669,6 +693,7 @@ void Engine::stall_on_link(int32_t l, double t) {
             cur[v] = l;  // where it stalled
             arrive[v] = std::numeric_limits<double>::quiet_NaN();
             nveh[l]--;
+            if (cls[v] == CLS_EMERGENCY) nemerg[l]--;
             Ndown[l] += pcu[cls[v]];
             exits_total[l]++;
             n_onlink--;
@@ -698,7 +723,7 @@ void Engine::set_depth(const double* d) {
     const int32_t L = net.n_links;
     const double t = (double)step_k * dt;
     std::vector<uint8_t> newly(L, 0);
-    bool anynew = false;
+    bool anynew = false, anyopen = false;
     for (int32_t l = 0; l < L; ++l) {
         depth[l] = d[l];
         const double vold = veff[l];
@@ -719,12 +744,40 @@ void Engine::set_depth(const double* d) {
             anynew = true;
             stall_on_link(l, t);
         }
+        if (old & ~mask) anyopen = true;
     }
+    if (anyopen) reroute_incomplete();
     if (!anynew) return;
     std::vector<int32_t> vs;
     for (int32_t v = 0; v < (int32_t)n_vehicles(); ++v) {
         const uint8_t s = state[v];
         if ((s == SCHEDULED || s == WAITING || s == ON_LINK) && route_hits(*this, v, newly)) vs.push_back(v);
+    }
+    reroute(vs);
+}
+
+// Changes the number of lanes (contraflow, lane closures): capacity and storage scale with the
+// lanes, the backward wave speed does not.
+void Engine::set_lanes(const int32_t* ids, const double* lanes, int64_t n) {
+    for (int64_t k = 0; k < n; ++k) {
+        const int32_t l = ids[k];
+        const double f = lanes[k] / net.lanes[l];
+        net.lanes[l] = lanes[k];
+        net.qcap[l] *= f;
+        net.kjam[l] *= f;
+        qeff[l] = veff[l] * net.w[l] * net.kjam[l] / (veff[l] + net.w[l]);
+        if (veff[l] == net.vfree[l]) qeff[l] = net.qcap[l];
+    }
+}
+
+// After a link opens: vehicles without an open route to their destination try again.
+void Engine::reroute_incomplete() {
+    std::vector<int32_t> vs;
+    for (int32_t v = 0; v < (int32_t)n_vehicles(); ++v) {
+        const uint8_t s = state[v];
+        if ((s == SCHEDULED && r_len[v] == 0 && origin[v] != dest[v]) ||
+            (s == ON_LINK && net.to[pool[r_off[v] + r_len[v] - 1]] != dest[v]))
+            vs.push_back(v);
     }
     reroute(vs);
 }
@@ -742,15 +795,7 @@ void Engine::set_closed(const int32_t* ids, int64_t n, bool closed) {
         closed_manual[l] = closed ? 1 : 0;
     }
     if (!closed) {
-        // opening: vehicles without an open route try again
-        std::vector<int32_t> vs;
-        for (int32_t v = 0; v < (int32_t)n_vehicles(); ++v) {
-            const uint8_t s = state[v];
-            if ((s == SCHEDULED && r_len[v] == 0 && origin[v] != dest[v]) ||
-                (s == ON_LINK && net.to[pool[r_off[v] + r_len[v] - 1]] != dest[v]))
-                vs.push_back(v);
-        }
-        reroute(vs);
+        reroute_incomplete();
         return;
     }
     if (!anynew) return;

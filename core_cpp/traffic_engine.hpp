@@ -63,6 +63,8 @@ public:
     double dt = 1.0;
     int64_t step_k = 0;
     int64_t reroute_every = 0;  // steps between informed reroutes (0 = off)
+    int64_t emergency_overtake = 0;  // 1: traffic ahead pulls aside for emergency vehicles
+    int64_t route_on_departure = 0;  // 1: route each trip when it departs, by the travel times then
     int threads = 0;
     double pcu[N_CLASSES] = {0.25, 1.0, 2.5, 2.5, 1.0};
     double stall[N_CLASSES] = {0.15, 0.30, 0.50, 0.60, 0.45};
@@ -72,7 +74,7 @@ public:
     std::vector<uint8_t> closed_manual, closed_mask;  // mask bit c: closed to class c
     // link state
     std::vector<double> Nup, Ndown, rel_credit, recv_credit, ndlag, Rlink;
-    std::vector<int32_t> head, tail, wait_head, wait_tail, nveh, nwait;
+    std::vector<int32_t> head, tail, wait_head, wait_tail, nveh, nwait, nemerg;
     std::vector<int64_t> exits_total, entries_total;
     std::vector<double> hist;  // ring buffers of Ndown at step boundaries
     std::vector<int64_t> hist_off;
@@ -98,10 +100,12 @@ public:
     void step(int64_t n_steps);
     void set_depth(const double* d);
     void set_closed(const int32_t* ids, int64_t n, bool closed);
+    void set_lanes(const int32_t* ids, const double* lanes, int64_t n);
     void class_cost(int c, double* out) const;
     double link_tt(int32_t l) const;
     void reroute(std::vector<int32_t>& vehs);  // from the next node (or origin)
     void reroute_informed();
+    void reroute_incomplete();
     double ndown_at(int32_t l, double s) const;
     int64_t n_vehicles() const { return (int64_t)cls.size(); }
     void queue_counts(int32_t* qcount, double* qpcu) const;
@@ -112,7 +116,8 @@ private:
     std::vector<uint8_t> act;
     void depart_vehicle(int32_t v, double t);
     void process_node(int32_t n, double t, double t1);
-    bool try_move(int32_t v, int32_t i, double t);
+    bool try_move(int32_t v, int32_t i, double t, int32_t prev = -1);
+    void unlink(int32_t i, int32_t prev);
     void push_link(int32_t v, int32_t j, double te);
     void pop_head(int32_t i);
     void wait_push(int32_t v, int32_t j);

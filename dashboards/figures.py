@@ -55,12 +55,23 @@ def fmt_time(t_s: float) -> str:
 # ---------------------------------------------------------------------------------------------
 # map
 # ---------------------------------------------------------------------------------------------
+def depth_scale_max(frames: Frames) -> float:
+    """Top of the depth colour scale: the 99th percentile of wet cells rounded up to 0.5 m (≥ 0.5 m),
+    so that a deep reservoir does not wash out street-level flooding; deeper cells show the top colour."""
+    return max(0.5, float(np.ceil(min(frames.max_depth_m, frames.scale_max_m) * 2) / 2))
+
+
 def depth_trace(frames: Frames, i: int) -> go.Heatmap:
-    zmax = max(0.5, float(np.ceil(frames.max_depth_m * 2) / 2))
+    zmax = depth_scale_max(frames)
+    ticks = list(np.linspace(0.0, zmax, 6))
+    text = [f"{v:g}" for v in ticks]
+    if frames.max_depth_m > zmax + 0.01:
+        text[-1] = f"≥ {zmax:g}"
     return go.Heatmap(
         x=np.round(frames.x, 1), y=np.round(frames.y, 1), z=frames.frame_z(i), zmin=0.0, zmax=zmax,
         colorscale=DEPTH_SCALE, name="flood depth", hoverongaps=False,
-        colorbar={"title": {"text": "depth (m)"}, "thickness": 14, "len": 0.8, "x": 1.0},
+        colorbar={"title": {"text": "depth (m)"}, "thickness": 14, "len": 0.8, "x": 1.0,
+                  "tickvals": ticks, "ticktext": text},
         hovertemplate="x %{x:.0f} m<br>y %{y:.0f} m<br>depth %{z:.2f} m<extra></extra>",
     )
 
@@ -188,15 +199,24 @@ def place_series_figure(run: Run, frames: Frames, layers: Layers, place_id: str,
     fig = go.Figure()
     if series is None:
         return empty_figure(f"{name} lies outside the flood grid of this run", 260)
-    fig.add_trace(go.Scatter(x=hours(frames.t_s), y=np.round(series, 3), mode="lines", name="simulated depth",
+    ylabel, label = "water depth (m)", "simulated depth"
+    if kind in ("gauge_stage", "gauge_tide") and layers.elevation is not None \
+            and layers.elevation.shape == (len(frames.full_y), len(frames.full_x)):
+        cell = frames.cell_of(float(r["x"]), float(r["y"]))
+        if cell is not None and np.isfinite(layers.elevation[cell]):
+            # a stage gauge reads the water surface: ground elevation + depth (m above the model datum)
+            series = np.asarray(series, float) + float(layers.elevation[cell])
+            ylabel, label = "water level (m above datum)", "simulated water level"
+    fig.add_trace(go.Scatter(x=hours(frames.t_s), y=np.round(series, 3), mode="lines", name=label,
                              line={"color": RUN_A_STYLE["color"], "width": 2}))
     if observed is not None:
         fig.add_trace(go.Scatter(x=hours(observed[0]), y=observed[1], mode="markers", name=observed[2],
                                  marker={"color": "black", "size": 5, "symbol": "circle-open"}))
-    fig.update_layout(**base_layout(height=260, title={"text": f"{name} ({kind})", "font": {"size": 14}},
-                                    margin={"l": 60, "r": 20, "t": 40, "b": 45}),
+    fig.update_layout(**base_layout(height=300, title={"text": f"{name} ({kind})", "font": {"size": 14}},
+                                    margin={"l": 60, "r": 20, "t": 40, "b": 80},
+                                    legend={"orientation": "h", "y": -0.45, "font": {"size": 11}}),
                       xaxis={"title": {"text": "time since start (h)"}},
-                      yaxis={"title": {"text": "water depth (m)"}, "rangemode": "tozero"})
+                      yaxis={"title": {"text": ylabel}})
     return fig
 
 
@@ -249,14 +269,15 @@ def difference_figure(run_a: Run, run_b: Run, height: int = 460) -> go.Figure:
 
 
 SERIES = (
+    ("flooded area (depth > 0.1 m)", "km²", tables.flooded_area_series, 1.0),
     ("people at high hazard (HR > 1.25)", "persons", tables.high_hazard_series, 1.0),
     ("ambulance response time", "min", tables.response_series, 1 / 60.0),
     ("closed road links", "% of links", tables.closed_share_series, 1.0),
 )
 
 
-def compare_series_figure(run_a: Run, run_b: Run, height: int = 520) -> go.Figure:
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
+def compare_series_figure(run_a: Run, run_b: Run, height: int = 640) -> go.Figure:
+    fig = make_subplots(rows=len(SERIES), cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=[s[0] for s in SERIES])
     for k, (title, unit, fn, scale) in enumerate(SERIES, start=1):
         for run, style, label in ((run_a, RUN_A_STYLE, "A"), (run_b, RUN_B_STYLE, "B")):
@@ -273,8 +294,8 @@ def compare_series_figure(run_a: Run, run_b: Run, height: int = 520) -> go.Figur
                                      line={**style, "width": 2}, marker={"color": style["color"], "size": 6,
                                      "symbol": "circle" if label == "A" else "diamond-open"}), row=k, col=1)
         fig.update_yaxes(title_text=unit, row=k, col=1, rangemode="tozero")
-    fig.update_xaxes(title_text="time since start (h)", row=3, col=1)
-    fig.update_layout(**base_layout(height=height, legend={"orientation": "h", "y": 1.1}))
+    fig.update_xaxes(title_text="time since start (h)", row=len(SERIES), col=1)
+    fig.update_layout(**base_layout(height=height, legend={"orientation": "h", "y": 1.08}))
     return fig
 
 
@@ -428,8 +449,9 @@ def observed_vs_simulated_figure(obs, sim, title: str, unit: str) -> go.Figure:
                                  line={"color": RUN_B_STYLE["color"], "dash": "dash", "width": 2}))
     if not fig.data:
         return empty_figure("no observations for this datastream yet")
-    fig.update_layout(**base_layout(height=320, title={"text": title, "font": {"size": 14}},
-                                    legend={"orientation": "h", "y": -0.25}),
+    fig.update_layout(**base_layout(height=340, title={"text": title, "font": {"size": 14}},
+                                    margin={"l": 60, "r": 20, "t": 40, "b": 90},
+                                    legend={"orientation": "h", "y": -0.4}),
                       xaxis={"title": {"text": "time (local, Asia/Ho_Chi_Minh)"}},
                       yaxis={"title": {"text": unit or "value"}})
     return fig

@@ -106,7 +106,7 @@ def layers_from_city(city: Any) -> Layers:
     lc = getattr(city, "landcover", None)
     classes = getattr(city, "landcover_classes", None) or {}
     if lc is not None and classes:
-        wcodes = [int(k) for k, v in classes.items() if "water" in str(v).lower()]
+        wcodes = [int(k) for k, v in classes.items() if any(w in str(v).lower() for w in ("water", "sea", "river", "lagoon", "lake"))]
         if wcodes:
             water = np.isin(np.asarray(lc), wcodes)
     w0 = getattr(city, "water_depth0", None)

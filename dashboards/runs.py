@@ -81,6 +81,9 @@ def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
         except RunError as exc:
             info["error"] = str(exc)
             status = "corrupt"
+        desc = _description(p)
+        if desc and status != "corrupt" and desc != name:
+            name = f"{name}: {desc}"
         info["name"] = name
         info["status"] = status
         label = p.name if name == p.name else f"{p.name} — {name}"
@@ -88,6 +91,24 @@ def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
         out.append(info)
     out.sort(key=lambda d: (-d["mtime"], d["id"]))
     return out
+
+
+def _description(path: Path) -> str | None:
+    """First line of the scenario's description (scenario.yaml), shortened, for the run list."""
+    f = path / "scenario.yaml"
+    try:
+        if not f.exists() or f.stat().st_size > 1_000_000:
+            return None
+        import yaml
+
+        d = yaml.safe_load(f.read_text(encoding="utf-8"))
+    except Exception:
+        return None
+    desc = d.get("description") if isinstance(d, dict) else None
+    if not isinstance(desc, str) or not desc.strip():
+        return None
+    line = desc.strip().splitlines()[0].strip()
+    return line if len(line) <= 60 else line[:57] + "…"
 
 
 def run_options(runs_dir: str | Path) -> list[dict[str, str]]:
@@ -198,6 +219,7 @@ class Frames:
     depth_cm: np.ndarray                 # (nt, ny', nx') uint16 centimetres, 65535 = dry/nodata
     factor: int                          # model cells per display cell
     max_depth_m: float                   # over all frames
+    scale_max_m: float                   # top of the colour scale: 99th pct. of cells flooded after t0
     full_x: np.ndarray                   # model grid centres
     full_y: np.ndarray
     dx: float
@@ -379,7 +401,14 @@ class Run:
                     dmax = max(dmax, float(np.nanmax(red)))
                 cm = np.where(np.isfinite(red), np.clip(np.round(red * 100.0), 0, 65534), 65535)
                 out[i] = cm.astype(np.uint16)
-            return Frames(t_s=t, x=gx, y=gy, depth_cm=out, factor=factor, max_depth_m=dmax,
+            # colour scale from the water that came with the event: cells dry in the first frame
+            # (a reservoir or the sea, wet from the start, would otherwise wash the scale out)
+            flooded = (out != 65535) & (out[0] == 65535)[None]
+            wet = out[flooded] if flooded.any() else out[out != 65535]
+            if wet.size > 200_000:
+                wet = wet[:: wet.size // 200_000]
+            p99 = float(np.percentile(wet, 99)) / 100.0 if wet.size else 0.0
+            return Frames(t_s=t, x=gx, y=gy, depth_cm=out, factor=factor, max_depth_m=dmax, scale_max_m=p99,
                           full_x=x, full_y=y, dx=dx, variables=[str(v) for v in ds.data_vars],
                           start=start, place_series=series)
         except RunError:

@@ -244,7 +244,7 @@ def form_errors(form: dict) -> dict[str, str]:
     for fid, key, lo, hi, unit in (("b-duration", "duration_h", 0.05, 240, "h"),):
         v = form.get(key)
         if v is None or v == "":
-            err[fid] = "Required."
+            err[fid] = f"Required: a number in {unit}."
         elif not (lo <= float(v) <= hi):
             err[fid] = f"Must be between {lo} and {hi} {unit} (got {v})."
     ev = form.get("event")

@@ -157,10 +157,21 @@ def observations(path: str | Path, datastream_id: str, limit: int = 20_000) -> p
     return df
 
 
-def observed_for_place(store: str | Path, place_id: str, start: str | None):
+def _norm(s: str) -> str:
+    import unicodedata
+
+    s = unicodedata.normalize("NFKD", str(s).replace("đ", "d").replace("Đ", "D"))
+    return " ".join("".join(c for c in s if not unicodedata.combining(c)).lower().split())
+
+
+def observed_for_place(store: str | Path, place_id: str, start: str | None, place_name: str | None = None):
     """(t_s since the run start, values, label) of the datastream linked to a gauge place, or None."""
     ds = datastreams(store)
     m = ds[(ds["place_id"].astype(str) == str(place_id)) | (ds["station"].astype(str) == str(place_id))]
+    if m.empty and place_name:
+        key = _norm(place_name)
+        names = ds.get("station_name", ds["name"]).astype(str).map(_norm)
+        m = ds[(names == key) | (ds["name"].astype(str).map(_norm) == key)]
     if m.empty or not start:
         return None
     row = m.iloc[0]

@@ -24,9 +24,9 @@ STATE = ("state", "status", "action")
 SHELTER = ("shelter_id", "shelter", "destination_shelter")
 T_CALL = ("t_call_s", "call_s", "t_s", "time_s", "created_s")
 T_DISPATCH = ("t_dispatch_s", "dispatch_s", "dispatched_s")
-T_ARRIVE = ("t_arrive_s", "t_on_scene_s", "on_scene_s", "arrive_s", "arrival_s")
+T_ARRIVE = ("t_arrive_s", "arrive_scene_s", "t_on_scene_s", "on_scene_s", "arrive_s", "arrival_s")
 T_HOSP = ("t_hospital_s", "hospital_s", "at_hospital_s")
-T_DONE = ("t_done_s", "t_closed_s", "t_resolved_s", "done_s", "closed_s", "end_s", "t_clear_s")
+T_DONE = ("t_done_s", "clear_s", "t_clear_s", "t_closed_s", "t_resolved_s", "done_s", "closed_s", "end_s")
 UNIT = ("unit_id", "unit")
 HOSPITAL = ("hospital_id", "hospital")
 PRIORITY = ("priority", "severity")
@@ -206,14 +206,16 @@ def utilisation_series(run: Run, t_grid: np.ndarray, n_units: int | None = None)
         if units is not None and col(units, *UNIT):
             n_units = int(units[col(units, *UNIT)].nunique())
         elif uc is not None:
-            n_units = int(inc[uc].dropna().nunique())
+            u = inc[uc].dropna().astype(str)
+            n_units = int(u[u != "-1"].nunique())
     if not n_units:
         return None
     disp = inc["t_dispatch_s"].to_numpy()[:, None]
     end = inc["t_done_s"].fillna(np.inf).to_numpy()[:, None]
     busy = ((disp <= t_grid[None, :]) & (end > t_grid[None, :]))
-    if uc is not None:
+    if uc is not None:  # the services table writes -1 for "no unit"
         ids = inc[uc].astype(str).to_numpy()
+        busy &= (ids != "-1")[:, None]
         n_busy = np.array([len(set(ids[busy[:, j]])) for j in range(busy.shape[1])])
     else:
         n_busy = busy.sum(axis=0)
@@ -249,9 +251,20 @@ def hospital_admissions(run: Run) -> pd.DataFrame | None:
     hc = col(inc, *HOSPITAL)
     if hc is None or inc["t_hospital_s"].isna().all():
         return None
-    d = inc[inc["t_hospital_s"].notna() & inc[hc].notna()].sort_values("t_hospital_s")
+    d = inc[inc["t_hospital_s"].notna() & inc[hc].notna() & (inc[hc].astype(str) != "-1")].sort_values("t_hospital_s")
     if d.empty:
         return None
     d = d.assign(patients=1.0)
     d["patients"] = d.groupby(hc)["patients"].cumsum()
     return d.rename(columns={hc: "hospital", "t_hospital_s": "t"})[["t", "hospital", "patients"]]
+
+
+def flooded_area_series(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
+    """Flooded area (all depth classes, km²) over time from kpis.json (series_t_s, flooded_area_m2)."""
+    k = run.kpis()
+    t, a = k.get("series_t_s"), k.get("flooded_area_m2")
+    if not isinstance(t, list) or not isinstance(a, list) or len(t) != len(a) or not t:
+        return None
+    vals = [sum(v for v in x.values() if isinstance(v, (int, float))) if isinstance(x, dict)
+            else (float(x) if isinstance(x, (int, float)) else np.nan) for x in a]
+    return np.asarray(t, float), np.asarray(vals, float) / 1e6

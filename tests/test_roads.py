@@ -89,3 +89,37 @@ def test_signal_phases_parsed():
     links["signal_group"] = [-1, 1, 0, -1]
     net = RoadNetwork.from_frames(nodes, links)
     assert net.nodes["signal_phases_s"].tolist() == [(30.0, 30.0), (), (20.0, 40.0), ()]
+
+
+def test_string_node_ids_work_end_to_end():
+    from twin.traffic import TrafficModel
+
+    nodes = pd.DataFrame({"id": ["a", "b", "c"], "x": [0.0, 300.0, 600.0], "y": [0.0, 0.0, 0.0]})
+    links = pd.DataFrame({"from": ["a", "b", "b", "c"], "to": ["b", "c", "a", "b"], "length_m": 300.0,
+                          "lanes": 1, "free_speed_mps": 10.0})
+    net = RoadNetwork.from_frames(nodes, links).largest_strongly_connected()
+    tm = TrafficModel(net)
+    tm.add_trips(pd.DataFrame({"origin": ["a"], "destination": ["c"], "depart_s": [0.0]}))
+    tm.run_one_step(100)
+    tr = tm.trips
+    assert tr.destination.iloc[0] == "c" and tr.travel_time_s.iloc[0] == pytest.approx(60.0)
+    nodes_path, links_path, t = tm.shortest_path("c", "a")
+    assert nodes_path == ["c", "b", "a"] and t == pytest.approx(60.0)
+    assert net.nearest_node(550.0, 3.0) == "c"
+
+
+def test_reader_classmethods_delegate_to_roads_io(tmp_path):
+    """from_graphml goes through twin.roads_io (the city room's reader) and gives a network that drives."""
+    from twin.roads_io import write_graphml
+    from twin.traffic import TrafficModel
+
+    net = RoadNetwork.grid(3, origin=(500_000.0, 1_700_000.0))
+    path = write_graphml(net, tmp_path / "grid.graphml")
+    back = RoadNetwork.from_graphml(path)
+    assert isinstance(back, RoadNetwork) and back.n_nodes == 9 and back.n_links == net.n_links
+    assert np.allclose(sorted(back.links.length_m), sorted(net.links.length_m))
+    tm = TrafficModel(back)
+    a, b = back.nearest_node(500_000.0, 1_700_000.0), back.nearest_node(500_600.0, 1_700_600.0)
+    tm.add_trips(pd.DataFrame({"origin": [a], "destination": [b], "depart_s": [0.0]}))
+    tm.run_one_step(300)
+    assert tm.trips.travel_time_s.iloc[0] == pytest.approx(4 * 300 / (50 / 3.6), rel=1e-6)

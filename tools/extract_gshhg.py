@@ -20,6 +20,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REGION = (108.3, 108.7, 15.4, 15.75)
@@ -27,7 +28,8 @@ OUT = Path(__file__).resolve().parents[1] / "twin" / "data" / "tamky" / "sources
 
 
 def _segments(args: list[str]) -> list[tuple[str, list[list[float]]]]:
-    text = subprocess.run(["gmt", "coast", *args], check=True, capture_output=True, text=True).stdout
+    with tempfile.TemporaryDirectory() as tmp:   # gmt writes gmt.history into its working directory
+        text = subprocess.run(["gmt", "coast", *args], check=True, capture_output=True, text=True, cwd=tmp).stdout
     segs: list[tuple[str, list[list[float]]]] = []
     header, pts = "", []
     for line in text.splitlines():

@@ -177,6 +177,7 @@ class Twin:
     applied: set = field(default_factory=set)
     sea_mask: np.ndarray | None = None      # sea cells in the model (the coastal stage strip)
     sea_full: np.ndarray | None = None      # every sea cell (maps)
+    initial_depth: np.ndarray | None = None  # water at t = 0 (permanent water bodies)
     urban: np.ndarray | bool = True
     link_sampler: LinkDepthSampler | None = None
     traffic_network: Any = None
@@ -195,9 +196,13 @@ class Twin:
 
     @property
     def land(self) -> np.ndarray:
-        """Valid cells that are not sea: where flooded area, damage and maps count."""
+        """Valid cells that are neither sea nor permanent water (initial depth >= 0.1 m: rivers,
+        lagoon, reservoir): where flooded area, damage and the map's colour scale count."""
         sea = self.sea_full if self.sea_full is not None else self.sea_mask
-        return self.terrain.valid if sea is None else self.terrain.valid & ~sea
+        m = self.terrain.valid if sea is None else self.terrain.valid & ~sea
+        if self.initial_depth is not None:
+            m = m & ~(self.initial_depth >= 0.1)
+        return m
 
     @property
     def cell_area(self) -> float:
@@ -362,9 +367,15 @@ class Twin:
         out = np.full(len(o), np.nan)
         ok = ~(pd.isna(o) | pd.isna(d))
         if ok.any():
-            uo, inv = np.unique(o[ok].astype(int), return_inverse=True)
-            dist = dijkstra(A, directed=True, indices=uo)
-            out[ok] = dist[inv, d[ok].astype(int)]
+            oo, dd = o[ok].astype(int), d[ok].astype(int)
+            uo, inv_o = np.unique(oo, return_inverse=True)
+            ud, inv_d = np.unique(dd, return_inverse=True)
+            if len(ud) < len(uo):  # many-to-few (evacuation to shelters): search back from destinations
+                dist = dijkstra(A.T.tocsr(), directed=True, indices=ud)
+                out[ok] = dist[inv_d, oo]
+            else:
+                dist = dijkstra(A, directed=True, indices=uo)
+                out[ok] = dist[inv_o, dd]
         out[~np.isfinite(out)] = np.nan
         return out
 
@@ -718,7 +729,9 @@ def _build_flood(tw: Twin) -> None:
 
         rx, ry = _to_utm(f.reservoir.xy, f.reservoir.crs)[0]
         h0 = np.maximum(np.nan_to_num(h0), reservoir_fill(terrain, rx, ry, f.reservoir.initial_level_m))
-    fm.set_depth(np.where(terrain.valid, np.clip(np.nan_to_num(h0), 0.0, None), 0.0))
+    h0 = np.where(terrain.valid, np.clip(np.nan_to_num(h0), 0.0, None), 0.0)
+    fm.set_depth(h0)
+    tw.initial_depth = h0
     for inf in f.inflows:
         if inf.at is not None:
             x, y = _inflow_point(tw, inf.at)

@@ -90,31 +90,32 @@ class LinkDepthSampler:
 
     def __init__(self, links, transform, shape: tuple[int, int], spacing_m: float = 15.0,
                  valid: np.ndarray | None = None):
+        import shapely
+
         ny, nx = shape
         self.n_links = len(links)
         self.shape = shape
-        cell_idx, link_idx = [], []
-        for i, geom in enumerate(links["geometry"]):
-            if geom is None or geom.is_empty:
-                continue
-            length = float(geom.length)
-            n = max(3, int(np.ceil(length / spacing_m)) + 1)
-            dists = np.linspace(0.0, length, n)
-            pts = [geom.interpolate(d) for d in dists]
-            xs = np.array([p.x for p in pts])
-            ys = np.array([p.y for p in pts])
-            cols = (xs - transform.c) / transform.a   # north-up rasters (b = d = 0)
-            rows = (ys - transform.f) / transform.e
-            rows = np.floor(rows).astype(int)
-            cols = np.floor(cols).astype(int)
-            ok = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
-            flat = np.unique(rows[ok] * nx + cols[ok])
-            if valid is not None and len(flat):
-                flat = flat[valid.ravel()[flat]]
-            cell_idx.append(flat)
-            link_idx.append(np.full(len(flat), i))
-        self.cells = np.concatenate(cell_idx) if cell_idx else np.zeros(0, int)
-        self.link_of = np.concatenate(link_idx) if link_idx else np.zeros(0, int)
+        geoms = np.asarray(links["geometry"], dtype=object)
+        ok_g = np.array([g is not None and not g.is_empty for g in geoms], dtype=bool)
+        lengths = np.zeros(len(geoms))
+        lengths[ok_g] = shapely.length(geoms[ok_g])
+        n_pts = np.where(ok_g, np.maximum(3, np.ceil(lengths / spacing_m).astype(int) + 1), 0)
+        link_of = np.repeat(np.arange(len(geoms)), n_pts)
+        # fraction along each line: 0 .. 1 in n_pts steps
+        start = np.repeat(np.cumsum(n_pts) - n_pts, n_pts)
+        k = np.arange(len(link_of)) - start
+        frac = k / np.maximum(np.repeat(n_pts, n_pts) - 1, 1)
+        pts = shapely.line_interpolate_point(geoms[link_of], frac, normalized=True)
+        xy = shapely.get_coordinates(pts)
+        cols = np.floor((xy[:, 0] - transform.c) / transform.a).astype(np.int64)  # north-up rasters
+        rows = np.floor((xy[:, 1] - transform.f) / transform.e).astype(np.int64)
+        ok = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
+        flat = rows * nx + cols
+        if valid is not None:
+            ok &= np.where(ok, valid.ravel()[np.where(ok, flat, 0)], False)
+        pairs = np.unique(np.stack([link_of[ok], flat[ok]], axis=1), axis=0) if ok.any() else np.zeros((0, 2), int)
+        self.link_of = pairs[:, 0].astype(np.int64)
+        self.cells = pairs[:, 1].astype(np.int64)
         self.n_samples = np.bincount(self.link_of, minlength=self.n_links)
 
     def max(self, field: np.ndarray) -> np.ndarray:

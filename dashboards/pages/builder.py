@@ -40,7 +40,7 @@ def layout(ctx, selected=None):
                 field("b-name", "Name", dcc.Input(id="b-name", type="text", value="what-if", debounce=False),
                       "any text; the run id keeps letters, digits and _"),
                 html.Div([
-                    field("b-duration", "Duration (h)", dcc.Input(id="b-duration", type="number", value=6, min=0, step=0.25)),
+                    field("b-duration", "Duration (h)", dcc.Input(id="b-duration", type="number", value=6, min=0, step="any")),
                     field("b-resolution", "Grid resolution (m)", dcc.Dropdown(id="b-resolution", options=[
                         {"label": "default of the base", "value": ""}, {"label": "30 m", "value": 30},
                         {"label": "60 m", "value": 60}, {"label": "90 m", "value": 90}], value="", clearable=False)),

@@ -35,7 +35,7 @@ def layout(ctx, selected=None):
                      className="side-col wide"),
         ], className="two-col"),
         html.H3("Through time"),
-        dcc.Graph(id="cmp-series", config={"displaylogo": False}, style={"height": "520px"}),
+        dcc.Graph(id="cmp-series", config={"displaylogo": False}, style={"height": "640px"}),
     ])
 
 

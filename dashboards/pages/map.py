@@ -36,8 +36,8 @@ def layout(ctx, selected=None):
             html.Div([
                 html.H3("Time series"),
                 html.P("Click a place or a gauge on the map.", className="hint"),
-                dcc.Graph(id="map-series", figure=figures.empty_figure("no place selected", 260),
-                          config={"displaylogo": False}, style={"height": "260px"}),
+                dcc.Graph(id="map-series", figure=figures.empty_figure("no place selected", 300),
+                          config={"displaylogo": False}, style={"height": "300px"}),
                 html.Div(id="map-info", className="info"),
             ], className="side-col"),
         ], className="two-col"),
@@ -61,7 +61,7 @@ def build_map(ctx, path, i: int = 0):
     run, layers, frames = res
     fig = figures.map_figure(run, layers, frames, i)
     notes = [html.Li(n) for n in layers.notes]
-    info = [html.P(f"Layers: {layers.source}."), html.P(f"{len(frames.t_s)} frames, {frames.factor}× block maximum of a "
+    info = [html.P(f"Run {run.id}: {run.display_name()}.", className="run-id"), html.P(f"Layers: {layers.source}."), html.P(f"{len(frames.t_s)} frames, {frames.factor}× block maximum of a "
             f"{len(frames.full_y)}×{len(frames.full_x)} grid at {frames.dx:.0f} m; peak depth {frames.max_depth_m:.2f} m."),
             html.Ul(notes) if notes else None]
     return fig, len(frames.t_s) - 1, time_marks(frames.t_s), i, None, info
@@ -141,6 +141,6 @@ def place_series(ctx, path, click):
     if kind.startswith("gauge") and ctx.store is not None:
         from ..sensors_store import observed_for_place
 
-        observed, _ = safe(observed_for_place, ctx.store, place_id, frames.start)
+        observed, _ = safe(observed_for_place, ctx.store, place_id, frames.start, str(cd[1]) if len(cd) > 1 else None)
     fig, err = safe(figures.place_series_figure, run, frames, layers, place_id, observed)
     return fig if fig is not None else figures.empty_figure(err, 260)

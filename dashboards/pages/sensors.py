@@ -14,6 +14,12 @@ from .common import message, run_picker, safe
 
 def layout(ctx, selected=None):
     store = str(ctx.store) if ctx.store else None
+    opts, first = [], None
+    if ctx.store is not None:
+        df, _ = safe(datastreams, ctx.store)
+        if df is not None and len(df):
+            opts = ds_options(df)
+            first = opts[0]["value"]
     return html.Div([
         html.Div([
             html.H1("Sensors"),
@@ -32,20 +38,28 @@ def layout(ctx, selected=None):
             html.Div([html.H3("Latest values"), html.Div(id="sen-table", className="kpi-wrap")], className="side-col wide"),
         ], className="two-col"),
         html.Div([html.Label("Datastream", htmlFor="sen-ds", className="field-label"),
-                  dcc.Dropdown(id="sen-ds", options=[], placeholder="choose a datastream", className="run-dropdown")],
+                  dcc.Dropdown(id="sen-ds", options=opts, value=first, placeholder="choose a datastream",
+                               className="run-dropdown")],
                  className="field"),
         dcc.Graph(id="sen-series", figure=figures.empty_figure("choose a datastream"), config={"displaylogo": False}),
     ])
 
 
+def ds_options(df: pd.DataFrame) -> list[dict]:
+    st = df["station_name"] if "station_name" in df.columns else df["station"]
+    return [{"label": f"{n} — {s} ({d})" if pd.notna(s) and str(s) != str(n) else f"{n} ({d})", "value": str(d)}
+            for d, n, s in zip(df["datastream_id"], df["name"], st)]
+
+
 def station_table(df: pd.DataFrame) -> html.Table:
     head = html.Thead(html.Tr([html.Th(h) for h in ("datastream", "station", "latest", "unit", "time (local)", "QC flag", "n")]))
     rows = []
-    for r in df.itertuples(index=False):
+    st = df["station_name"] if "station_name" in df.columns else df["station"]
+    for r, sname in zip(df.itertuples(index=False), st):
         flag = str(r.latest_flag) if r.latest_flag is not None else "–"
         cls = "flag-good" if flag.lower() in ("good", "ok", "pass") else "flag-bad"
         t = r.latest_time.strftime("%Y-%m-%d %H:%M") if pd.notna(r.latest_time) else "–"
-        rows.append(html.Tr([html.Td(str(r.datastream_id)), html.Td(str(r.name)), html.Td(figures.fmt_num(r.latest_value), className="num"),
+        rows.append(html.Tr([html.Td(f"{r.name} ({r.datastream_id})"), html.Td(str(sname) if pd.notna(sname) else "–"), html.Td(figures.fmt_num(r.latest_value), className="num"),
                              html.Td(str(r.unit or "")), html.Td(t), html.Td(flag, className=cls), html.Td(int(r.n_obs), className="num")]))
     return html.Table([head, html.Tbody(rows)], className="kpi-table", id="sen-station-table")
 
@@ -67,8 +81,9 @@ def stations_figure(ctx, df: pd.DataFrame, run_path) -> go.Figure:
                                  textposition="top center", hovertext=txt, hoverinfo="text", name="stations",
                                  customdata=d["datastream_id"], marker={"size": 12, "color": "black", "symbol": "circle-dot"}))
     layout = figures.base_layout(height=420, margin={"l": 70, "r": 10, "t": 10, "b": 50}, showlegend=False,
-                                 xaxis={"title": {"text": "easting (m, UTM 49N)"}, "tickformat": "d"},
-                                 yaxis={"title": {"text": "northing (m)"}, "scaleanchor": "x", "tickformat": "d"})
+                                 xaxis={"title": {"text": "easting (m, UTM 49N)"}, "tickformat": "d", "showgrid": False},
+                                 yaxis={"title": {"text": "northing (m)"}, "scaleanchor": "x", "tickformat": "d",
+                                        "showgrid": False})
     if lay is not None and lay.extent is not None:
         w, e, s, n = lay.extent
         layout["xaxis"]["range"] = [w, e]
@@ -100,6 +115,10 @@ def simulated_at(ctx, run_path, x, y, prop: str):
     if any(k in (prop or "").lower() for k in ("stage", "level", "tide")):
         cell = fr.cell_of(float(x), float(y))
         z = run.elevation()
+        if z is None:
+            lay, _ = safe(ctx.layers.for_run, run)
+            if lay is not None and lay.elevation is not None and lay.elevation.shape == (len(fr.full_y), len(fr.full_x)):
+                z = lay.elevation
         if z is not None and cell is not None:
             vals = depth + z[cell]
             label = "simulated water level"
@@ -114,7 +133,7 @@ def refresh(ctx, run_path, ds_id):
     df, err = safe(datastreams, ctx.store)
     if err:
         return e, None, [], e, message(err), ""
-    opts = [{"label": f"{r.name} ({r.datastream_id})", "value": str(r.datastream_id)} for r in df.itertuples()]
+    opts = ds_options(df)
     series = figures.empty_figure("choose a datastream")
     msg = None
     if ds_id:

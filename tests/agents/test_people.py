@@ -59,6 +59,8 @@ def test_population_from_city_and_mesa_agents(city):
     a = pm.agents_by_type[Household].select(lambda a: a.members >= 1)
     assert len(a) == 1000
     pm.agents.shuffle_do("member_ages")  # AgentSet verbs work on the views
+    pm.step()                            # Mesa's step: one 300-s people step (dry without flood fields)
+    assert pm.steps == 1 and pm.time_s == 300.0
 
 
 def test_conservation_and_single_place_each_step(city):
@@ -126,7 +128,8 @@ def test_shelter_capacity_never_exceeded_and_overflow_redirected():
 def test_walking_speed_is_reduced_by_depth(city):
     def walked(depth_m):
         pm = PeopleModel(city, {"n_tourists": 0, "w_upper": 0.0, "w_relatives": 0.0,
-                                "walk_stop_depth_m": 1.0, "walk_stop_depth_vulnerable_m": 1.0},
+                                "walk_stop_depth_m": 1.0, "walk_stop_depth_vulnerable_m": 1.0,
+                                "shelter_close_depth_m": 1.0},
                          np.random.default_rng(6))
         pm.vulnerable[:] = False
         pm.walk_speed[:] = 1.0
@@ -228,3 +231,15 @@ def test_warning_area_channels_and_tourists(city):
     pm2._apply_warning(0.0, "tv", None)
     got = np.isfinite(pm2.recv_s[:, 2])
     assert abs(got[pm2.kind == 0].mean() - 0.5) < 0.05 and got[pm2.kind == 1].mean() < 0.2
+
+
+def test_night_warnings_reach_fewer_people(city):
+    # scenario starts at 20:00; a TV warning at t = 0 (20:00) versus t = 4 h (00:00)
+    def reached(t_s):
+        pm = PeopleModel(city, {"n_tourists": 0, "start_hour_local": 20.0}, np.random.default_rng(4))
+        pm._apply_warning(t_s, "tv", None)
+        return np.isfinite(pm.recv_s[:, 2]).mean()
+
+    day, night = reached(0.0), reached(4 * 3600.0)
+    assert abs(day - 0.5) < 0.04                 # TV reach 0.5
+    assert abs(night - 0.5 * 0.2) < 0.03         # × night factor 0.2

@@ -114,3 +114,25 @@ def test_models_use_the_network_traffic_runs_on():
     pm.act_s[:] = 0.0
     pm.run_one_step(300.0, None, None)          # trips on the traffic network's node ids
     assert tm.n_trips > 0
+
+
+def test_stuck_vehicle_trips_are_abandoned_after_the_patience_time():
+    # traffic never advances (gridlock): after abandon_vehicle_after_s the occupants walk on
+    city = synthetic_city()
+    tm = TrafficModel(city.roads, dt=1.0, seed=0)
+    pm = PeopleModel(city, {"n_tourists": 0, "w_upper": 0.0, "abandon_vehicle_after_s": 3600.0},
+                     np.random.default_rng(3), traffic=tm)
+    pm.act_s[:] = 0.0
+    pm.run_one_step(300.0, None, None)
+    drivers = np.flatnonzero(pm.state == DRIVE)
+    assert drivers.size > 100 and tm.n_trips == drivers.size
+    for _ in range(12):                      # departed at t = 300 s; now t = 3900 s, 3600 s later: not yet
+        pm.run_one_step(300.0, None, None)
+    assert np.all(pm.state[drivers] == DRIVE)
+    pm.run_one_step(300.0, None, None)       # 3900 s > 3600 s
+    assert not np.any(pm.state[drivers] == DRIVE)
+    ev = pm.event_table()
+    assert set(ev[ev.event == "vehicle_stalled"].agent_id) == set(drivers.tolist())
+    for _ in range(24):
+        pm.run_one_step(300.0, None, None)
+    assert np.isin(pm.state[drivers], (SHELTER, RELATIVES)).mean() > 0.9

@@ -128,6 +128,12 @@ def test_tamky_population_and_places(tamky):
     assert list(tamky.ward_raster[r, cc]) == list(pl["ward"])
     names = dict(zip(pop["ward"], pop["ward_name"]))
     assert [names.get(int(v), "") for v in pl["ward"]] == list(pl["ward_name"])
+    # every building (not the gauges) is reachable: a road node within 250 m
+    bld = pl[~pl["kind"].str.startswith("gauge")]
+    nn = tamky.roads.nearest_node(bld["x"].to_numpy(), bld["y"].to_numpy())
+    nodes = tamky.roads.nodes.set_index("id")
+    gap = np.hypot(nodes.loc[nn, "x"].to_numpy() - bld["x"].to_numpy(), nodes.loc[nn, "y"].to_numpy() - bld["y"].to_numpy())
+    assert gap.max() < 250.0
     # tide gauge sits by the Trường Giang toward An Hòa, the stage gauge on the Tam Kỳ river
     assert "An Hòa" in pl.loc[pl["kind"] == "gauge_tide", "name"].iloc[0]
     assert len(tamky.inflows) >= 2 and "Phú Ninh" in tamky.inflows["name"].iloc[0]
@@ -182,9 +188,14 @@ def test_tamky_10m_generated_deterministically(tmp_path, monkeypatch, tamky):
     with pytest.warns(UserWarning, match="generating the Tam Kỳ 10 m terrain"):
         c10 = load_city("tamky", resolution_m=10)
     assert c10.terrain.elevation.shape == (2580, 2610)
-    # the shipped 30 m layer is the 3x3 block mean of the generated 10 m terrain
-    bm = synth.block_mean(c10.terrain.elevation, 3)
+    # the shipped 30 m layer is the 3x3 aggregate of the generated 10 m terrain: block mean, and on water
+    # cells the mean of the water sub-cells (channel burning); land cover by majority, water if any
+    lc30 = synth.block_mode(c10.landcover, 3)
+    assert (lc30 == tamky.landcover).all()
+    bm = synth.coarsen_elevation(c10.terrain.elevation, c10.landcover, lc30, 3)
     assert np.abs(bm - tamky.terrain.elevation).max() < 1e-3
+    dry = lc30 != 2
+    assert np.abs(synth.block_mean(c10.terrain.elevation, 3)[dry] - tamky.terrain.elevation[dry]).max() < 1e-3
     assert (c10.landcover == 1).mean() == pytest.approx((tamky.landcover == 1).mean(), abs=0.005)
     assert c10.roads.n_links == tamky.roads.n_links
     # second load uses the cache (no warning)
@@ -194,14 +205,45 @@ def test_tamky_10m_generated_deterministically(tmp_path, monkeypatch, tamky):
         load_city("tamky", resolution_m=10)
 
 
+def _spill_level(city, r0, c0):
+    """Lowest water level at which cell (r0, c0) is connected (4-neighbour) to the sea cells."""
+    from scipy import ndimage
+    z = city.terrain.elevation
+    lo, hi = z[r0, c0], 100.0
+    for _ in range(30):
+        m = 0.5 * (lo + hi)
+        lab, _ = ndimage.label(z < m)
+        if lab[r0, c0] and (lab == lab[r0, c0])[city.sea_cells].any():
+            hi = m
+        else:
+            lo = m
+    return hi
+
+
+@pytest.mark.parametrize("res", [30, 90])
+def test_inflows_sit_in_channels_that_drain_to_the_sea(tamky, res):
+    c = tamky if res == 30 else load_city("tamky", resolution_m=res)
+    assert {"row", "col"} <= set(c.inflows.columns)
+    for f in c.inflows.itertuples():
+        assert c.landcover[f.row, f.col] == 2, f.name                  # on water
+        z0 = c.terrain.elevation[f.row, f.col]
+        # the river drains: water at most 0.7 m above the inflow cell reaches the sea (no sills, no pits)
+        assert _spill_level(c, f.row, f.col) < z0 + 0.7, (res, f.name, z0)
+
+
 def test_coarser_resolution_resamples(tamky):
     c60 = load_city("tamky", resolution_m=60)
     assert c60.terrain.elevation.shape == (430, 435)
-    assert np.allclose(c60.terrain.elevation, synth.block_mean(tamky.terrain.elevation, 2), atol=1e-3)
+    lc60 = synth.block_mode(tamky.landcover, 2)
+    assert (c60.landcover == lc60).all()
+    assert np.allclose(c60.terrain.elevation, synth.coarsen_elevation(tamky.terrain.elevation, tamky.landcover, lc60, 2),
+                       atol=1e-3)
     c90 = load_city("tamky", resolution_m=90)          # 25,800 m is not a multiple of 90: last row dropped
     assert c90.terrain.elevation.shape == (286, 290)
     assert c90.terrain.origin == tamky.terrain.origin
-    assert np.allclose(c90.terrain.elevation, synth.block_mean(tamky.terrain.elevation[:858], 3), atol=1e-3)
+    lc90 = synth.block_mode(tamky.landcover[:858], 3)
+    assert np.allclose(c90.terrain.elevation,
+                       synth.coarsen_elevation(tamky.terrain.elevation[:858], tamky.landcover[:858], lc90, 3), atol=1e-3)
     assert set(np.unique(c90.ward_raster)) == {0, 1, 2, 3, 4}
     with pytest.raises(ValueError, match="must divide"):
         load_city("tamky", resolution_m=7)

@@ -8,56 +8,63 @@ import json
 import pytest
 
 import fixture_run as fx
-from conftest import Server
+from conftest import ENGINE_RUNNER, Server
 from dashboards.app import create_app
 
 PAGES = [("/", "map"), ("/builder", "builder"), ("/compare", "compare"), ("/sensors", "sensors"), ("/emergency", "emergency")]
 
 
 @pytest.fixture(scope="module")
-def server(runs_dir, tmp_path_factory):
-    import duckdb
+def server(runs_dir, scenarios_dir, tmp_path_factory):
+    import numpy as np
+
+    from twin.sensors.model import Datastream, Station
+    from twin.sensors.store import SensorStore
 
     db = tmp_path_factory.mktemp("store") / "sensors.duckdb"
-    con = duckdb.connect(str(db))
-    con.execute("create table observations (datastream_id varchar, phenomenon_time timestamptz, result double, quality_flag varchar)")
-    con.execute("create table datastreams (datastream_id varchar, name varchar, unit varchar, observed_property varchar, place_id varchar, x double, y double)")
     p = fx.places().set_index("place_id").loc["G1"]
-    con.execute("insert into datastreams values ('G1-stage', 'Trạm thủy văn Tam Kỳ', 'm', 'river_stage', 'G1', ?, ?)", [p.x, p.y])
-    for k in range(13):
-        con.execute("insert into observations values ('G1-stage', timestamptz '2020-10-27 17:00:00+00' + ?::integer * interval 30 minute, ?, ?)",
-                    [k, 1.0 + 0.2 * k, "good" if k != 7 else "spike"])
-    con.close()
-    app = create_app(runs_dir, store=db, city_loader=fx.fixture_city_loader, live_refresh_ms=2000)
+    store = SensorStore(db)   # the project's store (twin.sensors), schema as the ingester writes it
+    store.register(stations=[Station("G1", name="Trạm thủy văn Tam Kỳ", x=float(p.x), y=float(p.y))],
+                   datastreams=[Datastream("G1-stage", "G1", "river_stage", unit="m", name="Mực nước sông Tam Kỳ")])
+    t = np.datetime64("2020-10-27T17:00") + np.arange(13) * np.timedelta64(30, "m")   # UTC = 00:00 local
+    level = 1.0 + 0.2 * np.arange(13)
+    level[7] = 25.0  # a spike for QC to flag
+    store.insert("G1-stage", t, level)
+    store.run_qc()
+    store.close()
+    app = create_app(runs_dir, store=db, city_loader=fx.fixture_city_loader, live_refresh_ms=2000,
+                     scenarios_dir=scenarios_dir, runner=ENGINE_RUNNER)
     with Server(app) as srv:
         yield srv
 
 
 def _wait_graph(page, gid):
     page.wait_for_function(f"() => {{ const g = document.querySelector('#{gid} .js-plotly-plot'); return g && g.data && g.data.length > 0; }}",
-                           timeout=20000)
+                           timeout=30000)
 
 
-@pytest.mark.parametrize("path,name", PAGES)
-def test_page_loads_without_console_errors(server, page, artifacts_dir, path, name):
-    page.goto(server.url + path)
-    page.wait_for_selector("nav .brand")
-    page.wait_for_load_state("networkidle")
-    if name == "map":
-        _wait_graph(page, "map-graph")
-        page.wait_for_function("() => document.querySelector('#map-graph .js-plotly-plot').data[0].type === 'heatmap'")
-    elif name == "compare":
-        page.wait_for_selector("#cmp-kpi-table")
-    elif name == "emergency":
-        _wait_graph(page, "em-timeline")
-    elif name == "sensors":
-        page.wait_for_selector("#sen-station-table")
-    elif name == "builder":
-        page.wait_for_selector("#b-runs li")
-    assert "Tam Kỳ Twin" in page.title()
-    assert "Traceback" not in page.content()
-    page.screenshot(path=str(artifacts_dir / f"dashboard_{name}.png"), full_page=True)
-    assert page.console_errors == []
+def test_every_page_loads_without_console_errors(server, page, artifacts_dir):
+    for path, name in PAGES:
+        page.goto(server.url + path)
+        page.wait_for_selector("nav .brand")
+        if name == "map":
+            _wait_graph(page, "map-graph")
+            page.wait_for_function("() => document.querySelector('#map-graph .js-plotly-plot').data[0].type === 'heatmap'")
+        elif name == "compare":
+            page.wait_for_selector("#cmp-kpi-table")
+            _wait_graph(page, "cmp-series")
+        elif name == "emergency":
+            page.wait_for_selector("#em-summary > *")
+            page.wait_for_function("() => { const g = document.querySelector('#em-timeline .js-plotly-plot'); return g && g._fullLayout; }")
+        elif name == "sensors":
+            page.wait_for_selector("#sen-station-table")
+        elif name == "builder":
+            page.wait_for_selector("#b-runs li")
+        page.wait_for_load_state("networkidle")
+        assert "Tam Kỳ Twin" in page.title()
+        assert "Traceback" not in page.content()
+        page.screenshot(path=str(artifacts_dir / f"dashboard_{name}.png"), full_page=True)
+        assert page.console_errors == [], (path, page.console_errors)
 
 
 def _depth_sum(page):
@@ -69,18 +76,17 @@ def test_scrubbing_the_time_slider_changes_the_map(server, page, artifacts_dir, 
     page.goto(server.url + "/")
     _wait_graph(page, "map-graph")
     page.wait_for_function("() => document.querySelector('#map-graph .js-plotly-plot').data[0].type === 'heatmap'")
-    page.select_option if False else None
-    # choose fixture-a explicitly through the dropdown
-    page.click("#map-run")
-    page.get_by_text("fixture-a — Mưa thiết kế 10 năm", exact=False).last.click()
+    _choose(page, "map-run", "fixture-a — Mưa thiết kế 10 năm")
+    page.wait_for_function("() => document.querySelector('#map-info .run-id').innerText.startsWith('Run fixture-a:')")
     page.wait_for_load_state("networkidle")
     s0 = _depth_sum(page)
     shot0 = page.locator("#map-graph").screenshot()
-    box = page.locator("#map-time").bounding_box()
-    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)  # scrub to mid-run
-    page.wait_for_function("() => !document.querySelector('#map-time-label').innerText.includes('0 h 00 min')", timeout=15000)
+    page.focus("#map-time [role=slider]")
+    for _ in range(6):                      # scrub to mid-run (frame 6 of 12) with the keyboard
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => !document.querySelector('#map-time-label').innerText.includes('0 h 00 min')", timeout=30000)
     page.wait_for_function(f"() => {{ const z = document.querySelector('#map-graph .js-plotly-plot').data[0].z; let s = 0;"
-                           f" for (const r of z) for (const v of r) if (v !== null) s += v; return Math.abs(s - {s0}) > 1; }}", timeout=15000)
+                           f" for (const r of z) for (const v of r) if (v !== null) s += v; return Math.abs(s - {s0}) > 1; }}", timeout=30000)
     s1 = _depth_sum(page)
     assert s1 > s0  # the river has risen by then
     assert page.locator("#map-graph").screenshot() != shot0
@@ -90,49 +96,140 @@ def test_scrubbing_the_time_slider_changes_the_map(server, page, artifacts_dir, 
     # play advances the slider by itself
     page.click("#map-play")
     before = page.inner_text("#map-time-label")
-    page.wait_for_function(f"() => document.querySelector('#map-time-label').innerText !== {json.dumps(before)}", timeout=10000)
+    page.wait_for_function(f"() => document.querySelector('#map-time-label').innerText !== {json.dumps(before)}", timeout=30000)
     page.click("#map-play")
     assert page.console_errors == []
 
 
-def test_compare_shows_both_runs_kpis(server, page, runs_dir):
+def test_compare_shows_both_runs_kpis(server, page, runs_dir, artifacts_dir):
     page.goto(server.url + "/compare")
     page.wait_for_selector("#cmp-kpi-table")
+    _choose(page, "cmp-a", "fixture-a — Mưa thiết kế 10 năm")
+    _choose(page, "cmp-b", "fixture-b — Bão Molave — đê tạm")
+    page.wait_for_function("() => document.querySelector('#cmp-kpi-table').innerText.includes('A: Mưa thiết kế 10 năm')"
+                           " && document.querySelector('#cmp-kpi-table').innerText.includes('B: Bão Molave')")
     text = page.inner_text("#cmp-kpi-table")
     ka = json.loads((runs_dir / "fixture-a" / "kpis.json").read_text())
     kb = json.loads((runs_dir / "fixture-b" / "kpis.json").read_text())
-    assert "Mưa thiết kế 10 năm" in text and "Bão Molave — đê tạm" in text
     assert "damage usd" in text
     for v in (ka["damage_usd"], kb["damage_usd"]):
         assert f"{v:,.0f}" in text
     assert "▲" in text or "▼" in text
     _wait_graph(page, "cmp-diff")
+    # two runs of the real engine
+    _choose(page, "cmp-a", "engine-rp10 — rp10: Mưa thiết kế 10 năm (động cơ thật)")
+    _choose(page, "cmp-b", "engine-rp100 — rp100: Mưa thiết kế 100 năm (động cơ thật)")
+    page.wait_for_function("() => document.querySelector('#cmp-kpi-table').innerText.includes('A: rp10')"
+                           " && document.querySelector('#cmp-kpi-table').innerText.includes('B: rp100')")
+    text = page.inner_text("#cmp-kpi-table")
+    ka = json.loads((runs_dir / "engine-rp10" / "kpis.json").read_text())
+    kb = json.loads((runs_dir / "engine-rp100" / "kpis.json").read_text())
+    row = next(line for line in text.splitlines() if line.startswith("flooded area max m2"))
+    assert f"{ka['flooded_area_max_m2']:,.0f}" in row and f"{kb['flooded_area_max_m2']:,.0f}" in row and "▲" in row
+    _wait_graph(page, "cmp-series")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(artifacts_dir / "dashboard_compare_engine.png"), full_page=True)
     assert page.console_errors == []
-
-
-def test_corrupt_run_shows_a_message(server, page):
-    page.goto(server.url + "/")
-    _wait_graph(page, "map-graph")
-    page.click("#map-run")
-    page.get_by_text("corrupt-run", exact=False).last.click()
-    msg = page.wait_for_selector("#map-msg .msg-error", timeout=15000)
-    assert "manifest.json" in msg.inner_text() and "not valid JSON" in msg.inner_text()
-    assert "Traceback" not in page.content()
 
 
 def test_click_on_gauge_shows_observed_and_simulated(server, page, artifacts_dir):
     page.goto(server.url + "/")
     _wait_graph(page, "map-graph")
-    page.click("#map-run")
-    page.get_by_text("fixture-a", exact=False).last.click()
-    page.wait_for_load_state("networkidle")
+    _choose(page, "map-run", "fixture-a — Mưa thiết kế 10 năm")
+    page.wait_for_function("() => document.querySelector('#map-info .run-id').innerText.startsWith('Run fixture-a:')")
     # click the gauge marker through plotly's own event path
     page.evaluate("""() => { const g = document.querySelector('#map-graph .js-plotly-plot');
         const tr = g.data.length - 1; const k = g.data[tr].customdata.findIndex(c => c[0] === 'G1');
         g.emit('plotly_click', {points: [{curveNumber: tr, pointNumber: k, pointIndex: k, x: g.data[tr].x[k], y: g.data[tr].y[k],
                                           customdata: g.data[tr].customdata[k]}]}); }""")
     page.wait_for_function("() => { const g = document.querySelector('#map-series .js-plotly-plot'); return g && g.data && g.data.length >= 1 && g.layout.title && g.layout.title.text.includes('Tam Kỳ'); }",
-                           timeout=15000)
+                           timeout=30000)
     names = page.evaluate("() => document.querySelector('#map-series .js-plotly-plot').data.map(d => d.name)")
-    assert names[0] == "simulated depth" and any(n.startswith("observed") for n in names)
+    assert names[0] == "simulated water level" and any(n.startswith("observed") for n in names)
     page.screenshot(path=str(artifacts_dir / "dashboard_map_gauge.png"), full_page=True)
+    # a corrupt run folder: a message in the page, no traceback
+    _choose(page, "map-run", "corrupt-run (corrupt)")
+    msg = page.wait_for_selector("#map-msg .msg-error")
+    assert "manifest.json" in msg.inner_text() and "not valid JSON" in msg.inner_text()
+    assert "Traceback" not in page.content()
+    assert page.console_errors == []
+
+
+def _choose(page, dropdown_id, text):
+    page.click(f"#{dropdown_id}")
+    page.get_by_role("option", name=text).or_(page.get_by_text(text, exact=True)).first.click()
+
+
+def test_builder_runs_a_scenario_and_it_appears_in_the_run_list(server, page, runs_dir, artifacts_dir):
+    before = {p.name for p in runs_dir.iterdir()}
+    page.goto(server.url + "/builder")
+    page.wait_for_selector("#b-runs li")
+    page.fill("#b-name", "Mưa 50 năm — thử")
+    page.fill("#b-duration", "0.01")
+    page.click("#b-validate")
+    err = page.wait_for_selector("#b-duration-wrap .field-error:not(:empty)", timeout=30000)
+    assert "0.01" in err.inner_text() or "coupling steps" in err.inner_text()
+    page.fill("#b-duration", "1")
+    _choose(page, "b-return-period", "50 years")
+    page.fill("#b-storm-duration", "1")
+    page.click("#b-validate")
+    page.wait_for_selector("#b-msg .msg-ok", timeout=30000)
+    assert page.inner_text("#b-duration-wrap .field-error") == ""
+    page.screenshot(path=str(artifacts_dir / "dashboard_builder_valid.png"), full_page=True)
+    page.click("#b-run")
+    page.wait_for_function("() => document.querySelector('#b-status').innerText.startsWith('finished')", timeout=90000)
+    assert page.get_attribute("#b-progress-bar", "style").replace(" ", "").startswith("width:100%")
+    new = {p.name for p in runs_dir.iterdir()} - before - {".jobs"}
+    assert len(new) == 1
+    run_id = new.pop()
+    assert (runs_dir / run_id / "fields.nc").exists() and (runs_dir / run_id / "kpis.json").exists()
+    page.wait_for_selector(f"#b-runs li[data-run='{run_id}']", timeout=30000)
+    page.screenshot(path=str(artifacts_dir / "dashboard_builder_done.png"), full_page=True)
+    # and the map offers it
+    page.click("#nav-map")
+    page.wait_for_selector("#map-run")
+    page.click("#map-run")
+    assert page.get_by_text(run_id, exact=False).count() >= 1
+    assert page.console_errors == []
+
+
+def test_builder_cancel(server, page, runs_dir):
+    page.goto(server.url + "/builder")
+    page.wait_for_selector("#b-runs li")
+    page.fill("#b-name", "long run to cancel")
+    page.fill("#b-duration", "96")
+    page.click("#b-run")
+    page.wait_for_function("() => document.querySelector('#b-status').innerText.startsWith('running')", timeout=30000)
+    page.wait_for_function("() => !document.querySelector('#b-cancel').disabled", timeout=30000)
+    page.click("#b-cancel")
+    page.wait_for_function("() => document.querySelector('#b-status').innerText.includes('cancelled')", timeout=30000)
+    assert page.console_errors == []
+
+
+def test_emergency_page_for_a_run_with_incidents(server, page, runs_dir, artifacts_dir):
+    page.goto(server.url + "/emergency")
+    page.wait_for_selector("#em-summary > *")
+    _choose(page, "em-run", "fixture-b — Bão Molave — đê tạm")
+    page.wait_for_function("() => document.querySelector('#em-summary').innerText.includes('incidents')")
+    _wait_graph(page, "em-timeline")
+    _wait_graph(page, "em-occupancy")
+    inc = __import__("pandas").read_parquet(runs_dir / "fixture-b" / "incidents.parquet")
+    assert page.inner_text("#em-summary .kpi-card >> nth=0").startswith(str(len(inc)))
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(artifacts_dir / "dashboard_emergency.png"), full_page=True)
+    assert page.console_errors == []
+
+
+def test_sensors_observed_versus_simulated(server, page, artifacts_dir):
+    page.goto(server.url + "/sensors")
+    page.wait_for_selector("#sen-station-table")
+    assert "Trạm thủy văn Tam Kỳ" in page.inner_text("#sen-station-table")
+    _choose(page, "sen-run", "fixture-a — Mưa thiết kế 10 năm")
+    page.wait_for_function("() => { const g = document.querySelector('#sen-series .js-plotly-plot');"
+                           " return g && g.data && g.data.length === 3 && g.data[2].name.includes('Mưa thiết kế 10 năm'); }")
+    names = page.evaluate("() => document.querySelector('#sen-series .js-plotly-plot').data.map(d => d.name)")
+    assert names[:2] == ["observed", "observed, flagged by QC"] and names[2].startswith("simulated water level")
+    ylab = page.evaluate("() => document.querySelector('#sen-series .js-plotly-plot').layout.yaxis.title.text")
+    assert ylab == "m"
+    page.screenshot(path=str(artifacts_dir / "dashboard_sensors_series.png"), full_page=True)
+    assert page.console_errors == []

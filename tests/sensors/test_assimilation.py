@@ -114,16 +114,54 @@ def test_assimilator_sets_rain_tide_inflow_from_store(tmp_path):
     m = RecordingModel(terr.shape)
     done = a.apply(m, 600.0)       # 00:10 UTC: rg1=10 (00:00), rg2=30 (00:05); 99 at 00:20 is the future
     rain = [c for c in m.calls if c[0] == "rain"][0]
-    f = rain[2][0]
+    f = rain[2]
     assert f.shape == terr.shape
     assert f[0, 0] == pytest.approx(10.0) and f[-1, -1] == pytest.approx(30.0)
     assert 10.0 <= f.min() and f.max() <= 30.0
     b = [c for c in m.calls if c[0] == "boundary"][0]
-    assert b[1] == "east" and b[2] == "stage" and b[4][0] == pytest.approx(0.9)
+    assert b[1] == "east" and b[2] == "stage" and b[4][0] == pytest.approx(0.9) and b[3][0] == 600.0
     inflow = [c for c in m.calls if c[0] == "inflow"][0]
     assert inflow[2][1][0] == pytest.approx(20.0 * 2.0 ** 1.5)
     np.testing.assert_array_equal(inflow[1], [[9, 0]])
     assert done["tide_stage_m"] == pytest.approx(0.9)
     a.close()
+    # a later step holds the new discharge in the same hydrograph (no second inflow)
+    with SensorStore(path) as st:
+        st.insert("up", "2020-10-28T00:15Z", 2.2)
+    a2 = Assimilator(path, cfg, terr, "2020-10-28 07:00")
+    m2 = RecordingModel(terr.shape)
+    a2.apply(m2, 600.0)
+    a2.apply(m2, 1200.0)
+    inflows = [c for c in m2.calls if c[0] == "inflow"]
+    assert len(inflows) == 1 and inflows[0][2][1][0] == pytest.approx(20.0 * 1.0 ** 1.5)
+    a2.close()
     with pytest.raises(ValueError, match="unknown key"):
         Assimilator(path, {"rainn": {}}, terr, "2020-10-28 07:00")
+
+
+def test_config_from_city_gauges_feeds_the_assimilator(tmp_path):
+    from twin.sensors.adapters import config_entities, load_config
+    from twin.sensors.stations import config_from_city
+
+    places = pd.DataFrame({"place_id": [1, 2, 3, 4], "name": ["rain A", "rain B", "river", "school"],
+                           "kind": ["gauge_rain", "gauge_rain", "gauge_stage", "school"],
+                           "x": [600_050.0, 602_950.0, 601_000.0, 601_500.0],
+                           "y": [1_729_950.0, 1_728_050.0, 1_729_000.0, 1_729_000.0], "source": "synthetic"})
+    cfg = config_from_city(SimpleNamespace(name="t", places=places))
+    stations, streams = config_entities(load_config(cfg))
+    assert [d.datastream_id for d in streams] == ["rain-1", "rain-2", "stage-3"]
+    assert [d.observed_property for d in streams] == ["rain_rate", "rain_rate", "river_stage"]
+    assert cfg["assimilation"]["rain"]["datastreams"] == ["rain-1", "rain-2"]
+    path = tmp_path / "c.duckdb"
+    with SensorStore(path) as st:
+        st.register(stations, streams)
+        st.insert(["rain-1", "rain-2"], ["2020-10-28T00:00Z", "2020-10-28T00:00Z"], [5.0, 25.0])
+    terr = _terrain()
+    a = Assimilator(path, cfg["assimilation"], terr, "2020-10-28 07:00")
+    m = RecordingModel(terr.shape)
+    a.apply(m, 60.0)
+    f = [c for c in m.calls if c[0] == "rain"][0][2]
+    assert f[0, 0] == pytest.approx(5.0) and f[-1, -1] == pytest.approx(25.0)
+    a.close()
+    with pytest.raises(ValueError, match="no gauge places"):
+        config_from_city(SimpleNamespace(name="t", places=places[places.kind == "school"]))

@@ -49,9 +49,10 @@ def _messages(rng):
     return msgs
 
 
-def _start_ingester(broker, store, cfg):
+def _start_ingester(broker, store, cfg, protocol="5"):
     p = subprocess.Popen([sys.executable, "-m", "twin", "sensors", "ingest", "--broker", broker, "--store",
-                          str(store), "--config", str(cfg), "--client-id", "ingest-test", "--progress"],
+                          str(store), "--config", str(cfg), "--client-id", "ingest-test", "--progress",
+                          "--protocol", protocol],
                          cwd=REPO, env=twin_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     line = ""
@@ -89,7 +90,7 @@ def test_kill_restart_exactly_once_in_store(broker, tmp_path):
 
     host, port = broker.split("//")[1].split(":")
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub-test", protocol=mqtt.MQTTv5)
-    pub.max_inflight_messages_set(500)
+    pub.max_inflight_messages_set(20)
     pub.connect(host, int(port))
     pub.loop_start()
     try:
@@ -144,3 +145,39 @@ def test_kill_restart_exactly_once_in_store(broker, tmp_path):
     assert n_rej == N_BAD, reasons[:5]
     final = json.loads(out.strip().splitlines()[-1])
     assert final["received"] >= 0
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_sigint_stops_cleanly_and_keeps_session(broker, tmp_path, protocol):
+    """SIGINT: flush, acknowledge, disconnect, exit 0; the session survives for the next start."""
+    store = tmp_path / "s.duckdb"
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("datastreams: []\n")
+    ing = _start_ingester(broker, store, cfg, protocol)
+    host, port = broker.split("//")[1].split(":")
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub-sigint", protocol=mqtt.MQTTv5)
+    pub.connect(host, int(port))
+    pub.loop_start()
+    pub.publish("v1.1/Datastreams(7)/Observations",
+                json.dumps({"phenomenonTime": "2020-10-28T00:00:00Z", "result": 1.5}), qos=1).wait_for_publish(10)
+    time.sleep(0.5)
+    ing.send_signal(signal.SIGINT)
+    out, err = ing.communicate(timeout=30)
+    assert ing.returncode == 0, err
+    # published while stopped, delivered on the next start under the same client id
+    pub.publish("v1.1/Datastreams(7)/Observations",
+                json.dumps({"phenomenonTime": "2020-10-28T00:01:00Z", "result": 2.5}), qos=1).wait_for_publish(10)
+    pub.disconnect()
+    pub.loop_stop()
+    ing = _start_ingester(broker, store, cfg, protocol)
+    time.sleep(1.0)
+    ing.send_signal(signal.SIGTERM)
+    out, err = ing.communicate(timeout=30)
+    assert ing.returncode == 0, err
+    assert "session present: True" in err
+    con = duckdb.connect(str(store), read_only=True)
+    rows = con.execute("SELECT datastream_id, result, quality_flag FROM observations ORDER BY phenomenon_time").fetchall()
+    reg = con.execute("SELECT registered FROM datastreams WHERE datastream_id = '7'").fetchone()
+    con.close()
+    assert rows == [("7", 1.5, "unregistered"), ("7", 2.5, "unregistered")]
+    assert reg == (False,)

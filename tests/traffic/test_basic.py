@@ -157,3 +157,49 @@ def test_link_state_table_and_parquet_roundtrip(grid5, tmp_path):
     tr.to_parquet(tmp_path / "trips.parquet")
     back = pd.read_parquet(tmp_path / "trips.parquet")
     assert [list(r) for r in back.route] == list(tr.route)
+
+
+def test_trip_eta():
+    net = corridor([300.0, 300.0, 300.0], 1)
+    tm = TrafficModel(net)
+    ids = tm.add_trips(pd.DataFrame({"origin": [0, 0], "destination": [3, 1], "depart_s": [0.0, 500.0]}))
+    vf = 50 / 3.6
+    assert tm.trip_eta_s(ids) == pytest.approx([900 / vf, 500 + 300 / vf])
+    tm.run_one_step(30)
+    assert tm.trip_eta_s(ids[:1])[0] == pytest.approx(900 / vf)   # on its second link, on time
+    tm.run_one_step(600)
+    assert tm.trip_eta_s(ids)[0] == tm.trips.arrive_s.iloc[0]
+
+
+def test_damaged_state_is_an_error_not_a_crash(grid5):
+    tm = TrafficModel(grid5)
+    tm.add_trips(random_trips(grid5, 50, 4))
+    tm.run_one_step(120)
+    good = tm.get_state()
+    for key, bad in [("pool", lambda a: a + 10_000), ("head", lambda a: a[:-1]), ("vnext", lambda a: a + 99_999)]:
+        st = pickle.loads(pickle.dumps(good))
+        st["engine"][key] = bad(st["engine"][key])
+        with pytest.raises(ValueError, match="traffic state"):
+            tm.set_state(st)
+    st = pickle.loads(pickle.dumps(good))
+    st["engine"]["depth"] = st["engine"]["depth"].astype(np.float32)
+    with pytest.raises(ValueError, match="dtype"):
+        tm.set_state(st)
+    # a rejected state changed nothing
+    assert tm.time == 120.0 and np.array_equal(tm.get_state()["engine"]["pool"], good["engine"]["pool"])
+    tm.run_one_step(60)
+
+
+def test_without_the_link_log_results_are_the_same(grid5):
+    trips = random_trips(grid5, 300, 9)
+    runs = []
+    for record in (True, False):
+        tm = TrafficModel(grid5, record_links=record)
+        tm.add_trips(trips)
+        tm.run_one_step(3600)
+        runs.append(tm)
+    a, b = runs
+    assert np.array_equal(a.trips.arrive_s.to_numpy(), b.trips.arrive_s.to_numpy())
+    assert list(a.trips.route) == list(b.trips.route)
+    assert len(b.link_log) == 0 and len(a.link_log) > 0
+    assert b._engine.memory_bytes()["log"] == 0

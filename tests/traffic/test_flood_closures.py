@@ -150,7 +150,8 @@ def test_reopen_and_stranded_when_no_route():
     tm.close_links([1])
     tm.add_trips(pd.DataFrame({"origin": [0, 0], "destination": [2, 2], "depart_s": [0.0, 100.0]}))
     tm.run_one_step(50)
-    assert tm.trip_status([0]).state[0] == "stranded"   # no open route when it left
+    st = tm.trip_status([0])
+    assert st.state[0] == "stranded" and st.current_link[0] == -1   # no open route when it left
     tm.open_links([1])
     tm.run_one_step(200)
     assert tm.trip_status([1]).state[0] == "arrived"
@@ -171,3 +172,78 @@ def test_informed_rerouting_avoids_congestion_deterministically():
     assert list(a.trips.route) == list(b.trips.route)  # same seed, same result
     assert a.counts()["reroutes"] > 1.5 * len(trips)  # periodic reroutes on top of the first routes
     assert a.counts()["arrived"] == len(trips)
+
+
+def test_receding_water_reopens_routes():
+    net = corridor([300.0, 300.0], 1)
+    tm = TrafficModel(net)
+    tm.set_link_depth(np.array([0.0, 0.4]))   # link 1 closed to cars
+    tm.add_trips(pd.DataFrame({"origin": [0], "destination": [2], "depart_s": [100.0]}))
+    nodes, links, t = tm.shortest_path(0, 2)
+    assert np.isinf(t) and np.isinf(tm.trip_eta_s([0])[0])
+    tm.set_link_depth(np.array([0.0, 0.0]))   # the water recedes before the trip leaves
+    tm.run_one_step(200)
+    assert tm.trip_status([0]).state[0] == "arrived"
+    assert tm.trips.travel_time_s.iloc[0] == pytest.approx(600 / VF)
+
+
+def test_contraflow_adds_the_reverse_lanes_and_closes_them():
+    from .conftest import QCAP, uniform_trips
+
+    nodes = pd.DataFrame({"id": [0, 1], "x": [0.0, 600.0], "y": 0.0})
+    links = pd.DataFrame({"from": [0, 1], "to": [1, 0], "length_m": 600.0, "lanes": 1.0, "free_speed_mps": VF})
+    net = RoadNetwork.from_frames(nodes, links)
+    tm = TrafficModel(net)
+    tm.add_trips(uniform_trips(0, 1, 1.0, 0, 3000))        # 3,600 veh/h outbound on one lane
+    tm.add_trips(uniform_trips(1, 0, 0.1, 0, 3000))        # some inbound traffic
+    tm.run_one_step(300)
+    tm.run_one_step(600)
+    assert tm.link_flow[0] == pytest.approx(QCAP, rel=0.05)
+    state = tm.get_state()
+    tm.set_contraflow([0])
+    assert tm.link_lanes.tolist() == [2.0, 1.0] and tm.link_closed[1]
+    t_on = tm.time
+    tm.run_one_step(300)
+    tm.run_one_step(600)
+    assert tm.link_flow[0] == pytest.approx(2 * QCAP, rel=0.05)  # the queue drains at two lanes' capacity
+    log = tm.link_log
+    assert not ((log.link_id == 1) & (log.enter_s >= t_on)).any()
+    tm.set_contraflow([0], active=False)
+    assert tm.link_lanes.tolist() == [1.0, 1.0] and not tm.link_closed[1]
+    # the restart restores lanes and closures too
+    tm.set_state(state)
+    assert tm.link_lanes.tolist() == [1.0, 1.0] and not tm.link_closed.any()
+    with pytest.raises(ValueError, match="lanes"):
+        tm.set_lanes([0], 0.0)
+
+
+def test_vehicle_stranded_on_the_way_parks_at_the_end_of_its_link():
+    net = corridor([300.0, 300.0, 300.0], 1)
+    tm = TrafficModel(net)
+    tm.add_trips(pd.DataFrame({"origin": [0], "destination": [3], "depart_s": [0.0]}))
+    tm.run_one_step(10)
+    tm.close_links([2])                          # the only way on: closed while it drives on link 0
+    tm.run_one_step(100)
+    st = tm.trip_status([0])
+    assert st.state[0] == "stranded" and st.current_link[0] == 0 and np.isnan(st.arrive_s[0])
+    assert conservation(tm)
+
+
+def test_route_on_departure_avoids_a_queue_that_formed_after_adding():
+    # two parallel paths 0 -> 3: via node 1 (the short one) and via node 2 (40 % longer)
+    nodes = pd.DataFrame({"id": [0, 1, 2, 3], "x": [0.0, 300.0, 300.0, 600.0], "y": [0.0, 100.0, -100.0, 0.0],
+                          "signal_phases_s": [None, None, None, (1e7, 1.0)]})
+    links = pd.DataFrame({"from": [0, 1, 0, 2], "to": [1, 3, 2, 3], "length_m": [300.0, 300.0, 420.0, 420.0],
+                          "lanes": 1.0, "free_speed_mps": VF, "signal_group": [-1, 1, -1, -1]})
+    net = RoadNetwork.from_frames(nodes, links)   # link 1 ends at a red light that never turns green
+    late = pd.DataFrame({"origin": [0], "destination": [3], "depart_s": [400.0]})
+    jam = pd.DataFrame({"origin": 1, "destination": 3, "depart_s": np.arange(60) * 2.0})
+    routes = {}
+    for flag in (False, True):
+        tm = TrafficModel(net, route_on_departure=flag)
+        tm.add_trips(jam)
+        tid = tm.add_trips(late)[0]
+        tm.run_one_step(600)
+        routes[flag] = tm.trips.route.iloc[tid]
+    assert routes[False] == [0, 1]     # planned at t = 0 on the empty network
+    assert routes[True] == [2, 3]      # at t = 400 s link 1 holds a standing queue

@@ -200,3 +200,23 @@ def test_emergency_vehicle_passes_red():
     st = tm.trip_status([0, 1])
     assert list(st.state) == ["arrived", "on_link"]
     assert tm.trips.travel_time_s.iloc[0] == pytest.approx(600 / VF)
+
+
+@pytest.mark.parametrize("overtake", [False, True])
+def test_emergency_vehicle_behind_a_queue(overtake):
+    net = red_corridor(300.0, 1)
+    tm = TrafficModel(net, emergency_overtake=overtake)
+    cars = uniform_trips(0, 2, 0.2, 0, 100)                       # 20 cars wait at the red light
+    amb = pd.DataFrame({"origin": [0], "destination": [2], "depart_s": [200.0], "vehicle_class": ["emergency"]})
+    tm.add_trips(cars)
+    amb_id = tm.add_trips(amb)[0]
+    tm.run_one_step(600)
+    st = tm.trip_status([amb_id])
+    c = tm.counts()
+    assert c["departed"] == c["on_network"] + c["arrived"] + c["waiting"]
+    if overtake:   # the queue pulls aside: free-flow time through the red light and on
+        assert st.state[0] == "arrived"
+        assert tm.trips.travel_time_s.iloc[amb_id] == pytest.approx(600 / VF)
+        assert tm.link_vehicles[0] == 20 and tm.counts()["arrived"] == 1
+    else:          # strict FIFO: stuck behind the cars
+        assert st.state[0] == "on_link" and tm.counts()["arrived"] == 0

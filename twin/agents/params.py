@@ -52,19 +52,24 @@ class ChannelParams:
     delay_mean_s: float
     credibility: float
     tourist_reach: float
+    night_reach_factor: float = 1.0   # reach × this between 22:00 and 06:00 (asleep, TV off) [Sorensen]
 
 
 DEFAULT_CHANNELS: dict[str, ChannelParams] = {
     # sirens / ward loudspeakers ("loa phường"): quick but heard by ~60 %, lower trust
-    "loudspeaker": ChannelParams(reach=0.6, delay_mean_s=600.0, credibility=0.0, tourist_reach=0.3),
+    "loudspeaker": ChannelParams(reach=0.6, delay_mean_s=600.0, credibility=0.0, tourist_reach=0.3,
+                                 night_reach_factor=0.6),
     # cell broadcast: fast and wide, medium trust
-    "cell_broadcast": ChannelParams(reach=0.85, delay_mean_s=300.0, credibility=0.3, tourist_reach=0.6),
+    "cell_broadcast": ChannelParams(reach=0.85, delay_mean_s=300.0, credibility=0.3, tourist_reach=0.6,
+                                    night_reach_factor=0.8),
     # TV: reach depends on who is watching; slower
-    "tv": ChannelParams(reach=0.5, delay_mean_s=1800.0, credibility=0.2, tourist_reach=0.1),
+    "tv": ChannelParams(reach=0.5, delay_mean_s=1800.0, credibility=0.2, tourist_reach=0.1,
+                        night_reach_factor=0.2),
     # door-to-door (ward officials, militia): near-complete reach, slow, most trusted
     "door_to_door": ChannelParams(reach=0.95, delay_mean_s=5400.0, credibility=1.2, tourist_reach=0.0),
     # hotel staff relaying an official warning to their guests
-    "hotel_staff": ChannelParams(reach=0.0, delay_mean_s=900.0, credibility=1.0, tourist_reach=0.9),
+    "hotel_staff": ChannelParams(reach=0.0, delay_mean_s=900.0, credibility=1.0, tourist_reach=0.9,
+                                 night_reach_factor=0.8),
 }
 
 
@@ -80,12 +85,20 @@ class PeopleParams:
     agents_per_household: float = 1.0       # one agent per household (the only supported value)
     n_households: int | None = None          # rescale the city's households to this total (benchmark)
     n_persons: int | None = None             # ... and persons to this total
-    n_tourists: int = 3000                   # tourists placed at hotels by hotel capacity
+    n_tourists: int | None = None            # None: the city's tourists (places.tourists at hotels, else
+                                             # population.tourists); placed at hotels by those numbers
+    shelter_kinds: tuple[str, ...] = ("shelter", "school", "public_building")
+    # Vietnamese flood/typhoon plans use schools and ward halls as collective evacuation points
+    # ("điểm sơ tán tập trung"); their capacity column is the number of evacuees they take
+    shelter_storeys: int = 2                 # evacuees move upstairs in a flooded shelter
+    shelter_close_depth_m: float = 0.3       # a shelter with more water at its door takes no one new
     tourist_party_mean: float = 2.2          # persons per tourist party (1..4)
     tourist_vehicle_share: float = 0.1       # parties with a (rented) motorbike
     awareness_mean: float = 0.6              # residents: Beta mean, past floods make awareness high
     awareness_concentration: float = 6.0     # Beta a+b
     tourist_awareness: float = 0.1
+    start_hour_local: float | None = None    # local clock hour at t = 0 (time-of-day effect on warning
+                                             # reach); None: no time-of-day effect
     storey_height_m: float = 3.0
     max_storeys: int = 6
 
@@ -113,6 +126,7 @@ class PeopleParams:
     walk_stop_depth_vulnerable_m: float = 0.5
     vehicle_stall_depth_m: Mapping[str, float] = field(  # own movement when no traffic model
         default_factory=lambda: {"motorbike": 0.15, "car": 0.30})   # = twin.traffic.flood.STALL_DEPTH_M
+    abandon_vehicle_after_s: float = 7200.0  # stuck this long in a vehicle trip: leave it, walk on
     safe_elevation_quantile: float = 0.9     # road nodes above this elevation quantile are "outside"
     n_relatives_nodes: int = 20
 
@@ -213,6 +227,8 @@ def _from_dict(cls, d, section):
             for kind, (st, ln) in v.items():
                 if not (0 < ln <= 86400.0):
                     raise ValueError(f"{section} params: shifts[{kind!r}] length {ln} must be in (0, 86400] s")
+        elif k == "shelter_kinds":
+            v = tuple(str(x) for x in ([v] if isinstance(v, str) else v))
         elif k == "hazard_thresholds":
             v = tuple(float(x) for x in v)
             if len(v) != 3 or not (v[0] < v[1] < v[2]):

@@ -174,7 +174,7 @@ class PeopleModel(mesa.Model):
         places = city.places
         def sel(kind):
             return places[places["kind"] == kind].reset_index(drop=True)
-        self.shelters = sel("shelter")
+        self.shelters = places[places["kind"].isin(self.params.shelter_kinds)].reset_index(drop=True)
         cap = self.shelters["capacity"].to_numpy(dtype=float) if len(self.shelters) else np.zeros(0)
         cap = np.where(np.isfinite(cap) & (cap > 0), cap, 500.0)
         # a sampled population gets the same share of shelter places
@@ -196,6 +196,11 @@ class PeopleModel(mesa.Model):
         bf = getattr(city, "building_fraction", None)
         weight_all = (np.asarray(bf, float).ravel() if bf is not None else np.ones(ny * nx))
         weight_all = np.where(valid, np.nan_to_num(weight_all) + 1e-3, 0.0)
+        # ward codes as in ward_raster (the bundle's ward_id; names map to them for warnings)
+        wcol = "ward_id" if "ward_id" in pop.columns else "ward"
+        wcode = pop[wcol].to_numpy()
+        ncol = "ward_name" if "ward_name" in pop.columns else ("ward" if wcol == "ward_id" else None)
+        self._ward_names = dict(zip(pop[ncol].astype(str), wcode)) if ncol else {}
         hh_tot = pop["households"].to_numpy(float) * p.population_scale
         ps_tot = pop["persons"].to_numpy(float) * p.population_scale
         if p.n_households is not None:
@@ -212,9 +217,10 @@ class PeopleModel(mesa.Model):
             n_h, n_p = int(H[k]), int(P[k])
             if n_h == 0:
                 continue
-            cells = np.flatnonzero((wr == row.ward) & (weight_all > 0))
+            code = wcode[k]
+            cells = np.flatnonzero((wr == code) & (weight_all > 0))
             if cells.size == 0:
-                raise ValueError(f"city population: ward {row.ward!r} has no valid cells in ward_raster")
+                raise ValueError(f"city population: ward {code!r} has no valid cells in ward_raster")
             w = weight_all[cells]
             pick = cells[rng.choice(cells.size, size=n_h, p=w / w.sum())]
             r, c = np.divmod(pick, nx)
@@ -227,14 +233,22 @@ class PeopleModel(mesa.Model):
             hveh.append(rng.choice(3, size=n_h, p=sh_v / sh_v.sum()))
             ms = max(float(row.mean_storeys), 1.0)
             hst.append(np.clip(1 + rng.poisson(ms - 1.0, n_h), 1, p.max_storeys))
-            hward.append(np.full(n_h, row.ward))
+            hward.append(np.full(n_h, code))
             sc, se = float(row.share_children), float(row.share_elderly)
             ages.append(rng.choice(3, size=int(size.sum()), p=[sc, 1.0 - sc - se, se]))
         cat = lambda lst, dt: np.concatenate(lst).astype(dt) if lst else np.zeros(0, dt)  # noqa: E731
         self.n_households = int(sum(len(a) for a in hx))
         # tourists at hotels
         tx, ty, tsize, thotel, tveh = [], [], [], [], []
-        n_tour = int(round(p.n_tourists * p.sample_fraction))
+        hotel_tourists = (self.hotels["tourists"].to_numpy(float) if "tourists" in self.hotels.columns
+                          else np.full(len(self.hotels), np.nan))
+        if p.n_tourists is not None:
+            n_tourists = p.n_tourists
+        elif np.nansum(hotel_tourists) > 0:
+            n_tourists = float(np.nansum(hotel_tourists))
+        else:
+            n_tourists = float(pop["tourists"].sum()) if "tourists" in pop.columns else 0.0
+        n_tour = int(round(n_tourists * p.population_scale * p.sample_fraction))
         if n_tour > 0 and len(self.hotels):
             q = np.clip((p.tourist_party_mean - 1.0) / 3.0, 0.0, 1.0)
             sizes = 1 + rng.binomial(3, q, size=n_tour)
@@ -243,7 +257,9 @@ class PeopleModel(mesa.Model):
             sizes = sizes[:n_par]
             sizes[-1] -= cs[n_par - 1] - n_tour
             cap = self.hotels["capacity"].to_numpy(float)
-            cap = np.where(np.isfinite(cap) & (cap > 0), cap, 1.0)
+            if np.nansum(hotel_tourists) > 0:
+                cap = hotel_tourists
+            cap = np.where(np.isfinite(cap) & (cap > 0), cap, 1e-9)
             hotel = rng.choice(len(cap), size=n_par, p=cap / cap.sum())
             tx = self.hotels["x"].to_numpy(float)[hotel]
             ty = self.hotels["y"].to_numpy(float)[hotel]
@@ -262,7 +278,9 @@ class PeopleModel(mesa.Model):
             hotel_storeys = np.full(len(self.hotels), 4, np.int64)
         self.storeys = np.concatenate([cat(hst, np.int64),
                                        hotel_storeys[np.asarray(thotel, np.int64)] if n_t else np.zeros(0, np.int64)])
-        self.ward = np.concatenate([cat(hward, np.int64), np.full(n_t, -1, np.int64)])
+        t_cell = self._cell_of(np.asarray(tx, float), np.asarray(ty, float))
+        self.ward = np.concatenate([cat(hward, wcode.dtype if wcode.dtype.kind in "iu" else object),
+                                    wr[t_cell].astype(wcode.dtype if wcode.dtype.kind in "iu" else object)])
         self.hotel = np.concatenate([np.full(self.n_households, -1, np.int64), np.asarray(thotel, np.int64)])
         a, b = p.awareness_mean * p.awareness_concentration, (1 - p.awareness_mean) * p.awareness_concentration
         self.awareness = np.concatenate([rng.beta(a, b, self.n_households), np.full(n_t, p.tourist_awareness)])
@@ -275,9 +293,11 @@ class PeopleModel(mesa.Model):
         self.home_node = self.graph.nearest_node(self.home_x, self.home_y)
         self.walk_speed = np.where(self.vulnerable, p.walk_speed_vulnerable_mps, p.walk_speed_mps)
         self.walk_stop = np.where(self.vulnerable, p.walk_stop_depth_vulnerable_m, p.walk_stop_depth_m)
-        wards = np.unique(self.ward[self.ward >= 0])
+        wards = np.unique(wcode)
         self._ward_codes = wards
-        self._ward_ix = np.where(self.ward >= 0, np.searchsorted(wards, self.ward), len(wards))
+        pos = np.clip(np.searchsorted(wards, self.ward), 0, max(len(wards) - 1, 0))
+        known = (wards[pos] == self.ward) if len(wards) else np.zeros(self.n_agents, bool)
+        self._ward_ix = np.where(known, pos, len(wards))
 
     def _build_destinations(self):
         """Walking and fallback-driving trees to shelters and to nodes outside the hazard area."""
@@ -323,6 +343,7 @@ class PeopleModel(mesa.Model):
         self.mv_node = np.full(H, -1, np.int64)
         self.mv_off = np.zeros(H)
         self.trip_id = np.full(H, -1, np.int64)
+        self.drive_start_s = np.full(H, np.inf)
         self.trapped_s = np.full(H, np.inf)
         self.arrive_s = np.full(H, np.inf)
         self.hr = np.zeros(H)
@@ -337,7 +358,8 @@ class PeopleModel(mesa.Model):
         self.rescue_calls: list[dict] = []         # drained by EmergencyServices
         self.events = EventLog()
         self.redirections = 0
-        self._stalled = np.zeros(H, bool)
+        self._stalled = np.zeros(H, bool)       # their vehicle was left behind
+        self._redirected: list[tuple[int, int]] = []
 
     # ================================================================== warnings
     def issue_warning(self, t_s: float, channel: str, area=None) -> None:
@@ -366,16 +388,25 @@ class PeopleModel(mesa.Model):
         a = np.asarray(area)
         if a.dtype == bool and a.shape == self.shape:
             return a.ravel()[self.home_cell]
-        if a.dtype.kind in "iu" or (a.dtype == object and a.ndim <= 1):
-            codes = np.atleast_1d(a)
-            inside = np.isin(self.ward, codes)
-            hotel_w = self.hotels["ward"].to_numpy() if "ward" in self.hotels.columns else None
-            if hotel_w is not None and len(self.hotels):
-                t = self.kind == 1
-                inside[t] = np.isin(hotel_w[self.hotel[t]], codes)
-            return inside
+        if a.ndim <= 1 and a.dtype.kind in "iuUO":
+            codes = []
+            for w in np.atleast_1d(a).tolist():
+                if isinstance(w, str):
+                    if w not in self._ward_names:
+                        raise ValueError(f"issue_warning: area ward {w!r} is not a ward of the city "
+                                         f"(wards: {', '.join(self._ward_names)})")
+                    w = self._ward_names[w]
+                codes.append(w)
+            return np.isin(self.ward, codes)
         raise ValueError(f"issue_warning: area must be None, ward code(s), a shapely geometry or a "
                          f"boolean {self.shape} mask; got {type(area).__name__} {getattr(a, 'shape', '')}")
+
+    def _is_night(self, t_s) -> bool:
+        h0 = self.params.start_hour_local
+        if h0 is None:
+            return False
+        hour = (h0 + t_s / 3600.0) % 24.0
+        return hour >= 22.0 or hour < 6.0
 
     def _apply_warning(self, t_s, channel, area):
         p, rng = self.params, self.rng
@@ -386,16 +417,19 @@ class PeopleModel(mesa.Model):
         u = rng.random(H)
         delay = rng.exponential(cp.delay_mean_s, H)
         tourist = self.kind == 1
-        reach = np.where(tourist, cp.tourist_reach, cp.reach)
+        night = self._is_night(t_s)
+        f = cp.night_reach_factor if night else 1.0
+        reach = np.where(tourist, cp.tourist_reach, cp.reach) * f
         got = inside & (u < reach)
         self.recv_s[:, ci] = np.where(got, np.minimum(self.recv_s[:, ci], t_s + delay), self.recv_s[:, ci])
         # hotel staff hear it like residents do, then brief their guests
         hs = p.channels["hotel_staff"]
-        staff_got = inside & tourist & (rng.random(H) < cp.reach) & (rng.random(H) < hs.tourist_reach)
+        fs = hs.night_reach_factor if night else 1.0
+        staff_got = inside & tourist & (rng.random(H) < cp.reach) & (rng.random(H) < hs.tourist_reach * fs)
         relay = t_s + delay + rng.exponential(hs.delay_mean_s, H)
         k = CHANNELS.index("hotel_staff")
         self.recv_s[:, k] = np.where(staff_got, np.minimum(self.recv_s[:, k], relay), self.recv_s[:, k])
-        self.warnings_log.append({"t_s": t_s, "channel": channel, "n_in_area": int(inside.sum()),
+        self.warnings_log.append({"t_s": t_s, "channel": channel, "night": night, "n_in_area": int(inside.sum()),
                                   "n_reached": int(got.sum() + staff_got.sum())})
 
     # ================================================================== stepping
@@ -428,7 +462,9 @@ class PeopleModel(mesa.Model):
         a = np.asarray(a, dtype=float)
         if a.shape != self.shape:
             raise ValueError(f"PeopleModel.run_one_step: {name} shape {a.shape} != city grid {self.shape}")
-        return np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0).ravel()
+        a = a.ravel()
+        ok = np.isfinite(a)
+        return a.copy() if ok.all() else np.where(ok, a, 0.0)   # NaN (no data) counts as dry
 
     def _depth_at(self, d, cells):
         return np.zeros(len(cells)) if d is None else d[cells]
@@ -485,7 +521,7 @@ class PeopleModel(mesa.Model):
         # nearest shelter with room, from the home node (walking distance)
         if ns:
             dist = self.walk_cost[:ns, self.home_node[idx]].T.copy()   # (n, ns)
-            dist[:, self.shelter_occupancy >= self.shelter_capacity] = np.inf
+            dist[:, ~self._shelter_open(1)] = np.inf
             sh = np.argmin(dist, axis=1)
             sh_ok = np.isfinite(dist[np.arange(idx.size), sh])
         else:
@@ -529,6 +565,7 @@ class PeopleModel(mesa.Model):
         self.y[g] = self.graph.node_y[from_node]
         self.state[walk] = WALK
         self.state[drive] = DRIVE
+        self.drive_start_s[drive] = t
         if drive.size and self.traffic is not None:
             df = pd.DataFrame({
                 "origin": self._node_id(self.mv_node[drive]),
@@ -605,6 +642,7 @@ class PeopleModel(mesa.Model):
         st_drive = idx[stalled & drive]
         if st_drive.size:
             self.state[st_drive] = WALK
+            self._stalled[st_drive] = True
             self.events.log(t1, st_drive, "vehicle_stalled")
         st_walk = idx[stalled & ~drive]
         self._trap(st_walk, t1, "stranded_walking")
@@ -629,14 +667,19 @@ class PeopleModel(mesa.Model):
         self.y[arr] = g.node_y[self.mv_node[arr]]
         self.trip_id[arr] = -1
         self._arrive(arr, t1)
-        stalled = _is_stalled(state) & ~done
+        # stalled or stranded by the traffic model, or stuck for too long (gridlock): leave the vehicle
+        stuck = (t1 - self.drive_start_s[idx]) > self.params.abandon_vehicle_after_s
+        stalled = (_is_stalled(state) | stuck) & ~done
         st = idx[stalled]
         if st.size:
             # occupants leave the vehicle and walk on from the link's upstream node
-            self.mv_node[st] = g.link_from[np.maximum(link[stalled], 0)]
+            lk = link[stalled]
+            # the link's upstream node when on a link, else the trip's origin (home, or a full shelter)
+            self.mv_node[st] = np.where(lk >= 0, g.link_from[np.maximum(lk, 0)], self.mv_node[st])
             self.mv_off[st] = 0.0
             self.trip_id[st] = -1
             self.state[st] = WALK
+            self._stalled[st] = True
             self.events.log(t1, st, "vehicle_stalled")
 
     def _arrive(self, idx, t1):
@@ -670,12 +713,18 @@ class PeopleModel(mesa.Model):
         self.x[adm] = self.shelter_x[sa]
         self.y[adm] = self.shelter_y[sa]
         self.events.log(t1, adm, "arrived", [f"shelter {k}" for k in sa])
+        self._redirected = []
         for i, k in zip(at_sh[~fits], s[~fits]):
             i, k = int(i), int(k)
             if self.shelter_occupancy[k] + self.n_present[i] <= self.shelter_capacity[k]:
                 self._admit(i, k, t1)
             else:
                 self._redirect(i, k, t1)
+        if self._redirected:
+            g = np.array([r[0] for r in self._redirected], np.int64)
+            nodes = np.array([r[1] for r in self._redirected], np.int64)
+            self._depart(g, t1, use_vehicle=(self.vehicle[g] > 0) & ~self._stalled[g], from_node=nodes)
+        self._redirected = []
 
     def _admit(self, i, s, t):
         self.shelter_occupancy[s] += int(self.n_present[i])
@@ -691,8 +740,7 @@ class PeopleModel(mesa.Model):
         self.redirections += 1
         node = int(self.shelter_node[s])
         n = int(self.n_present[i])
-        room = (self.shelter_capacity - self.shelter_occupancy) >= n
-        cost = np.where(room, self.walk_cost[: self.n_shelters, node], np.inf)
+        cost = np.where(self._shelter_open(n), self.walk_cost[: self.n_shelters, node], np.inf)
         if np.isfinite(cost).any():
             nd = int(np.argmin(cost))
         else:
@@ -707,9 +755,7 @@ class PeopleModel(mesa.Model):
         self.events.log(t, i, "redirected", f"from shelter {s} to dest {nd}")
         self.dest[i] = nd
         self.shelter[i] = nd if nd < self.n_shelters else -1
-        ii = np.array([i])
-        self._depart(ii, t, use_vehicle=np.array([self.vehicle[i] > 0 and self.traffic is not None]),
-                     from_node=np.array([node]))
+        self._redirected.append((i, node))   # departs with the others of this step (one add_trips)
 
     def _check_trapped(self, t1, d):
         p = self.params
@@ -723,6 +769,15 @@ class PeopleModel(mesa.Model):
         trapped = ((self.state == HOME) & (dh >= p.trapped_depth_m)) | (
             (self.state == UPPER) & (up_depth >= p.upper_floor_margin_m))
         self._trap(np.flatnonzero(trapped), t1, "trapped_at_home")
+        # a shelter flooded above its upper floor: its evacuees call for rescue too
+        at = np.flatnonzero(self.state == SHELTER)
+        if at.size:
+            ds = d[self.shelter_cell[self.shelter[at]]] - (p.shelter_storeys - 1) * p.storey_height_m
+            tr = at[ds >= p.upper_floor_margin_m]
+            if tr.size:
+                np.subtract.at(self.shelter_occupancy, self.shelter[tr], self.n_present[tr])
+                self.shelter[tr] = -1
+                self._trap(tr, t1, "trapped_in_shelter")
 
     def _trap(self, idx, t, why):
         if idx.size == 0:
@@ -751,6 +806,8 @@ class PeopleModel(mesa.Model):
             spd = np.zeros_like(dep) if v is None else v[cells]
             upper = (st == UPPER) | ((st == TRAPPED) & at_home & (self.storeys >= 2))
             dep = np.where(upper, np.maximum(dep - (self.storeys - 1) * p.storey_height_m, 0.0), dep)
+            sh = st == SHELTER
+            dep = np.where(sh, np.maximum(dep - (p.shelter_storeys - 1) * p.storey_height_m, 0.0), dep)
             safe = np.isin(st, (RELATIVES, RESCUE, SAFE))
             dep = np.where(safe, 0.0, dep)
             self.hr = hazard_rating(dep, spd, p.urban_debris)
@@ -800,8 +857,15 @@ class PeopleModel(mesa.Model):
         self._admit(i, s, t_s)
         return True
 
+    def _shelter_open(self, persons) -> np.ndarray:
+        """Shelters with room for ``persons`` more and not flooded at the door."""
+        room = (self.shelter_capacity - self.shelter_occupancy) >= persons
+        if self._depth is not None and self.n_shelters:
+            room &= self._depth[self.shelter_cell] <= self.params.shelter_close_depth_m
+        return room
+
     def shelter_with_room(self, persons: int) -> np.ndarray:
-        return np.flatnonzero(self.shelter_capacity - self.shelter_occupancy >= persons)
+        return np.flatnonzero(self._shelter_open(persons))
 
     def hospitalise(self, agent: int, t_s: float, hospital: int, n: int = 1) -> list[int]:
         """Move ``n`` present members of household ``agent`` to hospital ``hospital``."""
@@ -888,7 +952,7 @@ class PeopleModel(mesa.Model):
 
     # ================================================================== restart
     _DYNAMIC = ("state", "x", "y", "recv_s", "evaluated", "warned_s", "act_s", "action", "dest", "shelter",
-                "mv_node", "mv_off", "trip_id", "trapped_s", "arrive_s", "hr", "max_hr", "p_hospital",
+                "mv_node", "mv_off", "trip_id", "drive_start_s", "trapped_s", "arrive_s", "hr", "max_hr", "p_hospital",
                 "p_max_hr", "n_present", "shelter_occupancy", "person_hours", "_stalled")
 
     def get_state(self) -> dict:

@@ -162,7 +162,9 @@ class EmergencyServices:
             d = np.asarray(depth, float)
             if d.shape != self.shape and d.shape != (self.shape[0] * self.shape[1],):
                 raise ValueError(f"EmergencyServices.set_flood: depth shape {d.shape} != city grid {self.shape}")
-            self._depth = np.nan_to_num(d.ravel(), nan=0.0)
+            d = d.ravel()
+            ok = np.isfinite(d)
+            self._depth = d.copy() if ok.all() else np.where(ok, d, 0.0)
         self._flood_version += 1
         self._cache.clear()
 
@@ -208,20 +210,24 @@ class EmergencyServices:
         links, time_s = self.graph.route(int(origin_node), int(dest_node), self.link_times(kind))
         return links, time_s, float(self.graph.length_m[links].sum()) if links else 0.0
 
-    def _reverse_matrix(self, kind):
-        key = ("rev", kind)
+    def _matrix(self, kind):
+        key = ("m", kind)
         if key not in self._cache:
-            self._cache[key] = self.graph.matrix(self.link_times(kind)).T.tocsr()
+            self._cache[key] = self.graph.matrix(self.link_times(kind))
         return self._cache[key]
 
-    def _times_to(self, kind, node):
-        """Road: seconds from every node to ``node`` (Dijkstra over the reversed graph, cached)."""
-        key = ("to", kind, int(node))
+    def _times_from(self, kind, node):
+        """Road: seconds from ``node`` to every node (Dijkstra, cached per unit position and step).
+
+        Dispatch asks this from each available unit's node, so a step costs at most one Dijkstra
+        per unit position however many incidents wait."""
+        key = ("from", kind, int(node))
         if key not in self._cache:
-            self._cache[key] = dijkstra(self._reverse_matrix(kind), directed=True, indices=int(node))
+            self._cache[key] = dijkstra(self._matrix(kind), directed=True, indices=int(node))
         return self._cache[key]
 
     def _boat_times(self, x, y):
+        """Boat: seconds from (x, y) to every coarse cell (costs are symmetric)."""
         uc = self.params.unit_classes["boat"]
         cell = int(self.grid.cell_of(x, y))
         key = ("boat", cell)
@@ -361,9 +367,9 @@ class EmergencyServices:
     def _eta(self, unit, inc):
         uc = self.params.unit_classes[unit.kind]
         if uc.mode == "boat":
-            t = self._boat_times(inc["x"], inc["y"])[int(self.grid.cell_of(unit.x, unit.y))]
+            t = self._boat_times(unit.x, unit.y)[int(self.grid.cell_of(inc["x"], inc["y"]))]
             return t + (self.params.boat_launch_s if unit.at_station else 0.0)
-        return self._times_to(unit.kind, inc["node"])[unit.node]
+        return self._times_from(unit.kind, unit.node)[inc["node"]]
 
     def _try_dispatch(self):
         now = self.env.now
@@ -497,8 +503,8 @@ class EmergencyServices:
         """Travel time of ``unit`` from where it is to (x, y)/node now."""
         uc = self.params.unit_classes[unit.kind]
         if uc.mode == "boat":
-            return float(self._boat_times(x, y)[int(self.grid.cell_of(unit.x, unit.y))])
-        return float(self._times_to(unit.kind, node)[unit.node])
+            return float(self._boat_times(unit.x, unit.y)[int(self.grid.cell_of(x, y))])
+        return float(self._times_from(unit.kind, unit.node)[int(node)])
 
     def _to_hospital(self, unit, inc, exclude=()):
         open_h = [h for h in range(len(self.hospitals))

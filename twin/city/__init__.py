@@ -144,10 +144,31 @@ def load_city(name_or_path="tamky", resolution_m: float = 30) -> City:
         wr = raster("wards", "nearest", "raster")
     else:
         elev = raster("terrain", "average")
-        lcf = raster("landcover", "mode")
-        lc = np.where(np.isfinite(lcf), lcf, 0).astype(np.int16)
+        integer_depth0 = None
+        k = resolution_m / native
+        if resolution_m > native and abs(k - round(k)) < 1e-9 and layers["landcover"].get("file"):
+            # integer coarsening: block majority with water priority (narrow rivers stay continuous)
+            from twin.city.synth import block_mode
+            full, _, _ = B.read_raster(folder / layers["landcover"]["file"])
+            full = np.where(np.isfinite(full), full, 0).astype(np.int16)
+            k = int(round(k))
+            water = [c for c, n in classes.items() if n == "water"]
+            lc = block_mode(full, k, water_code=water[0] if water else None)[: elev.shape[0], : elev.shape[1]]
+            if water:   # channel burning, as when the bundle was made (synth.coarsen_elevation)
+                from twin.city.synth import coarsen_elevation
+                zfull, _, _ = B.read_raster(folder / layers["terrain"]["file"])
+                elev = coarsen_elevation(zfull, full, lc, k, water_code=water[0])[: elev.shape[0], : elev.shape[1]]
+                if layers.get("water_depth0", {}).get("file"):
+                    dfull, _, _ = B.read_raster(folder / layers["water_depth0"]["file"])
+                    depth_burned = coarsen_elevation(np.nan_to_num(dfull), full, lc, k, water_code=water[0])
+                    integer_depth0 = depth_burned[: elev.shape[0], : elev.shape[1]]
+        else:
+            lcf = raster("landcover", "mode")
+            lc = np.where(np.isfinite(lcf), lcf, 0).astype(np.int16)
         bfrac = raster("building_fraction", "average")
         depth0 = raster("water_depth0", "average")
+        if integer_depth0 is not None:
+            depth0 = integer_depth0
         wr = raster("wards", "nearest", "raster")
     shape = elev.shape
     if bfrac is None:
@@ -204,6 +225,7 @@ def load_city(name_or_path="tamky", resolution_m: float = 30) -> City:
     inflows = table("inflows")
     if inflows is None:
         inflows = pd.DataFrame(columns=["name", "x", "y", "kind"])
+    inflows = _snap_inflows(inflows, terrain, lc, classes)
     wards = None
     if layers.get("wards", {}).get("file"):
         import geopandas as gpd
@@ -215,6 +237,31 @@ def load_city(name_or_path="tamky", resolution_m: float = 30) -> City:
                 landcover_classes=classes, building_fraction=bfrac, water_depth0=depth0, roads=roads,
                 places=places, wards=wards, ward_raster=wr, population=population, sea_cells=sea,
                 inflows=inflows, path=folder, resolution_m=resolution_m)
+
+
+def _snap_inflows(inflows: pd.DataFrame, terrain, lc: np.ndarray, classes: dict) -> pd.DataFrame:
+    """Move each inflow point to the lowest valid cell within max(2 cells, 60 m), preferring water cells,
+    so that it sits in the channel at the loaded resolution (``row``/``col`` added, ``x``/``y`` = cell centre)."""
+    if len(inflows) == 0:
+        return inflows.assign(row=pd.Series(dtype=int), col=pd.Series(dtype=int))
+    z = np.asarray(terrain.elevation, float)
+    ny, nx = z.shape
+    d = terrain.cell_size
+    rad = max(2, int(np.ceil(60.0 / d)))
+    water = np.isin(lc, [c for c, n in classes.items() if n in ("water", "sea")])
+    out = inflows.copy()
+    rows, cols = [], []
+    for i, (x, y) in enumerate(zip(out["x"].to_numpy(float), out["y"].to_numpy(float))):
+        r0, c0 = terrain.rowcol(x, y)
+        r0, c0 = int(np.clip(r0, 0, ny - 1)), int(np.clip(c0, 0, nx - 1))
+        rs, cs = slice(max(r0 - rad, 0), min(r0 + rad + 1, ny)), slice(max(c0 - rad, 0), min(c0 + rad + 1, nx))
+        win = np.where(np.isfinite(z[rs, cs]), z[rs, cs], np.inf) - 1000.0 * water[rs, cs]
+        rr, cc = np.unravel_index(np.argmin(win), win.shape)
+        rows.append(rs.start + rr)
+        cols.append(cs.start + cc)
+    out["row"], out["col"] = rows, cols
+    out["x"], out["y"] = terrain.xy(np.array(rows), np.array(cols))
+    return out
 
 
 def _tamky_generated(folder: Path, resolution_m: float) -> dict:

@@ -113,7 +113,7 @@ class River:
 RIVERS = (
     # Tam Kỳ river: from the Phú Ninh dam north-east to the south side of the centre, then east into the
     # Trường Giang (documented course; exact bends synthetic)
-    River("Sông Tam Kỳ", ((108.4575, 15.5165), (108.4620, 15.5300), (108.4700, 15.5460), (108.4790, 15.5570),
+    River("Sông Tam Kỳ", ((108.4548, 15.5112), (108.4600, 15.5200), (108.4625, 15.5300), (108.4700, 15.5460), (108.4790, 15.5570),
                            (108.4920, 15.5610), (108.5060, 15.5570), (108.5200, 15.5560), (108.5350, 15.5540),
                            (108.5500, 15.5500), (108.5600, 15.5480)),
           width_mouth_m=120.0, width_source_m=50.0, depth_m=4.0, slope=0.00025),
@@ -129,7 +129,7 @@ RESERVOIR_LONLAT = ((108.4540, 15.5160), (108.4490, 15.5260), (108.4380, 15.5330
                     (108.4080, 15.5200), (108.3950, 15.5080), (108.3790, 15.4960), (108.3790, 15.4700),
                     (108.3900, 15.4600), (108.4060, 15.4620), (108.4180, 15.4760), (108.4300, 15.4900),
                     (108.4420, 15.5000), (108.4500, 15.5080))
-DAM_LONLAT = ((108.4520, 15.5100), (108.4585, 15.5185))
+DAM_LONLAT = ((108.4512, 15.5072), (108.4556, 15.5162))   # along the basin's east side; the river leaves its toe
 CENTRE_LONLAT = (108.4780, 15.5710)   # Phan Châu Trinh × Hùng Vương (approx.)
 
 
@@ -290,6 +290,8 @@ def synthesize_rasters(src_dir: Path, resolution_m: float = 10.0, params: Terrai
     bed = np.where(lagoon, p.lagoon_bed_m + 0.5 * noise_mid, np.inf)
     river_lines = {}
     floodplain = np.zeros(shape)
+    chan_all = np.zeros(shape, bool)
+    valley_z = np.full(shape, np.inf)     # inner valley walls, re-applied after the reservoir rim
     tg_pts = np.vstack([_densify(l, 20.0) for l in src["rivers"]]) if src["rivers"] else None
     for river in RIVERS:
         line = to_utm(np.array(river.lonlat))
@@ -313,6 +315,8 @@ def synthesize_rasters(src_dir: Path, resolution_m: float = 10.0, params: Terrai
         # valley: the river cuts through the hills (valley walls at 1:8)
         bank = wl + 1.2 + p.river_bank_m
         z = np.where(d < 4000, np.minimum(z, bank + d / 8.0), z)
+        valley_z = np.minimum(valley_z, np.where(d < 150, bank + d / 8.0, np.inf))
+        chan_all |= chan
         # natural levee just outside the channel
         lev = (d > width / 2) & (d < width / 2 + 60) & land
         z = np.where(lev, np.maximum(z, bank), z)
@@ -331,13 +335,15 @@ def synthesize_rasters(src_dir: Path, resolution_m: float = 10.0, params: Terrai
     z = np.where(rim, np.maximum(z, p.reservoir_rim_m + 4 * noise_mid), z)
     z = np.where(res, p.reservoir_normal_m - np.minimum(p.reservoir_depth_m, 1.5 + d_in / 120.0)
                  + 0.8 * noise_mid, z)
+    # the rivers keep their channels through the rim (the Tam Kỳ river starts at the dam toe)
+    z = np.where(res, z, np.minimum(z, valley_z))
+    z = np.where(chan_all & ~res & np.isfinite(bed), bed, z)
     dam_line = _densify(to_utm(np.array(DAM_LONLAT)), r / 3)
     dam_mask = _burn_points(dam_line, transform, shape)[0]
     dam = _distance(dam_mask, r) <= max(r, 15.0)
     z = np.where(dam, p.reservoir_crest_m, z)
     water |= res
     water_level = np.where(res, p.reservoir_normal_m, water_level)
-    # the river starts below the dam toe: keep its channel cells out of the dam
 
     # --- sea bed ---------------------------------------------------------------------------------------
     zsea = np.maximum(-0.5 - p.shoreface_slope * d_off, p.sea_bed_min_m)
@@ -394,15 +400,41 @@ def block_mean(a: np.ndarray, k: int) -> np.ndarray:
     return a.reshape(ny // k, k, nx // k, k).mean(axis=(1, 3))
 
 
-def block_mode(a: np.ndarray, k: int, ncls: int = 8) -> np.ndarray:
+def block_mode(a: np.ndarray, k: int, ncls: int = 8, water_code: int | None = 2) -> np.ndarray:
+    """Majority class of k×k blocks, except that a block holding any ``water_code`` cell is water.
+
+    A 4-connected fine channel only crosses block *edges*, so the blocks it touches are 4-connected too:
+    rivers stay continuous (and, with :func:`coarsen_elevation`, draining) at every coarser resolution.
+    """
     ny, nx = a.shape
-    b = a.reshape(ny // k, k, nx // k, k).transpose(0, 2, 1, 3).reshape(ny // k, nx // k, k * k)
+    b = a[: ny // k * k, : nx // k * k].reshape(ny // k, k, nx // k, k).transpose(0, 2, 1, 3).reshape(ny // k, nx // k, k * k)
+    ncls = max(ncls, int(a.max()) + 1)
     counts = np.stack([(b == c).sum(-1) for c in range(ncls)], -1)
-    return counts.argmax(-1).astype(a.dtype)
+    out = counts.argmax(-1).astype(a.dtype)
+    if water_code is not None and water_code < ncls:
+        out[counts[..., water_code] > 0] = water_code
+    return out
 
 
 def params_dict(params: TerrainParams = TerrainParams()) -> dict:
     return dataclasses.asdict(params)
+
+
+def coarsen_elevation(z: np.ndarray, fine_codes: np.ndarray, coarse_codes: np.ndarray, k: int,
+                      water_code: int = 2) -> np.ndarray:
+    """Block mean of ``z``, except that coarse water cells take the mean of their water sub-cells
+    (channel burning: a narrow river keeps its bed at the coarse resolution instead of being averaged
+    with its banks)."""
+    ny, nx = z.shape
+    ny, nx = ny // k * k, nx // k * k
+    zb = z[:ny, :nx].reshape(ny // k, k, nx // k, k)
+    wb = (fine_codes[:ny, :nx] == water_code).reshape(ny // k, k, nx // k, k)
+    out = zb.mean(axis=(1, 3))
+    nw = wb.sum(axis=(1, 3))
+    zw = np.where(wb, zb, 0.0).sum(axis=(1, 3)) / np.maximum(nw, 1)
+    burn = (coarse_codes == water_code) & (nw > 0)
+    out[burn] = zw[burn]
+    return out
 
 
 def coarsen(R: dict, k: int) -> dict:
@@ -411,10 +443,10 @@ def coarsen(R: dict, k: int) -> dict:
     lc = block_mode(R["landcover"], k)
     out = {
         "transform": Affine(t.a * k, 0, t.c, 0, t.e * k, t.f),
-        "elevation": block_mean(R["elevation"], k),
+        "elevation": coarsen_elevation(R["elevation"], R["landcover"], lc, k),
         "landcover": lc,
         "building_fraction": block_mean(R["building_fraction"], k),
-        "water_depth0": block_mean(R["water_depth0"], k),
+        "water_depth0": coarsen_elevation(R["water_depth0"], R["landcover"], lc, k),
         "sea": lc == 1,
         "river_lines": R.get("river_lines", {}),
     }

@@ -98,7 +98,8 @@ class RunOutput:
                     "elevation": (np.where(tw.valid, tw.terrain.elevation, np.nan).astype("float32"),
                                   {"long_name": "ground elevation", "units": "m", "standard_name": "surface_altitude"}),
                     "land": (tw.land.astype("int8"),
-                             {"long_name": "land cell (1) or sea/nodata (0); KPIs count land only", "units": "1"}),
+                             {"long_name": "land cell (1) or sea / permanent water / nodata (0); "
+                                           "flooded-area KPIs count land cells only", "units": "1"}),
                 },
             )
         self.links_w = ParquetPartsWriter(self.dir / "links.parquet")
@@ -302,11 +303,16 @@ class RunOutput:
                   cmap="gray", extent=ext, alpha=0.8)
         if sea is not None:
             ax.imshow(np.where(sea, 1.0, np.nan), cmap="Blues", vmin=0, vmax=3, extent=ext, alpha=0.6)
-        im = ax.imshow(md, cmap="turbo", vmin=0, vmax=max(1.0, float(np.nanpercentile(md, 99)) if np.isfinite(md).any() else 1),
-                       extent=ext, alpha=0.85)
+        water = tw.valid & ~tw.land
+        if sea is not None:
+            water = water & ~sea
+        ax.imshow(np.where(water, 1.0, np.nan), cmap="Blues", vmin=0, vmax=2, extent=ext, alpha=0.7)
+        vmax = max(1.0, float(np.nanpercentile(md, 99))) if np.isfinite(md).any() else 1.0
+        im = ax.imshow(md, cmap="turbo", vmin=0, vmax=vmax, extent=ext, alpha=0.85)
         fig.colorbar(im, ax=ax, shrink=0.7, label="maximum water depth [m]")
         sc = tw.scenario
-        ax.set_title(f"{sc.name}: maximum depth (≥ 5 cm), {sc.start:%Y-%m-%d %H:%M} + {sim.time / 3600:.1f} h")
+        ax.set_title(f"{sc.name}: maximum flood depth on land (≥ 5 cm)\n{sc.start:%Y-%m-%d %H:%M} local + "
+                     f"{sim.time / 3600:.1f} h; blue: sea and permanent water", fontsize=10)
         ax.set_xlabel("easting [m] (EPSG:32649)")
         ax.set_ylabel("northing [m]")
         fig.tight_layout()

@@ -11,6 +11,7 @@ Configuration (YAML or dict) shared by ``twin sensors load/ingest``::
     csv:  {tz: Asia/Ho_Chi_Minh}
     mqtt:
       client_id: twin-sensors-ingest
+      protocol: "5"                                       # or "3.1.1" (clean_session=False)
       sta_topics: ["v1.1/+/Observations"]                # SensorThings MQTT (default)
       vendor:
         - topic: "ioc/tamky/+/+"                          # MQTT subscription filter
@@ -25,6 +26,7 @@ Configuration (YAML or dict) shared by ``twin sensors load/ingest``::
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -92,10 +94,15 @@ def config_entities(cfg: dict) -> tuple[list[Station], list[Datastream]]:
 
 
 # --------------------------------------------------------------------------------- helpers
+@functools.lru_cache(maxsize=1024)
+def _path_parts(path: str) -> tuple:
+    return tuple(re.findall(r"[^.\[\]]+|\[\d+\]", path))
+
+
 def get_path(obj: Any, path: str):
     """``a.b[2].c`` style JSON field path. Raises KeyError naming the missing part."""
     cur = obj
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+    for part in _path_parts(path):
         if part.startswith("["):
             idx = int(part[1:-1])
             if not isinstance(cur, list) or idx >= len(cur):
@@ -126,6 +133,11 @@ def parse_time(value, *, fmt: str = "iso", tz: str = "UTC") -> np.datetime64:
     s = value.strip()
     if "/" in s:  # STA interval "start/end": the observation is for the end
         s = s.split("/")[-1]
+    if s.endswith("Z") and len(s) >= 17 and s[10] == "T":   # fast path: ISO 8601 in UTC
+        try:
+            return np.datetime64(s[:-1], "us")
+        except ValueError:
+            pass
     try:
         ts = pd.Timestamp(s)
     except (ValueError, TypeError) as exc:
@@ -206,16 +218,24 @@ class Decoder:
 
     def __init__(self, datastreams: dict[str, Datastream] | None = None, vendor: Iterable[dict] = ()):
         self.datastreams = dict(datastreams or {})
+        self._factors: dict = {}
         self.vendor = [v if isinstance(v, VendorMapping) else VendorMapping(**v) for v in vendor]
 
     def _convert(self, ds_id: str, value: float, unit: str | None) -> float:
-        ds = self.datastreams.get(ds_id)
-        if ds is None:
-            if unit is not None:
-                normalise_unit(unit)
-            return value   # unregistered: stored as sent
-        u = unit if unit is not None else ds.unit
-        return float(convert(value, u, ds.prop, interval_s=ds.interval_s))
+        key = (ds_id, unit)
+        f = self._factors.get(key)
+        if f is None:
+            ds = self.datastreams.get(ds_id)
+            if ds is None:
+                if unit is not None:
+                    normalise_unit(unit)
+                f = 1.0   # unregistered: stored as sent
+            else:
+                u = unit if unit is not None else ds.unit
+                f = float(convert(1.0, u, ds.prop, interval_s=ds.interval_s))
+            if len(self._factors) < 100000:
+                self._factors[key] = f
+        return value * f
 
     def decode(self, topic: str, payload: bytes | str, received_time, out: Decoded):
         try:
@@ -471,7 +491,9 @@ _STA_URL_DS = re.compile(r"Datastreams\((?:'([^']*)'|([^)]*))\)")
 def iter_sta_pages(url: str, fetch: Callable[[str], dict] | None = None, max_pages: int = 100000):
     """Yield ``(page_url, page_dict)`` following ``@iot.nextLink`` (local files relative to the
     first page's folder, ``file://`` or ``http(s)://``)."""
-    base = None if url.startswith(("http://", "https://")) else Path(url[7:] if url.startswith("file://") else url).parent
+    if not url.startswith(("http://", "https://")):
+        url = str(Path(url[7:] if url.startswith("file://") else url).resolve())
+    base = None if url.startswith(("http://", "https://")) else Path(url).parent
     fetch = fetch or (lambda u: _default_fetch(u, base))
     seen = set()
     for _ in range(max_pages):
@@ -498,10 +520,12 @@ def read_sta(url: str, datastreams: dict[str, Datastream] | None = None, *, data
     out = Decoded()
     pages = 0
     now = np.datetime64("now", "us")
+    url_ds = datastream_id
     for page_url, page in iter_sta_pages(url, fetch):
         pages += 1
         m = _STA_URL_DS.search(page_url)
-        url_ds = (m.group(1) if m.group(1) is not None else m.group(2)) if m else datastream_id
+        if m:   # a nextLink without the Datastreams(id) path keeps the first page's datastream
+            url_ds = m.group(1) if m.group(1) is not None else m.group(2)
         for i, obs in enumerate(page["value"]):
             payload = json.dumps(obs)
             ds = url_ds

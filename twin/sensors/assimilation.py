@@ -228,11 +228,16 @@ class Assimilator:
         self.cx, self.cy = grid_centres(terrain)
         self.history: list[dict] = []
         self._last_t: float | None = None
-        self._inflow_ids: dict[int, object] = {}
+        self._held: dict[str, np.ndarray] = {}
         self._meta = self.store.datastreams()
         self._background_track = None
+        self.last_applied: dict | None = None
+        self._con = None
 
     def close(self):
+        if self._con is not None:
+            self._con.close()
+            self._con = None
         if self._own_store:
             self.store.close()
 
@@ -258,8 +263,9 @@ class Assimilator:
             return pd.DataFrame(columns=["datastream_id", "result", "phenomenon_time"])
         t = self.t_utc(t_s).to_pydatetime()
         t0 = (self.t_utc(t_s) - pd.Timedelta(seconds=float(max_age_s))).to_pydatetime()
-        con = self.store.cursor()
-        return con.execute(
+        if self._con is None:
+            self._con = self.store.cursor()
+        return self._con.execute(
             "SELECT datastream_id, arg_max(result, phenomenon_time) AS result, max(phenomenon_time) AS phenomenon_time "
             "FROM observations WHERE datastream_id IN (SELECT unnest(?::VARCHAR[])) AND phenomenon_time > ? "
             f"AND phenomenon_time <= ? AND qc_mask & {BAD_MASK} = 0 GROUP BY datastream_id",
@@ -308,11 +314,10 @@ class Assimilator:
         dt = (t_s - self._last_t) if self._last_t is not None else 0.0
         self._last_t = t_s
         done: dict = {"t_s": t_s, "time_utc": str(self.t_utc(t_s))}
-        times = np.array([t_s, t_s + HOLD_S])
-        # rain
+        # rain: one frame from t on (FloodModel.set_rainfall with a single time = constant from then)
         field = self.rain_field(t_s)
         if field is not None:
-            flood_model.set_rainfall(times, np.stack([field, field]))
+            flood_model.set_rainfall(np.array([t_s]), field)
             done["rain_mean_mm_per_h"] = float(np.mean(field))
         # tide
         tcfg = self.config.get("tide")
@@ -320,10 +325,7 @@ class Assimilator:
             obs = self.latest([tcfg["datastream"]], t_s, tcfg.get("max_age_s", 3600))
             if len(obs):
                 stage = float(obs["result"].iloc[0]) + float(tcfg.get("offset_m", 0.0))
-                cells = self._cells(tcfg)
-                kw = {"cells": cells} if cells is not None else {}
-                flood_model.set_boundary(tcfg.get("edge", "east") if cells is None else None, "stage",
-                                         times_s=times, stage_m=np.array([stage, stage]), **kw)
+                self._set_stage(flood_model, "tide", tcfg.get("edge", "east"), self._cells(tcfg), t_s, stage)
                 done["tide_stage_m"] = stage
         # inflow
         for k, icfg in enumerate(self.config.get("inflow") or []):
@@ -336,7 +338,7 @@ class Assimilator:
                 raise ValueError(f"assimilation.inflow[{k}]: give cells or x/y")
             mode = icfg.get("mode", "discharge")
             if mode == "stage":
-                flood_model.set_boundary(None, "stage", times_s=times, stage_m=np.array([stage, stage]), cells=cells)
+                self._set_stage(flood_model, f"inflow{k}", None, cells, t_s, stage)
                 done[f"inflow{k}_stage_m"] = stage
             elif mode == "discharge":
                 rc = icfg.get("rating")
@@ -352,27 +354,48 @@ class Assimilator:
         if ncfg:
             rec = self.nudge(flood_model, t_s, dt, ncfg)
             if rec:
-                done["nudging"] = rec
+                done["nudging"] = {k: rec[k] for k in ("before", "after")}
+        self.last_applied = done
         return done
 
-    def _set_inflow(self, fm, k, cells, t_s, q):
-        """Hold ``q`` from ``t_s`` on: replace this gauge's inflow if the model can, else add it once
-        with a hydrograph that is extended in place."""
-        if hasattr(fm, "set_inflow"):
-            fm.set_inflow(cells, hydrograph=(np.array([t_s, t_s + HOLD_S]), np.array([q, q])), key=f"sensor{k}")
+    def _set_stage(self, fm, key, edge, cells, t_s, stage):
+        """A stage held from ``t_s`` on. On an edge, FloodModel.set_boundary replaces the previous
+        stage of those faces; on interior cells it would add a boundary per call, so the first call
+        registers a one-point series and later calls overwrite its value in place."""
+        if cells is None:
+            fm.set_boundary(edge, "stage", times_s=np.array([t_s]), stage_m=np.array([stage]))
             return
-        handle = self._inflow_ids.get(k)
-        if handle is None:
-            times = np.array([t_s, t_s + HOLD_S])
-            qs = np.array([q, q])
-            ret = fm.add_inflow(cells, hydrograph=(times, qs))
-            self._inflow_ids[k] = (ret, times, qs)
+        held = self._held.get(key)
+        if held is None:
+            arr = np.array([stage], dtype=np.float64)
+            fm.set_boundary(None, "stage", times_s=np.array([0.0]), stage_m=arr, cells=cells)
+            self._held[key] = arr
         else:
-            ret, times, qs = handle
-            if hasattr(fm, "update_inflow") and ret is not None:
-                fm.update_inflow(ret, hydrograph=(np.array([t_s, t_s + HOLD_S]), np.array([q, q])))
-            else:
-                qs[:] = q  # the model keeps references to float64 arrays it was given
+            held[0] = stage
+
+    def _set_inflow(self, fm, k, cells, t_s, q):
+        """Discharge held from ``t_s`` on: ``add_inflow`` once with a one-point hydrograph (a constant
+        from then on), later values written into that array in place (FloodModel keeps float64
+        arrays without copying; tests/sensors/test_nudging_real.py checks it)."""
+        key = f"inflow{k}"
+        held = self._held.get(key)
+        if held is None:
+            arr = np.array([q], dtype=np.float64)
+            fm.add_inflow(cells, hydrograph=(np.array([t_s]), arr))
+            self._held[key] = arr
+        else:
+            held[0] = q
+
+    def get_state(self) -> dict:
+        return {"last_t": self._last_t, "history": [dict(h) for h in self.history],
+                "held": {k: float(v[0]) for k, v in self._held.items()}}
+
+    def set_state(self, state: dict) -> None:
+        self._last_t = state.get("last_t")
+        self.history = [dict(h) for h in state.get("history", [])]
+        for k, v in state.get("held", {}).items():
+            if k in self._held:
+                self._held[k][0] = v
 
     def nudge(self, flood_model, t_s: float, dt_s: float, ncfg: dict | None = None) -> dict | None:
         ncfg = ncfg or self.config.get("nudging") or {}

@@ -23,6 +23,8 @@ def register(subparsers) -> None:
     q.add_argument("--batch-size", type=int, default=20000)
     q.add_argument("--flush-interval", type=float, default=0.2, help="seconds between commits")
     q.add_argument("--progress", action="store_true", help="print store counts (JSON) after each commit")
+    q.add_argument("--protocol", choices=["5", "3.1.1"], help="MQTT version (default 5: clean_start=False + "
+                   "session expiry; 3.1.1: clean_session=False)")
     q.set_defaults(func=_ingest)
 
     q = sub.add_parser("load", help="load a CSV (long or wide) or SensorThings JSON pages into the store")
@@ -59,6 +61,13 @@ def register(subparsers) -> None:
                    "e.g. MOLAVE:2020 (hourly over the track)")
     q.set_defaults(func=_replay)
 
+    q = sub.add_parser("stations", help="write a sensor config (stations, datastreams, assimilation) "
+                       "from a city bundle's gauge places")
+    q.add_argument("--city", default="tamky", help="city bundle name or folder (default tamky)")
+    q.add_argument("--resolution", type=float, default=None, help="bundle resolution to load (m)")
+    q.add_argument("--out", required=True, help="YAML file to write")
+    q.set_defaults(func=_stations)
+
     q = sub.add_parser("storms", help="list the JTWC storms shipped (within 300 km of Tam Kỳ)")
     q.add_argument("--min-year", type=int, default=0)
     q.set_defaults(func=_storms)
@@ -73,7 +82,25 @@ def register(subparsers) -> None:
     live.add_argument("--speed", type=float, default=1.0, help="model seconds per wall second (1 = real time)")
     live.add_argument("--out", default="runs", help="parent folder of the run folder")
     live.add_argument("--duration", type=float, help="stop after this many model seconds (default: scenario end)")
+    live.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a scenario key (as in twin run), e.g. --set resolution_m=150")
+    live.add_argument("--start-now", action="store_true", help="set the scenario start to the current local time")
+    live.add_argument("--run-dir", help="run folder (default <out>/<name>-live-<UTC stamp>)")
     live.set_defaults(func=_live)
+
+
+def _clear_errors(func):
+    """Bad input (ValueError naming the file/field/value) -> one line on stderr and exit status 2."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(a):
+        try:
+            return func(a)
+        except ValueError as exc:
+            print(f"twin: error: {exc}", file=sys.stderr)
+            return 2
+    return wrapper
 
 
 def _stop_on_signals(stop):
@@ -84,6 +111,7 @@ def _stop_on_signals(stop):
     return old
 
 
+@_clear_errors
 def _ingest(a) -> int:
     import logging
 
@@ -91,7 +119,7 @@ def _ingest(a) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     ing = Ingester(a.broker, a.store, a.config, client_id=a.client_id, batch_size=a.batch_size,
-                   flush_interval_s=a.flush_interval, progress=a.progress)
+                   flush_interval_s=a.flush_interval, progress=a.progress, protocol=a.protocol)
     _stop_on_signals(ing.stop)
     t = threading.Thread(target=lambda: (ing.wait_subscribed(60) and print(
         f"subscribed {ing.topics} on {ing.host}:{ing.port} as {ing.client_id}", flush=True)), daemon=True)
@@ -103,6 +131,7 @@ def _ingest(a) -> int:
     return 0
 
 
+@_clear_errors
 def _load(a) -> int:
     from twin.sensors.adapters import load_csv, load_sta
     from twin.sensors.store import SensorStore
@@ -123,6 +152,7 @@ def _load(a) -> int:
     return 0
 
 
+@_clear_errors
 def _qc(a) -> int:
     from twin.sensors.store import SensorStore
 
@@ -141,6 +171,7 @@ def _qc(a) -> int:
     return 0
 
 
+@_clear_errors
 def _export(a) -> int:
     from twin.sensors.store import SensorStore
 
@@ -151,6 +182,7 @@ def _export(a) -> int:
     return 0
 
 
+@_clear_errors
 def _replay(a) -> int:
     import numpy as np
     import pandas as pd
@@ -173,7 +205,8 @@ def _replay(a) -> int:
         for d in gauges:
             x, y = pos[d.station_id]
             r = typhoon.storm_rain_series(tr, times, x, y)
-            rows.append(pd.DataFrame({"datastream_id": d.datastream_id, "phenomenon_time": times, "result": r}))
+            rows.append(pd.DataFrame({"datastream_id": d.datastream_id, "phenomenon_time": times, "result": r,
+                                      "unit": "mm/h"}))
         series = pd.concat(rows, ignore_index=True)
         print(f"replaying derived R-CLIPER rain for {tr.sid} {tr.name} at {len(gauges)} gauge(s) "
               f"(derived, not observed)", file=sys.stderr)
@@ -187,6 +220,22 @@ def _replay(a) -> int:
     return 0 if n == len(series) else 1
 
 
+@_clear_errors
+def _stations(a) -> int:
+    import yaml
+
+    from twin.city import load_city
+    from twin.sensors.stations import config_from_city
+
+    city = load_city(a.city, **({"resolution_m": a.resolution} if a.resolution else {}))
+    cfg = config_from_city(city)
+    Path(a.out).write_text("# generated by twin sensors stations from the city bundle's gauge places\n"
+                           + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+    print(json.dumps({"stations": len(cfg["stations"]), "datastreams": len(cfg["datastreams"]), "file": a.out}))
+    return 0
+
+
+@_clear_errors
 def _storms(a) -> int:
     from twin.sensors.typhoon import list_storms
 
@@ -195,8 +244,10 @@ def _storms(a) -> int:
     return 0
 
 
+@_clear_errors
 def _live(a) -> int:
+    from twin.scenario import load_scenario
     from twin.sensors.live import run_live
 
-    return run_live(a.scenario, a.broker, store=a.store, config=a.config, speed=a.speed, out=a.out,
-                    duration_s=a.duration)
+    return run_live(load_scenario(a.scenario, overrides=a.overrides or None), a.broker, store=a.store, config=a.config, speed=a.speed, out=a.out,
+                    duration_s=a.duration, start_now=a.start_now, run_dir=a.run_dir)

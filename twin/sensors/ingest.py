@@ -59,7 +59,8 @@ class Ingester:
 
     def __init__(self, broker: str, store, config=None, *, client_id: str | None = None,
                  batch_size: int = 20000, flush_interval_s: float = 0.2, session_expiry_s: int = 7 * 86400,
-                 reconnect_min_s: int = 1, reconnect_max_s: int = 30, on_batch=None, progress: bool = False):
+                 reconnect_min_s: int = 1, reconnect_max_s: int = 30, on_batch=None, progress: bool = False,
+                 protocol: str | None = None):
         import paho.mqtt.client as mqtt
 
         self.host, self.port = parse_broker(broker)
@@ -86,8 +87,15 @@ class Ingester:
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._generation = 0
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                        protocol=mqtt.MQTTv5, manual_ack=True)
+        self.protocol = str(protocol or mcfg.get("protocol", "5"))
+        if self.protocol not in ("5", "3.1.1"):
+            raise ValueError(f"mqtt.protocol must be '5' or '3.1.1', got {self.protocol!r}")
+        if self.protocol == "5":
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                            protocol=mqtt.MQTTv5, manual_ack=True)
+        else:   # MQTT 3.1.1: clean_session=False is the persistent session (no per-message v5 properties)
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                            protocol=mqtt.MQTTv311, clean_session=False, manual_ack=True)
         c.reconnect_delay_set(reconnect_min_s, reconnect_max_s)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -186,10 +194,13 @@ class Ingester:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.session_expiry_s
-        props.ReceiveMaximum = 65535
-        self.client.connect_async(self.host, self.port, keepalive=30, clean_start=False, properties=props)
+        if self.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.session_expiry_s
+            props.ReceiveMaximum = 65535
+            self.client.connect_async(self.host, self.port, keepalive=30, clean_start=False, properties=props)
+        else:
+            self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
 
     def wait_subscribed(self, timeout: float = 10.0) -> bool:

@@ -45,7 +45,7 @@ class ObservedProperty:
 PROPERTIES: dict[str, ObservedProperty] = {
     p.name: p
     for p in [
-        ObservedProperty("rain_rate", "mm/h", (0.0, 300.0), 400.0, 80.0, 3 * 3600, 200.0, True,
+        ObservedProperty("rain_rate", "mm/h", (0.0, 300.0), 3600.0, 120.0, 3 * 3600, 200.0, True,
                          "rainfall intensity at a tipping-bucket or weighing gauge"),
         ObservedProperty("river_stage", "m", (-5.0, 30.0), 3.0, 0.75, 12 * 3600, 20.0, False,
                          "river water level above the gauge datum"),

@@ -66,16 +66,24 @@ def qc_series(t, x, observed_property: str | None, *, interval_s: float | None =
         for f in (10.0, 100.0, 1000.0, 0.1, 0.01, 0.001):
             fits = np.abs(x / f - ref) <= unit_tolerance * scale
             mask[off & fits & (np.abs(x) > 0)] |= FLAG_BITS["unit_mistake"]
-    # --- rate of change
-    if n >= 2:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rate = np.abs(np.diff(x)) / np.where(dt > 0, dt / 3600.0, np.nan)
-        mask[1:][rate > prop.max_rate_per_h] |= FLAG_BITS["rate_of_change"]
     # --- spike (QARTOD)
     if n >= 3:
         a, b, c = x[:-2], x[1:-1], x[2:]
         s = np.abs(b - (a + c) / 2.0) - np.abs(c - a) / 2.0
         mask[1:-1][s > prop.spike] |= FLAG_BITS["spike"]
+    # --- rate of change, against the previous value that is not itself an outlier
+    if n >= 2:
+        outlier = (mask & (FLAG_BITS["range"] | FLAG_BITS["unit_mistake"] | FLAG_BITS["spike"])) != 0
+        idx = np.where(~outlier, np.arange(n), -1)
+        prev = np.maximum.accumulate(idx)          # last clean index at or before i
+        j = np.concatenate([[-1], prev[:-1]])       # last clean index before i
+        ok = j >= 0
+        i_ = np.flatnonzero(ok)
+        jj = j[ok]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dth = (ts[i_] - ts[jj]) / 3600.0
+            rate = np.abs(x[i_] - x[jj]) / np.where(dth > 0, dth, np.nan)
+        mask[i_[rate > prop.max_rate_per_h]] |= FLAG_BITS["rate_of_change"]
     # --- flat line
     if n >= 2:
         same = np.abs(np.diff(x)) <= flat_eps

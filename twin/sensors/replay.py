@@ -33,15 +33,23 @@ def read_series(path, config=None, *, tz: str | None = None) -> pd.DataFrame:
                              "result": df["result"].astype(float)})
     cfg = load_config(config)
     _, streams = config_entities(cfg)
-    rows, rejects = read_csv(path, {d.datastream_id: d for d in streams},
-                             tz=tz or (cfg.get("csv") or {}).get("tz", LOCAL_TZ))
+    meta = {d.datastream_id: d for d in streams}
+    rows, rejects = read_csv(path, meta, tz=tz or (cfg.get("csv") or {}).get("tz", LOCAL_TZ))
     if rejects:
         raise ValueError(f"{str(path)!r}: {len(rejects)} unreadable row(s), first: {rejects[0][2]}")
-    return rows[["datastream_id", "phenomenon_time", "result"]]
+    out = rows[["datastream_id", "phenomenon_time", "result"]].copy()
+    # read_csv converted known datastreams to their canonical unit: say so in the payloads
+    out["unit"] = [meta[d].prop.unit if d in meta else None for d in out["datastream_id"]]
+    return out
 
 
-def sta_payload(t: np.datetime64, result: float) -> bytes:
-    return json.dumps({"phenomenonTime": str(np.datetime64(t, "ms")) + "Z", "result": float(result)}).encode()
+def sta_payload(t: np.datetime64, result: float, unit: str | None = None) -> bytes:
+    """A SensorThings Observation; ``unit`` (when known) travels as ``parameters.unit`` so that the
+    ingester does not read a canonical value in the datastream's source unit."""
+    obj = {"phenomenonTime": str(np.datetime64(t, "ms")) + "Z", "result": float(result)}
+    if unit:
+        obj["parameters"] = {"unit": unit}
+    return json.dumps(obj).encode()
 
 
 def replay(series: pd.DataFrame, broker: str, *, speed: float = 60.0, shift_to=None, qos: int = 1,
@@ -59,7 +67,7 @@ def replay(series: pd.DataFrame, broker: str, *, speed: float = 60.0, shift_to=N
         t = t + (np.datetime64(target, "us") - t[0])
     host, port = parse_broker(broker)
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    c.max_inflight_messages_set(1000)
+    c.max_inflight_messages_set(20)   # paho publishes fastest with a small window
     c.max_queued_messages_set(0)
     c.connect(host, port, keepalive=30)
     c.loop_start()
@@ -69,12 +77,13 @@ def replay(series: pd.DataFrame, broker: str, *, speed: float = 60.0, shift_to=N
         infos = []
         ids = df["datastream_id"].astype(str).to_numpy()
         res = df["result"].to_numpy(np.float64)
+        units = df["unit"].to_numpy(dtype=object) if "unit" in df.columns else np.full(len(df), None, dtype=object)
         for i in range(len(df)):
             if speed > 0:
                 wait = rel[i] / speed - (time.monotonic() - t0_wall)
                 if wait > 0:
                     time.sleep(wait)
-            infos.append(c.publish(f"{prefix}/Datastreams({ids[i]})/Observations", sta_payload(t[i], res[i]), qos=qos))
+            infos.append(c.publish(f"{prefix}/Datastreams({ids[i]})/Observations", sta_payload(t[i], res[i], units[i]), qos=qos))
             if progress is not None and (i + 1) % 1000 == 0:
                 progress(i + 1)
         for info in infos:

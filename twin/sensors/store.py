@@ -136,8 +136,10 @@ class SensorStore:
         self.close()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A connection for another thread (DuckDB cursors share the database)."""
-        return self.con.cursor()
+        """A connection for another thread (DuckDB cursors share the database). Created under the
+        store's lock: the parent connection is not used concurrently."""
+        with self._lock:
+            return self.con.cursor()
 
     def _load_caches(self):
         ds = self.con.execute("SELECT * FROM datastreams").fetchdf()
@@ -184,12 +186,23 @@ class SensorStore:
 
     def _ensure_unregistered(self, ids):
         new = [i for i in ids if i not in self._datastreams]
-        for i in new:
-            row = dict(datastream_id=i, station_id=None, name=i, observed_property=None, unit=None,
-                       source_unit=None, sensor=None, interval_s=None, registered=False, properties="{}")
-            self.con.execute("INSERT OR IGNORE INTO datastreams VALUES (?,?,?,?,?,?,?,?,?,?)",
-                             list(row.values()))
-            self._datastreams[i] = row
+        if not new:
+            return
+        rows = [dict(datastream_id=i, station_id=None, name=i, observed_property=None, unit=None,
+                     source_unit=None, sensor=None, interval_s=None, registered=False, properties="{}")
+                for i in new]
+        tbl = pa.Table.from_pylist(rows, schema=pa.schema([
+            ("datastream_id", pa.string()), ("station_id", pa.string()), ("name", pa.string()),
+            ("observed_property", pa.string()), ("unit", pa.string()), ("source_unit", pa.string()),
+            ("sensor", pa.string()), ("interval_s", pa.float64()), ("registered", pa.bool_()),
+            ("properties", pa.string())]))
+        self.con.register("_new_ds", tbl)
+        try:
+            self.con.execute("INSERT OR IGNORE INTO datastreams SELECT * FROM _new_ds")
+        finally:
+            self.con.unregister("_new_ds")
+        for r in rows:
+            self._datastreams[r["datastream_id"]] = r
 
     # ------------------------------------------------------------------ writes
     def add_rejects(self, rejects):
@@ -260,7 +273,8 @@ class SensorStore:
     def _insert_locked(self, ids, t, res, rec, source, payloads, topics, out, commit):
         n = res.size
         mask = np.zeros(n, dtype=np.int32)
-        self._ensure_unregistered(set(ids.tolist()))
+        codes, uniq = pd.factorize(ids)
+        self._ensure_unregistered(uniq.tolist())
         # --- duplicates inside the batch: keep the first, compare the rest
         frame = pd.DataFrame({"ds": ids, "t": t, "r": res})
         dup = frame.duplicated(["ds", "t"], keep="first").to_numpy()
@@ -277,13 +291,14 @@ class SensorStore:
                     conflict_keys.add((ids[i], t[i]))
                     rejects.append(self._conflict_reject(ids[i], t[i], res[i], r0, rec[i], payloads, topics, i, source))
             keep = ~dup
-            ids, t, res, rec, mask = ids[keep], t[keep], res[keep], rec[keep], mask[keep]
+            ids, t, res, rec, mask, codes = ids[keep], t[keep], res[keep], rec[keep], mask[keep], codes[keep]
             if payloads is not None:
                 payloads = [payloads[i] for i in np.flatnonzero(keep)]
             if topics is not None and not isinstance(topics, str):
                 topics = [topics[i] for i in np.flatnonzero(keep)]
         # --- rows not newer than the stream's latest stored time: duplicate or out of order
-        last = np.array([self._last_time.get(k, np.datetime64("NaT", "us")) for k in ids], dtype="datetime64[us]")
+        u_last = np.array([self._last_time.get(k, np.datetime64("NaT", "us")) for k in uniq], dtype="datetime64[us]")
+        last = u_last[codes]
         maybe_old = ~np.isnat(last) & (t <= last)
         drop = np.zeros(ids.size, dtype=bool)
         if maybe_old.any():
@@ -319,8 +334,8 @@ class SensorStore:
         # --- clock skew, unregistered, range
         skew = t > rec + self.clock_skew_tolerance
         mask[skew] |= FLAG_BITS["clock_skew"]
-        props = np.array([(self._datastreams[k].get("observed_property") or "") for k in ids], dtype=object)
-        unreg = np.array([not self._datastreams[k].get("registered") for k in ids])
+        props = np.array([(self._datastreams[k].get("observed_property") or "") for k in uniq], dtype=object)[codes]
+        unreg = np.array([not self._datastreams[k].get("registered") for k in uniq], dtype=bool)[codes]
         mask[unreg] |= FLAG_BITS["unregistered"]
         for pname in set(props.tolist()):
             if pname in PROPERTIES:
@@ -332,12 +347,13 @@ class SensorStore:
         out.out_of_order += int(np.count_nonzero(mask & FLAG_BITS["out_of_order"]))
         out.clock_skew += int(np.count_nonzero(mask & FLAG_BITS["clock_skew"]))
         if ids.size:
-            texts = {m: flag_text(m) for m in np.unique(mask).tolist()}
+            um, minv = np.unique(mask, return_inverse=True)
+            texts = np.array([flag_text(m) for m in um.tolist()], dtype=object)[minv]
             tbl = pa.table([
                 pa.array(ids.tolist(), pa.string()),
                 pa.array(t, pa.timestamp("us")),
                 pa.array(res, pa.float64()),
-                pa.array([texts[m] for m in mask.tolist()], pa.string()),
+                pa.array(texts, pa.string()),
                 pa.array(mask, pa.int32()),
                 pa.array(rec, pa.timestamp("us")),
                 pa.array(source if isinstance(source, list) else [source] * ids.size, pa.string()),
@@ -351,7 +367,7 @@ class SensorStore:
                 self.con.unregister("_obs_batch")
             out.inserted += int(ids.size)
             # update the per-stream latest time
-            s = pd.Series(t, index=ids).groupby(level=0).max()
+            s = pd.Series(t).groupby(ids).max()
             for k, v in s.items():
                 v = np.datetime64(v, "us")
                 old = self._last_time.get(k)

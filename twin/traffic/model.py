@@ -49,6 +49,12 @@ class TrafficModel:
     pcu, stall_depth_m : dict
         Override the passenger-car units and stall depths per class (defaults in
         :mod:`twin.traffic.flood`).
+    route_on_departure : bool
+        Route each trip when it departs, by the travel times of that moment (default: when it is
+        added; both then reroute on closures and, if informed, periodically).
+    emergency_overtake : bool
+        Traffic pulls aside for emergency vehicles: an emergency vehicle leaves a link at its own
+        free-flow time even with a queue ahead (default: strict FIFO, priority only at the head).
     record_links : bool
         Keep the link traversal log (``link_log``: entry and exit time of every vehicle on every
         link). Without it ``trips.route`` is the current plan.
@@ -99,7 +105,8 @@ class TrafficModel:
 
     def __init__(self, network: RoadNetwork, dt: float = 1.0, seed=0, *, informed_share: float = 0.0,
                  reroute_interval_s: float | None = None, pcu: dict | None = None,
-                 stall_depth_m: dict | None = None, record_links: bool = True, threads: int | None = None):
+                 stall_depth_m: dict | None = None, record_links: bool = True, threads: int | None = None,
+                 route_on_departure: bool = False, emergency_overtake: bool = False):
         from twin import _core
 
         if not isinstance(network, RoadNetwork):
@@ -138,6 +145,8 @@ class TrafficModel:
             np.array([self.pcu[c] for c in VEHICLE_CLASSES]),
             np.array([self.stall_depth_m[c] for c in VEHICLE_CLASSES]))
         self._engine.record = bool(record_links)
+        self._engine.route_on_departure = bool(route_on_departure)
+        self._engine.emergency_overtake = bool(emergency_overtake)
         if threads is not None:
             self._engine.threads = int(threads)
         self.reroute_interval_s = None
@@ -149,6 +158,7 @@ class TrafficModel:
             self.reroute_interval_s = float(reroute_interval_s)
             self._engine.reroute_every = int(round(n))
         self._exits_prev = np.zeros(network.n_links, dtype=np.int64)
+        self._contraflow: dict = {}
         self._flow = np.zeros(network.n_links)
         self._depth = np.zeros(network.n_links)
         self._vfree = links["free_speed_mps"].to_numpy(np.float64)
@@ -187,8 +197,9 @@ class TrafficModel:
     # ------------------------------------------------------------------ demand
     def add_trips(self, df: pd.DataFrame) -> np.ndarray:
         """Adds trips (columns ``origin, destination, depart_s`` as node ids and seconds, optional
-        ``vehicle_class``, default car); returns their trip ids. Routes are computed now, by the
-        current travel times; a trip whose departure time has passed leaves at once."""
+        ``vehicle_class``, default car); returns their trip ids. Routes are computed now by the
+        current travel times (again at departure with ``route_on_departure``); a trip whose
+        departure time has passed leaves at once."""
         if not isinstance(df, pd.DataFrame):
             raise ValueError(f"add_trips: expected a DataFrame, got {type(df).__name__}")
         missing = [c for c in ("origin", "destination", "depart_s") if c not in df.columns]
@@ -242,6 +253,43 @@ class TrafficModel:
     def open_links(self, ids) -> None:
         """Reopens links closed by close_links (flood closures follow the depth)."""
         self._engine.set_closed(self._link_ids(ids, "open_links"), False)
+
+    def set_lanes(self, ids, lanes) -> None:
+        """Changes the lanes of links (lane closures, works): capacity and storage scale with them."""
+        ids = self._link_ids(ids, "set_lanes")
+        lanes = np.broadcast_to(np.asarray(lanes, dtype=np.float64), ids.shape).copy()
+        bad = ~np.isfinite(lanes) | (lanes <= 0)
+        if bad.any():
+            raise ValueError(f"set_lanes: lanes = {float(lanes[bad][0])!r} for link {int(ids[bad][0])} must be > 0")
+        self._engine.set_lanes(ids, lanes)
+
+    @property
+    def link_lanes(self) -> np.ndarray:
+        return self._engine.get("lanes")
+
+    def set_contraflow(self, ids, active: bool = True) -> None:
+        """Contraflow for evacuation: each link in ``ids`` takes over the lanes of its reverse link
+        (same end nodes, opposite direction), which closes (vehicles on it drive out). With
+        ``active=False`` the reverse links reopen and the lanes return."""
+        ids = self._link_ids(ids, "set_contraflow")
+        fr, to = self.network.link_from_index, self.network.link_to_index
+        rev_of = {(int(a), int(b)): k for k, (a, b) in enumerate(zip(fr, to))}
+        pairs = []
+        for l in ids:
+            r = rev_of.get((int(to[l]), int(fr[l])))
+            if r is None:
+                raise ValueError(f"set_contraflow: link {int(l)} has no reverse link to take over")
+            pairs.append((int(l), r))
+        lanes = self._engine.get("lanes")
+        for l, r in pairs:
+            if active and l not in self._contraflow:
+                self._contraflow[l] = (r, float(lanes[l]), float(lanes[r]))
+                self._engine.set_closed(np.array([r], np.int32), True)
+                self._engine.set_lanes(np.array([l], np.int32), np.array([lanes[l] + lanes[r]]))
+            elif not active and l in self._contraflow:
+                r, nl, nr = self._contraflow.pop(l)
+                self._engine.set_lanes(np.array([l], np.int32), np.array([nl]))
+                self._engine.set_closed(np.array([r], np.int32), False)
 
     def _link_ids(self, ids, what) -> np.ndarray:
         a = np.atleast_1d(np.asarray(ids))
@@ -362,7 +410,8 @@ class TrafficModel:
 
     def trip_status(self, trip_ids) -> TripStatus:
         """Cheap polling: ``(state, arrive_s, current_link)`` arrays for these trip ids; state names in
-        ``TRIP_STATES``; current_link is -1 off the network (the stall link for stalled trips)."""
+        ``TRIP_STATES``; current_link is the link a vehicle is on, the link where it stalled, or the
+        link at whose end it parked when stranded (-1 when it never entered the network or arrived)."""
         ids = np.atleast_1d(np.asarray(trip_ids, dtype=np.int64))
         bad = (ids < 0) | (ids >= self._engine.n_vehicles)
         if bad.any():
@@ -370,6 +419,39 @@ class TrafficModel:
         st = self._engine.get("state")[ids]
         return TripStatus(np.asarray(TRIP_STATES)[st], self._engine.get("arrive")[ids],
                           self._engine.get("cur")[ids].astype(np.int64))
+
+    def trip_eta_s(self, trip_ids) -> np.ndarray:
+        """Expected arrival time of these trips by current link travel times (the arrival time once
+        arrived, ``inf`` while no open route exists, NaN for stalled or stranded trips); for dispatchers."""
+        ids = np.atleast_1d(np.asarray(trip_ids, dtype=np.int64))
+        e = self._engine
+        if ((ids < 0) | (ids >= e.n_vehicles)).any():
+            raise ValueError(f"trip_eta_s: trip id {ids[(ids < 0) | (ids >= e.n_vehicles)][0]} does not exist")
+        st, cls, arr = e.get("state"), e.get("cls"), e.get("arrive")
+        pool, off, ln, pos = e.get("pool"), e.get("r_off"), e.get("r_len"), e.get("r_pos")
+        dep, ready = e.get("depart"), e.get("t_ready")
+        orig, dest = e.get("origin"), e.get("dest")
+        to_idx = self.network.link_to_index
+        costs = {}
+        out = np.full(len(ids), np.nan)
+        now = self.time
+        for k, v in enumerate(ids):
+            s = st[v]
+            if s == 3:
+                out[k] = arr[v]
+            elif s in (0, 1, 2):
+                end = to_idx[pool[off[v] + ln[v] - 1]] if ln[v] > 0 else orig[v]
+                if end != dest[v]:  # no open route yet
+                    out[k] = np.inf
+                    continue
+                c = costs.setdefault(int(cls[v]), e.class_cost(int(cls[v])))
+                if s == 2:
+                    rest = pool[off[v] + pos[v] + 1:off[v] + ln[v]]
+                    out[k] = max(ready[v], now) + c[rest].sum()
+                else:
+                    rest = pool[off[v]:off[v] + ln[v]]
+                    out[k] = max(dep[v], now) + c[rest].sum()
+        return out
 
     @property
     def trips(self) -> pd.DataFrame:
@@ -445,6 +527,7 @@ class TrafficModel:
             "exits_prev": self._exits_prev.copy(),
             "flow": self._flow.copy(),
             "depth": self._depth.copy(),
+            "contraflow": dict(self._contraflow),
         }
 
     def set_state(self, state: dict) -> None:
@@ -457,6 +540,7 @@ class TrafficModel:
         self._exits_prev = np.array(state["exits_prev"], dtype=np.int64)
         self._flow = np.array(state["flow"], dtype=float)
         self._depth = np.array(state["depth"], dtype=float)
+        self._contraflow = dict(state.get("contraflow", {}))
 
     def __repr__(self) -> str:
         c = self.counts()

@@ -1,0 +1,83 @@
+"""The real thing end to end: ``twin run`` on the Tam Kỳ bundle (short flood-only horizon), then
+``twin serve`` as a subprocess, the Map page in headless Chromium over it with the bundle's layers
+(hillshade, water, roads, places with Vietnamese names); the server is stopped by its PID."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tamky_runs(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("tamky_runs")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "twin", "run", str(REPO / "scenarios" / "tamky_molave_2020.yaml"),
+           "--out", str(runs / "tamky-short"), "--no-progress",
+           "--set", "resolution_m=60", "--set", "duration=20min", "--set", "people=null", "--set", "services=null",
+           "--set", "traffic=null", "--set", "interventions=[]", "--set", "outputs.checkpoint_every=null",
+           "--set", "outputs.fields_every=10min", "--set", "outputs.tables_every=10min",
+           "--set", "outputs.kpis_every=10min", "--set", "outputs.png=false"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return runs
+
+
+@pytest.fixture(scope="module")
+def served(tamky_runs):
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "twin", "serve", "--runs", str(tamky_runs), "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(url + "/", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("twin serve did not answer")
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_twin_serve_shows_the_tamky_run(served, page, artifacts_dir):
+    with urllib.request.urlopen(served + "/", timeout=5) as r:
+        html = r.read().decode()
+    assert "<title>Tam Kỳ Twin</title>" in html and "cdn" not in html.lower()  # every script served locally
+    page.goto(served + "/")
+    page.wait_for_function("() => { const g = document.querySelector('#map-graph .js-plotly-plot');"
+                           " return g && g.data && g.data.length > 7; }", timeout=60000)
+    names = page.evaluate("() => { const g = document.querySelector('#map-graph .js-plotly-plot');"
+                          " return g.data[g.data.length - 1].customdata.map(c => c[1]); }")
+    assert "Bệnh viện Đa khoa tỉnh Quảng Nam" in names                      # diacritics intact
+    info = page.inner_text("#map-info")
+    assert "city bundle 'tamky'" in info and "60 m" in info
+    has_image = page.evaluate("() => document.querySelector('#map-graph .js-plotly-plot').layout.images[0].source"
+                              ".startsWith('data:image/png;base64,')")
+    assert has_image
+    page.focus("#map-time [role=slider]")
+    page.keyboard.press("End")
+    page.wait_for_function("() => document.querySelector('#map-time-label').innerText === 't = 0 h 20 min'")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(artifacts_dir / "dashboard_map_tamky.png"))
+    assert page.console_errors == []
