@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -52,6 +53,31 @@ inline T limit(T a, T b, int lim) {
     if (a * b <= T(0)) return T(0);
     if (lim == LIM_MINMOD) return std::fabs(a) < std::fabs(b) ? a : b;
     return T(2) * a * b / (a + b);  // van Leer
+}
+
+// x^(-1/3) for x > 0: a bit-level first guess refined by Newton steps (multiplications only, the
+// same on every thread; cheaper than cbrt and a division). Relative error ~1e-16 in double.
+inline double inv_cbrt(double x) {
+    float xf = static_cast<float>(x);
+    std::uint32_t b;
+    std::memcpy(&b, &xf, 4);
+    b = 0x54a2fa8cu - b / 3u;
+    float rf;
+    std::memcpy(&rf, &b, 4);
+    double r = rf;
+    const double third = 1.0 / 3.0;
+    for (int k = 0; k < 4; ++k) r = r * (4.0 - x * r * r * r) * third;
+    return r;
+}
+inline float inv_cbrt(float x) {
+    std::uint32_t b;
+    std::memcpy(&b, &x, 4);
+    b = 0x54a2fa8cu - b / 3u;
+    float r;
+    std::memcpy(&r, &b, 4);
+    const float third = 1.0f / 3.0f;
+    for (int k = 0; k < 3; ++k) r = r * (4.0f - x * r * r * r) * third;
+    return r;
 }
 
 // HLLC flux in the face-normal frame for two (already reconstructed) states. Dry states (h <= 0)
@@ -96,9 +122,10 @@ inline void hllc(T hL, T uL, T vL, T hR, T uR, T vR, T g, T& fh, T& fm, T& ft) {
     const T inv = T(1) / (SR - SL);
     fh = (SR * qL - SL * qR + SL * SR * (hR - hL)) * inv;
     fm = (SR * fmL - SL * fmR + SL * SR * (qR - qL)) * inv;
-    const T den = hR * (uR - SR) - hL * (uL - SL);
-    const T Sm = (SL * hR * (uR - SR) - SR * hL * (uL - SL)) / den;
-    ft = fh * (Sm >= T(0) ? vL : vR);
+    // contact speed S* = num / den with den = hR (uR - SR) - hL (uL - SL) < 0 whenever a side is
+    // wet, so S* >= 0 exactly when num <= 0 (no division needed for the upwind tangential velocity)
+    const T num = SL * hR * (uR - SR) - SR * hL * (uL - SL);
+    ft = fh * (num <= T(0) ? vL : vR);
 }
 
 // Hydrostatic reconstruction + HLLC at one face. L and R carry the depth at the face (cell value at
@@ -218,14 +245,27 @@ inline void slopes(const Params<T>& P, const View<T>& S, int r, int c, int dir, 
 // Face state of cell i seen from a face in direction dir (0: x, 1: y) on side `side`
 // (+1: the face after the cell, i.e. east/south; -1: before it), in the face frame:
 // normal velocity positive along +column (x) or +row (y, i.e. southward).
+// A cell's primitive state, computed once per row (one division per cell) and read by its faces.
+template <class T>
+struct CellState {
+    T h, u, v, z;
+};
+
+template <class T>
+inline void row_states(const Params<T>& P, const View<T>& S, int r, CellState<T>* out) {
+    const long row = long(r) * P.nx;
+    for (int c = 0; c < P.nx; ++c) {
+        const long i = row + c;
+        const T h = S.h[i];
+        const T inv = h > P.hdry ? T(1) / h : T(0);
+        out[c] = CellState<T>{h, S.hu[i] * inv, S.hv[i] * inv, P.z[i]};
+    }
+}
+
 template <class T, bool SECOND>
-inline FaceState<T> cell_face_state(const Params<T>& P, const View<T>& S, int r, int c, int dir, int side,
-                                    const Slope<T>* sl) {
-    const long i = long(r) * P.nx + c;
-    T h = S.h[i];
-    const T inv = h > P.hdry ? T(1) / h : T(0);  // one division per state
-    T u = S.hu[i] * inv, v = S.hv[i] * inv;
-    T eta = h + P.z[i];
+inline FaceState<T> cell_face_state(const CellState<T>& cs, int dir, int side, const Slope<T>* sl) {
+    T h = cs.h, u = cs.u, v = cs.v;
+    T eta = h + cs.z;
     if (SECOND) {
         const T s = T(0.5) * T(side);
         h += s * sl->dh;
@@ -236,7 +276,7 @@ inline FaceState<T> cell_face_state(const Params<T>& P, const View<T>& S, int r,
     }
     FaceState<T> f;
     f.h = h;
-    f.z = eta - h;
+    f.z = SECOND ? eta - h : cs.z;
     if (dir == 0) {
         f.un = u;
         f.ut = v;
@@ -275,7 +315,7 @@ inline FaceState<T> ghost(const FaceState<T>& in, int kind, T stage, int outward
 // Flux through x-face (r, j) between cells (r, j-1) and (r, j), j in [0, nx].
 // Writes bc_out (outward discharge per unit width, m^2/s) for edge faces.
 template <class T, bool SECOND>
-inline FaceFlux<T> xface(const Params<T>& P, const View<T>& S, int r, int j, T* bc_q, const Slope<T>* sx) {
+inline FaceFlux<T> xface(const Params<T>& P, int r, int j, T* bc_q, const Slope<T>* sx, const CellState<T>* row) {
     const int nx = P.nx;
     const T zf = P.zfx ? P.zfx[long(r) * (nx + 1) + j] : -std::numeric_limits<T>::infinity();
     const bool hasL = j > 0 && is_active(P, long(r) * nx + j - 1);
@@ -284,10 +324,10 @@ inline FaceFlux<T> xface(const Params<T>& P, const View<T>& S, int r, int j, T* 
     if (!hasL && !hasR) return f;
     FaceState<T> L, R;
     if (hasL && hasR) {
-        L = cell_face_state<T, SECOND>(P, S, r, j - 1, 0, +1, SECOND ? sx + j - 1 : nullptr);
-        R = cell_face_state<T, SECOND>(P, S, r, j, 0, -1, SECOND ? sx + j : nullptr);
+        L = cell_face_state<T, SECOND>(row[j - 1], 0, +1, SECOND ? sx + j - 1 : nullptr);
+        R = cell_face_state<T, SECOND>(row[j], 0, -1, SECOND ? sx + j : nullptr);
     } else if (hasL) {
-        L = cell_face_state<T, SECOND>(P, S, r, j - 1, 0, +1, SECOND ? sx + j - 1 : nullptr);
+        L = cell_face_state<T, SECOND>(row[j - 1], 0, +1, SECOND ? sx + j - 1 : nullptr);
         int kind = BC_WALL;
         T stage = T(0);
         if (j == nx) {
@@ -296,7 +336,7 @@ inline FaceFlux<T> xface(const Params<T>& P, const View<T>& S, int r, int j, T* 
         }
         R = ghost(L, kind, stage, +1);
     } else {
-        R = cell_face_state<T, SECOND>(P, S, r, j, 0, -1, SECOND ? sx + j : nullptr);
+        R = cell_face_state<T, SECOND>(row[j], 0, -1, SECOND ? sx + j : nullptr);
         int kind = BC_WALL;
         T stage = T(0);
         if (j == 0) {
@@ -316,8 +356,8 @@ inline FaceFlux<T> xface(const Params<T>& P, const View<T>& S, int r, int j, T* 
 // Flux through y-face (k, c) between cells (k-1, c) (north) and (k, c) (south), k in [0, ny];
 // normal positive southward.
 template <class T, bool SECOND>
-inline FaceFlux<T> yface(const Params<T>& P, const View<T>& S, int k, int c, T* bc_q, const Slope<T>* syN,
-                         const Slope<T>* syS) {
+inline FaceFlux<T> yface(const Params<T>& P, int k, int c, T* bc_q, const Slope<T>* syN, const Slope<T>* syS,
+                         const CellState<T>* rowN, const CellState<T>* rowS) {
     const int nx = P.nx, ny = P.ny;
     const T zf = P.zfy ? P.zfy[long(k) * nx + c] : -std::numeric_limits<T>::infinity();
     const bool hasL = k > 0 && is_active(P, long(k - 1) * nx + c);
@@ -326,10 +366,10 @@ inline FaceFlux<T> yface(const Params<T>& P, const View<T>& S, int k, int c, T* 
     if (!hasL && !hasR) return f;
     FaceState<T> L, R;
     if (hasL && hasR) {
-        L = cell_face_state<T, SECOND>(P, S, k - 1, c, 1, +1, SECOND ? syN + c : nullptr);
-        R = cell_face_state<T, SECOND>(P, S, k, c, 1, -1, SECOND ? syS + c : nullptr);
+        L = cell_face_state<T, SECOND>(rowN[c], 1, +1, SECOND ? syN + c : nullptr);
+        R = cell_face_state<T, SECOND>(rowS[c], 1, -1, SECOND ? syS + c : nullptr);
     } else if (hasL) {
-        L = cell_face_state<T, SECOND>(P, S, k - 1, c, 1, +1, SECOND ? syN + c : nullptr);
+        L = cell_face_state<T, SECOND>(rowN[c], 1, +1, SECOND ? syN + c : nullptr);
         int kind = BC_WALL;
         T stage = T(0);
         if (k == ny) {
@@ -338,7 +378,7 @@ inline FaceFlux<T> yface(const Params<T>& P, const View<T>& S, int k, int c, T* 
         }
         R = ghost(L, kind, stage, +1);
     } else {
-        R = cell_face_state<T, SECOND>(P, S, k, c, 1, -1, SECOND ? syS + c : nullptr);
+        R = cell_face_state<T, SECOND>(rowS[c], 1, -1, SECOND ? syS + c : nullptr);
         int kind = BC_WALL;
         T stage = T(0);
         if (k == 0) {
@@ -381,13 +421,18 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
         // second order: x-slopes of the current row, y-slopes of the rows above, at and below it
         std::vector<Slope<T>> sx(SECOND ? nx : 0), syU(SECOND ? nx : 0), syC(SECOND ? nx : 0), syD(SECOND ? nx : 0);
         T* bq = bc_tmp;
+        // primitive states of the rows above, at and below the current one
+        std::vector<CellState<T>> stU(nx), stC(nx), stD(nx);
         if (r0 < r1) {
             if (SECOND) {
                 if (r0 > 0) row_slopes(P, S, r0 - 1, 1, syU.data());
                 row_slopes(P, S, r0, 1, syC.data());
             }
+            if (r0 > 0) row_states(P, S, r0 - 1, stU.data());
+            row_states(P, S, r0, stC.data());
             for (int c = 0; c < nx; ++c)
-                fn[c] = yface<T, SECOND>(P, S, r0, c, r0 == 0 ? bq : nullptr, syU.data(), syC.data());
+                fn[c] = yface<T, SECOND>(P, r0, c, r0 == 0 ? bq : nullptr, syU.data(), syC.data(), stU.data(),
+                                         stC.data());
         }
         const T g = P.g, hd = P.hdry;
         for (int r = r0; r < r1; ++r) {
@@ -395,9 +440,11 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
                 row_slopes(P, S, r, 0, sx.data());
                 if (r + 1 < ny) row_slopes(P, S, r + 1, 1, syD.data());
             }
-            for (int j = 0; j <= nx; ++j) fx[j] = xface<T, SECOND>(P, S, r, j, bq, sx.data());
+            if (r + 1 < ny) row_states(P, S, r + 1, stD.data());
+            for (int j = 0; j <= nx; ++j) fx[j] = xface<T, SECOND>(P, r, j, bq, sx.data(), stC.data());
             for (int c = 0; c < nx; ++c)
-                fs[c] = yface<T, SECOND>(P, S, r + 1, c, r + 1 == ny ? bq : nullptr, syC.data(), syD.data());
+                fs[c] = yface<T, SECOND>(P, r + 1, c, r + 1 == ny ? bq : nullptr, syC.data(), syD.data(), stC.data(),
+                                         stD.data());
             const long row = long(r) * nx;
             double rain_sum = 0.0, lost_sum = 0.0;
             for (int c = 0; c < nx; ++c) {
@@ -427,19 +474,24 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
                     hu = a * B->hu[i] + b * hu;
                     hv = a * B->hv[i] + b * hv;
                 }
+                T ih = T(0);  // 1/h of the wet cell
                 if (h <= hd) {
                     if (h < T(0)) h = T(0);
                     hu = hv = T(0);
-                } else if (friction) {
+                } else {
+                    ih = T(1) / h;
                     const T n = P.manning[i];
-                    if (n > T(0)) {
-                        const T sp = std::sqrt(hu * hu + hv * hv) / h;
-                        const T den = T(1) + dt * g * n * n * sp / (h * std::cbrt(h));
-                        hu /= den;
-                        hv /= den;
+                    const T q2 = hu * hu + hv * hv;
+                    if (friction && n > T(0) && q2 > T(0)) {
+                        // q <- q / (1 + dt g n^2 |u| h^(-4/3)), h^(-4/3) = (1/h) h^(-1/3)
+                        const T den = T(1) + dt * g * n * n * std::sqrt(q2) * ih * ih * inv_cbrt(h);
+                        const T f = T(1) / den;
+                        hu *= f;
+                        hv *= f;
                     }
                 }
                 if (X) {
+                    const bool src = X->rain0 || X->loss;
                     if (X->rain0) {
                         const long k = X->rain_per_cell ? i : 0;
                         const T rn = X->rain_scale * ((T(1) - X->rain_w) * X->rain0[k] + X->rain_w * X->rain1[k]);
@@ -452,14 +504,23 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
                         h -= l;
                         lost_sum += double(l);
                     }
-                    if (h <= hd) hu = hv = T(0);
+                    if (src) {
+                        if (h <= hd) {
+                            hu = hv = T(0);
+                            ih = T(0);
+                        } else {
+                            ih = T(1) / h;
+                        }
+                    }
                     if (X->maxh) {
                         const T mold = X->maxh[i];
-                        if (mold <= X->arrival_depth && h > X->arrival_depth) X->arrival[i] = X->t_end;
-                        X->maxh[i] = std::max(mold, h);
-                        if (h > X->speed_depth) {
-                            const T sp = std::sqrt(hu * hu + hv * hv) / h;
-                            if (sp > X->maxs[i]) X->maxs[i] = sp;
+                        if (h > mold) {  // store only what changes
+                            if (mold <= X->arrival_depth && h > X->arrival_depth) X->arrival[i] = X->t_end;
+                            X->maxh[i] = h;
+                        }
+                        if (h > X->speed_depth) {  // tracked as speed squared (the model takes the root)
+                            const T sp2 = (hu * hu + hv * hv) * ih * ih;
+                            if (sp2 > X->maxs[i]) X->maxs[i] = sp2;
                         }
                     }
                 }
@@ -468,7 +529,7 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
                 Ohv[i] = hv;
                 if (h > hmax) hmax = h;
                 if (h > hd) {
-                    const T s = std::max(std::fabs(hu), std::fabs(hv)) / h + std::sqrt(g * h);
+                    const T s = std::max(std::fabs(hu), std::fabs(hv)) * ih + std::sqrt(g * h);
                     if (s > smax) smax = s;
                 }
             }
@@ -477,6 +538,8 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
                 X->row_sums[long(r) * X->row_slots + 1] = lost_sum;
             }
             std::swap(fn, fs);
+            std::swap(stU, stC);
+            std::swap(stC, stD);
             if (SECOND) {
                 std::swap(syU, syC);
                 std::swap(syC, syD);

@@ -247,6 +247,7 @@ class FVFloodSolver(Solver):
     """
 
     order = 1
+    max_speed_squared = True  # the kernel tracks max speed squared in f.max_speed
 
     def __init__(self, model) -> None:
         super().__init__(model)
@@ -262,6 +263,8 @@ class FVFloodSolver(Solver):
         # the bed, roughness and edge tables are validated on the first sub-step; afterwards only
         # the model edits them, with finite values (walls at FLOOD_WALL_Z, breaches lowering z)
         self._check_static = True
+        self._check_state = True
+        self._n_sub = 0
 
     # -- model-facing contract ---------------------------------------------------------------
     @property
@@ -335,9 +338,13 @@ class FVFloodSolver(Solver):
             face_z_y=core.face_z_y, threads=core.threads, rain0=f.rain0, rain1=f.rain1, rain_w=float(f.rain_w),
             rain_scale=float(f.rain_scale), loss=f.loss, loss_scale=float(f.loss_scale), max_depth=f.max_depth,
             max_speed=f.max_speed, arrival_time=f.arrival_time, t_end=float(t_end), row_sums=f.row_sums,
-            check_static=self._check_static,
+            check_static=self._check_static, check_state=self._check_state or self._n_sub % 8 == 0,
         )  # fmt: skip
         self._check_static = False
+        # the state is validated on the first sub-step, after set_state and every 8th sub-step; in
+        # between the kernel reads its own output plus the model's validated point edits
+        self._check_state = False
+        self._n_sub += 1
         core.h, core._oh = core._oh, core.h
         core.hu, core._ohu = core._ohu, core.hu
         core.hv, core._ohv = core._ohv, core.hv
@@ -375,6 +382,7 @@ class FVFloodSolver(Solver):
         for key in ("h", "hu", "hv"):
             getattr(self.core, key)[...] = d[key]
         self.core._smax = None
+        self._check_state = True
         ed = self._edit_cells()
         if ed is not None:
             ed[2] = None if d.get("edited_h") is None else np.array(d["edited_h"])
