@@ -81,6 +81,18 @@ inline float inv_cbrt(float x) {
     return r;
 }
 
+inline float inv_cbrt_f2(float x) {
+    std::uint32_t b;
+    std::memcpy(&b, &x, 4);
+    b = 0x54a2fa8cu - b / 3u;
+    float r;
+    std::memcpy(&r, &b, 4);
+    const float third = 1.0f / 3.0f;
+    r = r * (4.0f - x * r * r * r) * third;
+    r = r * (4.0f - x * r * r * r) * third;
+    return r;
+}
+
 // HLLC flux in the face-normal frame for two (already reconstructed) states. Dry states (h <= 0)
 // are handled with the dry-bed wave speeds; two dry states give zero flux.
 template <class T>
@@ -490,7 +502,8 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
                     const T q2 = hu * hu + hv * hv;
                     if (friction && n > T(0) && q2 > T(0)) {
                         // q <- q / (1 + dt g n^2 |u| h^(-4/3)), h^(-4/3) = (1/h) h^(-1/3)
-                        const T den = T(1) + dt * g * n * n * std::sqrt(q2) * ih * ih * inv_cbrt(h);
+                        // h^(-1/3) to float precision (2 Newton steps): plenty for a roughness term
+                        const T den = T(1) + dt * g * n * n * std::sqrt(q2) * ih * ih * T(inv_cbrt_f2(float(h)));
                         const T f = T(1) / den;
                         hu *= f;
                         hv *= f;
