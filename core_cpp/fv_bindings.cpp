@@ -264,7 +264,8 @@ void bind_fv(py::module_& m) {
     m.def("fv_max_wave_speed", &fv_max_wave_speed<T>, py::arg("z").noconvert(), py::arg("h").noconvert(), py::arg("hu").noconvert(),
           py::arg("hv").noconvert(), py::arg("active").noconvert(), py::kw_only(), py::arg("g") = 9.81,
           py::arg("h_dry") = 1e-6, py::arg("threads") = 0,
-          "Largest signal speed max(|u|, |v|) + sqrt(g h) over active wet cells [m/s].");
+          "Largest signal speed max(|u|, |v|) + 2 sqrt(g h) over active wet cells [m/s] (2c: a front\n"
+          "into a dry cell moves at u + 2c): the speed for a first, positivity-safe time step.");
 }
 
 }  // namespace

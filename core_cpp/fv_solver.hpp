@@ -47,6 +47,7 @@ struct FaceState {
 template <class T>
 struct FaceFlux {
     T fh, fm_l, fm_r, ft;
+    T s;  // largest wave speed |S_L|, |S_R| at the face (dry fronts move at u + 2c)
 };
 
 template <class T>
@@ -96,9 +97,10 @@ inline float inv_cbrt_f2(float x) {
 // HLLC flux in the face-normal frame for two (already reconstructed) states. Dry states (h <= 0)
 // are handled with the dry-bed wave speeds; two dry states give zero flux.
 template <class T>
-inline void hllc(T hL, T uL, T vL, T hR, T uR, T vR, T g, T& fh, T& fm, T& ft, T cL = T(-1), T cR = T(-1)) {
+inline void hllc(T hL, T uL, T vL, T hR, T uR, T vR, T g, T& fh, T& fm, T& ft, T& smax, T cL = T(-1),
+                 T cR = T(-1)) {
     if (hL <= T(0) && hR <= T(0)) {
-        fh = fm = ft = T(0);
+        fh = fm = ft = smax = T(0);
         return;
     }
     const T half = T(0.5);
@@ -119,6 +121,7 @@ inline void hllc(T hL, T uL, T vL, T hR, T uR, T vR, T g, T& fh, T& fm, T& ft, T
         SL = std::min(uL - cL, us - cs);
         SR = std::max(uR + cR, us + cs);
     }
+    smax = std::max(std::fabs(SL), std::fabs(SR));
     const T qL = hL * uL, qR = hR * uR;
     if (SL >= T(0)) {
         fh = qL;
@@ -153,7 +156,7 @@ inline FaceFlux<T> face_flux(const FaceState<T>& L, const FaceState<T>& R, T zfa
     const T hRs = keepR ? R.h : std::max(T(0), R.h + R.z - zs);
     FaceFlux<T> f;
     T fm;
-    hllc(hLs, L.un, L.ut, hRs, R.un, R.ut, g, f.fh, fm, f.ft, keepL ? L.c : T(-1), keepR ? R.c : T(-1));
+    hllc(hLs, L.un, L.ut, hRs, R.un, R.ut, g, f.fh, fm, f.ft, f.s, keepL ? L.c : T(-1), keepR ? R.c : T(-1));
     const T hg = T(0.5) * g;
     f.fm_l = fm + hg * (L.h * L.h - hLs * hLs);
     f.fm_r = fm + hg * (R.h * R.h - hRs * hRs);
@@ -338,7 +341,7 @@ inline FaceFlux<T> xface(const Params<T>& P, int r, int j, T* bc_q, const Slope<
     const T zf = P.zfx ? P.zfx[long(r) * (nx + 1) + j] : -std::numeric_limits<T>::infinity();
     const bool hasL = j > 0 && is_active(P, long(r) * nx + j - 1);
     const bool hasR = j < nx && is_active(P, long(r) * nx + j);
-    FaceFlux<T> f{T(0), T(0), T(0), T(0)};
+    FaceFlux<T> f{T(0), T(0), T(0), T(0), T(0)};
     if (!hasL && !hasR) return f;
     FaceState<T> L, R;
     if (hasL && hasR) {
@@ -380,7 +383,7 @@ inline FaceFlux<T> yface(const Params<T>& P, int k, int c, T* bc_q, const Slope<
     const T zf = P.zfy ? P.zfy[long(k) * nx + c] : -std::numeric_limits<T>::infinity();
     const bool hasL = k > 0 && is_active(P, long(k - 1) * nx + c);
     const bool hasR = k < ny && is_active(P, long(k) * nx + c);
-    FaceFlux<T> f{T(0), T(0), T(0), T(0)};
+    FaceFlux<T> f{T(0), T(0), T(0), T(0), T(0)};
     if (!hasL && !hasR) return f;
     FaceState<T> L, R;
     if (hasL && hasR) {
@@ -415,8 +418,9 @@ inline FaceFlux<T> yface(const Params<T>& P, int k, int c, T* bc_q, const Slope<
 
 // One forward-Euler flux update from state S, written to O:
 //   O = a*B + b*(S + dt*L(S))   (first order / Heun stage 1: a=0, b=1; Heun stage 2: a=b=1/2, B=U^n)
-// then (final stage: X non-null) friction, rain, losses and the tracked outputs. Returns the largest signal speed max(|u|,|v|)+sqrt(g h)
-// of the new state over active cells. bc_q (may be null) receives the edge-face outward discharge
+// then (final stage: X non-null) friction, rain, losses and the tracked outputs. Returns the larger of
+// the signal speed max(|u|,|v|)+sqrt(g h) of the new state and the HLL wave speeds |S_L|, |S_R| of the
+// faces just computed (dry fronts move at u + 2c): the next step's CFL speed, positivity-safe. bc_q (may be null) receives the edge-face outward discharge
 // per unit width, scaled by `bc_w` and added (so the two Heun stages average).
 template <class T, bool SECOND>
 T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b, T* Oh, T* Ohu, T* Ohv,
@@ -448,9 +452,11 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
             }
             if (r0 > 0) row_states(P, S, r0 - 1, stU.data());
             row_states(P, S, r0, stC.data());
-            for (int c = 0; c < nx; ++c)
+            for (int c = 0; c < nx; ++c) {
                 fn[c] = yface<T, SECOND>(P, r0, c, r0 == 0 ? bq : nullptr, syU.data(), syC.data(), stU.data(),
                                          stC.data());
+                if (fn[c].s > smax) smax = fn[c].s;
+            }
         }
         const T g = P.g, hd = P.hdry;
         for (int r = r0; r < r1; ++r) {
@@ -459,10 +465,15 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
                 if (r + 1 < ny) row_slopes(P, S, r + 1, 1, syD.data());
             }
             if (r + 1 < ny) row_states(P, S, r + 1, stD.data());
-            for (int j = 0; j <= nx; ++j) fx[j] = xface<T, SECOND>(P, r, j, bq, sx.data(), stC.data());
-            for (int c = 0; c < nx; ++c)
+            for (int j = 0; j <= nx; ++j) {
+                fx[j] = xface<T, SECOND>(P, r, j, bq, sx.data(), stC.data());
+                if (fx[j].s > smax) smax = fx[j].s;
+            }
+            for (int c = 0; c < nx; ++c) {
                 fs[c] = yface<T, SECOND>(P, r + 1, c, r + 1 == ny ? bq : nullptr, syC.data(), syD.data(), stC.data(),
                                          stD.data());
+                if (fs[c].s > smax) smax = fs[c].s;
+            }
             const long row = long(r) * nx;
             double rain_sum = 0.0, lost_sum = 0.0;
             for (int c = 0; c < nx; ++c) {
@@ -584,7 +595,8 @@ T max_wave_speed(const Params<T>& P, const View<T>& S, int threads) {
     for (long i = 0; i < n; ++i) {
         const T h = S.h[i];
         if (!is_active(P, i) || h <= P.hdry) continue;
-        const T s = std::max(std::fabs(S.hu[i]), std::fabs(S.hv[i])) / h + std::sqrt(P.g * h);
+        // u + 2c: a wet cell next to a dry one sends its front at that speed (first step only)
+        const T s = std::max(std::fabs(S.hu[i]), std::fabs(S.hv[i])) / h + T(2) * std::sqrt(P.g * h);
         if (s > smax) smax = s;
     }
     return smax;
