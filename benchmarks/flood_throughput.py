@@ -152,7 +152,7 @@ def main() -> None:
     }
     for N in sizes:
         for dtype in ("float32", "float64"):
-            ref = _child(["numpy", str(N), dtype, str(20 if N <= 500 else 4)])
+            ref = _child(["numpy", str(N), dtype, str(20 if N <= 500 else 10)])
             ref.update(host)
             print(json.dumps(ref), flush=True)
             for threads in (1, 2):

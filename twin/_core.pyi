@@ -13,6 +13,8 @@ FLOOD_SPEED_DEPTH: float
 FLOOD_ARRIVAL_DEPTH: float
 FLOOD_ROW_SLOTS: int
 
+def flood_isa() -> str: ...
+
 def flood_inertial_step(
     z: NDArray[np.floating], h: NDArray[np.floating], qx: NDArray[np.floating], qy: NDArray[np.floating],
     h_out: NDArray[np.floating], qx_out: NDArray[np.floating], qy_out: NDArray[np.floating],
