@@ -87,13 +87,13 @@ def _direct(n: int, tmp: Path) -> float:
         return n / (time.perf_counter() - t0)
 
 
-def _mqtt_case(n: int, tmp: Path, mode: str, n_pub: int) -> dict:
+def _mqtt_case(n: int, tmp: Path, mode: str, n_pub: int, protocol: str = "5") -> dict:
     proc, port = start_mosquitto(tmp)
     store_path = tmp / f"mqtt_{mode}.duckdb"
     try:
         st = SensorStore(store_path)
         ing = Ingester(f"mqtt://127.0.0.1:{port}", st, VENDOR if mode == "vendor" else None,
-                       client_id=f"bench-{mode}", flush_interval_s=0.1)
+                       client_id=f"bench-{mode}-{protocol}", flush_interval_s=0.1, protocol=protocol)
         th = threading.Thread(target=ing.run, daemon=True)
         th.start()
         assert ing.wait_subscribed(10)
@@ -211,9 +211,10 @@ def main(argv=None) -> int:
         tmp = Path(d)
         direct = _direct(a.n, tmp)
         ceiling = _paho_ceiling(a.n, tmp, a.publishers)
-        for mode in ("sta", "vendor"):
-            r = _mqtt_case(a.n, tmp, mode, a.publishers if mode == "sta" else 1)
-            name = "mqtt_ingest_sta" if mode == "sta" else "mqtt_ingest_vendor_batched"
+        for mode, protocol in (("sta", "5"), ("vendor", "5")):
+            r = _mqtt_case(a.n, tmp, mode, a.publishers if mode == "sta" else 1, protocol)
+            name = ("mqtt_ingest_sta" if mode == "sta" else "mqtt_ingest_vendor_batched") + \
+                ("_mqtt311" if protocol == "3.1.1" else "")
             print(json.dumps({"case": name, "n": a.n, **r, "direct_insert_obs_per_s": round(direct, 1),
                               "ratio_to_direct": round(r["obs_per_s"] / direct, 3),
                               "bare_paho_subscriber_msgs_per_s": round(ceiling, 1),

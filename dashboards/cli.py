@@ -21,6 +21,10 @@ def register(subparsers) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
+    import os
+
+    # read fields.nc while a live twin appends to it (HDF5 file locks would refuse the reader)
+    os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
     from .app import create_app
 
     if not 1 <= args.port <= 65535:

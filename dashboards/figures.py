@@ -151,7 +151,7 @@ def map_figure(run: Run, layers: Layers, frames: Frames, i: int, height: int = 5
     fig.add_trace(go.Scatter(mode="markers", name="open incidents", hoverinfo="text",
                              marker={"size": 11, "symbol": "x", "color": "#000000", "line": {"width": 1}},
                              **dyn[TR_INC]))
-    fig.add_trace(go.Scatter(mode="markers", name="units", hoverinfo="text",
+    fig.add_trace(go.Scatter(mode="markers", name="units (on scene)", hoverinfo="text",
                              marker={"size": 10, "symbol": "star-triangle-up", "color": "#e31a1c",
                                      "line": {"color": "black", "width": 1}}, **dyn[TR_UNITS]))
     p = layers.places
@@ -294,6 +294,10 @@ def compare_series_figure(run_a: Run, run_b: Run, height: int = 640) -> go.Figur
                                      line={**style, "width": 2}, marker={"color": style["color"], "size": 6,
                                      "symbol": "circle" if label == "A" else "diamond-open"}), row=k, col=1)
         fig.update_yaxes(title_text=unit, row=k, col=1, rangemode="tozero")
+        if not any(tr.yaxis == ("y" if k == 1 else f"y{k}") for tr in fig.data):
+            dom = fig.layout["yaxis" if k == 1 else f"yaxis{k}"].domain
+            fig.add_annotation(text="not recorded in either run", showarrow=False, font={"color": "#555"},
+                               xref="paper", yref="paper", x=0.5, y=(dom[0] + dom[1]) / 2)
     fig.update_xaxes(title_text="time since start (h)", row=len(SERIES), col=1)
     fig.update_layout(**base_layout(height=height, legend={"orientation": "h", "y": 1.08}))
     return fig
@@ -358,10 +362,13 @@ def incident_timeline_figure(run: Run) -> go.Figure:
     y = np.arange(len(inc))
     phases = (("waiting", "t_call_s", "t_dispatch_s", "#bdbdbd"), ("travelling", "t_dispatch_s", "t_arrive_s", "#636363"),
               ("on scene / transport", "t_arrive_s", "t_done_s", "#000000"))
+    t_end = float(time_grid(run, 2)[-1])
     for name, a, b, colour in phases:
         xs, ys = [], []
         for k in range(len(inc)):
             ta, tb = inc.at[k, a], inc.at[k, b]
+            if name == "waiting" and np.isfinite(ta) and not np.isfinite(tb) and not np.isfinite(inc.at[k, "t_done_s"]):
+                tb = max(t_end, ta)  # still waiting when the run ended
             if np.isfinite(ta) and np.isfinite(tb):
                 xs += [ta / 3600, tb / 3600, None]
                 ys += [y[k], y[k], None]

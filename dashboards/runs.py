@@ -391,8 +391,6 @@ class Run:
             var = ds["depth"]
             for i in range(nt):  # one slice at a time: never the whole cube in memory
                 d = np.asarray(var[i].values, dtype=np.float32)
-                if not np.isfinite(d).any() and np.isnan(d).all():
-                    pass
                 for k, (r, c) in pl_cells.items():
                     series[k][i] = d[r, c]
                 d = np.where(d >= DRY_DEPTH_M, d, np.nan)
@@ -510,8 +508,11 @@ def col(df: pd.DataFrame | None, *names: str) -> str | None:
     return None
 
 
+KEY_SEP = " › "  # KPI path separator (keys themselves may contain dots, e.g. depth classes "0.1-0.3m")
+
+
 def flatten_kpis(kpis: dict, prefix: str = "") -> dict[str, float]:
-    """Scalar KPIs as ``dotted.key -> float`` (lists and strings are left out)."""
+    """Scalar KPIs as ``path › to › key -> float`` (lists and strings are left out)."""
     out: dict[str, float] = {}
     for k, v in kpis.items():
         key = f"{prefix}{k}"
@@ -523,7 +524,7 @@ def flatten_kpis(kpis: dict, prefix: str = "") -> dict[str, float]:
             if "value" in v and isinstance(v["value"], (int, float)) and not isinstance(v["value"], bool):
                 out[key] = float(v["value"])
             else:
-                out.update(flatten_kpis(v, key + "."))
+                out.update(flatten_kpis(v, key + KEY_SEP))
     return out
 
 
@@ -536,16 +537,18 @@ def kpi_units(kpis: dict, prefix: str = "") -> dict[str, str]:
             if "value" in v:
                 out[key] = str(v.get("units") or v.get("unit") or "")
             else:
-                out.update(kpi_units(v, key + "."))
+                out.update(kpi_units(v, key + KEY_SEP))
     return out
 
 
 def unit_from_key(key: str) -> str:
-    last = key.rsplit(".", 1)[-1]
-    for suffix, unit in (("_m3", "m³"), ("_m2", "m²"), ("_km2", "km²"), ("_ha", "ha"), ("_m", "m"),
-                         ("_s", "s"), ("_min", "min"), ("_h", "h"), ("_vnd", "VND"), ("_usd", "USD"),
-                         ("_share", "–"), ("_fraction", "–"), ("_pct", "%"), ("_percent", "%"),
-                         ("_person_hours", "person·h"), ("_count", "count"), ("_mps", "m/s")):
-        if last.endswith(suffix):
-            return unit
+    """Unit implied by a key's suffix (``_m2``, ``_s``, ``_usd`` ...), the innermost part first."""
+    table = (("_m3", "m³"), ("_km2", "km²"), ("_m2", "m²"), ("_ha", "ha"), ("_m", "m"),
+             ("_s", "s"), ("_min", "min"), ("_h", "h"), ("_vnd", "VND"), ("_usd", "USD"),
+             ("_share", "–"), ("_fraction", "–"), ("_pct", "%"), ("_percent", "%"),
+             ("_person_hours", "person·h"), ("_count", "count"), ("_mps", "m/s"))
+    for part in reversed(key.split(KEY_SEP)):
+        for suffix, unit in table:
+            if part.endswith(suffix):
+                return unit
     return ""

@@ -24,9 +24,23 @@ EVENTS = [
     {"label": "Tide and storm surge", "value": "tide_surge"},
 ]
 RETURN_PERIODS = [2, 5, 10, 25, 50, 100, 200]
-WARNING_CHANNELS = [{"label": lbl, "value": v} for v, lbl in (
-    ("cell_broadcast", "cell broadcast"), ("sms", "SMS"), ("loudspeaker", "loudspeaker"), ("siren", "siren"),
-    ("radio", "radio"), ("tv", "TV"), ("door_to_door", "door to door"))]
+_CHANNEL_LABELS = {"cell_broadcast": "cell broadcast", "sms": "SMS", "loudspeaker": "loudspeaker", "siren": "siren",
+                   "radio": "radio", "tv": "TV", "door_to_door": "door to door"}
+
+
+def warning_channels() -> list[dict]:
+    """The warning channels the scenario schema accepts (read from it), labelled for people."""
+    try:
+        import typing
+
+        from twin.scenario import Warning_
+
+        values = list(typing.get_args(Warning_.model_fields["channel"].annotation))
+    except Exception:  # the schema is not importable: the usual set
+        values = ["cell_broadcast", "loudspeaker", "tv", "door_to_door"]
+    return [{"label": _CHANNEL_LABELS.get(v, v.replace("_", " ")), "value": v} for v in values]
+
+
 INTERVENTIONS = [
     {"label": "mobile pumps at every pumping station (2 m³/s each)", "value": "pumps"},
     {"label": "warning before the peak", "value": "warning"},
@@ -200,6 +214,8 @@ def scenario_from_form(form: dict, base: dict | None = None, places=None) -> tup
     keep = f.get("base_interventions")
     if keep is not None:
         inter = [iv for k, iv in enumerate(inter) if k in set(keep)]
+    for k in range(len(inter)):  # errors in the base scenario's own items show beside their checklist
+        keys[f"interventions.{k}"] = "b-base-interventions"
 
     def add(item, fid):
         keys[f"interventions.{len(inter)}"] = fid
@@ -220,6 +236,7 @@ def scenario_from_form(form: dict, base: dict | None = None, places=None) -> tup
             add({"type": "pump", "place": pid, "capacity_m3_per_s": 2.0, "label": "mobile pump"}, "b-interventions")
     if "warning" in chosen:
         lead_s = _hours(f.get("warning_lead_h"), 0.0) * 3600.0
+        keys[f"interventions.{len(inter)}.channel"] = "b-warning-channel"
         add({"type": "warning", "at": max(0.0, peak_s - lead_s), "channel": f.get("warning_channel") or "cell_broadcast"},
             "b-warning-lead")
     if "shelters" in chosen:
@@ -296,7 +313,7 @@ def _error_items(exc: Exception) -> list[tuple[str, str]]:
 
 # discriminator tags pydantic puts in error locations (flood.rain.design_storm.duration)
 _TAGS = {"design_storm", "typhoon", "gauge", "file", "series", "none", "levee", "pump", "road_closure", "contraflow",
-         "shelter_open", "extra_units", "reservoir_release", "breach"}
+         "shelter_open", "extra_units", "reservoir_release", "breach", "warning"}
 _LINE_RE = re.compile(r"^\s*(?:.*?\.ya?ml|<[^>]+>): ([A-Za-z0-9_.<>]+): (.*)$")
 
 
@@ -329,6 +346,7 @@ def map_errors(exc: Exception, keys: dict[str, str] | None = None) -> tuple[dict
             hit = (bool(loc) and (loc == key or loc.startswith(key + "."))) or (not loc and key in msg)
             if hit and len(key) > best:
                 target, best = fid, len(key)
+        msg = msg.replace("Value error, ", "")
         text = f"{loc}: {msg}" if loc else msg
         if target:
             by_field[target] = (by_field.get(target, "") + " " + text).strip()

@@ -118,7 +118,7 @@ def link_state_at(run: Run, t: float, lengths: dict | None = None) -> dict | Non
 def closed_share_series(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
     df = run.table("links")
     tcol, lc = col(df, *T), col(df, *LINK)
-    if df is None or tcol is None or lc is None:
+    if df is None or tcol is None or lc is None or len(df) == 0:
         return None
     c = col(df, *CLOSED)
     if c is not None:
@@ -136,7 +136,7 @@ def high_hazard_series(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
     """Persons at hazard rating > 1.25 over time (people.parquet)."""
     df = run.table("people")
     tcol, hc = col(df, *T), col(df, *HAZARD)
-    if df is None or tcol is None or hc is None:
+    if df is None or tcol is None or hc is None or len(df) == 0:
         return None
     w = df[col(df, *PERSONS)].to_numpy(dtype=float) if col(df, *PERSONS) else np.ones(len(df))
     high = (df[hc].to_numpy(dtype=float) > HIGH_HAZARD_HR) * w
@@ -222,11 +222,27 @@ def utilisation_series(run: Run, t_grid: np.ndarray, n_units: int | None = None)
     return np.minimum(n_busy / n_units * 100.0, 100.0), n_units
 
 
+T_DEPART = ("depart_scene_s", "t_depart_scene_s", "left_scene_s")
+
+
 def units_at(run: Run, t: float) -> pd.DataFrame | None:
+    """Unit positions at t: from units.parquet when a run has it, else the units on scene (at their
+    incident's location between arrival and departure from the scene, from incidents.parquet)."""
     snap = snapshot_at(run, "units", t)
-    if snap is None or col(snap, *X) is None:
+    if snap is not None and col(snap, *X) is not None:
+        return snap
+    inc = incidents(run)
+    if inc is None or col(inc, *X) is None or col(inc, *UNIT) is None:
         return None
-    return snap
+    dep = col(inc, *T_DEPART)
+    leave = inc[dep].to_numpy(dtype=float) if dep else inc["t_done_s"].to_numpy()
+    arr = inc["t_arrive_s"].to_numpy()
+    m = (arr <= t) & ~(np.isfinite(leave) & (leave <= t))
+    out = inc.loc[m, [col(inc, *UNIT), col(inc, *X), col(inc, *Y)]].copy()
+    out.columns = ["unit_id", "x", "y"]
+    kc = col(inc, "unit_kind")
+    out["unit_id"] = (inc.loc[m, kc].astype(str) + " " if kc else "") + out["unit_id"].astype(str) + " on scene"
+    return out
 
 
 def shelter_occupancy(run: Run) -> pd.DataFrame | None:

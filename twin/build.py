@@ -452,11 +452,18 @@ def build_twin(scenario: Scenario, city=None) -> Twin:
         city = load_city(sc.city, resolution_m=sc.resolution_m)
     terrain = city.terrain
     tw = Twin(scenario=sc, city=city, terrain=terrain, seed_sequence=ss, rngs=rngs)
+    # the city bundle's files (manifest + every layer file) go into the run manifest's checksums
     src = getattr(city, "manifest", None) or {}
-    for f in (src.get("files") or []) if isinstance(src, dict) else []:
-        p = Path(getattr(city, "path", "") or "") / str(f.get("path", "")) if isinstance(f, dict) else None
-        if p is not None and p.is_file():
-            tw.input_files.append(p)
+    folder = getattr(city, "path", None)
+    if folder is not None and isinstance(src, dict):
+        folder = Path(folder)
+        if (folder / "manifest.json").is_file():
+            tw.input_files.append(folder / "manifest.json")
+        for layer in (src.get("layers") or {}).values():
+            for key in ("file", "nodes", "links"):
+                f = layer.get(key) if isinstance(layer, dict) else None
+                if isinstance(f, str) and (folder / f).is_file():
+                    tw.input_files.append(folder / f)
     _urban_mask(tw)
     _apply_build_time_interventions(tw)
     _build_flood(tw)
@@ -833,6 +840,8 @@ def _build_people(tw: Twin) -> None:
     params = dict(sc.people.params)
     params.setdefault("sample_fraction", sc.people.sample_fraction)
     params.setdefault("agents_per_household", sc.people.agents_per_household)
+    # local clock hour at t = 0: the people model reduces warning reach at night
+    params.setdefault("start_hour_local", sc.start.hour + sc.start.minute / 60.0 + sc.start.second / 3600.0)
     city = _people_city_view(tw)
     tw.people = PeopleModel(city, params, tw.rngs["people"], traffic=tw.traffic)
 

@@ -188,8 +188,7 @@ class Simulation:
         self._started_wall = t_wall
         base_wall = self._base_wall = self.wall_time
         self._steps_in_run = 0
-        self.initialize()
-        bar = _ProgressBar(self) if progress is True else None
+        bar = None
         # Ctrl-C is deferred to the end of the current step, so the checkpoint is consistent
         # (a second Ctrl-C interrupts at once, without a checkpoint).
         self._interrupted = False
@@ -205,6 +204,10 @@ class Simulation:
                 self._interrupted = True
             old_handler = signal.signal(signal.SIGINT, _on_sigint)
         try:
+            self.initialize()
+            bar = _ProgressBar(self) if progress is True else None
+            if self._interrupted:
+                raise KeyboardInterrupt
             while self.running and not self.finished:
                 self.time_step()
                 if self._interrupted:

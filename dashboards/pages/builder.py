@@ -73,7 +73,7 @@ def layout(ctx, selected=None):
                                                                className="checklist")),
                 html.Div([
                     field("b-warning-lead", "Warning lead time (h)", dcc.Input(id="b-warning-lead", type="number", value=6, min=0)),
-                    field("b-warning-channel", "Channel", dcc.Dropdown(id="b-warning-channel", options=sf.WARNING_CHANNELS,
+                    field("b-warning-channel", "Channel", dcc.Dropdown(id="b-warning-channel", options=sf.warning_channels(),
                                                                        value="cell_broadcast", clearable=False)),
                 ], className="row"),
                 html.Div([

@@ -45,7 +45,7 @@ def kpi_table(rows, name_a: str, name_b: str) -> html.Table:
     body = []
     for r in rows:
         rel = "" if r["rel"] is None else f" ({r['rel']:+.0f} %)"
-        body.append(html.Tr([html.Td(r["kpi"].replace("_", " ")), html.Td(r["unit"]), html.Td(figures.fmt_num(r["a"]), className="num"),
+        body.append(html.Tr([html.Td(r["kpi"].replace("_", " "), className="kpi-name"), html.Td(r["unit"]), html.Td(figures.fmt_num(r["a"]), className="num"),
                              html.Td(figures.fmt_num(r["b"]), className="num"),
                              html.Td(("+" if (r["diff"] or 0) > 0 else "") + figures.fmt_num(r["diff"]) if r["diff"] is not None else "–", className="num"),
                              html.Td(f"{r['arrow']}{rel}", className=f"arrow arrow-{'up' if r['arrow'] == '▲' else 'down' if r['arrow'] == '▼' else 'eq'}")]))

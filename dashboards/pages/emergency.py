@@ -31,7 +31,7 @@ def summary(run) -> list:
     n = len(inc)
     reached = inc["t_arrive_s"].notna()
     resp = (inc["t_arrive_s"] - inc["t_call_s"])[reached] / 60.0
-    items = [("incidents", f"{n}"), ("reached", f"{int(reached.sum())}"), ("unreached", f"{int((~reached).sum())}"),
+    items = [("incidents", f"{n}"), ("reached", f"{int(reached.sum())}"), ("not reached by the end", f"{int((~reached).sum())}"),
              ("median response", f"{resp.median():.1f} min" if len(resp) else "–"),
              ("p90 response", f"{resp.quantile(0.9):.1f} min" if len(resp) else "–")]
     return [html.Div([html.Div(v, className="kpi-value"), html.Div(k, className="kpi-label")], className="kpi-card")

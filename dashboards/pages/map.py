@@ -3,7 +3,7 @@ with a slider and play button; vehicles, people, incidents and units; a time ser
 from __future__ import annotations
 
 import numpy as np
-from dash import Input, Output, Patch, State, ctx as dash_ctx, dcc, html, no_update
+from dash import Input, Output, Patch, State, dcc, html, no_update
 
 from .. import figures
 from ..runs import RunError
@@ -32,6 +32,7 @@ def layout(ctx, selected=None):
                     html.Span("t = –", id="map-time-label", className="time-label"),
                 ], className="player"),
                 dcc.Interval(id="map-player", interval=PLAY_MS, disabled=True),
+                dcc.Interval(id="map-runs-poll", interval=ctx.live_refresh_ms),
             ], className="main-col"),
             html.Div([
                 html.H3("Time series"),
@@ -81,7 +82,34 @@ def patch_time(ctx, path, i: int):
     return p, f"t = {figures.fmt_time(frames.t_s[i])}"
 
 
+def refresh_runs(ctx, path, cur_max):
+    """Run list options, and the slider range when the selected run has grown (a live twin)."""
+    from ..runs import list_runs
+
+    opts = [{"label": r["label"], "value": r["path"]} for r in list_runs(ctx.runs_dir)]
+    if not path:
+        return opts, no_update, no_update
+    try:
+        run = ctx.runs.get(path)
+        if not run.has_fields():
+            return opts, no_update, no_update
+        layers = ctx.layers.for_run(run)
+        frames = run.frames(layers.places if len(layers.places) else None)
+    except RunError:
+        return opts, no_update, no_update
+    imax = len(frames.t_s) - 1
+    if imax == cur_max:
+        return opts, no_update, no_update
+    return opts, imax, time_marks(frames.t_s)
+
+
 def register(app, ctx):
+    @app.callback(Output("map-run", "options"), Output("map-time", "max", allow_duplicate=True),
+                  Output("map-time", "marks", allow_duplicate=True), Input("map-runs-poll", "n_intervals"),
+                  State("map-run", "value"), State("map-time", "max"), prevent_initial_call=True)
+    def poll_runs(_, path, cur_max):
+        return refresh_runs(ctx, path, cur_max)
+
     @app.callback(Output("selected-run", "data", allow_duplicate=True), Input("map-run", "value"),
                   prevent_initial_call=True)
     def remember(path):

@@ -8,7 +8,7 @@ import pytest
 from twin.agents import HAZARD_CLASSES, PeopleModel, debris_factor, hazard_class, hazard_rating
 from twin.agents.people import HOSPITAL, SHELTER, STATES, Household, TouristParty
 
-from conftest import coastal_flood, synthetic_city
+from .conftest import coastal_flood, synthetic_city
 
 
 def run(pm, hours, dt=300.0, city=None, warn=None, check=None):
@@ -243,3 +243,37 @@ def test_night_warnings_reach_fewer_people(city):
     day, night = reached(0.0), reached(4 * 3600.0)
     assert abs(day - 0.5) < 0.04                 # TV reach 0.5
     assert abs(night - 0.5 * 0.2) < 0.03         # × night factor 0.2
+
+
+def test_road_space_is_a_mesa_network_snapshot(city):
+    from mesa.discrete_space import Network
+
+    pm = PeopleModel(city, {"n_tourists": 100, "w_upper": 0.0, "w_relatives": 0.0}, np.random.default_rng(5))
+    pm.act_s[:] = 0.0
+    run(pm, 3.0)
+    space = pm.road_space()
+    assert isinstance(space, Network)
+    assert len(space.all_cells) == pm.graph.n_nodes
+    assert sum(len(c.agents) for c in space.all_cells) == pm.n_agents
+    # a household at shelter s sits in the cell of the shelter's nearest road node
+    i = int(np.flatnonzero(pm.state == SHELTER)[0])
+    cell = space[int(pm.graph.nearest_node(pm.shelter_x[pm.shelter[i]], pm.shelter_y[pm.shelter[i]])[0])]
+    assert any(a.idx == i for a in cell.agents)
+    assert len(cell.neighborhood) >= 2          # road grid neighbours
+
+
+def test_component_info_contract(city):
+    from twin.agents import EmergencyServices
+
+    for comp in (PeopleModel, EmergencyServices):
+        assert isinstance(comp._name, str) and comp._info
+        for name, meta in comp._info.items():
+            assert set(meta) == {"dtype", "intent", "optional", "units", "mapping", "doc"}, name
+            assert meta["intent"] in ("in", "out", "inout") and isinstance(meta["units"], str)
+            assert "__" in name
+    # the declared outputs of the people model exist with one value per agent
+    pm = PeopleModel(city, {"n_tourists": 50}, np.random.default_rng(0))
+    pm.run_one_step(300.0, *coastal_flood(city, 300.0))
+    for attr in ("state", "x", "y", "hr"):
+        assert getattr(pm, attr).shape == (pm.n_agents,)
+    assert pm.person_hours.sum() == pytest.approx(pm.n_persons * 300.0 / 3600.0)

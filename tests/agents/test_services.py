@@ -6,7 +6,7 @@ import pytest
 
 from twin.agents import EmergencyServices, PeopleModel
 
-from conftest import coastal_flood, synthetic_city
+from .conftest import coastal_flood, synthetic_city
 
 
 def coupled(city, seed=1, people=None, services=None, hours=10.0, dt=300.0, warn=None):
@@ -116,8 +116,9 @@ def test_flooded_hospital_closes_and_patients_go_to_the_next(city):
     at = df[df.at_hospital_s.notna()]
     assert len(at) > 5 and (at.hospital == 0).all()
     assert (es.action_table().action == "hospital_closed").sum() == 1
-    # patients are counted in hospital by the people model
-    assert int((pm.p_hospital == 0).sum()) == int(at.persons.sum())
+    # patients are counted in hospital by the people model until discharged
+    n_out = int((es.action_table().action == "discharge").sum())
+    assert int((pm.p_hospital == 0).sum()) == int(at.persons.sum()) - n_out
 
 
 def test_full_hospital_redirects_and_beds_never_negative(city):
@@ -199,3 +200,84 @@ def test_background_medical_calls_follow_the_poisson_rate(city):
     assert df.call_s.is_monotonic_increasing
     # life-threatening share 0.3
     assert abs((df.priority == 1).mean() - 0.3) < 0.15
+
+
+def test_receding_water_frees_trapped_people_and_cancels_their_calls(city):
+    # no units at all: trapped households wait; when the water falls below 0.3 m they are free
+    pm = PeopleModel(city, {"n_tourists": 0}, np.random.default_rng(12))
+    es = EmergencyServices(city, {"ambulances_per_hospital": 0, "fire_trucks_per_station": 0, "n_boats": 0,
+                                  "medical_rate_per_1000_per_day": 0.0}, np.random.default_rng(12), people=pm)
+    for _ in range(72):                          # rise for 6 h
+        pm.run_one_step(300.0, *coastal_flood(city, pm.time_s + 300.0))
+        es.run_one_step(300.0)
+    trapped = np.flatnonzero(pm.state == 6)
+    assert trapped.size > 10
+    assert (es.incident_table().outcome == "waiting").sum() == trapped.size
+    dry = np.zeros(pm.shape)
+    pm.run_one_step(300.0, dry, dry)             # the water is gone
+    es.run_one_step(300.0)
+    assert not np.any(pm.state == 6)
+    assert np.all(np.isin(pm.state[trapped], (0, 2, 8)))   # home, walking on, or safe
+    df = es.incident_table()
+    assert (df.outcome == "cancelled_no_longer_trapped").sum() == trapped.size
+    assert (df.outcome == "waiting").sum() == 0
+
+
+def test_a_boat_shuttles_a_household_larger_than_its_capacity(city):
+    # one boat (capacity 6) rescues a household of 13: three trips; of 5: one trip
+    def transport_time(members):
+        pm = PeopleModel(city, {"n_tourists": 0}, np.random.default_rng(1))
+        es = EmergencyServices(city, {"n_boats": 1, "fire_trucks_per_station": 0, "ambulances_per_hospital": 0,
+                                      "medical_rate_per_1000_per_day": 0.0}, np.random.default_rng(1), people=pm)
+        i = int(np.flatnonzero((pm.kind == 0) & (pm.storeys == 1))[0])
+        pm.n_present[i] = members                  # the household's size as far as the rescue goes
+        d = np.full(pm.shape, 1.5)
+        pm._depth = d.ravel()
+        pm._trap(np.array([i]), 0.0, "test")
+        es.run_one_step(7200.0)
+        es.run_one_step(7200.0)
+        row = es.incident_table().iloc[0]
+        assert row.outcome.startswith("rescued")
+        return row.clear_s - row.depart_scene_s, es
+
+    one, _ = transport_time(5)
+    three, es = transport_time(13)
+    on_scene = es.params.unit_classes["boat"].on_scene_s
+    # 3 trips: t + 2 (2 t + loading)  versus  t
+    assert three == pytest.approx(one + 2 * (2 * one + on_scene), rel=1e-9)
+    assert es.action_table().detail.str.contains("in 3 trips").any()
+
+
+def test_patients_are_transferred_when_their_hospital_floods_and_discharged_home(city):
+    pm = PeopleModel(city, {"n_tourists": 0}, np.random.default_rng(3))
+    es = EmergencyServices(city, {"medical_rate_per_1000_per_day": 150.0, "transport_share": 1.0,
+                                  "hospital_occupancy0": 0.0, "hospital_stay_mean_s": 6 * 3600.0},
+                           np.random.default_rng(3), people=pm)
+    dry = np.zeros(pm.shape)
+    for _ in range(24):                          # 2 h dry: patients in both hospitals
+        pm.run_one_step(300.0, dry, dry)
+        es.run_one_step(300.0)
+    in_h1 = np.flatnonzero(pm.p_hospital == 1)
+    assert in_h1.size > 3 and (pm.p_hospital == 0).sum() > 3
+    used0 = [b.capacity - b.level for b in es.beds]
+    flood = dry.copy()
+    flood.ravel()[es.hospital_cell[1]] = 0.5     # hospital 1 floods
+    pm.run_one_step(300.0, flood, dry)
+    es.run_one_step(300.0)
+    assert es.hospital_closed.tolist() == [False, True]
+    # its patients are now in hospital 0 with their beds (or were discharged in this step)
+    assert not np.any(pm.p_hospital[in_h1] == 1)
+    moved = int((pm.p_hospital[in_h1] == 0).sum())
+    assert moved >= in_h1.size - 2
+    assert (es.action_table().action == "patient_transfer").sum() == in_h1.size
+    used1 = [b.capacity - b.level for b in es.beds]
+    assert used1[1] == 0 and used1[0] >= used0[0] + moved - 3
+    # stays of 6 h: after 2 days everyone admitted has gone home, members present again
+    for _ in range(48 * 12):
+        pm.run_one_step(300.0, flood, dry)
+        es.run_one_step(3600.0 / 12)
+    n_in = int((pm.p_hospital >= 0).sum())
+    recent = int((es.incident_table().at_hospital_s > es.time_s - 86400.0).sum())
+    assert n_in <= recent
+    assert int(pm.n_present.sum()) + n_in == pm.n_persons
+    assert all(0 <= b.level <= b.capacity for b in es.beds)

@@ -8,7 +8,7 @@ from twin.agents import EmergencyServices, PeopleModel
 from twin.agents.people import DRIVE, RELATIVES, SHELTER, WALK
 from twin.traffic import TrafficModel
 
-from conftest import synthetic_city
+from .conftest import synthetic_city
 
 
 def test_evacuation_by_vehicle_runs_through_traffic():
@@ -136,3 +136,36 @@ def test_stuck_vehicle_trips_are_abandoned_after_the_patience_time():
     for _ in range(24):
         pm.run_one_step(300.0, None, None)
     assert np.isin(pm.state[drivers], (SHELTER, RELATIVES)).mean() > 0.9
+
+
+def test_restart_with_traffic_is_bit_identical():
+    from conftest import coastal_flood
+
+    city = synthetic_city()
+
+    def build():
+        tm = TrafficModel(city.roads, dt=1.0, seed=0)
+        pm = PeopleModel(city, {"n_tourists": 200}, np.random.default_rng(5), traffic=tm)
+        es = EmergencyServices(city, {"medical_rate_per_1000_per_day": 30.0}, np.random.default_rng(6),
+                               traffic=tm, people=pm)
+        return tm, pm, es
+
+    def advance(tm, pm, es, n):
+        for _ in range(n):
+            d, v = coastal_flood(city, pm.time_s + 300.0)
+            tm.run_one_step(300.0)
+            pm.run_one_step(300.0, d, v)
+            es.run_one_step(300.0)
+
+    tm, pm, es = build()
+    pm.issue_warning(1800.0, "cell_broadcast")
+    advance(tm, pm, es, 24)
+    snap = (tm.get_state(), pm.get_state(), es.get_state())
+    advance(tm, pm, es, 24)
+    tm2, pm2, es2 = build()
+    tm2.set_state(snap[0]); pm2.set_state(snap[1]); es2.set_state(snap[2])
+    advance(tm2, pm2, es2, 24)
+    assert tm.n_trips > 100 and len(es.incidents) > 10
+    assert pm.state_table().equals(pm2.state_table())
+    assert es.incident_table().equals(es2.incident_table())
+    assert tm.trips.drop(columns=["route"]).equals(tm2.trips.drop(columns=["route"]))

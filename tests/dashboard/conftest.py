@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fixture_run import ENGINE_SCENARIO, engine_run, fixture_city_loader, write_run  # noqa: E402
+from .fixture_run import ENGINE_SCENARIO, engine_run, fixture_city_loader, write_run
 
 CHROMIUM = "/usr/bin/chromium"
 

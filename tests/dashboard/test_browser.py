@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-import fixture_run as fx
-from conftest import ENGINE_RUNNER, Server
+from . import fixture_run as fx
+from .conftest import ENGINE_RUNNER, Server
 from dashboards.app import create_app
 
 PAGES = [("/", "map"), ("/builder", "builder"), ("/compare", "compare"), ("/sensors", "sensors"), ("/emergency", "emergency")]

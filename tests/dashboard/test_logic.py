@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import textwrap
 import time
@@ -21,7 +20,7 @@ from dashboards.pages import builder, compare, emergency, map as map_page
 from dashboards.runs import Run, RunCache, RunError, block_reduce_max, flatten_kpis, hillshade, list_runs
 from dashboards import scenario_form as sf
 
-import fixture_run as fx
+from . import fixture_run as fx
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +90,22 @@ def test_run_cache_reloads_when_files_change(tmp_path):
     fx.write_run(tmp_path / "r", n_times=5)  # a live run appends frames
     r2 = cache.get(tmp_path / "r")
     assert r2 is not r1 and len(r2.frames().t_s) == 5
+
+
+def test_live_run_grows_the_slider(tmp_path):
+    from dash import no_update
+
+    runs = tmp_path / "runs"
+    fx.write_run(runs / "live", n_times=3)
+    app = create_app(runs, city_loader=fx.fixture_city_loader)
+    ctx = app._twin_ctx
+    path = str(runs / "live")
+    opts, imax, marks = map_page.refresh_runs(ctx, path, 2)
+    assert [o["value"] for o in opts] == [path] and imax is no_update       # nothing new
+    time.sleep(0.01)
+    fx.write_run(runs / "live", n_times=6)                                    # the live twin wrote more frames
+    opts, imax, marks = map_page.refresh_runs(ctx, path, 2)
+    assert imax == 5 and marks[5] == "2.5 h"
 
 
 def test_large_grid_is_block_reduced(tmp_path):
@@ -181,7 +196,7 @@ def test_kpi_rows_differences_and_arrows(ctx, runs_dir):
     assert r["a"] == ka["damage_usd"] and r["b"] == kb["damage_usd"] and r["diff"] == pytest.approx(5e5)
     assert r["arrow"] == "▲" and r["rel"] == pytest.approx(50.0)
     assert rows["flooded_area_km2"]["unit"] == "km²"            # units given in the JSON
-    assert rows["ambulance.unreached_incidents"]["arrow"] == "="
+    assert rows["ambulance › unreached_incidents"]["arrow"] == "="
     assert set(flatten_kpis(ka)) <= set(rows)
 
 
@@ -474,3 +489,32 @@ def test_engine_runs_compare(ctx, runs_dir):
     assert np.allclose(area * 1e6, [sum(x.values()) for x in kb["flooded_area_m2"]])
     fig = figures.difference_figure(a, b)
     assert fig.data and fig.data[0].type == "heatmap"
+
+
+def test_base_items_and_channels_follow_the_schema(tmp_path):
+    import typing
+
+    from twin.scenario import Warning_
+
+    assert [c["value"] for c in sf.warning_channels()] == list(typing.get_args(Warning_.model_fields["channel"].annotation))
+    f = tmp_path / "base.yaml"
+    f.write_text(BASE_YAML.replace("interventions:\n", "interventions:\n  - {type: warning, at: 2019-06-01T13:00, channel: tv}\n"),
+                 encoding="utf-8")
+    base, _ = sf.load_base(f)
+    # a base warning dated before the replayed storm: it now falls before the start
+    d, keys = sf.scenario_from_form(dict(FORM, event="typhoon", track="WP212020", duration_h=12, base_interventions=[0],
+                                         interventions=["warning"], warning_channel="no_such_channel"), base)
+    sc, fe, ge = sf.validate(d, tmp_path, keys)
+    assert sc is None and "interventions.0.at" in fe["b-base-interventions"]
+    assert "interventions.1.channel" in fe["b-warning-channel"]
+
+
+def test_units_on_scene_from_incidents(ctx, runs_dir):
+    run = ctx.runs.get(runs_dir / "fixture-a")
+    inc = pd.read_parquet(runs_dir / "fixture-a" / "incidents.parquet")
+    k = int(np.nanargmin(inc.t_arrive_s))
+    t = float(inc.t_arrive_s[k]) + 1.0
+    u = tables.units_at(run, t)
+    on = inc[(inc.t_arrive_s <= t) & ~(inc.t_done_s <= t)]
+    assert len(u) == len(on) >= 1
+    assert np.allclose(sorted(u.x), sorted(on.x)) and all(s.endswith("on scene") for s in u.unit_id)

@@ -1,4 +1,5 @@
-"""The real thing end to end: ``twin run`` on the Tam Kỳ bundle (short flood-only horizon), then
+"""The real thing end to end: ``twin run`` of the coupled Molave scenario on the Tam Kỳ bundle (flood,
+traffic, people, services; the first hour only), then
 ``twin serve`` as a subprocess, the Map page in headless Chromium over it with the bundle's layers
 (hillshade, water, roads, places with Vietnamese names); the server is stopped by its PID."""
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from .conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,8 +25,7 @@ def tamky_runs(tmp_path_factory):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "twin", "run", str(REPO / "scenarios" / "tamky_molave_2020.yaml"),
            "--out", str(runs / "tamky-short"), "--no-progress",
-           "--set", "resolution_m=60", "--set", "duration=20min", "--set", "people=null", "--set", "services=null",
-           "--set", "traffic=null", "--set", "interventions=[]", "--set", "outputs.checkpoint_every=null",
+           "--set", "duration=30min", "--set", "outputs.checkpoint_every=null",
            "--set", "outputs.fields_every=10min", "--set", "outputs.tables_every=10min",
            "--set", "outputs.kpis_every=10min", "--set", "outputs.png=false"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
@@ -60,7 +60,7 @@ def served(tamky_runs):
             proc.wait()
 
 
-def test_twin_serve_shows_the_tamky_run(served, page, artifacts_dir):
+def test_twin_serve_shows_the_tamky_run(served, tamky_runs, page, artifacts_dir):
     with urllib.request.urlopen(served + "/", timeout=5) as r:
         html = r.read().decode()
     assert "<title>Tam Kỳ Twin</title>" in html and "cdn" not in html.lower()  # every script served locally
@@ -71,13 +71,25 @@ def test_twin_serve_shows_the_tamky_run(served, page, artifacts_dir):
                           " return g.data[g.data.length - 1].customdata.map(c => c[1]); }")
     assert "Bệnh viện Đa khoa tỉnh Quảng Nam" in names                      # diacritics intact
     info = page.inner_text("#map-info")
-    assert "city bundle 'tamky'" in info and "60 m" in info
+    assert "city bundle 'tamky'" in info
     has_image = page.evaluate("() => document.querySelector('#map-graph .js-plotly-plot').layout.images[0].source"
                               ".startsWith('data:image/png;base64,')")
     assert has_image
     page.focus("#map-time [role=slider]")
     page.keyboard.press("End")
-    page.wait_for_function("() => document.querySelector('#map-time-label').innerText === 't = 0 h 20 min'")
+    page.wait_for_function("() => document.querySelector('#map-time-label').innerText === 't = 0 h 30 min'")
+    people = page.evaluate("() => document.querySelector('#map-graph .js-plotly-plot').data[4].x.length")
+    assert people > 100                                                      # residents drawn at 30 min
     page.wait_for_timeout(500)
     page.screenshot(path=str(artifacts_dir / "dashboard_map_tamky.png"))
+    # the Emergency page over the same run: the engine's incidents
+    import pandas as pd
+
+    inc = pd.read_parquet(tamky_runs / "tamky-short" / "incidents.parquet")
+    page.click("#nav-emergency")
+    page.wait_for_function("() => (document.querySelector('#em-summary')?.innerText || '').includes('incidents')", timeout=60000)
+    assert page.inner_text("#em-summary .kpi-card >> nth=0").startswith(str(len(inc)))
+    page.wait_for_function("() => { const g = document.querySelector('#em-queue .js-plotly-plot'); return g && g.data && g.data.length; }")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(artifacts_dir / "dashboard_emergency_tamky.png"), full_page=True)
     assert page.console_errors == []

@@ -32,8 +32,11 @@ def start_mosquitto(tmp: Path):
         "max_inflight_messages 0\n"
         "log_dest stderr\n"
         "log_type error\n"
+        # stay this user: a privilege drop would clear the parent-death signal below
+        + (f"user {__import__('pwd').getpwuid(os.getuid()).pw_name}\n")
     )
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=die_with_parent)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -75,3 +78,25 @@ def twin_env():
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def die_with_parent():
+    """preexec_fn: the child gets SIGTERM when the test process dies (Linux prctl PR_SET_PDEATHSIG),
+    so an interrupted test run leaves no ingester behind."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+@pytest.fixture
+def procs():
+    """Subprocesses a test starts; any still running at teardown are killed by PID."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)

@@ -15,7 +15,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.sensors.conftest import REPO, twin_env
+from tests.sensors.conftest import REPO, die_with_parent, twin_env
 
 N = 10_000
 N_BAD = N // 20          # 5 % malformed
@@ -49,21 +49,38 @@ def _messages(rng):
     return msgs
 
 
-def _start_ingester(broker, store, cfg, protocol="5"):
+def _start_ingester(broker, store, cfg, protocol="5", procs=None):
+    """Start the ingester CLI; its stdout lines go to ``p.lines`` and its stderr to ``p.err_lines``.
+
+    Both pipes are drained by threads from the start: an undrained pipe fills up under load
+    (progress lines after every commit) and would block the ingester, stalling the broker.
+    """
     p = subprocess.Popen([sys.executable, "-m", "twin", "sensors", "ingest", "--broker", broker, "--store",
                           str(store), "--config", str(cfg), "--client-id", "ingest-test", "--progress",
                           "--protocol", protocol],
-                         cwd=REPO, env=twin_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         cwd=REPO, env=twin_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=die_with_parent)
+    if procs is not None:
+        procs.append(p)
+    p.lines = queue.Queue()
+    p.err_lines = []
+    threading.Thread(target=lambda: [p.lines.put(ln) for ln in iter(p.stdout.readline, "")], daemon=True).start()
+    threading.Thread(target=lambda: [p.err_lines.append(ln) for ln in iter(p.stderr.readline, "")],
+                     daemon=True).start()
     deadline = time.monotonic() + 30
     line = ""
     while time.monotonic() < deadline:
-        line = p.stdout.readline()
+        try:
+            line = p.lines.get(timeout=0.5)
+        except queue.Empty:
+            if p.poll() is not None:
+                break
+            continue
         if line.startswith("subscribed"):
             return p
-        if p.poll() is not None:
-            break
     p.kill()
-    raise RuntimeError(f"ingester did not subscribe: {line!r} {p.stderr.read()}")
+    p.wait(timeout=10)
+    raise RuntimeError(f"ingester did not subscribe: {line!r} {''.join(p.err_lines)}")
 
 
 def _count(store):
@@ -78,7 +95,8 @@ def _count(store):
         con.close()
 
 
-def test_kill_restart_exactly_once_in_store(broker, tmp_path):
+@pytest.mark.timeout(240)
+def test_kill_restart_exactly_once_in_store(broker, tmp_path, procs):
     rng = np.random.default_rng(7)
     msgs = _messages(rng)
     n_valid = sum(1 for m in msgs if m[2])
@@ -86,7 +104,7 @@ def test_kill_restart_exactly_once_in_store(broker, tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("datastreams:\n" + "".join(
         f"  - {{id: rg{i}, station: S{i}, property: rain_rate, unit: mm/h}}\n" for i in range(20)))
-    ing = _start_ingester(broker, store, cfg)
+    ing = _start_ingester(broker, store, cfg, procs=procs)
 
     host, port = broker.split("//")[1].split(":")
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub-test", protocol=mqtt.MQTTv5)
@@ -109,11 +127,9 @@ def test_kill_restart_exactly_once_in_store(broker, tmp_path):
         pub.disconnect()
         pub.loop_stop()
 
-    ing = _start_ingester(broker, store, cfg)
+    ing = _start_ingester(broker, store, cfg, procs=procs)
     # it prints the store's counts after each commit: wait for the last one
-    lines: queue.Queue = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(ln) for ln in iter(ing.stdout.readline, "")], daemon=True)
-    reader.start()
+    lines = ing.lines
     last = None
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline:
@@ -128,9 +144,9 @@ def test_kill_restart_exactly_once_in_store(broker, tmp_path):
             if (last["observations"], last["rejects"]) == (n_valid, N_BAD):
                 break
     ing.send_signal(signal.SIGTERM)             # clean stop: flush, ack, disconnect
-    err = ing.stderr.read()
     ing.wait(timeout=30)
-    reader.join(timeout=5)
+    time.sleep(0.2)                             # let the reader threads take the last lines
+    err = "".join(ing.err_lines)
     out = "".join(lines.queue)
     assert ing.returncode == 0, err
     assert last is not None, err
@@ -148,12 +164,12 @@ def test_kill_restart_exactly_once_in_store(broker, tmp_path):
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
-def test_sigint_stops_cleanly_and_keeps_session(broker, tmp_path, protocol):
+def test_sigint_stops_cleanly_and_keeps_session(broker, tmp_path, protocol, procs):
     """SIGINT: flush, acknowledge, disconnect, exit 0; the session survives for the next start."""
     store = tmp_path / "s.duckdb"
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("datastreams: []\n")
-    ing = _start_ingester(broker, store, cfg, protocol)
+    ing = _start_ingester(broker, store, cfg, protocol, procs=procs)
     host, port = broker.split("//")[1].split(":")
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub-sigint", protocol=mqtt.MQTTv5)
     pub.connect(host, int(port))
@@ -162,17 +178,21 @@ def test_sigint_stops_cleanly_and_keeps_session(broker, tmp_path, protocol):
                 json.dumps({"phenomenonTime": "2020-10-28T00:00:00Z", "result": 1.5}), qos=1).wait_for_publish(10)
     time.sleep(0.5)
     ing.send_signal(signal.SIGINT)
-    out, err = ing.communicate(timeout=30)
+    ing.wait(timeout=30)
+    time.sleep(0.2)
+    err = "".join(ing.err_lines)
     assert ing.returncode == 0, err
     # published while stopped, delivered on the next start under the same client id
     pub.publish("v1.1/Datastreams(7)/Observations",
                 json.dumps({"phenomenonTime": "2020-10-28T00:01:00Z", "result": 2.5}), qos=1).wait_for_publish(10)
     pub.disconnect()
     pub.loop_stop()
-    ing = _start_ingester(broker, store, cfg, protocol)
+    ing = _start_ingester(broker, store, cfg, protocol, procs=procs)
     time.sleep(1.0)
     ing.send_signal(signal.SIGTERM)
-    out, err = ing.communicate(timeout=30)
+    ing.wait(timeout=30)
+    time.sleep(0.2)
+    err = "".join(ing.err_lines)
     assert ing.returncode == 0, err
     assert "session present: True" in err
     con = duckdb.connect(str(store), read_only=True)

@@ -133,6 +133,7 @@ class PeopleParams:
     # ---- hazard and rescue [FD2321; LSM] --------------------------------------------------------
     trapped_depth_m: float = 1.0             # ground floor, no upper floor reached: call for rescue
     upper_floor_margin_m: float = 1.0        # trapped on the upper floor when water is this deep there
+    release_depth_m: float = 0.3             # trapped people not yet rescued are free again below this
     hazard_thresholds: tuple[float, float, float] = (0.75, 1.25, 2.0)
     urban_debris: bool = True                # FD2321 debris factor for urban areas
 

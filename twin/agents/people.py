@@ -761,6 +761,16 @@ class PeopleModel(mesa.Model):
         p = self.params
         if d is None:
             return
+        # water receded before a rescue unit came: home again, or walking on
+        tr = np.flatnonzero(self.state == TRAPPED)
+        if tr.size:
+            home = (self.x[tr] == self.home_x[tr]) & (self.y[tr] == self.home_y[tr])
+            cells = np.where(home, self.home_cell[tr], self._cell_of(self.x[tr], self.y[tr]))
+            free = tr[d[cells] < p.release_depth_m]
+            if free.size:
+                at_home = (self.x[free] == self.home_x[free]) & (self.y[free] == self.home_y[free])
+                self.state[free] = np.where(at_home, HOME, np.where(self.dest[free] >= 0, WALK, SAFE))
+                self.events.log(t1, free, "water_receded", "no longer trapped")
         dh = d[self.home_cell]
         up_depth = dh - (self.storeys - 1) * p.storey_height_m
         # people at home go upstairs when the water comes in, if they can
@@ -827,6 +837,9 @@ class PeopleModel(mesa.Model):
         self.rescue_calls = [c for c in self.rescue_calls if c["t_s"] >= until_s]
         return out
 
+    def is_trapped(self, agent: int) -> bool:
+        return bool(self.state[int(agent)] == TRAPPED)
+
     def pick_up(self, agent: int, t_s: float, capacity: int | None = None) -> int:
         """A rescue unit takes the household's members (up to ``capacity``); returns persons taken."""
         i = int(agent)
@@ -877,6 +890,22 @@ class PeopleModel(mesa.Model):
             self.shelter_occupancy[self.shelter[i]] -= len(mem)
         self.events.log(t_s, i, "hospitalised", f"{len(mem)} to hospital {hospital}")
         return [int(m) for m in mem]
+
+    def discharge(self, person: int, t_s: float) -> bool:
+        """A patient leaves hospital and rejoins their household (False: its shelter has no room)."""
+        j = int(person)
+        if self.p_hospital[j] < 0:
+            return True
+        i = int(self.p_hh[j])
+        if self.state[i] == SHELTER and self.shelter[i] >= 0:
+            s = int(self.shelter[i])
+            if self.shelter_occupancy[s] + 1 > self.shelter_capacity[s]:
+                return False
+            self.shelter_occupancy[s] += 1
+        self.p_hospital[j] = -1
+        self.n_present[i] += 1
+        self.events.log(t_s, i, "discharged", f"person {j}")
+        return True
 
     def random_person(self) -> int:
         """A person drawn uniformly among those not in hospital (background medical calls)."""
@@ -946,6 +975,29 @@ class PeopleModel(mesa.Model):
             "hazard_rating": self.hr,
             "max_hazard_rating": self.max_hr,
         })
+
+    def road_space(self):
+        """A ``mesa.discrete_space.Network`` of the road graph with every agent in the cell of the
+        road node nearest to it now (positions at node coordinates, EPSG:32649).
+
+        A snapshot for Mesa tools (visualisation, neighbourhood queries such as
+        ``space[node].neighborhood``); the model itself keeps continuous positions in arrays and does
+        not step through it, so build it when needed (about a second for the Tam Kỳ network).
+        """
+        import networkx as nx
+        from mesa.discrete_space import Network
+
+        g = self.graph
+        G = nx.Graph()
+        G.add_nodes_from(range(g.n_nodes))
+        G.add_edges_from(zip(g.link_from.tolist(), g.link_to.tolist()))
+        layout = {i: (float(g.node_x[i]), float(g.node_y[i])) for i in range(g.n_nodes)}
+        space = Network(G, random=self.random, layout=layout)
+        node = g.nearest_node(self.x, self.y)
+        agents = sorted(self.agents, key=lambda a: a.idx)
+        for a, n in zip(agents, node.tolist()):
+            space[n].add_agent(a)
+        return space
 
     def event_table(self) -> pd.DataFrame:
         return self.events.table()

@@ -39,6 +39,30 @@ INCIDENT_COLUMNS = [
 ACTION_COLUMNS = ["t_s", "unit_id", "unit_kind", "incident_id", "action", "x", "y", "detail"]
 
 
+class _Columns:
+    """Append-only table kept as one list per column (atomic values only)."""
+
+    def __init__(self, columns):
+        self.columns = list(columns)
+        self.data = {c: [] for c in self.columns}
+
+    def append(self, row) -> None:
+        for c, v in zip(self.columns, row):
+            self.data[c].append(v)
+
+    def __len__(self):
+        return len(self.data[self.columns[0]])
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame({c: self.data[c] for c in self.columns}, columns=self.columns)
+
+    def get_state(self):
+        return {c: list(v) for c, v in self.data.items()}
+
+    def set_state(self, s):
+        self.data = {c: list(s[c]) for c in self.columns}
+
+
 @dataclasses.dataclass
 class Unit:
     uid: int
@@ -126,9 +150,9 @@ class EmergencyServices:
         self.population = float(city.population["persons"].sum()) if people is None else float(people.n_persons)
         # records
         self.incidents: list[dict] = []
-        self.actions: list[tuple] = []
+        self.actions = _Columns(ACTION_COLUMNS)   # columnar: no per-row tuple for the GC to scan
         self._queue: list[tuple] = []
-        self._discharges: list[tuple] = []     # (t_s, hospital, seq)
+        self._discharges: dict[int, tuple] = {}   # seq -> (t_out_s, hospital, person or -1)
         self._seq = 0
         self._dispatch_pending = False
         self._future_calls: list[tuple] = []
@@ -248,6 +272,7 @@ class EmergencyServices:
         if self.people is not None and self.people._depth is not None:
             self.set_flood(self.people._depth)
         self._update_hospitals(t0)
+        self._sweep_queue(t0)
         calls = []
         if self.people is not None:
             for c in self.people.pop_rescue_calls(until_s=t1):
@@ -291,8 +316,12 @@ class EmergencyServices:
                    agent_id=int(agent), persons=int(persons), depth_m=self.depth_at_xy(x, y),
                    node=int(self.graph.nearest_node(x, y)[0]), transport=bool(transport), outcome="waiting")
         self.incidents.append(inc)
-        heapq.heappush(self._queue, (int(prio), float(t), iid))
         self._log(t, None, iid, "call", x, y, f"{kind} p{prio} {persons} persons")
+        if kind == "rescue" and self.people is not None and agent >= 0 and not self.people.is_trapped(agent):
+            inc.update(outcome="cancelled_no_longer_trapped", clear_s=float(t))
+            self._log(t, None, iid, "cancelled", x, y, "no longer trapped")
+            return iid
+        heapq.heappush(self._queue, (int(prio), float(t), iid))
         self._request_dispatch()
         return iid
 
@@ -317,7 +346,7 @@ class EmergencyServices:
 
     def _log(self, t, unit, iid, action, x, y, detail=""):
         self.actions.append((float(t), -1 if unit is None else unit.uid, "" if unit is None else unit.kind,
-                             iid, action, float(x), float(y), detail))
+                             int(iid), action, float(x), float(y), detail))
 
     def on_duty(self, unit, t) -> bool:
         sh = self.params.shifts.get(unit.kind)
@@ -350,6 +379,7 @@ class EmergencyServices:
             self.hospital_closed[h] = True
             self._log(t, None, -1, "hospital_closed", self.hospitals["x"].iloc[h], self.hospitals["y"].iloc[h],
                       f"hospital {h} depth {self._depth[self.hospital_cell[h]]:.2f} m")
+            self._evacuate_hospital(int(h), t)
 
     # ------------------------------------------------------------------ dispatch
     def _suitable(self, inc):
@@ -371,6 +401,22 @@ class EmergencyServices:
             return t + (self.params.boat_launch_s if unit.at_station else 0.0)
         return self._times_from(unit.kind, unit.node)[inc["node"]]
 
+    def _sweep_queue(self, t):
+        """Cancel queued rescues whose household is no longer trapped (the water went down)."""
+        if self.people is None or not self._queue:
+            return
+        keep = []
+        for item in self._queue:
+            inc = self.incidents[item[2]]
+            if inc["kind"] == "rescue" and inc["agent_id"] >= 0 and not self.people.is_trapped(inc["agent_id"]):
+                inc.update(outcome="cancelled_no_longer_trapped", clear_s=t)
+                self._log(t, None, item[2], "cancelled", inc["x"], inc["y"], "no longer trapped")
+            else:
+                keep.append(item)
+        if len(keep) != len(self._queue):
+            heapq.heapify(keep)
+            self._queue = keep
+
     def _try_dispatch(self):
         now = self.env.now
         free = [u for u in self.units if u.available and self.on_duty(u, now)]
@@ -380,6 +426,11 @@ class EmergencyServices:
         while self._queue and free:
             prio, t, iid = heapq.heappop(self._queue)
             inc = self.incidents[iid]
+            if (inc["kind"] == "rescue" and self.people is not None and inc["agent_id"] >= 0
+                    and not self.people.is_trapped(inc["agent_id"])):
+                inc.update(outcome="cancelled_no_longer_trapped", clear_s=now)
+                self._log(now, None, iid, "cancelled", inc["x"], inc["y"], "no longer trapped")
+                continue
             kinds = self._suitable(inc)
             best, best_t = None, math.inf
             for u in free:
@@ -446,7 +497,7 @@ class EmergencyServices:
             if inc["kind"] == "rescue":
                 taken = pm.pick_up(inc["agent_id"], now, uc.capacity_persons) if pm is not None else inc["persons"]
                 if taken == 0:
-                    inc["outcome"] = "not_found"
+                    inc["outcome"] = "no_longer_trapped"
                     return self._go_home(unit)
                 self._log(now, unit, inc["incident_id"], "picked_up", unit.x, unit.y, f"{taken} persons")
                 self._to_shelter(unit, inc)
@@ -464,13 +515,12 @@ class EmergencyServices:
                 self._log(now, unit, inc["incident_id"], "hospital_full", unit.x, unit.y, f"hospital {h}")
                 return self._to_hospital(unit, inc, exclude={h})
             self.beds[h].get(1)
-            self._seq += 1
-            t_out = now + float(self.rng.exponential(p.hospital_stay_mean_s))
-            self._discharges.append((t_out, h, self._seq))
-            self.env.process(self._discharge_process(t_out, h))
-            inc.update(at_hospital_s=now, hospital=int(h), outcome="hospital")
+            person = -1
             if self.people is not None and inc["agent_id"] >= 0:
-                self.people.hospitalise(inc["agent_id"], now, h, inc["persons"] if inc["kind"] == "medical" else 1)
+                mem = self.people.hospitalise(inc["agent_id"], now, h, 1)
+                person = mem[0] if mem else -1
+            self._admit_bed(now + float(self.rng.exponential(p.hospital_stay_mean_s)), h, person)
+            inc.update(at_hospital_s=now, hospital=int(h), outcome="hospital")
             self._log(now, unit, inc["incident_id"], "at_hospital", unit.x, unit.y, f"hospital {h}")
             self._start_phase(unit, "handover", p.handover_s)
         elif ph == "handover":
@@ -532,13 +582,19 @@ class EmergencyServices:
                 t = self._travel(unit, pm.shelter_x[s], pm.shelter_y[s], pm.shelter_node[s])
                 if t < best_t:
                     best, best_t = int(s), t
+        uc = self.params.unit_classes[unit.kind]
         if best < 0:   # no shelter with room: nearest dry ground (a reception point) close to the scene
-            best_t = self.params.unit_classes[unit.kind].on_scene_s
+            best_t = uc.on_scene_s
         unit.target = best
+        # more persons than the unit carries: shuttle (back, load, out again) until all are across
+        persons = int(pm.n_present[inc["agent_id"]]) if pm is not None and inc["agent_id"] >= 0 else inc["persons"]
+        trips = max(1, -(-persons // max(uc.capacity_persons, 1)))
+        duration = best_t + (trips - 1) * (2.0 * best_t + uc.on_scene_s)
         if pm is not None and inc["agent_id"] >= 0:
             pm.move_with_unit(inc["agent_id"], unit.x, unit.y)
-        self._log(self.env.now, unit, inc["incident_id"], "transport", unit.x, unit.y, f"to shelter {best}")
-        self._start_phase(unit, "to_shelter", best_t)
+        self._log(self.env.now, unit, inc["incident_id"], "transport", unit.x, unit.y,
+                  f"to shelter {best}" + (f" in {trips} trips" if trips > 1 else ""))
+        self._start_phase(unit, "to_shelter", duration)
 
     def _go_home(self, unit):
         """Available again at once (dispatchable while returning); back at station after the trip."""
@@ -550,12 +606,47 @@ class EmergencyServices:
         self._log(self.env.now, unit, -1, "return", unit.x, unit.y, f"eta {t:.0f} s")
         self._start_phase(unit, "return", t)
 
-    def _discharge_process(self, t_out, h):
-        yield self.env.timeout(max(t_out - self.env.now, 0.0))
-        self._discharges = [d for d in self._discharges if not (d[0] == t_out and d[1] == h)]
+    def _admit_bed(self, t_out, h, person):
+        """Book the discharge of a bed taken in hospital ``h`` (the bed itself is already taken)."""
+        self._seq += 1
+        self._discharges[self._seq] = (float(t_out), int(h), int(person))
+        self.env.process(self._discharge_process(self._seq))
+
+    def _discharge_process(self, seq):
+        yield self.env.timeout(max(self._discharges[seq][0] - self.env.now, 0.0))
+        t_out, h, person = self._discharges.pop(seq)
+        now = self.env.now
+        if person >= 0 and self.people is not None and not self.people.discharge(person, now):
+            # the household's shelter has no room for them yet: stay a day longer
+            self._admit_bed(now + 86400.0, h, person)
+            return
         if self.beds[h].level < self.beds[h].capacity:
             self.beds[h].put(1)
+        self._log(now, None, -1, "discharge", self.hospitals["x"].iloc[h], self.hospitals["y"].iloc[h],
+                  f"hospital {h} person {person}")
         self._try_dispatch()
+
+    def _evacuate_hospital(self, h, t):
+        """Move the model's patients of a closed hospital to the nearest open ones with beds."""
+        hx, hy = self.hospitals["x"].to_numpy(float), self.hospitals["y"].to_numpy(float)
+        dist = np.hypot(hx - hx[h], hy - hy[h])
+        for seq in sorted(self._discharges):
+            t_out, hh, person = self._discharges[seq]
+            if hh != h:
+                continue
+            open_h = [k for k in np.argsort(dist, kind="stable")
+                      if k != h and not self.hospital_closed[k] and self.beds[k].level >= 1]
+            if not open_h:
+                self._log(t, None, -1, "patient_not_transferred", hx[h], hy[h], f"hospital {h} person {person}")
+                continue
+            k = int(open_h[0])
+            self.beds[k].get(1)
+            if self.beds[h].level < self.beds[h].capacity:
+                self.beds[h].put(1)
+            self._discharges[seq] = (t_out, k, person)
+            if person >= 0 and self.people is not None:
+                self.people.p_hospital[person] = k
+            self._log(t, None, -1, "patient_transfer", hx[h], hy[h], f"hospital {h} -> {k} person {person}")
 
     # ------------------------------------------------------------------ outputs
     def incident_table(self) -> pd.DataFrame:
@@ -569,7 +660,7 @@ class EmergencyServices:
         return df
 
     def action_table(self) -> pd.DataFrame:
-        return pd.DataFrame(self.actions, columns=ACTION_COLUMNS)
+        return self.actions.table()
 
     def unit_table(self) -> pd.DataFrame:
         return pd.DataFrame([dataclasses.asdict(u) for u in self.units])
@@ -593,9 +684,9 @@ class EmergencyServices:
             "time_s": self.time_s,
             "units": [dataclasses.asdict(u) for u in self.units],
             "incidents": [dict(i) for i in self.incidents],
-            "actions": list(self.actions),
+            "actions": self.actions.get_state(),
             "queue": list(self._queue),
-            "discharges": list(self._discharges),
+            "discharges": sorted((k,) + v for k, v in self._discharges.items()),
             "seq": self._seq,
             "future_calls": list(self._future_calls),
             "beds": [int(b.level) for b in self.beds],
@@ -609,10 +700,11 @@ class EmergencyServices:
         self.time_s = float(s["time_s"])
         self.units = [Unit(**u) for u in s["units"]]
         self.incidents = [dict(i) for i in s["incidents"]]
-        self.actions = list(s["actions"])
+        self.actions = _Columns(ACTION_COLUMNS)
+        self.actions.set_state(s["actions"])
         self._queue = list(s["queue"])
         heapq.heapify(self._queue)
-        self._discharges = list(s["discharges"])
+        self._discharges = {int(d[0]): (float(d[1]), int(d[2]), int(d[3])) for d in s["discharges"]}
         self._seq = int(s["seq"])
         self._future_calls = list(s["future_calls"])
         self.hospital_closed = np.array(s["hospital_closed"], bool)
@@ -626,9 +718,9 @@ class EmergencyServices:
                      for b, lv in zip(self.hospital_beds, s["beds"])]
         # re-schedule pending timeouts in the order they were first scheduled
         pend = [("unit", u.seq, u) for u in self.units if u.phase != "idle"]
-        pend += [("dis", d[2], d) for d in self._discharges]
+        pend += [("dis", k, k) for k in self._discharges]
         for what, _, obj in sorted(pend, key=lambda z: z[1]):
             if what == "unit":
                 self.env.process(self._phase_process(obj, obj.job, obj.phase))
             else:
-                self.env.process(self._discharge_process(obj[0], obj[1]))
+                self.env.process(self._discharge_process(obj))
