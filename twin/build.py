@@ -841,6 +841,8 @@ def _build_people(tw: Twin) -> None:
     params = dict(sc.people.params)
     params.setdefault("sample_fraction", sc.people.sample_fraction)
     params.setdefault("agents_per_household", sc.people.agents_per_household)
+    # local clock hour at t = 0: the people model reduces warning reach at night
+    params.setdefault("start_hour_local", sc.start.hour + sc.start.minute / 60.0 + sc.start.second / 3600.0)
     city = _people_city_view(tw)
     tw.people = PeopleModel(city, params, tw.rngs["people"], traffic=tw.traffic)
 

@@ -221,3 +221,21 @@ def test_output_interval_must_be_multiple_of_coupling_step(tmp_path, city):
     sc = load_scenario(write_scenario(tmp_path), ["outputs.fields_every=90"])
     with pytest.raises(ValueError, match="90 s is not a whole multiple of the coupling step 60 s"):
         Simulation(build_twin(sc, city=city), out_dir=tmp_path / "x")
+
+
+def test_road_closure_intervention_closes_and_reopens(tmp_path, city):
+    sc = load_scenario(write_scenario(tmp_path), [
+        "duration=10min",
+        "interventions=[{type: road_closure, links: [0, 1], at: 2min, until: 6min},"
+        " {type: road_closure, near: [600600, 1749500], radius_m: 1, at: 0}]"])
+    tw = build_twin(sc, city=city)
+    sim = Simulation(tw)
+    closed = {}
+    sim.add_callback("watch", lambda s: closed.__setitem__(s.time, tw.traffic.link_closed[:2].copy()))
+    sim.run()
+    # applied at the start of the step starting at 2 min -> visible from t = 3 min; reopened likewise
+    assert [bool(closed[t].all()) for t in (60, 120, 180, 360, 420)] == [False, False, True, True, False]
+    near = [e for e in tw.events if e.name.startswith("interventions.1")]
+    assert len(near) == 1 and tw.manual_closed.sum() >= 1
+    with pytest.raises(ValueError, match="no road link within 1"):
+        build_twin(sc.with_overrides(["interventions.1.near=[0, 0]"]), city=city)
