@@ -101,7 +101,8 @@ py::tuple fv_step(const carray<T>& z, const carray<T>& manning, const carray<uin
                bool check_static, std::optional<carray<T>> rain0, std::optional<carray<T>> rain1, double rain_w,
                double rain_scale, std::optional<carray<T>> loss, double loss_scale,
                std::optional<carray<T>> max_depth, std::optional<carray<T>> max_speed,
-               std::optional<carray<T>> arrival_time, double t_end, std::optional<carray<double>> row_sums) {
+               std::optional<carray<T>> arrival_time, double t_end, std::optional<carray<double>> row_sums,
+               bool check_state) {
     fv::Params<T> P = make_params(z, manning, active, bc_kind, bc_stage, face_z_x, face_z_y, dx, g, h_dry, order,
                                   limiter, check_static);
     const py::ssize_t ny = P.ny, nx = P.nx, n = ny * nx;
@@ -120,7 +121,7 @@ py::tuple fv_step(const carray<T>& z, const carray<T>& manning, const carray<uin
     const void* outs[] = {out_h.data(), out_hu.data(), out_hv.data()};
     for (auto o : outs)
         for (auto in : ins) require(o != in, "out_h/out_hu/out_hv must not share memory with h/hu/hv");
-    require_state(h, hu, hv);
+    if (check_state) require_state(h, hu, hv);
     fv::Extras<T> X;
     if (rain0 || rain1) {
         require(rain0 && rain1, "rain0/rain1: give both or neither");
@@ -246,7 +247,7 @@ void bind_fv(py::module_& m) {
           py::arg("loss").noconvert() = py::none(), py::arg("loss_scale") = 0.0,
           py::arg("max_depth").noconvert() = py::none(), py::arg("max_speed").noconvert() = py::none(),
           py::arg("arrival_time").noconvert() = py::none(), py::arg("t_end") = 0.0,
-          py::arg("row_sums").noconvert() = py::none(),
+          py::arg("row_sums").noconvert() = py::none(), py::arg("check_state") = true,
           "One finite-volume step (HLLC + hydrostatic reconstruction, semi-implicit Manning friction) of the\n"
           "state (h, hu, hv) written to (out_h, out_hu, out_hv). order=2: MUSCL + Heun (work needs\n"
           "3*ny*nx elements). bc_kind/bc_stage: per edge face, west[ny], east[ny], north[nx], south[nx];\n"
@@ -256,12 +257,15 @@ void bind_fv(py::module_& m) {
           "rates, 1 or ny*nx values, depth = rain_scale*((1-rain_w)*rain0 + rain_w*rain1)), losses (depth\n"
           "cap loss_scale*loss), tracked max_depth/max_speed/arrival_time (first depth > 0.1 m: t_end) and\n"
           "row_sums (ny, >=4) float64: rain depth, lost depth, boundary inflow, outflow [m2/s] per row.\n"
-          "Cells with z >= 1e29 are walls. Returns (largest signal speed [m/s], largest depth [m]) of the\n"
+          "Cells with z >= 1e29 are walls. check_state/check_static: validate the state (h >= 0, all finite)\n"
+          "and the static inputs (z, manning, edges, crests); callers stepping their own output may skip.\n"
+          "Returns (largest signal speed [m/s], largest depth [m]) of the\n"
           "new state.");
     m.def("fv_max_wave_speed", &fv_max_wave_speed<T>, py::arg("z").noconvert(), py::arg("h").noconvert(), py::arg("hu").noconvert(),
           py::arg("hv").noconvert(), py::arg("active").noconvert(), py::kw_only(), py::arg("g") = 9.81,
           py::arg("h_dry") = 1e-6, py::arg("threads") = 0,
-          "Largest signal speed max(|u|, |v|) + sqrt(g h) over active wet cells [m/s].");
+          "Largest signal speed max(|u|, |v|) + 2 sqrt(g h) over active wet cells [m/s] (2c: a front\n"
+          "into a dry cell moves at u + 2c): the speed for a first, positivity-safe time step.");
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -38,6 +39,7 @@ enum Limiter : int { LIM_MINMOD = 0, LIM_VANLEER = 1 };
 template <class T>
 struct FaceState {
     T h, un, ut, z;
+    T c;  // sqrt(g h) when known (first order: computed once per cell), < 0 when not
 };
 
 // Face flux as seen by the two cells: mass, normal momentum for the left and for the right cell
@@ -45,6 +47,7 @@ struct FaceState {
 template <class T>
 struct FaceFlux {
     T fh, fm_l, fm_r, ft;
+    T s;  // largest wave speed |S_L|, |S_R| at the face (dry fronts move at u + 2c)
 };
 
 template <class T>
@@ -54,16 +57,55 @@ inline T limit(T a, T b, int lim) {
     return T(2) * a * b / (a + b);  // van Leer
 }
 
+// x^(-1/3) for x > 0: a bit-level first guess refined by Newton steps (multiplications only, the
+// same on every thread; cheaper than cbrt and a division). Relative error ~1e-12 in double.
+inline double inv_cbrt(double x) {
+    float xf = static_cast<float>(x);
+    std::uint32_t b;
+    std::memcpy(&b, &xf, 4);
+    b = 0x54a2fa8cu - b / 3u;
+    float rf;
+    std::memcpy(&rf, &b, 4);
+    double r = rf;
+    const double third = 1.0 / 3.0;
+    for (int k = 0; k < 3; ++k) r = r * (4.0 - x * r * r * r) * third;  // ~1e-12 relative
+    return r;
+}
+inline float inv_cbrt(float x) {
+    std::uint32_t b;
+    std::memcpy(&b, &x, 4);
+    b = 0x54a2fa8cu - b / 3u;
+    float r;
+    std::memcpy(&r, &b, 4);
+    const float third = 1.0f / 3.0f;
+    for (int k = 0; k < 3; ++k) r = r * (4.0f - x * r * r * r) * third;
+    return r;
+}
+
+inline float inv_cbrt_f2(float x) {
+    std::uint32_t b;
+    std::memcpy(&b, &x, 4);
+    b = 0x54a2fa8cu - b / 3u;
+    float r;
+    std::memcpy(&r, &b, 4);
+    const float third = 1.0f / 3.0f;
+    r = r * (4.0f - x * r * r * r) * third;
+    r = r * (4.0f - x * r * r * r) * third;
+    return r;
+}
+
 // HLLC flux in the face-normal frame for two (already reconstructed) states. Dry states (h <= 0)
 // are handled with the dry-bed wave speeds; two dry states give zero flux.
 template <class T>
-inline void hllc(T hL, T uL, T vL, T hR, T uR, T vR, T g, T& fh, T& fm, T& ft) {
+inline void hllc(T hL, T uL, T vL, T hR, T uR, T vR, T g, T& fh, T& fm, T& ft, T& smax, T cL = T(-1),
+                 T cR = T(-1)) {
     if (hL <= T(0) && hR <= T(0)) {
-        fh = fm = ft = T(0);
+        fh = fm = ft = smax = T(0);
         return;
     }
     const T half = T(0.5);
-    T cL = std::sqrt(g * hL), cR = std::sqrt(g * hR);
+    if (cL < T(0)) cL = std::sqrt(g * hL);
+    if (cR < T(0)) cR = std::sqrt(g * hR);
     T SL, SR;
     if (hL <= T(0)) {
         uL = vL = T(0);
@@ -79,6 +121,7 @@ inline void hllc(T hL, T uL, T vL, T hR, T uR, T vR, T g, T& fh, T& fm, T& ft) {
         SL = std::min(uL - cL, us - cs);
         SR = std::max(uR + cR, us + cs);
     }
+    smax = std::max(std::fabs(SL), std::fabs(SR));
     const T qL = hL * uL, qR = hR * uR;
     if (SL >= T(0)) {
         fh = qL;
@@ -96,9 +139,10 @@ inline void hllc(T hL, T uL, T vL, T hR, T uR, T vR, T g, T& fh, T& fm, T& ft) {
     const T inv = T(1) / (SR - SL);
     fh = (SR * qL - SL * qR + SL * SR * (hR - hL)) * inv;
     fm = (SR * fmL - SL * fmR + SL * SR * (qR - qL)) * inv;
-    const T den = hR * (uR - SR) - hL * (uL - SL);
-    const T Sm = (SL * hR * (uR - SR) - SR * hL * (uL - SL)) / den;
-    ft = fh * (Sm >= T(0) ? vL : vR);
+    // contact speed S* = num / den with den = hR (uR - SR) - hL (uL - SL) < 0 whenever a side is
+    // wet, so S* >= 0 exactly when num <= 0 (no division needed for the upwind tangential velocity)
+    const T num = SL * hR * (uR - SR) - SR * hL * (uL - SL);
+    ft = fh * (num <= T(0) ? vL : vR);
 }
 
 // Hydrostatic reconstruction + HLLC at one face. L and R carry the depth at the face (cell value at
@@ -106,11 +150,13 @@ inline void hllc(T hL, T uL, T vL, T hR, T uR, T vR, T g, T& fh, T& fm, T& ft) {
 template <class T>
 inline FaceFlux<T> face_flux(const FaceState<T>& L, const FaceState<T>& R, T zface, T g) {
     const T zs = std::max(std::max(L.z, R.z), zface);
-    const T hLs = std::max(T(0), L.h + L.z - zs);
-    const T hRs = std::max(T(0), R.h + R.z - zs);
+    // the side whose bed is the face's keeps its depth (and its celerity) exactly
+    const bool keepL = L.z >= zs, keepR = R.z >= zs;
+    const T hLs = keepL ? L.h : std::max(T(0), L.h + L.z - zs);
+    const T hRs = keepR ? R.h : std::max(T(0), R.h + R.z - zs);
     FaceFlux<T> f;
     T fm;
-    hllc(hLs, L.un, L.ut, hRs, R.un, R.ut, g, f.fh, fm, f.ft);
+    hllc(hLs, L.un, L.ut, hRs, R.un, R.ut, g, f.fh, fm, f.ft, f.s, keepL ? L.c : T(-1), keepR ? R.c : T(-1));
     const T hg = T(0.5) * g;
     f.fm_l = fm + hg * (L.h * L.h - hLs * hLs);
     f.fm_r = fm + hg * (R.h * R.h - hRs * hRs);
@@ -218,14 +264,27 @@ inline void slopes(const Params<T>& P, const View<T>& S, int r, int c, int dir, 
 // Face state of cell i seen from a face in direction dir (0: x, 1: y) on side `side`
 // (+1: the face after the cell, i.e. east/south; -1: before it), in the face frame:
 // normal velocity positive along +column (x) or +row (y, i.e. southward).
+// A cell's primitive state, computed once per row (one division per cell) and read by its faces.
+template <class T>
+struct CellState {
+    T h, u, v, z, c;  // c = sqrt(g h)
+};
+
+template <class T>
+inline void row_states(const Params<T>& P, const View<T>& S, int r, CellState<T>* out) {
+    const long row = long(r) * P.nx;
+    for (int c = 0; c < P.nx; ++c) {
+        const long i = row + c;
+        const T h = S.h[i];
+        const T inv = h > P.hdry ? T(1) / h : T(0);
+        out[c] = CellState<T>{h, S.hu[i] * inv, S.hv[i] * inv, P.z[i], std::sqrt(P.g * h)};
+    }
+}
+
 template <class T, bool SECOND>
-inline FaceState<T> cell_face_state(const Params<T>& P, const View<T>& S, int r, int c, int dir, int side,
-                                    const Slope<T>* sl) {
-    const long i = long(r) * P.nx + c;
-    T h = S.h[i];
-    const T inv = h > P.hdry ? T(1) / h : T(0);  // one division per state
-    T u = S.hu[i] * inv, v = S.hv[i] * inv;
-    T eta = h + P.z[i];
+inline FaceState<T> cell_face_state(const CellState<T>& cs, int dir, int side, const Slope<T>* sl) {
+    T h = cs.h, u = cs.u, v = cs.v;
+    T eta = h + cs.z;
     if (SECOND) {
         const T s = T(0.5) * T(side);
         h += s * sl->dh;
@@ -236,7 +295,8 @@ inline FaceState<T> cell_face_state(const Params<T>& P, const View<T>& S, int r,
     }
     FaceState<T> f;
     f.h = h;
-    f.z = eta - h;
+    f.z = SECOND ? eta - h : cs.z;
+    f.c = SECOND ? T(-1) : cs.c;
     if (dir == 0) {
         f.un = u;
         f.ut = v;
@@ -268,6 +328,7 @@ inline FaceState<T> ghost(const FaceState<T>& in, int kind, T stage, int outward
         if (in.un * T(outward) < T(0)) g.un = -in.un;
     } else if (kind == BC_STAGE) {
         g.h = std::max(T(0), stage - in.z);
+        g.c = T(-1);
     }
     return g;
 }
@@ -275,19 +336,19 @@ inline FaceState<T> ghost(const FaceState<T>& in, int kind, T stage, int outward
 // Flux through x-face (r, j) between cells (r, j-1) and (r, j), j in [0, nx].
 // Writes bc_out (outward discharge per unit width, m^2/s) for edge faces.
 template <class T, bool SECOND>
-inline FaceFlux<T> xface(const Params<T>& P, const View<T>& S, int r, int j, T* bc_q, const Slope<T>* sx) {
+inline FaceFlux<T> xface(const Params<T>& P, int r, int j, T* bc_q, const Slope<T>* sx, const CellState<T>* row) {
     const int nx = P.nx;
     const T zf = P.zfx ? P.zfx[long(r) * (nx + 1) + j] : -std::numeric_limits<T>::infinity();
     const bool hasL = j > 0 && is_active(P, long(r) * nx + j - 1);
     const bool hasR = j < nx && is_active(P, long(r) * nx + j);
-    FaceFlux<T> f{T(0), T(0), T(0), T(0)};
+    FaceFlux<T> f{T(0), T(0), T(0), T(0), T(0)};
     if (!hasL && !hasR) return f;
     FaceState<T> L, R;
     if (hasL && hasR) {
-        L = cell_face_state<T, SECOND>(P, S, r, j - 1, 0, +1, SECOND ? sx + j - 1 : nullptr);
-        R = cell_face_state<T, SECOND>(P, S, r, j, 0, -1, SECOND ? sx + j : nullptr);
+        L = cell_face_state<T, SECOND>(row[j - 1], 0, +1, SECOND ? sx + j - 1 : nullptr);
+        R = cell_face_state<T, SECOND>(row[j], 0, -1, SECOND ? sx + j : nullptr);
     } else if (hasL) {
-        L = cell_face_state<T, SECOND>(P, S, r, j - 1, 0, +1, SECOND ? sx + j - 1 : nullptr);
+        L = cell_face_state<T, SECOND>(row[j - 1], 0, +1, SECOND ? sx + j - 1 : nullptr);
         int kind = BC_WALL;
         T stage = T(0);
         if (j == nx) {
@@ -296,7 +357,7 @@ inline FaceFlux<T> xface(const Params<T>& P, const View<T>& S, int r, int j, T* 
         }
         R = ghost(L, kind, stage, +1);
     } else {
-        R = cell_face_state<T, SECOND>(P, S, r, j, 0, -1, SECOND ? sx + j : nullptr);
+        R = cell_face_state<T, SECOND>(row[j], 0, -1, SECOND ? sx + j : nullptr);
         int kind = BC_WALL;
         T stage = T(0);
         if (j == 0) {
@@ -316,20 +377,20 @@ inline FaceFlux<T> xface(const Params<T>& P, const View<T>& S, int r, int j, T* 
 // Flux through y-face (k, c) between cells (k-1, c) (north) and (k, c) (south), k in [0, ny];
 // normal positive southward.
 template <class T, bool SECOND>
-inline FaceFlux<T> yface(const Params<T>& P, const View<T>& S, int k, int c, T* bc_q, const Slope<T>* syN,
-                         const Slope<T>* syS) {
+inline FaceFlux<T> yface(const Params<T>& P, int k, int c, T* bc_q, const Slope<T>* syN, const Slope<T>* syS,
+                         const CellState<T>* rowN, const CellState<T>* rowS) {
     const int nx = P.nx, ny = P.ny;
     const T zf = P.zfy ? P.zfy[long(k) * nx + c] : -std::numeric_limits<T>::infinity();
     const bool hasL = k > 0 && is_active(P, long(k - 1) * nx + c);
     const bool hasR = k < ny && is_active(P, long(k) * nx + c);
-    FaceFlux<T> f{T(0), T(0), T(0), T(0)};
+    FaceFlux<T> f{T(0), T(0), T(0), T(0), T(0)};
     if (!hasL && !hasR) return f;
     FaceState<T> L, R;
     if (hasL && hasR) {
-        L = cell_face_state<T, SECOND>(P, S, k - 1, c, 1, +1, SECOND ? syN + c : nullptr);
-        R = cell_face_state<T, SECOND>(P, S, k, c, 1, -1, SECOND ? syS + c : nullptr);
+        L = cell_face_state<T, SECOND>(rowN[c], 1, +1, SECOND ? syN + c : nullptr);
+        R = cell_face_state<T, SECOND>(rowS[c], 1, -1, SECOND ? syS + c : nullptr);
     } else if (hasL) {
-        L = cell_face_state<T, SECOND>(P, S, k - 1, c, 1, +1, SECOND ? syN + c : nullptr);
+        L = cell_face_state<T, SECOND>(rowN[c], 1, +1, SECOND ? syN + c : nullptr);
         int kind = BC_WALL;
         T stage = T(0);
         if (k == ny) {
@@ -338,7 +399,7 @@ inline FaceFlux<T> yface(const Params<T>& P, const View<T>& S, int k, int c, T* 
         }
         R = ghost(L, kind, stage, +1);
     } else {
-        R = cell_face_state<T, SECOND>(P, S, k, c, 1, -1, SECOND ? syS + c : nullptr);
+        R = cell_face_state<T, SECOND>(rowS[c], 1, -1, SECOND ? syS + c : nullptr);
         int kind = BC_WALL;
         T stage = T(0);
         if (k == 0) {
@@ -357,8 +418,9 @@ inline FaceFlux<T> yface(const Params<T>& P, const View<T>& S, int k, int c, T* 
 
 // One forward-Euler flux update from state S, written to O:
 //   O = a*B + b*(S + dt*L(S))   (first order / Heun stage 1: a=0, b=1; Heun stage 2: a=b=1/2, B=U^n)
-// then (final stage: X non-null) friction, rain, losses and the tracked outputs. Returns the largest signal speed max(|u|,|v|)+sqrt(g h)
-// of the new state over active cells. bc_q (may be null) receives the edge-face outward discharge
+// then (final stage: X non-null) friction, rain, losses and the tracked outputs. Returns the larger of
+// the signal speed max(|u|,|v|)+sqrt(g h) of the new state and the HLL wave speeds |S_L|, |S_R| of the
+// faces just computed (dry fronts move at u + 2c): the next step's CFL speed, positivity-safe. bc_q (may be null) receives the edge-face outward discharge
 // per unit width, scaled by `bc_w` and added (so the two Heun stages average).
 template <class T, bool SECOND>
 T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b, T* Oh, T* Ohu, T* Ohv,
@@ -381,13 +443,20 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
         // second order: x-slopes of the current row, y-slopes of the rows above, at and below it
         std::vector<Slope<T>> sx(SECOND ? nx : 0), syU(SECOND ? nx : 0), syC(SECOND ? nx : 0), syD(SECOND ? nx : 0);
         T* bq = bc_tmp;
+        // primitive states of the rows above, at and below the current one
+        std::vector<CellState<T>> stU(nx), stC(nx), stD(nx);
         if (r0 < r1) {
             if (SECOND) {
                 if (r0 > 0) row_slopes(P, S, r0 - 1, 1, syU.data());
                 row_slopes(P, S, r0, 1, syC.data());
             }
-            for (int c = 0; c < nx; ++c)
-                fn[c] = yface<T, SECOND>(P, S, r0, c, r0 == 0 ? bq : nullptr, syU.data(), syC.data());
+            if (r0 > 0) row_states(P, S, r0 - 1, stU.data());
+            row_states(P, S, r0, stC.data());
+            for (int c = 0; c < nx; ++c) {
+                fn[c] = yface<T, SECOND>(P, r0, c, r0 == 0 ? bq : nullptr, syU.data(), syC.data(), stU.data(),
+                                         stC.data());
+                if (fn[c].s > smax) smax = fn[c].s;
+            }
         }
         const T g = P.g, hd = P.hdry;
         for (int r = r0; r < r1; ++r) {
@@ -395,9 +464,16 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
                 row_slopes(P, S, r, 0, sx.data());
                 if (r + 1 < ny) row_slopes(P, S, r + 1, 1, syD.data());
             }
-            for (int j = 0; j <= nx; ++j) fx[j] = xface<T, SECOND>(P, S, r, j, bq, sx.data());
-            for (int c = 0; c < nx; ++c)
-                fs[c] = yface<T, SECOND>(P, S, r + 1, c, r + 1 == ny ? bq : nullptr, syC.data(), syD.data());
+            if (r + 1 < ny) row_states(P, S, r + 1, stD.data());
+            for (int j = 0; j <= nx; ++j) {
+                fx[j] = xface<T, SECOND>(P, r, j, bq, sx.data(), stC.data());
+                if (fx[j].s > smax) smax = fx[j].s;
+            }
+            for (int c = 0; c < nx; ++c) {
+                fs[c] = yface<T, SECOND>(P, r + 1, c, r + 1 == ny ? bq : nullptr, syC.data(), syD.data(), stC.data(),
+                                         stD.data());
+                if (fs[c].s > smax) smax = fs[c].s;
+            }
             const long row = long(r) * nx;
             double rain_sum = 0.0, lost_sum = 0.0;
             for (int c = 0; c < nx; ++c) {
@@ -427,19 +503,25 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
                     hu = a * B->hu[i] + b * hu;
                     hv = a * B->hv[i] + b * hv;
                 }
+                T ih = T(0);  // 1/h of the wet cell
                 if (h <= hd) {
                     if (h < T(0)) h = T(0);
                     hu = hv = T(0);
-                } else if (friction) {
+                } else {
+                    ih = T(1) / h;
                     const T n = P.manning[i];
-                    if (n > T(0)) {
-                        const T sp = std::sqrt(hu * hu + hv * hv) / h;
-                        const T den = T(1) + dt * g * n * n * sp / (h * std::cbrt(h));
-                        hu /= den;
-                        hv /= den;
+                    const T q2 = hu * hu + hv * hv;
+                    if (friction && n > T(0) && q2 > T(0)) {
+                        // q <- q / (1 + dt g n^2 |u| h^(-4/3)), h^(-4/3) = (1/h) h^(-1/3)
+                        // h^(-1/3) to float precision (2 Newton steps): plenty for a roughness term
+                        const T den = T(1) + dt * g * n * n * std::sqrt(q2) * ih * ih * T(inv_cbrt_f2(float(h)));
+                        const T f = T(1) / den;
+                        hu *= f;
+                        hv *= f;
                     }
                 }
                 if (X) {
+                    const bool src = X->rain0 || X->loss;
                     if (X->rain0) {
                         const long k = X->rain_per_cell ? i : 0;
                         const T rn = X->rain_scale * ((T(1) - X->rain_w) * X->rain0[k] + X->rain_w * X->rain1[k]);
@@ -452,14 +534,23 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
                         h -= l;
                         lost_sum += double(l);
                     }
-                    if (h <= hd) hu = hv = T(0);
+                    if (src) {
+                        if (h <= hd) {
+                            hu = hv = T(0);
+                            ih = T(0);
+                        } else {
+                            ih = T(1) / h;
+                        }
+                    }
                     if (X->maxh) {
                         const T mold = X->maxh[i];
-                        if (mold <= X->arrival_depth && h > X->arrival_depth) X->arrival[i] = X->t_end;
-                        X->maxh[i] = std::max(mold, h);
-                        if (h > X->speed_depth) {
-                            const T sp = std::sqrt(hu * hu + hv * hv) / h;
-                            if (sp > X->maxs[i]) X->maxs[i] = sp;
+                        if (h > mold) {  // store only what changes
+                            if (mold <= X->arrival_depth && h > X->arrival_depth) X->arrival[i] = X->t_end;
+                            X->maxh[i] = h;
+                        }
+                        if (h > X->speed_depth) {  // tracked as speed squared (the model takes the root)
+                            const T sp2 = (hu * hu + hv * hv) * ih * ih;
+                            if (sp2 > X->maxs[i]) X->maxs[i] = sp2;
                         }
                     }
                 }
@@ -468,7 +559,7 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
                 Ohv[i] = hv;
                 if (h > hmax) hmax = h;
                 if (h > hd) {
-                    const T s = std::max(std::fabs(hu), std::fabs(hv)) / h + std::sqrt(g * h);
+                    const T s = std::max(std::fabs(hu), std::fabs(hv)) * ih + std::sqrt(g * h);
                     if (s > smax) smax = s;
                 }
             }
@@ -477,6 +568,8 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
                 X->row_sums[long(r) * X->row_slots + 1] = lost_sum;
             }
             std::swap(fn, fs);
+            std::swap(stU, stC);
+            std::swap(stC, stD);
             if (SECOND) {
                 std::swap(syU, syC);
                 std::swap(syC, syD);
@@ -502,7 +595,8 @@ T max_wave_speed(const Params<T>& P, const View<T>& S, int threads) {
     for (long i = 0; i < n; ++i) {
         const T h = S.h[i];
         if (!is_active(P, i) || h <= P.hdry) continue;
-        const T s = std::max(std::fabs(S.hu[i]), std::fabs(S.hv[i])) / h + std::sqrt(P.g * h);
+        // u + 2c: a wet cell next to a dry one sends its front at that speed (first step only)
+        const T s = std::max(std::fabs(S.hu[i]), std::fabs(S.hv[i])) / h + T(2) * std::sqrt(P.g * h);
         if (s > smax) smax = s;
     }
     return smax;

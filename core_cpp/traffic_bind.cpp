@@ -40,6 +40,7 @@ void visit_state(Engine& e, F&& f) {
     f("closed_manual", e.closed_manual); f("closed_mask", e.closed_mask);
     f("Nup", e.Nup); f("Ndown", e.Ndown); f("rel_credit", e.rel_credit); f("recv_credit", e.recv_credit);
     f("ndlag", e.ndlag);
+    f("head_since", e.head_since);
     f("head", e.head); f("tail", e.tail); f("wait_head", e.wait_head); f("wait_tail", e.wait_tail);
     f("nveh", e.nveh); f("nwait", e.nwait); f("nemerg", e.nemerg); f("exits_total", e.exits_total); f("entries_total", e.entries_total);
     f("hist", e.hist);
@@ -52,7 +53,7 @@ void visit_state(Engine& e, F&& f) {
 
 #define TWIN_TRAFFIC_SCALARS(X) \
     X(step_k) X(pend_ptr) X(n_departed) X(n_arrived) X(n_stalled) X(n_stranded) X(n_waiting) X(n_onlink) \
-    X(n_reroutes) X(reroute_every) X(route_on_departure) X(emergency_overtake)
+    X(n_reroutes) X(reroute_every) X(route_on_departure) X(emergency_overtake) X(n_teleports) X(teleport_steps) X(startup_lost_s)
 
 void check_ids(const carray<int32_t>& a, int32_t n, const char* name, const char* what) {
     const int32_t* p = a.data();
@@ -330,6 +331,18 @@ void register_traffic(py::module_& m) {
                 e.reroute_every = v;
             })
         .def_property(
+            "startup_lost_s", [](const Engine& e) { return e.startup_lost_s; },
+            [](Engine& e, double v) {
+                require(std::isfinite(v) && v >= 0.0, "startup_lost_time_s: must be finite and >= 0");
+                e.startup_lost_s = v;
+            })
+        .def_property(
+            "teleport_steps", [](const Engine& e) { return e.teleport_steps; },
+            [](Engine& e, int64_t v) {
+                require(v >= 0, "teleport_steps: must be >= 0");
+                e.teleport_steps = v;
+            })
+        .def_property(
             "emergency_overtake", [](const Engine& e) { return e.emergency_overtake != 0; },
             [](Engine& e, bool v) { e.emergency_overtake = v ? 1 : 0; })
         .def_property(
@@ -417,7 +430,7 @@ void register_traffic(py::module_& m) {
             for (size_t n : {e.net.lanes.size(), e.net.qcap.size(), e.net.kjam.size(), e.depth.size(), e.veff.size(),
                              e.qeff.size(), e.closed_manual.size(), e.closed_mask.size(), e.Nup.size(),
                              e.Ndown.size(), e.rel_credit.size(), e.recv_credit.size(), e.ndlag.size(),
-                             e.head.size(), e.tail.size(), e.wait_head.size(), e.wait_tail.size(), e.nveh.size(),
+                             e.head.size(), e.head_since.size(), e.tail.size(), e.wait_head.size(), e.wait_tail.size(), e.nveh.size(),
                              e.nwait.size(), e.nemerg.size(), e.exits_total.size(), e.entries_total.size()})
                 require(n == L, "traffic state: a link array has the wrong length");
             for (size_t n : {e.state.size(), e.informed.size(), e.origin.size(), e.dest.size(), e.cur.size(),

@@ -84,6 +84,7 @@ void Engine::init(Network&& n, double dt_) {
     ndlag.assign(L, 0.0);
     Rlink.assign(L, 0.0);
     head.assign(L, -1);
+    head_since.assign(L, 0.0);
     tail.assign(L, -1);
     wait_head.assign(L, -1);
     wait_tail.assign(L, -1);
@@ -159,6 +160,15 @@ void Engine::queue_counts(int32_t* qcount, double* qpcu) const {
     }
 }
 
+// Receiving side for one vehicle of p PCU: N_up + p <= N_down(t + dt - L/w) + k_j L. A link whose
+// whole storage k_j L is smaller than the vehicle (a 3 m junction connector holds 0.45 PCU at
+// k_j = 0.15 PCU/m) still takes it once it is empty, i.e. its storage is max(k_j L, p): without this
+// a car could never enter such a link and everything routed over it stood at its upstream end
+// for ever (the Tam Kỳ bundle has 28 links shorter than one car at jam density).
+bool Engine::has_room(int32_t j, double p) const {
+    return Nup[j] + p <= ndlag[j] + std::max(net.kjam[j] * net.length[j], p) + EPS;
+}
+
 bool Engine::green(int32_t i, double t) const {
     const int32_t g = net.group[i];
     if (g < 0) return true;
@@ -170,7 +180,16 @@ bool Engine::green(int32_t i, double t) const {
     if (tc < 0) tc += cycle;
     int32_t ph = 0;
     while (p0 + ph < p1 - 1 && tc >= net.sig_end[p0 + ph]) ++ph;
-    return ph == g;
+    if (ph != g) return false;
+    // start-up lost time l1 (Highway Capacity Manual, signalized intersections: HCM 2010 ch. 18,
+    // HCM 6th ed. ch. 19; default 2.0 s there): the queue starts to discharge l1 after the start of
+    // green, at the unchanged saturation flow (effective green = green - l1). Only where the phase
+    // changes (a node with a single phase never stops its traffic).
+    if (startup_lost_s > 0.0 && p1 - p0 > 1) {
+        const double start = ph == 0 ? 0.0 : net.sig_end[p0 + ph - 1];
+        if (tc - start < startup_lost_s - EPS) return false;
+    }
+    return true;
 }
 
 // ---------------------------------------------------------------- trips and routes
@@ -379,7 +398,12 @@ void Engine::pop_head(int32_t i) { unlink(i, -1); }
 void Engine::unlink(int32_t i, int32_t prev) {
     const int32_t v = prev == -1 ? head[i] : vnext[prev];
     const int32_t nx = vnext[v];
-    if (prev == -1) head[i] = nx; else vnext[prev] = nx;
+    if (prev == -1) {
+        head[i] = nx;
+        head_since[i] = (double)step_k * dt;  // the next vehicle becomes the head at the start of this step
+    } else {
+        vnext[prev] = nx;
+    }
     if (tail[i] == v) tail[i] = prev;
     vnext[v] = -1;
     nveh[i]--;
@@ -442,7 +466,7 @@ bool Engine::try_move(int32_t v, int32_t i, double t, int32_t prev) {
         }
         j = pool[r_off[v] + 1];
     }
-    if (Nup[j] + p > ndlag[j] + net.kjam[j] * net.length[j] + EPS) return false;
+    if (!has_room(j, p)) return false;
     unlink(i, prev);
     if (record) log_tout[log_cur[v]] = te;
     r_pos[v]++;
@@ -636,6 +660,8 @@ void Engine::step(int64_t n_steps) {
         }
         // 3. nodes
         for (int32_t n = 0; n < net.n_nodes; ++n) process_node(n, t, t1);
+        // 3b. SUMO-style teleports of vehicles blocked at a link head for too long (off by default)
+        if (teleport_steps > 0) teleport_blocked(t, t1);
         // 4. origin point queues into what supply is left
         for (int32_t j = 0; j < L; ++j) {
             if (wait_head[j] == -1) {  // idle: the supply of this step repays earlier overshoot
@@ -649,7 +675,7 @@ void Engine::step(int64_t n_steps) {
                 const double p = pcu[cls[v]];
                 if (closed_manual[j] || (closed_mask[j] >> cls[v] & 1)) break;  // rerouted on closure
                 if (!(recv_credit[j] > EPS)) break;
-                if (Nup[j] + p > ndlag[j] + net.kjam[j] * net.length[j] + EPS) break;
+                if (!has_room(j, p)) break;
                 wait_head[j] = vnext[v];
                 if (wait_head[j] == -1) wait_tail[j] = -1;
                 nwait[j]--;
@@ -664,6 +690,55 @@ void Engine::step(int64_t n_steps) {
         // 5. history of N_down at t + dt
         ++step_k;
         for (int32_t l = 0; l < L; ++l) hist[hist_off[l] + step_k % hist_len[l]] = Ndown[l];
+    }
+}
+
+// SUMO-style teleport (SUMO option --time-to-teleport, default 300 s there; off here). The head
+// vehicle of a link that reached the link end and has stood at the head for teleport_steps steps
+// (because its next link is full: strict FIFO gridlock, e.g. a cycle of full links) jumps to the
+// first link of its remaining route that has room for it (has_room: the storage bound still holds
+// on every link), as SUMO does. The links it skips count as driven at their current free-flow
+// time: it reaches the end of the landing link at te + sum(L/v skipped) + L/v. If no link of the
+// remaining route has room it keeps waiting and tries again next step; a closed link ends the
+// search (closures reroute at the node as usual). Runs after all nodes, in link order, so results
+// stay independent of the node visiting order. Conservation is untouched: the vehicle stays on the
+// network (exits and entries are counted on the links it leaves and lands on).
+void Engine::teleport_blocked(double t, double t1) {
+    const double T = (double)teleport_steps * dt;
+    for (int32_t i = 0; i < net.n_links; ++i) {
+        const int32_t v = head[i];
+        if (v == -1 || !(t_enter[v] < t && t_ready[v] <= t1)) continue;
+        if (r_pos[v] + 1 >= r_len[v]) continue;  // arriving: the sink never blocks
+        const double since = std::max(head_since[i], t_ready[v]);
+        if (t1 - since < T - EPS) continue;
+        const double p = pcu[cls[v]];
+        double skipped_s = 0.0;
+        int32_t land = -1;
+        for (int32_t k = r_pos[v] + 1; k < r_len[v]; ++k) {
+            const int32_t j = pool[r_off[v] + k];
+            if (closed_manual[j] || (closed_mask[j] >> cls[v] & 1)) break;
+            if (has_room(j, p)) {
+                land = k;
+                break;
+            }
+            skipped_s += net.length[j] / veff[j];
+        }
+        if (land < 0) continue;
+        const double te = std::max(t_ready[v], t);
+        unlink(i, -1);
+        if (record) {
+            log_tout[log_cur[v]] = te;
+            for (int32_t k = r_pos[v] + 1; k < land; ++k) {  // skipped links: in the log, zero duration
+                log_veh.push_back(v);
+                log_link.push_back(pool[r_off[v] + k]);
+                log_tin.push_back(te);
+                log_tout.push_back(te);
+            }
+        }
+        r_pos[v] = land;
+        push_link(v, pool[r_off[v] + land], te);
+        t_ready[v] += skipped_s;
+        n_teleports++;
     }
 }
 
@@ -706,6 +781,7 @@ void Engine::stall_on_link(int32_t l, double t) {
         v = nx;
     }
     if (tl != -1) vnext[tl] = -1;
+    if (h != head[l]) head_since[l] = t;
     head[l] = h;
     tail[l] = tl;
 }

@@ -65,6 +65,8 @@ public:
     int64_t reroute_every = 0;  // steps between informed reroutes (0 = off)
     int64_t emergency_overtake = 0;  // 1: traffic ahead pulls aside for emergency vehicles
     int64_t route_on_departure = 0;  // 1: route each trip when it departs, by the travel times then
+    int64_t teleport_steps = 0;
+    double startup_lost_s = 0.0;  // HCM start-up lost time at the start of each green (0 = off)  // SUMO-style time-to-teleport in steps (0 = off), see teleport_blocked()
     int threads = 0;
     double pcu[N_CLASSES] = {0.25, 1.0, 2.5, 2.5, 1.0};
     double stall[N_CLASSES] = {0.15, 0.30, 0.50, 0.60, 0.45};
@@ -74,6 +76,7 @@ public:
     std::vector<uint8_t> closed_manual, closed_mask;  // mask bit c: closed to class c
     // link state
     std::vector<double> Nup, Ndown, rel_credit, recv_credit, ndlag, Rlink;
+    std::vector<double> head_since;  // per link: time its current head vehicle became the head
     std::vector<int32_t> head, tail, wait_head, wait_tail, nveh, nwait, nemerg;
     std::vector<int64_t> exits_total, entries_total;
     std::vector<double> hist;  // ring buffers of Ndown at step boundaries
@@ -92,6 +95,7 @@ public:
     std::vector<double> log_tin, log_tout;
     int64_t n_departed = 0, n_arrived = 0, n_stalled = 0, n_stranded = 0, n_waiting = 0, n_onlink = 0;
     int64_t n_reroutes = 0;
+    int64_t n_teleports = 0;
 
     void init(Network&& n, double dt_);
     void reset_history();
@@ -123,6 +127,8 @@ private:
     void wait_push(int32_t v, int32_t j);
     void finish(int32_t v, int32_t i, double te, uint8_t st);
     bool green(int32_t i, double t) const;
+    bool has_room(int32_t j, double p) const;
+    void teleport_blocked(double t, double t1);
     void tampere(int nin, int nout1);
     void write_route(int32_t v, int32_t prefix_link, int32_t start, const int32_t* next_link, const double* dist);
     void refresh_ready(int32_t l, double vold, double t);

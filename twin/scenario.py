@@ -339,6 +339,9 @@ class Traffic(_Model):
     depth_sample_spacing_m: float = Field(15.0, gt=0)
     largest_component_only: bool = True
     record_link_log: bool = False
+    time_to_teleport_s: PositiveDuration | None = Field(
+        None, description="SUMO-style gridlock escape: a vehicle blocked this long at a link head jumps to the "
+                          "next link of its route with room (None: off, strict FIFO)")
 
 
 class People(_Model):

@@ -139,7 +139,7 @@ def test_stuck_vehicle_trips_are_abandoned_after_the_patience_time():
 
 
 def test_restart_with_traffic_is_bit_identical():
-    from conftest import coastal_flood
+    from .conftest import coastal_flood
 
     city = synthetic_city()
 
@@ -169,3 +169,26 @@ def test_restart_with_traffic_is_bit_identical():
     assert pm.state_table().equals(pm2.state_table())
     assert es.incident_table().equals(es2.incident_table())
     assert tm.trips.drop(columns=["route"]).equals(tm2.trips.drop(columns=["route"]))
+def test_trip_stranded_at_its_origin_walks_on_from_the_origin():
+    # every road closed before the trips leave: they are stranded at their origin (current link -1);
+    # the occupants must walk on from their own origin node, not from link 0's upstream node
+    city = synthetic_city()
+    tm = TrafficModel(city.roads, dt=1.0, seed=0)
+    pm = PeopleModel(city, {"n_tourists": 0, "w_upper": 0.0}, np.random.default_rng(4), traffic=tm)
+    pm.act_s[:] = 0.0
+    pm.run_one_step(300.0, None, None)            # trips added, departing at t = 300 s
+    drivers = np.flatnonzero(pm.state == DRIVE)
+    assert drivers.size > 100
+    origin = pm.mv_node[drivers].copy()
+    tm.close_links(np.arange(city.roads.n_links))
+    tm.run_one_step(600.0)
+    st = tm.trip_status(pm.trip_id[drivers])
+    stranded = st.state == "stranded"             # (the rest start at their destination: arrived)
+    assert stranded.sum() > 100 and np.all(np.isin(st.state, ("stranded", "arrived")))
+    assert np.all(st.current_link[stranded] == -1)
+    drivers, origin = drivers[stranded], origin[stranded]
+    pm.run_one_step(300.0, None, None)            # polls the trips (after this step's movement)
+    assert np.all(pm.state[drivers] == WALK)
+    np.testing.assert_array_equal(pm.mv_node[drivers], origin)
+    link0_from = pm.graph.link_from[0]
+    assert np.any(origin != link0_from)           # the old rule would have moved these to link 0's node

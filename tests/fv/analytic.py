@@ -49,3 +49,13 @@ def thacker_bed(x, d0=4.0, L=10.0):
 
 def thacker_period(d0=4.0, L=10.0, g=G):
     return 2 * np.pi * L / np.sqrt(2 * g * d0)
+
+
+def thacker_paraboloid_planar(x, y, t, d0=4.0, L=10.0, A=2.0, g=G):
+    """Thacker's planar surface in the paraboloid z = d0 ((x² + y²)/L² - 1) (2-D, SWASHES): the
+    water lens h = d0 (1 - |x - c(t)|²/L²) moves with uniform velocity along the circle
+    c(t) = A (cos ωt, sin ωt), ω = sqrt(2 g d0)/L; its surface is a tilting plane."""
+    w = np.sqrt(2 * g * d0) / L
+    cx, cy = A * np.cos(w * t), A * np.sin(w * t)
+    h = np.maximum(0.0, d0 * (1 - ((x - cx) ** 2 + (y - cy) ** 2) / L**2))
+    return h, -A * w * np.sin(w * t), A * w * np.cos(w * t)

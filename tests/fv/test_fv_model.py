@@ -66,9 +66,9 @@ def test_busy_model_balances_volume(solver):
     assert np.nanmax(m.arrival_time) <= m.time
 
 
-@pytest.mark.parametrize("solver", FV_SOLVERS)
-def test_one_and_two_threads_bit_identical(solver):
-    a, b = busy_model(solver, 1), busy_model(solver, 2)
+@pytest.mark.parametrize("solver,dtype", [("fv", "float64"), ("fv2", "float64"), ("fv", "float32")])
+def test_one_and_two_threads_bit_identical(solver, dtype):
+    a, b = busy_model(solver, 1, dtype), busy_model(solver, 2, dtype)
     for _ in range(2):
         a.run_one_step(200.0)
         b.run_one_step(200.0)

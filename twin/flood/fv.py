@@ -242,11 +242,12 @@ class FVFloodSolver(Solver):
     (transmissive while the flow goes out, a wall when it would come in; the normal-depth slope of
     the inertial solver is not used), "stage" puts a ghost cell at the prescribed level. Rain,
     losses and the tracked maxima are fused into the kernel's final update, as in the inertial
-    kernel; point inflows, pumps and stage cells are applied by the model between sub-steps, and
-    the solver keeps the velocity of the cells they edit (their momentum follows the depth change).
+    kernel; point inflows, pumps and stage cells are applied by the model between sub-steps; where
+    they remove water the solver keeps the cell's velocity, where they add water its momentum.
     """
 
     order = 1
+    max_speed_squared = True  # the kernel tracks max speed squared in f.max_speed
 
     def __init__(self, model) -> None:
         super().__init__(model)
@@ -262,6 +263,8 @@ class FVFloodSolver(Solver):
         # the bed, roughness and edge tables are validated on the first sub-step; afterwards only
         # the model edits them, with finite values (walls at FLOOD_WALL_Z, breaches lowering z)
         self._check_static = True
+        self._check_state = True
+        self._n_sub = 0
 
     # -- model-facing contract ---------------------------------------------------------------
     @property
@@ -271,7 +274,41 @@ class FVFloodSolver(Solver):
     def stable_dt(self, hmax: float) -> float:
         s = self.core.wave_speed()
         s = max(s, math.sqrt(G * max(hmax, 0.0)))
+        # the model edits depths and beds between sub-steps (inflows, pumps, stage cells, breaches):
+        # a front can start there at u + 2c, which the last step's wave speeds did not see
+        nb = self._front_cells()
+        if nb is not None:
+            s = max(s, 2.0 * math.sqrt(G * max(float(np.max(self.core.h[nb])), 0.0)))
         return self.core.cfl * self.core.dx / s if s > 0 else math.inf
+
+    def _front_cells(self):
+        """Flat indices of the cells the model edits and their 4 neighbours (cached per structure count)."""
+        m = self.model
+        key = (len(m._pumps), len(m._cell_bcs), len(m._inflows), len(getattr(m, "_breaches", ())))
+        if key != getattr(self, "_front_key", None):
+            self._front_key = key
+            rr, cc = [], []
+            for p in m._pumps:
+                rr.append([p["cell"][0]]), cc.append([p["cell"][1]])
+            for b in m._cell_bcs:
+                rr.append(b["rows"]), cc.append(b["cols"])
+            for inf in m._inflows:
+                rr.append(inf["rows"]), cc.append(inf["cols"])
+            for br in getattr(m, "_breaches", ()):
+                rr.append(br.rows), cc.append(br.cols)
+            if not rr:
+                self._front = None
+            else:
+                ny, nx = m.shape
+                r = np.concatenate(rr).astype(np.int64)
+                c = np.concatenate(cc).astype(np.int64)
+                r = np.concatenate([r, r - 1, r + 1, r, r])
+                c = np.concatenate([c, c, c, c - 1, c + 1])
+                ok = (r >= 0) & (r < ny) & (c >= 0) & (c < nx)
+                self._front = np.unique(r[ok] * nx + c[ok])
+        if self._front is None:
+            return None
+        return np.unravel_index(self._front, m.shape)
 
     def _sync_static(self) -> None:
         m = self.model
@@ -325,7 +362,10 @@ class FVFloodSolver(Solver):
         if ed is not None and ed[2] is not None:
             r, c, h_prev = ed
             h_now = core.h[r, c]
-            ratio = np.where(h_prev > core.h_dry, h_now / np.where(h_prev > 0, h_prev, 1), 0.0).astype(m.dtype)
+            # water taken away keeps its velocity (momentum scales down with the depth); water
+            # added (stage cells filling) comes at rest: momentum unchanged, never amplified
+            ratio = np.where(h_prev > core.h_dry, np.minimum(1.0, h_now / np.where(h_prev > 0, h_prev, 1)),
+                             0.0).astype(m.dtype)
             core.hu[r, c] *= ratio
             core.hv[r, c] *= ratio
         smax, hmax = _core.fv_step(
@@ -335,9 +375,13 @@ class FVFloodSolver(Solver):
             face_z_y=core.face_z_y, threads=core.threads, rain0=f.rain0, rain1=f.rain1, rain_w=float(f.rain_w),
             rain_scale=float(f.rain_scale), loss=f.loss, loss_scale=float(f.loss_scale), max_depth=f.max_depth,
             max_speed=f.max_speed, arrival_time=f.arrival_time, t_end=float(t_end), row_sums=f.row_sums,
-            check_static=self._check_static,
+            check_static=self._check_static, check_state=self._check_state or self._n_sub % 8 == 0,
         )  # fmt: skip
         self._check_static = False
+        # the state is validated on the first sub-step, after set_state and every 8th sub-step; in
+        # between the kernel reads its own output plus the model's validated point edits
+        self._check_state = False
+        self._n_sub += 1
         core.h, core._oh = core._oh, core.h
         core.hu, core._ohu = core._ohu, core.hu
         core.hv, core._ohv = core._ohv, core.hv
@@ -361,7 +405,8 @@ class FVFloodSolver(Solver):
         return qx, qy
 
     def get_state(self) -> dict:
-        st = {"h": self.core.h.copy(), "hu": self.core.hu.copy(), "hv": self.core.hv.copy()}
+        st = {"h": self.core.h.copy(), "hu": self.core.hu.copy(), "hv": self.core.hv.copy(),
+              "wave_speed": self.core._smax}  # the next step's CFL speed: part of a bit-identical restart
         ed = self._edited_cells
         st["edited_h"] = None if ed is None or ed[2] is None else ed[2].copy()
         return st
@@ -374,7 +419,8 @@ class FVFloodSolver(Solver):
                 raise ValueError(f"state[{key!r}]: expected shape {mine.shape} dtype {mine.dtype}, got {a.shape} {a.dtype}")
         for key in ("h", "hu", "hv"):
             getattr(self.core, key)[...] = d[key]
-        self.core._smax = None
+        self.core._smax = d.get("wave_speed")
+        self._check_state = True
         ed = self._edit_cells()
         if ed is not None:
             ed[2] = None if d.get("edited_h") is None else np.array(d["edited_h"])

@@ -55,6 +55,20 @@ class TrafficModel:
     emergency_overtake : bool
         Traffic pulls aside for emergency vehicles: an emergency vehicle leaves a link at its own
         free-flow time even with a queue ahead (default: strict FIFO, priority only at the head).
+    time_to_teleport_s : float or None
+        SUMO-style gridlock escape (SUMO's ``--time-to-teleport``, 300 s there), off by default
+        (``None``): a vehicle that reached the end of its link and has stood at the link head this
+        long (strict FIFO behind a full next link, e.g. a cycle of full links) jumps to the first
+        link of its remaining route with room for it; the links it skips count as driven at their
+        free-flow time. Rounded up to whole steps; counted in ``counts()["teleports"]``. The storage
+        bound and conservation hold as without it.
+    startup_lost_time_s : float
+        Start-up lost time at every green of a fixed-time signal (Highway Capacity Manual,
+        signalized intersections: HCM 2010 ch. 18 / HCM 6th ed. ch. 19, default 2.0 s there): the
+        queue starts to discharge this long after the start of green, at the same saturation flow
+        (the effective green is shorter by it). Default 0 (off): the first-order model discharges at
+        capacity from the first second of green. Applied to whole steps (green from the first step
+        starting at least this long after the start of green).
     record_links : bool
         Keep the link traversal log (``link_log``: entry and exit time of every vehicle on every
         link). Without it ``trips.route`` is the current plan.
@@ -106,7 +120,8 @@ class TrafficModel:
     def __init__(self, network: RoadNetwork, dt: float = 1.0, seed=0, *, informed_share: float = 0.0,
                  reroute_interval_s: float | None = None, pcu: dict | None = None,
                  stall_depth_m: dict | None = None, record_links: bool = True, threads: int | None = None,
-                 route_on_departure: bool = False, emergency_overtake: bool = False):
+                 route_on_departure: bool = False, emergency_overtake: bool = False,
+                 time_to_teleport_s: float | None = None, startup_lost_time_s: float = 0.0):
         from twin import _core
 
         if not isinstance(network, RoadNetwork):
@@ -147,6 +162,18 @@ class TrafficModel:
         self._engine.record = bool(record_links)
         self._engine.route_on_departure = bool(route_on_departure)
         self._engine.emergency_overtake = bool(emergency_overtake)
+        lost = float(startup_lost_time_s)
+        if not (np.isfinite(lost) and lost >= 0):
+            raise ValueError(f"startup_lost_time_s: must be finite and >= 0, got {startup_lost_time_s!r}")
+        self.startup_lost_time_s = lost
+        self._engine.startup_lost_s = lost
+        self.time_to_teleport_s = None
+        if time_to_teleport_s is not None:
+            tt = float(time_to_teleport_s)
+            if not (np.isfinite(tt) and tt > 0):
+                raise ValueError(f"time_to_teleport_s: must be finite and > 0 (or None: off), got {time_to_teleport_s!r}")
+            self.time_to_teleport_s = tt
+            self._engine.teleport_steps = int(np.ceil(tt / dt - 1e-9))
         if threads is not None:
             self._engine.threads = int(threads)
         self.reroute_interval_s = None
@@ -516,6 +543,7 @@ class TrafficModel:
             "stalled": int(c["n_stalled"]),
             "stranded": int(c["n_stranded"]),
             "reroutes": int(c["n_reroutes"]),
+            "teleports": int(c["n_teleports"]),
         }
 
     # ------------------------------------------------------------------ state
