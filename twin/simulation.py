@@ -219,6 +219,12 @@ class Simulation:
                     progress(self)
             if self.finished and self.stop_reason is None:
                 self.stop_reason = f"stop time {self.stop_time:g} s reached"
+            # final outputs (a Ctrl-C now is deferred until they are written)
+            if self.output is not None:
+                if self.finished:
+                    self.output.finish(self)
+                else:
+                    self.output.checkpoint(self)
         except KeyboardInterrupt:
             self.wall_time = base_wall + (_time.monotonic() - t_wall)
             if self.output is not None and not self._hard_interrupt:
@@ -233,11 +239,6 @@ class Simulation:
                 signal.signal(signal.SIGINT, old_handler)
             if bar is not None:
                 bar.close()
-        if self.output is not None:
-            if self.finished:
-                self.output.finish(self)
-            else:
-                self.output.checkpoint(self)
         return self
 
     # -- state ----------------------------------------------------------------------------------
