@@ -196,6 +196,16 @@ class PeopleModel(mesa.Model):
         bf = getattr(city, "building_fraction", None)
         weight_all = (np.asarray(bf, float).ravel() if bf is not None else np.ones(ny * nx))
         weight_all = np.where(valid, np.nan_to_num(weight_all) + 1e-3, 0.0)
+        # nobody lives in the sea, a river or the lagoon: cells of permanent water (land cover water/sea,
+        # or initial water deeper than 5 cm) get no homes, unless a ward has no other cell
+        wet = np.zeros(ny * nx, bool)
+        lc, classes = getattr(city, "landcover", None), getattr(city, "landcover_classes", None) or {}
+        water_codes = [k for k, v in classes.items() if str(v) in ("water", "sea")]
+        if lc is not None and water_codes:
+            wet |= np.isin(np.asarray(lc).ravel(), water_codes)
+        w0 = getattr(city, "water_depth0", None)
+        if w0 is not None:
+            wet |= np.nan_to_num(np.asarray(w0, float).ravel()) > 0.05
         # ward codes as in ward_raster (the bundle's ward_id; names map to them for warnings)
         wcol = "ward_id" if "ward_id" in pop.columns else "ward"
         wcode = pop[wcol].to_numpy()
@@ -218,7 +228,9 @@ class PeopleModel(mesa.Model):
             if n_h == 0:
                 continue
             code = wcode[k]
-            cells = np.flatnonzero((wr == code) & (weight_all > 0))
+            cells = np.flatnonzero((wr == code) & (weight_all > 0) & ~wet)
+            if cells.size == 0:
+                cells = np.flatnonzero((wr == code) & (weight_all > 0))
             if cells.size == 0:
                 raise ValueError(f"city population: ward {code!r} has no valid cells in ward_raster")
             w = weight_all[cells]
