@@ -1,6 +1,8 @@
 """Emergency page: incident timeline, queue length, unit utilisation, hospital and shelter occupancy."""
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 from dash import Input, Output, dcc, html
 
 from .. import figures, tables
@@ -27,7 +29,11 @@ def layout(ctx, selected=None):
 def summary(run) -> list:
     inc = tables.incidents(run)
     if inc is None:
-        return [html.Span("No incidents recorded.")]
+        raw = run.table("incidents")
+        if raw is None:
+            return [html.Span("No incidents recorded.")]
+        # the services ran and nobody called: say so with the same cards, all zero
+        inc = pd.DataFrame({"t_call_s": np.zeros(0), "t_arrive_s": np.zeros(0)})
     n = len(inc)
     reached = inc["t_arrive_s"].notna()
     resp = (inc["t_arrive_s"] - inc["t_call_s"])[reached] / 60.0

@@ -15,3 +15,20 @@ def test_no_home_on_permanent_water_and_ward_totals_kept():
     assert on_water.sum() == 0
     # the ward totals of the bundle are still met exactly
     assert pm.n_households == int(round(city.population["households"].sum()))
+
+
+def test_evacuees_crossing_bridges_are_not_in_the_river():
+    """With the rivers and lagoon at their normal level and no flood, an evacuation crosses bridges
+    without anyone meeting the channel depth: nobody is trapped and nobody is at hazard."""
+    city = load_city("tamky", resolution_m=100)
+    pm = PeopleModel(city, {"population_scale": 0.1}, np.random.default_rng(5))
+    normal = np.nan_to_num(np.asarray(city.water_depth0, float))
+    assert normal.max() > 1.0                       # the rivers are deep in their channels
+    pm.issue_warning(0.0, "door_to_door")
+    for _ in range(24):                             # 2 h of 5-min steps
+        pm.run_one_step(300.0, normal, np.zeros_like(normal))
+    table = pm.state_table()
+    assert (table["state"] != "trapped").all()
+    assert float(np.max(pm.max_hr)) < 0.05           # only the few cm of water some banks hold
+    # and the evacuation did happen (people left home, some on foot over the road graph)
+    assert (table["state"] != "home").sum() > 0

@@ -27,7 +27,9 @@ def tamky_runs(tmp_path_factory):
            "--out", str(runs / "tamky-short"), "--no-progress",
            "--set", "duration=30min", "--set", "outputs.checkpoint_every=null",
            "--set", "outputs.fields_every=10min", "--set", "outputs.tables_every=10min",
-           "--set", "outputs.kpis_every=10min", "--set", "outputs.png=false"]
+           "--set", "outputs.kpis_every=10min", "--set", "outputs.png=false",
+           # nobody is trapped in the first 30 min: a higher medical call rate gives the services work
+           "--set", "services.params.medical_rate_per_1000_per_day=20"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     return runs
@@ -88,6 +90,7 @@ def test_twin_serve_shows_the_tamky_run(served, tamky_runs, page, artifacts_dir)
     inc = pd.read_parquet(tamky_runs / "tamky-short" / "incidents.parquet")
     page.click("#nav-emergency")
     page.wait_for_function("() => (document.querySelector('#em-summary')?.innerText || '').includes('incidents')", timeout=60000)
+    assert len(inc) > 0
     assert page.inner_text("#em-summary .kpi-card >> nth=0").startswith(str(len(inc)))
     page.wait_for_function("() => { const g = document.querySelector('#em-queue .js-plotly-plot'); return g && g.data && g.data.length; }")
     page.wait_for_timeout(500)

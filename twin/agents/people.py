@@ -204,8 +204,9 @@ class PeopleModel(mesa.Model):
         if lc is not None and water_codes:
             wet |= np.isin(np.asarray(lc).ravel(), water_codes)
         w0 = getattr(city, "water_depth0", None)
-        if w0 is not None:
-            wet |= np.nan_to_num(np.asarray(w0, float).ravel()) > 0.05
+        w0 = np.zeros(ny * nx) if w0 is None else np.nan_to_num(np.asarray(w0, float).ravel())
+        wet |= w0 > 0.05
+        self._wet_cells, self._normal_depth = wet, np.where(wet, w0, 0.0)
         # ward codes as in ward_raster (the bundle's ward_id; names map to them for warnings)
         wcol = "ward_id" if "ward_id" in pop.columns else "ward"
         wcode = pop[wcol].to_numpy()
@@ -455,6 +456,10 @@ class PeopleModel(mesa.Model):
             raise ValueError(f"PeopleModel.run_one_step: dt must be > 0, got {dt}")
         d = self._field(flood_depth, "flood_depth")
         v = self._field(flood_speed, "flood_speed")
+        if d is not None and self._wet_cells.any():
+            # People are in a river or lagoon cell only on a bridge or a road along it: what
+            # they meet there is the water above the cell's normal level, not the channel depth.
+            d = np.where(self._wet_cells, np.maximum(d - self._normal_depth, 0.0), d)
         self._depth, self._speed = d, v
         t0, t1 = self.time_s, self.time_s + dt
         while self.pending_warnings and self.pending_warnings[0][0] < t1:
