@@ -164,15 +164,20 @@ def hillshade(elevation: np.ndarray, cell_size: float, azimuth_deg: float = 315.
     return shade
 
 
-def block_reduce_max(a: np.ndarray, factor: int) -> np.ndarray:
-    """Block maximum of a 2-D array (NaN-aware; all-NaN blocks stay NaN), edges padded."""
-    if factor <= 1:
-        return a
+def _blocks(a: np.ndarray, factor: int) -> np.ndarray:
+    """(ny/f, f, nx/f, f) view of ``a`` with the edges padded by NaN to whole blocks."""
     ny, nx = a.shape
     py, px = (-ny) % factor, (-nx) % factor
     if py or px:
         a = np.pad(a, ((0, py), (0, px)), constant_values=np.nan)
-    b = a.reshape(a.shape[0] // factor, factor, a.shape[1] // factor, factor)
+    return a.reshape(a.shape[0] // factor, factor, a.shape[1] // factor, factor)
+
+
+def block_reduce_max(a: np.ndarray, factor: int) -> np.ndarray:
+    """Block maximum of a 2-D array (NaN-aware; all-NaN blocks stay NaN), edges padded."""
+    if factor <= 1:
+        return a
+    b = _blocks(a, factor)
     with np.errstate(invalid="ignore"):
         allnan = np.isnan(b).all(axis=(1, 3))
         out = np.nanmax(np.where(np.isnan(b), -np.inf, b), axis=(1, 3))
@@ -183,11 +188,7 @@ def block_reduce_max(a: np.ndarray, factor: int) -> np.ndarray:
 def block_reduce_mean(a: np.ndarray, factor: int) -> np.ndarray:
     if factor <= 1:
         return a
-    ny, nx = a.shape
-    py, px = (-ny) % factor, (-nx) % factor
-    if py or px:
-        a = np.pad(a, ((0, py), (0, px)), constant_values=np.nan)
-    b = a.reshape(a.shape[0] // factor, factor, a.shape[1] // factor, factor)
+    b = _blocks(a, factor)
     cnt = np.isfinite(b).sum(axis=(1, 3))
     s = np.where(np.isfinite(b), b, 0.0).sum(axis=(1, 3))
     with np.errstate(invalid="ignore", divide="ignore"):
