@@ -123,7 +123,7 @@ double step_binding(carray<T> z, carray<T> h, carray<T> qx, carray<T> qy, carray
                     double dt, double theta, double t_end, py::object rain0, py::object rain1, double rain_w,
                     double rain_scale, py::object loss, double loss_scale, py::object lev_x_ptr, py::object lev_x_idx,
                     py::object lev_x_crest, py::object lev_y_ptr, py::object lev_y_idx, py::object lev_y_crest,
-                    int threads) {
+                    int threads, py::object seg_max_depth_min, py::object seg_max_speed_min) {
     if (z.ndim() != 2) fail("elevation: expected a 2-D (ny, nx) array, got shape " + shape_str(z));
     const py::ssize_t ny = z.shape(0), nx = z.shape(1);
     if (ny < 1 || nx < 1) fail("elevation: grid must have at least one cell, got shape " + shape_str(z));
@@ -222,6 +222,27 @@ double step_binding(carray<T> z, carray<T> h, carray<T> qx, carray<T> qy, carray
     a.maxspeed = maxspeed.mutable_data();
     a.arrival = arrival.mutable_data();
     a.row_sums = row_sums.mutable_data();
+    // tracker segment bounds (optional; both or neither)
+    const py::ssize_t nseg = (nx + flood::kTrackSeg - 1) / flood::kTrackSeg;
+    auto seg_bound = [&](const py::object& o, const char* name) -> T* {
+        if (o.is_none()) return nullptr;
+        if (!py::isinstance<carray<T>>(o))
+            throw py::type_error(std::string(name) + ": expected a C-contiguous array of the model dtype (" +
+                                 (sizeof(T) == 4 ? "float32" : "float64") + ")");
+        auto arr = py::reinterpret_borrow<carray<T>>(o);
+        if (arr.ndim() != 2 || arr.shape(0) != ny || arr.shape(1) != nseg) {
+            std::ostringstream s;
+            s << name << ": expected shape (" << ny << ", " << nseg << ") (rows, ceil(nx / " << flood::kTrackSeg
+              << ")), got " << shape_str(arr);
+            fail(s.str());
+        }
+        if (!arr.writeable()) fail(std::string(name) + ": array must be writeable");
+        return arr.mutable_data();
+    };
+    if (seg_max_depth_min.is_none() != seg_max_speed_min.is_none())
+        fail("seg_max_depth_min/seg_max_speed_min: give both or neither");
+    a.seg_maxh_min = seg_bound(seg_max_depth_min, "seg_max_depth_min");
+    a.seg_maxs_min = seg_bound(seg_max_speed_min, "seg_max_speed_min");
     a.dx = static_cast<T>(dx);
     a.dt = static_cast<T>(dt);
     a.theta = static_cast<T>(theta);
@@ -260,10 +281,14 @@ void def_step(py::module_& m) {
           py::arg("rain_scale") = 0.0, py::arg("loss") = py::none(), py::arg("loss_scale") = 0.0, py::arg("lev_x_ptr") = py::none(),
           py::arg("lev_x_idx") = py::none(), py::arg("lev_x_crest") = py::none(), py::arg("lev_y_ptr") = py::none(),
           py::arg("lev_y_idx") = py::none(), py::arg("lev_y_crest") = py::none(), py::arg("threads") = 0,
+          py::arg("seg_max_depth_min") = py::none(), py::arg("seg_max_speed_min") = py::none(),
           "One local-inertial sub-step of length dt (see core_cpp/flood_inertial.hpp). Reads the old state "
           "(z, h, qx, qy), writes the new one into h_out/qx_out/qy_out, updates max_depth/max_speed/"
           "arrival_time in place and the per-row sums (rain, lost, boundary in, boundary out, bad) in "
-          "row_sums. Returns the new maximum depth.");
+          "row_sums. Returns the new maximum depth. Optional seg_max_depth_min/seg_max_speed_min "
+          "(ny, ceil(nx / FLOOD_TRACK_SEGMENT)): lower bounds of the trackers' minimum over each row "
+          "segment, kept by the kernel; segments whose new values stay within them are not touched. "
+          "Reset them to -inf after lowering a tracker outside the kernel.");
 }
 
 }  // namespace
@@ -276,6 +301,7 @@ void register_flood(py::module_& m) {
     m.attr("FLOOD_SPEED_DEPTH") = flood::kSpeedDepth;
     m.attr("FLOOD_ARRIVAL_DEPTH") = flood::kArrivalDepth;
     m.attr("FLOOD_ROW_SLOTS") = static_cast<int>(kRowSlots);
+    m.attr("FLOOD_TRACK_SEGMENT") = static_cast<int>(flood::kTrackSeg);
     m.def("flood_isa", [] { return std::string(flood::active_isa()); },
           "Instruction set of the flood sweep in use: 'avx512', 'avx2' or 'base' (TWIN_FLOOD_ISA forces one).");
 }

@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #ifdef TWIN_HAVE_OPENMP
@@ -99,6 +100,7 @@ constexpr double kGravity = 9.81;
 constexpr double kDepthThresh = 1.0e-3;  // LISFLOOD-FP's DepthThresh: no flow through shallower faces
 constexpr double kSpeedDepth = 1.0e-2;   // speeds are reported where depth exceeds this
 constexpr double kArrivalDepth = 0.1;    // first wetting: depth above this
+constexpr std::int64_t kTrackSeg = 128;  // cells per tracker segment (see StepArgs::seg_maxh_min)
 
 // Edge-face kinds (one per boundary face: west ny, east ny, north nx, south nx).
 enum EdgeKind : std::uint8_t { kEdgeWall = 0, kEdgeFree = 1, kEdgeStage = 2 };
@@ -187,6 +189,13 @@ struct StepArgs {
     T* maxh;
     T* maxspeed;  // maximum of speed squared [m2/s2]
     T* arrival;
+    // Tracker summaries, (ny, nseg) with nseg = ceil(nx / kTrackSeg): a lower bound of min(maxh) and of
+    // min(maxspeed) over each row segment of kTrackSeg cells. A segment whose new depths (speeds) all
+    // stay at or below its bound cannot change a maximum or an arrival time, so its trackers are
+    // neither read nor written this sub-step (exact, not an approximation). Null: always update.
+    // Any write that lowers a tracker outside the kernel must lower the bound (-inf resets it).
+    T* seg_maxh_min = nullptr;
+    T* seg_maxs_min = nullptr;
     double* row_sums;  // ny * kRowSlots
     T dx, dt, theta, t_end;
     int threads;
@@ -241,6 +250,37 @@ TWIN_FLOOD_INLINE T face_n2(const StepArgs<T>& a, std::int64_t i0, std::int64_t 
     return n * n;
 }
 
+// Faces are computed in chunks; a chunk with no face deeper than the threshold gets zero fluxes
+// without the momentum arithmetic (face_flux returns exactly 0 there), as LISFLOOD-FP skips dry faces.
+constexpr std::int64_t kFluxChunk = 64;
+
+// any x face c in [c0, c1) (between cells c-1 and c) with flow depth above the threshold
+template <class T>
+TWIN_FLOOD_INLINE bool any_wet_x(const T* __restrict z, const T* __restrict h, std::int64_t c0, std::int64_t c1) {
+    int any = 0;
+    #pragma GCC ivdep
+    for (std::int64_t c = c0; c < c1; ++c) {
+        const T eL = z[c - 1] + h[c - 1], eR = z[c] + h[c];
+        const T hf = std::max(eL, eR) - std::max(z[c - 1], z[c]);
+        any |= (hf > T(kDepthThresh)) ? 1 : 0;
+    }
+    return any != 0;
+}
+
+// any y face in columns [c0, c1) between the rows (zU, hU) and (zD, hD) with flow depth above the threshold
+template <class T>
+TWIN_FLOOD_INLINE bool any_wet_y(const T* __restrict zU, const T* __restrict hU, const T* __restrict zD,
+                                 const T* __restrict hD, std::int64_t c0, std::int64_t c1) {
+    int any = 0;
+    #pragma GCC ivdep
+    for (std::int64_t c = c0; c < c1; ++c) {
+        const T eL = zU[c] + hU[c], eR = zD[c] + hD[c];
+        const T hf = std::max(eL, eR) - std::max(zU[c], zD[c]);
+        any |= (hf > T(kDepthThresh)) ? 1 : 0;
+    }
+    return any != 0;
+}
+
 // Raw (unlimited) new fluxes of row k's x faces (fx: nx+1) and of y face k (fy: nx), from the
 // old state. k in [0, ny]; for k == ny only the south edge y faces are computed.
 template <class T>
@@ -256,22 +296,29 @@ TWIN_FLOOD_INLINE void flux_row(const StepArgs<T>& a, std::int64_t k, T* __restr
         const T* __restrict pT = a.qy + k * nx;        // y faces north of the row
         const T* __restrict pB = a.qy + (k + 1) * nx;  // and south of it
         // interior x faces c = 1..nx-1 between cells c-1 and c
-        if (mn) {
-            #pragma GCC ivdep
-            for (std::int64_t c = 1; c < nx; ++c) {
-                const T eL = z[c - 1] + h[c - 1], eR = z[c] + h[c];
-                const T hf = std::max(eL, eR) - std::max(z[c - 1], z[c]);
-                const T n = T(0.5) * (mn[c - 1] + mn[c]);
-                const T qp = T(0.25) * ((pT[c - 1] + pT[c]) + (pB[c - 1] + pB[c]));
-                fx[c] = face_flux<T>(eL, eR, hf, q[c], q[c - 1] + q[c + 1], qp, n * n, g_dt, inv_dx, theta);
+        for (std::int64_t c0 = 1; c0 < nx; c0 += kFluxChunk) {
+            const std::int64_t c1 = std::min(nx, c0 + kFluxChunk);
+            if (!any_wet_x(z, h, c0, c1)) {
+                std::fill(fx + c0, fx + c1, T(0));
+                continue;
             }
-        } else {
-            #pragma GCC ivdep
-            for (std::int64_t c = 1; c < nx; ++c) {
-                const T eL = z[c - 1] + h[c - 1], eR = z[c] + h[c];
-                const T hf = std::max(eL, eR) - std::max(z[c - 1], z[c]);
-                const T qp = T(0.25) * ((pT[c - 1] + pT[c]) + (pB[c - 1] + pB[c]));
-                fx[c] = face_flux<T>(eL, eR, hf, q[c], q[c - 1] + q[c + 1], qp, n2u, g_dt, inv_dx, theta);
+            if (mn) {
+                #pragma GCC ivdep
+                for (std::int64_t c = c0; c < c1; ++c) {
+                    const T eL = z[c - 1] + h[c - 1], eR = z[c] + h[c];
+                    const T hf = std::max(eL, eR) - std::max(z[c - 1], z[c]);
+                    const T n = T(0.5) * (mn[c - 1] + mn[c]);
+                    const T qp = T(0.25) * ((pT[c - 1] + pT[c]) + (pB[c - 1] + pB[c]));
+                    fx[c] = face_flux<T>(eL, eR, hf, q[c], q[c - 1] + q[c + 1], qp, n * n, g_dt, inv_dx, theta);
+                }
+            } else {
+                #pragma GCC ivdep
+                for (std::int64_t c = c0; c < c1; ++c) {
+                    const T eL = z[c - 1] + h[c - 1], eR = z[c] + h[c];
+                    const T hf = std::max(eL, eR) - std::max(z[c - 1], z[c]);
+                    const T qp = T(0.25) * ((pT[c - 1] + pT[c]) + (pB[c - 1] + pB[c]));
+                    fx[c] = face_flux<T>(eL, eR, hf, q[c], q[c - 1] + q[c + 1], qp, n2u, g_dt, inv_dx, theta);
+                }
             }
         }
         // levee faces on this row: recompute with the crest
@@ -317,24 +364,31 @@ TWIN_FLOOD_INLINE void flux_row(const StepArgs<T>& a, std::int64_t k, T* __restr
     const T* __restrict qD = a.qy + (k + 1) * nx;
     const T* __restrict pU = a.qx + (k - 1) * (nx + 1);  // x faces of the row above
     const T* __restrict pD = a.qx + k * (nx + 1);        // and of the row below
-    if (a.manning_per_cell) {
-        const T* __restrict mU = a.manning + (k - 1) * nx;
-        const T* __restrict mD = a.manning + k * nx;
-        #pragma GCC ivdep
-        for (std::int64_t c = 0; c < nx; ++c) {
-            const T eL = zU[c] + hU[c], eR = zD[c] + hD[c];
-            const T hf = std::max(eL, eR) - std::max(zU[c], zD[c]);
-            const T n = T(0.5) * (mU[c] + mD[c]);
-            const T qp = T(0.25) * ((pU[c] + pU[c + 1]) + (pD[c] + pD[c + 1]));
-            fy[c] = face_flux<T>(eL, eR, hf, q[c], qU[c] + qD[c], qp, n * n, g_dt, inv_dx, theta);
+    for (std::int64_t c0 = 0; c0 < nx; c0 += kFluxChunk) {
+        const std::int64_t c1 = std::min(nx, c0 + kFluxChunk);
+        if (!any_wet_y(zU, hU, zD, hD, c0, c1)) {
+            std::fill(fy + c0, fy + c1, T(0));
+            continue;
         }
-    } else {
-        #pragma GCC ivdep
-        for (std::int64_t c = 0; c < nx; ++c) {
-            const T eL = zU[c] + hU[c], eR = zD[c] + hD[c];
-            const T hf = std::max(eL, eR) - std::max(zU[c], zD[c]);
-            const T qp = T(0.25) * ((pU[c] + pU[c + 1]) + (pD[c] + pD[c + 1]));
-            fy[c] = face_flux<T>(eL, eR, hf, q[c], qU[c] + qD[c], qp, n2u, g_dt, inv_dx, theta);
+        if (a.manning_per_cell) {
+            const T* __restrict mU = a.manning + (k - 1) * nx;
+            const T* __restrict mD = a.manning + k * nx;
+            #pragma GCC ivdep
+            for (std::int64_t c = c0; c < c1; ++c) {
+                const T eL = zU[c] + hU[c], eR = zD[c] + hD[c];
+                const T hf = std::max(eL, eR) - std::max(zU[c], zD[c]);
+                const T n = T(0.5) * (mU[c] + mD[c]);
+                const T qp = T(0.25) * ((pU[c] + pU[c + 1]) + (pD[c] + pD[c + 1]));
+                fy[c] = face_flux<T>(eL, eR, hf, q[c], qU[c] + qD[c], qp, n * n, g_dt, inv_dx, theta);
+            }
+        } else {
+            #pragma GCC ivdep
+            for (std::int64_t c = c0; c < c1; ++c) {
+                const T eL = zU[c] + hU[c], eR = zD[c] + hD[c];
+                const T hf = std::max(eL, eR) - std::max(zU[c], zD[c]);
+                const T qp = T(0.25) * ((pU[c] + pU[c + 1]) + (pD[c] + pD[c + 1]));
+                fy[c] = face_flux<T>(eL, eR, hf, q[c], qU[c] + qD[c], qp, n2u, g_dt, inv_dx, theta);
+            }
         }
     }
     if (a.lev_y_ptr) {
@@ -395,29 +449,60 @@ TWIN_FLOOD_INLINE double lane_sum(const T* x, std::int64_t n) {
     return s;
 }
 
-// max of x and a non-finite flag (x - x is NaN for NaN/inf)
+// Scan of one segment of new depths h and speeds squared s: whether any exceeds the trackers' bounds
+// (bh, bs), the row's running maximum depth in fixed lanes (hm), and a non-finite flag over h and the
+// bed z in fixed lanes (x - x is NaN for NaN/inf). Maxima do not depend on the order, so lanes of one
+// 64-byte vector vectorise without changing any value. L = kVecLanes<T>.
 template <class T>
-TWIN_FLOOD_INLINE T lane_max(const T* x, std::int64_t n, bool* bad) {
-    T m[kLanes], f[kLanes];
-    for (int l = 0; l < kLanes; ++l) m[l] = f[l] = T(0);
+constexpr int kVecLanes = static_cast<int>(64 / sizeof(T));
+
+template <class T>
+TWIN_FLOOD_INLINE void seg_scan(const T* __restrict h, const T* __restrict s, const T* __restrict z, std::int64_t n,
+                                T bh, T bs, T* __restrict hm, T* __restrict bad, bool* need_h, bool* need_s) {
+    constexpr int L = kVecLanes<T>;
+    int nh[L], ns[L];
+    for (int l = 0; l < L; ++l) nh[l] = ns[l] = 0;
     std::int64_t c = 0;
-    for (; c + kLanes <= n; c += kLanes)
-        for (int l = 0; l < kLanes; ++l) {
-            const T v = x[c + l];
-            m[l] = m[l] < v ? v : m[l];
-            f[l] += v - v;
+    for (; c + L <= n; c += L)
+        for (int l = 0; l < L; ++l) {
+            const T v = h[c + l], w = s[c + l], y = z[c + l];
+            hm[l] = hm[l] < v ? v : hm[l];
+            bad[l] += (v - v) + (y - y);
+            nh[l] |= (v > bh) ? 1 : 0;
+            ns[l] |= (w > bs) ? 1 : 0;
         }
-    T mm = T(0), ff = T(0);
-    for (int l = 0; l < kLanes; ++l) {
-        mm = mm < m[l] ? m[l] : mm;
-        ff += f[l];
+    int a = 0, b = 0;
+    for (int l = 0; l < L; ++l) {
+        a |= nh[l];
+        b |= ns[l];
     }
     for (; c < n; ++c) {
-        mm = mm < x[c] ? x[c] : mm;
-        ff += x[c] - x[c];
+        hm[0] = hm[0] < h[c] ? h[c] : hm[0];
+        bad[0] += (h[c] - h[c]) + (z[c] - z[c]);
+        a |= (h[c] > bh) ? 1 : 0;
+        b |= (s[c] > bs) ? 1 : 0;
     }
-    *bad = !(ff == T(0));
-    return mm;
+    *need_h = a != 0;
+    *need_s = b != 0;
+}
+
+// Minimum of a segment (the trackers, just updated: in L1).
+template <class T>
+TWIN_FLOOD_INLINE T seg_min(const T* __restrict x, std::int64_t n) {
+    constexpr int L = static_cast<int>(64 / sizeof(T));
+    // a NaN wins (v != v) and then yields -inf: a bound that never skips
+    T a[L];
+    for (int l = 0; l < L; ++l) a[l] = x[0];
+    std::int64_t c = 0;
+    for (; c + L <= n; c += L)
+        for (int l = 0; l < L; ++l) {
+            const T v = x[c + l];
+            a[l] = ((v < a[l]) | (v != v)) ? v : a[l];
+        }
+    T m = a[0];
+    for (int l = 1; l < L; ++l) m = ((a[l] < m) | (a[l] != a[l])) ? a[l] : m;
+    for (; c < n; ++c) m = ((x[c] < m) | (x[c] != x[c])) ? x[c] : m;
+    return m == m ? m : -std::numeric_limits<T>::infinity();
 }
 
 // Limited fluxes, continuity, sources and tracked maxima for row k. facU/facD: factors of the
@@ -428,8 +513,9 @@ template <class T, bool SRC>
 TWIN_FLOOD_INLINE T update_row(const StepArgs<T>& a, std::int64_t k, const T* __restrict fx, const T* __restrict fyN,
              const T* __restrict fyS, const T* __restrict facU, const T* __restrict fac, const T* __restrict facD,
              const T* __restrict rrow, const T* __restrict lrow, T* __restrict s0, T* __restrict s1, T* __restrict s2,
-             T* __restrict sx, T* __restrict sy, T* __restrict sh, double* sums) {
+             T* __restrict sx, T* __restrict sy, T* __restrict sh, T* __restrict sp, double* sums) {
     const std::int64_t ny = a.ny, nx = a.nx;
+    const std::int64_t nseg = (nx + kTrackSeg - 1) / kTrackSeg;
     const T* __restrict z = a.z + k * nx;
     const T* __restrict h = a.h + k * nx;
     // with streaming the row is built in L1 scratch (sx, sy, sh) and streamed out at the end
@@ -462,6 +548,7 @@ TWIN_FLOOD_INLINE T update_row(const StepArgs<T>& a, std::int64_t k, const T* __
     }
     const T t_end = a.t_end;
     const T wallz = T(kWallZ);
+    // continuity and sources; speeds squared into sp (scratch)
     #pragma GCC ivdep
     for (std::int64_t c = 0; c < nx; ++c) {
         const T qW = qxo[c], qE = qxo[c + 1], qN = qyo[c], qS = s0[c];
@@ -480,28 +567,59 @@ TWIN_FLOOD_INLINE T update_row(const StepArgs<T>& a, std::int64_t k, const T* __
             s2[c] = l;
         }
         ho[c] = hn;
-        // tracked maxima: first wetting read off the old maximum
-        const T mold = mh[c];
-#if TWIN_FLOOD_MASKED_STORES
-        // masked stores (AVX2/AVX-512): a line is written back only where a maximum changed
-        if ((mold <= T(kArrivalDepth)) & (hn > T(kArrivalDepth))) ar[c] = t_end;
-        if (mold < hn) mh[c] = hn;
-#else
-        const T aold = ar[c];
-        ar[c] = ((mold <= T(kArrivalDepth)) & (hn > T(kArrivalDepth))) ? t_end : aold;
-        mh[c] = mold < hn ? hn : mold;
-#endif
-        // max speed is tracked squared (the caller takes the root once, at output)
         const T wet = hn > T(kSpeedDepth) ? T(1) : T(0);
         const T inv = wet * (T(0.5) / (hn > T(kSpeedDepth) ? hn : T(1)));
         const T u = (qW + qE) * inv, v = (qN + qS) * inv;
-        const T sp2 = u * u + v * v;
-        const T mso = ms[c];
+        sp[c] = u * u + v * v;
+    }
+    // tracked maxima by segment: a segment whose new values stay within its bound is not touched
+    constexpr int L = kVecLanes<T>;
+    T hml[L], badl[L];
+    for (int l = 0; l < L; ++l) hml[l] = badl[l] = T(0);
+    T* __restrict smh = a.seg_maxh_min ? a.seg_maxh_min + k * nseg : nullptr;
+    T* __restrict sms = a.seg_maxs_min ? a.seg_maxs_min + k * nseg : nullptr;
+    const T ninf = -std::numeric_limits<T>::infinity();
+    for (std::int64_t sg = 0; sg < nseg; ++sg) {
+        const std::int64_t c0 = sg * kTrackSeg, n = std::min(kTrackSeg, nx - c0);
+        bool need_h, need_s;
+        seg_scan(ho + c0, sp + c0, z + c0, n, smh ? smh[sg] : ninf, sms ? sms[sg] : ninf, hml, badl, &need_h, &need_s);
+        if (need_h) {
+            const T* __restrict hs = ho + c0;
+            T* __restrict mhs = mh + c0;
+            T* __restrict ars = ar + c0;
+            #pragma GCC ivdep
+            for (std::int64_t c = 0; c < n; ++c) {
+                const T hn = hs[c];
+                // first wetting read off the old maximum
+                const T mold = mhs[c];
 #if TWIN_FLOOD_MASKED_STORES
-        if (mso < sp2) ms[c] = sp2;
+                // masked stores (AVX2/AVX-512): a line is written back only where a maximum changed
+                if ((mold <= T(kArrivalDepth)) & (hn > T(kArrivalDepth))) ars[c] = t_end;
+                if (mold < hn) mhs[c] = hn;
 #else
-        ms[c] = mso < sp2 ? sp2 : mso;
+                const T aold = ars[c];
+                ars[c] = ((mold <= T(kArrivalDepth)) & (hn > T(kArrivalDepth))) ? t_end : aold;
+                mhs[c] = mold < hn ? hn : mold;
 #endif
+            }
+            if (smh) smh[sg] = seg_min(mhs, n);
+        }
+        if (need_s) {
+            const T* __restrict ss = sp + c0;
+            T* __restrict mss = ms + c0;
+            // max speed is tracked squared (the caller takes the root once, at output)
+            #pragma GCC ivdep
+            for (std::int64_t c = 0; c < n; ++c) {
+                const T sp2 = ss[c];
+                const T mso = mss[c];
+#if TWIN_FLOOD_MASKED_STORES
+                if (mso < sp2) mss[c] = sp2;
+#else
+                mss[c] = mso < sp2 ? sp2 : mso;
+#endif
+            }
+            if (sms) sms[sg] = seg_min(mss, n);
+        }
     }
     T* qyS = a.qy_out + (k + 1) * nx;
     const bool last = (k == ny - 1);
@@ -511,10 +629,12 @@ TWIN_FLOOD_INLINE T update_row(const StepArgs<T>& a, std::int64_t k, const T* __
         stream_row(a.qx_out + k * (nx + 1), sx, nx + 1);
         stream_row(a.qy_out + k * nx, sy, nx);
     }
-    bool bad_h = false;
-    const T hmax = lane_max(ho, nx, &bad_h);
-    bool bad_z = false;
-    (void)lane_max(z, nx, &bad_z);
+    T hmax = T(0), badf = T(0);
+    for (int l = 0; l < L; ++l) {
+        hmax = hmax < hml[l] ? hml[l] : hmax;
+        badf += badl[l];
+    }
+    const bool bad_hz = !(badf == T(0));
     // boundary flow per unit dx: west/east edges of this row, north/south edges
     double bnd_in = 0.0, bnd_out = 0.0;
     {
@@ -538,7 +658,7 @@ TWIN_FLOOD_INLINE T update_row(const StepArgs<T>& a, std::int64_t k, const T* __
     sums[kLost] = SRC ? lane_sum(s2, nx) : 0.0;
     sums[kBndIn] = bnd_in;
     sums[kBndOut] = bnd_out;
-    sums[kBad] = (bad_h || bad_z) ? 1.0 : 0.0;
+    sums[kBad] = bad_hz ? 1.0 : 0.0;
     return hmax;
 }
 
@@ -592,6 +712,7 @@ TWIN_FLOOD_INLINE T sweep_rows(const StepArgs<T>& args, int tid, int nth) {
     T* sx = rrow + 2 * W;  // streaming scratch: x fluxes, north y fluxes, depths of a row
     T* sy = rrow + 3 * W;
     T* sh = rrow + 4 * W;
+    T* sp = rrow + 5 * W;  // speeds squared of a row
     const bool has_src = (a.rain0 != nullptr) || (a.loss != nullptr);
     if (has_src) source_rows<T>(a, 0, rrow, lrow, false);
     T local_max = T(0);
@@ -607,10 +728,10 @@ TWIN_FLOOD_INLINE T sweep_rows(const StepArgs<T>& args, int tid, int nth) {
             if (has_src) {
                 source_rows<T>(a, ku, rrow, lrow, true);
                 m = update_row<T, true>(a, ku, fxr(ku), fyr(ku), fyr(ku + 1), far(ku - 1), far(ku), far(ku + 1), rrow,
-                                        lrow, s0, s1, s2, sx, sy, sh, a.row_sums + ku * kRowSlots);
+                                        lrow, s0, s1, s2, sx, sy, sh, sp, a.row_sums + ku * kRowSlots);
             } else {
                 m = update_row<T, false>(a, ku, fxr(ku), fyr(ku), fyr(ku + 1), far(ku - 1), far(ku), far(ku + 1),
-                                         rrow, lrow, s0, s1, s2, sx, sy, sh, a.row_sums + ku * kRowSlots);
+                                         rrow, lrow, s0, s1, s2, sx, sy, sh, sp, a.row_sums + ku * kRowSlots);
             }
             local_max = std::max(local_max, m);
         }

@@ -12,6 +12,7 @@ FLOOD_DEPTH_THRESHOLD: float
 FLOOD_SPEED_DEPTH: float
 FLOOD_ARRIVAL_DEPTH: float
 FLOOD_ROW_SLOTS: int
+FLOOD_TRACK_SEGMENT: int
 
 def flood_isa() -> str: ...
 
@@ -26,7 +27,8 @@ def flood_inertial_step(
     loss_scale: float = 0.0, lev_x_ptr: NDArray[np.int64] | None = None, lev_x_idx: NDArray[np.int64] | None = None,
     lev_x_crest: NDArray[np.floating] | None = None, lev_y_ptr: NDArray[np.int64] | None = None,
     lev_y_idx: NDArray[np.int64] | None = None, lev_y_crest: NDArray[np.floating] | None = None,
-    threads: int = 0,
+    threads: int = 0, seg_max_depth_min: NDArray[np.floating] | None = None,
+    seg_max_speed_min: NDArray[np.floating] | None = None,
 ) -> float: ...
 # ---- traffic (core_cpp/traffic_*.cpp) ----
 import numpy as np

@@ -134,6 +134,11 @@ class FloodModel:
         self._maxh = np.zeros(self.shape, self.dtype)
         self._maxs = np.zeros(self.shape, self.dtype)  # max of speed squared
         self._arr = np.full(self.shape, np.nan, self.dtype)
+        # per row segment, a lower bound of the trackers' minimum: the kernel skips segments whose new
+        # depths/speeds stay within it (exact); anything that lowers a tracker must reset these
+        nseg = -(-nx // _core.FLOOD_TRACK_SEGMENT)
+        self._seg_maxh_min = np.full((ny, nseg), -np.inf, self.dtype)
+        self._seg_maxs_min = np.full((ny, nseg), -np.inf, self.dtype)
         self._row_sums = np.zeros((ny, _core.FLOOD_ROW_SLOTS), np.float64)
         # forcing and boundaries
         self._rain: TimeSeries | None = None
@@ -159,6 +164,7 @@ class FloodModel:
         self._forcing = SubstepForcing(
             edge_kind=self._edge_kind, edge_value=self._edge_value, max_depth=self._maxh,
             max_speed=self._maxs, arrival_time=self._arr, row_sums=self._row_sums,
+            seg_max_depth_min=self._seg_maxh_min, seg_max_speed_min=self._seg_maxs_min,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ helpers
@@ -784,6 +790,8 @@ class FloodModel:
         self._maxh[...] = state["max_depth"]
         self._maxs[...] = state["max_speed"]
         self._arr[...] = state["arrival_time"]
+        self._seg_maxh_min.fill(-np.inf)  # the trackers may have been lowered
+        self._seg_maxs_min.fill(-np.inf)
         self._time = float(state["time"])
         self._n_steps = int(state["n_steps"])
         self._hmax = float(state["hmax"])

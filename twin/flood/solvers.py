@@ -76,6 +76,10 @@ class SubstepForcing:
     max_speed: Any = None
     arrival_time: Any = None
     row_sums: Any = None
+    #: optional per-row-segment lower bounds of the trackers' minima (see FloodModel), kept by kernels
+    #: that skip untouched segments; a solver that ignores them must leave them alone
+    seg_max_depth_min: Any = None
+    seg_max_speed_min: Any = None
 
 
 class Solver:
@@ -148,6 +152,7 @@ class InertialSolver(Solver):
             lev_x_ptr=lev.get("x_ptr"), lev_x_idx=lev.get("x_idx"), lev_x_crest=lev.get("x_crest"),
             lev_y_ptr=lev.get("y_ptr"), lev_y_idx=lev.get("y_idx"), lev_y_crest=lev.get("y_crest"),
             threads=m.threads or 0,
+            seg_max_depth_min=f.seg_max_depth_min, seg_max_speed_min=f.seg_max_speed_min,
         )  # fmt: skip
         self._cur = n
         return hmax
