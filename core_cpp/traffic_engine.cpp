@@ -101,6 +101,8 @@ void Engine::init(Network&& n, double dt_) {
         hist_off[l + 1] = hist_off[l] + hist_len[l];
     }
     hist.assign(hist_off[L], 0.0);
+    debt_to.assign(L, -1);
+    uc_adj.assign(L, 0.0);
     const int m = std::max(1, net.max_in) * (std::max(1, net.max_out) + 1);
     S.assign(m, 0.0);
     Si.assign(net.max_in + 1, 0.0);
@@ -112,7 +114,7 @@ void Engine::init(Network&& n, double dt_) {
 }
 
 double Engine::ndown_at(int32_t l, double s) const {
-    // N_down at (fractional) step boundary s, linear in between; nothing left before t = 0
+    // continuous N_down at (fractional) step boundary s, linear in between; nothing left before t = 0
     const double k = (double)step_k;
     const double* hb = hist.data() + hist_off[l];
     const int64_t H = hist_len[l];
@@ -160,13 +162,17 @@ void Engine::queue_counts(int32_t* qcount, double* qpcu) const {
     }
 }
 
-// Receiving side for one vehicle of p PCU: N_up + p <= N_down(t + dt - L/w) + k_j L. A link whose
-// whole storage k_j L is smaller than the vehicle (a 3 m junction connector holds 0.45 PCU at
-// k_j = 0.15 PCU/m) still takes it once it is empty, i.e. its storage is max(k_j L, p): without this
-// a car could never enter such a link and everything routed over it stood at its upstream end
-// for ever (the Tam Kỳ bundle has 28 links shorter than one car at jam density).
+// Storage check for one whole vehicle of p PCU: the link holds at most k_j L, N_up + p <= N_down + k_j L
+// in whole vehicles at this moment. The lagged LTM receiving condition (the backward wave,
+// N_up <= N_down(t + dt - L/w) + k_j L) acts on the continuous counts through R_j (step() part 2):
+// checking it again on whole counts refused a whole vehicle whenever less than one vehicle of
+// space was left, which at capacity flow (R = q dt < 1 vehicle) cost 0.5 % of a merge's capacity.
+// A link whose whole storage k_j L is smaller than the vehicle (a 3 m junction connector holds
+// 0.45 PCU at k_j = 0.15 PCU/m) still takes it once it is empty, i.e. its storage is max(k_j L, p):
+// without this a car could never enter such a link and everything routed over it stood at its
+// upstream end for ever (the Tam Kỳ bundle has 28 links shorter than one car at jam density).
 bool Engine::has_room(int32_t j, double p) const {
-    return Nup[j] + p <= ndlag[j] + std::max(net.kjam[j] * net.length[j], p) + EPS;
+    return Nup[j] + p <= Ndown[j] + std::max(net.kjam[j] * net.length[j], p) + EPS;
 }
 
 bool Engine::green(int32_t i, double t) const {
@@ -539,14 +545,11 @@ void Engine::process_node(int32_t n, double t, double t1) {
     const int nin = p1 - p0;
     if (nin == 0) return;
     bool any = false;
-    for (int32_t p = p0; p < p1; ++p) any |= head[net.in_idx[p]] != -1;
-    if (!any) {
-        for (int32_t p = p0; p < p1; ++p) {
-            double& cr = rel_credit[net.in_idx[p]];
-            if (cr < 0.0) cr = std::min(cr + qeff[net.in_idx[p]] * dt, 0.0);
-        }
-        return;
+    for (int32_t p = p0; p < p1; ++p) {
+        const int32_t i = net.in_idx[p];
+        any |= head[i] != -1 || rel_credit[i] < -EPS;
     }
+    if (!any) return;
     auto ready = [&](int32_t v) { return t_enter[v] < t && t_ready[v] <= t1; };
     // emergency vehicles at the head cross first, whatever the signal; with emergency_overtake the
     // traffic ahead pulls aside, so any emergency vehicle that reached the link end crosses
@@ -579,12 +582,34 @@ void Engine::process_node(int32_t n, double t, double t1) {
         const int32_t i = net.in_idx[p0 + a];
         Si[a] = 0.0;
         Cq[a] = std::max(qeff[i], 1e-12);
-        if (head[i] == -1 || !green(i, t)) continue;
+        // Sending flow S_i = min(N_up(t + dt - L/v) - N_down(t), q dt) of the continuous model, with
+        // N_down(t) the continuous count: the rest of the last released vehicle (the release debt,
+        // -rel_credit, towards debt_to) plus the vehicles that reach the link end by t + dt. Red:
+        // nothing crosses and a crossing vehicle's debt waits for the next green (the continuous
+        // outflow stops); vehicles whose trip ends at this node still leave at the link end, in
+        // FIFO order and within the link's capacity (they do not cross the junction: UXsim ends a
+        // trip at the head of the last link whatever the signal, SUMO at the end of the last edge).
+        const bool g = green(i, t);
+        if (!g && rel_credit[i] < -EPS && debt_to[i] >= 0) continue;
         const double lim = qeff[i] * dt;
         double cum = 0.0;
+        if (rel_credit[i] < -EPS) {
+            const int32_t j = debt_to[i];
+            if (j >= 0 && (closed_manual[j] || net.from[j] != n)) {
+                rel_credit[i] = 0.0;  // the rest of a vehicle on a link closed since: nothing left to send
+            } else {
+                const int b = j >= 0 ? net.out_pos[j] : nout;
+                const double take = std::min(-rel_credit[i], lim);
+                S[a * nout1 + b] += take;
+                cum += take;
+            }
+        }
         for (int32_t v = head[i]; v != -1 && cum < lim && ready(v); v = vnext[v]) {
             int b = nout;  // sink
-            if (r_pos[v] + 1 < r_len[v]) b = net.out_pos[pool[r_off[v] + r_pos[v] + 1]];
+            if (r_pos[v] + 1 < r_len[v]) {
+                if (!g) break;
+                b = net.out_pos[pool[r_off[v] + r_pos[v] + 1]];
+            }
             const double take = std::min(pcu[cls[v]], lim - cum);
             S[a * nout1 + b] += take;
             cum += take;
@@ -592,13 +617,7 @@ void Engine::process_node(int32_t n, double t, double t1) {
         Si[a] = cum;
         anyS |= cum > 0.0;
     }
-    if (!anyS) {
-        for (int a = 0; a < nin; ++a) {  // idle links: capacity of this step repays earlier overshoot
-            const int32_t i = net.in_idx[p0 + a];
-            rel_credit[i] = std::min(rel_credit[i] + qeff[i] * dt, 0.0);
-        }
-        return;
-    }
+    if (!anyS) return;
     for (int b = 0; b < nout; ++b) {
         const int32_t j = net.out_idx[o0 + b];
         if (closed_manual[j]) {
@@ -614,25 +633,34 @@ void Engine::process_node(int32_t n, double t, double t1) {
         const double f = q[a] / Si[a];
         for (int b = 0; b < nout; ++b) Rlink[net.out_idx[o0 + b]] -= f * S[a * nout1 + b];
     }
-    // release whole vehicles in FIFO order; start from a rotating link for fairness
+    // Release whole vehicles in FIFO order against the continuous outflow q: rel_credit = D - X,
+    // the continuous cumulative outflow D minus the whole vehicles released X. A vehicle goes when
+    // D passes its front (credit > 0), at the time it does so within the step (flows are constant
+    // within a step), and never before it reaches the link end; what it still owes (credit < 0) is
+    // paid by the next steps' flow, across red phases too. Over any period the released count is
+    // D within one vehicle, so discharge is capacity x green time, not rounded up per green.
+    // Start from a rotating link for fairness.
     const int rot = (int)(step_k % nin);
     for (int aa = 0; aa < nin; ++aa) {
         const int a = (aa + rot) % nin;
         const int32_t i = net.in_idx[p0 + a];
-        if (Si[a] <= 0.0) {
-            rel_credit[i] = std::min(rel_credit[i] + qeff[i] * dt, 0.0);
-            continue;
-        }
+        if (Si[a] <= 0.0 || !(q[a] > 0.0)) continue;
         double& cr = rel_credit[i];
         cr += q[a];
         bool blocked = false;
+        const bool g = green(i, t);
         while (head[i] != -1 && cr > EPS && ready(head[i])) {
             const int32_t v = head[i];
+            if (!g && r_pos[v] + 1 < r_len[v]) break;  // red: only trips ending here leave
             const double p = pcu[cls[v]];
-            if (!try_move(v, i, t)) {
+            // D(t + s) = D(t) + q s / dt reaches X (the front of v) at s = (X - D(t)) dt / q, and
+            // X - D(t) = q - cr (cr = D(t) + q - X here)
+            const double front = std::min(std::max(0.0, q[a] - cr) / q[a], 1.0);
+            if (!try_move(v, i, t + front * dt)) {
                 blocked = true;
                 break;
             }
+            debt_to[i] = (state[v] == ON_LINK && cur[v] != i) ? cur[v] : -1;
             cr -= p;
         }
         cr = blocked ? std::min(cr, 1.0) : std::min(cr, 0.0);
@@ -652,10 +680,19 @@ void Engine::step(int64_t n_steps) {
             reroute(vs);
         }
         for (; pend_ptr < pe; ++pend_ptr) depart_vehicle(pending[pend_ptr], t);
-        // 2. links: receiving credit and lagged downstream counts
+        // 2. links: receiving flow R_j = min(N_down(t + dt - L/w) + k_j L - N_up(t), q dt) of the
+        //    continuous model, on continuous counts. Whole vehicles enter a link when the
+        //    continuous inflow reaches their front, so the continuous N_up is Nup less what the
+        //    vehicles that entered last still owe (the release debts of the upstream links towards
+        //    j and the debt of the origin queue of j), and the continuous N_down is Ndown less the
+        //    link's own release debt (kept in hist). With whole counts on both sides a link fed at
+        //    capacity sees R < q dt in some steps and loses capacity (0.8 % at one lane).
+        for (int32_t l = 0; l < L; ++l) uc_adj[l] = std::max(-recv_credit[l], 0.0);
+        for (int32_t l = 0; l < L; ++l)
+            if (rel_credit[l] < 0.0 && debt_to[l] >= 0) uc_adj[debt_to[l]] -= rel_credit[l];
         for (int32_t l = 0; l < L; ++l) {
             ndlag[l] = ndown_at(l, (double)(step_k + 1) - net.length[l] / (net.w[l] * dt));
-            const double space = ndlag[l] + net.kjam[l] * net.length[l] - Nup[l];
+            const double space = ndlag[l] + net.kjam[l] * net.length[l] - (Nup[l] - uc_adj[l]);
             Rlink[l] = closed_manual[l] ? 0.0 : std::max(0.0, std::min(space, qeff[l] * dt));
         }
         // 3. nodes
@@ -687,9 +724,10 @@ void Engine::step(int64_t n_steps) {
                 push_link(v, j, std::max(depart[v], t));
             }
         }
-        // 5. history of N_down at t + dt
+        // 5. history of the continuous N_down at t + dt
         ++step_k;
-        for (int32_t l = 0; l < L; ++l) hist[hist_off[l] + step_k % hist_len[l]] = Ndown[l];
+        for (int32_t l = 0; l < L; ++l)
+            hist[hist_off[l] + step_k % hist_len[l]] = Ndown[l] + std::min(rel_credit[l], 0.0);
     }
 }
 
