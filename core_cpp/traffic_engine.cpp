@@ -705,8 +705,11 @@ void Engine::step(int64_t n_steps) {
                 recv_credit[j] = std::min(recv_credit[j] + std::max(Rlink[j], 0.0), 0.0);
                 continue;
             }
-            // supply the nodes left unused this step, plus the fraction carried from earlier steps
-            recv_credit[j] = std::min(recv_credit[j] + std::max(Rlink[j], 0.0), std::max(Rlink[j], 0.0));
+            // supply the nodes left unused this step, plus the fraction carried from earlier steps;
+            // as at the nodes, a vehicle enters when the continuous inflow passes its front, at the
+            // time within the step it does so (never before its departure)
+            const double Rl = std::max(Rlink[j], 0.0);
+            recv_credit[j] = std::min(recv_credit[j] + Rl, Rl);
             while (wait_head[j] != -1) {
                 const int32_t v = wait_head[j];
                 const double p = pcu[cls[v]];
@@ -720,8 +723,9 @@ void Engine::step(int64_t n_steps) {
                 n_onlink++;
                 state[v] = ON_LINK;
                 r_pos[v] = 0;
+                const double front = Rl > 0.0 ? std::min(std::max(0.0, Rl - recv_credit[j]) / Rl, 1.0) : 0.0;
                 recv_credit[j] -= p;
-                push_link(v, j, std::max(depart[v], t));
+                push_link(v, j, std::max(depart[v], t + front * dt));
             }
         }
         // 5. history of the continuous N_down at t + dt
