@@ -3,10 +3,11 @@ pass exactly the flows of the continuous model (capacity x green time at a signa
 at an unsignalised bottleneck and at a merge), never one vehicle more per green or per step.
 
 Tolerance: one vehicle over the whole counting period (whole vehicles against a continuous count).
-The engine before these tests (commit edd2317) failed 8 of the 9: over 1,800 s it passed 600
+The engine before these tests (commit edd2317) failed 9 of the 10: over 1,800 s it passed 600
 instead of 584.4 vehicles through a one-lane signal (a whole vehicle more per green), 1,159 instead
-of 1,168.8 out of an oversaturated one-lane link, 1,151 instead of 1,168.8 through a merge; it timed
-exits at step starts, and trips ending at a signalised node waited for its green.
+of 1,168.8 out of an oversaturated one-lane link, 1,151 instead of 1,168.8 through a merge; its
+bottleneck queue tail ran at -1.601 m/s instead of -1.532 m/s; it timed exits at step starts, and
+trips ending at a signalised node waited for its green.
 """
 from __future__ import annotations
 
@@ -131,3 +132,30 @@ def test_free_flow_time_exact_behind_a_released_vehicle_still_owing_capacity():
     tm.run_one_step(200.0)
     tr = tm.trips
     assert np.allclose(tr.travel_time_s, 1200.0 / VF, atol=1e-9)
+
+
+def test_bottleneck_queue_tail_speed_within_one_percent():
+    # 2 lanes -> 1 lane with 3,000 veh/h: the queue tail runs upstream at (q_c - q_in) / (k_q - k_up)
+    # = -1.532 m/s. With exact capacities the engine gets -1.533 m/s; the old whole-vehicle counts
+    # gave -1.601 m/s (4.5 % off: the issue's own test allows 10 %, this one 1 %)
+    from .conftest import KJ, W, uniform_trips
+    n = 40
+    lengths = np.array([100.0] * n + [1000.0, 500.0])
+    tm = TrafficModel(corridor(lengths, np.array([2] * n + [1, 1])))
+    q_in = 3000 / 3600
+    tm.add_trips(uniform_trips(0, n + 2, q_in, 0, 3000))
+    occ = []
+    for _ in range(2400):
+        tm.run_one_step(1.0)
+        occ.append(tm.link_pcu_density * lengths)
+    occ = np.array(occ)
+    k_up, k_q = q_in / VF, 2 * KJ - QCAP / W
+    mid = 0.5 * (k_up + k_q) * 100.0
+    xs, ts = [], []
+    for i in range(n):
+        hit = np.flatnonzero(occ[:, i] > mid)
+        if len(hit) and hit[0] > 0:
+            xs.append(100.0 * i + 50.0)
+            ts.append(hit[0] + 1.0)
+    assert len(xs) > 20
+    assert np.polyfit(ts, xs, 1)[0] == pytest.approx((QCAP - q_in) / (k_q - k_up), rel=0.01)
