@@ -103,6 +103,9 @@ void Engine::init(Network&& n, double dt_) {
     hist.assign(hist_off[L], 0.0);
     debt_to.assign(L, -1);
     uc_adj.assign(L, 0.0);
+    gta.assign(net.max_in + 1, 0.0);
+    gtb.assign(net.max_in + 1, 0.0);
+    gfr.assign(net.max_in + 1, 0.0);
     const int m = std::max(1, net.max_in) * (std::max(1, net.max_out) + 1);
     S.assign(m, 0.0);
     Si.assign(net.max_in + 1, 0.0);
@@ -175,27 +178,44 @@ bool Engine::has_room(int32_t j, double p) const {
     return Nup[j] + p <= Ndown[j] + std::max(net.kjam[j] * net.length[j], p) + EPS;
 }
 
-bool Engine::green(int32_t i, double t) const {
+// The part of the step [t, t + dt) in which link i has green at its downstream node: returns its
+// share of the step (1 without a signal) and sets ta, tb to its first and last instants. Phases and
+// the start-up lost time need not be multiples of dt: a step that holds the end of a green gets
+// that fraction of the step's capacity, so the long-run discharge is (green - l1) x capacity for
+// any dt (judged at the step start, dt = 2 s gave 23 steps = 46 s of green per 45 s phase).
+// Start-up lost time l1 (Highway Capacity Manual, signalized intersections: HCM 2010 ch. 18, HCM
+// 6th ed. ch. 19; default 2.0 s there): the queue starts to discharge l1 after the start of green,
+// at the unchanged saturation flow (effective green = green - l1). Only where the phase changes (a
+// node with a single phase never stops its traffic).
+double Engine::green_part(int32_t i, double t, double& ta, double& tb) const {
+    ta = t;
+    tb = t + dt;
     const int32_t g = net.group[i];
-    if (g < 0) return true;
+    if (g < 0) return 1.0;
     const int32_t n = net.to[i];
     const int32_t p0 = net.sig_ptr[n], p1 = net.sig_ptr[n + 1];
-    if (p1 <= p0) return true;
-    const double cycle = net.sig_end[p1 - 1];
-    double tc = std::fmod(t + net.sig_offset[n], cycle);
-    if (tc < 0) tc += cycle;
-    int32_t ph = 0;
-    while (p0 + ph < p1 - 1 && tc >= net.sig_end[p0 + ph]) ++ph;
-    if (ph != g) return false;
-    // start-up lost time l1 (Highway Capacity Manual, signalized intersections: HCM 2010 ch. 18,
-    // HCM 6th ed. ch. 19; default 2.0 s there): the queue starts to discharge l1 after the start of
-    // green, at the unchanged saturation flow (effective green = green - l1). Only where the phase
-    // changes (a node with a single phase never stops its traffic).
-    if (startup_lost_s > 0.0 && p1 - p0 > 1) {
-        const double start = ph == 0 ? 0.0 : net.sig_end[p0 + ph - 1];
-        if (tc - start < startup_lost_s - EPS) return false;
+    if (p1 <= p0) return 1.0;
+    if (g >= p1 - p0) return 0.0;
+    const double C = net.sig_end[p1 - 1];
+    double ws = g == 0 ? 0.0 : net.sig_end[p0 + g - 1];
+    const double we = net.sig_end[p0 + g];
+    if (startup_lost_s > 0.0 && p1 - p0 > 1) ws += startup_lost_s;
+    if (!(we > ws)) return 0.0;
+    const double off = net.sig_offset[n];
+    const double a0 = t + off, a1 = a0 + dt;  // the step in cycle time; windows [ws, we) + k C
+    double tot = 0.0, first = INF, last = -INF;
+    for (double k = std::floor((a0 - we) / C) + 1.0; k * C + ws < a1 - EPS; k += 1.0) {
+        const double lo = std::max(a0, k * C + ws), hi = std::min(a1, k * C + we);
+        if (hi > lo + EPS) {
+            tot += hi - lo;
+            first = std::min(first, lo);
+            last = std::max(last, hi);
+        }
     }
-    return true;
+    if (!(tot > EPS)) return 0.0;
+    ta = first - off;
+    tb = last - off;
+    return std::min(tot / dt, 1.0);
 }
 
 // ---------------------------------------------------------------- trips and routes
@@ -589,9 +609,11 @@ void Engine::process_node(int32_t n, double t, double t1) {
         // outflow stops); vehicles whose trip ends at this node still leave at the link end, in
         // FIFO order and within the link's capacity (they do not cross the junction: UXsim ends a
         // trip at the head of the last link whatever the signal, SUMO at the end of the last edge).
-        const bool g = green(i, t);
+        // A step that is green only in part sends that share of the capacity.
+        gfr[a] = green_part(i, t, gta[a], gtb[a]);
+        const bool g = gfr[a] > 0.0;
         if (!g && rel_credit[i] < -EPS && debt_to[i] >= 0) continue;
-        const double lim = qeff[i] * dt;
+        const double lim = qeff[i] * dt * (g ? gfr[a] : 1.0);
         double cum = 0.0;
         if (rel_credit[i] < -EPS) {
             const int32_t j = debt_to[i];
@@ -607,7 +629,7 @@ void Engine::process_node(int32_t n, double t, double t1) {
         for (int32_t v = head[i]; v != -1 && cum < lim && ready(v); v = vnext[v]) {
             int b = nout;  // sink
             if (r_pos[v] + 1 < r_len[v]) {
-                if (!g) break;
+                if (!g || t_ready[v] > gtb[a]) break;  // crosses only in the green part
                 b = net.out_pos[pool[r_off[v] + r_pos[v] + 1]];
             }
             const double take = std::min(pcu[cls[v]], lim - cum);
@@ -648,15 +670,16 @@ void Engine::process_node(int32_t n, double t, double t1) {
         double& cr = rel_credit[i];
         cr += q[a];
         bool blocked = false;
-        const bool g = green(i, t);
+        const bool g = gfr[a] > 0.0;
+        const double s0 = g ? gta[a] : t, s1 = g ? gtb[a] : t + dt;  // when the flow q runs
         while (head[i] != -1 && cr > EPS && ready(head[i])) {
             const int32_t v = head[i];
-            if (!g && r_pos[v] + 1 < r_len[v]) break;  // red: only trips ending here leave
+            if (r_pos[v] + 1 < r_len[v] && (!g || t_ready[v] > gtb[a])) break;  // red: only trips ending here
             const double p = pcu[cls[v]];
-            // D(t + s) = D(t) + q s / dt reaches X (the front of v) at s = (X - D(t)) dt / q, and
-            // X - D(t) = q - cr (cr = D(t) + q - X here)
+            // D rises linearly over [s0, s1) by q and reaches X (the front of v) at the share
+            // (X - D(t)) / q of it, with X - D(t) = q - cr (cr = D(t) + q - X here)
             const double front = std::min(std::max(0.0, q[a] - cr) / q[a], 1.0);
-            if (!try_move(v, i, t + front * dt)) {
+            if (!try_move(v, i, s0 + front * (s1 - s0))) {
                 blocked = true;
                 break;
             }

@@ -118,6 +118,7 @@ public:
 private:
     // scratch for the node model
     std::vector<double> S, Si, Cq, R, q, Rt;
+    std::vector<double> gta, gtb, gfr;  // per incoming link of a node: green part of the step
     std::vector<double> uc_adj;  // per link: what entered vehicles still owe (continuous N_up = Nup - uc_adj)
     std::vector<uint8_t> act;
     void depart_vehicle(int32_t v, double t);
@@ -128,7 +129,7 @@ private:
     void pop_head(int32_t i);
     void wait_push(int32_t v, int32_t j);
     void finish(int32_t v, int32_t i, double te, uint8_t st);
-    bool green(int32_t i, double t) const;
+    double green_part(int32_t i, double t, double& ta, double& tb) const;
     bool has_room(int32_t j, double p) const;
     void teleport_blocked(double t, double t1);
     void tampere(int nin, int nout1);
