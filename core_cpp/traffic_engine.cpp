@@ -1,18 +1,22 @@
 // The traffic engine: link transmission model with individual vehicles (see traffic_engine.hpp).
 //
-// One step [t, t+dt):
+// Flows are those of the continuous model on cumulative counts; whole vehicles follow them within
+// one vehicle (a vehicle moves when the continuous count passes its front, and what it still owes
+// is paid by the next steps' flow). One step [t, t+dt):
 //   1. departures whose time falls in the step join the point queue of their first link;
-//   2. per link: receiving-side credit and the lagged downstream count N_down(t + dt - L/w);
-//   3. per node: emergency vehicles first, then sending flows S_ij from the FIFO heads (vehicles
-//      that entered before t and whose free-flow exit time T_in + L/v <= t + dt, up to capacity),
-//      receiving flows R_j = min(N_down(t+dt-L/w) + k_j L - N_up(t), capacity credit), the node
-//      model of Tampère et al. (2011) with capacity-share priorities, then the release of whole
-//      vehicles in FIFO order against those flows (fractions carried as per-link credit);
-//   4. the origin point queues fill what supply is left;
-//   5. N_down is recorded at t + dt for the backward wave.
-// A vehicle's exit time is max(T_in + L/v, t): on an empty link the travel time is L/v exactly.
-// Everything in 3 reads only start-of-step quantities of other nodes, so results do not depend on
-// the order in which nodes are visited.
+//   2. per link: the receiving flow R_j = min(N_down(t+dt-L/w) + k_j L - N_up(t), q dt) on the
+//      continuous counts (whole counts less the release debts);
+//   3. per node: emergency vehicles first, then sending flows S_ij = the rest of the last released
+//      vehicle plus the FIFO heads (vehicles that entered before t and whose free-flow exit time
+//      T_in + L/v <= t + dt), up to capacity times the green share of the step; the node model of
+//      Tampère et al. (2011) with capacity-share priorities; then the release of whole vehicles in
+//      FIFO order against those flows (the difference carried as per-link credit);
+//   4. the origin point queues fill what supply is left, the same way;
+//   5. the continuous N_down is recorded at t + dt for the backward wave.
+// A vehicle crosses at max(T_in + L/v, the time within the step at which the continuous outflow
+// passes its front): on an empty link the travel time is L/v exactly, in a queue the headways are
+// 1/q. Everything in 3 reads only start-of-step quantities of other nodes, so results do not depend
+// on the order in which nodes are visited.
 #include "traffic_engine.hpp"
 
 #include <algorithm>
