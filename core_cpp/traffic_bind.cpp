@@ -43,7 +43,7 @@ void visit_state(Engine& e, F&& f) {
     f("head_since", e.head_since);
     f("head", e.head); f("tail", e.tail); f("wait_head", e.wait_head); f("wait_tail", e.wait_tail);
     f("nveh", e.nveh); f("nwait", e.nwait); f("nemerg", e.nemerg); f("exits_total", e.exits_total); f("entries_total", e.entries_total);
-    f("hist", e.hist);
+    f("hist", e.hist); f("debt_to", e.debt_to);
     f("cls", e.cls); f("state", e.state); f("informed", e.informed); f("origin", e.origin); f("dest", e.dest);
     f("cur", e.cur); f("vnext", e.vnext); f("r_off", e.r_off); f("r_len", e.r_len); f("r_pos", e.r_pos);
     f("log_cur", e.log_cur); f("depart", e.depart); f("arrive", e.arrive); f("t_enter", e.t_enter);
@@ -391,7 +391,8 @@ void register_traffic(py::module_& m) {
                  links = cap(e.depth) + cap(e.veff) + cap(e.qeff) + cap(e.closed_manual) + cap(e.closed_mask) +
                          cap(e.Nup) + cap(e.Ndown) + cap(e.rel_credit) + cap(e.recv_credit) + cap(e.ndlag) +
                          cap(e.Rlink) + cap(e.head) + cap(e.tail) + cap(e.wait_head) + cap(e.wait_tail) +
-                         cap(e.nveh) + cap(e.nwait) + cap(e.exits_total) + cap(e.entries_total) + cap(e.hist);
+                         cap(e.nveh) + cap(e.nwait) + cap(e.exits_total) + cap(e.entries_total) + cap(e.hist) +
+                         cap(e.debt_to);
                  py::dict d;
                  d["vehicles"] = veh;
                  d["routes"] = cap(e.pool);
@@ -431,7 +432,7 @@ void register_traffic(py::module_& m) {
                              e.qeff.size(), e.closed_manual.size(), e.closed_mask.size(), e.Nup.size(),
                              e.Ndown.size(), e.rel_credit.size(), e.recv_credit.size(), e.ndlag.size(),
                              e.head.size(), e.head_since.size(), e.tail.size(), e.wait_head.size(), e.wait_tail.size(), e.nveh.size(),
-                             e.nwait.size(), e.nemerg.size(), e.exits_total.size(), e.entries_total.size()})
+                             e.nwait.size(), e.nemerg.size(), e.exits_total.size(), e.entries_total.size(), e.debt_to.size()})
                 require(n == L, "traffic state: a link array has the wrong length");
             for (size_t n : {e.state.size(), e.informed.size(), e.origin.size(), e.dest.size(), e.cur.size(),
                              e.vnext.size(), e.r_off.size(), e.r_len.size(), e.r_pos.size(), e.log_cur.size(),
@@ -449,7 +450,7 @@ void register_traffic(py::module_& m) {
             in_range(e.origin, 0, e.net.n_nodes, "origin"); in_range(e.dest, 0, e.net.n_nodes, "dest");
             in_range(e.pool, 0, (int64_t)L, "pool"); in_range(e.pending, 0, (int64_t)V, "pending");
             in_range(e.log_cur, -1, (int64_t)G, "log_cur"); in_range(e.log_veh, 0, (int64_t)V, "log_veh");
-            in_range(e.log_link, 0, (int64_t)L, "log_link");
+            in_range(e.log_link, 0, (int64_t)L, "log_link"); in_range(e.debt_to, -1, (int64_t)L, "debt_to");
             for (size_t v = 0; v < V; ++v) {
                 if (e.r_off[v] < 0 || e.r_len[v] < 0 || (size_t)e.r_off[v] + (size_t)e.r_len[v] > P ||
                     e.r_pos[v] < 0 || (e.r_len[v] > 0 && e.r_pos[v] >= e.r_len[v]) || e.cls[v] >= N_CLASSES)

@@ -1,18 +1,22 @@
 // The traffic engine: link transmission model with individual vehicles (see traffic_engine.hpp).
 //
-// One step [t, t+dt):
+// Flows are those of the continuous model on cumulative counts; whole vehicles follow them within
+// one vehicle (a vehicle moves when the continuous count passes its front, and what it still owes
+// is paid by the next steps' flow). One step [t, t+dt):
 //   1. departures whose time falls in the step join the point queue of their first link;
-//   2. per link: receiving-side credit and the lagged downstream count N_down(t + dt - L/w);
-//   3. per node: emergency vehicles first, then sending flows S_ij from the FIFO heads (vehicles
-//      that entered before t and whose free-flow exit time T_in + L/v <= t + dt, up to capacity),
-//      receiving flows R_j = min(N_down(t+dt-L/w) + k_j L - N_up(t), capacity credit), the node
-//      model of Tampère et al. (2011) with capacity-share priorities, then the release of whole
-//      vehicles in FIFO order against those flows (fractions carried as per-link credit);
-//   4. the origin point queues fill what supply is left;
-//   5. N_down is recorded at t + dt for the backward wave.
-// A vehicle's exit time is max(T_in + L/v, t): on an empty link the travel time is L/v exactly.
-// Everything in 3 reads only start-of-step quantities of other nodes, so results do not depend on
-// the order in which nodes are visited.
+//   2. per link: the receiving flow R_j = min(N_down(t+dt-L/w) + k_j L - N_up(t), q dt) on the
+//      continuous counts (whole counts less the release debts);
+//   3. per node: emergency vehicles first, then sending flows S_ij = the rest of the last released
+//      vehicle plus the FIFO heads (vehicles that entered before t and whose free-flow exit time
+//      T_in + L/v <= t + dt), up to capacity times the green share of the step; the node model of
+//      Tampère et al. (2011) with capacity-share priorities; then the release of whole vehicles in
+//      FIFO order against those flows (the difference carried as per-link credit);
+//   4. the origin point queues fill what supply is left, the same way;
+//   5. the continuous N_down is recorded at t + dt for the backward wave.
+// A vehicle crosses at max(T_in + L/v, the time within the step at which the continuous outflow
+// passes its front): on an empty link the travel time is L/v exactly, in a queue the headways are
+// 1/q. Everything in 3 reads only start-of-step quantities of other nodes, so results do not depend
+// on the order in which nodes are visited.
 #include "traffic_engine.hpp"
 
 #include <algorithm>
@@ -101,6 +105,11 @@ void Engine::init(Network&& n, double dt_) {
         hist_off[l + 1] = hist_off[l] + hist_len[l];
     }
     hist.assign(hist_off[L], 0.0);
+    debt_to.assign(L, -1);
+    uc_adj.assign(L, 0.0);
+    gta.assign(net.max_in + 1, 0.0);
+    gtb.assign(net.max_in + 1, 0.0);
+    gfr.assign(net.max_in + 1, 0.0);
     const int m = std::max(1, net.max_in) * (std::max(1, net.max_out) + 1);
     S.assign(m, 0.0);
     Si.assign(net.max_in + 1, 0.0);
@@ -112,7 +121,7 @@ void Engine::init(Network&& n, double dt_) {
 }
 
 double Engine::ndown_at(int32_t l, double s) const {
-    // N_down at (fractional) step boundary s, linear in between; nothing left before t = 0
+    // continuous N_down at (fractional) step boundary s, linear in between; nothing left before t = 0
     const double k = (double)step_k;
     const double* hb = hist.data() + hist_off[l];
     const int64_t H = hist_len[l];
@@ -160,36 +169,57 @@ void Engine::queue_counts(int32_t* qcount, double* qpcu) const {
     }
 }
 
-// Receiving side for one vehicle of p PCU: N_up + p <= N_down(t + dt - L/w) + k_j L. A link whose
-// whole storage k_j L is smaller than the vehicle (a 3 m junction connector holds 0.45 PCU at
-// k_j = 0.15 PCU/m) still takes it once it is empty, i.e. its storage is max(k_j L, p): without this
-// a car could never enter such a link and everything routed over it stood at its upstream end
-// for ever (the Tam Kỳ bundle has 28 links shorter than one car at jam density).
+// Storage check for one whole vehicle of p PCU: the link holds at most k_j L, N_up + p <= N_down + k_j L
+// in whole vehicles at this moment. The lagged LTM receiving condition (the backward wave,
+// N_up <= N_down(t + dt - L/w) + k_j L) acts on the continuous counts through R_j (step() part 2):
+// checking it again on whole counts refused a whole vehicle whenever less than one vehicle of
+// space was left, which at capacity flow (R = q dt < 1 vehicle) cost 0.5 % of a merge's capacity.
+// A link whose whole storage k_j L is smaller than the vehicle (a 3 m junction connector holds
+// 0.45 PCU at k_j = 0.15 PCU/m) still takes it once it is empty, i.e. its storage is max(k_j L, p):
+// without this a car could never enter such a link and everything routed over it stood at its
+// upstream end for ever (the Tam Kỳ bundle has 28 links shorter than one car at jam density).
 bool Engine::has_room(int32_t j, double p) const {
-    return Nup[j] + p <= ndlag[j] + std::max(net.kjam[j] * net.length[j], p) + EPS;
+    return Nup[j] + p <= Ndown[j] + std::max(net.kjam[j] * net.length[j], p) + EPS;
 }
 
-bool Engine::green(int32_t i, double t) const {
+// The part of the step [t, t + dt) in which link i has green at its downstream node: returns its
+// share of the step (1 without a signal) and sets ta, tb to its first and last instants. Phases and
+// the start-up lost time need not be multiples of dt: a step that holds the end of a green gets
+// that fraction of the step's capacity, so the long-run discharge is (green - l1) x capacity for
+// any dt (judged at the step start, dt = 2 s gave 23 steps = 46 s of green per 45 s phase).
+// Start-up lost time l1 (Highway Capacity Manual, signalized intersections: HCM 2010 ch. 18, HCM
+// 6th ed. ch. 19; default 2.0 s there): the queue starts to discharge l1 after the start of green,
+// at the unchanged saturation flow (effective green = green - l1). Only where the phase changes (a
+// node with a single phase never stops its traffic).
+double Engine::green_part(int32_t i, double t, double& ta, double& tb) const {
+    ta = t;
+    tb = t + dt;
     const int32_t g = net.group[i];
-    if (g < 0) return true;
+    if (g < 0) return 1.0;
     const int32_t n = net.to[i];
     const int32_t p0 = net.sig_ptr[n], p1 = net.sig_ptr[n + 1];
-    if (p1 <= p0) return true;
-    const double cycle = net.sig_end[p1 - 1];
-    double tc = std::fmod(t + net.sig_offset[n], cycle);
-    if (tc < 0) tc += cycle;
-    int32_t ph = 0;
-    while (p0 + ph < p1 - 1 && tc >= net.sig_end[p0 + ph]) ++ph;
-    if (ph != g) return false;
-    // start-up lost time l1 (Highway Capacity Manual, signalized intersections: HCM 2010 ch. 18,
-    // HCM 6th ed. ch. 19; default 2.0 s there): the queue starts to discharge l1 after the start of
-    // green, at the unchanged saturation flow (effective green = green - l1). Only where the phase
-    // changes (a node with a single phase never stops its traffic).
-    if (startup_lost_s > 0.0 && p1 - p0 > 1) {
-        const double start = ph == 0 ? 0.0 : net.sig_end[p0 + ph - 1];
-        if (tc - start < startup_lost_s - EPS) return false;
+    if (p1 <= p0) return 1.0;
+    if (g >= p1 - p0) return 0.0;
+    const double C = net.sig_end[p1 - 1];
+    double ws = g == 0 ? 0.0 : net.sig_end[p0 + g - 1];
+    const double we = net.sig_end[p0 + g];
+    if (startup_lost_s > 0.0 && p1 - p0 > 1) ws += startup_lost_s;
+    if (!(we > ws)) return 0.0;
+    const double off = net.sig_offset[n];
+    const double a0 = t + off, a1 = a0 + dt;  // the step in cycle time; windows [ws, we) + k C
+    double tot = 0.0, first = INF, last = -INF;
+    for (double k = std::floor((a0 - we) / C) + 1.0; k * C + ws < a1 - EPS; k += 1.0) {
+        const double lo = std::max(a0, k * C + ws), hi = std::min(a1, k * C + we);
+        if (hi > lo + EPS) {
+            tot += hi - lo;
+            first = std::min(first, lo);
+            last = std::max(last, hi);
+        }
     }
-    return true;
+    if (!(tot > EPS)) return 0.0;
+    ta = first - off;
+    tb = last - off;
+    return std::min(tot / dt, 1.0);
 }
 
 // ---------------------------------------------------------------- trips and routes
@@ -539,14 +569,11 @@ void Engine::process_node(int32_t n, double t, double t1) {
     const int nin = p1 - p0;
     if (nin == 0) return;
     bool any = false;
-    for (int32_t p = p0; p < p1; ++p) any |= head[net.in_idx[p]] != -1;
-    if (!any) {
-        for (int32_t p = p0; p < p1; ++p) {
-            double& cr = rel_credit[net.in_idx[p]];
-            if (cr < 0.0) cr = std::min(cr + qeff[net.in_idx[p]] * dt, 0.0);
-        }
-        return;
+    for (int32_t p = p0; p < p1; ++p) {
+        const int32_t i = net.in_idx[p];
+        any |= head[i] != -1 || rel_credit[i] < -EPS;
     }
+    if (!any) return;
     auto ready = [&](int32_t v) { return t_enter[v] < t && t_ready[v] <= t1; };
     // emergency vehicles at the head cross first, whatever the signal; with emergency_overtake the
     // traffic ahead pulls aside, so any emergency vehicle that reached the link end crosses
@@ -579,12 +606,36 @@ void Engine::process_node(int32_t n, double t, double t1) {
         const int32_t i = net.in_idx[p0 + a];
         Si[a] = 0.0;
         Cq[a] = std::max(qeff[i], 1e-12);
-        if (head[i] == -1 || !green(i, t)) continue;
-        const double lim = qeff[i] * dt;
+        // Sending flow S_i = min(N_up(t + dt - L/v) - N_down(t), q dt) of the continuous model, with
+        // N_down(t) the continuous count: the rest of the last released vehicle (the release debt,
+        // -rel_credit, towards debt_to) plus the vehicles that reach the link end by t + dt. Red:
+        // nothing crosses and a crossing vehicle's debt waits for the next green (the continuous
+        // outflow stops); vehicles whose trip ends at this node still leave at the link end, in
+        // FIFO order and within the link's capacity (they do not cross the junction: UXsim ends a
+        // trip at the head of the last link whatever the signal, SUMO at the end of the last edge).
+        // A step that is green only in part sends that share of the capacity.
+        gfr[a] = green_part(i, t, gta[a], gtb[a]);
+        const bool g = gfr[a] > 0.0;
+        if (!g && rel_credit[i] < -EPS && debt_to[i] >= 0) continue;
+        const double lim = qeff[i] * dt * (g ? gfr[a] : 1.0);
         double cum = 0.0;
+        if (rel_credit[i] < -EPS) {
+            const int32_t j = debt_to[i];
+            if (j >= 0 && (closed_manual[j] || net.from[j] != n)) {
+                rel_credit[i] = 0.0;  // the rest of a vehicle on a link closed since: nothing left to send
+            } else {
+                const int b = j >= 0 ? net.out_pos[j] : nout;
+                const double take = std::min(-rel_credit[i], lim);
+                S[a * nout1 + b] += take;
+                cum += take;
+            }
+        }
         for (int32_t v = head[i]; v != -1 && cum < lim && ready(v); v = vnext[v]) {
             int b = nout;  // sink
-            if (r_pos[v] + 1 < r_len[v]) b = net.out_pos[pool[r_off[v] + r_pos[v] + 1]];
+            if (r_pos[v] + 1 < r_len[v]) {
+                if (!g || t_ready[v] > gtb[a]) break;  // crosses only in the green part
+                b = net.out_pos[pool[r_off[v] + r_pos[v] + 1]];
+            }
             const double take = std::min(pcu[cls[v]], lim - cum);
             S[a * nout1 + b] += take;
             cum += take;
@@ -592,13 +643,7 @@ void Engine::process_node(int32_t n, double t, double t1) {
         Si[a] = cum;
         anyS |= cum > 0.0;
     }
-    if (!anyS) {
-        for (int a = 0; a < nin; ++a) {  // idle links: capacity of this step repays earlier overshoot
-            const int32_t i = net.in_idx[p0 + a];
-            rel_credit[i] = std::min(rel_credit[i] + qeff[i] * dt, 0.0);
-        }
-        return;
-    }
+    if (!anyS) return;
     for (int b = 0; b < nout; ++b) {
         const int32_t j = net.out_idx[o0 + b];
         if (closed_manual[j]) {
@@ -614,25 +659,35 @@ void Engine::process_node(int32_t n, double t, double t1) {
         const double f = q[a] / Si[a];
         for (int b = 0; b < nout; ++b) Rlink[net.out_idx[o0 + b]] -= f * S[a * nout1 + b];
     }
-    // release whole vehicles in FIFO order; start from a rotating link for fairness
+    // Release whole vehicles in FIFO order against the continuous outflow q: rel_credit = D - X,
+    // the continuous cumulative outflow D minus the whole vehicles released X. A vehicle goes when
+    // D passes its front (credit > 0), at the time it does so within the step (flows are constant
+    // within a step), and never before it reaches the link end; what it still owes (credit < 0) is
+    // paid by the next steps' flow, across red phases too. Over any period the released count is
+    // D within one vehicle, so discharge is capacity x green time, not rounded up per green.
+    // Start from a rotating link for fairness.
     const int rot = (int)(step_k % nin);
     for (int aa = 0; aa < nin; ++aa) {
         const int a = (aa + rot) % nin;
         const int32_t i = net.in_idx[p0 + a];
-        if (Si[a] <= 0.0) {
-            rel_credit[i] = std::min(rel_credit[i] + qeff[i] * dt, 0.0);
-            continue;
-        }
+        if (Si[a] <= 0.0 || !(q[a] > 0.0)) continue;
         double& cr = rel_credit[i];
         cr += q[a];
         bool blocked = false;
+        const bool g = gfr[a] > 0.0;
+        const double s0 = g ? gta[a] : t, s1 = g ? gtb[a] : t + dt;  // when the flow q runs
         while (head[i] != -1 && cr > EPS && ready(head[i])) {
             const int32_t v = head[i];
+            if (r_pos[v] + 1 < r_len[v] && (!g || t_ready[v] > gtb[a])) break;  // red: only trips ending here
             const double p = pcu[cls[v]];
-            if (!try_move(v, i, t)) {
+            // D rises linearly over [s0, s1) by q and reaches X (the front of v) at the share
+            // (X - D(t)) / q of it, with X - D(t) = q - cr (cr = D(t) + q - X here)
+            const double front = std::min(std::max(0.0, q[a] - cr) / q[a], 1.0);
+            if (!try_move(v, i, s0 + front * (s1 - s0))) {
                 blocked = true;
                 break;
             }
+            debt_to[i] = (state[v] == ON_LINK && cur[v] != i) ? cur[v] : -1;
             cr -= p;
         }
         cr = blocked ? std::min(cr, 1.0) : std::min(cr, 0.0);
@@ -652,10 +707,19 @@ void Engine::step(int64_t n_steps) {
             reroute(vs);
         }
         for (; pend_ptr < pe; ++pend_ptr) depart_vehicle(pending[pend_ptr], t);
-        // 2. links: receiving credit and lagged downstream counts
+        // 2. links: receiving flow R_j = min(N_down(t + dt - L/w) + k_j L - N_up(t), q dt) of the
+        //    continuous model, on continuous counts. Whole vehicles enter a link when the
+        //    continuous inflow reaches their front, so the continuous N_up is Nup less what the
+        //    vehicles that entered last still owe (the release debts of the upstream links towards
+        //    j and the debt of the origin queue of j), and the continuous N_down is Ndown less the
+        //    link's own release debt (kept in hist). With whole counts on both sides a link fed at
+        //    capacity sees R < q dt in some steps and loses capacity (0.8 % at one lane).
+        for (int32_t l = 0; l < L; ++l) uc_adj[l] = std::max(-recv_credit[l], 0.0);
+        for (int32_t l = 0; l < L; ++l)
+            if (rel_credit[l] < 0.0 && debt_to[l] >= 0) uc_adj[debt_to[l]] -= rel_credit[l];
         for (int32_t l = 0; l < L; ++l) {
             ndlag[l] = ndown_at(l, (double)(step_k + 1) - net.length[l] / (net.w[l] * dt));
-            const double space = ndlag[l] + net.kjam[l] * net.length[l] - Nup[l];
+            const double space = ndlag[l] + net.kjam[l] * net.length[l] - (Nup[l] - uc_adj[l]);
             Rlink[l] = closed_manual[l] ? 0.0 : std::max(0.0, std::min(space, qeff[l] * dt));
         }
         // 3. nodes
@@ -668,8 +732,11 @@ void Engine::step(int64_t n_steps) {
                 recv_credit[j] = std::min(recv_credit[j] + std::max(Rlink[j], 0.0), 0.0);
                 continue;
             }
-            // supply the nodes left unused this step, plus the fraction carried from earlier steps
-            recv_credit[j] = std::min(recv_credit[j] + std::max(Rlink[j], 0.0), std::max(Rlink[j], 0.0));
+            // supply the nodes left unused this step, plus the fraction carried from earlier steps;
+            // as at the nodes, a vehicle enters when the continuous inflow passes its front, at the
+            // time within the step it does so (never before its departure)
+            const double Rl = std::max(Rlink[j], 0.0);
+            recv_credit[j] = std::min(recv_credit[j] + Rl, Rl);
             while (wait_head[j] != -1) {
                 const int32_t v = wait_head[j];
                 const double p = pcu[cls[v]];
@@ -683,13 +750,15 @@ void Engine::step(int64_t n_steps) {
                 n_onlink++;
                 state[v] = ON_LINK;
                 r_pos[v] = 0;
+                const double front = Rl > 0.0 ? std::min(std::max(0.0, Rl - recv_credit[j]) / Rl, 1.0) : 0.0;
                 recv_credit[j] -= p;
-                push_link(v, j, std::max(depart[v], t));
+                push_link(v, j, std::max(depart[v], t + front * dt));
             }
         }
-        // 5. history of N_down at t + dt
+        // 5. history of the continuous N_down at t + dt
         ++step_k;
-        for (int32_t l = 0; l < L; ++l) hist[hist_off[l] + step_k % hist_len[l]] = Ndown[l];
+        for (int32_t l = 0; l < L; ++l)
+            hist[hist_off[l] + step_k % hist_len[l]] = Ndown[l] + std::min(rel_credit[l], 0.0);
     }
 }
 

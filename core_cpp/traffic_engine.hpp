@@ -65,8 +65,8 @@ public:
     int64_t reroute_every = 0;  // steps between informed reroutes (0 = off)
     int64_t emergency_overtake = 0;  // 1: traffic ahead pulls aside for emergency vehicles
     int64_t route_on_departure = 0;  // 1: route each trip when it departs, by the travel times then
-    int64_t teleport_steps = 0;
-    double startup_lost_s = 0.0;  // HCM start-up lost time at the start of each green (0 = off)  // SUMO-style time-to-teleport in steps (0 = off), see teleport_blocked()
+    int64_t teleport_steps = 0;  // SUMO-style time-to-teleport in steps (0 = off), see teleport_blocked()
+    double startup_lost_s = 0.0;  // HCM start-up lost time at the start of each green (0 = off)
     int threads = 0;
     double pcu[N_CLASSES] = {0.25, 1.0, 2.5, 2.5, 1.0};
     double stall[N_CLASSES] = {0.15, 0.30, 0.50, 0.60, 0.45};
@@ -75,11 +75,12 @@ public:
     std::vector<double> depth, veff, qeff;
     std::vector<uint8_t> closed_manual, closed_mask;  // mask bit c: closed to class c
     // link state
-    std::vector<double> Nup, Ndown, rel_credit, recv_credit, ndlag, Rlink;
+    std::vector<double> Nup, Ndown, rel_credit, recv_credit, ndlag, Rlink;  // ndlag: continuous N_down(t + dt - L/w)
     std::vector<double> head_since;  // per link: time its current head vehicle became the head
     std::vector<int32_t> head, tail, wait_head, wait_tail, nveh, nwait, nemerg;
     std::vector<int64_t> exits_total, entries_total;
-    std::vector<double> hist;  // ring buffers of Ndown at step boundaries
+    std::vector<double> hist;  // ring buffers of the continuous N_down (Ndown less the release debt, see step())
+    std::vector<int32_t> debt_to;  // per link: where the last released vehicle went (link id, -1 = left the network)
     std::vector<int64_t> hist_off;
     std::vector<int32_t> hist_len;
     // vehicles (structure of arrays)
@@ -117,6 +118,8 @@ public:
 private:
     // scratch for the node model
     std::vector<double> S, Si, Cq, R, q, Rt;
+    std::vector<double> gta, gtb, gfr;  // per incoming link of a node: green part of the step
+    std::vector<double> uc_adj;  // per link: what entered vehicles still owe (continuous N_up = Nup - uc_adj)
     std::vector<uint8_t> act;
     void depart_vehicle(int32_t v, double t);
     void process_node(int32_t n, double t, double t1);
@@ -126,7 +129,7 @@ private:
     void pop_head(int32_t i);
     void wait_push(int32_t v, int32_t j);
     void finish(int32_t v, int32_t i, double te, uint8_t st);
-    bool green(int32_t i, double t) const;
+    double green_part(int32_t i, double t, double& ta, double& tb) const;
     bool has_room(int32_t j, double p) const;
     void teleport_blocked(double t, double t1);
     void tampere(int nin, int nout1);

@@ -230,14 +230,17 @@ def test_vehicle_stranded_on_the_way_parks_at_the_end_of_its_link():
 
 
 def test_route_on_departure_avoids_a_queue_that_formed_after_adding():
-    # two parallel paths 0 -> 3: via node 1 (the short one) and via node 2 (40 % longer)
-    nodes = pd.DataFrame({"id": [0, 1, 2, 3], "x": [0.0, 300.0, 300.0, 600.0], "y": [0.0, 100.0, -100.0, 0.0],
-                          "signal_phases_s": [None, None, None, (1e7, 1.0)]})
-    links = pd.DataFrame({"from": [0, 1, 0, 2], "to": [1, 3, 2, 3], "length_m": [300.0, 300.0, 420.0, 420.0],
-                          "lanes": 1.0, "free_speed_mps": VF, "signal_group": [-1, 1, -1, -1]})
+    # two parallel paths 0 -> 3: via node 1 (the short one) and via node 2 (40 % longer), then 3 -> 4.
+    # Trips end at node 4 beyond the signal at node 3: a trip ending at node 3 itself would leave at
+    # the end of its last link without waiting for the red (UXsim/SUMO convention)
+    nodes = pd.DataFrame({"id": [0, 1, 2, 3, 4], "x": [0.0, 300.0, 300.0, 600.0, 900.0],
+                          "y": [0.0, 100.0, -100.0, 0.0, 0.0],
+                          "signal_phases_s": [None, None, None, (1e7, 1.0), None]})
+    links = pd.DataFrame({"from": [0, 1, 0, 2, 3], "to": [1, 3, 2, 3, 4], "length_m": [300.0, 300.0, 420.0, 420.0, 300.0],
+                          "lanes": 1.0, "free_speed_mps": VF, "signal_group": [-1, 1, -1, 0, -1]})
     net = RoadNetwork.from_frames(nodes, links)   # link 1 ends at a red light that never turns green
-    late = pd.DataFrame({"origin": [0], "destination": [3], "depart_s": [400.0]})
-    jam = pd.DataFrame({"origin": 1, "destination": 3, "depart_s": np.arange(60) * 2.0})
+    late = pd.DataFrame({"origin": [0], "destination": [4], "depart_s": [400.0]})
+    jam = pd.DataFrame({"origin": 1, "destination": 4, "depart_s": np.arange(60) * 2.0})
     routes = {}
     for flag in (False, True):
         tm = TrafficModel(net, route_on_departure=flag)
@@ -245,5 +248,5 @@ def test_route_on_departure_avoids_a_queue_that_formed_after_adding():
         tid = tm.add_trips(late)[0]
         tm.run_one_step(600)
         routes[flag] = tm.trips.route.iloc[tid]
-    assert routes[False] == [0, 1]     # planned at t = 0 on the empty network
-    assert routes[True] == [2, 3]      # at t = 400 s link 1 holds a standing queue
+    assert routes[False] == [0, 1, 4]     # planned at t = 0 on the empty network
+    assert routes[True] == [2, 3, 4]      # at t = 400 s link 1 holds a standing queue

@@ -67,8 +67,8 @@ class TrafficModel:
         signalized intersections: HCM 2010 ch. 18 / HCM 6th ed. ch. 19, default 2.0 s there): the
         queue starts to discharge this long after the start of green, at the same saturation flow
         (the effective green is shorter by it). Default 0 (off): the first-order model discharges at
-        capacity from the first second of green. Applied to whole steps (green from the first step
-        starting at least this long after the start of green).
+        capacity from the first second of green. Exact within the step: a step that holds the end
+        of the lost time (or of a green) passes that share of a step's capacity.
     record_links : bool
         Keep the link traversal log (``link_log``: entry and exit time of every vehicle on every
         link). Without it ``trips.route`` is the current plan.
