@@ -20,6 +20,9 @@ on the same 2 cores (4 Python paho publishers used to take most of a core).
 * ``--protocols 5,3.1.1`` repeats the two ingest STA cases over MQTT 3.1.1 (no MQTT 5 properties
   to decode per message; the broker must then allow enough unacknowledged messages in flight,
   ``max_inflight_messages 0``, which the benchmark broker sets).
+* ``bare_paho_shared_<K>proc_live`` (reference, ``--shared-ref K``, default 2): K bare paho
+  subscribers in separate processes sharing ``$share/bench/v1.1/+/Observations`` (MQTT 5): what
+  several decoding processes feeding one DuckDB writer could at best gain on this machine.
 * ``direct_insert`` reference: the same N observations through ``SensorStore.insert`` (no broker).
 * ``query_last_24h``: one datastream's last 24 h (1,440 rows) from a store of ``--rows`` rows
   (default 10 M: 1,000 datastreams x 10,000 one-minute values); median of 30 queries. Reference:
@@ -29,7 +32,7 @@ CPU seconds per observation are reported for the subscriber process (``sub_cpu_u
 publishers and the broker: on 2 shared cores the rate is bounded by their sum.
 
 Usage: ``python benchmarks/sensors_ingest.py [--n 100000] [--datastreams 10] [--rows 10000000]
-[--skip-query] [--protocols 5,3.1.1] [--repeat 1]``
+[--skip-query] [--protocols 5,3.1.1] [--repeat 1] [--shared-ref 2]``
 """
 from __future__ import annotations
 
@@ -245,6 +248,72 @@ def _case(n: int, tmp: Path, payloads, *, who: str, backlog: bool, protocol: str
         stop_pid(proc)
 
 
+SHARED_SUB = r"""
+import sys, time, paho.mqtt.client as mqtt
+port, k, group = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+got = [0, 0.0]
+def on_message(c, u, m):
+    got[0] += 1
+    got[1] = time.time()
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-shared{k}", protocol=mqtt.MQTTv5)
+c.on_message = on_message
+c.on_subscribe = lambda *a: print("ready", flush=True)
+c.connect("127.0.0.1", port)
+c.subscribe(f"$share/{group}/v1.1/+/Observations", qos=1)
+c.loop_start()
+for line in sys.stdin:                  # "report" -> count, last arrival, CPU seconds; "stop" ends
+    print(got[0], got[1], time.process_time(), flush=True)
+    if line.strip() == "stop":
+        break
+c.disconnect(); c.loop_stop()
+"""
+
+
+def _shared_bare(n: int, tmp: Path, payloads, n_proc: int) -> dict:
+    """Reference for the 'several decoding processes' idea: ``n_proc`` bare paho subscribers (MQTT 5,
+    QoS 1, auto-ack) in separate processes sharing ``$share/bench/v1.1/+/Observations``."""
+    proc, port = start_mosquitto(tmp)
+    try:
+        load0 = _load()
+        subs = [subprocess.Popen([sys.executable, "-c", SHARED_SUB, str(port), str(k), "bench"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True) for k in range(n_proc)]
+        for sp in subs:
+            assert sp.stdout.readline().strip() == "ready"
+        broker_cpu0 = _proc_cpu_s(proc.pid)
+        t_pub, pubs = _publish(port, payloads)
+        t_published, pub_cpu = _wait_publishers(pubs)
+        deadline = time.time() + 300
+        while True:                              # poll the subscribers' counts until all N are in
+            res = []
+            for sp in subs:
+                sp.stdin.write("report\n")
+                sp.stdin.flush()
+            res = [sp.stdout.readline().split() for sp in subs]
+            if sum(int(r[0]) for r in res) >= n:
+                break
+            if time.time() > deadline:
+                raise RuntimeError(f"shared subscribers got {sum(int(r[0]) for r in res)}/{n} in time")
+            time.sleep(0.2)
+        for sp in subs:
+            sp.stdin.write("stop\n")
+            sp.stdin.flush()
+            sp.stdout.readline()
+            sp.wait(30)
+        got = sum(int(r[0]) for r in res)
+        done_at = max(float(r[1]) for r in res)
+        dt = done_at - t_pub
+        return {"n": n, "received": got, "seconds": round(dt, 3), "obs_per_s": round(n / dt, 1), "protocol": "5",
+                "subscriber_processes": n_proc, "per_process": [int(r[0]) for r in res],
+                "publishers": len(payloads), "publisher": "mosquitto_pub -l (C), QoS 1",
+                "publish_obs_per_s": round(n / (t_published - t_pub), 1),
+                "sub_cpu_us_per_obs": round(sum(float(r[2]) for r in res) / n * 1e6, 1),
+                "pub_cpu_us_per_obs": round(pub_cpu / n * 1e6, 1),
+                "broker_cpu_us_per_obs": round((_proc_cpu_s(proc.pid) - broker_cpu0) / n * 1e6, 1),
+                "load_before": load0, "load_after": _load(), "cores": os.cpu_count()}
+    finally:
+        stop_pid(proc)
+
+
 def _direct(n: int, tmp: Path) -> float:
     ids = np.array([f"ds{i % 100}" for i in range(n)], dtype=object)
     t = np.datetime64("2020-01-01T00:00:00", "us") + (np.arange(n) // 100) * np.timedelta64(60, "s")
@@ -295,6 +364,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=1, help="repeat the STA live/backlog pairs")
     ap.add_argument("--skip-query", action="store_true")
     ap.add_argument("--skip-vendor", action="store_true")
+    ap.add_argument("--shared-ref", type=int, default=2, metavar="K",
+                    help="also K bare paho processes on one MQTT 5 shared subscription (0: skip)")
     a = ap.parse_args(argv)
     if MOSQUITTO_PUB is None:
         raise SystemExit("benchmarks/sensors_ingest.py needs mosquitto_pub (apt-get install mosquitto-clients)")
@@ -314,6 +385,10 @@ def main(argv=None) -> int:
                 kind = "backlog" if backlog else "live"
                 ref = _case(a.n, tmp, sta, who="bare", backlog=backlog)
                 emit(f"bare_paho_{kind}", ref)
+                if not backlog and a.shared_ref:
+                    r = _shared_bare(a.n, tmp, sta, a.shared_ref)
+                    emit(f"bare_paho_shared_{a.shared_ref}proc_live", r, bare_paho_obs_per_s=ref["obs_per_s"],
+                         ratio_to_bare_paho=round(r["obs_per_s"] / ref["obs_per_s"], 3))
                 for protocol in protocols:
                     r = _case(a.n, tmp, sta, who="ingester", backlog=backlog, protocol=protocol)
                     emit(f"mqtt_ingest_sta_{kind}" + ("" if protocol == "5" else "_mqtt311"), r,
