@@ -187,7 +187,7 @@ def _case(n: int, tmp: Path, payloads, *, who: str, backlog: bool, protocol: str
 
             def make():
                 ing = Ingester(f"mqtt://127.0.0.1:{port}", st, config, client_id=f"bench-ingest-{protocol}",
-                               flush_interval_s=0.1, protocol=protocol)
+                               protocol=protocol)      # the CLI's defaults: 0.2 s between commits
                 ing.on_batch = lambda res, n_rej: ((ing.stats.stored >= n or ing.stats.rejected) and not done.is_set()
                                                    and (setattr(ing, "done_at", time.time()) or done.set()))
                 th = threading.Thread(target=ing.run, daemon=True)
