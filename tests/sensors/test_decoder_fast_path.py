@@ -115,3 +115,16 @@ def test_fast_path_takes_the_common_shape():
     assert calls == []
     assert dec.sta_datastream(TOPIC.format("rg1")) == "rg1"
     assert dec.sta_datastream("v1.1/Things(1)/Observations") is None
+
+
+def test_non_bytes_payloads_take_the_general_path():
+    """json.loads would read a UTF-16 bytearray; the general path rejects anything not UTF-8."""
+    utf16 = json.dumps({"phenomenonTime": "2020-10-28T00:00:00Z", "result": 1.0}).encode("utf-16")
+    for payload in (bytearray(utf16), memoryview(utf16)):
+        out = Decoded()
+        _decoder().decode(TOPIC.format("rg1"), payload, np.datetime64("2020-10-28T00:00:00", "us"), out)
+        assert out.ids == [] and [r[2] for r in out.rejects] == ["payload is not UTF-8"]
+    out = Decoded()   # a str payload (tests, replay in-process) is decoded like bytes
+    _decoder().decode(TOPIC.format("rg1"), '{"phenomenonTime": "2020-10-28T00:00:00Z", "result": 1.0}',
+                      np.datetime64("2020-10-28T00:00:00", "us"), out)
+    assert out.ids == ["rg1"] and out.results == [1.0] and not out.rejects

@@ -288,9 +288,12 @@ class Decoder:
         "result": <finite number>}``, decoded with the least work; False (nothing appended) for
         anything else, which then takes the general path (:meth:`_sta`), so every accepted value is
         the same and every reject gets its reason there."""
+        tp = type(payload)
+        if tp is not bytes and tp is not str:               # bytearray/memoryview: the general path
+            return False
         try:
-            obj = json.loads(payload.decode("utf-8") if type(payload) is bytes else payload)
-        except (ValueError, TypeError, AttributeError):     # not UTF-8 / not JSON: the general path says why
+            obj = json.loads(payload.decode("utf-8") if tp is bytes else payload)
+        except ValueError:                                   # not UTF-8 / not JSON: the general path says why
             return False
         if type(obj) is not dict or len(obj) != 2:
             return False

@@ -89,8 +89,9 @@ class Ingester:
         self._generation = 0
         # rejects stored with an MQTT packet id but not yet acknowledged (also from a killed run):
         # only while there are any does a flush have to mark acknowledged ones in the table
-        self._unacked_rejects = int(self.store.con.execute(
-            "SELECT count(*) FROM rejects WHERE mqtt_acked = FALSE").fetchone()[0])
+        with self.store._lock:
+            self._unacked_rejects = int(self.store.con.execute(
+                "SELECT count(*) FROM rejects WHERE mqtt_acked = FALSE").fetchone()[0])
         self.protocol = str(protocol or mcfg.get("protocol", "5"))
         if self.protocol not in ("5", "3.1.1"):
             raise ValueError(f"mqtt.protocol must be '5' or '3.1.1', got {self.protocol!r}")
