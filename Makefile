@@ -46,10 +46,11 @@ core-only:
 		-DCMAKE_LIBRARY_OUTPUT_DIRECTORY=$(CURDIR)/twin/ >/dev/null
 	cmake --build build/core -j2
 
-# Debian packages for real services in the tests: an MQTT broker and a browser
+# Debian packages for real services in the tests: an MQTT broker (and its C clients, the
+# publishers of benchmarks/sensors_ingest.py) and a browser
 services:
-	@if ! command -v mosquitto >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then \
-		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends mosquitto chromium fonts-dejavu-core; \
+	@if ! command -v mosquitto >/dev/null 2>&1 || ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then \
+		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends mosquitto mosquitto-clients chromium fonts-dejavu-core; \
 	fi
 
 demo: core

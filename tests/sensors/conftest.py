@@ -21,7 +21,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_mosquitto(tmp: Path):
+def start_mosquitto(tmp: Path, max_inflight_messages: int | None = 0):
+    """``max_inflight_messages``: 0 = unlimited unacknowledged messages per MQTT 3.1.1 client
+    (MQTT 5 clients announce their own Receive Maximum); None = mosquitto's default (20)."""
     port = free_port()
     conf = tmp / "mosquitto.conf"
     conf.write_text(
@@ -29,7 +31,7 @@ def start_mosquitto(tmp: Path):
         "allow_anonymous true\n"
         "persistence false\n"
         "max_queued_messages 200000\n"     # the ingester's queue while it is down
-        "max_inflight_messages 0\n"
+        + ("" if max_inflight_messages is None else f"max_inflight_messages {int(max_inflight_messages)}\n") +
         "log_dest stderr\n"
         "log_type error\n"
         # stay this user: a privilege drop would clear the parent-death signal below

@@ -40,6 +40,7 @@ from twin.sensors.model import PROPERTIES, Datastream, Station, convert, get_pro
 
 LOCAL_TZ = "Asia/Ho_Chi_Minh"
 STA_TOPIC_RE = re.compile(r"^(?:[^/]+/)?Datastreams\((?:'([^']*)'|([^)]*))\)/Observations$")
+_MISS = object()
 
 
 # --------------------------------------------------------------------------------- config
@@ -159,7 +160,10 @@ def parse_result(value) -> float:
             raise ValueError(f"result {value!r} is not a number") from None
     if not isinstance(value, (int, float)):
         raise ValueError(f"result {value!r} is not a number")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:
+        raise ValueError(f"result {value!r} is not finite") from None
     if not np.isfinite(v):
         raise ValueError(f"result {value!r} is not finite")
     return v
@@ -219,7 +223,19 @@ class Decoder:
     def __init__(self, datastreams: dict[str, Datastream] | None = None, vendor: Iterable[dict] = ()):
         self.datastreams = dict(datastreams or {})
         self._factors: dict = {}
+        self._sta_ids: dict[str, str | None] = {}    # topic -> datastream id (None: not a SensorThings topic)
         self.vendor = [v if isinstance(v, VendorMapping) else VendorMapping(**v) for v in vendor]
+
+    def sta_datastream(self, topic: str) -> str | None:
+        """The datastream id of a SensorThings topic ``[v1.1/]Datastreams(<id>)/Observations`` (``'id'``
+        quoted or bare), or None; cached per topic (a city has a few thousand datastreams)."""
+        ds_id = self._sta_ids.get(topic, _MISS)
+        if ds_id is _MISS:
+            m = STA_TOPIC_RE.match(topic)
+            ds_id = None if m is None else (m.group(1) if m.group(1) is not None else m.group(2))
+            if len(self._sta_ids) < 100_000:
+                self._sta_ids[topic] = ds_id
+        return ds_id
 
     def _convert(self, ds_id: str, value: float, unit: str | None) -> float:
         key = (ds_id, unit)
@@ -238,10 +254,11 @@ class Decoder:
         return value * f
 
     def decode(self, topic: str, payload: bytes | str, received_time, out: Decoded):
+        ds_id = self.sta_datastream(topic)
+        if ds_id and self._sta_fast(ds_id, payload, out, topic):
+            return
         try:
-            m = STA_TOPIC_RE.match(topic)
-            if m is not None:
-                ds_id = m.group(1) if m.group(1) is not None else m.group(2)
+            if ds_id is not None:
                 self._sta(ds_id, payload, out, topic)
                 return
             for vm in self.vendor:
@@ -265,6 +282,51 @@ class Decoder:
             return json.loads(payload)
         except json.JSONDecodeError as exc:
             raise ValueError(f"payload is not JSON: {exc}") from None
+
+    def _sta_fast(self, ds_id, payload, out, topic) -> bool:
+        """The exact shape SensorThings devices publish, ``{"phenomenonTime": "YYYY-MM-DDTHH:MM:SSZ",
+        "result": <finite number>}``, decoded with the least work; False (nothing appended) for
+        anything else, which then takes the general path (:meth:`_sta`), so every accepted value is
+        the same and every reject gets its reason there."""
+        tp = type(payload)
+        if tp is not bytes and tp is not str:               # bytearray/memoryview: the general path
+            return False
+        try:
+            obj = json.loads(payload.decode("utf-8") if tp is bytes else payload)
+        except ValueError:                                   # not UTF-8 / not JSON: the general path says why
+            return False
+        if type(obj) is not dict or len(obj) != 2:
+            return False
+        t = obj.get("phenomenonTime")
+        r = obj.get("result")
+        if type(t) is not str or len(t) != 20 or t[19] != "Z" or t[10] != "T":
+            return False
+        tr = type(r)
+        if tr is int:
+            try:
+                r = float(r)
+            except OverflowError:
+                return False
+        elif tr is not float or r - r != 0.0:                # NaN and infinities take the general path
+            return False
+        try:
+            tt = np.datetime64(t[:19], "us")
+        except ValueError:
+            return False
+        f = self._factors.get((ds_id, None))
+        if f is None:
+            if not ds_id.strip():
+                return False
+            try:
+                f = self._convert(ds_id, 1.0, None)
+            except (ValueError, KeyError, TypeError):
+                return False
+        out.ids.append(ds_id)
+        out.times.append(tt)
+        out.results.append(r * f)
+        out.payloads.append(payload)
+        out.topics.append(topic)
+        return True
 
     def _sta(self, ds_id, payload, out, topic):
         if not ds_id.strip():

@@ -87,6 +87,11 @@ class Ingester:
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._generation = 0
+        # rejects stored with an MQTT packet id but not yet acknowledged (also from a killed run):
+        # only while there are any does a flush have to mark acknowledged ones in the table
+        with self.store._lock:
+            self._unacked_rejects = int(self.store.con.execute(
+                "SELECT count(*) FROM rejects WHERE mqtt_acked = FALSE").fetchone()[0])
         self.protocol = str(protocol or mcfg.get("protocol", "5"))
         if self.protocol not in ("5", "3.1.1"):
             raise ValueError(f"mqtt.protocol must be '5' or '3.1.1', got {self.protocol!r}")
@@ -171,10 +176,13 @@ class Ingester:
             if qos > 0 and gen == gen_now:
                 self.client.ack(mid, qos)
                 acked.append(mid)
-        if acked:
+        self._unacked_rejects += len(rejects)
+        if acked and self._unacked_rejects > 0:
             with self.store._lock:
-                self.store.con.execute("UPDATE rejects SET mqtt_acked = TRUE WHERE mqtt_acked = FALSE AND "
-                                       "mqtt_mid IN (SELECT unnest(?::INTEGER[]))", [acked])
+                n_marked = self.store.con.execute(
+                    "UPDATE rejects SET mqtt_acked = TRUE WHERE mqtt_acked = FALSE AND "
+                    "mqtt_mid IN (SELECT unnest(?::INTEGER[]))", [acked]).fetchone()[0]
+            self._unacked_rejects = max(0, self._unacked_rejects - int(n_marked))
         self.stats.received += len(buf)
         self.stats.stored += res.inserted
         self.stats.redelivered += res.redelivered
