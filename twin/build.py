@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from twin.couplings import LinkDepthSampler, hazard_class, hazard_rating, speed_factor_from_depth, HAZARD_CLASSES
+from twin.couplings import LinkDepthSampler, RoadWaterLevel, hazard_class, hazard_rating, speed_factor_from_depth, HAZARD_CLASSES
 from twin.scenario import Scenario
 
 __all__ = ["build_twin", "Twin", "Event", "idf_intensity_mm_per_h", "design_hyetograph", "tide_stage",
@@ -180,6 +180,7 @@ class Twin:
     initial_depth: np.ndarray | None = None  # water at t = 0 (permanent water bodies)
     urban: np.ndarray | bool = True
     link_sampler: LinkDepthSampler | None = None
+    road_water: RoadWaterLevel | None = None  # bridges and bank roads meet water above the banks only
     traffic_network: Any = None
     manual_closed: np.ndarray | None = None
     link_depth: np.ndarray | None = None
@@ -266,6 +267,8 @@ class Twin:
         d = self.depth()
         if d is None:
             return
+        if self.road_water is not None:
+            d = self.road_water.met_depth(d)
         self.link_depth = self.link_sampler.max(d)
         self.traffic.set_link_depth(self.link_depth)
 
@@ -788,6 +791,10 @@ def _build_traffic(tw: Twin) -> None:
     L = net.n_links
     tw.link_sampler = LinkDepthSampler(net.links, tw.terrain.transform, tw.terrain.shape,
                                        tr.depth_sample_spacing_m, valid=tw.terrain.valid)
+    if tw.initial_depth is not None:
+        # roads over rivers and the lagoon are bridges or bank roads: not the channel depth
+        tw.road_water = RoadWaterLevel(tw.terrain.elevation, tw.initial_depth >= 0.05, tw.terrain.valid,
+                                       tw.initial_depth)
     tw.manual_closed = np.zeros(L, bool)
     tw.link_depth = np.zeros(L)
     if tr.background_trips_per_day > 0:

@@ -5,6 +5,8 @@
   worst section).
 - :func:`speed_factor_from_depth` — Pregnolato et al. (2017) depth–disruption curve.
 - :func:`hazard_rating` — HR = d·(v + 0.5) + DF (Defra/Environment Agency FD2321/TR2, 2006).
+- :class:`RoadWaterLevel` — flood depth → the water a road user meets: on bridges and bank roads in
+  permanent-water cells (rivers, lagoon), only the water above the deck, not the channel depth.
 
 References
 - Pregnolato, M., Ford, A., Wilkinson, S. M., Dawson, R. J. (2017). The impact of flooding on road
@@ -18,6 +20,7 @@ import numpy as np
 
 __all__ = [
     "LinkDepthSampler",
+    "RoadWaterLevel",
     "speed_factor_from_depth",
     "hazard_rating",
     "hazard_class",
@@ -68,6 +71,57 @@ def hazard_class(hr: np.ndarray) -> np.ndarray:
     """Index into :data:`HAZARD_CLASSES` (0 low … 3 extreme)."""
     edges = np.array([c[2] for c in HAZARD_CLASSES[:-1]])
     return np.searchsorted(edges, np.asarray(hr, dtype=float), side="right")
+
+
+class RoadWaterLevel:
+    """The water a road user meets, from the flood depth.
+
+    A road in a permanent-water cell (river, lagoon: ``water`` mask) is a bridge or a road on the bank:
+    it stands on the banks, not on the channel bed. Its deck is taken at the level of the nearest
+    banks, the highest land cell within the first ring of cells (1, 2, … ``radius_cells``) that holds
+    any land, and never below the cell's normal water surface ``z + h0``. People and vehicles there meet
+    ``max(0, z + h - deck)``: nothing while the river stays within its banks, the overtopping depth once
+    it leaves them. Where no land lies within the radius (open lagoon), the deck is the normal surface,
+    so they meet the rise above normal. On land cells the flood depth is met as it is.
+
+    Bridges in the road data have no deck heights, so this bank rule stands in for them; a bridge
+    deck is usually at least at bank level (approach embankments), so it errs on the side of letting
+    traffic cross until the banks overtop.
+    """
+
+    def __init__(self, elevation: np.ndarray, water: np.ndarray, valid: np.ndarray | None = None,
+                 normal_depth: np.ndarray | None = None, radius_cells: int = 3):
+        from scipy import ndimage
+
+        z = np.asarray(elevation, dtype=float)
+        water = np.asarray(water, dtype=bool)
+        if water.shape != z.shape:
+            raise ValueError(f"RoadWaterLevel: water mask shape {water.shape} != elevation shape {z.shape}")
+        valid = np.ones(z.shape, bool) if valid is None else np.asarray(valid, dtype=bool)
+        h0 = np.zeros(z.shape) if normal_depth is None else np.nan_to_num(np.asarray(normal_depth, float))
+        land = valid & ~water & np.isfinite(z)
+        land_z = np.where(land, z, -np.inf)
+        bank = np.full(z.shape, -np.inf)
+        todo = water & valid
+        for r in range(1, max(1, int(radius_cells)) + 1):
+            if not todo.any():
+                break
+            m = ndimage.maximum_filter(land_z, size=2 * r + 1, mode="constant", cval=-np.inf)
+            take = todo & np.isfinite(m)
+            bank[take] = m[take]
+            todo &= ~take
+        surface0 = np.where(valid, np.nan_to_num(z) + h0, -np.inf)
+        self.water = water & valid
+        self.deck = np.where(self.water, np.maximum(bank, surface0), np.nan)
+        self._z = np.nan_to_num(z)
+
+    def met_depth(self, depth: np.ndarray) -> np.ndarray:
+        """Depth met on roads (same shape as ``depth``; NaN counts as dry)."""
+        d = np.nan_to_num(np.asarray(depth, dtype=float), nan=0.0)
+        if not self.water.any():
+            return d
+        above = np.maximum(self._z + d - np.nan_to_num(self.deck, nan=np.inf), 0.0)
+        return np.where(self.water, above, d)
 
 
 def depth_class_areas(depth: np.ndarray, cell_area_m2: float, valid: np.ndarray | None = None) -> dict[str, float]:

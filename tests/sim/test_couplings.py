@@ -44,3 +44,55 @@ def test_depth_class_areas():
     d = np.array([[0.05, 0.2, 0.4], [0.7, 1.5, 3.0]])
     a = depth_class_areas(d, 100.0)
     assert a == {"0.1-0.3m": 100.0, "0.3-0.5m": 100.0, "0.5-1m": 100.0, "1-2m": 100.0, ">2m": 100.0}
+
+
+def _river_valley():
+    """A 3-cell river (columns 4-6) between banks at 3 m; channel bed at -1 m holding 2 m of water
+    (normal surface 1 m); a wide lagoon block (rows 0-8, columns 12-19) with no land within 3 cells
+    of its middle."""
+    z = np.full((9, 20), 3.0)
+    z[:, 4:7] = -1.0
+    z[:, 12:] = -2.0
+    water = np.zeros(z.shape, bool)
+    water[:, 4:7] = True
+    water[:, 12:] = True
+    h0 = np.where(water, 1.0 - z, 0.0)  # normal surface at 1 m everywhere in the water
+    return z, water, h0
+
+
+def test_road_water_level_bridges_meet_only_water_above_the_banks():
+    from twin.couplings import RoadWaterLevel
+
+    z, water, h0 = _river_valley()
+    rw = RoadWaterLevel(z, water, normal_depth=h0, radius_cells=3)
+    assert rw.deck[4, 5] == 3.0                      # deck at bank level, not the bed
+    # normal level: nobody on the bridge meets the 2 m of channel water
+    assert rw.met_depth(h0)[4, 5] == 0.0
+    # river 1.5 m above normal (surface 2.5 m): still within the banks
+    d = h0 + np.where(water, 1.5, 0.0)
+    assert rw.met_depth(d)[4, 5] == 0.0
+    # overtopping: surface 3.4 m, 0.4 m above the banks; land cells meet their own depth
+    d = np.where(water, 3.4 - z, 0.4)
+    met = rw.met_depth(d)
+    assert abs(met[4, 5] - 0.4) < 1e-12 and abs(met[4, 0] - 0.4) < 1e-12
+    # open lagoon (no land within 3 cells of column 16... the middle columns 15-19 at the east edge):
+    # the deck is the normal surface, so people meet the rise above normal
+    assert rw.deck[4, 19] == 1.0
+    assert abs(rw.met_depth(h0 + 0.3)[4, 19] - 0.3) < 1e-12
+    # NaN depth counts as dry
+    assert rw.met_depth(np.full(z.shape, np.nan)).max() == 0.0
+
+
+def test_bridge_links_stay_open_while_the_river_stays_in_its_banks():
+    """The coupling roads <- flood with the bank rule: a link across the river reads 0 m while the
+    river runs 1.5 m above normal in its banks (the plain sampler reads the channel depth, 3.5 m)."""
+    from twin.couplings import RoadWaterLevel
+
+    z, water, h0 = _river_valley()
+    tr = Affine(10, 0, 0, 0, -10, 90)
+    links = pd.DataFrame({"geometry": [LineString([(5, 45), (115, 45)])]})  # x 5..115 m: over the river
+    s = LinkDepthSampler(links, tr, z.shape, spacing_m=5.0)
+    d = h0 + np.where(water, 1.5, 0.0)
+    assert s.max(d)[0] == 3.5
+    rw = RoadWaterLevel(z, water, normal_depth=h0)
+    assert s.max(rw.met_depth(d))[0] == 0.0

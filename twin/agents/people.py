@@ -20,6 +20,8 @@ import mesa
 import numpy as np
 import pandas as pd
 
+from twin.couplings import RoadWaterLevel
+
 from .hazard import HAZARD_CLASSES, hazard_class, hazard_rating
 from .params import CHANNELS, PeopleParams
 from .routing import RoadGraph
@@ -206,7 +208,10 @@ class PeopleModel(mesa.Model):
         w0 = getattr(city, "water_depth0", None)
         w0 = np.zeros(ny * nx) if w0 is None else np.nan_to_num(np.asarray(w0, float).ravel())
         wet |= w0 > 0.05
-        self._wet_cells, self._normal_depth = wet, np.where(wet, w0, 0.0)
+        self._wet_cells = wet
+        # on bridges and bank roads in those cells people meet the water above the banks only
+        self._road_water = RoadWaterLevel(np.asarray(self.terrain.elevation, float), wet.reshape(ny, nx),
+                                          np.asarray(self.terrain.valid), np.where(wet, w0, 0.0).reshape(ny, nx))
         # ward codes as in ward_raster (the bundle's ward_id; names map to them for warnings)
         wcol = "ward_id" if "ward_id" in pop.columns else "ward"
         wcode = pop[wcol].to_numpy()
@@ -457,9 +462,9 @@ class PeopleModel(mesa.Model):
         d = self._field(flood_depth, "flood_depth")
         v = self._field(flood_speed, "flood_speed")
         if d is not None and self._wet_cells.any():
-            # People are in a river or lagoon cell only on a bridge or a road along it: what
-            # they meet there is the water above the cell's normal level, not the channel depth.
-            d = np.where(self._wet_cells, np.maximum(d - self._normal_depth, 0.0), d)
+            # People are in a river or lagoon cell only on a bridge or a road along it: what they
+            # meet there is the water above the deck (bank level), not the channel depth.
+            d = self._road_water.met_depth(d.reshape(self.shape)).ravel()
         self._depth, self._speed = d, v
         t0, t1 = self.time_s, self.time_s + dt
         while self.pending_warnings and self.pending_warnings[0][0] < t1:
