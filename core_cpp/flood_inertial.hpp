@@ -295,13 +295,16 @@ TWIN_FLOOD_INLINE void flux_row(const StepArgs<T>& a, std::int64_t k, T* __restr
         const T* __restrict mn = a.manning_per_cell ? a.manning + k * nx : nullptr;
         const T* __restrict pT = a.qy + k * nx;        // y faces north of the row
         const T* __restrict pB = a.qy + (k + 1) * nx;  // and south of it
-        // interior x faces c = 1..nx-1 between cells c-1 and c
+        // interior x faces c = 1..nx-1 between cells c-1 and c; after a chunk with a wet face the next
+        // chunk is computed without the dry check (in wet areas the check would be wasted work)
+        int wet_prev = 0;
         for (std::int64_t c0 = 1; c0 < nx; c0 += kFluxChunk) {
             const std::int64_t c1 = std::min(nx, c0 + kFluxChunk);
-            if (!any_wet_x(z, h, c0, c1)) {
+            if (!wet_prev && !any_wet_x(z, h, c0, c1)) {
                 std::fill(fx + c0, fx + c1, T(0));
                 continue;
             }
+            int wet = 0;
             if (mn) {
                 #pragma GCC ivdep
                 for (std::int64_t c = c0; c < c1; ++c) {
@@ -310,6 +313,7 @@ TWIN_FLOOD_INLINE void flux_row(const StepArgs<T>& a, std::int64_t k, T* __restr
                     const T n = T(0.5) * (mn[c - 1] + mn[c]);
                     const T qp = T(0.25) * ((pT[c - 1] + pT[c]) + (pB[c - 1] + pB[c]));
                     fx[c] = face_flux<T>(eL, eR, hf, q[c], q[c - 1] + q[c + 1], qp, n * n, g_dt, inv_dx, theta);
+                    wet |= (hf > T(kDepthThresh)) ? 1 : 0;
                 }
             } else {
                 #pragma GCC ivdep
@@ -318,8 +322,10 @@ TWIN_FLOOD_INLINE void flux_row(const StepArgs<T>& a, std::int64_t k, T* __restr
                     const T hf = std::max(eL, eR) - std::max(z[c - 1], z[c]);
                     const T qp = T(0.25) * ((pT[c - 1] + pT[c]) + (pB[c - 1] + pB[c]));
                     fx[c] = face_flux<T>(eL, eR, hf, q[c], q[c - 1] + q[c + 1], qp, n2u, g_dt, inv_dx, theta);
+                    wet |= (hf > T(kDepthThresh)) ? 1 : 0;
                 }
             }
+            wet_prev = wet;
         }
         // levee faces on this row: recompute with the crest
         if (a.lev_x_ptr) {
@@ -364,12 +370,14 @@ TWIN_FLOOD_INLINE void flux_row(const StepArgs<T>& a, std::int64_t k, T* __restr
     const T* __restrict qD = a.qy + (k + 1) * nx;
     const T* __restrict pU = a.qx + (k - 1) * (nx + 1);  // x faces of the row above
     const T* __restrict pD = a.qx + k * (nx + 1);        // and of the row below
+    int wet_prev = 0;  // as for the x faces
     for (std::int64_t c0 = 0; c0 < nx; c0 += kFluxChunk) {
         const std::int64_t c1 = std::min(nx, c0 + kFluxChunk);
-        if (!any_wet_y(zU, hU, zD, hD, c0, c1)) {
+        if (!wet_prev && !any_wet_y(zU, hU, zD, hD, c0, c1)) {
             std::fill(fy + c0, fy + c1, T(0));
             continue;
         }
+        int wet = 0;
         if (a.manning_per_cell) {
             const T* __restrict mU = a.manning + (k - 1) * nx;
             const T* __restrict mD = a.manning + k * nx;
@@ -380,6 +388,7 @@ TWIN_FLOOD_INLINE void flux_row(const StepArgs<T>& a, std::int64_t k, T* __restr
                 const T n = T(0.5) * (mU[c] + mD[c]);
                 const T qp = T(0.25) * ((pU[c] + pU[c + 1]) + (pD[c] + pD[c + 1]));
                 fy[c] = face_flux<T>(eL, eR, hf, q[c], qU[c] + qD[c], qp, n * n, g_dt, inv_dx, theta);
+                wet |= (hf > T(kDepthThresh)) ? 1 : 0;
             }
         } else {
             #pragma GCC ivdep
@@ -388,8 +397,10 @@ TWIN_FLOOD_INLINE void flux_row(const StepArgs<T>& a, std::int64_t k, T* __restr
                 const T hf = std::max(eL, eR) - std::max(zU[c], zD[c]);
                 const T qp = T(0.25) * ((pU[c] + pU[c + 1]) + (pD[c] + pD[c + 1]));
                 fy[c] = face_flux<T>(eL, eR, hf, q[c], qU[c] + qD[c], qp, n2u, g_dt, inv_dx, theta);
+                wet |= (hf > T(kDepthThresh)) ? 1 : 0;
             }
         }
+        wet_prev = wet;
     }
     if (a.lev_y_ptr) {
         for (std::int64_t p = a.lev_y_ptr[k]; p < a.lev_y_ptr[k + 1]; ++p) {
