@@ -48,7 +48,7 @@ void visit_state(Engine& e, F&& f) {
     f("cls", e.cls); f("state", e.state); f("informed", e.informed); f("origin", e.origin); f("dest", e.dest);
     f("cur", e.cur); f("vnext", e.vnext); f("r_off", e.r_off); f("r_len", e.r_len); f("r_pos", e.r_pos);
     f("log_cur", e.log_cur); f("depart", e.depart); f("arrive", e.arrive); f("t_enter", e.t_enter);
-    f("t_ready", e.t_ready); f("t_loss", e.t_loss); f("pool", e.pool); f("pending", e.pending);
+    f("t_ready", e.t_ready); f("t_loss", e.t_loss); f("acc_carry", e.acc_carry); f("pool", e.pool); f("pending", e.pending);
     f("log_veh", e.log_veh); f("log_link", e.log_link); f("log_tin", e.log_tin); f("log_tout", e.log_tout);
 }
 
@@ -412,7 +412,7 @@ void register_traffic(py::module_& m) {
                  auto cap = [](const auto& v) { return v.capacity() * sizeof(v[0]); };
                  veh = cap(e.cls) + cap(e.state) + cap(e.informed) + cap(e.origin) + cap(e.dest) + cap(e.cur) +
                        cap(e.vnext) + cap(e.r_off) + cap(e.r_len) + cap(e.r_pos) + cap(e.log_cur) +
-                       cap(e.depart) + cap(e.arrive) + cap(e.t_enter) + cap(e.t_ready) + cap(e.t_loss) + cap(e.pending);
+                       cap(e.depart) + cap(e.arrive) + cap(e.t_enter) + cap(e.t_ready) + cap(e.t_loss) + cap(e.acc_carry) + cap(e.pending);
                  const size_t log = cap(e.log_veh) + cap(e.log_link) + cap(e.log_tin) + cap(e.log_tout);
                  links = cap(e.depth) + cap(e.veff) + cap(e.qeff) + cap(e.closed_manual) + cap(e.closed_mask) +
                          cap(e.Nup) + cap(e.Ndown) + cap(e.rel_credit) + cap(e.recv_credit) + cap(e.ndlag) +
@@ -463,7 +463,7 @@ void register_traffic(py::module_& m) {
                 require(n == L, "traffic state: a link array has the wrong length");
             for (size_t n : {e.state.size(), e.informed.size(), e.origin.size(), e.dest.size(), e.cur.size(),
                              e.vnext.size(), e.r_off.size(), e.r_len.size(), e.r_pos.size(), e.log_cur.size(),
-                             e.depart.size(), e.arrive.size(), e.t_enter.size(), e.t_ready.size(), e.t_loss.size()})
+                             e.depart.size(), e.arrive.size(), e.t_enter.size(), e.t_ready.size(), e.t_loss.size(), e.acc_carry.size()})
                 require(n == V, "traffic state: a trip array has the wrong length");
             for (size_t n : {e.log_link.size(), e.log_tin.size(), e.log_tout.size()})
                 require(n == G, "traffic state: a log array has the wrong length");

@@ -246,6 +246,7 @@ int64_t Engine::add(const int32_t* o, const int32_t* d, const double* dep, const
     t_enter.resize(N, std::numeric_limits<double>::quiet_NaN());
     t_ready.resize(N, std::numeric_limits<double>::quiet_NaN());
     t_loss.resize(N, 0.0);
+    acc_carry.resize(N, 0.0);
     std::vector<int32_t> vs(n);
     for (int64_t k = 0; k < n; ++k) {
         const int64_t v = first + k;
@@ -425,16 +426,26 @@ void Engine::push_link(int32_t v, int32_t j, double te, double held) {
     cur[v] = j;
     t_enter[v] = te;
     t_ready[v] = te + net.length[j] / veff[j];
-    double loss = 0.0;
+    double want = acc_carry[v];  // the rest of a start begun on an earlier (short) link
     if (held > EPS) {
         const double a = accel[cls[v]];
-        if (a < INF) loss = std::min(held, veff[j] / (2.0 * a));
+        if (a < INF) {
+            want = std::max(want, std::min(held, veff[j] / (2.0 * a)));
+            n_accel_starts++;
+        }
+    }
+    double loss = 0.0;
+    if (want > 0.0) {
+        // a link takes at most floor(L / (w dt)) dt - dt of it (39 s on a 300 m link, 1 s on a 20 m
+        // one at dt = 1 s), the rest carries on to the next links (a car needs v^2 / (2 a) = 37 m to
+        // reach 50 km/h): its history can then be shifted before it is read (see shift_history),
+        // so a short link fed at capacity keeps its capacity
+        const double cap = std::max(0.0, (std::floor(net.length[j] / (net.w[j] * dt) + 1e-9) - 1.0) * dt);
+        loss = std::min(want, cap);
+        acc_carry[v] = want - loss;
     }
     t_loss[v] = loss;
-    if (loss > 0.0) {
-        t_ready[v] += loss;
-        n_accel_starts++;
-    }
+    if (loss > 0.0) t_ready[v] += loss;
     const double p = pcu[cls[v]];
     Nup[j] += p;
     entries_total[j]++;

@@ -95,6 +95,7 @@ public:
     std::vector<int32_t> origin, dest, cur, vnext, r_off, r_len, r_pos, log_cur;
     std::vector<double> depart, arrive, t_enter, t_ready;
     std::vector<double> t_loss;  // acceleration loss on the current link (s), part of t_ready - t_enter
+    std::vector<double> acc_carry;  // acceleration loss still to come on the next links (short links)
     std::vector<int32_t> pool;     // routes (link ids), a vehicle's route is pool[r_off .. r_off+r_len)
     std::vector<int32_t> pending;  // not yet departed, sorted by (depart, id)
     int64_t pend_ptr = 0;

@@ -218,3 +218,40 @@ def test_restart_with_acceleration_is_bit_identical():
     assert a.counts()["accel_starts"] > 100
     assert np.array_equal(a.trips.arrive_s.to_numpy(), b.trips.arrive_s.to_numpy(), equal_nan=True)
     assert a.link_log.equals(b.link_log) and a.counts() == b.counts()
+
+
+def test_start_on_short_links_carries_over_and_totals_v_over_2a():
+    # red at node 1, then five 20 m links: a link takes at most floor(L / (w dt)) dt - dt = 1 s of
+    # the loss (the rest carries on), so the car still loses v / (2 a) in total over the chain
+    lengths = [600.0] + [20.0] * 5 + [600.0]
+    x = np.concatenate([[0.0], np.cumsum(lengths)])
+    nodes = pd.DataFrame({"id": np.arange(len(x)), "x": x, "y": 0.0,
+                          "signal_phases_s": [None, (100.0, 100.0)] + [None] * (len(x) - 2)})
+    links = pd.DataFrame({"from": np.arange(len(lengths)), "to": np.arange(1, len(x)), "length_m": lengths,
+                          "lanes": 1.0, "free_speed_mps": VF, "signal_group": [1] + [-1] * (len(lengths) - 1)})
+    net = RoadNetwork.from_frames(nodes, links)
+    arrive = {}
+    for acc in (None, "default"):
+        tm = TrafficModel(net, accel_mps2=acc)
+        tm.add_trips(pd.DataFrame({"origin": [0], "destination": [len(x) - 1], "depart_s": [0.0]}))
+        tm.run_one_step(400.0)
+        arrive[acc] = float(tm.trips.arrive_s.iloc[0])
+        if acc is not None:
+            log = tm.link_log.sort_values("enter_s")
+            dur = (log.exit_s - log.enter_s).to_numpy()
+            assert (dur[1:6] <= 20.0 / VF + 1.0 + 1.0 + TOL).all()   # L/v + at most 1 s loss + one step
+    assert arrive["default"] - arrive[None] == pytest.approx(VF / (2 * 2.6), abs=TOL)
+
+
+@pytest.mark.parametrize("length", [20.0, 100.0, 600.0])
+def test_links_fed_from_a_queue_keep_their_capacity(length):
+    # a 2-lane queue discharges into a 1-lane link of this length: every car enters from a stop,
+    # yet the link passes capacity x time (within one vehicle over 1,800 s), as without acceleration
+    from .conftest import QCAP, corridor
+    tm = TrafficModel(corridor([600.0, length, 600.0], [2, 1, 1]))
+    n = int(3600 * 1.5 * QCAP)
+    tm.add_trips(pd.DataFrame({"origin": 0, "destination": 3, "depart_s": np.linspace(0, 3600, n)}))
+    tm.run_one_step(2700.0)
+    ex = tm.link_log.query("link_id == 1").exit_s.dropna().to_numpy()
+    assert abs(((ex >= 900) & (ex < 2700)).sum() - 1800 * QCAP) <= 1.0
+    assert tm.counts()["accel_starts"] > 1000
