@@ -87,7 +87,8 @@ class TrafficModel:
         link's current (flood-reduced) free speed: the time a constant-acceleration start costs
         against a flying start, capped by the time it was held (a vehicle held briefly only slowed
         down). It is added to that vehicle's earliest exit time from the link, so FIFO order and every
-        capacity stay as they are. Departures are flying starts (SUMO ``departSpeed="max"``), so an
+        capacity stay as they are (a link takes at most floor(L / (w dt)) dt - dt of a loss, the
+        rest carries on to the next links; a vehicle never leaves a link before the one ahead). Departures are flying starts (SUMO ``departSpeed="max"``), so an
         empty link still takes exactly L/v. With acceleration on, keep ``startup_lost_time_s`` at 0:
         the lost time at green is what acceleration produces.
     record_links : bool
