@@ -44,16 +44,18 @@ void visit_state(Engine& e, F&& f) {
     f("head", e.head); f("tail", e.tail); f("wait_head", e.wait_head); f("wait_tail", e.wait_tail);
     f("nveh", e.nveh); f("nwait", e.nwait); f("nemerg", e.nemerg); f("exits_total", e.exits_total); f("entries_total", e.entries_total);
     f("hist", e.hist); f("debt_to", e.debt_to);
+    f("shift", e.shift); f("dcont_prev", e.dcont_prev); f("last_exit", e.last_exit);
     f("cls", e.cls); f("state", e.state); f("informed", e.informed); f("origin", e.origin); f("dest", e.dest);
     f("cur", e.cur); f("vnext", e.vnext); f("r_off", e.r_off); f("r_len", e.r_len); f("r_pos", e.r_pos);
     f("log_cur", e.log_cur); f("depart", e.depart); f("arrive", e.arrive); f("t_enter", e.t_enter);
-    f("t_ready", e.t_ready); f("pool", e.pool); f("pending", e.pending);
+    f("t_ready", e.t_ready); f("t_loss", e.t_loss); f("acc_carry", e.acc_carry); f("pool", e.pool); f("pending", e.pending);
     f("log_veh", e.log_veh); f("log_link", e.log_link); f("log_tin", e.log_tin); f("log_tout", e.log_tout);
 }
 
 #define TWIN_TRAFFIC_SCALARS(X) \
     X(step_k) X(pend_ptr) X(n_departed) X(n_arrived) X(n_stalled) X(n_stranded) X(n_waiting) X(n_onlink) \
-    X(n_reroutes) X(reroute_every) X(route_on_departure) X(emergency_overtake) X(n_teleports) X(teleport_steps) X(startup_lost_s)
+    X(n_reroutes) X(reroute_every) X(route_on_departure) X(emergency_overtake) X(n_teleports) X(teleport_steps) X(startup_lost_s) \
+    X(n_accel_starts)
 
 void check_ids(const carray<int32_t>& a, int32_t n, const char* name, const char* what) {
     const int32_t* p = a.data();
@@ -337,6 +339,30 @@ void register_traffic(py::module_& m) {
                 e.startup_lost_s = v;
             })
         .def_property(
+            "accel_mps2",
+            [](const Engine& e) {
+                py::array_t<double> a(N_CLASSES);
+                for (int c = 0; c < N_CLASSES; ++c) a.mutable_data()[c] = e.accel[c];
+                return a;
+            },
+            [](Engine& e, carray<double> a) {
+                require_size(a, N_CLASSES, "accel_mps2");
+                for (int c = 0; c < N_CLASSES; ++c) {
+                    const double v = a.data()[c];
+                    if (!(v > 0.0) || std::isnan(v)) {
+                        std::ostringstream s;
+                        s << "accel_mps2: value " << v << " for class " << c
+                          << " must be > 0 (inf: no acceleration loss)";
+                        fail(s.str());
+                    }
+                }
+                e.accel_on = 0;
+                for (int c = 0; c < N_CLASSES; ++c) {
+                    e.accel[c] = a.data()[c];
+                    if (e.accel[c] < traffic::INF) e.accel_on = 1;
+                }
+            })
+        .def_property(
             "teleport_steps", [](const Engine& e) { return e.teleport_steps; },
             [](Engine& e, int64_t v) {
                 require(v >= 0, "teleport_steps: must be >= 0");
@@ -386,13 +412,13 @@ void register_traffic(py::module_& m) {
                  auto cap = [](const auto& v) { return v.capacity() * sizeof(v[0]); };
                  veh = cap(e.cls) + cap(e.state) + cap(e.informed) + cap(e.origin) + cap(e.dest) + cap(e.cur) +
                        cap(e.vnext) + cap(e.r_off) + cap(e.r_len) + cap(e.r_pos) + cap(e.log_cur) +
-                       cap(e.depart) + cap(e.arrive) + cap(e.t_enter) + cap(e.t_ready) + cap(e.pending);
+                       cap(e.depart) + cap(e.arrive) + cap(e.t_enter) + cap(e.t_ready) + cap(e.t_loss) + cap(e.acc_carry) + cap(e.pending);
                  const size_t log = cap(e.log_veh) + cap(e.log_link) + cap(e.log_tin) + cap(e.log_tout);
                  links = cap(e.depth) + cap(e.veff) + cap(e.qeff) + cap(e.closed_manual) + cap(e.closed_mask) +
                          cap(e.Nup) + cap(e.Ndown) + cap(e.rel_credit) + cap(e.recv_credit) + cap(e.ndlag) +
                          cap(e.Rlink) + cap(e.head) + cap(e.tail) + cap(e.wait_head) + cap(e.wait_tail) +
                          cap(e.nveh) + cap(e.nwait) + cap(e.exits_total) + cap(e.entries_total) + cap(e.hist) +
-                         cap(e.debt_to);
+                         cap(e.debt_to) + cap(e.shift) + cap(e.dcont_prev) + cap(e.last_exit);
                  py::dict d;
                  d["vehicles"] = veh;
                  d["routes"] = cap(e.pool);
@@ -432,11 +458,12 @@ void register_traffic(py::module_& m) {
                              e.qeff.size(), e.closed_manual.size(), e.closed_mask.size(), e.Nup.size(),
                              e.Ndown.size(), e.rel_credit.size(), e.recv_credit.size(), e.ndlag.size(),
                              e.head.size(), e.head_since.size(), e.tail.size(), e.wait_head.size(), e.wait_tail.size(), e.nveh.size(),
-                             e.nwait.size(), e.nemerg.size(), e.exits_total.size(), e.entries_total.size(), e.debt_to.size()})
+                             e.nwait.size(), e.nemerg.size(), e.exits_total.size(), e.entries_total.size(), e.debt_to.size(),
+                             e.shift.size(), e.dcont_prev.size(), e.last_exit.size()})
                 require(n == L, "traffic state: a link array has the wrong length");
             for (size_t n : {e.state.size(), e.informed.size(), e.origin.size(), e.dest.size(), e.cur.size(),
                              e.vnext.size(), e.r_off.size(), e.r_len.size(), e.r_pos.size(), e.log_cur.size(),
-                             e.depart.size(), e.arrive.size(), e.t_enter.size(), e.t_ready.size()})
+                             e.depart.size(), e.arrive.size(), e.t_enter.size(), e.t_ready.size(), e.t_loss.size(), e.acc_carry.size()})
                 require(n == V, "traffic state: a trip array has the wrong length");
             for (size_t n : {e.log_link.size(), e.log_tin.size(), e.log_tout.size()})
                 require(n == G, "traffic state: a log array has the wrong length");

@@ -70,6 +70,10 @@ public:
     int threads = 0;
     double pcu[N_CLASSES] = {0.25, 1.0, 2.5, 2.5, 1.0};
     double stall[N_CLASSES] = {0.15, 0.30, 0.50, 0.60, 0.45};
+    // Acceleration from a stop per class (m/s^2), INF = off (the first-order flying start). A vehicle
+    // held at a node loses min(held, v_next / (2 a)) on the link it enters next (see push_link).
+    // The engine default is off; twin.traffic.TrafficModel sets the documented class defaults.
+    double accel[N_CLASSES] = {INF, INF, INF, INF, INF};
 
     // flood and closures, per link
     std::vector<double> depth, veff, qeff;
@@ -80,6 +84,9 @@ public:
     std::vector<int32_t> head, tail, wait_head, wait_tail, nveh, nwait, nemerg;
     std::vector<int64_t> exits_total, entries_total;
     std::vector<double> hist;  // ring buffers of the continuous N_down (Ndown less the release debt, see step())
+    std::vector<double> shift, dcont_prev;  // per link: acceleration delay of the last exit; continuous N_down at t
+    std::vector<double> last_exit;          // per link: time the last vehicle left it
+    int64_t accel_on = 0;                   // 1 when some class has a finite acceleration
     std::vector<int32_t> debt_to;  // per link: where the last released vehicle went (link id, -1 = left the network)
     std::vector<int64_t> hist_off;
     std::vector<int32_t> hist_len;
@@ -87,6 +94,8 @@ public:
     std::vector<uint8_t> cls, state, informed;
     std::vector<int32_t> origin, dest, cur, vnext, r_off, r_len, r_pos, log_cur;
     std::vector<double> depart, arrive, t_enter, t_ready;
+    std::vector<double> t_loss;  // acceleration loss on the current link (s), part of t_ready - t_enter
+    std::vector<double> acc_carry;  // acceleration loss still to come on the next links (short links)
     std::vector<int32_t> pool;     // routes (link ids), a vehicle's route is pool[r_off .. r_off+r_len)
     std::vector<int32_t> pending;  // not yet departed, sorted by (depart, id)
     int64_t pend_ptr = 0;
@@ -97,6 +106,7 @@ public:
     int64_t n_departed = 0, n_arrived = 0, n_stalled = 0, n_stranded = 0, n_waiting = 0, n_onlink = 0;
     int64_t n_reroutes = 0;
     int64_t n_teleports = 0;
+    int64_t n_accel_starts = 0;  // link entries that carried an acceleration loss
 
     void init(Network&& n, double dt_);
     void reset_history();
@@ -125,8 +135,12 @@ private:
     void process_node(int32_t n, double t, double t1);
     bool try_move(int32_t v, int32_t i, double t, int32_t prev = -1);
     void unlink(int32_t i, int32_t prev);
-    void push_link(int32_t v, int32_t j, double te);
+    void push_link(int32_t v, int32_t j, double te, double held = 0.0);
+    double held_at_node(int32_t v, double te) const;
     void pop_head(int32_t i);
+    void shift_history(int32_t l, double d0, double d1);
+    double exit_shift(int32_t v, int32_t i, double te) const;
+    double exit_time(int32_t v, int32_t i, double t) const;
     void wait_push(int32_t v, int32_t j);
     void finish(int32_t v, int32_t i, double te, uint8_t st);
     double green_part(int32_t i, double t, double& ta, double& tb) const;

@@ -56,6 +56,7 @@ class TrafficEngine:
     def queue_counts(self) -> tuple[NDArray[np.int32], NDArray[np.float64]]: ...
     def reroute(self, trip_ids: NDArray[np.int32]) -> None: ...
     reroute_every: int
+    accel_mps2: NDArray[np.float64]  # per class, inf = no acceleration loss
     route_on_departure: bool
     emergency_overtake: bool
     threads: int

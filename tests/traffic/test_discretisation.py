@@ -106,7 +106,11 @@ def test_trip_ending_at_a_signal_leaves_at_the_link_end_crossing_trips_wait():
         tm.add_trips(pd.DataFrame({"origin": [0], "destination": [dest], "depart_s": [0.0]}))
         tm.run_one_step(100.0)
         assert tm.link_log.query("link_id == 0").exit_s.iloc[0] == pytest.approx(exit_s, abs=1e-9)
-        assert tm.trips.arrive_s.iloc[0] == pytest.approx(exit_s if dest == 1 else exit_s + 600.0 / VF)
+        # the crossing trip was held at the red for 45 - 43.2 = 1.8 s: it loses min(1.8 s, v / (2 a))
+        # = 1.8 s starting link 1 (car: v / (2 x 2.6 m/s^2) = 2.67 s; accel_mps2=None: no loss)
+        loss = min(45.0 - 600.0 / VF, VF / (2 * 2.6))
+        assert tm.trips.arrive_s.iloc[0] == pytest.approx(exit_s if dest == 1 else
+                                                          exit_s + 600.0 / VF + loss, abs=1e-9)
 
 
 def test_trip_ending_at_a_signal_stays_behind_the_queue_fifo():

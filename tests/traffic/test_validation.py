@@ -187,8 +187,10 @@ def test_signal_holds_vehicle_until_green():
     tm.add_trips(pd.DataFrame({"origin": [0, 0], "destination": [2, 2], "depart_s": [0.0, 35.0]}))
     tm.run_one_step(200)
     tt = tm.trips.travel_time_s.to_numpy()
-    assert tt[0] == pytest.approx(30.0 + 300 / VF)       # arrives at 21.6 s, red until 30 s
-    assert tt[1] == pytest.approx(2 * 300 / VF)          # arrives at 56.6 s, during green (30-60 s)
+    # arrives at 21.6 s, red until 30 s, then starts from a stop on link 1: the car's acceleration
+    # loss v / (2 a) with a = 2.6 m/s^2 (TrafficModel's default; 0 with accel_mps2=None)
+    assert tt[0] == pytest.approx(30.0 + 300 / VF + VF / (2 * 2.6), abs=1e-9)
+    assert tt[1] == pytest.approx(2 * 300 / VF, abs=1e-9)  # arrives at 56.6 s, during green (30-60 s)
 
 
 def test_emergency_vehicle_passes_red():

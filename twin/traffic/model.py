@@ -14,9 +14,16 @@ import pandas as pd
 from twin.roads import RoadNetwork
 from twin.traffic.flood import PCU, STALL_DEPTH_M
 
-__all__ = ["TrafficModel", "VEHICLE_CLASSES", "TRIP_STATES", "TripStatus"]
+__all__ = ["TrafficModel", "VEHICLE_CLASSES", "TRIP_STATES", "TripStatus", "ACCEL_MPS2"]
 
 VEHICLE_CLASSES = ("motorbike", "car", "bus", "truck", "emergency")
+# Acceleration from a stop per class (m/s^2): SUMO's vehicle-class defaults ("Vehicle Type Parameter
+# Defaults", sumo.dlr.de/docs/Vehicle_Type_Parameter_Defaults.html; the values its Krauss model uses
+# unless a vType sets accel): passenger 2.6, motorcycle 6, bus 1.2, truck 1.3, emergency 2.6. The
+# motorbike takes SUMO's motorcycle value; SUMO's moped (1.1 m/s^2) is a <= 50 cm^3 machine limited to
+# 45 km/h, not the 110-125 cm^3 step-through bikes that dominate Vietnamese traffic. No measured value
+# for those was at hand: override it with TrafficModel(..., accel_mps2={"motorbike": ...}).
+ACCEL_MPS2 = {"motorbike": 6.0, "car": 2.6, "bus": 1.2, "truck": 1.3, "emergency": 2.6}
 TRIP_STATES = ("scheduled", "waiting", "on_link", "arrived", "stalled", "stranded")
 TripStatus = namedtuple("TripStatus", ["state", "arrive_s", "current_link"])
 _CLASS_CODE = {c: k for k, c in enumerate(VEHICLE_CLASSES)}
@@ -69,6 +76,21 @@ class TrafficModel:
         (the effective green is shorter by it). Default 0 (off): the first-order model discharges at
         capacity from the first second of green. Exact within the step: a step that holds the end
         of the lost time (or of a green) passes that share of a step's capacity.
+    accel_mps2 : dict, float or None
+        Acceleration from a stop per class (m/s^2), on by default with SUMO's vehicle-class defaults
+        (``ACCEL_MPS2``: motorbike 6.0, car 2.6, bus 1.2, truck 1.3, emergency 2.6). A dict overrides
+        single classes, a number sets every class, ``None`` (or ``float("inf")``, also per class)
+        turns it off: the first-order model's flying start, bit-identical to the engine before this
+        option. Rule: a vehicle held at a node (it crosses later than it reached the stop line at its
+        link speed: a red, a queue ahead, no room downstream) or in its origin queue (it enters later
+        than it departed) loses ``min(held, v / (2 a))`` on the link it enters next, ``v`` that
+        link's current (flood-reduced) free speed: the time a constant-acceleration start costs
+        against a flying start, capped by the time it was held (a vehicle held briefly only slowed
+        down). It is added to that vehicle's earliest exit time from the link, so FIFO order and every
+        capacity stay as they are (a link takes at most floor(L / (w dt)) dt - dt of a loss, the
+        rest carries on to the next links; a vehicle never leaves a link before the one ahead). Departures are flying starts (SUMO ``departSpeed="max"``), so an
+        empty link still takes exactly L/v. With acceleration on, keep ``startup_lost_time_s`` at 0:
+        the lost time at green is what acceleration produces.
     record_links : bool
         Keep the link traversal log (``link_log``: entry and exit time of every vehicle on every
         link). Without it ``trips.route`` is the current plan.
@@ -121,7 +143,8 @@ class TrafficModel:
                  reroute_interval_s: float | None = None, pcu: dict | None = None,
                  stall_depth_m: dict | None = None, record_links: bool = True, threads: int | None = None,
                  route_on_departure: bool = False, emergency_overtake: bool = False,
-                 time_to_teleport_s: float | None = None, startup_lost_time_s: float = 0.0):
+                 time_to_teleport_s: float | None = None, startup_lost_time_s: float = 0.0,
+                 accel_mps2: dict | float | None = "default"):
         from twin import _core
 
         if not isinstance(network, RoadNetwork):
@@ -167,6 +190,8 @@ class TrafficModel:
             raise ValueError(f"startup_lost_time_s: must be finite and >= 0, got {startup_lost_time_s!r}")
         self.startup_lost_time_s = lost
         self._engine.startup_lost_s = lost
+        self.accel_mps2 = self._accel_table(accel_mps2)
+        self._engine.accel_mps2 = np.array([self.accel_mps2[c] for c in VEHICLE_CLASSES], dtype=np.float64)
         self.time_to_teleport_s = None
         if time_to_teleport_s is not None:
             tt = float(time_to_teleport_s)
@@ -190,6 +215,34 @@ class TrafficModel:
         self._depth = np.zeros(network.n_links)
         self._vfree = links["free_speed_mps"].to_numpy(np.float64)
         self._length = links["length_m"].to_numpy(np.float64)
+
+    @staticmethod
+    def _accel_table(accel_mps2) -> dict:
+        """Per-class acceleration table (inf = off) from the ``accel_mps2`` argument."""
+        def value(v, where):
+            if v is None:
+                return float("inf")
+            try:
+                a = float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"accel_mps2{where}: expected a number or None, got {v!r}") from None
+            if not (a > 0):  # also NaN
+                raise ValueError(f"accel_mps2{where}: must be > 0 (inf or None: off), got {v!r}")
+            return a
+
+        if isinstance(accel_mps2, str) and accel_mps2 == "default":
+            return dict(ACCEL_MPS2)
+        if accel_mps2 is None or accel_mps2 is False:
+            return {c: float("inf") for c in VEHICLE_CLASSES}
+        if isinstance(accel_mps2, dict):
+            table = dict(ACCEL_MPS2)
+            for k, v in accel_mps2.items():
+                if k not in table:
+                    raise ValueError(f"accel_mps2: unknown vehicle class {k!r}; classes are {VEHICLE_CLASSES}")
+                table[k] = value(v, f"[{k!r}]")
+            return table
+        a = value(accel_mps2, "")
+        return {c: a for c in VEHICLE_CLASSES}
 
     # ------------------------------------------------------------------ time
     @property
@@ -544,6 +597,7 @@ class TrafficModel:
             "stranded": int(c["n_stranded"]),
             "reroutes": int(c["n_reroutes"]),
             "teleports": int(c["n_teleports"]),
+            "accel_starts": int(c["n_accel_starts"]),
         }
 
     # ------------------------------------------------------------------ state
