@@ -786,7 +786,8 @@ def _build_traffic(tw: Twin) -> None:
     tm = TrafficModel(net, dt=tr.dt, seed=tw.rngs["traffic"], informed_share=tr.informed_share,
                       reroute_interval_s=tr.reroute_interval if tr.informed_share > 0 else None,
                       stall_depth_m=tr.stall_depth_m or None, record_links=tr.record_link_log,
-                      time_to_teleport_s=tr.time_to_teleport_s)
+                      time_to_teleport_s=tr.time_to_teleport_s,
+                      accel_mps2=(tr.accel_mps2 or "default") if tr.acceleration else None)
     tw.traffic = tm
     L = net.n_links
     tw.link_sampler = LinkDepthSampler(net.links, tw.terrain.transform, tw.terrain.shape,

@@ -342,6 +342,10 @@ class Traffic(_Model):
     time_to_teleport_s: PositiveDuration | None = Field(
         None, description="SUMO-style gridlock escape: a vehicle blocked this long at a link head jumps to the "
                           "next link of its route with room (None: off, strict FIFO)")
+    acceleration: bool = Field(True, description="vehicles lose min(held, v/(2a)) on the link after a stop "
+                                                  "(TrafficModel accel_mps2); false: the first-order flying start")
+    accel_mps2: dict[Literal["motorbike", "car", "bus", "truck", "emergency"], Annotated[float, Field(gt=0, le=20)]] | None = Field(
+        None, description="per-class acceleration overrides [m/s2] (default SUMO's class values, twin.traffic.ACCEL_MPS2)")
 
 
 class People(_Model):

@@ -25,3 +25,16 @@ def test_bridges_are_open_with_the_rivers_at_their_normal_level():
     tw.update_roads()
     assert tw.link_depth[bridge].max() > 1.0
     tw.road_water = rw
+
+
+def test_scenario_switches_vehicle_acceleration():
+    """traffic.acceleration / traffic.accel_mps2 reach the traffic model (default: SUMO's class values)."""
+    from twin.traffic import ACCEL_MPS2
+
+    base = ["duration=600", "people=null", "services=null", "interventions=[]", "resolution_m=300"]
+    tw = build_twin(load_scenario(MOLAVE, base))
+    assert tw.traffic.accel_mps2 == ACCEL_MPS2
+    tw = build_twin(load_scenario(MOLAVE, base + ["traffic.acceleration=false"]))
+    assert all(np.isinf(a) for a in tw.traffic.accel_mps2.values())
+    tw = build_twin(load_scenario(MOLAVE, base + ["traffic.accel_mps2.motorbike=3.5"]))
+    assert tw.traffic.accel_mps2["motorbike"] == 3.5 and tw.traffic.accel_mps2["car"] == ACCEL_MPS2["car"]
