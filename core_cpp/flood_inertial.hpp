@@ -101,6 +101,11 @@ constexpr double kDepthThresh = 1.0e-3;  // LISFLOOD-FP's DepthThresh: no flow t
 constexpr double kSpeedDepth = 1.0e-2;   // speeds are reported where depth exceeds this
 constexpr double kArrivalDepth = 0.1;    // first wetting: depth above this
 constexpr std::int64_t kTrackSeg = 128;  // cells per tracker segment (see StepArgs::seg_maxh_min)
+// Faces are computed in chunks of kFluxChunk columns (chunk j: columns [j K, j K + K)); a chunk with no
+// face deeper than the threshold gets zero fluxes without the momentum arithmetic (face_flux returns
+// exactly 0 there), as LISFLOOD-FP skips dry faces. A chunk of cells whose every face was skipped
+// and that has no source is "quiet": its update is a copy (exact, see update_row).
+constexpr std::int64_t kFluxChunk = 64;
 
 // Edge-face kinds (one per boundary face: west ny, east ny, north nx, south nx).
 enum EdgeKind : std::uint8_t { kEdgeWall = 0, kEdgeFree = 1, kEdgeStage = 2 };
@@ -206,6 +211,9 @@ template <class T>
 struct Workspace {
     std::vector<T> fx, fy, fac;  // ring buffers: 4 rows of qx (nx+1), qy (nx), factor (nx)
     std::vector<T> eta0, eta1;   // scratch: ones; rain row, loss row, 3 scratch rows
+    // ring buffers of per-chunk flags (4 rows of nchunks): 1 = the chunk's faces were skipped as dry
+    // (exact +0 fluxes); quiet: per chunk of the row being updated
+    std::vector<std::uint8_t> xskip, yskip, quiet;
 };
 
 template <class T>
@@ -218,6 +226,10 @@ static inline Workspace<T>& thread_workspace(std::int64_t nx) {
         ws.fac.assign(need, T(0));
         ws.eta0.assign(need, T(0));
         ws.eta1.assign(2 * need, T(0));
+        const std::size_t nch = static_cast<std::size_t>(nx / kFluxChunk + 2);
+        ws.xskip.assign(4 * nch, 0);
+        ws.yskip.assign(4 * nch, 0);
+        ws.quiet.assign(nch, 0);
     }
     return ws;
 }
@@ -250,9 +262,6 @@ TWIN_FLOOD_INLINE T face_n2(const StepArgs<T>& a, std::int64_t i0, std::int64_t 
     return n * n;
 }
 
-// Faces are computed in chunks; a chunk with no face deeper than the threshold gets zero fluxes
-// without the momentum arithmetic (face_flux returns exactly 0 there), as LISFLOOD-FP skips dry faces.
-constexpr std::int64_t kFluxChunk = 64;
 
 // any x face c in [c0, c1) (between cells c-1 and c) with flow depth above the threshold
 template <class T>
@@ -284,7 +293,8 @@ TWIN_FLOOD_INLINE bool any_wet_y(const T* __restrict zU, const T* __restrict hU,
 // Raw (unlimited) new fluxes of row k's x faces (fx: nx+1) and of y face k (fy: nx), from the
 // old state. k in [0, ny]; for k == ny only the south edge y faces are computed.
 template <class T>
-TWIN_FLOOD_INLINE void flux_row(const StepArgs<T>& a, std::int64_t k, T* __restrict fx, T* __restrict fy) {
+TWIN_FLOOD_INLINE void flux_row(const StepArgs<T>& a, std::int64_t k, T* __restrict fx, T* __restrict fy,
+                                std::uint8_t* __restrict xs, std::uint8_t* __restrict ys) {
     const std::int64_t ny = a.ny, nx = a.nx;
     const T g_dt = T(kGravity) * a.dt, inv_dx = T(1) / a.dx, theta = a.theta;
     const T n2u = a.manning[0] * a.manning[0];
@@ -298,12 +308,16 @@ TWIN_FLOOD_INLINE void flux_row(const StepArgs<T>& a, std::int64_t k, T* __restr
         // interior x faces c = 1..nx-1 between cells c-1 and c; after a chunk with a wet face the next
         // chunk is computed without the dry check (in wet areas the check would be wasted work)
         int wet_prev = 0;
-        for (std::int64_t c0 = 1; c0 < nx; c0 += kFluxChunk) {
-            const std::int64_t c1 = std::min(nx, c0 + kFluxChunk);
+        for (std::int64_t j = 0; j * kFluxChunk < nx; ++j) {
+            const std::int64_t c0 = std::max<std::int64_t>(j * kFluxChunk, 1);
+            const std::int64_t c1 = std::min(nx, j * kFluxChunk + kFluxChunk);
+            xs[j] = 1;
+            if (c0 >= c1) continue;
             if (!wet_prev && !any_wet_x(z, h, c0, c1)) {
                 std::fill(fx + c0, fx + c1, T(0));
                 continue;
             }
+            xs[j] = 0;
             int wet = 0;
             if (mn) {
                 #pragma GCC ivdep
@@ -349,6 +363,7 @@ TWIN_FLOOD_INLINE void flux_row(const StepArgs<T>& a, std::int64_t k, T* __restr
     // y face k between rows k-1 and k
     const T* __restrict q = a.qy + k * nx;
     if (k == 0 || k == ny) {
+        for (std::int64_t j = 0; j * kFluxChunk < nx; ++j) ys[j] = 0;  // edge faces: not skipped
         const std::int64_t r = (k == 0) ? 0 : ny - 1;
         const std::int64_t e0 = (k == 0) ? 2 * ny : 2 * ny + nx;
         const T s = (k == 0) ? T(-1) : T(1);
@@ -371,12 +386,15 @@ TWIN_FLOOD_INLINE void flux_row(const StepArgs<T>& a, std::int64_t k, T* __restr
     const T* __restrict pU = a.qx + (k - 1) * (nx + 1);  // x faces of the row above
     const T* __restrict pD = a.qx + k * (nx + 1);        // and of the row below
     int wet_prev = 0;  // as for the x faces
-    for (std::int64_t c0 = 0; c0 < nx; c0 += kFluxChunk) {
+    for (std::int64_t j = 0; j * kFluxChunk < nx; ++j) {
+        const std::int64_t c0 = j * kFluxChunk;
         const std::int64_t c1 = std::min(nx, c0 + kFluxChunk);
         if (!wet_prev && !any_wet_y(zU, hU, zD, hD, c0, c1)) {
             std::fill(fy + c0, fy + c1, T(0));
+            ys[j] = 1;
             continue;
         }
+        ys[j] = 0;
         int wet = 0;
         if (a.manning_per_cell) {
             const T* __restrict mU = a.manning + (k - 1) * nx;
@@ -524,7 +542,9 @@ template <class T, bool SRC>
 TWIN_FLOOD_INLINE T update_row(const StepArgs<T>& a, std::int64_t k, const T* __restrict fx, const T* __restrict fyN,
              const T* __restrict fyS, const T* __restrict facU, const T* __restrict fac, const T* __restrict facD,
              const T* __restrict rrow, const T* __restrict lrow, T* __restrict s0, T* __restrict s1, T* __restrict s2,
-             T* __restrict sx, T* __restrict sy, T* __restrict sh, T* __restrict sp, double* sums) {
+             T* __restrict sx, T* __restrict sy, T* __restrict sh, T* __restrict sp,
+             const std::uint8_t* __restrict xs, const std::uint8_t* __restrict ysN, const std::uint8_t* __restrict ysS,
+             std::uint8_t* __restrict quiet, double* sums) {
     const std::int64_t ny = a.ny, nx = a.nx;
     const std::int64_t nseg = (nx + kTrackSeg - 1) / kTrackSeg;
     const T* __restrict z = a.z + k * nx;
@@ -537,51 +557,88 @@ TWIN_FLOOD_INLINE T update_row(const StepArgs<T>& a, std::int64_t k, const T* __
     T* __restrict ms = a.maxspeed + k * nx;
     T* __restrict ar = a.arrival + k * nx;
     const T dt_dx = a.dt / a.dx;
+    const std::int64_t nch = (nx + kFluxChunk - 1) / kFluxChunk;
+    // Quiet chunks: no source, and every face of its cells was skipped as dry (+0 fluxes). Their limited
+    // fluxes are +0, and their new depth is h + 0 (the same bits as the full update, signed zeros
+    // included), their speed 0: filled without the arithmetic.
+    int any_quiet = 0;
+    for (std::int64_t j = 0; j < nch; ++j) {
+        const std::int64_t c0 = j * kFluxChunk, c1 = std::min(nx, c0 + kFluxChunk);
+        quiet[j] = (!SRC && xs[j] && ysN[j] && ysS[j] && fx[c0] == T(0) && fx[c1] == T(0)) ? 1 : 0;
+        any_quiet |= quiet[j];
+    }
+    // a row without quiet chunks (wet areas) runs each loop over the whole row in one go
+    const std::int64_t nloop = any_quiet ? nch : 1;
+    const std::int64_t step = any_quiet ? kFluxChunk : nx;
     // limited x fluxes of the row (donor = upwind cell; outside the domain the factor is 1)
     {
         const T f0 = fx[0];
         qxo[0] = f0 < T(0) ? f0 * fac[0] : f0;
-        #pragma GCC ivdep
-        for (std::int64_t c = 1; c < nx; ++c) {
-            const T f = fx[c], fl = fac[c - 1], fr = fac[c];
-            qxo[c] = f * (f > T(0) ? fl : fr);
+        for (std::int64_t j = 0; j < nloop; ++j) {
+            const std::int64_t c0 = std::max<std::int64_t>(j * step, 1), c1 = std::min(nx, j * step + step);
+            if (any_quiet && quiet[j]) {
+                for (std::int64_t c = c0; c < c1; ++c) qxo[c] = T(0);
+                continue;
+            }
+            #pragma GCC ivdep
+            for (std::int64_t c = c0; c < c1; ++c) {
+                const T f = fx[c], fl = fac[c - 1], fr = fac[c];
+                qxo[c] = f * (f > T(0) ? fl : fr);
+            }
         }
         const T fn = fx[nx];
         qxo[nx] = fn > T(0) ? fn * fac[nx - 1] : fn;
     }
     // limited y fluxes of face k (north of the row) and of face k+1 (south; s0)
-    #pragma GCC ivdep
-    for (std::int64_t c = 0; c < nx; ++c) {
-        const T f = fyN[c], fu = facU[c], fc = fac[c];
-        qyo[c] = f * (f > T(0) ? fu : fc);
-        const T g = fyS[c], gc = fac[c], gd = facD[c];
-        s0[c] = g * (g > T(0) ? gc : gd);
+    for (std::int64_t j = 0; j < nloop; ++j) {
+        const std::int64_t c0 = j * step, c1 = std::min(nx, c0 + step);
+        if (any_quiet && quiet[j]) {
+            for (std::int64_t c = c0; c < c1; ++c) qyo[c] = s0[c] = T(0);
+            continue;
+        }
+        #pragma GCC ivdep
+        for (std::int64_t c = c0; c < c1; ++c) {
+            const T f = fyN[c], fu = facU[c], fc = fac[c];
+            qyo[c] = f * (f > T(0) ? fu : fc);
+            const T g = fyS[c], gc = fac[c], gd = facD[c];
+            s0[c] = g * (g > T(0) ? gc : gd);
+        }
     }
     const T t_end = a.t_end;
     const T wallz = T(kWallZ);
     // continuity and sources; speeds squared into sp (scratch)
-    #pragma GCC ivdep
-    for (std::int64_t c = 0; c < nx; ++c) {
-        const T qW = qxo[c], qE = qxo[c + 1], qN = qyo[c], qS = s0[c];
-        T hn = h[c] + dt_dx * ((qW - qE) + (qN - qS));
-        if constexpr (SRC) {
-            const bool wall = z[c] >= wallz;
-            const T rr = rrow[c];
-            const T rain = wall ? T(0) : rr;
-            hn += rain;
-            const T hp = hn > T(0) ? hn : T(0);
-            const T lc = lrow[c];
-            const T l0 = hp < lc ? hp : lc;
-            const T l = wall ? T(0) : l0;
-            hn -= l;
-            s1[c] = rain;
-            s2[c] = l;
+    for (std::int64_t j = 0; j < nloop; ++j) {
+        const std::int64_t c0 = j * step, c1 = std::min(nx, c0 + step);
+        if (any_quiet && quiet[j]) {
+            for (std::int64_t c = c0; c < c1; ++c) {
+                ho[c] = h[c] + T(0);
+                sp[c] = T(0);
+            }
+            continue;
         }
-        ho[c] = hn;
-        const T wet = hn > T(kSpeedDepth) ? T(1) : T(0);
-        const T inv = wet * (T(0.5) / (hn > T(kSpeedDepth) ? hn : T(1)));
-        const T u = (qW + qE) * inv, v = (qN + qS) * inv;
-        sp[c] = u * u + v * v;
+        #pragma GCC ivdep
+        for (std::int64_t c = c0; c < c1; ++c) {
+            const T qW = qxo[c], qE = qxo[c + 1], qN = qyo[c], qS = s0[c];
+            T hn = h[c] + dt_dx * ((qW - qE) + (qN - qS));
+            if constexpr (SRC) {
+                const bool wall = z[c] >= wallz;
+                const T rr = rrow[c];
+                const T rain = wall ? T(0) : rr;
+                hn += rain;
+                const T hp = hn > T(0) ? hn : T(0);
+                const T lc = lrow[c];
+                const T l0 = hp < lc ? hp : lc;
+                const T l = wall ? T(0) : l0;
+                hn -= l;
+                s1[c] = rain;
+                s2[c] = l;
+            }
+            ho[c] = hn;
+            const T wet = hn > T(kSpeedDepth) ? T(1) : T(0);
+            const T inv = wet * (T(0.5) / (hn > T(kSpeedDepth) ? hn : T(1)));
+            const T u = (qW + qE) * inv, v = (qN + qS) * inv;
+            sp[c] = u * u + v * v;
+        }
     }
     // tracked maxima by segment: a segment whose new values stay within its bound is not touched
     constexpr int L = kVecLanes<T>;
@@ -712,6 +769,9 @@ TWIN_FLOOD_INLINE T sweep_rows(const StepArgs<T>& args, int tid, int nth) {
     T* ones = ws.eta0.data();
     for (std::int64_t c = 0; c < nx; ++c) ones[c] = T(1);
     auto fxr = [&](std::int64_t k) { return FX + ((k + 4) & 3) * W; };
+    const std::int64_t NCH = nx / kFluxChunk + 2;
+    auto xsr = [&](std::int64_t k) { return ws.xskip.data() + ((k + 4) & 3) * NCH; };
+    auto ysr = [&](std::int64_t k) { return ws.yskip.data() + ((k + 4) & 3) * NCH; };
     auto fyr = [&](std::int64_t k) { return FY + ((k + 4) & 3) * W; };
     auto far = [&](std::int64_t k) -> const T* { return (k < 0 || k >= ny) ? ones : FA + ((k + 4) & 3) * W; };
     T* rrow = ws.eta1.data();
@@ -729,7 +789,7 @@ TWIN_FLOOD_INLINE T sweep_rows(const StepArgs<T>& args, int tid, int nth) {
     T local_max = T(0);
     // fluxes of rows j = r0-1 .. r1+1; factor of row j-1; update of row j-2
     for (std::int64_t j = r0 - 1; j <= r1 + 1; ++j) {
-        if (j >= 0 && j <= ny) flux_row<T>(a, j, fxr(j), fyr(j));
+        if (j >= 0 && j <= ny) flux_row<T>(a, j, fxr(j), fyr(j), xsr(j), ysr(j));
         const std::int64_t kf = j - 1;
         if (kf >= r0 - 1 && kf <= r1 && kf >= 0 && kf < ny)
             factor_row<T>(a, kf, fxr(kf), fyr(kf), fyr(kf + 1), FA + ((kf + 4) & 3) * W);
@@ -739,10 +799,12 @@ TWIN_FLOOD_INLINE T sweep_rows(const StepArgs<T>& args, int tid, int nth) {
             if (has_src) {
                 source_rows<T>(a, ku, rrow, lrow, true);
                 m = update_row<T, true>(a, ku, fxr(ku), fyr(ku), fyr(ku + 1), far(ku - 1), far(ku), far(ku + 1), rrow,
-                                        lrow, s0, s1, s2, sx, sy, sh, sp, a.row_sums + ku * kRowSlots);
+                                        lrow, s0, s1, s2, sx, sy, sh, sp, xsr(ku),
+                                        ysr(ku), ysr(ku + 1), ws.quiet.data(), a.row_sums + ku * kRowSlots);
             } else {
                 m = update_row<T, false>(a, ku, fxr(ku), fyr(ku), fyr(ku + 1), far(ku - 1), far(ku), far(ku + 1),
-                                         rrow, lrow, s0, s1, s2, sx, sy, sh, sp, a.row_sums + ku * kRowSlots);
+                                         rrow, lrow, s0, s1, s2, sx, sy, sh, sp, xsr(ku),
+                                        ysr(ku), ysr(ku + 1), ws.quiet.data(), a.row_sums + ku * kRowSlots);
             }
             local_max = std::max(local_max, m);
         }
