@@ -90,6 +90,11 @@ def _print_summary(sim, out_dir: Path, quiet: bool) -> None:
         return
     print(f"\n{sim.stop_reason}; wall time {sim.wall_time:,.1f} s "
           f"({sim.time / max(sim.wall_time, 1e-9):,.0f} simulated s per wall s)")
+    ph = getattr(sim, "phase_wall_s", {})
+    tot = sum(ph.values())
+    if tot > 0:
+        parts = sorted(ph.items(), key=lambda kv: -kv[1])
+        print("wall time by phase: " + ", ".join(f"{k} {v:,.1f} s ({100 * v / tot:.0f} %)" for k, v in parts if v >= 0.005 * tot))
     if kp_path.exists():
         kp = json.loads(kp_path.read_text())
         print("\nKPIs")

@@ -94,6 +94,11 @@ class Simulation:
         self.running = False
         self.stop_reason: str | None = None
         self.phase_log: list[tuple[int, str]] | None = None  # set to [] to trace the order (tests)
+        # wall seconds spent in each phase of the coupled step (accumulated across resumes; in the
+        # manifest as "phase_wall_s"): where a run's time goes
+        self.phase_wall_s: dict[str, float] = {}
+        self._phase: str | None = None
+        self._phase_t0 = 0.0
         self.callbacks: "OrderedDict[str, Callback]" = OrderedDict()
         self.callbacks["stop_time_exceeded"] = Callback(_stop_time_exceeded, IterationInterval(1))
         self.callbacks["wall_time_limit_exceeded"] = Callback(_wall_time_exceeded, IterationInterval(1))
@@ -123,8 +128,13 @@ class Simulation:
         sched.check(self.dt)
         self.callbacks[name] = Callback(func, sched)
 
-    def _log(self, phase: str) -> None:
-        if self.phase_log is not None:
+    def _log(self, phase: str | None) -> None:
+        """Enter ``phase`` (None: leave the current one): trace it and time it."""
+        now = _time.perf_counter()
+        if self._phase is not None:
+            self.phase_wall_s[self._phase] = self.phase_wall_s.get(self._phase, 0.0) + (now - self._phase_t0)
+        self._phase, self._phase_t0 = phase, now
+        if phase is not None and self.phase_log is not None:
             self.phase_log.append((self.iteration, phase))
 
     # -- one step ------------------------------------------------------------------------------
@@ -166,6 +176,7 @@ class Simulation:
         self._log("recorders")
         if self.output is not None:
             self.output.record(self)
+        self._log(None)
 
     # -- run ------------------------------------------------------------------------------------
     def initialize(self) -> None:
@@ -247,6 +258,7 @@ class Simulation:
             "iteration": self.iteration,
             "dt": self.dt,
             "wall_time": self.wall_time,
+            "phase_wall_s": dict(self.phase_wall_s),
             "twin": self.twin.get_state(),
             "schedules": {k: cb.schedule.get_state() for k, cb in self.callbacks.items()},
         }
@@ -259,6 +271,7 @@ class Simulation:
             raise ValueError(f"checkpoint coupling step {state['dt']} s differs from this run's {self.dt} s")
         self.iteration = int(state["iteration"])
         self.wall_time = float(state.get("wall_time", 0.0))
+        self.phase_wall_s = {k: float(v) for k, v in state.get("phase_wall_s", {}).items()}
         self.twin.set_state(state["twin"])
         for k, s in state.get("schedules", {}).items():
             if k in self.callbacks:

@@ -42,6 +42,28 @@ def test_coupling_order_and_event_boundary_rule(scenario, city):
     assert sim.iteration == 30 and sim.time == 1800.0 and tw.flood.time == pytest.approx(1800.0, abs=1e-9)
 
 
+def test_wall_time_per_phase_is_recorded(tmp_path, city):
+    """The manifest tells where a run's time went: wall seconds per phase of the coupled step."""
+    import time
+
+    sc = load_scenario(write_scenario(tmp_path), ["duration=20min"])
+    sim = Simulation(build_twin(sc, city=city), out_dir=tmp_path / "run")
+    t0 = time.perf_counter()
+    sim.run()
+    elapsed = time.perf_counter() - t0
+    ph = sim.phase_wall_s
+    assert {"events", "flood", "roads", "traffic", "callbacks", "recorders"} <= set(ph)
+    assert all(v >= 0 for v in ph.values()) and ph["flood"] > 0
+    assert sum(ph.values()) <= elapsed  # phases are disjoint slices of the run
+    man = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert set(man["phase_wall_s"]) == set(ph)
+    # a restart carries the totals on
+    st = sim.get_state()
+    other = Simulation(build_twin(sc, city=city))
+    other.set_state(st, restore_output=False)
+    assert other.phase_wall_s == ph
+
+
 def test_flood_only_runs_without_other_components(tmp_path, city):
     sc = load_scenario(write_scenario(tmp_path), ["traffic=null", "duration=5min"])
     tw = build_twin(sc, city=city)

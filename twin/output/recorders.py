@@ -355,6 +355,7 @@ class RunOutput:
             "time_s": sim.time,
             "stop_time_s": sim.stop_time,
             "wall_time_s": sim.wall_time,
+            "phase_wall_s": {k: round(v, 3) for k, v in getattr(sim, "phase_wall_s", {}).items()},
             "written_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "files": files,
         })
