@@ -267,9 +267,11 @@ class Twin:
         d = self.depth()
         if d is None:
             return
+        s = self.link_sampler
+        vals = np.asarray(d).ravel()[s.cells]
         if self.road_water is not None:
-            d = self.road_water.met_depth(d)
-        self.link_depth = self.link_sampler.max(d)
+            vals = self.road_water.met_depth_at(vals, s.cells)
+        self.link_depth = s.max_of_samples(vals)
         self.traffic.set_link_depth(self.link_depth)
 
     def close_manual(self, ids, close: bool = True) -> None:

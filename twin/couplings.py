@@ -115,6 +115,18 @@ class RoadWaterLevel:
         self.deck = np.where(self.water, np.maximum(bank, surface0), np.nan)
         self._z = np.nan_to_num(z)
 
+    def met_depth_at(self, depth_values: np.ndarray, flat_cells: np.ndarray) -> np.ndarray:
+        """:meth:`met_depth` at some cells only: ``depth_values`` are the flood depths at the flat
+        cell indices ``flat_cells`` (cheaper than the whole grid when few cells are read)."""
+        d = np.nan_to_num(np.asarray(depth_values, dtype=float), nan=0.0)
+        cells = np.asarray(flat_cells, dtype=np.int64)
+        wet = self.water.ravel()[cells]
+        if not wet.any():
+            return d
+        deck = np.nan_to_num(self.deck.ravel()[cells], nan=np.inf)
+        above = np.maximum(self._z.ravel()[cells] + d - deck, 0.0)
+        return np.where(wet, above, d)
+
     def met_depth(self, depth: np.ndarray) -> np.ndarray:
         """Depth met on roads (same shape as ``depth``; NaN counts as dry)."""
         d = np.nan_to_num(np.asarray(depth, dtype=float), nan=0.0)
@@ -174,7 +186,11 @@ class LinkDepthSampler:
 
     def max(self, field: np.ndarray) -> np.ndarray:
         """Largest value of ``field`` (ny, nx) along each link (0 where no sample)."""
-        vals = np.nan_to_num(np.asarray(field, dtype=float).ravel()[self.cells], nan=0.0)
+        return self.max_of_samples(np.asarray(field, dtype=float).ravel()[self.cells])
+
+    def max_of_samples(self, vals: np.ndarray) -> np.ndarray:
+        """Largest of per-sample values (one per entry of ``self.cells``) along each link."""
+        vals = np.nan_to_num(np.asarray(vals, dtype=float), nan=0.0)
         out = np.zeros(self.n_links)
         np.maximum.at(out, self.link_of, vals)
         return out

@@ -96,3 +96,15 @@ def test_bridge_links_stay_open_while_the_river_stays_in_its_banks():
     assert s.max(d)[0] == 3.5
     rw = RoadWaterLevel(z, water, normal_depth=h0)
     assert s.max(rw.met_depth(d))[0] == 0.0
+
+
+def test_met_depth_at_cells_equals_the_whole_grid_rule():
+    from twin.couplings import RoadWaterLevel
+
+    z, water, h0 = _river_valley()
+    rw = RoadWaterLevel(z, water, normal_depth=h0)
+    rng = np.random.default_rng(4)
+    d = h0 + rng.uniform(0, 3, z.shape)
+    d[2, 3] = np.nan
+    cells = rng.integers(0, z.size, 50)
+    np.testing.assert_array_equal(rw.met_depth_at(d.ravel()[cells], cells), rw.met_depth(d).ravel()[cells])
