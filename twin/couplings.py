@@ -180,9 +180,11 @@ class LinkDepthSampler:
         if valid is not None:
             ok &= np.where(ok, valid.ravel()[np.where(ok, flat, 0)], False)
         pairs = np.unique(np.stack([link_of[ok], flat[ok]], axis=1), axis=0) if ok.any() else np.zeros((0, 2), int)
-        self.link_of = pairs[:, 0].astype(np.int64)
+        self.link_of = pairs[:, 0].astype(np.int64)  # sorted (np.unique over (link, cell) rows)
         self.cells = pairs[:, 1].astype(np.int64)
         self.n_samples = np.bincount(self.link_of, minlength=self.n_links)
+        self._sampled = np.flatnonzero(self.n_samples)  # links with samples, and where theirs start
+        self._starts = (np.cumsum(self.n_samples) - self.n_samples)[self._sampled]
 
     def max(self, field: np.ndarray) -> np.ndarray:
         """Largest value of ``field`` (ny, nx) along each link (0 where no sample)."""
@@ -192,7 +194,8 @@ class LinkDepthSampler:
         """Largest of per-sample values (one per entry of ``self.cells``) along each link."""
         vals = np.nan_to_num(np.asarray(vals, dtype=float), nan=0.0)
         out = np.zeros(self.n_links)
-        np.maximum.at(out, self.link_of, vals)
+        if vals.size:
+            out[self._sampled] = np.maximum(np.maximum.reduceat(vals, self._starts), 0.0)
         return out
 
     def mean(self, field: np.ndarray) -> np.ndarray:
