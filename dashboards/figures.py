@@ -128,9 +128,12 @@ def dynamic_overlays(run: Run, layers: Layers, frames: Frames, i: int) -> dict:
         un = None
     if un is not None and len(un):
         uc = tables.col(un, *tables.UNIT)
+        if uc and "unit_kind" in un.columns and "phase" in un.columns:  # units.parquet snapshots
+            text = (un["unit_kind"].astype(str) + " " + un[uc].astype(str) + ": " + un["phase"].astype(str)).tolist()
+        else:
+            text = un[uc].astype(str).tolist() if uc else None
         out[TR_UNITS] = {"x": un[tables.col(un, *tables.X)].round(1).tolist(),
-                         "y": un[tables.col(un, *tables.Y)].round(1).tolist(),
-                         "text": un[uc].astype(str).tolist() if uc else None}
+                         "y": un[tables.col(un, *tables.Y)].round(1).tolist(), "text": text}
     else:
         out[TR_UNITS] = {"x": [], "y": []}
     return out
@@ -151,7 +154,7 @@ def map_figure(run: Run, layers: Layers, frames: Frames, i: int, height: int = 5
     fig.add_trace(go.Scatter(mode="markers", name="open incidents", hoverinfo="text",
                              marker={"size": 11, "symbol": "x", "color": "#000000", "line": {"width": 1}},
                              **dyn[TR_INC]))
-    fig.add_trace(go.Scatter(mode="markers", name="units (on scene)", hoverinfo="text",
+    fig.add_trace(go.Scatter(mode="markers", name="emergency units", hoverinfo="text",
                              marker={"size": 10, "symbol": "star-triangle-up", "color": "#e31a1c",
                                      "line": {"color": "black", "width": 1}}, **dyn[TR_UNITS]))
     p = layers.places

@@ -313,6 +313,22 @@ class Twin:
         ok = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
         return np.clip(rows, 0, ny - 1), np.clip(cols, 0, nx - 1), ok
 
+    def units_table(self, t_s: float) -> pd.DataFrame:
+        """Where each emergency unit is at ``t_s`` (the place it last reached: units move between
+        places in one hop after their travel time), its phase (idle, to_scene, on_scene, to_hospital,
+        ...), the incident it works on (-1: none) and whether it is available."""
+        us = self.services.units
+        return pd.DataFrame({
+            "t_s": np.full(len(us), float(t_s)),
+            "unit_id": np.array([u.uid for u in us], dtype=np.int64),
+            "unit_kind": [u.kind for u in us],
+            "x": np.array([u.x for u in us], dtype=float),
+            "y": np.array([u.y for u in us], dtype=float),
+            "phase": [u.phase for u in us],
+            "incident_id": np.array([u.incident for u in us], dtype=np.int64),
+            "available": np.array([bool(u.available) for u in us], dtype=bool),
+        })
+
     def people_table(self, t_s: float) -> pd.DataFrame:
         """The people model's state table with ``t_s``, the water depth at each agent's cell and the
         FD2321 hazard class of the agent's own hazard rating (which sees upper floors)."""

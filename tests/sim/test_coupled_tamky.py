@@ -45,7 +45,8 @@ def base(tmp_path_factory):
 
 
 def _tables(run):
-    return {n: pd.read_parquet(run / f"{n}.parquet") for n in ("trips", "links", "people", "incidents")}
+    return {n: pd.read_parquet(run / f"{n}.parquet")
+            for n in ("trips", "links", "people", "incidents", "units", "unit_actions")}
 
 
 def test_all_components_ran_and_interacted(base):
@@ -56,6 +57,20 @@ def test_all_components_ran_and_interacted(base):
     assert (t["people"]["warned"]).any()
     assert len(t["incidents"]) > 0 and len(t["trips"]) > 0
     assert t["links"]["depth_m"].max() > 0
+    # every unit at every table time, and the units that served incidents moved
+    units, acts = t["units"], t["unit_actions"]
+    n_units = len(sim.twin.services.units)
+    assert units["t_s"].nunique() == 7 and len(units) == 7 * n_units
+    assert set(units["phase"]) >= {"idle"} and units[["x", "y"]].notna().all().all()
+    served = t["incidents"]["unit_id"].dropna()
+    served = set(served[served >= 0].astype(int))
+    assert served and served <= set(acts["unit_id"])
+    on_scene = acts[acts["action"] == "on_scene"]
+    assert len(on_scene) >= 1
+    inc = t["incidents"].set_index("incident_id")
+    # a unit on scene stands at its incident
+    np.testing.assert_allclose(on_scene[["x", "y"]].to_numpy(),
+                               inc.loc[on_scene["incident_id"], ["x", "y"]].to_numpy(), atol=1e-6)
     man = json.loads((tmp / "a" / "manifest.json").read_text())
     sums = {Path(k).name: v for k, v in man["input_checksums_sha256"].items()}
     assert len(sums["terrain_30m.tif"]) == 64 and "population.csv" in sums and "manifest.json" in sums

@@ -10,4 +10,5 @@ from twin.output.schedules import (  # noqa: F401
 )
 
 RUN_FILES = ("manifest.json", "scenario.yaml", "kpis.json", "fields.nc", "max_depth.tif",
-             "trips.parquet", "people.parquet", "incidents.parquet", "links.parquet")
+             "trips.parquet", "people.parquet", "incidents.parquet", "links.parquet", "unit_actions.parquet",
+             "units.parquet")

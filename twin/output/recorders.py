@@ -3,11 +3,12 @@
 ``RunOutput`` is what :class:`twin.simulation.Simulation` drives when it has a run folder. It owns
 
 - a field recorder (``TimeInterval(outputs.fields_every)``) → ``fields.nc`` (depth, speed, hazard);
-- table recorders (``TimeInterval(outputs.tables_every)``) → ``links.parquet``, ``people.parquet``;
+- table recorders (``TimeInterval(outputs.tables_every)``) → ``links.parquet``, ``people.parquet``,
+  ``units.parquet`` (emergency units: place last reached, phase, incident);
 - a KPI series recorder (``TimeInterval(outputs.kpis_every)``) → the time series in ``kpis.json``;
 - a checkpointer (``TimeInterval(outputs.checkpoint_every)`` if set; also on Ctrl-C, on the
   wall-time limit and on a numerical failure) → ``checkpoints/``;
-- at the end: ``trips.parquet``, ``incidents.parquet``, ``max_depth.tif``, ``kpis.json``,
+- at the end: ``trips.parquet``, ``incidents.parquet``, ``unit_actions.parquet``, ``max_depth.tif``, ``kpis.json``,
   ``max_depth.png`` and the final ``manifest.json``.
 
 Records are buffered in memory and written every ``outputs.chunk_records`` records.
@@ -104,6 +105,8 @@ class RunOutput:
             )
         self.links_w = ParquetPartsWriter(self.dir / "links.parquet")
         self.people_w = ParquetPartsWriter(self.dir / "people.parquet")
+        self.units_w = ParquetPartsWriter(self.dir / "units.parquet")
+        self._ubuf: list[pd.DataFrame] = []
         self._fbuf: list[tuple[float, dict]] = []
         self._lbuf: list[pd.DataFrame] = []
         self._pbuf: list[pd.DataFrame] = []
@@ -128,7 +131,9 @@ class RunOutput:
                 self._lbuf.append(tw.links_table(t))
             if tw.people is not None:
                 self._pbuf.append(tw.people_table(t))
-            if len(self._lbuf) >= self.outputs.chunk_records or len(self._pbuf) >= self.outputs.chunk_records:
+            if tw.services is not None:
+                self._ubuf.append(tw.units_table(t))
+            if max(len(self._lbuf), len(self._pbuf), len(self._ubuf)) >= self.outputs.chunk_records:
                 self._flush_tables()
         if self.kpi_schedule(sim):
             self._record_series(sim)
@@ -165,6 +170,9 @@ class RunOutput:
         if self._pbuf:
             self.people_w.write(pd.concat(self._pbuf, ignore_index=True))
             self._pbuf.clear()
+        if self._ubuf:
+            self.units_w.write(pd.concat(self._ubuf, ignore_index=True))
+            self._ubuf.clear()
 
     def flush(self) -> None:
         self._flush_fields()
@@ -191,8 +199,9 @@ class RunOutput:
             "nc_written": self.nc.n_written if self.nc is not None else 0,
             "links_parts": self.links_w.n_written,
             "people_parts": self.people_w.n_written,
+            "units_parts": self.units_w.n_written,
             "series": {k: list(v) for k, v in self.series.items()},
-            "buffers_empty": not (self._fbuf or self._lbuf or self._pbuf),
+            "buffers_empty": not (self._fbuf or self._lbuf or self._pbuf or self._ubuf),
         }
 
     def set_state(self, state: dict) -> None:
@@ -203,6 +212,7 @@ class RunOutput:
             self.nc.open_for_resume(int(state["nc_written"]))
         self.links_w.open_for_resume(int(state["links_parts"]))
         self.people_w.open_for_resume(int(state["people_parts"]))
+        self.units_w.open_for_resume(int(state.get("units_parts", 0)))  # absent in older checkpoints
         self.series = {k: list(v) for k, v in state["series"].items()}
 
     # -- end of run -----------------------------------------------------------------------------------
@@ -216,6 +226,8 @@ class RunOutput:
         self.people_w.finish(empty_columns={"t_s": "float64", "agent_id": "int64", "persons": "float64",
                                             "state": "object", "depth_m": "float64", "hazard_rating": "float64",
                                             "hazard_class": "object"})
+        self.units_w.finish(empty_columns={"t_s": "float64", "unit_id": "int64", "unit_kind": "object",
+                                           "x": "float64", "y": "float64", "phase": "object"})
         ParquetPartsWriter(self.dir / "trips.parquet").finish(
             final_df=trips if trips is not None else pd.DataFrame(
                 {"trip_id": pd.Series(dtype="int64"), "travel_time_s": pd.Series(dtype="float64"),
@@ -223,6 +235,15 @@ class RunOutput:
         ParquetPartsWriter(self.dir / "incidents.parquet").finish(
             final_df=incidents if incidents is not None else pd.DataFrame(
                 {"incident_id": pd.Series(dtype="int64"), "response_time_s": pd.Series(dtype="float64")}))
+        # every unit's moves and calls (dispatched, on_scene, drop_off, at_station, ...; x, y EPSG:32649):
+        # where the ambulances and boats went, for maps and replays
+        actions = tw.services.action_table() if tw.services is not None else None
+        ParquetPartsWriter(self.dir / "unit_actions.parquet").finish(
+            final_df=actions if actions is not None else pd.DataFrame(
+                {"t_s": pd.Series(dtype="float64"), "unit_id": pd.Series(dtype="int64"),
+                 "unit_kind": pd.Series(dtype="object"), "incident_id": pd.Series(dtype="int64"),
+                 "action": pd.Series(dtype="object"), "x": pd.Series(dtype="float64"),
+                 "y": pd.Series(dtype="float64"), "detail": pd.Series(dtype="object")}))
         if tw.flood is not None:
             write_geotiff(self.dir / "max_depth.tif", np.where(tw.valid, tw.flood.max_depth, np.nan),
                           tw.terrain.transform, tw.terrain.crs)
