@@ -841,9 +841,7 @@ def _apply_build_time_interventions(tw: Twin) -> None:
             pl.loc[hit, "kind"] = "shelter"
             pl.loc[hit, "capacity"] = iv.capacity
             _replace_city_attr(tw, "places", pl)
-        elif iv.type == "extra_units":
-            if iv.at != 0:
-                raise ValueError(f"interventions.{i}.at: extra_units join when the twin is built (at: 0); got {iv.at:g} s")
+        elif iv.type == "extra_units" and iv.at == 0:  # later ones join as events (_make_event)
             tw.forcing.setdefault("extra_units", []).append((iv.unit, iv.count))
 
 
@@ -1001,6 +999,8 @@ def _make_event(tw: Twin, i: int, iv, name: str) -> list[Event]:
             raise ValueError(f"{name}: needs the people or services section enabled")
         if t == "extra_units" and tw.services is None:
             raise ValueError(f"{name}: needs the services section enabled")
+        if t == "extra_units" and iv.at > 0:  # reinforcements arriving during the run
+            return [Event(iv.at, i, name, lambda tw, k=iv.unit, n=iv.count: tw.services.add_units(k, n))]
         return []  # applied when the twin was built (_apply_build_time_interventions)
     if t == "warning":
         if tw.people is None:

@@ -422,7 +422,8 @@ class ShelterOpen(_Intervention):
 
 
 class ExtraUnits(_Intervention):
-    """Extra ambulances (spread over the hospitals) or rescue boats, in service from the start."""
+    """Extra ambulances (spread over the hospitals) or rescue boats: in service from the start
+    (``at: 0``), or joining at ``at`` (reinforcements, e.g. boats arriving from Đà Nẵng)."""
 
     type: Literal["extra_units"]
     unit: Literal["ambulance", "boat"]

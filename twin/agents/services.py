@@ -172,6 +172,32 @@ class EmergencyServices:
         self.units.append(Unit(len(self.units), kind, station, n, float(row["x"]), float(row["y"]), n,
                                float(row["x"]), float(row["y"])))
 
+    def add_units(self, kind: str, count: int) -> list[int]:
+        """Reinforcements joining during the run: ``count`` units of ``kind`` in service from now, at
+        the stations (ambulances at the hospitals; fire trucks and boats at the fire stations), each
+        at the station with the fewest units of that kind (ties: the first). They take calls from the
+        next dispatch on (every step starts with one). Returns their unit ids."""
+        if kind not in self.params.unit_classes:
+            raise ValueError(f"add_units: unknown unit kind {kind!r}; kinds are {sorted(self.params.unit_classes)}")
+        if int(count) != count or count < 1:
+            raise ValueError(f"add_units: count must be a whole number >= 1, got {count!r}")
+        nh = len(self.hospitals)
+        rows = list(range(nh)) if kind == "ambulance" else list(range(nh, len(self.stations)))
+        if not rows:
+            rows = list(range(len(self.stations)))
+        if not rows:
+            raise ValueError("add_units: the city has no hospital or fire station to base units at")
+        have = {r: sum(1 for u in self.units if u.kind == kind and u.station == r) for r in rows}
+        ids = []
+        for _ in range(int(count)):
+            r = min(rows, key=lambda q: (have[q], q))
+            self._add_unit(kind, r)
+            have[r] += 1
+            u = self.units[-1]
+            ids.append(u.uid)
+            self._log(self.time_s, u, -1, "joined", u.x, u.y, "reinforcement")
+        return ids
+
     def _new_env(self, t0):
         self.env = simpy.Environment(initial_time=t0)
         self.beds = [simpy.Container(self.env, capacity=max(int(b), 1), init=int(f))
