@@ -32,3 +32,23 @@ def test_evacuees_crossing_bridges_are_not_in_the_river():
     assert float(np.max(pm.max_hr)) < 0.05           # only the few cm of water some banks hold
     # and the evacuation did happen (people left home, some on foot over the road graph)
     assert (table["state"] != "home").sum() > 0
+
+
+def test_services_route_boats_on_the_water_and_ambulances_over_bridges():
+    """The services get both fields from the people model: boats see the rivers' real depth, road
+    units the water met on the roads (none on bridges while the rivers are at their normal level)."""
+    from twin.agents import EmergencyServices
+
+    city = load_city("tamky", resolution_m=100)
+    pm = PeopleModel(city, {"population_scale": 0.05}, np.random.default_rng(5))
+    es = EmergencyServices(city, {}, np.random.default_rng(6), people=pm)
+    normal = np.nan_to_num(np.asarray(city.water_depth0, float))
+    pm.run_one_step(300.0, normal, np.zeros_like(normal))
+    es.run_one_step(300.0)
+    deep = int(np.argmax(normal))
+    assert normal.ravel()[deep] > 1.0
+    assert es._depth[deep] == normal.ravel()[deep]       # boats: the channel's water
+    assert es._road_depth[deep] == 0.0                   # roads: nothing above the banks
+    bridge = np.asarray(city.roads.links["bridge"], bool)
+    assert len(bridge) == es.graph.n_links and bridge.sum() >= 10   # no traffic: the city's own graph
+    assert np.isfinite(es.link_times("ambulance")[bridge]).all()

@@ -154,6 +154,7 @@ class PeopleModel(mesa.Model):
         self.time_s = 0.0
         self.n_steps = 0
         self._depth = None
+        self._flood_depth = None
         self._speed = None
         self._build_places(city)
         self._build_population(city)
@@ -461,6 +462,7 @@ class PeopleModel(mesa.Model):
             raise ValueError(f"PeopleModel.run_one_step: dt must be > 0, got {dt}")
         d = self._field(flood_depth, "flood_depth")
         v = self._field(flood_speed, "flood_speed")
+        self._flood_depth = d  # the water itself (boats navigate on it)
         if d is not None and self._wet_cells.any():
             # People are in a river or lagoon cell only on a bridge or a road along it: what they
             # meet there is the water above the deck (bank level), not the channel depth.

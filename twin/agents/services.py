@@ -115,6 +115,7 @@ class EmergencyServices:
         self.grid = GridRouter(self.shape, self.terrain.transform, p.boat_grid_cells)
         self.time_s = 0.0
         self._depth = None
+        self._road_depth = None
         self._flood_version = 0
         self._cache: dict = {}
         self.closed_links: set[int] = set()
@@ -204,19 +205,26 @@ class EmergencyServices:
                      for b, f in zip(self.hospital_beds, self.hospital_free0)]
 
     # ------------------------------------------------------------------ flood and roads
-    def set_flood(self, depth) -> None:
-        """Give the services the current flood depth ``(ny, nx)`` (done automatically from ``people``)."""
-        if depth is None:
-            self._depth = None
-        else:
-            d = np.asarray(depth, float)
-            if d.shape != self.shape and d.shape != (self.shape[0] * self.shape[1],):
-                raise ValueError(f"EmergencyServices.set_flood: depth shape {d.shape} != city grid {self.shape}")
-            d = d.ravel()
-            ok = np.isfinite(d)
-            self._depth = d.copy() if ok.all() else np.where(ok, d, 0.0)
+    def set_flood(self, depth, road_depth=None) -> None:
+        """Give the services the current flood depth ``(ny, nx)`` (done automatically from ``people``).
+
+        ``road_depth``: the water met on roads where it differs from the flood depth (on bridges and
+        bank roads only the water above the banks, ``twin.couplings.RoadWaterLevel``); road units
+        route on it, boats on the flood depth. None: the flood depth."""
+        self._depth = self._grid_field(depth, "depth")
+        self._road_depth = self._depth if road_depth is None else self._grid_field(road_depth, "road_depth")
         self._flood_version += 1
         self._cache.clear()
+
+    def _grid_field(self, a, name):
+        if a is None:
+            return None
+        d = np.asarray(a, float)
+        if d.shape != self.shape and d.shape != (self.shape[0] * self.shape[1],):
+            raise ValueError(f"EmergencyServices.set_flood: {name} shape {d.shape} != city grid {self.shape}")
+        d = d.ravel()
+        ok = np.isfinite(d)
+        return d.copy() if ok.all() else np.where(ok, d, 0.0)
 
     def close_links(self, ids) -> None:
         """Closures used when no traffic model is attached (with one, its closures apply)."""
@@ -239,7 +247,8 @@ class EmergencyServices:
             return self._cache[key]
         uc = self.params.unit_classes[kind]
         g = self.graph
-        depth = np.zeros(g.n_links) if self._depth is None else self._depth[self._link_cell]
+        rd = self._road_depth if self._road_depth is not None else self._depth
+        depth = np.zeros(g.n_links) if rd is None else rd[self._link_cell]
         if self.traffic is not None:
             try:
                 t = np.asarray(self.traffic.link_travel_time_s(uc.vehicle_class), float).copy()
@@ -296,7 +305,8 @@ class EmergencyServices:
             raise ValueError(f"EmergencyServices.run_one_step: dt must be > 0, got {dt}")
         t0, t1 = self.time_s, self.time_s + dt
         if self.people is not None and self.people._depth is not None:
-            self.set_flood(self.people._depth)
+            raw = getattr(self.people, "_flood_depth", None)
+            self.set_flood(self.people._depth if raw is None else raw, road_depth=self.people._depth)
         self._update_hospitals(t0)
         self._sweep_queue(t0)
         calls = []
@@ -719,6 +729,7 @@ class EmergencyServices:
             "hospital_closed": self.hospital_closed.copy(),
             "closed_links": sorted(self.closed_links),
             "depth": None if self._depth is None else self._depth.copy(),
+            "road_depth": None if self._road_depth is None else self._road_depth.copy(),
             "rng": self.rng.bit_generator.state,
         }
 
@@ -736,6 +747,8 @@ class EmergencyServices:
         self.hospital_closed = np.array(s["hospital_closed"], bool)
         self.closed_links = set(s["closed_links"])
         self._depth = None if s["depth"] is None else np.array(s["depth"])
+        rd = s.get("road_depth", s["depth"])  # older states: one field
+        self._road_depth = None if rd is None else np.array(rd)
         self._cache.clear()
         self.rng.bit_generator.state = s["rng"]
         self.env = simpy.Environment(initial_time=self.time_s)
