@@ -118,22 +118,20 @@ class RoadWaterLevel:
     def met_depth_at(self, depth_values: np.ndarray, flat_cells: np.ndarray) -> np.ndarray:
         """:meth:`met_depth` at some cells only: ``depth_values`` are the flood depths at the flat
         cell indices ``flat_cells`` (cheaper than the whole grid when few cells are read)."""
-        d = np.nan_to_num(np.asarray(depth_values, dtype=float), nan=0.0)
         cells = np.asarray(flat_cells, dtype=np.int64)
-        wet = self.water.ravel()[cells]
-        if not wet.any():
-            return d
-        deck = np.nan_to_num(self.deck.ravel()[cells], nan=np.inf)
-        above = np.maximum(self._z.ravel()[cells] + d - deck, 0.0)
-        return np.where(wet, above, d)
+        return self._met(depth_values, self.water.ravel()[cells], self._z.ravel()[cells], self.deck.ravel()[cells])
 
     def met_depth(self, depth: np.ndarray) -> np.ndarray:
         """Depth met on roads (same shape as ``depth``; NaN counts as dry)."""
+        return self._met(depth, self.water, self._z, self.deck)
+
+    @staticmethod
+    def _met(depth, water, z, deck) -> np.ndarray:
         d = np.nan_to_num(np.asarray(depth, dtype=float), nan=0.0)
-        if not self.water.any():
+        if not water.any():
             return d
-        above = np.maximum(self._z + d - np.nan_to_num(self.deck, nan=np.inf), 0.0)
-        return np.where(self.water, above, d)
+        above = np.maximum(z + d - np.nan_to_num(deck, nan=np.inf), 0.0)
+        return np.where(water, above, d)
 
 
 def depth_class_areas(depth: np.ndarray, cell_area_m2: float, valid: np.ndarray | None = None) -> dict[str, float]:

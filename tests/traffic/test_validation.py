@@ -95,7 +95,10 @@ def test_bottleneck_queue_tail_speed_and_spillback_bound():
             ts.append(hit[0] + 1.0)
     assert len(xs) > 20
     slope = np.polyfit(ts, xs, 1)[0]
-    assert slope == pytest.approx(expected, rel=0.10)  # -1.53 m/s within 10 %
+    assert slope == pytest.approx(expected, rel=0.10)  # -1.53 m/s within 10 % (the tolerance)
+    # with exact capacities the engine gets -1.533 m/s; the old whole-vehicle counts gave -1.601 m/s
+    # (4.5 % off), so hold it to 1 %
+    assert slope == pytest.approx(expected, rel=0.01)
 
 
 def diverge_net():

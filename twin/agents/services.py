@@ -247,8 +247,7 @@ class EmergencyServices:
             return self._cache[key]
         uc = self.params.unit_classes[kind]
         g = self.graph
-        rd = self._road_depth if self._road_depth is not None else self._depth
-        depth = np.zeros(g.n_links) if rd is None else rd[self._link_cell]
+        depth = np.zeros(g.n_links) if self._road_depth is None else self._road_depth[self._link_cell]
         if self.traffic is not None:
             try:
                 t = np.asarray(self.traffic.link_travel_time_s(uc.vehicle_class), float).copy()
