@@ -52,6 +52,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
     import mesa
+
     from twin.agents import EmergencyServices, PeopleModel
 
     name = a.city

@@ -46,7 +46,8 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, store: str | os.PathLike
     replaces ``twin.load_city`` (tests). ``runner``: argv prefix that runs a scenario file and takes
     ``--out DIR`` (default ``python -m twin run``).
     """
-    from .pages import builder, compare, emergency, map as map_page, sensors
+    from .pages import builder, compare, emergency, sensors
+    from .pages import map as map_page
 
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)

@@ -282,7 +282,7 @@ SERIES = (
 def compare_series_figure(run_a: Run, run_b: Run, height: int = 640) -> go.Figure:
     fig = make_subplots(rows=len(SERIES), cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=[s[0] for s in SERIES])
-    for k, (title, unit, fn, scale) in enumerate(SERIES, start=1):
+    for k, (_title, unit, fn, scale) in enumerate(SERIES, start=1):
         for run, style, label in ((run_a, RUN_A_STYLE, "A"), (run_b, RUN_B_STYLE, "B")):
             try:
                 s = fn(run)

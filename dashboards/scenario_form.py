@@ -158,7 +158,7 @@ def storm_closest_approach(sid: str) -> str | None:
 
     t = dt.datetime.fromisoformat(best[1].replace("Z", "+00:00"))
     if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
+        t = t.replace(tzinfo=dt.UTC)
     return (t + dt.timedelta(hours=7)).replace(tzinfo=None).isoformat(timespec="minutes")
 
 

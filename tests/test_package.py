@@ -14,7 +14,7 @@ def test_core_is_built_and_private():
 def test_public_api_names_resolve_lazily():
     assert "FloodModel" in dir(twin)
     try:
-        twin.no_such_name
+        _ = twin.no_such_name
     except AttributeError as exc:
         assert "no_such_name" in str(exc)
     else:  # pragma: no cover

@@ -23,7 +23,6 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from affine import Affine  # noqa: E402
 from pyproj import Transformer  # noqa: E402
 from shapely.geometry import LineString  # noqa: E402
 
@@ -83,7 +82,6 @@ def main() -> int:
     edge_labels = np.unique(np.concatenate([low[0], low[-1], low[:, 0], low[:, -1]]))
     lc[np.isin(low, edge_labels[edge_labels > 0])] = 1
     lc[np.isnan(z)] = 0
-    manning = np.vectorize(lambda c: synth.MANNING_BY_CLASS.get(int(c), 0.035), otypes=[float])(lc)
     bfrac = np.vectorize(lambda c: synth.BUILDING_FRACTION_BY_CLASS.get(int(c), 0.0), otypes=[float])(lc)
     depth0 = np.where(lc == 1, np.maximum(-z, 0.0), 0.0)   # SRTM sea surface is 0 m: depth 0 there
     R = {"transform": t, "landcover": lc, "elevation": z}

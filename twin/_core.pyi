@@ -31,8 +31,6 @@ def flood_inertial_step(
     seg_max_speed_min: NDArray[np.floating] | None = None,
 ) -> float: ...
 # ---- traffic (core_cpp/traffic_*.cpp) ----
-import numpy as np
-from numpy.typing import NDArray
 
 def traffic_node_model(sending: NDArray[np.float64], priority: NDArray[np.float64],
                        receiving: NDArray[np.float64]) -> NDArray[np.float64]: ...

@@ -15,14 +15,21 @@ Forcing built here (all before the run, so a run is a pure function of the scena
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from twin.couplings import LinkDepthSampler, RoadWaterLevel, hazard_class, hazard_rating, speed_factor_from_depth, HAZARD_CLASSES
+from twin.couplings import (
+    HAZARD_CLASSES,
+    LinkDepthSampler,
+    RoadWaterLevel,
+    hazard_class,
+    hazard_rating,
+)
 from twin.scenario import Scenario
 
 __all__ = ["build_twin", "Twin", "Event", "idf_intensity_mm_per_h", "design_hyetograph", "tide_stage",
@@ -154,7 +161,7 @@ class Event:
     time_s: float
     order: int
     name: str
-    apply: Callable[["Twin"], None]
+    apply: Callable[[Twin], None]
 
     @property
     def key(self) -> str:
@@ -896,7 +903,7 @@ def _people_city_view(tw: Twin):
         pl = pl.copy()
         pl["ward_name"] = pl["ward"]
         pl["ward"] = pl["ward"].map(lambda n: codes.get(_norm(n), -1)).astype(np.int64)
-        setattr(view, "places", pl)
+        view.places = pl
     return view
 
 

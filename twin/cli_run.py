@@ -78,7 +78,7 @@ def register(subparsers) -> None:
 
 
 def _stamp() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _print_summary(sim, out_dir: Path, quiet: bool) -> None:

@@ -101,7 +101,7 @@ class RoadNetwork:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_frames(cls, nodes: pd.DataFrame, links: pd.DataFrame) -> "RoadNetwork":
+    def from_frames(cls, nodes: pd.DataFrame, links: pd.DataFrame) -> RoadNetwork:
         """Builds the network from a node table and a link table (see the class docstring)."""
         _require_columns(nodes, ["id", "x", "y"], "nodes")
         _require_columns(links, ["from", "to", "length_m", "lanes", "free_speed_mps"], "links")
@@ -203,28 +203,28 @@ class RoadNetwork:
         return cls(n, out)
 
     @classmethod
-    def from_geojson(cls, path, **kwargs) -> "RoadNetwork":
+    def from_geojson(cls, path, **kwargs) -> RoadNetwork:
         """Reads a GeoJSON road layer (see :func:`twin.roads_io.read_geojson`)."""
         from twin.roads_io import read_geojson
 
         return cls._wrap(read_geojson(path, **kwargs))
 
     @classmethod
-    def from_graphml(cls, path, **kwargs) -> "RoadNetwork":
+    def from_graphml(cls, path, **kwargs) -> RoadNetwork:
         """Reads a GraphML road graph, e.g. from OSMnx (see :func:`twin.roads_io.read_graphml`)."""
         from twin.roads_io import read_graphml
 
         return cls._wrap(read_graphml(path, **kwargs))
 
     @classmethod
-    def from_osm(cls, path, **kwargs) -> "RoadNetwork":
+    def from_osm(cls, path, **kwargs) -> RoadNetwork:
         """Reads an OSM extract (PBF or XML) (see :func:`twin.roads_io.read_osm`)."""
         from twin.roads_io import read_osm
 
         return cls._wrap(read_osm(path, **kwargs))
 
     @classmethod
-    def _wrap(cls, result) -> "RoadNetwork":
+    def _wrap(cls, result) -> RoadNetwork:
         if isinstance(result, RoadNetwork):
             return result
         nodes, links = result
@@ -292,7 +292,7 @@ class RoadNetwork:
         np.cumsum(counts, out=ptr[1:])
         return _CSR(ptr, order)
 
-    def largest_strongly_connected(self) -> "RoadNetwork":
+    def largest_strongly_connected(self) -> RoadNetwork:
         """The largest strongly connected part (every node reaches every other); warns what was cut."""
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components
@@ -337,7 +337,7 @@ class RoadNetwork:
     @staticmethod
     def grid(n_x: int, n_y: int | None = None, spacing_m: float = 300.0, lanes: float = 2,
              free_speed_mps: float = 50 / 3.6, signal_phases_s: tuple[float, ...] | None = None,
-             origin: tuple[float, float] = (0.0, 0.0), source: str = "synthetic") -> "RoadNetwork":
+             origin: tuple[float, float] = (0.0, 0.0), source: str = "synthetic") -> RoadNetwork:
         """A synthetic grid with links both ways (tests, benchmarks); with ``signal_phases_s`` every
         node gets a fixed-time signal, east-west links green in phase 0, north-south in phase 1."""
         n_y = n_x if n_y is None else n_y

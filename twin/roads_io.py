@@ -239,8 +239,8 @@ def _edges_to_links(edges: pd.DataFrame, *, geometry_xy, length_m, source: str) 
 
 
 def _project_lines(lines_lonlat, dst_crs):
-    from pyproj import CRS, Transformer
     import shapely
+    from pyproj import CRS, Transformer
     tr = Transformer.from_crs(CRS.from_epsg(4326), CRS.from_user_input(dst_crs), always_xy=True)
     return list(shapely.transform(np.asarray(list(lines_lonlat), dtype=object),
                                   lambda x, y: tr.transform(x, y), interleaved=False))
@@ -426,7 +426,7 @@ def read_geojson(path, *, crs=DEFAULT_CRS, repair: str = "largest", snap_m: floa
                 start = j
     links = []
     for u, v, seg, pr in rows:
-        get = lambda k, default=None: (pr[k] if k in pr.index and pr[k] is not None and not (isinstance(pr[k], float) and math.isnan(pr[k])) else default)  # noqa: E731
+        get = lambda k, default=None, pr=pr: (pr[k] if k in pr.index and pr[k] is not None and not (isinstance(pr[k], float) and math.isnan(pr[k])) else default)  # noqa: E731
         hw = get("highway", "road")
         ow = parse_oneway(get("oneway"), hw, get("junction"))
         lanes, v_mps, cap = link_attributes(hw, get("lanes"), get("maxspeed"), ow)
@@ -475,10 +475,10 @@ def read_graphml(path, *, crs=DEFAULT_CRS, repair: str = "largest"):
     ``maxspeed``, ``oneway``, ``length``, ``geometry`` as WKT) or explicit (``free_speed_mps`` ...).
     """
     import networkx as nx
+    import shapely
     from pyproj import CRS, Transformer
     from shapely import wkt
     from shapely.geometry import LineString
-    import shapely
 
     path = Path(path)
     if not path.exists():

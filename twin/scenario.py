@@ -21,7 +21,7 @@ import datetime as _dt
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -218,7 +218,7 @@ class NoRain(_Model):
 
 
 Rain = Annotated[
-    Union[DesignStorm, TyphoonRain, GaugeRain, FileRain, SeriesRain, NoRain], Field(discriminator="kind")
+    DesignStorm | TyphoonRain | GaugeRain | FileRain | SeriesRain | NoRain, Field(discriminator="kind")
 ]
 
 
@@ -481,7 +481,7 @@ class Breach(_Intervention):
 
 
 Intervention = Annotated[
-    Union[Levee, Pump, RoadClosure, ShelterOpen, ExtraUnits, Warning_, ReservoirRelease, Breach],
+    Levee | Pump | RoadClosure | ShelterOpen | ExtraUnits | Warning_ | ReservoirRelease | Breach,
     Field(discriminator="type"),
 ]
 
@@ -571,7 +571,7 @@ class Scenario(_Model):
 
     @property
     def start_utc(self) -> _dt.datetime:
-        return self.start.astimezone(_dt.timezone.utc)
+        return self.start.astimezone(_dt.UTC)
 
     def datetime_at(self, t_s: float) -> _dt.datetime:
         return self.start + _dt.timedelta(seconds=float(t_s))
@@ -583,7 +583,7 @@ class Scenario(_Model):
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
 
-    def with_overrides(self, overrides: list[str] | dict, source: str = "<overrides>") -> "Scenario":
+    def with_overrides(self, overrides: list[str] | dict, source: str = "<overrides>") -> Scenario:
         data = apply_overrides(self.to_dict(), overrides, source=source)
         return _validate(data, source=source, base_dir=None)
 

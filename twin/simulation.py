@@ -34,13 +34,14 @@ import signal
 import sys
 import time as _time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from twin.output.schedules import IterationInterval, Schedule, TimeInterval
+from twin.output.schedules import IterationInterval, Schedule
 
 __all__ = ["Simulation", "Callback", "SimulationStopped", "NumericalInstability", "run_scenario", "PHASES"]
 
@@ -59,7 +60,7 @@ class SimulationStopped(Exception):
 class Callback:
     """``func(sim)`` called when ``schedule(sim)`` is true (after the step, before recorders)."""
 
-    func: Callable[["Simulation"], Any]
+    func: Callable[[Simulation], Any]
     schedule: Schedule = field(default_factory=lambda: IterationInterval(1))
 
 
@@ -99,7 +100,7 @@ class Simulation:
         self.phase_wall_s: dict[str, float] = {}
         self._phase: str | None = None
         self._phase_t0 = 0.0
-        self.callbacks: "OrderedDict[str, Callback]" = OrderedDict()
+        self.callbacks: OrderedDict[str, Callback] = OrderedDict()
         self.callbacks["stop_time_exceeded"] = Callback(_stop_time_exceeded, IterationInterval(1))
         self.callbacks["wall_time_limit_exceeded"] = Callback(_wall_time_exceeded, IterationInterval(1))
         self.callbacks["nan_checker"] = Callback(_nan_checker, IterationInterval(max(1, int(nan_check_every))))
@@ -188,7 +189,7 @@ class Simulation:
         if self.iteration == 0:
             self._after_step()  # initial state to callbacks and recorders
 
-    def run(self, progress: bool | Callable | None = None) -> "Simulation":
+    def run(self, progress: bool | Callable | None = None) -> Simulation:
         """Step until a stop callback fires. ``progress``: True for a tqdm bar, or ``f(sim)``.
 
         Ctrl-C (KeyboardInterrupt) writes a checkpoint into the run folder (if any) and re-raises.

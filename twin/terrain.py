@@ -78,7 +78,7 @@ class Terrain:
         origin: tuple[float, float] = (0.0, 0.0),
         crs: Any = None,
         nodata: float | None = None,
-    ) -> "Terrain":
+    ) -> Terrain:
         """A terrain from an ``(ny, nx)`` elevation array; ``origin`` is the north-west corner ``(x0, y0)``.
 
         NaN cells, and cells equal to ``nodata`` when given, are invalid (walls for the flood model).
@@ -101,7 +101,7 @@ class Terrain:
         return cls(z, dx, Affine(dx, 0.0, x0, 0.0, -dx, y0), _as_crs(crs), "array")
 
     @classmethod
-    def from_geotiff(cls, path, dst_crs: Any = None, resolution: float | None = None) -> "Terrain":
+    def from_geotiff(cls, path, dst_crs: Any = None, resolution: float | None = None) -> Terrain:
         """Read a DEM GeoTIFF (band 1) with rasterio.
 
         The grid is reprojected (bilinear) when ``dst_crs`` differs from the file's CRS, when the

@@ -14,7 +14,7 @@ from .conftest import coastal_flood, synthetic_city
 def run(pm, hours, dt=300.0, city=None, warn=None, check=None):
     city = city or pm.city
     n = int(hours * 3600 / dt)
-    for k in range(n):
+    for _k in range(n):
         t = pm.time_s + dt
         d, v = coastal_flood(city, t)
         pm.run_one_step(dt, d, v)

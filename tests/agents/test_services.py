@@ -6,7 +6,7 @@ import pytest
 
 from twin.agents import EmergencyServices, PeopleModel
 
-from .conftest import coastal_flood, synthetic_city
+from .conftest import coastal_flood
 
 
 def coupled(city, seed=1, people=None, services=None, hours=10.0, dt=300.0, warn=None):
@@ -74,7 +74,6 @@ def test_priority_one_is_dispatched_first(city):
 
 def test_flooded_road_lengthens_route_and_closure_is_respected(city):
     es = EmergencyServices(city, {}, np.random.default_rng(0))
-    g = es.graph
     a, b = 0, 11           # two ends of the top row of the road grid (11 links of 150 m)
     links, t0, length0 = es.route("ambulance", a, b)
     assert length0 == pytest.approx(11 * 150.0)

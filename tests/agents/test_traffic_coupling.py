@@ -94,6 +94,7 @@ def test_ambulance_routes_use_traffic_closures_and_flood():
 def test_models_use_the_network_traffic_runs_on():
     # traffic on the largest strongly connected part of a network with a one-way dead end
     import pandas as pd
+
     from twin.roads import RoadNetwork
 
     city = synthetic_city()

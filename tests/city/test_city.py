@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twin.city import PLACE_KINDS, City, load_city
-from twin.city import synth
+from twin.city import PLACE_KINDS, City, load_city, synth
 
 REPO = Path(__file__).resolve().parents[2]
 

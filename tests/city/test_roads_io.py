@@ -7,7 +7,6 @@ from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from twin import roads_io

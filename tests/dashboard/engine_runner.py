@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 def main(argv):
     from fixture_run import engine_city
+
     from twin.build import build_twin
     from twin.scenario import ScenarioError, load_scenario
     from twin.simulation import Simulation

@@ -94,7 +94,7 @@ def write_run(folder: str | Path, *, scale: float = 1.0, seed: int = 0, n_times:
         dst.write(depth.max(axis=0).astype(np.float32), 1)
     # links: closed when the link's midpoint is under > 0.3 m of water
     L = links()
-    pl = places()
+    places()
     rows = []
     for k, tk in enumerate(t):
         for lid, g in zip(L.index, L["geometry"]):

@@ -7,9 +7,10 @@ import json
 
 import pytest
 
+from dashboards.app import create_app
+
 from . import fixture_run as fx
 from .conftest import ENGINE_RUNNER, Server
-from dashboards.app import create_app
 
 PAGES = [("/", "map"), ("/builder", "builder"), ("/compare", "compare"), ("/sensors", "sensors"), ("/emergency", "emergency")]
 

@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 
 from dashboards import figures, tables
+from dashboards import scenario_form as sf
 from dashboards.app import create_app
 from dashboards.jobs import JobManager, slug
-from dashboards.pages import builder, compare, emergency, map as map_page
+from dashboards.pages import builder, compare, emergency
+from dashboards.pages import map as map_page
 from dashboards.runs import Run, RunCache, RunError, block_reduce_max, flatten_kpis, hillshade, list_runs
-from dashboards import scenario_form as sf
 
 from . import fixture_run as fx
 
@@ -416,6 +417,7 @@ def test_failing_job_shows_its_output(tmp_path):
 # -- sensors -------------------------------------------------------------------------------------
 def test_sensor_store_latest_values_and_flags(tmp_path):
     import duckdb
+
     from dashboards.sensors_store import datastreams, observations
 
     db = tmp_path / "s.duckdb"

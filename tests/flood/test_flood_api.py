@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from twin import FloodModel, Terrain
-from twin import _core
+from twin import FloodModel, Terrain, _core
 
 
 def bowl(n=40, dx=5.0, nodata_corner=False):
@@ -247,7 +246,6 @@ def test_first_substep_after_set_depth_respects_the_cfl_limit():
 
 def test_every_instruction_set_gives_the_same_bits():
     """The sweep is built for several ISAs (baseline, AVX2, AVX-512); all give identical results."""
-    import hashlib
     import os
     import subprocess
     import sys

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from twin import FloodModel, Terrain
-from twin import _core
+from twin import FloodModel, Terrain, _core
 
 
 def _dam_break_over_bumps(n=300, dtype=np.float64):

@@ -155,7 +155,7 @@ def test_thacker_planar_surface_in_paraboloid_2d(order):
     s.advance(T)
     he, ue, ve = thacker_paraboloid_planar(X, Yn, T)
     wet = (he > 0) | (s.h > 1e-3)
-    stage_err = np.sum(np.abs((s.h - he))[wet]) / np.sum((he + z + 4.0)[wet])
+    stage_err = np.sum(np.abs(s.h - he)[wet]) / np.sum((he + z + 4.0)[wet])
     core = (he > 0.5) & (s.h > 0.5)
     u = s.hu[core] / s.h[core]
     v = s.hv[core] / s.h[core]

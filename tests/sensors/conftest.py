@@ -46,7 +46,7 @@ def start_mosquitto(tmp: Path, max_inflight_messages: int | None = 0):
                 break
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {proc.stderr.read().decode()}")
+                raise RuntimeError(f"mosquitto exited: {proc.stderr.read().decode()}") from None
             time.sleep(0.05)
     else:
         proc.kill()

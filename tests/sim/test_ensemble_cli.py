@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from twin.scenario import load_scenario
 
@@ -64,7 +63,7 @@ def test_fork_from_a_run_and_compare(tmp_path):
 
     city = small_city()
     sc = load_scenario(write_scenario(tmp_path), ["outputs.checkpoint_every=10min"])
-    base = run_scenario(sc, out_dir=tmp_path / "base", city=city)
+    run_scenario(sc, out_dir=tmp_path / "base", city=city)
     assert sorted(p.name for p in (tmp_path / "base" / "checkpoints").glob("*.pkl")) == [
         "ckpt-000000010.pkl", "ckpt-000000020.pkl"]
     # a levee along the creek's path from 15 min on

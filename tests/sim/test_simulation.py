@@ -125,7 +125,7 @@ def test_kpis_recomputed_from_the_tables_agree(full_run):
     ds = xr.open_dataset(run / "fields.nc", decode_times=False)
     land = ds["land"].values.astype(bool)
     # flooded area by depth class over time, from the NetCDF (float64 in this test)
-    for k, t in enumerate(ds["time"].values):
+    for k, _t in enumerate(ds["time"].values):
         d = ds["depth"].values[k][land]
         for name, lo, hi in DEPTH_CLASSES:
             area = np.count_nonzero((d >= lo) & (d < hi)) * 400.0

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from twin.roads import RoadNetwork
 from twin.traffic import TrafficModel
 
 from .conftest import corridor

@@ -121,11 +121,11 @@ def test_teleport_restart_is_bit_identical():
 
 
 def test_scenario_sets_time_to_teleport(tmp_path):
-    from twin.build import build_twin
-    from twin.scenario import load_scenario
-
     import importlib.util
     from pathlib import Path
+
+    from twin.build import build_twin
+    from twin.scenario import load_scenario
 
     spec = importlib.util.spec_from_file_location("sim_helpers", Path(__file__).parents[1] / "sim" / "helpers.py")
     helpers = importlib.util.module_from_spec(spec)

@@ -172,7 +172,7 @@ def test_merge_matches_daganzo(dA, dB, regime):
     tm.run_one_step(1500)
     log1 = tm.link_log
     flows = []
-    for link in (0, 1):
+    for _link in (0, 1):
         n0 = log0.query("link_id == @link").exit_s.notna().sum()
         n1 = log1.query("link_id == @link").exit_s.notna().sum()
         flows.append((n1 - n0) / 1500)

@@ -32,8 +32,9 @@ Sources (abbreviations used below)
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 CHANNELS = ("loudspeaker", "cell_broadcast", "tv", "door_to_door", "hotel_staff")
 
@@ -138,7 +139,7 @@ class PeopleParams:
     urban_debris: bool = True                # FD2321 debris factor for urban areas
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | "PeopleParams" | None) -> "PeopleParams":
+    def from_dict(cls, d: Mapping[str, Any] | PeopleParams | None) -> PeopleParams:
         return _from_dict(cls, d, "people")
 
 
@@ -189,7 +190,7 @@ class ServicesParams:
     dry_road_speed_factor_depth_m: float = 0.3      # Pregnolato: speed → 0 at this depth (cars)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | "ServicesParams" | None) -> "ServicesParams":
+    def from_dict(cls, d: Mapping[str, Any] | ServicesParams | None) -> ServicesParams:
         return _from_dict(cls, d, "services")
 
 
@@ -225,7 +226,7 @@ def _from_dict(cls, d, section):
             v = {**{"motorbike": 0.15, "car": 0.30}, **dict(v)}
         elif k == "shifts":
             v = {str(kind): (float(se[0]), float(se[1])) for kind, se in dict(v).items()}
-            for kind, (st, ln) in v.items():
+            for kind, (_st, ln) in v.items():
                 if not (0 < ln <= 86400.0):
                     raise ValueError(f"{section} params: shifts[{kind!r}] length {ln} must be in (0, 86400] s")
         elif k == "shelter_kinds":

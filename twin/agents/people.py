@@ -84,7 +84,7 @@ class EventLog:
 class Household(mesa.Agent):
     """A resident household: a view onto row ``idx`` of the model's arrays."""
 
-    def __init__(self, model: "PeopleModel", idx: int):
+    def __init__(self, model: PeopleModel, idx: int):
         super().__init__(model)
         self.idx = idx
 
@@ -142,7 +142,7 @@ class PeopleModel(mesa.Model):
     def __init__(self, city, params=None, rng=None, traffic=None):
         rng = np.random.default_rng(rng)
         super().__init__(rng=rng)
-        self.params = p = PeopleParams.from_dict(params)
+        self.params = PeopleParams.from_dict(params)
         self.city = city
         self.traffic = traffic
         self.terrain = city.terrain

@@ -251,7 +251,7 @@ def _snap_inflows(inflows: pd.DataFrame, terrain, lc: np.ndarray, classes: dict)
     water = np.isin(lc, [c for c, n in classes.items() if n in ("water", "sea")])
     out = inflows.copy()
     rows, cols = [], []
-    for i, (x, y) in enumerate(zip(out["x"].to_numpy(float), out["y"].to_numpy(float))):
+    for _i, (x, y) in enumerate(zip(out["x"].to_numpy(float), out["y"].to_numpy(float))):
         r0, c0 = terrain.rowcol(x, y)
         r0, c0 = int(np.clip(r0, 0, ny - 1)), int(np.clip(c0, 0, nx - 1))
         rs, cs = slice(max(r0 - rad, 0), min(r0 + rad + 1, ny)), slice(max(c0 - rad, 0), min(c0 + rad + 1, nx))

@@ -1,7 +1,6 @@
 """Reading and writing city bundles (a folder with ``manifest.json`` and its layers)."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 

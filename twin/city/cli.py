@@ -1,7 +1,6 @@
 """``twin city``: import a city from real data and show a bundle's layers with provenance."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 

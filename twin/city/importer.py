@@ -164,6 +164,7 @@ def import_city(name: str, dem, osm, *, places=None, landcover=None, resolution_
 
     # terrain: the team's DEM loader (any CRS, reprojected bilinear, nodata -> NaN)
     import rasterio
+
     from twin.city._compat import terrain_class
     with rasterio.open(dem) as src:
         if src.crs is None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from shapely.geometry import LineString, MultiLineString, Point, Polygon, box
+from shapely.geometry import LineString, Point, Polygon, box
 from shapely.ops import nearest_points, unary_union
 
 from twin.city import synth
@@ -143,7 +143,6 @@ def _extend_to(line: LineString, others: list[LineString], tol: float = 450.0) -
 
 # ----------------------------------------------------------------------------- roads
 def build_roads(R: dict, sources: dict, national_roads_geojson: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    grid = _Grid(R)
     major: list[tuple[LineString, str, str, str]] = []   # geometry, highway, name, source
     for g in ql1a_lines(national_roads_geojson):
         major.append((g, "trunk", "Quốc lộ 1A", "real"))

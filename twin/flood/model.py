@@ -11,7 +11,6 @@ continuity, rain, losses (all in the kernel); then point inflows, pumps and pres
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 

@@ -93,7 +93,7 @@ class RunOutput:
             self.nc = NetCDFGridWriter(
                 self.dir / "fields.nc", x=x, y=y, crs=tw.terrain.crs, start=sc.start, variables=self.field_vars,
                 dtype=self.outputs.fields_dtype, title=f"Tam Kỳ Twin run of scenario {sc.name}",
-                history=f"{_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} twin run",
+                history=f"{_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')} twin run",
                 nodata_mask=tw.valid,
                 static={
                     "elevation": (np.where(tw.valid, tw.terrain.elevation, np.nan).astype("float32"),
@@ -377,6 +377,6 @@ class RunOutput:
             "stop_time_s": sim.stop_time,
             "wall_time_s": sim.wall_time,
             "phase_wall_s": {k: round(v, 3) for k, v in getattr(sim, "phase_wall_s", {}).items()},
-            "written_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "written_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "files": files,
         })

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time as _time
-from typing import Iterable
+from collections.abc import Iterable
 
 __all__ = [
     "Schedule",
@@ -35,10 +35,10 @@ class Schedule:
     def __call__(self, sim) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def __and__(self, other: "Schedule") -> "AndSchedule":
+    def __and__(self, other: Schedule) -> AndSchedule:
         return AndSchedule(self, other)
 
-    def __or__(self, other: "Schedule") -> "OrSchedule":
+    def __or__(self, other: Schedule) -> OrSchedule:
         return OrSchedule(self, other)
 
     # state for checkpoints (most schedules are stateless functions of the clock)

@@ -134,7 +134,7 @@ def nudge_depth(depth, elevation, gauges, *, dt_s: float, relaxation_time_s: flo
     alpha = min(float(dt_s) / float(relaxation_time_s), 1.0)
     inc = np.zeros_like(h)
     valid = np.isfinite(z)
-    for (gx, gy, eta), w in zip(gauges, ws):
+    for (_gx, _gy, eta), w in zip(gauges, ws):
         target = np.where(valid, np.maximum(eta - np.where(valid, z, 0.0), 0.0), h)
         inc += (w / wsum) * (target - h)
     out = h + alpha * inc

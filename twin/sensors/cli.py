@@ -1,7 +1,6 @@
 """``twin sensors ingest|load|qc|export|replay|storms`` and ``twin live``."""
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import sys
@@ -184,7 +183,6 @@ def _export(a) -> int:
 
 @_clear_errors
 def _replay(a) -> int:
-    import numpy as np
     import pandas as pd
 
     from twin.sensors.replay import read_series, replay

@@ -144,7 +144,7 @@ class Ingester:
         t_epoch = np.array([b[6] for b in buf])
         rec_times = (t_epoch * 1e6).astype("int64").astype("datetime64[us]")
         cur = None
-        for i, (topic, payload, mid, qos, dup, gen, _t) in enumerate(buf):
+        for i, (topic, payload, mid, _qos, dup, _gen, _t) in enumerate(buf):
             n_rej = len(out.rejects)
             self.decoder.decode(topic, payload, rec_times[i], out)
             if len(out.rejects) > n_rej:

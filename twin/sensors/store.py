@@ -89,7 +89,7 @@ class InsertResult:
     out_of_order: int = 0
     clock_skew: int = 0
 
-    def __iadd__(self, other: "InsertResult"):
+    def __iadd__(self, other: InsertResult):
         for k in self.__dataclass_fields__:
             setattr(self, k, getattr(self, k) + getattr(other, k))
         return self
@@ -381,7 +381,7 @@ class SensorStore:
                 self.con.execute(
                     f"UPDATE observations o SET qc_mask = o.qc_mask | {FLAG_BITS['duplicate']} FROM _ck "
                     "WHERE o.datastream_id = _ck.datastream_id AND o.phenomenon_time = _ck.phenomenon_time")
-                self._refresh_flag_text("qc_mask & %d != 0" % FLAG_BITS["duplicate"])
+                self._refresh_flag_text(f"qc_mask & {FLAG_BITS['duplicate']} != 0")
             finally:
                 self.con.unregister("_ck")
         if rejects:

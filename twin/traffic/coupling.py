@@ -29,7 +29,7 @@ class LinkDepthSampler(_GridSampler):
         self.statistic = statistic
 
     @classmethod
-    def from_terrain(cls, network, terrain, **kwargs) -> "LinkDepthSampler":
+    def from_terrain(cls, network, terrain, **kwargs) -> LinkDepthSampler:
         kwargs.setdefault("valid", terrain.valid)
         return cls(network, terrain.transform, terrain.shape, **kwargs)
 
