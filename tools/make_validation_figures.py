@@ -103,12 +103,12 @@ def flood_ea_test4():
     pts = [(50, 1000), (100, 1000), (200, 1000), (300, 1000), (400, 1000), (300, 1300)]
     dist = [np.hypot(x, y - 1000.0) for x, y in pts]
     arr = [m.arrival_time[t.rowcol(x, y)] / 3600.0 for x, y in pts]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=FIGSIZE, gridspec_kw={"width_ratios": [1.4, 1]})
-    im = a1.imshow(np.where(m.depth > 0.01, m.depth, np.nan).T, origin="lower", cmap="cividis_r",
-                   extent=(2000, 0, 0, 1000), aspect="equal")
-    a1.plot([y for _, y in pts], [x for x, _ in pts], "r+", ms=6)
-    a1.set(xlabel="y [m]", ylabel="x [m]", title="depth after 5 h")
-    fig.colorbar(im, ax=a1, shrink=0.8, label="m")
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(5.6, 3.4), gridspec_kw={"width_ratios": [1, 1.6]})
+    im = a1.imshow(np.where(m.depth > 0.01, m.depth, np.nan), cmap="cividis_r",
+                   extent=(0, 1000, 0, 2000), aspect="equal")  # row 0 = north edge (y = 2000 m)
+    a1.plot([x for x, _ in pts], [y for _, y in pts], "r+", ms=6)
+    a1.set(xlabel="x [m]", ylabel="y [m]", title="depth after 5 h [m]")
+    fig.colorbar(im, ax=a1, shrink=0.9)
     a2.plot(dist, arr, "o-")
     a2.set(xlabel="distance from inflow [m]", ylabel="arrival of 0.1 m [h]", title="arrival is monotone")
     fig.suptitle("EA Test 4 geometry (10 m cells)", fontsize=9)
