@@ -71,12 +71,7 @@ def test_pending_pages_exist():
 
 
 def test_reference_is_up_to_date():
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import gen_reference
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
-    pages = gen_reference.generate()
+    pages = _gen_reference().generate()
     stale = [name for name, text in pages.items()
              if not (DOCS / "reference" / name).exists()
              or (DOCS / "reference" / name).read_text(encoding="utf-8") != text]
@@ -113,3 +108,50 @@ def test_validation_figures_are_small():
     text = (DOCS / "validation.md").read_text(encoding="utf-8")
     for f in figs:  # every figure is shown on the validation page
         assert f"figures/{f.name}" in text, f.name
+
+
+def _gen_reference():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import gen_reference
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    return gen_reference
+
+
+def test_reference_generator_renders_a_decision_union_and_a_run_folder_schema(monkeypatch):
+    # the shapes twin.decisions and twin.output.schema are being written in (another branch):
+    # the generator must render them as soon as they are importable
+    import types
+    from typing import Annotated, Literal
+
+    from pydantic import BaseModel, Field
+
+    class Pump(BaseModel):
+        """Run a pump at a place."""
+
+        type: Literal["pump"]
+        place: str = Field(..., description="a place id or name")
+        capacity_m3_per_s: float = Field(..., gt=0, le=1000)
+
+    class Warning_(BaseModel):
+        type: Literal["warning"]
+        channel: Literal["cell_broadcast", "loudspeaker"] = "cell_broadcast"
+
+    decisions = types.ModuleType("twin.decisions")
+    decisions.Decision = Annotated[Pump | Warning_, Field(discriminator="type")]
+    schema = types.ModuleType("twin.output.schema")
+    schema.__doc__ = "The run folder's files."
+    schema.RUN_FOLDER = {"decisions.parquet": {"description": "every applied decision",
+                                               "columns": {"t_s": {"dtype": "float64", "units": "s"},
+                                                           "type": ("string", "", "decision kind")}}}
+    monkeypatch.setitem(sys.modules, "twin.decisions", decisions)
+    monkeypatch.setitem(sys.modules, "twin.output.schema", schema)
+    gen = _gen_reference()
+    page = gen.decisions_page()
+    assert "- `pump`: [Pump](#pump)" in page and "- `warning`: [Warning_](#warning_)" in page
+    assert "| `capacity_m3_per_s` | number | **required** | > 0, ≤ 1000 |  |" in page
+    assert "| `channel` | `cell_broadcast` \\| `loudspeaker` | `cell_broadcast` |" in page
+    page = gen.run_folder_page()
+    assert "## `decisions.parquet`" in page
+    assert "| `t_s` | float64 | s |  |" in page and "| `type` | string |  | decision kind |" in page
