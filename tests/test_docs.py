@@ -155,3 +155,12 @@ def test_reference_generator_renders_a_decision_union_and_a_run_folder_schema(mo
     page = gen.run_folder_page()
     assert "## `decisions.parquet`" in page
     assert "| `t_s` | float64 | s |  |" in page and "| `type` | string |  | decision kind |" in page
+
+
+def test_development_page_says_where_to_add_a_decision_kind():
+    # issue 13: a newcomer answers "where do I add a new decision kind?" from this page alone
+    text = (DOCS / "development.md").read_text(encoding="utf-8")
+    section = text.split("## Add a decision kind", 1)[1].split("\n## ", 1)[0]
+    for must in ("twin/decisions.py", "Decision", "validate", "apply", "DecisionError",
+                 "tests/sim/test_decisions.py", "interventions", "Simulation.submit", "gen_reference.py"):
+        assert must in section, must
