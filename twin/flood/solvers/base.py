@@ -1,16 +1,16 @@
-"""Flood solvers: the numerical core behind :class:`twin.flood.FloodModel`.
+"""The solver contract: what :class:`twin.flood.FloodModel` hands a flood solver, and what it calls.
 
-A solver owns only the hydrodynamic state and its update; :class:`FloodModel` owns forcing,
-boundaries, structures, tracked outputs and the volume book-keeping, and calls the solver once
-per sub-step. A second solver plugs in by subclassing :class:`Solver` and registering it::
+A solver owns only the hydrodynamic state and its update; :class:`~twin.flood.FloodModel` owns forcing,
+boundaries, structures, tracked outputs and the volume book-keeping, and calls the solver once per
+sub-step. The model builds one :class:`SolverInputs` (grid, bed, roughness, edge tables, the cells it
+edits between sub-steps, numerics) and hands it to the solver class; a solver never reads the model.
+A new solver subclasses :class:`Solver` and is registered by name (:func:`twin.flood.solvers.register_solver`).
 
-    @register_solver("fv")
-    class FVSolver(Solver): ...
+The contract a solver fulfils (all arrays in ``inputs.dtype``, ``(ny, nx)`` C-contiguous):
 
-The contract a solver fulfils (all arrays in the model's dtype, ``(ny, nx)`` C-contiguous):
-
-- ``__init__(model)``: allocate the state from ``model._z`` (walls at ``FLOOD_WALL_Z``),
-  ``model._manning`` (1 value or per cell), ``model.dtype``, ``model.threads``, ``model.alpha``.
+- ``__init__(inputs)``: allocate the state; keep ``inputs`` (its arrays are shared with the model,
+  which edits them in place: walls and breaches in ``z``, edge values every sub-step; the edited
+  and source cells are new tuples when structures were added, checked by identity).
 - ``h``: the current depth array; the model edits it in place between sub-steps (point sources,
   pumps, prescribed-stage cells), so a solver must read it afresh each sub-step.
 - ``stable_dt(hmax)``: the largest stable sub-step for the current state.
@@ -19,44 +19,57 @@ The contract a solver fulfils (all arrays in the model's dtype, ``(ny, nx)`` C-c
   ``max_speed_squared``)/``f.arrival_time`` and filling ``f.row_sums``
   (per row: rain depth, lost depth, boundary inflow and outflow in m2/s·(1/dt)); return the
   maximum depth.
-- ``cell_discharge()`` -> ``(2, ny, nx)`` unit discharge [m2/s], east and north components.
+- ``cell_discharge()`` -> ``(2, ny, nx)`` unit discharge [m2/s], east and north components;
+  ``face_discharge()`` -> ``(qx (ny, nx+1) east-positive, qy (ny+1, nx) south-positive)``.
 - ``get_state()`` / ``set_state(d)``: the solver's arrays, copied.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .. import _core
-
-__all__ = ["Solver", "InertialSolver", "SubstepForcing", "register_solver", "get_solver", "SOLVERS"]
-
-SOLVERS: dict[str, type] = {}
+__all__ = ["Solver", "SolverInputs", "SubstepForcing"]
 
 
-def register_solver(name: str):
-    def deco(cls):
-        SOLVERS[name] = cls
-        cls.name = name
-        return cls
+@dataclass(eq=False)
+class SolverInputs:
+    """Everything a solver is built from; :class:`~twin.flood.FloodModel` fills it and keeps it current.
 
-    return deco
+    Arrays are the model's own (shared, not copied) and in ``dtype`` unless said otherwise.
+    """
 
+    #: (ny, nx) bed elevation [m]; nodata cells hold ``_core.FLOOD_WALL_Z``; breaches lower it in place
+    z: np.ndarray
+    #: (ny, nx) bool, False where the terrain has no data (walls)
+    valid: np.ndarray
+    #: Manning n [s m^-1/3]: shape (1,) (uniform) or (ny, nx); replaced, never edited, when it changes
+    manning: np.ndarray
+    #: cell size [m] (square cells)
+    cell_size: float
+    #: float32 or float64, the dtype of every state array
+    dtype: np.dtype
+    #: (2 ny + 2 nx,) uint8 edge-face kinds, faces ordered west, east, north, south: 0 wall, 1 free, 2 stage
+    edge_kind: np.ndarray
+    #: (2 ny + 2 nx,) free: outflow slope; stage: water level [m] (the model updates it every sub-step)
+    edge_value: np.ndarray
+    #: CFL factor in (0, 1]
+    alpha: float = 0.5
+    #: inertial-scheme weighting theta in [0, 1]
+    theta: float = 0.8
+    #: OpenMP threads, None for the runtime default
+    threads: int | None = None
+    #: (rows, cols) int64 of the cells where the model removes or sets water between sub-steps (pumps,
+    #: then prescribed cells), or None; before each step the model replaces the tuple if the list changed
+    edited_cells: tuple[np.ndarray, np.ndarray] | None = None
+    #: (rows, cols) int64 of every cell the model changes between sub-steps (edited cells, point and line
+    #: inflows, breaches), or None; before each step the model replaces the tuple if the list changed
+    source_cells: tuple[np.ndarray, np.ndarray] | None = None
 
-def get_solver(name: str) -> type:
-    if name not in SOLVERS and name == "fv":
-        try:  # the finite-volume solver lives in its own module once it exists
-            import importlib
-
-            importlib.import_module("twin.flood.fv")
-        except ImportError:
-            pass
-    if name not in SOLVERS:
-        raise ValueError(f"solver: unknown flood solver {name!r}; available: {sorted(SOLVERS)}")
-    return SOLVERS[name]
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.z.shape
 
 
 @dataclass
@@ -71,6 +84,8 @@ class SubstepForcing:
     loss_scale: float = 0.0
     edge_kind: Any = None
     edge_value: Any = None
+    #: levee and wall crests on faces, or None: ``x_ptr, x_idx, x_crest`` (x faces, per row) and the same
+    #: for y faces; the model replaces the dict when levees are added and lowers crests in place (breaches)
     levees: dict | None = None
     max_depth: Any = None
     max_speed: Any = None
@@ -83,104 +98,37 @@ class SubstepForcing:
 
 
 class Solver:
+    """Base class of the flood solvers (see the module docstring for the contract)."""
+
     name = "base"
     #: True when the kernel tracks the maximum of speed squared in ``f.max_speed`` (the model
     #: takes the root at output); False when it tracks the speed itself.
     max_speed_squared = False
 
-    def __init__(self, model) -> None:
-        self.model = model
-
-    def stable_dt(self, hmax: float) -> float:
-        raise NotImplementedError
-
-    def substep(self, dt: float, t_end: float, f: SubstepForcing) -> float:
-        raise NotImplementedError
-
-    def cell_discharge(self) -> np.ndarray:
-        raise NotImplementedError
-
-    def get_state(self) -> dict:
-        raise NotImplementedError
-
-    def set_state(self, d: dict) -> None:
-        raise NotImplementedError
-
-
-@register_solver("inertial")
-class InertialSolver(Solver):
-    """Local inertial (Bates 2010, de Almeida 2012) in ``core_cpp/flood_inertial.hpp``, double-buffered."""
-
-    max_speed_squared = True
-
-    def __init__(self, model) -> None:
-        super().__init__(model)
-        ny, nx = model.shape
-        dt = model.dtype
-        self._h = [np.zeros((ny, nx), dt), np.zeros((ny, nx), dt)]
-        self._qx = [np.zeros((ny, nx + 1), dt), np.zeros((ny, nx + 1), dt)]
-        self._qy = [np.zeros((ny + 1, nx), dt), np.zeros((ny + 1, nx), dt)]
-        self._cur = 0
+    def __init__(self, inputs: SolverInputs) -> None:
+        if not isinstance(inputs, SolverInputs):
+            raise TypeError(f"{type(self).__name__}: expected a twin.flood.solvers.SolverInputs, "
+                            f"got {type(inputs).__name__}")
+        self.inputs = inputs
 
     @property
     def h(self) -> np.ndarray:
-        return self._h[self._cur]
-
-    @property
-    def qx(self) -> np.ndarray:
-        return self._qx[self._cur]
-
-    @property
-    def qy(self) -> np.ndarray:
-        return self._qy[self._cur]
+        raise NotImplementedError
 
     def stable_dt(self, hmax: float) -> float:
-        m = self.model
-        h = max(hmax, _core.FLOOD_DEPTH_THRESHOLD)
-        return m.alpha * m.cell_size / math.sqrt(9.81 * h)
+        raise NotImplementedError
 
     def substep(self, dt: float, t_end: float, f: SubstepForcing) -> float:
-        m = self.model
-        c, n = self._cur, 1 - self._cur
-        lev = f.levees or {}
-        hmax = _core.flood_inertial_step(
-            m._z, self._h[c], self._qx[c], self._qy[c], self._h[n], self._qx[n], self._qy[n],
-            m._manning, f.edge_kind, f.edge_value, f.max_depth, f.max_speed, f.arrival_time, f.row_sums,
-            dx=m.cell_size, dt=dt, theta=m.theta, t_end=t_end,
-            rain0=f.rain0, rain1=f.rain1, rain_w=f.rain_w, rain_scale=f.rain_scale,
-            loss=f.loss, loss_scale=f.loss_scale,
-            lev_x_ptr=lev.get("x_ptr"), lev_x_idx=lev.get("x_idx"), lev_x_crest=lev.get("x_crest"),
-            lev_y_ptr=lev.get("y_ptr"), lev_y_idx=lev.get("y_idx"), lev_y_crest=lev.get("y_crest"),
-            threads=m.threads or 0,
-            seg_max_depth_min=f.seg_max_depth_min, seg_max_speed_min=f.seg_max_speed_min,
-        )  # fmt: skip
-        self._cur = n
-        return hmax
-
-    def face_discharge(self) -> tuple[np.ndarray, np.ndarray]:
-        """Face unit discharges: ``qx`` (ny, nx+1) positive east, ``qy`` (ny+1, nx) positive south."""
-        return self.qx.copy(), self.qy.copy()
+        raise NotImplementedError
 
     def cell_discharge(self) -> np.ndarray:
-        qx, qy = self.qx, self.qy
-        out = np.empty((2,) + self.h.shape, dtype=self.h.dtype)
-        np.add(qx[:, :-1], qx[:, 1:], out=out[0])
-        out[0] *= 0.5
-        np.add(qy[:-1, :], qy[1:, :], out=out[1])
-        out[1] *= -0.5  # rows run south: north-positive component
-        return out
+        raise NotImplementedError
+
+    def face_discharge(self) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
 
     def get_state(self) -> dict:
-        return {"h": self.h.copy(), "qx": self.qx.copy(), "qy": self.qy.copy()}
+        raise NotImplementedError
 
     def set_state(self, d: dict) -> None:
-        for key, bufs in (("h", self._h), ("qx", self._qx), ("qy", self._qy)):
-            a = np.asarray(d[key])
-            if a.shape != bufs[0].shape or a.dtype != bufs[0].dtype:
-                raise ValueError(
-                    f"state[{key!r}]: expected shape {bufs[0].shape} dtype {bufs[0].dtype}, got {a.shape} {a.dtype}"
-                )
-        self._cur = 0
-        self._h[0][...] = d["h"]
-        self._qx[0][...] = d["qx"]
-        self._qy[0][...] = d["qy"]
+        raise NotImplementedError
