@@ -108,18 +108,64 @@ def test_string_node_ids_work_end_to_end():
     assert net.nearest_node(550.0, 3.0) == "c"
 
 
-def test_reader_classmethods_delegate_to_roads_io(tmp_path):
-    """from_graphml goes through twin.roads_io (the city room's reader) and gives a network that drives."""
-    from twin.roads_io import write_graphml
+def test_reader_classmethods_delegate_to_readers(tmp_path):
+    """from_graphml goes through twin.roads.readers (frames) and gives a network that drives."""
+    from twin.roads import read_graphml, write_graphml
     from twin.traffic import TrafficModel
 
     net = RoadNetwork.grid(3, origin=(500_000.0, 1_700_000.0))
     path = write_graphml(net, tmp_path / "grid.graphml")
     back = RoadNetwork.from_graphml(path)
     assert isinstance(back, RoadNetwork) and back.n_nodes == 9 and back.n_links == net.n_links
+    nodes, links = read_graphml(path)              # the reader alone: frames, no network
+    assert isinstance(nodes, pd.DataFrame) and isinstance(links, pd.DataFrame)
+    assert links[["from", "to", "length_m"]].equals(back.links[["from", "to", "length_m"]])
     assert np.allclose(sorted(back.links.length_m), sorted(net.links.length_m))
     tm = TrafficModel(back)
     a, b = back.nearest_node(500_000.0, 1_700_000.0), back.nearest_node(500_600.0, 1_700_600.0)
     tm.add_trips(pd.DataFrame({"origin": [a], "destination": [b], "depart_s": [0.0]}))
     tm.run_one_step(300)
     assert tm.trips.travel_time_s.iloc[0] == pytest.approx(4 * 300 / (50 / 3.6), rel=1e-6)
+
+
+def test_one_pruning_for_networks_and_readers():
+    """The network method and the readers' repair share one pruning: same nodes, links and warning."""
+    from twin.roads import RoadDataError, largest_strongly_connected, repair_connectivity
+
+    nodes, links = frames()  # node 13 is a dead end
+    with pytest.warns(UserWarning, match=r"kept the largest: 3 of 4 nodes .* removed 1 nodes and 1 links"):
+        n2, l2 = largest_strongly_connected(nodes, links, what="test roads")
+    with pytest.warns(UserWarning, match=r"RoadNetwork.largest_strongly_connected: .* kept the largest: 3 of 4"):
+        scc = RoadNetwork.from_frames(nodes, links).largest_strongly_connected()
+    assert list(n2["id"]) == list(scc.nodes["id"]) == [10, 11, 12]
+    assert l2[["from", "to"]].equals(scc.links[["from", "to"]].reset_index(drop=True))
+    with pytest.warns(UserWarning, match="test roads"):
+        n3, l3 = repair_connectivity(nodes, links, path="test roads")
+    assert list(n3["id"]) == [0, 1, 2] and list(n3["orig_id"]) == [10, 11, 12]
+    assert list(zip(l3["from"], l3["to"])) == [(n3["orig_id"].tolist().index(a), n3["orig_id"].tolist().index(b))
+                                               for a, b in zip(l2["from"], l2["to"])]
+    with pytest.raises(RoadDataError, match="test roads: road graph is not strongly connected"):
+        largest_strongly_connected(nodes, links, what="test roads", repair="error")
+    bad = links.copy()
+    bad.loc[0, "to"] = 99
+    with pytest.raises(RoadDataError, match="unknown nodes .*99"):
+        largest_strongly_connected(nodes, bad, what="test roads")
+    # a strongly connected network comes back as itself, without a warning
+    ok = scc.largest_strongly_connected()
+    assert ok is scc
+
+
+def test_old_import_paths_still_work():
+    """twin.roads is a package; the names callers used before the split still import from it."""
+    import twin
+    from twin.roads import (  # noqa: F401
+        DEFAULT_JAM_DENSITY_VPM_PER_LANE,
+        JAM_DENSITY_PCU_PER_M,
+        ROAD_CLASS_DEFAULTS,
+        read_geojson,
+        read_osm,
+        write_graphml,
+    )
+
+    assert twin.RoadNetwork is RoadNetwork
+    assert RoadNetwork.__module__ == "twin.roads.network"

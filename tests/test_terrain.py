@@ -129,3 +129,32 @@ def test_missing_or_bad_file_is_named(tmp_path):
     bad.write_text("not a tiff")
     with pytest.raises(ValueError, match="bad.tif"):
         Terrain.from_geotiff(bad)
+
+
+def test_cells_near_square_clipped_and_without_nodata():
+    z = np.zeros((6, 7))
+    z[2, 4] = np.nan
+    t = Terrain.from_array(z, 10.0, origin=(500000.0, 1700060.0), crs="EPSG:32649")
+    x, y = t.xy(2, 3)
+    assert t.cells_near(x, y, 0) == [(2, 3)]
+    assert t.cells_near(x + 4.9, y - 4.9, 0) == [(2, 3)]          # any point in the cell picks the cell
+    ring = t.cells_near(x, y, 20.0)                                 # round(20 / 2 / 10) = 1 cell each side
+    assert ring == [(1, 2), (1, 3), (1, 4), (2, 2), (2, 3), (3, 2), (3, 3), (3, 4)]   # (2, 4) is nodata
+    assert len(t.cells_near(x, y, 40.0)) == 5 * 5 - 1
+    # at the corner the square is clipped to the grid
+    assert t.cells_near(*t.xy(0, 0), 20.0) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+def test_cells_near_refuses_points_off_the_grid_or_on_nodata():
+    z = np.zeros((3, 3))
+    z[1, 1] = np.nan
+    t = Terrain.from_array(z, 10.0, origin=(0.0, 30.0))
+    with pytest.raises(ValueError, match=r"point \(35.0, 15.0\) lies outside the terrain"):
+        t.cells_near(35.0, 15.0, 0)
+    with pytest.raises(ValueError, match=r"point \(15.0, 15.0\) lies on an invalid \(nodata\) cell"):
+        t.cells_near(15.0, 15.0, 0)
+    assert len(t.cells_near(15.0, 15.0, 20.0)) == 8                 # the neighbours are valid
+    with pytest.raises(ValueError, match="width_m: must be finite and >= 0"):
+        t.cells_near(5.0, 5.0, -10.0)
+    with pytest.raises(ValueError, match="must be finite"):
+        t.cells_near(float("nan"), 5.0, 0)

@@ -28,7 +28,7 @@ from shapely.geometry import LineString  # noqa: E402
 
 from twin.city import bundle, synth, synth_city  # noqa: E402
 from twin.city.bundle import layer  # noqa: E402
-from twin.roads_io import repair_connectivity  # noqa: E402
+from twin.roads import repair_connectivity  # noqa: E402
 
 SHARED = Path("/work/shared/data")
 OUT = ROOT / "twin" / "data" / "danang"

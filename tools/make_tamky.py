@@ -41,7 +41,7 @@ def main() -> int:
 
     nodes, und = synth_city.build_roads(R, sources, SRC / "vn_national_roads_rail_quangnam_region.geojson")
     links = synth_city.directed_links(nodes, und, R)
-    from twin.roads_io import repair_connectivity
+    from twin.roads import repair_connectivity
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         nodes, links = repair_connectivity(nodes, links, path="synthetic Tam Kỳ roads")

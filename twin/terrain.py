@@ -211,6 +211,29 @@ class Terrain:
         rows, cols = np.asarray(rows), np.asarray(cols)
         return (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
 
+    def cells_near(self, x: float, y: float, width_m: float) -> list[tuple[int, int]]:
+        """Valid cells ``(row, col)`` of the square ``width_m`` wide centred on the cell containing ``(x, y)``.
+
+        The square spans ``round(width_m / 2 / cell_size)`` cells each side of that cell (0 m: the cell
+        alone), clipped to the grid, nodata cells left out; rows then columns ascending. A point outside
+        the grid, or one whose square holds no valid cell, raises ValueError.
+        """
+        x, y, width_m = float(x), float(y), float(width_m)
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise ValueError(f"point ({x!r}, {y!r}): coordinates must be finite")
+        if not (math.isfinite(width_m) and width_m >= 0):
+            raise ValueError(f"width_m: must be finite and >= 0, got {width_m!r}")
+        r, c = self.rowcol(x, y)
+        ny, nx = self.shape
+        if not (0 <= r < ny and 0 <= c < nx):
+            raise ValueError(f"point ({x:.1f}, {y:.1f}) lies outside the terrain {self.bounds}")
+        k = int(max(0, round(width_m / 2 / self.cell_size)))
+        cells = [(rr, cc) for rr in range(max(0, r - k), min(ny, r + k + 1))
+                 for cc in range(max(0, c - k), min(nx, c + k + 1)) if self.valid[rr, cc]]
+        if not cells:
+            raise ValueError(f"point ({x:.1f}, {y:.1f}) lies on an invalid (nodata) cell")
+        return cells
+
     # ---------------------------------------------------------------- output
     def to_geotiff(self, path, array=None, nodata: float | None = -9999.0, dtype=None) -> Path:
         """Write ``array`` (default: the elevation) with this grid's transform and CRS.

@@ -1,4 +1,5 @@
-"""Road readers on real files (pyrosm's OSM extracts, the national road GeoJSON) and their error paths."""
+"""Road readers (twin.roads.readers, through RoadNetwork.from_*) on real files (pyrosm's OSM extracts,
+the national road GeoJSON) and their error paths."""
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 import pytest
 
-from twin import roads_io
-from twin.roads_io import RoadDataError
+from twin import roads
+from twin.roads import RoadDataError, RoadNetwork
 
 pyrosm = pytest.importorskip("pyrosm")
 PBF = Path(pyrosm.__file__).parent / "data" / "test.osm.pbf"
@@ -31,26 +32,26 @@ def _strongly_connected(net) -> bool:
                                      ("VN:rural", 80.0), (["60", "40"], 60.0), ("none", 90.0), ("fast", None),
                                      (None, None), (float("nan"), None)])
 def test_parse_maxspeed(tag, kmh):
-    got = roads_io.parse_maxspeed_kmh(tag)
+    got = roads.parse_maxspeed_kmh(tag)
     assert (got is None and kmh is None) or got == pytest.approx(kmh)
 
 
 def test_link_attributes_defaults_and_tags():
     # trunk default: 2 lanes per direction, 60 km/h
-    lanes, v, cap = roads_io.link_attributes("trunk")
+    lanes, v, cap = roads.link_attributes("trunk")
     assert (lanes, v * 3.6, cap) == (2, pytest.approx(60.0), 1800.0)
     # 4 lanes total two-way -> 2 per direction; one-way 3 lanes -> 3
-    assert roads_io.link_attributes("primary", "4", "40", 0)[:2] == (2, pytest.approx(40 / 3.6))
-    assert roads_io.link_attributes("primary", "3", None, 1)[0] == 3
-    assert roads_io.link_attributes("residential")[1] * 3.6 == pytest.approx(25.0)
-    assert roads_io.link_attributes("trunk_link")[0] == 2
-    assert roads_io.parse_oneway(None, "primary", "roundabout") == 1
-    assert roads_io.parse_oneway("-1") == -1 and roads_io.parse_oneway("no", "motorway") == 0
+    assert roads.link_attributes("primary", "4", "40", 0)[:2] == (2, pytest.approx(40 / 3.6))
+    assert roads.link_attributes("primary", "3", None, 1)[0] == 3
+    assert roads.link_attributes("residential")[1] * 3.6 == pytest.approx(25.0)
+    assert roads.link_attributes("trunk_link")[0] == 2
+    assert roads.parse_oneway(None, "primary", "roundabout") == 1
+    assert roads.parse_oneway("-1") == -1 and roads.parse_oneway("no", "motorway") == 0
 
 
 # ----------------------------------------------------------------------------- OSM PBF (real)
 def test_read_osm_pbf_real_extract():
-    net = roads_io.read_osm(PBF, crs="EPSG:32635")   # the extract is in Finland: UTM 35N keeps lengths true
+    net = RoadNetwork.from_osm(PBF, crs="EPSG:32635")   # the extract is in Finland: UTM 35N keeps lengths true
     L = net.links
     assert net.n_links > 500 and net.n_nodes > 300
     assert _strongly_connected(net)
@@ -72,7 +73,7 @@ def test_read_osm_pbf_real_extract():
 
 def test_read_osm_pbf_empty_bbox_is_a_clear_error():
     with pytest.raises(RoadDataError, match="empty extract"):
-        roads_io.read_osm(PBF, bbox=(108.0, 15.0, 108.01, 15.01))
+        roads.read_osm(PBF, bbox=(108.0, 15.0, 108.01, 15.01))
 
 
 def _pbf_as_osm_xml(path: Path) -> Path:
@@ -98,10 +99,10 @@ def _pbf_as_osm_xml(path: Path) -> Path:
 
 def test_read_osm_xml_matches_pbf(tmp_path):
     xml = _pbf_as_osm_xml(tmp_path / "test.osm")
-    a = roads_io.read_osm(PBF, crs="EPSG:32635")
+    a = RoadNetwork.from_osm(PBF, crs="EPSG:32635")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        b = roads_io.read_osm(xml, crs="EPSG:32635")
+        b = RoadNetwork.from_osm(xml, crs="EPSG:32635")
     assert _strongly_connected(b)
     # same drivable road length within 3 % (osmnx simplification and component repair differ slightly)
     assert b.links["length_m"].sum() == pytest.approx(a.links["length_m"].sum(), rel=0.03)
@@ -111,7 +112,7 @@ def test_read_osm_xml_matches_pbf(tmp_path):
 def test_read_geojson_real_national_roads():
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        net = roads_io.read_geojson(NATIONAL)
+        net = RoadNetwork.from_geojson(NATIONAL)
     assert net.n_links > 50
     assert _strongly_connected(net)
     ql1a = net.links[net.links["name"] == "Quốc lộ 1A"]
@@ -141,35 +142,41 @@ def test_geojson_disconnected_graph_repaired_with_warning(tmp_path):
     p = tmp_path / "roads.geojson"
     p.write_text(json.dumps(_fc(feats)))
     with pytest.warns(UserWarning, match=r"kept the largest: 3 of 5 nodes"):
-        net = roads_io.read_geojson(p)
+        net = RoadNetwork.from_geojson(p)
     assert net.n_nodes == 3 and net.n_links == 6   # three two-way links
     with pytest.raises(RoadDataError, match="not strongly connected"):
-        roads_io.read_geojson(p, repair="error")
+        roads.read_geojson(p, repair="error")
+    # the reader itself returns the two frames: ids renumbered 0..N-1, the file's id in orig_id
+    with pytest.warns(UserWarning, match="kept the largest"):
+        nodes, links = roads.read_geojson(p)
+    assert list(nodes["id"]) == [0, 1, 2] and "orig_id" in nodes
+    assert sorted(set(links["from"]) | set(links["to"])) == [0, 1, 2] and len(links) == 6
+    assert set(links["name"]) == {"Đường A"}
 
 
 def test_geojson_wrong_crs_and_empty(tmp_path):
     p = tmp_path / "utm_without_crs.geojson"   # UTM metres written as if WGS84
     p.write_text(json.dumps(_fc([_line([[229000.0, 1723000.0], [229500.0, 1723000.0]], highway="primary")])))
     with pytest.raises(RoadDataError, match="wrong CRS"):
-        roads_io.read_geojson(p)
+        roads.read_geojson(p)
     e = tmp_path / "empty.geojson"
     e.write_text(json.dumps(_fc([])))
     with pytest.raises(RoadDataError, match="empty"):
-        roads_io.read_geojson(e)
+        roads.read_geojson(e)
     # the same UTM file with its CRS declared is reprojected correctly
     q = tmp_path / "utm_with_crs.geojson"
     q.write_text(json.dumps(_fc([_line([[229000.0, 1723000.0], [229500.0, 1723000.0]], highway="primary", oneway="no")],
                                 crs="urn:ogc:def:crs:EPSG::32649")))
-    net = roads_io.read_geojson(q)
+    net = RoadNetwork.from_geojson(q)
     assert net.n_links == 2 and net.links["length_m"].iloc[0] == pytest.approx(500.0, abs=1e-6)
 
 
 # ----------------------------------------------------------------------------- GraphML
 def test_graphml_roundtrip_and_osmnx_format(tmp_path):
     import osmnx as ox
-    net = roads_io.read_osm(PBF, crs="EPSG:32635")
-    p = roads_io.write_graphml(net, tmp_path / "net.graphml", crs="EPSG:32635")
-    back = roads_io.read_graphml(p, crs="EPSG:32635")
+    net = RoadNetwork.from_osm(PBF, crs="EPSG:32635")
+    p = roads.write_graphml(net, tmp_path / "net.graphml", crs="EPSG:32635")
+    back = RoadNetwork.from_graphml(p, crs="EPSG:32635")
     assert back.n_links == net.n_links and back.n_nodes == net.n_nodes
     assert back.links["length_m"].sum() == pytest.approx(net.links["length_m"].sum(), rel=1e-9)
     assert np.allclose(np.sort(back.links["free_speed_mps"]), np.sort(net.links["free_speed_mps"]))
@@ -182,7 +189,7 @@ def test_graphml_roundtrip_and_osmnx_format(tmp_path):
     ox.save_graphml(G, gp)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        net2 = roads_io.read_graphml(gp, crs="EPSG:32635")
+        net2 = RoadNetwork.from_graphml(gp, crs="EPSG:32635")
     assert _strongly_connected(net2)
     import networkx as nx
     scc = G.subgraph(max(nx.strongly_connected_components(G), key=len))
@@ -197,4 +204,4 @@ def test_graphml_missing_coordinates(tmp_path):
     p = tmp_path / "bad.graphml"
     nx.write_graphml(G, p)
     with pytest.raises(RoadDataError, match="'x'"):
-        roads_io.read_graphml(p)
+        roads.read_graphml(p)

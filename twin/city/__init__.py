@@ -19,6 +19,9 @@ import numpy as np
 import pandas as pd
 
 from twin.city.bundle import available_cities, cache_dir, find_bundle, user_city_dir
+from twin.geo import normalise_name
+from twin.roads import RoadNetwork
+from twin.terrain import Terrain
 
 __all__ = ["City", "load_city", "available_cities", "cache_dir", "user_city_dir", "LANDCOVER_NAMES"]
 
@@ -33,13 +36,13 @@ class City:
 
     name: str
     manifest: dict
-    terrain: object                      # twin.terrain.Terrain
+    terrain: Terrain
     manning: np.ndarray                  # (ny, nx) Manning n [s m^-1/3]
     landcover: np.ndarray                # (ny, nx) int codes
     landcover_classes: dict              # code -> name
     building_fraction: np.ndarray        # (ny, nx) [-]
     water_depth0: np.ndarray             # (ny, nx) initial water depth [m]
-    roads: object                        # twin.roads.RoadNetwork
+    roads: RoadNetwork | None            # None when the bundle has no road layer
     places: pd.DataFrame                 # place_id, name, kind, x, y, capacity, ward, source, ...
     wards: pd.DataFrame                  # GeoDataFrame: ward (int code), ward_name, area_km2, geometry (EPSG:32649)
     ward_raster: np.ndarray              # (ny, nx) int: 0 outside, else the ward code
@@ -66,6 +69,41 @@ class City:
         out[ok] = self.ward_raster[r[ok], c[ok]]
         return out
 
+    def place_xy(self, name_or_id) -> tuple[float, float]:
+        """``(x, y)`` of one place: by exact ``place_id``, else by name without diacritics or case
+        (``"benh vien da khoa"`` finds ``Bệnh viện Đa khoa``), else by a unique part of the name.
+
+        Several matches or none raise ValueError naming them (or the places there are).
+        """
+        return self._lookup_xy(self.places, name_or_id, what="place", plural="places", by_id="place_id")
+
+    def inflow_xy(self, name) -> tuple[float, float]:
+        """``(x, y)`` of one inflow point (snapped to the channel at the loaded resolution): by name
+        without diacritics or case, else by a unique part of the name; several or none raise ValueError."""
+        return self._lookup_xy(self.inflows, name, what="inflow point", plural="inflows", by_id=None)
+
+    def _lookup_xy(self, table, key, *, what: str, plural: str, by_id: str | None) -> tuple[float, float]:
+        if table is None or len(table) == 0:
+            raise ValueError(f"{what} {key!r}: the city bundle {self.name!r} has no {plural}")
+        want = normalise_name(key)
+        if not want:
+            raise ValueError(f"{what} {key!r}: give a name{' or ' + by_id if by_id else ''}")
+        names = table["name"].map(normalise_name)
+        hit = names == want
+        if by_id is not None and by_id in table:
+            hit |= table[by_id].astype(str) == str(key)
+        m = table[hit]
+        if len(m) == 0:
+            m = table[names.map(lambda n: want in n)]
+        if len(m) > 1:
+            raise ValueError(f"{what} {key!r} matches several {plural}: {', '.join(map(str, m['name']))}")
+        if len(m) == 0:
+            have = [str(n) for n in table["name"]]
+            more = f" and {len(have) - 20} more" if len(have) > 20 else ""
+            by = f" (by {by_id} or name)" if by_id else ""
+            raise ValueError(f"{what} {key!r} not found in city {self.name!r}{by} (have: {', '.join(have[:20])}{more})")
+        return float(m.iloc[0]["x"]), float(m.iloc[0]["y"])
+
     def layer_table(self) -> pd.DataFrame:
         """One row per layer: name, synthetic, resolution_m, source, licence, file."""
         rows = []
@@ -86,7 +124,6 @@ def load_city(name_or_path="tamky", resolution_m: float = 30) -> City:
     regenerated from the shipped generator and sources (once, into :func:`cache_dir`).
     """
     from twin.city import bundle as B
-    from twin.city._compat import road_network_class, terrain_class
 
     folder = find_bundle(name_or_path)
     import json
@@ -189,8 +226,7 @@ def load_city(name_or_path="tamky", resolution_m: float = 30) -> City:
     default_n = float(layers.get("manning", {}).get("default", 0.035))
     manning[~np.isfinite(manning)] = default_n
 
-    TerrainCls = terrain_class()
-    terrain = TerrainCls.from_array(elev, resolution_m, origin=(x0, y1), crs=crs, nodata=None)
+    terrain = Terrain.from_array(elev, resolution_m, origin=(x0, y1), crs=crs, nodata=None)
 
     sea_class = [int(k) for k, v in classes.items() if v == "sea"]
     water_class = [int(k) for k, v in classes.items() if v == "water"]
@@ -201,10 +237,9 @@ def load_city(name_or_path="tamky", resolution_m: float = 30) -> City:
     edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = True
     sea |= edge & np.isin(lc, water_class) & np.isfinite(elev) & (elev < 1.0)
 
-    RN = road_network_class()
     if "roads" in layers and layers["roads"].get("file"):
         nodes, links = B.read_roads(folder)
-        roads = RN.from_frames(nodes, links)
+        roads = RoadNetwork.from_frames(nodes, links)
     else:
         roads = None
 

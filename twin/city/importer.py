@@ -16,6 +16,8 @@ import pandas as pd
 
 from twin.city import LANDCOVER_NAMES, PLACE_KINDS
 from twin.city import bundle as B
+from twin.roads import RoadNetwork
+from twin.terrain import Terrain
 
 MANNING_BY_NAME = {"sea": 0.020, "water": 0.030, "urban_dense": 0.080, "urban_sparse": 0.050, "paddy": 0.060,
                    "forest": 0.100, "sand": 0.025}
@@ -87,14 +89,13 @@ def _harmonic_fill(z: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def _read_roads(path: Path, crs):
-    from twin import roads_io
     name = path.name.lower()
     if name.endswith((".pbf", ".osm", ".xml")):
-        return roads_io.read_osm(path, crs=crs)
+        return RoadNetwork.from_osm(path, crs=crs)
     if name.endswith((".geojson", ".json")):
-        return roads_io.read_geojson(path, crs=crs)
+        return RoadNetwork.from_geojson(path, crs=crs)
     if name.endswith(".graphml"):
-        return roads_io.read_graphml(path, crs=crs)
+        return RoadNetwork.from_graphml(path, crs=crs)
     raise CityImportError(f"{path}: unknown road format (expected .osm.pbf, .osm, .geojson or .graphml)")
 
 
@@ -165,12 +166,11 @@ def import_city(name: str, dem, osm, *, places=None, landcover=None, resolution_
     # terrain: the team's DEM loader (any CRS, reprojected bilinear, nodata -> NaN)
     import rasterio
 
-    from twin.city._compat import terrain_class
     with rasterio.open(dem) as src:
         if src.crs is None:
             raise CityImportError(f"{dem}: GeoTIFF has no CRS (field 'crs'); cannot place it on the map")
     r = float(resolution_m)
-    terr = terrain_class().from_geotiff(dem, dst_crs=crs, resolution=r)
+    terr = Terrain.from_geotiff(dem, dst_crs=crs, resolution=r)
     z, transform = np.array(terr.elevation, dtype=np.float64), terr.transform
     ny, nx = z.shape
     x0, y1 = transform.c, transform.f

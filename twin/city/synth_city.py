@@ -16,7 +16,7 @@ from shapely.geometry import LineString, Point, Polygon, box
 from shapely.ops import nearest_points, unary_union
 
 from twin.city import synth
-from twin.roads_io import JAM_DENSITY_PCU_PER_M, ROAD_CLASS_DEFAULTS
+from twin.roads import JAM_DENSITY_PCU_PER_M, ROAD_CLASS_DEFAULTS
 
 U_DIR = np.array([np.cos(np.radians(-36.0)), np.sin(np.radians(-36.0))])   # along QL1A, towards ESE
 V_DIR = np.array([-U_DIR[1], U_DIR[0]])                                     # towards NNE

@@ -1,7 +1,8 @@
 """FloodModel: the flood component (forcing, boundaries, structures, outputs, volume balance).
 
 The numerical update lives in a solver (``solver="inertial"``, the default; see
-:mod:`twin.flood.solvers`); everything else is here and shared by every solver.
+:mod:`twin.flood.solvers`), built from the :class:`~twin.flood.solvers.SolverInputs` this model fills;
+everything else is here and shared by every solver.
 
 Conventions: rasters ``(ny, nx)`` with row 0 at the north edge; depth [m]; cell-centred
 ``discharge`` and ``velocity`` are ``(2, ny, nx)`` arrays of (east, north) components [m2/s, m/s];
@@ -16,7 +17,7 @@ import numpy as np
 
 from .. import _core
 from .forcing import TimeSeries, as_times, positive_scalar
-from .solvers import SubstepForcing, get_solver
+from .solvers import SolverInputs, SubstepForcing, get_solver
 
 __all__ = ["FloodModel"]
 
@@ -127,7 +128,7 @@ class FloodModel:
         np.copyto(self._z, terrain.elevation, casting="same_kind")
         self._z[~self._valid] = _core.FLOOD_WALL_Z
         self._manning = self._check_field(manning, "manning", allow_scalar=True)
-        self._solver = get_solver(solver)(self)
+        solver_cls = get_solver(solver)
         self.solver = solver
         # tracked outputs
         self._maxh = np.zeros(self.shape, self.dtype)
@@ -146,7 +147,7 @@ class FloodModel:
         self._loss: np.ndarray | None = None
         self._inflows: list[dict] = []
         self._pumps: list[dict] = []
-        self._edge_kind = np.zeros(2 * ny + 2 * nx, np.uint8)
+        self._edge_kind = np.zeros(2 * ny + 2 * nx, np.uint8)  # faces: west, east, north, south
         self._edge_value = np.zeros(2 * ny + 2 * nx, self.dtype)
         self._edge_stage: list[dict] = []  # {"idx", "series", "zmin"}
         self._cell_bcs: list[dict] = []  # {"rows","cols","kind","series"}
@@ -160,6 +161,14 @@ class FloodModel:
         self._n_steps = 0
         self._hmax = 0.0
         self._acc = dict(initial_m3=0.0, inflow_m3=0.0, outflow_m3=0.0, lost_m3=0.0, rain_m3=0.0, edits_m3=0.0)
+        # what the solver is built from: the model's own arrays, kept current (see _sync_solver_cells)
+        self._inputs = SolverInputs(
+            z=self._z, valid=self._valid, manning=self._manning, cell_size=self.cell_size, dtype=self.dtype,
+            edge_kind=self._edge_kind, edge_value=self._edge_value, alpha=self.alpha, theta=self.theta,
+            threads=self.threads,
+        )  # fmt: skip
+        self._solver_cell_counts = (0, 0, 0, 0)  # pumps, prescribed cells, inflows, breaches in _inputs
+        self._solver = solver_cls(self._inputs)
         self._forcing = SubstepForcing(
             edge_kind=self._edge_kind, edge_value=self._edge_value, max_depth=self._maxh,
             max_speed=self._maxs, arrival_time=self._arr, row_sums=self._row_sums,
@@ -202,6 +211,26 @@ class FloodModel:
             i = int(np.argmax(wall))
             raise ValueError(f"{name}: cell ({rows[i]}, {cols[i]}) is a nodata/wall cell")
         return rows, cols
+
+    def _sync_solver_cells(self) -> None:
+        """Tell the solver which cells this model changes between sub-steps (``SolverInputs.edited_cells``:
+        pumps and prescribed cells; ``source_cells``: those, inflows and breaches). Called before the
+        solver steps or restores a state; a list that changed is replaced by a new tuple, never edited."""
+        counts = (len(self._pumps), len(self._cell_bcs), len(self._inflows), len(self._breaches))
+        if counts == self._solver_cell_counts:
+            return
+
+        def cat(parts):
+            return np.concatenate(parts).astype(np.int64) if parts else None
+
+        rr = [np.array([p["cell"][0]]) for p in self._pumps] + [b["rows"] for b in self._cell_bcs]
+        cc = [np.array([p["cell"][1]]) for p in self._pumps] + [b["cols"] for b in self._cell_bcs]
+        if counts[:2] != self._solver_cell_counts[:2]:
+            self._inputs.edited_cells = (cat(rr), cat(cc)) if rr else None
+        rr = rr + [inf["rows"] for inf in self._inflows] + [br.rows for br in self._breaches]
+        cc = cc + [inf["cols"] for inf in self._inflows] + [br.cols for br in self._breaches]
+        self._inputs.source_cells = (cat(rr), cat(cc)) if rr else None
+        self._solver_cell_counts = counts
 
     @property
     def _h(self) -> np.ndarray:
@@ -551,6 +580,7 @@ class FloodModel:
             raise ValueError(f"dt: expected a number of seconds, got {dt!r}") from None
         if not math.isfinite(dt) or dt <= 0:
             raise ValueError(f"dt: must be finite and > 0, got {dt!r}")
+        self._sync_solver_cells()
         t_start = self._time
         t_stop = t_start + dt
         f = self._forcing
@@ -785,6 +815,7 @@ class FloodModel:
         for key, mine in (("solver", self.solver), ("dtype", self.dtype.name), ("shape", tuple(self.shape))):
             if state.get(key) != mine and not (key == "shape" and tuple(state.get(key, ())) == mine):
                 raise ValueError(f"state[{key!r}]: {state.get(key)!r} does not match this model's {mine!r}")
+        self._sync_solver_cells()
         self._solver.set_state(state["solver_state"])
         self._maxh[...] = state["max_depth"]
         self._maxs[...] = state["max_speed"]

@@ -18,6 +18,9 @@ import math
 import numpy as np
 
 from twin import _core
+from twin.flood.solvers.base import Solver, SolverInputs, SubstepForcing
+
+__all__ = ["FVSolver", "FVFloodSolver", "FV2FloodSolver", "reservoir_fill"]
 
 G = 9.81
 EDGES = ("west", "east", "north", "south")
@@ -227,16 +230,12 @@ class FVSolver:
 # ---------------------------------------------------------------------------------------------
 # FloodModel(..., solver="fv"): the adapter behind the flood component's Solver contract
 # ---------------------------------------------------------------------------------------------
-from .solvers import Solver, SubstepForcing, register_solver  # noqa: E402
-
-
-@register_solver("fv")
 class FVFloodSolver(Solver):
     """``solver="fv"`` of :class:`twin.flood.FloodModel`: first-order Godunov FV (HLLC + hydrostatic
     reconstruction). ``solver="fv2"``: MUSCL (minmod) + Heun, second order.
 
-    Shares the model's bed array (``model._z``: walls at ``FLOOD_WALL_Z``, breaches lower it in
-    place) and face crests (levees, from the model's levee tables). The Courant number on
+    Shares the model's bed array (``inputs.z``: walls at ``FLOOD_WALL_Z``, breaches lower it in
+    place) and face crests (levees, from the sub-step forcing's levee tables). The Courant number on
     max(|u|, |v|) + sqrt(g h) is ``0.9 · alpha`` (0.45 with the model's default alpha = 0.5; the
     2-D positivity bound of the scheme is 0.5). Edges: "wall" reflects, "free" lets water leave
     (transmissive while the flow goes out, a wall when it would come in; the normal-depth slope of
@@ -246,20 +245,23 @@ class FVFloodSolver(Solver):
     they remove water the solver keeps the cell's velocity, where they add water its momentum.
     """
 
+    name = "fv"
     order = 1
     max_speed_squared = True  # the kernel tracks max speed squared in f.max_speed
 
-    def __init__(self, model) -> None:
-        super().__init__(model)
-        ny, nx = model.shape
-        cfl = min(0.9 * model.alpha, 0.9)
-        self.core = FVSolver(np.zeros((ny, nx)), model.cell_size, 0.0, active=model._valid, dtype=model.dtype,
-                             order=self.order, cfl=cfl, threads=model.threads)
-        self.core.z = model._z  # shared: the model (walls, breaches) edits it in place
+    def __init__(self, inputs: SolverInputs) -> None:
+        super().__init__(inputs)
+        ny, nx = inputs.shape
+        cfl = min(0.9 * inputs.alpha, 0.9)
+        self.core = FVSolver(np.zeros((ny, nx)), inputs.cell_size, 0.0, active=inputs.valid, dtype=inputs.dtype,
+                             order=self.order, cfl=cfl, threads=inputs.threads)
+        self.core.z = inputs.z  # shared: the model (walls, breaches) edits it in place
         self._manning_src = None
         self._levee_src = None
         self._edited_cells = None  # (rows, cols, depth after the last kernel call)
-        self._edit_key = None
+        self._edit_src = None      # the inputs.edited_cells tuple _edited_cells was built from
+        self._front_src = None     # the inputs.source_cells tuple _front was built from
+        self._front = None
         # the bed, roughness and edge tables are validated on the first sub-step; afterwards only
         # the model edits them, with finite values (walls at FLOOD_WALL_Z, breaches lowering z)
         self._check_static = True
@@ -282,26 +284,17 @@ class FVFloodSolver(Solver):
         return self.core.cfl * self.core.dx / s if s > 0 else math.inf
 
     def _front_cells(self):
-        """Flat indices of the cells the model edits and their 4 neighbours (cached per structure count)."""
-        m = self.model
-        key = (len(m._pumps), len(m._cell_bcs), len(m._inflows), len(getattr(m, "_breaches", ())))
-        if key != getattr(self, "_front_key", None):
-            self._front_key = key
-            rr, cc = [], []
-            for p in m._pumps:
-                rr.append([p["cell"][0]]), cc.append([p["cell"][1]])
-            for b in m._cell_bcs:
-                rr.append(b["rows"]), cc.append(b["cols"])
-            for inf in m._inflows:
-                rr.append(inf["rows"]), cc.append(inf["cols"])
-            for br in getattr(m, "_breaches", ()):
-                rr.append(br.rows), cc.append(br.cols)
-            if not rr:
+        """Flat indices of the cells the model edits and their 4 neighbours (cached per list of cells)."""
+        m = self.inputs
+        src = m.source_cells
+        if src is not self._front_src:
+            self._front_src = src
+            if src is None:
                 self._front = None
             else:
                 ny, nx = m.shape
-                r = np.concatenate(rr).astype(np.int64)
-                c = np.concatenate(cc).astype(np.int64)
+                r = np.asarray(src[0], np.int64)
+                c = np.asarray(src[1], np.int64)
                 r = np.concatenate([r, r - 1, r + 1, r, r])
                 c = np.concatenate([c, c, c, c - 1, c + 1])
                 ok = (r >= 0) & (r < ny) & (c >= 0) & (c < nx)
@@ -310,17 +303,17 @@ class FVFloodSolver(Solver):
             return None
         return np.unravel_index(self._front, m.shape)
 
-    def _sync_static(self) -> None:
-        m = self.model
-        if self._manning_src is not m._manning:
-            self.core.manning = np.ascontiguousarray(np.broadcast_to(m._manning.reshape(-1) if m._manning.size == 1
-                                                                     else m._manning, m.shape), dtype=m.dtype)
-            self._manning_src = m._manning
+    def _sync_static(self, levees) -> None:
+        m = self.inputs
+        if self._manning_src is not m.manning:
+            self.core.manning = np.ascontiguousarray(np.broadcast_to(m.manning.reshape(-1) if m.manning.size == 1
+                                                                     else m.manning, m.shape), dtype=m.dtype)
+            self._manning_src = m.manning
             self._check_static = True
         # model edge kinds / values -> ghost cells (same layout: west, east, north, south)
-        np.copyto(self.core.bc_kind, m._edge_kind, casting="unsafe")
-        self.core.bc_stage[...] = np.where(m._edge_kind == 2, m._edge_value, 0.0)
-        lev = m._levee_csr
+        np.copyto(self.core.bc_kind, m.edge_kind, casting="unsafe")
+        self.core.bc_stage[...] = np.where(m.edge_kind == 2, m.edge_value, 0.0)
+        lev = levees
         if lev is not None:
             ny, nx = m.shape
             if self._levee_src is None or self.core.face_z_x is None:
@@ -337,27 +330,19 @@ class FVFloodSolver(Solver):
 
     def _edit_cells(self):
         """Cells the model edits between sub-steps by removing or setting water (pumps, stage cells)."""
-        m = self.model
-        key = (len(m._pumps), len(m._cell_bcs))
-        if key != self._edit_key:
-            rr, cc = [], []
-            for p in m._pumps:
-                rr.append([p["cell"][0]]), cc.append([p["cell"][1]])
-            for b in m._cell_bcs:
-                rr.append(b["rows"]), cc.append(b["cols"])
-            self._edit_key = key
-            if rr:
-                r = np.concatenate(rr).astype(np.int64)
-                c = np.concatenate(cc).astype(np.int64)
-                self._edited_cells = [r, c, None]
+        src = self.inputs.edited_cells
+        if src is not self._edit_src:
+            self._edit_src = src
+            if src is not None:
+                self._edited_cells = [np.asarray(src[0], np.int64), np.asarray(src[1], np.int64), None]
             else:
                 self._edited_cells = None
         return self._edited_cells
 
     def substep(self, dt: float, t_end: float, f: SubstepForcing) -> float:
-        m = self.model
+        m = self.inputs
         core = self.core
-        self._sync_static()
+        self._sync_static(f.levees)
         ed = self._edit_cells()
         if ed is not None and ed[2] is not None:
             r, c, h_prev = ed
@@ -391,7 +376,7 @@ class FVFloodSolver(Solver):
         return hmax
 
     def cell_discharge(self) -> np.ndarray:
-        return np.stack([self.core.hu, self.core.hv]).astype(self.model.dtype)
+        return np.stack([self.core.hu, self.core.hv]).astype(self.inputs.dtype)
 
     def face_discharge(self):
         """Face unit discharges interpolated from the cells (the FV state is cell-centred):
@@ -426,10 +411,10 @@ class FVFloodSolver(Solver):
             ed[2] = None if d.get("edited_h") is None else np.array(d["edited_h"])
 
 
-@register_solver("fv2")
 class FV2FloodSolver(FVFloodSolver):
     """``solver="fv2"``: second order, MUSCL reconstruction (minmod) + Heun time stepping."""
 
+    name = "fv2"
     order = 2
 
 

@@ -1,7 +1,9 @@
-"""Road-network readers: OSM (.osm XML, .osm.pbf), GeoJSON and GraphML to ``RoadNetwork``.
+"""Road-network readers: OSM (.osm XML, .osm.pbf), GeoJSON and GraphML to node and link frames.
 
-Every reader returns ``RoadNetwork.from_frames(nodes, links)`` with geometry in EPSG:32649 (or the CRS
-asked for) and these link columns::
+Every reader returns ``(nodes, links)``, the two tables :meth:`twin.roads.RoadNetwork.from_frames`
+takes (``RoadNetwork.from_osm/from_geojson/from_graphml`` do both steps), with geometry in EPSG:32649
+(or the CRS asked for), node ids renumbered 0..N-1 (the file's id kept in ``orig_id``) and these link
+columns::
 
     from, to, length_m, lanes, free_speed_mps, capacity_vph_per_lane, jam_density_vpm_per_lane,
     highway, name, oneway, source ("real"/"synthetic"), geometry (shapely LineString)
@@ -10,7 +12,8 @@ asked for) and these link columns::
 for Vietnamese road classes documented below.  Links are directed: a two-way road gives two links.
 Graphs that are not strongly connected are repaired by keeping the largest strongly connected component,
 with a warning saying how much was cut (``repair="largest"``, the default), or rejected
-(``repair="error"``).
+(``repair="error"``); the pruning is :func:`twin.roads.graph.largest_strongly_connected`, the same one
+``RoadNetwork.largest_strongly_connected`` uses.
 
 Defaults for Vietnamese road classes (per direction; capacity in PCU/h/lane, jam density PCU/m/lane):
 
@@ -47,6 +50,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from twin.roads.graph import RoadDataError, largest_strongly_connected
+
+__all__ = ["read_osm", "read_geojson", "read_graphml", "write_graphml", "repair_connectivity", "RoadDataError",
+           "ROAD_CLASS_DEFAULTS", "JAM_DENSITY_PCU_PER_M", "DRIVABLE", "LINK_COLUMNS", "link_attributes",
+           "highway_class", "parse_maxspeed_kmh", "parse_lanes", "parse_oneway"]
+
 DEFAULT_CRS = "EPSG:32649"
 JAM_DENSITY_PCU_PER_M = 0.15
 
@@ -71,10 +80,6 @@ _ZONE_SPEEDS_KMH = {"vn:urban": 50.0, "vn:rural": 80.0, "vn:motorway": 120.0, "v
 
 LINK_COLUMNS = ["from", "to", "length_m", "lanes", "free_speed_mps", "capacity_vph_per_lane",
                 "jam_density_vpm_per_lane", "highway", "name", "oneway", "source", "geometry"]
-
-
-class RoadDataError(ValueError):
-    """A road file that cannot be turned into a network; the message names the file and field."""
 
 
 # ----------------------------------------------------------------------------------- tags
@@ -165,12 +170,11 @@ def _geod_length(lonlat_lines) -> np.ndarray:
     return np.array([g.geometry_length(line) for line in lonlat_lines])
 
 
-def _as_network(nodes: pd.DataFrame, links: pd.DataFrame, *, path, repair: str = "largest"):
+def _as_frames(nodes: pd.DataFrame, links: pd.DataFrame, *, path,
+               repair: str = "largest") -> tuple[pd.DataFrame, pd.DataFrame]:
     if len(links) == 0 or len(nodes) == 0:
         raise RoadDataError(f"{path}: no drivable road links found (empty extract?)")
-    nodes, links = repair_connectivity(nodes, links, path=path, repair=repair)
-    from twin.city._compat import road_network_class
-    return road_network_class().from_frames(nodes, links)
+    return repair_connectivity(nodes, links, path=path, repair=repair)
 
 
 def repair_connectivity(nodes: pd.DataFrame, links: pd.DataFrame, *, path="road network",
@@ -179,45 +183,15 @@ def repair_connectivity(nodes: pd.DataFrame, links: pd.DataFrame, *, path="road 
 
     Node ids are renumbered 0..N-1 (the old id is kept in ``orig_id``), links 0..L-1.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    ids = nodes["id"].to_numpy()
-    pos = pd.Series(np.arange(len(ids)), index=ids)
-    bad = ~links["from"].isin(pos.index) | ~links["to"].isin(pos.index)
-    if bad.any():
-        raise RoadDataError(f"{path}: {int(bad.sum())} links refer to unknown nodes "
-                            f"(field 'from'/'to', e.g. {links.loc[bad, 'from'].iloc[0]!r})")
-    f = pos[links["from"].to_numpy()].to_numpy()
-    t = pos[links["to"].to_numpy()].to_numpy()
-    n = len(ids)
-    g = coo_matrix((np.ones(len(f)), (f, t)), shape=(n, n)).tocsr()
-    ncomp, lab = connected_components(g, directed=True, connection="strong")
-    if ncomp > 1:
-        # nodes with no links at all are dropped silently only if they are isolated; report everything
-        big = np.bincount(lab).argmax()
-        keep_nodes = lab == big
-        keep_links = keep_nodes[f] & keep_nodes[t]
-        msg = (f"{path}: road graph is not strongly connected ({ncomp} components); kept the largest: "
-               f"{int(keep_nodes.sum())} of {n} nodes ({100 * keep_nodes.mean():.1f} %), "
-               f"{int(keep_links.sum())} of {len(links)} links; removed {int((~keep_links).sum())} links")
-        if repair == "error":
-            raise RoadDataError(msg)
-        warnings.warn(msg, UserWarning, stacklevel=3)
-        nodes = nodes.loc[keep_nodes]
-        links = links.loc[keep_links]
-        f = f[keep_links]
-        t = t[keep_links]
-    new = np.full(n, -1)
-    kept_idx = pos[nodes["id"].to_numpy()].to_numpy()
-    new[kept_idx] = np.arange(len(kept_idx))
+    nodes, links = largest_strongly_connected(nodes, links, what=str(path), repair=repair, stacklevel=3)
+    index = pd.Index(nodes["id"].to_numpy())
     nodes = nodes.copy()
     if "orig_id" not in nodes:
         nodes["orig_id"] = nodes["id"]
     nodes["id"] = np.arange(len(nodes))
     links = links.copy()
-    links["from"] = new[f]
-    links["to"] = new[t]
+    links["from"] = index.get_indexer(links["from"].to_numpy())
+    links["to"] = index.get_indexer(links["to"].to_numpy())
     return nodes.reset_index(drop=True), links.reset_index(drop=True)
 
 
@@ -255,8 +229,8 @@ def _check_lonlat(path, x, y, field="geometry"):
 
 
 # ----------------------------------------------------------------------------------- OSM
-def read_osm(path, *, crs=DEFAULT_CRS, repair: str = "largest", bbox=None):
-    """Read a drivable road network from an OSM ``.osm.pbf`` (pyrosm) or ``.osm`` XML file (osmnx).
+def read_osm(path, *, crs=DEFAULT_CRS, repair: str = "largest", bbox=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The drivable roads of an OSM ``.osm.pbf`` (pyrosm) or ``.osm`` XML file (osmnx) as ``(nodes, links)``.
 
     ``bbox=(west, south, east, north)`` in degrees clips a PBF extract.  Lengths are geodesic (WGS84).
     """
@@ -354,12 +328,12 @@ def _osm_frames_to_network(path, edges: pd.DataFrame, nodes_ll: pd.DataFrame, *,
     nodes = pd.DataFrame({"id": nodes_ll["osm_id"].to_numpy(), "x": x, "y": y, "source": "real"})
     used = pd.unique(np.concatenate([links["from"].to_numpy(), links["to"].to_numpy()]))
     nodes = nodes[nodes["id"].isin(used)].drop_duplicates("id")
-    return _as_network(nodes, links, path=path, repair=repair)
+    return _as_frames(nodes, links, path=path, repair=repair)
 
 
 # ----------------------------------------------------------------------------------- GeoJSON
-def read_geojson(path, *, crs=DEFAULT_CRS, repair: str = "largest", snap_m: float = 0.5):
-    """Read road centrelines (LineString/MultiLineString features) from GeoJSON.
+def read_geojson(path, *, crs=DEFAULT_CRS, repair: str = "largest", snap_m: float = 0.5) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Road centrelines (LineString/MultiLineString features) of a GeoJSON file as ``(nodes, links)``.
 
     Properties used when present: ``highway``, ``lanes`` (total, OSM sense) or ``lanes_per_direction``,
     ``maxspeed`` or ``free_speed_mps``, ``capacity_vph_per_lane``, ``jam_density_vpm_per_lane``,
@@ -447,7 +421,7 @@ def read_geojson(path, *, crs=DEFAULT_CRS, repair: str = "largest", snap_m: floa
     links = pd.DataFrame(links, columns=LINK_COLUMNS)
     xy = np.array(node_xy, float).reshape(-1, 2)
     nodes = pd.DataFrame({"id": np.arange(len(xy)), "x": xy[:, 0], "y": xy[:, 1]})
-    return _as_network(nodes, links, path=path, repair=repair)
+    return _as_frames(nodes, links, path=path, repair=repair)
 
 
 def _vn_layer_aliases(gdf):
@@ -467,8 +441,8 @@ def _vn_layer_aliases(gdf):
 
 
 # ----------------------------------------------------------------------------------- GraphML
-def read_graphml(path, *, crs=DEFAULT_CRS, repair: str = "largest"):
-    """Read a GraphML road graph (osmnx ``save_graphml`` output or any graph with node ``x``/``y``).
+def read_graphml(path, *, crs=DEFAULT_CRS, repair: str = "largest") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A GraphML road graph (osmnx ``save_graphml`` output or any graph with node ``x``/``y``) as ``(nodes, links)``.
 
     Node coordinates are in the graph's ``crs`` attribute (default EPSG:4326).  Directed graphs give one
     link per edge; undirected graphs one link each way.  Edge attributes as in OSM (``highway``, ``lanes``,
@@ -530,7 +504,7 @@ def read_graphml(path, *, crs=DEFAULT_CRS, repair: str = "largest"):
         if ow <= 0:
             links.append({"from": pos[v], "to": pos[u], **base, "geometry": geom.reverse()})
     links = pd.DataFrame(links, columns=LINK_COLUMNS)
-    return _as_network(nodes, links, path=path, repair=repair)
+    return _as_frames(nodes, links, path=path, repair=repair)
 
 
 def write_graphml(net, path, crs=DEFAULT_CRS) -> Path:

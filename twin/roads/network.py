@@ -1,7 +1,7 @@
 """Road network: nodes and directed links as DataFrames, CSR adjacency, nearest node, SCC pruning.
 
 ``RoadNetwork.from_frames(nodes, links)`` is the one constructor; the GeoJSON, GraphML and OSM
-readers live in :mod:`twin.roads_io` and end there.
+readers live in :mod:`twin.roads.readers`, return the two frames and know nothing of this class.
 
 Link defaults follow a triangular fundamental diagram with a reaction time of 1 s: jam density
 ``1/7.5`` veh/m/lane, backward wave speed ``w = 1/(tau k_j)`` (7.5 m/s) and the capacity
@@ -9,12 +9,14 @@ Link defaults follow a triangular fundamental diagram with a reaction time of 1 
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from twin.roads import readers
+from twin.roads.graph import largest_strongly_connected
 
 __all__ = ["RoadNetwork", "default_capacity_vph_per_lane", "DEFAULT_JAM_DENSITY_VPM_PER_LANE"]
 
@@ -204,31 +206,18 @@ class RoadNetwork:
 
     @classmethod
     def from_geojson(cls, path, **kwargs) -> RoadNetwork:
-        """Reads a GeoJSON road layer (see :func:`twin.roads_io.read_geojson`)."""
-        from twin.roads_io import read_geojson
-
-        return cls._wrap(read_geojson(path, **kwargs))
+        """Reads a GeoJSON road layer (see :func:`twin.roads.read_geojson`)."""
+        return cls.from_frames(*readers.read_geojson(path, **kwargs))
 
     @classmethod
     def from_graphml(cls, path, **kwargs) -> RoadNetwork:
-        """Reads a GraphML road graph, e.g. from OSMnx (see :func:`twin.roads_io.read_graphml`)."""
-        from twin.roads_io import read_graphml
-
-        return cls._wrap(read_graphml(path, **kwargs))
+        """Reads a GraphML road graph, e.g. from OSMnx (see :func:`twin.roads.read_graphml`)."""
+        return cls.from_frames(*readers.read_graphml(path, **kwargs))
 
     @classmethod
     def from_osm(cls, path, **kwargs) -> RoadNetwork:
-        """Reads an OSM extract (PBF or XML) (see :func:`twin.roads_io.read_osm`)."""
-        from twin.roads_io import read_osm
-
-        return cls._wrap(read_osm(path, **kwargs))
-
-    @classmethod
-    def _wrap(cls, result) -> RoadNetwork:
-        if isinstance(result, RoadNetwork):
-            return result
-        nodes, links = result
-        return cls.from_frames(nodes, links)
+        """Reads an OSM extract (PBF or XML) (see :func:`twin.roads.read_osm`)."""
+        return cls.from_frames(*readers.read_osm(path, **kwargs))
 
     # ------------------------------------------------------------------ queries
     @property
@@ -293,28 +282,14 @@ class RoadNetwork:
         return _CSR(ptr, order)
 
     def largest_strongly_connected(self) -> RoadNetwork:
-        """The largest strongly connected part (every node reaches every other); warns what was cut."""
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
+        """The largest strongly connected part (every node reaches every other); warns what was cut.
 
-        N = self.n_nodes
-        g = coo_matrix((np.ones(self.n_links), (self._from_idx, self._to_idx)), shape=(N, N)).tocsr()
-        ncomp, labels = connected_components(g, directed=True, connection="strong")
-        if ncomp <= 1:
+        Node ids are kept, links renumbered 0..L-1; ``self`` when the network is strongly connected.
+        The pruning is :func:`twin.roads.graph.largest_strongly_connected`, shared with the readers.
+        """
+        nodes, links = largest_strongly_connected(self.nodes, self.links, what="RoadNetwork.largest_strongly_connected")
+        if nodes is self.nodes and links is self.links:
             return self
-        sizes = np.bincount(labels)
-        keep_label = int(np.argmax(sizes))
-        keep = labels == keep_label
-        lkeep = keep[self._from_idx] & keep[self._to_idx]
-        cut_n, cut_l = int(N - keep.sum()), int(self.n_links - lkeep.sum())
-        if cut_n or cut_l:
-            warnings.warn(
-                f"RoadNetwork.largest_strongly_connected: kept {int(keep.sum())} of {N} nodes and "
-                f"{int(lkeep.sum())} of {self.n_links} links; removed {cut_n} nodes ({100 * cut_n / N:.1f} %) and "
-                f"{cut_l} links ({100 * cut_l / max(self.n_links, 1):.1f} %) outside the largest strongly "
-                f"connected component ({ncomp} components)", UserWarning, stacklevel=2)
-        nodes = self.nodes[keep].reset_index(drop=True)
-        links = self.links[lkeep].reset_index(drop=True)
         links.index.name = "link_id"
         return type(self)(nodes, links)
 
