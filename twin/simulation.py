@@ -4,12 +4,14 @@ Time is ``iteration · Δt_c`` (an integer counter; no float drift). One call of
 :meth:`Simulation.time_step` advances the twin from ``t0 = iteration·Δt_c`` to ``t1 = t0 + Δt_c``
 in this order (the order is the contract; tests pin it):
 
-1. **events and interventions** — every not-yet-applied event with time ``t_e < t1`` is applied,
-   in time order (ties in scenario order). *Boundary rule*: an event exactly at ``t0`` acts on the
-   step that starts at ``t0`` (it is not visible in outputs recorded at ``t0``, which were taken at the
-   end of the previous step, and it is visible in everything recorded at ``t1``); an event strictly
-   inside ``(t0, t1)`` is applied at ``t0`` (rounded down to the step's start); an event at
-   ``t_e >= stop_time`` is never applied.
+1. **decisions** (``twin.decisions``: scenario interventions and everything submitted with
+   :meth:`Simulation.submit`) — every pending decision with time ``t_e < t1`` is applied, in time
+   order (ties in submission order: scenario interventions in file order first). *Boundary rule*: a
+   decision exactly at ``t0`` acts on the step that starts at ``t0`` (it is not visible in outputs
+   recorded at ``t0``, which were taken at the end of the previous step, and it is visible in
+   everything recorded at ``t1``); one strictly inside ``(t0, t1)`` is applied at ``t0`` (rounded
+   down to the step's start); one at ``t_e >= stop_time`` is never applied. Each is logged (run
+   folder: ``decisions.parquet``).
 2. ``flood.run_one_step(Δt_c)`` (adaptive sub-steps inside the flood component);
 3. **roads ← flood depth**: depth sampled along each link (:mod:`twin.couplings`), links deeper than
    the closure depth closed, re-opened when they drain;
@@ -124,6 +126,18 @@ class Simulation:
     def finished(self) -> bool:
         return self.iteration >= self.stop_iteration
 
+    def submit(self, decision, at: float | None = None, *, source: str = "api", issuer: str = ""):
+        """Queue a decision (a dict with a ``type`` key, JSON text, or a ``twin.decisions`` object)
+        for model time ``at`` (default: now, i.e. the start of the next coupling step; a time inside a
+        step acts at that step's start). It is validated against the twin first: an invalid one
+        raises :class:`twin.decisions.DecisionError` naming the field and value, and nothing changes.
+        Returns the queue entry (``seq`` is its ``decision_id`` in ``decisions.parquet``)."""
+        return self.twin.submit(decision, at, now=self.time, source=source, issuer=issuer)
+
+    def acts_at(self, at: float) -> float:
+        """The model time a decision submitted for ``at`` acts: the start of the step holding it."""
+        return max(self.time, math.floor(at / self.dt + 1e-9) * self.dt)
+
     def add_callback(self, name: str, func: Callable, schedule: Schedule | None = None) -> None:
         sched = schedule or IterationInterval(1)
         sched.check(self.dt)
@@ -145,7 +159,7 @@ class Simulation:
         t0, dt = self.time, self.dt
         t1 = t0 + dt
         self._log("events")
-        tw.apply_events(t0, t1, self.stop_time)
+        tw.apply_decisions(t0, t1, self.stop_time)
         if tw.flood is not None:
             self._log("flood")
             tw.flood.run_one_step(dt)
@@ -159,6 +173,7 @@ class Simulation:
             tw.people.run_one_step(dt, tw.depth(), tw.speed())
         if tw.services is not None:
             self._log("services")
+            tw.couple_services()
             tw.services.run_one_step(dt)
         if tw.assimilator is not None:
             self._log("assimilation")
@@ -189,8 +204,10 @@ class Simulation:
         if self.iteration == 0:
             self._after_step()  # initial state to callbacks and recorders
 
-    def run(self, progress: bool | Callable | None = None) -> Simulation:
-        """Step until a stop callback fires. ``progress``: True for a tqdm bar, or ``f(sim)``.
+    def run(self, progress: bool | Callable | None = None, until: float | None = None) -> Simulation:
+        """Step until a stop callback fires, or (``until``, model seconds) until that time: the run
+        then pauses, unfinished, so decisions can be submitted before ``run()`` goes on.
+        ``progress``: True for a tqdm bar, or ``f(sim)``.
 
         Ctrl-C (KeyboardInterrupt) writes a checkpoint into the run folder (if any) and re-raises.
         """
@@ -220,7 +237,8 @@ class Simulation:
             bar = _ProgressBar(self) if progress is True else None
             if self._interrupted:
                 raise KeyboardInterrupt
-            while self.running and not self.finished:
+            until_it = None if until is None else int(math.floor(float(until) / self.dt + 1e-9))
+            while self.running and not self.finished and (until_it is None or self.iteration < until_it):
                 self.time_step()
                 if self._interrupted:
                     raise KeyboardInterrupt
@@ -235,7 +253,7 @@ class Simulation:
             if self.output is not None:
                 if self.finished:
                     self.output.finish(self)
-                else:
+                elif until is None or self.iteration < (until_it or 0):
                     self.output.checkpoint(self)
         except KeyboardInterrupt:
             self.wall_time = base_wall + (_time.monotonic() - t_wall)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from twin.build import Event, build_twin
+from twin.build import build_twin
 from twin.scenario import load_scenario
 from twin.simulation import NumericalInstability, Simulation
 
@@ -27,14 +27,17 @@ def scenario(tmp_path):
 
 def test_coupling_order_and_event_boundary_rule(scenario, city):
     tw = build_twin(scenario, city=city)
-    seen = []
-    for t_e, name in ((120.0, "exactly_at_step_start"), (150.0, "inside_step"), (1800.0, "at_stop_time")):
-        tw.events.append(Event(t_e, 100, name, lambda tw, name=name: seen.append((name, tw.flood.time))))
     sim = Simulation(tw, stop_time=1800.0)
+    x0, y0, x1, y1 = tw.terrain.bounds
+    line = [[x0 + 5.0, 0.5 * (y0 + y1)], [x1 - 5.0, 0.5 * (y0 + y1)]]
+    for t_e, name in ((120.0, "exactly_at_step_start"), (150.0, "inside_step"), (1800.0, "at_stop_time")):
+        sim.submit({"type": "levee", "polyline": line, "crest_m": 400, "label": name}, at=t_e)
     sim.phase_log = []
     sim.run()
-    # an event exactly at t0 acts on the step starting at t0; inside (t0, t1) -> at t0; at stop: never
+    # a decision exactly at t0 acts on the step starting at t0; inside (t0, t1) -> at t0; at stop: never
+    seen = [(json.loads(r["params"])["label"], r["t_s"]) for r in tw.decisions.log if r["source"] == "api"]
     assert seen == [("exactly_at_step_start", 120.0), ("inside_step", 120.0)]
+    assert [p.decision.label for p in tw.decisions.pending] == ["at_stop_time"]
     phases = [p for _, p in sim.phase_log]
     # initial callbacks/recorders at iteration 0, then each step in the documented order
     assert phases[:2] == ["callbacks", "recorders"]
@@ -257,7 +260,7 @@ def test_road_closure_intervention_closes_and_reopens(tmp_path, city):
     sim.run()
     # applied at the start of the step starting at 2 min -> visible from t = 3 min; reopened likewise
     assert [bool(closed[t].all()) for t in (60, 120, 180, 360, 420)] == [False, False, True, True, False]
-    near = [e for e in tw.events if e.name.startswith("interventions.1")]
-    assert len(near) == 1 and tw.manual_closed.sum() >= 1
+    near = [r for r in tw.decisions.log if r["decision_id"] == 1]
+    assert len(near) == 1 and near[0]["outcome"] == "applied" and tw.manual_closed.sum() >= 1
     with pytest.raises(ValueError, match="no road link within 1"):
         build_twin(sc.with_overrides(["interventions.1.near=[0, 0]"]), city=city)
