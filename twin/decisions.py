@@ -462,17 +462,22 @@ class EvacuationOrder(_Decision):
     def _plan(self, twin: Twin) -> Action:
         people = _need(self, twin, "people")
         codes = _ward_codes(self, twin, self.wards, "wards")
-        idx = None
-        if self.shelters is not None:
-            idx = []
-            for s in self.shelters:
-                x, y = _place(self, twin, s, "shelters")
-                k = people.shelter_index(x, y)
-                if k < 0:
-                    raise _err(self, "shelters", s, "this place is not an open shelter (open it with shelter_open first)")
-                idx.append(k)
+        spots: list[tuple[str, float, float]] = []
+        for s in self.shelters or []:
+            x, y = _place(self, twin, s, "shelters")
+            opening = any(p.decision.type == "shelter_open" and _place(p.decision, twin, p.decision.place) == (x, y)
+                          for p in twin.decisions.pending)
+            if people.shelter_index(x, y) < 0 and not opening:
+                raise _err(self, "shelters", s, "this place is not a shelter (open it with shelter_open first)")
+            spots.append((s, x, y))
 
         def act(t_s: float) -> str:
+            idx = []
+            for s, x, y in spots:
+                k = people.shelter_index(x, y)
+                if k < 0:
+                    raise _err(self, "shelters", s, "this place is not a shelter")
+                idx.append(k)
             people.issue_order(t_s, self.channel, area=codes, shelters=idx)
             return (f"evacuation order by {self.channel} to "
                     f"{'the whole city' if codes is None else f'{len(codes)} ward(s)'}"
