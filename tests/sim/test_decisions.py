@@ -182,7 +182,7 @@ def test_decisions_parquet_logs_every_decision(tamky):
 def test_replay_is_bit_identical(tamky, tmp_path):
     import xarray as xr
 
-    from twin.output.checkpoint import replay_run
+    from twin.workflows.runs import replay_run
 
     sim, tmp, *_ = tamky
     replay_run(tmp / "run", tmp_path / "replay")
@@ -197,7 +197,7 @@ def test_replay_is_bit_identical(tamky, tmp_path):
 
 def test_checkpoint_carries_pending_decisions(tmp_path):
     """Interrupted with decisions still queued, resumed: identical to the uninterrupted run."""
-    from twin.output.checkpoint import resume_run
+    from twin.workflows.runs import resume_run
 
     def run(out, interrupt_at=None):
         sc = load_scenario(MOLAVE, FAST + ["duration=30min"])

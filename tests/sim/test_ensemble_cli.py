@@ -23,7 +23,7 @@ def _max_depth(path):
 
 
 def test_ensemble_of_4_on_a_local_cluster_equals_serial(tmp_path):
-    from twin.ensemble import member_scenarios, run_ensemble
+    from twin.workflows.ensemble import member_scenarios, run_ensemble
 
     city = small_city()
     sc = load_scenario(write_scenario(tmp_path), ["duration=10min", "outputs.png=false"])
@@ -57,9 +57,9 @@ def test_ensemble_of_4_on_a_local_cluster_equals_serial(tmp_path):
 
 
 def test_fork_from_a_run_and_compare(tmp_path):
-    from twin.compare import compare_runs
-    from twin.output.checkpoint import fork_run
     from twin.simulation import run_scenario
+    from twin.workflows.compare import compare_runs
+    from twin.workflows.runs import fork_run
 
     city = small_city()
     sc = load_scenario(write_scenario(tmp_path), ["outputs.checkpoint_every=10min"])

@@ -172,7 +172,7 @@ def _fields(run):
 
 
 def test_resume_is_bit_identical_to_uninterrupted(full_run, city):
-    from twin.output.checkpoint import resume_run
+    from twin.workflows.runs import resume_run
 
     sim_a, run_a, tmp = full_run
     sc = load_scenario(run_a / "scenario.yaml")

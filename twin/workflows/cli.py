@@ -126,7 +126,7 @@ def _cmd_run(args) -> int:
         if args.scenario or args.overrides:
             print("twin run --resume RUN_DIR takes no scenario and no --set (the run folder holds them)", file=sys.stderr)
             return 2
-        from twin.output.checkpoint import resume_run
+        from twin.workflows.runs import resume_run
 
         out = Path(args.resume)
         try:
@@ -181,8 +181,8 @@ def _until(stop_s: float):
 
 
 def _cmd_fork(args) -> int:
-    from twin.output.checkpoint import fork_run
     from twin.scenario import ScenarioError, parse_duration
+    from twin.workflows.runs import fork_run
 
     at = parse_duration(args.at)
     out = Path(args.out) if args.out else Path(f"{args.run_dir.rstrip('/')}-fork-{int(at)}s")
@@ -196,9 +196,9 @@ def _cmd_fork(args) -> int:
 
 
 def _cmd_replay(args) -> int:
-    from twin.output.checkpoint import replay_run
     from twin.scenario import ScenarioError
     from twin.simulation import NumericalInstability
+    from twin.workflows.runs import replay_run
 
     out = Path(args.out) if args.out else Path(f"{args.run_dir.rstrip('/')}-replay-{_stamp()}")
     if out.exists() and any(out.iterdir()):
@@ -217,7 +217,7 @@ def _cmd_replay(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from twin.compare import compare_runs
+    from twin.workflows.compare import compare_runs
 
     try:
         res = compare_runs(args.run_a, args.run_b, png=args.png)
@@ -234,8 +234,8 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_ensemble(args) -> int:
-    from twin.ensemble import parse_vary, run_ensemble
     from twin.scenario import ScenarioError, load_scenario
+    from twin.workflows.ensemble import parse_vary, run_ensemble
 
     try:
         sc = load_scenario(args.scenario, overrides=args.overrides)
