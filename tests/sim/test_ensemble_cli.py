@@ -64,8 +64,8 @@ def test_fork_from_a_run_and_compare(tmp_path):
     city = small_city()
     sc = load_scenario(write_scenario(tmp_path), ["outputs.checkpoint_every=10min"])
     run_scenario(sc, out_dir=tmp_path / "base", city=city)
-    assert sorted(p.name for p in (tmp_path / "base" / "checkpoints").glob("*.pkl")) == [
-        "ckpt-000000010.pkl", "ckpt-000000020.pkl"]
+    assert sorted(p.name for p in (tmp_path / "base" / "checkpoints").glob("*.npz")) == [
+        "ckpt-000000010.npz", "ckpt-000000020.npz"]
     # a levee along the creek's path from 15 min on
     fork = fork_run(tmp_path / "base", 900.0, ["interventions=[{type: pump, xy: [600300, 1749400], capacity_m3_per_s: 20, at: 15min}]"],
                     tmp_path / "fork", city=city)
@@ -142,7 +142,7 @@ def test_cli_ctrl_c_leaves_a_checkpoint_and_resume_completes(tmp_path):
             os.kill(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, err
     assert "checkpoint" in err and "twin run --resume" in err
-    cks = list((out / "checkpoints").glob("ckpt-*.pkl"))
+    cks = list((out / "checkpoints").glob("ckpt-*.npz"))
     assert len(cks) == 1
     res = _cli("run", "--resume", str(out), "--no-progress", cwd=tmp_path)
     assert res.returncode == 0, res.stderr

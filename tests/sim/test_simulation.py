@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import pickle
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from twin.build import build_twin
+from twin.output.recorders import load_checkpoint
 from twin.scenario import load_scenario
 from twin.simulation import NumericalInstability, Simulation
 
@@ -186,8 +186,8 @@ def test_resume_is_bit_identical_to_uninterrupted(full_run, city):
     sim.add_callback("ctrl_c", interrupt)
     with pytest.raises(KeyboardInterrupt):
         sim.run()
-    cks = sorted((run_b / "checkpoints").glob("ckpt-*.pkl"))
-    assert [c.name for c in cks] == ["ckpt-000000013.pkl"]
+    cks = sorted((run_b / "checkpoints").glob("ckpt-*.npz"))
+    assert [c.name for c in cks] == ["ckpt-000000013.npz"]
     assert json.loads((run_b / "manifest.json").read_text())["status"] == "checkpointed"
     sim_b = resume_run(run_b, city=city)
     assert sim_b.iteration == sim_a.iteration
@@ -231,14 +231,14 @@ def test_nan_depth_stops_with_a_clear_message_and_a_checkpoint(scenario, city, t
     tw.depth = poisoned
     with pytest.raises(NumericalInstability, match=r"t = 0:03:00 \(iteration 3\): 1 NaN and 0 negative depth cells, first at row 10, col 20"):
         sim.run()
-    assert (tmp_path / "nan" / "checkpoints" / "ckpt-000000003.pkl").exists()
+    assert (tmp_path / "nan" / "checkpoints" / "ckpt-000000003.npz").exists()
 
 
 def test_wall_time_limit_stops_with_a_checkpoint(scenario, city, tmp_path):
     sim = Simulation(build_twin(scenario, city=city), out_dir=tmp_path / "wall", wall_time_limit=1e-9)
     sim.run()
     assert sim.iteration == 1 and "wall-time limit" in sim.stop_reason
-    st = pickle.loads(next((tmp_path / "wall" / "checkpoints").glob("*.pkl")).read_bytes())
+    st = load_checkpoint(next((tmp_path / "wall" / "checkpoints").glob("*.npz")))
     assert st["iteration"] == 1
 
 
@@ -262,5 +262,8 @@ def test_road_closure_intervention_closes_and_reopens(tmp_path, city):
     assert [bool(closed[t].all()) for t in (60, 120, 180, 360, 420)] == [False, False, True, True, False]
     near = [r for r in tw.decisions.log if r["decision_id"] == 1]
     assert len(near) == 1 and near[0]["outcome"] == "applied" and tw.manual_closed.sum() >= 1
-    with pytest.raises(ValueError, match="no road link within 1"):
+    # a point off the map is named as such (before: "no road link within 1 m"), one on it far from roads too
+    with pytest.raises(ValueError, match=r"interventions\.1\.road_closure\.near: outside the map"):
         build_twin(sc.with_overrides(["interventions.1.near=[0, 0]"]), city=city)
+    with pytest.raises(ValueError, match="no road link within radius_m=1 m"):
+        build_twin(sc.with_overrides(["interventions.1.near=[600010, 1749990]"]), city=city)

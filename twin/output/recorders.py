@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
-import pickle
 import platform
 import subprocess
 from pathlib import Path
@@ -29,6 +28,7 @@ import pandas as pd
 from twin.output import kpis as K
 from twin.output import tables
 from twin.output.schedules import TimeInterval
+from twin.output.state_io import CheckpointError, load_state, save_state
 from twin.output.writers import NetCDFGridWriter, ParquetPartsWriter, write_geotiff, write_json
 
 __all__ = ["RunOutput", "git_hash", "file_sha256", "latest_checkpoint", "load_checkpoint"]
@@ -59,19 +59,28 @@ def file_sha256(path: Path) -> str:
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    d = Path(run_dir) / CHECKPOINT_DIR
-    cps = sorted(d.glob("ckpt-*.pkl")) if d.exists() else []
+    cps = checkpoints(run_dir)
     return cps[-1] if cps else None
 
 
 def checkpoints(run_dir: Path) -> list[Path]:
     d = Path(run_dir) / CHECKPOINT_DIR
-    return sorted(d.glob("ckpt-*.pkl")) if d.exists() else []
+    if not d.exists():
+        return []
+    cps = sorted(d.glob("ckpt-*.npz"))
+    if not cps and any(d.glob("ckpt-*.pkl")):
+        raise CheckpointError(f"{d}: only pickled checkpoints (ckpt-*.pkl) of an older version; they are not "
+                              "opened (unpickling can execute code). Re-run the scenario with this version")
+    return cps
 
 
 def load_checkpoint(path: Path) -> dict:
-    with open(path, "rb") as f:
-        return pickle.load(f)
+    """A checkpoint's state (data only: ``twin.output.state_io``); CheckpointError when unreadable."""
+    state = load_state(path)
+    for key in ("time_s", "iteration", "dt", "twin"):
+        if key not in state:
+            raise CheckpointError(f"{path}: damaged checkpoint (no {key!r})")
+    return state
 
 
 class RunOutput:
@@ -199,14 +208,11 @@ class RunOutput:
         self.write_decisions(sim)
         d = self.dir / CHECKPOINT_DIR
         d.mkdir(parents=True, exist_ok=True)
-        path = d / f"ckpt-{sim.iteration:09d}.pkl"
-        tmp = path.with_suffix(".tmp")
+        path = d / f"ckpt-{sim.iteration:09d}.npz"
         state = sim.get_state()
         state["time_s"] = sim.time
         state["scenario_yaml"] = sim.twin.scenario.to_yaml()
-        with open(tmp, "wb") as f:
-            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
+        save_state(path, state)
         self.write_manifest(sim, status="checkpointed")
         return path
 

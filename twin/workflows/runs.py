@@ -1,6 +1,6 @@
 """Checkpoint, resume and fork.
 
-A checkpoint (``<run>/checkpoints/ckpt-<iteration>.pkl``) holds the simulation clock, every
+A checkpoint (``<run>/checkpoints/ckpt-<iteration>.npz``, data only: ``twin.output.state_io``) holds the simulation clock, every
 component's ``get_state()``, the states of every random generator the twin handed out, which events
 were applied, and the output writers' positions. Because all randomness flows from seeded
 generators and all state is captured, ``resume`` ends bit-identical to an uninterrupted run.
