@@ -85,13 +85,9 @@ class Simulation:
         self.twin = twin
         sc = twin.scenario
         self.dt = float(dt if dt is not None else sc.coupling_step)
-        stop_time = float(stop_time if stop_time is not None else sc.duration)
-        n = stop_time / self.dt
-        if abs(n - round(n)) > 1e-9 * max(1.0, n):
-            raise ValueError(f"stop_time {stop_time:g} s is not a whole number of coupling steps ({self.dt:g} s)")
-        self.stop_iteration = int(round(n))
-        self.stop_time = stop_time
         self.iteration = 0
+        self._output_finished = False
+        self.stop_time = float(stop_time if stop_time is not None else sc.duration)
         self.wall_time_limit = wall_time_limit
         self.wall_time = 0.0            # wall seconds spent stepping (accumulated across resumes)
         self.running = False
@@ -121,6 +117,26 @@ class Simulation:
     @property
     def time(self) -> float:
         return self.iteration * self.dt
+
+    @property
+    def stop_time(self) -> float:
+        """[s] The run stops here. Raising it on a simulation that is not recording lets ``run()``
+        go on; a recorded run that finished (its outputs are final) cannot be extended: fork it."""
+        return self._stop_time
+
+    @stop_time.setter
+    def stop_time(self, value: float) -> None:
+        v = float(value)
+        n = v / self.dt
+        if not math.isfinite(v) or v <= 0 or abs(n - round(n)) > 1e-9 * max(1.0, n):
+            raise ValueError(f"stop_time {value!r} s is not a positive whole number of coupling steps ({self.dt:g} s)")
+        if int(round(n)) < self.iteration:
+            raise ValueError(f"stop_time {v:g} s is before the current time {self.time:g} s")
+        if self._output_finished and int(round(n)) != self.stop_iteration:
+            raise ValueError(f"{self.out_dir}: this recorded run has finished and written its outputs; it cannot be "
+                             "extended (fork it, or run the scenario with a longer duration)")
+        self.stop_iteration = int(round(n))
+        self._stop_time = v
 
     @property
     def finished(self) -> bool:
@@ -253,6 +269,7 @@ class Simulation:
             if self.output is not None:
                 if self.finished:
                     self.output.finish(self)
+                    self._output_finished = True
                 elif until is None or self.iteration < (until_it or 0):
                     self.output.checkpoint(self)
         except KeyboardInterrupt:
@@ -285,13 +302,19 @@ class Simulation:
             state["output"] = self.output.get_state()
         return state
 
-    def set_state(self, state: dict, restore_output: bool = True) -> None:
+    def set_state(self, state: dict, restore_output: bool = True, fork_at: float | None = None,
+                  base_scenario=None) -> None:
+        """Restore a state (``get_state``); ``fork_at``/``base_scenario``: the state comes from a run
+        of another scenario (a fork; see :meth:`twin.build.Twin.set_state`)."""
         if float(state["dt"]) != self.dt:
             raise ValueError(f"checkpoint coupling step {state['dt']} s differs from this run's {self.dt} s")
         self.iteration = int(state["iteration"])
+        if self.iteration > self.stop_iteration:
+            raise ValueError(f"the state is at t = {self.iteration * self.dt:g} s, after this run's stop time "
+                             f"{self.stop_time:g} s")
         self.wall_time = float(state.get("wall_time", 0.0))
         self.phase_wall_s = {k: float(v) for k, v in state.get("phase_wall_s", {}).items()}
-        self.twin.set_state(state["twin"])
+        self.twin.set_state(state["twin"], fork_at=fork_at, base_scenario=base_scenario)
         for k, s in state.get("schedules", {}).items():
             if k in self.callbacks:
                 self.callbacks[k].schedule.set_state(s)
