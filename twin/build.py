@@ -1,146 +1,42 @@
 """Build a twin from a scenario: city bundle → terrain, flood, roads/traffic, people, services, sensors.
 
-``build_twin(scenario)`` returns a :class:`Twin` that holds the components (any of traffic, people,
-services, sensors may be absent), the couplings between them, the timed events (interventions) and
-every random generator, spawned from one ``numpy.random.SeedSequence(scenario.seed)``:
+``build_twin(scenario)`` returns a :class:`Twin`: a typed container of the components (any of
+traffic, people, services, sensors may be absent), the couplings between them, the decision queue
+and every random generator, spawned from one ``numpy.random.SeedSequence(scenario.seed)``:
 children in this fixed order: ``flood, traffic, demand, people, services, sensors, events``.
 
-Forcing built here (all before the run, so a run is a pure function of the scenario):
-- rain hyetograph (design storm from an IDF relation, typhoon track replay, gauge or file series);
-- sea stage at the sea cells: mean level + tide constituents + surge;
-- river inflows and the Phú Ninh reservoir release (a level-pool reservoir integrated over the run,
-  plus any ``reservoir_release`` schedules);
-- interventions become events applied by the simulation clock (see ``twin.simulation``).
+Forcing (``twin.flood.forcing``) is built here, before the run, so a run is a pure function of
+the scenario and its decisions. A scenario's ``interventions`` are decisions (``twin.decisions``)
+queued at their ``at``; the few that change the city or the fleet before anything moves (a shelter
+opened at t = 0, units in service from t = 0, scheduled reservoir releases and breaches) are
+applied while building and logged as such.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from twin.couplings import (
-    HAZARD_CLASSES,
-    LinkDepthSampler,
-    RoadWaterLevel,
-    hazard_class,
-    hazard_rating,
-)
+from twin.couplings import LinkDepthSampler, RoadWaterLevel, hazard_rating
+from twin.decisions import DecisionError, DecisionQueue, Pending, _Decision, finite_time, parse_decision
+from twin.flood.forcing import rain_series, reservoir_release, series_from_csv, tide_stage
 from twin.scenario import Scenario
 
-__all__ = ["build_twin", "Twin", "Event", "idf_intensity_mm_per_h", "design_hyetograph", "tide_stage",
-           "TIDE_PERIODS_H", "SEED_CHILDREN"]
+if TYPE_CHECKING:  # pragma: no cover
+    from twin.agents import EmergencyServices, PeopleModel
+    from twin.flood import FloodModel
+    from twin.roads import RoadNetwork
+    from twin.sensors.assimilation import Assimilator
+    from twin.terrain import Terrain
+    from twin.traffic import TrafficModel
+
+__all__ = ["build_twin", "Twin", "SEED_CHILDREN"]
 
 SEED_CHILDREN = ("flood", "traffic", "demand", "people", "services", "sensors", "events")
-
-# periods of the main tidal constituents [h]
-TIDE_PERIODS_H = {"M2": 12.4206012, "S2": 12.0, "N2": 12.65834751, "K2": 11.96723606,
-                  "K1": 23.93447213, "O1": 25.81934171, "P1": 24.06589022, "Q1": 26.868350}
-
-
-# ------------------------------------------------------------------------------------------------
-# forcing
-# ------------------------------------------------------------------------------------------------
-def idf_intensity_mm_per_h(return_period_years: float, duration_s: float) -> float:
-    """Mean rain intensity [mm/h] of a storm of given return period and duration.
-
-    Sherman form i = a·T^m / (D + b)^n, D in minutes, with a = 1714, m = 0.2, b = 20, n = 0.75.
-    **Illustrative** coefficients chosen for the central Vietnamese coast (100-year 6-h ≈ 300 mm,
-    10-year 6-h ≈ 190 mm, 100-year 1-h ≈ 160 mm), not a fitted IDF of a station: give
-    ``peak_mm_per_h`` in the scenario when a local design value is known.
-    """
-    d_min = duration_s / 60.0
-    return 1714.0 * return_period_years**0.2 / (d_min + 20.0) ** 0.75
-
-
-def design_hyetograph(storm, dt_s: float = 300.0) -> tuple[np.ndarray, np.ndarray]:
-    """(times_s, rain_mm_per_h) piecewise-constant blocks for a :class:`DesignStorm`."""
-    D = storm.duration
-    n = max(1, int(round(D / dt_s)))
-    dt_s = D / n
-    t_mid = (np.arange(n) + 0.5) * dt_s
-    tp = storm.peak_fraction * D
-    if storm.shape == "triangular":  # exact triangle (the flood model interpolates linearly)
-        peak = storm.peak_mm_per_h if storm.peak_mm_per_h is not None else 2.0 * idf_intensity_mm_per_h(
-            storm.return_period_years, D)
-        return np.array([0.0, tp, D]) + storm.start, np.array([0.0, peak, 0.0])
-    if storm.shape == "uniform":
-        mean = storm.peak_mm_per_h if storm.peak_mm_per_h is not None else idf_intensity_mm_per_h(
-            storm.return_period_years, D)
-        rates = np.full(n, mean)
-    elif storm.shape == "triangular":
-        peak = storm.peak_mm_per_h if storm.peak_mm_per_h is not None else 2.0 * idf_intensity_mm_per_h(
-            storm.return_period_years, D)
-        rise = np.clip(t_mid / tp, 0, 1) if tp > 0 else np.ones(n)
-        fall = np.clip((D - t_mid) / (D - tp), 0, 1) if tp < D else np.ones(n)
-        rates = peak * np.where(t_mid <= tp, rise, fall)
-    else:  # chicago: alternating blocks from the IDF depths
-        T = storm.return_period_years or 10.0
-        depth = np.array([idf_intensity_mm_per_h(T, k * dt_s) * k * dt_s / 3600.0 for k in range(1, n + 1)])
-        inc = np.diff(np.concatenate([[0.0], depth])) / (dt_s / 3600.0)
-        order = np.argsort(-inc)
-        rates = np.zeros(n)
-        ip = min(n - 1, int(storm.peak_fraction * n))
-        left, right = ip, ip + 1
-        for j, k in enumerate(order):
-            if j == 0:
-                rates[ip] = inc[k]
-            elif (j % 2 == 1 and right < n) or left <= 0:
-                rates[right] = inc[k]
-                right += 1
-            else:
-                left -= 1
-                rates[left] = inc[k]
-        if storm.peak_mm_per_h is not None:
-            rates *= storm.peak_mm_per_h / rates.max()
-    # piecewise constant as step points: value at block start, zero after
-    times = np.concatenate([np.arange(n) * dt_s, [D]]) + storm.start
-    vals = np.concatenate([rates, [0.0]])
-    return times, vals
-
-
-def tide_stage(sea, times_s: np.ndarray) -> np.ndarray:
-    """Sea level [m above MSL] at ``times_s``: mean + Σ A·cos(2πt/P − φ) + surge bell."""
-    t = np.asarray(times_s, dtype=float)
-    eta = np.full(t.shape, sea.mean_level_m, dtype=float)
-    for c in sea.constituents:
-        P = c.period_h if c.period_h is not None else TIDE_PERIODS_H.get(c.name.upper())
-        if P is None:
-            raise ValueError(f"flood.sea.constituents: unknown constituent {c.name!r}; give period_h")
-        eta += c.amplitude_m * np.cos(2 * np.pi * t / (P * 3600.0) - np.deg2rad(c.phase_deg))
-    if sea.surge is not None:
-        s = sea.surge
-        x = (t - s.peak_time) / s.duration
-        eta += np.where(np.abs(x) < 0.5, s.peak_m * np.cos(np.pi * x) ** 2, 0.0)
-    return eta
-
-
-def _series_from_csv(path: Path, tcol: str, vcol: str, start) -> tuple[np.ndarray, np.ndarray]:
-    df = pd.read_csv(path)
-    for c in (tcol, vcol):
-        if c not in df:
-            raise ValueError(f"{path}: column {c!r} not found (columns: {list(df.columns)})")
-    t = df[tcol]
-    if pd.api.types.is_numeric_dtype(t):
-        ts = t.to_numpy(float)
-    else:
-        dt = pd.to_datetime(t)
-        if dt.dt.tz is None:
-            dt = dt.dt.tz_localize(start.tzinfo)
-        ts = (dt - pd.Timestamp(start)).dt.total_seconds().to_numpy()
-    v = pd.to_numeric(df[vcol], errors="coerce").to_numpy(float)
-    bad = ~np.isfinite(v) | (v < 0)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{path}: {vcol} row {i + 2} has bad value {df[vcol].iloc[i]!r} (need a number >= 0)")
-    if np.any(np.diff(ts) < 0):
-        raise ValueError(f"{path}: {tcol} must be increasing")
-    return ts, v
-
 
 def _to_utm(xy: list | tuple, crs: str) -> np.ndarray:
     arr = np.atleast_2d(np.asarray(xy, dtype=float))
@@ -157,45 +53,34 @@ def _to_utm(xy: list | tuple, crs: str) -> np.ndarray:
 # the twin
 # ------------------------------------------------------------------------------------------------
 @dataclass
-class Event:
-    time_s: float
-    order: int
-    name: str
-    apply: Callable[[Twin], None]
-
-    @property
-    def key(self) -> str:
-        return f"{self.order}:{self.name}@{self.time_s:g}"
-
-
-@dataclass
 class Twin:
+    """The built twin: components, couplings, forcing and the decision queue (no stepping here:
+    :class:`twin.simulation.Simulation` owns the clock and the order)."""
+
     scenario: Scenario
-    city: Any
-    terrain: Any
-    flood: Any = None
-    traffic: Any = None
-    people: Any = None
-    services: Any = None
-    assimilator: Any = None
-    seed_sequence: np.random.SeedSequence = None
-    rngs: dict = field(default_factory=dict)
-    events: list = field(default_factory=list)
-    applied: set = field(default_factory=set)
+    city: Any                                 # twin.city.City (or a test's stand-in with the same layers)
+    terrain: Terrain
+    flood: FloodModel | None = None
+    traffic: TrafficModel | None = None
+    people: PeopleModel | None = None
+    services: EmergencyServices | None = None
+    assimilator: Assimilator | None = None
+    seed_sequence: np.random.SeedSequence | None = None
+    rngs: dict[str, np.random.Generator] = field(default_factory=dict)
+    decisions: DecisionQueue = field(default_factory=DecisionQueue)
     sea_mask: np.ndarray | None = None      # sea cells in the model (the coastal stage strip)
     sea_full: np.ndarray | None = None      # every sea cell (maps)
     initial_depth: np.ndarray | None = None  # water at t = 0 (permanent water bodies)
     urban: np.ndarray | bool = True
     link_sampler: LinkDepthSampler | None = None
     road_water: RoadWaterLevel | None = None  # bridges and bank roads meet water above the banks only
-    traffic_network: Any = None
+    traffic_network: RoadNetwork | None = None
     manual_closed: np.ndarray | None = None
     link_depth: np.ndarray | None = None
     free_flow_link_time_s: np.ndarray | None = None
-    input_files: list = field(default_factory=list)
-    forcing: dict = field(default_factory=dict)
-    ward_codes: dict = field(default_factory=dict)
-    log: list = field(default_factory=list)
+    input_files: list[Path] = field(default_factory=list)
+    forcing: dict[str, Any] = field(default_factory=dict)
+    ward_codes: dict[str, int] = field(default_factory=dict)
 
     # -- geometry ---------------------------------------------------------------------------
     @property
@@ -253,17 +138,27 @@ class Twin:
             return np.zeros(0, bool)
         return np.asarray(self.traffic.link_closed, dtype=bool)
 
-    # -- events -----------------------------------------------------------------------------------
-    def apply_events(self, t0: float, t1: float, stop_time: float) -> list[str]:
-        """Apply not-yet-applied events with time < t1 (and < stop_time), in (time, order)."""
-        done = []
-        for ev in sorted(self.events, key=lambda e: (e.time_s, e.order)):
-            if ev.time_s < t1 and ev.time_s < stop_time and ev.key not in self.applied:
-                ev.apply(self)
-                self.applied.add(ev.key)
-                self.log.append((t0, ev.name))
-                done.append(ev.name)
-        return done
+    # -- decisions ------------------------------------------------------------------------------
+    def submit(self, decision: Any, at: float | None = None, *, now: float = 0.0, source: str = "api",
+               issuer: str = "") -> Pending:
+        """Validate ``decision`` (a dict, JSON text or decision object) against this twin and queue it
+        for model time ``at`` (default ``now``, the start of the next coupling step). Raises
+        :class:`twin.decisions.DecisionError` naming the field and value, and changes nothing, when it
+        cannot act."""
+        d = parse_decision(decision)
+        t = finite_time(now if at is None else at, "at")
+        if t < now:
+            raise DecisionError(f"at: {t:g} s is in the past (model time is {now:g} s)", "at", t)
+        d.validate(self)
+        return self.decisions.push(d, t, source, issuer)
+
+    def schedule_followup(self, decision: _Decision) -> Pending:
+        """Called by a decision being applied (a closure's ``until``): queued with its source and issuer."""
+        return self.decisions.followup(decision)
+
+    def apply_decisions(self, t0: float, t1: float, stop_time: float) -> list[dict]:
+        """Apply pending decisions with ``at < t1`` (and ``< stop_time``) at ``t0``; their log rows."""
+        return self.decisions.apply_due(self, t0, t1, stop_time)
 
     # -- couplings --------------------------------------------------------------------------------
     def update_roads(self) -> None:
@@ -289,154 +184,23 @@ class Twin:
         else:
             self.traffic.open_links(ids)
 
+    def couple_services(self) -> None:
+        """Services ← flood: boats navigate on the flood depth, road units on the water met on roads
+        (the people model's met depth: bridges and bank roads read the water above the banks)."""
+        if self.services is None or self.flood is None:
+            return
+        met = self.people.met_depth if self.people is not None else None
+        self.services.set_flood(self.depth(), road_depth=met)
+
     def assimilate(self, t_s: float) -> None:
         if self.assimilator is not None and self.flood is not None:
             self.assimilator.apply(self.flood, t_s)
 
-    # -- tables -------------------------------------------------------------------------------------
-    def links_table(self, t_s: float) -> pd.DataFrame:
-        tm = self.traffic
-        L = tm.network.n_links
-        depth = self.link_depth if self.link_depth is not None else np.zeros(L)
-        closed = self.closed
-        df = pd.DataFrame({
-            "t_s": np.full(L, float(t_s)),
-            "link_id": np.arange(L, dtype=np.int64),
-            "depth_m": depth.astype(float),
-            "speed_factor": np.asarray(tm.link_speed_factor, dtype=float),
-            "closed": closed,
-            "closed_by_water": closed & ~self.manual_closed,
-            "flow_veh_per_s": np.asarray(tm.link_flow, dtype=float),
-            "density_veh_per_m": np.asarray(tm.link_density, dtype=float),
-            "speed_mps": np.asarray(tm.link_speed, dtype=float),
-            "queue_veh": np.asarray(tm.link_queue, dtype=float),
-        })
-        return df
-
-    def _cells_at(self, x, y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rows, cols = self.terrain.rowcol(np.asarray(x, float), np.asarray(y, float))
-        rows, cols = np.asarray(rows, int), np.asarray(cols, int)
-        ny, nx = self.terrain.shape
-        ok = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
-        return np.clip(rows, 0, ny - 1), np.clip(cols, 0, nx - 1), ok
-
-    def units_table(self, t_s: float) -> pd.DataFrame:
-        """Where each emergency unit is at ``t_s`` (the place it last reached: units move between
-        places in one hop after their travel time), its phase (idle, to_scene, on_scene, to_hospital,
-        ...), the incident it works on (-1: none) and whether it is available."""
-        us = self.services.units
-        return pd.DataFrame({
-            "t_s": np.full(len(us), float(t_s)),
-            "unit_id": np.array([u.uid for u in us], dtype=np.int64),
-            "unit_kind": [u.kind for u in us],
-            "x": np.array([u.x for u in us], dtype=float),
-            "y": np.array([u.y for u in us], dtype=float),
-            "phase": [u.phase for u in us],
-            "incident_id": np.array([u.incident for u in us], dtype=np.int64),
-            "available": np.array([bool(u.available) for u in us], dtype=bool),
-        })
-
-    def people_table(self, t_s: float) -> pd.DataFrame:
-        """The people model's state table with ``t_s``, the water depth at each agent's cell and the
-        FD2321 hazard class of the agent's own hazard rating (which sees upper floors)."""
-        df = self.people.state_table().copy()
-        df.insert(0, "t_s", float(t_s))
-        if self.flood is not None:
-            r, c, ok = self._cells_at(df["x"].to_numpy(), df["y"].to_numpy())
-            df["depth_m"] = np.where(ok, self.depth()[r, c], 0.0).astype(float)
-        else:
-            df["depth_m"] = 0.0
-        if "hazard_rating" not in df.columns:
-            r, c, ok = self._cells_at(df["x"].to_numpy(), df["y"].to_numpy())
-            v = np.where(ok, self.speed()[r, c], 0.0) if self.flood is not None else 0.0
-            df["hazard_rating"] = hazard_rating(df["depth_m"].to_numpy(), v)
-        hr = df["hazard_rating"].to_numpy(float)
-        names = np.array([h[0] for h in HAZARD_CLASSES], dtype=object)
-        df["hazard_class"] = np.where(hr > 0, names[hazard_class(hr)], "none")
-        for col in df.columns:
-            if isinstance(df[col].dtype, pd.CategoricalDtype):
-                df[col] = df[col].astype(str)
-        return df
-
-    def people_state_counts(self) -> dict:
-        df = self.people.state_table()
-        if "state" not in df.columns:
-            return {}
-        w = df["persons"] if "persons" in df.columns else pd.Series(1.0, index=df.index)
-        return {str(k): float(v) for k, v in w.groupby(df["state"].astype(str)).sum().items()}
-
-    def trips_table(self) -> pd.DataFrame:
-        trips = self.traffic.trips.copy()
-        trips = trips.reset_index()
-        if "index" in trips.columns and "trip_id" not in trips.columns:
-            trips = trips.rename(columns={"index": "trip_id"})
-        if "route" in trips.columns:
-            trips["route"] = trips["route"].map(lambda r: None if r is None else list(map(int, r)))
-        trips["free_flow_time_s"] = self.free_flow_times(trips["origin"].to_numpy(), trips["destination"].to_numpy())
-        return trips
-
-    def free_flow_times(self, origins: np.ndarray, destinations: np.ndarray) -> np.ndarray:
-        """Free-flow shortest travel time [s] between nodes (scipy Dijkstra on length / free speed)."""
-        from scipy.sparse import csr_matrix
-        from scipy.sparse.csgraph import dijkstra
-
-        net = self.traffic_network
-        links = net.links
-        n = net.n_nodes
-        node_index = {nid: i for i, nid in enumerate(net.nodes.index if "id" not in net.nodes else net.nodes["id"])}
-        fr = links["from"].map(node_index).to_numpy()
-        to = links["to"].map(node_index).to_numpy()
-        w = (links["length_m"] / links["free_speed_mps"]).to_numpy(float)
-        # parallel links: keep the fastest
-        g = pd.DataFrame({"f": fr, "t": to, "w": w}).groupby(["f", "t"])["w"].min().reset_index()
-        A = csr_matrix((g["w"].to_numpy() + 1e-9, (g["f"].to_numpy(), g["t"].to_numpy())), shape=(n, n))
-        o = pd.Series(origins).map(node_index).to_numpy()
-        d = pd.Series(destinations).map(node_index).to_numpy()
-        out = np.full(len(o), np.nan)
-        ok = ~(pd.isna(o) | pd.isna(d))
-        if ok.any():
-            oo, dd = o[ok].astype(int), d[ok].astype(int)
-            uo, inv_o = np.unique(oo, return_inverse=True)
-            ud, inv_d = np.unique(dd, return_inverse=True)
-            if len(ud) < len(uo):  # many-to-few (evacuation to shelters): search back from destinations
-                dist = dijkstra(A.T.tocsr(), directed=True, indices=ud)
-                out[ok] = dist[inv_d, oo]
-            else:
-                dist = dijkstra(A, directed=True, indices=uo)
-                out[ok] = dist[inv_o, dd]
-        out[~np.isfinite(out)] = np.nan
-        return out
-
-    def incidents_table(self) -> pd.DataFrame:
-        return self.services.incident_table().copy()
-
-    def max_depth_at_places(self) -> list[dict]:
-        if self.city is None or self.flood is None or getattr(self.city, "places", None) is None:
-            return []
-        pl = self.city.places
-        if len(pl) == 0:
-            return []
-        r, c, ok = self._cells_at(pl["x"].to_numpy(), pl["y"].to_numpy())
-        md = np.asarray(self.flood.max_depth)
-        at = np.asarray(self.flood.arrival_time)  # first depth > 0.1 m (NaN: never)
-        out = []
-        for i, (_, p) in enumerate(pl.iterrows()):
-            if not ok[i]:
-                continue
-            out.append({"place_id": str(p.get("place_id", i)), "name": str(p.get("name", "")),
-                        "kind": str(p.get("kind", "")), "x": float(p["x"]), "y": float(p["y"]),
-                        "max_depth_m": float(md[r[i], c[i]]) if np.isfinite(md[r[i], c[i]]) else 0.0,
-                        "arrival_time_s": (float(at[r[i], c[i]]) if np.isfinite(at[r[i], c[i]]) else None)})
-        order = {"hospital": 0, "shelter": 1, "school": 2}
-        out.sort(key=lambda p: (order.get(p["kind"], 9), -p["max_depth_m"]))
-        return out
-
     # -- state --------------------------------------------------------------------------------------
     def get_state(self) -> dict:
         st: dict = {
-            "applied": sorted(self.applied),
+            "decisions": self.decisions.get_state(),
             "rngs": {k: g.bit_generator.state for k, g in self.rngs.items()},
-            "log": list(self.log),
         }
         for name in ("flood", "traffic", "people", "services", "assimilator"):
             comp = getattr(self, name)
@@ -447,9 +211,15 @@ class Twin:
             st["link_depth"] = None if self.link_depth is None else self.link_depth.copy()
         return st
 
-    def set_state(self, st: dict, fork: bool = False) -> None:
-        """Restore a state. ``fork=True``: the scenario may differ; events of this twin that the
-        state never applied stay pending (applied at the next step if their time has passed)."""
+    def set_state(self, st: dict, fork_at: float | None = None, base_scenario: Scenario | None = None) -> None:
+        """Restore a state: structural decisions that had acted are re-installed first (levees, pumps,
+        shelters...: configuration the component states do not hold), then every component's state.
+
+        ``fork_at``: this twin's scenario may differ from the state's (a fork); decisions before the
+        fork are history (see :meth:`twin.decisions.DecisionQueue.set_state`); ``base_scenario`` is
+        the scenario the state was run with."""
+        dec = st.get("decisions", {})
+        self.decisions.reinstall(self, dec)
         for name in ("flood", "traffic", "people", "services", "assimilator"):
             comp = getattr(self, name)
             if comp is not None and name in st:
@@ -457,9 +227,8 @@ class Twin:
         for k, s in st.get("rngs", {}).items():
             if k in self.rngs:
                 self.rngs[k].bit_generator.state = s
-        mine = {e.key for e in self.events}
-        self.applied = set(st.get("applied", [])) & mine if fork else set(st.get("applied", []))
-        self.log = list(st.get("log", []))
+        self.decisions.set_state(dec, fork_at=fork_at,
+                                 base_scenario=None if base_scenario is None else list(base_scenario.interventions))
         if "manual_closed" in st and self.manual_closed is not None:
             self.manual_closed = st["manual_closed"].copy()
             self.link_depth = None if st["link_depth"] is None else st["link_depth"].copy()
@@ -493,7 +262,7 @@ def build_twin(scenario: Scenario, city=None) -> Twin:
                 if isinstance(f, str) and (folder / f).is_file():
                     tw.input_files.append(folder / f)
     _urban_mask(tw)
-    _apply_build_time_interventions(tw)
+    _apply_build_time_decisions(tw)
     _build_flood(tw)
     if sc.traffic is not None and sc.traffic.enabled:
         _build_traffic(tw)
@@ -503,7 +272,7 @@ def build_twin(scenario: Scenario, city=None) -> Twin:
         _build_services(tw)
     if sc.sensors is not None and sc.sensors.enabled:
         _build_sensors(tw)
-    _build_interventions(tw)
+    _queue_scenario_decisions(tw)
     return tw
 
 
@@ -563,67 +332,6 @@ def _trim_sea(tw: Twin) -> None:
     tw.sea_mask = keep
 
 
-def rain_series(tw: Twin) -> tuple[np.ndarray, np.ndarray] | None:
-    sc = tw.scenario
-    rain = sc.flood.rain
-    if rain.kind == "none":
-        return None
-    if rain.kind == "design_storm":
-        return design_hyetograph(rain)
-    if rain.kind == "series":
-        return np.asarray(rain.times, float), np.asarray(rain.rain_mm_per_h, float)
-    if rain.kind == "file":
-        t, v = _series_from_csv(rain.file, "t_s", "rain_mm_per_h", sc.start)
-        tw.input_files.append(rain.file)
-        return t, v * rain.scale
-    if rain.kind == "gauge":
-        t, v = _series_from_csv(rain.file, rain.time_column, rain.value_column, sc.start)
-        tw.input_files.append(rain.file)
-        return t, v * rain.scale
-    if rain.kind == "typhoon":
-        return typhoon_rain(tw)
-    raise ValueError(f"flood.rain.kind {rain.kind!r} not supported")
-
-
-def typhoon_rain(tw: Twin):
-    """Rain from a best-track replay (``twin.sensors.typhoon``: R-CLIPER rain, Holland wind, surge).
-
-    Rain is a per-cell field every 30 min when the grid is small enough (cells x times <= 4e6),
-    else the rate at the domain centre applied uniformly; the surge (inverse barometer + wind
-    set-up at the sea cells' centre) is added to the sea stage when ``surge: true``.
-    """
-    from twin.sensors import typhoon as ty
-
-    sc = tw.scenario
-    r = sc.flood.rain
-    if r.track_file is not None:
-        raise ValueError("flood.rain.track_file: custom track files are not supported yet; use a JTWC storm name/id")
-    track = ty.load_track(r.storm, r.season)
-    step = 1800.0
-    times = np.arange(0.0, sc.duration + step, step)
-    t_utc = [pd.Timestamp(sc.start_utc).tz_convert("UTC").tz_localize(None) + pd.Timedelta(seconds=float(t + r.time_shift))
-             for t in times]
-    ny, nx = tw.terrain.shape
-    x, y = tw.terrain.cell_centers()
-    if len(times) * ny * nx <= 4_000_000:
-        X, Y = np.meshgrid(x, y)
-        rate = ty.storm_rain_series(track, t_utc, X, Y, crs="EPSG:32649", scale=r.rain_scale)
-        rate = np.where(tw.terrain.valid[None], rate, 0.0)
-    else:
-        xc, yc = float(np.mean(x)), float(np.mean(y))
-        rate = ty.storm_rain_series(track, t_utc, xc, yc, crs="EPSG:32649", scale=r.rain_scale).reshape(-1)
-    if r.max_rain_mm_per_h is not None:
-        rate = np.minimum(rate, r.max_rain_mm_per_h)
-    tw.forcing["typhoon"] = {"sid": track.sid, "name": track.name}
-    if r.surge and tw.sea_mask is not None:
-        rows, cols = np.nonzero(tw.sea_mask)
-        sx, sy = float(np.mean(x[cols])), float(np.mean(y[rows]))
-        surge = np.array([float(np.asarray(ty.surge_estimate(track, t, sx, sy, crs="EPSG:32649")["surge_m"]))
-                          for t in t_utc])
-        tw.forcing["typhoon_surge_m"] = (times, surge)
-    return times, rate
-
-
 def _cells_near(tw: Twin, x: float, y: float, width_m: float) -> list[tuple[int, int]]:
     t = tw.terrain
     r, c = t.rowcol(np.array([x]), np.array([y]))
@@ -674,45 +382,6 @@ def _place_xy(tw: Twin, place: str) -> tuple[float, float]:
     if len(m) == 0:
         raise ValueError(f"place {place!r} not found in city {tw.scenario.city!r} (by place_id or name)")
     return float(m.iloc[0]["x"]), float(m.iloc[0]["y"])
-
-
-def reservoir_release(tw: Twin, rain: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """Level-pool Phú Ninh reservoir over the run: release = scheduled releases + spill above full supply.
-
-    Storage change = inflow − release, inflow = runoff coefficient 0.7 × rain × catchment 235 km²
-    (Phú Ninh catchment), surface area 33 km² (both public figures, rounded).
-    """
-    sc = tw.scenario
-    res = sc.flood.reservoir
-    if res is not None and res.in_grid:
-        res = None  # the reservoir is on the grid: no lumped level pool
-    sched = [iv for iv in sc.interventions if iv.type == "reservoir_release"]
-    if res is None and not sched:
-        return None
-    dt = 300.0
-    t = np.arange(0.0, sc.duration + dt, dt)
-    q_sched = np.zeros_like(t)
-    for iv in sched:
-        q_sched += np.interp(t, np.asarray(iv.times) , np.asarray(iv.discharge_m3_per_s), left=0.0, right=0.0) * (t >= iv.at)
-    if res is None:
-        return t, q_sched
-    catch_m2, area_m2, cr = 235e6, 33e6, 0.7
-    if rain is not None:
-        tr, vr = rain
-        if np.ndim(vr) > 1:  # a rain field: the reservoir sees the domain mean
-            vr = np.asarray(vr).mean(axis=tuple(range(1, np.ndim(vr))))
-        rate = np.interp(t, tr, vr, left=0.0, right=0.0)
-    else:
-        rate = np.zeros_like(t)
-    level = res.initial_level_m
-    q = np.zeros_like(t)
-    for i in range(len(t)):
-        q_in = cr * rate[i] / 1000.0 / 3600.0 * catch_m2
-        spill = max(0.0, level - res.full_supply_level_m) * res.spillway_m3_per_s_per_m
-        q[i] = q_sched[i] + spill
-        level += (q_in - q[i]) * dt / area_m2
-    tw.forcing["reservoir_level_m"] = level
-    return t, q
 
 
 def _build_flood(tw: Twin) -> None:
@@ -776,7 +445,7 @@ def _build_flood(tw: Twin) -> None:
             t = np.asarray(inf.hydrograph.times, float)
             q = np.asarray(inf.hydrograph.discharge_m3_per_s, float)
         elif inf.file is not None:
-            t, q = _series_from_csv(inf.file, "t_s", "discharge_m3_per_s", sc.start)
+            t, q = series_from_csv(inf.file, "t_s", "discharge_m3_per_s", sc.start)
             tw.input_files.append(inf.file)
         else:
             t, q = np.array([0.0, sc.duration]), np.zeros(2)
@@ -784,15 +453,7 @@ def _build_flood(tw: Twin) -> None:
         fm.add_inflow(_cells_near(tw, x, y, inf.width_m), hydrograph=(t, q))
     rel = reservoir_release(tw, rain)
     if rel is not None:
-        outlets = [iv.outlet for iv in sc.interventions if iv.type == "reservoir_release" and iv.outlet]
-        outlet = (f.reservoir.outlet if f.reservoir is not None and f.reservoir.outlet else None) or (
-            outlets[0] if outlets else None)
-        if outlet is None:
-            inf = getattr(tw.city, "inflows", None)
-            cand = inf[inf["kind"].astype(str).str.contains("reservoir")] if inf is not None and len(inf) else []
-            if len(cand) == 0:
-                raise ValueError("reservoir release: no outlet given and the city has no inflow of kind 'reservoir*'")
-            outlet = str(cand.iloc[0]["name"])
+        outlet = reservoir_outlet(tw)
         x, y = _inflow_point(tw, outlet)
         fm.add_inflow(_cells_near(tw, x, y, 3 * tw.terrain.cell_size), hydrograph=rel)
         tw.forcing["reservoir_release"] = rel
@@ -831,15 +492,19 @@ def _build_traffic(tw: Twin) -> None:
             tm.add_trips(trips)
 
 
-def _apply_build_time_interventions(tw: Twin) -> None:
-    """Interventions that change the city or the services before they are built (``at: 0``):
-    a shelter opened (a place becomes a shelter with the given capacity) and extra units."""
+def _build_time(iv) -> bool:
+    """Scenario decisions applied while building: they change the city or the fleet before
+    anything moves (a shelter opened at t = 0, units in service from t = 0), or are schedules that
+    the flood forcing integrates from the start (reservoir releases, breaches)."""
+    bt = getattr(iv, "build_time", None)
+    return iv.type in ("reservoir_release", "breach") or (bt is not None and bt())
+
+
+def _apply_build_time_decisions(tw: Twin) -> None:
+    """Shelters opened and units in service from t = 0 (before people and services are built)."""
     sc = tw.scenario
     for i, iv in enumerate(sc.interventions):
-        if iv.type == "shelter_open":
-            if iv.at != 0:
-                raise ValueError(f"interventions.{i}.at: a shelter_open is applied when the twin is built "
-                                 f"(at: 0); got {iv.at:g} s")
+        if iv.type == "shelter_open" and _build_time(iv):
             pl = tw.city.places
             hit = (pl["place_id"].astype(str) == str(iv.place)) | (pl["name"].map(_norm) == _norm(iv.place))
             if not hit.any():
@@ -848,7 +513,7 @@ def _apply_build_time_interventions(tw: Twin) -> None:
             pl.loc[hit, "kind"] = "shelter"
             pl.loc[hit, "capacity"] = iv.capacity
             _replace_city_attr(tw, "places", pl)
-        elif iv.type == "extra_units" and iv.at == 0:  # later ones join as events (_make_event)
+        elif iv.type == "extra_units" and _build_time(iv):
             tw.forcing.setdefault("extra_units", []).append((iv.unit, iv.count))
 
 
@@ -935,111 +600,51 @@ def _build_sensors(tw: Twin) -> None:
     tw.input_files.append(sc.sensors.store)
 
 
-def _require(comp, method: str, what: str):
-    if comp is None:
-        raise ValueError(f"intervention {what}: needs a component that this scenario does not enable")
-    fn = getattr(comp, method, None)
-    if fn is None:
-        raise ValueError(f"intervention {what}: {type(comp).__name__} has no {method}()")
-    return fn
-
-
-def _build_interventions(tw: Twin) -> None:
+def _queue_scenario_decisions(tw: Twin) -> None:
+    """Every intervention of the scenario becomes a decision: the build-time ones are logged as
+    applied at their time (they are part of the built twin), the others validated now (a bad one
+    stops the build with its index, field and value) and queued at their ``at``."""
     sc = tw.scenario
+    q = tw.decisions
     for i, iv in enumerate(sc.interventions):
-        name = f"interventions.{i}.{iv.type}" + (f"({iv.label})" if iv.label else "")
-        ev = _make_event(tw, i, iv, name)
-        for e in ev:
-            tw.events.append(e)
+        if _build_time(iv):
+            if iv.type == "breach":
+                _build_breach(tw, i, iv)
+            p = q.push(iv, iv.at, "scenario", "scenario")
+            q.pending.remove(p)
+            what = {"shelter_open": f"shelter open for {getattr(iv, 'capacity', '')} persons from the start",
+                    "extra_units": f"{getattr(iv, 'count', '')} {getattr(iv, 'unit', '')}(s) in service from the start",
+                    "reservoir_release": "part of the reservoir's release hydrograph",
+                    "breach": f"breach scheduled from t = {iv.at:g} s"}[iv.type]
+            q.record(p, float(iv.at), "applied", f"built into the twin: {what}")
+            continue
+        try:
+            iv.validate(tw)
+        except DecisionError as exc:
+            raise ValueError(f"interventions.{i}.{exc}") from None
+        q.push(iv, iv.at, "scenario", "scenario")
 
 
-def _make_event(tw: Twin, i: int, iv, name: str) -> list[Event]:
-    t = iv.type
-    if t == "levee":
-        xy = _to_utm(iv.polyline, iv.crs)
-        return [Event(iv.at, i, name, lambda tw, xy=xy, c=iv.crest_m: tw.flood.add_levee(xy, c))]
-    if t == "pump":
-        x, y = _place_xy(tw, iv.place) if iv.place else _to_utm(iv.xy, iv.crs)[0]
-        cell = _cells_near(tw, x, y, 0)[0]
-        to_cell = None
-        if iv.to_xy is not None:
-            tx, ty = _to_utm(iv.to_xy, iv.crs)[0]
-            to_cell = _cells_near(tw, tx, ty, 0)[0]
-        return [Event(iv.at, i, name, lambda tw, c=cell, q=iv.capacity_m3_per_s, tc=to_cell:
-                      tw.flood.add_pump(c, q, to_cell=tc))]
-    if t in ("road_closure", "contraflow"):
-        if tw.traffic is None:
-            raise ValueError(f"{name}: needs the traffic section enabled")
-        ids = list(iv.links)
-        net = tw.traffic_network
-        if any(j >= net.n_links for j in ids):
-            raise ValueError(f"{name}: link id {max(ids)} out of range (network has {net.n_links} links)")
-        if iv.near is not None:
-            from shapely.geometry import Point
+def _build_breach(tw: Twin, i: int, iv) -> None:
+    if tw.flood is None or getattr(tw.flood, "add_breach", None) is None:
+        raise ValueError(f"interventions.{i}.breach: needs a FloodModel with add_breach()")
+    try:
+        iv._plan(tw)(float(iv.at))
+    except DecisionError as exc:
+        raise ValueError(f"interventions.{i}.{exc}") from None
 
-            px, py = _to_utm(iv.near, iv.crs)[0]
-            pt = Point(px, py)
-            ids += [j for j, g in enumerate(net.links["geometry"]) if g is not None and g.distance(pt) <= iv.radius_m]
-        ids = sorted(set(ids))
-        if not ids:
-            raise ValueError(f"{name}: no road link within {iv.radius_m} m of {iv.near}")
-        if t == "contraflow":
-            # contraflow: traffic on the reverse carriageway runs outbound; model it by closing the
-            # reverse links for inbound traffic (TrafficModel.set_contraflow if it exists).
-            def apply(tw, ids=ids):
-                if hasattr(tw.traffic, "set_contraflow"):
-                    tw.traffic.set_contraflow(ids)
-                    return
-                links = tw.traffic_network.links
-                pairs = set(zip(links["from"], links["to"]))
-                rev = [j for j, (a, b) in enumerate(zip(links["from"], links["to"]))
-                       if (b, a) in pairs and any(links["from"].iloc[k] == b and links["to"].iloc[k] == a for k in ids)]
-                tw.close_manual(rev, True)
-            evs = [Event(iv.at, i, name, apply)]
-        else:
-            evs = [Event(iv.at, i, name, lambda tw, ids=ids: tw.close_manual(ids, True))]
-        if iv.until is not None:
-            evs.append(Event(iv.until, i, name + ".reopen", lambda tw, ids=ids: tw.close_manual(ids, False)))
-        return evs
-    if t in ("shelter_open", "extra_units"):
-        if t == "shelter_open" and tw.people is None and tw.services is None:
-            raise ValueError(f"{name}: needs the people or services section enabled")
-        if t == "extra_units" and tw.services is None:
-            raise ValueError(f"{name}: needs the services section enabled")
-        if t == "extra_units" and iv.at > 0:  # reinforcements arriving during the run
-            return [Event(iv.at, i, name, lambda tw, k=iv.unit, n=iv.count: tw.services.add_units(k, n))]
-        return []  # applied when the twin was built (_apply_build_time_interventions)
-    if t == "warning":
-        if tw.people is None:
-            raise ValueError(f"{name}: a warning needs the people section enabled")
-        area = iv.area
-        if area is not None:  # ward names (or codes) -> the people model's integer ward codes
-            codes = {_norm(k): v for k, v in tw.ward_codes.items()}
-            area = [int(a) if str(a).isdigit() else codes.get(_norm(a), a) for a in area]
-            bad = [a for a in area if isinstance(a, str)]
-            if bad:
-                raise ValueError(f"{name}: unknown ward(s) {bad} (wards: {', '.join(tw.ward_codes) or 'none'})")
 
-        def apply(tw, iv=iv, area=area):
-            tw.people.issue_warning(iv.at, iv.channel, area=area)
-        return [Event(iv.at, i, name, apply)]
-    if t == "reservoir_release":
-        return []  # folded into the reservoir release hydrograph at build time
-    if t == "breach":
-        if iv.polyline is not None:
-            geom = _to_utm(iv.polyline, iv.crs)
-        elif iv.place is not None:
-            geom = np.atleast_2d(_place_xy(tw, iv.place))
-        else:
-            geom = _to_utm(iv.xy, iv.crs)
-        add = getattr(tw.flood, "add_breach", None)
-        if add is None:
-            raise ValueError(f"{name}: this FloodModel has no add_breach() (needs the FV engineer's breach support)")
-        linear = iv.method == "linear"
-        add(geom, crest_start_m=iv.crest_start_m, crest_end_m=iv.crest_end_m,
-            width_m=iv.width_m if iv.width_m is not None else (50.0 if linear else None),
-            start_s=iv.at, formation_s=iv.formation if iv.formation is not None else (1800.0 if linear else None),
-            method=iv.method, thickness_m=iv.thickness_m, side_slope=iv.side_slope,
-            reservoir_volume_m3=iv.reservoir_volume_m3, failure_mode=iv.failure_mode)
-        return []
-    raise ValueError(f"{name}: unknown intervention type {t!r}")
+def reservoir_outlet(tw: Twin) -> str:
+    """The city's inflow point that a reservoir release enters: the scenario's reservoir outlet, a
+    scenario release's outlet, or the first inflow of kind 'reservoir*'."""
+    f = tw.scenario.flood
+    outlets = [iv.outlet for iv in tw.scenario.interventions if iv.type == "reservoir_release" and iv.outlet]
+    outlet = (f.reservoir.outlet if f.reservoir is not None and f.reservoir.outlet else None) or (
+        outlets[0] if outlets else None)
+    if outlet is None:
+        inf = getattr(tw.city, "inflows", None)
+        cand = inf[inf["kind"].astype(str).str.contains("reservoir")] if inf is not None and len(inf) else []
+        if len(cand) == 0:
+            raise ValueError("reservoir release: no outlet given and the city has no inflow of kind 'reservoir*'")
+        outlet = str(cand.iloc[0]["name"])
+    return outlet

@@ -1,7 +1,7 @@
 """The ``twin`` command line.
 
 Each area registers its own subcommands from its own module (``register(subparsers)``), so this
-file only assembles them: ``twin run/compare/ensemble/fork`` (twin.cli_run), ``twin city``
+file only assembles them: ``twin run/compare/ensemble/fork`` (twin.workflows.cli), ``twin city``
 (twin.city.cli), ``twin sensors`` and ``twin live`` (twin.sensors.cli), ``twin serve``
 (dashboards.cli).
 """
@@ -15,7 +15,7 @@ import twin
 
 # modules that provide register(subparsers)
 _SUBCOMMAND_MODULES = [
-    "twin.cli_run",
+    "twin.workflows.cli",
     "twin.city.cli",
     "twin.sensors.cli",
     "dashboards.cli",

@@ -18,25 +18,30 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     model_validator,
 )
 
-LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+from twin.valuetypes import (  # re-exported: public names of this module
+    LOCAL_TZ,
+    XY,
+    Duration,
+    EventTime,
+    FilePath,
+    LocalDatetime,
+    PositiveDuration,
+    _Model,
+    _to_local,
+    parse_duration,
+)
 
 __all__ = [
     "Scenario",
@@ -45,6 +50,10 @@ __all__ = [
     "parse_duration",
     "apply_overrides",
     "LOCAL_TZ",
+    "Intervention",
+    # the decision kinds a scenario's interventions are made of (defined in twin.decisions)
+    "Breach", "EvacuationOrder", "ExtraUnits", "Levee", "Pump", "ReservoirRelease", "RoadClosure",
+    "RoadReopen", "ShelterClose", "ShelterOpen", "Warning_",
 ]
 
 
@@ -52,93 +61,6 @@ class ScenarioError(ValueError):
     """A scenario file (or an override) is invalid. The message names file, key path and value."""
 
 
-# --------------------------------------------------------------------------------------------
-# value types
-# --------------------------------------------------------------------------------------------
-_UNITS = {
-    "d": 86400.0, "day": 86400.0, "days": 86400.0,
-    "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "hours": 3600.0,
-    "min": 60.0, "m": 60.0, "minute": 60.0, "minutes": 60.0,
-    "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
-}
-_DUR_RE = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*([a-zA-Z]*)\s*")
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from a number or a string like ``"6h"``, ``"1h30min"``, ``"90 s"``, ``"2.5d"``."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration, got {value!r}")
-    if isinstance(value, (int, float)):
-        v = float(value)
-    elif isinstance(value, _dt.timedelta):
-        v = value.total_seconds()
-    elif isinstance(value, str):
-        s = value.strip()
-        if s.startswith("-"):
-            raise ValueError(f"duration must be >= 0, got {value!r}")
-        pos, total, n = 0, 0.0, 0
-        while pos < len(s):
-            m = _DUR_RE.match(s, pos)
-            if not m or m.end() == pos:
-                raise ValueError(f"cannot read duration {value!r} (use e.g. 3600, '6h', '10min', '1h30min')")
-            unit = m.group(2).lower() or "s"
-            if unit not in _UNITS:
-                raise ValueError(f"unknown time unit {m.group(2)!r} in {value!r} (use d, h, min, s)")
-            total += float(m.group(1)) * _UNITS[unit]
-            pos, n = m.end(), n + 1
-        if n == 0:
-            raise ValueError(f"cannot read duration {value!r}")
-        v = total
-    else:
-        raise ValueError(f"expected a duration, got {value!r}")
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"duration must be finite and >= 0, got {value!r}")
-    return v
-
-
-def _positive_duration(value: Any) -> float:
-    v = parse_duration(value)
-    if v <= 0:
-        raise ValueError(f"duration must be > 0, got {value!r}")
-    return v
-
-
-def _to_local(value: Any) -> _dt.datetime:
-    if isinstance(value, str):
-        try:
-            value = _dt.datetime.fromisoformat(value.strip())
-        except ValueError as exc:
-            raise ValueError(f"cannot read datetime {value!r} (use e.g. 2020-10-28T06:00)") from exc
-    if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
-        value = _dt.datetime(value.year, value.month, value.day)
-    if not isinstance(value, _dt.datetime):
-        raise ValueError(f"expected a datetime, got {value!r}")
-    if value.tzinfo is None:
-        return value.replace(tzinfo=LOCAL_TZ)
-    return value.astimezone(LOCAL_TZ)
-
-
-def _resolve_path(value: Path, info: ValidationInfo) -> Path:
-    base = (info.context or {}).get("base_dir") if info is not None else None
-    p = Path(value).expanduser()
-    if not p.is_absolute() and base is not None:
-        p = (Path(base) / p).resolve()
-    if (info.context or {}).get("check_paths", True) and not p.exists():
-        raise ValueError(f"file not found: {p}")
-    return p
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-PositiveDuration = Annotated[float, BeforeValidator(_positive_duration)]
-LocalDatetime = Annotated[_dt.datetime, BeforeValidator(_to_local)]
-FilePath = Annotated[Path, AfterValidator(_resolve_path)]
-# an event time: seconds since start (durations) -- absolute datetimes are converted by Scenario
-EventTime = Annotated[float, BeforeValidator(parse_duration)]
-XY = tuple[float, float]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,121 +291,24 @@ class Sensors(_Model):
 
 
 # --------------------------------------------------------------------------------------------
-# interventions
+# interventions: the decisions (twin/decisions.py) scheduled at their ``at``
 # --------------------------------------------------------------------------------------------
-class _Intervention(_Model):
-    at: EventTime = 0.0
-    label: str | None = None
+from twin.decisions import (  # noqa: E402  (decisions build on the value types above)
+    Breach,
+    Decision,
+    EvacuationOrder,
+    ExtraUnits,
+    Levee,
+    Pump,
+    ReservoirRelease,
+    RoadClosure,
+    RoadReopen,
+    ShelterClose,
+    ShelterOpen,
+    Warning_,
+)
 
-
-class Levee(_Intervention):
-    type: Literal["levee"]
-    polyline: list[XY] = Field(..., min_length=2)
-    crs: str = "EPSG:32649"
-    crest_m: float = Field(..., gt=-50, lt=500)
-
-
-class Pump(_Intervention):
-    type: Literal["pump"]
-    place: str | None = None
-    xy: XY | None = None
-    crs: str = "EPSG:32649"
-    capacity_m3_per_s: float = Field(..., gt=0, le=1000)
-    to_xy: XY | None = None
-
-    @model_validator(mode="after")
-    def _where(self):
-        if (self.place is None) == (self.xy is None):
-            raise ValueError("give exactly one of 'place' or 'xy'")
-        return self
-
-
-class RoadClosure(_Intervention):
-    type: Literal["road_closure", "contraflow"]
-    links: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
-    near: XY | None = None
-    radius_m: float = Field(100.0, gt=0)
-    crs: str = "EPSG:32649"
-    until: EventTime | None = None
-
-    @model_validator(mode="after")
-    def _what(self):
-        if not self.links and self.near is None:
-            raise ValueError("give 'links' (ids) or 'near' (x, y)")
-        return self
-
-
-class ShelterOpen(_Intervention):
-    """A place (school, public building...) opened as a shelter with ``capacity`` persons (at build)."""
-
-    type: Literal["shelter_open"]
-    place: str
-    capacity: int = Field(..., gt=0)
-
-
-class ExtraUnits(_Intervention):
-    """Extra ambulances (spread over the hospitals) or rescue boats: in service from the start
-    (``at: 0``), or joining at ``at`` (reinforcements, e.g. boats arriving from Đà Nẵng)."""
-
-    type: Literal["extra_units"]
-    unit: Literal["ambulance", "boat"]
-    count: int = Field(..., gt=0, le=1000)
-    base: str | None = Field(None, description="place id or name where the units start")
-
-
-class Warning_(_Intervention):
-    type: Literal["warning"]
-    channel: Literal["cell_broadcast", "loudspeaker", "tv", "door_to_door"] = "cell_broadcast"
-    area: list[str] | None = Field(None, description="ward names/codes; none = the whole city")
-
-
-class ReservoirRelease(_Intervention):
-    type: Literal["reservoir_release"]
-    reservoir: str = "Phu Ninh"
-    outlet: str | None = Field(None, description="city inflow point; default the reservoir's outlet")
-    times: list[Duration]
-    discharge_m3_per_s: list[Annotated[float, Field(ge=0, le=100000)]]
-
-    @model_validator(mode="after")
-    def _same_length(self):
-        if len(self.times) != len(self.discharge_m3_per_s) or not self.times:
-            raise ValueError("times and discharge_m3_per_s must have the same length >= 1")
-        return self
-
-
-class Breach(_Intervention):
-    """A levee/dyke breach: the crest along ``polyline`` (or at ``place``/``xy``) falls from
-    ``crest_start_m`` to ``crest_end_m`` over ``formation`` starting at ``at``, ``width_m`` wide."""
-
-    type: Literal["breach"]
-    polyline: list[XY] | None = None
-    place: str | None = None
-    xy: XY | None = None
-    crs: str = "EPSG:32649"
-    crest_start_m: float
-    crest_end_m: float
-    width_m: float | None = Field(None, gt=0, description="bottom width (default 50 m; froehlich2008: computed)")
-    formation: Duration | None = Field(None, description="formation time (default 30 min; froehlich2008: computed)")
-    # (fv room) options of twin.flood.FloodModel.add_breach
-    method: Literal["linear", "froehlich2008"] = "linear"
-    thickness_m: float | None = Field(None, ge=0, description="cut cells within thickness/2 of the polyline")
-    side_slope: float | None = Field(None, ge=0, description="H:V of the opening's sides (default 0; froehlich: 1 or 0.7)")
-    reservoir_volume_m3: float | None = Field(None, gt=0, description="froehlich2008: volume above the breach bottom")
-    failure_mode: Literal["overtopping", "piping"] = "overtopping"
-
-    @model_validator(mode="after")
-    def _check(self):
-        if sum(v is not None for v in (self.polyline, self.place, self.xy)) != 1:
-            raise ValueError("give exactly one of 'polyline', 'place' or 'xy'")
-        if self.crest_end_m > self.crest_start_m:
-            raise ValueError(f"crest_end_m ({self.crest_end_m}) must not exceed crest_start_m ({self.crest_start_m})")
-        return self
-
-
-Intervention = Annotated[
-    Levee | Pump | RoadClosure | ShelterOpen | ExtraUnits | Warning_ | ReservoirRelease | Breach,
-    Field(discriminator="type"),
-]
+Intervention = Decision
 
 
 # --------------------------------------------------------------------------------------------

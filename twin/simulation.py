@@ -4,12 +4,14 @@ Time is ``iteration · Δt_c`` (an integer counter; no float drift). One call of
 :meth:`Simulation.time_step` advances the twin from ``t0 = iteration·Δt_c`` to ``t1 = t0 + Δt_c``
 in this order (the order is the contract; tests pin it):
 
-1. **events and interventions** — every not-yet-applied event with time ``t_e < t1`` is applied,
-   in time order (ties in scenario order). *Boundary rule*: an event exactly at ``t0`` acts on the
-   step that starts at ``t0`` (it is not visible in outputs recorded at ``t0``, which were taken at the
-   end of the previous step, and it is visible in everything recorded at ``t1``); an event strictly
-   inside ``(t0, t1)`` is applied at ``t0`` (rounded down to the step's start); an event at
-   ``t_e >= stop_time`` is never applied.
+1. **decisions** (``twin.decisions``: scenario interventions and everything submitted with
+   :meth:`Simulation.submit`) — every pending decision with time ``t_e < t1`` is applied, in time
+   order (ties in submission order: scenario interventions in file order first). *Boundary rule*: a
+   decision exactly at ``t0`` acts on the step that starts at ``t0`` (it is not visible in outputs
+   recorded at ``t0``, which were taken at the end of the previous step, and it is visible in
+   everything recorded at ``t1``); one strictly inside ``(t0, t1)`` is applied at ``t0`` (rounded
+   down to the step's start); one at ``t_e >= stop_time`` is never applied. Each is logged (run
+   folder: ``decisions.parquet``).
 2. ``flood.run_one_step(Δt_c)`` (adaptive sub-steps inside the flood component);
 3. **roads ← flood depth**: depth sampled along each link (:mod:`twin.couplings`), links deeper than
    the closure depth closed, re-opened when they drain;
@@ -83,13 +85,9 @@ class Simulation:
         self.twin = twin
         sc = twin.scenario
         self.dt = float(dt if dt is not None else sc.coupling_step)
-        stop_time = float(stop_time if stop_time is not None else sc.duration)
-        n = stop_time / self.dt
-        if abs(n - round(n)) > 1e-9 * max(1.0, n):
-            raise ValueError(f"stop_time {stop_time:g} s is not a whole number of coupling steps ({self.dt:g} s)")
-        self.stop_iteration = int(round(n))
-        self.stop_time = stop_time
         self.iteration = 0
+        self._output_finished = False
+        self.stop_time = float(stop_time if stop_time is not None else sc.duration)
         self.wall_time_limit = wall_time_limit
         self.wall_time = 0.0            # wall seconds spent stepping (accumulated across resumes)
         self.running = False
@@ -121,8 +119,40 @@ class Simulation:
         return self.iteration * self.dt
 
     @property
+    def stop_time(self) -> float:
+        """[s] The run stops here. Raising it on a simulation that is not recording lets ``run()``
+        go on; a recorded run that finished (its outputs are final) cannot be extended: fork it."""
+        return self._stop_time
+
+    @stop_time.setter
+    def stop_time(self, value: float) -> None:
+        v = float(value)
+        n = v / self.dt
+        if not math.isfinite(v) or v <= 0 or abs(n - round(n)) > 1e-9 * max(1.0, n):
+            raise ValueError(f"stop_time {value!r} s is not a positive whole number of coupling steps ({self.dt:g} s)")
+        if int(round(n)) < self.iteration:
+            raise ValueError(f"stop_time {v:g} s is before the current time {self.time:g} s")
+        if self._output_finished and int(round(n)) != self.stop_iteration:
+            raise ValueError(f"{self.out_dir}: this recorded run has finished and written its outputs; it cannot be "
+                             "extended (fork it, or run the scenario with a longer duration)")
+        self.stop_iteration = int(round(n))
+        self._stop_time = v
+
+    @property
     def finished(self) -> bool:
         return self.iteration >= self.stop_iteration
+
+    def submit(self, decision, at: float | None = None, *, source: str = "api", issuer: str = ""):
+        """Queue a decision (a dict with a ``type`` key, JSON text, or a ``twin.decisions`` object)
+        for model time ``at`` (default: now, i.e. the start of the next coupling step; a time inside a
+        step acts at that step's start). It is validated against the twin first: an invalid one
+        raises :class:`twin.decisions.DecisionError` naming the field and value, and nothing changes.
+        Returns the queue entry (``seq`` is its ``decision_id`` in ``decisions.parquet``)."""
+        return self.twin.submit(decision, at, now=self.time, source=source, issuer=issuer)
+
+    def acts_at(self, at: float) -> float:
+        """The model time a decision submitted for ``at`` acts: the start of the step holding it."""
+        return max(self.time, math.floor(at / self.dt + 1e-9) * self.dt)
 
     def add_callback(self, name: str, func: Callable, schedule: Schedule | None = None) -> None:
         sched = schedule or IterationInterval(1)
@@ -145,7 +175,7 @@ class Simulation:
         t0, dt = self.time, self.dt
         t1 = t0 + dt
         self._log("events")
-        tw.apply_events(t0, t1, self.stop_time)
+        tw.apply_decisions(t0, t1, self.stop_time)
         if tw.flood is not None:
             self._log("flood")
             tw.flood.run_one_step(dt)
@@ -159,6 +189,7 @@ class Simulation:
             tw.people.run_one_step(dt, tw.depth(), tw.speed())
         if tw.services is not None:
             self._log("services")
+            tw.couple_services()
             tw.services.run_one_step(dt)
         if tw.assimilator is not None:
             self._log("assimilation")
@@ -189,8 +220,10 @@ class Simulation:
         if self.iteration == 0:
             self._after_step()  # initial state to callbacks and recorders
 
-    def run(self, progress: bool | Callable | None = None) -> Simulation:
-        """Step until a stop callback fires. ``progress``: True for a tqdm bar, or ``f(sim)``.
+    def run(self, progress: bool | Callable | None = None, until: float | None = None) -> Simulation:
+        """Step until a stop callback fires, or (``until``, model seconds) until that time: the run
+        then pauses, unfinished, so decisions can be submitted before ``run()`` goes on.
+        ``progress``: True for a tqdm bar, or ``f(sim)``.
 
         Ctrl-C (KeyboardInterrupt) writes a checkpoint into the run folder (if any) and re-raises.
         """
@@ -220,7 +253,8 @@ class Simulation:
             bar = _ProgressBar(self) if progress is True else None
             if self._interrupted:
                 raise KeyboardInterrupt
-            while self.running and not self.finished:
+            until_it = None if until is None else int(math.floor(float(until) / self.dt + 1e-9))
+            while self.running and not self.finished and (until_it is None or self.iteration < until_it):
                 self.time_step()
                 if self._interrupted:
                     raise KeyboardInterrupt
@@ -235,7 +269,8 @@ class Simulation:
             if self.output is not None:
                 if self.finished:
                     self.output.finish(self)
-                else:
+                    self._output_finished = True
+                elif until is None or self.iteration < (until_it or 0):
                     self.output.checkpoint(self)
         except KeyboardInterrupt:
             self.wall_time = base_wall + (_time.monotonic() - t_wall)
@@ -267,13 +302,19 @@ class Simulation:
             state["output"] = self.output.get_state()
         return state
 
-    def set_state(self, state: dict, restore_output: bool = True) -> None:
+    def set_state(self, state: dict, restore_output: bool = True, fork_at: float | None = None,
+                  base_scenario=None) -> None:
+        """Restore a state (``get_state``); ``fork_at``/``base_scenario``: the state comes from a run
+        of another scenario (a fork; see :meth:`twin.build.Twin.set_state`)."""
         if float(state["dt"]) != self.dt:
             raise ValueError(f"checkpoint coupling step {state['dt']} s differs from this run's {self.dt} s")
         self.iteration = int(state["iteration"])
+        if self.iteration > self.stop_iteration:
+            raise ValueError(f"the state is at t = {self.iteration * self.dt:g} s, after this run's stop time "
+                             f"{self.stop_time:g} s")
         self.wall_time = float(state.get("wall_time", 0.0))
         self.phase_wall_s = {k: float(v) for k, v in state.get("phase_wall_s", {}).items()}
-        self.twin.set_state(state["twin"])
+        self.twin.set_state(state["twin"], fork_at=fork_at, base_scenario=base_scenario)
         for k, s in state.get("schedules", {}).items():
             if k in self.callbacks:
                 self.callbacks[k].schedule.set_state(s)

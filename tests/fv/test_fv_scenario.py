@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from twin.build import build_twin
+from twin.output.tables import max_depth_at_places
 from twin.scenario import load_scenario
 from twin.simulation import Simulation
 
@@ -83,7 +84,7 @@ def test_dam_break_scenario_runs_and_reports_arrival_and_depth(tmp_path, solver)
     assert v0 == pytest.approx(lake + sea, rel=1e-12)  # 8 m of water over the basin (minus its bowl)
     sim = Simulation(tw, out_dir=tmp_path / "run")
     sim.run()
-    places = {p["place_id"]: p for p in tw.max_depth_at_places()}
+    places = {p["place_id"]: p for p in max_depth_at_places(tw)}
     assert places["H1"]["max_depth_m"] > 0.3  # the wave reaches the hospital in the valley
     assert places["H1"]["arrival_time_s"] is not None and 60.0 < places["H1"]["arrival_time_s"] < 16 * 60
     assert places["S1"]["max_depth_m"] < places["H1"]["max_depth_m"]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import signal
 
 import numpy as np
@@ -11,6 +10,7 @@ import paho.mqtt.client as mqtt
 import pandas as pd
 
 from tests.sim.helpers import X0, Y0, small_city, write_scenario
+from twin.output.recorders import load_checkpoint
 from twin.sensors.live import run_live
 
 SCENARIO = """
@@ -85,8 +85,7 @@ def test_live_run_assimilates_observations_as_they_arrive(broker, tmp_path):
     assert (run_dir / "manifest.json").exists() and (run_dir / "fields.nc").exists()
     assert (run_dir / "sensors.duckdb").exists()
     ckpt = live["last_checkpoint"]
-    with open(ckpt, "rb") as f:
-        state = pickle.load(f)
+    state = load_checkpoint(ckpt)
     assert state["time_s"] == 300.0 and "assimilator" in state["twin"]
     assert [i["iteration"] for i in seen] == list(range(0, 11))
 

@@ -77,7 +77,7 @@ def test_all_components_ran_and_interacted(base):
 
 
 def test_resume_equals_uninterrupted_with_people_and_services(base):
-    from twin.output.checkpoint import resume_run
+    from twin.workflows.runs import resume_run
 
     sim_a, tmp = base
     _run(tmp / "b", interrupt_at=5)

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import pickle
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from twin.build import Event, build_twin
+from twin.build import build_twin
+from twin.output.recorders import load_checkpoint
 from twin.scenario import load_scenario
 from twin.simulation import NumericalInstability, Simulation
 
@@ -27,14 +27,17 @@ def scenario(tmp_path):
 
 def test_coupling_order_and_event_boundary_rule(scenario, city):
     tw = build_twin(scenario, city=city)
-    seen = []
-    for t_e, name in ((120.0, "exactly_at_step_start"), (150.0, "inside_step"), (1800.0, "at_stop_time")):
-        tw.events.append(Event(t_e, 100, name, lambda tw, name=name: seen.append((name, tw.flood.time))))
     sim = Simulation(tw, stop_time=1800.0)
+    x0, y0, x1, y1 = tw.terrain.bounds
+    line = [[x0 + 5.0, 0.5 * (y0 + y1)], [x1 - 5.0, 0.5 * (y0 + y1)]]
+    for t_e, name in ((120.0, "exactly_at_step_start"), (150.0, "inside_step"), (1800.0, "at_stop_time")):
+        sim.submit({"type": "levee", "polyline": line, "crest_m": 400, "label": name}, at=t_e)
     sim.phase_log = []
     sim.run()
-    # an event exactly at t0 acts on the step starting at t0; inside (t0, t1) -> at t0; at stop: never
+    # a decision exactly at t0 acts on the step starting at t0; inside (t0, t1) -> at t0; at stop: never
+    seen = [(json.loads(r["params"])["label"], r["t_s"]) for r in tw.decisions.log if r["source"] == "api"]
     assert seen == [("exactly_at_step_start", 120.0), ("inside_step", 120.0)]
+    assert [p.decision.label for p in tw.decisions.pending] == ["at_stop_time"]
     phases = [p for _, p in sim.phase_log]
     # initial callbacks/recorders at iteration 0, then each step in the documented order
     assert phases[:2] == ["callbacks", "recorders"]
@@ -169,7 +172,7 @@ def _fields(run):
 
 
 def test_resume_is_bit_identical_to_uninterrupted(full_run, city):
-    from twin.output.checkpoint import resume_run
+    from twin.workflows.runs import resume_run
 
     sim_a, run_a, tmp = full_run
     sc = load_scenario(run_a / "scenario.yaml")
@@ -183,8 +186,8 @@ def test_resume_is_bit_identical_to_uninterrupted(full_run, city):
     sim.add_callback("ctrl_c", interrupt)
     with pytest.raises(KeyboardInterrupt):
         sim.run()
-    cks = sorted((run_b / "checkpoints").glob("ckpt-*.pkl"))
-    assert [c.name for c in cks] == ["ckpt-000000013.pkl"]
+    cks = sorted((run_b / "checkpoints").glob("ckpt-*.npz"))
+    assert [c.name for c in cks] == ["ckpt-000000013.npz"]
     assert json.loads((run_b / "manifest.json").read_text())["status"] == "checkpointed"
     sim_b = resume_run(run_b, city=city)
     assert sim_b.iteration == sim_a.iteration
@@ -228,14 +231,14 @@ def test_nan_depth_stops_with_a_clear_message_and_a_checkpoint(scenario, city, t
     tw.depth = poisoned
     with pytest.raises(NumericalInstability, match=r"t = 0:03:00 \(iteration 3\): 1 NaN and 0 negative depth cells, first at row 10, col 20"):
         sim.run()
-    assert (tmp_path / "nan" / "checkpoints" / "ckpt-000000003.pkl").exists()
+    assert (tmp_path / "nan" / "checkpoints" / "ckpt-000000003.npz").exists()
 
 
 def test_wall_time_limit_stops_with_a_checkpoint(scenario, city, tmp_path):
     sim = Simulation(build_twin(scenario, city=city), out_dir=tmp_path / "wall", wall_time_limit=1e-9)
     sim.run()
     assert sim.iteration == 1 and "wall-time limit" in sim.stop_reason
-    st = pickle.loads(next((tmp_path / "wall" / "checkpoints").glob("*.pkl")).read_bytes())
+    st = load_checkpoint(next((tmp_path / "wall" / "checkpoints").glob("*.npz")))
     assert st["iteration"] == 1
 
 
@@ -257,7 +260,10 @@ def test_road_closure_intervention_closes_and_reopens(tmp_path, city):
     sim.run()
     # applied at the start of the step starting at 2 min -> visible from t = 3 min; reopened likewise
     assert [bool(closed[t].all()) for t in (60, 120, 180, 360, 420)] == [False, False, True, True, False]
-    near = [e for e in tw.events if e.name.startswith("interventions.1")]
-    assert len(near) == 1 and tw.manual_closed.sum() >= 1
-    with pytest.raises(ValueError, match="no road link within 1"):
+    near = [r for r in tw.decisions.log if r["decision_id"] == 1]
+    assert len(near) == 1 and near[0]["outcome"] == "applied" and tw.manual_closed.sum() >= 1
+    # a point off the map is named as such (before: "no road link within 1 m"), one on it far from roads too
+    with pytest.raises(ValueError, match=r"interventions\.1\.road_closure\.near: outside the map"):
         build_twin(sc.with_overrides(["interventions.1.near=[0, 0]"]), city=city)
+    with pytest.raises(ValueError, match="no road link within radius_m=1 m"):
+        build_twin(sc.with_overrides(["interventions.1.near=[600010, 1749990]"]), city=city)

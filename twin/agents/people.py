@@ -28,6 +28,10 @@ from .routing import RoadGraph
 
 HOME, UPPER, WALK, DRIVE, SHELTER, RELATIVES, TRAPPED, RESCUE, SAFE, HOSPITAL = range(10)
 # names shared with the simulation's KPIs (twin.output.kpis SAFE_STATES / MOVING_STATES)
+# logit boost of the compliance with a received evacuation order over a warning by the same channel
+# (orders are obeyed more often than advice: e.g. Lindell & Perry 2012's protective action decision model)
+ORDER_CREDIBILITY_BOOST = 1.5
+
 STATES = ("home", "upper_floor", "walking", "driving", "sheltered", "evacuated", "trapped",
           "with_rescue_unit", "safe", "hospital")
 ACTIONS = ("none", "upper_floor", "shelter", "relatives")
@@ -372,7 +376,9 @@ class PeopleModel(mesa.Model):
         self.n_present = self.n_members.copy()
         self.shelter_occupancy = np.zeros(self.n_shelters, np.int64)
         self.person_hours = np.zeros((len(HAZARD_CLASSES), len(AGE_GROUPS)))
-        self.pending_warnings: list[tuple[float, str, Any]] = []
+        self.pending_warnings: list[tuple] = []
+        self.order_id = np.full(H, -1, np.int64)          # evacuation order a household is under (-1: none)
+        self.orders: list[list[int]] = []                 # per order: its destination shelters (empty: any)
         self.warnings_log: list[dict] = []
         self.rescue_calls: list[dict] = []         # drained by EmergencyServices
         self.events = EventLog()
@@ -381,6 +387,82 @@ class PeopleModel(mesa.Model):
         self._redirected: list[tuple[int, int]] = []
 
     # ================================================================== warnings
+    @property
+    def flood_depth(self) -> np.ndarray | None:
+        """The flood depth [m] (flat, per cell) the model last stepped with."""
+        return getattr(self, "_flood_depth", None)
+
+    @property
+    def met_depth(self) -> np.ndarray | None:
+        """The water a person meets [m] (flat, per cell): on bridges and bank roads the water above
+        the banks (``twin.couplings.RoadWaterLevel``), elsewhere the flood depth."""
+        return self._depth
+
+    # ------------------------------------------------------------------ decisions
+    def shelter_index(self, x: float, y: float) -> int:
+        """Index of the shelter at (x, y) (within 1 m), or -1."""
+        if not self.n_shelters:
+            return -1
+        hit = np.flatnonzero(np.hypot(self.shelter_x - float(x), self.shelter_y - float(y)) < 1.0)
+        return int(hit[0]) if hit.size else -1
+
+    def open_shelter(self, x: float, y: float, capacity: int, name: str = "") -> int:
+        """Open a shelter for ``capacity`` persons at (x, y) from now (a decision): an existing one
+        gets that capacity; a new one joins the destinations (walking and driving trees to it are
+        computed now). Returns its index."""
+        cap = int(max(round(float(capacity) * self.params.sample_fraction), 1))
+        k = self.shelter_index(x, y)
+        if k >= 0:
+            self.shelter_capacity[k] = max(cap, int(self.shelter_occupancy[k]))
+            return k
+        g = self.graph
+        node = int(g.nearest_node(np.array([float(x)]), np.array([float(y)]))[0])
+        ns = self.n_shelters
+        wc, wn = g.trees_to(np.array([node], np.int64), g.length_m, undirected=True)
+        dc, dn = g.trees_to(np.array([node], np.int64), g.length_m / g.free_speed_mps)
+        N = g.n_nodes
+        nodes = np.arange(N)
+        lk = np.where(wn[0] >= 0, g.link_between(nodes, np.maximum(wn[0], 0)), -1)
+        lk = np.where((lk < 0) & (wn[0] >= 0), g.link_between(np.maximum(wn[0], 0), nodes), lk)
+        wl = np.where(lk >= 0, g.length_m[np.maximum(lk, 0)], 1.0)
+        lk = np.where(dn[0] >= 0, g.link_between(nodes, np.maximum(dn[0], 0)), -1)
+        dl = np.where(lk >= 0, g.length_m[np.maximum(lk, 0)], 1.0)
+        ds = np.where(lk >= 0, g.free_speed_mps[np.maximum(lk, 0)], 1.0)
+        for attr, row in (("walk_cost", wc[0]), ("walk_next", wn[0]), ("drive_cost", dc[0]), ("drive_next", dn[0]),
+                          ("walk_len", wl), ("drive_len", dl), ("drive_speed", ds)):
+            a = getattr(self, attr)
+            setattr(self, attr, np.insert(a, ns, row.astype(a.dtype), axis=0))
+        self.dest_node = np.insert(self.dest_node, ns, node).astype(np.int64)
+        self.dest[self.dest >= ns] += 1            # relatives' destinations move up by one
+        row = {"x": float(x), "y": float(y), "kind": "shelter", "capacity": float(capacity), "name": name}
+        self.shelters = pd.concat([self.shelters, pd.DataFrame([row])], ignore_index=True)
+        self.shelter_capacity = np.append(self.shelter_capacity, cap).astype(np.int64)
+        self.shelter_occupancy = np.append(self.shelter_occupancy, 0).astype(np.int64)
+        self.shelter_node = np.append(self.shelter_node, node).astype(np.int64)
+        self.shelter_cell = np.append(self.shelter_cell, self._cell_of(np.array([x]), np.array([y]))).astype(np.int64)
+        self.shelter_x = np.append(self.shelter_x, float(x))
+        self.shelter_y = np.append(self.shelter_y, float(y))
+        self.n_shelters = ns + 1
+        return ns
+
+    def close_shelter(self, k: int) -> int:
+        """Shelter ``k`` admits nobody more from now (those inside stay); returns persons inside."""
+        self.shelter_capacity[k] = int(self.shelter_occupancy[k])
+        return int(self.shelter_occupancy[k])
+
+    def issue_order(self, t_s: float, channel: str, area=None, shelters=None) -> int:
+        """A mandatory evacuation order through ``channel`` to ``area`` (as :meth:`issue_warning`):
+        households who receive it weigh it above a warning (``order_credibility_boost``) and, when
+        they act, leave (no moving upstairs), to ``shelters`` (indices) when given. Returns its id."""
+        k = len(self.orders)
+        self.orders.append([int(s) for s in shelters] if shelters else [])
+        self.issue_warning(t_s, channel, area)
+        t, ch, ar = self.pending_warnings.pop(next(i for i, w in enumerate(self.pending_warnings)
+                                                    if w[0] == float(t_s) and w[1] == channel and len(w) == 3))
+        self.pending_warnings.append((t, ch, ar, k))
+        self.pending_warnings.sort(key=lambda w: w[0])
+        return k
+
     def issue_warning(self, t_s: float, channel: str, area=None) -> None:
         """Issue an official warning at ``t_s`` through ``channel``.
 
@@ -427,7 +509,7 @@ class PeopleModel(mesa.Model):
         hour = (h0 + t_s / 3600.0) % 24.0
         return hour >= 22.0 or hour < 6.0
 
-    def _apply_warning(self, t_s, channel, area):
+    def _apply_warning(self, t_s, channel, area, order: int = -1):
         p, rng = self.params, self.rng
         ci = CHANNELS.index(channel)
         cp = p.channels[channel]
@@ -448,6 +530,8 @@ class PeopleModel(mesa.Model):
         relay = t_s + delay + rng.exponential(hs.delay_mean_s, H)
         k = CHANNELS.index("hotel_staff")
         self.recv_s[:, k] = np.where(staff_got, np.minimum(self.recv_s[:, k], relay), self.recv_s[:, k])
+        if order >= 0:   # an evacuation order: those it reached are under it
+            self.order_id[got | staff_got] = order
         self.warnings_log.append({"t_s": t_s, "channel": channel, "night": night, "n_in_area": int(inside.sum()),
                                   "n_reached": int(got.sum() + staff_got.sum())})
 
@@ -515,6 +599,8 @@ class PeopleModel(mesa.Model):
                     continue
                 idx = np.flatnonzero(m)
                 z = base[idx] + p.channels[ch].credibility
+                if self.orders:   # an evacuation order weighs more than a warning
+                    z = z + np.where(self.order_id[idx] >= 0, ORDER_CREDIBILITY_BOOST, 0.0)
                 comply = rng.random(idx.size) < 1.0 / (1.0 + np.exp(-z))
                 go = idx[comply]
                 self.act_s[go] = self.recv_s[go, ci] + rng.exponential(p.mobilisation_mean_s, go.size)
@@ -546,6 +632,13 @@ class PeopleModel(mesa.Model):
         if ns:
             dist = self.walk_cost[:ns, self.home_node[idx]].T.copy()   # (n, ns)
             dist[:, ~self._shelter_open(1)] = np.inf
+            if self.orders:   # households under an order with named shelters go to those only
+                oid = self.order_id[idx]
+                for k in np.unique(oid[oid >= 0]):
+                    if self.orders[k]:
+                        off = np.ones(ns, bool)
+                        off[self.orders[k]] = False
+                        dist[np.ix_(oid == k, off)] = np.inf
             sh = np.argmin(dist, axis=1)
             sh_ok = np.isfinite(dist[np.arange(idx.size), sh])
         else:
@@ -560,6 +653,8 @@ class PeopleModel(mesa.Model):
             rel = np.zeros(idx.size, np.int64); rel_ok = np.zeros(idx.size, bool)
         w = np.zeros((idx.size, 4))
         w[:, 1] = np.where(self.storeys[idx] >= 2, np.where(tourist, p.tourist_w_upper, p.w_upper), 0.0)
+        if self.orders:   # an evacuation order means leaving, not moving upstairs
+            w[:, 1] = np.where(self.order_id[idx] >= 0, 0.0, w[:, 1])
         w[:, 2] = np.where(sh_ok & knows & mobile, np.where(tourist, p.tourist_w_shelter, p.w_shelter), 0.0)
         w[:, 3] = np.where(rel_ok & mobile, p.w_relatives * np.where(has_veh, 1.0, 0.3), 0.0)
         tot = w.sum(axis=1)
@@ -1029,12 +1124,14 @@ class PeopleModel(mesa.Model):
     # ================================================================== restart
     _DYNAMIC = ("state", "x", "y", "recv_s", "evaluated", "warned_s", "act_s", "action", "dest", "shelter",
                 "mv_node", "mv_off", "trip_id", "drive_start_s", "trapped_s", "arrive_s", "hr", "max_hr", "p_hospital",
-                "p_max_hr", "n_present", "shelter_occupancy", "person_hours", "_stalled")
+                "p_max_hr", "n_present", "shelter_occupancy", "person_hours", "_stalled", "shelter_capacity",
+                "order_id")
 
     def get_state(self) -> dict:
         s = {k: getattr(self, k).copy() for k in self._DYNAMIC}
         s.update(time_s=self.time_s, n_steps=self.n_steps, redirections=self.redirections,
-                 pending_warnings=list(self.pending_warnings), warnings_log=[dict(w) for w in self.warnings_log],
+                 pending_warnings=list(self.pending_warnings), orders=[list(o) for o in self.orders],
+                 warnings_log=[dict(w) for w in self.warnings_log],
                  rescue_calls=[dict(c) for c in self.rescue_calls], events=self.events.get_state(),
                  rng=self.rng.bit_generator.state, random=self.random.getstate(),
                  depth=None if self._depth is None else self._depth.copy(),
@@ -1049,7 +1146,8 @@ class PeopleModel(mesa.Model):
                 raise ValueError(f"PeopleModel.set_state: {k} has shape {v.shape}, expected {cur.shape}")
             setattr(self, k, v.astype(cur.dtype, copy=True))
         self.time_s, self.n_steps, self.redirections = s["time_s"], s["n_steps"], s["redirections"]
-        self.pending_warnings = list(s["pending_warnings"])
+        self.pending_warnings = [tuple(w) for w in s["pending_warnings"]]
+        self.orders = [list(o) for o in s.get("orders", [])]
         self.warnings_log = [dict(w) for w in s["warnings_log"]]
         self.rescue_calls = [dict(c) for c in s["rescue_calls"]]
         self.events = EventLog()

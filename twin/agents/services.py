@@ -83,6 +83,9 @@ class Unit:
     at_station: bool = True
     target: int = -1      # hospital / shelter index of the current transport phase
     pending_eta: float = 0.0
+    goal_x: float = math.nan  # where a manual dispatch to a place sends the unit (phase "to_place")
+    goal_y: float = math.nan
+    goal_node: int = -1
 
 
 class EmergencyServices:
@@ -116,6 +119,7 @@ class EmergencyServices:
         self.time_s = 0.0
         self._depth = None
         self._road_depth = None
+        self._coupled = False
         self._flood_version = 0
         self._cache: dict = {}
         self.closed_links: set[int] = set()
@@ -215,6 +219,7 @@ class EmergencyServices:
         self._road_depth = self._depth if road_depth is None else self._grid_field(road_depth, "road_depth")
         self._flood_version += 1
         self._cache.clear()
+        self._coupled = True
 
     def _grid_field(self, a, name):
         if a is None:
@@ -303,9 +308,11 @@ class EmergencyServices:
         if not (dt > 0 and math.isfinite(dt)):
             raise ValueError(f"EmergencyServices.run_one_step: dt must be > 0, got {dt}")
         t0, t1 = self.time_s, self.time_s + dt
-        if self.people is not None and self.people._depth is not None:
-            raw = getattr(self.people, "_flood_depth", None)
-            self.set_flood(self.people._depth if raw is None else raw, road_depth=self.people._depth)
+        if self._coupled:   # the coupled simulation gave this step's flood (Twin.couple_services)
+            self._coupled = False
+        elif self.people is not None and self.people.met_depth is not None:
+            # stand-alone use with a people model: the flood the people model last saw
+            self.set_flood(self.people.flood_depth, road_depth=self.people.met_depth)
         self._update_hospitals(t0)
         self._sweep_queue(t0)
         calls = []
@@ -579,6 +586,10 @@ class EmergencyServices:
             inc["clear_s"] = now
             self._log(now, unit, inc["incident_id"], "drop_off", unit.x, unit.y, inc["outcome"])
             self._go_home(unit)
+        elif ph == "to_place":
+            unit.x, unit.y, unit.node, unit.at_station = unit.goal_x, unit.goal_y, unit.goal_node, False
+            unit.phase, unit.available = "idle", True
+            self._log(now, unit, -1, "at_place", unit.x, unit.y, "manual dispatch")
         elif ph == "return":
             unit.x, unit.y, unit.node, unit.at_station = unit.home_x, unit.home_y, unit.home_node, True
             unit.phase = "idle"
@@ -682,6 +693,58 @@ class EmergencyServices:
             if person >= 0 and self.people is not None:
                 self.people.p_hospital[person] = k
             self._log(t, None, -1, "patient_transfer", hx[h], hy[h], f"hospital {h} -> {k} person {person}")
+
+    # ------------------------------------------------------------------ manual dispatch (a decision)
+    def dispatch_unit(self, unit_id: int, target: tuple) -> str:
+        """Send unit ``unit_id`` now, overriding the dispatcher: ``target`` is ``("incident", id)`` or
+        ``("place", x, y)``. A unit on its way to another incident leaves it (that incident goes
+        back to the queue); a unit working a scene or carrying people cannot be taken (ValueError).
+        Returns what was done."""
+        if not 0 <= int(unit_id) < len(self.units):
+            raise ValueError(f"dispatch: no unit {unit_id} (units 0..{len(self.units) - 1})")
+        u = self.units[int(unit_id)]
+        if u.phase not in ("idle", "return", "to_scene", "to_place"):
+            raise ValueError(f"dispatch: unit {u.uid} ({u.kind}) is busy ({u.phase}) and cannot be taken")
+        now = self.env.now
+        if u.phase == "to_scene" and u.incident >= 0:
+            old = self.incidents[u.incident]
+            old.update(unit_id=None, unit_kind=None, dispatch_s=None, travel_time_s=None, outcome="waiting")
+            heapq.heappush(self._queue, (int(old["priority"]), float(old["call_s"]), int(old["incident_id"])))
+            self._log(now, u, int(old["incident_id"]), "withdrawn", u.x, u.y, "manual dispatch elsewhere")
+        u.incident = -1
+        if target[0] == "incident":
+            iid = int(target[1])
+            inc = self.incidents[iid]
+            if inc.get("clear_s") is not None:
+                raise ValueError(f"dispatch: incident {iid} is already closed ({inc.get('outcome')})")
+            if self.params.unit_classes[u.kind].mode != "boat" and inc["depth_m"] > self.params.unit_classes[u.kind].stall_depth_m:
+                raise ValueError(f"dispatch: unit {u.uid} ({u.kind}) cannot reach incident {iid} "
+                                 f"({inc['depth_m']:.2f} m of water there)")
+            eta = self._eta(u, inc)
+            if not math.isfinite(eta):
+                raise ValueError(f"dispatch: unit {u.uid} ({u.kind}) has no route to incident {iid}")
+            prev = inc.get("unit_id")
+            if prev is not None and prev >= 0 and prev != u.uid:
+                other = self.units[int(prev)]
+                if other.phase == "to_scene" and other.incident == iid:
+                    other.incident = -1
+                    self._go_home(other)
+            self._queue = [q for q in self._queue if q[2] != iid]
+            heapq.heapify(self._queue)
+            self._dispatch(u, inc, eta)
+            self._log(now, u, iid, "manual_dispatch", u.x, u.y, f"eta {eta:.0f} s")
+            return f"unit {u.uid} ({u.kind}) to incident {iid}, eta {eta:.0f} s"
+        x, y = float(target[1]), float(target[2])
+        node = int(self.graph.nearest_node(x, y)[0])
+        eta = self._travel(u, x, y, node)
+        if not math.isfinite(eta):
+            raise ValueError(f"dispatch: unit {u.uid} ({u.kind}) has no route to ({x:.0f}, {y:.0f})")
+        u.available = False
+        u.job += 1
+        u.goal_x, u.goal_y, u.goal_node = x, y, node
+        self._log(now, u, -1, "manual_dispatch", u.x, u.y, f"to ({x:.0f}, {y:.0f}) eta {eta:.0f} s")
+        self._start_phase(u, "to_place", eta)
+        return f"unit {u.uid} ({u.kind}) to ({x:.0f}, {y:.0f}), eta {eta:.0f} s"
 
     # ------------------------------------------------------------------ outputs
     def incident_table(self) -> pd.DataFrame:

@@ -1,11 +1,25 @@
-"""Time series of forcing (rain, hydrographs, stage) and their validation."""
+"""Forcing: time series and their validation, and the physics that makes them from a scenario.
+
+- :class:`TimeSeries` — piecewise-linear series (rain, hydrographs, stage) and their checks;
+- design storms from an IDF relation (:func:`idf_intensity_mm_per_h`, :func:`design_hyetograph`);
+- the sea stage from tide constituents and a surge (:func:`tide_stage`);
+- rain for a twin (design storm, series, gauge or file, typhoon track replay: :func:`rain_series`);
+- the Phú Ninh level-pool reservoir and its scheduled releases (:func:`reservoir_release`).
+"""
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["TimeSeries", "as_times"]
+if TYPE_CHECKING:  # pragma: no cover
+    from twin.build import Twin
+
+__all__ = ["TimeSeries", "as_times", "idf_intensity_mm_per_h", "design_hyetograph", "tide_stage", "TIDE_PERIODS_H",
+           "series_from_csv", "rain_series", "typhoon_rain", "reservoir_release"]
 
 
 def as_times(times_s, name: str) -> np.ndarray:
@@ -78,3 +92,208 @@ def positive_scalar(v, name: str, allow_zero: bool = True) -> float:
     if not math.isfinite(f) or f < 0 or (f == 0 and not allow_zero):
         raise ValueError(f"{name}: must be finite and {'>=' if allow_zero else '>'} 0, got {v!r}")
     return f
+
+
+# periods of the main tidal constituents [h]
+TIDE_PERIODS_H = {"M2": 12.4206012, "S2": 12.0, "N2": 12.65834751, "K2": 11.96723606,
+                  "K1": 23.93447213, "O1": 25.81934171, "P1": 24.06589022, "Q1": 26.868350}
+
+
+# ------------------------------------------------------------------------------------------------
+# forcing
+# ------------------------------------------------------------------------------------------------
+def idf_intensity_mm_per_h(return_period_years: float, duration_s: float) -> float:
+    """Mean rain intensity [mm/h] of a storm of given return period and duration.
+
+    Sherman form i = a·T^m / (D + b)^n, D in minutes, with a = 1714, m = 0.2, b = 20, n = 0.75.
+    **Illustrative** coefficients chosen for the central Vietnamese coast (100-year 6-h ≈ 300 mm,
+    10-year 6-h ≈ 190 mm, 100-year 1-h ≈ 160 mm), not a fitted IDF of a station: give
+    ``peak_mm_per_h`` in the scenario when a local design value is known.
+    """
+    d_min = duration_s / 60.0
+    return 1714.0 * return_period_years**0.2 / (d_min + 20.0) ** 0.75
+
+
+def design_hyetograph(storm, dt_s: float = 300.0) -> tuple[np.ndarray, np.ndarray]:
+    """(times_s, rain_mm_per_h) piecewise-constant blocks for a :class:`DesignStorm`."""
+    D = storm.duration
+    n = max(1, int(round(D / dt_s)))
+    dt_s = D / n
+    t_mid = (np.arange(n) + 0.5) * dt_s
+    tp = storm.peak_fraction * D
+    if storm.shape == "triangular":  # exact triangle (the flood model interpolates linearly)
+        peak = storm.peak_mm_per_h if storm.peak_mm_per_h is not None else 2.0 * idf_intensity_mm_per_h(
+            storm.return_period_years, D)
+        return np.array([0.0, tp, D]) + storm.start, np.array([0.0, peak, 0.0])
+    if storm.shape == "uniform":
+        mean = storm.peak_mm_per_h if storm.peak_mm_per_h is not None else idf_intensity_mm_per_h(
+            storm.return_period_years, D)
+        rates = np.full(n, mean)
+    elif storm.shape == "triangular":
+        peak = storm.peak_mm_per_h if storm.peak_mm_per_h is not None else 2.0 * idf_intensity_mm_per_h(
+            storm.return_period_years, D)
+        rise = np.clip(t_mid / tp, 0, 1) if tp > 0 else np.ones(n)
+        fall = np.clip((D - t_mid) / (D - tp), 0, 1) if tp < D else np.ones(n)
+        rates = peak * np.where(t_mid <= tp, rise, fall)
+    else:  # chicago: alternating blocks from the IDF depths
+        T = storm.return_period_years or 10.0
+        depth = np.array([idf_intensity_mm_per_h(T, k * dt_s) * k * dt_s / 3600.0 for k in range(1, n + 1)])
+        inc = np.diff(np.concatenate([[0.0], depth])) / (dt_s / 3600.0)
+        order = np.argsort(-inc)
+        rates = np.zeros(n)
+        ip = min(n - 1, int(storm.peak_fraction * n))
+        left, right = ip, ip + 1
+        for j, k in enumerate(order):
+            if j == 0:
+                rates[ip] = inc[k]
+            elif (j % 2 == 1 and right < n) or left <= 0:
+                rates[right] = inc[k]
+                right += 1
+            else:
+                left -= 1
+                rates[left] = inc[k]
+        if storm.peak_mm_per_h is not None:
+            rates *= storm.peak_mm_per_h / rates.max()
+    # piecewise constant as step points: value at block start, zero after
+    times = np.concatenate([np.arange(n) * dt_s, [D]]) + storm.start
+    vals = np.concatenate([rates, [0.0]])
+    return times, vals
+
+
+def tide_stage(sea, times_s: np.ndarray) -> np.ndarray:
+    """Sea level [m above MSL] at ``times_s``: mean + Σ A·cos(2πt/P − φ) + surge bell."""
+    t = np.asarray(times_s, dtype=float)
+    eta = np.full(t.shape, sea.mean_level_m, dtype=float)
+    for c in sea.constituents:
+        P = c.period_h if c.period_h is not None else TIDE_PERIODS_H.get(c.name.upper())
+        if P is None:
+            raise ValueError(f"flood.sea.constituents: unknown constituent {c.name!r}; give period_h")
+        eta += c.amplitude_m * np.cos(2 * np.pi * t / (P * 3600.0) - np.deg2rad(c.phase_deg))
+    if sea.surge is not None:
+        s = sea.surge
+        x = (t - s.peak_time) / s.duration
+        eta += np.where(np.abs(x) < 0.5, s.peak_m * np.cos(np.pi * x) ** 2, 0.0)
+    return eta
+
+
+def series_from_csv(path: Path, tcol: str, vcol: str, start) -> tuple[np.ndarray, np.ndarray]:
+    df = pd.read_csv(path)
+    for c in (tcol, vcol):
+        if c not in df:
+            raise ValueError(f"{path}: column {c!r} not found (columns: {list(df.columns)})")
+    t = df[tcol]
+    if pd.api.types.is_numeric_dtype(t):
+        ts = t.to_numpy(float)
+    else:
+        dt = pd.to_datetime(t)
+        if dt.dt.tz is None:
+            dt = dt.dt.tz_localize(start.tzinfo)
+        ts = (dt - pd.Timestamp(start)).dt.total_seconds().to_numpy()
+    v = pd.to_numeric(df[vcol], errors="coerce").to_numpy(float)
+    bad = ~np.isfinite(v) | (v < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{path}: {vcol} row {i + 2} has bad value {df[vcol].iloc[i]!r} (need a number >= 0)")
+    if np.any(np.diff(ts) < 0):
+        raise ValueError(f"{path}: {tcol} must be increasing")
+    return ts, v
+
+
+def rain_series(tw: Twin) -> tuple[np.ndarray, np.ndarray] | None:
+    sc = tw.scenario
+    rain = sc.flood.rain
+    if rain.kind == "none":
+        return None
+    if rain.kind == "design_storm":
+        return design_hyetograph(rain)
+    if rain.kind == "series":
+        return np.asarray(rain.times, float), np.asarray(rain.rain_mm_per_h, float)
+    if rain.kind == "file":
+        t, v = series_from_csv(rain.file, "t_s", "rain_mm_per_h", sc.start)
+        tw.input_files.append(rain.file)
+        return t, v * rain.scale
+    if rain.kind == "gauge":
+        t, v = series_from_csv(rain.file, rain.time_column, rain.value_column, sc.start)
+        tw.input_files.append(rain.file)
+        return t, v * rain.scale
+    if rain.kind == "typhoon":
+        return typhoon_rain(tw)
+    raise ValueError(f"flood.rain.kind {rain.kind!r} not supported")
+
+
+def typhoon_rain(tw: Twin):
+    """Rain from a best-track replay (``twin.sensors.typhoon``: R-CLIPER rain, Holland wind, surge).
+
+    Rain is a per-cell field every 30 min when the grid is small enough (cells x times <= 4e6),
+    else the rate at the domain centre applied uniformly; the surge (inverse barometer + wind
+    set-up at the sea cells' centre) is added to the sea stage when ``surge: true``.
+    """
+    from twin.sensors import typhoon as ty
+
+    sc = tw.scenario
+    r = sc.flood.rain
+    if r.track_file is not None:
+        raise ValueError("flood.rain.track_file: custom track files are not supported yet; use a JTWC storm name/id")
+    track = ty.load_track(r.storm, r.season)
+    step = 1800.0
+    times = np.arange(0.0, sc.duration + step, step)
+    t_utc = [pd.Timestamp(sc.start_utc).tz_convert("UTC").tz_localize(None) + pd.Timedelta(seconds=float(t + r.time_shift))
+             for t in times]
+    ny, nx = tw.terrain.shape
+    x, y = tw.terrain.cell_centers()
+    if len(times) * ny * nx <= 4_000_000:
+        X, Y = np.meshgrid(x, y)
+        rate = ty.storm_rain_series(track, t_utc, X, Y, crs="EPSG:32649", scale=r.rain_scale)
+        rate = np.where(tw.terrain.valid[None], rate, 0.0)
+    else:
+        xc, yc = float(np.mean(x)), float(np.mean(y))
+        rate = ty.storm_rain_series(track, t_utc, xc, yc, crs="EPSG:32649", scale=r.rain_scale).reshape(-1)
+    if r.max_rain_mm_per_h is not None:
+        rate = np.minimum(rate, r.max_rain_mm_per_h)
+    tw.forcing["typhoon"] = {"sid": track.sid, "name": track.name}
+    if r.surge and tw.sea_mask is not None:
+        rows, cols = np.nonzero(tw.sea_mask)
+        sx, sy = float(np.mean(x[cols])), float(np.mean(y[rows]))
+        surge = np.array([float(np.asarray(ty.surge_estimate(track, t, sx, sy, crs="EPSG:32649")["surge_m"]))
+                          for t in t_utc])
+        tw.forcing["typhoon_surge_m"] = (times, surge)
+    return times, rate
+
+
+def reservoir_release(tw: Twin, rain: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Level-pool Phú Ninh reservoir over the run: release = scheduled releases + spill above full supply.
+
+    Storage change = inflow − release, inflow = runoff coefficient 0.7 × rain × catchment 235 km²
+    (Phú Ninh catchment), surface area 33 km² (both public figures, rounded).
+    """
+    sc = tw.scenario
+    res = sc.flood.reservoir
+    if res is not None and res.in_grid:
+        res = None  # the reservoir is on the grid: no lumped level pool
+    sched = [iv for iv in sc.interventions if iv.type == "reservoir_release"]
+    if res is None and not sched:
+        return None
+    dt = 300.0
+    t = np.arange(0.0, sc.duration + dt, dt)
+    q_sched = np.zeros_like(t)
+    for iv in sched:
+        q_sched += np.interp(t, np.asarray(iv.times) , np.asarray(iv.discharge_m3_per_s), left=0.0, right=0.0) * (t >= iv.at)
+    if res is None:
+        return t, q_sched
+    catch_m2, area_m2, cr = 235e6, 33e6, 0.7
+    if rain is not None:
+        tr, vr = rain
+        if np.ndim(vr) > 1:  # a rain field: the reservoir sees the domain mean
+            vr = np.asarray(vr).mean(axis=tuple(range(1, np.ndim(vr))))
+        rate = np.interp(t, tr, vr, left=0.0, right=0.0)
+    else:
+        rate = np.zeros_like(t)
+    level = res.initial_level_m
+    q = np.zeros_like(t)
+    for i in range(len(t)):
+        q_in = cr * rate[i] / 1000.0 / 3600.0 * catch_m2
+        spill = max(0.0, level - res.full_supply_level_m) * res.spillway_m3_per_s_per_m
+        q[i] = q_sched[i] + spill
+        level += (q_in - q[i]) * dt / area_m2
+    tw.forcing["reservoir_level_m"] = level
+    return t, q

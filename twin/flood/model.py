@@ -360,6 +360,17 @@ class FloodModel:
             dst = (int(tr[0]), int(tc[0]))
         self._pumps.append({"cell": (int(rows[0]), int(cols[0])), "capacity": cap, "to": dst, "pumped_m3": 0.0})
 
+    def set_pump_capacity(self, cell, capacity_m3_per_s: float) -> int:
+        """Set the capacity of the pumps at ``cell`` (0 switches them off); returns how many."""
+        rows, cols = self._cells(cell, "pump cell")
+        cap = positive_scalar(capacity_m3_per_s, "pump capacity_m3_per_s")
+        n = 0
+        for pmp in self._pumps:
+            if pmp["cell"] == (int(rows[0]), int(cols[0])):
+                pmp["capacity"] = cap
+                n += 1
+        return n
+
     def set_boundary(self, edge, kind: str, times_s=None, stage_m=None, cells=None, slope=None) -> None:
         """Boundary condition on a domain edge or on explicit cells.
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
-import pickle
 import platform
 import subprocess
 from pathlib import Path
@@ -27,7 +26,9 @@ import numpy as np
 import pandas as pd
 
 from twin.output import kpis as K
+from twin.output import tables
 from twin.output.schedules import TimeInterval
+from twin.output.state_io import CheckpointError, load_state, save_state
 from twin.output.writers import NetCDFGridWriter, ParquetPartsWriter, write_geotiff, write_json
 
 __all__ = ["RunOutput", "git_hash", "file_sha256", "latest_checkpoint", "load_checkpoint"]
@@ -58,19 +59,28 @@ def file_sha256(path: Path) -> str:
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    d = Path(run_dir) / CHECKPOINT_DIR
-    cps = sorted(d.glob("ckpt-*.pkl")) if d.exists() else []
+    cps = checkpoints(run_dir)
     return cps[-1] if cps else None
 
 
 def checkpoints(run_dir: Path) -> list[Path]:
     d = Path(run_dir) / CHECKPOINT_DIR
-    return sorted(d.glob("ckpt-*.pkl")) if d.exists() else []
+    if not d.exists():
+        return []
+    cps = sorted(d.glob("ckpt-*.npz"))
+    if not cps and any(d.glob("ckpt-*.pkl")):
+        raise CheckpointError(f"{d}: only pickled checkpoints (ckpt-*.pkl) of an older version; they are not "
+                              "opened (unpickling can execute code). Re-run the scenario with this version")
+    return cps
 
 
 def load_checkpoint(path: Path) -> dict:
-    with open(path, "rb") as f:
-        return pickle.load(f)
+    """A checkpoint's state (data only: ``twin.output.state_io``); CheckpointError when unreadable."""
+    state = load_state(path)
+    for key in ("time_s", "iteration", "dt", "twin"):
+        if key not in state:
+            raise CheckpointError(f"{path}: damaged checkpoint (no {key!r})")
+    return state
 
 
 class RunOutput:
@@ -110,6 +120,7 @@ class RunOutput:
         self._fbuf: list[tuple[float, dict]] = []
         self._lbuf: list[pd.DataFrame] = []
         self._pbuf: list[pd.DataFrame] = []
+        self._dec_written = -1
         self.series: dict[str, list] = {"t_s": [], "flooded_area_m2": [], "links_closed_share": [],
                                         "volume_m3": [], "people_states": []}
 
@@ -119,20 +130,33 @@ class RunOutput:
         (self.dir / "scenario.yaml").write_text(sim.twin.scenario.to_yaml(), encoding="utf-8")
         self.write_manifest(sim, status="running")
 
+    def write_decisions(self, sim) -> None:
+        """``decisions.parquet``: every decision that acted or was refused when due, in order (the
+        whole log is rewritten, atomically: it is small)."""
+        log = sim.twin.decisions
+        if len(log.log) == self._dec_written:
+            return
+        df = log.frame()
+        tmp = self.dir / "decisions.parquet.tmp"
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, self.dir / "decisions.parquet")
+        self._dec_written = len(log.log)
+
     def record(self, sim) -> None:
         tw = sim.twin
         t = sim.time
+        self.write_decisions(sim)
         if self.nc is not None and self.field_schedule(sim):
             self._fbuf.append((t, tw.grid_fields(self.field_vars)))
             if len(self._fbuf) >= self.outputs.chunk_records:
                 self._flush_fields()
         if self.table_schedule(sim):
             if tw.traffic is not None:
-                self._lbuf.append(tw.links_table(t))
+                self._lbuf.append(tables.links_table(tw, t))
             if tw.people is not None:
-                self._pbuf.append(tw.people_table(t))
+                self._pbuf.append(tables.people_table(tw, t))
             if tw.services is not None:
-                self._ubuf.append(tw.units_table(t))
+                self._ubuf.append(tables.units_table(tw, t))
             if max(len(self._lbuf), len(self._pbuf), len(self._ubuf)) >= self.outputs.chunk_records:
                 self._flush_tables()
         if self.kpi_schedule(sim):
@@ -153,7 +177,7 @@ class RunOutput:
             s["volume_m3"].append(float(tw.flood.volume_balance().get("volume_m3", np.nan)))
         else:
             s["volume_m3"].append(None)
-        s["people_states"].append(tw.people_state_counts() if tw.people is not None else None)
+        s["people_states"].append(tables.people_state_counts(tw) if tw.people is not None else None)
 
     def _flush_fields(self) -> None:
         if not self._fbuf or self.nc is None:
@@ -181,16 +205,14 @@ class RunOutput:
     # -- checkpoints --------------------------------------------------------------------------------
     def checkpoint(self, sim) -> Path:
         self.flush()
+        self.write_decisions(sim)
         d = self.dir / CHECKPOINT_DIR
         d.mkdir(parents=True, exist_ok=True)
-        path = d / f"ckpt-{sim.iteration:09d}.pkl"
-        tmp = path.with_suffix(".tmp")
+        path = d / f"ckpt-{sim.iteration:09d}.npz"
         state = sim.get_state()
         state["time_s"] = sim.time
         state["scenario_yaml"] = sim.twin.scenario.to_yaml()
-        with open(tmp, "wb") as f:
-            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
+        save_state(path, state)
         self.write_manifest(sim, status="checkpointed")
         return path
 
@@ -219,8 +241,9 @@ class RunOutput:
     def finish(self, sim) -> dict:
         tw = sim.twin
         self.flush()
-        trips = tw.trips_table() if tw.traffic is not None else None
-        incidents = tw.incidents_table() if tw.services is not None else None
+        self.write_decisions(sim)
+        trips = tables.trips_table(tw) if tw.traffic is not None else None
+        incidents = tables.incidents_table(tw) if tw.services is not None else None
         self.links_w.finish(empty_columns={"t_s": "float64", "link_id": "int64", "depth_m": "float64",
                                            "speed_factor": "float64", "closed": "bool"})
         self.people_w.finish(empty_columns={"t_s": "float64", "agent_id": "int64", "persons": "float64",
@@ -281,7 +304,7 @@ class RunOutput:
             out["flooded_area_max_m2"] = float(sum(depth_class_areas(tw.flood.max_depth, tw.cell_area, tw.land).values()))
             out["land_area_m2"] = float(tw.land.sum() * tw.cell_area)
             out["volume_balance"] = {k: float(v) for k, v in tw.flood.volume_balance().items()}
-            out["max_depth_at_places"] = tw.max_depth_at_places()
+            out["max_depth_at_places"] = tables.max_depth_at_places(tw)
             out["direct_damage"] = direct_damage(
                 np.where(tw.land, tw.flood.max_depth, 0.0),
                 getattr(tw.city, "landcover", None) if tw.city is not None else None,

@@ -1,4 +1,4 @@
-"""``twin run``, ``twin fork``, ``twin compare``, ``twin ensemble``: scenarios from the command line."""
+"""``twin run``, ``twin fork``, ``twin replay``, ``twin compare``, ``twin ensemble``: scenarios from the command line."""
 from __future__ import annotations
 
 import argparse
@@ -45,6 +45,18 @@ def register(subparsers) -> None:
     p.add_argument("--out", metavar="DIR", help="new run folder (default RUN-fork-<at>)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_fork)
+
+    p = subparsers.add_parser(
+        "replay", help="re-run a run with its recorded decisions (bit-identical fields and KPIs)", formatter_class=fmt,
+        description="Re-run RUN's scenario (scenario.yaml) with the decisions its decisions.parquet recorded\n"
+        "(those submitted during the run: API, dashboard, exercise), each at the model time it acted.\n"
+        "Same scenario, seed and decisions give the same fields.nc and kpis.json, bit for bit.",
+        epilog="example:\n  twin replay runs/exercise-1 --out runs/exercise-1-replay")
+    p.add_argument("run_dir", metavar="RUN", help="the run folder to replay")
+    p.add_argument("--out", metavar="DIR", help="new run folder (default RUN-replay-<UTC timestamp>)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="print only the run folder")
+    p.set_defaults(func=_cmd_replay)
 
     p = subparsers.add_parser(
         "compare", help="compare two runs: KPI table with differences and a difference map", formatter_class=fmt,
@@ -114,7 +126,7 @@ def _cmd_run(args) -> int:
         if args.scenario or args.overrides:
             print("twin run --resume RUN_DIR takes no scenario and no --set (the run folder holds them)", file=sys.stderr)
             return 2
-        from twin.output.checkpoint import resume_run
+        from twin.workflows.runs import resume_run
 
         out = Path(args.resume)
         try:
@@ -169,8 +181,8 @@ def _until(stop_s: float):
 
 
 def _cmd_fork(args) -> int:
-    from twin.output.checkpoint import fork_run
     from twin.scenario import ScenarioError, parse_duration
+    from twin.workflows.runs import fork_run
 
     at = parse_duration(args.at)
     out = Path(args.out) if args.out else Path(f"{args.run_dir.rstrip('/')}-fork-{int(at)}s")
@@ -183,8 +195,29 @@ def _cmd_fork(args) -> int:
     return 0
 
 
+def _cmd_replay(args) -> int:
+    from twin.scenario import ScenarioError
+    from twin.simulation import NumericalInstability
+    from twin.workflows.runs import replay_run
+
+    out = Path(args.out) if args.out else Path(f"{args.run_dir.rstrip('/')}-replay-{_stamp()}")
+    if out.exists() and any(out.iterdir()):
+        print(f"error: {out}: the output folder exists and is not empty", file=sys.stderr)
+        return 2
+    try:
+        sim = replay_run(args.run_dir, out, progress=not (args.no_progress or args.quiet))
+    except (ScenarioError, ValueError, FileNotFoundError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except NumericalInstability as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    _print_summary(sim, out, args.quiet)
+    return 0
+
+
 def _cmd_compare(args) -> int:
-    from twin.compare import compare_runs
+    from twin.workflows.compare import compare_runs
 
     try:
         res = compare_runs(args.run_a, args.run_b, png=args.png)
@@ -201,8 +234,8 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_ensemble(args) -> int:
-    from twin.ensemble import parse_vary, run_ensemble
     from twin.scenario import ScenarioError, load_scenario
+    from twin.workflows.ensemble import parse_vary, run_ensemble
 
     try:
         sc = load_scenario(args.scenario, overrides=args.overrides)
