@@ -47,8 +47,15 @@ def _in_function(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
         node = parents[node]
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             return True
+    return False
+
+
+def _typing_only(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """Whether the statement sits under ``if TYPE_CHECKING:`` (it never runs: no import-order edge)."""
+    while node in parents:
+        node = parents[node]
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            return True   # typing-only imports never run
+            return True
     return False
 
 
@@ -82,6 +89,8 @@ def imports(mods: dict[str, Path], top: str) -> tuple[dict[str, set[str]], dict[
                     sub = f"{base}.{a.name}"
                     names.append(sub if sub in mods else base)
             else:
+                continue
+            if _typing_only(node, parents):
                 continue
             for n in names:
                 if not (n == top or n.startswith(top + ".")):

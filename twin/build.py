@@ -21,9 +21,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from twin.city import lookup_xy
 from twin.couplings import LinkDepthSampler, RoadWaterLevel, hazard_rating
 from twin.decisions import DecisionError, DecisionQueue, Pending, _Decision, finite_time, parse_decision
-from twin.flood.forcing import rain_series, reservoir_release, series_from_csv, tide_stage
+from twin.flood.forcing import rain_series, reservoir_outlet, reservoir_release, series_from_csv, tide_stage
+from twin.geo import normalise_name as _norm
+from twin.geo import to_utm as _to_utm
 from twin.scenario import Scenario
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,17 +40,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["build_twin", "Twin", "SEED_CHILDREN"]
 
 SEED_CHILDREN = ("flood", "traffic", "demand", "people", "services", "sensors", "events")
-
-def _to_utm(xy: list | tuple, crs: str) -> np.ndarray:
-    arr = np.atleast_2d(np.asarray(xy, dtype=float))
-    if crs.upper().replace(" ", "") in ("EPSG:32649",):
-        return arr
-    from pyproj import Transformer
-
-    tr = Transformer.from_crs(crs, "EPSG:32649", always_xy=True)
-    x, y = tr.transform(arr[:, 0], arr[:, 1])
-    return np.column_stack([x, y])
-
 
 # ------------------------------------------------------------------------------------------------
 # the twin
@@ -333,55 +325,17 @@ def _trim_sea(tw: Twin) -> None:
 
 
 def _cells_near(tw: Twin, x: float, y: float, width_m: float) -> list[tuple[int, int]]:
-    t = tw.terrain
-    r, c = t.rowcol(np.array([x]), np.array([y]))
-    r, c = int(np.asarray(r)[0]), int(np.asarray(c)[0])
-    ny, nx = t.shape
-    if not (0 <= r < ny and 0 <= c < nx):
-        raise ValueError(f"point ({x:.1f}, {y:.1f}) lies outside the terrain {t.bounds}")
-    k = int(max(0, round(width_m / 2 / t.cell_size)))
-    cells = [(rr, cc) for rr in range(max(0, r - k), min(ny, r + k + 1))
-             for cc in range(max(0, c - k), min(nx, c + k + 1)) if t.valid[rr, cc]]
-    if not cells:
-        raise ValueError(f"point ({x:.1f}, {y:.1f}) lies on an invalid (nodata) cell")
-    return cells
+    return tw.terrain.cells_near(x, y, width_m)
 
 
 def _inflow_point(tw: Twin, name: str) -> tuple[float, float]:
-    inf = getattr(tw.city, "inflows", None)
-    if inf is None or len(inf) == 0:
-        raise ValueError(f"inflow point {name!r}: the city bundle {tw.scenario.city!r} has no inflow points")
-    key = _norm(name)
-    m = inf[inf["name"].map(_norm) == key]
-    if len(m) == 0:
-        m = inf[inf["name"].map(lambda n: key in _norm(n))]
-    if len(m) > 1:
-        raise ValueError(f"inflow point {name!r} matches several inflows: {', '.join(map(str, m['name']))}")
-    if len(m) == 0:
-        raise ValueError(f"inflow point {name!r} not found in city {tw.scenario.city!r} "
-                         f"(have: {', '.join(map(str, inf['name']))})")
-    return float(m.iloc[0]["x"]), float(m.iloc[0]["y"])
-
-
-def _norm(s: str) -> str:
-    import unicodedata
-
-    s = unicodedata.normalize("NFKD", str(s).replace("đ", "d").replace("Đ", "D"))
-    return "".join(ch for ch in s if not unicodedata.combining(ch)).lower().replace("_", " ").strip()
+    return lookup_xy(getattr(tw.city, "inflows", None), name, city=tw.scenario.city, what="inflow point",
+                     plural="inflows", by_id=None)
 
 
 def _place_xy(tw: Twin, place: str) -> tuple[float, float]:
-    pl = getattr(tw.city, "places", None)
-    if pl is None or len(pl) == 0:
-        raise ValueError(f"place {place!r}: the city bundle has no places")
-    m = pl[(pl["place_id"].astype(str) == str(place)) | (pl["name"].map(_norm) == _norm(place))]
-    if len(m) == 0:
-        m = pl[pl["name"].map(lambda n: _norm(place) in _norm(n))]
-    if len(m) > 1:
-        raise ValueError(f"place {place!r} matches several places: {', '.join(map(str, m['name']))}")
-    if len(m) == 0:
-        raise ValueError(f"place {place!r} not found in city {tw.scenario.city!r} (by place_id or name)")
-    return float(m.iloc[0]["x"]), float(m.iloc[0]["y"])
+    return lookup_xy(getattr(tw.city, "places", None), place, city=tw.scenario.city, what="place",
+                     plural="places", by_id="place_id")
 
 
 def _build_flood(tw: Twin) -> None:
@@ -632,19 +586,3 @@ def _build_breach(tw: Twin, i: int, iv) -> None:
         iv._plan(tw)(float(iv.at))
     except DecisionError as exc:
         raise ValueError(f"interventions.{i}.{exc}") from None
-
-
-def reservoir_outlet(tw: Twin) -> str:
-    """The city's inflow point that a reservoir release enters: the scenario's reservoir outlet, a
-    scenario release's outlet, or the first inflow of kind 'reservoir*'."""
-    f = tw.scenario.flood
-    outlets = [iv.outlet for iv in tw.scenario.interventions if iv.type == "reservoir_release" and iv.outlet]
-    outlet = (f.reservoir.outlet if f.reservoir is not None and f.reservoir.outlet else None) or (
-        outlets[0] if outlets else None)
-    if outlet is None:
-        inf = getattr(tw.city, "inflows", None)
-        cand = inf[inf["kind"].astype(str).str.contains("reservoir")] if inf is not None and len(inf) else []
-        if len(cand) == 0:
-            raise ValueError("reservoir release: no outlet given and the city has no inflow of kind 'reservoir*'")
-        outlet = str(cand.iloc[0]["name"])
-    return outlet

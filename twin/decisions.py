@@ -97,10 +97,10 @@ def _need(d: _Decision, twin: Twin, component: str) -> Any:
 
 def _utm(d: _Decision, twin: Twin, xy: Any, field: str, crs: str) -> np.ndarray:
     """Points in the twin's CRS, finite and on the map (at least one point when ``any_inside``)."""
-    from twin.build import _to_utm
+    from twin.geo import to_utm
 
     try:
-        pts = _to_utm(xy, crs)
+        pts = to_utm(xy, crs)
     except Exception as exc:  # pyproj errors for a bad CRS string
         raise _err(d, "crs", crs, f"cannot transform: {exc}") from None
     if not np.isfinite(pts).all():
@@ -117,25 +117,24 @@ def _on_map(d: _Decision, twin: Twin, pts: np.ndarray, field: str, value: Any, e
 
 
 def _cell(d: _Decision, twin: Twin, x: float, y: float, field: str, value: Any) -> tuple[int, int]:
-    from twin.build import _cells_near
-
     try:
-        return _cells_near(twin, x, y, 0)[0]
+        return twin.terrain.cells_near(x, y, 0)[0]
     except ValueError as exc:
         raise _err(d, field, value, str(exc)) from None
 
 
 def _place(d: _Decision, twin: Twin, place: str, field: str = "place") -> tuple[float, float]:
-    from twin.build import _place_xy
+    from twin.city import lookup_xy
 
     try:
-        return _place_xy(twin, place)
+        return lookup_xy(getattr(twin.city, "places", None), place, city=twin.scenario.city, what="place",
+                         plural="places", by_id="place_id")
     except ValueError as exc:
         raise _err(d, field, place, str(exc)) from None
 
 
 def _ward_codes(d: _Decision, twin: Twin, wards: list[str] | None, field: str) -> list[int] | None:
-    from twin.build import _norm
+    from twin.geo import normalise_name as _norm
 
     if wards is None:
         return None
@@ -264,12 +263,14 @@ class ReservoirRelease(_Decision):
 
     def _plan(self, twin: Twin) -> Action:
         flood = _need(self, twin, "flood")
-        from twin.build import _cells_near, _inflow_point, reservoir_outlet
+        from twin.city import lookup_xy
+        from twin.flood.forcing import reservoir_outlet
 
         try:
             name = self.outlet or reservoir_outlet(twin)
-            x, y = _inflow_point(twin, name)
-            cells = _cells_near(twin, x, y, 3 * twin.terrain.cell_size)
+            x, y = lookup_xy(getattr(twin.city, "inflows", None), name, city=twin.scenario.city,
+                             what="inflow point", plural="inflows", by_id=None)
+            cells = twin.terrain.cells_near(x, y, 3 * twin.terrain.cell_size)
         except ValueError as exc:
             raise _err(self, "outlet", self.outlet, str(exc)) from None
 

@@ -75,34 +75,12 @@ class City:
 
         Several matches or none raise ValueError naming them (or the places there are).
         """
-        return self._lookup_xy(self.places, name_or_id, what="place", plural="places", by_id="place_id")
+        return lookup_xy(self.places, name_or_id, city=self.name, what="place", plural="places", by_id="place_id")
 
     def inflow_xy(self, name) -> tuple[float, float]:
         """``(x, y)`` of one inflow point (snapped to the channel at the loaded resolution): by name
         without diacritics or case, else by a unique part of the name; several or none raise ValueError."""
-        return self._lookup_xy(self.inflows, name, what="inflow point", plural="inflows", by_id=None)
-
-    def _lookup_xy(self, table, key, *, what: str, plural: str, by_id: str | None) -> tuple[float, float]:
-        if table is None or len(table) == 0:
-            raise ValueError(f"{what} {key!r}: the city bundle {self.name!r} has no {plural}")
-        want = normalise_name(key)
-        if not want:
-            raise ValueError(f"{what} {key!r}: give a name{' or ' + by_id if by_id else ''}")
-        names = table["name"].map(normalise_name)
-        hit = names == want
-        if by_id is not None and by_id in table:
-            hit |= table[by_id].astype(str) == str(key)
-        m = table[hit]
-        if len(m) == 0:
-            m = table[names.map(lambda n: want in n)]
-        if len(m) > 1:
-            raise ValueError(f"{what} {key!r} matches several {plural}: {', '.join(map(str, m['name']))}")
-        if len(m) == 0:
-            have = [str(n) for n in table["name"]]
-            more = f" and {len(have) - 20} more" if len(have) > 20 else ""
-            by = f" (by {by_id} or name)" if by_id else ""
-            raise ValueError(f"{what} {key!r} not found in city {self.name!r}{by} (have: {', '.join(have[:20])}{more})")
-        return float(m.iloc[0]["x"]), float(m.iloc[0]["y"])
+        return lookup_xy(self.inflows, name, city=self.name, what="inflow point", plural="inflows", by_id=None)
 
     def layer_table(self) -> pd.DataFrame:
         """One row per layer: name, synthetic, resolution_m, source, licence, file."""
@@ -112,6 +90,31 @@ class City:
                          "resolution_m": d.get("resolution_m", ""), "source": d.get("source", ""),
                          "licence": d.get("licence", ""), "file": d.get("file") or f"(derived from {d.get('derived_from', '?')})"})
         return pd.DataFrame(rows)
+
+
+def lookup_xy(table, key, *, city: str, what: str, plural: str, by_id: str | None) -> tuple[float, float]:
+    """``(x, y)`` of the row of ``table`` (places, inflows) that ``key`` names: by exact ``by_id``, else by
+    name without diacritics or case, else by a unique part of a name; several or none raise ValueError."""
+    if table is None or len(table) == 0:
+        raise ValueError(f"{what} {key!r}: the city bundle {city!r} has no {plural}")
+    want = normalise_name(key)
+    if not want:
+        raise ValueError(f"{what} {key!r}: give a name{' or ' + by_id if by_id else ''}")
+    names = table["name"].map(normalise_name)
+    hit = names == want
+    if by_id is not None and by_id in table:
+        hit |= table[by_id].astype(str) == str(key)
+    m = table[hit]
+    if len(m) == 0:
+        m = table[names.map(lambda n: want in n)]
+    if len(m) > 1:
+        raise ValueError(f"{what} {key!r} matches several {plural}: {', '.join(map(str, m['name']))}")
+    if len(m) == 0:
+        have = [str(n) for n in table["name"]]
+        more = f" and {len(have) - 20} more" if len(have) > 20 else ""
+        by = f" (by {by_id} or name)" if by_id else ""
+        raise ValueError(f"{what} {key!r} not found in city {city!r}{by} (have: {', '.join(have[:20])}{more})")
+    return float(m.iloc[0]["x"]), float(m.iloc[0]["y"])
 
 
 def load_city(name_or_path="tamky", resolution_m: float = 30) -> City:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from twin.build import Twin
 
 __all__ = ["TimeSeries", "as_times", "idf_intensity_mm_per_h", "design_hyetograph", "tide_stage", "TIDE_PERIODS_H",
-           "series_from_csv", "rain_series", "typhoon_rain", "reservoir_release"]
+           "series_from_csv", "rain_series", "typhoon_rain", "reservoir_release", "reservoir_outlet"]
 
 
 def as_times(times_s, name: str) -> np.ndarray:
@@ -297,3 +297,19 @@ def reservoir_release(tw: Twin, rain: tuple[np.ndarray, np.ndarray] | None) -> t
         level += (q_in - q[i]) * dt / area_m2
     tw.forcing["reservoir_level_m"] = level
     return t, q
+
+
+def reservoir_outlet(tw: Twin) -> str:
+    """The city's inflow point that a reservoir release enters: the scenario's reservoir outlet, a
+    scenario release's outlet, or the first inflow of kind 'reservoir*'."""
+    f = tw.scenario.flood
+    outlets = [iv.outlet for iv in tw.scenario.interventions if iv.type == "reservoir_release" and iv.outlet]
+    outlet = (f.reservoir.outlet if f.reservoir is not None and f.reservoir.outlet else None) or (
+        outlets[0] if outlets else None)
+    if outlet is None:
+        inf = getattr(tw.city, "inflows", None)
+        cand = inf[inf["kind"].astype(str).str.contains("reservoir")] if inf is not None and len(inf) else []
+        if len(cand) == 0:
+            raise ValueError("reservoir release: no outlet given and the city has no inflow of kind 'reservoir*'")
+        outlet = str(cand.iloc[0]["name"])
+    return outlet
