@@ -38,6 +38,9 @@ REPO = Path(__file__).resolve().parents[1]
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 #: default limit of a request body (the upload travels base64 in a JSON request)
 MAX_REQUEST_BYTES = 2_000_000
+#: default limit of an uploaded scenario file: shipped scenarios are 1-4 kB; libyaml took 25 s for 1.25 MB
+#: on a loaded 2-core machine, so 256 kB costs a few seconds at most
+MAX_UPLOAD_BYTES = 256_000
 #: header that carries the access token for scripts (the builder has a field for it)
 TOKEN_HEADER = "X-Twin-Token"
 
@@ -52,7 +55,7 @@ class Context:
     jobs: JobManager | None = None
     live_refresh_ms: int = 10_000
     token: str | None = None             # needed to start or cancel runs when set
-    max_upload_bytes: int = MAX_REQUEST_BYTES // 2
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
 
     def run(self, run_id) -> Run:
         """The run with id ``run_id`` (a folder name from the run list), confined to the runs folder;
@@ -132,8 +135,8 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, store: str | os.PathLike
     replaces ``twin.load_city`` (tests). ``runner``: argv prefix that runs a scenario file and takes
     ``--out DIR`` (default ``python -m twin run``). ``allowed_hosts``: the names the Host header may
     carry (others get 400). ``token``: when given, starting or cancelling a run needs it.
-    ``max_request_bytes``: larger request bodies get 413; ``max_upload_bytes`` (default half of it,
-    the upload travels base64-encoded): larger scenario files are refused before parsing.
+    ``max_request_bytes``: larger request bodies get 413; ``max_upload_bytes``: larger scenario
+    files are refused before parsing (it must fit the request: the upload travels base64-encoded).
     """
     from .pages import builder, compare, emergency, sensors
     from .pages import map as map_page
@@ -143,7 +146,8 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, store: str | os.PathLike
     runs_dir.mkdir(parents=True, exist_ok=True)
     ctx = Context(runs_dir=runs_dir, store=Path(store) if store else None,
                   layers=LayerCache(city_loader), live_refresh_ms=live_refresh_ms, token=token or None,
-                  max_upload_bytes=int(max_upload_bytes if max_upload_bytes is not None else max_request_bytes // 2))
+                  max_upload_bytes=int(max_upload_bytes if max_upload_bytes is not None
+                                       else min(MAX_UPLOAD_BYTES, max_request_bytes // 2)))
     if scenarios_dir:
         ctx.scenarios_dir = Path(scenarios_dir)
     ctx.jobs = JobManager(runs_dir, runner=runner)

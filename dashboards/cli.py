@@ -115,8 +115,10 @@ def serve(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
+        # Flask answers 413 above max_request after waitress has read the body (so the client reads
+        # the answer); waitress itself refuses, from the header, bodies over twice that
         waitress.serve(app.server, host=host, port=args.port, threads=args.threads,
-                       max_request_body_size=max_request, ident="twin", _quiet=True)
+                       max_request_body_size=2 * max_request, ident="twin", _quiet=True)
     except OSError as exc:
         return _fail(f"cannot listen on {shown}:{args.port}: {exc.strerror or exc}")
     finally:

@@ -126,7 +126,7 @@ def test_large_grid_is_block_reduced(tmp_path):
 
 # -- map page ------------------------------------------------------------------------------------
 def test_build_map_has_layers_and_legend_in_metres(ctx, runs_dir):
-    fig, imax, marks, i, msg, info = map_page.build_map(ctx, str(runs_dir / "fixture-a"))
+    fig, imax, marks, i, msg, info = map_page.build_map(ctx, "fixture-a")
     assert msg is None and imax == 12 and i == 0
     assert marks[0] == "0.0 h" and marks[12] == "6.0 h"
     assert fig.data[figures.TR_DEPTH].colorbar.title.text == "depth (m)"

@@ -154,7 +154,7 @@ def test_serve_binds_loopback_by_default_and_needs_a_token_elsewhere(monkeypatch
 
     monkeypatch.setattr(waitress, "serve", fake_serve)
     assert main(["serve", "--runs", str(tree["runs"]), "--scenarios", str(tree["scenarios"]), "--port", "8123"]) == 0
-    assert seen["host"] == "127.0.0.1" and seen["port"] == 8123 and seen["max_request_body_size"] == 2_000_000
+    assert seen["host"] == "127.0.0.1" and seen["port"] == 8123 and seen["max_request_body_size"] == 4_000_000
     assert seen["app"].config["MAX_CONTENT_LENGTH"] == 2_000_000
     assert seen["app"].wsgi_app.allowed == {"127.0.0.1", "localhost", "::1"}
     assert "Access token" not in capsys.readouterr().out
