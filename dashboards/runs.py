@@ -79,28 +79,36 @@ def _confined(folder: Path, root: Path) -> bool:
         return False
 
 
+def _listed(root: Path) -> tuple[Path, list[str]] | None:
+    try:
+        return root.resolve(strict=True), sorted(os.listdir(root))
+    except OSError:
+        return None
+
+
+def _usable(root: Path, real_root: Path, name: str) -> bool:
+    return not name.startswith(".") and _confined(root / name, real_root) and is_run_folder(root / name)
+
+
 def run_ids(runs_dir: str | Path) -> list[str]:
     """Names of the run folders in ``runs_dir`` that the dashboard may open (the server-side list
     every run id from a client is checked against): not hidden, confined to the runs folder."""
     root = Path(runs_dir)
-    try:
-        real_root = root.resolve(strict=True)
-        names = sorted(os.listdir(root))
-    except OSError:
-        return []
-    return [n for n in names if not n.startswith(".") and _confined(root / n, real_root) and is_run_folder(root / n)]
+    listed = _listed(root)
+    return [n for n in listed[1] if _usable(root, listed[0], n)] if listed else []
 
 
 def resolve_run(runs_dir: str | Path, run_id: Any) -> Path:
     """The real path of run ``run_id`` (a folder name from :func:`run_ids`); anything else, such as a
     path, a name with a separator, a symlink out of the runs folder or a name that is not there,
     raises :class:`RunError` with :data:`UNKNOWN_RUN` and nothing more."""
-    if not isinstance(run_id, str) or not run_id or len(run_id) > 255 or run_id.startswith(".") \
-            or any(c in run_id for c in "/\\\0"):
+    if not isinstance(run_id, str) or not run_id or len(run_id) > 255 or any(c in run_id for c in "/\\\0"):
         raise RunError(UNKNOWN_RUN)
-    if run_id not in run_ids(runs_dir):
+    root = Path(runs_dir)
+    listed = _listed(root)
+    if not listed or run_id not in listed[1] or not _usable(root, listed[0], run_id):  # the list, one entry
         raise RunError(UNKNOWN_RUN)
-    return (Path(runs_dir) / run_id).resolve()
+    return (root / run_id).resolve()
 
 
 def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
