@@ -103,6 +103,13 @@ def serve(args: argparse.Namespace) -> int:
     if args.debug:
         app.enable_dev_tools(debug=True, dev_tools_hot_reload=False)
     shown = f"[{host}]" if ":" in host else host
+    try:
+        # Flask answers 413 above max_request after waitress has read the body (so the client reads
+        # the answer); waitress itself refuses, from the header, bodies over twice that
+        server = waitress.create_server(app.server, host=host, port=args.port, threads=args.threads,
+                                        max_request_body_size=2 * max_request, ident="twin")
+    except OSError as exc:
+        return _fail(f"cannot listen on {shown}:{args.port}: {exc.strerror or exc}")
     print(f"Tam Kỳ Twin dashboard on http://{shown}:{args.port}/ (runs: {Path(args.runs).resolve()}); Ctrl-C stops it")
     print(f"Host names answered: {', '.join(dict.fromkeys(allowed))} (add more with --allow-host NAME)")
     if token:
@@ -110,17 +117,12 @@ def serve(args: argparse.Namespace) -> int:
               f"X-Twin-Token): {token}")
     sys.stdout.flush()
 
-    def stop(signum, frame):  # SIGTERM: leave through the finally below, cancelling the jobs
+    def stop(signum, frame):  # SIGTERM: leave the loop like Ctrl-C, then cancel the jobs below
         raise SystemExit(0)
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        # Flask answers 413 above max_request after waitress has read the body (so the client reads
-        # the answer); waitress itself refuses, from the header, bodies over twice that
-        waitress.serve(app.server, host=host, port=args.port, threads=args.threads,
-                       max_request_body_size=2 * max_request, ident="twin", _quiet=True)
-    except OSError as exc:
-        return _fail(f"cannot listen on {shown}:{args.port}: {exc.strerror or exc}")
+        server.run()  # closes the server and returns on Ctrl-C or SIGTERM
     finally:
         signal.signal(signal.SIGTERM, previous)
         app._twin_ctx.jobs.shutdown()

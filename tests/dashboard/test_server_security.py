@@ -149,12 +149,18 @@ def test_serve_binds_loopback_by_default_and_needs_a_token_elsewhere(monkeypatch
 
     seen = {}
 
-    def fake_serve(app, **kw):
-        seen.update(kw, app=app)
+    class FakeServer:
+        def run(self):
+            seen["ran"] = True
 
-    monkeypatch.setattr(waitress, "serve", fake_serve)
+    def fake_create_server(app, **kw):
+        seen.update(kw, app=app)
+        return FakeServer()
+
+    monkeypatch.setattr(waitress, "create_server", fake_create_server)
     assert main(["serve", "--runs", str(tree["runs"]), "--scenarios", str(tree["scenarios"]), "--port", "8123"]) == 0
     assert seen["host"] == "127.0.0.1" and seen["port"] == 8123 and seen["max_request_body_size"] == 4_000_000
+    assert seen["ran"]
     assert seen["app"].config["MAX_CONTENT_LENGTH"] == 2_000_000
     assert seen["app"].wsgi_app.allowed == {"127.0.0.1", "localhost", "::1"}
     assert "Access token" not in capsys.readouterr().out
@@ -271,7 +277,7 @@ def served(tmp_path_factory):
     srv.token = srv.log.read_text().split("X-Twin-Token): ")[1].split()[0]
     yield srv
     srv.stop()
-    assert srv.proc.returncode is not None
+    assert srv.proc.returncode == 0, srv.log.read_text()[-2000:]   # SIGTERM: a clean exit
 
 
 TRAVERSALS = ["../../etc/passwd", "/etc/passwd", "/etc", "/no/such/dir", "../outside/run-x", "linked", "inner-link",
