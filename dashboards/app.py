@@ -2,10 +2,19 @@
 
 The app only *reads* run folders (and the sensor store) and starts new runs through the public
 entry point (``python -m twin run``) in a background process: the view never sits in the step path.
+
+What a client sends is confined (docs/design/dashsec-confined-server.md): runs and base scenarios
+are chosen by id from server-side lists (:meth:`Context.run`, ``scenario_form.resolve_base``),
+requests are size-limited, the Host header is checked against the names the server answers to,
+and starting or cancelling a run needs the access token when the server has one.
 """
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +23,7 @@ from dash import Input, Output, State, dcc, html
 
 from .jobs import JobManager
 from .layers import LayerCache
-from .runs import RunCache
+from .runs import Run, RunCache, resolve_run
 
 PAGES = [
     ("/", "Map"),
@@ -24,6 +33,16 @@ PAGES = [
     ("/emergency", "Emergency"),
 ]
 REPO = Path(__file__).resolve().parents[1]
+
+#: names a loopback-bound server answers to (the Host header, port ignored)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: default limit of a request body (the upload travels base64 in a JSON request)
+MAX_REQUEST_BYTES = 2_000_000
+#: default limit of an uploaded scenario file: shipped scenarios are 1-4 kB; libyaml took 25 s for 1.25 MB
+#: on a loaded 2-core machine, so 256 kB costs a few seconds at most
+MAX_UPLOAD_BYTES = 256_000
+#: header that carries the access token for scripts (the builder has a field for it)
+TOKEN_HEADER = "X-Twin-Token"
 
 
 @dataclass
@@ -35,24 +54,100 @@ class Context:
     layers: LayerCache = field(default_factory=LayerCache)
     jobs: JobManager | None = None
     live_refresh_ms: int = 10_000
+    token: str | None = None             # needed to start or cancel runs when set
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+
+    def run(self, run_id) -> Run:
+        """The run with id ``run_id`` (a folder name from the run list), confined to the runs folder;
+        anything else raises RunError with one generic message (``runs.UNKNOWN_RUN``)."""
+        return self.runs.get(resolve_run(self.runs_dir, run_id))
+
+    def authorized(self, supplied: str | None) -> bool:
+        """True when no token is needed, or ``supplied`` (the builder's field) or the
+        ``X-Twin-Token`` header of the current request equals it."""
+        if self.token is None:
+            return True
+        candidates = [supplied]
+        try:
+            import flask
+
+            if flask.has_request_context():
+                candidates.append(flask.request.headers.get(TOKEN_HEADER))
+        except ImportError:  # pragma: no cover - flask comes with dash
+            pass
+        want = self.token.encode()
+        return any(isinstance(c, str) and c and hmac.compare_digest(c.encode(), want) for c in candidates)
+
+
+def is_loopback(host: str) -> bool:
+    """``host`` (a bind address or name) reaches this machine only: localhost or a loopback IP."""
+    h = host.strip().strip("[]").lower()
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+_HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(?::[0-9]{1,5})?")
+
+
+def _norm_host(name: str) -> str:
+    return name.strip().strip("[]").rstrip(".").lower()
+
+
+def host_allowed(header: str | None, allowed: Iterable[str]) -> bool:
+    """The Host header (``name[:port]``) names one of ``allowed`` (case-insensitive, port ignored)."""
+    if not header:
+        return False
+    m = _HOST_RE.fullmatch(header.strip())
+    return bool(m) and _norm_host(m.group(1)) in {_norm_host(a) for a in allowed}
+
+
+class HostCheck:
+    """WSGI middleware answering 400 to a request whose Host header is not an allowed name: a page
+    on another site that rebinds its DNS name to 127.0.0.1 sends its own name and is refused."""
+
+    def __init__(self, app, allowed: Iterable[str]):
+        self.app = app
+        self.allowed = frozenset(_norm_host(a) for a in allowed)
+
+    def __call__(self, environ, start_response):
+        if not host_allowed(environ.get("HTTP_HOST"), self.allowed):
+            body = (b"400 Bad Request: unknown Host. The Tam Ky Twin dashboard answers to: "
+                    + ", ".join(sorted(self.allowed)).encode("ascii", "replace")
+                    + b" (twin serve --allow-host NAME adds a name).\n")
+            start_response("400 Bad Request", [("Content-Type", "text/plain; charset=utf-8"),
+                                               ("Content-Length", str(len(body)))])
+            return [body]
+        return self.app(environ, start_response)
 
 
 def create_app(runs_dir: str | os.PathLike = "runs", *, store: str | os.PathLike | None = None,
                city_loader=None, runner: list[str] | None = None, scenarios_dir: str | os.PathLike | None = None,
-               live_refresh_ms: int = 10_000) -> dash.Dash:
+               live_refresh_ms: int = 10_000, allowed_hosts: Iterable[str] = LOOPBACK_HOSTS,
+               token: str | None = None, max_request_bytes: int = MAX_REQUEST_BYTES,
+               max_upload_bytes: int | None = None) -> dash.Dash:
     """Build the app over the run folders in ``runs_dir``.
 
     ``store``: a DuckDB sensor store (read-only) for the Sensors page. ``city_loader(name, res)``
     replaces ``twin.load_city`` (tests). ``runner``: argv prefix that runs a scenario file and takes
-    ``--out DIR`` (default ``python -m twin run``).
+    ``--out DIR`` (default ``python -m twin run``). ``allowed_hosts``: the names the Host header may
+    carry (others get 400). ``token``: when given, starting or cancelling a run needs it.
+    ``max_request_bytes``: larger request bodies get 413; ``max_upload_bytes``: larger scenario
+    files are refused before parsing (it must fit the request: the upload travels base64-encoded).
     """
     from .pages import builder, compare, emergency, sensors
     from .pages import map as map_page
+    from .pages.common import cap
 
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     ctx = Context(runs_dir=runs_dir, store=Path(store) if store else None,
-                  layers=LayerCache(city_loader), live_refresh_ms=live_refresh_ms)
+                  layers=LayerCache(city_loader), live_refresh_ms=live_refresh_ms, token=token or None,
+                  max_upload_bytes=int(max_upload_bytes if max_upload_bytes is not None
+                                       else min(MAX_UPLOAD_BYTES, max_request_bytes // 2)))
     if scenarios_dir:
         ctx.scenarios_dir = Path(scenarios_dir)
     ctx.jobs = JobManager(runs_dir, runner=runner)
@@ -66,6 +161,8 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, store: str | os.PathLike
         update_title=None,
     )
     app._twin_ctx = ctx  # for tests and the CLI
+    app.server.config["MAX_CONTENT_LENGTH"] = int(max_request_bytes)  # larger bodies: 413
+    app.server.wsgi_app = HostCheck(app.server.wsgi_app, allowed_hosts)
     nav = html.Nav([
         html.Span("Tam Kỳ Twin", className="brand"),
         *[dcc.Link(label, href=path, className="nav-link", id=f"nav-{label.split()[0].lower()}") for path, label in PAGES],
@@ -82,7 +179,7 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, store: str | os.PathLike
     def route(pathname, selected):
         mod = modules.get(pathname or "/")
         if mod is None:
-            return html.Div([html.H2("Page not found"), html.P(f"No page at {pathname}."),
+            return html.Div([html.H2("Page not found"), html.P(f"No page at {cap(str(pathname), 200)}."),
                              dcc.Link("Back to the map", href="/")])
         return mod.layout(ctx, selected)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -53,15 +54,74 @@ def is_run_folder(path: Path) -> bool:
     return path.is_dir() and any((path / name).exists() for name in RUN_FILES[:5])
 
 
+#: the one answer to a run id that is not a run folder inside the runs folder; it says nothing about
+#: whether the path the client sent exists (docs/design/dashsec-confined-server.md)
+UNKNOWN_RUN = "Unknown run: choose a run from the list."
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """``path`` resolves (symlinks followed) to ``root`` itself or below it."""
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return False
+    return real == root or real.is_relative_to(root)
+
+
+def _confined(folder: Path, root: Path) -> bool:
+    """A run folder whose real path, and the real path of every entry in it, lies inside ``root``
+    (the resolved runs folder): a symlink to elsewhere makes the whole run unusable."""
+    if not _inside(folder, root) or folder.resolve() == root:
+        return False
+    try:
+        return all(_inside(f, root) for f in folder.iterdir() if f.is_symlink())
+    except OSError:
+        return False
+
+
+def _listed(root: Path) -> tuple[Path, list[str]] | None:
+    try:
+        return root.resolve(strict=True), sorted(os.listdir(root))
+    except OSError:
+        return None
+
+
+def _usable(root: Path, real_root: Path, name: str) -> bool:
+    return not name.startswith(".") and _confined(root / name, real_root) and is_run_folder(root / name)
+
+
+def run_ids(runs_dir: str | Path) -> list[str]:
+    """Names of the run folders in ``runs_dir`` that the dashboard may open (the server-side list
+    every run id from a client is checked against): not hidden, confined to the runs folder."""
+    root = Path(runs_dir)
+    listed = _listed(root)
+    return [n for n in listed[1] if _usable(root, listed[0], n)] if listed else []
+
+
+def resolve_run(runs_dir: str | Path, run_id: Any) -> Path:
+    """The real path of run ``run_id`` (a folder name from :func:`run_ids`); anything else, such as a
+    path, a name with a separator, a symlink out of the runs folder or a name that is not there,
+    raises :class:`RunError` with :data:`UNKNOWN_RUN` and nothing more."""
+    if not isinstance(run_id, str) or not run_id or len(run_id) > 255 or any(c in run_id for c in "/\\\0"):
+        raise RunError(UNKNOWN_RUN)
+    root = Path(runs_dir)
+    listed = _listed(root)
+    if not listed or run_id not in listed[1] or not _usable(root, listed[0], run_id):  # the list, one entry
+        raise RunError(UNKNOWN_RUN)
+    return (root / run_id).resolve()
+
+
 def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
-    """One dict per run folder under ``runs_dir`` (newest first): id, path, label, status, error."""
+    """One dict per run folder under ``runs_dir`` (newest first): id, path, label, status, error.
+
+    Only the folders of :func:`run_ids`: a symlink out of the runs folder is not listed (its
+    manifest would otherwise be read for the label)."""
     root = Path(runs_dir)
     if not root.is_dir():
         return []
     out = []
-    for p in root.iterdir():
-        if not is_run_folder(p):
-            continue
+    for name in run_ids(root):
+        p = root / name
         info: dict[str, Any] = {"id": p.name, "path": str(p), "error": None}
         try:
             mtime = max((p / n).stat().st_mtime for n in RUN_FILES if (p / n).exists())

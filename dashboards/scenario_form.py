@@ -101,10 +101,123 @@ def typhoon_options(max_km: float = 150.0) -> list[dict]:
     return [{"label": d["label"], "value": d["value"]} for d in out]
 
 
-def base_scenarios(scenarios_dir: Path) -> list[dict]:
-    if not scenarios_dir.is_dir():
+# ---------------------------------------------------------------------------------------------
+# confinement: what the client names is an id from a server-side list; what a scenario from the
+# client names must lie in the scenarios folder (docs/design/dashsec-confined-server.md)
+# ---------------------------------------------------------------------------------------------
+#: the one answer to a base-scenario id not in the list; it says nothing about other paths
+UNKNOWN_BASE = "Unknown base scenario: choose one from the list."
+#: keys whose value the scenario schema reads as a file path (twin.scenario FilePath) or a file to merge
+PATH_KEYS = ("file", "store", "track_file")
+REFUSED_PATH = "refused: a scenario from the dashboard may only name files in the scenarios folder"
+_CITY_RE = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+
+
+def _real_inside(path: Path, root: Path) -> Path | None:
+    """The real path of ``path`` if it exists and lies inside ``root`` (resolved), else None."""
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    return real if real.is_relative_to(root) else None
+
+
+def scenario_ids(scenarios_dir: Path) -> list[str]:
+    """Stems of the ``*.yaml`` files of the scenarios folder that are regular files inside it
+    (a symlink out of the folder is left out): the base scenarios a client may choose."""
+    try:
+        root = Path(scenarios_dir).resolve(strict=True)
+        files = sorted(Path(scenarios_dir).glob("*.yaml"))
+    except OSError:
         return []
-    return [{"label": p.name, "value": str(p)} for p in sorted(scenarios_dir.glob("*.yaml"))]
+    out = []
+    for f in files:
+        real = _real_inside(f, root)
+        if real is not None and real.is_file() and not f.name.startswith("."):
+            out.append(f.stem)
+    return out
+
+
+def base_scenarios(scenarios_dir: Path) -> list[dict]:
+    """Dropdown options: label the file name, value its id (the stem), never a path."""
+    return [{"label": f"{stem}.yaml", "value": stem} for stem in scenario_ids(Path(scenarios_dir))]
+
+
+def resolve_base(scenarios_dir: Path, base_id: Any) -> Path:
+    """The real path of base scenario ``base_id`` (an id from :func:`scenario_ids`); anything else
+    raises ValueError(:data:`UNKNOWN_BASE`), whether or not such a path exists."""
+    if not isinstance(base_id, str) or base_id not in scenario_ids(Path(scenarios_dir)):
+        raise ValueError(UNKNOWN_BASE)
+    return (Path(scenarios_dir) / f"{base_id}.yaml").resolve()
+
+
+def confine(data: dict, scenarios_dir: Path) -> tuple[dict, list[str]]:
+    """(copy of ``data`` with every file it names made absolute, messages for refused paths).
+
+    A scenario from the dashboard (an upload, or the form merged into a base) may name files
+    (``extends`` and the schema's file keys, relative names taken from the scenarios folder) only
+    inside the scenarios folder, and a city only by bundle name: the server never opens (so never
+    quotes, nor reveals the existence of) a file elsewhere. Each refusal names the key, not the path.
+    """
+    root = Path(scenarios_dir).resolve()
+    errors: list[str] = []
+
+    def path_value(value: Any, where: str) -> Any:
+        if not isinstance(value, str):
+            return value  # the schema reports the wrong type
+        p = Path(value)
+        real = _real_inside(p if p.is_absolute() else root / p, root)
+        if real is None or not real.is_file():
+            errors.append(f"{where}: {REFUSED_PATH}")
+            return value
+        return str(real)
+
+    def walk(obj: Any, where: str) -> Any:
+        if isinstance(obj, dict):
+            out = {}
+            for k, v in obj.items():
+                key = f"{where}.{k}" if where else str(k)
+                if (k in PATH_KEYS or (k == "extends" and not where)) and not isinstance(v, (dict, list)):
+                    out[k] = path_value(v, key)
+                else:
+                    out[k] = walk(v, key)
+            return out
+        if isinstance(obj, list):
+            return [walk(v, f"{where}.{i}") for i, v in enumerate(obj)]
+        return obj
+
+    out = walk(data, "")
+    city = out.get("city")
+    if isinstance(city, str) and not _CITY_RE.fullmatch(city):
+        errors.append("city: refused: give a city bundle name (letters, digits, _ and -), not a path")
+    return out, errors
+
+
+class UploadError(ValueError):
+    """An uploaded scenario file is refused; the message is short and quotes only the upload."""
+
+
+def parse_scenario_text(raw: bytes, max_bytes: int) -> dict:
+    """The mapping of an uploaded scenario file, refusing (before any parsing) a file over
+    ``max_bytes``, and refusing YAML anchors and aliases (a few lines of aliases expand to
+    billions of nodes)."""
+    if len(raw) > max_bytes:
+        raise UploadError(f"the file is {len(raw):,} bytes; the limit is {max_bytes:,} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UploadError("not a UTF-8 text file") from None
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        for ev in yaml.parse(text, Loader=loader):
+            if isinstance(ev, yaml.AliasEvent) or getattr(ev, "anchor", None):
+                raise UploadError("YAML anchors and aliases (& and *) are not accepted in an uploaded scenario")
+        data = yaml.load(text, Loader=loader)  # a safe loader (C or Python)
+    except yaml.YAMLError as exc:
+        raise UploadError(f"not valid YAML ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise UploadError(f"a scenario file must be a YAML mapping, found {type(data).__name__}")
+    return data
 
 
 def _absolutize(obj: Any, base_dir: Path) -> Any:

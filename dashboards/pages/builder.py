@@ -11,7 +11,7 @@ from dash import ALL, Input, Output, State, dcc, html, no_update
 
 from .. import scenario_form as sf
 from ..runs import list_runs
-from .common import message
+from .common import cap, message
 
 POLL_MS = 1000
 
@@ -82,8 +82,14 @@ def layout(ctx, selected=None):
                 ], className="row"),
                 html.H3("Or load a scenario file"),
                 dcc.Upload(id="b-upload", children=html.Div(["Drop a scenario YAML here or ", html.A("choose a file")]),
-                           className="upload", multiple=False, max_size=2_000_000),
+                           className="upload", multiple=False, max_size=ctx.max_upload_bytes),
+                html.Div(f"YAML, at most {ctx.max_upload_bytes // 1000:,} kB; files it names must be in the scenarios folder.",
+                         className="hint"),
                 html.Div(id="b-upload-msg"),
+                html.Div([field("b-token", "Access token", dcc.Input(id="b-token", type="password", value="",
+                                                                     autoComplete="off"),
+                                "printed by twin serve when it started; starting or cancelling a run needs it")],
+                         id="b-token-box", style=None if ctx.token else {"display": "none"}),
                 html.Div([
                     html.Button("Validate", id="b-validate", n_clicks=0, className="btn"),
                     html.Button("Run", id="b-run", n_clicks=0, className="btn btn-primary"),
@@ -130,32 +136,55 @@ def city_places(ctx, base: dict):
         return None
 
 
+def load_base(ctx, base_id) -> dict:
+    """The base scenario with id ``base_id`` (confined to the scenarios folder). ValueError with
+    ``scenario_form.UNKNOWN_BASE`` for an id not in the list, with a capped reason if unreadable."""
+    path = sf.resolve_base(ctx.scenarios_dir, base_id)
+    try:
+        if path.stat().st_size > max(ctx.max_upload_bytes, 1_000_000):
+            raise ValueError(f"{path.name}: too large for a scenario file")
+        base, _ = sf.load_base(path)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(cap(f"{path.name}: cannot be read ({exc})")) from None
+    return base
+
+
+def checked(ctx, data: dict, keys: dict | None = None):
+    """(scenario dict or None, field errors, general errors): confined to the scenarios folder,
+    then validated by the project's schema (in a temporary folder: validating changes nothing)."""
+    data, refused = sf.confine(data, ctx.scenarios_dir)
+    if refused:
+        return None, {}, refused
+    _, fe, ge = sf.validate(data, None, keys)
+    return (data if not fe and not ge else None), fe, ge
+
+
 def check(ctx, form: dict, uploaded: dict | None = None):
     """(scenario dict or None, field errors, general errors). Uses the project's schema."""
     if uploaded:
-        data = uploaded["data"]
-        _, fe, ge = sf.validate(data, ctx.runs_dir / ".jobs")
-        return (data if not fe and not ge else None), fe, ge
+        data = uploaded.get("data") if isinstance(uploaded, dict) else None
+        if not isinstance(data, dict):
+            return None, {}, ["the uploaded scenario is not a mapping: upload the file again"]
+        return checked(ctx, data)
     fe = sf.form_errors(form)
     if not form.get("base"):
         fe["b-base"] = "Choose a base scenario (a file in scenarios/)."
         return None, fe, []
     try:
-        base, _ = sf.load_base(form.get("base"))
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        return None, {"b-base": f"cannot be read: {exc}"}, []
+        base = load_base(ctx, form.get("base"))
+    except ValueError as exc:
+        return None, {"b-base": str(exc)}, []
     places = city_places(ctx, base) if set(form.get("interventions") or []) & {"pumps", "shelters"} else None
     data, keys = sf.scenario_from_form(form, base, places)
     if fe:
         return None, fe, []
-    _, fe2, ge = sf.validate(data, ctx.runs_dir / ".jobs", keys)
-    return (data if not fe2 and not ge else None), fe2, ge
+    return checked(ctx, data, keys)
 
 
-def base_intervention_options(path):
+def base_intervention_options(ctx, base_id):
     try:
-        base, _ = sf.load_base(path)
-    except (OSError, ValueError, yaml.YAMLError):
+        base = load_base(ctx, base_id)
+    except ValueError:
         return [], []
     items = base.get("interventions") or []
     opts = []
@@ -166,22 +195,25 @@ def base_intervention_options(path):
     return opts, [o["value"] for o in opts]
 
 
-def parse_upload(contents: str | None, filename: str | None):
-    """(data dict, None) or (None, message) for an uploaded scenario file."""
+def parse_upload(contents: str | None, filename: str | None, max_bytes: int = 256_000):
+    """(data dict, None) or (None, message) for an uploaded scenario file (a data URL). A file over
+    ``max_bytes`` is refused from its encoded length, before it is decoded or parsed."""
     if not contents:
         return None, None
+    name = cap(str(filename or "the file"), 100)
+    if not isinstance(contents, str) or "," not in contents:
+        return None, f"{name}: not a file upload"
+    b64 = contents.split(",", 1)[1]
+    if len(b64) // 4 * 3 > max_bytes + 3:
+        return None, f"{name}: the file is about {len(b64) // 4 * 3:,} bytes; the limit is {max_bytes:,} bytes"
     try:
-        _, b64 = contents.split(",", 1)
-        text = base64.b64decode(b64).decode("utf-8")
-    except (ValueError, UnicodeDecodeError):
-        return None, f"{filename}: not a UTF-8 text file"
+        raw = base64.b64decode(b64, validate=True)
+    except ValueError:
+        return None, f"{name}: not a base64 file upload"
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        return None, f"{filename}: not valid YAML ({str(exc).splitlines()[0]})"
-    if not isinstance(data, dict):
-        return None, f"{filename}: a scenario file must be a YAML mapping, found {type(data).__name__}"
-    return data, None
+        return sf.parse_scenario_text(raw, max_bytes), None
+    except sf.UploadError as exc:
+        return None, cap(f"{name}: {exc}")
 
 
 def run_list_items(ctx):
@@ -201,37 +233,42 @@ def register(app, ctx):
 
     @app.callback(Output("b-base-interventions", "options"), Output("b-base-interventions", "value"),
                   Input("b-base", "value"))
-    def base_items(path):
-        return base_intervention_options(path)
+    def base_items(base_id):
+        return base_intervention_options(ctx, base_id)
 
     @app.callback(Output("b-uploaded", "data"), Output("b-upload-msg", "children"),
                   Input("b-upload", "contents"), State("b-upload", "filename"), prevent_initial_call=True)
     def on_upload(contents, filename):
-        data, err = parse_upload(contents, filename)
+        data, err = parse_upload(contents, filename, ctx.max_upload_bytes)
         if err:
             return None, message(err)
-        _, fe, ge = sf.validate(data, ctx.runs_dir / ".jobs")
-        if fe or ge:
-            return None, message(f"{filename}: " + " · ".join(list(fe.values()) + ge))
-        return {"name": filename, "data": data}, message(f"{filename} is valid: Run starts it as uploaded.", "ok")
+        name = cap(str(filename or "upload.yaml"), 100)
+        ok, fe, ge = checked(ctx, data)
+        if ok is None:
+            return None, message(f"{name}: " + " · ".join(list(fe.values()) + ge))
+        return {"name": name, "data": data}, message(f"{name} is valid: Run starts it as uploaded.", "ok")
 
     @app.callback(Output({"type": "field-error", "field": ALL}, "children"), Output("b-msg", "children"),
                   Output("b-job", "data"), Output("b-poll", "disabled"),
                   Input("b-validate", "n_clicks"), Input("b-run", "n_clicks"),
-                  State({"type": "field-error", "field": ALL}, "id"), State("b-uploaded", "data"), *FORM_STATES,
-                  prevent_initial_call=True)
-    def on_submit(n_val, n_run, err_ids, uploaded, *values):
+                  State({"type": "field-error", "field": ALL}, "id"), State("b-uploaded", "data"),
+                  State("b-token", "value"), *FORM_STATES, prevent_initial_call=True)
+    def on_submit(n_val, n_run, err_ids, uploaded, token, *values):
         from dash import ctx as dctx
 
+        if dctx.triggered_id == "b-run" and not ctx.authorized(token):
+            return [""] * len(err_ids or []), message(TOKEN_NEEDED), no_update, no_update
         form = dict(zip(FORM_KEYS, values))
         data, fe, ge = check(ctx, form, uploaded)
-        errs = [fe.get(i["field"], "") for i in err_ids]
+        errs = [cap(fe.get(i["field"], "")) if isinstance(i, dict) else "" for i in err_ids or []]
         if data is None:
             msg = message("Please fix: " + " · ".join(ge) if ge else "Please fix the fields marked in red.")
+            if not any(errs) and fe:  # an error for a field this page does not show
+                msg = message("Please fix: " + " · ".join(fe.values()))
             return errs, msg, no_update, no_update
         if dctx.triggered_id == "b-validate":
             return errs, message("The scenario is valid.", "ok"), no_update, no_update
-        name = (uploaded or {}).get("name") or form.get("name") or "run"
+        name = cap(str((uploaded or {}).get("name") or form.get("name") or "run"), 100)
         job_id = ctx.jobs.new_id(Path(str(name)).stem)
         path = sf.write_scenario(data, ctx.runs_dir / ".jobs", job_id)
         job = ctx.jobs.submit(path, str(name), job_id=job_id)
@@ -249,15 +286,21 @@ def register(app, ctx):
         return run_list_items(ctx)
 
     @app.callback(Output("b-status", "children", allow_duplicate=True), Input("b-cancel", "n_clicks"),
-                  State("b-job", "data"), prevent_initial_call=True)
-    def cancel(n, job_id):
-        if not n or not job_id:
+                  State("b-job", "data"), State("b-token", "value"), prevent_initial_call=True)
+    def cancel(n, job_id, token):
+        if not n or not isinstance(job_id, str) or not job_id:
             return no_update
+        if not ctx.authorized(token):
+            return TOKEN_NEEDED
         return "cancelling …" if ctx.jobs.cancel(job_id) else "nothing to cancel"
 
 
+TOKEN_NEEDED = ("Starting or cancelling a run needs the access token that twin serve printed when it started: "
+                "enter it in the Access token field.")
+
+
 def job_status(ctx, job_id):
-    job = ctx.jobs.get(job_id)
+    job = ctx.jobs.get(job_id) if isinstance(job_id, str) else None
     if job is None:
         return {"width": "0%"}, "", "", True, True, no_update
     d = job.as_dict()
@@ -267,6 +310,6 @@ def job_status(ctx, job_id):
               "done": f"finished {job.id} in {d['elapsed_s']:.0f} s: it is now in the run list",
               "failed": f"run {job.id} failed (exit code {d['returncode']}): see the output below",
               "cancelled": f"run {job.id} cancelled"}.get(job.status, job.status)
-    log = d["tail"] if job.status in ("failed", "cancelled", "running") else d["tail"][-2000:]
+    log = d["tail"][-2000:]
     return ({"width": f"{pct:.0f}%"}, status, log, finished, finished,
             run_list_items(ctx) if finished else no_update)

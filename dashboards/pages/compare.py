@@ -11,8 +11,8 @@ from .common import message, no_runs_message, safe
 
 def layout(ctx, selected=None):
     runs = list_runs(ctx.runs_dir)
-    opts = [{"label": r["label"], "value": r["path"]} for r in runs]
-    vals = [r["path"] for r in runs if r["status"] != "corrupt"] or [o["value"] for o in opts]
+    opts = [{"label": r["label"], "value": r["id"]} for r in runs]
+    vals = [r["id"] for r in runs if r["status"] != "corrupt"] or [o["value"] for o in opts]
     a = selected if selected in vals else (vals[1] if len(vals) > 1 else (vals[0] if vals else None))
     b = next((v for v in vals if v != a), None)
     return html.Div([
@@ -53,12 +53,12 @@ def kpi_table(rows, name_a: str, name_b: str) -> html.Table:
 
 
 def compare(ctx, a, b):
-    """(kpi table, diff fig, series fig, message) for two run paths."""
+    """(kpi table, diff fig, series fig, message) for two run ids."""
     if not a or not b:
         e = figures.empty_figure("choose two runs")
         return None, e, e, message("Choose two runs to compare.", "info")
-    ra, err_a = safe(ctx.runs.get, a)
-    rb, err_b = safe(ctx.runs.get, b)
+    ra, err_a = safe(ctx.run, a)
+    rb, err_b = safe(ctx.run, b)
     if err_a or err_b:
         e = figures.empty_figure("run cannot be read")
         return None, e, e, message(err_a or err_b)

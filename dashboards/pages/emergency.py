@@ -48,7 +48,7 @@ def emergency(ctx, path):
     e = figures.empty_figure("no run selected")
     if not path:
         return e, e, e, None, []
-    run, err = safe(ctx.runs.get, path)
+    run, err = safe(ctx.run, path)
     if err:
         return e, e, e, message(err), []
     places = None

@@ -7,7 +7,7 @@ from dash import Input, Output, Patch, State, dcc, html, no_update
 
 from .. import figures
 from ..runs import RunError
-from .common import message, no_runs_message, run_picker, safe, time_marks
+from .common import cap, message, no_runs_message, run_options, run_picker, safe, time_marks
 
 PLAY_MS = 800
 
@@ -46,8 +46,8 @@ def layout(ctx, selected=None):
 
 
 def load(ctx, path):
-    """(run, layers, frames) for a run path; RunError if unusable."""
-    run = ctx.runs.get(path)
+    """(run, layers, frames) for a run id; RunError if unknown or unusable."""
+    run = ctx.run(path)
     layers = ctx.layers.for_run(run)
     places = layers.places if len(layers.places) else None
     frames = run.frames(places)
@@ -70,7 +70,7 @@ def build_map(ctx, path, i: int = 0):
 
 def patch_time(ctx, path, i: int):
     """Patch for the time slider: depth z and the dynamic overlays at frame i, plus the time label."""
-    run = ctx.runs.get(path)
+    run = ctx.run(path)
     layers = ctx.layers.for_run(run)
     frames = run.frames(layers.places if len(layers.places) else None)
     i = int(np.clip(i, 0, len(frames.t_s) - 1))
@@ -84,13 +84,11 @@ def patch_time(ctx, path, i: int):
 
 def refresh_runs(ctx, path, cur_max):
     """Run list options, and the slider range when the selected run has grown (a live twin)."""
-    from ..runs import list_runs
-
-    opts = [{"label": r["label"], "value": r["path"]} for r in list_runs(ctx.runs_dir)]
+    opts = run_options(ctx)
     if not path:
         return opts, no_update, no_update
     try:
-        run = ctx.runs.get(path)
+        run = ctx.run(path)
         if not run.has_fields():
             return opts, no_update, no_update
         layers = ctx.layers.for_run(run)
@@ -131,7 +129,7 @@ def register(app, ctx):
         try:
             return patch_time(ctx, path, int(i))
         except RunError as exc:
-            return no_update, str(exc)
+            return no_update, cap(str(exc))
 
     @app.callback(Output("map-player", "disabled"), Output("map-play", "children"),
                   Input("map-play", "n_clicks"), State("map-player", "disabled"), prevent_initial_call=True)

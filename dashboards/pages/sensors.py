@@ -68,7 +68,7 @@ def stations_figure(ctx, df: pd.DataFrame, run_path) -> go.Figure:
     fig = go.Figure()
     lay = None
     if run_path:
-        run, _ = safe(ctx.runs.get, run_path)
+        run, _ = safe(ctx.run, run_path)
         if run is not None:
             lay, _ = safe(ctx.layers.for_run, run)
     d = df[np.isfinite(df["x"].astype(float))] if len(df) else df
@@ -101,7 +101,7 @@ def simulated_at(ctx, run_path, x, y, prop: str):
     """(local datetimes, values, label) of the run at a station, or None."""
     if not run_path or not np.isfinite(x) or not np.isfinite(y):
         return None
-    run = ctx.runs.get(run_path)
+    run = ctx.run(run_path)
     fr = run.frames()
     s = run.point_series(float(x), float(y))
     if s is None:

@@ -100,7 +100,7 @@ def test_live_run_grows_the_slider(tmp_path):
     fx.write_run(runs / "live", n_times=3)
     app = create_app(runs, city_loader=fx.fixture_city_loader)
     ctx = app._twin_ctx
-    path = str(runs / "live")
+    path = "live"  # the client sends run ids (folder names), not paths
     opts, imax, marks = map_page.refresh_runs(ctx, path, 2)
     assert [o["value"] for o in opts] == [path] and imax is no_update       # nothing new
     time.sleep(0.01)
@@ -126,7 +126,7 @@ def test_large_grid_is_block_reduced(tmp_path):
 
 # -- map page ------------------------------------------------------------------------------------
 def test_build_map_has_layers_and_legend_in_metres(ctx, runs_dir):
-    fig, imax, marks, i, msg, info = map_page.build_map(ctx, str(runs_dir / "fixture-a"))
+    fig, imax, marks, i, msg, info = map_page.build_map(ctx, "fixture-a")
     assert msg is None and imax == 12 and i == 0
     assert marks[0] == "0.0 h" and marks[12] == "6.0 h"
     assert fig.data[figures.TR_DEPTH].colorbar.title.text == "depth (m)"
@@ -137,7 +137,7 @@ def test_build_map_has_layers_and_legend_in_metres(ctx, runs_dir):
 
 
 def test_time_patch_changes_depth_and_closed_roads(ctx, runs_dir):
-    path = str(runs_dir / "fixture-a")
+    path = "fixture-a"
     p0, lab0 = map_page.patch_time(ctx, path, 0)
     p6, lab6 = map_page.patch_time(ctx, path, 6)
     assert lab0 == "t = 0 h 00 min" and lab6 == "t = 3 h 00 min"
@@ -157,7 +157,7 @@ def test_time_patch_changes_depth_and_closed_roads(ctx, runs_dir):
 def test_place_click_gives_depth_series(ctx, runs_dir):
     import xarray as xr
 
-    path = str(runs_dir / "fixture-a")
+    path = "fixture-a"
     map_page.build_map(ctx, path)
     click = {"points": [{"customdata": ["G1", "Trạm thủy văn Tam Kỳ", "gauge_stage"]}]}
     fig = map_page.place_series(ctx, path, click)
@@ -174,13 +174,13 @@ def test_place_click_gives_depth_series(ctx, runs_dir):
 
 
 def test_corrupt_run_gives_a_message_not_a_traceback(ctx, runs_dir):
-    path = str(runs_dir / "corrupt-run")
+    path = "corrupt-run"
     fig, imax, marks, i, msg, info = map_page.build_map(ctx, path)
     text = msg.children
     assert "manifest.json" in text and "Traceback" not in text
     t, q, occ, msg2, summ = emergency.emergency(ctx, path)
     assert "Traceback" not in str(msg2.children)
-    run = Run(path)
+    run = Run(runs_dir / path)
     with pytest.raises(RunError, match="fields.nc"):
         run.frames()
     with pytest.raises(RunError, match="incidents.parquet"):
@@ -217,7 +217,7 @@ def test_difference_map_is_b_minus_a(ctx, runs_dir):
 
 
 def test_compare_series_share_axes_and_units(ctx, runs_dir):
-    table, diff, series, msg = compare.compare(ctx, str(runs_dir / "fixture-a"), str(runs_dir / "fixture-b"))
+    table, diff, series, msg = compare.compare(ctx, "fixture-a", "fixture-b")
     assert msg is None
     assert len(series.data) == 6   # the fixture runs have no flooded-area series in kpis.json
     ys = [series.layout[f"yaxis{k}"].title.text for k in ("", "2", "3", "4")]
@@ -464,7 +464,7 @@ def test_engine_run_frames_and_closed_roads(ctx, runs_dir):
 
     path = runs_dir / "engine-rp100"
     run = ctx.runs.get(path)
-    fig, imax, marks, i, msg, info = map_page.build_map(ctx, str(path))
+    fig, imax, marks, i, msg, info = map_page.build_map(ctx, path.name)
     assert msg is None and len(fig.data[figures.TR_ROADS].x) > 0
     with xr.open_dataset(path / "fields.nc", decode_times=False) as ds:
         d = ds["depth"].values
