@@ -252,7 +252,7 @@ def decisions_page() -> str:
                    if issubclass(c, BaseModel) and c.__module__ == mod.__name__ and "type" in c.model_fields]
     intro = """
 A decision is a validated command the running simulation applies at the start of a coupling step:
-`Simulation.submit(decision, at=None, source="api", issuer=None)` takes one of these (or the same
+`Simulation.submit(decision, at=None, source="api", issuer="")` takes one of these (or the same
 mapping as a dict), and a scenario's `interventions:` list holds the same items with an `at` time.
 The `type` key picks the class. Every applied decision is a row of `decisions.parquet` in the run
 folder. The kinds, generated from the `Decision` union in `twin/decisions.py`:

@@ -540,16 +540,23 @@ class ExtraUnits(_Decision):
     type: Literal["extra_units"]
     unit: Literal["ambulance", "boat"]
     count: int = Field(..., gt=0, le=1000)
-    base: str | None = Field(None, description="place id or name where the units start")
+    base: str | None = Field(None, description="the hospital or fire station (place id or name) where the units "
+                                                 "start; default: spread over the stations")
 
     def build_time(self) -> bool:
-        return self.at == 0
+        return self.at == 0 and self.base is None
 
     def _plan(self, twin: Twin) -> Action:
         services = _need(self, twin, "services")
+        station = None
+        if self.base is not None:
+            x, y = _place(self, twin, self.base, "base")
+            station = services.station_at(x, y)
+            if station < 0:
+                raise _err(self, "base", self.base, "not a station of the services (a hospital or fire station)")
 
         def act(t_s: float) -> str:
-            ids = services.add_units(self.unit, self.count)
+            ids = services.add_units(self.unit, self.count, station=station)
             return f"{len(ids)} {self.unit}(s) joined: units {ids}"
         return act
 

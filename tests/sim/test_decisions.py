@@ -223,3 +223,21 @@ def test_checkpoint_carries_pending_decisions(tmp_path):
     assert (tmp_path / "a" / "kpis.json").read_bytes() == (tmp_path / "b" / "kpis.json").read_bytes()
     la, lb = (pd.read_parquet(tmp_path / x / "decisions.parquet") for x in ("a", "b"))
     pd.testing.assert_frame_equal(la.drop(columns="wall_time"), lb.drop(columns="wall_time"))
+
+
+def test_extra_units_join_at_their_named_base():
+    """`base` was accepted and ignored before: units now start at the named station, or are refused."""
+    sc = load_scenario(MOLAVE, FAST + ["duration=10min"])
+    tw = build_twin(sc)
+    sim = Simulation(tw)
+    pl = tw.city.places
+    fire = pl[pl["kind"] == "fire_station"].iloc[-1]
+    school = pl[pl["kind"] == "school"].iloc[0]
+    with pytest.raises(DecisionError, match=r"extra_units\.base: not a station"):
+        sim.submit({"type": "extra_units", "unit": "boat", "count": 2, "base": str(school["place_id"])})
+    n0 = len(tw.services.units)
+    sim.submit({"type": "extra_units", "unit": "boat", "count": 2, "base": str(fire["name"])})
+    sim.run(until=300)
+    new = tw.services.units[n0:]
+    assert len(new) == 2 and all(u.kind == "boat" for u in new)
+    assert all(abs(u.home_x - fire["x"]) < 1 and abs(u.home_y - fire["y"]) < 1 for u in new)

@@ -177,7 +177,13 @@ class EmergencyServices:
         self.units.append(Unit(len(self.units), kind, station, n, float(row["x"]), float(row["y"]), n,
                                float(row["x"]), float(row["y"])))
 
-    def add_units(self, kind: str, count: int) -> list[int]:
+    def station_at(self, x: float, y: float) -> int:
+        """Row of the station (hospital or fire station) at (x, y) within 1 m, or -1."""
+        d = np.hypot(self.stations["x"].to_numpy(float) - float(x), self.stations["y"].to_numpy(float) - float(y))
+        hit = np.flatnonzero(d < 1.0)
+        return int(hit[0]) if hit.size else -1
+
+    def add_units(self, kind: str, count: int, station: int | None = None) -> list[int]:
         """Reinforcements joining during the run: ``count`` units of ``kind`` in service from now, at
         the stations (ambulances at the hospitals; fire trucks and boats at the fire stations), each
         at the station with the fewest units of that kind (ties: the first). They take calls from the
@@ -188,6 +194,10 @@ class EmergencyServices:
             raise ValueError(f"add_units: count must be a whole number >= 1, got {count!r}")
         nh = len(self.hospitals)
         rows = list(range(nh)) if kind == "ambulance" else list(range(nh, len(self.stations)))
+        if station is not None:
+            if not 0 <= int(station) < len(self.stations):
+                raise ValueError(f"add_units: no station {station} (stations 0..{len(self.stations) - 1})")
+            rows = [int(station)]
         if not rows:
             rows = list(range(len(self.stations)))
         if not rows:
