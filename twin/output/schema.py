@@ -357,6 +357,8 @@ OTHER_FILES: dict[str, str] = {
     "checkpoints/": "restart states (`twin run --resume`, `twin fork`); format owned by twin/output/checkpoint.py",
     "<table>.parts/": "Parquet parts of a table while the run is going; merged into <table>.parquet at the end",
     "compare_{run}.png": "map of compare_{run}.tif (written by twin compare)",
+    "live.json": "a live twin's status, rewritten every step (twin/sensors/live.py)",
+    "sensors.duckdb": "a live twin's sensor store when no other store is given (twin/sensors/store.py)",
 }
 
 
@@ -467,9 +469,10 @@ def read_table(run_dir: str | Path, name: str, *, columns: list[str] | None = No
     """Read table ``name`` of a run folder through the schema.
 
     Missing file: a typed empty frame, unless the run is completed (manifest status) and the table is
-    one every completed run has (:attr:`Table.required`): then :class:`RunSchemaError`. A file that
-    cannot be read, or whose columns or dtypes differ from the schema, raises :class:`RunSchemaError`
-    naming the file and column. ``columns`` reads only those (each must be in the schema)."""
+    one every completed run has (:attr:`Table.required`): then :class:`RunSchemaError`. A file with no
+    rows reads as the typed empty frame (older runs wrote fewer columns there). A file that cannot be
+    read, or whose columns or dtypes differ from the schema, raises :class:`RunSchemaError` naming the
+    file and column. ``columns`` reads only those (each must be in the schema)."""
     table = _table(name)
     run_dir = Path(run_dir)
     f = run_dir / table.name
@@ -489,6 +492,9 @@ def read_table(run_dir: str | Path, name: str, *, columns: list[str] | None = No
         df = pd.read_parquet(f, columns=columns)
     except Exception as exc:  # pyarrow raises several types for broken files
         raise RunSchemaError(f"{f}: cannot be read as Parquet ({type(exc).__name__}: {exc})") from None
+    if len(df) == 0:  # no rows, no values to misread: older runs wrote empty tables with fewer columns
+        df = empty_frame(table.name)
+        return df[columns] if columns is not None else df
     if columns is None:
         _validate_at(f, table.name, df)
     else:
