@@ -116,10 +116,8 @@ def dynamic_overlays(run: Run, layers: Layers, frames: Frames, i: int) -> dict:
     except RunError:
         inc = None
     if inc is not None and len(inc):
-        xc, yc = tables.col(inc, *tables.X), tables.col(inc, *tables.Y)
-        kc = tables.col(inc, *tables.KIND)
-        txt = [f"incident {k}" for k in (inc[kc].astype(str) if kc else ["?"] * len(inc))]
-        out[TR_INC] = {"x": inc[xc].round(1).tolist(), "y": inc[yc].round(1).tolist(), "text": txt}
+        txt = [f"incident {k}" for k in inc["kind"].astype(str)]
+        out[TR_INC] = {"x": inc["x"].round(1).tolist(), "y": inc["y"].round(1).tolist(), "text": txt}
     else:
         out[TR_INC] = {"x": [], "y": []}
     try:
@@ -127,13 +125,11 @@ def dynamic_overlays(run: Run, layers: Layers, frames: Frames, i: int) -> dict:
     except RunError:
         un = None
     if un is not None and len(un):
-        uc = tables.col(un, *tables.UNIT)
-        if uc and "unit_kind" in un.columns and "phase" in un.columns:  # units.parquet snapshots
-            text = (un["unit_kind"].astype(str) + " " + un[uc].astype(str) + ": " + un["phase"].astype(str)).tolist()
+        if "phase" in un.columns:  # units.parquet snapshots (else: units on scene, from incidents)
+            text = (un["unit_kind"].astype(str) + " " + un["unit_id"].astype(str) + ": " + un["phase"].astype(str)).tolist()
         else:
-            text = un[uc].astype(str).tolist() if uc else None
-        out[TR_UNITS] = {"x": un[tables.col(un, *tables.X)].round(1).tolist(),
-                         "y": un[tables.col(un, *tables.Y)].round(1).tolist(), "text": text}
+            text = un["unit_id"].astype(str).tolist()
+        out[TR_UNITS] = {"x": un["x"].round(1).tolist(), "y": un["y"].round(1).tolist(), "text": text}
     else:
         out[TR_UNITS] = {"x": [], "y": []}
     return out
@@ -349,7 +345,7 @@ def time_grid(run: Run, n: int = 200) -> np.ndarray:
     except RunError:
         pass
     if inc is not None and len(inc):
-        cols = inc[["t_call_s", "t_dispatch_s", "t_arrive_s", "t_done_s"]].to_numpy(dtype=float)
+        cols = inc[["call_s", "dispatch_s", "arrive_scene_s", "clear_s"]].to_numpy(dtype=float)
         if np.isfinite(cols).any():
             t_end = max(t_end, float(np.nanmax(cols)))
     return np.linspace(0.0, max(t_end, 1.0), n)
@@ -359,27 +355,25 @@ def incident_timeline_figure(run: Run) -> go.Figure:
     inc = tables.incidents(run)
     if inc is None or inc.empty:
         return empty_figure("this run recorded no incidents (incidents.parquet absent or empty)")
-    pc = tables.col(inc, *tables.PRIORITY)
-    kc = tables.col(inc, *tables.KIND)
     fig = go.Figure()
     y = np.arange(len(inc))
-    phases = (("waiting", "t_call_s", "t_dispatch_s", "#bdbdbd"), ("travelling", "t_dispatch_s", "t_arrive_s", "#636363"),
-              ("on scene / transport", "t_arrive_s", "t_done_s", "#000000"))
+    phases = (("waiting", "call_s", "dispatch_s", "#bdbdbd"), ("travelling", "dispatch_s", "arrive_scene_s", "#636363"),
+              ("on scene / transport", "arrive_scene_s", "clear_s", "#000000"))
     t_end = float(time_grid(run, 2)[-1])
     for name, a, b, colour in phases:
         xs, ys = [], []
         for k in range(len(inc)):
             ta, tb = inc.at[k, a], inc.at[k, b]
-            if name == "waiting" and np.isfinite(ta) and not np.isfinite(tb) and not np.isfinite(inc.at[k, "t_done_s"]):
+            if name == "waiting" and np.isfinite(ta) and not np.isfinite(tb) and not np.isfinite(inc.at[k, "clear_s"]):
                 tb = max(t_end, ta)  # still waiting when the run ended
             if np.isfinite(ta) and np.isfinite(tb):
                 xs += [ta / 3600, tb / 3600, None]
                 ys += [y[k], y[k], None]
         if xs:
             fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, line={"color": colour, "width": 4}))
-    txt = [f"{inc.at[k, kc] if kc else 'incident'} · priority {inc.at[k, pc] if pc else '?'}" for k in range(len(inc))]
-    unreached = inc["t_arrive_s"].isna()
-    fig.add_trace(go.Scatter(x=inc["t_call_s"] / 3600, y=y, mode="markers", name="call", text=txt, hoverinfo="text+x",
+    txt = [f"{inc.at[k, 'kind']} · priority {inc.at[k, 'priority']}" for k in range(len(inc))]
+    unreached = inc["arrive_scene_s"].isna()
+    fig.add_trace(go.Scatter(x=inc["call_s"] / 3600, y=y, mode="markers", name="call", text=txt, hoverinfo="text+x",
                              marker={"symbol": np.where(unreached, "x", "circle").tolist(), "size": 7, "color": "#1f3b73"}))
     fig.update_layout(**base_layout(height=330, margin={"l": 60, "r": 20, "t": 30, "b": 45},
                                     legend={"orientation": "h", "y": 1.12}),

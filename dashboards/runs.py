@@ -3,7 +3,8 @@
 A run folder (docs/architecture.md) holds ``manifest.json``, ``scenario.yaml``, ``kpis.json``,
 ``fields.nc`` (dims ``(time, y, x)``, ``depth`` [m], optional ``speed``/``hazard``, coordinates in
 EPSG:32649 metres, ``time`` in seconds since start), ``max_depth.tif`` and one Parquet per table
-(``trips``, ``people``, ``incidents``, ``links``). Every file is optional here: a page shows what a
+(``trips``, ``people``, ``incidents``, ``links``, ...) whose columns ``twin.output.schema`` declares (tables
+are read through it). Every file is optional here: a page shows what a
 run has and says, in words, what it lacks or what is broken (never a traceback).
 
 Everything expensive (reading the grids, downsampling them to display frames, the hillshade) is done
@@ -379,16 +380,17 @@ class Run:
             return self._cache[key]
 
     # -- tables ------------------------------------------------------------------------------
-    def table(self, name: str) -> pd.DataFrame | None:
-        """A Parquet table of the run, or None if the run has none. Corrupt -> RunError."""
+    def table(self, name: str) -> pd.DataFrame:
+        """A Parquet table of the run read through the run-folder schema (``twin.output.schema``):
+        the schema's columns and dtypes, or a typed empty frame when the run has no such table
+        (yet). A corrupt file, or one that does not match the schema -> RunError naming file and column."""
         def load():
-            f = self.path / f"{name}.parquet"
-            if not f.exists():
-                return None
+            from twin.output.schema import RunSchemaError, read_table
+
             try:
-                return pd.read_parquet(f)
-            except Exception as exc:  # pyarrow raises several types for broken files
-                raise RunError(f"{f}: cannot be read as Parquet ({type(exc).__name__}: {exc})") from None
+                return read_table(self.path, name)
+            except RunSchemaError as exc:
+                raise RunError(str(exc)) from None
 
         return self._memo(f"table:{name}", load)
 
@@ -554,19 +556,6 @@ class RunCache:
             while len(self._d) > self.size:
                 self._d.popitem(last=False)
         return run
-
-
-# ---------------------------------------------------------------------------------------------
-# column helpers (table schemas are read tolerantly: the names documented in
-# docs/architecture.md first, then common aliases)
-# ---------------------------------------------------------------------------------------------
-def col(df: pd.DataFrame | None, *names: str) -> str | None:
-    if df is None:
-        return None
-    for n in names:
-        if n in df.columns:
-            return n
-    return None
 
 
 KEY_SEP = " › "  # KPI path separator (keys themselves may contain dots, e.g. depth classes "0.1-0.3m")

@@ -1,65 +1,38 @@
 """Derived series from a run's tables (people, links, incidents, units), cached per run.
 
-Column names are read tolerantly: the first name in each alias list is the one the dashboard
-documents (docs/architecture.md, section Dashboard); the others are accepted aliases.
+Tables are read through the run-folder schema (:mod:`twin.output.schema`, via :meth:`Run.table`):
+the column names used here are the schema's, a table with a missing or mistyped column is refused
+with a message naming the file and column, and a table a run does not have (yet) is a typed empty
+frame. Integer id columns use -1 for "none"; time columns use NaN for "not (yet)".
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from .runs import Run, col
+from .runs import Run
 
-T = ("t_s", "time_s", "t", "time")
-X = ("x", "x_m")
-Y = ("y", "y_m")
-LINK = ("link_id", "link", "id")
-VEH = ("vehicles", "n_vehicles", "vehicle_count", "count", "occupancy_veh")
-DENSITY = ("density_vpm", "density_veh_per_m", "road_link__vehicle_density")  # vehicles per metre
-CLOSED = ("closed", "is_closed", "road_link__is_closed")
-SPEED_FACTOR = ("speed_factor", "road_link__speed_factor")
-HAZARD = ("hazard", "hazard_rating", "hr")
-PERSONS = ("persons", "n_persons", "members", "size")
-STATE = ("state", "status", "action")
-SHELTER = ("shelter_id", "shelter", "destination_shelter")
-T_CALL = ("t_call_s", "call_s", "t_s", "time_s", "created_s")
-T_DISPATCH = ("t_dispatch_s", "dispatch_s", "dispatched_s")
-T_ARRIVE = ("t_arrive_s", "arrive_scene_s", "t_on_scene_s", "on_scene_s", "arrive_s", "arrival_s")
-T_HOSP = ("t_hospital_s", "hospital_s", "at_hospital_s")
-T_DONE = ("t_done_s", "clear_s", "t_clear_s", "t_closed_s", "t_resolved_s", "done_s", "closed_s", "end_s")
-UNIT = ("unit_id", "unit")
-HOSPITAL = ("hospital_id", "hospital")
-PRIORITY = ("priority", "severity")
-KIND = ("kind", "type", "incident_kind")
-OUTCOME = ("outcome", "result")
 HIGH_HAZARD_HR = 1.25  # FD2321: HR > 1.25 is "danger for most" (significant and extreme classes)
 
 
-def _times(df: pd.DataFrame, tcol: str) -> np.ndarray:
-    return np.unique(df[tcol].to_numpy(dtype=float))
-
-
-def _snapshot_index(run: Run, name: str, tcol: str):
-    """(times, {time: row positions}) for a table recorded as snapshots."""
+def _snapshot_index(run: Run, name: str):
+    """(times, order, starts, ends) of a table recorded as snapshots (one block of rows per ``t_s``)."""
     def build():
-        df = run.table(name)
-        t = df[tcol].to_numpy(dtype=float)
+        t = run.table(name)["t_s"].to_numpy(dtype=float)
         order = np.argsort(t, kind="stable")
-        ts = t[order]
-        times, starts = np.unique(ts, return_index=True)
-        ends = np.append(starts[1:], len(ts))
+        times, starts = np.unique(t[order], return_index=True)
+        ends = np.append(starts[1:], len(t))
         return times, order, starts, ends
 
     return run._memo(f"snap:{name}", build)
 
 
 def snapshot_at(run: Run, name: str, t: float) -> pd.DataFrame | None:
-    """Rows of a snapshot table at the last recorded time ≤ t (None: table or time column absent)."""
+    """Rows of a snapshot table (links, people, units) at the last recorded time ≤ t (None: no rows)."""
     df = run.table(name)
-    tcol = col(df, *T)
-    if df is None or tcol is None or len(df) == 0:
+    if len(df) == 0:
         return None
-    times, order, starts, ends = _snapshot_index(run, name, tcol)
+    times, order, starts, ends = _snapshot_index(run, name)
     k = int(np.searchsorted(times, t + 1e-9, side="right")) - 1
     if k < 0:
         return df.iloc[0:0]
@@ -70,45 +43,27 @@ def people_points(run: Run, t: float, max_points: int = 3000) -> dict | None:
     snap = snapshot_at(run, "people", t)
     if snap is None:
         return None
-    xc, yc = col(snap, *X), col(snap, *Y)
-    if xc is None or yc is None:
-        return None
-    s = snap[np.isfinite(snap[xc].to_numpy(dtype=float))]
+    s = snap[np.isfinite(snap["x"].to_numpy(dtype=float))]
     n = len(s)
     step = max(1, int(np.ceil(n / max_points)))
     s = s.iloc[::step]
-    st = col(s, *STATE)
-    return {"x": s[xc].round(1).tolist(), "y": s[yc].round(1).tolist(),
-            "state": s[st].astype(str).tolist() if st else None, "n": n, "step": step}
+    return {"x": s["x"].round(1).tolist(), "y": s["y"].round(1).tolist(),
+            "state": s["state"].astype(str).tolist(), "n": n, "step": step}
 
 
 def link_state_at(run: Run, t: float, lengths: dict | None = None) -> dict | None:
     """{'closed': [link ids], 'vehicles': {link: count}} at time t from links.parquet.
 
-    Vehicles per link come from a count column, else density (veh/m) × link length (``lengths``)."""
+    Vehicles per link are the density (veh/m) × the link length (``lengths``: link id → m); without
+    lengths no vehicle counts are given."""
     snap = snapshot_at(run, "links", t)
     if snap is None:
         return None
-    lc = col(snap, *LINK)
-    if lc is None:
-        return None
-    closed: list[int] = []
-    c = col(snap, *CLOSED)
-    if c is not None:
-        closed = snap.loc[snap[c].astype(bool), lc].astype(int).tolist()
-    else:
-        sf = col(snap, *SPEED_FACTOR)
-        if sf is not None:
-            closed = snap.loc[snap[sf].to_numpy(dtype=float) <= 0.0, lc].astype(int).tolist()
+    closed = snap.loc[snap["closed"].to_numpy(dtype=bool), "link_id"].astype(int).tolist()
     veh: dict[int, float] = {}
-    v = col(snap, *VEH)
-    dc = col(snap, *DENSITY)
-    if v is not None:
-        sub = snap[snap[v].to_numpy(dtype=float) > 0]
-        veh = dict(zip(sub[lc].astype(int).tolist(), sub[v].astype(float).tolist()))
-    elif dc is not None and lengths:
-        sub = snap[snap[dc].to_numpy(dtype=float) > 0]
-        for lid, dens in zip(sub[lc].astype(int).tolist(), sub[dc].astype(float).tolist()):
+    if lengths:
+        sub = snap[snap["density_veh_per_m"].to_numpy(dtype=float) > 0]
+        for lid, dens in zip(sub["link_id"].astype(int).tolist(), sub["density_veh_per_m"].astype(float).tolist()):
             n = dens * lengths.get(lid, 0.0)
             if n >= 0.5:
                 veh[lid] = n
@@ -116,50 +71,33 @@ def link_state_at(run: Run, t: float, lengths: dict | None = None) -> dict | Non
 
 
 def closed_share_series(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
+    """Share of road links closed [%] at each table time."""
     df = run.table("links")
-    tcol, lc = col(df, *T), col(df, *LINK)
-    if df is None or tcol is None or lc is None or len(df) == 0:
+    if len(df) == 0:
         return None
-    c = col(df, *CLOSED)
-    if c is not None:
-        closed = df[c].astype(bool)
-    else:
-        sf = col(df, *SPEED_FACTOR)
-        if sf is None:
-            return None
-        closed = df[sf].to_numpy(dtype=float) <= 0.0
-    g = pd.DataFrame({"t": df[tcol].astype(float), "c": np.asarray(closed, dtype=float)}).groupby("t")["c"].mean()
+    g = pd.DataFrame({"t": df["t_s"].astype(float), "c": df["closed"].astype(float)}).groupby("t")["c"].mean()
     return g.index.to_numpy(), g.to_numpy() * 100.0
 
 
 def high_hazard_series(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
     """Persons at hazard rating > 1.25 over time (people.parquet)."""
     df = run.table("people")
-    tcol, hc = col(df, *T), col(df, *HAZARD)
-    if df is None or tcol is None or hc is None or len(df) == 0:
+    if len(df) == 0:
         return None
-    w = df[col(df, *PERSONS)].to_numpy(dtype=float) if col(df, *PERSONS) else np.ones(len(df))
-    high = (df[hc].to_numpy(dtype=float) > HIGH_HAZARD_HR) * w
-    g = pd.DataFrame({"t": df[tcol].astype(float), "h": high}).groupby("t")["h"].sum()
+    high = (df["hazard_rating"].to_numpy(dtype=float) > HIGH_HAZARD_HR) * df["persons"].to_numpy(dtype=float)
+    g = pd.DataFrame({"t": df["t_s"].astype(float), "h": high}).groupby("t")["h"].sum()
     return g.index.to_numpy(), g.to_numpy()
 
 
 def incidents(run: Run) -> pd.DataFrame | None:
-    """incidents.parquet with canonical time columns (t_call_s, t_dispatch_s, t_arrive_s, t_done_s)."""
+    """incidents.parquet sorted by call time (None: no incidents)."""
     def build():
         df = run.table("incidents")
-        if df is None:
+        if len(df) == 0:
             return None
-        out = df.copy()
-        for canon, aliases in (("t_call_s", T_CALL), ("t_dispatch_s", T_DISPATCH), ("t_arrive_s", T_ARRIVE),
-                               ("t_hospital_s", T_HOSP), ("t_done_s", T_DONE)):
-            c = col(df, *aliases)
-            out[canon] = df[c].astype(float) if c else np.nan
-        if out["t_call_s"].isna().all():
-            return None
-        return out.sort_values("t_call_s", kind="stable").reset_index(drop=True)
+        return df.sort_values("call_s", kind="stable").reset_index(drop=True)
 
-    return run._memo("incidents_canon", build)
+    return run._memo("incidents_sorted", build)
 
 
 def response_series(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
@@ -167,18 +105,18 @@ def response_series(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
     inc = incidents(run)
     if inc is None:
         return None
-    ok = inc["t_arrive_s"].notna()
+    ok = inc["arrive_scene_s"].notna()
     if not ok.any():
         return None
-    return inc.loc[ok, "t_call_s"].to_numpy(), (inc.loc[ok, "t_arrive_s"] - inc.loc[ok, "t_call_s"]).to_numpy()
+    return inc.loc[ok, "call_s"].to_numpy(), (inc.loc[ok, "arrive_scene_s"] - inc.loc[ok, "call_s"]).to_numpy()
 
 
 def open_incidents_at(run: Run, t: float) -> pd.DataFrame | None:
     inc = incidents(run)
-    if inc is None or col(inc, *X) is None:
+    if inc is None:
         return None
-    done = inc["t_done_s"].to_numpy()
-    m = (inc["t_call_s"].to_numpy() <= t) & ~(np.isfinite(done) & (done <= t))
+    done = inc["clear_s"].to_numpy(dtype=float)
+    m = (inc["call_s"].to_numpy(dtype=float) <= t) & ~(np.isfinite(done) & (done <= t))
     return inc[m]
 
 
@@ -187,9 +125,9 @@ def queue_series(run: Run, t_grid: np.ndarray) -> np.ndarray | None:
     inc = incidents(run)
     if inc is None:
         return None
-    call = inc["t_call_s"].to_numpy()[:, None]
-    disp = inc["t_dispatch_s"].to_numpy()[:, None]
-    done = inc["t_done_s"].to_numpy()[:, None]
+    call = inc["call_s"].to_numpy(dtype=float)[:, None]
+    disp = inc["dispatch_s"].to_numpy(dtype=float)[:, None]
+    done = inc["clear_s"].to_numpy(dtype=float)[:, None]
     t = t_grid[None, :]
     waiting = (call <= t) & ~(np.isfinite(disp) & (disp <= t)) & ~(np.isfinite(done) & (done <= t))
     return waiting.sum(axis=0)
@@ -198,64 +136,49 @@ def queue_series(run: Run, t_grid: np.ndarray) -> np.ndarray | None:
 def utilisation_series(run: Run, t_grid: np.ndarray, n_units: int | None = None) -> tuple[np.ndarray, int] | None:
     """Share of units busy (dispatched and not yet cleared) at each time, in %."""
     inc = incidents(run)
-    if inc is None or inc["t_dispatch_s"].isna().all():
+    if inc is None or inc["dispatch_s"].isna().all():
         return None
-    uc = col(inc, *UNIT)
-    units = run.table("units")
+    ids = inc["unit_id"].to_numpy(dtype=np.int64)
     if n_units is None:
-        if units is not None and col(units, *UNIT):
-            n_units = int(units[col(units, *UNIT)].nunique())
-        elif uc is not None:
-            u = inc[uc].dropna().astype(str)
-            n_units = int(u[u != "-1"].nunique())
+        units = run.table("units")
+        n_units = int(units["unit_id"].nunique()) if len(units) else int(np.unique(ids[ids >= 0]).size)
     if not n_units:
         return None
-    disp = inc["t_dispatch_s"].to_numpy()[:, None]
-    end = inc["t_done_s"].fillna(np.inf).to_numpy()[:, None]
-    busy = ((disp <= t_grid[None, :]) & (end > t_grid[None, :]))
-    if uc is not None:  # the services table writes -1 for "no unit"
-        ids = inc[uc].astype(str).to_numpy()
-        busy &= (ids != "-1")[:, None]
-        n_busy = np.array([len(set(ids[busy[:, j]])) for j in range(busy.shape[1])])
-    else:
-        n_busy = busy.sum(axis=0)
+    disp = inc["dispatch_s"].to_numpy(dtype=float)[:, None]
+    end = inc["clear_s"].fillna(np.inf).to_numpy(dtype=float)[:, None]
+    busy = (disp <= t_grid[None, :]) & (end > t_grid[None, :]) & (ids >= 0)[:, None]  # -1: no unit
+    n_busy = np.array([np.unique(ids[busy[:, j]]).size for j in range(busy.shape[1])])
     return np.minimum(n_busy / n_units * 100.0, 100.0), n_units
 
 
-T_DEPART = ("depart_scene_s", "t_depart_scene_s", "left_scene_s")
-
-
 def units_at(run: Run, t: float) -> pd.DataFrame | None:
-    """Unit positions at t: from units.parquet when a run has it, else the units on scene (at their
-    incident's location between arrival and departure from the scene, from incidents.parquet)."""
+    """Unit positions at t (unit_id, x, y, and unit_kind, phase from units.parquet). A run without
+    units.parquet (written before it existed) shows the units on scene instead: at their incident's
+    location between arrival and departure from the scene (incidents.parquet); their ``unit_id`` is
+    then a label such as ``ambulance 3 on scene``."""
     snap = snapshot_at(run, "units", t)
-    if snap is not None and col(snap, *X) is not None:
+    if snap is not None:
         return snap
     inc = incidents(run)
-    if inc is None or col(inc, *X) is None or col(inc, *UNIT) is None:
+    if inc is None:
         return None
-    dep = col(inc, *T_DEPART)
-    leave = inc[dep].to_numpy(dtype=float) if dep else inc["t_done_s"].to_numpy()
-    arr = inc["t_arrive_s"].to_numpy()
-    m = (arr <= t) & ~(np.isfinite(leave) & (leave <= t))
-    out = inc.loc[m, [col(inc, *UNIT), col(inc, *X), col(inc, *Y)]].copy()
-    out.columns = ["unit_id", "x", "y"]
-    kc = col(inc, "unit_kind")
-    out["unit_id"] = (inc.loc[m, kc].astype(str) + " " if kc else "") + out["unit_id"].astype(str) + " on scene"
-    return out
+    leave = inc["depart_scene_s"].to_numpy(dtype=float)
+    leave = np.where(np.isfinite(leave), leave, inc["clear_s"].to_numpy(dtype=float))
+    arr = inc["arrive_scene_s"].to_numpy(dtype=float)
+    m = (arr <= t) & ~(np.isfinite(leave) & (leave <= t)) & (inc["unit_id"].to_numpy() >= 0)
+    on = inc.loc[m]
+    kind = on["unit_kind"].astype(str).where(on["unit_kind"].notna(), "unit")
+    return pd.DataFrame({"unit_id": (kind + " " + on["unit_id"].astype(str) + " on scene").to_numpy(),
+                         "x": on["x"].to_numpy(), "y": on["y"].to_numpy()})
 
 
 def shelter_occupancy(run: Run) -> pd.DataFrame | None:
-    """Long table (t, shelter, persons) from people snapshots with a shelter column."""
+    """Long table (t, shelter, persons): persons in each shelter (state ``sheltered``) over time."""
     df = run.table("people")
-    tcol, sc = col(df, *T), col(df, *SHELTER)
-    if df is None or tcol is None or sc is None:
-        return None
-    w = df[col(df, *PERSONS)].astype(float) if col(df, *PERSONS) else pd.Series(1.0, index=df.index)
-    d = pd.DataFrame({"t": df[tcol].astype(float), "shelter": df[sc], "w": w})
-    d = d[d["shelter"].notna() & (d["shelter"].astype(str) != "") & (d["shelter"].astype(str) != "-1")]
+    d = df[(df["shelter"].to_numpy() >= 0) & (df["state"].astype(str) == "sheltered").to_numpy()]
     if d.empty:
         return None
+    d = pd.DataFrame({"t": d["t_s"].astype(float), "shelter": d["shelter"], "w": d["persons"].astype(float)})
     return d.groupby(["t", "shelter"])["w"].sum().rename("persons").reset_index()
 
 
@@ -264,15 +187,12 @@ def hospital_admissions(run: Run) -> pd.DataFrame | None:
     inc = incidents(run)
     if inc is None:
         return None
-    hc = col(inc, *HOSPITAL)
-    if hc is None or inc["t_hospital_s"].isna().all():
-        return None
-    d = inc[inc["t_hospital_s"].notna() & inc[hc].notna() & (inc[hc].astype(str) != "-1")].sort_values("t_hospital_s")
+    d = inc[inc["at_hospital_s"].notna() & (inc["hospital"] >= 0)].sort_values("at_hospital_s")
     if d.empty:
         return None
     d = d.assign(patients=1.0)
-    d["patients"] = d.groupby(hc)["patients"].cumsum()
-    return d.rename(columns={hc: "hospital", "t_hospital_s": "t"})[["t", "hospital", "patients"]]
+    d["patients"] = d.groupby("hospital")["patients"].cumsum()
+    return d.rename(columns={"at_hospital_s": "t"})[["t", "hospital", "patients"]]
 
 
 def flooded_area_series(run: Run) -> tuple[np.ndarray, np.ndarray] | None:

@@ -1,11 +1,9 @@
 """Emergency page: incident timeline, queue length, unit utilisation, hospital and shelter occupancy."""
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 from dash import Input, Output, dcc, html
 
-from .. import figures, tables
+from .. import figures
 from .common import message, no_runs_message, run_picker, safe
 
 
@@ -27,16 +25,10 @@ def layout(ctx, selected=None):
 
 
 def summary(run) -> list:
-    inc = tables.incidents(run)
-    if inc is None:
-        raw = run.table("incidents")
-        if raw is None:
-            return [html.Span("No incidents recorded.")]
-        # the services ran and nobody called: say so with the same cards, all zero
-        inc = pd.DataFrame({"t_call_s": np.zeros(0), "t_arrive_s": np.zeros(0)})
+    inc = run.table("incidents")  # no incidents (none called, or no services): the same cards, all zero
     n = len(inc)
-    reached = inc["t_arrive_s"].notna()
-    resp = (inc["t_arrive_s"] - inc["t_call_s"])[reached] / 60.0
+    reached = inc["arrive_scene_s"].notna()
+    resp = (inc["arrive_scene_s"] - inc["call_s"])[reached] / 60.0
     items = [("incidents", f"{n}"), ("reached", f"{int(reached.sum())}"), ("not reached by the end", f"{int((~reached).sum())}"),
              ("median response", f"{resp.median():.1f} min" if len(resp) else "–"),
              ("p90 response", f"{resp.quantile(0.9):.1f} min" if len(resp) else "–")]

@@ -1,5 +1,6 @@
-"""A small run folder in the documented format (docs/architecture.md), written with the real
+"""A small run folder in the run-folder schema (twin/output/schema.py), written with the real
 libraries: NetCDF (xarray, CF units, CRS grid mapping), GeoTIFF (rasterio), Parquet (pyarrow), JSON.
+Every table is checked against the schema before it is written.
 
 Used by the browser and unit tests so that they do not depend on a long simulation; the tests also
 open a run produced by the real engine (``twin run``) when it is importable.
@@ -79,8 +80,7 @@ def write_run(folder: str | Path, *, scale: float = 1.0, seed: int = 0, n_times:
     depth[depth < 0.02] = 0.0
     crs = CRS.from_epsg(32649)
     ds = xr.Dataset(
-        {"depth": (("time", "y", "x"), depth.astype(np.float32), {"units": "m", "long_name": "water depth",
-                                                                  "standard_name": "sea_floor_depth_below_sea_surface",
+        {"depth": (("time", "y", "x"), depth.astype(np.float32), {"units": "m", "long_name": "surface water depth",
                                                                   "grid_mapping": "spatial_ref"}),
          "elevation": (("y", "x"), z, {"units": "m", "long_name": "ground elevation", "grid_mapping": "spatial_ref"}),
          "spatial_ref": ((), 0, {"crs_wkt": crs.to_wkt(), "spatial_ref": crs.to_wkt()})},
@@ -94,16 +94,17 @@ def write_run(folder: str | Path, *, scale: float = 1.0, seed: int = 0, n_times:
         dst.write(depth.max(axis=0).astype(np.float32), 1)
     # links: closed when the link's midpoint is under > 0.3 m of water
     L = links()
-    places()
     rows = []
     for k, tk in enumerate(t):
         for lid, g in zip(L.index, L["geometry"]):
             mx, my = g.interpolate(0.5, normalized=True).coords[0]
             c = int(np.argmin(np.abs(x - mx))); r = int(np.argmin(np.abs(y - my)))
             d = float(depth[k, r, c])
-            rows.append({"t_s": tk, "link_id": int(lid), "depth_m": d, "closed": d > 0.3,
-                         "vehicles": float(rng.integers(0, 40)), "speed_mps": 13.9 * max(0.0, 1 - d / 0.3)})
-    pd.DataFrame(rows).to_parquet(folder / "links.parquet")
+            rows.append({"t_s": tk, "link_id": int(lid), "depth_m": d, "speed_factor": max(0.0, 1 - d / 0.3),
+                         "closed": d > 0.3, "closed_by_water": d > 0.3, "flow_veh_per_s": 0.1,
+                         "density_veh_per_m": float(rng.integers(0, 40)) / L.loc[lid, "length_m"],
+                         "speed_mps": 13.9 * max(0.0, 1 - d / 0.3), "queue_veh": 0.0})
+    _parquet(folder, "links", pd.DataFrame(rows))
     # people snapshots
     n_people = 400
     px = rng.uniform(x[0], x[-1], n_people); py = rng.uniform(y[-1], y[0], n_people)
@@ -113,10 +114,15 @@ def write_run(folder: str | Path, *, scale: float = 1.0, seed: int = 0, n_times:
         d = depth[k, r, c]
         hr = d * (0.5 + 0.5) + np.where(d > 0.25, 0.5, 0.0)
         sheltered = (k > 3) & (rng.random(n_people) < 0.2 * scale)
-        prow.append(pd.DataFrame({"t_s": tk, "person_id": np.arange(n_people), "x": px, "y": py, "hazard": hr,
-                                  "state": np.where(sheltered, "sheltered", "home"),
-                                  "shelter_id": np.where(sheltered, np.where(px > x[60], "S2", "S1"), None)}))
-    pd.concat(prow).to_parquet(folder / "people.parquet")
+        prow.append(pd.DataFrame({
+            "t_s": tk, "agent_id": np.arange(n_people, dtype=np.int64), "kind": "household",
+            "state": np.where(sheltered, "sheltered", "home"), "x": px, "y": py, "persons": 1.0,
+            "members": np.int64(1), "warned": sheltered, "warned_s": np.where(sheltered, tk, np.nan),
+            "action": np.where(sheltered, "shelter", "none"),
+            "shelter": np.where(sheltered, np.where(px > x[60], 1, 0), -1).astype(np.int64),
+            "hazard_rating": hr, "max_hazard_rating": hr, "depth_m": d,
+            "hazard_class": np.where(hr > 1.25, "significant", np.where(hr > 0, "low", "none"))}))
+    _parquet(folder, "people", pd.concat(prow, ignore_index=True))
     # incidents
     n_inc = 12
     call = np.sort(rng.uniform(0, t[-1] * 0.8, n_inc))
@@ -124,14 +130,21 @@ def write_run(folder: str | Path, *, scale: float = 1.0, seed: int = 0, n_times:
     arr = disp + rng.uniform(300, 1500, n_inc) * scale
     arr[-1] = np.nan  # one incident never reached
     done = arr + 1200
-    hosp = np.where(np.arange(n_inc) % 2 == 0, "H1", None)
-    pd.DataFrame({"incident_id": np.arange(n_inc), "kind": np.where(np.arange(n_inc) % 3 == 0, "rescue", "medical"),
-                  "priority": (np.arange(n_inc) % 3) + 1, "x": rng.uniform(x[0], x[-1], n_inc),
-                  "y": rng.uniform(y[-1], y[0], n_inc), "t_call_s": call, "t_dispatch_s": disp, "t_arrive_s": arr,
-                  "t_hospital_s": np.where(hosp != None, arr + 900, np.nan), "t_done_s": done,  # noqa: E711
-                  "unit_id": [f"A{k % 4}" for k in range(n_inc)], "hospital_id": hosp}).to_parquet(folder / "incidents.parquet")
-    pd.DataFrame({"trip_id": np.arange(5), "origin": 0, "destination": 8, "depart_s": np.arange(5) * 60.0,
-                  "arrive_s": np.arange(5) * 60.0 + 600, "travel_time_s": 600.0}).to_parquet(folder / "trips.parquet")
+    hosp = np.where(np.arange(n_inc) % 2 == 0, 0, -1).astype(np.int64)
+    _parquet(folder, "incidents", pd.DataFrame({
+        "incident_id": np.arange(n_inc, dtype=np.int64), "kind": np.where(np.arange(n_inc) % 3 == 0, "rescue", "medical"),
+        "priority": (np.arange(n_inc, dtype=np.int64) % 3) + 1, "call_s": call, "x": rng.uniform(x[0], x[-1], n_inc),
+        "y": rng.uniform(y[-1], y[0], n_inc), "agent_id": np.full(n_inc, -1, np.int64), "persons": np.ones(n_inc, np.int64),
+        "depth_m": np.zeros(n_inc), "unit_id": np.arange(n_inc, dtype=np.int64) % 4, "unit_kind": "ambulance",
+        "dispatch_s": disp, "arrive_scene_s": arr, "depart_scene_s": done, "at_hospital_s": np.where(hosp >= 0, arr + 900, np.nan),
+        "hospital": hosp, "shelter": np.full(n_inc, -1, np.int64), "clear_s": done,
+        "outcome": np.where(np.isfinite(arr), "hospital", "waiting"), "response_time_s": arr - call,
+        "route_length_m": np.full(n_inc, 2000.0), "travel_time_s": arr - disp}))
+    _parquet(folder, "trips", pd.DataFrame({
+        "trip_id": np.arange(5, dtype=np.int64), "origin": np.int64(0), "destination": np.int64(8),
+        "vehicle_class": "motorbike", "depart_s": np.arange(5) * 60.0, "arrive_s": np.arange(5) * 60.0 + 600,
+        "travel_time_s": 600.0, "state": "arrived", "current_link": np.int64(-1), "route": [[0, 1, 11]] * 5,
+        "n_links": np.int64(3), "free_flow_time_s": 500.0}))
     kpis = {
         "flooded_area_km2": {"value": float((depth.max(0) > 0.1).sum() * DX * DX / 1e6), "units": "km²"},
         "max_depth_m": float(depth.max()),
@@ -150,6 +163,12 @@ def write_run(folder: str | Path, *, scale: float = 1.0, seed: int = 0, n_times:
     (folder / "scenario.yaml").write_text(yaml.safe_dump(scen, allow_unicode=True))
     (folder / "manifest.json").write_text(json.dumps({"name": scen_name, "version": "test", "status": "complete"}))
     return folder
+
+
+def _parquet(folder: Path, name: str, df: pd.DataFrame) -> None:
+    from twin.output.schema import validate_frame
+
+    validate_frame(name, df).to_parquet(folder / f"{name}.parquet", index=False)
 
 
 class _Terrain:

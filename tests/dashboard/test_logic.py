@@ -225,18 +225,18 @@ def test_compare_series_share_axes_and_units(ctx, runs_dir):
     assert series.layout.xaxis.matches == "x4"
     s = tables.high_hazard_series(ctx.runs.get(runs_dir / "fixture-a"))
     ppl = pd.read_parquet(runs_dir / "fixture-a" / "people.parquet")
-    assert s[1][6] == (ppl[ppl.t_s == s[0][6]].hazard > 1.25).sum()
+    assert s[1][6] == (ppl[ppl.t_s == s[0][6]].hazard_rating > 1.25).sum()
 
 
 # -- emergency -----------------------------------------------------------------------------------
 def test_queue_and_utilisation_from_incidents(ctx, runs_dir):
     run = ctx.runs.get(runs_dir / "fixture-a")
     inc = pd.read_parquet(runs_dir / "fixture-a" / "incidents.parquet")
-    t = np.array([inc.t_call_s[0] + 1.0])
-    waiting = ((inc.t_call_s <= t[0]) & (inc.t_dispatch_s > t[0])).sum()
+    t = np.array([inc.call_s[0] + 1.0])
+    waiting = ((inc.call_s <= t[0]) & (inc.dispatch_s > t[0])).sum()
     assert tables.queue_series(run, t)[0] == waiting
-    u, n = tables.utilisation_series(run, np.array([inc.t_dispatch_s[0] + 1.0]))
-    busy = inc[(inc.t_dispatch_s <= inc.t_dispatch_s[0] + 1) & (inc.t_done_s > inc.t_dispatch_s[0] + 1)].unit_id.nunique()
+    u, n = tables.utilisation_series(run, np.array([inc.dispatch_s[0] + 1.0]))
+    busy = inc[(inc.dispatch_s <= inc.dispatch_s[0] + 1) & (inc.clear_s > inc.dispatch_s[0] + 1)].unit_id.nunique()
     assert n == 4 and u[0] == pytest.approx(busy / 4 * 100)
     summ = emergency.summary(run)
     assert "12" in str(summ[0]) and "1" in str(summ[2])
@@ -514,9 +514,9 @@ def test_base_items_and_channels_follow_the_schema(tmp_path):
 def test_units_on_scene_from_incidents(ctx, runs_dir):
     run = ctx.runs.get(runs_dir / "fixture-a")
     inc = pd.read_parquet(runs_dir / "fixture-a" / "incidents.parquet")
-    k = int(np.nanargmin(inc.t_arrive_s))
-    t = float(inc.t_arrive_s[k]) + 1.0
+    k = int(np.nanargmin(inc.arrive_scene_s))
+    t = float(inc.arrive_scene_s[k]) + 1.0
     u = tables.units_at(run, t)
-    on = inc[(inc.t_arrive_s <= t) & ~(inc.t_done_s <= t)]
+    on = inc[(inc.arrive_scene_s <= t) & ~(inc.depart_scene_s <= t)]
     assert len(u) == len(on) >= 1
     assert np.allclose(sorted(u.x), sorted(on.x)) and all(s.endswith("on scene") for s in u.unit_id)

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pytest
 
 from twin.scenario import load_scenario
 
@@ -72,13 +74,15 @@ def test_fork_from_a_run_and_compare(tmp_path):
     assert fork.time == 1800.0
     assert any(r["type"] == "pump" and r["outcome"] == "applied" and r["t_s"] == 900.0
                for r in fork.twin.decisions.log)
-    # the fork's state at 15 min equals the base run's: fields before 15 min are not rewritten,
+    # the fork is a whole run (its history is the base's): fields up to 15 min equal the base's,
     # fields after differ because the pump drains water
     import xarray as xr
 
     b = xr.open_dataset(tmp_path / "base" / "fields.nc", decode_times=False)
     f = xr.open_dataset(tmp_path / "fork" / "fields.nc", decode_times=False)
-    assert list(f["time"].values) == [1200.0, 1500.0, 1800.0]
+    assert list(f["time"].values) == list(b["time"].values) == [0.0, 300.0, 600.0, 900.0, 1200.0, 1500.0, 1800.0]
+    for t in (0.0, 600.0, 900.0):
+        np.testing.assert_array_equal(b["depth"].sel(time=t).values, f["depth"].sel(time=t).values)
     assert not np.array_equal(b["depth"].sel(time=1800.0).values, f["depth"].sel(time=1800.0).values)
     res = compare_runs(tmp_path / "base", tmp_path / "fork")
     assert "water volume at end" in res["table"] and Path(res["png"]).is_file()
@@ -152,3 +156,64 @@ def test_cli_ctrl_c_leaves_a_checkpoint_and_resume_completes(tmp_path):
 
     t = xr.open_dataset(out / "fields.nc", decode_times=False)["time"].values
     assert list(t) == [600.0 * k for k in range(37)]  # no record lost or doubled across the interrupt
+
+
+def test_fork_that_changes_nothing_reproduces_its_parent(tmp_path):
+    """A no-op fork's KPIs cover the whole run, shared history included, and equal its parent's."""
+    from twin.simulation import run_scenario
+    from twin.workflows.runs import fork_run
+
+    city = small_city()
+    sc = load_scenario(write_scenario(tmp_path), ["outputs.checkpoint_every=10min"])
+    run_scenario(sc, out_dir=tmp_path / "base", city=city)
+    fork_run(tmp_path / "base", 900.0, [], tmp_path / "fork", city=city)   # a checkpoint at 10 min, re-run to 15
+    a = json.loads((tmp_path / "base" / "kpis.json").read_text())
+    b = json.loads((tmp_path / "fork" / "kpis.json").read_text())
+    assert a == b
+    for name in ("links", "trips"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "base" / f"{name}.parquet"),
+                                      pd.read_parquet(tmp_path / "fork" / f"{name}.parquet"))
+
+
+def test_fork_refuses_overrides_it_cannot_apply(tmp_path):
+    from twin.simulation import run_scenario
+    from twin.workflows.runs import fork_run
+
+    city = small_city()
+    sc = load_scenario(write_scenario(tmp_path), ["duration=10min", "outputs.checkpoint_every=5min"])
+    run_scenario(sc, out_dir=tmp_path / "base", city=city)
+    with pytest.raises(ValueError, match=r"fork: cannot apply seed, traffic\.background_trips_per_day after the fork"):
+        fork_run(tmp_path / "base", 300.0, ["seed=9", "traffic.background_trips_per_day=5"], tmp_path / "f", city=city)
+    assert not (tmp_path / "f").exists()
+
+
+def test_resume_refuses_a_finished_run_and_changes_nothing(tmp_path):
+    from twin.simulation import run_scenario
+    from twin.workflows.runs import resume_run
+
+    city = small_city()
+    sc = load_scenario(write_scenario(tmp_path), ["duration=10min", "outputs.checkpoint_every=5min"])
+    run_scenario(sc, out_dir=tmp_path / "base", city=city)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "base").iterdir() if p.is_file()}
+    with pytest.raises(ValueError, match="the run is finished"):
+        resume_run(tmp_path / "base", city=city)
+    after = {p.name: p.read_bytes() for p in (tmp_path / "base").iterdir() if p.is_file()}
+    assert before == after
+
+
+def test_raising_stop_time_extends_an_unrecorded_run_and_refuses_a_finished_recorded_one(tmp_path):
+    from twin.build import build_twin
+    from twin.simulation import Simulation
+
+    city = small_city()
+    sc = load_scenario(write_scenario(tmp_path), ["duration=10min"])
+    sim = Simulation(build_twin(sc, city=city))
+    sim.run()
+    assert sim.time == 600.0
+    sim.stop_time = 900.0
+    sim.run()
+    assert sim.time == 900.0 and sim.finished
+    rec = Simulation(build_twin(sc, city=city), out_dir=tmp_path / "rec")
+    rec.run()
+    with pytest.raises(ValueError, match="cannot be extended"):
+        rec.stop_time = 900.0

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from twin.output import kpis as K
+from twin.output import schema as S
 from twin.output import tables
 from twin.output.schedules import TimeInterval
 from twin.output.state_io import CheckpointError, load_state, save_state
@@ -105,12 +106,9 @@ class RunOutput:
                 dtype=self.outputs.fields_dtype, title=f"Tam Kỳ Twin run of scenario {sc.name}",
                 history=f"{_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')} twin run",
                 nodata_mask=tw.valid,
-                static={
-                    "elevation": (np.where(tw.valid, tw.terrain.elevation, np.nan).astype("float32"),
-                                  {"long_name": "ground elevation", "units": "m", "standard_name": "surface_altitude"}),
-                    "land": (tw.land.astype("int8"),
-                             {"long_name": "land cell (1) or sea / permanent water / nodata (0); "
-                                           "flooded-area KPIs count land cells only", "units": "1"}),
+                static={  # attributes: twin.output.schema.FIELDS_NC
+                    "elevation": np.where(tw.valid, tw.terrain.elevation, np.nan).astype("float32"),
+                    "land": tw.land.astype("int8"),
                 },
             )
         self.links_w = ParquetPartsWriter(self.dir / "links.parquet")
@@ -137,6 +135,7 @@ class RunOutput:
         if len(log.log) == self._dec_written:
             return
         df = log.frame()
+        S.validate_frame("decisions.parquet", df)
         tmp = self.dir / "decisions.parquet.tmp"
         df.to_parquet(tmp, index=False)
         os.replace(tmp, self.dir / "decisions.parquet")
@@ -244,34 +243,22 @@ class RunOutput:
         self.write_decisions(sim)
         trips = tables.trips_table(tw) if tw.traffic is not None else None
         incidents = tables.incidents_table(tw) if tw.services is not None else None
-        self.links_w.finish(empty_columns={"t_s": "float64", "link_id": "int64", "depth_m": "float64",
-                                           "speed_factor": "float64", "closed": "bool"})
-        self.people_w.finish(empty_columns={"t_s": "float64", "agent_id": "int64", "persons": "float64",
-                                            "state": "object", "depth_m": "float64", "hazard_rating": "float64",
-                                            "hazard_class": "object"})
-        self.units_w.finish(empty_columns={"t_s": "float64", "unit_id": "int64", "unit_kind": "object",
-                                           "x": "float64", "y": "float64", "phase": "object"})
-        ParquetPartsWriter(self.dir / "trips.parquet").finish(
-            final_df=trips if trips is not None else pd.DataFrame(
-                {"trip_id": pd.Series(dtype="int64"), "travel_time_s": pd.Series(dtype="float64"),
-                 "free_flow_time_s": pd.Series(dtype="float64")}))
-        ParquetPartsWriter(self.dir / "incidents.parquet").finish(
-            final_df=incidents if incidents is not None else pd.DataFrame(
-                {"incident_id": pd.Series(dtype="int64"), "response_time_s": pd.Series(dtype="float64")}))
+        # every table is validated against twin.output.schema; a component that did not run
+        # leaves the schema's typed empty table
+        self.links_w.finish()
+        self.people_w.finish()
+        self.units_w.finish()
+        ParquetPartsWriter(self.dir / "trips.parquet").finish(final_df=trips)
+        ParquetPartsWriter(self.dir / "incidents.parquet").finish(final_df=incidents)
         # every unit's moves and calls (dispatched, on_scene, drop_off, at_station, ...; x, y EPSG:32649):
         # where the ambulances and boats went, for maps and replays
         actions = tw.services.action_table() if tw.services is not None else None
-        ParquetPartsWriter(self.dir / "unit_actions.parquet").finish(
-            final_df=actions if actions is not None else pd.DataFrame(
-                {"t_s": pd.Series(dtype="float64"), "unit_id": pd.Series(dtype="int64"),
-                 "unit_kind": pd.Series(dtype="object"), "incident_id": pd.Series(dtype="int64"),
-                 "action": pd.Series(dtype="object"), "x": pd.Series(dtype="float64"),
-                 "y": pd.Series(dtype="float64"), "detail": pd.Series(dtype="object")}))
+        ParquetPartsWriter(self.dir / "unit_actions.parquet").finish(final_df=actions)
         if tw.flood is not None:
             write_geotiff(self.dir / "max_depth.tif", np.where(tw.valid, tw.flood.max_depth, np.nan),
                           tw.terrain.transform, tw.terrain.crs)
         kp = self.compute_kpis(sim, trips=trips, incidents=incidents)
-        write_json(self.dir / "kpis.json", kp)
+        write_json(self.dir / "kpis.json", S.validate_json("kpis.json", kp))
         if self.outputs.png and tw.flood is not None:
             try:
                 self.write_png(sim)
@@ -379,7 +366,7 @@ class RunOutput:
             if p.is_file() and str(p) not in inputs:
                 inputs[str(p)] = file_sha256(p)
         files = sorted(str(p.relative_to(self.dir)) for p in self.dir.glob("*") if p.is_file())
-        write_json(self.dir / "manifest.json", {
+        write_json(self.dir / "manifest.json", S.validate_json("manifest.json", {
             "scenario": sc.to_dict(),
             "scenario_name": sc.name,
             "status": status,
@@ -402,4 +389,5 @@ class RunOutput:
             "phase_wall_s": {k: round(v, 3) for k, v in getattr(sim, "phase_wall_s", {}).items()},
             "written_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "files": files,
-        })
+            "schema_version": S.SCHEMA_VERSION,
+        }))

@@ -1,6 +1,10 @@
 """Writers: chunked NetCDF (CF-1.8 + CRS), Parquet parts, GeoTIFF, PNG, JSON.
 
-Writers own files; recorders (``twin.output.recorders``) own buffers and schedules. Both are
+Writers own files; recorders (``twin.output.recorders``) own buffers and schedules. What a file of
+the run folder holds is declared once, in :mod:`twin.output.schema`: the NetCDF attributes and the
+GeoTIFF band metadata come from it, and a Parquet table whose file name the schema declares is
+checked against it on every write (a missing, extra or mistyped column raises
+:class:`~twin.output.schema.RunSchemaError` naming the file and column). Both are
 restart-safe: a writer knows how many records it has written (``n_written``), and on resume it
 discards anything written after the checkpoint it resumes from, so a resumed run produces the same
 files as an uninterrupted one.
@@ -17,24 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from twin.output import schema as S
+
 __all__ = ["NetCDFGridWriter", "ParquetPartsWriter", "write_geotiff", "write_json", "cf_time_units"]
-
-# CF attributes of the grid variables we know
-FIELD_ATTRS: dict[str, dict[str, str]] = {
-    "depth": {
-        "standard_name": "sea_floor_depth_below_sea_surface",  # closest CF name for water depth
-        "long_name": "surface water depth",
-        "units": "m",
-        "twin_name": "surface_water__depth",
-    },
-    "speed": {"long_name": "depth-averaged water speed", "units": "m s-1", "twin_name": "surface_water__speed"},
-    "hazard": {
-        "long_name": "flood hazard rating HR = d (v + 0.5) + DF (Defra/EA FD2321)",
-        "units": "1",
-        "twin_name": "surface_water__hazard_rating",
-    },
-}
-
 
 def cf_time_units(start: _dt.datetime) -> str:
     """``seconds since 2020-10-28 06:00:00+07:00`` (local start with its UTC offset)."""
@@ -47,6 +36,9 @@ def cf_time_units(start: _dt.datetime) -> str:
 
 class NetCDFGridWriter:
     """Appends ``(time, y, x)`` records to one NetCDF-4 file with CF metadata and a CRS.
+
+    ``static``: ``{name: (ny, nx) array}`` written once; every variable's CF attributes are those of
+    :data:`twin.output.schema.FIELDS_NC` (an undeclared variable is refused).
 
     Coordinates: ``x``, ``y`` cell centres in the grid CRS (projected metres), ``time`` in seconds
     since the local start datetime; a ``spatial_ref`` grid-mapping variable carries the CRS WKT
@@ -81,22 +73,15 @@ class NetCDFGridWriter:
         ds.createDimension("y", len(self.y))
         ds.createDimension("x", len(self.x))
         t = ds.createVariable("time", "f8", ("time",))
-        t.standard_name = "time"
-        t.long_name = "time since scenario start"
-        t.units = cf_time_units(self.start)
-        t.calendar = "standard"
-        t.axis = "T"
+        t.setncatts({**S.nc_attrs("time"), "units": cf_time_units(self.start)})
         xv = ds.createVariable("x", "f8", ("x",))
         xv[:] = self.x
+        xv.setncatts(S.nc_attrs("x"))
         yv = ds.createVariable("y", "f8", ("y",))
         yv[:] = self.y
-        for v, name, axis in ((xv, "projection_x_coordinate", "X"), (yv, "projection_y_coordinate", "Y")):
-            v.standard_name = name
-            v.units = "m"
-            v.axis = axis
-        xv.long_name = "x coordinate of cell centre (easting)"
-        yv.long_name = "y coordinate of cell centre (northing)"
+        yv.setncatts(S.nc_attrs("y"))
         sr = ds.createVariable("spatial_ref", "i4")
+        sr.setncatts(S.nc_attrs("spatial_ref"))
         if self.crs is not None:
             from pyproj import CRS
 
@@ -115,20 +100,18 @@ class NetCDFGridWriter:
         dy = float(self.y[1] - self.y[0]) if len(self.y) > 1 else -1.0
         sr.GeoTransform = f"{self.x[0] - dx / 2} {dx} 0 {self.y[0] - dy / 2} 0 {dy}"
         fill = np.float32(np.nan) if self.dtype == np.float32 else np.nan
-        for name, (arr, attrs) in self.static.items():
+        for name, arr in self.static.items():
             a = np.asarray(arr)
             v = ds.createVariable(name, a.dtype, ("y", "x"), zlib=True, complevel=1)
             v[:] = a
-            for k, val in attrs.items():
-                setattr(v, k, val)
+            v.setncatts(S.nc_attrs(name))
             v.grid_mapping = "spatial_ref"
         for name in self.variables:
             var = ds.createVariable(
                 name, self.dtype, ("time", "y", "x"), zlib=True, complevel=1, shuffle=True,
                 chunksizes=(1, len(self.y), len(self.x)), fill_value=fill,
             )
-            for k, val in FIELD_ATTRS.get(name, {"long_name": name}).items():
-                setattr(var, k, val)
+            var.setncatts(S.nc_attrs(name))
             var.grid_mapping = "spatial_ref"
         ds.close()
 
@@ -175,17 +158,28 @@ class NetCDFGridWriter:
 class ParquetPartsWriter:
     """A table written in parts (``<name>.parts/part-00000.parquet`` ...), merged at ``finish()``.
 
-    Parts make appends cheap and restarts exact (parts after the checkpoint are deleted).
+    Parts make appends cheap and restarts exact (parts after the checkpoint are deleted). A file
+    whose name :data:`twin.output.schema.TABLES` declares is validated on every write and at
+    ``finish()``; any other name is refused unless ``validate=False`` says it is not a run-folder table.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, validate: bool = True):
         self.path = Path(path)
         self.parts_dir = self.path.with_name(self.path.stem + ".parts")
         self.n_written = 0  # parts
+        self.table = self.path.name if validate else None
+        if self.table is not None and self.table not in S.TABLES:
+            raise S.RunSchemaError(f"{self.table}: not a table of the run-folder schema (known: "
+                                   f"{', '.join(S.TABLES)}); declare it in twin/output/schema.py")
+
+    def _check(self, df) -> None:
+        if self.table is not None:
+            S.validate_frame(self.table, df)
 
     def write(self, df) -> None:
         if df is None or len(df) == 0:
             return
+        self._check(df)
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         df.to_parquet(self.parts_dir / f"part-{self.n_written:05d}.parquet", index=False)
         self.n_written += 1
@@ -200,7 +194,10 @@ class ParquetPartsWriter:
             self.path.unlink()
 
     def finish(self, final_df=None, empty_columns: dict[str, str] | None = None) -> None:
-        """Merge the parts (or write ``final_df`` if given) into ``path``; always writes a file."""
+        """Merge the parts (or write ``final_df`` if given) into ``path``; always writes a file.
+
+        With no parts and no ``final_df`` the file is the schema's typed empty table (or, for a file
+        outside the schema, ``empty_columns``: ``{name: dtype}``)."""
         import pandas as pd
 
         if final_df is None:
@@ -208,16 +205,26 @@ class ParquetPartsWriter:
             frames = [pd.read_parquet(p) for p in parts]
             if frames:
                 final_df = pd.concat(frames, ignore_index=True)
+            elif self.table is not None:
+                final_df = S.empty_frame(self.table)
             else:
                 final_df = pd.DataFrame({k: pd.Series(dtype=v) for k, v in (empty_columns or {}).items()})
+        elif (self.table is not None and len(final_df) == 0
+              and sorted(map(str, final_df.columns)) == sorted(S.TABLES[self.table].names)):
+            final_df = S.empty_frame(self.table)  # no rows: builders' object dtypes carry nothing; type them
+        self._check(final_df)
         final_df.to_parquet(self.path, index=False)
         if self.parts_dir.exists():
             shutil.rmtree(self.parts_dir)
 
 
-def write_geotiff(path: Path, array: np.ndarray, transform, crs, nodata: float = -9999.0) -> None:
+def write_geotiff(path: Path, array: np.ndarray, transform, crs, nodata: float | None = None) -> None:
+    """One-band float32 GeoTIFF; units and band description from :data:`twin.output.schema.RASTERS`
+    (by file name: ``max_depth.tif``, ``compare_<run>.tif``)."""
     import rasterio
 
+    spec = S.raster_for(Path(path).name)
+    nodata = spec.nodata if nodata is None else nodata
     arr = np.asarray(array, dtype="float32")
     arr = np.where(np.isfinite(arr), arr, nodata).astype("float32")
     with rasterio.open(
@@ -225,7 +232,9 @@ def write_geotiff(path: Path, array: np.ndarray, transform, crs, nodata: float =
         crs=crs, transform=transform, nodata=nodata, compress="deflate", tiled=arr.shape[0] >= 256 and arr.shape[1] >= 256,
     ) as dst:
         dst.write(arr, 1)
-        dst.update_tags(units="m", long_name="maximum water depth")
+        dst.set_band_unit(1, spec.units)
+        dst.set_band_description(1, spec.description)
+        dst.update_tags(1, units=spec.units, long_name=spec.description)
 
 
 def _json_default(o: Any):
