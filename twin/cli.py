@@ -3,7 +3,7 @@
 Each area registers its own subcommands from its own module (``register(subparsers)``), so this
 file only assembles them: ``twin run/compare/ensemble/fork`` (twin.workflows.cli), ``twin city``
 (twin.city.cli), ``twin sensors`` and ``twin live`` (twin.sensors.cli), ``twin serve``
-(dashboards.cli).
+(twin.dashboard.cli).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ _SUBCOMMAND_MODULES = [
     "twin.workflows.cli",
     "twin.city.cli",
     "twin.sensors.cli",
-    "dashboards.cli",
+    "twin.dashboard.cli",
 ]
 
 

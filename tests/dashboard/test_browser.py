@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from dashboards.app import create_app
+from twin.dashboard.app import create_app
 
 from . import fixture_run as fx
 from .conftest import ENGINE_RUNNER, Server

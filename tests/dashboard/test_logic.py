@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboards import figures, tables
-from dashboards import scenario_form as sf
-from dashboards.app import create_app
-from dashboards.jobs import JobManager, slug
-from dashboards.pages import builder, compare, emergency
-from dashboards.pages import map as map_page
-from dashboards.runs import Run, RunCache, RunError, block_reduce_max, flatten_kpis, hillshade, list_runs
+from twin.dashboard import figures, tables
+from twin.dashboard import scenario_form as sf
+from twin.dashboard.app import create_app
+from twin.dashboard.jobs import JobManager, slug
+from twin.dashboard.pages import builder, compare, emergency
+from twin.dashboard.pages import map as map_page
+from twin.dashboard.runs import Run, RunCache, RunError, block_reduce_max, flatten_kpis, hillshade, list_runs
 
 from . import fixture_run as fx
 
@@ -418,7 +418,7 @@ def test_failing_job_shows_its_output(tmp_path):
 def test_sensor_store_latest_values_and_flags(tmp_path):
     import duckdb
 
-    from dashboards.sensors_store import datastreams, observations
+    from twin.dashboard.sensors_store import datastreams, observations
 
     db = tmp_path / "s.duckdb"
     con = duckdb.connect(str(db))
@@ -440,7 +440,7 @@ def test_sensor_store_latest_values_and_flags(tmp_path):
 
 
 def test_missing_store_is_a_message(tmp_path, runs_dir):
-    from dashboards.pages import sensors
+    from twin.dashboard.pages import sensors
 
     app = create_app(runs_dir, store=tmp_path / "nope.duckdb", city_loader=fx.fixture_city_loader)
     out = sensors.refresh(app._twin_ctx, None, None)
@@ -450,7 +450,7 @@ def test_missing_store_is_a_message(tmp_path, runs_dir):
 def test_cli_registers_serve():
     import argparse
 
-    from dashboards import cli
+    from twin.dashboard import cli
 
     p = argparse.ArgumentParser(); sub = p.add_subparsers(dest="command")
     cli.register(sub)

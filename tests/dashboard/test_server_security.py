@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from dashboards import scenario_form as sf
-from dashboards.app import create_app, host_allowed, is_loopback
-from dashboards.pages import builder
-from dashboards.runs import UNKNOWN_RUN, RunError, list_runs, resolve_run, run_ids
+from twin.dashboard import scenario_form as sf
+from twin.dashboard.app import create_app, host_allowed, is_loopback
+from twin.dashboard.pages import builder
+from twin.dashboard.runs import UNKNOWN_RUN, RunError, list_runs, resolve_run, run_ids
 
 from . import fixture_run as fx
 from .conftest import free_port

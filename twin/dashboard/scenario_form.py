@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EVENTS = [
     {"label": "Typhoon replay (JTWC track)", "value": "typhoon"},
     {"label": "Design storm (return period)", "value": "design_storm"},

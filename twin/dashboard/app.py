@@ -32,7 +32,7 @@ PAGES = [
     ("/sensors", "Sensors"),
     ("/emergency", "Emergency"),
 ]
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 #: names a loopback-bound server answers to (the Host header, port ignored)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
