@@ -320,6 +320,10 @@ def test_rejects_deduplicated_by_topic_and_payload_hash_across_reopen(tmp_path):
         assert s.add_rejects([(b"bad", "t1", "again")]) == 0
         rows = s.con.execute("SELECT topic, reason, times_seen, payload_bytes FROM rejects ORDER BY topic").fetchall()
     assert rows == [("t1", "r", 4, 3), ("t2", "r", 1, 3)]
+    with SensorStore(path) as s:                                # text DuckDB cannot hold is escaped, not fatal
+        assert s.add_rejects([("x\udc80", "t\ud800", "why \udfff")]) == 1
+        assert s.con.execute("SELECT topic, reason FROM rejects WHERE payload = 'x\\xed\\xb2\\x80'").fetchall() == [
+            ("t\\xed\\xa0\\x80", "why \\xed\\xbf\\xbf")]
 
 
 def test_old_store_gains_hash_columns_and_dedupes_against_old_rows(tmp_path):

@@ -89,6 +89,18 @@ class PayloadDigest:
         return self.size
 
 
+def _text(s) -> str | None:
+    """Text DuckDB can store (valid UTF-8: lone surrogates become escapes)."""
+    if s is None:
+        return None
+    s = str(s)
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", errors="surrogatepass").decode("utf-8", errors="backslashreplace")
+
+
 def _reject_payload(payload) -> tuple[str | None, int | None, str | None]:
     """A reject's payload -> (text kept, size in bytes, SHA-256 hex of the bytes)."""
     if payload is None:
@@ -291,7 +303,7 @@ class SensorStore:
         rows = []
         now = utcnow()
         for r in rejects:
-            topic, reason = r[1], str(r[2]) or "rejected"
+            topic, reason = _text(r[1]), _text(r[2]) or "rejected"
             rec = r[3] if len(r) > 3 and r[3] is not None else now
             mid = r[4] if len(r) > 4 else None
             text, size, sha = _reject_payload(r[0])
