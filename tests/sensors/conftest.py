@@ -25,8 +25,11 @@ def start_mosquitto(tmp: Path, max_inflight_messages: int | None = 0, port: int 
     """``max_inflight_messages``: 0 = unlimited unacknowledged messages per MQTT 3.1.1 client
     (MQTT 5 clients announce their own Receive Maximum); None = mosquitto's default (20).
     ``persistence true``: sessions and queued messages survive a broker restart (saved in ``tmp``
-    on shutdown; see docs/user-guide/sensors-guarantees.md). ``port``: restart on the same port."""
-    port = port or free_port()
+    on shutdown; see docs/user-guide/sensors-guarantees.md). ``port``: restart the broker that ran
+    in ``tmp`` on that port, with its saved state; without it a fresh broker (old state removed)."""
+    if port is None:
+        port = free_port()
+        (tmp / "mosquitto.db").unlink(missing_ok=True)
     conf = tmp / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\n"
