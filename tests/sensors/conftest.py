@@ -21,15 +21,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_mosquitto(tmp: Path, max_inflight_messages: int | None = 0):
+def start_mosquitto(tmp: Path, max_inflight_messages: int | None = 0, port: int | None = None):
     """``max_inflight_messages``: 0 = unlimited unacknowledged messages per MQTT 3.1.1 client
-    (MQTT 5 clients announce their own Receive Maximum); None = mosquitto's default (20)."""
-    port = free_port()
+    (MQTT 5 clients announce their own Receive Maximum); None = mosquitto's default (20).
+    ``persistence true``: sessions and queued messages survive a broker restart (saved in ``tmp``
+    on shutdown; see docs/user-guide/sensors-guarantees.md). ``port``: restart the broker that ran
+    in ``tmp`` on that port, with its saved state; without it a fresh broker (old state removed)."""
+    if port is None:
+        port = free_port()
+        (tmp / "mosquitto.db").unlink(missing_ok=True)
     conf = tmp / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\n"
         "allow_anonymous true\n"
-        "persistence false\n"
+        "persistence true\n"
+        f"persistence_location {tmp}/\n"
         "max_queued_messages 200000\n"     # the ingester's queue while it is down
         + ("" if max_inflight_messages is None else f"max_inflight_messages {int(max_inflight_messages)}\n") +
         "log_dest stderr\n"

@@ -169,6 +169,7 @@ def test_fork_that_changes_nothing_reproduces_its_parent(tmp_path):
     fork_run(tmp_path / "base", 900.0, [], tmp_path / "fork", city=city)   # a checkpoint at 10 min, re-run to 15
     a = json.loads((tmp_path / "base" / "kpis.json").read_text())
     b = json.loads((tmp_path / "fork" / "kpis.json").read_text())
+    assert (a.pop("scenario"), b.pop("scenario")) == ("valley", "valley-fork")   # a fork gets its own name
     assert a == b
     for name in ("links", "trips"):
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "base" / f"{name}.parquet"),

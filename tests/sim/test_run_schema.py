@@ -139,13 +139,15 @@ def test_writer_refuses_a_bad_frame_and_writes_nothing(tmp_path):
     ParquetPartsWriter(tmp_path / "impacts.parquet", validate=False).finish(final_df=pd.DataFrame({"a": [1]}))
 
 
-def test_recorder_refuses_a_table_that_breaks_the_schema(tmp_path):
+def test_recorder_refuses_a_table_that_breaks_the_schema(tmp_path, monkeypatch):
     """The recorders validate what they write: a links table with a renamed column stops the run
     with the file and column named (it is not written under a name no reader knows)."""
     sc = load_scenario(write_scenario(tmp_path), ["duration=4min"])
     tw = build_twin(sc, city=small_city())
-    real = tw.links_table
-    tw.links_table = lambda t: real(t).rename(columns={"density_veh_per_m": "density"})
+    from twin.output import tables
+
+    real = tables.links_table
+    monkeypatch.setattr(tables, "links_table", lambda tw, t: real(tw, t).rename(columns={"density_veh_per_m": "density"}))
     with pytest.raises(S.RunSchemaError, match=r"links\.parquet: column 'density_veh_per_m' is missing.*"
                                                r"column 'density' is not in the schema"):
         Simulation(tw, out_dir=tmp_path / "run").run()

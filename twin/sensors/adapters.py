@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
+import reprlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,10 +40,49 @@ import numpy as np
 import pandas as pd
 
 from twin.sensors.model import PROPERTIES, Datastream, Station, convert, get_property, normalise_unit
+from twin.sensors.store import PayloadDigest
 
 LOCAL_TZ = "Asia/Ho_Chi_Minh"
 STA_TOPIC_RE = re.compile(r"^(?:[^/]+/)?Datastreams\((?:'([^']*)'|([^)]*))\)/Observations$")
 _MISS = object()
+MAX_PAYLOAD_BYTES = 1 << 20      # an MQTT payload larger than this is rejected unread (mqtt.max_payload_bytes)
+MAX_JSON_DEPTH = 64              # deeper JSON nesting is rejected before parsing (mqtt.max_json_depth)
+REASON_MAX = 500                 # characters of a decoder's reject reason
+_CACHE_KEY_MAX = 256             # topics / ids longer than this are not cached
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_SHORT = reprlib.Repr(maxlevel=3, maxstring=60, maxother=60, maxlist=6, maxdict=6, maxlong=40)
+
+
+def short(value) -> str:
+    """``repr`` of a value from a payload, bounded in length and nesting (for reject reasons)."""
+    try:
+        return _SHORT.repr(value)
+    except Exception:     # noqa: BLE001 - a reason must never fail
+        return f"<{type(value).__name__}>"
+
+
+def json_depth_exceeds(payload: bytes, max_depth: int) -> bool:
+    """True when the JSON text nests arrays/objects deeper than ``max_depth`` (brackets inside
+    strings do not count). Cheap for ordinary payloads: only one with more than ``max_depth``
+    brackets in all is scanned."""
+    if payload.count(b"[") + payload.count(b"{") <= max_depth:
+        return False
+    a = np.frombuffer(_JSON_STRING.sub(b'""', payload), dtype=np.uint8)
+    step = ((a == 0x5B) | (a == 0x7B)).astype(np.int32) - ((a == 0x5D) | (a == 0x7D))
+    return bool(step.size) and int(np.cumsum(step).max()) > max_depth
+
+
+def reject_reason(exc: BaseException) -> str:
+    """One bounded line saying why a message was rejected."""
+    if isinstance(exc, KeyError):
+        msg = f"missing field {exc}"
+    elif isinstance(exc, RecursionError):
+        msg = "payload nests too deeply to decode"
+    elif isinstance(exc, (ValueError, TypeError)):
+        msg = str(exc) or type(exc).__name__
+    else:     # an unexpected failure is still this message's reject, named by its type
+        msg = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    return msg if len(msg) <= REASON_MAX else msg[:REASON_MAX - 20] + f"... ({len(msg):,} chars)"
 
 
 # --------------------------------------------------------------------------------- config
@@ -123,15 +164,19 @@ def parse_time(value, *, fmt: str = "iso", tz: str = "UTC") -> np.datetime64:
         raise ValueError("time is empty")
     if fmt in ("epoch_s", "epoch_ms"):
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ValueError(f"time {value!r} is not a number")
-        v = float(value)
-        if not np.isfinite(v):
-            raise ValueError(f"time {value!r} is not finite")
-        return np.datetime64(int(round(v * (1e6 if fmt == "epoch_s" else 1e3))), "us")
+            raise ValueError(f"time {short(value)} is not a number")
+        try:
+            v = float(value)
+        except (ValueError, OverflowError):
+            raise ValueError(f"time {short(value)} is not a number") from None
+        us = v * (1e6 if fmt == "epoch_s" else 1e3)
+        if not abs(us) < 9.2e18:     # also NaN and infinities
+            raise ValueError(f"time {short(value)} ({fmt}) is out of range")
+        return np.datetime64(int(round(us)), "us")
     if fmt != "iso":
         raise ValueError(f"unknown time_format {fmt!r} (iso, epoch_s, epoch_ms)")
     if not isinstance(value, str):
-        raise ValueError(f"time {value!r} is not an ISO 8601 string")
+        raise ValueError(f"time {short(value)} is not an ISO 8601 string")
     s = value.strip()
     if "/" in s:  # STA interval "start/end": the observation is for the end
         s = s.split("/")[-1]
@@ -142,10 +187,10 @@ def parse_time(value, *, fmt: str = "iso", tz: str = "UTC") -> np.datetime64:
             pass
     try:
         ts = pd.Timestamp(s)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"time {value!r} is not ISO 8601 ({exc})") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(f"time {short(value)} is not ISO 8601 ({short(str(exc))})") from None
     if ts is pd.NaT:
-        raise ValueError(f"time {value!r} is not a time")
+        raise ValueError(f"time {short(value)} is not a time")
     if ts.tzinfo is None:
         ts = ts.tz_localize(tz)
     return np.datetime64(ts.tz_convert("UTC").tz_localize(None).to_datetime64(), "us")
@@ -153,20 +198,20 @@ def parse_time(value, *, fmt: str = "iso", tz: str = "UTC") -> np.datetime64:
 
 def parse_result(value) -> float:
     if isinstance(value, bool) or value is None:
-        raise ValueError(f"result {value!r} is not a number")
+        raise ValueError(f"result {short(value)} is not a number")
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
-            raise ValueError(f"result {value!r} is not a number") from None
+            raise ValueError(f"result {short(value)} is not a number") from None
     if not isinstance(value, (int, float)):
-        raise ValueError(f"result {value!r} is not a number")
+        raise ValueError(f"result {short(value)} is not a number")
     try:
         v = float(value)
     except OverflowError:
-        raise ValueError(f"result {value!r} is not finite") from None
+        raise ValueError(f"result {short(value)} is not finite") from None
     if not np.isfinite(v):
-        raise ValueError(f"result {value!r} is not finite")
+        raise ValueError(f"result {short(value)} is not finite")
     return v
 
 
@@ -219,9 +264,18 @@ class VendorMapping:
 class Decoder:
     """Turns MQTT messages (SensorThings or vendor JSON) into observation rows and rejects.
 
-    ``datastreams``: ``{id: Datastream}`` (source units and properties for conversion)."""
+    ``datastreams``: ``{id: Datastream}`` (source units and properties for conversion).
+    :meth:`decode` never raises: whatever a message holds, it becomes observation rows (finite, in
+    canonical units) or one reject with its reason. Payloads over ``max_payload_bytes`` are
+    rejected unread, JSON nested deeper than ``max_json_depth`` unparsed."""
 
-    def __init__(self, datastreams: dict[str, Datastream] | None = None, vendor: Iterable[dict] = ()):
+    def __init__(self, datastreams: dict[str, Datastream] | None = None, vendor: Iterable[dict] = (), *,
+                 max_payload_bytes: int = MAX_PAYLOAD_BYTES, max_json_depth: int = MAX_JSON_DEPTH):
+        self.max_payload_bytes = int(max_payload_bytes)
+        self.max_json_depth = int(max_json_depth)
+        if self.max_payload_bytes < 1 or self.max_json_depth < 1:
+            raise ValueError(f"mqtt.max_payload_bytes ({max_payload_bytes!r}) and mqtt.max_json_depth "
+                             f"({max_json_depth!r}) must be >= 1")
         self.datastreams = dict(datastreams or {})
         self._factors: dict = {}
         self._sta_ids: dict[str, str | None] = {}    # topic -> datastream id (None: not a SensorThings topic)
@@ -234,7 +288,7 @@ class Decoder:
         if ds_id is _MISS:
             m = STA_TOPIC_RE.match(topic)
             ds_id = None if m is None else (m.group(1) if m.group(1) is not None else m.group(2))
-            if len(self._sta_ids) < 100_000:
+            if len(self._sta_ids) < 100_000 and len(topic) <= _CACHE_KEY_MAX:
                 self._sta_ids[topic] = ds_id
         return ds_id
 
@@ -250,15 +304,26 @@ class Decoder:
             else:
                 u = unit if unit is not None else ds.unit
                 f = float(convert(1.0, u, ds.prop, interval_s=ds.interval_s))
-            if len(self._factors) < 100000:
+            if len(self._factors) < 100000 and len(ds_id) <= _CACHE_KEY_MAX:
                 self._factors[key] = f
-        return value * f
+        v = value * f
+        if not math.isfinite(v):      # e.g. 1e308 mm per 600 s -> mm/h overflows
+            ds = self.datastreams.get(ds_id)
+            to = f" to {ds.prop.unit}" if ds is not None else ""
+            raise ValueError(f"result {short(value)} is out of range: {v} after unit conversion{to}")
+        return v
 
-    def decode(self, topic: str, payload: bytes | str, received_time, out: Decoded):
-        ds_id = self.sta_datastream(topic)
-        if ds_id and self._sta_fast(ds_id, payload, out, topic):
-            return
+    def decode(self, topic: str, payload: bytes | str, received_time, out: Decoded) -> None:
+        """Append the message's observations to ``out``, or one reject ``(payload, topic, reason,
+        received_time)``. Never raises: any failure is this message's reject."""
+        n = len(out.ids)
         try:
+            if isinstance(payload, PayloadDigest) or len(payload) > self.max_payload_bytes:
+                raise ValueError(f"payload of {len(payload):,} bytes exceeds the limit of "
+                                 f"{self.max_payload_bytes:,} bytes (mqtt.max_payload_bytes)")
+            ds_id = self.sta_datastream(topic)
+            if ds_id and self._sta_fast(ds_id, payload, out, topic):
+                return
             if ds_id is not None:
                 self._sta(ds_id, payload, out, topic)
                 return
@@ -267,22 +332,33 @@ class Decoder:
                 if vars_ is not None:
                     self._vendor(vm, vars_, payload, out, topic)
                     return
-            raise ValueError(f"topic {topic!r} matches no SensorThings or vendor mapping")
-        except (ValueError, KeyError, TypeError) as exc:
-            out.rejects.append((payload, topic, str(exc) if not isinstance(exc, KeyError) else f"missing field {exc}",
-                                received_time))
+            raise ValueError(f"topic {short(topic)} matches no SensorThings or vendor mapping")
+        except Exception as exc:     # noqa: BLE001 - contained to this message: it becomes its reject
+            for lst in (out.ids, out.times, out.results, out.payloads, out.topics):
+                del lst[n:]
+            if isinstance(payload, (bytes, bytearray, memoryview)) and len(payload) > self.max_payload_bytes:
+                payload = PayloadDigest.of(payload)
+            out.rejects.append((payload, topic, reject_reason(exc), received_time))
 
-    @staticmethod
-    def _json(payload):
+    def _json(self, payload):
         if isinstance(payload, (bytes, bytearray, memoryview)):
+            payload = bytes(payload)
             try:
-                payload = bytes(payload).decode("utf-8")
+                text = payload.decode("utf-8")
             except UnicodeDecodeError:
                 raise ValueError("payload is not UTF-8") from None
+        else:
+            text = str(payload)
+            payload = text.encode("utf-8", errors="surrogatepass")
+        if json_depth_exceeds(payload, self.max_json_depth):
+            raise ValueError(f"payload nests JSON arrays/objects deeper than {self.max_json_depth} "
+                             "(mqtt.max_json_depth)")
         try:
-            return json.loads(payload)
+            return json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"payload is not JSON: {exc}") from None
+        except RecursionError:
+            raise ValueError("payload nests too deeply to decode") from None
 
     def _sta_fast(self, ds_id, payload, out, topic) -> bool:
         """The exact shape SensorThings devices publish, ``{"phenomenonTime": "YYYY-MM-DDTHH:MM:SSZ",
@@ -294,7 +370,7 @@ class Decoder:
             return False
         try:
             obj = json.loads(payload.decode("utf-8") if tp is bytes else payload)
-        except ValueError:                                   # not UTF-8 / not JSON: the general path says why
+        except (ValueError, RecursionError):                 # not UTF-8 / not JSON / too deep: the general path says why
             return False
         if type(obj) is not dict or len(obj) != 2:
             return False
@@ -322,9 +398,12 @@ class Decoder:
                 f = self._convert(ds_id, 1.0, None)
             except (ValueError, KeyError, TypeError):
                 return False
+        r = r * f
+        if r - r != 0.0:                                     # overflowed in the unit conversion: the general path says so
+            return False
         out.ids.append(ds_id)
         out.times.append(tt)
-        out.results.append(r * f)
+        out.results.append(r)
         out.payloads.append(payload)
         out.topics.append(topic)
         return True
@@ -357,6 +436,8 @@ class Decoder:
         items = get_path(obj, vm.items) if vm.items else [obj]
         if not isinstance(items, list):
             raise ValueError(f"vendor payload: {vm.items!r} is not a list")
+        if not items:
+            raise ValueError(f"vendor payload: {vm.items!r} is an empty list (no observation)")
         rows = []
         for it in items:
             try:
@@ -493,12 +574,16 @@ def read_csv(path, datastreams: dict[str, Datastream] | None = None, *, tz: str 
                 keep[grp.index] = False
                 continue
         try:
-            rows.loc[grp.index, "result"] = convert(grp["raw"].to_numpy(), u, meta.prop, interval_s=interval)
+            with np.errstate(over="ignore"):     # overflows become rejects below
+                rows.loc[grp.index, "result"] = convert(grp["raw"].to_numpy(), u, meta.prop, interval_s=interval)
         except ValueError as exc:
             for line in grp["line"]:
                 reject(line, f"{src} line {line}: datastream {ds!r}: {exc}")
             keep[grp.index] = False
-    rows = rows[keep].reset_index(drop=True)
+    overflow = keep & ~np.isfinite(rows["result"].to_numpy(dtype=np.float64))
+    for ds, line, v in rows.loc[overflow, ["datastream_id", "line", "raw"]].itertuples(index=False):
+        reject(line, f"{src} line {line}: datastream {ds!r}: value {v!r} is out of range after unit conversion")
+    rows = rows[keep & ~overflow].reset_index(drop=True)
     return rows[["datastream_id", "phenomenon_time", "result", "line"]], rejects
 
 

@@ -114,7 +114,7 @@ def _stop_on_signals(stop):
 def _ingest(a) -> int:
     import logging
 
-    from twin.sensors.ingest import Ingester
+    from twin.sensors.ingest import Ingester, StoreFailure
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     ing = Ingester(a.broker, a.store, a.config, client_id=a.client_id, batch_size=a.batch_size,
@@ -123,7 +123,11 @@ def _ingest(a) -> int:
     t = threading.Thread(target=lambda: (ing.wait_subscribed(60) and print(
         f"subscribed {ing.topics} on {ing.host}:{ing.port} as {ing.client_id}", flush=True)), daemon=True)
     t.start()
-    ing.run()
+    try:
+        ing.run()
+    except StoreFailure as exc:     # the store, not a message, failed: exit so that a supervisor restarts us
+        print(f"twin: error: {exc}", file=sys.stderr)
+        return 1
     s = ing.stats
     print(json.dumps({"received": s.received, "stored": s.stored, "redelivered": s.redelivered,
                       "rejected": s.rejected, "connects": s.connects}), flush=True)

@@ -7,8 +7,15 @@
   default is 1000, raise it for long outages).
 * **Acknowledge after commit** (``manual_ack=True``): a message is PUBACKed only once its row (or
   its reject) is committed to DuckDB; anything received but not yet committed when the process
-  dies is redelivered, and the store's primary key makes the redelivery a no-op. Redelivered
-  malformed payloads (``dup`` set) are not rejected twice.
+  dies is redelivered, and the store's primary key makes the redelivery a no-op. A reject is
+  stored once per (topic, payload SHA-256): a redelivered or resent malformed message only raises
+  its ``times_seen``.
+* **Every failure stays with its message** (``docs/design/ingest-contain-failures.md``): a message
+  the decoder cannot use (not JSON, too large, too deep, a value that overflows in the unit
+  conversion, ...) becomes a reject with its reason; a batch the store refuses is retried in halves
+  down to single rows, so only the refused rows become rejects and the rest are stored. Only a
+  failure of the store itself (disk, I/O) stops the ingester (:class:`StoreFailure`), with nothing
+  of the failed batch acknowledged, so the broker redelivers it after the restart.
 * Automatic reconnect with exponential backoff (``reconnect_delay_set(min, max)``).
 * ``stop()`` (SIGINT/SIGTERM in the CLI) flushes, acknowledges, and disconnects leaving the session.
 """
@@ -21,10 +28,20 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
+import duckdb
 import numpy as np
 
-from twin.sensors.adapters import Decoded, Decoder, _store_datastreams, config_entities, load_config
-from twin.sensors.store import SensorStore, utcnow
+from twin.sensors.adapters import (
+    MAX_JSON_DEPTH,
+    MAX_PAYLOAD_BYTES,
+    Decoded,
+    Decoder,
+    _store_datastreams,
+    config_entities,
+    load_config,
+    reject_reason,
+)
+from twin.sensors.store import InsertResult, PayloadDigest, SensorStore, utcnow
 
 log = logging.getLogger("twin.sensors.ingest")
 
@@ -37,6 +54,20 @@ def parse_broker(url: str) -> tuple[str, int]:
     if not u.hostname:
         raise ValueError(f"--broker {url!r}: no host")
     return u.hostname, u.port or 1883
+
+
+class StoreFailure(RuntimeError):
+    """The store itself failed (not one message's data): nothing of the batch was acknowledged."""
+
+
+# DuckDB errors that say the database, not the row, is at fault: they stop the ingester
+_STORE_ERRORS = (duckdb.IOException, duckdb.FatalException, duckdb.InternalException, duckdb.PermissionException,
+                 duckdb.TransactionException, duckdb.ConnectionException, MemoryError)
+
+
+def _row_error(exc: BaseException) -> bool:
+    """Whether a failed insert may be the rows' fault (then retried in halves, down to the row)."""
+    return isinstance(exc, Exception) and not isinstance(exc, _STORE_ERRORS)
 
 
 @dataclass
@@ -73,7 +104,9 @@ class Ingester:
         stations, streams = config_entities(self.cfg)
         self.store.register(stations, streams)
         meta = _store_datastreams(self.store)
-        self.decoder = Decoder(meta, mcfg.get("vendor") or [])
+        self.decoder = Decoder(meta, mcfg.get("vendor") or [],
+                               max_payload_bytes=mcfg.get("max_payload_bytes", MAX_PAYLOAD_BYTES),
+                               max_json_depth=mcfg.get("max_json_depth", MAX_JSON_DEPTH))
         self.topics += [v.topic for v in self.decoder.vendor]
         self.batch_size = int(batch_size)
         self.flush_interval_s = float(flush_interval_s)
@@ -128,7 +161,14 @@ class Ingester:
             log.warning("disconnected (%s); reconnecting with backoff", reason_code)
 
     def _on_message(self, client, userdata, msg):
-        rec = (msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.dup), self._generation, time.time())
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:     # brokers refuse such topics; never let one stop the network thread
+            topic = bytes(msg._topic).decode("utf-8", errors="backslashreplace")
+        payload = msg.payload
+        if len(payload) > self.decoder.max_payload_bytes:
+            payload = PayloadDigest.of(payload)     # the buffer keeps its first bytes, size and hash only
+        rec = (topic, payload, msg.mid, msg.qos, bool(msg.dup), self._generation, time.time())
         with self._buf_lock:
             self._buf.append(rec)
 
@@ -141,34 +181,24 @@ class Ingester:
             return 0
         out = Decoded()
         rejects = []
+        row_msg = []           # per observation row: index of its message in buf
         t_epoch = np.array([b[6] for b in buf])
         rec_times = (t_epoch * 1e6).astype("int64").astype("datetime64[us]")
-        cur = None
-        for i, (topic, payload, mid, _qos, dup, _gen, _t) in enumerate(buf):
-            n_rej = len(out.rejects)
-            self.decoder.decode(topic, payload, rec_times[i], out)
+        for i, (topic, payload, mid, _qos, _dup, _gen, _t) in enumerate(buf):
+            n_obs, n_rej = len(out.ids), len(out.rejects)
+            self.decoder.decode(topic, payload, rec_times[i], out)        # never raises
             if len(out.rejects) > n_rej:
                 r = out.rejects[-1]
-                if dup:
-                    # a redelivery of a malformed message we stored but had not acknowledged?
-                    cur = cur or self.store.cursor()
-                    p = bytes(payload).decode("utf-8", errors="backslashreplace")
-                    if cur.execute("SELECT 1 FROM rejects WHERE mqtt_acked = FALSE AND mqtt_mid = ? AND topic = ? "
-                                   "AND payload = ? LIMIT 1", [mid, topic, p]).fetchone():
-                        continue
                 rejects.append((r[0], r[1], r[2], r[3], mid))
-        con = self.store.con
-        with self.store._lock:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                res = self.store.insert(np.array(out.ids, dtype=object), np.array(out.times, dtype="datetime64[us]"),
-                                        np.array(out.results, dtype=np.float64), source="mqtt",
-                                        payloads=out.payloads, topics=out.topics)
-                self.store.add_rejects(rejects)
-                con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
+            else:
+                row_msg.extend([i] * (len(out.ids) - n_obs))
+        try:
+            res, n_rej_stored = self._commit(out, rejects, buf, row_msg, rec_times)
+        except Exception as exc:
+            if isinstance(exc, StoreFailure):
                 raise
+            raise StoreFailure(f"sensor store {self.store.path!r}: writing a batch of {len(buf)} message(s) "
+                               f"failed, none acknowledged (the broker redelivers them): {reject_reason(exc)}") from exc
         # committed: now acknowledge (only messages received on the current connection)
         gen_now = self._generation
         acked = []
@@ -176,7 +206,7 @@ class Ingester:
             if qos > 0 and gen == gen_now:
                 self.client.ack(mid, qos)
                 acked.append(mid)
-        self._unacked_rejects += len(rejects)
+        self._unacked_rejects += n_rej_stored
         if acked and self._unacked_rejects > 0:
             with self.store._lock:
                 n_marked = self.store.con.execute(
@@ -196,6 +226,53 @@ class Ingester:
             n_rej = cur.execute("SELECT count(*) FROM rejects").fetchone()[0]
             print(json.dumps({"observations": n_obs, "rejects": n_rej, "received": self.stats.received}), flush=True)
         return len(buf)
+
+    def _insert_rows(self, out: Decoded, idx=None) -> InsertResult:
+        """Insert all of ``out``'s rows, or those at the indices ``idx``."""
+        cols = [out.ids, out.times, out.results, out.payloads, out.topics]
+        if idx is not None:
+            cols = [[c[i] for i in idx] for c in cols]
+        ids, times, results, payloads, topics = cols
+        return self.store.insert(np.array(ids, dtype=object), np.array(times, dtype="datetime64[us]"),
+                                 np.array(results, dtype=np.float64), source="mqtt", payloads=payloads, topics=topics)
+
+    def _commit(self, out: Decoded, rejects: list, buf, row_msg, rec_times) -> tuple[InsertResult, int]:
+        """Store the batch's observations and rejects in one transaction. If the store refuses the
+        batch for its data, retry it in halves down to single rows: the rows it refuses alone
+        become rejects (reason ``store refused ...``), the others are stored."""
+        n = len(out.ids)
+        try:
+            with self.store.transaction():
+                res = self._insert_rows(out) if n else InsertResult()
+                return res, self.store.add_rejects(rejects)
+        except Exception as exc:
+            if not _row_error(exc) or n == 0:
+                raise
+            log.warning("store refused a batch of %d observation(s) (%s); retrying it in parts",
+                        n, reject_reason(exc))
+        res, refused = InsertResult(), []
+        self._insert_parts(out, list(range(n)), res, refused)
+        for i, exc in refused:
+            m = buf[row_msg[i]]
+            rejects.append((m[1], m[0], f"store refused datastream {out.ids[i]!r} at "
+                            f"{np.datetime64(out.times[i], 's')}Z: {reject_reason(exc)}", rec_times[row_msg[i]], m[2]))
+        with self.store.transaction():
+            return res, self.store.add_rejects(rejects)
+
+    def _insert_parts(self, out: Decoded, idx: list, res: InsertResult, refused: list):
+        try:
+            with self.store.transaction():
+                res += self._insert_rows(out, idx)
+            return
+        except Exception as exc:
+            if not _row_error(exc):
+                raise
+            if len(idx) == 1:
+                refused.append((idx[0], exc))
+                return
+        h = len(idx) // 2
+        self._insert_parts(out, idx[:h], res, refused)
+        self._insert_parts(out, idx[h:], res, refused)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self):

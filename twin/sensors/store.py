@@ -8,9 +8,12 @@ Tables (names and the first columns are a public contract):
   ``'good'`` or the flag names joined by ``','`` (see :data:`twin.sensors.model.FLAG_BITS`),
   ``qc_mask`` the same as a bit mask. Primary key ``(datastream_id, phenomenon_time)``: inserting the
   same observation twice is a no-op (idempotent, so MQTT redeliveries are harmless).
-* ``rejects(payload, topic, reason, received_time)`` every payload that could not be accepted,
+* ``rejects(payload, topic, reason, received_time, ...)`` every payload that could not be accepted,
   raw, with the reason; a second *different* value for an existing (datastream, time) lands here
-  too (reason ``duplicate: ...``) and flags the stored one ``duplicate``.
+  too (reason ``duplicate: ...``) and flags the stored one ``duplicate``. One row per distinct
+  ``(topic, payload)``: ``payload_sha256`` (of the payload's bytes) and ``payload_bytes`` identify
+  it, a resent or redelivered copy only raises ``times_seen``; a payload over
+  :data:`REJECT_PAYLOAD_KEEP` bytes is stored as its first bytes (size and hash name the whole).
 * ``stations`` (STA Thing + Location) and ``datastreams`` (STA Datastream + ObservedProperty).
 
 Batches go in through Arrow (``INSERT OR IGNORE ... SELECT FROM arrow_table``), which is what makes
@@ -18,7 +21,9 @@ tens of thousands of observations per second possible from Python.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import hashlib
 import json
 import threading
 from dataclasses import dataclass
@@ -53,8 +58,63 @@ CREATE TABLE IF NOT EXISTS observations (
     PRIMARY KEY (datastream_id, phenomenon_time));
 CREATE TABLE IF NOT EXISTS rejects (
     payload VARCHAR, topic VARCHAR, reason VARCHAR NOT NULL, received_time TIMESTAMP NOT NULL,
-    mqtt_mid INTEGER, mqtt_acked BOOLEAN);
+    mqtt_mid INTEGER, mqtt_acked BOOLEAN, payload_bytes BIGINT, payload_sha256 VARCHAR,
+    times_seen INTEGER DEFAULT 1);
 """
+# columns added to ``rejects`` after the first release: (name, type, backfill for existing rows)
+_REJECT_MIGRATION = [
+    ("payload_bytes", "BIGINT", "octet_length(encode(payload))"),
+    ("payload_sha256", "VARCHAR", "sha256(payload)"),
+    ("times_seen", "INTEGER DEFAULT 1", None),    # existing rows take the default
+]
+_REJECT_COLS = ("payload, topic, reason, received_time, mqtt_mid, mqtt_acked, payload_bytes, payload_sha256, "
+                "times_seen")
+REJECT_PAYLOAD_KEEP = 65536      # bytes of a rejected payload kept in ``rejects.payload``
+REJECT_REASON_MAX = 1000         # characters of a reject's reason
+
+
+@dataclass(frozen=True)
+class PayloadDigest:
+    """What is kept of a payload too large to keep: its first bytes, its size and its SHA-256."""
+    prefix: bytes
+    size: int
+    sha256: str
+
+    @classmethod
+    def of(cls, payload, keep: int = REJECT_PAYLOAD_KEEP) -> PayloadDigest:
+        b = payload if isinstance(payload, bytes) else bytes(payload)
+        return cls(b[:keep], len(b), hashlib.sha256(b).hexdigest())
+
+    def __len__(self):
+        return self.size
+
+
+def _text(s) -> str | None:
+    """Text DuckDB can store (valid UTF-8: lone surrogates become escapes)."""
+    if s is None:
+        return None
+    s = str(s)
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", errors="surrogatepass").decode("utf-8", errors="backslashreplace")
+
+
+def _reject_payload(payload) -> tuple[str | None, int | None, str | None]:
+    """A reject's payload -> (text kept, size in bytes, SHA-256 hex of the bytes)."""
+    if payload is None:
+        return None, None, None
+    if isinstance(payload, PayloadDigest):
+        b, size, sha = payload.prefix[:REJECT_PAYLOAD_KEEP], payload.size, payload.sha256
+    else:
+        if isinstance(payload, (bytes, bytearray, memoryview)):
+            b = bytes(payload)
+        else:
+            b = str(payload).encode("utf-8", errors="surrogatepass")
+        size, sha = len(b), hashlib.sha256(b).hexdigest()
+        b = b[:REJECT_PAYLOAD_KEEP]
+    return b.decode("utf-8", errors="backslashreplace"), size, sha
 
 _OBS_SCHEMA = pa.schema([
     ("datastream_id", pa.string()),
@@ -118,6 +178,7 @@ class SensorStore:
         self._lock = threading.RLock()
         if not read_only:
             self.con.execute(_SCHEMA)
+            self._migrate_rejects()
         self._datastreams: dict[str, dict] = {}
         self._last_time: dict[str, np.datetime64] = {}
         self._load_caches()
@@ -140,6 +201,34 @@ class SensorStore:
         store's lock: the parent connection is not used concurrently."""
         with self._lock:
             return self.con.cursor()
+
+    def _migrate_rejects(self):
+        """Add the columns a store written by an older version lacks (hash and size of existing
+        rejects computed from the stored text)."""
+        have = {r[0] for r in self.con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'rejects'").fetchall()}
+        for name, typ, fill in _REJECT_MIGRATION:
+            if name not in have:
+                self.con.execute(f"ALTER TABLE rejects ADD COLUMN {name} {typ}")
+                if fill is not None:
+                    self.con.execute(f"UPDATE rejects SET {name} = {fill} WHERE payload IS NOT NULL")
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """``BEGIN`` ... ``COMMIT``, or ``ROLLBACK`` on an exception, which also restores the
+        in-memory caches (datastreams met, latest time per stream) that the rolled-back writes
+        changed, so the next write sees the store as it is."""
+        with self._lock:
+            ds, last = dict(self._datastreams), dict(self._last_time)
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                yield self
+                self.con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    self.con.execute("ROLLBACK")
+                self._datastreams, self._last_time = ds, last
+                raise
 
     def _load_caches(self):
         ds = self.con.execute("SELECT * FROM datastreams").fetchdf()
@@ -205,31 +294,65 @@ class SensorStore:
             self._datastreams[r["datastream_id"]] = r
 
     # ------------------------------------------------------------------ writes
-    def add_rejects(self, rejects):
-        """``rejects``: iterable of ``(payload, topic, reason[, received_time[, mqtt_mid]])``."""
+    def add_rejects(self, rejects) -> int:
+        """``rejects``: iterable of ``(payload, topic, reason[, received_time[, mqtt_mid]])``; the
+        payload is bytes, text or a :class:`PayloadDigest`. A reject whose ``(topic, payload)`` is
+        already stored (or repeats within the batch) is not stored again: the stored row's
+        ``times_seen`` goes up. Returns the number of rows written."""
+        keep: dict = {}          # (topic, sha256) -> index in rows, for deduplication
         rows = []
         now = utcnow()
         for r in rejects:
-            payload, topic, reason = r[0], r[1], r[2]
+            topic, reason = _text(r[1]), _text(r[2]) or "rejected"
             rec = r[3] if len(r) > 3 and r[3] is not None else now
             mid = r[4] if len(r) > 4 else None
-            if isinstance(payload, (bytes, bytearray, memoryview)):
-                payload = bytes(payload).decode("utf-8", errors="backslashreplace")
-            rows.append((None if payload is None else str(payload), topic, str(reason), rec, mid))
+            text, size, sha = _reject_payload(r[0])
+            if len(reason) > REJECT_REASON_MAX:
+                reason = reason[:REJECT_REASON_MAX - 20] + f"... ({len(reason):,} chars)"
+            if sha is not None:
+                k = keep.get((topic, sha))
+                if k is not None:
+                    rows[k][-1] += 1
+                    continue
+                keep[(topic, sha)] = len(rows)
+            rows.append([text, topic, reason, rec, mid, size, sha, 1])
         if not rows:
             return 0
-        tbl = pa.table({
-            "payload": pa.array([r[0] for r in rows], pa.string()),
-            "topic": pa.array([r[1] for r in rows], pa.string()),
-            "reason": pa.array([r[2] for r in rows], pa.string()),
-            "received_time": pa.array(np.array([np.datetime64(r[3], "us") for r in rows]), pa.timestamp("us")),
-            "mqtt_mid": pa.array([r[4] for r in rows], pa.int32()),
-            "mqtt_acked": pa.array([False if r[4] is not None else None for r in rows], pa.bool_()),
-        })
         with self._lock:
+            seen = {}
+            if keep:
+                keys = pa.table({"topic": pa.array([k[0] for k in keep], pa.string()),
+                                 "h": pa.array([k[1] for k in keep], pa.string()),
+                                 "n": pa.array([rows[i][-1] for i in keep.values()], pa.int32())})
+                self.con.register("_rej_keys", keys)
+                try:
+                    hits = self.con.execute(
+                        "SELECT DISTINCT k.topic, k.h FROM _rej_keys k JOIN rejects r ON r.payload_sha256 = k.h "
+                        "AND r.topic IS NOT DISTINCT FROM k.topic").fetchall()
+                    if hits:
+                        self.con.execute(
+                            "UPDATE rejects r SET times_seen = coalesce(r.times_seen, 1) + k.n FROM _rej_keys k "
+                            "WHERE r.payload_sha256 = k.h AND r.topic IS NOT DISTINCT FROM k.topic")
+                finally:
+                    self.con.unregister("_rej_keys")
+                seen = {keep[tuple(h)] for h in hits}
+            rows = [r for i, r in enumerate(rows) if i not in seen]
+            if not rows:
+                return 0
+            tbl = pa.table({
+                "payload": pa.array([r[0] for r in rows], pa.string()),
+                "topic": pa.array([r[1] for r in rows], pa.string()),
+                "reason": pa.array([r[2] for r in rows], pa.string()),
+                "received_time": pa.array(np.array([np.datetime64(r[3], "us") for r in rows]), pa.timestamp("us")),
+                "mqtt_mid": pa.array([r[4] for r in rows], pa.int32()),
+                "mqtt_acked": pa.array([False if r[4] is not None else None for r in rows], pa.bool_()),
+                "payload_bytes": pa.array([r[5] for r in rows], pa.int64()),
+                "payload_sha256": pa.array([r[6] for r in rows], pa.string()),
+                "times_seen": pa.array([r[7] for r in rows], pa.int32()),
+            })
             self.con.register("_rej_batch", tbl)
             try:
-                self.con.execute("INSERT INTO rejects SELECT * FROM _rej_batch")
+                self.con.execute(f"INSERT INTO rejects ({_REJECT_COLS}) SELECT * FROM _rej_batch")
             finally:
                 self.con.unregister("_rej_batch")
         return len(rows)
