@@ -32,7 +32,8 @@ HOSPITAL = ("hospital_id", "hospital")
 PRIORITY = ("priority", "severity")
 KIND = ("kind", "type", "incident_kind")
 OUTCOME = ("outcome", "result")
-HIGH_HAZARD_HR = 1.25  # FD2321: HR > 1.25 is "danger for most" (significant and extreme classes)
+HIGH_HAZARD_HR = 1.25  # FD2321 default: HR >= 1.25 is "danger for most" (significant and extreme classes)
+HIGH_HAZARD_CLASSES = ("significant", "extreme")  # people.parquet hazard_class, from the scenario's thresholds
 
 
 def _times(df: pd.DataFrame, tcol: str) -> np.ndarray:
@@ -133,13 +134,20 @@ def closed_share_series(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def high_hazard_series(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
-    """Persons at hazard rating > 1.25 over time (people.parquet)."""
+    """Persons in the significant or extreme hazard class over time (people.parquet).
+
+    The run's ``hazard_class`` column was classified with the scenario's thresholds
+    (``people.params.hazard_thresholds``, twin.hazard); tables without it fall back to the FD2321
+    default HR >= 1.25."""
     df = run.table("people")
     tcol, hc = col(df, *T), col(df, *HAZARD)
-    if df is None or tcol is None or hc is None or len(df) == 0:
+    if df is None or tcol is None or (hc is None and "hazard_class" not in df) or len(df) == 0:
         return None
     w = df[col(df, *PERSONS)].to_numpy(dtype=float) if col(df, *PERSONS) else np.ones(len(df))
-    high = (df[hc].to_numpy(dtype=float) > HIGH_HAZARD_HR) * w
+    if "hazard_class" in df:
+        high = df["hazard_class"].astype(str).isin(HIGH_HAZARD_CLASSES).to_numpy() * w
+    else:
+        high = (df[hc].to_numpy(dtype=float) >= HIGH_HAZARD_HR) * w
     g = pd.DataFrame({"t": df[tcol].astype(float), "h": high}).groupby("t")["h"].sum()
     return g.index.to_numpy(), g.to_numpy()
 

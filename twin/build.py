@@ -23,13 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from twin.couplings import (
-    HAZARD_CLASSES,
-    LinkDepthSampler,
-    RoadWaterLevel,
-    hazard_class,
-    hazard_rating,
-)
+from twin.couplings import LinkDepthSampler, RoadWaterLevel
+from twin.hazard import hazard_class_name, hazard_rating, land_use
 from twin.scenario import Scenario
 
 __all__ = ["build_twin", "Twin", "Event", "idf_intensity_mm_per_h", "design_hyetograph", "tide_stage",
@@ -185,7 +180,7 @@ class Twin:
     sea_mask: np.ndarray | None = None      # sea cells in the model (the coastal stage strip)
     sea_full: np.ndarray | None = None      # every sea cell (maps)
     initial_depth: np.ndarray | None = None  # water at t = 0 (permanent water bodies)
-    urban: np.ndarray | bool = True
+    urban: np.ndarray | str = "urban"  # FD2321 land use per cell (twin.hazard.land_use)
     link_sampler: LinkDepthSampler | None = None
     road_water: RoadWaterLevel | None = None  # bridges and bank roads meet water above the banks only
     traffic_network: Any = None
@@ -350,9 +345,7 @@ class Twin:
             r, c, ok = self._cells_at(df["x"].to_numpy(), df["y"].to_numpy())
             v = np.where(ok, self.speed()[r, c], 0.0) if self.flood is not None else 0.0
             df["hazard_rating"] = hazard_rating(df["depth_m"].to_numpy(), v)
-        hr = df["hazard_rating"].to_numpy(float)
-        names = np.array([h[0] for h in HAZARD_CLASSES], dtype=object)
-        df["hazard_class"] = np.where(hr > 0, names[hazard_class(hr)], "none")
+        df["hazard_class"] = hazard_class_name(df["hazard_rating"].to_numpy(float), self.people.params.hazard_thresholds)
         for col in df.columns:
             if isinstance(df[col].dtype, pd.CategoricalDtype):
                 df[col] = df[col].astype(str)
@@ -508,15 +501,8 @@ def build_twin(scenario: Scenario, city=None) -> Twin:
 
 
 def _urban_mask(tw: Twin) -> None:
-    city = tw.city
-    lc = getattr(city, "landcover", None)
-    classes = getattr(city, "landcover_classes", None)
-    if lc is None or not classes:
-        tw.urban = True
-        return
-    urban_codes = [int(k) for k, v in classes.items()
-                   if any(w in str(v).lower() for w in ("urban", "built", "resid", "commer", "indus", "road"))]
-    tw.urban = np.isin(lc, urban_codes)
+    # FD2321 land use per cell (urban / woodland / pasture), the same rule the people model uses
+    tw.urban = land_use(getattr(tw.city, "landcover", None), getattr(tw.city, "landcover_classes", None))
 
 
 def _sea_mask(tw: Twin) -> np.ndarray | None:

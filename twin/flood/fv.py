@@ -18,8 +18,8 @@ import math
 import numpy as np
 
 from twin import _core
+from twin.constants import GRAVITY as G
 
-G = 9.81
 EDGES = ("west", "east", "north", "south")
 _BC_KINDS = {"wall": 0, "free": 1, "stage": 2}
 _LIMITERS = {"minmod": 0, "vanleer": 1, "van_leer": 1}

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from twin.constants import GRAVITY
+
 from .. import _core
 
 __all__ = ["Solver", "InertialSolver", "SubstepForcing", "register_solver", "get_solver", "SOLVERS"]
@@ -137,7 +139,7 @@ class InertialSolver(Solver):
     def stable_dt(self, hmax: float) -> float:
         m = self.model
         h = max(hmax, _core.FLOOD_DEPTH_THRESHOLD)
-        return m.alpha * m.cell_size / math.sqrt(9.81 * h)
+        return m.alpha * m.cell_size / math.sqrt(GRAVITY * h)
 
     def substep(self, dt: float, t_end: float, f: SubstepForcing) -> float:
         m = self.model
