@@ -229,22 +229,22 @@ void register_traffic(py::module_& m) {
                  e.step(n);
              },
              py::arg("n_steps"))
-        .def("set_link_speed_factors",
-             [](Engine& e, carray<double> f) {
-                 require_size(f, e.net.n_links, "speed_factors");
-                 for (py::ssize_t l = 0; l < f.size(); ++l) {
-                     const double x = f.data()[l];
-                     if (!(x > 0.0 && x <= 1.0)) {
+        .def("set_link_speeds",
+             [](Engine& e, carray<double> v) {
+                 require_size(v, e.net.n_links, "speeds_mps");
+                 for (py::ssize_t l = 0; l < v.size(); ++l) {
+                     const double x = v.data()[l];
+                     if (!(x > 0.0 && x <= e.net.vfree[l])) {
                          std::ostringstream s;
-                         s << "speed_factors: value " << x << " at link " << l
-                           << " must be in (0, 1] (close a link with set_closed)";
+                         s << "speeds_mps: value " << x << " at link " << l << " must be in (0, free speed "
+                           << e.net.vfree[l] << "] (close a link with set_closed)";
                          fail(s.str());
                      }
                  }
                  py::gil_scoped_release nogil;
-                 e.set_link_speed_factors(f.data());
+                 e.set_link_speeds(v.data());
              },
-             py::arg("factors").noconvert())
+             py::arg("speeds_mps").noconvert())
         .def("set_closed",
              [](Engine& e, carray<bool> mask) {
                  require(mask.ndim() == 2 && mask.shape(0) == e.net.n_links && mask.shape(1) == N_CLASSES,

@@ -974,14 +974,14 @@ static bool route_hits(const Engine& e, int32_t v, const std::vector<uint8_t>& n
     return false;
 }
 
-// Flooded free speed of each link: veff = vfree x factor (factors from twin.traffic.flood); the
-// capacity follows the triangular diagram with the same jam density and backward wave speed.
-void Engine::set_link_speed_factors(const double* f) {
+// Flooded free speed of each link (from twin.traffic.flood, at most vfree); the capacity follows
+// the triangular diagram with the same jam density and backward wave speed.
+void Engine::set_link_speeds(const double* v) {
     const int32_t L = net.n_links;
     const double t = (double)step_k * dt;
     for (int32_t l = 0; l < L; ++l) {
         const double vold = veff[l];
-        const double vn = f[l] >= 1.0 ? net.vfree[l] : net.vfree[l] * f[l];
+        const double vn = v[l];
         if (vn != vold) {
             veff[l] = vn;
             const double wv = net.w[l], kj = net.kjam[l];

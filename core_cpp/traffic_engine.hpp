@@ -1,8 +1,8 @@
 // Traffic kernels of twin._core: a link transmission model (Yperman 2007) with individual vehicles
 // kept in FIFO order on each link, a first-order node model (Tampère et al. 2011, capacity-share
 // priorities, i.e. Daganzo's merge), fixed-time signals, emergency priority, flood impact given as
-// arrays (per-link speed factors and per-link x class closures, computed by twin.traffic.flood: the
-// engine holds no flood physics) and CSR shortest paths.
+// arrays (per-link flooded free speeds and per-link x class closures, computed by twin.traffic.flood:
+// the engine holds no flood physics) and CSR shortest paths.
 //
 // The engine owns flat std::vectors only (no Python objects); the binding file traffic_bind.cpp
 // validates every input with the GIL held and releases the GIL for stepping and routing.
@@ -75,7 +75,7 @@ public:
     // The engine default is off; twin.traffic.TrafficModel sets the documented class defaults.
     double accel[N_CLASSES] = {INF, INF, INF, INF, INF};
 
-    // flood and closures, per link: veff = free speed x speed factor, qeff its triangular capacity
+    // flood and closures, per link: veff = flooded free speed (<= vfree), qeff its triangular capacity
     std::vector<double> veff, qeff;
     std::vector<uint8_t> closed_manual, closed_mask;  // mask bit c: closed to class c
     // link state
@@ -113,7 +113,7 @@ public:
     int64_t add(const int32_t* o, const int32_t* d, const double* dep, const uint8_t* c, const uint8_t* inf,
                 int64_t n);
     void step(int64_t n_steps);
-    void set_link_speed_factors(const double* f);  // per link, in (0, 1]
+    void set_link_speeds(const double* v);         // per link, in (0, vfree]
     void set_closed_mask(const uint8_t* mask);     // per link, bit c: closed to class c
     void set_closed(const int32_t* ids, int64_t n, bool closed);
     void set_lanes(const int32_t* ids, const double* lanes, int64_t n);

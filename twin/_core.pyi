@@ -47,7 +47,7 @@ class TrafficEngine:
                   vehicle_class: NDArray[np.uint8], informed: NDArray[np.uint8]) -> int: ...
     def step(self, n_steps: int) -> None: ...
     # flood impact as arrays (the rule: twin.traffic.flood.link_flood_arrays)
-    def set_link_speed_factors(self, factors: NDArray[np.float64]) -> None: ...  # per link, in (0, 1]
+    def set_link_speeds(self, speeds_mps: NDArray[np.float64]) -> None: ...  # per link, in (0, free speed]
     @overload
     def set_closed(self, mask: NDArray[np.bool_]) -> None: ...  # (n_links, n_classes): flood closures
     @overload

@@ -107,11 +107,13 @@ def test_bad_inputs_raise(grid5):
     from twin import _core
     eng = tm._engine
     with pytest.raises(TypeError):  # noconvert: wrong dtype is rejected, never copied
-        eng.set_link_speed_factors(np.ones(grid5.n_links, dtype=np.float32))
-    with pytest.raises(ValueError, match=r"speed_factors: value 0 at link 3 must be in \(0, 1\]"):
+        eng.set_link_speeds(np.ones(grid5.n_links, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"speeds_mps: value 0 at link 3 must be in \(0, free speed"):
         f = np.ones(grid5.n_links)
         f[3] = 0.0
-        eng.set_link_speed_factors(f)
+        eng.set_link_speeds(f)
+    with pytest.raises(ValueError, match=r"speeds_mps: value 100 at link 0"):
+        eng.set_link_speeds(np.full(grid5.n_links, 100.0))
     with pytest.raises(ValueError, match="closed mask: expected a bool"):
         eng.set_closed(np.zeros((grid5.n_links, 4), dtype=bool))
     with pytest.raises(ValueError, match="trips.origin"):

@@ -253,15 +253,16 @@ def test_route_on_departure_avoids_a_queue_that_formed_after_adding():
 
 
 def test_depth_rule_is_python_and_the_engine_takes_arrays():
-    """twin.traffic.flood computes speed factors and per-class closures; the engine only consumes
+    """twin.traffic.flood computes flooded speeds and per-class closures; the engine only consumes
     them (no set_depth, no stall depths inside it)."""
     from twin.constants import STALL_DEPTH_M, VEHICLE_CLASSES
     from twin.traffic.flood import closure_mask, link_flood_arrays, link_speed_factors
 
     depth = np.array([0.0, 0.05, 0.15, 0.30, 0.45, 0.60])
     f = link_speed_factors(depth, np.full(depth.size, VF))
-    v = np.minimum(VF, (0.0009 * (depth * 1000) ** 2 - 0.5529 * depth * 1000 + 86.9448) / 3.6)
-    np.testing.assert_allclose(f, np.where(depth > 0, v / VF, 1.0), rtol=1e-15)
+    w = np.minimum(depth * 1000, 0.5529 / (2 * 0.0009))  # the curve is held at its minimum (307 mm)
+    v = np.minimum(VF, (0.0009 * w**2 - 0.5529 * w + 86.9448) / 3.6)
+    np.testing.assert_allclose(f, v / VF, rtol=1e-15)
     assert f[0] == 1.0 and f[1] == 1.0 and np.all((f > 0) & (f <= 1))
     m = closure_mask(depth)
     assert m.shape == (depth.size, len(VEHICLE_CLASSES)) and m.dtype == bool
@@ -272,8 +273,9 @@ def test_depth_rule_is_python_and_the_engine_takes_arrays():
     a, b = TrafficModel(net), TrafficModel(net)
     assert not hasattr(a._engine, "set_depth")
     a.set_link_depth(depth)
-    fb, mb = link_flood_arrays(depth, np.full(depth.size, VF), b.stall_depth_m)
-    b._engine.set_link_speed_factors(fb)
+    vb, mb = link_flood_arrays(depth, np.full(depth.size, VF), b.stall_depth_m)
+    np.testing.assert_allclose(vb, v, rtol=1e-15)
+    b._engine.set_link_speeds(vb)
     b._engine.set_closed(mb)
     np.testing.assert_array_equal(a.link_speed_factor, b.link_speed_factor)
     for c in VEHICLE_CLASSES:

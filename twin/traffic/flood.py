@@ -1,8 +1,10 @@
 """Flood impact on road links: speed from standing water depth and stall depths by class.
 
 The one place where water depth becomes road speed and closures: :func:`link_flood_arrays` gives
-the per-link speed factors and the per-link × class closure mask that the C++ traffic engine
-consumes (``set_link_speed_factors``, ``set_closed``); the engine holds no flood physics.
+the per-link flooded free speeds and the per-link × class closure mask that the C++ traffic engine
+consumes (``set_link_speeds``, ``set_closed``); the engine holds no flood physics. (The engine
+takes speeds, not speed factors: ``vfree × (v / vfree)`` is not always ``v`` in floating point, and
+the speeds keep every result bit-identical to the engine that computed the curve itself.)
 
 Speed: Pregnolato, Ford, Wilkinson & Dawson (2017), "The impact of flooding on road transport: a
 depth-disruption function", Transportation Research Part D 55, 67-81, eq. (4):
@@ -65,7 +67,7 @@ def flooded_speed_mps(depth_m, speed_limit_mps) -> np.ndarray:
 
 def link_speed_factors(depth_m, speed_limit_mps) -> np.ndarray:
     """Flooded free speed / speed limit per link, in (0, 1]: 1 where dry or where the curve stays
-    above the limit; the engine's flooded free speed is ``speed_limit × factor``."""
+    above the limit (``TrafficModel.link_speed_factor`` reports the same ratio)."""
     v = np.asarray(speed_limit_mps, dtype=float)
     vn = flooded_speed_mps(depth_m, v)
     return np.where(vn >= v, 1.0, vn / v)
@@ -80,6 +82,7 @@ def closure_mask(depth_m, stall_depth_m: Mapping[str, float] = STALL_DEPTH_M) ->
 
 
 def link_flood_arrays(depth_m, speed_limit_mps, stall_depth_m: Mapping[str, float] = STALL_DEPTH_M):
-    """(speed factors, closure mask) of links under ``depth_m`` of standing water: what
+    """(flooded free speeds [m/s], closure mask) of links under ``depth_m`` of standing water: what
     ``TrafficModel.set_link_depth`` hands to the engine."""
-    return link_speed_factors(depth_m, speed_limit_mps), closure_mask(depth_m, stall_depth_m)
+    v = np.asarray(speed_limit_mps, dtype=float)
+    return np.minimum(v, flooded_speed_mps(depth_m, v)), closure_mask(depth_m, stall_depth_m)

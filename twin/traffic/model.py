@@ -317,7 +317,7 @@ class TrafficModel:
         """Standing water depth per link (m): Pregnolato speed, closure per class stall depth.
 
         The rule is ``twin.traffic.flood.link_flood_arrays``; this hands its two arrays to the
-        engine (``set_link_speed_factors``, then ``set_closed``)."""
+        engine (``set_link_speeds``, then ``set_closed``)."""
         d = np.asarray(depth_m, dtype=np.float64)
         if d.shape != (self.network.n_links,):
             raise ValueError(f"set_link_depth: depth_m must have shape ({self.network.n_links},), got {d.shape}")
@@ -326,8 +326,8 @@ class TrafficModel:
             k = int(np.flatnonzero(bad)[0])
             raise ValueError(f"set_link_depth: depth_m[{k}] = {float(d[k])!r} must be finite and >= 0")
         self._depth = d.copy()
-        factors, mask = link_flood_arrays(d, self._vfree, self.stall_depth_m)
-        self._engine.set_link_speed_factors(np.ascontiguousarray(factors, dtype=np.float64))
+        speeds, mask = link_flood_arrays(d, self._vfree, self.stall_depth_m)
+        self._engine.set_link_speeds(np.ascontiguousarray(speeds, dtype=np.float64))
         self._engine.set_closed(mask)
 
     def close_links(self, ids) -> None:
