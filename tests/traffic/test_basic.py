@@ -189,7 +189,7 @@ def test_damaged_state_is_an_error_not_a_crash(grid5):
         with pytest.raises(ValueError, match="traffic state"):
             tm.set_state(st)
     st = pickle.loads(pickle.dumps(good))
-    st["engine"]["depth"] = st["engine"]["depth"].astype(np.float32)
+    st["engine"]["veff"] = st["engine"]["veff"].astype(np.float32)  # (was "depth": the engine holds no depth now)
     with pytest.raises(ValueError, match="dtype"):
         tm.set_state(st)
     # a rejected state changed nothing
