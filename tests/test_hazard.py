@@ -111,9 +111,9 @@ def test_one_implementation_only():
 
 MOLAVE = ROOT / "scenarios" / "tamky_molave_2020.yaml"
 # coarse and short: 300 m grid, heavy rain from 08:00 so that homes flood within the run
-FAST = ["resolution_m=300", "start=2020-10-28T08:00", "duration=30min", "coupling_step=5min",
-        "flood.rain.time_shift=3h", "flood.rain.rain_scale=4", "outputs.checkpoint_every=null",
-        "outputs.png=false", "traffic=null", "services=null",
+FAST = ["resolution_m=300", "start=2020-10-28T08:00", "duration=90min", "coupling_step=5min",
+        "flood.rain.time_shift=3h", "flood.rain.rain_scale=10", "outputs.checkpoint_every=null",
+        "outputs.png=false", "interventions.0.at=0", "interventions.1.at=10min", "traffic=null", "services=null",
         "people.params={hazard_thresholds: [0.3, 1.0, 1.5]}"]
 
 
@@ -124,7 +124,7 @@ def test_map_hazard_equals_people_hazard_in_a_coupled_run(tmp_path):
     import pandas as pd
     import xarray as xr
 
-    from twin.agents.people import HOME
+    from twin.agents.people import DRIVE, HOME, TRAPPED, WALK
     from twin.build import build_twin
     from twin.scenario import load_scenario
     from twin.simulation import Simulation
@@ -135,9 +135,14 @@ def test_map_hazard_equals_people_hazard_in_a_coupled_run(tmp_path):
     sim.run()
     pm = tw.people
     assert pm.params.hazard_thresholds == (0.3, 1.0, 1.5)
-    # ground floor at home, on land (on bridges and bank roads people meet the water above the banks)
-    ground = np.flatnonzero((pm.state == HOME) & ~pm._wet_cells[pm.home_cell])
-    r, c, ok = tw._cells_at(pm.home_x[ground], pm.home_y[ground])
+    # people at ground level: at home on the ground floor (also trapped in a one-storey house), or
+    # walking / driving; on land cells (on bridges and bank roads they meet the water above the banks)
+    at_home = (pm.state == HOME) | ((pm.state == TRAPPED) & (pm.storeys == 1) & (pm.x == pm.home_x)
+                                    & (pm.y == pm.home_y))
+    x, y = np.where(at_home, pm.home_x, pm.x), np.where(at_home, pm.home_y, pm.y)
+    cell = pm._cell_of(x, y)
+    ground = np.flatnonzero((at_home | np.isin(pm.state, (WALK, DRIVE))) & ~pm._wet_cells[cell])
+    r, c, ok = tw._cells_at(x[ground], y[ground])
     assert ok.all()
     map_hr = tw.hazard()[r, c]
     wet = map_hr > 0
