@@ -1,4 +1,9 @@
-"""Residents and tourists: a Mesa model whose bulk state lives in numpy arrays.
+"""Residents and tourists: a Mesa model whose bulk state lives in numpy arrays (the behaviour).
+
+The population itself (places, households, persons, vehicles, storeys, destinations) is synthesised
+from the city in :mod:`twin.agents.population`; this module holds what happens each step: warnings,
+decisions to evacuate, movement, trapping and rescue hand-over, and exposure to the flood hazard
+(FD2321, :mod:`twin.hazard`, the same rule as the map). Events go to a :class:`twin.agents.EventLog`.
 
 Each household (and each tourist party) is a Mesa agent registered with the model, so
 ``model.agents``, ``agents_by_type`` and the ``AgentSet`` verbs work as usual; the agent objects are
