@@ -36,6 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from twin import FloodModel, Terrain  # noqa: E402
+from twin.constants import GRAVITY  # noqa: E402
 
 
 def circular_dam_break(n: int, solver: str, threads: int | None, dtype: str):
@@ -75,13 +76,13 @@ def ritter_accuracy(solver: str) -> dict:
     m = FloodModel(Terrain.from_array(np.zeros((1, n)), cell_size=dx), manning=0.0, solver=solver)
     m.set_depth(np.where(x < 0, h0, 0.0)[None])
     m.run_one_step(t)
-    c = np.sqrt(9.81 * h0)
+    c = np.sqrt(GRAVITY * h0)
     xi = x / t
-    he = np.where(xi <= -c, h0, np.where(xi <= 2 * c, (2 * c - xi) ** 2 / (9 * 9.81), 0.0))
+    he = np.where(xi <= -c, h0, np.where(xi <= 2 * c, (2 * c - xi) ** 2 / (9 * GRAVITY), 0.0))
     h = m.depth[0].astype(float)
     err = np.abs(h - he)
     front = float(x[np.nonzero(h > 0.01)[0].max()] + 0.5 * dx)
-    exact = float((2 * c - 3 * np.sqrt(9.81 * 0.01)) * t)
+    exact = float((2 * c - 3 * np.sqrt(GRAVITY * 0.01)) * t)
     return {"case": "ritter_accuracy", "solver": solver, "cells": n, "dx_m": dx, "t_s": t,
             "relative_l1": float(err.sum() / he.sum()), "mean_abs_error_m": float(err[(he > 0) | (h > 0)].mean()),
             "p99_abs_error_m": float(np.percentile(err[(he > 0) | (h > 0)], 99)),

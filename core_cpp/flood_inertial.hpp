@@ -28,6 +28,8 @@
 #include <limits>
 #include <vector>
 
+#include "inv_cbrt.hpp"
+
 #ifdef TWIN_HAVE_OPENMP
 #include <omp.h>
 #endif
@@ -113,30 +115,7 @@ enum EdgeKind : std::uint8_t { kEdgeWall = 0, kEdgeFree = 1, kEdgeStage = 2 };
 // Per-row reduction slots (double), summed serially by the caller.
 enum RowSlot { kRain = 0, kLost = 1, kBndIn = 2, kBndOut = 3, kBad = 4, kRowSlots = 5 };
 
-// x^(-1/3) for x > 0 by Newton iterations on a bit-level first guess: only multiplications,
-// so it vectorises, and it is the same on every thread. Used for h^(-7/3) = (h^(-1/3))^7 in the
-// friction term instead of pow(h, 7/3).
-TWIN_FLOOD_INLINE float inv_cbrt(float x) {
-    std::uint32_t i;
-    std::memcpy(&i, &x, 4);
-    i = 0x54a2fa8cu - i / 3u;
-    float r;
-    std::memcpy(&r, &i, 4);
-    const float third = 1.0f / 3.0f;
-    // two Newton steps: relative error 3.4e-6 (2.4e-5 in h^(-7/3)), far below what Manning's n is known to
-    r = r * (4.0f - x * r * r * r) * third;
-    r = r * (4.0f - x * r * r * r) * third;
-    return r;
-}
-TWIN_FLOOD_INLINE double inv_cbrt(double x) {
-    // seed from the float iteration (64-bit integer division does not vectorise), then two Newton
-    // steps in double: 3.4e-6 -> 3.5e-11 -> ~1e-16
-    double r = static_cast<double>(inv_cbrt(static_cast<float>(x)));
-    const double third = 1.0 / 3.0;
-    r = r * (4.0 - x * r * r * r) * third;
-    r = r * (4.0 - x * r * r * r) * third;
-    return r;
-}
+// inv_cbrt (x^(-1/3), for h^(-7/3) = (h^(-1/3))^7 in the friction term): core_cpp/inv_cbrt.hpp
 
 // New unit discharge through one face from left (L) to right (R): the inertial momentum update.
 //   hf: flow depth max(eta) - max(z); qc: old flux on this face; qs: sum of the two neighbouring

@@ -36,7 +36,7 @@ void from_np(const py::dict& d, const char* name, std::vector<T>& v) {
 template <class F>
 void visit_state(Engine& e, F&& f) {
     f("lanes", e.net.lanes); f("qcap", e.net.qcap); f("kjam", e.net.kjam);
-    f("depth", e.depth); f("veff", e.veff); f("qeff", e.qeff);
+    f("veff", e.veff); f("qeff", e.qeff);
     f("closed_manual", e.closed_manual); f("closed_mask", e.closed_mask);
     f("Nup", e.Nup); f("Ndown", e.Ndown); f("rel_credit", e.rel_credit); f("recv_credit", e.recv_credit);
     f("ndlag", e.ndlag);
@@ -118,8 +118,7 @@ void register_traffic(py::module_& m) {
         .def(py::init([](carray<int32_t> from, carray<int32_t> to, carray<double> length, carray<double> lanes,
                          carray<double> vfree, carray<double> cap_per_lane, carray<double> kjam_per_lane,
                          carray<double> x, carray<double> y, carray<int32_t> sig_ptr, carray<double> sig_dur,
-                         carray<double> sig_offset, carray<int32_t> group, double dt, carray<double> pcu,
-                         carray<double> stall) {
+                         carray<double> sig_offset, carray<int32_t> group, double dt, carray<double> pcu) {
                  const py::ssize_t L = from.size(), N = x.size();
                  require(L < INT32_MAX && N < INT32_MAX, "network too large for int32 ids");
                  require(dt > 0 && std::isfinite(dt), "dt: must be finite and > 0, got " + std::to_string(dt));
@@ -134,7 +133,6 @@ void register_traffic(py::module_& m) {
                  require_size(sig_ptr, N + 1, "nodes.signal_phases_s (pointer)");
                  require_size(sig_offset, N, "nodes.signal_offset_s");
                  require_size(pcu, N_CLASSES, "pcu");
-                 require_size(stall, N_CLASSES, "stall_depth_m");
                  require(N > 0, "nodes: the network has no nodes");
                  check_ids(from, (int32_t)N, "links.from", "node");
                  check_ids(to, (int32_t)N, "links.to", "node");
@@ -148,7 +146,6 @@ void register_traffic(py::module_& m) {
                  require_finite(y, "nodes.y");
                  require_finite(sig_offset, "nodes.signal_offset_s");
                  check_positive(sig_dur, "nodes.signal_phases_s");
-                 require_nonnegative(stall, "stall_depth_m");
                  traffic::Network net;
                  net.n_nodes = (int32_t)N;
                  net.n_links = (int32_t)L;
@@ -198,10 +195,7 @@ void register_traffic(py::module_& m) {
                      }
                  }
                  auto e = std::make_unique<Engine>();
-                 for (int c = 0; c < N_CLASSES; ++c) {
-                     e->pcu[c] = pcu.data()[c];
-                     e->stall[c] = stall.data()[c];
-                 }
+                 for (int c = 0; c < N_CLASSES; ++c) e->pcu[c] = pcu.data()[c];
                  e->init(std::move(net), dt);
                  return e;
              }),
@@ -209,7 +203,7 @@ void register_traffic(py::module_& m) {
              py::arg("lanes").noconvert(), py::arg("vfree").noconvert(), py::arg("cap_per_lane").noconvert(),
              py::arg("kjam_per_lane").noconvert(), py::arg("x").noconvert(), py::arg("y").noconvert(),
              py::arg("sig_ptr").noconvert(), py::arg("sig_dur").noconvert(), py::arg("sig_offset").noconvert(),
-             py::arg("group").noconvert(), py::arg("dt"), py::arg("pcu").noconvert(), py::arg("stall").noconvert())
+             py::arg("group").noconvert(), py::arg("dt"), py::arg("pcu").noconvert())
         .def("add_trips",
              [](Engine& e, carray<int32_t> o, carray<int32_t> d, carray<double> dep, carray<uint8_t> c,
                 carray<uint8_t> inf) {
@@ -235,14 +229,36 @@ void register_traffic(py::module_& m) {
                  e.step(n);
              },
              py::arg("n_steps"))
-        .def("set_depth",
-             [](Engine& e, carray<double> d) {
-                 require_size(d, e.net.n_links, "depth_m");
-                 require_nonnegative(d, "depth_m");
+        .def("set_link_speeds",
+             [](Engine& e, carray<double> v) {
+                 require_size(v, e.net.n_links, "speeds_mps");
+                 for (py::ssize_t l = 0; l < v.size(); ++l) {
+                     const double x = v.data()[l];
+                     if (!(x > 0.0 && x <= e.net.vfree[l])) {
+                         std::ostringstream s;
+                         s << "speeds_mps: value " << x << " at link " << l << " must be in (0, free speed "
+                           << e.net.vfree[l] << "] (close a link with set_closed)";
+                         fail(s.str());
+                     }
+                 }
                  py::gil_scoped_release nogil;
-                 e.set_depth(d.data());
+                 e.set_link_speeds(v.data());
              },
-             py::arg("depth_m").noconvert())
+             py::arg("speeds_mps").noconvert())
+        .def("set_closed",
+             [](Engine& e, carray<bool> mask) {
+                 require(mask.ndim() == 2 && mask.shape(0) == e.net.n_links && mask.shape(1) == N_CLASSES,
+                         "closed mask: expected a bool (n_links, " + std::to_string(N_CLASSES) +
+                             ") array, got shape " + shape_str(mask));
+                 std::vector<uint8_t> bits((size_t)e.net.n_links, 0);
+                 const bool* m = mask.data();
+                 for (int32_t l = 0; l < e.net.n_links; ++l)
+                     for (int c = 0; c < N_CLASSES; ++c)
+                         if (m[(size_t)l * N_CLASSES + c]) bits[l] |= (uint8_t)(1u << c);
+                 py::gil_scoped_release nogil;
+                 e.set_closed_mask(bits.data());
+             },
+             py::arg("mask").noconvert())
         .def("set_closed",
              [](Engine& e, carray<int32_t> ids, bool closed) {
                  check_ids(ids, e.net.n_links, "ids", "link");
@@ -414,7 +430,7 @@ void register_traffic(py::module_& m) {
                        cap(e.vnext) + cap(e.r_off) + cap(e.r_len) + cap(e.r_pos) + cap(e.log_cur) +
                        cap(e.depart) + cap(e.arrive) + cap(e.t_enter) + cap(e.t_ready) + cap(e.t_loss) + cap(e.acc_carry) + cap(e.pending);
                  const size_t log = cap(e.log_veh) + cap(e.log_link) + cap(e.log_tin) + cap(e.log_tout);
-                 links = cap(e.depth) + cap(e.veff) + cap(e.qeff) + cap(e.closed_manual) + cap(e.closed_mask) +
+                 links = cap(e.veff) + cap(e.qeff) + cap(e.closed_manual) + cap(e.closed_mask) +
                          cap(e.Nup) + cap(e.Ndown) + cap(e.rel_credit) + cap(e.recv_credit) + cap(e.ndlag) +
                          cap(e.Rlink) + cap(e.head) + cap(e.tail) + cap(e.wait_head) + cap(e.wait_tail) +
                          cap(e.nveh) + cap(e.nwait) + cap(e.exits_total) + cap(e.entries_total) + cap(e.hist) +
@@ -454,7 +470,7 @@ void register_traffic(py::module_& m) {
             // consistency, so that a damaged state is an error and never a crash
             const size_t L = (size_t)e.net.n_links, V = e.cls.size(), P = e.pool.size(), G = e.log_veh.size();
             require((int64_t)e.hist.size() == (int64_t)e.hist_off.back(), "traffic state: history size mismatch");
-            for (size_t n : {e.net.lanes.size(), e.net.qcap.size(), e.net.kjam.size(), e.depth.size(), e.veff.size(),
+            for (size_t n : {e.net.lanes.size(), e.net.qcap.size(), e.net.kjam.size(), e.veff.size(),
                              e.qeff.size(), e.closed_manual.size(), e.closed_mask.size(), e.Nup.size(),
                              e.Ndown.size(), e.rel_credit.size(), e.recv_credit.size(), e.ndlag.size(),
                              e.head.size(), e.head_since.size(), e.tail.size(), e.wait_head.size(), e.wait_tail.size(), e.nveh.size(),

@@ -64,22 +64,11 @@ void Network::build_csr() {
     }
 }
 
-// Pregnolato et al. (2017): v = 0.0009 w^2 - 0.5529 w + 86.9448 km/h, w = depth in mm. The curve
-// has its minimum (about 2 km/h) at w = 307 mm; deeper water keeps that crawl speed (vehicles whose
-// stall depth is deeper still move), the class stall depths close the link.
-static double pregnolato_mps(double depth_m) {
-    if (!(depth_m > 0.0)) return INF;
-    const double w = std::min(depth_m * 1000.0, 0.5529 / (2 * 0.0009));
-    const double v_kmh = 0.0009 * w * w - 0.5529 * w + 86.9448;
-    return v_kmh / 3.6;
-}
-
 void Engine::init(Network&& n, double dt_) {
     net = std::move(n);
     dt = dt_;
     net.build_csr();
     const int32_t L = net.n_links;
-    depth.assign(L, 0.0);
     veff = net.vfree;
     qeff = net.qcap;
     closed_manual.assign(L, 0);
@@ -949,7 +938,7 @@ void Engine::refresh_ready(int32_t l, double vold, double t) {
 }
 
 void Engine::stall_on_link(int32_t l, double t) {
-    // vehicles of a class whose stall depth the water reached stall in place and become incidents
+    // vehicles of a class the link is now closed to (set_closed_mask) stall in place and become incidents
     int32_t v = head[l], h = -1, tl = -1;
     while (v != -1) {
         const int32_t nx = vnext[v];
@@ -985,26 +974,33 @@ static bool route_hits(const Engine& e, int32_t v, const std::vector<uint8_t>& n
     return false;
 }
 
-void Engine::set_depth(const double* d) {
+// Flooded free speed of each link (from twin.traffic.flood, at most vfree); the capacity follows
+// the triangular diagram with the same jam density and backward wave speed.
+void Engine::set_link_speeds(const double* v) {
     const int32_t L = net.n_links;
     const double t = (double)step_k * dt;
-    std::vector<uint8_t> newly(L, 0);
-    bool anynew = false, anyopen = false;
     for (int32_t l = 0; l < L; ++l) {
-        depth[l] = d[l];
         const double vold = veff[l];
-        const double vn = std::min(net.vfree[l], pregnolato_mps(d[l]));
-        uint8_t mask = 0;
-        for (int c = 0; c < N_CLASSES; ++c)
-            if (d[l] >= stall[c]) mask |= (uint8_t)(1u << c);
-        const uint8_t old = closed_mask[l];
-        closed_mask[l] = mask;
+        const double vn = v[l];
         if (vn != vold) {
             veff[l] = vn;
             const double wv = net.w[l], kj = net.kjam[l];
             qeff[l] = vn * wv * kj / (vn + wv);
             refresh_ready(l, vold, t);
         }
+    }
+}
+
+// Closures by class (flood water): vehicles of a class newly closed out of a link stall in place,
+// routes through newly closed links change, vehicles without a route try again when links open.
+void Engine::set_closed_mask(const uint8_t* m) {
+    const int32_t L = net.n_links;
+    const double t = (double)step_k * dt;
+    std::vector<uint8_t> newly(L, 0);
+    bool anynew = false, anyopen = false;
+    for (int32_t l = 0; l < L; ++l) {
+        const uint8_t mask = m[l], old = closed_mask[l];
+        closed_mask[l] = mask;
         if (mask & ~old) {
             newly[l] = 1;
             anynew = true;

@@ -1,7 +1,8 @@
 // Traffic kernels of twin._core: a link transmission model (Yperman 2007) with individual vehicles
 // kept in FIFO order on each link, a first-order node model (Tampère et al. 2011, capacity-share
-// priorities, i.e. Daganzo's merge), fixed-time signals, emergency priority, flood impact
-// (Pregnolato et al. 2017 speed curve, stall depths by class) and CSR shortest paths.
+// priorities, i.e. Daganzo's merge), fixed-time signals, emergency priority, flood impact given as
+// arrays (per-link flooded free speeds and per-link x class closures, computed by twin.traffic.flood:
+// the engine holds no flood physics) and CSR shortest paths.
 //
 // The engine owns flat std::vectors only (no Python objects); the binding file traffic_bind.cpp
 // validates every input with the GIL held and releases the GIL for stepping and routing.
@@ -69,14 +70,13 @@ public:
     double startup_lost_s = 0.0;  // HCM start-up lost time at the start of each green (0 = off)
     int threads = 0;
     double pcu[N_CLASSES] = {0.25, 1.0, 2.5, 2.5, 1.0};
-    double stall[N_CLASSES] = {0.15, 0.30, 0.50, 0.60, 0.45};
     // Acceleration from a stop per class (m/s^2), INF = off (the first-order flying start). A vehicle
     // held at a node loses min(held, v_next / (2 a)) on the link it enters next (see push_link).
     // The engine default is off; twin.traffic.TrafficModel sets the documented class defaults.
     double accel[N_CLASSES] = {INF, INF, INF, INF, INF};
 
-    // flood and closures, per link
-    std::vector<double> depth, veff, qeff;
+    // flood and closures, per link: veff = flooded free speed (<= vfree), qeff its triangular capacity
+    std::vector<double> veff, qeff;
     std::vector<uint8_t> closed_manual, closed_mask;  // mask bit c: closed to class c
     // link state
     std::vector<double> Nup, Ndown, rel_credit, recv_credit, ndlag, Rlink;  // ndlag: continuous N_down(t + dt - L/w)
@@ -113,7 +113,8 @@ public:
     int64_t add(const int32_t* o, const int32_t* d, const double* dep, const uint8_t* c, const uint8_t* inf,
                 int64_t n);
     void step(int64_t n_steps);
-    void set_depth(const double* d);
+    void set_link_speeds(const double* v);         // per link, in (0, vfree]
+    void set_closed_mask(const uint8_t* mask);     // per link, bit c: closed to class c
     void set_closed(const int32_t* ids, int64_t n, bool closed);
     void set_lanes(const int32_t* ids, const double* lanes, int64_t n);
     void class_cost(int c, double* out) const;

@@ -22,11 +22,12 @@ import numpy as np
 import pandas as pd
 
 from twin.city import lookup_xy
-from twin.couplings import LinkDepthSampler, RoadWaterLevel, hazard_rating
+from twin.couplings import LinkDepthSampler, RoadWaterLevel
 from twin.decisions import DecisionError, DecisionQueue, Pending, _Decision, finite_time, parse_decision
 from twin.flood.forcing import rain_series, reservoir_outlet, reservoir_release, series_from_csv, tide_stage
 from twin.geo import normalise_name as _norm
 from twin.geo import to_utm as _to_utm
+from twin.hazard import hazard_rating, land_use
 from twin.scenario import Scenario
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,7 +64,7 @@ class Twin:
     sea_mask: np.ndarray | None = None      # sea cells in the model (the coastal stage strip)
     sea_full: np.ndarray | None = None      # every sea cell (maps)
     initial_depth: np.ndarray | None = None  # water at t = 0 (permanent water bodies)
-    urban: np.ndarray | bool = True
+    urban: np.ndarray | str = "urban"  # FD2321 land use per cell (twin.hazard.land_use)
     link_sampler: LinkDepthSampler | None = None
     road_water: RoadWaterLevel | None = None  # bridges and bank roads meet water above the banks only
     traffic_network: RoadNetwork | None = None
@@ -269,15 +270,8 @@ def build_twin(scenario: Scenario, city=None) -> Twin:
 
 
 def _urban_mask(tw: Twin) -> None:
-    city = tw.city
-    lc = getattr(city, "landcover", None)
-    classes = getattr(city, "landcover_classes", None)
-    if lc is None or not classes:
-        tw.urban = True
-        return
-    urban_codes = [int(k) for k, v in classes.items()
-                   if any(w in str(v).lower() for w in ("urban", "built", "resid", "commer", "indus", "road"))]
-    tw.urban = np.isin(lc, urban_codes)
+    # FD2321 land use per cell (urban / woodland / pasture), the same rule the people model uses
+    tw.urban = land_use(getattr(tw.city, "landcover", None), getattr(tw.city, "landcover_classes", None))
 
 
 def _sea_mask(tw: Twin) -> np.ndarray | None:

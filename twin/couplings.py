@@ -3,16 +3,11 @@
 - :class:`LinkDepthSampler` — flood depth (cells) → water depth on each road link, sampled every
   ``spacing_m`` along the link's geometry (the deepest sample counts: a link is as passable as its
   worst section).
-- :func:`speed_factor_from_depth` — Pregnolato et al. (2017) depth–disruption curve.
-- :func:`hazard_rating` — HR = d·(v + 0.5) + DF (Defra/Environment Agency FD2321/TR2, 2006).
 - :class:`RoadWaterLevel` — flood depth → the water a road user meets: on bridges and bank roads in
   permanent-water cells (rivers, lagoon), only the water above the deck, not the channel depth.
 
-References
-- Pregnolato, M., Ford, A., Wilkinson, S. M., Dawson, R. J. (2017). The impact of flooding on road
-  transport: a depth-disruption function. Transportation Research Part D 55, 67–81.
-  v [km/h] = 0.0009·d² − 0.5529·d + 86.9448, d in mm; v = 0 beyond about 300 mm.
-- Defra/Environment Agency (2006). Flood Risks to People, Phase 2, FD2321/TR2 (Guidance document).
+The rules applied to the sampled depths live in one place each: depth → road speed and closures in
+``twin.traffic.flood``, flood hazard to people in ``twin.hazard``.
 """
 from __future__ import annotations
 
@@ -21,56 +16,13 @@ import numpy as np
 __all__ = [
     "LinkDepthSampler",
     "RoadWaterLevel",
-    "speed_factor_from_depth",
-    "hazard_rating",
-    "hazard_class",
-    "HAZARD_CLASSES",
     "DEPTH_CLASSES",
     "depth_class_areas",
 ]
 
-# FD2321 hazard classes (upper bounds of HR)
-HAZARD_CLASSES = [
-    ("low", 0.0, 0.75),          # "caution"
-    ("moderate", 0.75, 1.25),    # "danger for some" (children, elderly, infirm)
-    ("significant", 1.25, 2.0),  # "danger for most"
-    ("extreme", 2.0, np.inf),    # "danger for all"
-]
 # depth classes for flooded-area KPIs [m]
 DEPTH_CLASSES = [("0.1-0.3m", 0.1, 0.3), ("0.3-0.5m", 0.3, 0.5), ("0.5-1m", 0.5, 1.0),
                  ("1-2m", 1.0, 2.0), (">2m", 2.0, np.inf)]
-
-
-def speed_factor_from_depth(depth_m: np.ndarray) -> np.ndarray:
-    """Fraction of free speed left on a road under ``depth_m`` of water (Pregnolato et al. 2017).
-
-    1 on a dry road, 0 at and beyond the depth where the fitted curve reaches 0 (~0.29 m).
-    """
-    d_mm = np.clip(np.asarray(depth_m, dtype=float), 0.0, None) * 1000.0
-    v = 0.0009 * d_mm**2 - 0.5529 * d_mm + 86.9448
-    v = np.where(d_mm >= 290.0, 0.0, v)  # the quadratic turns up again past its minimum
-    return np.clip(v / 86.9448, 0.0, 1.0)
-
-
-def debris_factor(depth_m: np.ndarray, urban: np.ndarray | bool = True) -> np.ndarray:
-    """FD2321 debris factor: 0 for d < 0.25 m; 1 (urban) or 0.5 (pasture/arable) above."""
-    d = np.asarray(depth_m, dtype=float)
-    df_high = np.where(np.asarray(urban, dtype=bool), 1.0, 0.5)
-    return np.where(d < 0.25, 0.0, df_high)
-
-
-def hazard_rating(depth_m, speed_mps, urban=True) -> np.ndarray:
-    """HR = d·(v + 0.5) + DF (FD2321); 0 where dry (d <= 0)."""
-    d = np.clip(np.asarray(depth_m, dtype=float), 0.0, None)
-    v = np.clip(np.nan_to_num(np.asarray(speed_mps, dtype=float)), 0.0, None)
-    hr = d * (v + 0.5) + debris_factor(d, urban)
-    return np.where(d > 0.0, hr, 0.0)
-
-
-def hazard_class(hr: np.ndarray) -> np.ndarray:
-    """Index into :data:`HAZARD_CLASSES` (0 low … 3 extreme)."""
-    edges = np.array([c[2] for c in HAZARD_CLASSES[:-1]])
-    return np.searchsorted(edges, np.asarray(hr, dtype=float), side="right")
 
 
 class RoadWaterLevel:

@@ -30,7 +30,9 @@ def test_hazard_rating_matches_fd2321_formula():
     expect = np.array([0.0, 0.2 * 1.5, 0.5 * 1.0 + 1, 1.0 * 2.5 + 1, 2.0 * 0.5 + 1])
     np.testing.assert_allclose(hazard_rating(d, v), expect, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(debris_factor([0.1, 0.5, 1.0], urban=False), [0.0, 0.0, 0.5])
-    np.testing.assert_array_equal(hazard_class([0.5, 0.75, 1.0, 1.3, 2.0, 5.0]), [0, 1, 1, 2, 3, 3])
+    # HR = 2.0 is "significant" since twin.hazard decided the boundaries by FD2321's wording ("more
+    # than 2.0" is extreme); it was 3 (extreme) before. Boundary tests: tests/test_hazard.py
+    np.testing.assert_array_equal(hazard_class([0.5, 0.75, 1.0, 1.3, 2.0, 5.0]), [0, 1, 1, 2, 2, 3])
     assert HAZARD_CLASSES == ("low", "moderate", "significant", "extreme")
 
 

@@ -107,7 +107,15 @@ def test_bad_inputs_raise(grid5):
     from twin import _core
     eng = tm._engine
     with pytest.raises(TypeError):  # noconvert: wrong dtype is rejected, never copied
-        eng.set_depth(np.zeros(grid5.n_links, dtype=np.float32))
+        eng.set_link_speeds(np.ones(grid5.n_links, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"speeds_mps: value 0 at link 3 must be in \(0, free speed"):
+        f = np.ones(grid5.n_links)
+        f[3] = 0.0
+        eng.set_link_speeds(f)
+    with pytest.raises(ValueError, match=r"speeds_mps: value 100 at link 0"):
+        eng.set_link_speeds(np.full(grid5.n_links, 100.0))
+    with pytest.raises(ValueError, match="closed mask: expected a bool"):
+        eng.set_closed(np.zeros((grid5.n_links, 4), dtype=bool))
     with pytest.raises(ValueError, match="trips.origin"):
         eng.add_trips(np.array([-1], np.int32), np.array([1], np.int32), np.zeros(1), np.ones(1, np.uint8),
                       np.zeros(1, np.uint8))
@@ -181,7 +189,7 @@ def test_damaged_state_is_an_error_not_a_crash(grid5):
         with pytest.raises(ValueError, match="traffic state"):
             tm.set_state(st)
     st = pickle.loads(pickle.dumps(good))
-    st["engine"]["depth"] = st["engine"]["depth"].astype(np.float32)
+    st["engine"]["veff"] = st["engine"]["veff"].astype(np.float32)  # (was "depth": the engine holds no depth now)
     with pytest.raises(ValueError, match="dtype"):
         tm.set_state(st)
     # a rejected state changed nothing

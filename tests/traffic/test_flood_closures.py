@@ -250,3 +250,38 @@ def test_route_on_departure_avoids_a_queue_that_formed_after_adding():
         routes[flag] = tm.trips.route.iloc[tid]
     assert routes[False] == [0, 1, 4]     # planned at t = 0 on the empty network
     assert routes[True] == [2, 3, 4]      # at t = 400 s link 1 holds a standing queue
+
+
+def test_depth_rule_is_python_and_the_engine_takes_arrays():
+    """twin.traffic.flood computes flooded speeds and per-class closures; the engine only consumes
+    them (no set_depth, no stall depths inside it)."""
+    from twin.constants import STALL_DEPTH_M, VEHICLE_CLASSES
+    from twin.traffic.flood import closure_mask, link_flood_arrays, link_speed_factors
+
+    depth = np.array([0.0, 0.05, 0.15, 0.30, 0.45, 0.60])
+    f = link_speed_factors(depth, np.full(depth.size, VF))
+    w = np.minimum(depth * 1000, 0.5529 / (2 * 0.0009))  # the curve is held at its minimum (307 mm)
+    v = np.minimum(VF, (0.0009 * w**2 - 0.5529 * w + 86.9448) / 3.6)
+    np.testing.assert_allclose(f, v / VF, rtol=1e-15)
+    assert f[0] == 1.0 and f[1] == 1.0 and np.all((f > 0) & (f <= 1))
+    m = closure_mask(depth)
+    assert m.shape == (depth.size, len(VEHICLE_CLASSES)) and m.dtype == bool
+    # closed at and beyond the class stall depth (motorbike 0.15, car 0.30, emergency 0.45, bus 0.5, truck 0.6)
+    for k, c in enumerate(VEHICLE_CLASSES):
+        np.testing.assert_array_equal(m[:, k], depth >= STALL_DEPTH_M[c])
+    net = corridor([300.0] * 6, 1)
+    a, b = TrafficModel(net), TrafficModel(net)
+    assert not hasattr(a._engine, "set_depth")
+    a.set_link_depth(depth)
+    vb, mb = link_flood_arrays(depth, np.full(depth.size, VF), b.stall_depth_m)
+    np.testing.assert_allclose(vb, v, rtol=1e-15)
+    b._engine.set_link_speeds(vb)
+    b._engine.set_closed(mb)
+    np.testing.assert_array_equal(a.link_speed_factor, b.link_speed_factor)
+    for c in VEHICLE_CLASSES:
+        np.testing.assert_array_equal(a.link_closed_to(c), b.link_closed_to(c))
+    np.testing.assert_array_equal(a.link_closed_to("car"), depth >= 0.30)
+    # stall depths given to the model change the closures, computed in Python
+    c = TrafficModel(net, stall_depth_m={"car": 0.5})
+    c.set_link_depth(depth)
+    np.testing.assert_array_equal(c.link_closed_to("car"), depth >= 0.5)

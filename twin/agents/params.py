@@ -36,6 +36,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from twin.constants import STALL_DEPTH_M
+
 CHANNELS = ("loudspeaker", "cell_broadcast", "tv", "door_to_door", "hotel_staff")
 
 
@@ -126,7 +128,7 @@ class PeopleParams:
     walk_stop_depth_m: float = 0.8           # adults cannot walk in deeper water [LSM; Dawson11]
     walk_stop_depth_vulnerable_m: float = 0.5
     vehicle_stall_depth_m: Mapping[str, float] = field(  # own movement when no traffic model
-        default_factory=lambda: {"motorbike": 0.15, "car": 0.30})   # = twin.traffic.flood.STALL_DEPTH_M
+        default_factory=lambda: {c: STALL_DEPTH_M[c] for c in ("motorbike", "car")})   # twin.constants
     abandon_vehicle_after_s: float = 7200.0  # stuck this long in a vehicle trip: leave it, walk on
     safe_elevation_quantile: float = 0.9     # road nodes above this elevation quantile are "outside"
     n_relatives_nodes: int = 20
@@ -135,8 +137,8 @@ class PeopleParams:
     trapped_depth_m: float = 1.0             # ground floor, no upper floor reached: call for rescue
     upper_floor_margin_m: float = 1.0        # trapped on the upper floor when water is this deep there
     release_depth_m: float = 0.3             # trapped people not yet rescued are free again below this
-    hazard_thresholds: tuple[float, float, float] = (0.75, 1.25, 2.0)
-    urban_debris: bool = True                # FD2321 debris factor for urban areas
+    hazard_thresholds: tuple[float, float, float] = (0.75, 1.25, 2.0)  # FD2321 classes (twin.hazard)
+    # (the debris factor's land use comes from the city land cover, as on the map: twin.hazard.land_use)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | PeopleParams | None) -> PeopleParams:
@@ -155,11 +157,11 @@ class UnitClass:
     on_scene_s: float         # time on scene per incident
 
 
-# road stall depths equal the traffic component's class stall depths (twin.traffic.flood:
+# road stall depths are the traffic component's class stall depths (twin.constants.STALL_DEPTH_M:
 # emergency vans 0.45 m, trucks 0.6 m), so a route the services plan is one traffic would let them drive
 DEFAULT_UNIT_CLASSES: dict[str, UnitClass] = {
-    "ambulance": UnitClass("road", 0.45, 0.0, "emergency", 2, 900.0),
-    "fire_truck": UnitClass("road", 0.6, 0.0, "truck", 8, 900.0),
+    "ambulance": UnitClass("road", STALL_DEPTH_M["emergency"], 0.0, "emergency", 2, 900.0),
+    "fire_truck": UnitClass("road", STALL_DEPTH_M["truck"], 0.0, "truck", 8, 900.0),
     "boat": UnitClass("boat", 0.3, 2.5, "boat", 6, 600.0),
 }
 
@@ -223,7 +225,7 @@ def _from_dict(cls, d, section):
                 uc[name] = UnitClass(**base)
             v = uc
         elif k == "vehicle_stall_depth_m":
-            v = {**{"motorbike": 0.15, "car": 0.30}, **dict(v)}
+            v = {**{c: STALL_DEPTH_M[c] for c in ("motorbike", "car")}, **dict(v)}
         elif k == "shifts":
             v = {str(kind): (float(se[0]), float(se[1])) for kind, se in dict(v).items()}
             for kind, (_st, ln) in v.items():
@@ -232,9 +234,9 @@ def _from_dict(cls, d, section):
         elif k == "shelter_kinds":
             v = tuple(str(x) for x in ([v] if isinstance(v, str) else v))
         elif k == "hazard_thresholds":
-            v = tuple(float(x) for x in v)
-            if len(v) != 3 or not (v[0] < v[1] < v[2]):
-                raise ValueError(f"{section} params: hazard_thresholds must be 3 increasing numbers, got {v}")
+            from twin.hazard import check_thresholds
+
+            v = check_thresholds(v, f"{section} params: hazard_thresholds")
         kw[k] = v
     out = cls(**kw)
     if section == "people":

@@ -1,4 +1,9 @@
-"""Residents and tourists: a Mesa model whose bulk state lives in numpy arrays.
+"""Residents and tourists: a Mesa model whose bulk state lives in numpy arrays (the behaviour).
+
+The population itself (places, households, persons, vehicles, storeys, destinations) is synthesised
+from the city in :mod:`twin.agents.population`; this module holds what happens each step: warnings,
+decisions to evacuate, movement, trapping and rescue hand-over, and exposure to the flood hazard
+(FD2321, :mod:`twin.hazard`, the same rule as the map). Events go to a :class:`twin.agents.EventLog`.
 
 Each household (and each tourist party) is a Mesa agent registered with the model, so
 ``model.agents``, ``agents_by_type`` and the ``AgentSet`` verbs work as usual; the agent objects are
@@ -20,10 +25,11 @@ import mesa
 import numpy as np
 import pandas as pd
 
-from twin.couplings import RoadWaterLevel
+from twin.hazard import HAZARD_CLASSES, hazard_class, hazard_rating
 
-from .hazard import HAZARD_CLASSES, hazard_class, hazard_rating
+from .eventlog import EventLog
 from .params import CHANNELS, PeopleParams
+from .population import AGE_GROUPS, KINDS, VEHICLES, PopulationSynthesis
 from .routing import RoadGraph
 
 HOME, UPPER, WALK, DRIVE, SHELTER, RELATIVES, TRAPPED, RESCUE, SAFE, HOSPITAL = range(10)
@@ -35,54 +41,15 @@ ORDER_CREDIBILITY_BOOST = 1.5
 STATES = ("home", "upper_floor", "walking", "driving", "sheltered", "evacuated", "trapped",
           "with_rescue_unit", "safe", "hospital")
 ACTIONS = ("none", "upper_floor", "shelter", "relatives")
-VEHICLES = ("none", "motorbike", "car")
-AGE_GROUPS = ("child", "adult", "elderly")
-KINDS = ("household", "tourist")
 _MOVING = (WALK, DRIVE)
 _LEFT = (WALK, DRIVE, SHELTER, RELATIVES, SAFE)
+EVENT_COLUMNS = ["t_s", "agent_id", "event", "detail"]
 
 
-class EventLog:
-    """Columnar event log (time, agent, event, detail).
-
-    Plain lists of floats, ints and strings: no per-event tuple for the cyclic garbage collector to
-    scan, which matters once a run has logged hundreds of thousands of events.
-    """
-
-    COLUMNS = ["t_s", "agent_id", "event", "detail"]
-
-    def __init__(self):
-        self.t: list[float] = []
-        self.agent: list[int] = []
-        self.event: list[str] = []
-        self.detail: list[str] = []
-
-    def log(self, t, agents, event: str, detail="") -> None:
-        a = np.atleast_1d(np.asarray(agents, dtype=np.int64))
-        n = a.size
-        if n == 0:
-            return
-        self.t.extend([float(t)] * n)
-        self.agent.extend(a.tolist())
-        self.event.extend([event] * n)
-        if isinstance(detail, str):
-            self.detail.extend([detail] * n)
-        else:
-            self.detail.extend(str(d) for d in detail)
-
-    def __len__(self):
-        return len(self.t)
-
-    def table(self) -> pd.DataFrame:
-        return pd.DataFrame({"t_s": np.asarray(self.t, float), "agent_id": np.asarray(self.agent, np.int64),
-                             "event": self.event, "detail": self.detail}, columns=self.COLUMNS)
-
-    def get_state(self):
-        return {"t": list(self.t), "agent": list(self.agent), "event": list(self.event), "detail": list(self.detail)}
-
-    def set_state(self, s):
-        self.t, self.agent, self.event, self.detail = (list(s["t"]), list(s["agent"]), list(s["event"]),
-                                                       list(s["detail"]))
+def _people_event_log() -> EventLog:
+    """The people model's event log: (time, agent, event, detail)."""
+    return EventLog(EVENT_COLUMNS, kind="event",
+                    dtypes={"t_s": "float64", "agent_id": "int64", "event": "object", "detail": "object"})
 
 
 class Household(mesa.Agent):
@@ -115,7 +82,7 @@ class TouristParty(Household):
     hotel = property(lambda self: int(self._get("hotel")))
 
 
-class PeopleModel(mesa.Model):
+class PeopleModel(PopulationSynthesis, mesa.Model):
     """Households and tourists that receive warnings, decide, move and are exposed to the flood.
 
     ``PeopleModel(city, params, rng, traffic=None)``; ``run_one_step(dt, flood_depth, flood_speed)``
@@ -169,188 +136,6 @@ class PeopleModel(mesa.Model):
         for i in range(self.n_households, self.n_agents):
             TouristParty(self, i)
 
-    # ================================================================== construction
-    def _cell_of(self, x, y):
-        c, r = _apply_affine(self._inv, x, y)
-        ny, nx = self.shape
-        r = np.clip(np.floor(r).astype(np.int64), 0, ny - 1)
-        c = np.clip(np.floor(c).astype(np.int64), 0, nx - 1)
-        return r * nx + c
-
-    def _build_places(self, city):
-        places = city.places
-        def sel(kind):
-            return places[places["kind"] == kind].reset_index(drop=True)
-        self.shelters = places[places["kind"].isin(self.params.shelter_kinds)].reset_index(drop=True)
-        cap = self.shelters["capacity"].to_numpy(dtype=float) if len(self.shelters) else np.zeros(0)
-        cap = np.where(np.isfinite(cap) & (cap > 0), cap, 500.0)
-        # a sampled population gets the same share of shelter places
-        self.shelter_capacity = np.maximum(np.round(cap * self.params.sample_fraction), 1).astype(np.int64)
-        self.shelter_node = self.graph.nearest_node(self.shelters["x"], self.shelters["y"]) if len(
-            self.shelters) else np.zeros(0, np.int64)
-        self.shelter_cell = self._cell_of(self.shelters["x"], self.shelters["y"]) if len(
-            self.shelters) else np.zeros(0, np.int64)
-        self.hotels = sel("hotel")
-        self.shelter_x = self.shelters["x"].to_numpy(float)
-        self.shelter_y = self.shelters["y"].to_numpy(float)
-
-    def _build_population(self, city):
-        p, rng = self.params, self.rng
-        pop = city.population
-        ny, nx = self.shape
-        wr = np.asarray(city.ward_raster).ravel()
-        valid = np.asarray(self.terrain.valid).ravel()
-        bf = getattr(city, "building_fraction", None)
-        weight_all = (np.asarray(bf, float).ravel() if bf is not None else np.ones(ny * nx))
-        weight_all = np.where(valid, np.nan_to_num(weight_all) + 1e-3, 0.0)
-        # nobody lives in the sea, a river or the lagoon: cells of permanent water (land cover water/sea,
-        # or initial water deeper than 5 cm) get no homes, unless a ward has no other cell
-        wet = np.zeros(ny * nx, bool)
-        lc, classes = getattr(city, "landcover", None), getattr(city, "landcover_classes", None) or {}
-        water_codes = [k for k, v in classes.items() if str(v) in ("water", "sea")]
-        if lc is not None and water_codes:
-            wet |= np.isin(np.asarray(lc).ravel(), water_codes)
-        w0 = getattr(city, "water_depth0", None)
-        w0 = np.zeros(ny * nx) if w0 is None else np.nan_to_num(np.asarray(w0, float).ravel())
-        wet |= w0 > 0.05
-        self._wet_cells = wet
-        # on bridges and bank roads in those cells people meet the water above the banks only
-        self._road_water = RoadWaterLevel(np.asarray(self.terrain.elevation, float), wet.reshape(ny, nx),
-                                          np.asarray(self.terrain.valid), np.where(wet, w0, 0.0).reshape(ny, nx))
-        # ward codes as in ward_raster (the bundle's ward_id; names map to them for warnings)
-        wcol = "ward_id" if "ward_id" in pop.columns else "ward"
-        wcode = pop[wcol].to_numpy()
-        ncol = "ward_name" if "ward_name" in pop.columns else ("ward" if wcol == "ward_id" else None)
-        self._ward_names = dict(zip(pop[ncol].astype(str), wcode)) if ncol else {}
-        hh_tot = pop["households"].to_numpy(float) * p.population_scale
-        ps_tot = pop["persons"].to_numpy(float) * p.population_scale
-        if p.n_households is not None:
-            hh_tot = hh_tot * (p.n_households / hh_tot.sum())
-        if p.n_persons is not None:
-            ps_tot = ps_tot * (p.n_persons / ps_tot.sum())
-        hh_tot, ps_tot = hh_tot * p.sample_fraction, ps_tot * p.sample_fraction
-        self._represents = 1.0 / p.sample_fraction
-        H = _round_preserving(hh_tot)
-        P = np.maximum(_round_preserving(ps_tot), H)
-        hx, hy, hst, hveh, hward, hsize = [], [], [], [], [], []
-        ages = []
-        for k, row in enumerate(pop.itertuples(index=False)):
-            n_h, n_p = int(H[k]), int(P[k])
-            if n_h == 0:
-                continue
-            code = wcode[k]
-            cells = np.flatnonzero((wr == code) & (weight_all > 0) & ~wet)
-            if cells.size == 0:
-                cells = np.flatnonzero((wr == code) & (weight_all > 0))
-            if cells.size == 0:
-                raise ValueError(f"city population: ward {code!r} has no valid cells in ward_raster")
-            w = weight_all[cells]
-            pick = cells[rng.choice(cells.size, size=n_h, p=w / w.sum())]
-            r, c = np.divmod(pick, nx)
-            cx = self.terrain.transform.c + (c + rng.random(n_h)) * self.terrain.transform.a
-            cy = self.terrain.transform.f + (r + rng.random(n_h)) * self.terrain.transform.e
-            hx.append(cx); hy.append(cy)
-            size = 1 + rng.multinomial(n_p - n_h, np.full(n_h, 1.0 / n_h))
-            hsize.append(size)
-            sh_v = np.array([row.share_no_vehicle, row.share_motorbike, row.share_car], float)
-            hveh.append(rng.choice(3, size=n_h, p=sh_v / sh_v.sum()))
-            ms = max(float(row.mean_storeys), 1.0)
-            hst.append(np.clip(1 + rng.poisson(ms - 1.0, n_h), 1, p.max_storeys))
-            hward.append(np.full(n_h, code))
-            sc, se = float(row.share_children), float(row.share_elderly)
-            ages.append(rng.choice(3, size=int(size.sum()), p=[sc, 1.0 - sc - se, se]))
-        cat = lambda lst, dt: np.concatenate(lst).astype(dt) if lst else np.zeros(0, dt)  # noqa: E731
-        self.n_households = int(sum(len(a) for a in hx))
-        # tourists at hotels
-        tx, ty, tsize, thotel, tveh = [], [], [], [], []
-        hotel_tourists = (self.hotels["tourists"].to_numpy(float) if "tourists" in self.hotels.columns
-                          else np.full(len(self.hotels), np.nan))
-        if p.n_tourists is not None:
-            n_tourists = p.n_tourists
-        elif np.nansum(hotel_tourists) > 0:
-            n_tourists = float(np.nansum(hotel_tourists))
-        else:
-            n_tourists = float(pop["tourists"].sum()) if "tourists" in pop.columns else 0.0
-        n_tour = int(round(n_tourists * p.population_scale * p.sample_fraction))
-        if n_tour > 0 and len(self.hotels):
-            q = np.clip((p.tourist_party_mean - 1.0) / 3.0, 0.0, 1.0)
-            sizes = 1 + rng.binomial(3, q, size=n_tour)
-            cs = np.cumsum(sizes)
-            n_par = int(np.searchsorted(cs, n_tour) + 1)
-            sizes = sizes[:n_par]
-            sizes[-1] -= cs[n_par - 1] - n_tour
-            cap = self.hotels["capacity"].to_numpy(float)
-            if np.nansum(hotel_tourists) > 0:
-                cap = hotel_tourists
-            cap = np.where(np.isfinite(cap) & (cap > 0), cap, 1e-9)
-            hotel = rng.choice(len(cap), size=n_par, p=cap / cap.sum())
-            tx = self.hotels["x"].to_numpy(float)[hotel]
-            ty = self.hotels["y"].to_numpy(float)[hotel]
-            tsize, thotel = sizes, hotel
-            tveh = np.where(rng.random(n_par) < p.tourist_vehicle_share, 1, 0)
-        n_t = len(tsize)
-        self.n_agents = self.n_households + n_t
-        self.kind = np.concatenate([np.zeros(self.n_households, np.int8), np.ones(n_t, np.int8)])
-        self.home_x = np.concatenate([cat(hx, float), np.asarray(tx, float)])
-        self.home_y = np.concatenate([cat(hy, float), np.asarray(ty, float)])
-        self.n_members = np.concatenate([cat(hsize, np.int64), np.asarray(tsize, np.int64)])
-        self.vehicle = np.concatenate([cat(hveh, np.int8), np.asarray(tveh, np.int8)])
-        if "storeys" in self.hotels.columns and len(self.hotels):
-            hotel_storeys = np.nan_to_num(self.hotels["storeys"].to_numpy(float), nan=4.0).astype(np.int64)
-        else:
-            hotel_storeys = np.full(len(self.hotels), 4, np.int64)
-        self.storeys = np.concatenate([cat(hst, np.int64),
-                                       hotel_storeys[np.asarray(thotel, np.int64)] if n_t else np.zeros(0, np.int64)])
-        t_cell = self._cell_of(np.asarray(tx, float), np.asarray(ty, float))
-        self.ward = np.concatenate([cat(hward, wcode.dtype if wcode.dtype.kind in "iu" else object),
-                                    wr[t_cell].astype(wcode.dtype if wcode.dtype.kind in "iu" else object)])
-        self.hotel = np.concatenate([np.full(self.n_households, -1, np.int64), np.asarray(thotel, np.int64)])
-        a, b = p.awareness_mean * p.awareness_concentration, (1 - p.awareness_mean) * p.awareness_concentration
-        self.awareness = np.concatenate([rng.beta(a, b, self.n_households), np.full(n_t, p.tourist_awareness)])
-        # persons
-        self.p_hh = np.repeat(np.arange(self.n_agents), self.n_members)
-        self.p_age = np.concatenate([cat(ages, np.int8), np.ones(int(np.sum(tsize)), np.int8)])
-        self.n_persons = len(self.p_hh)
-        self.vulnerable = np.bincount(self.p_hh, weights=(self.p_age != 1), minlength=self.n_agents) > 0
-        self.home_cell = self._cell_of(self.home_x, self.home_y)
-        self.home_node = self.graph.nearest_node(self.home_x, self.home_y)
-        self.walk_speed = np.where(self.vulnerable, p.walk_speed_vulnerable_mps, p.walk_speed_mps)
-        self.walk_stop = np.where(self.vulnerable, p.walk_stop_depth_vulnerable_m, p.walk_stop_depth_m)
-        wards = np.unique(wcode)
-        self._ward_codes = wards
-        pos = np.clip(np.searchsorted(wards, self.ward), 0, max(len(wards) - 1, 0))
-        known = (wards[pos] == self.ward) if len(wards) else np.zeros(self.n_agents, bool)
-        self._ward_ix = np.where(known, pos, len(wards))
-
-    def _build_destinations(self):
-        """Walking and fallback-driving trees to shelters and to nodes outside the hazard area."""
-        p, g = self.params, self.graph
-        elev = np.asarray(self.terrain.elevation, float).ravel()
-        node_cell = self._cell_of(g.node_x, g.node_y)
-        z = np.nan_to_num(elev[node_cell], nan=-1e9)
-        thr = np.quantile(z, p.safe_elevation_quantile) if len(z) else 0.0
-        cand = np.flatnonzero(z >= thr)
-        k = min(p.n_relatives_nodes, cand.size)
-        rel = np.sort(self.rng.choice(cand, size=k, replace=False)) if k else np.zeros(0, np.int64)
-        self.relatives_node = rel
-        self.n_shelters = len(self.shelter_node)
-        self.dest_node = np.concatenate([self.shelter_node, rel]).astype(np.int64)
-        self.walk_cost, self.walk_next = g.trees_to(self.dest_node, g.length_m, undirected=True)
-        self.drive_cost, self.drive_next = g.trees_to(self.dest_node, g.length_m / g.free_speed_mps)
-        self.node_cell = node_cell
-        self._relatives_cells = np.unique(node_cell[rel]) if k else np.zeros(0, np.int64)
-        # per (destination, node): length of the next edge, and the driving speed on it
-        D, N = len(self.dest_node), g.n_nodes
-        node = np.broadcast_to(np.arange(N), (D, N)).ravel()
-        wn = self.walk_next.ravel()
-        lk = np.where(wn >= 0, g.link_between(node, np.maximum(wn, 0)), -1)
-        lk = np.where((lk < 0) & (wn >= 0), g.link_between(np.maximum(wn, 0), node), lk)
-        self.walk_len = np.where(lk >= 0, g.length_m[np.maximum(lk, 0)], 1.0).reshape(D, N)
-        dn = self.drive_next.ravel()
-        lk = np.where(dn >= 0, g.link_between(node, np.maximum(dn, 0)), -1)
-        self.drive_len = np.where(lk >= 0, g.length_m[np.maximum(lk, 0)], 1.0).reshape(D, N)
-        self.drive_speed = np.where(lk >= 0, g.free_speed_mps[np.maximum(lk, 0)], 1.0).reshape(D, N)
-
     def _init_dynamic(self):
         H = self.n_agents
         self.state = np.zeros(H, np.int8)
@@ -381,7 +166,7 @@ class PeopleModel(mesa.Model):
         self.orders: list[list[int]] = []                 # per order: its destination shelters (empty: any)
         self.warnings_log: list[dict] = []
         self.rescue_calls: list[dict] = []         # drained by EmergencyServices
-        self.events = EventLog()
+        self.events = _people_event_log()
         self.redirections = 0
         self._stalled = np.zeros(H, bool)       # their vehicle was left behind
         self._redirected: list[tuple[int, int]] = []
@@ -671,7 +456,7 @@ class PeopleModel(mesa.Model):
             return
         self.dest[g] = np.where(choice[go] == 2, sh[go], rel[go])
         self.shelter[g] = np.where(choice[go] == 2, sh[go], -1)
-        self.events.log(t1, g, "leave", np.asarray(ACTIONS, dtype=object)[self.action[g]])
+        self.events.append(t1, "leave", agent_id=g, detail=np.asarray(ACTIONS, dtype=object)[self.action[g]])
         self._depart(g, t1, use_vehicle=can_drive[go], from_node=self.home_node[g])
 
     def _depart(self, g, t, use_vehicle, from_node):
@@ -762,7 +547,7 @@ class PeopleModel(mesa.Model):
         if st_drive.size:
             self.state[st_drive] = WALK
             self._stalled[st_drive] = True
-            self.events.log(t1, st_drive, "vehicle_stalled")
+            self.events.append(t1, "vehicle_stalled", agent_id=st_drive)
         st_walk = idx[stalled & ~drive]
         self._trap(st_walk, t1, "stranded_walking")
 
@@ -799,7 +584,7 @@ class PeopleModel(mesa.Model):
             self.trip_id[st] = -1
             self.state[st] = WALK
             self._stalled[st] = True
-            self.events.log(t1, st, "vehicle_stalled")
+            self.events.append(t1, "vehicle_stalled", agent_id=st)
 
     def _arrive(self, idx, t1):
         if idx.size == 0:
@@ -810,7 +595,7 @@ class PeopleModel(mesa.Model):
         self.arrive_s[to_rel] = t1
         self.x[to_rel] = self.graph.node_x[self.mv_node[to_rel]]
         self.y[to_rel] = self.graph.node_y[self.mv_node[to_rel]]
-        self.events.log(t1, to_rel, "arrived", "evacuated")
+        self.events.append(t1, "arrived", agent_id=to_rel, detail="evacuated")
         at_sh = np.sort(idx[self.dest[idx] < ns])
         if at_sh.size == 0:
             return
@@ -831,7 +616,7 @@ class PeopleModel(mesa.Model):
         self.arrive_s[adm] = t1
         self.x[adm] = self.shelter_x[sa]
         self.y[adm] = self.shelter_y[sa]
-        self.events.log(t1, adm, "arrived", [f"shelter {k}" for k in sa])
+        self.events.append(t1, "arrived", agent_id=adm, detail=[f"shelter {k}" for k in sa])
         self._redirected = []
         for i, k in zip(at_sh[~fits], s[~fits]):
             i, k = int(i), int(k)
@@ -852,7 +637,7 @@ class PeopleModel(mesa.Model):
         self.arrive_s[i] = t
         self.x[i] = self.shelter_x[s]
         self.y[i] = self.shelter_y[s]
-        self.events.log(t, i, "arrived", f"shelter {s}")
+        self.events.append(t, "arrived", agent_id=i, detail=f"shelter {s}")
 
     def _redirect(self, i, s, t):
         """Shelter ``s`` is full: go on to the nearest shelter with room, else outside the area."""
@@ -868,10 +653,10 @@ class PeopleModel(mesa.Model):
             rc = self.walk_cost[cand, node] if nr else np.zeros(0)
             if nr == 0 or not np.isfinite(rc).any():
                 self.state[i] = SAFE   # stays outside the full shelter
-                self.events.log(t, i, "shelter_full_waiting", f"shelter {s}")
+                self.events.append(t, "shelter_full_waiting", agent_id=i, detail=f"shelter {s}")
                 return
             nd = int(cand[np.argmin(rc)])
-        self.events.log(t, i, "redirected", f"from shelter {s} to dest {nd}")
+        self.events.append(t, "redirected", agent_id=i, detail=f"from shelter {s} to dest {nd}")
         self.dest[i] = nd
         self.shelter[i] = nd if nd < self.n_shelters else -1
         self._redirected.append((i, node))   # departs with the others of this step (one add_trips)
@@ -889,7 +674,7 @@ class PeopleModel(mesa.Model):
             if free.size:
                 at_home = (self.x[free] == self.home_x[free]) & (self.y[free] == self.home_y[free])
                 self.state[free] = np.where(at_home, HOME, np.where(self.dest[free] >= 0, WALK, SAFE))
-                self.events.log(t1, free, "water_receded", "no longer trapped")
+                self.events.append(t1, "water_receded", agent_id=free, detail="no longer trapped")
         dh = d[self.home_cell]
         up_depth = dh - (self.storeys - 1) * p.storey_height_m
         # people at home go upstairs when the water comes in, if they can
@@ -918,7 +703,7 @@ class PeopleModel(mesa.Model):
         dep = self._depth_at(d, cells)
         for k, i in enumerate(idx):
             i = int(i)
-            self.events.log(t, i, "trapped", why)
+            self.events.append(t, "trapped", agent_id=i, detail=why)
             self.rescue_calls.append({"t_s": float(t), "agent": i, "x": float(self.x[i]), "y": float(self.y[i]),
                                       "persons": int(self.n_present[i]), "vulnerable": bool(self.vulnerable[i]),
                                       "depth_m": float(dep[k]), "reason": why})
@@ -939,7 +724,8 @@ class PeopleModel(mesa.Model):
             dep = np.where(sh, np.maximum(dep - (p.shelter_storeys - 1) * p.storey_height_m, 0.0), dep)
             safe = np.isin(st, (RELATIVES, RESCUE, SAFE))
             dep = np.where(safe, 0.0, dep)
-            self.hr = hazard_rating(dep, spd, p.urban_debris)
+            lu = self._land_use[cells] if isinstance(self._land_use, np.ndarray) else self._land_use
+            self.hr = hazard_rating(dep, spd, lu)
         np.maximum(self.max_hr, self.hr, out=self.max_hr)
         cls = hazard_class(self.hr, p.hazard_thresholds)
         in_hosp = self.p_hospital >= 0
@@ -966,7 +752,7 @@ class PeopleModel(mesa.Model):
             return 0
         n = int(self.n_present[i])
         self.state[i] = RESCUE
-        self.events.log(t_s, i, "picked_up", f"{n} persons")
+        self.events.append(t_s, "picked_up", agent_id=i, detail=f"{n} persons")
         return n
 
     def move_with_unit(self, agent: int, x: float, y: float) -> None:
@@ -981,7 +767,7 @@ class PeopleModel(mesa.Model):
         if shelter is None:
             self.state[i] = SAFE
             self.arrive_s[i] = t_s
-            self.events.log(t_s, i, "arrived", "safe")
+            self.events.append(t_s, "arrived", agent_id=i, detail="safe")
             return True
         s = int(shelter)
         if self.shelter_occupancy[s] + self.n_present[i] > self.shelter_capacity[s]:
@@ -1007,7 +793,7 @@ class PeopleModel(mesa.Model):
         self.n_present[i] -= len(mem)
         if self.state[i] == SHELTER and self.shelter[i] >= 0:
             self.shelter_occupancy[self.shelter[i]] -= len(mem)
-        self.events.log(t_s, i, "hospitalised", f"{len(mem)} to hospital {hospital}")
+        self.events.append(t_s, "hospitalised", agent_id=i, detail=f"{len(mem)} to hospital {hospital}")
         return [int(m) for m in mem]
 
     def discharge(self, person: int, t_s: float) -> bool:
@@ -1023,7 +809,7 @@ class PeopleModel(mesa.Model):
             self.shelter_occupancy[s] += 1
         self.p_hospital[j] = -1
         self.n_present[i] += 1
-        self.events.log(t_s, i, "discharged", f"person {j}")
+        self.events.append(t_s, "discharged", agent_id=i, detail=f"person {j}")
         return True
 
     def random_person(self) -> int:
@@ -1119,7 +905,7 @@ class PeopleModel(mesa.Model):
         return space
 
     def event_table(self) -> pd.DataFrame:
-        return self.events.table()
+        return self.events.to_frame()
 
     # ================================================================== restart
     _DYNAMIC = ("state", "x", "y", "recv_s", "evaluated", "warned_s", "act_s", "action", "dest", "shelter",
@@ -1150,18 +936,15 @@ class PeopleModel(mesa.Model):
         self.orders = [list(o) for o in s.get("orders", [])]
         self.warnings_log = [dict(w) for w in s["warnings_log"]]
         self.rescue_calls = [dict(c) for c in s["rescue_calls"]]
-        self.events = EventLog()
-        self.events.set_state(s["events"])
+        self.events = _people_event_log()
+        ev = s["events"]
+        if "t" in ev:  # states written before the shared EventLog: t, agent, event, detail
+            ev = {"t_s": ev["t"], "agent_id": ev["agent"], "event": ev["event"], "detail": ev["detail"]}
+        self.events.set_state(ev)
         self.rng.bit_generator.state = s["rng"]
         self.random.setstate(s["random"])
         self._depth = None if s["depth"] is None else np.array(s["depth"])
         self._speed = None if s["speed"] is None else np.array(s["speed"])
-
-
-def _apply_affine(a, x, y):
-    """(col, row) = a · (x, y) for an ``affine.Affine`` (no deprecated ``*`` on tuples)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    return a.a * x + a.b * y + a.c, a.d * x + a.e * y + a.f
 
 
 def _is_stalled(state) -> np.ndarray:
@@ -1169,13 +952,3 @@ def _is_stalled(state) -> np.ndarray:
     if st.dtype.kind in "OUS":
         return np.isin(st.astype(str), ("stalled", "stranded"))
     return np.zeros(st.shape, bool)
-
-
-def _round_preserving(x) -> np.ndarray:
-    """Round non-negative reals to integers preserving the rounded total (largest remainders)."""
-    x = np.asarray(x, float)
-    fl = np.floor(x).astype(np.int64)
-    short = int(round(x.sum())) - int(fl.sum())
-    if short > 0:
-        fl[np.argsort(-(x - fl), kind="stable")[:short]] += 1
-    return fl

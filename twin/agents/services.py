@@ -27,8 +27,9 @@ import pandas as pd
 import simpy
 from scipy.sparse.csgraph import dijkstra
 
+from .eventlog import EventLog
 from .params import ServicesParams
-from .people import _apply_affine
+from .population import _apply_affine
 from .routing import GridRouter, RoadGraph
 
 INCIDENT_COLUMNS = [
@@ -39,28 +40,10 @@ INCIDENT_COLUMNS = [
 ACTION_COLUMNS = ["t_s", "unit_id", "unit_kind", "incident_id", "action", "x", "y", "detail"]
 
 
-class _Columns:
-    """Append-only table kept as one list per column (atomic values only)."""
-
-    def __init__(self, columns):
-        self.columns = list(columns)
-        self.data = {c: [] for c in self.columns}
-
-    def append(self, row) -> None:
-        for c, v in zip(self.columns, row):
-            self.data[c].append(v)
-
-    def __len__(self):
-        return len(self.data[self.columns[0]])
-
-    def table(self) -> pd.DataFrame:
-        return pd.DataFrame({c: self.data[c] for c in self.columns}, columns=self.columns)
-
-    def get_state(self):
-        return {c: list(v) for c, v in self.data.items()}
-
-    def set_state(self, s):
-        self.data = {c: list(s[c]) for c in self.columns}
+def _action_log() -> EventLog:
+    """The services' unit actions: (time, unit, incident, action, place, detail)."""
+    return EventLog(ACTION_COLUMNS, kind="action", defaults={"unit_id": -1, "unit_kind": "", "incident_id": -1,
+                                                              "detail": ""})
 
 
 @dataclasses.dataclass
@@ -155,7 +138,7 @@ class EmergencyServices:
         self.population = float(city.population["persons"].sum()) if people is None else float(people.n_persons)
         # records
         self.incidents: list[dict] = []
-        self.actions = _Columns(ACTION_COLUMNS)   # columnar: no per-row tuple for the GC to scan
+        self.actions = _action_log()   # columnar: no per-row tuple for the GC to scan
         self._queue: list[tuple] = []
         self._discharges: dict[int, tuple] = {}   # seq -> (t_out_s, hospital, person or -1)
         self._seq = 0
@@ -397,8 +380,9 @@ class EmergencyServices:
         self._future_calls.sort(key=lambda c: c[0])
 
     def _log(self, t, unit, iid, action, x, y, detail=""):
-        self.actions.append((float(t), -1 if unit is None else unit.uid, "" if unit is None else unit.kind,
-                             int(iid), action, float(x), float(y), detail))
+        self.actions.append(t, action, unit_id=-1 if unit is None else unit.uid,
+                            unit_kind="" if unit is None else unit.kind, incident_id=int(iid), x=float(x), y=float(y),
+                            detail=detail)
 
     def on_duty(self, unit, t) -> bool:
         sh = self.params.shifts.get(unit.kind)
@@ -768,7 +752,7 @@ class EmergencyServices:
         return df
 
     def action_table(self) -> pd.DataFrame:
-        return self.actions.table()
+        return self.actions.to_frame()
 
     def unit_table(self) -> pd.DataFrame:
         return pd.DataFrame([dataclasses.asdict(u) for u in self.units])
@@ -809,7 +793,7 @@ class EmergencyServices:
         self.time_s = float(s["time_s"])
         self.units = [Unit(**u) for u in s["units"]]
         self.incidents = [dict(i) for i in s["incidents"]]
-        self.actions = _Columns(ACTION_COLUMNS)
+        self.actions = _action_log()
         self.actions.set_state(s["actions"])
         self._queue = list(s["queue"])
         heapq.heapify(self._queue)

@@ -269,7 +269,7 @@ def difference_figure(run_a: Run, run_b: Run, height: int = 460) -> go.Figure:
 
 SERIES = (
     ("flooded area (depth > 0.1 m)", "km²", tables.flooded_area_series, 1.0),
-    ("people at high hazard (HR > 1.25)", "persons", tables.high_hazard_series, 1.0),
+    ("people at high hazard (significant or extreme class)", "persons", tables.high_hazard_series, 1.0),
     ("ambulance response time", "min", tables.response_series, 1 / 60.0),
     ("closed road links", "% of links", tables.closed_share_series, 1.0),
 )

@@ -12,7 +12,8 @@ import pandas as pd
 
 from .runs import Run
 
-HIGH_HAZARD_HR = 1.25  # FD2321: HR > 1.25 is "danger for most" (significant and extreme classes)
+HIGH_HAZARD_HR = 1.25  # FD2321 default (significant and above); runs classify with their own thresholds
+HIGH_HAZARD_CLASSES = ("significant", "extreme")  # people.parquet hazard_class  # FD2321: HR > 1.25 is "danger for most" (significant and extreme classes)
 
 
 def _snapshot_index(run: Run, name: str):
@@ -80,11 +81,13 @@ def closed_share_series(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def high_hazard_series(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
-    """Persons at hazard rating > 1.25 over time (people.parquet)."""
+    """Persons in the significant or extreme hazard class over time (people.parquet): the run's
+    ``hazard_class`` column was classified with the scenario's thresholds
+    (``people.params.hazard_thresholds``, twin.hazard)."""
     df = run.table("people")
     if len(df) == 0:
         return None
-    high = (df["hazard_rating"].to_numpy(dtype=float) > HIGH_HAZARD_HR) * df["persons"].to_numpy(dtype=float)
+    high = df["hazard_class"].astype(str).isin(HIGH_HAZARD_CLASSES).to_numpy() * df["persons"].to_numpy(dtype=float)
     g = pd.DataFrame({"t": df["t_s"].astype(float), "h": high}).groupby("t")["h"].sum()
     return g.index.to_numpy(), g.to_numpy()
 

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-G = 9.81
+from twin.constants import GRAVITY as G
+
 METHODS = ("linear", "froehlich2008")
 FAILURE_MODES = ("overtopping", "piping")
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-G = 9.81
+from twin.constants import GRAVITY as G
+
 DEPTH_THRESHOLD = 1e-3
 SPEED_DEPTH = 1e-2
 ARRIVAL_DEPTH = 0.1

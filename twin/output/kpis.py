@@ -28,9 +28,9 @@ EXPOSURE_MIN_DEPTH_M = 0.1
 
 def exposure_person_hours(people: pd.DataFrame, interval_s: float) -> dict[str, float]:
     """Σ persons × interval / 3600 over people records in water (hazard rating > 0), by class."""
-    from twin.couplings import HAZARD_CLASSES
+    from twin.hazard import HAZARD_CLASSES
 
-    out = {name: 0.0 for name, _, _ in HAZARD_CLASSES}
+    out = {name: 0.0 for name in HAZARD_CLASSES}
     if people is None or len(people) == 0 or "hazard_class" not in people:
         return out
     w = people["persons"] if "persons" in people else pd.Series(1.0, index=people.index)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from twin.couplings import HAZARD_CLASSES, hazard_class, hazard_rating
+from twin.hazard import hazard_class_name, hazard_rating
 
 if TYPE_CHECKING:  # pragma: no cover
     from twin.build import Twin
@@ -75,9 +75,7 @@ def people_table(tw: Twin, t_s: float) -> pd.DataFrame:
         r, c, ok = _cells_at(tw, df["x"].to_numpy(), df["y"].to_numpy())
         v = np.where(ok, tw.speed()[r, c], 0.0) if tw.flood is not None else 0.0
         df["hazard_rating"] = hazard_rating(df["depth_m"].to_numpy(), v)
-    hr = df["hazard_rating"].to_numpy(float)
-    names = np.array([h[0] for h in HAZARD_CLASSES], dtype=object)
-    df["hazard_class"] = np.where(hr > 0, names[hazard_class(hr)], "none")
+    df["hazard_class"] = hazard_class_name(df["hazard_rating"].to_numpy(float), tw.people.params.hazard_thresholds)
     for col in df.columns:
         if isinstance(df[col].dtype, pd.CategoricalDtype):
             df[col] = df[col].astype(str)

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from twin.constants import DEFAULT_JAM_DENSITY_VPM_PER_LANE  # one vehicle per 7.5 m of lane
 from twin.roads import readers
 from twin.roads.graph import largest_strongly_connected
 
 __all__ = ["RoadNetwork", "default_capacity_vph_per_lane", "DEFAULT_JAM_DENSITY_VPM_PER_LANE"]
 
-DEFAULT_JAM_DENSITY_VPM_PER_LANE = 1.0 / 7.5  # one vehicle per 7.5 m of lane (PCU)
 DEFAULT_REACTION_TIME_S = 1.0
 CRS = "EPSG:32649"
 

@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from twin.constants import JAM_DENSITY_PCU_PER_M, ROAD_CLASS_DEFAULTS  # tables: see the module notes
 from twin.roads.graph import RoadDataError, largest_strongly_connected
 
 __all__ = ["read_osm", "read_geojson", "read_graphml", "write_graphml", "repair_connectivity", "RoadDataError",
@@ -57,22 +58,7 @@ __all__ = ["read_osm", "read_geojson", "read_graphml", "write_graphml", "repair_
            "highway_class", "parse_maxspeed_kmh", "parse_lanes", "parse_oneway"]
 
 DEFAULT_CRS = "EPSG:32649"
-JAM_DENSITY_PCU_PER_M = 0.15
 
-# highway: (lanes per direction, free speed km/h, capacity PCU/h/lane)
-ROAD_CLASS_DEFAULTS: dict[str, tuple[int, float, float]] = {
-    "motorway": (2, 90.0, 2000.0),
-    "trunk": (2, 60.0, 1800.0),
-    "primary": (2, 50.0, 1700.0),
-    "secondary": (1, 45.0, 1500.0),
-    "tertiary": (1, 40.0, 1300.0),
-    "unclassified": (1, 30.0, 900.0),
-    "residential": (1, 25.0, 800.0),
-    "living_street": (1, 15.0, 600.0),
-    "service": (1, 15.0, 500.0),
-    "track": (1, 15.0, 400.0),
-    "road": (1, 30.0, 900.0),
-}
 DRIVABLE = set(ROAD_CLASS_DEFAULTS) | {f"{k}_link" for k in ("motorway", "trunk", "primary", "secondary", "tertiary")}
 
 _ZONE_SPEEDS_KMH = {"vn:urban": 50.0, "vn:rural": 80.0, "vn:motorway": 120.0, "vn:living_street": 20.0,

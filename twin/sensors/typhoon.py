@@ -44,6 +44,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from twin.constants import GRAVITY
+
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 TRACK_FILE = "jtwc_wp_tracks_within300km_tamky_1945_2021.csv"
 TAMKY_LONLAT = (108.48, 15.57)
@@ -56,7 +58,7 @@ NM_KM = 1.852
 P_ENV_HPA = 1010.0
 RHO_AIR = 1.15
 RHO_WATER = 1025.0
-G = 9.81
+G = GRAVITY
 INFLOW_ANGLE_DEG = 20.0
 
 

@@ -1,5 +1,11 @@
 """Flood impact on road links: speed from standing water depth and stall depths by class.
 
+The one place where water depth becomes road speed and closures: :func:`link_flood_arrays` gives
+the per-link flooded free speeds and the per-link × class closure mask that the C++ traffic engine
+consumes (``set_link_speeds``, ``set_closed``); the engine holds no flood physics. (The engine
+takes speeds, not speed factors: ``vfree × (v / vfree)`` is not always ``v`` in floating point, and
+the speeds keep every result bit-identical to the engine that computed the curve itself.)
+
 Speed: Pregnolato, Ford, Wilkinson & Dawson (2017), "The impact of flooding on road transport: a
 depth-disruption function", Transportation Research Part D 55, 67-81, eq. (4):
 
@@ -33,15 +39,16 @@ emergency   0.45 m  ambulances are vans (wading depth of common vans ~0.45-0.5 m
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
-__all__ = ["pregnolato_speed_kmh", "flooded_speed_mps", "STALL_DEPTH_M", "PCU"]
+from twin.constants import PCU, STALL_DEPTH_M, VEHICLE_CLASSES
+
+__all__ = ["pregnolato_speed_kmh", "flooded_speed_mps", "link_speed_factors", "closure_mask",
+           "link_flood_arrays", "STALL_DEPTH_M", "PCU"]
 
 W_MIN_MM = 0.5529 / (2 * 0.0009)  # 307.2 mm, the vertex of the parabola
-
-# passenger-car units (Vietnamese practice: motorbike 0.25-0.3, car 1, bus/truck 2-3)
-PCU = {"motorbike": 0.25, "car": 1.0, "bus": 2.5, "truck": 2.5, "emergency": 1.0}
-STALL_DEPTH_M = {"motorbike": 0.15, "car": 0.30, "bus": 0.50, "truck": 0.60, "emergency": 0.45}
 
 
 def pregnolato_speed_kmh(depth_m) -> np.ndarray:
@@ -56,3 +63,26 @@ def pregnolato_speed_kmh(depth_m) -> np.ndarray:
 def flooded_speed_mps(depth_m, speed_limit_mps) -> np.ndarray:
     """Free speed of a flooded link: the Pregnolato curve capped by the link's speed limit."""
     return np.minimum(np.asarray(speed_limit_mps, dtype=float), pregnolato_speed_kmh(depth_m) / 3.6)
+
+
+def link_speed_factors(depth_m, speed_limit_mps) -> np.ndarray:
+    """Flooded free speed / speed limit per link, in (0, 1]: 1 where dry or where the curve stays
+    above the limit (``TrafficModel.link_speed_factor`` reports the same ratio)."""
+    v = np.asarray(speed_limit_mps, dtype=float)
+    vn = flooded_speed_mps(depth_m, v)
+    return np.where(vn >= v, 1.0, vn / v)
+
+
+def closure_mask(depth_m, stall_depth_m: Mapping[str, float] = STALL_DEPTH_M) -> np.ndarray:
+    """(n_links, n_classes) bool: link closed to a class where depth >= the class stall depth
+    (classes in the order of ``twin.constants.VEHICLE_CLASSES``)."""
+    d = np.asarray(depth_m, dtype=float)
+    stall = np.array([float(stall_depth_m[c]) for c in VEHICLE_CLASSES])
+    return np.ascontiguousarray(d[:, None] >= stall[None, :])
+
+
+def link_flood_arrays(depth_m, speed_limit_mps, stall_depth_m: Mapping[str, float] = STALL_DEPTH_M):
+    """(flooded free speeds [m/s], closure mask) of links under ``depth_m`` of standing water: what
+    ``TrafficModel.set_link_depth`` hands to the engine."""
+    v = np.asarray(speed_limit_mps, dtype=float)
+    return np.minimum(v, flooded_speed_mps(depth_m, v)), closure_mask(depth_m, stall_depth_m)

@@ -11,12 +11,12 @@ from collections import namedtuple
 import numpy as np
 import pandas as pd
 
+from twin.constants import PCU, STALL_DEPTH_M, VEHICLE_CLASSES
 from twin.roads import RoadNetwork
-from twin.traffic.flood import PCU, STALL_DEPTH_M
+from twin.traffic.flood import link_flood_arrays
 
 __all__ = ["TrafficModel", "VEHICLE_CLASSES", "TRIP_STATES", "TripStatus", "ACCEL_MPS2"]
 
-VEHICLE_CLASSES = ("motorbike", "car", "bus", "truck", "emergency")
 # Acceleration from a stop per class (m/s^2): SUMO's vehicle-class defaults ("Vehicle Type Parameter
 # Defaults", sumo.dlr.de/docs/Vehicle_Type_Parameter_Defaults.html; the values its Krauss model uses
 # unless a vType sets accel): passenger 2.6, motorcycle 6, bus 1.2, truck 1.3, emergency 2.6. The
@@ -180,8 +180,7 @@ class TrafficModel:
             links["jam_density_vpm_per_lane"].to_numpy(np.float64),
             nodes["x"].to_numpy(np.float64), nodes["y"].to_numpy(np.float64), sig_ptr, sig_dur,
             nodes["signal_offset_s"].to_numpy(np.float64), links["signal_group"].to_numpy(np.int32), dt,
-            np.array([self.pcu[c] for c in VEHICLE_CLASSES]),
-            np.array([self.stall_depth_m[c] for c in VEHICLE_CLASSES]))
+            np.array([self.pcu[c] for c in VEHICLE_CLASSES]))
         self._engine.record = bool(record_links)
         self._engine.route_on_departure = bool(route_on_departure)
         self._engine.emergency_overtake = bool(emergency_overtake)
@@ -315,7 +314,10 @@ class TrafficModel:
 
     # ------------------------------------------------------------------ flood and closures
     def set_link_depth(self, depth_m) -> None:
-        """Standing water depth per link (m): Pregnolato speed, closure per class stall depth."""
+        """Standing water depth per link (m): Pregnolato speed, closure per class stall depth.
+
+        The rule is ``twin.traffic.flood.link_flood_arrays``; this hands its two arrays to the
+        engine (``set_link_speeds``, then ``set_closed``)."""
         d = np.asarray(depth_m, dtype=np.float64)
         if d.shape != (self.network.n_links,):
             raise ValueError(f"set_link_depth: depth_m must have shape ({self.network.n_links},), got {d.shape}")
@@ -324,7 +326,9 @@ class TrafficModel:
             k = int(np.flatnonzero(bad)[0])
             raise ValueError(f"set_link_depth: depth_m[{k}] = {float(d[k])!r} must be finite and >= 0")
         self._depth = d.copy()
-        self._engine.set_depth(np.ascontiguousarray(d))
+        speeds, mask = link_flood_arrays(d, self._vfree, self.stall_depth_m)
+        self._engine.set_link_speeds(np.ascontiguousarray(speeds, dtype=np.float64))
+        self._engine.set_closed(mask)
 
     def close_links(self, ids) -> None:
         """Closes links to every class; vehicles on them drive out, routes through them change."""

@@ -18,11 +18,11 @@ import math
 import numpy as np
 
 from twin import _core
+from twin.constants import GRAVITY as G
 from twin.flood.solvers.base import Solver, SolverInputs, SubstepForcing
 
 __all__ = ["FVSolver", "FVFloodSolver", "FV2FloodSolver", "reservoir_fill"]
 
-G = 9.81
 EDGES = ("west", "east", "north", "south")
 _BC_KINDS = {"wall": 0, "free": 1, "stage": 2}
 _LIMITERS = {"minmod": 0, "vanleer": 1, "van_leer": 1}

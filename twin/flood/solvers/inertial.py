@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from twin import _core
+from twin.constants import GRAVITY
 from twin.flood.solvers.base import Solver, SolverInputs, SubstepForcing
 
 __all__ = ["InertialSolver"]
@@ -45,7 +46,7 @@ class InertialSolver(Solver):
     def stable_dt(self, hmax: float) -> float:
         m = self.inputs
         h = max(hmax, _core.FLOOD_DEPTH_THRESHOLD)
-        return m.alpha * m.cell_size / math.sqrt(9.81 * h)
+        return m.alpha * m.cell_size / math.sqrt(GRAVITY * h)
 
     def substep(self, dt: float, t_end: float, f: SubstepForcing) -> float:
         m = self.inputs
