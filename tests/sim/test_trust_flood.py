@@ -192,6 +192,11 @@ def test_molave_demo_school_reads_land_not_the_river(tmp_path, capsys):
     man = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert any("Phan Bội Châu" in w for w in man["warnings"])
     assert "Phan Bội Châu" in capsys.readouterr().err
+    # the dashboard's place series reads the same land cell (fields.nc at the kpis' row, col)
+    from dashboards.runs import Run
+
+    series = Run(tmp_path / "run").frames(pl).place_series[str(p["place_id"])]
+    assert len(series) >= 1 and float(np.max(series)) < 0.1
     # no place reads a permanent-water or sea cell, gauges aside
     for q in kp["max_depth_at_places"]:
         if not q["kind"].startswith("gauge"):
