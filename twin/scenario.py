@@ -217,8 +217,9 @@ class Reservoir(_Model):
                                            description="spill per metre above full supply")
     outlet: str | None = Field(None, description="city inflow point that receives the release")
     # (fv room) the reservoir's water on the flood grid, for dam-break studies
-    in_grid: bool = Field(False, description="fill the grid cells 4-connected to 'xy' below initial_level_m "
-                          "with water at that level (the lumped level-pool release is then off)")
+    in_grid: bool = Field(False, description="fill the basin (cells 4-connected to 'xy' below initial_level_m, "
+                          "footprint and volume from the city's native terrain: twin.flood.reservoir) with water "
+                          "at that level (the lumped level-pool release is then off)")
     xy: XY | None = Field(None, description="a point inside the reservoir (in_grid)")
     crs: str = "EPSG:32649"
 
