@@ -441,6 +441,9 @@ def _build_flood(tw: Twin) -> None:
     h_res = None
     if f.reservoir is not None and f.reservoir.in_grid:
         h_res = _reservoir_on_grid(tw)
+        if tw.terrain is not terrain:  # barrier cells raised: their normal water keeps its surface
+            raised = terrain.valid & (tw.terrain.elevation != terrain.elevation)
+            h0 = np.where(raised, np.clip(np.nan_to_num(terrain.elevation + h0 - tw.terrain.elevation), 0.0, None), h0)
         terrain = tw.terrain
         z = terrain.elevation
     if isinstance(manning, np.ndarray):

@@ -82,6 +82,11 @@ def test_dambreak_reservoir_holds_its_volume_and_footprint_at_every_resolution(r
     rows, cols = np.nonzero(lake)
     xs, ys = tw.terrain.xy(rows, cols)
     assert np.max(np.hypot(xs - RES_XY[0], ys - RES_XY[1])) < 9000.0
+    # the barrier cells raised to hold the lake carry no water perched on them
+    loaded = tw.city.terrain.elevation
+    raised = tw.terrain.valid & (z != loaded)
+    assert raised.sum() == tw.forcing["reservoir_fill"]["raised_cells"]
+    assert not np.any(h[raised] > 0)
     pl = tw.city.places
     for _, h in pl[pl["kind"] == "hospital"].iterrows():
         r, c = tw.terrain.rowcol(h["x"], h["y"])
