@@ -14,6 +14,7 @@ applied while building and logged as such.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,6 +75,7 @@ class Twin:
     input_files: list[Path] = field(default_factory=list)
     forcing: dict[str, Any] = field(default_factory=dict)
     ward_codes: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # printed while building; in kpis.json and manifest.json
 
     # -- geometry ---------------------------------------------------------------------------
     @property
@@ -332,6 +334,39 @@ def _place_xy(tw: Twin, place: str) -> tuple[float, float]:
                      plural="places", by_id="place_id")
 
 
+def _reservoir_on_grid(tw: Twin) -> np.ndarray:
+    """The reservoir's water at its initial level (``flood.reservoir.in_grid``), its footprint and
+    volume taken from the city bundle's native terrain when the model grid is coarser
+    (:func:`twin.flood.reservoir.fill_reservoir`): the barrier cells around the footprint that the
+    coarsening lowered below the level get their native height back (``tw.terrain`` is replaced).
+    A fill off the level–volume relation, or one whose water would not stay, stops the build."""
+    from twin.flood.reservoir import fill_reservoir
+    from twin.terrain import Terrain
+
+    res = tw.scenario.flood.reservoir
+    t = tw.terrain
+    rx, ry = _to_utm(res.xy, res.crs)[0]
+    reference = None
+    folder, man = getattr(tw.city, "path", None), getattr(tw.city, "manifest", None) or {}
+    tfile = ((man.get("layers") or {}).get("terrain") or {}).get("file") if isinstance(man, dict) else None
+    native = float(man.get("native_resolution_m", 0) or 0) if isinstance(man, dict) else 0.0
+    if folder is not None and tfile and 0 < native < t.cell_size - 1e-9 and (Path(folder) / tfile).is_file():
+        from twin.city.bundle import read_raster
+
+        zn, tr, crs = read_raster(Path(folder) / tfile)
+        reference = Terrain.from_array(zn, abs(tr.a), origin=(tr.c, tr.f), crs=crs)
+    try:
+        fill = fill_reservoir(t, rx, ry, res.initial_level_m, reference=reference)
+    except ValueError as exc:
+        raise ValueError(f"flood.reservoir ({res.name}): {exc}") from None
+    if fill.raised.any():
+        tw.terrain = Terrain.from_array(fill.elevation, t.cell_size, origin=(t.transform.c, t.transform.f), crs=t.crs)
+    tw.forcing["reservoir_fill"] = {"volume_m3": fill.volume_m3, "reference_volume_m3": fill.reference_volume_m3,
+                                    "reference_cell_m": fill.reference_cell_m, "cells": int(fill.footprint.sum()),
+                                    "raised_cells": int(fill.raised.sum())}
+    return fill.depth
+
+
 def _build_flood(tw: Twin) -> None:
     from twin.flood import FloodModel
 
@@ -351,6 +386,14 @@ def _build_flood(tw: Twin) -> None:
         terrain = tw.terrain
         z = terrain.elevation
         h0 = np.where(terrain.valid, h0, 0.0)
+    h_res = None
+    if f.reservoir is not None and f.reservoir.in_grid:
+        h_res = _reservoir_on_grid(tw)
+        if tw.terrain is not terrain:  # barrier cells raised: their normal water keeps its surface
+            raised = terrain.valid & (tw.terrain.elevation != terrain.elevation)
+            h0 = np.where(raised, np.clip(np.nan_to_num(terrain.elevation + h0 - tw.terrain.elevation), 0.0, None), h0)
+        terrain = tw.terrain
+        z = terrain.elevation
     if isinstance(manning, np.ndarray):
         manning = np.where(terrain.valid, np.nan_to_num(manning, nan=0.03), 0.03)
     fm = FloodModel(terrain, **kw | {"manning": manning})
@@ -376,14 +419,16 @@ def _build_flood(tw: Twin) -> None:
         rows, cols = np.nonzero(tw.sea_mask)
         # the sea cells hold the stage (water they gain or lose counts as boundary flow)
         fm.set_boundary(None, "stage", times_s=times, stage_m=stage, cells=list(zip(rows.tolist(), cols.tolist())))
-    if f.reservoir is not None and f.reservoir.in_grid:
-        from twin.flood.fv import reservoir_fill
-
-        rx, ry = _to_utm(f.reservoir.xy, f.reservoir.crs)[0]
-        h0 = np.maximum(np.nan_to_num(h0), reservoir_fill(terrain, rx, ry, f.reservoir.initial_level_m))
+    if h_res is not None:
+        h0 = np.maximum(np.nan_to_num(h0), h_res)
     h0 = np.where(terrain.valid, np.clip(np.nan_to_num(h0), 0.0, None), 0.0)
     fm.set_depth(h0)
     tw.initial_depth = h0
+    from twin.output.tables import places_in_water
+
+    for p in places_in_water(tw):  # a place whose cell is river, lagoon or sea at this resolution
+        tw.warnings.append(p["message"])
+        print(f"warning: {p['message']}", file=sys.stderr)
     for inf in f.inflows:
         if inf.at is not None:
             x, y = _inflow_point(tw, inf.at)

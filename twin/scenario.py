@@ -61,6 +61,13 @@ class ScenarioError(ValueError):
     """A scenario file (or an override) is invalid. The message names file, key path and value."""
 
 
+# physical ranges (beyond these a value is a typo or a unit error, not a what-if): water levels
+# above the datum [m] (from the Dead Sea shore to the highest reservoirs), discharges [m³/s] (the
+# Amazon's mean is ~2e5)
+LEVEL_MIN_M, LEVEL_MAX_M = -500.0, 6000.0
+MAX_DISCHARGE_M3_S = 1e6
+
+
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,7 +81,7 @@ class DesignStorm(_Model):
     """
 
     kind: Literal["design_storm"]
-    return_period_years: float | None = Field(None, gt=1)
+    return_period_years: float | None = Field(None, gt=1, le=100_000)
     duration: PositiveDuration = 6 * 3600.0
     peak_mm_per_h: float | None = Field(None, gt=0, le=500)
     shape: Literal["triangular", "chicago", "uniform"] = "triangular"
@@ -97,7 +104,7 @@ class TyphoonRain(_Model):
     track_file: FilePath | None = None
     time_shift: Duration = 0.0
     rain_scale: float = Field(1.0, gt=0, le=10)
-    max_rain_mm_per_h: float | None = Field(None, gt=0)
+    max_rain_mm_per_h: float | None = Field(None, gt=0, le=500)
     surge: bool = True
 
 
@@ -108,7 +115,7 @@ class GaugeRain(_Model):
     file: FilePath
     time_column: str = "time"
     value_column: str = "rain_mm_per_h"
-    scale: float = Field(1.0, gt=0)
+    scale: float = Field(1.0, gt=0, le=10)
 
 
 class FileRain(_Model):
@@ -116,7 +123,7 @@ class FileRain(_Model):
 
     kind: Literal["file"]
     file: FilePath
-    scale: float = Field(1.0, gt=0)
+    scale: float = Field(1.0, gt=0, le=10)
 
 
 class SeriesRain(_Model):
@@ -146,7 +153,7 @@ Rain = Annotated[
 
 class Hydrograph(_Model):
     times: list[Duration]
-    discharge_m3_per_s: list[Annotated[float, Field(ge=0)]]
+    discharge_m3_per_s: list[Annotated[float, Field(ge=0, le=MAX_DISCHARGE_M3_S)]]
 
     @model_validator(mode="after")
     def _same_length(self):
@@ -162,11 +169,11 @@ class Inflow(_Model):
     at: str | None = Field(None, description="name of a city inflow point (city.inflows.name)")
     xy: XY | None = None
     crs: str = "EPSG:32649"
-    width_m: float = Field(0.0, ge=0, description="line inflow spread over cells within width/2")
+    width_m: float = Field(0.0, ge=0, le=10_000, description="line inflow spread over cells within width/2")
     hydrograph: Hydrograph | None = None
     file: FilePath | None = None
-    base_m3_per_s: float = Field(0.0, ge=0)
-    scale: float = Field(1.0, ge=0)
+    base_m3_per_s: float = Field(0.0, ge=0, le=MAX_DISCHARGE_M3_S)
+    scale: float = Field(1.0, ge=0, le=100)
 
     @model_validator(mode="after")
     def _where(self):
@@ -180,8 +187,8 @@ class Inflow(_Model):
 class TideConstituent(_Model):
     name: str
     amplitude_m: float = Field(..., ge=0, le=10)
-    period_h: float | None = Field(None, gt=0)
-    phase_deg: float = 0.0
+    period_h: float | None = Field(None, gt=0, le=10_000)
+    phase_deg: float = Field(0.0, ge=-360, le=360)
 
 
 class Surge(_Model):
@@ -194,7 +201,7 @@ class Sea(_Model):
     """Sea level at the sea cells (tidal stage boundary): mean level + tide constituents + surge."""
 
     enabled: bool = True
-    mean_level_m: float = 0.0
+    mean_level_m: float = Field(0.0, ge=-10, le=10, description="mean sea level above the terrain's datum [m]")
     constituents: list[TideConstituent] = Field(default_factory=list)
     surge: Surge | None = None
     sea_cells: Literal["city", "below_zero"] = "city"
@@ -204,13 +211,15 @@ class Sea(_Model):
 
 class Reservoir(_Model):
     name: str = "Phu Ninh"
-    initial_level_m: float = Field(32.0, description="water level above MSL at start")
-    full_supply_level_m: float = 32.0
-    spillway_m3_per_s_per_m: float = Field(150.0, ge=0, description="spill per metre above full supply")
+    initial_level_m: float = Field(32.0, ge=LEVEL_MIN_M, le=LEVEL_MAX_M, description="water level above MSL at start")
+    full_supply_level_m: float = Field(32.0, ge=LEVEL_MIN_M, le=LEVEL_MAX_M)
+    spillway_m3_per_s_per_m: float = Field(150.0, ge=0, le=MAX_DISCHARGE_M3_S,
+                                           description="spill per metre above full supply")
     outlet: str | None = Field(None, description="city inflow point that receives the release")
     # (fv room) the reservoir's water on the flood grid, for dam-break studies
-    in_grid: bool = Field(False, description="fill the grid cells 4-connected to 'xy' below initial_level_m "
-                          "with water at that level (the lumped level-pool release is then off)")
+    in_grid: bool = Field(False, description="fill the basin (cells 4-connected to 'xy' below initial_level_m, "
+                          "footprint and volume from the city's native terrain: twin.flood.reservoir) with water "
+                          "at that level (the lumped level-pool release is then off)")
     xy: XY | None = Field(None, description="a point inside the reservoir (in_grid)")
     crs: str = "EPSG:32649"
 
@@ -252,13 +261,13 @@ class Traffic(_Model):
 
     enabled: bool = True
     dt: PositiveDuration = 2.0
-    background_trips_per_day: float = Field(20000.0, ge=0, description="Poisson, Tam Kỳ daily profile")
+    background_trips_per_day: float = Field(20000.0, ge=0, le=1e8, description="Poisson, Tam Kỳ daily profile")
     vehicle_mix: dict[Literal["motorbike", "car", "bus", "truck"], Annotated[float, Field(ge=0)]] | None = Field(
         None, description="class shares of background trips (default the traffic model's Tam Kỳ mix)")
     informed_share: float = Field(0.0, ge=0, le=1, description="share of trips rerouting on current times")
     reroute_interval: PositiveDuration = 300.0
     stall_depth_m: dict[Literal["motorbike", "car", "bus", "truck", "emergency"], Annotated[float, Field(gt=0, le=5)]] | None = None
-    depth_sample_spacing_m: float = Field(15.0, gt=0)
+    depth_sample_spacing_m: float = Field(15.0, gt=0, le=1000)
     largest_component_only: bool = True
     record_link_log: bool = False
     time_to_teleport_s: PositiveDuration | None = Field(
@@ -272,7 +281,7 @@ class Traffic(_Model):
 
 class People(_Model):
     enabled: bool = True
-    agents_per_household: float = Field(1.0, gt=0)
+    agents_per_household: float = Field(1.0, gt=0, le=100)
     sample_fraction: float = Field(0.05, gt=0, le=1, description="share of households simulated as agents")
     params: dict[str, Any] = Field(default_factory=dict, description="passed to PeopleModel")
 

@@ -46,6 +46,22 @@ def _utm_for(crs, bounds) -> Any:
     return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
 
+def _check_metric_crs(crs: Any) -> None:
+    """A terrain's cells are square metres: a geographic CRS (degrees) or one in feet would be read
+    as metres (cell sizes, slopes, volumes wrong by orders of magnitude). Refuse it."""
+    if crs is None:
+        return
+    c = _as_crs(crs)
+    if c.is_geographic:
+        raise ValueError(f"crs: {c.to_string()} ({c.name}) is geographic, in degrees; the terrain needs a projected "
+                         "CRS in metres: reproject the DEM first (e.g. to its UTM zone, EPSG:32649 for Tam Kỳ and "
+                         "Đà Nẵng), or read it with Terrain.from_geotiff, which does")
+    units = {a.unit_name.lower() for a in c.axis_info[:2]}
+    if units and not units <= {"metre", "meter", "m"}:
+        raise ValueError(f"crs: {c.to_string()} ({c.name}) has axes in {', '.join(sorted(units))}, not metres; "
+                         "reproject the DEM to a metric CRS (e.g. its UTM zone)")
+
+
 @dataclass(eq=False)
 class Terrain:
     """Elevation [m] on a square grid: ``elevation`` (NaN where invalid), ``valid``, ``transform``, ``crs``."""
@@ -64,6 +80,7 @@ class Terrain:
         if np.isinf(z).any():
             r, c = np.argwhere(np.isinf(z))[0]
             raise ValueError(f"elevation: infinite value at (row {r}, col {c}); use NaN or nodata for missing cells")
+        _check_metric_crs(self.crs)
         self.elevation = np.ascontiguousarray(z)
         self.valid = np.isfinite(self.elevation)
         self.elevation.setflags(write=False)

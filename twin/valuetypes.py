@@ -108,7 +108,9 @@ XY = tuple[float, float]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # allow_inf_nan=False: every float of a scenario or decision is finite (a NaN level or an inf
+    # rate is refused with its key, never run); ranges per key are on the fields
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 FrozenModel = _Model

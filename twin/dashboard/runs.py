@@ -449,6 +449,19 @@ class Run:
                     r = int(np.argmin(np.abs(y - py)))
                     if abs(x[c] - px) <= dx and abs(y[r] - py) <= dx:
                         pl_cells[str(pid)] = (r, c)
+                # a finished run says which land cell each place reads (a place in a river cell at
+                # this resolution: twin.output.tables.place_cells)
+                try:
+                    kp = self.kpis()
+                except (RunError, ValueError, OSError):  # a broken kpis.json: the places' own cells
+                    kp = {}
+                rows = kp.get("max_depth_at_places") if isinstance(kp, dict) else None
+                for q in rows if isinstance(rows, list) else []:
+                    if not isinstance(q, dict):
+                        continue
+                    k, rc = str(q.get("place_id")), (q.get("row"), q.get("col"))
+                    if k in pl_cells and all(isinstance(v, int) and 0 <= v < n for v, n in zip(rc, (ny, nx))):
+                        pl_cells[k] = rc
             series = {k: np.empty(nt, dtype=np.float32) for k in pl_cells}
             dmax = 0.0
             var = ds["depth"]

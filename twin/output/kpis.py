@@ -4,7 +4,10 @@ Every KPI here can be recomputed from the run folder's files (``fields.nc``, ``*
 ``max_depth.tif``); ``tests/sim`` does so independently. Definitions:
 
 - ``flooded_area_m2``: time series, area of valid cells per depth class (0.1–0.3, 0.3–0.5, 0.5–1, 1–2, >2 m).
-- ``max_depth_at_places``: the flood's running maximum depth at each place's cell (hospitals, shelters…).
+- ``max_depth_at_places``: the running maximum of the water a person at each place meets (hospitals,
+  shelters…): depth above the normal water surface at the place's land cell, the nearest land cell when
+  the place falls in a river or the sea at the run's resolution (``twin.output.tables.place_cells``);
+  ``places_in_water`` lists those places.
 - ``people_exposure_person_hours``: Σ over people records of persons × record interval / 3600 by
   hazard class of the water at the person's position (FD2321 HR; only depth ≥ 0.1 m counts).
 - ``evacuation_clearance_s``: for people who reached a safe state (``SAFE_STATES``), the time by

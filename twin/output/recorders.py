@@ -292,6 +292,7 @@ class RunOutput:
             out["land_area_m2"] = float(tw.land.sum() * tw.cell_area)
             out["volume_balance"] = {k: float(v) for k, v in tw.flood.volume_balance().items()}
             out["max_depth_at_places"] = tables.max_depth_at_places(tw)
+            out["places_in_water"] = tables.places_in_water(tw)
             out["direct_damage"] = direct_damage(
                 np.where(tw.land, tw.flood.max_depth, 0.0),
                 getattr(tw.city, "landcover", None) if tw.city is not None else None,
@@ -381,6 +382,7 @@ class RunOutput:
             "platform": platform.platform(),
             "input_checksums_sha256": inputs,
             "components": tw.component_names(),
+            "warnings": list(getattr(tw, "warnings", [])),
             "coupling_step_s": sim.dt,
             "iteration": sim.iteration,
             "time_s": sim.time,

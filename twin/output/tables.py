@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from twin.build import Twin
 
 __all__ = ["links_table", "units_table", "people_table", "people_state_counts", "trips_table", "free_flow_times",
-           "incidents_table", "max_depth_at_places"]
+           "incidents_table", "max_depth_at_places", "place_cells", "places_in_water"]
 
 
 def links_table(tw: Twin, t_s: float) -> pd.DataFrame:
@@ -133,23 +133,101 @@ def free_flow_times(tw: Twin, origins: np.ndarray, destinations: np.ndarray) -> 
 def incidents_table(tw: Twin) -> pd.DataFrame:
     return tw.services.incident_table().copy()
 
-def max_depth_at_places(tw: Twin) -> list[dict]:
-    if tw.city is None or tw.flood is None or getattr(tw.city, "places", None) is None:
-        return []
-    pl = tw.city.places
-    if len(pl) == 0:
-        return []
-    r, c, ok = _cells_at(tw, pl["x"].to_numpy(), pl["y"].to_numpy())
-    md = np.asarray(tw.flood.max_depth)
-    at = np.asarray(tw.flood.arrival_time)  # first depth > 0.1 m (NaN: never)
-    out = []
+# a place whose cell is permanent water at the run's resolution is read at the nearest land cell
+# within this distance (a building on the bank: a cell or two at coarse grids)
+PLACE_LAND_RADIUS_M = 150.0
+
+
+def place_cells(tw: Twin) -> pd.DataFrame:
+    """Where each place inside the grid reads the water a person there meets: its own cell when that
+    is land (not sea, not permanent water: :attr:`twin.build.Twin.land`), else the land cell nearest
+    to the place's point within :data:`PLACE_LAND_RADIUS_M` (at least 2 cells), else (open water all
+    around) its own cell, where only the rise above the normal water surface counts. Gauges (kind
+    ``gauge_*``) stand in the water on purpose: read at their own cell, the rise above normal.
+
+    Columns: place_id, name, kind, x, y, row, col (the cell read), read ("place cell", "nearest
+    land cell", "rise above normal water"), offset_m (place point to the read cell's centre),
+    in_water (the place's own cell is permanent water or sea at this resolution)."""
+    cols = ["place_id", "name", "kind", "x", "y", "row", "col", "read", "offset_m", "in_water"]
+    pl = getattr(tw.city, "places", None) if tw.city is not None else None
+    if pl is None or len(pl) == 0:
+        return pd.DataFrame(columns=cols)
+    t = tw.terrain
+    ny, nx = t.shape
+    dx = float(t.cell_size)
+    land = np.asarray(tw.land, bool)
+    k = max(2, int(np.ceil(PLACE_LAND_RADIUS_M / dx)))
+    x = pl["x"].to_numpy(float)
+    y = pl["y"].to_numpy(float)
+    r, c, ok = _cells_at(tw, x, y)
+    rows = []
     for i, (_, p) in enumerate(pl.iterrows()):
         if not ok[i]:
             continue
-        out.append({"place_id": str(p.get("place_id", i)), "name": str(p.get("name", "")),
-                    "kind": str(p.get("kind", "")), "x": float(p["x"]), "y": float(p["y"]),
-                    "max_depth_m": float(md[r[i], c[i]]) if np.isfinite(md[r[i], c[i]]) else 0.0,
-                    "arrival_time_s": (float(at[r[i], c[i]]) if np.isfinite(at[r[i], c[i]]) else None)})
+        rr, cc, read = int(r[i]), int(c[i]), "place cell"
+        kind = str(p.get("kind", ""))
+        if not land[rr, cc] and kind.startswith("gauge"):
+            read = "rise above normal water"  # an instrument in the water: its rise is what it measures
+        elif not land[rr, cc]:
+            r0, r1, c0, c1 = max(0, rr - k), min(ny, rr + k + 1), max(0, cc - k), min(nx, cc + k + 1)
+            wr, wc = np.nonzero(land[r0:r1, c0:c1])
+            if wr.size:
+                cx, cy = t.xy(wr + r0, wc + c0)
+                dist = np.hypot(cx - x[i], cy - y[i])
+                j = int(np.argmin(dist))  # ties: the first in row-major order
+                if dist[j] <= PLACE_LAND_RADIUS_M + 0.5 * dx * np.sqrt(2):
+                    rr, cc, read = int(wr[j] + r0), int(wc[j] + c0), "nearest land cell"
+            if read == "place cell":
+                read = "rise above normal water"
+        cx, cy = t.xy(rr, cc)
+        rows.append({"place_id": str(p.get("place_id", i)), "name": str(p.get("name", "")),
+                     "kind": kind, "x": float(x[i]), "y": float(y[i]), "row": rr, "col": cc,
+                     "read": read, "offset_m": float(np.hypot(cx - x[i], cy - y[i])),
+                     "in_water": read != "place cell" and not kind.startswith("gauge")})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def places_in_water(tw: Twin) -> list[dict]:
+    """The places whose own cell is permanent water or sea at the run's resolution, each with the
+    cell read instead and a message (the run prints them and lists them in kpis and manifest)."""
+    pc = place_cells(tw)
+    out = []
+    dx = float(tw.terrain.cell_size)
+    h0 = tw.initial_depth
+    for p in pc[pc["in_water"]].to_dict("records"):
+        r0, c0 = (int(v) for v in tw.terrain.rowcol(p["x"], p["y"]))
+        normal = float(h0[r0, c0]) if h0 is not None and tw.terrain.valid[r0, c0] else 0.0
+        where = (f"read at the nearest land cell (row {p['row']}, col {p['col']}), {p['offset_m']:.0f} m away"
+                 if p["read"] == "nearest land cell" else
+                 f"no land within {PLACE_LAND_RADIUS_M:g} m: only the rise above the normal water surface counts")
+        msg = (f"place {p['name']!r} ({p['kind']}, {p['place_id']}) lies in permanent water or sea at "
+               f"{dx:g} m (cell row {r0}, col {c0}, {normal:.2f} m deep at t = 0); {where}")
+        out.append({k: p[k] for k in ("place_id", "name", "kind", "row", "col", "read", "offset_m")} | {"message": msg})
+    return out
+
+
+def max_depth_at_places(tw: Twin) -> list[dict]:
+    """The running maximum of the water a person at each place meets (see :func:`place_cells`):
+    the depth above the normal water surface (the initial depth, zero on dry land) at the place's
+    land cell, never the depth of a river, lagoon or reservoir cell; ``arrival_time_s``: when that
+    cell first had more than 0.1 m (None: never, or a place in open water). ``read`` says which
+    cell was read."""
+    if tw.city is None or tw.flood is None or getattr(tw.city, "places", None) is None:
+        return []
+    pc = place_cells(tw)
+    if len(pc) == 0:
+        return []
+    md = np.asarray(tw.flood.max_depth, float)
+    at = np.asarray(tw.flood.arrival_time)  # first depth > 0.1 m (NaN: never)
+    h0 = np.zeros(md.shape) if tw.initial_depth is None else np.nan_to_num(np.asarray(tw.initial_depth, float))
+    out = []
+    for p in pc.to_dict("records"):
+        r, c = p["row"], p["col"]
+        d = float(md[r, c]) if np.isfinite(md[r, c]) else 0.0
+        d = max(0.0, d - float(h0[r, c]))
+        arr = float(at[r, c]) if np.isfinite(at[r, c]) and p["read"] != "rise above normal water" else None
+        out.append({"place_id": p["place_id"], "name": p["name"], "kind": p["kind"], "x": p["x"], "y": p["y"],
+                    "max_depth_m": d, "arrival_time_s": arr, "read": p["read"], "row": r, "col": c})
     order = {"hospital": 0, "shelter": 1, "school": 2}
     out.sort(key=lambda p: (order.get(p["kind"], 9), -p["max_depth_m"]))
     return out

@@ -418,23 +418,12 @@ class FV2FloodSolver(FVFloodSolver):
     order = 2
 
 
-def reservoir_fill(terrain, x: float, y: float, level_m: float) -> np.ndarray:
+def reservoir_fill(terrain, x: float, y: float, level_m: float, reference=None) -> np.ndarray:
     """Depth [m] of a reservoir at ``level_m`` on the grid: the cells 4-connected to the cell at
-    (x, y) whose bed lies below the level, filled to it (zero elsewhere). For dam-break studies."""
-    from scipy import ndimage
+    (x, y) whose bed lies below the level, filled to it (zero elsewhere). For dam-break studies.
+    ``reference``: a finer terrain of the same area that gives the footprint and the level–volume
+    relation (see :func:`twin.flood.reservoir.fill_reservoir`, which also returns the bed with the
+    barrier cells that a coarse grid lost; a fill off the relation raises ValueError)."""
+    from twin.flood.reservoir import fill_reservoir
 
-    if not np.isfinite(level_m):
-        raise ValueError(f"reservoir initial_level_m: must be finite, got {level_m!r}")
-    rows, cols = terrain.rowcol(np.atleast_1d(x), np.atleast_1d(y))
-    r, c = int(np.asarray(rows)[0]), int(np.asarray(cols)[0])
-    ny, nx = terrain.shape
-    if not (0 <= r < ny and 0 <= c < nx):
-        raise ValueError(f"reservoir xy: ({x:.1f}, {y:.1f}) lies outside the grid")
-    z = np.asarray(terrain.elevation, float)
-    below = np.asarray(terrain.valid, bool) & np.isfinite(z) & (z < level_m)
-    if not below[r, c]:
-        raise ValueError(f"reservoir xy: the bed at ({x:.1f}, {y:.1f}) is {z[r, c]:.2f} m, not below the "
-                         f"level {level_m:.2f} m")
-    lab, _ = ndimage.label(below)
-    inside = lab == lab[r, c]
-    return np.where(inside, level_m - np.where(inside, z, 0.0), 0.0)
+    return fill_reservoir(terrain, x, y, level_m, reference=reference).depth
