@@ -213,6 +213,8 @@ class TrafficModel:
         self._contraflow: dict = {}
         self._flow = np.zeros(network.n_links)
         self._depth = np.zeros(network.n_links)
+        self._version = 0          # bumped by every change of the engine state (the trips cache key)
+        self._trips_cache = None   # (key, DataFrame) of the last ``trips`` built
         self._vfree = links["free_speed_mps"].to_numpy(np.float64)
         self._length = links["length_m"].to_numpy(np.float64)
 
@@ -257,6 +259,7 @@ class TrafficModel:
         if not (np.isfinite(n) and n >= 0 and abs(n - round(n)) < 1e-9):
             raise ValueError(f"run_one_step: dt = {dt!r} is not a multiple of the model's dt = {self.dt}")
         n = int(round(n))
+        self._version += 1
         self._engine.step(n)
         if n > 0:
             exits = self._engine.get("exits_total")
@@ -310,6 +313,7 @@ class TrafficModel:
             codes = np.full(len(df), _CLASS_CODE["car"], dtype=np.uint8)
         informed = (self.rng.random(len(df)) < self.informed_share).astype(np.uint8) \
             if self.informed_share > 0 else np.zeros(len(df), dtype=np.uint8)
+        self._version += 1
         first = self._engine.add_trips(o, d, dep, codes, informed)
         return np.arange(first, first + len(df), dtype=np.int64)
 
@@ -324,14 +328,17 @@ class TrafficModel:
             k = int(np.flatnonzero(bad)[0])
             raise ValueError(f"set_link_depth: depth_m[{k}] = {float(d[k])!r} must be finite and >= 0")
         self._depth = d.copy()
+        self._version += 1
         self._engine.set_depth(np.ascontiguousarray(d))
 
     def close_links(self, ids) -> None:
         """Closes links to every class; vehicles on them drive out, routes through them change."""
+        self._version += 1
         self._engine.set_closed(self._link_ids(ids, "close_links"), True)
 
     def open_links(self, ids) -> None:
         """Reopens links closed by close_links (flood closures follow the depth)."""
+        self._version += 1
         self._engine.set_closed(self._link_ids(ids, "open_links"), False)
 
     def set_lanes(self, ids, lanes) -> None:
@@ -341,6 +348,7 @@ class TrafficModel:
         bad = ~np.isfinite(lanes) | (lanes <= 0)
         if bad.any():
             raise ValueError(f"set_lanes: lanes = {float(lanes[bad][0])!r} for link {int(ids[bad][0])} must be > 0")
+        self._version += 1
         self._engine.set_lanes(ids, lanes)
 
     @property
@@ -361,6 +369,7 @@ class TrafficModel:
                 raise ValueError(f"set_contraflow: link {int(l)} has no reverse link to take over")
             pairs.append((int(l), r))
         lanes = self._engine.get("lanes")
+        self._version += 1
         for l, r in pairs:
             if active and l not in self._contraflow:
                 self._contraflow[l] = (r, float(lanes[l]), float(lanes[r]))
@@ -481,6 +490,7 @@ class TrafficModel:
         bad = (ids < 0) | (ids >= self._engine.n_vehicles)
         if bad.any():
             raise ValueError(f"reroute: trip id {ids[bad][0]} does not exist")
+        self._version += 1
         self._engine.reroute(ids.astype(np.int32))
 
     # ------------------------------------------------------------------ trips
@@ -534,10 +544,41 @@ class TrafficModel:
         return out
 
     @property
+    def n_departed(self) -> int:
+        """Trips that have left their origin (en route or ended), from the engine's counters (no table)."""
+        return int(self._engine.counts()["n_departed"])
+
+    @property
+    def n_arrived(self) -> int:
+        """Trips that reached their destination, from the engine's counters (no table)."""
+        return int(self._engine.counts()["n_arrived"])
+
+    @property
+    def n_en_route(self) -> int:
+        """Trips departed and not ended: waiting to enter the network or on a link (no table)."""
+        c = self._engine.counts()
+        return int(c["n_waiting"]) + int(c["n_onlink"])
+
+    @property
     def trips(self) -> pd.DataFrame:
         """One row per trip: origin, destination (node ids), vehicle_class, depart_s, arrive_s,
         travel_time_s (NaN while unfinished), state, current_link, route (link ids: driven so far
-        and still planned), n_links."""
+        and still planned), n_links.
+
+        Built once per state: cached until the engine state changes (a step, new trips, closures,
+        depths, lanes, contraflow, reroutes, ``set_state``). Each access returns a copy (its own
+        arrays and its own route lists), so a caller can change it freely without touching the
+        cache. For polling in a loop, the counters ``n_departed``, ``n_arrived``, ``n_en_route``
+        and ``trip_status(ids)`` cost no table at all."""
+        e = self._engine
+        key = (self._version, e.step_k, e.n_vehicles)
+        if self._trips_cache is None or self._trips_cache[0] != key:
+            self._trips_cache = (key, self._trips_frame())
+        df = self._trips_cache[1].copy()
+        df["route"] = [list(r) for r in df["route"]]
+        return df
+
+    def _trips_frame(self) -> pd.DataFrame:
         e = self._engine
         n = e.n_vehicles
         ids = self.network.node_ids
@@ -617,6 +658,7 @@ class TrafficModel:
         for k in ("engine", "rng", "exits_prev", "flow", "depth"):
             if k not in state:
                 raise ValueError(f"set_state: missing key {k!r}")
+        self._version += 1
         self._engine.set_state(state["engine"])
         self.rng.bit_generator.state = state["rng"]
         self._exits_prev = np.array(state["exits_prev"], dtype=np.int64)
