@@ -602,7 +602,7 @@ class TrafficModel:
         ids = self.network.node_ids
         st = e.get("state")
         dep, arr = e.get("depart"), e.get("arrive")
-        routes = self._routes(st)
+        routes, n_links = self._routes(st)
         return pd.DataFrame({
             "origin": ids[e.get("origin")] if n else np.array([], dtype=ids.dtype),
             "destination": ids[e.get("dest")] if n else np.array([], dtype=ids.dtype),
@@ -610,7 +610,7 @@ class TrafficModel:
             "depart_s": dep, "arrive_s": arr, "travel_time_s": arr - dep,
             "state": pd.Categorical.from_codes(st.astype(np.int8), dtype=_STATE_DTYPE),
             "current_link": e.get("cur").astype(np.int64),
-            "route": routes, "n_links": np.fromiter(map(len, routes), dtype=np.int64, count=n),
+            "route": routes, "n_links": n_links,
         }, index=pd.RangeIndex(n, name="trip_id"))
 
     def _routes_full(self, st) -> list:
@@ -634,22 +634,25 @@ class TrafficModel:
             out.append(driven)
         return out
 
-    def _routes(self, st) -> list:
-        """Route lists, incremental: the pool of planned routes and the link log are append-only, so
+    def _routes(self, st) -> tuple[list, np.ndarray]:
+        """Route lists and their lengths, incremental: the pool of planned routes and the link log are append-only, so
         a trip's route changes only when its state, route slice, position or log changes."""
         e = self._engine
         n = e.n_vehicles
         pool, off, ln, pos = e.get("pool"), e.get("r_off"), e.get("r_len"), e.get("r_pos")
         rt = self._rt
         if rt is None or rt["n"] > n:
-            rt = self._rt = {"n": 0, "n_log": 0, "driven": [], "routes": [],
-                             "key": np.zeros((4, 0), dtype=np.int64)}
-        new = n - rt["n"]
-        rt["driven"].extend([] for _ in range(new))
-        rt["routes"].extend([None] * new)
-        key = np.stack([st.astype(np.int64), off.astype(np.int64), ln.astype(np.int64), pos.astype(np.int64)])
+            rt = self._rt = {"n": 0, "n_log": 0, "driven": [], "routes": [], "key": None,
+                             "lens": np.zeros(0, dtype=np.int64)}
+        m = rt["n"]
+        rt["driven"].extend([] for _ in range(n - m))
+        rt["routes"].extend([None] * (n - m))
+        lens = np.zeros(n, dtype=np.int64)
+        lens[:m] = rt["lens"]
+        key = (st, off, ln, pos)
         dirty = np.ones(n, dtype=bool)
-        dirty[:rt["n"]] = (key[:, :rt["n"]] != rt["key"]).any(axis=0)
+        if m:
+            dirty[:m] = np.logical_or.reduce([a[:m] != b for a, b in zip(key, rt["key"])])
         record = e.record
         if record:
             lv, ll = e.get("log_veh"), e.get("log_link")
@@ -669,8 +672,9 @@ class TrafficModel:
             else:
                 r = driven[v]
             routes[v] = Route(r)
-        rt["n"], rt["key"] = n, key
-        return list(routes)
+            lens[v] = len(r)
+        rt["n"], rt["key"], rt["lens"] = n, key, lens
+        return list(routes), lens.copy()
 
     @property
     def link_log(self) -> pd.DataFrame:
