@@ -131,7 +131,11 @@ def test_cli_compare_replicates_json_and_errors(tmp_path):
     assert rows["water volume at end [Mm³]"]["verdict"] == "real"
     assert (tmp_path / "o" / "b" / "rep-001" / "kpis.json").is_file()
     for args, msg in ((["--replicates", "1"], "--replicates 1"), (["--serial"], "go with --replicates"),
-                      (["--replicates", "2", "--serial"], "no such scenario file")):
+                      (["--replicates", "2", "--serial"], "no such scenario file"),
+                      (["--replicates", "2", "--workers", "0"], "--workers 0"),
+                      (["--replicates", "2", "--png", "x.png"], "--png goes with")):
         bad = _cli("compare", str(a), str(tmp_path / "nope.yaml") if "no such" in msg else str(b), *args,
                    "--out", str(tmp_path / "x"), cwd=tmp_path)
         assert bad.returncode == 2 and msg in bad.stderr and "Traceback" not in bad.stderr, (args, bad.stderr)
+    again = _cli("compare", str(a), str(b), "--replicates", "2", "--serial", "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert again.returncode == 2 and "exists and is not empty" in again.stderr

@@ -243,16 +243,27 @@ def _cmd_compare_replicates(args) -> int:
     if args.replicates is None:
         print("error: --out, --scheduler, --workers and --serial go with --replicates N", file=sys.stderr)
         return 2
+    from twin.simulation import NumericalInstability
+
     try:
         if args.replicates < 2:
             raise ValueError(f"--replicates {args.replicates}: must be >= 2 (an interval needs two paired differences)")
+        if args.workers is not None and args.workers < 1:
+            raise ValueError(f"--workers {args.workers}: must be >= 1")
+        if args.png:
+            raise ValueError("--png goes with two run folders, not with --replicates (no single difference map)")
         sa, sb = _scenario_input(args.run_a, "A"), _scenario_input(args.run_b, "B")
         out = Path(args.out) if args.out else Path("runs") / f"{sa.name}-vs-{sb.name}-{_stamp()}"
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ValueError(f"{out}: the output folder exists and is not empty")
         res = compare_replicates(sa, sb, args.replicates, out, scheduler=args.scheduler, n_workers=args.workers,
                                  serial=args.serial, progress=not args.json)
     except (ScenarioError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except NumericalInstability as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     if args.json:
         print(json.dumps({k: v for k, v in res.items() if k != "table"}, indent=2, default=str))
     else:
