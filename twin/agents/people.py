@@ -865,7 +865,18 @@ class PeopleModel(PopulationSynthesis, mesa.Model):
 
         ``persons`` are the persons present (members in hospital are not), scaled by
         ``1/sample_fraction`` when only a sample of households is simulated; ``members`` are the
-        simulated persons."""
+        simulated persons.
+
+        Cached: rebuilt only when an array it reads differs from the one the cached table was built
+        from (any step, decision, pick-up or direct write shows); each access returns a copy."""
+        src = (self.kind, self.state, self.x, self.y, self.n_present, self._represents, self.warned_s,
+               self.action, self.shelter, self.hr, self.max_hr)
+        c = getattr(self, "_table_cache", None)
+        if c is None or not all(np.array_equal(a, b, equal_nan=True) for a, b in zip(c[0], src)):
+            c = self._table_cache = ([np.array(a, copy=True) for a in src], self._state_frame())
+        return c[1].copy()
+
+    def _state_frame(self) -> pd.DataFrame:
         return pd.DataFrame({
             "agent_id": np.arange(self.n_agents, dtype=np.int64),
             "kind": pd.Categorical.from_codes(self.kind, KINDS),

@@ -742,8 +742,16 @@ class EmergencyServices:
 
     # ------------------------------------------------------------------ outputs
     def incident_table(self) -> pd.DataFrame:
-        df = pd.DataFrame([{c: inc.get(c) for c in INCIDENT_COLUMNS} for inc in self.incidents],
-                          columns=INCIDENT_COLUMNS)
+        """One row per incident (``INCIDENT_COLUMNS``). Cached: rebuilt only when an incident's
+        values differ from those the cached table was built from; each access returns a copy."""
+        rows = [tuple(inc.get(c) for c in INCIDENT_COLUMNS) for inc in self.incidents]
+        c = getattr(self, "_table_cache", None)
+        if c is None or c[0] != rows:
+            c = self._table_cache = (rows, self._incident_frame(rows))
+        return c[1].copy()
+
+    def _incident_frame(self, rows) -> pd.DataFrame:
+        df = pd.DataFrame(rows, columns=INCIDENT_COLUMNS)
         for c in ("call_s", "x", "y", "depth_m", "dispatch_s", "arrive_scene_s", "depart_scene_s",
                   "at_hospital_s", "clear_s", "response_time_s", "route_length_m", "travel_time_s"):
             df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)

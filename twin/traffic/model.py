@@ -15,8 +15,9 @@ from twin.constants import PCU, STALL_DEPTH_M, VEHICLE_CLASSES
 from twin.roads import RoadNetwork
 from twin.traffic.flood import link_flood_arrays
 
-__all__ = ["TrafficModel", "VEHICLE_CLASSES", "TRIP_STATES", "TripStatus", "ACCEL_MPS2"]
+__all__ = ["TrafficModel", "VEHICLE_CLASSES", "TRIP_STATES", "TripStatus", "ACCEL_MPS2", "Route"]
 
+_CLASS_DTYPE = pd.CategoricalDtype(VEHICLE_CLASSES)
 # Acceleration from a stop per class (m/s^2): SUMO's vehicle-class defaults ("Vehicle Type Parameter
 # Defaults", sumo.dlr.de/docs/Vehicle_Type_Parameter_Defaults.html; the values its Krauss model uses
 # unless a vType sets accel): passenger 2.6, motorcycle 6, bus 1.2, truck 1.3, emergency 2.6. The
@@ -25,6 +26,7 @@ __all__ = ["TrafficModel", "VEHICLE_CLASSES", "TRIP_STATES", "TripStatus", "ACCE
 # for those was at hand: override it with TrafficModel(..., accel_mps2={"motorbike": ...}).
 ACCEL_MPS2 = {"motorbike": 6.0, "car": 2.6, "bus": 1.2, "truck": 1.3, "emergency": 2.6}
 TRIP_STATES = ("scheduled", "waiting", "on_link", "arrived", "stalled", "stranded")
+_STATE_DTYPE = pd.CategoricalDtype(TRIP_STATES)
 TripStatus = namedtuple("TripStatus", ["state", "arrive_s", "current_link"])
 _CLASS_CODE = {c: k for k, c in enumerate(VEHICLE_CLASSES)}
 
@@ -36,6 +38,23 @@ def _class_code(vehicle_class) -> int:
         return _CLASS_CODE[str(vehicle_class)]
     except KeyError:
         raise ValueError(f"vehicle_class: {vehicle_class!r} is not one of {VEHICLE_CLASSES}") from None
+
+
+class Route(list):
+    """A trip's route (link ids) in ``TrafficModel.trips``: a list that refuses changes, because
+    the cached table shares it between accesses; ``list(route)`` is a changeable copy."""
+
+    __slots__ = ()
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("a route of TrafficModel.trips is read-only (shared by the cached table); "
+                        "copy it with list(route)")
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
+    append = extend = insert = pop = remove = clear = sort = reverse = _read_only
+
+    def __reduce__(self):
+        return (Route, (list(self),))
 
 
 class TrafficModel:
@@ -212,6 +231,9 @@ class TrafficModel:
         self._contraflow: dict = {}
         self._flow = np.zeros(network.n_links)
         self._depth = np.zeros(network.n_links)
+        self._version = 0          # bumped by every change of the engine state (the trips cache key)
+        self._trips_cache = None   # (key, DataFrame) of the last ``trips`` built
+        self._rt = None            # incremental route state of ``trips`` (see _routes)
         self._vfree = links["free_speed_mps"].to_numpy(np.float64)
         self._length = links["length_m"].to_numpy(np.float64)
 
@@ -256,6 +278,7 @@ class TrafficModel:
         if not (np.isfinite(n) and n >= 0 and abs(n - round(n)) < 1e-9):
             raise ValueError(f"run_one_step: dt = {dt!r} is not a multiple of the model's dt = {self.dt}")
         n = int(round(n))
+        self._version += 1
         self._engine.step(n)
         if n > 0:
             exits = self._engine.get("exits_total")
@@ -309,6 +332,7 @@ class TrafficModel:
             codes = np.full(len(df), _CLASS_CODE["car"], dtype=np.uint8)
         informed = (self.rng.random(len(df)) < self.informed_share).astype(np.uint8) \
             if self.informed_share > 0 else np.zeros(len(df), dtype=np.uint8)
+        self._version += 1
         first = self._engine.add_trips(o, d, dep, codes, informed)
         return np.arange(first, first + len(df), dtype=np.int64)
 
@@ -326,16 +350,19 @@ class TrafficModel:
             k = int(np.flatnonzero(bad)[0])
             raise ValueError(f"set_link_depth: depth_m[{k}] = {float(d[k])!r} must be finite and >= 0")
         self._depth = d.copy()
+        self._version += 1
         speeds, mask = link_flood_arrays(d, self._vfree, self.stall_depth_m)
         self._engine.set_link_speeds(np.ascontiguousarray(speeds, dtype=np.float64))
         self._engine.set_closed(mask)
 
     def close_links(self, ids) -> None:
         """Closes links to every class; vehicles on them drive out, routes through them change."""
+        self._version += 1
         self._engine.set_closed(self._link_ids(ids, "close_links"), True)
 
     def open_links(self, ids) -> None:
         """Reopens links closed by close_links (flood closures follow the depth)."""
+        self._version += 1
         self._engine.set_closed(self._link_ids(ids, "open_links"), False)
 
     def set_lanes(self, ids, lanes) -> None:
@@ -345,6 +372,7 @@ class TrafficModel:
         bad = ~np.isfinite(lanes) | (lanes <= 0)
         if bad.any():
             raise ValueError(f"set_lanes: lanes = {float(lanes[bad][0])!r} for link {int(ids[bad][0])} must be > 0")
+        self._version += 1
         self._engine.set_lanes(ids, lanes)
 
     @property
@@ -365,6 +393,7 @@ class TrafficModel:
                 raise ValueError(f"set_contraflow: link {int(l)} has no reverse link to take over")
             pairs.append((int(l), r))
         lanes = self._engine.get("lanes")
+        self._version += 1
         for l, r in pairs:
             if active and l not in self._contraflow:
                 self._contraflow[l] = (r, float(lanes[l]), float(lanes[r]))
@@ -485,6 +514,7 @@ class TrafficModel:
         bad = (ids < 0) | (ids >= self._engine.n_vehicles)
         if bad.any():
             raise ValueError(f"reroute: trip id {ids[bad][0]} does not exist")
+        self._version += 1
         self._engine.reroute(ids.astype(np.int32))
 
     # ------------------------------------------------------------------ trips
@@ -538,28 +568,57 @@ class TrafficModel:
         return out
 
     @property
+    def n_departed(self) -> int:
+        """Trips that have left their origin (en route or ended), from the engine's counters (no table)."""
+        return int(self._engine.counts()["n_departed"])
+
+    @property
+    def n_arrived(self) -> int:
+        """Trips that reached their destination, from the engine's counters (no table)."""
+        return int(self._engine.counts()["n_arrived"])
+
+    @property
+    def n_en_route(self) -> int:
+        """Trips departed and not ended: waiting to enter the network or on a link (no table)."""
+        c = self._engine.counts()
+        return int(c["n_waiting"]) + int(c["n_onlink"])
+
+    @property
     def trips(self) -> pd.DataFrame:
         """One row per trip: origin, destination (node ids), vehicle_class, depart_s, arrive_s,
         travel_time_s (NaN while unfinished), state, current_link, route (link ids: driven so far
-        and still planned), n_links."""
+        and still planned; read-only ``Route`` lists), n_links.
+
+        Built once per state: cached until the engine state changes (a step, new trips, closures,
+        depths, lanes, contraflow, reroutes, ``set_state``), and the routes are rebuilt only for
+        trips whose route changed. Each access returns a copy of the table whose ``route`` cells
+        refuse changes (copy one with ``list(route)``), so a caller cannot change the cache. For polling in a loop, the counters ``n_departed``, ``n_arrived``, ``n_en_route``
+        and ``trip_status(ids)`` cost no table at all."""
+        e = self._engine
+        key = (self._version, e.step_k, e.n_vehicles)
+        if self._trips_cache is None or self._trips_cache[0] != key:
+            self._trips_cache = (key, self._trips_frame())
+        return self._trips_cache[1].copy()
+
+    def _trips_frame(self) -> pd.DataFrame:
         e = self._engine
         n = e.n_vehicles
         ids = self.network.node_ids
         st = e.get("state")
         dep, arr = e.get("depart"), e.get("arrive")
-        df = pd.DataFrame({
+        routes, n_links = self._routes(st)
+        return pd.DataFrame({
             "origin": ids[e.get("origin")] if n else np.array([], dtype=ids.dtype),
             "destination": ids[e.get("dest")] if n else np.array([], dtype=ids.dtype),
-            "vehicle_class": pd.Categorical.from_codes(e.get("cls").astype(np.int8), VEHICLE_CLASSES),
+            "vehicle_class": pd.Categorical.from_codes(e.get("cls").astype(np.int8), dtype=_CLASS_DTYPE),
             "depart_s": dep, "arrive_s": arr, "travel_time_s": arr - dep,
-            "state": pd.Categorical.from_codes(st.astype(np.int8), TRIP_STATES),
+            "state": pd.Categorical.from_codes(st.astype(np.int8), dtype=_STATE_DTYPE),
             "current_link": e.get("cur").astype(np.int64),
+            "route": routes, "n_links": n_links,
         }, index=pd.RangeIndex(n, name="trip_id"))
-        df["route"] = self._routes(st)
-        df["n_links"] = df["route"].map(len)
-        return df
 
-    def _routes(self, st) -> list:
+    def _routes_full(self, st) -> list:
+        """The routes built from scratch (the reference for the incremental ``_routes``)."""
         e = self._engine
         n = e.n_vehicles
         pool, off, ln, pos = e.get("pool"), e.get("r_off"), e.get("r_len"), e.get("r_pos")
@@ -578,6 +637,48 @@ class TrafficModel:
                 driven = pool[off[v]:off[v] + ln[v]].tolist()
             out.append(driven)
         return out
+
+    def _routes(self, st) -> tuple[list, np.ndarray]:
+        """Route lists and their lengths, incremental: the pool of planned routes and the link log are append-only, so
+        a trip's route changes only when its state, route slice, position or log changes."""
+        e = self._engine
+        n = e.n_vehicles
+        pool, off, ln, pos = e.get("pool"), e.get("r_off"), e.get("r_len"), e.get("r_pos")
+        rt = self._rt
+        if rt is None or rt["n"] > n:
+            rt = self._rt = {"n": 0, "n_log": 0, "driven": [], "routes": [], "key": None,
+                             "lens": np.zeros(0, dtype=np.int64)}
+        m = rt["n"]
+        rt["driven"].extend([] for _ in range(n - m))
+        rt["routes"].extend([None] * (n - m))
+        lens = np.zeros(n, dtype=np.int64)
+        lens[:m] = rt["lens"]
+        key = (st, off, ln, pos)
+        dirty = np.ones(n, dtype=bool)
+        if m:
+            dirty[:m] = np.logical_or.reduce([a[:m] != b for a, b in zip(key, rt["key"])])
+        record = e.record
+        if record:
+            lv, ll = e.get("log_veh"), e.get("log_link")
+            nv, nl = lv[rt["n_log"]:], ll[rt["n_log"]:]
+            driven = rt["driven"]
+            for v, link in zip(nv.tolist(), nl.tolist()):
+                driven[v].append(link)
+            dirty[nv] = True
+            rt["n_log"] = len(lv)
+        routes, driven = rt["routes"], rt["driven"]
+        for v in np.flatnonzero(dirty).tolist():
+            a, b = int(off[v]), int(off[v] + ln[v])
+            if not record or st[v] <= 1:
+                r = pool[a:b].tolist()
+            elif st[v] == 2:  # on a link: driven so far, then the rest of the plan after the current link
+                r = driven[v] + pool[a + int(pos[v]) + 1:b].tolist()
+            else:
+                r = driven[v]
+            routes[v] = Route(r)
+            lens[v] = len(r)
+        rt["n"], rt["key"], rt["lens"] = n, key, lens
+        return list(routes), lens.copy()
 
     @property
     def link_log(self) -> pd.DataFrame:
@@ -621,6 +722,8 @@ class TrafficModel:
         for k in ("engine", "rng", "exits_prev", "flow", "depth"):
             if k not in state:
                 raise ValueError(f"set_state: missing key {k!r}")
+        self._version += 1
+        self._rt = None
         self._engine.set_state(state["engine"])
         self.rng.bit_generator.state = state["rng"]
         self._exits_prev = np.array(state["exits_prev"], dtype=np.int64)

@@ -66,6 +66,7 @@ def register(subparsers) -> None:
     p.add_argument("run_b", metavar="RUN_B")
     p.add_argument("--png", metavar="FILE", help="difference map (default RUN_B/compare_<A>.png)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    _add_replicate_args(p)
     p.set_defaults(func=_cmd_compare)
 
     p = subparsers.add_parser(
@@ -216,9 +217,67 @@ def _cmd_replay(args) -> int:
     return 0
 
 
+def _add_replicate_args(p) -> None:
+    p.description += (
+        "\n\nWith --replicates N, A and B are SCENARIO files (or run folders, whose scenario.yaml is read):\n"
+        "both run N times with common seeds (replicate i of A and of B share seed i of\n"
+        "SeedSequence(A.seed).spawn(N)), on a Dask LocalCluster by default, and each KPI's difference\n"
+        "B - A gets a 90 % paired t-interval; 'noise' marks a difference the seed noise explains\n"
+        "(its interval contains 0). Runs go to DIR/a/rep-XXX and DIR/b/rep-XXX.")
+    p.epilog = ("examples:\n  twin compare runs/molave runs/molave-levee\n"
+                "  twin compare scenarios/tamky_molave_2020.yaml scenarios/tamky_molave_levee.yaml --replicates 8 "
+                "--out runs/levee-vs-base")
+    p.add_argument("--replicates", type=int, metavar="N",
+                   help="run both scenarios N times (N >= 2) with common seeds; intervals on the differences")
+    p.add_argument("--out", metavar="DIR", help="with --replicates: folder of the replicate runs "
+                   "(default runs/<A>-vs-<B>-<UTC timestamp>)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="with --replicates: Dask scheduler; default a LocalCluster")
+    p.add_argument("--workers", type=int, default=None, help="with --replicates: LocalCluster worker processes")
+    p.add_argument("--serial", action="store_true", help="with --replicates: run in this process, one after another")
+
+
+def _cmd_compare_replicates(args) -> int:
+    from twin.scenario import ScenarioError
+    from twin.workflows.compare import _scenario_input, compare_replicates
+
+    if args.replicates is None:
+        print("error: --out, --scheduler, --workers and --serial go with --replicates N", file=sys.stderr)
+        return 2
+    from twin.simulation import NumericalInstability
+
+    try:
+        if args.replicates < 2:
+            raise ValueError(f"--replicates {args.replicates}: must be >= 2 (an interval needs two paired differences)")
+        if args.workers is not None and args.workers < 1:
+            raise ValueError(f"--workers {args.workers}: must be >= 1")
+        if args.png:
+            raise ValueError("--png goes with two run folders, not with --replicates (no single difference map)")
+        sa, sb = _scenario_input(args.run_a, "A"), _scenario_input(args.run_b, "B")
+        out = Path(args.out) if args.out else Path("runs") / f"{sa.name}-vs-{sb.name}-{_stamp()}"
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ValueError(f"{out}: the output folder exists and is not empty")
+        res = compare_replicates(sa, sb, args.replicates, out, scheduler=args.scheduler, n_workers=args.workers,
+                                 serial=args.serial, progress=not args.json)
+    except (ScenarioError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except NumericalInstability as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    if args.json:
+        print(json.dumps({k: v for k, v in res.items() if k != "table"}, indent=2, default=str))
+    else:
+        print(res["table"])
+        print(f"\nreplicate runs and compare_replicates.json: {res['out_dir']}")
+    return 0
+
+
 def _cmd_compare(args) -> int:
     from twin.workflows.compare import compare_runs
 
+    if getattr(args, "replicates", None) is not None or getattr(args, "serial", False) or getattr(args, "out", None) \
+            or getattr(args, "scheduler", None) or getattr(args, "workers", None) is not None:
+        return _cmd_compare_replicates(args)
     try:
         res = compare_runs(args.run_a, args.run_b, png=args.png)
     except (FileNotFoundError, ValueError) as exc:

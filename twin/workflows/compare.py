@@ -1,4 +1,8 @@
-"""Compare two run folders: KPIs side by side with differences, and a max-depth difference map."""
+"""Compare two run folders: KPIs side by side with differences, and a max-depth difference map.
+
+``compare_replicates`` compares two scenarios over N common-seed replicates with a 90 % interval
+on each KPI's difference (see its docstring for the method and the dashboard's default).
+"""
 from __future__ import annotations
 
 import json
@@ -6,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["compare_runs", "flat_kpis"]
+__all__ = ["compare_runs", "flat_kpis", "compare_replicates", "paired_interval", "replicate_seeds",
+           "DASHBOARD_DEFAULT_REPLICATES", "INTERVAL_LEVEL"]
 
 
 def flat_kpis(kp: dict) -> dict[str, float]:
@@ -100,3 +105,188 @@ def compare_runs(run_a, run_b, png: str | Path | None = None) -> dict:
         res["max_depth_diff_m"] = {"min": float(np.nanmin(diff)), "max": float(np.nanmax(diff)),
                                    "mean_abs": float(np.nanmean(np.abs(diff)))}
     return res
+
+
+# ---------------------------------------------------------------------------------------------
+# Replicates: two scenarios over N common seeds, each KPI's difference with a 90 % interval
+
+#: Replicates the dashboard's compare runs by default (2 x 8 runs): with 8 paired differences the
+#: t quantile (1.89 for 7 degrees of freedom) is within 15 % of the normal one (1.64), so more
+#: replicates narrow the interval mainly through 1/sqrt(N), at the cost of 2 runs each.
+DASHBOARD_DEFAULT_REPLICATES = 8
+#: Two-sided coverage of the interval on each KPI's difference B - A.
+INTERVAL_LEVEL = 0.90
+
+METHOD = ("paired t-interval: replicate i of A and of B share seed i (common random numbers); "
+          "d_i = KPI(B_i) - KPI(A_i); mean(d) +/- t(1 - (1 - level)/2, n - 1) * sd(d) / sqrt(n), "
+          "sd with n - 1; a difference whose interval contains 0 is explained by the seed noise")
+
+
+def paired_interval(a, b, level: float = INTERVAL_LEVEL) -> dict:
+    """The ``level`` two-sided t-interval of the mean paired difference ``b - a``.
+
+    ``a[i]`` and ``b[i]`` are the KPI of replicate ``i`` of A and B (same seed). Returns ``n``,
+    ``mean``, ``sd`` (of the differences, n - 1 in the denominator), ``lo``, ``hi`` and ``verdict``:
+    ``"noise"`` when the interval contains 0 (the seed noise explains the difference), ``"real"``
+    when it does not, ``"n/a"`` with fewer than two pairs (no interval). Identical differences
+    give a zero-width interval (a deterministic effect is real however small)."""
+    from scipy.stats import t as student_t
+
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired_interval: a and b must be 1-D of equal length, got {a.shape} and {b.shape}")
+    if not (0.0 < level < 1.0):
+        raise ValueError(f"paired_interval: level must be within (0, 1), got {level!r}")
+    d = b - a
+    n = int(d.size)
+    if n == 0:
+        return {"n": 0, "mean": None, "sd": None, "lo": None, "hi": None, "verdict": "n/a"}
+    mean = float(d.mean())
+    if n < 2:
+        return {"n": 1, "mean": mean, "sd": None, "lo": None, "hi": None, "verdict": "n/a"}
+    sd = float(d.std(ddof=1))
+    if np.all(d == d[0]):   # no spread: exactly the common value (no rounding noise in the mean)
+        mean, sd = float(d[0]), 0.0
+    half = float(student_t.ppf(0.5 + level / 2.0, n - 1)) * sd / np.sqrt(n)
+    lo, hi = mean - half, mean + half
+    return {"n": n, "mean": mean, "sd": sd, "lo": lo, "hi": hi,
+            "verdict": "noise" if lo <= 0.0 <= hi else "real"}
+
+
+def replicate_seeds(scenario, n: int) -> list[int]:
+    """The N common seeds: those of ``SeedSequence(scenario.seed).spawn(n)``, the ensemble's member seeds."""
+    from twin.workflows.ensemble import member_scenarios
+
+    return [int(d["seed"]) for d, _ in member_scenarios(scenario, n)]
+
+
+def _scenario_input(x, what: str):
+    """A Scenario, a scenario file, or a run folder (its scenario.yaml)."""
+    from twin.scenario import Scenario, load_scenario
+
+    if isinstance(x, Scenario):
+        return x
+    p = Path(x)
+    if p.is_dir():
+        if not (p / "scenario.yaml").is_file():
+            raise FileNotFoundError(f"{what} {p}: a folder without scenario.yaml (not a run folder)")
+        return load_scenario(p / "scenario.yaml")
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} {p}: no such scenario file or run folder")
+    return load_scenario(p)
+
+
+def _run_jobs(jobs, scheduler=None, n_workers=None, serial=False, city=None, progress=False):
+    """Run ``[(scenario dict, out_dir)]`` with the ensemble's ``run_member``: in this process, on a
+    LocalCluster (one thread per worker process) or on the Dask scheduler at ``scheduler``."""
+    from twin.workflows.ensemble import run_member
+
+    if serial:
+        return [run_member(d, o, city) for d, o in jobs], "serial"
+    import os
+
+    from dask.distributed import Client, LocalCluster
+
+    cluster = None
+    if scheduler:
+        client, where = Client(scheduler), scheduler
+    else:
+        nw = n_workers or max(1, min(len(jobs), os.cpu_count() or 1))
+        cluster = LocalCluster(n_workers=nw, threads_per_worker=1, processes=True, dashboard_address=None,
+                               env={"OMP_NUM_THREADS": "1"})
+        client, where = Client(cluster), f"LocalCluster({nw} workers)"
+    try:
+        futs = [client.submit(run_member, d, o, city, key=f"replicate-{Path(o).parent.name}-{Path(o).name}",
+                              pure=False) for d, o in jobs]
+        if progress:
+            from dask.distributed import progress as dprog
+
+            dprog(futs)
+        return client.gather(futs), where
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def compare_replicates(scenario_a, scenario_b, n: int, out_dir, *, level: float = INTERVAL_LEVEL,
+                       scheduler: str | None = None, n_workers: int | None = None, serial: bool = False,
+                       city=None, progress: bool = False) -> dict:
+    """Compare scenarios A and B over ``n`` replicates with common random numbers.
+
+    ``scenario_a``/``scenario_b``: Scenario objects, scenario files or run folders (their
+    ``scenario.yaml``). Replicate ``i`` of A and of B both run with seed ``i`` of
+    ``SeedSequence(A.seed).spawn(n)`` (the ensemble's member seeds; B's own seed is not used), so
+    the seed noise largely cancels in each pair. The 2n runs go to a Dask LocalCluster by default,
+    the scheduler at ``scheduler``, or this process with ``serial``; they are written to
+    ``out_dir/a/rep-XXX`` and ``out_dir/b/rep-XXX``, the result to ``out_dir/compare_replicates.json``.
+
+    For each scalar KPI (:func:`flat_kpis`) the difference B - A gets a ``level`` (90 %) paired
+    t-interval (:func:`paired_interval`, replicates where either KPI is missing left out) and a
+    verdict: ``noise`` (the interval contains 0: the seed noise explains it), ``real``, or ``n/a``.
+    The t-interval assumes the paired differences are roughly normal; with few replicates and a
+    skewed KPI (counts of rare incidents) treat the bounds as approximate.
+
+    The dashboard's compare runs ``DASHBOARD_DEFAULT_REPLICATES`` = 8 replicates by default.
+    """
+    import json
+
+    from twin.scenario import apply_overrides
+
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise ValueError(f"replicates: must be an integer >= 2 (an interval needs two paired differences), got {n!r}")
+    sa, sb = _scenario_input(scenario_a, "scenario A"), _scenario_input(scenario_b, "scenario B")
+    if str(sa.city) != str(sb.city):
+        raise ValueError(f"scenario A is of city {sa.city!r} and scenario B of city {sb.city!r}: "
+                         "replicates compare two scenarios of one city")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = replicate_seeds(sa, int(n))
+    jobs = []
+    for tag, sc in (("a", sa), ("b", sb)):
+        base = sc.to_dict()
+        for i, seed in enumerate(seeds):
+            d = apply_overrides(base, [f"seed={seed}", f"name={sc.name}-r{i:03d}"], source=f"replicate {tag}{i}")
+            jobs.append((d, str(out / tag / f"rep-{i:03d}")))
+    results, where = _run_jobs(jobs, scheduler, n_workers, serial, city, progress)
+    kp = [flat_kpis(json.loads((Path(o) / "kpis.json").read_text())) for _, o in jobs]
+    ka, kb = kp[:n], kp[n:]
+    rows = []
+    for key in dict.fromkeys([k for d in kp for k in d]):
+        pairs = [(x.get(key), y.get(key)) for x, y in zip(ka, kb)]
+        pairs = [(x, y) for x, y in pairs if _number(x) and _number(y)]
+        iv = paired_interval([x for x, _ in pairs], [y for _, y in pairs], level)
+        rows.append({"kpi": key, "a_mean": float(np.mean([x for x, _ in pairs])) if pairs else None,
+                     "b_mean": float(np.mean([y for _, y in pairs])) if pairs else None,
+                     "b_minus_a": iv["mean"], "sd": iv["sd"], "lo": iv["lo"], "hi": iv["hi"],
+                     "n": iv["n"], "verdict": iv["verdict"]})
+    res = {"scenario_a": sa.name, "scenario_b": sb.name, "replicates": int(n), "seeds": seeds,
+           "level": level, "method": METHOD, "scheduler": where, "out_dir": str(out),
+           "runs_a": [o for _, o in jobs[:n]], "runs_b": [o for _, o in jobs[n:]],
+           "wall_time_s": [r.get("wall_time_s") for r in results], "rows": rows}
+    res["table"] = _replicates_table(res)
+    (out / "compare_replicates.json").write_text(json.dumps(res, indent=2, default=str))
+    return res
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and np.isfinite(v)
+
+
+def _replicates_table(res: dict) -> str:
+    def f(v):
+        return "n/a" if v is None else f"{v:,.3f}"
+
+    rows = res["rows"]
+    w = max([len(r["kpi"]) for r in rows] + [3])
+    pct = f"{100 * res['level']:g} %"
+    lines = [f"A = {res['scenario_a']}", f"B = {res['scenario_b']}",
+             f"{res['replicates']} replicates with common seeds; {pct} paired t-interval of B - A "
+             "('noise': the interval contains 0, the seed noise explains the difference)", "",
+             f"{'KPI':<{w}}  {'A mean':>12}  {'B mean':>12}  {'B - A':>12}  {pct + ' interval':>27}  verdict"]
+    for r in rows:
+        iv = "n/a" if r["lo"] is None else f"[{f(r['lo'])}, {f(r['hi'])}]"
+        lines.append(f"{r['kpi']:<{w}}  {f(r['a_mean']):>12}  {f(r['b_mean']):>12}  {f(r['b_minus_a']):>12}  "
+                     f"{iv:>27}  {r['verdict']}")
+    return "\n".join(lines)
