@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -25,7 +26,13 @@ def serve(args: argparse.Namespace) -> int:
 
     # read fields.nc while a live twin appends to it (HDF5 file locks would refuse the reader)
     os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
-    from .app import create_app
+    try:
+        from .app import create_app
+    except ImportError as exc:      # a base install: dash and plotly come with the [dashboard] extra
+        if (exc.name or "").split(".")[0] not in ("dash", "plotly"):
+            raise
+        print(f"error: twin serve needs {exc.name}: pip install 'tamky-twin[dashboard]'", file=sys.stderr)
+        return 2
 
     if not 1 <= args.port <= 65535:
         raise SystemExit(f"twin serve: --port must be in 1..65535, got {args.port}")

@@ -31,8 +31,9 @@ SUMMARY_ERRORS = re.compile(r"^Found (\d+) errors? in \d+ files? \(checked \d+ s
 SUMMARY_OK = re.compile(r"^Success: no issues found in \d+ source files?$", re.M)
 
 
-def read_ceiling(path: Path = CEILING_FILE) -> int:
+def read_ceiling(path: Path | None = None) -> int:
     """The stored ceiling: the first line that is not blank or a ``#`` comment, an integer >= 0."""
+    path = path or CEILING_FILE
     for line in path.read_text(encoding="utf-8").splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
@@ -46,7 +47,8 @@ def read_ceiling(path: Path = CEILING_FILE) -> int:
     raise SystemExit(f"{path}: no ceiling number found")
 
 
-def write_ceiling(value: int, path: Path = CEILING_FILE) -> None:
+def write_ceiling(value: int, path: Path | None = None) -> None:
+    path = path or CEILING_FILE
     path.write_text("# mypy errors in `mypy twin`: may only go down (tools/mypy_ceiling.py --update)\n"
                     f"{value}\n", encoding="utf-8")
 

@@ -254,9 +254,9 @@ def read_wards(path: Path, crs: str) -> pd.DataFrame:
     from pyproj import CRS, Transformer
     from shapely.geometry import shape
 
-    if path.suffix.lower() not in (".geojson", ".json"):
-        raise ImportError(f"reading the wards layer {path} needs geopandas (only GeoJSON is read without it): "
-                          "pip install 'tamky-twin[osm]'")
+    if path.suffix.lower() not in (".geojson", ".json"):   # only GeoJSON is read without geopandas
+        from twin.city.bundle import require_geopandas
+        require_geopandas(f"reading the wards layer {path}")
     doc = json.loads(path.read_text(encoding="utf-8"))
     src = doc.get("crs", {}).get("properties", {}).get("name", "OGC:CRS84")   # RFC 7946: lon/lat WGS 84
     to_crs = Transformer.from_crs(CRS.from_user_input(src), CRS.from_user_input(crs), always_xy=True)

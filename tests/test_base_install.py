@@ -1,4 +1,4 @@
-"""A base install (no ``[osm]`` extra, so no geopandas) still loads every shipped city."""
+"""A base install (no extras: no geopandas, no dash) loads every shipped city and says which extra a feature needs."""
 from __future__ import annotations
 
 import sys
@@ -35,3 +35,13 @@ def test_other_formats_name_the_extra(no_geopandas, tmp_path):
     shp.write_bytes(b"")
     with pytest.raises(ImportError, match=r"tamky-twin\[osm\]"):
         read_wards(shp, "EPSG:32649")
+
+
+def test_serve_without_dash_names_the_extra(monkeypatch, tmp_path, capsys):
+    from twin.cli import main
+
+    for name in [m for m in sys.modules if m == "dashboards.app" or m.startswith("dashboards.pages")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "dash", None)
+    assert main(["serve", "--runs", str(tmp_path)]) == 2
+    assert "tamky-twin[dashboard]" in capsys.readouterr().err
