@@ -172,9 +172,9 @@ def test_merge_matches_daganzo(dA, dB, regime):
     tm.run_one_step(1500)
     log1 = tm.link_log
     flows = []
-    for _link in (0, 1):
-        n0 = log0.query("link_id == @link").exit_s.notna().sum()
-        n1 = log1.query("link_id == @link").exit_s.notna().sum()
+    for link in (0, 1):     # (a query string "link_id == @link" hid this use from ruff, which renamed the loop variable)
+        n0 = log0[log0.link_id == link].exit_s.notna().sum()
+        n1 = log1[log1.link_id == link].exit_s.notna().sum()
         flows.append((n1 - n0) / 1500)
     qa, qb = daganzo(rate_a, rate_b, 2 * QCAP, QCAP, QCAP)
     assert flows[0] == pytest.approx(qa, rel=0.05), regime  # within 5 %
