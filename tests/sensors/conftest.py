@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sensors.helpers import MOSQUITTO, start_mosquitto, stop_pid
+from tests.sensors.helpers import MOSQUITTO, close_pipes, start_mosquitto, stop_pid
 
 
 @pytest.fixture
@@ -30,3 +30,4 @@ def procs():
         if p.poll() is None:
             p.kill()
             p.wait(timeout=10)
+        close_pipes(p)

@@ -61,6 +61,14 @@ def stop_pid(proc: subprocess.Popen):
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+    close_pipes(proc)
+
+
+def close_pipes(proc: subprocess.Popen):
+    """Close the pipes of a finished process (left open they are a ResourceWarning, an error in the tests)."""
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
 
 
 def twin_env():
