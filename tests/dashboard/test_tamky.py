@@ -60,6 +60,7 @@ def served(tamky_runs):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
 
 
 def test_twin_serve_shows_the_tamky_run(served, tamky_runs, page, artifacts_dir):
