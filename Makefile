@@ -13,12 +13,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CORE_SOURCES := $(wildcard core_cpp/*.cpp core_cpp/*.hpp) CMakeLists.txt setup.py
 DEMO_SCENARIO ?= scenarios/tamky_molave_2020.yaml
 
-.PHONY: help venv deps core core-only services demo test bench clean
+.PHONY: help venv deps core core-only services demo test bench lint typecheck typecheck-reset clean
 
 help:
 	@echo "make demo   - set up, build the core, run the default scenario and say where the results are"
 	@echo "make test   - set up, build the core, run the whole test suite"
 	@echo "make bench  - run benchmarks/ (one JSON line per case)"
+	@echo "make lint   - ruff check (config in pyproject.toml)"
+	@echo "make typecheck - mypy twin; fails if the error count rises above tools/mypy_ceiling.txt"
 
 $(PY):
 	@test -n "$(PYTHON312)" || { echo "python3.12 is required (Mesa >= 3.5 needs it) and was not found"; exit 1; }
@@ -61,6 +63,16 @@ test: core services
 
 bench: core
 	@for b in benchmarks/*.py; do echo "# $$b" >&2; $(PY) $$b || exit 1; done
+
+lint: deps
+	$(PY) -m ruff check .
+
+typecheck: deps
+	$(PY) tools/mypy_ceiling.py
+
+# the lead, once after merging parallel branches: store the merged tree's count as the ceiling
+typecheck-reset: deps
+	$(PY) tools/mypy_ceiling.py --reset
 
 clean:
 	rm -rf build twin/_core*.so

@@ -23,8 +23,8 @@ import numpy as np
 
 def _city(name):
     if name.startswith("synthetic"):
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "agents"))
-        from conftest import synthetic_city
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.agents.helpers import synthetic_city
         scale = int(name.split(":")[1]) if ":" in name else 8
         return synthetic_city(shelter_capacity=(4000, 4000, 4000), scale=scale)
     from twin.city import load_city

@@ -53,7 +53,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.sensors.conftest import start_mosquitto, stop_pid  # noqa: E402
+from tests.sensors.helpers import start_mosquitto, stop_pid  # noqa: E402
 from twin.sensors import SensorStore  # noqa: E402
 from twin.sensors.ingest import Ingester  # noqa: E402
 

@@ -1,4 +1,9 @@
-"""Shared test fixtures."""
+"""Shared test fixtures, and the markers of tests that need a service.
+
+A test that uses the ``broker`` fixture is marked ``mosquitto``, one that uses ``page`` or ``browser``
+is marked ``browser`` (``pytest -m "not mosquitto and not browser"`` runs without them); tests that
+start the service themselves carry the mark explicitly.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,3 +18,13 @@ ARTIFACTS = REPO / "tests" / "artifacts"
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+# fixture -> marker of the service it needs
+SERVICE_FIXTURES = {"broker": "mosquitto", "page": "browser", "browser": "browser"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture in SERVICE_FIXTURES.keys() & set(item.fixturenames):
+            item.add_marker(SERVICE_FIXTURES[fixture])

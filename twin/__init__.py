@@ -13,6 +13,7 @@ import os
 # OpenMP runtime starts, i.e. before twin._core is first imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# The one version source: pyproject.toml reads it ([tool.setuptools.dynamic]); keep it a plain literal.
 __version__ = "0.1.0"
 
 # name -> module that defines it

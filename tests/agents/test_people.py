@@ -8,7 +8,7 @@ import pytest
 from twin.agents import HAZARD_CLASSES, PeopleModel, debris_factor, hazard_class, hazard_rating
 from twin.agents.people import HOSPITAL, SHELTER, STATES, Household, TouristParty
 
-from .conftest import coastal_flood, synthetic_city
+from .helpers import coastal_flood, synthetic_city
 
 
 def run(pm, hours, dt=300.0, city=None, warn=None, check=None):

@@ -6,7 +6,7 @@ import pytest
 
 from twin.agents import EmergencyServices, PeopleModel
 
-from .conftest import coastal_flood
+from .helpers import coastal_flood
 
 
 def coupled(city, seed=1, people=None, services=None, hours=10.0, dt=300.0, warn=None):
@@ -133,7 +133,14 @@ def test_full_hospital_redirects_and_beds_never_negative(city):
     df = es.incident_table()
     assert (df.hospital >= 0).sum() == 10             # every free bed used once, none twice
     assert (df.outcome == "no_hospital_reachable").sum() > 0
-    assert (es.action_table().action == "hospital_full").sum() >= 0
+    # ambulances that arrived at a hospital with no free bed were turned away (the redirect path ran),
+    # and none of those patients was admitted at the full hospital
+    acts = es.action_table()
+    full = acts[acts.action == "hospital_full"]
+    assert len(full) > 0
+    by_incident = df.set_index("incident_id")
+    for iid, detail in zip(full.incident_id, full.detail):
+        assert by_incident.loc[iid, "hospital"] != int(detail.split()[-1])
 
 
 def test_every_incident_has_an_ordered_action_trail(city):

@@ -8,7 +8,7 @@ from twin.agents import EmergencyServices, PeopleModel
 from twin.agents.people import DRIVE, RELATIVES, SHELTER, WALK
 from twin.traffic import TrafficModel
 
-from .conftest import synthetic_city
+from .helpers import synthetic_city
 
 
 def test_evacuation_by_vehicle_runs_through_traffic():
@@ -140,7 +140,7 @@ def test_stuck_vehicle_trips_are_abandoned_after_the_patience_time():
 
 
 def test_restart_with_traffic_is_bit_identical():
-    from .conftest import coastal_flood
+    from .helpers import coastal_flood
 
     city = synthetic_city()
 

@@ -15,6 +15,7 @@ from twin.roads import RoadDataError, RoadNetwork
 
 pyrosm = pytest.importorskip("pyrosm")
 PBF = Path(pyrosm.__file__).parent / "data" / "test.osm.pbf"
+PRUNED = r"road graph is not strongly connected \(\d+ components\); kept the largest"   # pyrosm's test extract
 NATIONAL = Path(__file__).resolve().parents[2] / "twin" / "data" / "tamky" / "sources" / \
     "vn_national_roads_rail_quangnam_region.geojson"
 
@@ -51,7 +52,8 @@ def test_link_attributes_defaults_and_tags():
 
 # ----------------------------------------------------------------------------- OSM PBF (real)
 def test_read_osm_pbf_real_extract():
-    net = RoadNetwork.from_osm(PBF, crs="EPSG:32635")   # the extract is in Finland: UTM 35N keeps lengths true
+    with pytest.warns(UserWarning, match=PRUNED):
+        net = RoadNetwork.from_osm(PBF, crs="EPSG:32635")   # the extract is in Finland: UTM 35N keeps lengths true
     L = net.links
     assert net.n_links > 500 and net.n_nodes > 300
     assert _strongly_connected(net)
@@ -99,7 +101,8 @@ def _pbf_as_osm_xml(path: Path) -> Path:
 
 def test_read_osm_xml_matches_pbf(tmp_path):
     xml = _pbf_as_osm_xml(tmp_path / "test.osm")
-    a = RoadNetwork.from_osm(PBF, crs="EPSG:32635")
+    with pytest.warns(UserWarning, match=PRUNED):
+        a = RoadNetwork.from_osm(PBF, crs="EPSG:32635")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         b = RoadNetwork.from_osm(xml, crs="EPSG:32635")
@@ -174,7 +177,8 @@ def test_geojson_wrong_crs_and_empty(tmp_path):
 # ----------------------------------------------------------------------------- GraphML
 def test_graphml_roundtrip_and_osmnx_format(tmp_path):
     import osmnx as ox
-    net = RoadNetwork.from_osm(PBF, crs="EPSG:32635")
+    with pytest.warns(UserWarning, match=PRUNED):
+        net = RoadNetwork.from_osm(PBF, crs="EPSG:32635")
     p = roads.write_graphml(net, tmp_path / "net.graphml", crs="EPSG:32635")
     back = RoadNetwork.from_graphml(p, crs="EPSG:32635")
     assert back.n_links == net.n_links and back.n_nodes == net.n_nodes

@@ -1,16 +1,13 @@
-"""Fixtures for the dashboard tests: run folders, a live server on a free port, a headless browser."""
+"""Fixtures for the dashboard tests: run folders and a headless browser (the live server and the
+other helpers the tests import are in ``helpers.py``)."""
 from __future__ import annotations
 
-import socket
-import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 from .fixture_run import ENGINE_SCENARIO, engine_run, fixture_city_loader, write_run
-
-CHROMIUM = "/usr/bin/chromium"
+from .helpers import CHROMIUM
 
 
 @pytest.fixture(scope="session")
@@ -27,32 +24,6 @@ def runs_dir(tmp_path_factory) -> Path:
     (bad / "fields.nc").write_bytes(b"this is not a netcdf file")
     (bad / "incidents.parquet").write_bytes(b"PAR1garbage")
     return root
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, app):
-        from werkzeug.serving import make_server
-
-        self.app = app
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._srv = make_server("127.0.0.1", self.port, app.server, threaded=True)
-        self._thread = threading.Thread(target=self._srv.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._srv.shutdown()
-        self._thread.join(timeout=10)
-        self.app._twin_ctx.jobs.shutdown()
 
 
 @pytest.fixture(scope="session")
@@ -90,5 +61,3 @@ def scenarios_dir(tmp_path_factory) -> Path:
         name="fixture_base", description="Kịch bản gốc trên lưới thử", rp=10, duration="1h", seed=1), encoding="utf-8")
     return d
 
-
-ENGINE_RUNNER = [sys.executable, str(Path(__file__).parent / "engine_runner.py")]

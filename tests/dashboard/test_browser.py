@@ -10,7 +10,7 @@ import pytest
 from twin.dashboard.app import create_app
 
 from . import fixture_run as fx
-from .conftest import ENGINE_RUNNER, Server
+from .helpers import ENGINE_RUNNER, Server
 
 PAGES = [("/", "map"), ("/builder", "builder"), ("/compare", "compare"), ("/sensors", "sensors"), ("/emergency", "emergency")]
 

@@ -25,7 +25,7 @@ from twin.dashboard.pages import builder
 from twin.dashboard.runs import UNKNOWN_RUN, RunError, list_runs, resolve_run, run_ids
 
 from . import fixture_run as fx
-from .conftest import free_port
+from .helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "hunter2"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import free_port
+from .helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,6 +60,7 @@ def served(tamky_runs):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
 
 
 def test_twin_serve_shows_the_tamky_run(served, tamky_runs, page, artifacts_dir):

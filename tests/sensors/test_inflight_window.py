@@ -15,13 +15,14 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.sensors.conftest import start_mosquitto, stop_pid
+from tests.sensors.helpers import start_mosquitto, stop_pid
 from twin.sensors import SensorStore
 from twin.sensors.ingest import Ingester
 
 N = 300
 
 
+@pytest.mark.mosquitto
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("protocol,first_window", [("5", N), ("3.1.1", 20)])
 def test_window_at_mosquitto_default(tmp_path, protocol, first_window):

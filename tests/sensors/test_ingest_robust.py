@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.sensors.conftest import REPO, die_with_parent, start_mosquitto, stop_pid, twin_env
+from tests.sensors.helpers import REPO, die_with_parent, start_mosquitto, stop_pid, twin_env
 from twin.sensors.adapters import REASON_MAX, Decoded, Decoder
 from twin.sensors.ingest import Ingester, StoreFailure
 from twin.sensors.model import Datastream

@@ -15,7 +15,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.sensors.conftest import REPO, die_with_parent, twin_env
+from tests.sensors.helpers import REPO, die_with_parent, twin_env
 
 N = 10_000
 N_BAD = N // 20          # 5 % malformed
@@ -163,7 +163,7 @@ def test_kill_restart_exactly_once_in_store(broker, tmp_path, procs):
     assert n_rej == n_bad, reasons[:5]
     assert n_seen >= N_BAD        # every malformed message was received (redeliveries count too)
     final = json.loads(out.strip().splitlines()[-1])
-    assert final["received"] >= 0
+    assert N - N // 2 <= final["received"] <= N   # the restarted ingester got the half queued while it was down
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])

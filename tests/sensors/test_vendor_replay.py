@@ -12,7 +12,7 @@ import paho.mqtt.client as mqtt
 import pandas as pd
 import pytest
 
-from tests.sensors.conftest import REPO, twin_env
+from tests.sensors.helpers import REPO, twin_env
 from twin.sensors import SensorStore
 from twin.sensors.adapters import Decoded, Decoder, VendorMapping, get_path
 from twin.sensors.ingest import Ingester

@@ -16,7 +16,7 @@ import pytest
 from twin.roads import RoadNetwork
 from twin.traffic import ACCEL_MPS2, TrafficModel
 
-from .conftest import VF
+from .helpers import VF
 
 TOL = 1e-9
 
@@ -247,7 +247,7 @@ def test_start_on_short_links_carries_over_and_totals_v_over_2a():
 def test_links_fed_from_a_queue_keep_their_capacity(length):
     # a 2-lane queue discharges into a 1-lane link of this length: every car enters from a stop,
     # yet the link passes capacity x time (within one vehicle over 1,800 s), as without acceleration
-    from .conftest import QCAP, corridor
+    from .helpers import QCAP, corridor
     tm = TrafficModel(corridor([600.0, length, 600.0], [2, 1, 1]))
     n = int(3600 * 1.5 * QCAP)
     tm.add_trips(pd.DataFrame({"origin": 0, "destination": 3, "depart_s": np.linspace(0, 3600, n)}))

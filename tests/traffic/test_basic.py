@@ -9,7 +9,7 @@ import pytest
 
 from twin.traffic import TrafficModel
 
-from .conftest import corridor
+from .helpers import corridor
 
 
 def random_trips(net, n, seed, t1=1800.0, classes=("car",)):

@@ -8,7 +8,7 @@ import pytest
 from twin.roads import RoadNetwork
 from twin.traffic import TRIP_STATES, VEHICLE_CLASSES, TrafficModel, background_trips, daily_profile, trips_from_od
 
-from .conftest import KJ, QCAP, VF, corridor, uniform_trips
+from .helpers import KJ, QCAP, VF, corridor, uniform_trips
 from .test_validation import red_corridor
 
 

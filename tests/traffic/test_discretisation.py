@@ -19,7 +19,7 @@ import pytest
 from twin.roads import RoadNetwork
 from twin.traffic import TrafficModel
 
-from .conftest import QCAP, VF, corridor
+from .helpers import QCAP, VF, corridor
 
 
 def signal_corridor(lanes, signal=True, group=0):

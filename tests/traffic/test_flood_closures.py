@@ -8,7 +8,7 @@ import pytest
 from twin.roads import RoadNetwork
 from twin.traffic import TrafficModel, flooded_speed_mps, pregnolato_speed_kmh
 
-from .conftest import VF, corridor
+from .helpers import VF, corridor
 
 
 def grid_trips(net, n, seed, t1=900.0, classes=("car",)):
@@ -188,7 +188,7 @@ def test_receding_water_reopens_routes():
 
 
 def test_contraflow_adds_the_reverse_lanes_and_closes_them():
-    from .conftest import QCAP, uniform_trips
+    from .helpers import QCAP, uniform_trips
 
     nodes = pd.DataFrame({"id": [0, 1], "x": [0.0, 600.0], "y": 0.0})
     links = pd.DataFrame({"from": [0, 1], "to": [1, 0], "length_m": 600.0, "lanes": 1.0, "free_speed_mps": VF})

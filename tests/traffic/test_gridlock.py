@@ -13,7 +13,7 @@ import pytest
 from twin.roads import RoadNetwork
 from twin.traffic import TrafficModel
 
-from .conftest import KJ, corridor, uniform_trips
+from .helpers import KJ, corridor, uniform_trips
 
 
 def _conserved(tm):

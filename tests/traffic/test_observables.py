@@ -126,7 +126,7 @@ def test_a_caller_cannot_change_the_cached_trips():
 # ------------------------------------------------------------------------------ people and services
 @pytest.fixture
 def agents():
-    from tests.agents.conftest import coastal_flood, synthetic_city
+    from tests.agents.helpers import coastal_flood, synthetic_city
     from twin.agents import EmergencyServices, PeopleModel
 
     city = synthetic_city()

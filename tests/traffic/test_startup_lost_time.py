@@ -8,7 +8,7 @@ import pytest
 from twin.roads import RoadNetwork
 from twin.traffic import TrafficModel
 
-from .conftest import QCAP, VF
+from .helpers import QCAP, VF
 
 
 def signal_corridor(group=0):

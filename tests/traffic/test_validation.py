@@ -12,7 +12,7 @@ import pytest
 from twin.roads import RoadNetwork
 from twin.traffic import TrafficModel
 
-from .conftest import KJ, QCAP, VF, W, corridor, uniform_trips
+from .helpers import KJ, QCAP, VF, W, corridor, uniform_trips
 
 RED_FOREVER = (1e7, 1.0)  # phase 0 lasts 1e7 s: a link with signal_group 1 waits at red
 

@@ -23,7 +23,7 @@ from twin.geo import normalise_name
 from twin.roads import RoadNetwork
 from twin.terrain import Terrain
 
-__all__ = ["City", "load_city", "available_cities", "cache_dir", "user_city_dir", "LANDCOVER_NAMES"]
+__all__ = ["City", "load_city", "read_wards", "available_cities", "cache_dir", "user_city_dir", "LANDCOVER_NAMES"]
 
 LANDCOVER_NAMES = {1: "sea", 2: "water", 3: "urban_dense", 4: "urban_sparse", 5: "paddy", 6: "forest", 7: "sand"}
 PLACE_KINDS = ("hospital", "school", "shelter", "hotel", "fire_station", "police", "dispatch", "pumping_station",
@@ -266,8 +266,7 @@ def load_city(name_or_path="tamky", resolution_m: float = 30) -> City:
     inflows = _snap_inflows(inflows, terrain, lc, classes)
     wards = None
     if layers.get("wards", {}).get("file"):
-        import geopandas as gpd
-        wards = gpd.read_file(folder / layers["wards"]["file"]).to_crs(crs)
+        wards = read_wards(folder / layers["wards"]["file"], crs)
     if wards is None:
         wards = pd.DataFrame(columns=["ward", "ward_name", "geometry"])
 
@@ -275,6 +274,35 @@ def load_city(name_or_path="tamky", resolution_m: float = 30) -> City:
                 landcover_classes=classes, building_fraction=bfrac, water_depth0=depth0, roads=roads,
                 places=places, wards=wards, ward_raster=wr, population=population, sea_cells=sea,
                 inflows=inflows, path=folder, resolution_m=resolution_m)
+
+
+def read_wards(path: Path, crs: str) -> pd.DataFrame:
+    """The wards layer in ``crs``: a GeoDataFrame when geopandas (the ``[osm]`` extra) is installed, else
+    a DataFrame with shapely geometries read from the GeoJSON (a bundle's ``wards.geojson``) directly,
+    so that a base install (no extras) loads every shipped city."""
+    try:
+        import geopandas as gpd
+    except ImportError:
+        pass
+    else:
+        return gpd.read_file(path).to_crs(crs)
+    import json
+
+    import shapely
+    from pyproj import CRS, Transformer
+    from shapely.geometry import shape
+
+    if path.suffix.lower() not in (".geojson", ".json"):   # only GeoJSON is read without geopandas
+        from twin.city.bundle import require_geopandas
+        require_geopandas(f"reading the wards layer {path}")
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    src = doc.get("crs", {}).get("properties", {}).get("name", "OGC:CRS84")   # RFC 7946: lon/lat WGS 84
+    to_crs = Transformer.from_crs(CRS.from_user_input(src), CRS.from_user_input(crs), always_xy=True)
+    rows = []
+    for feat in doc.get("features", []):
+        geom = shapely.transform(shape(feat["geometry"]), lambda xy: np.column_stack(to_crs.transform(xy[:, 0], xy[:, 1])))
+        rows.append({**feat.get("properties", {}), "geometry": geom})
+    return pd.DataFrame(rows)
 
 
 def _snap_inflows(inflows: pd.DataFrame, terrain, lc: np.ndarray, classes: dict) -> pd.DataFrame:

@@ -217,3 +217,13 @@ def tamky_manifest(R: dict, params: dict, links: pd.DataFrame, places: pd.DataFr
                                     licence="public domain (US Government work)"),
         },
     }
+
+
+def require_geopandas(feature: str):
+    """geopandas (installed by the ``[osm]`` extra), or an ImportError that says which extra installs it."""
+    try:
+        import geopandas
+    except ImportError as exc:
+        raise ImportError(f"{feature} needs geopandas, which a base install lacks: "
+                          "pip install 'tamky-twin[osm]'") from exc
+    return geopandas

@@ -94,7 +94,7 @@ def _import(args) -> int:
         out = import_city(args.name, args.dem, args.osm, places=args.places, landcover=args.landcover,
                           resolution_m=args.resolution, out_dir=args.out, crs=args.crs, dem_licence=args.dem_licence,
                           osm_licence=args.osm_licence, overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, ImportError) as exc:   # ImportError: an optional extra is missing
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {out}")

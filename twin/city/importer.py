@@ -121,7 +121,7 @@ def _landcover(path: Path | None, z, transform, crs, sea_level_m):
         if bad:
             raise CityImportError(f"{path}: land-cover code {bad[0]} is not one of {LANDCOVER_NAMES}")
         return np.nan_to_num(a, nan=0).astype(np.uint8), None, f"raster {path.name} (class codes)", False
-    import geopandas as gpd
+    gpd = B.require_geopandas(f"reading the land-cover polygons {path}")
     from rasterio.features import rasterize
     gdf = gpd.read_file(path)
     if gdf.crs is None:
@@ -203,7 +203,7 @@ def import_city(name: str, dem, osm, *, places=None, landcover=None, resolution_
         B.write_raster(out / "manning.tif", manning.astype(np.float32), transform, crs, nodata=-9999.0)
     B.write_roads(out, roads.nodes, roads.links)
 
-    import geopandas as gpd
+    gpd = B.require_geopandas("writing the wards layer of an imported city")
     from shapely.geometry import box
     wards = gpd.GeoDataFrame([{"ward": 1, "ward_name": name, "area_km2": float(np.isfinite(z).sum() * r * r / 1e6),
                                "source": "extent of the DEM", "geometry": box(x0, y0, x1, y1)}],

@@ -360,7 +360,8 @@ def ward_raster(R: dict) -> np.ndarray:
 
 
 def ward_polygons(wr: np.ndarray, transform) -> pd.DataFrame:
-    import geopandas as gpd
+    from twin.city.bundle import require_geopandas
+    gpd = require_geopandas("ward polygons")
     from rasterio.features import shapes
     from shapely.geometry import shape as shp_shape
     geoms = {}

@@ -63,7 +63,12 @@ def serve(args: argparse.Namespace) -> int:
 
     # read fields.nc while a live twin appends to it (HDF5 file locks would refuse the reader)
     os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
-    from .app import LOOPBACK_HOSTS, create_app, is_loopback
+    try:
+        from .app import LOOPBACK_HOSTS, create_app, is_loopback
+    except ImportError as exc:      # a base install: dash, plotly and waitress come with the [dashboard] extra
+        if (exc.name or "").split(".")[0] not in ("dash", "plotly", "waitress", "flask"):
+            raise
+        return _fail(f"twin serve needs {exc.name}: pip install 'tamky-twin[dashboard]'")
 
     if not 1 <= args.port <= 65535:
         return _fail(f"--port must be in 1..65535, got {args.port}")

@@ -106,6 +106,7 @@ class JobManager:
                     job.progress = min(100.0, float(m[-1]))
         if buf:
             self._line(job, buf.decode("utf-8", "replace"))
+        job.proc.stdout.close()      # at EOF: one descriptor per job would leak otherwise
         rc = job.proc.wait()
         job.returncode = rc
         job.ended = time.time()
