@@ -47,12 +47,10 @@ class CMakeBuild(build_ext):
         if "CMAKE_BUILD_PARALLEL_LEVEL" not in os.environ:
             build_args.append(f"-j{os.cpu_count() or 2}")
 
-        # In-place builds (editable installs, `make core`) share one CMake tree under build/core so
-        # that rebuilding after an edit is incremental; wheel builds use setuptools' temp dir.
-        if self.inplace:
-            build_temp = Path(ext.sourcedir) / "build" / "core"
-        else:
-            build_temp = Path(self.build_temp) / ext.name
+        # Every build (editable installs, `make core`, `pip wheel .`) shares one CMake tree under
+        # build/core, so rebuilding after an edit is incremental and a wheel built after `make test`
+        # (CI) only relinks the core into the wheel's folder instead of compiling it again.
+        build_temp = Path(ext.sourcedir) / "build" / "core"
         build_temp.mkdir(parents=True, exist_ok=True)
         subprocess.run(["cmake", ext.sourcedir, *cmake_args], cwd=build_temp, check=True)
         subprocess.run(["cmake", "--build", ".", *build_args], cwd=build_temp, check=True)
