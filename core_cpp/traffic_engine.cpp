@@ -104,8 +104,10 @@ void Engine::init(Network&& n, double dt_) {
     hist_len.assign(L, 0);
     for (int32_t l = 0; l < L; ++l) {
         const double lag_steps = net.length[l] / (net.w[l] * dt);  // bounded by the binding (kMaxHistSlots)
+        if (!(lag_steps >= 0.0 && lag_steps <= (double)kMaxHistSlots))  // before the cast: no UB on inf
+            throw std::length_error("traffic: link history beyond kMaxHistSlots (the binding checks this first)");
         const int64_t hl = (int64_t)std::ceil(lag_steps) + 2;
-        if (!(lag_steps >= 0.0) || hl > INT32_MAX || hist_off[l] + hl > kMaxHistSlots)
+        if (hist_off[l] + hl > kMaxHistSlots)
             throw std::length_error("traffic: link history beyond kMaxHistSlots (the binding checks this first)");
         hist_len[l] = (int32_t)hl;
         hist_off[l + 1] = hist_off[l] + hist_len[l];
