@@ -63,7 +63,7 @@ test: core services
 # ASan + UBSan build of the core into build/asan (the normal build and twin/_core*.so are untouched):
 # the Python package is copied to build/asan/pkg with the sanitized .so beside it, and the flood, fv and
 # traffic boundary tests and the fuzzers run against it (PYTHONPATH first; tests/ has no __init__.py, so
-# pytest does not put the repository root ahead of it). Python itself is not sanitized: libasan and
+# pytest does not put the repository root ahead of it; -P keeps the working directory off sys.path). Python itself is not sanitized: libasan and
 # libstdc++ are preloaded. UBSan reports are fatal (halt_on_error), leaks are not checked (CPython).
 SANITIZE_TESTS ?= tests/flood/test_boundary_validation.py tests/flood/test_flood_api.py \
 	tests/fv/test_fv_kernel.py tests/traffic/test_state_validation.py tests/traffic/test_basic.py tests/fuzz
@@ -79,10 +79,10 @@ sanitize:  # no pip step (like core-only): run after `make test` or with VENV=..
 	@start=$$(date +%s); \
 	PYTHONPATH=$(CURDIR)/build/asan/pkg ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
-	$(PY) -c 'import twin._core as c, sys; assert "build/asan/pkg" in c.__file__, c.__file__; print("sanitized core:", c.__file__)' && \
+	$(PY) -P -c 'import twin._core as c, sys; assert "build/asan/pkg" in c.__file__, c.__file__; print("sanitized core:", c.__file__)' && \
 	PYTHONPATH=$(CURDIR)/build/asan/pkg ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
-	$(PY) -m pytest -q -p no:cacheprovider $(SANITIZE_TESTS); rc=$$?; \
+	$(PY) -P -m pytest -q -p no:cacheprovider $(SANITIZE_TESTS); rc=$$?; \
 	echo "make sanitize: tests took $$(( $$(date +%s) - start )) s"; exit $$rc
 
 bench: core
