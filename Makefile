@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CORE_SOURCES := $(wildcard core_cpp/*.cpp core_cpp/*.hpp) CMakeLists.txt setup.py
 DEMO_SCENARIO ?= scenarios/tamky_molave_2020.yaml
 
-.PHONY: help venv deps core core-only services demo test bench lint typecheck typecheck-reset clean
+.PHONY: help venv deps core core-only services demo test bench lint typecheck typecheck-reset clean sanitize
 
 help:
 	@echo "make demo   - set up, build the core, run the default scenario and say where the results are"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench  - run benchmarks/ (one JSON line per case)"
 	@echo "make lint   - ruff check (config in pyproject.toml)"
 	@echo "make typecheck - mypy twin; fails if the error count rises above tools/mypy_ceiling.txt"
+	@echo "make sanitize - build the core with ASan+UBSan (build/asan) and run the boundary tests under it"
 
 $(PY):
 	@test -n "$(PYTHON312)" || { echo "python3.12 is required (Mesa >= 3.5 needs it) and was not found"; exit 1; }
@@ -60,6 +61,31 @@ demo: core
 
 test: core services
 	$(PY) -m pytest
+
+# ASan + UBSan build of the core into build/asan (the normal build and twin/_core*.so are untouched):
+# the Python package is copied to build/asan/pkg with the sanitized .so beside it, and the flood, fv and
+# traffic boundary tests and the fuzzers run against it (PYTHONPATH first; tests/ has no __init__.py, so
+# pytest does not put the repository root ahead of it; -P keeps the working directory off sys.path). Python itself is not sanitized: libasan and
+# libstdc++ are preloaded. UBSan reports are fatal (halt_on_error), leaks are not checked (CPython).
+SANITIZE_TESTS ?= tests/flood/test_boundary_validation.py tests/flood/test_flood_api.py \
+	tests/fv/test_fv_kernel.py tests/traffic/test_state_validation.py tests/traffic/test_basic.py tests/fuzz
+sanitize:  # no pip step (like core-only): run after `make test` or with VENV=...
+	@test -x $(PY) || { echo "make sanitize: $(PY) not found; run make test first (or give VENV=...)"; exit 1; }
+	cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+		-DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined" -DCMAKE_MODULE_LINKER_FLAGS="-fsanitize=address,undefined" \
+		-DPython_EXECUTABLE=$(abspath $(PY)) -Dpybind11_DIR=$$($(PY) -m pybind11 --cmakedir) \
+		-DTWIN_OUTPUT_DIR=$(CURDIR)/build/asan/pkg/twin >/dev/null
+	rm -rf build/asan/pkg && mkdir -p build/asan/pkg && cp -r twin build/asan/pkg/ && rm -f build/asan/pkg/twin/_core*.so
+	cmake --build build/asan -j2
+	@start=$$(date +%s); \
+	PYTHONPATH=$(CURDIR)/build/asan/pkg ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
+	$(PY) -P -c 'import twin._core as c, sys; assert "build/asan/pkg" in c.__file__, c.__file__; print("sanitized core:", c.__file__)' && \
+	PYTHONPATH=$(CURDIR)/build/asan/pkg ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
+	$(PY) -P -m pytest -q -p no:cacheprovider $(SANITIZE_TESTS); rc=$$?; \
+	echo "make sanitize: tests took $$(( $$(date +%s) - start )) s"; exit $$rc
 
 bench: core
 	@for b in benchmarks/*.py; do echo "# $$b" >&2; $(PY) $$b || exit 1; done

@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -71,14 +73,62 @@ void require_finite(const carray<T>& a, const char* name) {
     }
 }
 
+// Finite and >= 0 (+inf is refused too: every caller needs a finite amount).
 template <class T>
 void require_nonnegative(const carray<T>& a, const char* name) {
     const T* p = a.data();
     for (py::ssize_t i = 0; i < a.size(); ++i) {
-        if (!(p[i] >= T(0))) {
+        if (!(p[i] >= T(0) && p[i] <= std::numeric_limits<T>::max())) {
             std::ostringstream s;
             s << name << ": value " << p[i] << " at flat index " << i << " must be finite and >= 0";
             fail(s.str());
+        }
+    }
+}
+
+// A scalar argument, after the cast to the kernel's dtype T (a float64 1e39 becomes +inf in float32):
+// finite, and >= 0 (nonneg) or > 0 (positive) when asked.
+template <class T>
+T checked_scalar(double v, const char* name, bool nonneg, bool positive = false) {
+    const T t = static_cast<T>(v);
+    const bool ok = std::isfinite(static_cast<double>(t)) && (!nonneg || t >= T(0)) && (!positive || t > T(0));
+    if (!ok) {
+        std::ostringstream s;
+        s << name << ": must be finite" << (positive ? " and > 0" : nonneg ? " and >= 0" : "");
+        if (std::isfinite(v) && !std::isfinite(static_cast<double>(t)))
+            s << " in " << (sizeof(T) == 4 ? "float32" : "float64") << " (" << v << " overflows it)";
+        s << ", got " << v;
+        fail(s.str());
+    }
+    return t;
+}
+
+// Aliasing: an array the kernel writes must not share a byte with any other array of the call (an
+// output view offset by one row from an input would be read after it was overwritten). Arrays are
+// C-contiguous, so each spans [data, data + nbytes); empty arrays and None are skipped.
+struct NamedBuf {
+    const char* name;
+    const void* ptr;
+    py::ssize_t nbytes;
+    bool written;
+};
+
+template <class T>
+NamedBuf buf(const char* name, const carray<T>& a, bool written) {
+    return NamedBuf{name, a.data(), a.nbytes(), written};
+}
+
+inline void require_no_overlap(std::initializer_list<NamedBuf> bufs) {
+    for (auto i = bufs.begin(); i != bufs.end(); ++i) {
+        if (!i->ptr || i->nbytes <= 0) continue;
+        const auto a0 = reinterpret_cast<std::uintptr_t>(i->ptr), a1 = a0 + static_cast<std::uintptr_t>(i->nbytes);
+        for (auto j = i + 1; j != bufs.end(); ++j) {
+            if (!j->ptr || j->nbytes <= 0 || !(i->written || j->written)) continue;
+            const auto b0 = reinterpret_cast<std::uintptr_t>(j->ptr), b1 = b0 + static_cast<std::uintptr_t>(j->nbytes);
+            if (a0 < b1 && b0 < a1)
+                fail(std::string(i->name) + " and " + j->name +
+                     " share memory (the same array or overlapping views): an array the kernel writes must not "
+                     "share memory with any other argument (pass distinct arrays)");
         }
     }
 }

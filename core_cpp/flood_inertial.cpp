@@ -108,15 +108,6 @@ const T* opt_ptr(const py::object& o, const char* name, py::ssize_t n1, py::ssiz
 }
 
 template <class T>
-void require_finite_scalar(double v, const char* name, bool positive) {
-    if (!std::isfinite(v) || (positive && !(v > 0.0))) {
-        std::ostringstream s;
-        s << name << ": must be finite" << (positive ? " and > 0" : "") << ", got " << v;
-        fail(s.str());
-    }
-}
-
-template <class T>
 double step_binding(carray<T> z, carray<T> h, carray<T> qx, carray<T> qy, carray<T> h_out, carray<T> qx_out,
                     carray<T> qy_out, carray<T> manning, carray<std::uint8_t> edge_kind, carray<T> edge_value,
                     carray<T> maxh, carray<T> maxspeed, carray<T> arrival, carray<double> row_sums, double dx,
@@ -145,16 +136,16 @@ double step_binding(carray<T> z, carray<T> h, carray<T> qx, carray<T> qy, carray
         fail(s.str());
     }
     require_nonnegative(manning, "manning");
-    require_finite_scalar<T>(dx, "cell_size (dx)", true);
-    require_finite_scalar<T>(dt, "dt", true);
+    // scalars are checked after the cast to T (1e39 is finite in float64, +inf in float32)
+    checked_scalar<T>(dx, "cell_size (dx)", true, true);
+    checked_scalar<T>(dt, "dt", true, true);
+    checked_scalar<T>(t_end, "t_end", false);
     if (!(theta >= 0.0 && theta <= 1.0)) {
         std::ostringstream s;
         s << "theta: must be in [0, 1], got " << theta;
         fail(s.str());
     }
     if (threads < 0) fail("threads: must be >= 0 (0 = default), got " + std::to_string(threads));
-    if (h.data() == h_out.data() || qx.data() == qx_out.data() || qy.data() == qy_out.data())
-        fail("depth_out/qx_out/qy_out must be distinct arrays from depth/qx/qy (the kernel double-buffers)");
     const std::uint8_t* ek = edge_kind.data();
     for (py::ssize_t i = 0; i < edge_kind.size(); ++i)
         if (ek[i] > flood::kEdgeStage)
@@ -183,18 +174,39 @@ double step_binding(carray<T> z, carray<T> h, carray<T> qx, carray<T> qy, carray
     if (a.rain0 && rpc0 != rpc1) fail("rain0/rain1: must both be uniform (1 value) or both per cell");
     a.rain_per_cell = rpc0;
     if (!(rain_w >= 0.0 && rain_w <= 1.0)) fail("rain_w: must be in [0, 1], got " + std::to_string(rain_w));
-    require_finite_scalar<T>(rain_scale, "rain_scale", false);
     a.rain_w = static_cast<T>(rain_w);
-    a.rain_scale = static_cast<T>(rain_scale);
+    a.rain_scale = checked_scalar<T>(rain_scale, "rain_scale", true);
     bool lpc = false;
     a.loss = opt_ptr<T>(loss, "loss", 1, ny * nx, &lpc);
     a.loss_per_cell = lpc;
-    require_finite_scalar<T>(loss_scale, "loss_scale", false);
-    a.loss_scale = static_cast<T>(loss_scale);
+    a.loss_scale = checked_scalar<T>(loss_scale, "loss_scale", true);
+    // uniform rain and loss: the depth of this sub-step, computed as the kernel does, finite and >= 0;
+    // per-cell values are checked inside the sweep (source_rows), where they are read anyway
+    const T big = std::numeric_limits<T>::max();
+    auto bad_depth = [big](T v) { return !(v >= T(0) && v <= big); };
+    if (a.rain0 && !a.rain_per_cell) {
+        const T ru = a.rain_scale * ((T(1) - a.rain_w) * a.rain0[0] + a.rain_w * a.rain1[0]);
+        if (bad_depth(a.rain0[0]) || bad_depth(a.rain1[0]) || bad_depth(ru)) {
+            std::ostringstream s;
+            s << "rain0/rain1: uniform rates " << a.rain0[0] << ", " << a.rain1[0] << " with rain_scale " << rain_scale
+              << " give a rain depth of " << ru << " this sub-step: rates must be finite and >= 0 and the depth finite";
+            fail(s.str());
+        }
+    }
+    if (a.loss && !a.loss_per_cell) {
+        const T lu = a.loss_scale * a.loss[0];
+        if (bad_depth(a.loss[0]) || bad_depth(lu)) {
+            std::ostringstream s;
+            s << "loss: uniform rate " << a.loss[0] << " with loss_scale " << loss_scale << " gives a loss of " << lu
+              << " this sub-step: the rate must be finite and >= 0 and the loss finite";
+            fail(s.str());
+        }
+    }
     // levees (CSR by row)
+    py::ssize_t lev_sizes[2][3] = {{0, 0, 0}, {0, 0, 0}};
     auto levee = [&](const py::object& ptr, const py::object& idx, const py::object& crest, py::ssize_t nrows,
                      py::ssize_t nfaces, const char* which, const std::int64_t** p_out, const std::int64_t** i_out,
-                     const T** c_out) {
+                     const T** c_out, py::ssize_t* sizes) {
         if (ptr.is_none() && idx.is_none() && crest.is_none()) return;
         py::ssize_t np = 0, ni = 0, nc = 0;
         const std::int64_t* p = opt_ptr<std::int64_t>(ptr, which, 0, 0, nullptr, &np);
@@ -213,11 +225,14 @@ double step_binding(carray<T> z, carray<T> h, carray<T> qx, carray<T> qy, carray
         *p_out = p;
         *i_out = ix;
         *c_out = cr;
+        sizes[0] = np;
+        sizes[1] = ni;
+        sizes[2] = nc;
     };
     levee(lev_x_ptr, lev_x_idx, lev_x_crest, ny, ny * (nx + 1), "levee x faces", &a.lev_x_ptr, &a.lev_x_idx,
-          &a.lev_x_crest);
+          &a.lev_x_crest, lev_sizes[0]);
     levee(lev_y_ptr, lev_y_idx, lev_y_crest, ny + 1, (ny + 1) * nx, "levee y faces", &a.lev_y_ptr, &a.lev_y_idx,
-          &a.lev_y_crest);
+          &a.lev_y_crest, lev_sizes[1]);
     a.maxh = maxh.mutable_data();
     a.maxspeed = maxspeed.mutable_data();
     a.arrival = arrival.mutable_data();
@@ -243,6 +258,27 @@ double step_binding(carray<T> z, carray<T> h, carray<T> qx, carray<T> qy, carray
         fail("seg_max_depth_min/seg_max_speed_min: give both or neither");
     a.seg_maxh_min = seg_bound(seg_max_depth_min, "seg_max_depth_min");
     a.seg_maxs_min = seg_bound(seg_max_speed_min, "seg_max_speed_min");
+    // no array the kernel writes may share memory with another argument (views offset by a row included)
+    {
+        const py::ssize_t nsrc = a.rain_per_cell ? ny * nx : 1, nloss = a.loss_per_cell ? ny * nx : 1;
+        const py::ssize_t nsegb = ny * nseg * static_cast<py::ssize_t>(sizeof(T));
+        const py::ssize_t sz = static_cast<py::ssize_t>(sizeof(T)), s8 = 8;
+        require_no_overlap({buf("depth_out", h_out, true), buf("qx_out", qx_out, true), buf("qy_out", qy_out, true),
+                            buf("max_depth", maxh, true), buf("max_speed", maxspeed, true),
+                            buf("arrival_time", arrival, true), buf("row_sums", row_sums, true),
+                            NamedBuf{"seg_max_depth_min", a.seg_maxh_min, nsegb, true},
+                            NamedBuf{"seg_max_speed_min", a.seg_maxs_min, nsegb, true},
+                            buf("elevation", z, false), buf("depth", h, false), buf("qx", qx, false),
+                            buf("qy", qy, false), buf("manning", manning, false), buf("edge_kind", edge_kind, false),
+                            buf("edge_value", edge_value, false), NamedBuf{"rain0", a.rain0, nsrc * sz, false},
+                            NamedBuf{"rain1", a.rain1, nsrc * sz, false}, NamedBuf{"loss", a.loss, nloss * sz, false},
+                            NamedBuf{"lev_x_ptr", a.lev_x_ptr, lev_sizes[0][0] * s8, false},
+                            NamedBuf{"lev_x_idx", a.lev_x_idx, lev_sizes[0][1] * s8, false},
+                            NamedBuf{"lev_x_crest", a.lev_x_crest, lev_sizes[0][2] * sz, false},
+                            NamedBuf{"lev_y_ptr", a.lev_y_ptr, lev_sizes[1][0] * s8, false},
+                            NamedBuf{"lev_y_idx", a.lev_y_idx, lev_sizes[1][1] * s8, false},
+                            NamedBuf{"lev_y_crest", a.lev_y_crest, lev_sizes[1][2] * sz, false}});
+    }
     a.dx = static_cast<T>(dx);
     a.dt = static_cast<T>(dt);
     a.theta = static_cast<T>(theta);
@@ -254,17 +290,45 @@ double step_binding(carray<T> z, carray<T> h, carray<T> qx, carray<T> qy, carray
         py::gil_scoped_release release;
         hmax = flood::inertial_step<T>(a);
     }
-    // non-finite values found in the sweep: name the input
+    // non-finite or negative values found in the sweep (every sub-step, folded into the scans the sweep
+    // makes anyway): name the input
     const double* rs = row_sums.data();
     for (py::ssize_t r = 0; r < ny; ++r) {
-        if (rs[r * kRowSlots + flood::kBad] != 0.0) {
-            require_finite(z, "elevation");
-            require_finite(h, "depth");
-            require_finite(qx, "qx");
-            require_finite(qy, "qy");
-            fail("depth became non-finite in row " + std::to_string(r) +
-                 " (check rain, loss and manning inputs for NaN/inf)");
+        const double flag = rs[r * kRowSlots + flood::kBad];
+        if (flag == 0.0) continue;
+        const int bits = static_cast<int>(flag);
+        const T neg = T(-flood::kNegDepth);
+        auto first_below = [&](const T* p, py::ssize_t n, const char* name) {
+            for (py::ssize_t i = 0; i < n; ++i)
+                if (p[i] < neg) {
+                    std::ostringstream s;
+                    s << name << ": value " << p[i] << " at (row " << i / nx << ", col " << i % nx
+                      << ") is negative: depths must be >= 0";
+                    fail(s.str());
+                }
+        };
+        if (bits & flood::kBadNegInput) first_below(h.data(), ny * nx, "depth");
+        if (bits & flood::kBadSource) {
+            if (a.rain0 && a.rain_per_cell) {
+                require_nonnegative(py::reinterpret_borrow<carray<T>>(rain0), "rain0");
+                require_nonnegative(py::reinterpret_borrow<carray<T>>(rain1), "rain1");
+            }
+            if (a.loss && a.loss_per_cell) require_nonnegative(py::reinterpret_borrow<carray<T>>(loss), "loss");
+            std::ostringstream s;
+            s << "rain0/rain1/loss: the rain depth or loss of this sub-step (rain_scale " << rain_scale
+              << ", loss_scale " << loss_scale << " times the rates) is not finite in row " << r
+              << " (overflow in " << (sizeof(T) == 4 ? "float32" : "float64") << ")";
+            fail(s.str());
         }
+        require_finite(z, "elevation");
+        require_finite(h, "depth");
+        require_finite(qx, "qx");
+        require_finite(qy, "qy");
+        if (bits & flood::kBadNonFinite)
+            fail("depth became non-finite in row " + std::to_string(r) + " (check rain, loss and manning inputs " +
+                 "for NaN/inf, and the depths for values too large for " + (sizeof(T) == 4 ? "float32" : "float64") +
+                 ")");
+        fail("depth became negative (below -" + std::to_string(flood::kNegDepth) + " m) in row " + std::to_string(r));
     }
     return hmax;
 }

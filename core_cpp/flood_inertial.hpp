@@ -114,6 +114,12 @@ enum EdgeKind : std::uint8_t { kEdgeWall = 0, kEdgeFree = 1, kEdgeStage = 2 };
 
 // Per-row reduction slots (double), summed serially by the caller.
 enum RowSlot { kRain = 0, kLost = 1, kBndIn = 2, kBndOut = 3, kBad = 4, kRowSlots = 5 };
+// Bits of the kBad slot (the binding names the input behind each): a non-finite new depth or bed; an
+// input depth below -kNegDepth; a per-cell rain depth or loss capacity that is negative or not finite;
+// a new depth below -kNegDepth. kNegDepth: a depth below -1 mm cannot come from rounding (the
+// positivity limiter keeps depths >= 0 up to a few ulps), it is an input error.
+enum BadBits { kBadNonFinite = 1, kBadNegInput = 2, kBadSource = 4, kBadNegOutput = 8 };
+constexpr double kNegDepth = 1.0e-3;
 
 // inv_cbrt (x^(-1/3), for h^(-7/3) = (h^(-1/3))^7 in the friction term): core_cpp/inv_cbrt.hpp
 
@@ -413,13 +419,15 @@ TWIN_FLOOD_INLINE void flux_row(const StepArgs<T>& a, std::int64_t k, T* __restr
 }
 
 // Limiter factor of row k: the share of each cell's outgoing fluxes it can supply from its depth.
+// Returns 1 when an input depth of the row is below -kNegDepth (checked here, where every depth is read).
 template <class T>
-TWIN_FLOOD_INLINE void factor_row(const StepArgs<T>& a, std::int64_t k, const T* __restrict fx, const T* __restrict fyN,
+TWIN_FLOOD_INLINE int factor_row(const StepArgs<T>& a, std::int64_t k, const T* __restrict fx, const T* __restrict fyN,
                 const T* __restrict fyS, T* __restrict fac) {
     const std::int64_t nx = a.nx;
     const T* __restrict h = a.h + k * nx;
     const T dt_dx = a.dt / a.dx;
-    int need = 0;
+    const T neg = T(-kNegDepth);
+    int need = 0, negin = 0;
     #pragma GCC ivdep
     for (std::int64_t c = 0; c < nx; ++c) {
         const T out = std::max(-fx[c], T(0)) + std::max(fx[c + 1], T(0)) + std::max(-fyN[c], T(0)) +
@@ -428,6 +436,7 @@ TWIN_FLOOD_INLINE void factor_row(const StepArgs<T>& a, std::int64_t k, const T*
         const T hc = std::max(h[c], T(0));
         fac[c] = od;
         need |= (od > hc) ? 1 : 0;
+        negin |= (h[c] < neg) ? 1 : 0;
     }
     if (need) {  // only rows with a draining cell pay for the division
         #pragma GCC ivdep
@@ -439,6 +448,7 @@ TWIN_FLOOD_INLINE void factor_row(const StepArgs<T>& a, std::int64_t k, const T*
     } else {
         for (std::int64_t c = 0; c < nx; ++c) fac[c] = T(1);
     }
+    return negin;
 }
 
 // Deterministic sums and maxima over a row: fixed lanes (independent of threads and of the
@@ -466,7 +476,8 @@ constexpr int kVecLanes = static_cast<int>(64 / sizeof(T));
 
 template <class T>
 TWIN_FLOOD_INLINE void seg_scan(const T* __restrict h, const T* __restrict s, const T* __restrict z, std::int64_t n,
-                                T bh, T bs, T* __restrict hm, T* __restrict bad, bool* need_h, bool* need_s) {
+                                T bh, T bs, T* __restrict hm, T* __restrict bad, T* __restrict lo, bool* need_h,
+                                bool* need_s) {
     constexpr int L = kVecLanes<T>;
     int nh[L], ns[L];
     for (int l = 0; l < L; ++l) nh[l] = ns[l] = 0;
@@ -475,6 +486,7 @@ TWIN_FLOOD_INLINE void seg_scan(const T* __restrict h, const T* __restrict s, co
         for (int l = 0; l < L; ++l) {
             const T v = h[c + l], w = s[c + l], y = z[c + l];
             hm[l] = hm[l] < v ? v : hm[l];
+            lo[l] = lo[l] > v ? v : lo[l];
             bad[l] += (v - v) + (y - y);
             nh[l] |= (v > bh) ? 1 : 0;
             ns[l] |= (w > bs) ? 1 : 0;
@@ -486,6 +498,7 @@ TWIN_FLOOD_INLINE void seg_scan(const T* __restrict h, const T* __restrict s, co
     }
     for (; c < n; ++c) {
         hm[0] = hm[0] < h[c] ? h[c] : hm[0];
+        lo[0] = lo[0] > h[c] ? h[c] : lo[0];
         bad[0] += (h[c] - h[c]) + (z[c] - z[c]);
         a |= (h[c] > bh) ? 1 : 0;
         b |= (s[c] > bs) ? 1 : 0;
@@ -621,15 +634,16 @@ TWIN_FLOOD_INLINE T update_row(const StepArgs<T>& a, std::int64_t k, const T* __
     }
     // tracked maxima by segment: a segment whose new values stay within its bound is not touched
     constexpr int L = kVecLanes<T>;
-    T hml[L], badl[L];
-    for (int l = 0; l < L; ++l) hml[l] = badl[l] = T(0);
+    T hml[L], badl[L], lol[L];
+    for (int l = 0; l < L; ++l) hml[l] = badl[l] = lol[l] = T(0);
     T* __restrict smh = a.seg_maxh_min ? a.seg_maxh_min + k * nseg : nullptr;
     T* __restrict sms = a.seg_maxs_min ? a.seg_maxs_min + k * nseg : nullptr;
     const T ninf = -std::numeric_limits<T>::infinity();
     for (std::int64_t sg = 0; sg < nseg; ++sg) {
         const std::int64_t c0 = sg * kTrackSeg, n = std::min(kTrackSeg, nx - c0);
         bool need_h, need_s;
-        seg_scan(ho + c0, sp + c0, z + c0, n, smh ? smh[sg] : ninf, sms ? sms[sg] : ninf, hml, badl, &need_h, &need_s);
+        seg_scan(ho + c0, sp + c0, z + c0, n, smh ? smh[sg] : ninf, sms ? sms[sg] : ninf, hml, badl, lol, &need_h,
+                 &need_s);
         if (need_h) {
             const T* __restrict hs = ho + c0;
             T* __restrict mhs = mh + c0;
@@ -676,12 +690,13 @@ TWIN_FLOOD_INLINE T update_row(const StepArgs<T>& a, std::int64_t k, const T* __
         stream_row(a.qx_out + k * (nx + 1), sx, nx + 1);
         stream_row(a.qy_out + k * nx, sy, nx);
     }
-    T hmax = T(0), badf = T(0);
+    T hmax = T(0), badf = T(0), lof = T(0);
     for (int l = 0; l < L; ++l) {
         hmax = hmax < hml[l] ? hml[l] : hmax;
         badf += badl[l];
+        lof = lof > lol[l] ? lol[l] : lof;
     }
-    const bool bad_hz = !(badf == T(0));
+    const int bad_bits = (!(badf == T(0)) ? kBadNonFinite : 0) | (lof < T(-kNegDepth) ? kBadNegOutput : 0);
     // boundary flow per unit dx: west/east edges of this row, north/south edges
     double bnd_in = 0.0, bnd_out = 0.0;
     {
@@ -705,19 +720,28 @@ TWIN_FLOOD_INLINE T update_row(const StepArgs<T>& a, std::int64_t k, const T* __
     sums[kLost] = SRC ? lane_sum(s2, nx) : 0.0;
     sums[kBndIn] = bnd_in;
     sums[kBndOut] = bnd_out;
-    sums[kBad] = bad_hz ? 1.0 : 0.0;
+    sums[kBad] = static_cast<double>(bad_bits);
     return hmax;
 }
 
 // Rain depth and loss capacity of row k this sub-step into rrow/lrow.
+// Returns 1 when a per-cell rain depth or loss capacity of the row is negative or not finite (the
+// uniform values are checked by the binding).
 template <class T>
-TWIN_FLOOD_INLINE void source_rows(const StepArgs<T>& a, std::int64_t k, T* rrow, T* lrow, bool per_cell_only) {
+TWIN_FLOOD_INLINE int source_rows(const StepArgs<T>& a, std::int64_t k, T* rrow, T* lrow, bool per_cell_only) {
     const std::int64_t nx = a.nx;
     const T w0 = T(1) - a.rain_w, w1 = a.rain_w, sc = a.rain_scale;
+    const T big = std::numeric_limits<T>::max();
+    int bad = 0;
     if (a.rain0 && a.rain_per_cell) {
         const T* r0 = a.rain0 + k * nx;
         const T* r1 = a.rain1 + k * nx;
-        for (std::int64_t c = 0; c < nx; ++c) rrow[c] = sc * (w0 * r0[c] + w1 * r1[c]);
+        #pragma GCC ivdep
+        for (std::int64_t c = 0; c < nx; ++c) {
+            const T v = sc * (w0 * r0[c] + w1 * r1[c]);
+            rrow[c] = v;
+            bad |= ((v >= T(0)) & (v <= big)) ? 0 : 1;
+        }
     } else if (!per_cell_only) {
         const T ru = a.rain0 ? sc * (w0 * a.rain0[0] + w1 * a.rain1[0]) : T(0);
         for (std::int64_t c = 0; c < nx; ++c) rrow[c] = ru;
@@ -725,11 +749,17 @@ TWIN_FLOOD_INLINE void source_rows(const StepArgs<T>& a, std::int64_t k, T* rrow
     if (a.loss && a.loss_per_cell) {
         const T* l = a.loss + k * nx;
         const T ls = a.loss_scale;
-        for (std::int64_t c = 0; c < nx; ++c) lrow[c] = ls * l[c];
+        #pragma GCC ivdep
+        for (std::int64_t c = 0; c < nx; ++c) {
+            const T v = ls * l[c];
+            lrow[c] = v;
+            bad |= ((v >= T(0)) & (v <= big)) ? 0 : 1;
+        }
     } else if (!per_cell_only) {
         const T lu = a.loss ? a.loss_scale * a.loss[0] : T(0);
         for (std::int64_t c = 0; c < nx; ++c) lrow[c] = lu;
     }
+    return bad;
 }
 
 // The rows [ny*tid/nth, ny*(tid+1)/nth) of one sub-step, run by thread tid; returns their max depth.
@@ -766,17 +796,19 @@ TWIN_FLOOD_INLINE T sweep_rows(const StepArgs<T>& args, int tid, int nth) {
     const bool has_src = (a.rain0 != nullptr) || (a.loss != nullptr);
     if (has_src) source_rows<T>(a, 0, rrow, lrow, false);
     T local_max = T(0);
+    int negin[4] = {0, 0, 0, 0};  // input-depth flags of the rows whose factors are in the ring
     // fluxes of rows j = r0-1 .. r1+1; factor of row j-1; update of row j-2
     for (std::int64_t j = r0 - 1; j <= r1 + 1; ++j) {
         if (j >= 0 && j <= ny) flux_row<T>(a, j, fxr(j), fyr(j), xsr(j), ysr(j));
         const std::int64_t kf = j - 1;
         if (kf >= r0 - 1 && kf <= r1 && kf >= 0 && kf < ny)
-            factor_row<T>(a, kf, fxr(kf), fyr(kf), fyr(kf + 1), FA + ((kf + 4) & 3) * W);
+            negin[(kf + 4) & 3] = factor_row<T>(a, kf, fxr(kf), fyr(kf), fyr(kf + 1), FA + ((kf + 4) & 3) * W);
         const std::int64_t ku = j - 2;
         if (ku >= r0 && ku < r1) {
             T m;
+            int srcbad = 0;
             if (has_src) {
-                source_rows<T>(a, ku, rrow, lrow, true);
+                srcbad = source_rows<T>(a, ku, rrow, lrow, true);
                 m = update_row<T, true>(a, ku, fxr(ku), fyr(ku), fyr(ku + 1), far(ku - 1), far(ku), far(ku + 1), rrow,
                                         lrow, s0, s1, s2, sx, sy, sh, sp, xsr(ku),
                                         ysr(ku), ysr(ku + 1), ws.quiet.data(), a.row_sums + ku * kRowSlots);
@@ -784,6 +816,11 @@ TWIN_FLOOD_INLINE T sweep_rows(const StepArgs<T>& args, int tid, int nth) {
                 m = update_row<T, false>(a, ku, fxr(ku), fyr(ku), fyr(ku + 1), far(ku - 1), far(ku), far(ku + 1),
                                          rrow, lrow, s0, s1, s2, sx, sy, sh, sp, xsr(ku),
                                         ysr(ku), ysr(ku + 1), ws.quiet.data(), a.row_sums + ku * kRowSlots);
+            }
+            if (negin[(ku + 4) & 3] | srcbad) {
+                double& b = a.row_sums[ku * kRowSlots + kBad];
+                b = static_cast<double>(static_cast<int>(b) | (negin[(ku + 4) & 3] ? kBadNegInput : 0) |
+                                        (srcbad ? kBadSource : 0));
             }
             local_max = std::max(local_max, m);
         }

@@ -52,9 +52,10 @@ fv::Params<T> make_params(const carray<T>& z, const carray<T>& manning, const ca
     require_shape2(active, ny, nx, "active");
     require_size(bc_kind, 2 * (ny + nx), "bc_kind");
     require_size(bc_stage, 2 * (ny + nx), "bc_stage");
-    require(std::isfinite(dx) && dx > 0, "dx: must be finite and > 0, got " + std::to_string(dx));
-    require(std::isfinite(g) && g > 0, "g: must be finite and > 0, got " + std::to_string(g));
-    require(std::isfinite(h_dry) && h_dry >= 0, "h_dry: must be finite and >= 0, got " + std::to_string(h_dry));
+    // scalars are checked after the cast to T (1e39 is finite in float64, +inf in float32)
+    checked_scalar<T>(dx, "dx", true, true);
+    checked_scalar<T>(g, "g", true, true);
+    checked_scalar<T>(h_dry, "h_dry", true);
     require(order == 1 || order == 2, "order: must be 1 or 2, got " + std::to_string(order));
     require(limiter == 0 || limiter == 1, "limiter: must be 0 (minmod) or 1 (van Leer), got " + std::to_string(limiter));
     if (zfx) require_shape2(*zfx, ny, nx + 1, "face_z_x");
@@ -113,14 +114,11 @@ py::tuple fv_step(const carray<T>& z, const carray<T>& manning, const carray<uin
     require_shape2(out_hu, ny, nx, "out_hu");
     require_shape2(out_hv, ny, nx, "out_hv");
     require_size(bc_q, 2 * (ny + nx), "bc_q");
-    require(std::isfinite(dt) && dt >= 0, "dt: must be finite and >= 0, got " + std::to_string(dt));
+    checked_scalar<T>(dt, "dt", true);
+    checked_scalar<T>(t_end, "t_end", false);
     if (order == 2 && work.size() < 3 * n)
         fail("work: order 2 needs at least 3*ny*nx = " + std::to_string(3 * n) + " elements, got " +
              std::to_string(work.size()));
-    const void* ins[] = {h.data(), hu.data(), hv.data()};
-    const void* outs[] = {out_h.data(), out_hu.data(), out_hv.data()};
-    for (auto o : outs)
-        for (auto in : ins) require(o != in, "out_h/out_hu/out_hv must not share memory with h/hu/hv");
     if (check_state) require_state(h, hu, hv);
     fv::Extras<T> X;
     if (rain0 || rain1) {
@@ -128,7 +126,7 @@ py::tuple fv_step(const carray<T>& z, const carray<T>& manning, const carray<uin
         require(rain0->size() == rain1->size() && (rain0->size() == 1 || rain0->size() == n),
                 "rain0/rain1: expected 1 or ny*nx values each");
         require(std::isfinite(rain_w) && rain_w >= 0 && rain_w <= 1, "rain_w: must be in [0, 1]");
-        require(std::isfinite(rain_scale) && rain_scale >= 0, "rain_scale: must be finite and >= 0");
+        checked_scalar<T>(rain_scale, "rain_scale", true);
         require_nonnegative(*rain0, "rain0");
         require_nonnegative(*rain1, "rain1");
         X.rain0 = rain0->data();
@@ -139,7 +137,7 @@ py::tuple fv_step(const carray<T>& z, const carray<T>& manning, const carray<uin
     }
     if (loss) {
         require(loss->size() == 1 || loss->size() == n, "loss: expected 1 or ny*nx values");
-        require(std::isfinite(loss_scale) && loss_scale >= 0, "loss_scale: must be finite and >= 0");
+        checked_scalar<T>(loss_scale, "loss_scale", true);
         require_nonnegative(*loss, "loss");
         X.loss = loss->data();
         X.loss_per_cell = loss->size() == n;
@@ -162,6 +160,21 @@ py::tuple fv_step(const carray<T>& z, const carray<T>& manning, const carray<uin
         X.row_slots = int(row_sums->shape(1));
         std::fill(X.row_sums, X.row_sums + row_sums->size(), 0.0);
     }
+    // no array the kernel writes may share memory with another argument (views offset by a row included)
+    {
+        auto ob = [](const char* name, const auto& o, bool w) {
+            return o ? buf(name, *o, w) : NamedBuf{name, nullptr, 0, w};
+        };
+        require_no_overlap({buf("out_h", out_h, true), buf("out_hu", out_hu, true), buf("out_hv", out_hv, true),
+                            buf("bc_q", bc_q, true), NamedBuf{"work", work.data(), order == 2 ? work.nbytes() : 0, true},
+                            ob("max_depth", max_depth, true), ob("max_speed", max_speed, true),
+                            ob("arrival_time", arrival_time, true), ob("row_sums", row_sums, true),
+                            buf("z", z, false), buf("manning", manning, false), buf("active", active, false),
+                            buf("h", h, false), buf("hu", hu, false), buf("hv", hv, false),
+                            buf("bc_kind", bc_kind, false), buf("bc_stage", bc_stage, false),
+                            ob("face_z_x", face_z_x, false), ob("face_z_y", face_z_y, false),
+                            ob("rain0", rain0, false), ob("rain1", rain1, false), ob("loss", loss, false)});
+    }
     T* oh = out_h.mutable_data();
     T* ohu = out_hu.mutable_data();
     T* ohv = out_hv.mutable_data();
@@ -170,6 +183,7 @@ py::tuple fv_step(const carray<T>& z, const carray<T>& manning, const carray<uin
     const int nt = resolve_threads(threads);
     double smax;
     T hmax = T(0);
+    long bad = 0;
     {
         py::gil_scoped_release release;
         const py::ssize_t nb = 2 * (ny + nx);
@@ -178,7 +192,7 @@ py::tuple fv_step(const carray<T>& z, const carray<T>& manning, const carray<uin
         fv::View<T> S{h.data(), hu.data(), hv.data()};
         if (order == 1) {
             smax = fv::euler_update<T, false>(P, S, nullptr, T(0), T(1), oh, ohu, ohv, T(dt), &X, bq, T(1), nt,
-                                              tmp.data(), &hmax);
+                                              tmp.data(), &hmax, &bad);
         } else {
             T* h1 = wk;
             T* hu1 = wk + n;
@@ -187,7 +201,7 @@ py::tuple fv_step(const carray<T>& z, const carray<T>& manning, const carray<uin
                                       tmp.data());
             fv::View<T> S1{h1, hu1, hv1};
             smax = fv::euler_update<T, true>(P, S1, &S, T(0.5), T(0.5), oh, ohu, ohv, T(dt), &X, bq, T(0.5), nt,
-                                             tmp.data(), &hmax);
+                                             tmp.data(), &hmax, &bad);
         }
         if (X.row_sums) {  // boundary in/outflow per row [m2/s]: edge faces of the row, north/south edges on rows 0/ny-1
             double* rs = X.row_sums;
@@ -205,6 +219,15 @@ py::tuple fv_step(const carray<T>& z, const carray<T>& manning, const carray<uin
                 book(ny - 1, double(bq[2 * ny + nx + c]));
             }
         }
+    }
+    if (bad) {  // the new state is not finite (or a depth negative): name the input, else the overflow
+        require_state(h, hu, hv);
+        const long i = bad - 1;
+        std::ostringstream s;
+        s << "fv_step: the new state is not finite at (row " << i / nx << ", col " << i % nx << "): h=" << oh[i]
+          << ", hu=" << ohu[i] << ", hv=" << ohv[i] << " (the step overflowed " << (sizeof(T) == 4 ? "float32" : "float64")
+          << ": check the depths, rain and stages for values far beyond any flood; dt=" << dt << ")";
+        fail(s.str());
     }
     return py::make_tuple(smax, double(hmax));
 }

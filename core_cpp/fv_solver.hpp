@@ -387,15 +387,21 @@ inline FaceFlux<T> yface(const Params<T>& P, int k, int c, T* bc_q, const Slope<
 // the signal speed max(|u|,|v|)+sqrt(g h) of the new state and the HLL wave speeds |S_L|, |S_R| of the
 // faces just computed (dry fronts move at u + 2c): the next step's CFL speed, positivity-safe. bc_q (may be null) receives the edge-face outward discharge
 // per unit width, scaled by `bc_w` and added (so the two Heun stages average).
+// bad_out (may be null): set to 1 + the flat index of a cell whose new state is not finite or whose
+// depth is negative (the last such cell), 0 when every cell is fine; checked in the loop that writes
+// the state, on every call.
 template <class T, bool SECOND>
 T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b, T* Oh, T* Ohu, T* Ohv,
-               T dt, const Extras<T>* X, T* bc_q, T bc_w, int threads, T* bc_tmp, T* hmax_out = nullptr) {
+               T dt, const Extras<T>* X, T* bc_q, T bc_w, int threads, T* bc_tmp, T* hmax_out = nullptr,
+               long* bad_out = nullptr) {
     const bool friction = X != nullptr;
     const int ny = P.ny, nx = P.nx;
     const T rdx = dt / P.dx;
     T smax = T(0), hmax = T(0);
+    long bad_first = 0;  // 1 + flat index of the last bad cell (0: none)
+    const T big = std::numeric_limits<T>::max();
 #ifdef TWIN_HAVE_OPENMP
-#pragma omp parallel num_threads(threads) reduction(max : smax, hmax)
+#pragma omp parallel num_threads(threads) reduction(max : smax, hmax, bad_first)
 #endif
     {
         int tid = 0, nth = 1;
@@ -447,6 +453,8 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
                     Oh[i] = S.h[i];
                     Ohu[i] = S.hu[i];
                     Ohv[i] = S.hv[i];
+                    if (!(Oh[i] >= T(0) && Oh[i] <= big && std::fabs(Ohu[i]) <= big && std::fabs(Ohv[i]) <= big))
+                        bad_first = std::max(bad_first, i + 1);
                     continue;
                 }
                 const FaceFlux<T>& W = fx[c];
@@ -522,6 +530,8 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
                 Oh[i] = h;
                 Ohu[i] = hu;
                 Ohv[i] = hv;
+                if (!(h >= T(0) && h <= big && std::fabs(hu) <= big && std::fabs(hv) <= big))
+                    bad_first = std::max(bad_first, i + 1);
                 if (h > hmax) hmax = h;
                 if (h > hd) {
                     const T s = std::max(std::fabs(hu), std::fabs(hv)) * ih + std::sqrt(g * h);
@@ -546,6 +556,7 @@ T euler_update(const Params<T>& P, const View<T>& S, const View<T>* B, T a, T b,
         for (int k = 0; k < nb; ++k) bc_q[k] += bc_w * bc_tmp[k];
     }
     if (hmax_out) *hmax_out = hmax;
+    if (bad_out) *bad_out = bad_first;
     return smax;
 }
 

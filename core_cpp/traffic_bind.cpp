@@ -79,6 +79,179 @@ void check_positive(const carray<T>& a, const char* name) {
         }
 }
 
+// ---- semantic validation of a restored state (set_state) ----
+// A damaged checkpoint must be a ValueError naming the field, never a crash or a hang: every index
+// the engine follows is in range, every linked list (vehicles on a link, origin queues) is acyclic
+// and matches its counts, every time and count is finite and bounded, and what the engine writes
+// through an index (log_cur of a vehicle on a link) points where it should.
+[[noreturn]] void bad_state(const char* field, int64_t index, const std::string& value, const std::string& why) {
+    std::ostringstream s;
+    s << "traffic state: field '" << field << "'";
+    if (index >= 0) s << " value " << value << " at index " << index;
+    else s << " value " << value;
+    s << ": " << why;
+    fail(s.str());
+}
+
+template <class T>
+std::string vstr(T v) {
+    std::ostringstream s;
+    s << +v;
+    return s.str();
+}
+
+void validate_state(const Engine& e) {
+    using namespace traffic;
+    const int64_t L = e.net.n_links, V = (int64_t)e.cls.size(), G = (int64_t)e.log_veh.size();
+    constexpr int64_t kBig = int64_t(1) << 62;  // counters: far from overflow
+    auto finite = [](const char* f, const std::vector<double>& a, bool nonneg) {
+        for (size_t i = 0; i < a.size(); ++i)
+            if (!std::isfinite(a[i]) || (nonneg && a[i] < 0))
+                bad_state(f, (int64_t)i, vstr(a[i]), nonneg ? "must be finite and >= 0" : "must be finite");
+    };
+    auto positive = [](const char* f, const std::vector<double>& a) {
+        for (size_t i = 0; i < a.size(); ++i)
+            if (!(std::isfinite(a[i]) && a[i] > 0)) bad_state(f, (int64_t)i, vstr(a[i]), "must be finite and > 0");
+    };
+    auto nan_or_finite = [](const char* f, const std::vector<double>& a) {
+        for (size_t i = 0; i < a.size(); ++i)
+            if (std::isinf(a[i])) bad_state(f, (int64_t)i, vstr(a[i]), "must be finite (or NaN: not yet)");
+    };
+    auto counter = [&](const char* f, int64_t v, int64_t hi) {
+        if (v < 0 || v > hi) bad_state(f, -1, vstr(v), "must be in 0.." + std::to_string(hi));
+    };
+    // scalars
+    counter("step_k", e.step_k, int64_t(1) << 52);
+    counter("pend_ptr", e.pend_ptr, (int64_t)e.pending.size());
+    counter("reroute_every", e.reroute_every, kBig);
+    counter("teleport_steps", e.teleport_steps, kBig);
+    counter("route_on_departure", e.route_on_departure, 1);
+    counter("emergency_overtake", e.emergency_overtake, 1);
+    counter("n_reroutes", e.n_reroutes, kBig);
+    counter("n_teleports", e.n_teleports, kBig);
+    counter("n_accel_starts", e.n_accel_starts, kBig);
+    if (!(std::isfinite(e.startup_lost_s) && e.startup_lost_s >= 0))
+        bad_state("startup_lost_s", -1, vstr(e.startup_lost_s), "must be finite and >= 0");
+    // links
+    positive("lanes", e.net.lanes);
+    positive("qcap", e.net.qcap);
+    positive("kjam", e.net.kjam);
+    finite("depth", e.depth, true);
+    positive("veff", e.veff);
+    finite("qeff", e.qeff, true);
+    finite("Nup", e.Nup, true);
+    finite("Ndown", e.Ndown, true);
+    finite("rel_credit", e.rel_credit, false);
+    finite("recv_credit", e.recv_credit, false);
+    finite("ndlag", e.ndlag, false);
+    finite("head_since", e.head_since, false);
+    finite("hist", e.hist, false);
+    finite("dcont_prev", e.dcont_prev, false);
+    for (int64_t l = 0; l < L; ++l) {
+        if (e.closed_manual[l] > 1) bad_state("closed_manual", l, vstr(e.closed_manual[l]), "must be 0 or 1");
+        if (e.closed_mask[l] >> N_CLASSES) bad_state("closed_mask", l, vstr(e.closed_mask[l]), "has bits beyond the 5 classes");
+        // the acceleration shift of the last exit is capped by the link's history (push_link)
+        const double smax = (double)e.hist_len[l] * e.dt;
+        if (!(e.shift[l] >= 0 && e.shift[l] <= smax))
+            bad_state("shift", l, vstr(e.shift[l]), "must be in [0, " + vstr(smax) + "] s (the link's history)");
+        if (std::isnan(e.last_exit[l]) || e.last_exit[l] == INF)
+            bad_state("last_exit", l, vstr(e.last_exit[l]), "must be finite (or -inf: none yet)");
+        counter("exits_total", e.exits_total[l], kBig);
+        counter("entries_total", e.entries_total[l], kBig);
+    }
+    // trips
+    finite("depart", e.depart, false);
+    nan_or_finite("arrive", e.arrive);
+    nan_or_finite("t_enter", e.t_enter);
+    nan_or_finite("t_ready", e.t_ready);
+    finite("t_loss", e.t_loss, true);
+    finite("acc_carry", e.acc_carry, true);
+    nan_or_finite("log_tin", e.log_tin);
+    nan_or_finite("log_tout", e.log_tout);
+    int64_t cnt[6] = {0, 0, 0, 0, 0, 0};
+    for (int64_t v = 0; v < V; ++v) {
+        if (e.state[v] > STRANDED) bad_state("state", v, vstr(e.state[v]), "is not a trip state (0..5)");
+        if (e.informed[v] > 1) bad_state("informed", v, vstr(e.informed[v]), "must be 0 or 1");
+        cnt[e.state[v]]++;
+        // a route is a connected path of links
+        const int32_t* rt = e.pool.data() + e.r_off[v];
+        for (int32_t k = 1; k < e.r_len[v]; ++k)
+            if (e.net.from[rt[k]] != e.net.to[rt[k - 1]])
+                bad_state("pool", (int64_t)e.r_off[v] + k, vstr(rt[k]),
+                          "trip " + std::to_string(v) + "'s route is not a connected path there");
+        if (e.state[v] == ON_LINK || e.state[v] == WAITING) {
+            if (e.r_len[v] < 1) bad_state("r_len", v, vstr(e.r_len[v]), "a trip on a link or in a queue needs a route");
+        }
+        if (e.state[v] == ON_LINK) {
+            if (e.cur[v] < 0 || rt[e.r_pos[v]] != e.cur[v])
+                bad_state("cur", v, vstr(e.cur[v]), "a trip on a link must be on link pool[r_off + r_pos] = " +
+                                                     std::to_string(e.r_len[v] > 0 ? rt[e.r_pos[v]] : -1));
+            if (!std::isfinite(e.t_enter[v]) || !std::isfinite(e.t_ready[v]))
+                bad_state("t_enter", v, vstr(e.t_enter[v]) + " (t_ready " + vstr(e.t_ready[v]) + ")",
+                          "a trip on a link needs finite entry and ready times");
+            // its acceleration loss becomes the link's history shift when it leaves (capped as shift is)
+            const double lmax = (double)e.hist_len[e.cur[v]] * e.dt;
+            if (!(e.t_loss[v] <= lmax))
+                bad_state("t_loss", v, vstr(e.t_loss[v]), "must be at most " + vstr(lmax) + " s (the link's history)");
+            if (e.record) {
+                const int32_t g = e.log_cur[v];
+                if (g < 0 || g >= G || e.log_veh[g] != v || e.log_link[g] != e.cur[v])
+                    bad_state("log_cur", v, vstr(g),
+                              "a trip on a link must point at its row of the link log (log_veh = trip, log_link = cur)");
+            }
+        }
+        // a trip not yet on its first link is at the start of its route (its origin queue is pool[r_off])
+        if ((e.state[v] == WAITING || e.state[v] == SCHEDULED) && e.r_pos[v] != 0)
+            bad_state("r_pos", v, vstr(e.r_pos[v]), "a trip not yet on a link is at the start of its route (0)");
+    }
+    // counters agree with the trip states
+    counter("n_departed", e.n_departed, V);
+    if (e.n_departed != V - cnt[SCHEDULED])
+        bad_state("n_departed", -1, vstr(e.n_departed), std::to_string(V - cnt[SCHEDULED]) + " trips have departed");
+    const std::pair<const char*, std::pair<int64_t, int>> agree[] = {
+        {"n_arrived", {e.n_arrived, ARRIVED}}, {"n_stalled", {e.n_stalled, STALLED}},
+        {"n_stranded", {e.n_stranded, STRANDED}}, {"n_waiting", {e.n_waiting, WAITING}},
+        {"n_onlink", {e.n_onlink, ON_LINK}}};
+    for (const auto& [f, vs] : agree)
+        if (vs.first != cnt[vs.second])
+            bad_state(f, -1, vstr(vs.first), std::to_string(cnt[vs.second]) + " trips are in that state");
+    // the FIFO lists: acyclic, each trip in at most one, ends and counts that match
+    std::vector<uint8_t> seen((size_t)V, 0);
+    auto walk = [&](int64_t l, int32_t h, int32_t t, int32_t n, bool on_link) {
+        const char* hf = on_link ? "head" : "wait_head";
+        int32_t v = h, prev = -1, k = 0, ne = 0;
+        while (v != -1) {
+            if (k >= n || seen[v])
+                bad_state(hf, l, vstr(h), std::string("the list of link ") + std::to_string(l) +
+                                              " is longer than its count " + std::to_string(n) + " or loops");
+            seen[v] = on_link ? 1 : 2;
+            if (on_link ? (e.state[v] != ON_LINK || e.cur[v] != l)
+                        : (e.state[v] != WAITING || e.pool[e.r_off[v]] != l))
+                bad_state(hf, l, vstr(h), "trip " + std::to_string(v) + " in the list of link " + std::to_string(l) +
+                                              (on_link ? " is not on that link" : " is not waiting to enter it"));
+            ne += e.cls[v] == CLS_EMERGENCY;
+            prev = v;
+            v = e.vnext[v];
+            ++k;
+        }
+        if (k != n)
+            bad_state(on_link ? "nveh" : "nwait", l, vstr(n), "the list holds " + std::to_string(k) + " trips");
+        if (t != prev) bad_state(on_link ? "tail" : "wait_tail", l, vstr(t), "the list ends at " + std::to_string(prev));
+        if (on_link && ne != e.nemerg[l])
+            bad_state("nemerg", l, vstr(e.nemerg[l]), "the list holds " + std::to_string(ne) + " emergency vehicles");
+    };
+    for (int64_t l = 0; l < L; ++l) {
+        walk(l, e.head[l], e.tail[l], e.nveh[l], true);
+        walk(l, e.wait_head[l], e.wait_tail[l], e.nwait[l], false);
+    }
+    for (int64_t v = 0; v < V; ++v) {
+        if (e.state[v] == ON_LINK && seen[v] != 1)
+            bad_state("state", v, vstr(e.state[v]), "the trip is on a link but not in that link's list");
+        if (e.state[v] == WAITING && seen[v] != 2)
+            bad_state("state", v, vstr(e.state[v]), "the trip waits to enter a link but is in no origin queue");
+    }
+}
+
 int check_class(int c) {
     if (c < 0 || c >= N_CLASSES) fail("vehicle_class: code " + std::to_string(c) + " is not in 0.." +
                                       std::to_string(N_CLASSES - 1));
@@ -172,6 +345,43 @@ void register_traffic(py::module_& m) {
                      net.qcap[l] = qs * lanes.data()[l];
                      net.kjam[l] = kj * lanes.data()[l];
                      net.w[l] = qs * vf / (vf * kj - qs);
+                 }
+                 // The backward wave reads each link's continuous N_down L / (w dt) steps back: a ring buffer of
+                 // ceil(L / (w dt)) + 2 slots per link. Computed in double and int64, bounded before anything is
+                 // allocated, so a long link or a tiny dt is an error naming the input, not an int overflow or
+                 // a std::length_error.
+                 {
+                     double total = 0.0, worst = -1.0;
+                     py::ssize_t wl = 0;
+                     for (py::ssize_t l = 0; l < L; ++l) {
+                         const double slots = std::ceil(length.data()[l] / (net.w[l] * dt)) + 2.0;
+                         if (!(slots <= worst)) {  // larger (or not a number)
+                             worst = slots;
+                             wl = l;
+                         }
+                         total += slots;
+                     }
+                     auto human = [](double bytes) {
+                         const char* u[] = {"B", "KB", "MB", "GB", "TB", "PB", "EB"};
+                         int k = 0;
+                         while (bytes >= 1000.0 && k < 6) bytes /= 1000.0, ++k;
+                         std::ostringstream s;
+                         s.precision(3);
+                         s << bytes << " " << u[k];
+                         return s.str();
+                     };
+                     const double kMaxSlots = traffic::kMaxHistSlots;
+                     if (L > 0 && (!(worst <= (double)INT32_MAX) || !(total <= kMaxSlots))) {
+                         std::ostringstream s;
+                         s.precision(3);
+                         s << "link " << wl << " length_m=" << length.data()[wl] << " with dt=" << dt
+                           << " (backward wave speed " << net.w[wl] << " m/s) needs " << worst
+                           << " history slots (" << human(worst * 8.0) << "); the network needs " << total
+                           << " slots (" << human(total * 8.0) << "); the limit is " << kMaxSlots << " slots ("
+                           << human(kMaxSlots * 8.0) << ") in all and " << INT32_MAX
+                           << " per link: use a larger dt or shorter links";
+                         fail(s.str());
+                     }
                  }
                  const int32_t* sp = sig_ptr.data();
                  require(sp[0] == 0 && sp[N] == (int32_t)sig_dur.size(), "nodes.signal_phases_s: bad pointer array");
@@ -393,7 +603,15 @@ void register_traffic(py::module_& m) {
         .def_property(
             "threads", [](const Engine& e) { return e.threads; }, [](Engine& e, int v) { e.threads = v; })
         .def_property(
-            "record", [](const Engine& e) { return e.record; }, [](Engine& e, bool v) { e.record = v; })
+            "record", [](const Engine& e) { return e.record; },
+            [](Engine& e, bool v) {
+                // the log row of a trip on a link is written when it enters: switching the log on while
+                // trips are on links would leave them without one (and the engine writing through it)
+                if (v && !e.record && e.n_onlink > 0)
+                    fail("record: the link log can only be switched on while no trip is on a link (" +
+                         std::to_string(e.n_onlink) + " are)");
+                e.record = v;
+            })
         .def_property_readonly("n_vehicles", &Engine::n_vehicles)
         .def_property_readonly("n_links", [](const Engine& e) { return e.net.n_links; })
         .def_property_readonly("n_nodes", [](const Engine& e) { return e.net.n_nodes; })
@@ -458,13 +676,22 @@ void register_traffic(py::module_& m) {
             Engine e = target;  // load into a copy: a rejected state leaves the model as it was
             for (const char* k : {"n_links", "n_nodes", "dt"})
                 if (!d.contains(k)) fail(std::string("traffic state: missing field '") + k + "'");
-            require(d["n_links"].cast<int64_t>() == e.net.n_links && d["n_nodes"].cast<int64_t>() == e.net.n_nodes,
-                    "traffic state: saved for a different network");
-            require(d["dt"].cast<double>() == e.dt, "traffic state: saved with a different dt");
+            try {
+                require(d["n_links"].cast<int64_t>() == e.net.n_links && d["n_nodes"].cast<int64_t>() == e.net.n_nodes,
+                        "traffic state: saved for a different network");
+                require(d["dt"].cast<double>() == e.dt, "traffic state: saved with a different dt");
+            } catch (const py::cast_error&) {
+                fail("traffic state: n_links, n_nodes and dt must be numbers");
+            }
             visit_state(e, [&](const char* n, auto& v) { from_np(d, n, v); });
-#define X(name)                                                                           \
-    if (!d.contains(#name)) fail(std::string("traffic state: missing field '") + #name + "'"); \
-    e.name = d[#name].cast<decltype(e.name)>();
+#define X(name)                                                                                       \
+    if (!d.contains(#name)) fail(std::string("traffic state: missing field '") + #name + "'");             \
+    try {                                                                                                 \
+        e.name = d[#name].cast<decltype(e.name)>();                                                       \
+    } catch (const py::cast_error&) {                                                                     \
+        fail(std::string("traffic state: field '") + #name + "' must be a number, got " +                  \
+             py::repr(d[#name]).cast<std::string>().substr(0, 80));                                       \
+    }
             TWIN_TRAFFIC_SCALARS(X)
 #undef X
             // consistency, so that a damaged state is an error and never a crash
@@ -484,8 +711,10 @@ void register_traffic(py::module_& m) {
             for (size_t n : {e.log_link.size(), e.log_tin.size(), e.log_tout.size()})
                 require(n == G, "traffic state: a log array has the wrong length");
             auto in_range = [](const std::vector<int32_t>& a, int64_t lo, int64_t hi, const char* what) {
-                for (int32_t x : a)
-                    if (x < lo || x >= hi) fail(std::string("traffic state: '") + what + "' holds an out-of-range index");
+                for (size_t i = 0; i < a.size(); ++i)
+                    if (a[i] < lo || a[i] >= hi)
+                        bad_state(what, (int64_t)i, std::to_string(a[i]),
+                                  "out of range " + std::to_string(lo) + ".." + std::to_string(hi - 1));
             };
             in_range(e.head, -1, (int64_t)V, "head"); in_range(e.tail, -1, (int64_t)V, "tail");
             in_range(e.wait_head, -1, (int64_t)V, "wait_head"); in_range(e.wait_tail, -1, (int64_t)V, "wait_tail");
@@ -497,10 +726,12 @@ void register_traffic(py::module_& m) {
             for (size_t v = 0; v < V; ++v) {
                 if (e.r_off[v] < 0 || e.r_len[v] < 0 || (size_t)e.r_off[v] + (size_t)e.r_len[v] > P ||
                     e.r_pos[v] < 0 || (e.r_len[v] > 0 && e.r_pos[v] >= e.r_len[v]) || e.cls[v] >= N_CLASSES)
-                    fail("traffic state: trip " + std::to_string(v) + " has an invalid route or class");
+                    fail("traffic state: trip " + std::to_string(v) + " has an invalid route or class (r_off " +
+                         std::to_string(e.r_off[v]) + ", r_len " + std::to_string(e.r_len[v]) + ", r_pos " +
+                         std::to_string(e.r_pos[v]) + ", cls " + std::to_string(e.cls[v]) + ", pool size " +
+                         std::to_string(P) + ")");
             }
-            require(e.pend_ptr >= 0 && e.pend_ptr <= (int64_t)e.pending.size(), "traffic state: bad pend_ptr");
-            require(e.step_k >= 0, "traffic state: bad step_k");
+            validate_state(e);  // pend_ptr, step_k and the rest: ranges, lists, counts
             target = std::move(e);
         });
 }

@@ -92,8 +92,13 @@ void Engine::init(Network&& n, double dt_) {
     hist_off.assign(L + 1, 0);
     hist_len.assign(L, 0);
     for (int32_t l = 0; l < L; ++l) {
-        const double lag_steps = net.length[l] / (net.w[l] * dt);
-        hist_len[l] = (int32_t)std::ceil(lag_steps) + 2;
+        const double lag_steps = net.length[l] / (net.w[l] * dt);  // bounded by the binding (kMaxHistSlots)
+        if (!(lag_steps >= 0.0 && lag_steps <= (double)kMaxHistSlots))  // before the cast: no UB on inf
+            throw std::length_error("traffic: link history beyond kMaxHistSlots (the binding checks this first)");
+        const int64_t hl = (int64_t)std::ceil(lag_steps) + 2;
+        if (hist_off[l] + hl > kMaxHistSlots)
+            throw std::length_error("traffic: link history beyond kMaxHistSlots (the binding checks this first)");
+        hist_len[l] = (int32_t)hl;
         hist_off[l + 1] = hist_off[l] + hist_len[l];
     }
     hist.assign(hist_off[L], 0.0);

@@ -18,6 +18,9 @@ namespace traffic {
 constexpr int N_CLASSES = 5;  // motorbike, car, bus, truck, emergency
 constexpr int CLS_EMERGENCY = 4;
 constexpr double INF = std::numeric_limits<double>::infinity();
+// Most backward-wave history slots (doubles) a network may hold in all: 2^27 = 1.07 GB, some 100 times
+// what 100,000 links of 1 km need at dt = 1 s (checked by the binding before init allocates them).
+constexpr int64_t kMaxHistSlots = int64_t(1) << 27;
 
 enum VehState : uint8_t {
     SCHEDULED = 0,  // added, departure time not reached

@@ -40,6 +40,11 @@ class FloodModel:
     """
 
     _name = "FloodModel"
+    #: Most sub-steps one ``run_one_step`` call may take (the CFL sub-step shrinks as 1/sqrt(depth): a depth
+    #: of 1e12 m on 1 m cells would need ~4e8 sub-steps for 600 s, an apparent hang). The call refuses,
+    #: naming the depth, rain and boundary stage behind it, when its estimate (time left / CFL sub-step,
+    #: re-estimated every sub-step) exceeds this. Raise it on purpose for very long calls on fine grids.
+    max_substeps: int = 1_000_000
     _unit_agnostic = False
     _info = {
         "topographic__elevation": {
@@ -176,11 +181,21 @@ class FloodModel:
         )  # fmt: skip
 
     # ------------------------------------------------------------------ helpers
+    def _fits_dtype(self, a: np.ndarray, name: str) -> None:
+        """Finite values (float64) that overflow the model's dtype (float32: above 3.4e38) are refused."""
+        lim = float(np.finfo(self.dtype).max)
+        big = np.abs(a) > lim
+        if big.any():
+            i = np.unravel_index(int(np.argmax(big)), a.shape) if a.ndim else ()
+            raise ValueError(f"{name}: value {float(a[i])!r}{' at ' + str(tuple(int(k) for k in i)) if i else ''} "
+                             f"overflows the model's dtype {self.dtype} (largest {lim:.3g})")
+
     def _check_field(self, v, name: str, allow_scalar: bool) -> np.ndarray:
         a = np.asarray(v, dtype=np.float64)
         if a.ndim == 0 and allow_scalar:
             if not math.isfinite(float(a)) or float(a) < 0:
                 raise ValueError(f"{name}: must be finite and >= 0, got {float(a)!r}")
+            self._fits_dtype(a, name)
             return np.array([a], dtype=self.dtype)
         if a.shape != self.shape:
             raise ValueError(f"{name}: expected a scalar or shape {self.shape}, got shape {a.shape}")
@@ -188,6 +203,7 @@ class FloodModel:
         if bad.any():
             r, c = np.argwhere(bad)[0]
             raise ValueError(f"{name}: value {a[r, c]!r} at (row {r}, col {c}) must be finite and >= 0")
+        self._fits_dtype(np.where(self._valid, a, 0.0), name)
         return np.ascontiguousarray(np.where(self._valid, a, 0.0), dtype=self.dtype)
 
     def _cells(self, cells, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -259,6 +275,8 @@ class FloodModel:
                 r, c = np.argwhere(~ok)[0]
                 raise ValueError(f"depth: value {a[r, c]!r} at (row {r}, col {c}) must be finite and >= 0")
             del ok
+        if self.dtype == np.float32:
+            self._fits_dtype(np.where(self._valid, a, 0.0) if a.ndim else a, "depth")
         before = self._volume()
         hs = self._solver.h
         np.copyto(hs, a, casting="unsafe")
@@ -317,6 +335,7 @@ class FloodModel:
             )
         if not (np.isfinite(frames).all() and (frames >= 0).all()):
             raise ValueError("rate_mm_per_h: rainfall rates must be finite and >= 0 mm/h")
+        self._fits_dtype(frames, "rate_mm_per_h")
         self._rain = TimeSeries(t, np.arange(t.size, dtype=np.float64), "rainfall")
         self._breaks = None
         self._rain_frames = np.ascontiguousarray(frames, dtype=self.dtype)
@@ -389,6 +408,9 @@ class FloodModel:
             if stage_m is None:
                 raise ValueError("stage_m: required for a 'stage' boundary")
             sv = np.atleast_1d(np.asarray(stage_m, dtype=np.float64))
+            if not np.isfinite(sv).all():
+                raise ValueError(f"stage_m: must be finite, got {stage_m!r}")
+            self._fits_dtype(sv, "stage_m")
             if times_s is None:
                 if sv.size != 1:
                     raise ValueError("times_s: required when stage_m is a series")
@@ -599,10 +621,15 @@ class FloodModel:
         acc = self._acc
         breaks = self._breakpoints()
         t0 = t_start
+        n_sub = 0
         while t0 < t_stop:
             remaining = t_stop - t0
             hmax = max(self._hmax, self._max_boundary_depth())
             sub = self._solver.stable_dt(hmax)
+            # sub-step cap: NaN-safe (a NaN or zero sub-step is refused too)
+            if not (sub > 0.0) or n_sub + remaining / sub > self.max_substeps:
+                self._refuse_substeps(dt, remaining, sub, n_sub)
+            n_sub += 1
             if sub >= remaining * (1.0 - 1e-12):
                 t1 = t_stop
             else:
@@ -647,6 +674,25 @@ class FloodModel:
             self._n_steps += 1
             t0 = t1
         self._time = t_stop
+
+    def _refuse_substeps(self, dt: float, remaining: float, sub: float, n_sub: int) -> None:
+        """Raises the error of a call that would need more than ``max_substeps`` sub-steps, naming its cause."""
+        h = self._solver.h
+        r, c = np.unravel_index(int(np.nanargmax(h)) if np.isfinite(h).any() else 0, h.shape)
+        est = n_sub + (remaining / sub if sub > 0 else math.inf)
+        causes = [f"the deepest water is {float(h[r, c]):.3g} m at cell (row {r}, col {c})"]
+        hb = self._max_boundary_depth()
+        if hb > 0:
+            causes.append(f"a stage boundary brings {hb:.3g} m of water")
+        if self._rain is not None and self._rain_frames is not None and self._rain_frames.size:
+            causes.append(f"the largest rain rate is {float(np.max(self._rain_frames)):.3g} mm/h")
+        raise ValueError(
+            f"run_one_step({dt:g} s): stopped after {n_sub} sub-steps at t = {self._time:g} s: the CFL sub-step is "
+            f"{sub:.3g} s, so the call would need about {est:.3g} sub-steps, above the limit of "
+            f"{self.max_substeps:.3g} per call (FloodModel.max_substeps, estimated from the CFL sub-step every "
+            f"sub-step): {'; '.join(causes)}. Check set_depth, the rainfall rates, inflows and boundary stages for "
+            f"values far beyond any flood (or raise max_substeps for a long call on a fine grid)"
+        )
 
     def _breakpoints(self) -> np.ndarray:
         if self._breaks is None:

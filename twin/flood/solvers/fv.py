@@ -208,11 +208,22 @@ class FVSolver:
         self._smax = smax
         return float(np.sum(self.bc_q, dtype=np.float64)) * self.dx * float(dt)
 
+    #: most CFL steps one ``advance`` call may take (see FloodModel.max_substeps)
+    max_substeps = 1_000_000
+
     def advance(self, duration):
         """Advance ``duration`` seconds with CFL sub-steps (no forcing); returns (n_steps, outflow_m3)."""
         t, n, out = 0.0, 0, 0.0
         while t < duration:
-            dt = min(self.stable_dt(), duration - t)
+            sdt = self.stable_dt()
+            if not (sdt > 0) or n + (duration - t) / sdt > self.max_substeps:
+                raise ValueError(
+                    f"advance({duration:g} s): the CFL step is {sdt:.3g} s (largest signal speed "
+                    f"{self.wave_speed():.3g} m/s, deepest water {float(np.max(self.h)):.3g} m), so the call would "
+                    f"need about {n + (duration - t) / sdt if sdt > 0 else math.inf:.3g} steps, above the limit of "
+                    f"{self.max_substeps:.3g} (FVSolver.max_substeps): check the depths and discharges"
+                )
+            dt = min(sdt, duration - t)
             out += self.step(dt)
             t = duration if dt == duration - t else t + dt
             n += 1
@@ -360,11 +371,12 @@ class FVFloodSolver(Solver):
             face_z_y=core.face_z_y, threads=core.threads, rain0=f.rain0, rain1=f.rain1, rain_w=float(f.rain_w),
             rain_scale=float(f.rain_scale), loss=f.loss, loss_scale=float(f.loss_scale), max_depth=f.max_depth,
             max_speed=f.max_speed, arrival_time=f.arrival_time, t_end=float(t_end), row_sums=f.row_sums,
-            check_static=self._check_static, check_state=self._check_state or self._n_sub % 8 == 0,
+            check_static=self._check_static, check_state=self._check_state,
         )  # fmt: skip
         self._check_static = False
-        # the state is validated on the first sub-step, after set_state and every 8th sub-step; in
-        # between the kernel reads its own output plus the model's validated point edits
+        # the input state is validated on the first sub-step and after set_state; the kernel checks the
+        # state it writes (finite, depth >= 0) on every sub-step, and in between reads that plus the
+        # model's validated point edits (a non-finite edit shows in the next output)
         self._check_state = False
         self._n_sub += 1
         core.h, core._oh = core._oh, core.h
