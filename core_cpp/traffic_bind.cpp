@@ -136,7 +136,6 @@ void validate_state(const Engine& e) {
     positive("lanes", e.net.lanes);
     positive("qcap", e.net.qcap);
     positive("kjam", e.net.kjam);
-    finite("depth", e.depth, true);
     positive("veff", e.veff);
     finite("qeff", e.qeff, true);
     finite("Nup", e.Nup, true);
