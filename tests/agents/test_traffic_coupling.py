@@ -104,7 +104,7 @@ def test_models_use_the_network_traffic_runs_on():
                        pd.DataFrame({"from": [0], "to": [10_000], "length_m": [90.0], "lanes": [1],
                                      "free_speed_mps": [11.0]})], ignore_index=True)
     city.roads = RoadNetwork.from_frames(nodes, links)
-    with pytest.warns(UserWarning, match="kept 144 of 145 nodes"):
+    with pytest.warns(UserWarning, match="kept the largest: 144 of 145 nodes"):
         net = city.roads.largest_strongly_connected()
     assert net.n_nodes == city.roads.n_nodes - 1
     tm = TrafficModel(net, dt=1.0, seed=0)

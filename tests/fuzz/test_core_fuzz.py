@@ -233,7 +233,7 @@ def test_traffic_setters_never_crash(values, which):
     ids = np.asarray([int(x) if np.isfinite(x) and abs(x) < 2**31 else -1 for x in values], np.int32)
     try:
         if which == 0:
-            e.set_depth(np.ascontiguousarray(v))
+            e.set_link_speeds(np.ascontiguousarray(v))
         elif which == 1:
             e.set_lanes(ids, np.resize(v, ids.size))
         elif which == 2:

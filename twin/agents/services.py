@@ -305,7 +305,8 @@ class EmergencyServices:
             self._coupled = False
         elif self.people is not None and self.people.met_depth is not None:
             # stand-alone use with a people model: the flood the people model last saw
-            self.set_flood(self.people.flood_depth, road_depth=self.people.met_depth)
+            raw = self.people.flood_depth
+            self.set_flood(self.people.met_depth if raw is None else raw, road_depth=self.people.met_depth)
         self._update_hospitals(t0)
         self._sweep_queue(t0)
         calls = []
