@@ -39,6 +39,8 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="print only the run folder")
     p.add_argument("--allow-large", action="store_true", help=_ALLOW_LARGE_HELP)
+    p.add_argument("--check", action="store_true",
+                   help="validate the scenario and its memory estimate, print them and stop (nothing is built or run)")
     p.set_defaults(func=_cmd_run)
 
     p = subparsers.add_parser(
@@ -214,6 +216,18 @@ def _run(args) -> int:
         sc = load_scenario(args.scenario, overrides=args.overrides)
     except ScenarioError as exc:
         return fail(exc)
+    if getattr(args, "check", False):
+        from twin.memory import check_memory
+
+        try:
+            est = check_memory(sc)
+        except ValueError as exc:
+            return fail(exc)
+        grid = "grid unknown until the city loads" if est is None else (
+            f"grid {est.shape[0]} x {est.shape[1]} cells of {sc.resolution_m:g} m, memory estimate "
+            f"{est.total / 1024**3:,.2f} GiB")
+        print(f"{args.scenario}: scenario {sc.name} is valid: {sc.n_steps} coupling steps of {sc.coupling_step:g} s, {grid}")
+        return 0
     out = Path(args.out) if args.out else Path("runs") / f"{sc.name}-{_stamp()}"
     if not args.quiet:
         print(f"scenario {sc.name}: {sc.description.strip().splitlines()[0] if sc.description.strip() else ''}")
