@@ -277,6 +277,16 @@ def test_resolution_1m_is_refused_before_any_allocation(capsys, monkeypatch):
     assert f"{est.total / 1024**3:,.1f} GiB" in line
 
 
+def test_a_huge_traffic_demand_is_refused_before_building(capsys, monkeypatch):
+    """1e9 background trips a day (12 M trips in 10 min at noon) took 20 GB before it was stopped."""
+    import twin.memory
+
+    monkeypatch.setattr(twin.memory, "available_memory", lambda: 16 * 1024**3)
+    monkeypatch.delenv("TWIN_ALLOW_LARGE", raising=False)
+    error_line(capsys, ["run", DANANG, *SMALL, "--set", "traffic={dt: 2, background_trips_per_day: 1e9}",
+                        "--out", "/nonexistent/r"], "roads and traffic", "16.0 GiB available")
+
+
 def test_allow_large_lets_the_build_go_on(capsys, monkeypatch):
     """--allow-large (CLI) and TWIN_ALLOW_LARGE=1 (Python API) skip the refusal: the build goes on to
     load the city (here stopped by a stand-in load_city)."""
