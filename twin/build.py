@@ -235,6 +235,10 @@ class Twin:
 def build_twin(scenario: Scenario, city=None) -> Twin:
     """Build every component the scenario asks for. ``city`` overrides ``load_city(scenario.city)``."""
     sc = scenario
+    # refuse, before anything is allocated, a grid this machine cannot hold (TWIN_ALLOW_LARGE=1 overrides)
+    from twin.memory import check_memory
+
+    check_memory(sc, city)
     ss = np.random.SeedSequence(sc.seed)
     children = dict(zip(SEED_CHILDREN, ss.spawn(len(SEED_CHILDREN))))
     rngs = {k: np.random.default_rng(v) for k, v in children.items()}

@@ -52,6 +52,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    # the last line of defence: bad input that a command did not report itself (ScenarioError,
+    # DecisionError, CheckpointError and the project's other errors are ValueErrors; a missing or
+    # unreadable file an OSError) is one line and exit code 2, never a traceback
+    except (ValueError, OSError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory (a finer resolution_m than this machine can hold? see twin.memory)",
+              file=sys.stderr)
+        return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message on one line (as twin.workflows.cli.one_line): lines joined with ``; ``."""
+    out = ""
+    for line in (ln.strip() for ln in str(exc).splitlines()):
+        if line:
+            out = line if not out else (f"{out} {line}" if out.endswith(":") else f"{out}; {line}")
+    return out or type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -99,6 +99,7 @@ def _utm(d: _Decision, twin: Twin, xy: Any, field: str, crs: str) -> np.ndarray:
     """Points in the twin's CRS, finite and on the map (at least one point when ``any_inside``)."""
     from twin.geo import to_utm
 
+    _in_crs(d, np.atleast_2d(np.asarray(xy, dtype=float)), field, xy, crs)
     try:
         pts = to_utm(xy, crs)
     except Exception as exc:  # pyproj errors for a bad CRS string
@@ -106,6 +107,21 @@ def _utm(d: _Decision, twin: Twin, xy: Any, field: str, crs: str) -> np.ndarray:
     if not np.isfinite(pts).all():
         raise _err(d, field, xy, "coordinates must be finite")
     return pts
+
+
+def _in_crs(d: _Decision, raw: np.ndarray, field: str, xy: Any, crs: str) -> None:
+    """Refuse points outside their CRS: longitude beyond ±180° or latitude beyond ±90° (pyproj would
+    wrap them), or projected metres farther than the Earth's circumference from the origin."""
+    from pyproj import CRS
+
+    try:
+        c = CRS.from_user_input(crs)
+    except Exception:  # a bad CRS string: the transform reports it
+        return
+    lim = (180.0, 90.0) if c.is_geographic else (4.1e7, 4.1e7) if c.axis_info[0].unit_name == "metre" else None
+    if lim is not None and ((np.abs(raw[:, 0]) > lim[0]) | (np.abs(raw[:, 1]) > lim[1])).any():
+        raise _err(d, field, xy, f"a point lies outside the coordinate range of {crs} "
+                                 f"(|x| <= {lim[0]:g}, |y| <= {lim[1]:g}{'; lon, lat order' if c.is_geographic else ' m'})")
 
 
 def _on_map(d: _Decision, twin: Twin, pts: np.ndarray, field: str, value: Any, every: bool = True) -> None:

@@ -395,6 +395,16 @@ class Scenario(_Model):
             raise ValueError(
                 f"duration ({self.duration:g} s) must be a whole number of coupling steps ({self.coupling_step:g} s)"
             )
+        # output intervals and the traffic step fit the coupling step (else the schedules, the traffic
+        # model and the coupled clock would refuse them at build, naming no key)
+        multiples = [(f"outputs.{k}", getattr(self.outputs, k), self.coupling_step, "coupling_step")
+                     for k in ("fields_every", "tables_every", "kpis_every", "checkpoint_every")]
+        if self.traffic is not None and self.traffic.enabled:
+            multiples += [("coupling_step", self.coupling_step, self.traffic.dt, "traffic.dt"),
+                          ("traffic.reroute_interval", self.traffic.reroute_interval, self.traffic.dt, "traffic.dt")]
+        for key, v, step, step_key in multiples:
+            if v is not None and (v / step < 1 - 1e-9 or abs(v / step - round(v / step)) > 1e-9 * max(1.0, v / step)):
+                raise ValueError(f"{key} ({v:g} s) must be a whole multiple of {step_key} ({step:g} s)")
         # interventions after the end are allowed (a shortened run); they are never applied
         return self
 
@@ -542,6 +552,9 @@ def apply_overrides(data: dict, overrides: list[str] | dict | None, source: str 
                     f"{source}: --set {'.'.join(path)}: {'.'.join(path[:i])} is a value ({cur!r}), not a section"
                 )
         last = path[-1]
+        if not isinstance(cur, list | dict):
+            raise ScenarioError(
+                f"{source}: --set {'.'.join(path)}: {'.'.join(path[:-1])} is a value ({cur!r}), not a section")
         if isinstance(cur, list):
             try:
                 cur[int(last)] = value
@@ -558,6 +571,12 @@ def read_yaml(path: str | Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ScenarioError(f"{path}: scenario file not found") from None
+    except IsADirectoryError:
+        raise ScenarioError(f"{path}: is a folder, not a scenario YAML file") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{path}: not a scenario YAML file (not UTF-8 text: byte {exc.start})") from None
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read the scenario file ({exc.strerror or exc})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

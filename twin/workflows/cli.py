@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
-__all__ = ["register"]
+__all__ = ["register", "one_line", "fail"]
+
+_ALLOW_LARGE_HELP = ("run even when the memory estimate exceeds the machine's available memory "
+                     "(same as TWIN_ALLOW_LARGE=1; see twin.memory)")
 
 _SET_HELP = ("override a scenario key, e.g. --set flood.rain.peak_mm_per_h=80 --set interventions.0.crest_m=4.5 "
              "(value read as YAML; lists indexed by number; repeatable)")
@@ -32,6 +38,9 @@ def register(subparsers) -> None:
     p.add_argument("--until", metavar="DURATION", help="stop early at this simulated time (e.g. 2h); resumable")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="print only the run folder")
+    p.add_argument("--allow-large", action="store_true", help=_ALLOW_LARGE_HELP)
+    p.add_argument("--check", action="store_true",
+                   help="validate the scenario and its memory estimate, print them and stop (nothing is built or run)")
     p.set_defaults(func=_cmd_run)
 
     p = subparsers.add_parser(
@@ -44,6 +53,7 @@ def register(subparsers) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=_SET_HELP)
     p.add_argument("--out", metavar="DIR", help="new run folder (default RUN-fork-<at>)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--allow-large", action="store_true", help=_ALLOW_LARGE_HELP)
     p.set_defaults(func=_cmd_fork)
 
     p = subparsers.add_parser(
@@ -56,6 +66,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", metavar="DIR", help="new run folder (default RUN-replay-<UTC timestamp>)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--quiet", action="store_true", help="print only the run folder")
+    p.add_argument("--allow-large", action="store_true", help=_ALLOW_LARGE_HELP)
     p.set_defaults(func=_cmd_replay)
 
     p = subparsers.add_parser(
@@ -66,6 +77,8 @@ def register(subparsers) -> None:
     p.add_argument("run_b", metavar="RUN_B")
     p.add_argument("--png", metavar="FILE", help="difference map (default RUN_B/compare_<A>.png)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.add_argument("--force", action="store_true",
+                   help="compare runs of different cities anyway (a warning line says so)")
     _add_replicate_args(p)
     p.set_defaults(func=_cmd_compare)
 
@@ -88,6 +101,54 @@ def register(subparsers) -> None:
     p.add_argument("--thresholds", default="0.1,0.5,1.0", help="exceedance depths in m (comma separated)")
     p.add_argument("--out", metavar="DIR", help="ensemble folder (default runs/<name>-ensemble-<UTC timestamp>)")
     p.set_defaults(func=_cmd_ensemble)
+
+
+def one_line(msg) -> str:
+    """``msg`` (text or an exception) on one line: the lines of a multi-line message (a scenario's
+    list of errors) joined with ``; `` (after a line ending in ``:`` with a space)."""
+    text = str(msg)
+    if not text.strip() and isinstance(msg, BaseException):
+        text = type(msg).__name__
+    out = ""
+    for line in (ln.strip() for ln in text.splitlines()):
+        if line:
+            out = line if not out else (f"{out} {line}" if out.endswith(":") else f"{out}; {line}")
+    return out
+
+
+def fail(msg, code: int = 2) -> int:
+    """Print ``error: <msg>`` on one line to stderr and return the exit code (2: bad input)."""
+    print(f"error: {one_line(msg)}", file=sys.stderr)
+    return code
+
+
+@contextlib.contextmanager
+def _allow_large(on: bool):
+    """``--allow-large``: set ``TWIN_ALLOW_LARGE=1`` (read by ``twin.memory``) for the command only."""
+    old = os.environ.get("TWIN_ALLOW_LARGE")
+    if on:
+        os.environ["TWIN_ALLOW_LARGE"] = "1"
+    try:
+        yield
+    finally:
+        if on:
+            if old is None:
+                os.environ.pop("TWIN_ALLOW_LARGE", None)
+            else:
+                os.environ["TWIN_ALLOW_LARGE"] = old
+
+
+def _duration_arg(option: str, text: str) -> float:
+    """A ``--until``/``--at`` value in seconds; ValueError naming the option and the value."""
+    from twin.scenario import parse_duration
+
+    try:
+        v = parse_duration(text)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{option} {text!r}: {exc}") from None
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{option} {text!r}: expected a finite time since the start >= 0 s, got {v:g} s")
+    return v
 
 
 def _stamp() -> str:
@@ -119,32 +180,55 @@ def _print_summary(sim, out_dir: Path, quiet: bool) -> None:
 
 
 def _cmd_run(args) -> int:
+    with _allow_large(getattr(args, "allow_large", False)):
+        return _run(args)
+
+
+def _run(args) -> int:
     from twin.build import build_twin
-    from twin.scenario import ScenarioError, load_scenario, parse_duration
+    from twin.scenario import ScenarioError, load_scenario
     from twin.simulation import NumericalInstability, Simulation
 
+    stop = None
+    if args.until is not None:
+        try:
+            stop = _duration_arg("--until", args.until)
+        except ValueError as exc:
+            return fail(exc)
+        if stop <= 0:
+            return fail(f"--until {args.until!r}: must be after the start (> 0 s)")
     if args.resume:
         if args.scenario or args.overrides:
-            print("twin run --resume RUN_DIR takes no scenario and no --set (the run folder holds them)", file=sys.stderr)
-            return 2
+            return fail("twin run --resume RUN_DIR takes no scenario and no --set (the run folder holds them)")
         from twin.workflows.runs import resume_run
 
         out = Path(args.resume)
         try:
             sim = resume_run(out, progress=not args.no_progress)
-        except (FileNotFoundError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        except (FileNotFoundError, ValueError, OSError) as exc:
+            return fail(exc)
+        except NumericalInstability as exc:
+            return fail(exc, 3)
         _print_summary(sim, out, args.quiet)
         return 0
     if not args.scenario:
-        print("twin run: give a SCENARIO file (or --resume RUN_DIR)", file=sys.stderr)
-        return 2
+        return fail("twin run: give a SCENARIO file (or --resume RUN_DIR)")
     try:
         sc = load_scenario(args.scenario, overrides=args.overrides)
     except ScenarioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
+    if getattr(args, "check", False):
+        from twin.memory import check_memory
+
+        try:
+            est = check_memory(sc)
+        except ValueError as exc:
+            return fail(exc)
+        grid = "grid unknown until the city loads" if est is None else (
+            f"grid {est.shape[0]} x {est.shape[1]} cells of {sc.resolution_m:g} m, memory estimate "
+            f"{est.total / 1024**3:,.2f} GiB")
+        print(f"{args.scenario}: scenario {sc.name} is valid: {sc.n_steps} coupling steps of {sc.coupling_step:g} s, {grid}")
+        return 0
     out = Path(args.out) if args.out else Path("runs") / f"{sc.name}-{_stamp()}"
     if not args.quiet:
         print(f"scenario {sc.name}: {sc.description.strip().splitlines()[0] if sc.description.strip() else ''}")
@@ -152,23 +236,21 @@ def _cmd_run(args) -> int:
               f"coupling step {sc.coupling_step:g} s, seed {sc.seed}")
     try:
         twin = build_twin(sc)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as exc:
+        return fail(exc)
     if not args.quiet:
         t = twin.terrain
         print(f"grid {t.shape[0]} x {t.shape[1]} cells of {t.cell_size:g} m; components: {', '.join(twin.component_names())}")
-    stop = None
-    if args.until:
-        stop = parse_duration(args.until)
-    sim = Simulation(twin, stop_time=sc.duration, out_dir=out, wall_time_limit=sc.outputs.wall_time_limit)
+    try:
+        sim = Simulation(twin, stop_time=sc.duration, out_dir=out, wall_time_limit=sc.outputs.wall_time_limit)
+    except (ValueError, OSError) as exc:
+        return fail(exc)
     if stop is not None:
         sim.add_callback("until", _until(stop))
     try:
         sim.run(progress=not (args.no_progress or args.quiet))
     except NumericalInstability as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
+        return fail(exc, 3)
     _print_summary(sim, out, args.quiet)
     return 0
 
@@ -182,16 +264,22 @@ def _until(stop_s: float):
 
 
 def _cmd_fork(args) -> int:
-    from twin.scenario import ScenarioError, parse_duration
+    from twin.scenario import ScenarioError
+    from twin.simulation import NumericalInstability
     from twin.workflows.runs import fork_run
 
-    at = parse_duration(args.at)
+    try:
+        at = _duration_arg("--at", args.at)
+    except ValueError as exc:
+        return fail(exc)
     out = Path(args.out) if args.out else Path(f"{args.run_dir.rstrip('/')}-fork-{int(at)}s")
     try:
-        sim = fork_run(args.run_dir, at, args.overrides, out, progress=not args.no_progress)
-    except (ScenarioError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        with _allow_large(args.allow_large):
+            sim = fork_run(args.run_dir, at, args.overrides, out, progress=not args.no_progress)
+    except (ScenarioError, ValueError, OSError) as exc:
+        return fail(exc)
+    except NumericalInstability as exc:
+        return fail(exc, 3)
     _print_summary(sim, out, False)
     return 0
 
@@ -202,17 +290,15 @@ def _cmd_replay(args) -> int:
     from twin.workflows.runs import replay_run
 
     out = Path(args.out) if args.out else Path(f"{args.run_dir.rstrip('/')}-replay-{_stamp()}")
-    if out.exists() and any(out.iterdir()):
-        print(f"error: {out}: the output folder exists and is not empty", file=sys.stderr)
-        return 2
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        return fail(f"{out}: the output folder exists and is not empty")
     try:
-        sim = replay_run(args.run_dir, out, progress=not (args.no_progress or args.quiet))
-    except (ScenarioError, ValueError, FileNotFoundError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        with _allow_large(args.allow_large):
+            sim = replay_run(args.run_dir, out, progress=not (args.no_progress or args.quiet))
+    except (ScenarioError, ValueError, OSError) as exc:
+        return fail(exc)
     except NumericalInstability as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
+        return fail(exc, 3)
     _print_summary(sim, out, args.quiet)
     return 0
 
@@ -279,10 +365,11 @@ def _cmd_compare(args) -> int:
             or getattr(args, "scheduler", None) or getattr(args, "workers", None) is not None:
         return _cmd_compare_replicates(args)
     try:
-        res = compare_runs(args.run_a, args.run_b, png=args.png)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        res = compare_runs(args.run_a, args.run_b, png=args.png, force=getattr(args, "force", False))
+    except (ValueError, OSError) as exc:
+        return fail(exc)
+    for w in res.get("warnings") or []:
+        print(f"warning: {one_line(w)}", file=sys.stderr)
     if args.json:
         print(json.dumps(res, indent=2, default=str))
     else:
@@ -294,18 +381,24 @@ def _cmd_compare(args) -> int:
 
 def _cmd_ensemble(args) -> int:
     from twin.scenario import ScenarioError, load_scenario
-    from twin.workflows.ensemble import parse_vary, run_ensemble
+    from twin.workflows.ensemble import check_members, parse_thresholds, parse_vary, run_ensemble
 
     try:
-        sc = load_scenario(args.scenario, overrides=args.overrides)
+        check_members(args.members)
+        if args.workers is not None and args.workers < 1:
+            raise ValueError(f"--workers {args.workers}: must be >= 1")
+        thresholds = parse_thresholds(args.thresholds)
         vary = [parse_vary(v) for v in args.vary]
+        sc = load_scenario(args.scenario, overrides=args.overrides)
     except (ScenarioError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     out = Path(args.out) if args.out else Path("runs") / f"{sc.name}-ensemble-{_stamp()}"
-    thresholds = [float(x) for x in args.thresholds.split(",") if x.strip()]
-    res = run_ensemble(sc, args.members, out, vary=vary, scheduler=args.scheduler, n_workers=args.workers,
-                       serial=args.serial, thresholds=thresholds, progress=True)
+    try:
+        # every member's scenario is validated before any member runs (run_ensemble)
+        res = run_ensemble(sc, args.members, out, vary=vary, scheduler=args.scheduler, n_workers=args.workers,
+                           serial=args.serial, thresholds=thresholds, progress=True)
+    except (ScenarioError, ValueError, OSError) as exc:
+        return fail(exc)
     print(f"{len(res['members'])} members in {out}")
     for m in res["members"]:
         print(f"  member {m['member']:03d}: {m['overrides']} flooded max {m.get('flooded_area_max_m2', 0) / 1e6:.3f} km² "

@@ -10,8 +10,125 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["compare_runs", "flat_kpis", "compare_replicates", "paired_interval", "replicate_seeds",
-           "DASHBOARD_DEFAULT_REPLICATES", "INTERVAL_LEVEL"]
+__all__ = ["compare_runs", "flat_kpis", "read_kpis", "run_city", "compare_replicates", "paired_interval",
+           "replicate_seeds", "DASHBOARD_DEFAULT_REPLICATES", "INTERVAL_LEVEL"]
+
+# the types of the kpis.json keys flat_kpis reads: "num" a number, "num?" a number or null,
+# ("map", t) an object of t, ("obj", {key: t}) an object with those keys, ("list", {key: t}) a list of
+# such objects; a missing key or a null section is fine (a run without that component)
+_KPI_TYPES = {
+    "flooded_area_final_m2": ("map", "num"),
+    "flooded_area_max_m2": "num?",
+    "volume_balance": ("obj", {"volume_m3": "num"}),
+    "people_exposure_person_hours": ("map", "num?"),
+    "evacuation_clearance_s": ("map", "num?"),
+    "ambulance_response_s": ("obj", {"n_incidents": "num?", "median_s": "num?", "p90_s": "num?", "unreached": "num?"}),
+    "road_links_closed_share_max": "num?",
+    "travel_time_index": ("obj", {"index": "num?"}),
+    "direct_damage": ("obj", {"total_usd": "num?"}),
+    "max_depth_at_places": ("list", {"kind": "str?", "max_depth_m": "num?"}),
+}
+
+
+def _type_ok(v, t: str) -> bool:
+    if v is None:
+        return t.endswith("?")
+    if t.startswith("num"):
+        return isinstance(v, int | float) and not isinstance(v, bool)
+    return isinstance(v, str)
+
+
+def _check_kpis(kp: dict, path) -> None:
+    """ValueError naming ``path``, the key and the value where ``kp`` has a type flat_kpis cannot use."""
+    def bad(key, v, what):
+        r = repr(v)
+        raise ValueError(f"{path}: {key}: expected {what}, got {r if len(r) <= 80 else r[:77] + '...'}")
+
+    for key, t in _KPI_TYPES.items():
+        v = kp.get(key)
+        if v is None:
+            continue
+        if isinstance(t, str):
+            if not _type_ok(v, t):
+                bad(key, v, "a number")
+            continue
+        kind, sub = t
+        if kind in ("map", "obj") and not isinstance(v, dict):
+            bad(key, v, "an object")
+        if kind == "map":
+            for k, x in v.items():
+                if not _type_ok(x, sub):
+                    bad(f"{key}.{k}", x, "a number")
+        elif kind == "obj":
+            for k, st in sub.items():
+                if k in v and not _type_ok(v[k], st):
+                    bad(f"{key}.{k}", v[k], "a number" if st.startswith("num") else "a string")
+        else:
+            if not isinstance(v, list):
+                bad(key, v, "a list")
+            for i, item in enumerate(v):
+                if not isinstance(item, dict):
+                    bad(f"{key}.{i}", item, "an object")
+                for k, st in sub.items():
+                    if k in item and not _type_ok(item[k], st):
+                        bad(f"{key}.{i}.{k}", item[k], "a number" if st.startswith("num") else "a string")
+
+
+def read_kpis(run) -> dict:
+    """A run folder's ``kpis.json`` as a dict, checked: FileNotFoundError when absent, ValueError
+    naming the file (and the key and value) when it is not JSON, not an object, or of wrong types."""
+    path = Path(run) / "kpis.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run}: no kpis.json (not a finished run folder)")
+    try:
+        kp = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a KPI file (not UTF-8 text)") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}; "
+                         "truncated or damaged?)") from None
+    if not isinstance(kp, dict):
+        raise ValueError(f"{path}: expected a JSON object of KPIs, got a {type(kp).__name__}")
+    _check_kpis(kp, path)
+    return kp
+
+
+def run_city(run) -> str | None:
+    """The city a run folder was run for (its scenario's ``city``: a bundle name, or a bundle folder's
+    name), from manifest.json or scenario.yaml; None when neither says."""
+    run = Path(run)
+    city = None
+    try:
+        man = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+        city = (man.get("scenario") or {}).get("city") if isinstance(man, dict) else None
+    except (OSError, ValueError, AttributeError):
+        city = None
+    if city is None:
+        try:
+            import yaml
+
+            sc = yaml.safe_load((run / "scenario.yaml").read_text(encoding="utf-8"))
+            city = sc.get("city") if isinstance(sc, dict) else None
+        except (OSError, ValueError, yaml.YAMLError):
+            city = None
+    if not isinstance(city, str) or not city.strip():
+        return None
+    return Path(city).name if ("/" in city or "\\" in city) else city
+
+
+def _read_depth(path: Path):
+    """(max depth array, transform, crs, shape) of a run's max_depth.tif; ValueError naming the file."""
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    try:
+        with rasterio.open(path) as src:
+            if src.count < 1:
+                raise ValueError(f"{path}: a GeoTIFF without bands")
+            z = src.read(1, masked=True).filled(np.nan)
+            return z, src.transform, src.crs
+    except (RasterioError, OSError) as exc:
+        raise ValueError(f"{path}: not a readable GeoTIFF ({exc})") from None
 
 
 def flat_kpis(kp: dict) -> dict[str, float]:
@@ -48,13 +165,25 @@ def flat_kpis(kp: dict) -> dict[str, float]:
     return out
 
 
-def compare_runs(run_a, run_b, png: str | Path | None = None) -> dict:
+def compare_runs(run_a, run_b, png: str | Path | None = None, force: bool = False) -> dict:
+    """KPIs of two run folders side by side (and a max-depth difference map when the grids match).
+
+    Runs of different cities are refused (ValueError naming both) unless ``force``; then the result's
+    ``warnings`` says so."""
     a, b = Path(run_a), Path(run_b)
     for r in (a, b):
-        if not (r / "kpis.json").exists():
-            raise FileNotFoundError(f"{r}: no kpis.json (not a finished run folder)")
-    ka = flat_kpis(json.loads((a / "kpis.json").read_text()))
-    kb = flat_kpis(json.loads((b / "kpis.json").read_text()))
+        if not r.is_dir():
+            raise FileNotFoundError(f"{r}: no such run folder")
+    kpa, kpb = read_kpis(a), read_kpis(b)
+    warnings = []
+    ca, cb = run_city(a), run_city(b)
+    if ca is not None and cb is not None and ca != cb:
+        msg = (f"{a} is a run of city {ca!r} and {b} a run of city {cb!r}: their KPIs and maps do not "
+               "describe the same place")
+        if not force:
+            raise ValueError(msg + "; pass --force (force=True) to compare them anyway")
+        warnings.append(msg + " (compared anyway: --force)")
+    ka, kb = flat_kpis(kpa), flat_kpis(kpb)
     rows = []
     for key in list(dict.fromkeys(list(ka) + list(kb))):
         va, vb = ka.get(key), kb.get(key)
@@ -69,18 +198,15 @@ def compare_runs(run_a, run_b, png: str | Path | None = None) -> dict:
     lines = lines[1:3] + [f"{'KPI':<{w}}  {'A':>14}  {'B':>14}  {'B - A':>14}"]
     for r in rows:
         lines.append(f"{r['kpi']:<{w}}  {f(r['a']):>14}  {f(r['b']):>14}  {f(r['b_minus_a']):>14}")
-    res = {"run_a": str(a), "run_b": str(b), "rows": rows, "table": "\n".join(lines), "png": None}
+    res = {"run_a": str(a), "run_b": str(b), "rows": rows, "table": "\n".join(lines), "png": None,
+           "cities": [ca, cb], "warnings": warnings}
     ta, tb = a / "max_depth.tif", b / "max_depth.tif"
     if ta.exists() and tb.exists():
-        import rasterio
-
-        with rasterio.open(ta) as da, rasterio.open(tb) as db:
-            if da.shape != db.shape or da.transform != db.transform:
-                res["map_note"] = "grids differ: no difference map"
-                return res
-            za = da.read(1, masked=True).filled(np.nan)
-            zb = db.read(1, masked=True).filled(np.nan)
-            transform, crs = da.transform, da.crs
+        za, transform, crs = _read_depth(ta)
+        zb, tb_transform, _ = _read_depth(tb)
+        if za.shape != zb.shape or transform != tb_transform:
+            res["map_note"] = "grids differ: no difference map"
+            return res
         diff = zb - za
         from twin.output.writers import write_geotiff
 

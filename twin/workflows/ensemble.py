@@ -9,28 +9,65 @@ probability (share of members) that the maximum depth exceeds each threshold, pe
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["run_ensemble", "member_scenarios", "parse_vary", "run_member"]
+__all__ = ["run_ensemble", "member_scenarios", "parse_vary", "run_member", "parse_thresholds",
+           "check_members", "validate_members", "MAX_MEMBERS"]
+
+MAX_MEMBERS = 10_000  # a larger ensemble is a typo, not a plan (each member writes a run folder)
+
+
+def check_members(members) -> int:
+    """``members`` as an int in 1..MAX_MEMBERS; ValueError naming the value otherwise."""
+    if isinstance(members, bool) or not isinstance(members, int | np.integer):
+        raise ValueError(f"--members {members!r}: expected a whole number of members")
+    if not 1 <= members <= MAX_MEMBERS:
+        raise ValueError(f"--members {members}: must be between 1 and {MAX_MEMBERS}")
+    return int(members)
+
+
+def parse_thresholds(text: str) -> list[float]:
+    """``"0.1,0.5,1"`` → depths in m (finite, >= 0, at least one); ValueError naming the bad item."""
+    out = []
+    for item in str(text).split(","):
+        if not item.strip():
+            continue
+        try:
+            v = float(item)
+        except ValueError:
+            raise ValueError(f"--thresholds {text!r}: {item.strip()!r} is not a depth in m "
+                             "(expected numbers separated by commas, e.g. 0.1,0.5,1.0)") from None
+        if not math.isfinite(v) or v < 0:
+            raise ValueError(f"--thresholds {text!r}: {item.strip()!r} must be a finite depth >= 0 m")
+        out.append(v)
+    if not out:
+        raise ValueError(f"--thresholds {text!r}: give at least one depth in m (e.g. 0.1,0.5,1.0)")
+    return out
 
 
 def parse_vary(text: str) -> tuple[str, float, float]:
     m = re.match(r"^\s*([A-Za-z0-9_.]+)\s*=\s*([-+0-9.eE]+)\s*\.\.\s*([-+0-9.eE]+)\s*$", text)
     if not m:
         raise ValueError(f"--vary {text!r}: expected key.path=lo..hi (e.g. flood.rain.peak_mm_per_h=60..120)")
-    return m.group(1), float(m.group(2)), float(m.group(3))
+    try:
+        lo, hi = float(m.group(2)), float(m.group(3))
+    except ValueError:
+        raise ValueError(f"--vary {text!r}: lo and hi must be numbers (e.g. flood.rain.peak_mm_per_h=60..120)") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"--vary {text!r}: lo and hi must be finite")
+    return m.group(1), lo, hi
 
 
 def member_scenarios(scenario, members: int, vary=()) -> list[tuple[dict, list[str]]]:
     """[(scenario dict, overrides)] for each member (seed from SeedSequence.spawn)."""
     from twin.scenario import apply_overrides
 
-    if members < 1:
-        raise ValueError(f"--members must be >= 1, got {members}")
+    members = check_members(members)
     children = np.random.SeedSequence(scenario.seed).spawn(members)
     base = scenario.to_dict()
     out = []
@@ -43,6 +80,24 @@ def member_scenarios(scenario, members: int, vary=()) -> list[tuple[dict, list[s
             ov.append(f"{key}={val!r}")
         out.append((apply_overrides(base, ov), ov))
     return out
+
+
+def validate_members(specs, source: str = "ensemble") -> list:
+    """Validate every member's scenario (``member_scenarios`` output) before any member runs; a
+    ScenarioError names each failing member, its overrides, the key and the value."""
+    from twin.scenario import ScenarioError, _validate
+
+    scenarios, errors = [], []
+    for i, (d, ov) in enumerate(specs):
+        try:
+            scenarios.append(_validate(d, source=f"{source} member {i:03d} ({', '.join(ov[2:]) or 'no --vary'})",
+                                       base_dir=None))
+        except ScenarioError as exc:
+            errors.append(str(exc).replace("invalid scenario:", "").strip())
+    if errors:
+        raise ScenarioError(f"{len(errors)} of {len(specs)} ensemble members are invalid; nothing was run:\n  "
+                            + "\n  ".join(errors))
+    return scenarios
 
 
 def run_member(scenario_dict: dict, out_dir: str, city=None) -> dict:
@@ -64,8 +119,9 @@ def run_ensemble(scenario, members: int, out_dir, vary=(), scheduler: str | None
                  n_workers: int | None = None, serial: bool = False, thresholds=(0.1, 0.5, 1.0),
                  progress: bool = False, city=None) -> dict:
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     specs = member_scenarios(scenario, members, vary)
+    validate_members(specs, source=str(scenario.name))
+    out.mkdir(parents=True, exist_ok=True)
     dirs = [str(out / f"member-{i:03d}") for i in range(members)]
     if serial:
         results = [run_member(d, o, city) for (d, _), o in zip(specs, dirs)]
