@@ -37,7 +37,10 @@ def test_kernel_matches_numpy_reference_on_a_dam_break_over_bumps(dtype, tol):
     # cell or two may differ; 99.5 % of the cells must agree
     close = np.abs(m.max_speed - np.sqrt(ms)) <= tol * 100
     assert close.all() if dtype == "float64" else close.mean() >= 0.995
-    assert h.min() >= -1e-12 and (h > 0).sum() > (h0 > 0).sum()  # spread, and no negative depth
+    # spread, and no negative depth: float32 round-off in the mass update leaves films of about
+    # -7e-12 m in the reference (numpy 2.x); anything below -1 nm would be a real negative depth
+    neg_tol = 1e-12 if dtype == "float64" else 1e-9
+    assert h.min() >= -neg_tol and m.depth.min() >= -neg_tol and (h > 0).sum() > (h0 > 0).sum()
 
 
 def test_kernel_matches_reference_across_dry_chunks_and_puddles():
