@@ -241,3 +241,64 @@ def test_extra_units_join_at_their_named_base():
     new = tw.services.units[n0:]
     assert len(new) == 2 and all(u.kind == "boat" for u in new)
     assert all(abs(u.home_x - fire["x"]) < 1 and abs(u.home_y - fire["y"]) < 1 for u in new)
+
+
+def test_flood_and_road_kinds_mid_run(tmp_path, valley):
+    """reservoir_release, breach, contraflow and road_reopen issued at 10 min act from 10 min on."""
+    def run(decisions, name):
+        d = tmp_path / name
+        d.mkdir()
+        sim = _valley_sim(d, valley, ["duration=20min"])
+        sim.run(until=600)
+        snap = (sim.twin.flood.volume_balance()["inflow_m3"], sim.twin.flood.elevation.copy(),
+                sim.twin.traffic.link_lanes.copy())
+        for dec in decisions:
+            sim.submit(dec)
+        sim.run()
+        return sim, snap
+
+    base, (in0, z0, lanes0) = run([], "base")
+    rel, (in1, _, _) = run([{"type": "reservoir_release", "times": [0, 7200], "discharge_m3_per_s": [40, 40]}], "rel")
+    assert in1 == in0                                               # nothing before the decision
+    extra = rel.twin.flood.volume_balance()["inflow_m3"] - base.twin.flood.volume_balance()["inflow_m3"]
+    assert extra == pytest.approx(40.0 * 600, rel=0.02)             # 40 m3/s for the last 10 min
+    line = [[X0 + 500, Y0 - 300], [X0 + 500, Y0 - 900]]
+    br, (_, z1, _) = run([{"type": "breach", "polyline": line, "crest_start_m": 6.0, "crest_end_m": -1.0,
+                           "formation": "5min"}], "breach")
+    np.testing.assert_array_equal(z1, z0)
+    assert (br.twin.flood.elevation < base.twin.flood.elevation - 0.5).any()   # the bed fell after 10 min
+    net = base.twin.traffic.network
+    fr, to = net.link_from_index, net.link_to_index
+    two_way = next(j for j in range(net.n_links) if any((to[j], fr[j]) == (fr[k], to[k]) for k in range(net.n_links)))
+    cf, (_, _, lanes1) = run([{"type": "contraflow", "links": [two_way], "until": "15min"}], "cf")
+    np.testing.assert_array_equal(lanes1, lanes0)
+    log = [(r["type"], r["t_s"], r["parent_id"] >= 0) for r in cf.twin.decisions.log if r["source"] == "api"]
+    assert log == [("contraflow", 600.0, False), ("road_reopen", 900.0, True)]   # the until is a follow-up
+    np.testing.assert_array_equal(cf.twin.traffic.link_lanes, lanes0)            # lanes back after 15 min
+    ro, _ = run([{"type": "road_closure", "links": [0, 1]}, {"type": "road_reopen", "links": [0], "at": 900}], "ro")
+    assert not ro.twin.traffic.link_closed[0] and ro.twin.traffic.link_closed[1]
+
+
+def test_warning_and_shelter_close_mid_run(tmp_path):
+    """A warning issued at 20 min reaches households only after 20 min; a shelter closed at 20 min
+    admits nobody after 20 min."""
+    sc = load_scenario(MOLAVE, FAST + ["duration=40min", "outputs.tables_every=5min"])
+    tw = build_twin(sc)
+    sim = Simulation(tw, out_dir=tmp_path / "run")
+    pm = tw.people
+    sim.run(until=1200)
+    from twin.agents.people import CHANNELS
+
+    tv = CHANNELS.index("tv")
+    assert not np.isfinite(pm.recv_s[:, tv]).any()
+    busiest = int(np.argmax(pm.shelter_occupancy)) if pm.shelter_occupancy.any() else 0
+    occ = int(pm.shelter_occupancy[busiest])
+    sx, sy = float(pm.shelter_x[busiest]), float(pm.shelter_y[busiest])
+    pl = tw.city.places
+    place = pl.loc[(np.hypot(pl["x"] - sx, pl["y"] - sy) < 1.0), "place_id"].iloc[0]
+    sim.submit({"type": "warning", "channel": "tv"})
+    sim.submit({"type": "shelter_close", "place": str(place)})
+    sim.run()
+    got = pm.recv_s[:, tv]
+    assert np.isfinite(got).any() and got[np.isfinite(got)].min() >= 1200.0
+    assert pm.shelter_occupancy[busiest] <= occ        # nobody admitted after the closure

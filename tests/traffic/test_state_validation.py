@@ -14,7 +14,7 @@ import pytest
 from twin import _core
 from twin.traffic import TrafficModel
 
-from .conftest import corridor, uniform_trips
+from .helpers import corridor, uniform_trips
 
 pytestmark = pytest.mark.timeout(60)
 
