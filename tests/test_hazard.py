@@ -118,8 +118,6 @@ FAST = ["resolution_m=300", "start=2020-10-28T08:00", "duration=90min", "couplin
 
 
 def test_map_hazard_equals_people_hazard_in_a_coupled_run(tmp_path):
-    from twin.output import tables
-
     """At the same cell and time, the people model's hazard for someone at ground level is the
     map's (Twin.hazard(), what fields.nc records): one rule, same land use, same fields; and the
     tables classify with the scenario's thresholds."""
@@ -144,6 +142,8 @@ def test_map_hazard_equals_people_hazard_in_a_coupled_run(tmp_path):
     x, y = np.where(at_home, pm.home_x, pm.x), np.where(at_home, pm.home_y, pm.y)
     cell = pm._cell_of(x, y)
     ground = np.flatnonzero((at_home | np.isin(pm.state, (WALK, DRIVE))) & ~pm._wet_cells[cell])
+    from twin.output import tables
+
     r, c, ok = tables._cells_at(tw, x[ground], y[ground])
     assert ok.all()
     map_hr = tw.hazard()[r, c]

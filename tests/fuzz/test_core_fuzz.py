@@ -215,7 +215,7 @@ def test_traffic_constructor_never_crashes(lengths, dt):
             np.arange(n, dtype=np.int32), np.arange(1, n + 1, dtype=np.int32), np.asarray(lengths, float),
             np.ones(n), np.full(n, 13.9), np.full(n, 1800.0), np.full(n, 0.133), np.arange(n + 1, dtype=float),
             np.zeros(n + 1), np.zeros(n + 2, np.int32), np.zeros(0), np.zeros(n + 1), np.full(n, -1, np.int32),
-            dt, np.ones(5), np.full(5, 0.3))  # fmt: skip
+            dt, np.ones(5))  # fmt: skip
     except OK_ERRORS:
         return
     e.add_trips(np.zeros(3, np.int32), np.full(3, n, np.int32), np.zeros(3), np.ones(3, np.uint8),

@@ -125,7 +125,7 @@ def _engine(n_links, length, dt):
         np.arange(n_links, dtype=np.int32), np.arange(1, n_links + 1, dtype=np.int32),
         np.full(n_links, float(length)), np.ones(n_links), np.full(n_links, 13.9), np.full(n_links, 1800.0),
         np.full(n_links, 0.133), x, np.zeros(n_links + 1), np.zeros(n_links + 2, np.int32), f[:0],
-        np.zeros(n_links + 1), np.full(n_links, -1, np.int32), dt, np.ones(5), np.full(5, 0.3),
+        np.zeros(n_links + 1), np.full(n_links, -1, np.int32), dt, np.ones(5),
     )  # fmt: skip
 
 

@@ -250,6 +250,8 @@ _JSON = (
         _k("written_utc", "string", "", "ISO-8601 UTC time this manifest was written"),
         _k("files", "array", "", "files in the run folder when this manifest was written"),
         _k("schema_version", "integer", "", "version of this schema (twin.output.schema.SCHEMA_VERSION)"),
+        _k("warnings", "array", "", "what the build warned about (e.g. places that fall in water at this "
+           "resolution)", False),
     )),
     JsonFile("kpis.json", "Key performance indicators of the run (definitions: twin/output/kpis.py). "
              "Sections of components that did not run are absent.", (
@@ -265,7 +267,10 @@ _JSON = (
         _k("land_area_m2", NUM, "m2", "flood: land area of the grid", False),
         _k("volume_balance", "object", "m3", "flood: volume, initial, inflow, outflow, lost, error", False),
         _k("max_depth_at_places", "array", "m", "flood: per place {place_id, name, kind, x, y, max_depth_m, "
-           "arrival_time_s}", False),
+           "arrival_time_s, read, row, col}: the water a person there meets (above the normal water surface, "
+           "on land near the place)", False),
+        _k("places_in_water", "array", "", "flood: places whose own cell is permanent water at this resolution "
+           "(they read a nearby land cell instead)", False),
         _k("direct_damage", "object", "USD", "flood: depth-damage estimate with its method", False),
         _k("people_exposure_person_hours", "object", "h", "people: person-hours per hazard class", False),
         _k("evacuation_clearance_s", "object", "s", "people: p50, p90, p95 clearance times", False),
