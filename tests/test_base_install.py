@@ -40,7 +40,7 @@ def test_other_formats_name_the_extra(no_geopandas, tmp_path):
 def test_serve_without_dash_names_the_extra(monkeypatch, tmp_path, capsys):
     from twin.cli import main
 
-    for name in [m for m in sys.modules if m == "dashboards.app" or m.startswith("dashboards.pages")]:
+    for name in [m for m in sys.modules if m == "twin.dashboard.app" or m.startswith("twin.dashboard.pages")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "dash", None)
     assert main(["serve", "--runs", str(tmp_path)]) == 2

@@ -33,6 +33,7 @@ from twin.scenario import Scenario
 
 if TYPE_CHECKING:  # pragma: no cover
     from twin.agents import EmergencyServices, PeopleModel
+    from twin.city import City
     from twin.flood import FloodModel
     from twin.roads import RoadNetwork
     from twin.sensors.assimilation import Assimilator
@@ -52,7 +53,7 @@ class Twin:
     :class:`twin.simulation.Simulation` owns the clock and the order)."""
 
     scenario: Scenario
-    city: Any                                 # twin.city.City (or a test's stand-in with the same layers)
+    city: City                                # (tests hand in stand-ins with the same layers)
     terrain: Terrain
     flood: FloodModel | None = None
     traffic: TrafficModel | None = None
@@ -463,6 +464,9 @@ def _build_traffic(tw: Twin) -> None:
     sc = tw.scenario
     tr = sc.traffic
     net = tw.city.roads
+    if net is None:
+        raise ValueError(f"traffic: the city bundle {tw.scenario.city!r} has no road network; "
+                         "disable the traffic section (traffic: null) or give a city with roads")
     if tr.largest_component_only:
         net = net.largest_strongly_connected()
     tw.traffic_network = net

@@ -198,7 +198,7 @@ def test_molave_demo_school_reads_land_not_the_river(tmp_path, capsys):
     assert any("Phan Bội Châu" in w for w in man["warnings"])
     assert "Phan Bội Châu" in capsys.readouterr().err
     # the dashboard's place series reads the same land cell (fields.nc at the kpis' row, col)
-    from dashboards.runs import Run
+    from twin.dashboard.runs import Run
 
     series = Run(tmp_path / "run").frames(pl).place_series[str(p["place_id"])]
     assert len(series) >= 1 and float(np.max(series)) < 0.1
