@@ -127,6 +127,12 @@ def _in_crs(d: _Decision, raw: np.ndarray, field: str, xy: Any, crs: str) -> Non
 def _on_map(d: _Decision, twin: Twin, pts: np.ndarray, field: str, value: Any, every: bool = True) -> None:
     x0, y0, x1, y1 = twin.terrain.bounds
     inside = (pts[:, 0] >= x0) & (pts[:, 0] <= x1) & (pts[:, 1] >= y0) & (pts[:, 1] <= y1)
+    if not every and len(pts) > 1 and not inside.any():
+        # a polyline may cross the map with both ends outside it (a levee drawn across the domain)
+        from shapely.geometry import LineString, box
+
+        if LineString(pts).intersects(box(x0, y0, x1, y1)):
+            return
     if (every and not inside.all()) or not inside.any():
         raise _err(d, field, value, f"outside the map (x {x0:.0f}..{x1:.0f}, y {y0:.0f}..{y1:.0f} in "
                                     f"{twin.terrain.crs})")

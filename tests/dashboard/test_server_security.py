@@ -186,13 +186,15 @@ class Served:
         self.log = root / f"serve-{self.port}.log"
         env = dict(os.environ)
         env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self._log_fh = self.log.open("w")      # closed in stop(): the child writes to it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "twin", "serve", "--runs", str(tree["runs"]), "--scenarios", str(tree["scenarios"]),
              "--port", str(self.port), *extra],
-            stdout=self.log.open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=str(root))
+            stdout=self._log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=str(root))
         deadline = time.monotonic() + 180
         while True:
             if self.proc.poll() is not None:
+                self._log_fh.close()
                 raise RuntimeError(f"twin serve exited {self.proc.returncode}: {self.log.read_text()}")
             try:
                 if self.request("GET", "/")[0] == 200:
@@ -234,6 +236,8 @@ class Served:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=10)
+        finally:
+            self._log_fh.close()
 
 
 def find_callback(deps: list[dict], output: str, changed: str) -> dict:

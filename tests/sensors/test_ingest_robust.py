@@ -152,7 +152,8 @@ def test_50mb_payload_rejected_by_size_with_bounded_memory(broker, tmp_path, pro
         status = f"/proc/{ing.pid}/status"
 
         def kb(field):
-            return next(int(ln.split()[1]) for ln in open(status) if ln.startswith(field + ":"))
+            with open(status) as fh:
+                return next(int(ln.split()[1]) for ln in fh if ln.startswith(field + ":"))
 
         with open(f"/proc/{ing.pid}/clear_refs", "w") as f:     # reset the peak (VmHWM) to the current RSS
             f.write("5")

@@ -302,3 +302,16 @@ def test_warning_and_shelter_close_mid_run(tmp_path):
     got = pm.recv_s[:, tv]
     assert np.isfinite(got).any() and got[np.isfinite(got)].min() >= 1200.0
     assert pm.shelter_occupancy[busiest] <= occ        # nobody admitted after the closure
+
+
+def test_a_levee_across_the_map_with_both_ends_outside_is_accepted(tmp_path, valley):
+    """Only a polyline that misses the map entirely is refused (its vertices may lie outside)."""
+    sim = _valley_sim(tmp_path, valley, ["duration=2min"])
+    x0, y0, x1, y1 = sim.twin.terrain.bounds
+    mid = 0.5 * (x0 + x1)
+    sim.submit({"type": "levee", "polyline": [[mid, y1 + 50], [mid, y0 - 50]], "crest_m": 20})
+    with pytest.raises(DecisionError, match="outside the map"):
+        sim.submit({"type": "levee", "polyline": [[x1 + 10, y1 + 50], [x1 + 10, y0 - 50]], "crest_m": 20})
+    sim.run()
+    row = [r for r in sim.twin.decisions.log if r["type"] == "levee"][0]
+    assert row["outcome"] == "applied" and not row["message"].startswith("0 ")
