@@ -279,3 +279,15 @@ def test_component_info_contract(city):
     for attr in ("state", "x", "y", "hr"):
         assert getattr(pm, attr).shape == (pm.n_agents,)
     assert pm.person_hours.sum() == pytest.approx(pm.n_persons * 300.0 / 3600.0)
+
+
+def test_a_shelter_opened_later_gets_the_trees_it_would_have_had_from_the_start(city):
+    """open_shelter (a decision) inserts the new destination's rows: equal to a table built with it."""
+    pm = PeopleModel(city, {"n_tourists": 0}, np.random.default_rng(1))
+    x, y = float(city.roads.nodes["x"].iloc[7]), float(city.roads.nodes["y"].iloc[7])
+    k = pm.open_shelter(x, y, 100, name="late")
+    want = pm.destination_tables(pm.dest_node)
+    for name, table in zip(("walk_cost", "walk_next", "drive_cost", "drive_next", "walk_len", "drive_len",
+                            "drive_speed"), want):
+        np.testing.assert_array_equal(getattr(pm, name), table, err_msg=name)
+    assert pm.dest_node[k] == pm.shelter_node[k] and pm.n_shelters == k + 1

@@ -203,20 +203,11 @@ class PeopleModel(PopulationSynthesis, mesa.Model):
         g = self.graph
         node = int(g.nearest_node(np.array([float(x)]), np.array([float(y)]))[0])
         ns = self.n_shelters
-        wc, wn = g.trees_to(np.array([node], np.int64), g.length_m, undirected=True)
-        dc, dn = g.trees_to(np.array([node], np.int64), g.length_m / g.free_speed_mps)
-        N = g.n_nodes
-        nodes = np.arange(N)
-        lk = np.where(wn[0] >= 0, g.link_between(nodes, np.maximum(wn[0], 0)), -1)
-        lk = np.where((lk < 0) & (wn[0] >= 0), g.link_between(np.maximum(wn[0], 0), nodes), lk)
-        wl = np.where(lk >= 0, g.length_m[np.maximum(lk, 0)], 1.0)
-        lk = np.where(dn[0] >= 0, g.link_between(nodes, np.maximum(dn[0], 0)), -1)
-        dl = np.where(lk >= 0, g.length_m[np.maximum(lk, 0)], 1.0)
-        ds = np.where(lk >= 0, g.free_speed_mps[np.maximum(lk, 0)], 1.0)
-        for attr, row in (("walk_cost", wc[0]), ("walk_next", wn[0]), ("drive_cost", dc[0]), ("drive_next", dn[0]),
-                          ("walk_len", wl), ("drive_len", dl), ("drive_speed", ds)):
+        rows = self.destination_tables(np.array([node], np.int64))
+        for attr, row in zip(("walk_cost", "walk_next", "drive_cost", "drive_next", "walk_len", "drive_len",
+                              "drive_speed"), rows):
             a = getattr(self, attr)
-            setattr(self, attr, np.insert(a, ns, row.astype(a.dtype), axis=0))
+            setattr(self, attr, np.insert(a, ns, row[0].astype(a.dtype), axis=0))
         self.dest_node = np.insert(self.dest_node, ns, node).astype(np.int64)
         self.dest[self.dest >= ns] += 1            # relatives' destinations move up by one
         row = {"x": float(x), "y": float(y), "kind": "shelter", "capacity": float(capacity), "name": name}

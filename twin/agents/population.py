@@ -202,22 +202,29 @@ class PopulationSynthesis:
         self.relatives_node = rel
         self.n_shelters = len(self.shelter_node)
         self.dest_node = np.concatenate([self.shelter_node, rel]).astype(np.int64)
-        self.walk_cost, self.walk_next = g.trees_to(self.dest_node, g.length_m, undirected=True)
-        self.drive_cost, self.drive_next = g.trees_to(self.dest_node, g.length_m / g.free_speed_mps)
+        (self.walk_cost, self.walk_next, self.drive_cost, self.drive_next, self.walk_len, self.drive_len,
+         self.drive_speed) = self.destination_tables(self.dest_node)
         self.node_cell = node_cell
         self._relatives_cells = np.unique(node_cell[rel]) if k else np.zeros(0, np.int64)
-        # per (destination, node): length of the next edge, and the driving speed on it
-        D, N = len(self.dest_node), g.n_nodes
+
+    def destination_tables(self, dest_nodes):
+        """Per (destination, node): walking and driving tree (cost, next node) to each destination,
+        the length of the next edge on each, and the driving speed on it (one row per destination;
+        rows are independent, so a destination added later gets the same row it would have had)."""
+        g = self.graph
+        walk_cost, walk_next = g.trees_to(dest_nodes, g.length_m, undirected=True)
+        drive_cost, drive_next = g.trees_to(dest_nodes, g.length_m / g.free_speed_mps)
+        D, N = len(dest_nodes), g.n_nodes
         node = np.broadcast_to(np.arange(N), (D, N)).ravel()
-        wn = self.walk_next.ravel()
+        wn = walk_next.ravel()
         lk = np.where(wn >= 0, g.link_between(node, np.maximum(wn, 0)), -1)
         lk = np.where((lk < 0) & (wn >= 0), g.link_between(np.maximum(wn, 0), node), lk)
-        self.walk_len = np.where(lk >= 0, g.length_m[np.maximum(lk, 0)], 1.0).reshape(D, N)
-        dn = self.drive_next.ravel()
+        walk_len = np.where(lk >= 0, g.length_m[np.maximum(lk, 0)], 1.0).reshape(D, N)
+        dn = drive_next.ravel()
         lk = np.where(dn >= 0, g.link_between(node, np.maximum(dn, 0)), -1)
-        self.drive_len = np.where(lk >= 0, g.length_m[np.maximum(lk, 0)], 1.0).reshape(D, N)
-        self.drive_speed = np.where(lk >= 0, g.free_speed_mps[np.maximum(lk, 0)], 1.0).reshape(D, N)
-
+        drive_len = np.where(lk >= 0, g.length_m[np.maximum(lk, 0)], 1.0).reshape(D, N)
+        drive_speed = np.where(lk >= 0, g.free_speed_mps[np.maximum(lk, 0)], 1.0).reshape(D, N)
+        return walk_cost, walk_next, drive_cost, drive_next, walk_len, drive_len, drive_speed
 
 def _apply_affine(a, x, y):
     """(col, row) = a · (x, y) for an ``affine.Affine`` (no deprecated ``*`` on tuples)."""
