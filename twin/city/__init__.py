@@ -27,7 +27,7 @@ __all__ = ["City", "load_city", "read_wards", "available_cities", "cache_dir", "
 
 LANDCOVER_NAMES = {1: "sea", 2: "water", 3: "urban_dense", 4: "urban_sparse", 5: "paddy", 6: "forest", 7: "sand"}
 PLACE_KINDS = ("hospital", "school", "shelter", "hotel", "fire_station", "police", "dispatch", "pumping_station",
-               "gauge_stage", "gauge_rain", "gauge_tide", "public_building")
+               "gauge_stage", "gauge_rain", "gauge_tide", "public_building", "industrial_zone", "tourism")
 
 
 @dataclass

@@ -178,10 +178,13 @@ def tamky_manifest(R: dict, params: dict, links: pd.DataFrame, places: pd.DataFr
             "water_depth0": layer("water_depth0_30m.tif", resolution_m=30, synthetic=True,
                                   source="rivers/lagoon at +0.3 m rising upstream, Phú Ninh at 32 m, sea at 0 m",
                                   licence="CC BY-SA 4.0", units="m"),
-            "wards": layer("wards.geojson", resolution_m=30, synthetic=True, raster="wards_30m.tif",
-                           source="Voronoi partition of a synthetic city boundary around documented ward seeds "
-                                  "(ward names real: Tam Kỳ, Bàn Thạch, Hương Trà, Quảng Phú)",
-                           licence="CC BY-SA 4.0"),
+            "wards": layer("wards.geojson", resolution_m=30, synthetic=False, generalised=True, raster="wards_30m.tif",
+                           source="the four 2025 wards (Tam Kỳ, Bàn Thạch, Hương Trà, Quảng Phú; GSO codes and official "
+                                  "areas from vietnamadminunits) dissolved from the generalised polygons of the 13 legacy "
+                                  "wards of the former Tam Kỳ city (censusVN2009; generalised, provenance unverified; legacy "
+                                  "names in legacy_names); sources/census2009_tamky_wards.geojson, "
+                                  "sources/tamky_legacy_wards_to_2025.csv; twin.city.census",
+                           licence="MIT (censusVN2009 package, Marc Choisy; vietnamadminunits, Tran Ngoc Minh Hieu)"),
             "roads": layer("roads_links.parquet", synthetic=True, nodes_file="roads_nodes.parquet",
                            source=f"QL1A from the national road layer ({n_real} real links, CTU-SematX LegoCity, "
                                   "CC BY-SA 4.0); arterials placed on the known layout and local streets generated "
@@ -191,10 +194,11 @@ def tamky_manifest(R: dict, params: dict, links: pd.DataFrame, places: pd.DataFr
             "places": layer("places.csv", synthetic=True,
                             source="names of real institutions where noted; positions and capacities synthetic",
                             licence="CC BY-SA 4.0", count=int(len(places))),
-            "population": layer("population.csv", synthetic=True,
-                                source="census-like totals (≈120,000 persons, ≈35,000 households; 2019 census "
-                                       "order of magnitude) split by ward; shares from national statistics, synthetic",
-                                licence="CC BY-SA 4.0"),
+            "population": layer("population.csv", synthetic=False, generalised=True,
+                                source="persons and households per 2025 ward from the 2009 census by legacy ward (GSO) "
+                                       "scaled by 1.320 to the 2019 census total of 122,374; households = persons / 3.5; "
+                                       "shares of elderly, children, vehicles and storeys synthetic; twin.city.census",
+                                licence="census counts are public statistics (GSO); polygons MIT (censusVN2009)"),
             "inflows": layer("inflows.csv", synthetic=True,
                              source="Phú Ninh release point below the dam (spillways 1,053 + 853 m³/s), river inflow "
                                     "points at the domain edge", licence="CC BY-SA 4.0"),

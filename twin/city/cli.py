@@ -53,7 +53,8 @@ def _info(args) -> int:
     m = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     rows = []
     for name, d in m.get("layers", {}).items():
-        rows.append({"layer": name, "kind": "synthetic" if d.get("synthetic") else "real",
+        rows.append({"layer": name, "kind": "synthetic" if d.get("synthetic") else
+                     ("real (generalised)" if d.get("generalised") else "real"),
                      "resolution_m": d.get("resolution_m"), "file": d.get("file") or f"derived from {d.get('derived_from')}",
                      "source": d.get("source", ""), "licence": d.get("licence", "")})
     if args.json:

@@ -12,7 +12,8 @@ ROAD_STYLE = {  # highway: (colour, width)
 PLACE_STYLE = {  # kind: (marker, colour, label)
     "hospital": ("P", "#e60026", "hospital"), "school": ("s", "#8e44ad", "school"),
     "shelter": ("^", "#27ae60", "shelter"), "public_building": ("D", "#16a085", "public building"),
-    "hotel": ("h", "#d35400", "hotel"), "fire_station": ("*", "#c0392b", "fire/rescue"),
+    "hotel": ("h", "#d35400", "hotel"), "industrial_zone": ("s", "#7f8c8d", "industry"),
+    "tourism": ("P", "#e67e22", "tourism"), "fire_station": ("*", "#c0392b", "fire/rescue"),
     "police": ("v", "#2c3e50", "police"), "dispatch": ("X", "#000000", "dispatch"),
     "pumping_station": ("o", "#2980b9", "pump"), "gauge_stage": ("d", "#1abc9c", "stage gauge"),
     "gauge_rain": ("p", "#34495e", "rain gauge"), "gauge_tide": ("8", "#0b5394", "tide gauge"),

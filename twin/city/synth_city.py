@@ -48,11 +48,13 @@ ARTERIALS_LL = [
     ("Đường Tam Kỳ – Phú Ninh", "secondary", None),
 ]
 
-WARDS = [  # name, seed (lon, lat), persons, households, elderly, children, motorbike, car, storeys
+WARDS = [  # name, seed (lon, lat: where the ward's People's Committee and police are placed, inside the real
+    # ward polygon), persons and households (synthetic, superseded by twin.city.census), elderly, children,
+    # motorbike, car, storeys (synthetic shares)
     ("Tam Kỳ", (108.4790, 15.5680), 38_600, 11_200, 0.135, 0.220, 0.80, 0.12, 2.4),
-    ("Bàn Thạch", (108.4760, 15.5960), 27_900, 8_150, 0.140, 0.235, 0.82, 0.09, 1.8),
-    ("Hương Trà", (108.4530, 15.5580), 24_300, 7_050, 0.150, 0.240, 0.83, 0.08, 1.6),
-    ("Quảng Phú", (108.5150, 15.5760), 29_200, 8_600, 0.145, 0.245, 0.82, 0.08, 1.7),
+    ("Bàn Thạch", (108.4671, 15.5953), 27_900, 8_150, 0.140, 0.235, 0.82, 0.09, 1.8),
+    ("Hương Trà", (108.5052, 15.5585), 24_300, 7_050, 0.150, 0.240, 0.83, 0.08, 1.6),
+    ("Quảng Phú", (108.5155, 15.5953), 29_200, 8_600, 0.145, 0.245, 0.82, 0.08, 1.7),
 ]
 CITY_BOUNDARY_LL = [(108.438, 15.600), (108.458, 15.622), (108.500, 15.614), (108.532, 15.603),
                     (108.574, 15.586), (108.585, 15.560), (108.566, 15.543), (108.522, 15.538),
@@ -343,46 +345,39 @@ def directed_links(nodes: pd.DataFrame, und: pd.DataFrame, grid_R: dict) -> pd.D
 
 # ----------------------------------------------------------------------------- wards
 def ward_raster(R: dict) -> np.ndarray:
-    from rasterio.features import rasterize
-    t = R["transform"]
-    shape = R["landcover"].shape
-    city = rasterize([(Polygon(synth.to_utm(np.array(CITY_BOUNDARY_LL))), 1)], out_shape=shape, transform=t,
-                     dtype="uint8").astype(bool)
-    city &= R["landcover"] != 1
-    x = synth.X0 + (np.arange(shape[1]) + 0.5) * t.a
-    y = synth.Y1 - (np.arange(shape[0]) + 0.5) * t.a
-    X, Y = np.meshgrid(x, y)
-    seeds = synth.to_utm(np.array([w[1] for w in WARDS]))
-    d = np.stack([np.hypot(X - sx, Y - sy) for sx, sy in seeds])
-    w = (d.argmin(0) + 1).astype(np.int16)
-    w[~city] = 0
-    return w
+    """Ward code per 30 m cell from the real 2025 wards (twin.city.census), on land only (not the sea)."""
+    from twin.city import census
+    wards = census.real_wards(crs=f"EPSG:{synth.CRS_EPSG}")
+    sea = R["landcover"] == 1
+    return census.rasterize_wards(wards, R["landcover"].shape, R["transform"], land=~sea, sea=sea)
 
 
 def ward_polygons(wr: np.ndarray, transform) -> pd.DataFrame:
+    """The real 2025 wards (generalised legacy polygons dissolved; twin.city.census) as a GeoDataFrame."""
+    from twin.city import census
     from twin.city.bundle import require_geopandas
     gpd = require_geopandas("ward polygons")
-    from rasterio.features import shapes
-    from shapely.geometry import shape as shp_shape
-    geoms = {}
-    for geom, val in shapes(wr.astype(np.int16), mask=wr > 0, transform=transform):
-        geoms.setdefault(int(val), []).append(shp_shape(geom))
-    rows = []
+    wards = census.real_wards(crs=f"EPSG:{synth.CRS_EPSG}")
     for i, w in enumerate(WARDS, start=1):
-        g = unary_union(geoms.get(i, []))
-        rows.append({"ward": i, "ward_name": w[0], "area_km2": g.area / 1e6, "source": "synthetic", "geometry": g})
-    return gpd.GeoDataFrame(rows, geometry="geometry", crs=f"EPSG:{synth.CRS_EPSG}")
+        seed = synth.to_utm(np.array(w[1]))
+        if w[0] != wards.loc[i - 1, "ward_name"] or not wards.loc[i - 1, "geometry"].contains(Point(seed)):
+            raise ValueError(f"synth_city.WARDS: the seed of {w[0]!r} is not inside its real ward polygon")
+    return gpd.GeoDataFrame(wards, geometry="geometry", crs=f"EPSG:{synth.CRS_EPSG}")
 
 
 def population_table(wards_gdf, places: pd.DataFrame) -> pd.DataFrame:
+    """Persons and households per ward from the census (twin.city.census), other shares synthetic."""
+    from twin.city import census
     rows = []
-    for i, (name, _, persons, hh, eld, chi, moto, car, storeys) in enumerate(WARDS, start=1):
-        rows.append({"ward": i, "ward_name": name, "households": hh, "persons": persons,
+    for i, (name, _, _persons, _hh, eld, chi, moto, car, storeys) in enumerate(WARDS, start=1):
+        w = wards_gdf.loc[wards_gdf["ward"] == i].iloc[0]
+        rows.append({"ward": i, "ward_name": name, "households": int(w["households"]), "persons": int(w["persons"]),
                      "share_elderly": eld, "share_children": chi, "share_motorbike": moto, "share_car": car,
                      "share_no_vehicle": round(1.0 - moto - car, 4), "mean_storeys": storeys,
-                     "area_km2": float(wards_gdf.loc[wards_gdf["ward"] == i, "area_km2"].iloc[0]),
+                     "area_km2": float(w["area_km2"]),
                      "tourists": int(places.loc[(places["ward"] == i) & (places["kind"] == "hotel"), "tourists"].sum()),
-                     "source": "synthetic"})
+                     "legacy_wards": str(w["legacy_names"]), "ward_code": str(w["ward_code"]),
+                     "source": census.CENSUS_SOURCE + "; shares (elderly, children, vehicles, storeys) synthetic"})
     return pd.DataFrame(rows)
 
 
@@ -406,7 +401,7 @@ def build_places(R: dict, wr: np.ndarray, river_lines: dict, sources: dict, link
         ("Trường THPT Chuyên Nguyễn Bỉnh Khiêm", (1.5, 2.9), 1200, real_name),
         ("Trường THPT Trần Cao Vân", (-0.5, 1.0), 1500, real_name),
         ("Trường THPT Phan Bội Châu", (1.0, -1.3), 1500, real_name),
-        ("Trường THPT Duy Tân", (-2.5, -0.8), 1200, real_name),
+        ("Trường THPT Duy Tân", (-2.3, -0.8), 1200, real_name),
         ("Trường Đại học Quảng Nam", (3.0, 3.2), 3000, real_name),
         ("Trường THCS Lý Tự Trọng", (-0.8, -1.5), 800, "synthetic"),
         ("Trường THCS Nguyễn Du", (-2.6, 2.5), 800, "synthetic"),
@@ -416,7 +411,8 @@ def build_places(R: dict, wr: np.ndarray, river_lines: dict, sources: dict, link
         ("Trường Tiểu học Trần Quốc Toản", (-2.9, -1.6), 600, "synthetic"),
     ]:
         add(name, "school", uv(*p), cap, note)
-    add("Trường Tiểu học Tam Thanh", "school", synth.to_utm(np.array((108.5610, 15.5690))), 400, "synthetic")
+    add("Trường Tiểu học Tam Thanh", "school", synth.to_utm(np.array((108.5455, 15.5990))), 400,
+        "synthetic; in the real Tam Thanh commune, position approximate")
     # shelters and public buildings
     add("Trung tâm Hành chính tỉnh (cũ)", "public_building", uv(1.2, 2.65), 2000, real_name)
     add("Nhà thi đấu đa năng Tam Kỳ", "shelter", uv(1.8, 0.3), 2500, "synthetic")
@@ -429,15 +425,29 @@ def build_places(R: dict, wr: np.ndarray, river_lines: dict, sources: dict, link
         ("Khách sạn Mường Thanh Grand Quảng Nam", uv(0.2, 0.9), 360, real_name),
         ("Khách sạn Phú Ninh", uv(-0.5, 0.4), 120, "synthetic"),
         ("Khách sạn Sông Tam Kỳ", uv(0.9, -1.0), 80, "synthetic"),
-        ("Tam Thanh Beach Resort", synth.to_utm(np.array((108.5690, 15.5660))), 160, "synthetic"),
-        ("Khách sạn Biển Tam Thanh", synth.to_utm(np.array((108.5700, 15.5625))), 80, "synthetic"),
-        ("Homestay Làng bích họa Tam Thanh", synth.to_utm(np.array((108.5660, 15.5705))), 30,
-         "Tam Thanh mural village is real; homestay synthetic"),
+        ("Tam Thanh Beach Resort", synth.to_utm(np.array((108.5510, 15.6035))), 160,
+         "synthetic; on the Tam Thanh coast, position approximate"),
+        ("Khách sạn Biển Tam Thanh", synth.to_utm(np.array((108.5525, 15.5985))), 80,
+         "synthetic; on the Tam Thanh coast, position approximate"),
+        ("Homestay Làng bích họa Tam Thanh", synth.to_utm(np.array((108.5480, 15.6010))), 30,
+         "Tam Thanh mural village (thôn Trung Thanh) is real; homestay synthetic, position approximate"),
     ]:
         add(name, "hotel", xy, beds, note, tourists=int(round(0.6 * beds)))
+    # industry and tourism (the seed's other services in the exposure; capacity = workers on a shift for an
+    # industrial zone, visitors on a typical day for a tourism site: orders of magnitude, synthetic)
+    add("Khu công nghiệp Tam Thăng", "industrial_zone", synth.to_utm(np.array((108.4700, 15.6150))), 15000,
+        "real industrial park (Tam Thăng, along QL1A); position approximate, workers synthetic")
+    add("Cụm công nghiệp Thuận Yên", "industrial_zone", synth.to_utm(np.array((108.4560, 15.5700))), 5000,
+        "real industrial cluster (Hòa Thuận); position approximate, workers synthetic")
+    add("Bãi biển Tam Thanh", "tourism", synth.to_utm(np.array((108.5535, 15.6015))), 2000,
+        "real beach; position approximate, visitors synthetic")
+    add("Làng bích họa Tam Thanh", "tourism", synth.to_utm(np.array((108.5490, 15.5995))), 500,
+        "real mural village (thôn Trung Thanh, Tam Thanh); position approximate, visitors synthetic")
+    add("Công viên ven sông Bàn Thạch", "tourism", _bank_point(river_lines["Sông Bàn Thạch"], 0.58, grid, 60.0), 800,
+        "Bàn Thạch riverside (real area); position on the synthetic river, visitors synthetic")
     # emergency services
     add("Phòng Cảnh sát PCCC và CNCH – Công an tỉnh", "fire_station", uv(-1.2, 1.4), 0, real_name)
-    add("Đội PCCC và CNCH khu vực Tam Thanh", "fire_station", synth.to_utm(np.array((108.5580, 15.5660))), 0,
+    add("Đội PCCC và CNCH khu vực Tam Thanh", "fire_station", synth.to_utm(np.array((108.5440, 15.5960))), 0,
         "synthetic")
     add("Công an thành phố Tam Kỳ", "police", uv(0.8, 1.5), 0, "synthetic")
     for (wname, seed, *_rest) in WARDS:
@@ -455,7 +465,7 @@ def build_places(R: dict, wr: np.ndarray, river_lines: dict, sources: dict, link
     add("Trạm đo mực nước hồ Phú Ninh", "gauge_stage", synth.to_utm(np.array((108.4500, 15.5120))), 0,
         "reservoir level at the dam; position approximate")
     for name, ll in [("Trạm đo mưa Tam Kỳ", (108.4760, 15.5730)), ("Trạm đo mưa Phú Ninh", (108.4450, 15.5200)),
-                     ("Trạm đo mưa Tam Thanh", (108.5650, 15.5680)), ("Trạm đo mưa Hương Trà", (108.4520, 15.5500)),
+                     ("Trạm đo mưa Tam Thanh", (108.5470, 15.6000)), ("Trạm đo mưa Hương Trà", (108.5100, 15.5600)),
                      ("Trạm đo mưa Bàn Thạch", (108.4700, 15.6050))]:
         add(name, "gauge_rain", synth.to_utm(np.array(ll)), 0, "synthetic")
     tg = np.vstack(sources["rivers"])
