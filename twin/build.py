@@ -76,6 +76,8 @@ class Twin:
     input_files: list[Path] = field(default_factory=list)
     forcing: dict[str, Any] = field(default_factory=dict)
     ward_codes: dict[str, int] = field(default_factory=dict)
+    # names of wards before a merger (population.legacy_wards, "; "-joined) -> the code of today's ward
+    legacy_ward_codes: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # printed while building; in kpis.json and manifest.json
 
     # -- geometry ---------------------------------------------------------------------------
@@ -553,6 +555,9 @@ def _people_city_view(tw: Twin):
     pop = getattr(city, "population", None)
     if pop is not None and "ward_name" in pop.columns and pd.api.types.is_numeric_dtype(pop["ward"]):
         tw.ward_codes = {str(n): int(i) for n, i in zip(pop["ward_name"], pop["ward"])}  # names -> codes
+        if "legacy_wards" in pop.columns:  # e.g. Tam Kỳ's 13 wards before the 2020 and 2025 mergers
+            tw.legacy_ward_codes = {leg.strip(): int(i) for names, i in zip(pop["legacy_wards"], pop["ward"])
+                                    if isinstance(names, str) for leg in names.split(";") if leg.strip()}
     if pop is None or "ward_id" not in pop.columns or pd.api.types.is_numeric_dtype(pop["ward"]):
         return city
     codes = {_norm(n): int(i) for n, i in zip(pop["ward"], pop["ward_id"])}

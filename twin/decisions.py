@@ -161,12 +161,20 @@ def _ward_codes(d: _Decision, twin: Twin, wards: list[str] | None, field: str) -
     if wards is None:
         return None
     codes = {_norm(k): v for k, v in twin.ward_codes.items()}
+    # a ward's name before a merger (Tam Kỳ: "An Mỹ", "Phường Tân Thạnh") means the ward it is part of today
+    legacy = {_norm(k): v for k, v in getattr(twin, "legacy_ward_codes", {}).items()}
     out, bad = [], []
     for a in wards:
+        key = _norm(a)
+        for prefix in ("phuong ", "xa ", "ward "):
+            if key.startswith(prefix) and key[len(prefix):] in {**codes, **legacy}:
+                key = key[len(prefix):]
         if str(a).isdigit():
             out.append(int(a))
-        elif _norm(a) in codes:
-            out.append(codes[_norm(a)])
+        elif key in codes:
+            out.append(codes[key])
+        elif key in legacy:
+            out.append(legacy[key])
         else:
             bad.append(a)
     if bad:

@@ -78,11 +78,16 @@ def wards_2025(sources: Path = SOURCES) -> pd.DataFrame:
 
 def legacy_wards(sources: Path = SOURCES, crs: str = "EPSG:32649") -> pd.DataFrame:
     """The 13 legacy units: legacy_name, ward_name (2025), population_2009, geometry (in ``crs``)."""
+    import shapely
     from pyproj import Transformer
     from shapely.geometry import shape
-    from shapely.ops import transform as shp_transform
 
-    to = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform
+    tf = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+
+    def shp_transform(_f, g):
+        return shapely.transform(g, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
+
+    to = None
     mapping = legacy_to_2025(sources)
     with open(sources / "census2009_tamky_wards.geojson", encoding="utf-8") as f:
         gj = json.load(f)

@@ -425,17 +425,17 @@ def build_places(R: dict, wr: np.ndarray, river_lines: dict, sources: dict, link
         ("Khách sạn Mường Thanh Grand Quảng Nam", uv(0.2, 0.9), 360, real_name),
         ("Khách sạn Phú Ninh", uv(-0.5, 0.4), 120, "synthetic"),
         ("Khách sạn Sông Tam Kỳ", uv(0.9, -1.0), 80, "synthetic"),
-        ("Tam Thanh Beach Resort", synth.to_utm(np.array((108.5510, 15.6035))), 160,
+        ("Tam Thanh Beach Resort", synth.to_utm(np.array((108.5483, 15.6028))), 160,
          "synthetic; on the Tam Thanh coast, position approximate"),
         ("Khách sạn Biển Tam Thanh", synth.to_utm(np.array((108.5525, 15.5985))), 80,
          "synthetic; on the Tam Thanh coast, position approximate"),
-        ("Homestay Làng bích họa Tam Thanh", synth.to_utm(np.array((108.5480, 15.6010))), 30,
+        ("Homestay Làng bích họa Tam Thanh", synth.to_utm(np.array((108.5469, 15.6014))), 30,
          "Tam Thanh mural village (thôn Trung Thanh) is real; homestay synthetic, position approximate"),
     ]:
         add(name, "hotel", xy, beds, note, tourists=int(round(0.6 * beds)))
     # industry and tourism (the seed's other services in the exposure; capacity = workers on a shift for an
     # industrial zone, visitors on a typical day for a tourism site: orders of magnitude, synthetic)
-    add("Khu công nghiệp Tam Thăng", "industrial_zone", synth.to_utm(np.array((108.4700, 15.6150))), 15000,
+    add("Khu công nghiệp Tam Thăng", "industrial_zone", synth.to_utm(np.array((108.4699, 15.6135))), 15000,
         "real industrial park (Tam Thăng, along QL1A); position approximate, workers synthetic")
     add("Cụm công nghiệp Thuận Yên", "industrial_zone", synth.to_utm(np.array((108.4560, 15.5700))), 5000,
         "real industrial cluster (Hòa Thuận); position approximate, workers synthetic")
@@ -447,7 +447,7 @@ def build_places(R: dict, wr: np.ndarray, river_lines: dict, sources: dict, link
         "Bàn Thạch riverside (real area); position on the synthetic river, visitors synthetic")
     # emergency services
     add("Phòng Cảnh sát PCCC và CNCH – Công an tỉnh", "fire_station", uv(-1.2, 1.4), 0, real_name)
-    add("Đội PCCC và CNCH khu vực Tam Thanh", "fire_station", synth.to_utm(np.array((108.5440, 15.5960))), 0,
+    add("Đội PCCC và CNCH khu vực Tam Thanh", "fire_station", synth.to_utm(np.array((108.5452, 15.5970))), 0,
         "synthetic")
     add("Công an thành phố Tam Kỳ", "police", uv(0.8, 1.5), 0, "synthetic")
     for (wname, seed, *_rest) in WARDS:
