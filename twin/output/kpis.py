@@ -18,6 +18,11 @@ Every KPI here can be recomputed from the run folder's files (``fields.nc``, ``*
 - ``road_links_closed_share``: time series of the share of links closed by water.
 - ``travel_time_index``: Σ travel time / Σ free-flow travel time over completed trips (1 = no delay).
 - ``direct_damage``: JRC Asia depth–damage functions on the max depth (``twin.output.damage``).
+- ``economy_exposure``: industrial zones, tourism sites and hotels (places of those kinds): per place the
+  max depth there, workers / guests exposed (its capacity, or a hotel's tourists, when the water at the
+  place reached ``ECONOMY_EXPOSED_DEPTH_M``), the JRC damage fraction (industrial curve for industry,
+  commercial for tourism) and the days of disruption from ``DISRUPTION_DAYS`` (an assumption, stated
+  there); totals: workers_exposed, guests_exposed, disruption_days (summed over places).
 """
 from __future__ import annotations
 
@@ -111,6 +116,55 @@ def links_closed_share(links: pd.DataFrame) -> list[dict]:
     return [{"t_s": float(t), "share": float(v)} for t, v in g.items()]
 
 
+#: water at a workplace or tourism site from which its people count as exposed and work stops [m] (the
+#: lowest FD2321 hazard class starts at 0.1 m; 0.15 m is a kerb and a doorstep)
+ECONOMY_EXPOSED_DEPTH_M = 0.15
+#: days of disruption by max depth at the place: (lower bound of the depth band [m], days). An
+#: ASSUMPTION of this project (clean-up of a few days below 0.5 m; weeks to months for wetted machinery
+#: and ground-floor fittings), order of magnitude only; not calibrated on Tam Kỳ.
+DISRUPTION_DAYS = ((0.15, 3.0), (0.5, 14.0), (1.0, 45.0), (2.0, 90.0))
+ECONOMY_KINDS = {"industrial_zone": ("workers", "industrial"), "tourism": ("guests", "commercial"),
+                 "hotel": ("guests", "commercial")}
+
+
+def disruption_days(depth_m: float) -> float:
+    days = 0.0
+    for lo, d in DISRUPTION_DAYS:
+        if depth_m >= lo:
+            days = d
+    return days
+
+
+def economy_exposure(max_depth_at_places: list[dict], places: pd.DataFrame | None) -> dict:
+    """Exposure of industry and tourism (see the module docstring); ``places`` gives capacity and tourists."""
+    from twin.output.damage import damage_fraction
+    if places is None or not len(places) or not max_depth_at_places:
+        return {"places": [], "workers_exposed": 0, "guests_exposed": 0, "disruption_days": 0.0}
+    info = places.set_index("place_id")
+    rows, workers, guests, days = [], 0, 0, 0.0
+    for p in max_depth_at_places:
+        kind = p.get("kind")
+        if kind not in ECONOMY_KINDS:
+            continue
+        who, curve = ECONOMY_KINDS[kind]
+        row = info.loc[p["place_id"]] if p["place_id"] in info.index else None
+        cap = 0 if row is None else int(row.get("capacity", 0) or 0)
+        n = int(row.get("tourists", 0) or 0) if (kind == "hotel" and row is not None) else cap
+        depth = float(p["max_depth_m"])
+        exposed = depth >= ECONOMY_EXPOSED_DEPTH_M
+        d = disruption_days(depth)
+        rows.append({"place_id": int(p["place_id"]), "name": p["name"], "kind": kind, "max_depth_m": depth,
+                     f"{who}": n, f"{who}_exposed": n if exposed else 0,
+                     "damage_fraction": float(damage_fraction(np.array([depth]), curve)[0]),
+                     "disruption_days": d})
+        if exposed:
+            workers += n if who == "workers" else 0
+            guests += n if who == "guests" else 0
+        days += d
+    return {"places": rows, "workers_exposed": workers, "guests_exposed": guests, "disruption_days": days,
+            "exposed_depth_m": ECONOMY_EXPOSED_DEPTH_M}
+
+
 def format_table(kpis: dict) -> str:
     """A plain-text KPI table for the terminal."""
     rows: list[tuple[str, str]] = []
@@ -150,6 +204,11 @@ def format_table(kpis: dict) -> str:
     dmg = kpis.get("direct_damage") or {}
     if dmg.get("by_class"):
         rows.append(("direct damage (JRC Asia)", f"{dmg['total_usd'] / 1e6:,.2f} M USD (assumed unit costs)"))
+    eco = kpis.get("economy_exposure") or {}
+    if eco.get("places"):
+        rows.append(("workers exposed (industrial zones)", fmt(eco.get("workers_exposed"))))
+        rows.append(("guests exposed (hotels, tourism sites)", fmt(eco.get("guests_exposed"))))
+        rows.append(("business disruption (sum over places)", f"{eco.get('disruption_days', 0.0):,.0f} days"))
     for p in (kpis.get("max_depth_at_places") or [])[:12]:
         rows.append((f"max depth at {p['kind']} {p['name']}", f"{p['max_depth_m']:.2f} m"))
     w = max((len(r[0]) for r in rows), default=10)

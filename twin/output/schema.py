@@ -272,6 +272,8 @@ _JSON = (
         _k("places_in_water", "array", "", "flood: places whose own cell is permanent water at this resolution "
            "(they read a nearby land cell instead)", False),
         _k("direct_damage", "object", "USD", "flood: depth-damage estimate with its method", False),
+        _k("economy_exposure", "object", "", "flood: industrial zones, tourism sites and hotels: per place max depth, "
+           "workers/guests exposed, damage fraction, days of disruption (assumed table); totals", False),
         _k("people_exposure_person_hours", "object", "h", "people: person-hours per hazard class", False),
         _k("evacuation_clearance_s", "object", "s", "people: p50, p90, p95 clearance times", False),
         _k("people_states", "array", "1", "people: per series time {state: persons}", False),
