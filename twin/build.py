@@ -455,8 +455,9 @@ def _build_flood(tw: Twin) -> None:
     if rel is not None:
         outlet = reservoir_outlet(tw)
         x, y = _inflow_point(tw, outlet)
-        fm.add_inflow(_cells_near(tw, x, y, 3 * tw.terrain.cell_size), hydrograph=rel)
+        idx = fm.add_inflow(_cells_near(tw, x, y, 3 * tw.terrain.cell_size), hydrograph=rel)
         tw.forcing["reservoir_release"] = rel
+        tw.forcing["reservoir_inflow_index"] = idx
 
 
 def _build_traffic(tw: Twin) -> None:

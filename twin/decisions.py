@@ -318,6 +318,57 @@ class ReservoirRelease(_Decision):
         return act
 
 
+
+class ReservoirGate(_Decision):
+    """Set the gates of one gated spillway of an operated reservoir (``flood.reservoir.operation`` rule
+    or manual) to ``opening_m`` from the time it acts: the level pool is re-integrated from then on
+    (twin.flood.reservoir_ops) and the release into the city follows. Overrides the rule for that
+    spillway for the rest of the run; a later gate decision replaces it."""
+
+    type: Literal["reservoir_gate"]
+    spillway: str = Field(..., description="the gated spillway ('2' or '3' at Phú Ninh; 'all' for both)")
+    opening_m: float = Field(..., ge=0, le=20, description="gate opening [m]; 0 closes, the gate height opens fully")
+    structural: ClassVar[bool] = True
+
+    def _plan(self, twin: Twin) -> Action:
+        flood = _need(self, twin, "flood")
+        from twin.flood.forcing import operated_reservoir
+        from twin.flood.reservoir_ops import PHU_NINH
+
+        res = twin.scenario.flood.reservoir
+        if res is None or res.operation == "simple" or "reservoir_ops" not in twin.forcing:
+            raise _err(self, "type", self.type, "gates need an operated reservoir: set flood.reservoir.operation "
+                       "to 'rule' or 'manual' (the 'simple' level pool has no gates)")
+        try:
+            gates = (list(range(len(PHU_NINH.gated))) if str(self.spillway).lower() == "all"
+                     else [PHU_NINH.gate(self.spillway)])
+        except ValueError as exc:
+            raise _err(self, "spillway", self.spillway, str(exc)) from None
+        for gi in gates:
+            h = PHU_NINH.gated[gi].gate_height_m
+            if self.opening_m > h:
+                raise _err(self, "opening_m", self.opening_m,
+                           f"spillway {PHU_NINH.gated[gi].name} has gates {h:g} m high (0 ≤ opening_m ≤ {h:g})")
+        idx = twin.forcing.get("reservoir_inflow_index")
+        if idx is None:
+            raise _err(self, "type", self.type, "the reservoir's release has no inflow point in the flood model")
+
+        def act(t_s: float) -> str:
+            t, q_old = twin.forcing["reservoir_release"]
+            old = twin.forcing["reservoir_ops"]["run"].release_m3_s
+            run = operated_reservoir(twin, t, None, extra_gates=[(float(t_s), gi, float(self.opening_m)) for gi in gates],
+                                     t_from=float(t_s))
+            q_new = np.asarray(q_old, float) - old + run.release_m3_s
+            q_new = np.maximum(q_new, 0.0)
+            flood.set_inflow_hydrograph(idx, (t, q_new))
+            twin.forcing["reservoir_release"] = (t, q_new)
+            later = t >= t_s
+            peak = float(run.release_m3_s[later].max()) if later.any() else 0.0
+            names = ", ".join(PHU_NINH.gated[gi].name for gi in gates)
+            return (f"gates of spillway {names} at {self.opening_m:g} m: release up to {peak:.0f} m3/s, "
+                    f"level up to {float(run.level_m[later].max()) if later.any() else float(run.level_m[-1]):.2f} m")
+        return act
+
 class Breach(_Decision):
     """A levee/dyke breach: the crest along ``polyline`` (or at ``place``/``xy``) falls from
     ``crest_start_m`` to ``crest_end_m`` over ``formation`` starting when it acts, ``width_m`` wide."""
@@ -634,14 +685,14 @@ class Dispatch(_Decision):
 
 Decision = Annotated[
     Levee | Pump | RoadClosure | RoadReopen | ShelterOpen | ShelterClose | ExtraUnits | Warning_
-    | EvacuationOrder | Dispatch | ReservoirRelease | Breach,
+    | EvacuationOrder | Dispatch | ReservoirRelease | ReservoirGate | Breach,
     Field(discriminator="type"),
 ]
 DECISION_TYPES: dict[str, type[_Decision]] = {
     "levee": Levee, "pump": Pump, "road_closure": RoadClosure, "contraflow": RoadClosure,
     "road_reopen": RoadReopen, "shelter_open": ShelterOpen, "shelter_close": ShelterClose,
     "extra_units": ExtraUnits, "warning": Warning_, "evacuation_order": EvacuationOrder,
-    "dispatch": Dispatch, "reservoir_release": ReservoirRelease, "breach": Breach,
+    "dispatch": Dispatch, "reservoir_release": ReservoirRelease, "reservoir_gate": ReservoirGate, "breach": Breach,
 }
 _ADAPTER: TypeAdapter = TypeAdapter(Decision)
 

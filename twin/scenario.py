@@ -209,6 +209,13 @@ class Sea(_Model):
     stage_step: PositiveDuration = 600.0
 
 
+class GateSetting(_Model):
+    """A gate opening of an operated reservoir (``operation: manual``, or an override of the rule)."""
+    at: Duration = Field(0.0, description="model time the gates of ``spillway`` move to ``opening_m``")
+    spillway: str = Field(..., description="gated spillway: '2' or '3' at Phú Ninh")
+    opening_m: float = Field(..., ge=0, le=20, description="gate opening [m] (0 = closed; gate height = fully open)")
+
+
 class Reservoir(_Model):
     name: str = "Phu Ninh"
     initial_level_m: float = Field(32.0, ge=LEVEL_MIN_M, le=LEVEL_MAX_M, description="water level above MSL at start")
@@ -216,6 +223,17 @@ class Reservoir(_Model):
     spillway_m3_per_s_per_m: float = Field(150.0, ge=0, le=MAX_DISCHARGE_M3_S,
                                            description="spill per metre above full supply")
     outlet: str | None = Field(None, description="city inflow point that receives the release")
+    operation: Literal["simple", "rule", "manual"] = Field(
+        "simple", description="simple: spill = spillway_m3_per_s_per_m × level above full supply over a 33 km² pool "
+        "(the original lumped model); rule: Phú Ninh's design data and operating rule (twin.flood.reservoir_ops: "
+        "level–volume, free, gated and fuse spillways, guide curves, flood operation steps); manual: the same "
+        "reservoir with the gates set by 'gates'")
+    gates: list[GateSetting] = Field(default_factory=list, description="gate settings over time (manual, or "
+                                     "overriding the rule for that spillway from their time on)")
+    safe_release_m3_per_s: float = Field(800.0, gt=0, le=MAX_DISCHARGE_M3_S,
+                                         description="rule: the most the gates release below the design flood level")
+    base_inflow_m3_per_s: float = Field(0.0, ge=0, le=MAX_DISCHARGE_M3_S, description="baseflow into the reservoir")
+    runoff_coefficient: float = Field(0.7, ge=0, le=1, description="share of the catchment's rain reaching the reservoir")
     # (fv room) the reservoir's water on the flood grid, for dam-break studies
     in_grid: bool = Field(False, description="fill the basin (cells 4-connected to 'xy' below initial_level_m, "
                           "footprint and volume from the city's native terrain: twin.flood.reservoir) with water "

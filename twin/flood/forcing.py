@@ -280,6 +280,9 @@ def reservoir_release(tw: Twin, rain: tuple[np.ndarray, np.ndarray] | None) -> t
         q_sched += np.interp(t, np.asarray(iv.times) , np.asarray(iv.discharge_m3_per_s), left=0.0, right=0.0) * (t >= iv.at)
     if res is None:
         return t, q_sched
+    if res.operation != "simple":
+        run = operated_reservoir(tw, t, rain, extra_out=q_sched)
+        return t, run.release_m3_s
     catch_m2, area_m2, cr = 235e6, 33e6, 0.7
     if rain is not None:
         tr, vr = rain
@@ -297,6 +300,41 @@ def reservoir_release(tw: Twin, rain: tuple[np.ndarray, np.ndarray] | None) -> t
         level += (q_in - q[i]) * dt / area_m2
     tw.forcing["reservoir_level_m"] = level
     return t, q
+
+
+def _reservoir_inflow(tw: Twin, t: np.ndarray, rain) -> np.ndarray:
+    res = tw.scenario.flood.reservoir
+    if rain is not None:
+        tr, vr = rain
+        if np.ndim(vr) > 1:  # a rain field: the reservoir sees the domain mean
+            vr = np.asarray(vr).mean(axis=tuple(range(1, np.ndim(vr))))
+        rate = np.interp(t, tr, vr, left=0.0, right=0.0)
+    else:
+        rate = np.zeros_like(t)
+    from twin.flood.reservoir_ops import PHU_NINH
+    return res.base_inflow_m3_per_s + res.runoff_coefficient * rate / 1000.0 / 3600.0 * PHU_NINH.catchment_m2
+
+
+def operated_reservoir(tw: Twin, t: np.ndarray, rain, extra_gates: list | None = None, t_from: float = 0.0,
+                       extra_out: np.ndarray | None = None):
+    """Phú Ninh operated by its rule or by gate settings (twin.flood.reservoir_ops) over the run's times
+    ``t``; kept in ``tw.forcing["reservoir_ops"]`` (a gate decision re-integrates from its time with
+    ``extra_gates`` and ``t_from``)."""
+    from twin.flood.reservoir_ops import PHU_NINH, PoolState, operate
+    res = tw.scenario.flood.reservoir
+    ops = tw.forcing.get("reservoir_ops")
+    gates = [(float(g.at), PHU_NINH.gate(g.spillway), float(g.opening_m)) for g in res.gates]
+    if ops is not None:
+        gates = list(ops["gates"])
+    gates += list(extra_gates or [])
+    q_in = ops["inflow"] if ops is not None else _reservoir_inflow(tw, t, rain)
+    extra_out = ops["extra_out"] if ops is not None else extra_out
+    run = operate(PHU_NINH, t, q_in, PoolState(res.initial_level_m), start=tw.scenario.start.replace(tzinfo=None),
+                  mode=res.operation, safe_release_m3_s=res.safe_release_m3_per_s, manual=gates, t_from=t_from,
+                  base=ops["run"] if ops is not None else None, extra_out_m3_s=extra_out)
+    tw.forcing["reservoir_ops"] = {"run": run, "gates": gates, "inflow": q_in, "extra_out": extra_out}
+    tw.forcing["reservoir_level_m"] = float(run.level_m[-1])
+    return run
 
 
 def reservoir_outlet(tw: Twin) -> str:

@@ -349,10 +349,11 @@ class FloodModel:
         if not self._loss.any():
             self._loss = None
 
-    def add_inflow(self, cells, hydrograph) -> None:
+    def add_inflow(self, cells, hydrograph) -> int:
         """A point or line inflow: ``cells`` (row, col) share ``hydrograph=(times_s, discharge_m3_per_s)``.
 
         Discharge is interpolated linearly and is zero outside the given times (one time: constant).
+        Returns the inflow's index (for :meth:`set_inflow_hydrograph`).
         """
         rows, cols = self._cells(cells, "inflow cells")
         try:
@@ -363,6 +364,21 @@ class FloodModel:
         if series.values.ndim != 1 or (series.values < 0).any():
             raise ValueError("hydrograph: discharge must be a 1-D series of values >= 0 m3/s (use add_pump to extract)")
         self._inflows.append({"rows": rows, "cols": cols, "series": series})
+        self._breaks = None
+        return len(self._inflows) - 1
+
+    def set_inflow_hydrograph(self, index: int, hydrograph) -> None:
+        """Replace the hydrograph of inflow ``index`` (an operated reservoir's release after a gate change).
+
+        The caller keeps the past: the new series must agree with the old one before the current time,
+        which this method does not check."""
+        if not 0 <= int(index) < len(self._inflows):
+            raise ValueError(f"inflow index {index!r}: the model has {len(self._inflows)} inflows")
+        times, q = hydrograph
+        series = TimeSeries(times, q, "inflow hydrograph")
+        if series.values.ndim != 1 or (series.values < 0).any():
+            raise ValueError("hydrograph: discharge must be a 1-D series of values >= 0 m3/s")
+        self._inflows[int(index)]["series"] = series
         self._breaks = None
 
     def add_pump(self, cell, capacity_m3_per_s: float, to_cell=None) -> None:

@@ -293,6 +293,9 @@ class RunOutput:
             out["volume_balance"] = {k: float(v) for k, v in tw.flood.volume_balance().items()}
             out["max_depth_at_places"] = tables.max_depth_at_places(tw)
             out["places_in_water"] = tables.places_in_water(tw)
+            ops = tw.forcing.get("reservoir_ops")
+            if ops is not None:  # an operated reservoir (flood.reservoir.operation rule or manual)
+                out["reservoir"] = ops["run"].summary()
             out["economy_exposure"] = K.economy_exposure(out["max_depth_at_places"],
                                                          getattr(tw.city, "places", None) if tw.city is not None else None)
             out["direct_damage"] = direct_damage(

@@ -272,6 +272,8 @@ _JSON = (
         _k("places_in_water", "array", "", "flood: places whose own cell is permanent water at this resolution "
            "(they read a nearby land cell instead)", False),
         _k("direct_damage", "object", "USD", "flood: depth-damage estimate with its method", False),
+        _k("reservoir", "object", "m", "flood: an operated reservoir (flood.reservoir.operation rule or manual): "
+           "max_level_m, final_level_m, peak_release_m3_s, peak_inflow_m3_s, fuse_opened_at_s, events", False),
         _k("economy_exposure", "object", "", "flood: industrial zones, tourism sites and hotels: per place max depth, "
            "workers/guests exposed, damage fraction, days of disruption (assumed table); totals", False),
         _k("people_exposure_person_hours", "object", "h", "people: person-hours per hazard class", False),
