@@ -84,10 +84,11 @@ def test_manual_gates_and_restart_from_a_time_is_identical():
 
 
 def test_gate_decision_mid_run_changes_the_release_only_after_its_time():
+    from pathlib import Path
+
     from twin.build import build_twin
     from twin.decisions import DecisionError, parse_decision
     from twin.scenario import load_scenario
-    from pathlib import Path
     repo = Path(__file__).resolve().parents[2]
     sc = load_scenario(repo / "scenarios" / "tamky_november_release.yaml",
                        overrides=["resolution_m=400", "duration=6h"])
