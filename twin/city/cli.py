@@ -33,6 +33,10 @@ def register(subparsers) -> None:
     imp.add_argument("--dem-licence", default="as supplied")
     imp.add_argument("--osm-licence", default="ODbL-1.0 (© OpenStreetMap contributors)")
     imp.add_argument("--overwrite", action="store_true")
+    imp.add_argument("--merge", default="auto", metavar="BUNDLE|auto|none",
+                     help="merge a shipped bundle's real layers (wards, census population, places, reservoir and "
+                          "river inflow points) where they lie on the DEM; auto: every shipped bundle that overlaps "
+                          "it (Tam Kỳ); none: the import alone")
     imp.set_defaults(func=_import)
 
     rnd = sub.add_parser("render", help="draw a PNG map of a bundle (hillshade, water, roads, places)")
@@ -94,7 +98,8 @@ def _import(args) -> int:
     try:
         out = import_city(args.name, args.dem, args.osm, places=args.places, landcover=args.landcover,
                           resolution_m=args.resolution, out_dir=args.out, crs=args.crs, dem_licence=args.dem_licence,
-                          osm_licence=args.osm_licence, overwrite=args.overwrite)
+                          osm_licence=args.osm_licence, overwrite=args.overwrite,
+                          merge=None if args.merge == "none" else args.merge)
     except (ValueError, FileNotFoundError, ImportError) as exc:   # ImportError: an optional extra is missing
         print(f"error: {exc}", file=sys.stderr)
         return 2

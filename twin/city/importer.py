@@ -150,8 +150,14 @@ def _landcover(path: Path | None, z, transform, crs, sea_level_m):
 def import_city(name: str, dem, osm, *, places=None, landcover=None, resolution_m: float = 30.0,
                 out_dir=None, crs: str = "EPSG:32649", sea_level_m: float = 0.0, max_hole_cells: int = 2500,
                 dem_licence: str = "as supplied", osm_licence: str = "ODbL-1.0 (© OpenStreetMap contributors)",
-                overwrite: bool = False) -> Path:
-    """Build ``<out_dir>/<name>/`` (default :func:`twin.city.user_city_dir`) and return its path."""
+                overwrite: bool = False, merge: str | None = "auto") -> Path:
+    """Build ``<out_dir>/<name>/`` (default :func:`twin.city.user_city_dir`) and return its path.
+
+    ``merge``: a shipped bundle whose REAL vector layers (wards, population, places, inflows: for Tam Kỳ
+    the 2025 wards and census population, the places and the Phú Ninh release point) are merged into the
+    imported city where they lie on its DEM; "auto" merges every shipped bundle whose extent overlaps the
+    DEM, None (``--merge none``) keeps the import alone. Places given with ``places`` come first.
+    """
     if not name or any(ch in name for ch in "/\\ "):
         raise CityImportError(f"--name {name!r}: use a simple name without spaces or slashes")
     dem, osm = Path(dem), Path(osm)
@@ -245,8 +251,103 @@ def import_city(name: str, dem, osm, *, places=None, landcover=None, resolution_
                            licence="derived"),
         },
     }
+    for src in _bundles_to_merge(merge, (x0, y0, x1, y1), crs):
+        _merge_real_layers(out, src, manifest, z, transform, lc, crs, bool(places))
     (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2))
     return out
+
+
+def _bundles_to_merge(merge: str | None, bounds, crs: str) -> list[Path]:
+    if merge in (None, "", "none"):
+        return []
+    from pyproj import Transformer
+    if merge != "auto":
+        return [B.find_bundle(merge)]
+    out = []
+    for name in ("tamky",):  # shipped bundles with real vector layers
+        folder = B.find_bundle(name)
+        m = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        bx = m["bounds"]
+        tf = Transformer.from_crs(m["crs"], crs, always_xy=True)
+        xs, ys = tf.transform([bx[0], bx[2], bx[0], bx[2]], [bx[1], bx[1], bx[3], bx[3]])
+        if min(xs) < bounds[2] and max(xs) > bounds[0] and min(ys) < bounds[3] and max(ys) > bounds[1]:
+            out.append(folder)
+    return out
+
+
+def _merge_real_layers(out: Path, src: Path, manifest: dict, z, transform, lc, crs: str, user_places: bool) -> None:
+    """Merge ``src``'s real wards, population, places and inflows into the imported bundle ``out``."""
+    from twin.city import census, read_wards
+
+    m = json.loads((src / "manifest.json").read_text(encoding="utf-8"))
+    layers, L = m["layers"], B.layer
+    tag = f"merged from the shipped bundle {m['name']!r} (twin city import)"
+    ny, nx = z.shape
+    sea = lc == CODE_BY_NAME["sea"]
+    land = np.isfinite(z) & ~sea
+    # wards: the source polygons rasterised on the imported grid (cells of the DEM only)
+    wards = read_wards(src / layers["wards"]["file"], crs)
+    wr = census.rasterize_wards(wards, (ny, nx), transform, land=land, sea=sea)
+    codes = [int(c) for c in wards["ward"] if (wr == int(c)).any()]
+    if not codes:
+        return
+    B.write_raster(out / "wards.tif", wr, transform, crs, nodata=-1)
+    keep = wards[wards["ward"].isin(codes)].copy()
+    gpd = B.require_geopandas("writing the merged wards layer")
+    gpd.GeoDataFrame(keep, geometry="geometry", crs=crs).to_crs(4326).to_file(out / "wards.geojson", driver="GeoJSON")
+    manifest["layers"]["wards"] = L("wards.geojson", resolution_m=manifest["native_resolution_m"], synthetic=False,
+                                    generalised=bool(layers["wards"].get("generalised")), raster="wards.tif",
+                                    source=f"{layers['wards']['source']}; {tag}", licence=layers["wards"]["licence"])
+    # population of the wards on the DEM, scaled by the share of each ward's cells that lie on it
+    pop = pd.read_csv(src / layers["population"]["file"])
+    src_wr = None
+    if layers["wards"].get("raster"):
+        import rasterio
+        with rasterio.open(src / layers["wards"]["raster"]) as f:
+            src_wr = f.read(1)
+    pop = pop[pop["ward"].isin(codes)].copy()
+    if src_wr is not None:
+        src_cell = abs(float(m.get("native_resolution_m", 30.0))) ** 2
+        cell = abs(transform.a) ** 2
+        for i in pop.index:
+            share = min(1.0, (wr == pop.at[i, "ward"]).sum() * cell / max((src_wr == pop.at[i, "ward"]).sum() * src_cell, 1.0))
+            if share < 0.999:
+                pop.at[i, "persons"] = int(round(pop.at[i, "persons"] * share))
+                pop.at[i, "households"] = max(1, int(round(pop.at[i, "households"] * share)))
+                pop.at[i, "source"] = f"{pop.at[i, 'source']}; × {share:.3f}, the share of the ward on the imported DEM"
+    pop.to_csv(out / "population.csv", index=False)
+    manifest["layers"]["population"] = L("population.csv", synthetic=bool(layers["population"].get("synthetic")),
+                                         generalised=bool(layers["population"].get("generalised")),
+                                         source=f"{layers['population']['source']}; {tag}",
+                                         licence=layers["population"]["licence"])
+    x0, y1 = transform.c, transform.f
+    x1, y0 = x0 + nx * transform.a, y1 + ny * transform.e
+    # places and inflows on the DEM (positions from lon/lat where given)
+    for key, fname in (("places", "places.csv"), ("inflows", "inflows.csv")):
+        if not layers.get(key, {}).get("file"):
+            continue
+        df = pd.read_csv(src / layers[key]["file"])
+        if m["crs"] != crs:
+            from pyproj import Transformer
+            xx, yy = Transformer.from_crs(m["crs"], crs, always_xy=True).transform(df["x"].to_numpy(), df["y"].to_numpy())
+            df["x"], df["y"] = xx, yy
+        df = df[(df["x"] > x0) & (df["x"] < x1) & (df["y"] > y0) & (df["y"] < y1)].copy()
+        if key == "places":
+            r = ((y1 - df["y"]) // abs(transform.e)).astype(int).clip(0, ny - 1)
+            c = ((df["x"] - x0) // transform.a).astype(int).clip(0, nx - 1)
+            df["ward"] = wr[r, c].astype(int)
+            names = dict(zip(keep["ward"], keep["ward_name"]))
+            df["ward_name"] = [names.get(int(v), "") for v in df["ward"]]
+            if user_places and (out / fname).exists():
+                mine = pd.read_csv(out / fname)
+                df = pd.concat([mine, df[~df["name"].isin(set(mine["name"]))]], ignore_index=True)
+            df["place_id"] = np.arange(len(df))
+        df.to_csv(out / fname, index=False)
+        prev = manifest["layers"].get(key, {})
+        manifest["layers"][key] = L(fname, synthetic=bool(layers[key].get("synthetic")) and not user_places,
+                                    source=(f"{prev.get('source')} + " if user_places and key == "places" else "")
+                                    + f"{layers[key]['source']} ({len(df)} on the DEM); {tag}",
+                                    licence=layers[key]["licence"])
 
 
 def _read_places(path: Path, crs, z, transform) -> pd.DataFrame:
