@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.city.helpers import crop_geotiff, write_osm_grid
+from .helpers import crop_geotiff, write_osm_grid
 from twin.city import load_city
 
 REPO = Path(__file__).resolve().parents[2]
