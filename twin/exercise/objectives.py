@@ -35,6 +35,7 @@ Definitions (the same ones ``twin review`` reports as KPIs):
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -199,6 +200,13 @@ def parse_objectives(items: Any, where: str = "objectives") -> list[_Objective]:
 # ----------------------------------------------------------------------------------------------
 # the run folder
 # ----------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4)
+def _load_city(name: str, resolution_m: float):
+    from twin.city import load_city
+
+    return load_city(name, resolution_m)
+
+
 class RunData:
     """Lazy, cached reads of a run folder through the schema (tables, fields, the city's wards)."""
 
@@ -251,18 +259,17 @@ class RunData:
             self._cache["homes"] = h
         return self._cache["homes"]
 
+    def city(self):
+        """The run's city bundle at the run's resolution (loaded once per process)."""
+        sc = self.scenario_dict()
+        try:
+            return _load_city(str(sc.get("city", "tamky")), float(sc.get("resolution_m", 30)))
+        except (ValueError, FileNotFoundError) as exc:
+            raise ObjectiveError(f"{self.run_dir}: cannot load the city {sc.get('city')!r} ({exc})") from None
+
     def wards(self):
         """The city's ward polygons (GeoDataFrame with ``ward``, ``ward_name``) or None."""
-        if "wards" not in self._cache:
-            from twin.city import load_city
-
-            sc = self.scenario_dict()
-            try:
-                city = load_city(sc.get("city", "tamky"), float(sc.get("resolution_m", 30)))
-            except (ValueError, FileNotFoundError) as exc:
-                raise ObjectiveError(f"{self.run_dir}: cannot load the city {sc.get('city')!r} for its wards ({exc})") from None
-            self._cache["wards"] = getattr(city, "wards", None)
-        return self._cache["wards"]
+        return getattr(self.city(), "wards", None)
 
     def home_water_time(self, depth_m: float) -> pd.Series:
         """Per agent: the first model time its home had at least ``depth_m`` of water (NaN: never)."""
