@@ -66,6 +66,7 @@ def run_counterfactual(run_dir: str, out_dir: str, drop: list[int], start_s: flo
     if usable:
         st = load_checkpoint(usable[-1])
         t_ck = float(st["time_s"])
+        assert sim.output is not None       # a recorded run (out_dir given)
         sim.output.initialize(sim)
         _seed_history(sim, run, st)
         sim.set_state(st)

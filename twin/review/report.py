@@ -270,7 +270,7 @@ def review_run(run_dir: str | Path, out_dir: str | Path, baseline: str | Path | 
         except ValueError:
             params = {"unreadable": str(row["params"])}
         decisions.append(DecisionEntry(decision_id=did, t_s=float(row["t_s"]), at_s=float(row["at_s"]),
-                                       source=str(row["source"]), role=str(roles.loc[i]), issuer=str(row["issuer"]),
+                                       source=str(row["source"]), role=roles.loc[i], issuer=str(row["issuer"]),
                                        type=str(row["type"]), params=params, outcome=str(row["outcome"]),
                                        message=str(row["message"]), effect=effect))
     inj = []
