@@ -29,8 +29,8 @@ def test_review_writes_json_and_html(reviewed, exercise_folder):
     for d in trainee:       # each has its counterfactual and a delta for every KPI
         assert d.effect is not None and Path(d.effect.counterfactual_dir).is_dir()
         assert d.effect.kpis["evacuated_before_water"].delta is not None
-    # the road closure's fork restored the 30 min checkpoint (before 40 min), the order's started at 0
-    assert trainee[0].effect.from_checkpoint_s is None and trainee[1].effect.from_checkpoint_s == 1800.0
+    # each fork restored the checkpoint (every 10 min) at the time its decision acted
+    assert trainee[0].effect.from_checkpoint_s == 600.0 and trainee[1].effect.from_checkpoint_s == 2400.0
     assert [d.role for d in rep.decisions if d.source == "exercise"] == ["inject"]
     assert [i.message for i in rep.injects] == ["radio says: river rising"]
     assert [o.kind for o in rep.objectives] == [o["kind"] for o in OBJECTIVES]
