@@ -195,6 +195,14 @@ _TABLES = (
         _c("message", "string", "", "what it did, or why it was refused"),
         _c("parent_id", "int64", "", "the decision that queued this one (a closure's `until` reopening), -1: none"),
     ), required=False),
+    Table("injects.parquet", "An exercise's injects that fired (`twin exercise`, twin/exercise/session.py), in "
+          "the order they fired; their decisions are in decisions.parquet (source `exercise`).", (
+        _c("inject_id", "int64", "", "index of the inject in the exercise file's `injects` list"),
+        _c("t_s", "float64", "s", f"{T_S} the inject was timed at (it fired at the start of the coupling step holding it)"),
+        _c("message", "string", "", "what the trainees were told"),
+        _c("decision_id", "int64", "", "the decision the inject submitted (decisions.parquet), -1: none or refused"),
+        _c("fired_wall_time", "string", "", "ISO-8601 UTC wall-clock time it fired"),
+    ), required=False),
 )
 TABLES: dict[str, Table] = {t.name: t for t in _TABLES}
 
@@ -366,6 +374,10 @@ OTHER_FILES: dict[str, str] = {
     "compare_{run}.png": "map of compare_{run}.tif (written by twin compare)",
     "live.json": "a live twin's status, rewritten every step (twin/sensors/live.py)",
     "sensors.duckdb": "a live twin's sensor store when no other store is given (twin/sensors/store.py)",
+    "exercise.yaml": "an exercise run (`twin exercise`): the exercise file as run (scenario keys, `roles`, "
+                     "`injects`, `objectives`; twin/exercise/spec.py)",
+    "seats.json": "an exercise run: seat name → SHA-256 of its bearer token, the decision kinds it may issue and "
+                  "whether it steers the clock (mode 0600; the tokens themselves are printed at start only)",
 }
 
 

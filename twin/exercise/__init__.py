@@ -1,0 +1,7 @@
+"""Exercises: a flood-response rehearsal that seats steer as it unfolds (``twin exercise``).
+
+- :mod:`twin.exercise.spec`: the exercise file (a scenario plus roles, injects and objectives);
+- :mod:`twin.exercise.session`: the paced simulation in its own process;
+- :mod:`twin.exercise.api`: the JSON API under ``/api/v1/`` (bearer token per seat);
+- :mod:`twin.exercise.cli`: ``twin exercise``.
+"""
