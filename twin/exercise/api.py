@@ -263,6 +263,15 @@ def register_api(server: Any, client: SessionClient, seats: dict[str, dict], *,
     def kpis():
         return forward("kpis")
 
+    known = {"openapi.json", "session", "control", "decisions", "incidents", "units", "kpis"}
+
+    @bp.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+    def elsewhere(rest: str):
+        # under /api/ nothing falls through to the dashboard's pages
+        if rest.strip("/") in known:
+            return answer(405, {"error": f"{flask.request.method} is not allowed on /api/v1/{rest.strip('/')}"})
+        return answer(404, {"error": f"no route /api/v1/{rest[:100]} (see /api/v1/openapi.json)"})
+
     server.register_blueprint(bp)
 
     # the API's own errors are JSON too (unknown route, wrong method, body too large for the server)
