@@ -20,6 +20,7 @@ _SUBCOMMAND_MODULES = [
     "twin.sensors.cli",
     "twin.dashboard.cli",
     "twin.exercise.cli",
+    "twin.review.cli",
 ]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["run_ensemble", "member_scenarios", "parse_vary", "run_member", "parse_thresholds",
-           "check_members", "validate_members", "MAX_MEMBERS"]
+           "check_members", "validate_members", "MAX_MEMBERS", "map_on_dask"]
 
 MAX_MEMBERS = 10_000  # a larger ensemble is a typo, not a plan (each member writes a run folder)
 
@@ -219,3 +219,34 @@ def exceedance(member_dirs, thresholds, path: Path) -> str | None:
     except Exception:
         pass
     return str(path)
+
+
+def map_on_dask(func, args: list[tuple], *, keys: list[str] | None = None, scheduler: str | None = None,
+                n_workers: int | None = None, serial: bool = False) -> tuple[list, str]:
+    """``[func(*a) for a in args]`` on Dask with the ensembles' cluster handling (a given scheduler,
+    or a LocalCluster of single-threaded worker processes, OMP_NUM_THREADS=1), or serially.
+    Returns (results in order, where they ran). Used by ``twin review``'s counterfactual forks."""
+    if serial or not args:
+        return [func(*a) for a in args], "serial"
+    from dask.distributed import Client, LocalCluster
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+        where = scheduler
+    else:
+        import os
+
+        nw = n_workers or max(1, min(len(args), os.cpu_count() or 1))
+        cluster = LocalCluster(n_workers=nw, threads_per_worker=1, processes=True, dashboard_address=None,
+                               env={"OMP_NUM_THREADS": "1"})
+        client = Client(cluster)
+        where = f"LocalCluster({nw} workers)"
+    try:
+        futs = [client.submit(func, *a, key=(keys[i] if keys else None), pure=False) for i, a in enumerate(args)]
+        results = client.gather(futs)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return list(results), where
