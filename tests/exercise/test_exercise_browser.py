@@ -79,6 +79,10 @@ def test_two_seats_steer_an_exercise_and_replay_reproduces_it(browser, tmp_path,
             for p in (roads, disp):
                 p.wait_for_function("() => document.querySelector('#ex-state').innerText === 'finished'", timeout=120000)
             assert "t = 3600 s" in disp.inner_text("#ex-time")
+            final = ex.session("dispatch")
+            assert [o["kind"] for o in final["objectives"]] == ["ambulance_response_p90_max", "rescue_wait_max"]
+            assert all(o["status"] in ("met", "missed", "unmeasured") for o in final["objectives"])
+            assert "rescue_wait_max" in disp.inner_text("#ex-objectives")
             text = disp.inner_text("#ex-decisions")
             assert "road_closure by flood_control (api): applied" in text
             assert "dispatch by dispatch (api): applied" in text
@@ -106,3 +110,14 @@ def test_two_seats_steer_an_exercise_and_replay_reproduces_it(browser, tmp_path,
     assert (run / "kpis.json").read_bytes() == (tmp_path / "replay" / "kpis.json").read_bytes()
     replayed = pd.read_parquet(tmp_path / "replay" / "decisions.parquet")
     assert list(replayed["t_s"]) == list(log["t_s"]) and list(replayed["type"]) == list(log["type"])
+    # twin review lists both trainee decisions with their effect, the inject's decision, and the objectives
+    rev = subprocess.run([sys.executable, "-m", "twin", "review", str(run), "--out", str(tmp_path / "review"),
+                          "--serial"], env=twin_env(), cwd=str(REPO), capture_output=True, text=True, timeout=600)
+    assert rev.returncode == 0, rev.stderr[-3000:]
+    report = json.loads((tmp_path / "review" / "review.json").read_text())
+    trainee = {d["type"]: d for d in report["decisions"] if d["role"] == "trainee"}
+    assert set(trainee) == {"road_closure", "dispatch"}
+    assert trainee["road_closure"]["issuer"] == "flood_control" and trainee["dispatch"]["issuer"] == "dispatch"
+    assert all(d["effect"] is not None for d in trainee.values())
+    assert {d["type"] for d in report["decisions"] if d["role"] == "inject"} == {"road_closure", "hospital_closure"}
+    assert [o["kind"] for o in report["objectives"]] == ["ambulance_response_p90_max", "rescue_wait_max"]

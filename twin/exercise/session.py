@@ -107,6 +107,10 @@ class PacedSession:
         ex = load_exercise(self.cfg.exercise_yaml)
         tw = build_twin(ex.scenario)
         check_inject_decisions(ex, tw)
+        if ex.objectives:
+            from twin.exercise.objectives import check_objectives
+
+            check_objectives(ex.objectives, tw.city)     # the wards they name exist
         self.sim = Simulation(tw, out_dir=self.cfg.run_dir, wall_time_limit=None)
         self.sim.run(until=0.0)       # outputs open, the initial state recorded
         self.exercise = ex
