@@ -62,10 +62,10 @@ def test_every_bad_request_is_a_4xx_with_a_message_and_the_server_survives(ex):
     _bad(jpost("flood_control", {"type": "levee", "polyline": [[1, 2], [3, 4]], "crest_m": 5}), 422, "outside the map")
     # the clock
     cpost = lambda seat, obj: ex.api("POST", "control", seat, data=json.dumps(obj))  # noqa: E731
-    # times in the past and after the end: slow the clock, jump to the step before the first inject, pause
+    # times in the past and after the end: slow the clock, jump to the first inject (10 min), pause
     assert cpost("commander", {"action": "speed", "value": 1}).status_code == 200
     assert cpost("commander", {"action": "next_inject"}).status_code == 200
-    ex.wait(lambda s: s["t_s"] == 300.0)
+    ex.wait(lambda s: s["t_s"] == 600.0)
     assert cpost("commander", {"action": "pause"}).json()["state"] == "paused"
     assert _bad(jpost("commander", {"type": "warning", "at": 120}), 422, "in the past")["field"] == "at"
     assert _bad(jpost("commander", {"type": "warning", "at": -60}), 422, ">= 0")["field"] == "at"
@@ -87,12 +87,12 @@ def test_every_bad_request_is_a_4xx_with_a_message_and_the_server_survives(ex):
     assert r.status_code == 400 and "unknown Host" in r.text
     # still there, still paused, nothing queued by all that, and a good decision is accepted
     s = ex.session("commander")
-    assert s["state"] == "paused" and s["t_s"] == 300.0
+    assert s["state"] == "paused" and s["t_s"] == 600.0
     d = ex.api("GET", "decisions", "commander").json()
     assert d["pending"] == [] and d["decisions"] == []
     ok = ex.api("POST", "decisions", "commander", json={"type": "warning", "channel": "tv", "area": ["Tam Kỳ"]})
     assert ok.status_code == 202, ok.text
-    assert ok.json()["acts_at_s"] == 300.0 and ok.json()["issuer"] == "commander"
+    assert ok.json()["acts_at_s"] == 600.0 and ok.json()["issuer"] == "commander"
     assert ex.proc.poll() is None
 
 
@@ -113,3 +113,14 @@ def test_openapi_describes_every_route(ex):
     assert units and {"unit_id", "kind", "x", "y", "phase"} <= set(units[0])
     kp = ex.api("GET", "kpis", "dispatch").json()
     assert {"t_s", "flooded_area_m2", "services", "decisions"} <= set(kp)
+
+
+def test_seats_json_is_private_and_holds_no_token(ex):
+    path = ex.out / "seats.json"
+    assert path.stat().st_mode & 0o777 == 0o600
+    text = path.read_text()
+    seats = json.loads(text)
+    assert set(seats) == {"control", "commander", "dispatch", "flood_control"} == set(ex.tokens)
+    assert all(tok not in text for tok in ex.tokens.values())
+    assert seats["dispatch"]["kinds"] == ["dispatch", "extra_units"] and not seats["dispatch"]["control"]
+    assert seats["commander"]["control"] and len(seats["commander"]["token_sha256"]) == 64

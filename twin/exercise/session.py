@@ -6,7 +6,7 @@ time ``t_anchor + speed · (wall − wall_anchor)``: a coupling step is taken (`
 one step at a time) as soon as the target reaches the step's end, so model time stays within a step
 of the target while the machine keeps up; the lag behind the target (in coupling steps) is measured
 after every step. Pause freezes the clock; resume and a new speed re-anchor it at the model time
-reached; ``next_inject`` runs as fast as the machine allows up to the step before the next inject.
+reached; ``next_inject`` runs as fast as the machine allows up to the step holding the next inject.
 
 Between steps the session answers requests: decisions are validated against the twin and queued
 with ``Simulation.submit`` (source ``api``, issuer the seat), so they act at the start of the next
@@ -305,9 +305,9 @@ class PacedSession:
             t = self.next_inject_time()
             if t is None:
                 return 409, {"error": "no inject is left"}
-            # run to the start of the step before the one holding the inject: it fires when reached
+            # run to the start of the step holding the inject: it fires there, before that step runs
             dt = self.sim.dt
-            self._jump_to = max(float(self.sim.time), (math.floor(t / dt + 1e-9) - 1) * dt)
+            self._jump_to = max(float(self.sim.time), math.floor(t / dt + 1e-9) * dt)
             if self._jump_to <= self.sim.time:
                 self._jump_to = None
             if self.state == "paused":
