@@ -98,7 +98,7 @@ class SessionClient:
         if self.status.get("state") == "building" and op != "session":
             return 409, {"error": "the session is still building the twin; try again in a moment"}
         rid = next(self._ids)
-        ev, box = threading.Event(), []
+        ev, box = threading.Event(), []  # type: threading.Event, list[tuple[int, Any]]
         self._waiting[rid] = (ev, box)
         try:
             with self._lock:

@@ -133,7 +133,7 @@ def _serve(args, ex, out: Path, host: str, tokens: dict[str, str], seats: dict) 
     from_session_w.close()
     client = SessionClient(from_session_r, to_session_w, process=proc, run_dir=str(out))
     register_api(app.server, client, seats)
-    app._twin_exercise = client   # for tests and the page
+    setattr(app, "_twin_exercise", client)   # noqa: B010  (for tests and the page)
 
     sc = ex.scenario
     print(f"exercise {sc.name}: {len(ex.roles)} role(s), {len(ex.injects)} inject(s), {len(ex.objectives)} "

@@ -151,12 +151,13 @@ class PacedSession:
             return False
         if self.target() + 1e-9 * sim.dt < sim.time + sim.dt:
             return False
-        jumping = self._jump_to is not None
+        jump = self._jump_to
         sim.run(until=sim.time + sim.dt)
-        if jumping and sim.time >= self._jump_to - 1e-9:
-            self._jump_to = None
-            self._reanchor()
-        elif not jumping:
+        if jump is not None:
+            if sim.time >= jump - 1e-9:
+                self._jump_to = None
+                self._reanchor()
+        else:
             self.lags.append(max(0.0, self.target() - sim.time) / sim.dt)
         self._fire_injects()
         if sim.finished:
