@@ -85,3 +85,20 @@ def test_twin_exercise_refuses_bad_input_with_exit_code_2(tmp_path, capsys):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "unknown decision kind" in r.stderr, r.stderr
     assert not list(tmp_path.glob("runs/*"))      # nothing written for a refused exercise
+
+
+def test_an_inject_that_does_not_fit_the_city_stops_the_exercise_with_exit_code_2(tmp_path):
+    """Checked against the built twin (the schema cannot know the city's places): one error line."""
+    from .helpers import free_port
+
+    ex = tmp_path / "ex.yaml"
+    ex.write_text(SHORT.read_text().replace("extends: ../tamky_molave_2020.yaml",
+                                            f"extends: {REPO / 'scenarios' / 'tamky_molave_2020.yaml'}")
+                  .replace("place: Bệnh viện Y học cổ truyền Quảng Nam", "place: Bệnh viện Không Có"))
+    r = subprocess.run([sys.executable, "-m", "twin", "exercise", str(ex), "--port", str(free_port()),
+                        "--out", str(tmp_path / "run")], env=twin_env(), cwd=str(tmp_path), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 2, (r.stdout[-2000:], r.stderr[-2000:])
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(err) == 1 and "injects.2.decision" in err[0] and "Bệnh viện Không Có" in err[0], r.stderr[-2000:]
+    assert "Traceback" not in r.stderr

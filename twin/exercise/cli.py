@@ -156,10 +156,23 @@ def _serve(args, ex, out: Path, host: str, tokens: dict[str, str], seats: dict) 
     def stop(signum, frame):
         raise SystemExit(0)
 
+    failed: list[str] = []
+
+    def watch_build() -> None:
+        # a build that fails (an inject's place or an objective's ward not in the city, a broken
+        # city bundle) is bad input: say so and stop, exit code 2
+        st = client.wait_for(("running", "paused", "finished", "failed"), timeout=24 * 3600.0)
+        if st.get("state") == "failed" or not client.alive:
+            failed.append(str(st.get("error") or "the session ended while building"))
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    import threading
+
     previous = signal.signal(signal.SIGTERM, stop)
+    threading.Thread(target=watch_build, name="exercise-build-watch", daemon=True).start()
     try:
         server.run()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):   # Ctrl-C, SIGTERM: stop the session below
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -172,4 +185,6 @@ def _serve(args, ex, out: Path, host: str, tokens: dict[str, str], seats: dict) 
         st = client.status
         print(f"\nexercise {st.get('state')} at t = {st.get('t_s', 0):g} s; run folder {out}")
         sys.stdout.flush()
+    if failed:
+        return fail(failed[0])
     return 0
