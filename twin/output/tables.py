@@ -49,8 +49,11 @@ def units_table(tw: Twin, t_s: float) -> pd.DataFrame:
     """Where each emergency unit is at ``t_s`` (along its route while it moves, interpolated by
     elapsed travel time; else the place it last reached), its phase (idle, to_scene, on_scene,
     to_hospital, ...), the incident it works on (-1: none) and whether it is available."""
-    us = tw.services.units
-    x, y = tw.services.positions_at(float(t_s))
+    svc = tw.services
+    if svc is None:
+        raise ValueError("units_table: this twin has no services component")
+    us = svc.units
+    x, y = svc.positions_at(float(t_s))
     return pd.DataFrame({
         "t_s": np.full(len(us), float(t_s)),
         "unit_id": np.array([u.uid for u in us], dtype=np.int64),
