@@ -285,8 +285,8 @@ class PacedSession:
         if action not in CONTROL_ACTIONS:
             return 422, {"error": f"action: expected one of {', '.join(CONTROL_ACTIONS)}, got {action!r:.60}",
                          "field": "action"}
-        if self.state == "finished":
-            return 409, {"error": "the exercise has finished"}
+        if self.state in ("finished", "failed"):
+            return 409, {"error": f"the exercise has {self.state}" + (f": {self.error}" if self.error else "")}
         if action == "pause":
             if self.state == "running":
                 self._jump_to = None
@@ -319,8 +319,9 @@ class PacedSession:
     def _decide(self, seat: str, body: dict) -> tuple[int, Any]:
         from twin.decisions import DecisionError, finite_time, parse_decision
 
-        if self.state == "finished":
-            return 409, {"error": "the exercise has finished: no decision can act any more"}
+        if self.state in ("finished", "failed"):
+            return 409, {"error": f"the exercise has {self.state}: no decision can act any more"
+                                  + (f" ({self.error})" if self.error else "")}
         sim = self.sim
         try:
             d = parse_decision({k: v for k, v in body.items()})
