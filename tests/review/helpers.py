@@ -1,4 +1,4 @@
-"""A small exercise run for the review tests: Tam Kỳ at 300 m for 2 h under heavy rain, with two
+"""A small exercise run for the review tests: Tam Kỳ at 300 m for 100 min under heavy rain, with two
 trainee decisions submitted mid-run (an early evacuation order, a road closure), one inject that
 applies a decision (source ``exercise``), and the exercise folder files (exercise.yaml, injects.parquet)."""
 from __future__ import annotations
@@ -9,9 +9,9 @@ import pandas as pd
 import yaml
 
 MOLAVE = Path(__file__).resolve().parents[2] / "scenarios" / "tamky_molave_2020.yaml"
-FAST = ["resolution_m=300", "start=2020-10-28T08:00", "duration=2h", "coupling_step=5min",
+FAST = ["resolution_m=300", "start=2020-10-28T08:00", "duration=100min", "coupling_step=5min",
         "flood.rain.time_shift=5h", "flood.rain.rain_scale=10", "outputs.fields_every=30min",
-        "outputs.tables_every=10min", "outputs.kpis_every=30min", "outputs.checkpoint_every=30min",
+        "outputs.tables_every=10min", "outputs.kpis_every=30min", "outputs.checkpoint_every=10min",
         "outputs.png=false", "interventions=[]", "people.sample_fraction=0.05",
         "services.params={medical_rate_per_1000_per_day: 20}", "traffic.background_trips_per_day=2000"]
 OBJECTIVES = [
@@ -22,6 +22,7 @@ OBJECTIVES = [
     {"kind": "evacuated_before_water_min", "share": 0.9, "depth_m": 0.1},
 ]
 ROAD = [229000.0, 1723900.0]     # near the city hospital
+END = 6000.0                     # model seconds
 
 
 def exercise_run(out: Path, decisions: bool = True, overrides=()) -> Path:

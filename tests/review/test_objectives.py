@@ -21,7 +21,7 @@ from twin.exercise.objectives import (
 )
 from twin.output.kpis import MOVING_STATES, SAFE_STATES
 
-from .helpers import OBJECTIVES
+from .helpers import END, OBJECTIVES
 
 
 def test_parse_names_entry_field_and_value():
@@ -83,7 +83,7 @@ def test_each_kind_on_the_small_run(exercise_folder):
                                               {"kind": "ward_evacuated_before_depth", "ward": "2", "depth_m": 0.1,
                                                "min_share": 0.5}])
     by = {(r["kind"], r["index"]): r for r in res}
-    end = 7200.0
+    end = END
     # the city: recomputed independently
     flooded, ok = _independent_evacuated(run, 0.1)
     city = by[("evacuated_before_water_min", 4)]
@@ -150,7 +150,7 @@ def test_a_failure_is_decided_when_it_happened(edited):
                                     {"kind": "ambulance_response_p90_max", "minutes": 20}])
     hosp, rescue, sig, amb = res
     assert (hosp["status"], hosp["measured"], hosp["decided_at_s"]) == ("missed", 1.0, 3000.0)
-    assert (rescue["status"], rescue["decided_at_s"], rescue["measured"]) == ("missed", 600.0 + 3600.0, 7200.0 - 600.0)
+    assert (rescue["status"], rescue["decided_at_s"], rescue["measured"]) == ("missed", 600.0 + 3600.0, END - 600.0)
     # 10 min records: persons/6 person-h each; the second record crosses 1.5 records' worth
     assert (sig["status"], sig["decided_at_s"]) == ("missed", 3000.0)
     assert sig["measured"] == pytest.approx(persons * 2 / 6)

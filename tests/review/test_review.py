@@ -29,8 +29,8 @@ def test_review_writes_json_and_html(reviewed, exercise_folder):
     for d in trainee:       # each has its counterfactual and a delta for every KPI
         assert d.effect is not None and Path(d.effect.counterfactual_dir).is_dir()
         assert d.effect.kpis["evacuated_before_water"].delta is not None
-    # the road closure's fork restored the 30 min checkpoint (before 40 min), the order's started at 0
-    assert trainee[0].effect.from_checkpoint_s is None and trainee[1].effect.from_checkpoint_s == 1800.0
+    # each fork restored the checkpoint (every 10 min) at the time its decision acted
+    assert trainee[0].effect.from_checkpoint_s == 600.0 and trainee[1].effect.from_checkpoint_s == 2400.0
     assert [d.role for d in rep.decisions if d.source == "exercise"] == ["inject"]
     assert [i.message for i in rep.injects] == ["radio says: river rising"]
     assert [o.kind for o in rep.objectives] == [o["kind"] for o in OBJECTIVES]
@@ -164,3 +164,21 @@ def test_water_depth_must_be_positive(exercise_folder, tmp_path, bad):
 
     with pytest.raises(ReviewError, match="water-depth"):
         review_run(exercise_folder, tmp_path / "rev", water_depth_m=bad)
+
+
+def test_a_noop_fork_that_differs_is_reported_not_hidden(reviewed, tmp_path, monkeypatch, capsys):
+    """If the fork machinery did not reproduce the run, the page says so and the command exits 1."""
+    from twin.review.html import write_html
+
+    _, out = reviewed
+    rep = ReviewReport.model_validate_json((out / "review.json").read_text(encoding="utf-8"))
+    bad = rep.model_copy(update={
+        "noop_check": rep.noop_check.model_copy(update={"identical": False, "differences": ["kpis.json: volume_m3"]}),
+        "warnings": ["no-op counterfactual differs from the run: kpis.json: volume_m3"]})
+    write_html(bad, tmp_path / "review.html")
+    page = (tmp_path / "review.html").read_text(encoding="utf-8")
+    assert "class='warn'" in page and "differs from the run" in page and "kpis.json: volume_m3" in page
+    monkeypatch.setattr("twin.review.report.review_run", lambda *a, **k: bad)
+    rc = main(["review", str(out), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "kpis.json: volume_m3" in err and "not trustworthy" in err

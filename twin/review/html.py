@@ -33,12 +33,12 @@ def _t(t_s: float | None) -> str:
     return f"{m // 60:d}:{m % 60:02d}"
 
 
-def _num(v: float | None, units: str = "") -> str:
+def _num(v: float | None, units: str = "", share: bool = False) -> str:
     if v is None:
         return "–"
     if units == "s":
         return f"{v / 60:,.1f} min"
-    if units == "1" and abs(v) <= 1.0 and v != int(v):
+    if share:
         return f"{100 * v:.1f} %"
     if units == "m2":
         return f"{v / 1e6:,.3f} km²"
@@ -46,7 +46,11 @@ def _num(v: float | None, units: str = "") -> str:
         return f"{v:,.0f} USD"
     if units == "h":
         return f"{v:,.1f} h"
-    return f"{v:,.4g}"
+    return f"{v:,.0f}" if abs(v) >= 1000 or v == int(v) else f"{v:,.4g}"
+
+
+def _is_share(k: KpiDelta) -> bool:
+    return k.units == "1" and "share" in k.label
 
 
 def _delta_cell(k: KpiDelta) -> str:
@@ -54,7 +58,7 @@ def _delta_cell(k: KpiDelta) -> str:
     if k.delta is None:
         return '<td class="num">–</td>'
     sign = "+" if k.delta > 0 else ""
-    return f'<td class="{cls}">{sign}{_e(_num(k.delta, k.units))}</td>'
+    return f'<td class="{cls}">{sign}{_e(_num(k.delta, k.units, _is_share(k)))}</td>'
 
 
 def _timeline(rep: ReviewReport) -> str:
@@ -84,12 +88,14 @@ def _timeline(rep: ReviewReport) -> str:
     fig.update_yaxes(row=1, col=1, range=[-0.5, 3.5], tickvals=list(lanes.values()), ticktext=list(lanes))
     for k, n in enumerate(names, start=2):
         c = rep.curves["run"][n]
+        shape = "hv" if n == "calls_waiting" else "linear"     # a count that changes at events
         fig.add_trace(go.Scatter(x=[t / 3600 for t in c.t_s], y=c.values, name=f"run: {c.label}",
-                                 line={"color": "#1f77b4"}, showlegend=k == 2, legendgroup="run"), row=k, col=1)
+                                 line={"color": "#1f77b4", "shape": shape}, showlegend=k == 2, legendgroup="run"),
+                      row=k, col=1)
         b = rep.curves.get("baseline", {}).get(n)
         if b is not None:
             fig.add_trace(go.Scatter(x=[t / 3600 for t in b.t_s], y=b.values, name=f"baseline: {b.label}",
-                                     line={"color": "#555", "dash": "dash"}, showlegend=k == 2,
+                                     line={"color": "#555", "dash": "dash", "shape": shape}, showlegend=k == 2,
                                      legendgroup="baseline"), row=k, col=1)
     for d in rep.decisions:
         if d.role == "trainee" and d.outcome == "applied":
@@ -122,8 +128,9 @@ def write_html(rep: ReviewReport, path: Path) -> None:
                      "<th>decided at</th><th>baseline</th><th>detail</th></tr>")
         for o in rep.objectives:
             b = o.baseline or {}
+            sh = o.units == "1" and o.kind != "no_hospital_closed"
             parts.append(f"<tr><td>{_e(o.label)}</td><td class='{o.status}'>{o.status}</td>"
-                         f"<td class='num'>{_e(_num(o.measured, o.units))}</td><td class='num'>{_e(_num(o.target, o.units))}</td>"
+                         f"<td class='num'>{_e(_num(o.measured, o.units, sh))}</td><td class='num'>{_e(_num(o.target, o.units, sh))}</td>"
                          f"<td class='num'>{_t(o.decided_at_s)}</td>"
                          f"<td class='{_e(b.get('status', ''))}'>{_e(b.get('status', '–'))}</td><td>{_e(o.detail)}</td></tr>")
         parts.append("</table>")
@@ -134,7 +141,8 @@ def write_html(rep: ReviewReport, path: Path) -> None:
                  "<th>run − baseline</th></tr>")
     for k in rep.kpis.values():
         parts.append(f"<tr><td>{_e(k.label)} <span class='small'>({k.better} is better)</span></td>"
-                     f"<td class='num'>{_e(_num(k.run, k.units))}</td><td class='num'>{_e(_num(k.without, k.units))}</td>"
+                     f"<td class='num'>{_e(_num(k.run, k.units, _is_share(k)))}</td>"
+                     f"<td class='num'>{_e(_num(k.without, k.units, _is_share(k)))}</td>"
                      f"{_delta_cell(k)}</tr>")
     parts.append("</table>")
 

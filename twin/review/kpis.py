@@ -156,9 +156,9 @@ def kpi_curves(run_dir: str | Path | RunData) -> dict[str, dict]:
     if "services" in comps:
         inc = data.table("incidents")
         if len(inc):
-            grid = np.sort(np.unique(np.concatenate([[0.0], inc["call_s"].to_numpy(float)])))
             call = inc["call_s"].to_numpy(float)
             reach = inc["arrive_scene_s"].to_numpy(float)
+            grid = np.unique(np.concatenate([[0.0, data.end_s()], call, reach[np.isfinite(reach)]]))
             open_ = [(float(((call <= t) & ~(reach <= t)).sum())) for t in grid]
             put("calls_waiting", pd.Series(open_, index=grid), "1", "calls waiting for a unit")
     k = json.loads((data.run_dir / "kpis.json").read_text(encoding="utf-8"))
