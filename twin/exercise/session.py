@@ -400,7 +400,13 @@ def session_main(cfg: SessionConfig, inbox: Any, outbox: Any) -> None:
     ``inbox``/``outbox``: the receiving and the sending end of two one-way pipes."""
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the server process decides when to stop
+    # the server process decides when to stop: Ctrl-C in the terminal goes to it only (own process
+    # group), and the session ends when told to, or when the server's end of the pipe closes
+    try:
+        os.setpgrp()
+    except OSError:  # pragma: no cover - not permitted: SIGINT is ignored below instead
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     s = PacedSession(cfg)
     outbox.send(("status", s.status()))
     try:
