@@ -15,6 +15,10 @@ def ex(tmp_path_factory):
     with Exercise(out, "--start-paused", speed=600) as e:
         e.wait(lambda s: s["state"] == "paused", timeout=120)
         yield e
+        assert e.stop() == 0                      # SIGTERM: the server stops the session...
+    # ...which leaves a checkpoint of the unfinished run (twin run --resume finishes it)
+    assert json.loads((out / "manifest.json").read_text())["status"] == "checkpointed"
+    assert list((out / "checkpoints").glob("ckpt-*.npz"))
 
 
 def _bad(r, code: int, *words: str) -> dict:
