@@ -121,3 +121,23 @@ def test_two_seats_steer_an_exercise_and_replay_reproduces_it(browser, tmp_path,
     assert all(d["effect"] is not None for d in trainee.values())
     assert {d["type"] for d in report["decisions"] if d["role"] == "inject"} == {"road_closure", "hospital_closure"}
     assert [o["kind"] for o in report["objectives"]] == ["ambulance_response_p90_max", "rescue_wait_max"]
+
+
+@pytest.mark.browser
+def test_the_page_says_so_when_no_exercise_runs(browser, tmp_path):
+    """Under ``twin serve`` (no /api/v1 routes) the Exercise page answers a token with a message."""
+    from tests.dashboard.helpers import Server
+    from twin.dashboard.app import create_app
+
+    with Server(create_app(tmp_path)) as srv:
+        ctx = browser.new_context()
+        try:
+            page = ctx.new_page()
+            page.goto(srv.url + "/exercise")
+            page.fill("#ex-token", "anything")
+            page.click("#ex-join")
+            page.wait_for_function("() => document.querySelector('#ex-seat').innerText.length > 0")
+            assert page.inner_text("#ex-seat").startswith("No exercise runs on this server")
+            assert page.inner_text("#ex-state") == "not joined"
+        finally:
+            ctx.close()

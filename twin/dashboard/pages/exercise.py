@@ -19,7 +19,8 @@ const twinExApi = async (path, tok, opts) => {
   let r;
   try { r = await fetch("/api/v1/" + path, init); } catch (e) { return {status: 0, body: {error: "the server does not answer"}}; }
   let b = {};
-  try { b = await r.json(); } catch (e) { b = {error: "no JSON answer (" + r.status + ")"}; }
+  // no JSON: no exercise API on this server (twin serve answers every path with the app's page)
+  try { b = await r.json(); } catch (e) { return {status: 404, body: {error: "no exercise runs on this server"}}; }
   return {status: r.status, body: b};
 };
 const twinExT = (t) => { const s = Math.round(t); const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
