@@ -59,6 +59,7 @@ __all__ = [
     "Warning_",
     "EvacuationOrder",
     "Dispatch",
+    "HospitalClosure",
     "ReservoirRelease",
     "Breach",
     "DecisionQueue",
@@ -683,16 +684,38 @@ class Dispatch(_Decision):
         return act
 
 
+class HospitalClosure(_Decision):
+    """A hospital stops taking patients (power loss, damage, evacuation ordered): no patient is
+    delivered there afterwards; the patients inside are moved to the nearest open hospitals with
+    beds, as when the water closes it. It stays closed for the rest of the run."""
+
+    type: Literal["hospital_closure"]
+    place: str = Field(..., description="the hospital (place id or name)")
+    reason: str = Field("closed by decision", max_length=200, description="why, for the logs")
+
+    def _plan(self, twin: Twin) -> Action:
+        services = _need(self, twin, "services")
+        x, y = _place(self, twin, self.place)
+        h = services.hospital_at(x, y)
+        if h < 0:
+            raise _err(self, "place", self.place, "not a hospital of the services")
+
+        def act(t_s: float) -> str:
+            return services.close_hospital(h, t_s, self.reason)
+        return act
+
+
 Decision = Annotated[
     Levee | Pump | RoadClosure | RoadReopen | ShelterOpen | ShelterClose | ExtraUnits | Warning_
-    | EvacuationOrder | Dispatch | ReservoirRelease | ReservoirGate | Breach,
+    | EvacuationOrder | Dispatch | HospitalClosure | ReservoirRelease | ReservoirGate | Breach,
     Field(discriminator="type"),
 ]
 DECISION_TYPES: dict[str, type[_Decision]] = {
     "levee": Levee, "pump": Pump, "road_closure": RoadClosure, "contraflow": RoadClosure,
     "road_reopen": RoadReopen, "shelter_open": ShelterOpen, "shelter_close": ShelterClose,
     "extra_units": ExtraUnits, "warning": Warning_, "evacuation_order": EvacuationOrder,
-    "dispatch": Dispatch, "reservoir_release": ReservoirRelease, "reservoir_gate": ReservoirGate, "breach": Breach,
+    "dispatch": Dispatch, "hospital_closure": HospitalClosure, "reservoir_release": ReservoirRelease,
+    "reservoir_gate": ReservoirGate, "breach": Breach,
 }
 _ADAPTER: TypeAdapter = TypeAdapter(Decision)
 

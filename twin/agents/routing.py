@@ -171,6 +171,15 @@ class GridRouter:
         c = np.clip(np.floor(c).astype(np.int64) // self.f, 0, self.cnx - 1)
         return r * self.cnx + c
 
+    def cell_centre(self, cells):
+        """Map coordinates (x, y) of the centres of coarse cells ``cells``."""
+        cells = np.asarray(cells, np.int64)
+        r, c = cells // self.cnx, cells % self.cnx
+        col = np.minimum((c + 0.5) * self.f, self.nx - 0.5)
+        row = np.minimum((r + 0.5) * self.f, self.ny - 0.5)
+        t = self.transform
+        return t.a * col + t.b * row + t.c, t.d * col + t.e * row + t.f
+
     def matrix(self, depth, draft_m, boat_speed, land_speed):
         """Sparse graph of coarse-cell travel times for this flood state (reuse it for many queries)."""
         cd = self.coarse_depth(depth) if depth is not None else np.zeros(self.n)
@@ -178,7 +187,9 @@ class GridRouter:
         speed = np.where(wet[self._src] & wet[self._dst], boat_speed, land_speed)
         return csr_matrix((self._dist / speed, (self._src, self._dst)), shape=(self.n, self.n))
 
-    def times_from(self, cell, depth=None, draft_m=0.3, boat_speed=2.5, land_speed=4.0, matrix=None):
-        """Travel time from coarse cell ``cell`` to every coarse cell (symmetric costs)."""
+    def times_from(self, cell, depth=None, draft_m=0.3, boat_speed=2.5, land_speed=4.0, matrix=None,
+                   predecessors=False):
+        """Travel time from coarse cell ``cell`` to every coarse cell (symmetric costs); with
+        ``predecessors`` also the shortest-path tree (``(times, pred)``)."""
         m = matrix if matrix is not None else self.matrix(depth, draft_m, boat_speed, land_speed)
-        return dijkstra(m, directed=True, indices=int(cell))
+        return dijkstra(m, directed=True, indices=int(cell), return_predecessors=bool(predecessors))

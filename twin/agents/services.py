@@ -9,7 +9,14 @@ call time) and sends the suitable available unit with the shortest current trave
 - rescue boats work where the water is deeper than their draft and move over a coarse copy of the
   flood grid (on their trailer over dry land);
 - hospitals have beds (``simpy.Container``); a flooded hospital closes and patients go to the next;
-- rescued households are dropped at the nearest shelter with room (full shelters are skipped).
+- rescued households are dropped at the nearest shelter with room (full shelters are skipped);
+- a hospital can also be closed by a decision (``hospital_closure``: power loss, evacuation): no
+  patient is delivered there afterwards.
+
+Units are drawn where they are: each move keeps its route as waypoints timed by the travel times
+the dispatcher used (road nodes for road units, coarse flood-grid cells for boats), and
+:meth:`EmergencyServices.positions_at` interpolates along it, so a boat is seen crossing the
+water. The model itself still routes a unit from the place it last reached (``Unit.x``/``y``).
 
 Units are plain records driven by one SimPy process per job; every phase change is written to the
 action log and every incident to the incident table. ``get_state``/``set_state`` rebuild the SimPy
@@ -69,6 +76,14 @@ class Unit:
     goal_x: float = math.nan  # where a manual dispatch to a place sends the unit (phase "to_place")
     goal_y: float = math.nan
     goal_node: int = -1
+    # the current move's route: waypoints and the model time the unit passes each (empty: not moving)
+    path_x: list[float] = dataclasses.field(default_factory=list)
+    path_y: list[float] = dataclasses.field(default_factory=list)
+    path_t: list[float] = dataclasses.field(default_factory=list)
+
+
+#: phases in which a unit travels along its route
+TRAVEL_PHASES = frozenset({"to_scene", "to_hospital", "to_shelter", "to_place", "return"})
 
 
 class EmergencyServices:
@@ -165,6 +180,29 @@ class EmergencyServices:
         d = np.hypot(self.stations["x"].to_numpy(float) - float(x), self.stations["y"].to_numpy(float) - float(y))
         hit = np.flatnonzero(d < 1.0)
         return int(hit[0]) if hit.size else -1
+
+    def hospital_at(self, x: float, y: float) -> int:
+        """Index of the hospital at (x, y) within 1 m, or -1."""
+        if len(self.hospitals) == 0:
+            return -1
+        d = np.hypot(self.hospitals["x"].to_numpy(float) - float(x), self.hospitals["y"].to_numpy(float) - float(y))
+        hit = np.flatnonzero(d < 1.0)
+        return int(hit[0]) if hit.size else -1
+
+    def close_hospital(self, h: int, t_s: float, reason: str = "closed by decision") -> str:
+        """Close hospital ``h`` at ``t_s`` (a decision: power loss, damage): no deliveries there from
+        now on; its patients move to the nearest open hospitals with beds. Returns what was done."""
+        h = int(h)
+        if not 0 <= h < len(self.hospitals):
+            raise ValueError(f"close_hospital: no hospital {h} (hospitals 0..{len(self.hospitals) - 1})")
+        name = str(self.hospitals["name"].iloc[h]) if "name" in self.hospitals.columns else f"hospital {h}"
+        if self.hospital_closed[h]:
+            return f"hospital {h} ({name}) was already closed"
+        self.hospital_closed[h] = True
+        self._log(t_s, None, -1, "hospital_closed", self.hospitals["x"].iloc[h], self.hospitals["y"].iloc[h],
+                  f"hospital {h}: {reason}")
+        self._evacuate_hospital(h, t_s)
+        return f"hospital {h} ({name}) closed: {reason}"
 
     def add_units(self, kind: str, count: int, station: int | None = None) -> list[int]:
         """Reinforcements joining during the run: ``count`` units of ``kind`` in service from now, at
@@ -272,18 +310,22 @@ class EmergencyServices:
             self._cache[key] = self.graph.matrix(self.link_times(kind))
         return self._cache[key]
 
-    def _times_from(self, kind, node):
-        """Road: seconds from ``node`` to every node (Dijkstra, cached per unit position and step).
+    def _times_from(self, kind, node, predecessors=False):
+        """Road: seconds from ``node`` to every node (Dijkstra, cached per unit position and step;
+        with ``predecessors`` also the shortest-path tree, for drawing the route).
 
         Dispatch asks this from each available unit's node, so a step costs at most one Dijkstra
         per unit position however many incidents wait."""
         key = ("from", kind, int(node))
         if key not in self._cache:
-            self._cache[key] = dijkstra(self._matrix(kind), directed=True, indices=int(node))
-        return self._cache[key]
+            self._cache[key] = dijkstra(self._matrix(kind), directed=True, indices=int(node),
+                                        return_predecessors=True)
+        dist, pred = self._cache[key]
+        return (dist, pred) if predecessors else dist
 
-    def _boat_times(self, x, y):
-        """Boat: seconds from (x, y) to every coarse cell (costs are symmetric)."""
+    def _boat_times(self, x, y, predecessors=False):
+        """Boat: seconds from (x, y) to every coarse cell (costs are symmetric); with
+        ``predecessors`` also the shortest-path tree over the coarse cells."""
         uc = self.params.unit_classes["boat"]
         cell = int(self.grid.cell_of(x, y))
         key = ("boat", cell)
@@ -292,8 +334,53 @@ class EmergencyServices:
                 d = None if self._depth is None else self._depth.reshape(self.shape)
                 self._cache["boat_matrix"] = self.grid.matrix(d, uc.stall_depth_m, uc.speed_mps,
                                                               self.params.boat_land_speed_mps)
-            self._cache[key] = self.grid.times_from(cell, matrix=self._cache["boat_matrix"])
-        return self._cache[key]
+            self._cache[key] = self.grid.times_from(cell, matrix=self._cache["boat_matrix"], predecessors=True)
+        dist, pred = self._cache[key]
+        return (dist, pred) if predecessors else dist
+
+    # ------------------------------------------------------------------ where units are
+    def _route_path(self, unit, x, y, node, travel_s, delay_s=0.0) -> None:
+        """Keep the route of the move ``unit`` starts now to (x, y) (road ``node``): waypoints timed
+        by the same travel times the dispatcher used; the unit waits ``delay_s`` first (a boat's
+        launch) and reaches (x, y) ``travel_s`` after it started moving."""
+        t0 = float(self.env.now) + float(delay_s)
+        unit.path_x, unit.path_y, unit.path_t = [], [], []
+        if not (math.isfinite(travel_s) and travel_s > 0):
+            return
+        mode = self.params.unit_classes[unit.kind].mode
+        if mode == "boat":
+            dist, pred = self._boat_times(unit.x, unit.y, predecessors=True)
+            src, dst = int(self.grid.cell_of(unit.x, unit.y)), int(self.grid.cell_of(x, y))
+            cells = _walk(pred, src, dst)
+            px, py = self.grid.cell_centre(np.asarray(cells, np.int64))
+        else:
+            dist, pred = self._times_from(unit.kind, unit.node, predecessors=True)
+            cells = _walk(pred, int(unit.node), int(node))
+            px, py = self.graph.node_x[cells], self.graph.node_y[cells]
+        total = float(dist[cells[-1]]) if cells else 0.0
+        scale = travel_s / total if total > 0 and math.isfinite(total) else 0.0
+        ts = [t0 + float(dist[c]) * scale for c in cells] if scale > 0 else []
+        xs, ys = [float(unit.x)], [float(unit.y)]
+        tt = [t0]
+        if ts:  # interior waypoints (the first and the last cell/node lie at the ends)
+            xs += [float(v) for v in px[1:-1]]
+            ys += [float(v) for v in py[1:-1]]
+            tt += ts[1:-1]
+        xs.append(float(x))
+        ys.append(float(y))
+        tt.append(t0 + float(travel_s))
+        unit.path_x, unit.path_y, unit.path_t = xs, ys, tt
+
+    def positions_at(self, t_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Where every unit is at model time ``t_s``: along its route when it is moving
+        (interpolated by elapsed travel time), else the place it last reached."""
+        xs = np.array([u.x for u in self.units], dtype=float)
+        ys = np.array([u.y for u in self.units], dtype=float)
+        for i, u in enumerate(self.units):
+            if u.phase in TRAVEL_PHASES and len(u.path_t) >= 2:
+                xs[i] = float(np.interp(t_s, u.path_t, u.path_x))
+                ys[i] = float(np.interp(t_s, u.path_t, u.path_y))
+        return xs, ys
 
     # ------------------------------------------------------------------ stepping
     def run_one_step(self, dt: float) -> None:
@@ -497,9 +584,14 @@ class EmergencyServices:
         else:
             inc["route_length_m"] = float(math.hypot(inc["x"] - unit.x, inc["y"] - unit.y))
         self._log(now, unit, inc["incident_id"], "dispatch", unit.x, unit.y, f"eta {eta:.0f} s")
+        launch = self.params.boat_launch_s if (self.params.unit_classes[unit.kind].mode == "boat"
+                                               and unit.at_station) else 0.0
+        self._route_path(unit, inc["x"], inc["y"], inc["node"], float(eta) - launch, delay_s=launch)
         self._start_phase(unit, "to_scene", float(eta))
 
     def _start_phase(self, unit, phase, duration):
+        if phase not in TRAVEL_PHASES:
+            unit.path_x, unit.path_y, unit.path_t = [], [], []
         unit.phase = phase
         unit.phase_end = self.env.now + max(float(duration), 0.0)
         self._seq += 1
@@ -611,6 +703,8 @@ class EmergencyServices:
             return self._go_home(unit)
         unit.target = best
         self._log(self.env.now, unit, inc["incident_id"], "transport", unit.x, unit.y, f"to hospital {best}")
+        self._route_path(unit, float(self.hospitals["x"].iloc[best]), float(self.hospitals["y"].iloc[best]),
+                         int(self.hospital_node[best]), best_t)
         self._start_phase(unit, "to_hospital", best_t)
 
     def _to_shelter(self, unit, inc, exclude=()):
@@ -635,6 +729,9 @@ class EmergencyServices:
             pm.move_with_unit(inc["agent_id"], unit.x, unit.y)
         self._log(self.env.now, unit, inc["incident_id"], "transport", unit.x, unit.y,
                   f"to shelter {best}" + (f" in {trips} trips" if trips > 1 else ""))
+        if best >= 0:   # drawn on its first crossing (shuttles are not drawn back and forth)
+            self._route_path(unit, float(pm.shelter_x[best]), float(pm.shelter_y[best]), int(pm.shelter_node[best]),
+                             best_t)
         self._start_phase(unit, "to_shelter", duration)
 
     def _go_home(self, unit):
@@ -645,6 +742,7 @@ class EmergencyServices:
         if not math.isfinite(t):
             t = 3600.0
         self._log(self.env.now, unit, -1, "return", unit.x, unit.y, f"eta {t:.0f} s")
+        self._route_path(unit, unit.home_x, unit.home_y, unit.home_node, t)
         self._start_phase(unit, "return", t)
 
     def _admit_bed(self, t_out, h, person):
@@ -738,6 +836,7 @@ class EmergencyServices:
         u.job += 1
         u.goal_x, u.goal_y, u.goal_node = x, y, node
         self._log(now, u, -1, "manual_dispatch", u.x, u.y, f"to ({x:.0f}, {y:.0f}) eta {eta:.0f} s")
+        self._route_path(u, x, y, node, eta)
         self._start_phase(u, "to_place", eta)
         return f"unit {u.uid} ({u.kind}) to ({x:.0f}, {y:.0f}), eta {eta:.0f} s"
 
@@ -828,3 +927,18 @@ class EmergencyServices:
                 self.env.process(self._phase_process(obj, obj.job, obj.phase))
             else:
                 self.env.process(self._discharge_process(obj))
+
+
+def _walk(pred, src: int, dst: int) -> list[int]:
+    """Nodes (or cells) of the shortest path ``src`` → ``dst`` from a Dijkstra predecessor array
+    rooted at ``src`` ([] when ``dst`` is unreachable)."""
+    path = [int(dst)]
+    guard = len(pred) + 1
+    while path[-1] != src and guard > 0:
+        p = int(pred[path[-1]])
+        if p < 0:
+            return []
+        path.append(p)
+        guard -= 1
+    path.reverse()
+    return path if path[0] == src else []

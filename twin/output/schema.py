@@ -127,8 +127,8 @@ _TABLES = (
         _c("t_s", "float64", "s", f"{T_S} of the record"),
         _c("unit_id", "int64", "", "unit index"),
         _c("unit_kind", "string", "", "ambulance, boat, …"),
-        _c("x", "float64", "m", f"easting of the place the unit last reached, {XY}"),
-        _c("y", "float64", "m", f"northing of the place the unit last reached, {XY}"),
+        _c("x", "float64", "m", f"easting of the unit at the record time (along its route while it moves), {XY}"),
+        _c("y", "float64", "m", f"northing of the unit at the record time (along its route while it moves), {XY}"),
         _c("phase", "string", "", "idle, to_scene, on_scene, to_hospital, …"),
         _c("incident_id", "int64", "", "incident the unit works on (-1: none)"),
         _c("available", "bool", "", "the unit can take a new call"),
@@ -194,6 +194,14 @@ _TABLES = (
         _c("outcome", "string", "", "one of: " + ", ".join(DECISION_OUTCOMES)),
         _c("message", "string", "", "what it did, or why it was refused"),
         _c("parent_id", "int64", "", "the decision that queued this one (a closure's `until` reopening), -1: none"),
+    ), required=False),
+    Table("injects.parquet", "An exercise's injects that fired (`twin exercise`, twin/exercise/session.py), in "
+          "the order they fired; their decisions are in decisions.parquet (source `exercise`).", (
+        _c("inject_id", "int64", "", "index of the inject in the exercise file's `injects` list"),
+        _c("t_s", "float64", "s", f"{T_S} the inject was timed at (it fired at the start of the coupling step holding it)"),
+        _c("message", "string", "", "what the trainees were told"),
+        _c("decision_id", "int64", "", "the decision the inject submitted (decisions.parquet), -1: none or refused"),
+        _c("fired_wall_time", "string", "", "ISO-8601 UTC wall-clock time it fired"),
     ), required=False),
 )
 TABLES: dict[str, Table] = {t.name: t for t in _TABLES}
@@ -370,6 +378,10 @@ OTHER_FILES: dict[str, str] = {
     "compare_{run}.png": "map of compare_{run}.tif (written by twin compare)",
     "live.json": "a live twin's status, rewritten every step (twin/sensors/live.py)",
     "sensors.duckdb": "a live twin's sensor store when no other store is given (twin/sensors/store.py)",
+    "exercise.yaml": "an exercise run (`twin exercise`): the exercise file as run (scenario keys, `roles`, "
+                     "`injects`, `objectives`; twin/exercise/spec.py)",
+    "seats.json": "an exercise run: seat name → SHA-256 of its bearer token, the decision kinds it may issue and "
+                  "whether it steers the clock (mode 0600; the tokens themselves are printed at start only)",
 }
 
 

@@ -46,16 +46,20 @@ def _cells_at(tw: Twin, x, y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.clip(rows, 0, ny - 1), np.clip(cols, 0, nx - 1), ok
 
 def units_table(tw: Twin, t_s: float) -> pd.DataFrame:
-    """Where each emergency unit is at ``t_s`` (the place it last reached: units move between
-    places in one hop after their travel time), its phase (idle, to_scene, on_scene, to_hospital,
-    ...), the incident it works on (-1: none) and whether it is available."""
-    us = tw.services.units
+    """Where each emergency unit is at ``t_s`` (along its route while it moves, interpolated by
+    elapsed travel time; else the place it last reached), its phase (idle, to_scene, on_scene,
+    to_hospital, ...), the incident it works on (-1: none) and whether it is available."""
+    svc = tw.services
+    if svc is None:
+        raise ValueError("units_table: this twin has no services component")
+    us = svc.units
+    x, y = svc.positions_at(float(t_s))
     return pd.DataFrame({
         "t_s": np.full(len(us), float(t_s)),
         "unit_id": np.array([u.uid for u in us], dtype=np.int64),
         "unit_kind": [u.kind for u in us],
-        "x": np.array([u.x for u in us], dtype=float),
-        "y": np.array([u.y for u in us], dtype=float),
+        "x": x,
+        "y": y,
         "phase": [u.phase for u in us],
         "incident_id": np.array([u.incident for u in us], dtype=np.int64),
         "available": np.array([bool(u.available) for u in us], dtype=bool),

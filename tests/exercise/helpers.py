@@ -1,0 +1,99 @@
+"""Helpers the exercise tests import: a real ``twin exercise`` process, its seat tokens, API calls."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+SHORT = REPO / "scenarios" / "exercises" / "tamky_short.yaml"
+CHROMIUM = "/usr/bin/chromium"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def twin_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+class Exercise:
+    """``python -m twin exercise FILE ...`` in a process of its own; tokens read from its output."""
+
+    def __init__(self, out: Path, *args: str, exercise: Path = SHORT, speed: float = 300.0):
+        self.out = Path(out)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = self.out.parent / f"{self.out.name}.log"
+        self.argv = [sys.executable, "-m", "twin", "exercise", str(exercise), "--speed", str(speed),
+                     "--port", str(self.port), "--out", str(self.out), *args]
+        self.tokens: dict[str, str] = {}
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> Exercise:
+        self._logf = open(self.log, "w")
+        self.proc = subprocess.Popen(self.argv, stdout=self._logf, stderr=subprocess.STDOUT, env=twin_env(),
+                                     cwd=str(REPO))
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            text = self.log.read_text()
+            if "building the twin" in text:
+                self.tokens = dict(re.findall(r"^  (\w+): (\S+)   \(", text, flags=re.M))
+                break
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"twin exercise exited {self.proc.returncode}:\n{text}")
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("twin exercise did not start:\n" + self.log.read_text())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> int | None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if getattr(self, "_logf", None) is not None:
+            self._logf.close()
+            self._logf = None
+        return None if self.proc is None else self.proc.returncode
+
+    def api(self, method: str, path: str, seat: str | None = "control", **kw) -> requests.Response:
+        headers = dict(kw.pop("headers", {}) or {})
+        if seat is not None:
+            headers["Authorization"] = f"Bearer {self.tokens[seat]}"
+        with requests.Session() as s:
+            return s.request(method, self.url + "/api/v1/" + path.lstrip("/"), headers=headers, timeout=60, **kw)
+
+    def session(self, seat: str = "control") -> dict:
+        r = self.api("GET", "session", seat)
+        r.raise_for_status()
+        return r.json()
+
+    def wait(self, cond, timeout: float = 90.0, seat: str = "control") -> dict:
+        end = time.monotonic() + timeout
+        while True:
+            s = self.session(seat)
+            if cond(s):
+                return s
+            if s["state"] == "failed" or time.monotonic() > end:
+                raise AssertionError(f"waited for a session state; last: {s}\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
