@@ -101,11 +101,13 @@ def test_live_run_grows_the_slider(tmp_path):
     app = create_app(runs, city_loader=fx.fixture_city_loader)
     ctx = app._twin_ctx
     path = "live"  # the client sends run ids (folder names), not paths
-    opts, imax = map_page.refresh_runs(ctx, path, 2)
-    assert [o["value"] for o in opts] == [path] and imax is no_update       # nothing new
+    opts, imax = map_page.refresh_runs(ctx, path, None)
+    assert [o["value"] for o in opts] == [path] and imax is no_update       # the page has no frames yet
+    opts, imax = map_page.refresh_runs(ctx, path, 3)
+    assert imax is no_update                                                  # nothing new
     time.sleep(0.01)
     fx.write_run(runs / "live", n_times=6)                                    # the live twin wrote more frames
-    opts, imax = map_page.refresh_runs(ctx, path, 2)
+    opts, imax = map_page.refresh_runs(ctx, path, 3)
     assert imax == 5
     out = map_page.build_map(ctx, path, imax)                                 # the reload the new max triggers
     assert out[3] == 5 and out[4][5] == "02:30 28/10" and out[2]["n"] == 6 and out[5] == 5

@@ -3,9 +3,6 @@ scales, images on the model grid in UTM metres, depth above the normal water sur
 classes with the scenario's thresholds, local clock time."""
 from __future__ import annotations
 
-import base64
-import io
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,19 +13,9 @@ from twin.dashboard.layers import layers_from_city
 from twin.dashboard.pages import map as map_page
 
 from . import fixture_run as fx
+from .helpers import hex_rgb, png_pixels
 
-
-def decode(url: str) -> np.ndarray:
-    """RGBA pixels of a PNG data URL."""
-    from PIL import Image
-
-    assert url.startswith("data:image/png;base64,")
-    with Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as im:
-        return np.asarray(im.convert("RGBA"))
-
-
-def rgb(colour: str) -> tuple[int, int, int]:
-    return tuple(int(colour[k:k + 2], 16) for k in (1, 3, 5))
+decode, rgb = png_pixels, hex_rgb
 
 
 def test_classify_edges_are_inclusive_below():

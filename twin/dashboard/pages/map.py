@@ -21,7 +21,7 @@ from .common import cap, message, no_runs_message, run_options, run_picker, safe
 
 PLAY_MS = 700
 PLACE_ID_TYPE = "map-place"
-FRAMES = FrameCache()
+FRAMES = FrameCache(size=6)
 
 #: the time-varying layers: (store key, layer name in the layer panel, checked at start)
 DYNAMIC_LAYERS = (
@@ -50,7 +50,8 @@ def layout(ctx, selected=None):
         no_runs_message(ctx) if picker.children[1].value is None else None,
         html.Div([
             html.Div([
-                html.Div(dl.Map(id="map-map", children=[dl.LayersControl(id="map-layers", children=[], collapsed=True),
+                html.Div(dl.Map(id="map-map", children=[dl.LayersControl(id="map-layers", children=dynamic_layers(None),
+                                                                          collapsed=True),
                                                         dl.ScaleControl(position="bottomleft", imperial=False)],
                                 center=[0, 0], zoom=-5, style={"height": "100%", "width": "100%"},
                                 **{k: v for k, v in basemap.map_options(None).items() if k not in ("center", "zoom")}),
@@ -68,6 +69,7 @@ def layout(ctx, selected=None):
                 dcc.Interval(id="map-runs-poll", interval=ctx.live_refresh_ms),
                 dcc.Store(id="map-frames"),
                 dcc.Store(id="map-reload"),
+                dcc.Store(id="map-nframes"),
             ], className="main-col"),
             html.Div([
                 html.Div(id="map-legend", className="legends"),
@@ -92,16 +94,26 @@ def load(ctx, path):
     return run, layers, frames
 
 
-def layer_tree(layers, mf: MapFrames) -> list:
-    """The LayersControl children: basemap (terrain, wards, roads, places) and the time-varying
-    image layers, each in its own pane without pointer events (places alone take clicks)."""
-    tree = basemap.basemap_layers(layers, prefix="map", place_id_type=PLACE_ID_TYPE)
+def dynamic_layers(mf: MapFrames | None) -> list:
+    """The time-varying image layers (frame 0), each in its own pane without pointer events; with
+    no frames (no run, a run that cannot be shown) the same layers, transparent, so that the
+    clientside callback always has its outputs."""
     dyn = []
+    bounds = mf.bounds if mf is not None else [[0.0, 0.0], [1.0, 1.0]]
     for key, name, checked in DYNAMIC_LAYERS:
-        img = dl.ImageOverlay(id=f"map-ov-{key}", url=mf.images[key][0], bounds=mf.bounds, interactive=False,
+        url = mf.images[key][0] if mf is not None else basemap.TRANSPARENT_PNG
+        img = dl.ImageOverlay(id=f"map-ov-{key}", url=url, bounds=bounds, interactive=False,
                               opacity=0.85 if key in ("depth", "hazard") else 1.0, className=f"twin-{key}" + (" twin-raster" if key in ("depth", "hazard") else ""))
         pane = dl.Pane(img, name=f"map-{key}", style={"zIndex": _PANE_Z[key], "pointerEvents": "none"})
         dyn.append(dl.Overlay(dl.LayerGroup([pane]), name=name, checked=checked))
+    return dyn
+
+
+def layer_tree(layers, mf: MapFrames) -> list:
+    """The LayersControl children: basemap (terrain, wards, roads), the time-varying layers, then
+    the places (markers, the only layer that takes clicks)."""
+    tree = basemap.basemap_layers(layers, prefix="map", place_id_type=PLACE_ID_TYPE)
+    dyn = dynamic_layers(mf)
     places = [t for t in tree if isinstance(t, dl.Overlay) and t.name == "places"]
     rest = [t for t in tree if t not in places]
     return rest + dyn + places
@@ -133,11 +145,11 @@ def build_map(ctx, path, i: int = 0):
     store, slider max, marks and value, message, info, legends, place options."""
     res, err = safe(load, ctx, path)
     if err:
-        return [], no_update, None, 0, {}, 0, message(err), [], [], []
+        return dynamic_layers(None), no_update, None, 0, {}, 0, message(err), [], [], []
     run, layers, frames = res
     mf, err = safe(FRAMES.get, run, layers)
     if err:
-        return [], no_update, None, 0, {}, 0, message(err), [], [], []
+        return dynamic_layers(None), no_update, None, 0, {}, 0, message(err), [], [], []
     extent = layers.extent or basemap.grid_extent(frames.full_x, frames.full_y)
     viewport = {"bounds": basemap.leaflet_bounds(extent), "transition": "fitBounds"}
     notes = [html.Li(n) for n in [*layers.notes, *mf.notes]]
@@ -160,10 +172,11 @@ def place_options(layers) -> list[dict]:
                                     key=lambda r: (r[2], r[1]))]
 
 
-def refresh_runs(ctx, path, cur_max):
-    """Run list options, and the slider range when the selected run has grown (a live twin)."""
+def refresh_runs(ctx, path, shown_n):
+    """Run list options, and the latest frame index when the selected run has more frames than the
+    ``shown_n`` frames in the browser (a live twin); nothing while the page has no frames yet."""
     opts = run_options(ctx)
-    if not path:
+    if not path or not shown_n:
         return opts, no_update
     try:
         run = ctx.run(path)
@@ -174,17 +187,17 @@ def refresh_runs(ctx, path, cur_max):
     except RunError:
         return opts, no_update
     imax = len(frames.t_s) - 1
-    if imax == cur_max:
+    if imax == int(shown_n) - 1:
         return opts, no_update
     return opts, imax
 
 
 def register(app, ctx):
     @app.callback(Output("map-run", "options"), Output("map-reload", "data"),
-                  Input("map-runs-poll", "n_intervals"), State("map-run", "value"), State("map-time", "max"),
+                  Input("map-runs-poll", "n_intervals"), State("map-run", "value"), State("map-nframes", "data"),
                   prevent_initial_call=True)
-    def poll_runs(_, path, cur_max):
-        return refresh_runs(ctx, path, cur_max)
+    def poll_runs(_, path, shown_n):
+        return refresh_runs(ctx, path, shown_n)
 
     @app.callback(Output("selected-run", "data", allow_duplicate=True), Input("map-run", "value"),
                   prevent_initial_call=True)
@@ -194,16 +207,17 @@ def register(app, ctx):
     @app.callback(Output("map-layers", "children"), Output("map-map", "viewport"), Output("map-frames", "data"),
                   Output("map-time", "max"), Output("map-time", "marks"), Output("map-time", "value"),
                   Output("map-msg", "children"), Output("map-info", "children"), Output("map-legend", "children"),
-                  Output("map-goto", "options"),
+                  Output("map-goto", "options"), Output("map-nframes", "data"),
                   Input("map-run", "value"), Input("map-reload", "data"))
     def on_run(path, reload):
         if not path:
-            return [], no_update, None, 0, {}, 0, None, [], [], []
+            return dynamic_layers(None), no_update, None, 0, {}, 0, None, [], [], [], None
         if dash_ctx.triggered_id == "map-reload" and reload:   # a live run grew: show its latest frame
             out = list(build_map(ctx, path, int(reload)))
             out[1] = no_update                                   # and keep the user's view
-            return tuple(out)
-        return build_map(ctx, path, 0)
+        else:
+            out = list(build_map(ctx, path, 0))
+        return (*out, out[2]["n"] if out[2] else None)
 
     app.clientside_callback(
         ClientsideFunction(namespace="twinMap", function_name="showFrame"),
