@@ -73,6 +73,12 @@ def test_map_layers_places_clock_and_accessibility(server, page, artifacts_dir):
     page.wait_for_function("() => document.querySelector('#map-time-label').innerText === '03:00 28/10/2020 (UTC+7)'")
     assert page.get_attribute("#map-time [role=slider]", "aria-valuetext") == "03:00 28/10/2020 (UTC+7)"
     assert page.inner_text("#map-summary").startswith("03:00 28/10/2020 (UTC+7): ")
+    # place labels follow the zoom: none at the overview, hospitals and shelters one step in
+    assert page.locator(".place-label.major").first.is_hidden()
+    page.click(".leaflet-control-zoom-in")
+    page.click(".leaflet-control-zoom-in")
+    page.wait_for_selector("#map-box.labels-major, #map-box.labels-all", timeout=10000)
+    assert page.locator(".place-label.major").first.is_visible()
     page.wait_for_timeout(300)
     page.screenshot(path=str(artifacts_dir / "dashboard_map_1600.png"), full_page=True)
     assert page.external == [] and page.console_errors == []

@@ -250,14 +250,12 @@ def compute_frames(run: Run, layers: Layers) -> MapFrames:
                 hr = hazard_rating(d, v, land_use)
             cls = hazard_class(hr, thr).astype(np.float64)
             cls[~(excess >= FLOOD_MIN_M)] = np.nan          # only where the water is above normal
-            hz, factor = basemap.reduce_grid(cls)
+            hz, _ = basemap.reduce_grid(cls)
             idx = np.where(np.isfinite(hz), hz, 255).astype(np.uint8)
             images["hazard"].append(basemap.classes_png(idx, basemap.HAZARD_COLOURS))
             summaries.append(_summary(start, float(t[i]), excess, onland, cell_km2, cls))
-        ov = _overlays(run, layers, t, extent, dx)
-        for k, v in ov.items():
-            images[k] = v
-        notes = []
+        images.update(_overlays(run, layers, t, extent, dx))
+        notes: list[str] = []
         if start is None:
             notes.append("the run names no start time: times are shown since the start")
         return MapFrames(t_s=t, start=start, bounds=bounds or basemap.leaflet_bounds(extent), images=images,

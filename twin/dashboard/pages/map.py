@@ -55,7 +55,7 @@ def layout(ctx, selected=None):
                                                         dl.ScaleControl(position="bottomleft", imperial=False)],
                                 center=[0, 0], zoom=-5, style={"height": "100%", "width": "100%"},
                                 **{k: v for k, v in basemap.map_options(None).items() if k not in ("center", "zoom")}),
-                         className="map-box", role="region", **{"aria-label": "flood map"}),
+                         id="map-box", className="map-box", role="region", **{"aria-label": "flood map"}),
                 html.Div([
                     html.Button("▶ Play", id="map-play", n_clicks=0, className="btn", **{"aria-label": "play"}),
                     html.Div(dcc.Slider(id="map-time", min=0, max=0, step=1, value=0, marks={}, updatemode="drag",
@@ -159,7 +159,10 @@ def build_map(ctx, path, i: int = 0):
             html.P(f"{len(frames.full_y)}×{len(frames.full_x)} grid at {frames.dx:.0f} m (UTM 49N)."),
             html.Ul(notes) if notes else None]
     opts = place_options(layers)
-    return (layer_tree(layers, mf), viewport, mf.store(), len(mf.t_s) - 1, clock_marks(mf.start, mf.t_s), i,
+    store = mf.store()
+    w, e, s_, n = extent
+    store["fit_zoom"] = float(np.log2(900.0 / max(e - w, n - s_, 1.0)))   # Simple CRS: 2**zoom px per metre
+    return (layer_tree(layers, mf), viewport, store, len(mf.t_s) - 1, clock_marks(mf.start, mf.t_s), i,
             None, info, legends(mf), opts)
 
 
@@ -224,6 +227,10 @@ def register(app, ctx):
         [Output(f"map-ov-{k}", "url") for k in DYNAMIC] + [Output("map-time-label", "children"),
                                                           Output("map-summary", "children")],
         Input("map-time", "value"), Input("map-frames", "data"))
+
+    app.clientside_callback(
+        ClientsideFunction(namespace="twinMap", function_name="labelClass"),
+        Output("map-box", "className"), Input("map-map", "zoom"), Input("map-frames", "data"))
 
     app.clientside_callback(
         ClientsideFunction(namespace="twinMap", function_name="togglePlay"),
