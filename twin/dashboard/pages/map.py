@@ -159,10 +159,7 @@ def build_map(ctx, path, i: int = 0):
             html.P(f"{len(frames.full_y)}×{len(frames.full_x)} grid at {frames.dx:.0f} m (UTM 49N)."),
             html.Ul(notes) if notes else None]
     opts = place_options(layers)
-    store = mf.store()
-    w, e, s_, n = extent
-    store["fit_zoom"] = float(np.log2(900.0 / max(e - w, n - s_, 1.0)))   # Simple CRS: 2**zoom px per metre
-    return (layer_tree(layers, mf), viewport, store, len(mf.t_s) - 1, clock_marks(mf.start, mf.t_s), i,
+    return (layer_tree(layers, mf), viewport, mf.store(), len(mf.t_s) - 1, clock_marks(mf.start, mf.t_s), i,
             None, info, legends(mf), opts)
 
 
@@ -230,7 +227,7 @@ def register(app, ctx):
 
     app.clientside_callback(
         ClientsideFunction(namespace="twinMap", function_name="labelClass"),
-        Output("map-box", "className"), Input("map-map", "zoom"), Input("map-frames", "data"))
+        Output("map-box", "className"), Input("map-map", "zoom"))
 
     app.clientside_callback(
         ClientsideFunction(namespace="twinMap", function_name="togglePlay"),
