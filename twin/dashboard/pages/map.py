@@ -159,6 +159,7 @@ def build_map(ctx, path, i: int = 0):
             html.P(f"{len(frames.full_y)}×{len(frames.full_x)} grid at {frames.dx:.0f} m (UTM 49N)."),
             html.Ul(notes) if notes else None]
     opts = place_options(layers)
+    i = min(max(int(i), 0), len(mf.t_s) - 1)
     return (layer_tree(layers, mf), viewport, mf.store(), len(mf.t_s) - 1, clock_marks(mf.start, mf.t_s), i,
             None, info, legends(mf), opts)
 
@@ -212,8 +213,8 @@ def register(app, ctx):
     def on_run(path, reload):
         if not path:
             return dynamic_layers(None), no_update, None, 0, {}, 0, None, [], [], [], None
-        if dash_ctx.triggered_id == "map-reload" and reload:   # a live run grew: show its latest frame
-            out = list(build_map(ctx, path, int(reload)))
+        if dash_ctx.triggered_id == "map-reload" and isinstance(reload, int) and reload > 0:
+            out = list(build_map(ctx, path, reload))              # a live run grew: show its latest frame
             out[1] = no_update                                   # and keep the user's view
         else:
             out = list(build_map(ctx, path, 0))
