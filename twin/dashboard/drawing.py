@@ -33,10 +33,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["KINDS", "DrawingCity", "DrawingError", "decision_from_drawing", "to_lonlat", "SNAP_M"]
+__all__ = ["KINDS", "DrawingCity", "DrawingError", "decision_from_drawing", "to_lonlat", "SNAP_M", "LINK_SNAP_M"]
 
 #: a click (marker) for a place-kind decision snaps to the nearest place within this distance [m]
 SNAP_M = 250.0
+#: a click for a road kind picks the nearest link within this distance [m]
+LINK_SNAP_M = 60.0
 
 #: every decision kind: label, what to draw or click ("line", "point", "area", "place", "link",
 #: "none"), and the parameters the builder asks for: (field, label, unit, default)
@@ -147,15 +149,22 @@ def to_lonlat(xy: Any, crs: str) -> np.ndarray:
     return np.column_stack([lon, lat])
 
 
-def _to_city(lonlat: Any, city: DrawingCity, what: str) -> np.ndarray:
+def _to_city(coords: Any, city: DrawingCity, what: str, crs: str = "EPSG:4326") -> np.ndarray:
     from twin.geo import to_utm
 
-    arr = np.atleast_2d(np.asarray(lonlat, dtype=float))
+    try:
+        arr = np.atleast_2d(np.asarray(coords, dtype=float))
+    except (TypeError, ValueError):
+        raise DrawingError(f"{what}: expected (x, y) pairs (value {coords!r})") from None
     if arr.ndim != 2 or arr.shape[1] != 2 or not np.isfinite(arr).all():
-        raise DrawingError(f"{what}: expected finite lon, lat pairs (value {lonlat!r})")
-    if (np.abs(arr[:, 0]) > 180).any() or (np.abs(arr[:, 1]) > 90).any():
-        raise DrawingError(f"{what}: a point lies outside lon -180..180, lat -90..90 (value {arr.tolist()!r})")
-    return np.round(to_utm(arr, "EPSG:4326", city.crs), 1)
+        raise DrawingError(f"{what}: expected finite (x, y) pairs (value {coords!r})")
+    if crs == "EPSG:4326" and ((np.abs(arr[:, 0]) > 180).any() or (np.abs(arr[:, 1]) > 90).any()):
+        raise DrawingError(f"{what}: a point lies outside lon -180..180, lat -90..90 (value {arr.tolist()!r}); "
+                           "a map in the city's metres passes feature_crs=city.crs")
+    try:
+        return np.round(to_utm(arr, crs, city.crs), 1)
+    except ValueError as exc:
+        raise DrawingError(f"{what}: {exc}") from None
 
 
 def _inside(city: DrawingCity, pts: np.ndarray, what: str, every: bool = True) -> None:
@@ -181,7 +190,8 @@ def _geometry(feature: Any) -> tuple[str | None, Any, dict]:
     return geom.get("type"), geom.get("coordinates"), props if isinstance(props, dict) else {}
 
 
-def _place_of(city: DrawingCity, props: dict, gtype: str | None, coords: Any, what: str) -> str | None:
+def _place_of(city: DrawingCity, props: dict, gtype: str | None, coords: Any, what: str,
+              crs: str = "EPSG:4326") -> str | None:
     """A clicked place's id, or the nearest place within SNAP_M of a marker; None if neither."""
     pid = props.get("place_id")
     if pid is not None:
@@ -190,7 +200,7 @@ def _place_of(city: DrawingCity, props: dict, gtype: str | None, coords: Any, wh
             raise DrawingError(f"{what}: no place with id {pid!r} in {city.name or 'the city'}")
         return pid
     if gtype == "Point" and len(city.places):
-        (x, y), = _to_city(coords, city, what)
+        (x, y), = _to_city(coords, city, what, crs)
         d = np.hypot(city.places["x"].to_numpy(float) - x, city.places["y"].to_numpy(float) - y)
         k = int(np.argmin(d))
         if d[k] <= SNAP_M:
@@ -205,6 +215,23 @@ def _links_in(city: DrawingCity, poly: Any) -> list[int]:
     return sorted(j for j, g in city.links.items() if g.intersects(poly))
 
 
+def _links_at(city: DrawingCity, xy: np.ndarray, kind: str) -> list[int]:
+    """The road link nearest a click (within LINK_SNAP_M) and any other link along the same street
+    there (the other direction of a two-way road): a click closes the street both ways."""
+    from shapely.geometry import Point
+
+    if not city.links:
+        raise DrawingError(f"{kind}.links: the city has no road network to click on")
+    pt = Point(float(xy[0]), float(xy[1]))
+    ids = list(city.links)
+    d = np.array([city.links[j].distance(pt) for j in ids])
+    k = int(np.argmin(d))
+    if d[k] > LINK_SNAP_M:
+        raise DrawingError(f"{kind}.links: no road within {LINK_SNAP_M:g} m of the click (nearest {d[k]:.0f} m)")
+    near = city.links[ids[k]]
+    return sorted(j for j, dj in zip(ids, d) if dj <= d[k] + 1.0 and city.links[j].hausdorff_distance(near) < 1.0)
+
+
 def _wards_in(city: DrawingCity, poly: Any) -> list[str]:
     return sorted(nm for nm, g in city.wards.items() if g.intersects(poly))
 
@@ -216,13 +243,16 @@ def _hours_to_s(v: Any) -> Any:
     return v
 
 
-def decision_from_drawing(feature: dict | None, kind: str, params: dict | None, city: Any) -> dict:
+def decision_from_drawing(feature: dict | None, kind: str, params: dict | None, city: Any, *,
+                          feature_crs: str = "EPSG:4326") -> dict:
     """The decision (a scenario ``interventions:`` entry, city CRS coordinates) that ``feature``
     (GeoJSON in lon/lat, or None) means for ``kind`` with ``params``. See the module docstring.
 
     ``params`` times: ``at`` and ``until`` in seconds since the start (numbers) or durations /
     local datetimes (strings) as the scenario schema reads them; ``at_h``/``until_h`` in hours.
-    Raises :class:`DrawingError` naming what is wrong."""
+    ``feature_crs``: the CRS of the feature's coordinates: GeoJSON's lon/lat by default; a map drawn
+    in the city's own metres (the dashboard's Leaflet ``Simple`` CRS, ``basemap.py``) passes the
+    city's CRS. Raises :class:`DrawingError` naming what is wrong."""
     from twin.decisions import DECISION_TYPES, DecisionError, parse_decision
 
     if kind not in DECISION_TYPES:
@@ -238,7 +268,7 @@ def decision_from_drawing(feature: dict | None, kind: str, params: dict | None, 
     crs_key = c.crs
 
     if kind in ("levee", "breach") and gtype == "LineString":
-        pts = _to_city(coords, c, f"{kind}.polyline")
+        pts = _to_city(coords, c, f"{kind}.polyline", feature_crs)
         if len(pts) < 2:
             raise DrawingError(f"{kind}.polyline: draw at least two points")
         _inside(c, pts, f"{kind}.polyline", every=False)
@@ -246,9 +276,9 @@ def decision_from_drawing(feature: dict | None, kind: str, params: dict | None, 
     elif kind in ("pump", "breach", "dispatch") and gtype is not None:
         pid = props.get("place_id")
         if pid is not None:
-            out["place"] = _place_of(c, props, gtype, coords, f"{kind}.place")
+            out["place"] = _place_of(c, props, gtype, coords, f"{kind}.place", feature_crs)
         elif gtype == "Point":
-            pts = _to_city(coords, c, f"{kind}.xy")
+            pts = _to_city(coords, c, f"{kind}.xy", feature_crs)
             _inside(c, pts, f"{kind}.xy")
             out["xy"] = pts[0].tolist()
         else:
@@ -259,16 +289,18 @@ def decision_from_drawing(feature: dict | None, kind: str, params: dict | None, 
             if c.links and lid not in c.links:
                 raise DrawingError(f"{kind}.links: no road link {lid} in the network")
             out["links"] = [lid]
+        elif gtype == "Point" and props.get("pick") == "link":
+            out["links"] = _links_at(c, _to_city(coords, c, f"{kind}.links", feature_crs)[0], kind)
         elif gtype == "Polygon":
             from shapely.geometry import Polygon
 
-            ring = _to_city(coords[0], c, f"{kind}.area")
+            ring = _to_city(coords[0], c, f"{kind}.area", feature_crs)
             ids = _links_in(c, Polygon(ring))
             if not ids:
                 raise DrawingError(f"{kind}.links: no road link inside the drawn area")
             out["links"] = ids
         elif gtype == "Point":
-            pts = _to_city(coords, c, f"{kind}.near")
+            pts = _to_city(coords, c, f"{kind}.near", feature_crs)
             _inside(c, pts, f"{kind}.near")
             out["near"] = pts[0].tolist()
             if props.get("_mRadius"):
@@ -276,7 +308,7 @@ def decision_from_drawing(feature: dict | None, kind: str, params: dict | None, 
         else:
             raise DrawingError(f"{where}: click a road, draw an area around roads, or place a marker")
     elif kind in ("shelter_open", "shelter_close"):
-        pid = _place_of(c, props, gtype, coords, f"{kind}.place")
+        pid = _place_of(c, props, gtype, coords, f"{kind}.place", feature_crs)
         if pid is None:
             raise DrawingError(f"{kind}.place: click a place on the map")
         out["place"] = pid
@@ -294,14 +326,14 @@ def decision_from_drawing(feature: dict | None, kind: str, params: dict | None, 
             if not c.wards:
                 raise DrawingError(f"{kind}.{key}: the city bundle has no ward polygons; leave the area empty "
                                    "for the whole city")
-            names = _wards_in(c, Polygon(_to_city(coords[0], c, f"{kind}.{key}")))
+            names = _wards_in(c, Polygon(_to_city(coords[0], c, f"{kind}.{key}", feature_crs)))
             if not names:
                 raise DrawingError(f"{kind}.{key}: the drawn area touches no ward")
             out[key] = names
         elif gtype is not None:
             raise DrawingError(f"{where}: draw an area (polygon or rectangle), or nothing for the whole city")
     elif kind == "extra_units" and gtype is not None:
-        pid = _place_of(c, props, gtype, coords, "extra_units.base")
+        pid = _place_of(c, props, gtype, coords, "extra_units.base", feature_crs)
         if pid is not None:
             out["base"] = pid
     elif kind == "reservoir_release":

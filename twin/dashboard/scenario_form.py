@@ -407,6 +407,31 @@ def _window_check(items: list, start: Any, dur_s: float, first: int, errors: dic
             notes.append(f"'{name}' ({when}) is after this run ends ({clock(start, dur_s)}): it will not act.")
 
 
+#: the scenario sections a decision kind needs (twin.decisions ``_need``), checked before a run
+_NEEDS = {"road_closure": ("traffic",), "contraflow": ("traffic",), "road_reopen": ("traffic",),
+          "warning": ("people",), "evacuation_order": ("people",), "shelter_close": ("people",),
+          "shelter_open": ("people", "services"), "extra_units": ("services",), "dispatch": ("services",)}
+
+
+def _enabled(data: dict, section: str) -> bool:
+    v = data.get(section)
+    return v is not None and not (isinstance(v, dict) and v.get("enabled") is False)
+
+
+def to_yaml(data: dict) -> str:
+    """YAML of a scenario mapping, coordinate pairs and short number lists on one line."""
+
+    class _Dumper(yaml.SafeDumper):
+        pass
+
+    def _list(dumper: yaml.SafeDumper, value: list) -> Any:
+        flow = len(value) <= 8 and all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value)
+        return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=flow)
+
+    _Dumper.add_representer(list, _list)
+    return yaml.dump(data, Dumper=_Dumper, allow_unicode=True, sort_keys=False)
+
+
 @dataclass
 class FormResult:
     """What the form makes: the scenario mapping, {key path prefix: field id} for the schema's
@@ -541,10 +566,80 @@ def build_from_form(form: dict, base: dict | None = None, places=None) -> FormRe
                      f"({clock(data.get('start'), 0 if peak_s < 0 else dur_s)}).")
     for item in f.get("drawn") or []:
         if isinstance(item, dict):
+            need = _NEEDS.get(str(item.get("type")))
+            if need and not any(_enabled(data, sec) for sec in need):
+                msg = (f"interventions.{len(inter)}: {item.get('type')} needs the {' or '.join(need)} section, "
+                       "which this scenario does not enable: remove it or choose another base.")
+                errors["b-drawn"] = (errors.get("b-drawn", "") + " " + msg).strip()
             add(copy.deepcopy(item), "b-drawn")
     if inter or "interventions" in data:
         data["interventions"] = inter
     return FormResult(data, keys, errors, notes)
+
+
+def describe_event(base: dict) -> str:
+    """One line on the base scenario's own event (what "As in the base scenario" keeps)."""
+    flood = base.get("flood") if isinstance(base.get("flood"), dict) else {}
+    rain = flood.get("rain") if isinstance(flood.get("rain"), dict) else None
+    bits = []
+    if rain is None or rain.get("kind") in (None, "none"):
+        bits.append("no rain")
+    elif rain.get("kind") == "typhoon":
+        bits.append(f"typhoon {rain.get('storm')}" + (f" {rain.get('season')}" if rain.get("season") else "") + " replay")
+    elif rain.get("kind") == "design_storm":
+        rp = rain.get("return_period_years")
+        bits.append(f"design storm {f'{rp:g}-year' if isinstance(rp, (int, float)) else ''} "
+                    f"{rain.get('duration', '6h')}".replace("  ", " "))
+    else:
+        bits.append(f"rain from {rain.get('kind')}")
+    if flood.get("reservoir"):
+        bits.append("Phú Ninh reservoir")
+    sea = flood.get("sea") if isinstance(flood.get("sea"), dict) else {}
+    if sea and sea.get("enabled", True):
+        bits.append("tide" + (" and surge" if sea.get("surge") else ""))
+    start = _local(base.get("start"))
+    when = f", from {start.strftime('%d %b %Y %H:%M')} local" if start is not None else ""
+    return ", ".join(bits) + when + f", {_fmt_h(_dur(base.get('duration'), 0.0))}"
+
+
+#: the run-time cost model (seconds per unit), measured on two Tam Kỳ runs at 100 m on the 2-core
+#: development machine (shared): flood per cell per simulated second and agents (traffic, people,
+#: services, recorders) per household per simulated second. Low: a quiet 1 h run (shallow water, few
+#: people moving); high: 3 h of Molave with an early warning (deep water: a shorter flood time step;
+#: evacuation: many agents moving). manifest.json ``phase_wall_s`` of those runs.
+COST_FLOOD_S = (2.8e-9, 1.4e-8)
+COST_AGENT_S = (1.2e-8, 8.6e-8)
+COST_SETUP_S = (3.0, 15.0)
+
+
+def estimate_run_time(data: dict, bounds: tuple[float, float, float, float] | None,
+                      households: float | None) -> dict | None:
+    """{"low_s", "high_s", "text", "assumption"}: wall time of a run from the cost model
+    cells × simulated seconds × COST_FLOOD_S + households × simulated seconds × COST_AGENT_S (when
+    traffic or people are on) + set-up. None when the grid size is unknown."""
+    if bounds is None:
+        return None
+    res = _number(data.get("resolution_m")) or 30.0
+    dur = _dur(data.get("duration"), 0.0)
+    if res <= 0 or dur <= 0:
+        return None
+    w, s_, e, n = bounds
+    cells = max(1.0, (e - w) / res) * max(1.0, (n - s_) / res)
+    agents = 0.0
+    if households and (data.get("people") is not None or data.get("traffic") is not None):
+        people = data.get("people") if isinstance(data.get("people"), dict) else {}
+        agents = households * float(people.get("sample_fraction", 1.0) or 1.0)
+    lo = COST_SETUP_S[0] + cells * dur * COST_FLOOD_S[0] + agents * dur * COST_AGENT_S[0]
+    hi = COST_SETUP_S[1] + cells * dur * COST_FLOOD_S[1] + agents * dur * COST_AGENT_S[1]
+
+    def fmt(t: float) -> str:
+        return f"{t:.0f} s" if t < 90 else f"{t / 60:.0f} min" if t < 5400 else f"{t / 3600:.1f} h"
+
+    return {"low_s": lo, "high_s": hi, "text": f"{fmt(lo)} – {fmt(hi)}",
+            "assumption": (f"{cells:,.0f} cells × {dur / 3600:g} h simulated"
+                           + (f", {agents:,.0f} households" if agents else "")
+                           + "; rates measured on Tam Kỳ runs at 100 m on a 2-core machine (low: a quiet hour; "
+                             "high: Molave with evacuation). Deeper water and more people moving make it slower.")}
 
 
 def scenario_from_form(form: dict, base: dict | None = None, places=None) -> tuple[dict, dict[str, str]]:
@@ -633,7 +728,7 @@ def load_base(path: str | Path | None) -> tuple[dict, Path | None]:
 def write_scenario(data: dict, folder: Path, name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    path.write_text(to_yaml(data), encoding="utf-8")
     return path
 
 
