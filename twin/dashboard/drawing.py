@@ -337,6 +337,8 @@ def decision_from_drawing(feature: dict | None, kind: str, params: dict | None, 
         if pid is not None:
             out["base"] = pid
     elif kind == "reservoir_release":
+        if gtype is not None:
+            raise DrawingError(f"{where}: this kind takes no geometry (the release is at the reservoir's outlet)")
         q = p.pop("discharge_m3_per_s", None)
         span = p.pop("release_hours", None)
         if "times" not in p and q is not None:
