@@ -292,6 +292,10 @@ def test_drawing_on_the_page_previews_yaml_that_validates(ctx, tmp_path):
     ]:
         items, msg = builder.apply_draw_event(event, items, kind, "click", params, c)
     assert [it["kind"] for it in items] == ["levee", "pump", "road_closure"]
+    again = feat("Point", [x0 + 600, y0 + 600], _leaflet_id=77)
+    once, _ = builder.apply_draw_event(("draw", again), items, "pump", "click", {"capacity_m3_per_s": 1}, c)
+    twice, msg = builder.apply_draw_event(("draw", again), once, "pump", "click", {"capacity_m3_per_s": 1}, c)
+    assert len(once) == 4 and twice == once and msg is None    # the control reports a drawing again: added once
     text, notes, est = builder.preview(ctx, dict(PAGE_FORM, drawn_items=items), None, "form")
     assert "type: levee" in text and "crest_m: 6" in text and "capacity_m3_per_s: 3" in text
     import yaml

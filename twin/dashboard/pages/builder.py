@@ -481,6 +481,9 @@ def draw_section(ctx, base_id) -> html.Div:
         got = None
     extent = got[1].extent if got else None
     opts = basemap.map_options(extent, 900)
+    view = map_view(extent)
+    if view:   # dash-leaflet 1.1.3 compares the viewport with ``center`` on every move: it must be set
+        opts.update(center=view["center"], zoom=view["zoom"])
     base_layers = basemap.basemap_layers(got[1], prefix="bb", control=False, place_id_type="b-place") if got else []
     the_map = dl.Map(id="b-map", style={"height": "480px"}, children=[
         dl.LayerGroup(id="b-map-base", children=base_layers),
@@ -489,7 +492,7 @@ def draw_section(ctx, base_id) -> html.Div:
             id="b-edit", position="topleft",
             draw={"polyline": {"shapeOptions": {"color": "#8c2d04", "weight": 4}}, "polygon": True,
                   "rectangle": True, "marker": True, "circle": False, "circlemarker": False},
-            edit={"edit": False, "remove": False})]),
+            edit={"edit": False})]),   # "remove" stays: the page clears each drawing with it once converted
     ], **opts)
     return html.Div([
         html.H3("Draw what-ifs on the map"),
@@ -499,8 +502,8 @@ def draw_section(ctx, base_id) -> html.Div:
                                "Places take clicks; coordinates are the city's UTM metres (EPSG:32649).",
                                className="hint")], className="main-col"),
             html.Div([
-                field("b-tool", "What to add", dcc.Dropdown(id="b-tool", options=TOOL_OPTIONS, value="levee",
-                                                            clearable=False)),
+                field("b-tool", "What to add", dcc.RadioItems(id="b-tool", options=TOOL_OPTIONS, value="levee",
+                                                              className="radio tool-list")),
                 html.Div(id="b-tool-hint", className="hint", **{"aria-live": "polite"}),
                 html.Div([dcc.RadioItems(id="b-road-how", value="click", className="radio", options=[
                     {"label": "click a road", "value": "click"},
@@ -571,6 +574,9 @@ def apply_draw_event(event, items: list, kind, how, params: dict, city) -> tuple
         k = feature.get("index") if feature else None
         keep = [it for it in items if it.get("key") != k]
         return keep, message("Removed.", "ok") if len(keep) < len(items) else None
+    lid = ((feature or {}).get("properties") or {}).get("_leaflet_id") if source == "draw" else None
+    if lid is not None and any(it.get("leaflet_id") == lid for it in items):
+        return items, None            # the same drawing reported again (the control's clear-all round trip)
     if kind not in dr.KINDS:
         return items, message("Choose what to add.")
     spec = dr.KINDS[kind]
@@ -595,7 +601,7 @@ def apply_draw_event(event, items: list, kind, how, params: dict, city) -> tuple
     except dr.DrawingError as exc:
         return items, message(cap(str(exc)))
     key = max([it.get("key", 0) for it in items] + [0]) + 1
-    item = {"key": key, "kind": kind, "decision": d, "text": describe(d, city)}
+    item = {"key": key, "kind": kind, "decision": d, "text": describe(d, city), "leaflet_id": lid}
     return items + [item], message(f"Added: {item['text']}", "ok")
 
 
@@ -661,6 +667,16 @@ def drawn_list(items: list) -> list:
                     className=f"drawn-item drawn-{it.get('kind')}") for it in items]
 
 
+def map_view(extent) -> dict | None:
+    """{"center", "zoom"} showing ``extent`` (west, east, south, north in metres) on a ~900 px map."""
+    import math
+
+    if extent is None:
+        return None
+    w, e, s_, n = (float(v) for v in extent)
+    return {"center": [(s_ + n) / 2, (w + e) / 2], "zoom": math.floor(math.log2(900 / max(e - w, n - s_, 1.0)) * 4) / 4}
+
+
 def base_changed(ctx, base_id):
     """(duration h, base event text, track, basemap layers, viewport) when the base scenario changes."""
     try:
@@ -670,14 +686,7 @@ def base_changed(ctx, base_id):
     dur = sf._dur(base.get("duration"), 6 * 3600.0) / 3600.0
     got = map_city(ctx, base)
     layers = basemap.basemap_layers(got[1], prefix="bb", control=False, place_id_type="b-place") if got else []
-    view = no_update
-    if got and got[1].extent is not None:
-        opts = basemap.map_options(got[1].extent, 900)
-        w, e, s_, n = got[1].extent
-        import math
-
-        view = {"center": [(s_ + n) / 2, (w + e) / 2], "zoom": math.floor(math.log2(900 / max(e - w, n - s_, 1)) * 4) / 4}
-        del opts
+    view = map_view(got[1].extent if got else None) or no_update
     rain = (base.get("flood") or {}).get("rain") if isinstance(base.get("flood"), dict) else None
     sid = sf.storm_sid(rain.get("storm"), rain.get("season")) if isinstance(rain, dict) and rain.get("kind") == "typhoon" else None
     return round(dur, 3), "Base event: " + sf.describe_event(base), sid or no_update, layers, view
