@@ -94,8 +94,8 @@ class DrawingCity:
         """From a ``twin.city.City`` (duck-typed): link ids as the built twin numbers them."""
         ter = city.terrain
         b = ter.bounds
-        bounds = (float(b.left), float(b.bottom), float(b.right), float(b.top)) if hasattr(b, "left") else \
-            tuple(float(v) for v in b)
+        w, s_, e, n = (b.left, b.bottom, b.right, b.top) if hasattr(b, "left") else tuple(b)
+        bounds = (float(w), float(s_), float(e), float(n))
         places = getattr(city, "places", None)
         if places is None:
             places = pd.DataFrame(columns=["place_id", "name", "kind", "x", "y"])

@@ -289,6 +289,12 @@ def _hours(v, default: float) -> float:
 # ---------------------------------------------------------------------------------------------
 # the event's timing: which storm, when it peaks, in local clock time
 # ---------------------------------------------------------------------------------------------
+def sub(d: Any, key: str) -> dict:
+    """``d[key]`` when ``d`` is a mapping and that value is one, else an empty dict."""
+    v = d.get(key) if isinstance(d, dict) else None
+    return v if isinstance(v, dict) else {}
+
+
 def storm_sid(storm: Any, season: Any = None) -> str | None:
     """The JTWC sid of a storm given by sid (``WP212020``) or by name (``MOLAVE``, with ``season``
     when the name was used more than once: the latest season otherwise)."""
@@ -348,10 +354,10 @@ def event_peak(data: dict, prefer: str | None = None) -> tuple[float, str]:
     """(model time [s] of the event's peak, what that peak is) from a scenario mapping: the design
     storm's peak, a typhoon's closest approach to Tam Kỳ (JTWC track), the peak of an inline rain
     series or of the surge; otherwise the middle of the run, said as such."""
-    flood = data.get("flood") if isinstance(data.get("flood"), dict) else {}
-    rain = flood.get("rain") if isinstance(flood.get("rain"), dict) else {}
-    sea = flood.get("sea") if isinstance(flood.get("sea"), dict) else {}
-    surge = sea.get("surge") if isinstance(sea.get("surge"), dict) else None
+    flood = sub(data, "flood")
+    rain = sub(flood, "rain")
+    sea = sub(flood, "sea")
+    surge = sub(sea, "surge") or None
     dur = _dur(data.get("duration"), 0.0)
     if prefer == "tide_surge" and surge and surge.get("peak_time") is not None:
         return _dur(surge.get("peak_time"), dur / 2), "the surge peak"
@@ -475,11 +481,11 @@ def build_from_form(form: dict, base: dict | None = None, places=None) -> FormRe
         data["seed"] = f["seed"]
     flood = data.setdefault("flood", {})
     ev = f.get("event") or "base"
-    base_rain = (base.get("flood") or {}).get("rain") if isinstance(base.get("flood"), dict) else None
+    base_rain = sub(sub(base, "flood"), "rain")
     if ev == "typhoon":
         track = f.get("track")
         if same_storm(base_rain, track):
-            notes.append(f"Typhoon {base_rain.get('storm')} is the base scenario's own storm: its start and rain "
+            notes.append(f"Typhoon {base_rain['storm']} is the base scenario's own storm: its start and rain "
                          "settings are kept.")
         else:
             flood["rain"] = {"kind": "typhoon", "storm": track}
@@ -579,8 +585,8 @@ def build_from_form(form: dict, base: dict | None = None, places=None) -> FormRe
 
 def describe_event(base: dict) -> str:
     """One line on the base scenario's own event (what "As in the base scenario" keeps)."""
-    flood = base.get("flood") if isinstance(base.get("flood"), dict) else {}
-    rain = flood.get("rain") if isinstance(flood.get("rain"), dict) else None
+    flood = sub(base, "flood")
+    rain = sub(flood, "rain") or None
     bits = []
     if rain is None or rain.get("kind") in (None, "none"):
         bits.append("no rain")
@@ -594,7 +600,7 @@ def describe_event(base: dict) -> str:
         bits.append(f"rain from {rain.get('kind')}")
     if flood.get("reservoir"):
         bits.append("Phú Ninh reservoir")
-    sea = flood.get("sea") if isinstance(flood.get("sea"), dict) else {}
+    sea = sub(flood, "sea")
     if sea and sea.get("enabled", True):
         bits.append("tide" + (" and surge" if sea.get("surge") else ""))
     start = _local(base.get("start"))
@@ -627,7 +633,7 @@ def estimate_run_time(data: dict, bounds: tuple[float, float, float, float] | No
     cells = max(1.0, (e - w) / res) * max(1.0, (n - s_) / res)
     agents = 0.0
     if households and (data.get("people") is not None or data.get("traffic") is not None):
-        people = data.get("people") if isinstance(data.get("people"), dict) else {}
+        people = sub(data, "people")
         agents = households * float(people.get("sample_fraction", 1.0) or 1.0)
     lo = COST_SETUP_S[0] + cells * dur * COST_FLOOD_S[0] + agents * dur * COST_AGENT_S[0]
     hi = COST_SETUP_S[1] + cells * dur * COST_FLOOD_S[1] + agents * dur * COST_AGENT_S[1]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import threading
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import dash_leaflet as dl
@@ -24,6 +25,8 @@ from ..runs import list_runs
 from .common import cap, message
 
 POLL_MS = 1000
+#: messages that change after an action are read out by screen readers
+ARIA_LIVE: dict[str, Any] = {"aria-live": "polite"}
 
 
 def field(fid: str, label: str, control, hint: str | None = None) -> html.Div:
@@ -105,7 +108,7 @@ def layout(ctx, selected=None):
                 field("b-source", "Run starts", dcc.RadioItems(id="b-source", options=source_options(None), value="form",
                                                               className="radio"),
                       "the form and the map, or the uploaded file as uploaded; editing the form selects the form"),
-                html.Div(id="b-source-note", className="hint", **{"aria-live": "polite"}),
+                html.Div(id="b-source-note", className="hint", **ARIA_LIVE),
                 html.Div([field("b-token", "Access token", dcc.Input(id="b-token", type="password", value="",
                                                                      autoComplete="off"),
                                 "printed by twin serve when it started; starting or cancelling a run needs it")],
@@ -149,7 +152,7 @@ FORM_KEYS = ["base", "name", "duration_h", "resolution_m", "seed", "event", "tra
              "ambulances", "boats", "base_interventions", "start", "drawn_items"]
 FIELD_IDS = ["b-base", "b-name", "b-duration", "b-resolution", "b-seed", "b-event", "b-track", "b-return-period",
              "b-storm-duration", "b-release", "b-surge", "b-interventions", "b-warning-lead", "b-warning-channel",
-             "b-ambulances", "b-boats", "b-base-interventions", "b-start"]
+             "b-ambulances", "b-boats", "b-start", "b-drawn"]
 #: the same fields as Inputs: any edit refreshes the preview and selects the form as what Run starts
 FORM_INPUTS = [Input(st.component_id, st.component_property) for st in FORM_STATES]
 
@@ -173,7 +176,7 @@ def map_city(ctx, base: dict):
             return _MAP_CACHE[key]
     try:
         city = ctx.layers.load_city(name, res)
-        traffic = base.get("traffic") if isinstance(base.get("traffic"), dict) else {}
+        traffic = sf.sub(base, "traffic")
         dcity = dr.DrawingCity.from_city(city, bool(traffic.get("largest_component_only", True)))
         lay = layers_from_city(city)
         pop = getattr(city, "population", None)
@@ -504,7 +507,7 @@ def draw_section(ctx, base_id) -> html.Div:
             html.Div([
                 field("b-tool", "What to add", dcc.RadioItems(id="b-tool", options=TOOL_OPTIONS, value="levee",
                                                               className="radio tool-list")),
-                html.Div(id="b-tool-hint", className="hint", **{"aria-live": "polite"}),
+                html.Div(id="b-tool-hint", className="hint", **ARIA_LIVE),
                 html.Div([dcc.RadioItems(id="b-road-how", value="click", className="radio", options=[
                     {"label": "click a road", "value": "click"},
                     {"label": "draw an area or a marker", "value": "draw"}])], id="b-road-how-box"),
@@ -514,7 +517,7 @@ def draw_section(ctx, base_id) -> html.Div:
                     field("b-label", "Label", dcc.Input(id="b-label", type="text", value="", debounce=True)),
                 ], className="row"),
                 html.Button("Add (no geometry)", id="b-add", n_clicks=0, className="btn"),
-                html.Div(id="b-draw-msg", **{"aria-live": "polite"}),
+                html.Div(id="b-draw-msg", **ARIA_LIVE),
                 field("b-drawn", "Drawn decisions", html.Ul(id="b-drawn-list", className="drawn-list")),
             ], className="side-col"),
         ], className="two-col"),
@@ -645,7 +648,7 @@ def drawn_layer(items: list) -> list:
     out = []
     for it in items:
         d = it.get("decision") or {}
-        colour = KIND_COLOURS.get(d.get("type"), "#000")
+        colour = KIND_COLOURS.get(str(d.get("type")), "#000")
         tip = dl.Tooltip(it.get("text", d.get("type", "")))
         if "polyline" in d:
             out.append(dl.Polyline(positions=[basemap.to_latlng(x, y) for x, y in d["polyline"]],
