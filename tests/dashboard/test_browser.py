@@ -287,4 +287,7 @@ def test_builder_draws_a_levee_and_a_pump_and_runs_them(server, page, runs_dir, 
     assert "7.5 m" in applied[applied["type"] == "levee"]["message"].iloc[0]
     link = page.wait_for_selector(f"#b-runs li[data-run='{run_id}'] a")
     assert link.get_attribute("href") == f"/?run={run_id}"
+    link.click()                                                       # the link opens that run on the map
+    page.wait_for_selector("#map-run")
+    assert run_id in page.inner_text("#map-run")
     assert page.console_errors == []

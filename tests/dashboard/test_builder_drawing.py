@@ -323,3 +323,12 @@ def test_run_time_estimate_range_and_assumption():
     assert small["high_s"] < est["low_s"]
     assert sf.estimate_run_time({"resolution_m": 30, "duration": "1h"}, None, None) is None
     assert np.isfinite(small["low_s"])
+
+
+def test_changing_the_base_keeps_only_decisions_drawn_on_its_city(ctx):
+    items = [{"key": 1, "city": "tamky", "decision": {"type": "pump", "xy": [0, 0], "capacity_m3_per_s": 1}},
+             {"key": 2, "city": "fixture", "decision": {"type": "pump", "xy": [0, 0], "capacity_m3_per_s": 1}}]
+    out = builder.base_changed(ctx, "fixture_base")
+    assert out[0] == 1.0 and "design storm 10-year" in out[1]           # the base's duration and event
+    layers, view, msg, kept = builder.base_map(ctx, "fixture_base", items)
+    assert layers and msg is None and [it["key"] for it in kept] == [2]

@@ -62,7 +62,7 @@ def layout(ctx, selected=None):
                 html.H3("Event"),
                 field("b-event", "Event", dcc.RadioItems(id="b-event", options=sf.EVENTS, value="base",
                                                          className="radio"), None),
-                html.Div(id="b-base-event", className="hint"),
+                html.Div(base_event_text(ctx, default_base), id="b-base-event", className="hint"),
                 field("b-start", "Start (local time, UTC+7)", dcc.Input(id="b-start", type="text", value="",
                                                                         placeholder="as the base or the storm sets it",
                                                                         debounce=True),
@@ -350,10 +350,16 @@ def register(app, ctx):
         return preview(ctx, dict(zip(FORM_KEYS, values)), uploaded, source)
 
     @app.callback(Output("b-duration", "value"), Output("b-base-event", "children"), Output("b-track", "value"),
-                  Output("b-map-base", "children"), Output("b-map", "viewport"),
                   Input("b-base", "value"), prevent_initial_call=True)
     def on_base(base_id):
         return base_changed(ctx, base_id)
+
+    # the map fills in after the page shows (a city's basemap takes seconds the first time)
+    @app.callback(Output("b-map-base", "children"), Output("b-map", "viewport"), Output("b-map-msg", "children"),
+                  Output("b-drawn", "data", allow_duplicate=True),
+                  Input("b-base", "value"), State("b-drawn", "data"), prevent_initial_call="initial_duplicate")
+    def on_base_map(base_id, items):
+        return base_map(ctx, base_id, items)
 
     @app.callback(Output("b-params", "children"), Output("b-tool-hint", "children"), Output("b-road-how-box", "style"),
                   Output("b-add", "disabled"), Input("b-tool", "value"))
@@ -385,6 +391,8 @@ def register(app, ctx):
             return no_update, message(str(exc)), no_update
         got = map_city(ctx, base)
         new_items, msg = apply_draw_event(event, items or [], kind, how, params, got[0] if got else None)
+        for it in new_items:
+            it.setdefault("city", base.get("city"))
         clear = None
         if event[0] == "draw":
             n = (toolbar or {}).get("n_clicks", 0) + 1
@@ -477,19 +485,12 @@ _DRAW_HINT = {"line": "draw a line (polyline tool)", "point": "place a marker", 
 
 
 def draw_section(ctx, base_id) -> html.Div:
-    """The map with the drawing tools, the tool and its parameters, and the drawn decisions."""
-    try:
-        got = map_city(ctx, load_base(ctx, base_id)) if base_id else None
-    except ValueError:
-        got = None
-    extent = got[1].extent if got else None
-    opts = basemap.map_options(extent, 900)
-    view = map_view(extent)
-    if view:   # dash-leaflet 1.1.3 compares the viewport with ``center`` on every move: it must be set
-        opts.update(center=view["center"], zoom=view["zoom"])
-    base_layers = basemap.basemap_layers(got[1], prefix="bb", control=False, place_id_type="b-place") if got else []
+    """The map with the drawing tools, the tool and its parameters, and the drawn decisions. The
+    city's basemap is filled in by a callback (it takes seconds for a city the first time)."""
+    opts = basemap.map_options(None, 900)   # center and zoom set: dash-leaflet 1.1.3 compares them on every move
+    opts["minZoom"] = -9
     the_map = dl.Map(id="b-map", style={"height": "480px"}, children=[
-        dl.LayerGroup(id="b-map-base", children=base_layers),
+        dl.LayerGroup(id="b-map-base", children=[]),
         dl.LayerGroup(id="b-drawn-layer"),
         dl.FeatureGroup([dl.EditControl(
             id="b-edit", position="topleft",
@@ -500,7 +501,7 @@ def draw_section(ctx, base_id) -> html.Div:
     return html.Div([
         html.H3("Draw what-ifs on the map"),
         html.Div([
-            html.Div([the_map,
+            html.Div([html.Div("loading the city's map …", id="b-map-msg", **ARIA_LIVE), the_map,
                       html.Div("Drawing tools at the top left of the map: line, area, rectangle, marker. "
                                "Places take clicks; coordinates are the city's UTM metres (EPSG:32649).",
                                className="hint")], className="main-col"),
@@ -670,6 +671,13 @@ def drawn_list(items: list) -> list:
                     className=f"drawn-item drawn-{it.get('kind')}") for it in items]
 
 
+def base_event_text(ctx, base_id) -> str:
+    try:
+        return "Base event: " + sf.describe_event(load_base(ctx, base_id))
+    except (ValueError, TypeError):
+        return ""
+
+
 def map_view(extent) -> dict | None:
     """{"center", "zoom"} showing ``extent`` (west, east, south, north in metres) on a ~900 px map."""
     import math
@@ -681,18 +689,32 @@ def map_view(extent) -> dict | None:
 
 
 def base_changed(ctx, base_id):
-    """(duration h, base event text, track, basemap layers, viewport) when the base scenario changes."""
+    """(duration h, base event text, track) when the user picks another base scenario."""
     try:
         base = load_base(ctx, base_id)
     except ValueError as exc:
-        return no_update, str(exc), no_update, [], no_update
+        return no_update, str(exc), no_update
     dur = sf._dur(base.get("duration"), 6 * 3600.0) / 3600.0
+    rain = sf.sub(sf.sub(base, "flood"), "rain")
+    sid = sf.storm_sid(rain.get("storm"), rain.get("season")) if rain.get("kind") == "typhoon" else None
+    return round(dur, 3), "Base event: " + sf.describe_event(base), sid or no_update
+
+
+def base_map(ctx, base_id, items=None):
+    """(basemap layers, viewport, message, drawn decisions) for the base scenario's city: decisions
+    drawn on another city's map are dropped."""
+    try:
+        base = load_base(ctx, base_id)
+    except ValueError as exc:
+        return [], no_update, message(str(exc)), no_update
+    kept = [it for it in items or [] if isinstance(it, dict) and it.get("city") == base.get("city")]
     got = map_city(ctx, base)
-    layers = basemap.basemap_layers(got[1], prefix="bb", control=False, place_id_type="b-place") if got else []
-    view = map_view(got[1].extent if got else None) or no_update
-    rain = (base.get("flood") or {}).get("rain") if isinstance(base.get("flood"), dict) else None
-    sid = sf.storm_sid(rain.get("storm"), rain.get("season")) if isinstance(rain, dict) and rain.get("kind") == "typhoon" else None
-    return round(dur, 3), "Base event: " + sf.describe_event(base), sid or no_update, layers, view
+    if got is None:
+        return [], no_update, message(f"The city bundle {cap(str(base.get('city')), 80)!r} of this base scenario "
+                                      "could not be loaded: nothing can be drawn."), no_update
+    layers = basemap.basemap_layers(got[1], prefix="bb", control=False, place_id_type="b-place")
+    return (layers, map_view(got[1].extent) or no_update, None,
+            kept if len(kept) != len(items or []) else no_update)
 
 
 def source_after(trigger, current, upload_name):
