@@ -332,3 +332,12 @@ def test_changing_the_base_keeps_only_decisions_drawn_on_its_city(ctx):
     assert out[0] == 1.0 and "design storm 10-year" in out[1]           # the base's duration and event
     layers, view, msg, kept = builder.base_map(ctx, "fixture_base", items)
     assert layers and msg is None and [it["key"] for it in kept] == [2]
+
+
+def test_a_malformed_drawing_gives_a_message_not_an_error(ctx):
+    c = builder.map_city(ctx, builder.load_base(ctx, "fixture_base"))[0]
+    bad = {"type": "Feature", "properties": {"_mRadius": "wide"}, "geometry": {"type": "Point", "coordinates": ["a", 1]}}
+    items, msg = builder.apply_draw_event(("draw", bad), [], "road_closure", "draw", {}, c)
+    assert items == [] and "road_closure" in str(msg.children)
+    items, msg = builder.apply_draw_event(("add", None), [], "levee", "click", {}, c)
+    assert items == [] and "needs a geometry" in str(msg.children)

@@ -390,7 +390,8 @@ def register(app, ctx):
         except ValueError as exc:
             return no_update, message(str(exc)), no_update
         got = map_city(ctx, base)
-        new_items, msg = apply_draw_event(event, items or [], kind, how, params, got[0] if got else None)
+        items = [it for it in items if isinstance(it, dict)] if isinstance(items, list) else []   # client data
+        new_items, msg = apply_draw_event(event, items, kind, how, params, got[0] if got else None)
         for it in new_items:
             it.setdefault("city", base.get("city"))
         clear = None
@@ -604,6 +605,8 @@ def apply_draw_event(event, items: list, kind, how, params: dict, city) -> tuple
         d = dr.decision_from_drawing(feature, kind, params, city, feature_crs=city.crs)
     except dr.DrawingError as exc:
         return items, message(cap(str(exc)))
+    except (ValueError, TypeError, KeyError, IndexError) as exc:   # a malformed feature from the client
+        return items, message(cap(f"{kind}: this drawing cannot be read ({type(exc).__name__}: {exc})"))
     key = max([it.get("key", 0) for it in items] + [0]) + 1
     item = {"key": key, "kind": kind, "decision": d, "text": describe(d, city), "leaflet_id": lid}
     return items + [item], message(f"Added: {item['text']}", "ok")
