@@ -243,6 +243,8 @@ def test_builder_draws_a_levee_and_a_pump_and_runs_them(server, page, runs_dir, 
 
     from twin.scenario import load_scenario
 
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
     page.goto(server.url + "/builder")
     page.wait_for_selector("#b-map .leaflet-draw-draw-polyline")
     page.wait_for_selector("#b-map .place-marker")                     # the basemap's places
@@ -275,6 +277,8 @@ def test_builder_draws_a_levee_and_a_pump_and_runs_them(server, page, runs_dir, 
     sc = load_scenario(path)                                           # the project's schema takes it
     assert [iv.type for iv in sc.interventions] == ["levee", "pump"]
     page.screenshot(path=str(artifacts_dir / "dashboard_builder_drawn.png"), full_page=True)
+    # leaflet-draw and its icons come from the package: no CDN, no tile server
+    assert [u for u in requests if not u.startswith((server.url, "data:"))] == []
     before = {p.name for p in runs_dir.iterdir()}
     page.click("#b-run")
     page.wait_for_function("() => document.querySelector('#b-status').innerText.startsWith('finished')", timeout=90000)
@@ -285,7 +289,7 @@ def test_builder_draws_a_levee_and_a_pump_and_runs_them(server, page, runs_dir, 
     applied = log[log["outcome"] == "applied"]
     assert {"levee", "pump"} <= set(applied["type"])
     assert "7.5 m" in applied[applied["type"] == "levee"]["message"].iloc[0]
-    link = page.wait_for_selector(f"#b-runs li[data-run='{run_id}'] a")
+    link = page.locator(f"#b-runs li[data-run='{run_id}'] a")         # a locator: the list is re-rendered
     assert link.get_attribute("href") == f"/?run={run_id}"
     link.click()                                                       # the link opens that run on the map
     page.wait_for_selector("#map-run")
