@@ -189,3 +189,13 @@ def test_frames_cache_reuses_until_the_run_changes(two_runs):
     assert map_page.FRAMES.get(run, layers) is a
     assert isinstance(a.t_s, np.ndarray) and len(a.images["people"]) == len(a.t_s)
     assert all(isinstance(s, str) for s in a.summaries) and pd.notna(a.start)
+
+
+def test_place_series_is_confined_to_listed_runs_and_known_places(two_runs):
+    from twin.dashboard.runs import UNKNOWN_RUN
+
+    fig, text = map_page.place_series(two_runs, "../../etc/passwd", "H1")
+    assert text == UNKNOWN_RUN and fig.layout.annotations[0].text == UNKNOWN_RUN
+    fig, text = map_page.place_series(two_runs, "small", "no-such-place")
+    assert "no-such-place" in text and "not in this city bundle" in text
+    assert map_page.build_map(two_runs, "small", 10_000)[5] == 12                 # a frame index is clamped

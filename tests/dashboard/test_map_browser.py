@@ -73,12 +73,16 @@ def test_map_layers_places_clock_and_accessibility(server, page, artifacts_dir):
     page.wait_for_function("() => document.querySelector('#map-time-label').innerText === '03:00 28/10/2020 (UTC+7)'")
     assert page.get_attribute("#map-time [role=slider]", "aria-valuetext") == "03:00 28/10/2020 (UTC+7)"
     assert page.inner_text("#map-summary").startswith("03:00 28/10/2020 (UTC+7): ")
-    # place labels follow the zoom: none at the overview, hospitals and shelters one step in
+    # place labels follow the ground scale: none when zoomed out, hospitals and shelters first
+    for _ in range(5):
+        page.click(".leaflet-control-zoom-out")
+        page.wait_for_timeout(350)                   # one zoom animation at a time
+    page.wait_for_selector("#map-box:not(.labels-major):not(.labels-all)", timeout=10000)
     assert page.locator(".place-label.major").first.is_hidden()
     page.click(".leaflet-control-zoom-in")
-    page.click(".leaflet-control-zoom-in")
-    page.wait_for_selector("#map-box.labels-major, #map-box.labels-all", timeout=10000)
+    page.wait_for_selector("#map-box.labels-major", timeout=10000)
     assert page.locator(".place-label.major").first.is_visible()
+    assert page.locator(".place-label:not(.major)").first.is_hidden()
     page.wait_for_timeout(300)
     page.screenshot(path=str(artifacts_dir / "dashboard_map_1600.png"), full_page=True)
     assert page.external == [] and page.console_errors == []

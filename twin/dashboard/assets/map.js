@@ -38,12 +38,12 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
       }
       while (tm._cache.size > 48) tm._cache.delete(tm._cache.keys().next().value);
     },
-    /* place labels by zoom: none at the overview (hover or focus shows one), hospitals, shelters
-       and dispatch one zoom step in, all two and a half steps in */
-    labelClass: function (zoom, frames) {
-      const fit = frames && frames.fit_zoom !== undefined ? frames.fit_zoom : null;
-      if (zoom === null || zoom === undefined || fit === null) return "map-box";
-      return "map-box" + (zoom >= fit + 2.5 ? " labels-all" : zoom >= fit + 0.9 ? " labels-major" : "");
+    /* place labels by ground scale (Simple CRS: 2**zoom pixels per metre): none coarser than 11 m
+       a pixel (hover or focus shows one), hospitals, shelters and dispatch from there, all finer than
+       4 m a pixel */
+    labelClass: function (zoom) {
+      if (zoom === null || zoom === undefined) return "map-box";
+      return "map-box" + (zoom >= -2 ? " labels-all" : zoom >= -3.5 ? " labels-major" : "");
     },
     /* play / pause; play from the last frame starts again at the first */
     togglePlay: function (n, disabled, i, imax) {

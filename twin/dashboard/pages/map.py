@@ -159,10 +159,8 @@ def build_map(ctx, path, i: int = 0):
             html.P(f"{len(frames.full_y)}×{len(frames.full_x)} grid at {frames.dx:.0f} m (UTM 49N)."),
             html.Ul(notes) if notes else None]
     opts = place_options(layers)
-    store = mf.store()
-    w, e, s_, n = extent
-    store["fit_zoom"] = float(np.log2(900.0 / max(e - w, n - s_, 1.0)))   # Simple CRS: 2**zoom px per metre
-    return (layer_tree(layers, mf), viewport, store, len(mf.t_s) - 1, clock_marks(mf.start, mf.t_s), i,
+    i = min(max(int(i), 0), len(mf.t_s) - 1)
+    return (layer_tree(layers, mf), viewport, mf.store(), len(mf.t_s) - 1, clock_marks(mf.start, mf.t_s), i,
             None, info, legends(mf), opts)
 
 
@@ -179,7 +177,7 @@ def refresh_runs(ctx, path, shown_n):
     """Run list options, and the latest frame index when the selected run has more frames than the
     ``shown_n`` frames in the browser (a live twin); nothing while the page has no frames yet."""
     opts = run_options(ctx)
-    if not path or not shown_n:
+    if not path or not isinstance(shown_n, int) or shown_n <= 0:
         return opts, no_update
     try:
         run = ctx.run(path)
@@ -190,7 +188,7 @@ def refresh_runs(ctx, path, shown_n):
     except RunError:
         return opts, no_update
     imax = len(frames.t_s) - 1
-    if imax == int(shown_n) - 1:
+    if imax == shown_n - 1:
         return opts, no_update
     return opts, imax
 
@@ -215,8 +213,8 @@ def register(app, ctx):
     def on_run(path, reload):
         if not path:
             return dynamic_layers(None), no_update, None, 0, {}, 0, None, [], [], [], None
-        if dash_ctx.triggered_id == "map-reload" and reload:   # a live run grew: show its latest frame
-            out = list(build_map(ctx, path, int(reload)))
+        if dash_ctx.triggered_id == "map-reload" and isinstance(reload, int) and reload > 0:
+            out = list(build_map(ctx, path, reload))              # a live run grew: show its latest frame
             out[1] = no_update                                   # and keep the user's view
         else:
             out = list(build_map(ctx, path, 0))
@@ -230,7 +228,7 @@ def register(app, ctx):
 
     app.clientside_callback(
         ClientsideFunction(namespace="twinMap", function_name="labelClass"),
-        Output("map-box", "className"), Input("map-map", "zoom"), Input("map-frames", "data"))
+        Output("map-box", "className"), Input("map-map", "zoom"))
 
     app.clientside_callback(
         ClientsideFunction(namespace="twinMap", function_name="togglePlay"),
