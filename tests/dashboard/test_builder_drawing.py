@@ -193,6 +193,7 @@ def test_typhoon_replay_on_the_molave_base_validates(molave, tmp_path):
     r = sf.build_from_form(form, molave)
     assert r.data["start"] == "2020-10-28T02:00" and r.errors == {}
     assert any("closest approach" in n and "after this run ends" in n for n in r.notes)   # said, not silent
+    assert "'official typhoon warning' (28 Oct 05:00) is after this run ends (28 Oct 04:00): it will not act." in r.notes
     sc, fe, ge = sf.validate(r.data, tmp_path, r.keys)
     assert (fe, ge) == ({}, []) and sc.flood.rain.storm == "MOLAVE"
 

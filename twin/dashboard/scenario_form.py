@@ -515,8 +515,7 @@ def build_from_form(form: dict, base: dict | None = None, places=None) -> FormRe
         inter = [iv for k, iv in enumerate(inter) if k in set(keep)]
     for k in range(len(inter)):  # errors in the base scenario's own items show beside their checklist
         keys[f"interventions.{k}"] = "b-base-interventions"
-    if data.get("start") != base.get("start"):
-        _window_check(inter, data.get("start"), dur_s, 0, errors, notes)
+    _window_check(inter, data.get("start"), dur_s, 0, errors, notes)   # a moved start or a shorter run
 
     def add(item, fid):
         keys[f"interventions.{len(inter)}"] = fid
