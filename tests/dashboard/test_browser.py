@@ -294,4 +294,10 @@ def test_builder_draws_a_levee_and_a_pump_and_runs_them(server, page, runs_dir, 
     link.click()                                                       # the link opens that run on the map
     page.wait_for_selector("#map-run")
     assert run_id in page.inner_text("#map-run")
+    for width in (1600, 800):                                          # usable at both widths (screenshots kept)
+        page.set_viewport_size({"width": width, "height": 1000})
+        page.goto(server.url + "/builder")
+        page.wait_for_selector("#b-map .place-marker")
+        assert page.locator("#b-map").bounding_box()["width"] >= 0.6 * width - 40
+        page.screenshot(path=str(artifacts_dir / f"dashboard_builder_{width}.png"), full_page=True)
     assert page.console_errors == []

@@ -182,7 +182,6 @@ def test_event_defaults_to_the_base_scenarios_own(molave):
     r = sf.build_from_form(dict(FORM), molave)
     assert r.data["flood"]["rain"] == molave["flood"]["rain"] and r.data["start"] == molave["start"]
     assert sf.EVENTS[0]["value"] == "base"
-    assert builder.layout.__code__  # the page's default event is read from the layout below
     assert "typhoon MOLAVE 2020 replay" in sf.describe_event(molave)
 
 
@@ -239,8 +238,9 @@ def test_number_inputs_let_negative_values_through(ctx):
 
     numbers = [c for c in walk(builder.layout(ctx)) if getattr(c, "type", None) == "number"]
     assert len(numbers) >= 6 and all(getattr(c, "min", None) is None for c in numbers)
-    event = next(c for c in walk(builder.layout(ctx)) if getattr(c, "id", None) == "b-event")
-    assert event.value == "base"
+    by_id = {getattr(c, "id", None): c for c in walk(builder.layout(ctx))}
+    assert by_id["b-event"].value == "base"                 # the base's own event ...
+    assert by_id["b-duration"].value == 1.0                 # ... and its duration (fixture_base: 1 h)
 
 
 # -- the page's logic -----------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def layout(ctx, selected=None):
                 field("b-name", "Name", dcc.Input(id="b-name", type="text", value="what-if", debounce=False),
                       "any text; the run id keeps letters, digits and _"),
                 html.Div([
-                    field("b-duration", "Duration (h)", dcc.Input(id="b-duration", type="number", value=6, step="any")),
+                    field("b-duration", "Duration (h)", dcc.Input(id="b-duration", type="number", value=base_duration_h(ctx, default_base), step="any")),
                     field("b-resolution", "Grid resolution (m)", dcc.Dropdown(id="b-resolution", options=[
                         {"label": "default of the base", "value": ""}, {"label": "30 m", "value": 30},
                         {"label": "60 m", "value": 60}, {"label": "90 m", "value": 90}], value="", clearable=False)),
@@ -672,6 +672,14 @@ def drawn_list(items: list) -> list:
                      html.Button("remove", id={"type": "b-drawn-remove", "index": it.get("key")}, n_clicks=0,
                                  className="btn btn-small", title=f"remove {it.get('text', '')}")],
                     className=f"drawn-item drawn-{it.get('kind')}") for it in items]
+
+
+def base_duration_h(ctx, base_id) -> float:
+    """The base scenario's duration in hours (the form starts from it), 6 when unreadable."""
+    try:
+        return round(sf._dur(load_base(ctx, base_id).get("duration"), 6 * 3600.0) / 3600.0, 3)
+    except (ValueError, TypeError):
+        return 6.0
 
 
 def base_event_text(ctx, base_id) -> str:
