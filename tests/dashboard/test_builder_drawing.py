@@ -238,7 +238,7 @@ def test_number_inputs_let_negative_values_through(ctx):
 
     numbers = [c for c in walk(builder.layout(ctx)) if getattr(c, "type", None) == "number"]
     assert len(numbers) >= 6 and all(getattr(c, "min", None) is None for c in numbers)
-    by_id = {getattr(c, "id", None): c for c in walk(builder.layout(ctx))}
+    by_id = {c.id: c for c in walk(builder.layout(ctx)) if isinstance(getattr(c, "id", None), str)}
     assert by_id["b-event"].value == "base"                 # the base's own event ...
     assert by_id["b-duration"].value == 1.0                 # ... and its duration (fixture_base: 1 h)
 
