@@ -164,6 +164,8 @@ def test_builder_runs_a_scenario_and_it_appears_in_the_run_list(server, page, ru
     err = page.wait_for_selector("#b-duration-wrap .field-error:not(:empty)", timeout=30000)
     assert "0.01" in err.inner_text() or "coupling steps" in err.inner_text()
     page.fill("#b-duration", "1")
+    # the event now defaults to the base scenario's own (issue 15): choose the design storm to set it
+    page.get_by_label("Design storm (return period)").check()
     _choose(page, "b-return-period", "50 years")
     page.fill("#b-storm-duration", "1")
     page.click("#b-validate")
@@ -226,4 +228,76 @@ def test_sensors_observed_versus_simulated(server, page, artifacts_dir):
     ylab = page.evaluate("() => document.querySelector('#sen-series .js-plotly-plot').layout.yaxis.title.text")
     assert ylab == "m"
     page.screenshot(path=str(artifacts_dir / "dashboard_sensors_series.png"), full_page=True)
+    assert page.console_errors == []
+
+
+def _map_click(page, fx_, fy_):
+    box = page.locator("#b-map").bounding_box()
+    page.mouse.click(box["x"] + fx_ * box["width"], box["y"] + fy_ * box["height"])
+
+
+def test_builder_draws_a_levee_and_a_pump_and_runs_them(server, page, runs_dir, artifacts_dir):
+    """Issue 15: draw a levee (crest) and place a pump (capacity) on the map; the YAML preview shows
+    them; the scenario validates and runs; the run list links to the run by id."""
+    import yaml
+
+    from twin.scenario import load_scenario
+
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(server.url + "/builder")
+    page.wait_for_selector("#b-map .leaflet-draw-draw-polyline")
+    page.wait_for_selector("#b-map .place-marker")                     # the basemap's places
+    page.fill("#b-name", "Đê và bơm")
+    page.fill("#b-duration", "-3")                                     # a negative input says so
+    page.click("#b-validate")
+    err = page.wait_for_selector("#b-duration-wrap .field-error:not(:empty)")
+    assert "negative" in err.inner_text() and "-3" in err.inner_text()
+    page.fill("#b-duration", "0.5")
+    page.fill('[id=\'{"name":"crest_m","type":"b-param"}\']', "7.5")
+    page.click("#b-map .leaflet-draw-draw-polyline")
+    for fx_, fy_ in ((0.2, 0.45), (0.45, 0.38), (0.55, 0.45)):
+        _map_click(page, fx_, fy_)
+    page.get_by_text("Finish", exact=True).click()
+    page.wait_for_function("() => document.querySelector('#b-drawn-list').innerText.includes('Levee')")
+    page.locator("#b-tool").get_by_label("Mobile pump", exact=True).check()
+    page.fill('[id=\'{"name":"capacity_m3_per_s","type":"b-param"}\']', "3")
+    page.click("#b-map .leaflet-draw-draw-marker")
+    _map_click(page, 0.35, 0.7)
+    page.wait_for_function("() => document.querySelector('#b-drawn-list').innerText.includes('Mobile pump')")
+    page.wait_for_function("() => document.querySelector('#b-yaml').innerText.includes('capacity_m3_per_s: 3')")
+    text = page.inner_text("#b-yaml")
+    data = yaml.safe_load(text)
+    kinds = [iv["type"] for iv in data["interventions"]]
+    assert kinds == ["levee", "pump"] and data["interventions"][0]["crest_m"] == 7.5
+    assert len(data["interventions"][0]["polyline"]) == 3
+    assert "Estimated run time" in page.inner_text("#b-estimate")
+    path = runs_dir.parent / "drawn_scenario.yaml"
+    path.write_text(text, encoding="utf-8")
+    sc = load_scenario(path)                                           # the project's schema takes it
+    assert [iv.type for iv in sc.interventions] == ["levee", "pump"]
+    page.screenshot(path=str(artifacts_dir / "dashboard_builder_drawn.png"), full_page=True)
+    # leaflet-draw and its icons come from the package: no CDN, no tile server
+    assert [u for u in requests if not u.startswith((server.url, "data:"))] == []
+    before = {p.name for p in runs_dir.iterdir()}
+    page.click("#b-run")
+    page.wait_for_function("() => document.querySelector('#b-status').innerText.startsWith('finished')", timeout=90000)
+    run_id = ({p.name for p in runs_dir.iterdir()} - before - {".jobs"}).pop()
+    import pandas as pd
+
+    log = pd.read_parquet(runs_dir / run_id / "decisions.parquet")
+    applied = log[log["outcome"] == "applied"]
+    assert {"levee", "pump"} <= set(applied["type"])
+    assert "7.5 m" in applied[applied["type"] == "levee"]["message"].iloc[0]
+    link = page.locator(f"#b-runs li[data-run='{run_id}'] a")         # a locator: the list is re-rendered
+    assert link.get_attribute("href") == f"/?run={run_id}"
+    link.click()                                                       # the link opens that run on the map
+    page.wait_for_selector("#map-run")
+    assert run_id in page.inner_text("#map-run")
+    for width in (1600, 800):                                          # usable at both widths (screenshots kept)
+        page.set_viewport_size({"width": width, "height": 1000})
+        page.goto(server.url + "/builder")
+        page.wait_for_selector("#b-map .place-marker")
+        assert page.locator("#b-map").bounding_box()["width"] >= 0.6 * width - 40
+        page.screenshot(path=str(artifacts_dir / f"dashboard_builder_{width}.png"), full_page=True)
     assert page.console_errors == []

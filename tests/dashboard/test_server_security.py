@@ -342,7 +342,8 @@ def test_uploads_cannot_name_files_outside(served):
                                    "b-upload.contents")
         assert status == 200 and SECRET not in text and "refused" in text and str(out) not in text, (up, text)
     # the same data sent straight as the uploaded store (skipping the upload callback) is refused too
-    status, text = served.call("b-msg.children", {"b-validate.n_clicks": 1, "b-uploaded.data": {
+    # ("b-source.value": the upload is used only when the page's "Run starts" selects it, issue 15)
+    status, text = served.call("b-msg.children", {"b-validate.n_clicks": 1, "b-source.value": "upload", "b-uploaded.data": {
         "name": "u.yaml", "data": {"extends": str(out / "secret.yaml"), "name": "a"}}}, "b-validate.n_clicks")
     assert status == 200 and SECRET not in text and "refused" in text
 

@@ -125,6 +125,18 @@ class HostCheck:
         return self.app(environ, start_response)
 
 
+def run_from_search(runs_dir: Path, search: str | None) -> str | None:
+    """The run id of a ``?run=ID`` query when ID is in the run list (ids only, never a path)."""
+    from urllib.parse import parse_qs
+
+    from .runs import list_runs
+
+    got = parse_qs((search or "").lstrip("?")).get("run")
+    if not got:
+        return None
+    return got[0] if got[0] in {r["id"] for r in list_runs(runs_dir)} else None
+
+
 def create_app(runs_dir: str | os.PathLike = "runs", *, store: str | os.PathLike | None = None,
                city_loader=None, runner: list[str] | None = None, scenarios_dir: str | os.PathLike | None = None,
                live_refresh_ms: int = 10_000, allowed_hosts: Iterable[str] = LOOPBACK_HOSTS,
@@ -178,8 +190,10 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, store: str | os.PathLike
     modules = {"/": map_page, "/builder": builder, "/compare": compare, "/sensors": sensors, "/emergency": emergency,
                "/exercise": exercise}
 
-    @app.callback(Output("page", "children"), Input("url", "pathname"), State("selected-run", "data"))
-    def route(pathname, selected):
+    @app.callback(Output("page", "children"), Input("url", "pathname"), Input("url", "search"),
+                  State("selected-run", "data"))
+    def route(pathname, search, selected):
+        selected = run_from_search(runs_dir, search) or selected   # /?run=ID (the builder's run links)
         mod = modules.get(pathname or "/")
         if mod is None:
             return html.Div([html.H2("Page not found"), html.P(f"No page at {cap(str(pathname), 200)}."),
