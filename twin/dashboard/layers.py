@@ -1,9 +1,10 @@
 """Static map layers (hillshade, water, roads, places), built once per city or run and cached.
 
 The base map is an offline image: a hillshade of the terrain with water bodies tinted, encoded once
-as a PNG data URI and placed under the plotly axes in UTM metres (EPSG:32649). No tile server.
-Roads and places come from the city bundle (``twin.load_city``) when the run names one; a run that
-records ``elevation`` in ``fields.nc`` gets a hillshade even without the city bundle.
+as a PNG data URI and drawn by the web map (``basemap.py``) in UTM metres (EPSG:32649). No tile
+server. Roads (by class), wards, places and the normal water (initial water depth) come from the city
+bundle (``twin.load_city``) when the run names one; a run that records ``elevation`` in ``fields.nc``
+gets a hillshade even without the city bundle.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pandas as pd
 
 from .runs import Run, RunError, hillshade
 
-MAX_IMAGE_PX = 900
+MAX_IMAGE_PX = 1200
 
 
 @dataclass
@@ -36,6 +37,10 @@ class Layers:
     elevation: np.ndarray | None = None          # model grid elevation when known (for stage)
     grid_x: np.ndarray | None = None
     grid_y: np.ndarray | None = None
+    road_classes: dict[str, list] = field(default_factory=dict)   # class -> [[[x, y], ...], ...] (undirected)
+    wards_geojson: dict | None = None            # FeatureCollection: name, label_xy; EPSG:32649
+    water_depth0: np.ndarray | None = None       # normal (initial) water depth on the city grid (m)
+    land_use: Any = None                         # FD2321 land use per cell (twin.hazard.land_use)
 
 
 def _png_data_uri(rgba: np.ndarray) -> str:
@@ -97,6 +102,64 @@ def _road_geometry(links: pd.DataFrame, nodes: pd.DataFrame | None) -> tuple[lis
     return rx, ry, link_xy, mids
 
 
+def _road_class(highway: Any) -> str:
+    from .basemap import ROAD_CLASSES
+
+    h = str(highway or "").lower()
+    for cls, values, _ in ROAD_CLASSES:
+        if h in values:
+            return cls
+    return "minor"
+
+
+def road_classes(links: pd.DataFrame, link_xy: dict[int, tuple[np.ndarray, np.ndarray]]) -> dict[str, list]:
+    """Link geometries by road class (``highway``; "minor" without it), one per undirected link,
+    as GeoJSON coordinate lists rounded to 1 m."""
+    out: dict[str, list] = {}
+    seen: set = set()
+    hw = links["highway"].tolist() if "highway" in links.columns else [None] * len(links)
+    frm = links["from"].tolist() if "from" in links.columns else list(range(len(links)))
+    to = links["to"].tolist() if "to" in links.columns else list(range(len(links)))
+    for k, lid in enumerate(links.index):
+        g = link_xy.get(int(lid))
+        if g is None:
+            continue
+        key = (min(frm[k], to[k]), max(frm[k], to[k]), len(g[0]))
+        if key in seen:
+            continue
+        seen.add(key)
+        coords = np.round(np.column_stack(g)).tolist()
+        out.setdefault(_road_class(hw[k]), []).append(coords)
+    return out
+
+
+def wards_geojson(wards: Any, tolerance_m: float = 15.0) -> dict | None:
+    """Ward outlines (simplified) with their names and a label point, as a GeoJSON FeatureCollection
+    in the city's metres; None when the city has no ward polygons."""
+    if wards is None or not len(wards) or "geometry" not in getattr(wards, "columns", []):
+        return None
+    from shapely.geometry import mapping
+
+    feats = []
+    names = wards["ward_name"] if "ward_name" in wards.columns else wards.index.astype(str)
+    for name, geom in zip(names, wards["geometry"]):
+        if geom is None or geom.is_empty:
+            continue
+        simple = geom.simplify(tolerance_m, preserve_topology=True)
+        gj = mapping(simple)
+        gj = {"type": gj["type"], "coordinates": _round_coords(gj["coordinates"])}
+        rp = geom.representative_point()
+        feats.append({"type": "Feature", "geometry": gj,
+                      "properties": {"name": str(name), "label_xy": [round(rp.x, 1), round(rp.y, 1)]}})
+    return {"type": "FeatureCollection", "features": feats} if feats else None
+
+
+def _round_coords(c: Any) -> Any:
+    if isinstance(c, (list, tuple)) and c and isinstance(c[0], (int, float)):
+        return [round(float(v), 1) for v in c]
+    return [_round_coords(v) for v in c]
+
+
 def layers_from_city(city: Any) -> Layers:
     """Layers from a ``twin.city.City`` (duck-typed: terrain, landcover, roads, places)."""
     lay = Layers(source=f"city bundle '{getattr(city, 'name', '?')}'")
@@ -122,6 +185,14 @@ def layers_from_city(city: Any) -> Layers:
     if roads is not None:
         lay.road_x, lay.road_y, lay.link_xy, lay.link_mid = _road_geometry(roads.links, getattr(roads, "nodes", None))
         lay.link_len = {k: float(np.hypot(np.diff(v[0]), np.diff(v[1])).sum()) for k, v in lay.link_xy.items()}
+        lay.road_classes = road_classes(roads.links, lay.link_xy)
+    lay.wards_geojson = wards_geojson(getattr(city, "wards", None))
+    if w0 is not None and np.shape(w0) == z.shape:
+        lay.water_depth0 = np.asarray(w0, dtype=np.float64)
+    if lc is not None and classes:
+        from twin.hazard import land_use
+
+        lay.land_use = land_use(np.asarray(lc), classes)
     places = getattr(city, "places", None)
     if places is not None and len(places):
         p = places.copy()
