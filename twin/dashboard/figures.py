@@ -1,8 +1,8 @@
 """Plotly figures: pure functions from runs and layers to figures (unit-tested without a browser).
 
-Colour scales read in greyscale: depth uses cividis reversed (light = shallow, dark = deep), the
-difference map cividis with its midpoint at zero (dark = lower in B, light = higher), lines of the
-two compared runs differ by dash as well as colour. Every axis names its unit.
+Colour scales read in greyscale: depth uses cividis reversed (light = shallow, dark = deep); lines of
+the two compared runs differ by dash as well as colour. Every axis names its unit. The compare
+page's KPI rows and difference map are in ``comparison.py``, the emergency debrief's in ``debrief.py``.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from plotly.subplots import make_subplots
 
 from . import tables
 from .layers import Layers
-from .runs import Frames, Run, RunError, _block_coords, block_reduce_max
+from .runs import Frames, Run, RunError
 
 FONT = "DejaVu Sans, Noto Sans, Arial, sans-serif"  # full Vietnamese diacritics coverage
 DEPTH_SCALE = "cividis_r"
@@ -237,36 +237,6 @@ def max_depth_grid(run: Run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return fr.x, fr.y, d.max(axis=0) / 100.0
 
 
-def difference_figure(run_a: Run, run_b: Run, height: int = 460) -> go.Figure:
-    xa, ya, a = max_depth_grid(run_a)
-    xb, yb, b = max_depth_grid(run_b)
-    if a.shape != b.shape or not (np.allclose(xa, xb) and np.allclose(ya, yb)):
-        return empty_figure("the two runs are on different grids: no cell-by-cell difference map", height)
-    a = np.nan_to_num(a, nan=0.0)
-    b = np.nan_to_num(b, nan=0.0)
-    diff = b - a
-    factor = max(1, int(np.ceil(max(diff.shape) / 320)))
-    if factor > 1:  # keep the sign of the largest change in each block
-        hi = block_reduce_max(diff, factor)
-        lo = -block_reduce_max(-diff, factor)
-        diff = np.where(np.abs(lo) > np.abs(hi), lo, hi)
-        xa = _block_coords(xa, factor)
-        ya = _block_coords(ya, factor)
-    lim = float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 0.0
-    lim = max(lim, 0.01)
-    z = np.where(np.abs(diff) >= 0.005, np.round(diff, 3), np.nan)
-    zo = z.astype(object)
-    zo[~np.isfinite(z)] = None
-    fig = go.Figure(go.Heatmap(
-        x=np.round(xa, 1), y=np.round(ya, 1), z=zo.tolist(), zmin=-lim, zmax=lim, zmid=0, colorscale="cividis",
-        colorbar={"title": {"text": "Δ max depth<br>B − A (m)"}}, hoverongaps=False,
-        hovertemplate="x %{x:.0f} m<br>y %{y:.0f} m<br>B − A %{z:+.2f} m<extra></extra>"))
-    fig.update_layout(**base_layout(height=height, margin={"l": 70, "r": 10, "t": 10, "b": 50}, plot_bgcolor="#eeeeee"),
-                      xaxis={"title": {"text": "easting (m, UTM 49N)"}, "tickformat": "d"},
-                      yaxis={"title": {"text": "northing (m)"}, "scaleanchor": "x", "tickformat": "d"})
-    return fig
-
-
 SERIES = (
     ("flooded area (depth > 0.1 m)", "km²", tables.flooded_area_series, 1.0),
     ("people at high hazard (significant or extreme class)", "persons", tables.high_hazard_series, 1.0),
@@ -300,24 +270,6 @@ def compare_series_figure(run_a: Run, run_b: Run, height: int = 640) -> go.Figur
     fig.update_xaxes(title_text="time since start (h)", row=len(SERIES), col=1)
     fig.update_layout(**base_layout(height=height, legend={"orientation": "h", "y": 1.08}))
     return fig
-
-
-def kpi_rows(run_a: Run, run_b: Run) -> list[dict]:
-    """One row per KPI present in either run: key, unit, a, b, diff, rel %, arrow."""
-    from .runs import flatten_kpis, kpi_units, unit_from_key
-
-    ka, kb = run_a.kpis(), run_b.kpis()
-    fa, fb = flatten_kpis(ka), flatten_kpis(kb)
-    units = {**kpi_units(ka), **kpi_units(kb)}
-    rows = []
-    for key in sorted(set(fa) | set(fb)):
-        a, b = fa.get(key), fb.get(key)
-        diff = (b - a) if (a is not None and b is not None) else None
-        rel = (diff / abs(a) * 100.0) if (diff is not None and a not in (0, None) and np.isfinite(a)) else None
-        arrow = "" if diff is None else ("▲" if diff > 0 else ("▼" if diff < 0 else "="))
-        rows.append({"kpi": key, "unit": units.get(key) or unit_from_key(key), "a": a, "b": b,
-                     "diff": diff, "rel": rel, "arrow": arrow})
-    return rows
 
 
 def fmt_num(v) -> str:
@@ -400,37 +352,6 @@ def queue_utilisation_figure(run: Run) -> go.Figure:
     fig.update_yaxes(title_text="% of units", row=2, col=1, range=[0, 105])
     fig.update_xaxes(title_text="time since start (h)", row=2, col=1)
     fig.update_layout(**base_layout(height=380, showlegend=False))
-    return fig
-
-
-def occupancy_figure(run: Run, places=None) -> go.Figure:
-    sh = tables.shelter_occupancy(run)
-    ho = tables.hospital_admissions(run)
-    if sh is None and ho is None:
-        return empty_figure("no shelter or hospital records in this run")
-    names = {}
-    caps = {}
-    if places is not None and len(places):
-        names = dict(zip(places["place_id"].astype(str), places["name"].astype(str)))
-        if "capacity" in places.columns:
-            caps = dict(zip(places["place_id"].astype(str), places["capacity"]))
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["shelter occupancy", "hospital arrivals (cumulative)"],
-                        horizontal_spacing=0.1)
-    dashes = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
-    greys = ["#000000", "#1f3b73", "#636363", "#c77c02", "#6a3d9a", "#969696"]
-    for k, (sid, g) in enumerate(sh.groupby("shelter") if sh is not None else []):
-        label = names.get(str(sid), str(sid))
-        cap = caps.get(str(sid))
-        fig.add_trace(go.Scatter(x=hours(g["t"]), y=g["persons"], mode="lines", name=f"{label}" + (f" (cap. {cap:.0f})" if cap else ""),
-                                 line={"dash": dashes[k % 6], "color": greys[k % 6]}), row=1, col=1)
-    for k, (hid, g) in enumerate(ho.groupby("hospital") if ho is not None else []):
-        label = names.get(str(hid), str(hid))
-        fig.add_trace(go.Scatter(x=hours(g["t"]), y=g["patients"], mode="lines", line={"shape": "hv", "dash": dashes[(k + 3) % 6],
-                                 "color": greys[(k + 3) % 6], "width": 2}, name=label), row=1, col=2)
-    fig.update_yaxes(title_text="persons", row=1, col=1, rangemode="tozero")
-    fig.update_yaxes(title_text="patients", row=1, col=2, rangemode="tozero")
-    fig.update_xaxes(title_text="time since start (h)")
-    fig.update_layout(**base_layout(height=360, legend={"font": {"size": 11}}))
     return fig
 
 
