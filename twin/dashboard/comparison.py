@@ -122,7 +122,9 @@ def difference_map(run_a: Run, run_b: Run, layers: Layers | None = None, map_id:
             dl.Overlay(dl.LayerGroup([overlay]), name="max depth B − A", checked=True)], position="topright"))
     else:
         children.append(overlay)
-    m = dl.Map(children=children, id=map_id, style={"height": "460px", "width": "100%"}, **bm.map_options(extent))
+    # trackViewport off: with bounds and no center, dash-leaflet 1.1.3 reads center.equals of undefined
+    m = dl.Map(children=children, id=map_id, style={"height": "460px", "width": "100%"}, trackViewport=False,
+               **bm.map_options(extent))
     labels = ["≤ −0.5 m (B shallower)", "−0.5 to −0.3 m", "−0.3 to −0.15 m", "−0.15 to −0.05 m",
               "|Δ| < 0.05 m: not shown", "+0.05 to +0.15 m", "+0.15 to +0.3 m", "+0.3 to +0.5 m",
               "≥ +0.5 m (B deeper)"]

@@ -288,14 +288,26 @@ def fmt_num(v) -> str:
 # ---------------------------------------------------------------------------------------------
 # emergency
 # ---------------------------------------------------------------------------------------------
+def run_end_s(run: Run) -> float:
+    """Model time the run reached: kpis.json ``end_time_s``, else the last time of fields.nc (read
+    alone, not the frames: the emergency page need not load the flood grids), else 0."""
+    v = run.kpis().get("end_time_s")
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
+        return float(v)
+    if not run.has_fields():
+        return 0.0
+    try:
+        import xarray as xr
+
+        with xr.open_dataset(run.path / "fields.nc", decode_times=False) as ds:
+            return float(ds["time"].values[-1]) if ds.sizes.get("time", 0) else 0.0
+    except (OSError, ValueError, KeyError, IndexError):
+        return 0.0
+
+
 def time_grid(run: Run, n: int = 200) -> np.ndarray:
     inc = tables.incidents(run)
-    t_end = 0.0
-    try:
-        if run.has_fields():
-            t_end = float(run.frames().t_s[-1])
-    except RunError:
-        pass
+    t_end = run_end_s(run)
     if inc is not None and len(inc):
         cols = inc[["call_s", "dispatch_s", "arrive_scene_s", "clear_s"]].to_numpy(dtype=float)
         if np.isfinite(cols).any():

@@ -4,7 +4,7 @@ to a map, a unit Gantt chart, the incident timeline and queue, shelter occupancy
 from __future__ import annotations
 
 import dash_leaflet as dl
-from dash import Input, Output, State, dash_table, dcc, html, no_update
+from dash import ALL, Input, Output, State, callback_context, dcc, html, no_update
 
 from .. import basemap as bm
 from .. import debrief, figures
@@ -26,15 +26,8 @@ def layout(ctx, selected=None):
         html.H2("Incident log"),
         html.P(id="em-log-summary", className="summary-text", **{"aria-live": "polite"}),
         html.Div([
-            html.Div(dash_table.DataTable(
-                id="em-log", columns=[{"name": n, "id": c} for c, n in LOG_COLUMNS], data=[],
-                sort_action="native", filter_action="native", page_size=15, row_selectable="single",
-                selected_rows=[], style_table={"overflowX": "auto"},
-                style_cell={"fontFamily": figures.FONT, "fontSize": 12, "padding": "2px 6px", "textAlign": "left",
-                            "maxWidth": 240, "overflow": "hidden", "textOverflow": "ellipsis"},
-                style_header={"fontWeight": "bold", "backgroundColor": "#eee"},
-                style_data_conditional=[{"if": {"filter_query": "{arrival} = '–'"}, "backgroundColor": "#fdd0a2"}],
-                tooltip_duration=None), className="main-col incident-log-wrap"),
+            html.Div([html.Div(id="em-log"), dcc.Store(id="em-log-store", data=[])],
+                     className="main-col incident-log-wrap"),
             html.Div([html.Div(id="em-map-wrap"), html.P(id="em-map-caption", className="summary-text")],
                      className="side-col wide"),
         ], className="two-col"),
@@ -76,12 +69,41 @@ def shelter_table(occ) -> html.Table | None:
     head = html.Thead(html.Tr([html.Th(c, scope="col") for c in
                                ("shelter", "kind", "capacity", "peak arrived", "at the end", "over capacity")]))
     body = [html.Tr([html.Th(r.name, scope="row", className="kpi-name"), html.Td(r.kind.replace("_", " ")),
-                     html.Td(figures.fmt_num(r.capacity), className="num"),
+                     html.Td(f"{r.capacity:,.0f}" if r.capacity == r.capacity else "–", className="num"),
                      html.Td(f"{r.peak:,.0f}", className="num"), html.Td(f"{r.end:,.0f}", className="num"),
                      html.Td("yes: over capacity" if r.over else "no", className="over-capacity" if r.over else "")])
             for r in occ.itertuples()]
     return html.Table([html.Caption("Persons who arrived at each shelter (people on their way not counted)"),
                        head, html.Tbody(body)], className="kpi-table", id="em-shelter-table-t")
+
+
+#: rows of the incident log drawn in the page (the rest are counted in the summary)
+MAX_LOG_ROWS = 500
+
+
+def log_table(records: list[dict]) -> html.Table | html.P:
+    """The incident log as a table; each row's first cell is a button that shows it on the map
+    (reachable with Tab, pressed with Enter). Unreached incidents are flagged in words and colour."""
+    if not records:
+        return html.P("No incidents were recorded in this run.")
+    head = html.Thead(html.Tr([html.Th("map", scope="col")] + [html.Th(n, scope="col") for _, n in LOG_COLUMNS]))
+    body = []
+    for k, r in enumerate(records[:MAX_LOG_ROWS]):
+        unreached = r["arrival"] == "–"
+        cells = [html.Td(html.Button("show", id={"type": "em-log-row", "index": k}, className="row-btn",
+                                     **{"aria-label": f"show incident {r['id']} on the map"}))]
+        for c, _ in LOG_COLUMNS:
+            v = r[c]
+            if c == "response_min":
+                v = "not reached" if v is None or v != v else f"{v:.1f}"
+            cells.append(html.Td(str(v), className="num" if c in ("id", "priority", "response_min") else None,
+                                 **{"data-col": c}))
+        body.append(html.Tr(cells, className="unreached" if unreached else None))
+    caption = "Times are local clock times (Asia/Ho_Chi_Minh)"
+    if len(records) > MAX_LOG_ROWS:
+        caption += f"; the first {MAX_LOG_ROWS} of {len(records)} incidents by call time"
+    return html.Table([html.Caption(caption), head, html.Tbody(body)], className="kpi-table incident-log",
+                      id="em-log-table")
 
 
 def incident_map(layers, log):
@@ -102,7 +124,7 @@ def incident_map(layers, log):
         dl.Overlay(dl.LayerGroup(markers, id="em-incidents"), name="incidents", checked=True)], position="topright")] \
         if layers is not None else [dl.LayerGroup(markers, id="em-incidents")]
     children.append(dl.LayerGroup([], id="em-highlight"))
-    return dl.Map(children=children, id="em-map", style={"height": "440px", "width": "100%"},
+    return dl.Map(children=children, id="em-map", style={"height": "440px", "width": "100%"}, trackViewport=False,
                   **bm.map_options(extent))
 
 
@@ -110,7 +132,7 @@ def emergency(ctx, path):
     """Everything the page shows for run ``path`` (a run id), as a dict of output name → value."""
     e = figures.empty_figure("no run selected")
     out = {"timeline": e, "queue": e, "occupancy": e, "gantt": e, "shelters": e, "msg": None, "summary": [],
-           "log": [], "log_summary": None, "map": None, "gantt_summary": None, "shelter_summary": None,
+           "log": [], "log_table": None, "log_summary": None, "map": None, "gantt_summary": None, "shelter_summary": None,
            "shelter_note": None, "shelter_table": None}
     if not path:
         return out
@@ -142,8 +164,9 @@ def emergency(ctx, path):
         log = None
     # positions travel with the rows (not shown as columns) for the map link
     out["log"] = [] if log is None else log.drop(columns=["call_s"]).rename(columns={"x": "_x", "y": "_y"}).round(
-        {"_x": 1, "_y": 1}).to_dict("records")
+        {"_x": 1, "_y": 1}).astype(object).where(lambda d: d.notna(), None).to_dict("records")
     out["log_summary"] = debrief.log_summary(log)
+    out["log_table"] = log_table(out["log"])
     take("map", incident_map, lay, log)
     occ, err = safe(debrief.shelter_occupancy, run, places)
     if err:
@@ -158,10 +181,11 @@ def emergency(ctx, path):
     return out
 
 
-KEYS = ("timeline", "queue", "occupancy", "msg", "summary", "log", "log_summary", "map", "gantt", "gantt_summary",
+KEYS = ("timeline", "queue", "occupancy", "msg", "summary", "log_table", "log", "log_summary", "map", "gantt", "gantt_summary",
         "shelters", "shelter_summary", "shelter_note", "shelter_table")
 OUTPUTS = (("em-timeline", "figure"), ("em-queue", "figure"), ("em-occupancy", "figure"), ("em-msg", "children"),
-           ("em-summary", "children"), ("em-log", "data"), ("em-log-summary", "children"),
+           ("em-summary", "children"), ("em-log", "children"), ("em-log-store", "data"),
+           ("em-log-summary", "children"),
            ("em-map-wrap", "children"), ("em-gantt", "figure"), ("em-gantt-summary", "children"),
            ("em-shelters", "figure"), ("em-shelter-summary", "children"), ("em-shelter-note", "children"),
            ("em-shelter-table", "children"))
@@ -186,14 +210,19 @@ def register(app, ctx):
     def remember(path):
         return path
 
-    @app.callback(*[Output(i, p) for i, p in OUTPUTS], Output("em-log", "selected_rows"), Input("em-run", "value"))
+    @app.callback(*[Output(i, p) for i, p in OUTPUTS], Input("em-run", "value"))
     def on_run(path):
         res = emergency(ctx, path)
-        return (*[res[k] for k in KEYS], [])
+        return tuple(res[k] for k in KEYS)
 
     @app.callback(Output("em-highlight", "children"), Output("em-map", "viewport"), Output("em-map-caption", "children"),
-                  Input("em-log", "selected_rows"), State("em-log", "data"), prevent_initial_call=True)
-    def on_select(rows, data):
-        row = data[rows[0]] if rows and data and rows[0] < len(data) else None
+                  Input({"type": "em-log-row", "index": ALL}, "n_clicks"), State("em-log-store", "data"),
+                  prevent_initial_call=True)
+    def on_select(clicks, data):
+        trig = callback_context.triggered_id
+        if not isinstance(trig, dict) or not any(clicks or []) or not data:
+            return no_update, no_update, no_update
+        k = int(trig.get("index", -1))
+        row = data[k] if 0 <= k < len(data) else None
         hl, vp, cap = highlight(ctx, None, row)
         return hl, vp if vp is not None else no_update, cap
