@@ -101,12 +101,16 @@ def test_live_run_grows_the_slider(tmp_path):
     app = create_app(runs, city_loader=fx.fixture_city_loader)
     ctx = app._twin_ctx
     path = "live"  # the client sends run ids (folder names), not paths
-    opts, imax, marks = map_page.refresh_runs(ctx, path, 2)
-    assert [o["value"] for o in opts] == [path] and imax is no_update       # nothing new
+    opts, imax = map_page.refresh_runs(ctx, path, None)
+    assert [o["value"] for o in opts] == [path] and imax is no_update       # the page has no frames yet
+    opts, imax = map_page.refresh_runs(ctx, path, 3)
+    assert imax is no_update                                                  # nothing new
     time.sleep(0.01)
     fx.write_run(runs / "live", n_times=6)                                    # the live twin wrote more frames
-    opts, imax, marks = map_page.refresh_runs(ctx, path, 2)
-    assert imax == 5 and marks[5] == "2.5 h"
+    opts, imax = map_page.refresh_runs(ctx, path, 3)
+    assert imax == 5
+    out = map_page.build_map(ctx, path, imax)                                 # the reload the new max triggers
+    assert out[3] == 5 and out[4][5] == "02:30 28/10" and out[2]["n"] == 6 and out[5] == 5
 
 
 def test_large_grid_is_block_reduced(tmp_path):
@@ -125,42 +129,42 @@ def test_large_grid_is_block_reduced(tmp_path):
 
 
 # -- map page ------------------------------------------------------------------------------------
-def test_build_map_has_layers_and_legend_in_metres(ctx, runs_dir):
-    fig, imax, marks, i, msg, info = map_page.build_map(ctx, "fixture-a")
-    assert msg is None and imax == 12 and i == 0
-    assert marks[0] == "0.0 h" and marks[12] == "6.0 h"
-    assert fig.data[figures.TR_DEPTH].colorbar.title.text == "depth (m)"
-    assert fig.layout.images[0].source.startswith("data:image/png;base64,")
-    assert len(fig.data[figures.TR_ROADS].x) > 0
-    assert "Bệnh viện Đa khoa Quảng Nam" in list(fig.data[figures.TR_PLACES].customdata[:, 1])
-    assert "m" in fig.layout.xaxis.title.text and "m" in fig.layout.yaxis.title.text
+def test_build_map_has_layers_in_utm_metres_and_clock_time(ctx, runs_dir):
+    tree, viewport, store, imax, marks, i, msg, info, legend, places = map_page.build_map(ctx, "fixture-a")
+    assert msg is None and imax == 12 and i == 0 and store["n"] == 13
+    # fields.nc: seconds since 2020-10-28 00:00 (local, no offset): slider marks in local clock time
+    assert marks[0] == "00:00 28/10" and marks[12] == "06:00 28/10"
+    assert store["labels"][6] == "03:00 28/10/2020 (UTC+7)" and store["summaries"][6].startswith("03:00 28/10/2020")
+    names = [c.name for c in tree]
+    assert names[:2] == ["terrain and water", "plain background"] and names[-1] == "places"   # places above all
+    for want in ("roads (by class)", "flood depth above normal water", "hazard to people (FD2321 classes)",
+                 "closed roads", "vehicles on links", "people"):
+        assert want in names
+    x0, y0 = fx.X0, fx.Y0                     # Simple CRS: [lat, lng] = [northing, easting] in metres
+    assert viewport["bounds"] == [[y0 - fx.NY * fx.DX, x0], [y0, x0 + fx.NX * fx.DX]]
+    assert {o["value"] for o in places} == {"H1", "S1", "G1", "S2"}
+    assert "Fixed classes" in str(legend[0].children)
 
 
-def test_time_patch_changes_depth_and_closed_roads(ctx, runs_dir):
-    path = "fixture-a"
-    p0, lab0 = map_page.patch_time(ctx, path, 0)
-    p6, lab6 = map_page.patch_time(ctx, path, 6)
-    assert lab0 == "t = 0 h 00 min" and lab6 == "t = 3 h 00 min"
-    ops0 = {json.dumps(o["location"]): o["params"]["value"] for o in p0.to_plotly_json()["operations"]}
-    ops6 = {json.dumps(o["location"]): o["params"]["value"] for o in p6.to_plotly_json()["operations"]}
-    z0 = ops0[json.dumps(["data", figures.TR_DEPTH, "z"])]
-    z6 = ops6[json.dumps(["data", figures.TR_DEPTH, "z"])]
-    wet0 = sum(v is not None for row in z0 for v in row)
-    wet6 = sum(v is not None for row in z6 for v in row)
-    assert wet6 > wet0  # the river rises by mid-run
+def test_closed_roads_are_drawn_in_their_frames(ctx, runs_dir):
+    from twin.dashboard import basemap
+
+    store = map_page.build_map(ctx, "fixture-a")[2]
     links = pd.read_parquet(runs_dir / "fixture-a" / "links.parquet")
-    n_closed6 = int(links[(links.t_s == 3 * 3600.0)].closed.sum())
-    closed_x = ops6[json.dumps(["data", figures.TR_CLOSED, "x"])]
-    assert closed_x.count(None) == n_closed6 > 0
+    for k, t in ((0, 0.0), (6, 3 * 3600.0)):
+        n_closed = int(links[links.t_s == t].closed.sum())
+        img = store["images"]["closed"][k]
+        assert (img == basemap.TRANSPARENT_PNG) == (n_closed == 0)
+    assert int(links[links.t_s == 3 * 3600.0].closed.sum()) > 0
+    assert store["images"]["depth"][6] != store["images"]["depth"][0]   # the river rises by mid-run
 
 
-def test_place_click_gives_depth_series(ctx, runs_dir):
+def test_place_click_gives_depth_series_in_clock_time(ctx, runs_dir):
     import xarray as xr
 
     path = "fixture-a"
     map_page.build_map(ctx, path)
-    click = {"points": [{"customdata": ["G1", "Trạm thủy văn Tam Kỳ", "gauge_stage"]}]}
-    fig = map_page.place_series(ctx, path, click)
+    fig, text = map_page.place_series(ctx, path, "G1")
     p = fx.places().set_index("place_id").loc["G1"]
     x, y = fx.grid()
     c = int(np.argmin(abs(x - p.x))); r = int(np.argmin(abs(y - p.y)))
@@ -169,13 +173,17 @@ def test_place_click_gives_depth_series(ctx, runs_dir):
     assert np.allclose(fig.data[0].y, want + fx.elevation()[r, c], atol=1e-3)   # a stage gauge: level = z + depth
     assert fig.layout.yaxis.title.text == "water level (m above datum)"
     assert "Trạm thủy văn Tam Kỳ" in fig.layout.title.text
-    fig = map_page.place_series(ctx, path, {"points": [{"customdata": ["H1", "Bệnh viện", "hospital"]}]})
+    assert fig.layout.xaxis.title.text == "local time (Asia/Ho_Chi_Minh)"
+    assert str(fig.data[0].x[0]).startswith("2020-10-28") and "00:00" in str(fig.data[0].x[0])
+    k = int(np.argmax(want))
+    assert f"peak {want[k] + fx.elevation()[r, c]:.2f}" in text and f"{k // 2:02d}:{30 * (k % 2):02d} 28/10/2020" in text
+    fig, text = map_page.place_series(ctx, path, "H1")
     assert fig.layout.yaxis.title.text == "water depth (m)" and fig.data[0].name == "simulated depth"
 
 
 def test_corrupt_run_gives_a_message_not_a_traceback(ctx, runs_dir):
     path = "corrupt-run"
-    fig, imax, marks, i, msg, info = map_page.build_map(ctx, path)
+    msg = map_page.build_map(ctx, path)[6]
     text = msg.children
     assert "manifest.json" in text and "Traceback" not in text
     out = emergency.emergency(ctx, path)
@@ -467,8 +475,8 @@ def test_engine_run_frames_and_closed_roads(ctx, runs_dir):
 
     path = runs_dir / "engine-rp100"
     run = ctx.runs.get(path)
-    fig, imax, marks, i, msg, info = map_page.build_map(ctx, path.name)
-    assert msg is None and len(fig.data[figures.TR_ROADS].x) > 0
+    tree, _, store, imax, marks, i, msg, *_ = map_page.build_map(ctx, path.name)
+    assert msg is None and "roads (by class)" in [c.name for c in tree]
     with xr.open_dataset(path / "fields.nc", decode_times=False) as ds:
         d = ds["depth"].values
         assert ds["time"].attrs["units"].startswith("seconds since 2020-10-28 00:00:00")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import free_port
+from .helpers import free_port, measure_slider_steps, png_pixels
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,23 +68,34 @@ def test_twin_serve_shows_the_tamky_run(served, tamky_runs, page, artifacts_dir)
         html = r.read().decode()
     assert "<title>Tam Kỳ Twin</title>" in html and "cdn" not in html.lower()  # every script served locally
     page.goto(served + "/")
-    page.wait_for_function("() => { const g = document.querySelector('#map-graph .js-plotly-plot');"
-                           " return g && g.data && g.data.length > 7; }", timeout=60000)
-    names = page.evaluate("() => { const g = document.querySelector('#map-graph .js-plotly-plot');"
-                          " return g.data[g.data.length - 1].customdata.map(c => c[1]); }")
-    assert "Bệnh viện Đa khoa tỉnh Quảng Nam" in names                      # diacritics intact
+    page.wait_for_selector("img.twin-depth", state="attached", timeout=60000)
+    page.wait_for_selector(".place-marker", timeout=60000)
+    names = page.eval_on_selector_all(".place-marker", "els => els.map(e => e.getAttribute('title'))")
+    assert "Bệnh viện Đa khoa tỉnh Quảng Nam (hospital)" in names                # diacritics intact
     info = page.inner_text("#map-info")
     assert "city bundle 'tamky'" in info
-    has_image = page.evaluate("() => document.querySelector('#map-graph .js-plotly-plot').layout.images[0].source"
-                              ".startsWith('data:image/png;base64,')")
-    assert has_image
-    page.focus("#map-time [role=slider]")
-    page.keyboard.press("End")
-    page.wait_for_function("() => document.querySelector('#map-time-label').innerText === 't = 0 h 30 min'")
-    people = page.evaluate("() => document.querySelector('#map-graph .js-plotly-plot').data[4].x.length")
-    assert people > 100                                                      # residents drawn at 30 min
+    assert page.get_attribute("img.twin-basemap", "src").startswith("data:image/png;base64,")
+    labels = page.eval_on_selector_all(".leaflet-control-layers label", "els => els.map(e => e.innerText.trim())")
+    assert "wards" in labels and "roads (by class)" in labels
+    import json as _json
+
+    start = _json.loads((tamky_runs / "tamky-short" / "kpis.json").read_text())["start_local"]   # local, +07:00
+    hh, mm = int(start[11:13]), int(start[14:16])
+    assert page.inner_text("#map-time-label") == f"{hh:02d}:{mm:02d} {start[8:10]}/{start[5:7]}/{start[:4]} (UTC+7)"
+    ms = measure_slider_steps(page, 3)   # a slider step on the Tam Kỳ run, measured in Chromium
+    print(f"\nslider step (Tam Kỳ run, Chromium): {', '.join(f'{v:.0f}' for v in ms)} ms")
+    assert max(ms) <= 1000, ms
+    end = (hh * 60 + mm + 30) % (24 * 60)
+    page.wait_for_function(f"() => document.querySelector('#map-time-label').innerText.startsWith('{end // 60:02d}:{end % 60:02d}')")
+    people = png_pixels(page.get_attribute("img.twin-people", "src"))
+    assert int((people[..., 3] > 0).sum()) > 100                               # residents drawn at 30 min
     page.wait_for_timeout(500)
-    page.screenshot(path=str(artifacts_dir / "dashboard_map_tamky.png"))
+    page.screenshot(path=str(artifacts_dir / "dashboard_map_tamky_1600.png"))
+    page.set_viewport_size({"width": 800, "height": 900})
+    page.wait_for_timeout(500)
+    assert page.locator("#map-map").bounding_box()["width"] > 500
+    page.screenshot(path=str(artifacts_dir / "dashboard_map_tamky_800.png"), full_page=True)
+    page.set_viewport_size({"width": 1366, "height": 768})
     # the Emergency page over the same run: the engine's incidents
     import pandas as pd
 

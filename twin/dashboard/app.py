@@ -161,6 +161,7 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, store: str | os.PathLike
         update_title=None,
     )
     app._twin_ctx = ctx  # for tests and the CLI
+    app.index_string = app.index_string.replace("<html>", '<html lang="en">', 1)  # UI language (WCAG 3.1.1)
     app.server.config["MAX_CONTENT_LENGTH"] = int(max_request_bytes)  # larger bodies: 413
     app.server.wsgi_app = HostCheck(app.server.wsgi_app, allowed_hosts)
     nav = html.Nav([

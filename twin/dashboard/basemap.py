@@ -304,7 +304,7 @@ def basemap_layers(layers: Any, *, prefix: str = "bm", control: bool = True, pla
 
 def place_markers(places: Any, *, id_type: str | None = None) -> list:
     """A labelled ``dl.DivMarker`` per place (``place_id, name, kind, x, y``): keyboard-focusable
-    (Tab, then Enter clicks it), drawn in Leaflet's marker pane above every overlay and raised
+    (Tab, then Enter or Space clicks it: ``twinMap.placeKey`` in assets/map.js), drawn in Leaflet's marker pane above every overlay and raised
     further (``zIndexOffset``) so that nothing else takes their clicks."""
     if places is None or not len(places):
         return []
@@ -318,7 +318,7 @@ def place_markers(places: Any, *, id_type: str | None = None) -> list:
         kw: dict[str, Any] = {"id": {"type": id_type, "id": pid}} if id_type else {}
         out.append(dl.DivMarker(
             position=to_latlng(x, y), keyboard=True, title=f"{name} ({kind.replace('_', ' ')})",
-            alt=name, zIndexOffset=1000, riseOnHover=True,
+            alt=name, zIndexOffset=1000, riseOnHover=True, eventHandlers={"keydown": {"variable": "twinMap.placeKey"}},
             iconOptions={"html": f'<span class="place-symbol" aria-hidden="true">{symbol}</span>'
                                  f'<span class="place-label{major}">{_escape(name)}</span>',
                          "className": f"place-marker place-{cls}", "iconSize": [18, 18], "iconAnchor": [9, 9],

@@ -7,6 +7,7 @@ page's KPI rows and difference map are in ``comparison.py``, the emergency debri
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -53,138 +54,13 @@ def fmt_time(t_s: float) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# map
+# map (the map itself is a dash-leaflet map: basemap.py, mapframes.py, pages/map.py)
 # ---------------------------------------------------------------------------------------------
-def depth_scale_max(frames: Frames) -> float:
-    """Top of the depth colour scale: the 99th percentile of wet cells rounded up to 0.5 m (≥ 0.5 m),
-    so that a deep reservoir does not wash out street-level flooding; deeper cells show the top colour."""
-    return max(0.5, float(np.ceil(min(frames.max_depth_m, frames.scale_max_m) * 2) / 2))
-
-
-def depth_trace(frames: Frames, i: int) -> go.Heatmap:
-    zmax = depth_scale_max(frames)
-    ticks = list(np.linspace(0.0, zmax, 6))
-    text = [f"{v:g}" for v in ticks]
-    if frames.max_depth_m > zmax + 0.01:
-        text[-1] = f"≥ {zmax:g}"
-    return go.Heatmap(
-        x=np.round(frames.x, 1), y=np.round(frames.y, 1), z=frames.frame_z(i), zmin=0.0, zmax=zmax,
-        colorscale=DEPTH_SCALE, name="flood depth", hoverongaps=False,
-        colorbar={"title": {"text": "depth (m)"}, "thickness": 14, "len": 0.8, "x": 1.0,
-                  "tickvals": ticks, "ticktext": text},
-        hovertemplate="x %{x:.0f} m<br>y %{y:.0f} m<br>depth %{z:.2f} m<extra></extra>",
-    )
-
-
-def dynamic_overlays(run: Run, layers: Layers, frames: Frames, i: int) -> dict:
-    """Everything that changes with time except depth: closed roads, vehicles, people, incidents, units."""
-    t = float(frames.t_s[int(np.clip(i, 0, len(frames.t_s) - 1))])
-    out: dict = {}
-    cx, cy = [], []
-    vx, vy, vs, vt = [], [], [], []
-    try:
-        ls = tables.link_state_at(run, t, layers.link_len)
-    except RunError:
-        ls = None
-    if ls is not None:
-        for lid in ls["closed"]:
-            g = layers.link_xy.get(int(lid))
-            if g is not None:
-                cx.extend(np.round(g[0], 1).tolist() + [None])
-                cy.extend(np.round(g[1], 1).tolist() + [None])
-        for lid, n in ls["vehicles"].items():
-            m = layers.link_mid.get(int(lid))
-            if m is not None:
-                vx.append(m[0]); vy.append(m[1]); vs.append(float(n)); vt.append(f"link {lid}: {n:.0f} vehicles")
-    out[TR_CLOSED] = {"x": cx, "y": cy}
-    vmax = max(vs) if vs else 1.0
-    out[TR_VEH] = {"x": vx, "y": vy, "text": vt,
-                   "marker": {"size": [4 + 14 * np.sqrt(v / vmax) for v in vs], "color": "#222222",
-                              "symbol": "circle-open", "line": {"width": 1.5}}}
-    try:
-        pp = tables.people_points(run, t)
-    except RunError:
-        pp = None
-    if pp is not None:
-        name = "people" if pp["step"] == 1 else f"people (1 dot = {pp['step']} agents)"
-        out[TR_PEOPLE] = {"x": pp["x"], "y": pp["y"], "name": name,
-                          "text": pp["state"] if pp["state"] else None}
-    else:
-        out[TR_PEOPLE] = {"x": [], "y": []}
-    try:
-        inc = tables.open_incidents_at(run, t)
-    except RunError:
-        inc = None
-    if inc is not None and len(inc):
-        txt = [f"incident {k}" for k in inc["kind"].astype(str)]
-        out[TR_INC] = {"x": inc["x"].round(1).tolist(), "y": inc["y"].round(1).tolist(), "text": txt}
-    else:
-        out[TR_INC] = {"x": [], "y": []}
-    try:
-        un = tables.units_at(run, t)
-    except RunError:
-        un = None
-    if un is not None and len(un):
-        if "phase" in un.columns:  # units.parquet snapshots (else: units on scene, from incidents)
-            text = (un["unit_kind"].astype(str) + " " + un["unit_id"].astype(str) + ": " + un["phase"].astype(str)).tolist()
-        else:
-            text = un["unit_id"].astype(str).tolist()
-        out[TR_UNITS] = {"x": un["x"].round(1).tolist(), "y": un["y"].round(1).tolist(), "text": text}
-    else:
-        out[TR_UNITS] = {"x": [], "y": []}
-    return out
-
-
-def map_figure(run: Run, layers: Layers, frames: Frames, i: int, height: int = 560) -> go.Figure:
-    fig = go.Figure()
-    fig.add_trace(depth_trace(frames, i))
-    fig.add_trace(go.Scatter(x=layers.road_x, y=layers.road_y, mode="lines", name="roads",
-                             line={"color": "#555555", "width": 1}, hoverinfo="skip"))
-    dyn = dynamic_overlays(run, layers, frames, i)
-    fig.add_trace(go.Scatter(mode="lines", name="closed roads", line={"color": "#b2182b", "width": 4},
-                             hoverinfo="skip", **dyn[TR_CLOSED]))
-    fig.add_trace(go.Scatter(mode="markers", name="vehicles on link", hoverinfo="text", **dyn[TR_VEH]))
-    fig.add_trace(go.Scatter(mode="markers", name=dyn[TR_PEOPLE].pop("name", "people"),
-                             marker={"size": 4, "color": "#6a3d9a", "opacity": 0.45}, hoverinfo="text",
-                             **dyn[TR_PEOPLE]))
-    fig.add_trace(go.Scatter(mode="markers", name="open incidents", hoverinfo="text",
-                             marker={"size": 11, "symbol": "x", "color": "#000000", "line": {"width": 1}},
-                             **dyn[TR_INC]))
-    fig.add_trace(go.Scatter(mode="markers", name="emergency units", hoverinfo="text",
-                             marker={"size": 10, "symbol": "star-triangle-up", "color": "#e31a1c",
-                                     "line": {"color": "black", "width": 1}}, **dyn[TR_UNITS]))
-    p = layers.places
-    if len(p):
-        symbols = [PLACE_SYMBOLS.get(str(k), "circle") for k in p["kind"]]
-        fig.add_trace(go.Scatter(
-            x=p["x"].round(1), y=p["y"].round(1), mode="markers", name="places and gauges",
-            marker={"size": 10, "symbol": symbols, "color": "white", "line": {"color": "black", "width": 1.5}},
-            customdata=np.stack([p["place_id"].astype(str), p["name"].astype(str), p["kind"].astype(str)], axis=1),
-            hovertemplate="<b>%{customdata[1]}</b><br>%{customdata[2]}<br>click for its time series<extra></extra>",
-        ))
-    else:
-        fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name="places and gauges"))
-    layout = base_layout(height=height, margin={"l": 70, "r": 10, "t": 34, "b": 50},
-                         legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0, "font": {"size": 11}},
-                         xaxis={"title": {"text": "easting (m, UTM 49N)"}, "showgrid": False, "zeroline": False,
-                                "tickformat": "d"},
-                         yaxis={"title": {"text": "northing (m)"}, "scaleanchor": "x", "scaleratio": 1,
-                                "showgrid": False, "zeroline": False, "tickformat": "d"},
-                         clickmode="event")
-    if layers.extent is not None:
-        w, e, s, n = layers.extent
-        layout["xaxis"]["range"] = [w, e]
-        layout["yaxis"]["range"] = [s, n]
-        if layers.image_uri:
-            layout["images"] = [{"source": layers.image_uri, "xref": "x", "yref": "y", "x": w, "y": n,
-                                 "sizex": e - w, "sizey": n - s, "sizing": "stretch", "layer": "below",
-                                 "opacity": 1.0}]
-    fig.update_layout(**layout)
-    return fig
-
-
 def place_series_figure(run: Run, frames: Frames, layers: Layers, place_id: str,
-                        observed: tuple | None = None) -> go.Figure:
+                        observed: tuple | None = None, start=None) -> go.Figure:
+    """Depth (or water level at a stage gauge) at a place through time; ``start`` (a tz-aware
+    local start, ``mapframes.run_start``) puts the x axis in local clock time, else hours since
+    start. Each trace's ``meta`` holds its times in seconds since start."""
     p = layers.places
     row = p[p["place_id"].astype(str) == str(place_id)]
     if row.empty:
@@ -206,15 +82,23 @@ def place_series_figure(run: Run, frames: Frames, layers: Layers, place_id: str,
             # a stage gauge reads the water surface: ground elevation + depth (m above the model datum)
             series = np.asarray(series, float) + float(layers.elevation[cell])
             ylabel, label = "water level (m above datum)", "simulated water level"
-    fig.add_trace(go.Scatter(x=hours(frames.t_s), y=np.round(series, 3), mode="lines", name=label,
-                             line={"color": RUN_A_STYLE["color"], "width": 2}))
+    def xs(t_s):
+        if start is None:
+            return hours(t_s)
+        return [(start + pd.Timedelta(seconds=float(v))).tz_localize(None) for v in t_s]
+
+    fig.add_trace(go.Scatter(x=xs(frames.t_s), y=np.round(series, 3), mode="lines", name=label,
+                             line={"color": RUN_A_STYLE["color"], "width": 2},
+                             meta=[float(v) for v in frames.t_s]))
     if observed is not None:
-        fig.add_trace(go.Scatter(x=hours(observed[0]), y=observed[1], mode="markers", name=observed[2],
-                                 marker={"color": "black", "size": 5, "symbol": "circle-open"}))
+        fig.add_trace(go.Scatter(x=xs(observed[0]), y=observed[1], mode="markers", name=observed[2],
+                                 marker={"color": "black", "size": 5, "symbol": "circle-open"},
+                                 meta=[float(v) for v in observed[0]]))
     fig.update_layout(**base_layout(height=300, title={"text": f"{name} ({kind})", "font": {"size": 14}},
                                     margin={"l": 60, "r": 20, "t": 40, "b": 80},
                                     legend={"orientation": "h", "y": -0.45, "font": {"size": 11}}),
-                      xaxis={"title": {"text": "time since start (h)"}},
+                      xaxis={"title": {"text": "time since start (h)" if start is None
+                                       else "local time (Asia/Ho_Chi_Minh)"}},
                       yaxis={"title": {"text": ylabel}})
     return fig
 

@@ -41,6 +41,7 @@ class Layers:
     wards_geojson: dict | None = None            # FeatureCollection: name, label_xy; EPSG:32649
     water_depth0: np.ndarray | None = None       # normal (initial) water depth on the city grid (m)
     land_use: Any = None                         # FD2321 land use per cell (twin.hazard.land_use)
+    sea: np.ndarray | None = None                # sea cells of the city grid (not painted as flood)
 
 
 def _png_data_uri(rgba: np.ndarray) -> str:
@@ -189,6 +190,9 @@ def layers_from_city(city: Any) -> Layers:
     lay.wards_geojson = wards_geojson(getattr(city, "wards", None))
     if w0 is not None and np.shape(w0) == z.shape:
         lay.water_depth0 = np.asarray(w0, dtype=np.float64)
+    sea = getattr(city, "sea_cells", None)
+    if sea is not None and np.shape(sea) == z.shape:
+        lay.sea = np.asarray(sea, dtype=bool)
     if lc is not None and classes:
         from twin.hazard import land_use
 
