@@ -75,8 +75,8 @@ def clock(start: dt.datetime | None, t_s: float) -> str:
     if start is None:
         t = int(round(float(t_s)))
         return f"+{t // 3600} h {t % 3600 // 60:02d} min"
-    t = start + dt.timedelta(seconds=float(t_s))
-    return t.strftime("%H:%M:%S") if t.date() == start.date() else t.strftime("%d/%m %H:%M:%S")
+    when = start + dt.timedelta(seconds=float(t_s))
+    return when.strftime("%H:%M:%S") if when.date() == start.date() else when.strftime("%d/%m %H:%M:%S")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,7 +90,7 @@ def shelter_list(run: Run, places: pd.DataFrame | None) -> tuple[pd.DataFrame | 
         return sh.sort_values("shelter").reset_index(drop=True), None
     if places is None or not len(places) or "kind" not in places:
         return None, "the run has no shelters.parquet and its city's places are not available: shelters are shown by index"
-    kinds = DEFAULT_SHELTER_KINDS
+    kinds: tuple[str, ...] = DEFAULT_SHELTER_KINDS
     params = (run.scenario().get("people") or {}).get("params") if isinstance(run.scenario().get("people"), dict) else None
     if isinstance(params, dict) and isinstance(params.get("shelter_kinds"), (list, tuple)):
         kinds = tuple(str(k) for k in params["shelter_kinds"])

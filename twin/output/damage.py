@@ -18,6 +18,8 @@ the land flooded by 0.1 m or more peaked at 0.73 km²).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 JRC_DEPTH_M = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0])
@@ -59,7 +61,7 @@ def direct_damage(max_depth: np.ndarray, landcover: np.ndarray | None, landcover
     """Damage by JRC class: equivalent area [m²], USD (with the stated max damages) and the land of the
     class flooded by ``FLOODED_MIN_DEPTH_M`` or more at its deepest [m²]; shallower cells count for neither."""
     max_damage = {**MAX_DAMAGE_USD_PER_M2, **(max_damage or {})}
-    result = {"method": "JRC global depth-damage functions, Asia (Huizinga et al. 2017, doi:10.2760/16510); "
+    result: dict[str, Any] = {"method": "JRC global depth-damage functions, Asia (Huizinga et al. 2017, doi:10.2760/16510); "
                         f"cells with a maximum depth of {FLOODED_MIN_DEPTH_M:g} m or more",
               "min_depth_m": FLOODED_MIN_DEPTH_M,
               "max_damage_usd_per_m2_assumed": max_damage, "by_class": {}, "total_usd": 0.0}

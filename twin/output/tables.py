@@ -239,6 +239,8 @@ def shelters_table(tw: Twin) -> pd.DataFrame:
     shelter opened by a decision at a point that is no place; ``capacity`` is in persons (scaled like
     ``people.parquet``'s ``persons``) at the end of the run: a closed shelter's is what it held when closed."""
     pm = tw.people
+    if pm is None:
+        raise ValueError("shelters_table: the twin has no people model")
     sh = pm.shelters
     n = int(pm.n_shelters)
 

@@ -3,6 +3,8 @@ to a map, a unit Gantt chart, the incident timeline and queue, shelter occupancy
 (people who arrived, against capacity) and hospital arrivals; every graph has its summary in words."""
 from __future__ import annotations
 
+from typing import Any
+
 import dash_leaflet as dl
 from dash import ALL, Input, Output, State, callback_context, dcc, html, no_update
 
@@ -90,14 +92,14 @@ def log_table(records: list[dict]) -> html.Table | html.P:
     body = []
     for k, r in enumerate(records[:MAX_LOG_ROWS]):
         unreached = r["arrival"] == "–"
-        cells = [html.Td(html.Button("show", id={"type": "em-log-row", "index": k}, className="row-btn",
-                                     **{"aria-label": f"show incident {r['id']} on the map"}))]
+        aria: dict[str, Any] = {"aria-label": f"show incident {r['id']} on the map"}
+        cells = [html.Td(html.Button("show", id={"type": "em-log-row", "index": k}, className="row-btn", **aria))]
         for c, _ in LOG_COLUMNS:
             v = r[c]
             if c == "response_min":
                 v = "not reached" if v is None or v != v else f"{v:.1f}"
-            cells.append(html.Td(str(v), className="num" if c in ("id", "priority", "response_min") else None,
-                                 **{"data-col": c}))
+            data: dict[str, Any] = {"data-col": c}
+            cells.append(html.Td(str(v), className="num" if c in ("id", "priority", "response_min") else None, **data))
         body.append(html.Tr(cells, className="unreached" if unreached else None))
     caption = "Times are local clock times (Asia/Ho_Chi_Minh)"
     if len(records) > MAX_LOG_ROWS:
