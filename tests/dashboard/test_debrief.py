@@ -126,3 +126,17 @@ def test_compare_headline_rows_first_and_summary(run_dir, tmp_path):
     assert ev["id"] == "evacuated_before_water" and ev["a"] is not None     # computed from people.parquet
     text = comparison.headline_summary(rows, "A", "B")
     assert text.startswith("Against A (A), B (B) is better on") and "of 10 headline KPIs" in text
+
+
+def test_timeline_and_queue_on_local_clock_time(run_dir):
+    from twin.dashboard import figures
+
+    run = Run(run_dir)
+    inc = pd.read_parquet(run_dir / "incidents.parquet").sort_values("call_s", kind="stable")
+    fig = figures.incident_timeline_figure(run)
+    calls = next(tr for tr in fig.data if tr.name == "call")
+    want = pd.Timestamp("2020-10-28 00:00") + pd.to_timedelta(inc["call_s"].to_numpy(), unit="s")
+    assert (pd.to_datetime(calls.x) - want).abs().max() < pd.Timedelta("1ms")
+    assert fig.layout.xaxis.title.text == "local time (Asia/Ho_Chi_Minh)"
+    q = figures.queue_utilisation_figure(run)
+    assert pd.Timestamp(q.data[0].x[0]) == pd.Timestamp("2020-10-28 00:00")

@@ -199,11 +199,32 @@ def time_grid(run: Run, n: int = 200) -> np.ndarray:
     return np.linspace(0.0, max(t_end, 1.0), n)
 
 
+def clock_axis(run: Run):
+    """(t_s → x, axis title): local clock time (Asia/Ho_Chi_Minh) when the run says when it started,
+    else hours since the start."""
+    from .debrief import run_start
+
+    start = run_start(run)
+    if start is None:
+        return (lambda t: np.asarray(t, dtype=float) / 3600.0), "time since start (h)"
+    base = np.datetime64(start.replace(tzinfo=None), "ms")
+
+    def conv(t):
+        a = np.asarray(t, dtype=float)
+        out = np.full(a.shape, np.datetime64("NaT"), dtype="datetime64[ms]")
+        ok = np.isfinite(a)
+        out[ok] = base + (a[ok] * 1000).astype("timedelta64[ms]")
+        return out
+
+    return conv, "local time (Asia/Ho_Chi_Minh)"   # naive local datetimes: plotly draws them as they are
+
+
 def incident_timeline_figure(run: Run) -> go.Figure:
     inc = tables.incidents(run)
     if inc is None or inc.empty:
         return empty_figure("this run recorded no incidents (incidents.parquet absent or empty)")
     fig = go.Figure()
+    conv, x_title = clock_axis(run)
     y = np.arange(len(inc))
     phases = (("waiting", "call_s", "dispatch_s", "#bdbdbd"), ("travelling", "dispatch_s", "arrive_scene_s", "#636363"),
               ("on scene / transport", "arrive_scene_s", "clear_s", "#000000"))
@@ -215,17 +236,17 @@ def incident_timeline_figure(run: Run) -> go.Figure:
             if name == "waiting" and np.isfinite(ta) and not np.isfinite(tb) and not np.isfinite(inc.at[k, "clear_s"]):
                 tb = max(t_end, ta)  # still waiting when the run ended
             if np.isfinite(ta) and np.isfinite(tb):
-                xs += [ta / 3600, tb / 3600, None]
+                xs += [*conv([ta, tb]).tolist(), None]
                 ys += [y[k], y[k], None]
         if xs:
             fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, line={"color": colour, "width": 4}))
     txt = [f"{inc.at[k, 'kind']} · priority {inc.at[k, 'priority']}" for k in range(len(inc))]
     unreached = inc["arrive_scene_s"].isna()
-    fig.add_trace(go.Scatter(x=inc["call_s"] / 3600, y=y, mode="markers", name="call", text=txt, hoverinfo="text+x",
+    fig.add_trace(go.Scatter(x=conv(inc["call_s"]), y=y, mode="markers", name="call", text=txt, hoverinfo="text+x",
                              marker={"symbol": np.where(unreached, "x", "circle").tolist(), "size": 7, "color": "#1f3b73"}))
     fig.update_layout(**base_layout(height=330, margin={"l": 60, "r": 20, "t": 30, "b": 45},
                                     legend={"orientation": "h", "y": 1.12}),
-                      xaxis={"title": {"text": "time since start (h)"}},
+                      xaxis={"title": {"text": x_title}},
                       yaxis={"title": {"text": "incident # (by call time)"}})
     return fig
 
@@ -236,17 +257,18 @@ def queue_utilisation_figure(run: Run) -> go.Figure:
     u = tables.utilisation_series(run, tg)
     if q is None and u is None:
         return empty_figure("no incident or unit records in this run")
+    conv, x_title = clock_axis(run)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
                         subplot_titles=["incidents waiting for a unit", "units busy"])
     if q is not None:
-        fig.add_trace(go.Scatter(x=hours(tg), y=q, mode="lines", line={"shape": "hv", "color": "#1f3b73"},
+        fig.add_trace(go.Scatter(x=conv(tg), y=q, mode="lines", line={"shape": "hv", "color": "#1f3b73"},
                                  name="queue"), row=1, col=1)
     if u is not None:
-        fig.add_trace(go.Scatter(x=hours(tg), y=np.round(u[0], 1), mode="lines", line={"shape": "hv", "color": "#000000"},
+        fig.add_trace(go.Scatter(x=conv(tg), y=np.round(u[0], 1), mode="lines", line={"shape": "hv", "color": "#000000"},
                                  name=f"utilisation of {u[1]} units"), row=2, col=1)
     fig.update_yaxes(title_text="incidents", row=1, col=1, rangemode="tozero")
     fig.update_yaxes(title_text="% of units", row=2, col=1, range=[0, 105])
-    fig.update_xaxes(title_text="time since start (h)", row=2, col=1)
+    fig.update_xaxes(title_text=x_title, row=2, col=1)
     fig.update_layout(**base_layout(height=380, showlegend=False))
     return fig
 
