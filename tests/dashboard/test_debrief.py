@@ -136,7 +136,7 @@ def test_timeline_and_queue_on_local_clock_time(run_dir):
     fig = figures.incident_timeline_figure(run)
     calls = next(tr for tr in fig.data if tr.name == "call")
     want = pd.Timestamp("2020-10-28 00:00") + pd.to_timedelta(inc["call_s"].to_numpy(), unit="s")
-    assert (pd.to_datetime(calls.x) - want).abs().max() < pd.Timedelta("1ms")
+    assert abs(pd.to_datetime(calls.x) - want).max() < pd.Timedelta("1ms")
     assert fig.layout.xaxis.title.text == "local time (Asia/Ho_Chi_Minh)"
     q = figures.queue_utilisation_figure(run)
     assert pd.Timestamp(q.data[0].x[0]) == pd.Timestamp("2020-10-28 00:00")

@@ -211,7 +211,7 @@ def clock_axis(run: Run):
 
     def conv(t):
         a = np.asarray(t, dtype=float)
-        out = np.full(a.shape, np.datetime64("NaT"), dtype="datetime64[ms]")
+        out = np.full(a.shape, np.datetime64("NaT", "ms"), dtype="datetime64[ms]")
         ok = np.isfinite(a)
         out[ok] = base + (a[ok] * 1000).astype("timedelta64[ms]")
         return out
