@@ -4,6 +4,7 @@ the incident log linked to the map, the Gantt chart, shelters by the right place
 and 800 px wide go to tests/artifacts/."""
 from __future__ import annotations
 
+import json
 import re
 
 import pandas as pd
@@ -29,6 +30,16 @@ def server(tmp_path_factory):
         "shelter": [0, 1], "place_id": ["S2", "S1"], "name": [p.at["S2", "name"], p.at["S1", "name"]],
         "kind": ["shelter", "shelter"], "x": [p.at["S2", "x"], p.at["S1", "x"]], "y": [p.at["S2", "y"], p.at["S1", "y"]],
         "capacity": [50.0, 500.0]})).to_parquet(deb / "shelters.parquet", index=False)
+    rep = root / "levee-replicates"            # what twin compare --replicates 8 --out writes, in short
+    rep.mkdir()
+    (rep / "compare_replicates.json").write_text(json.dumps({
+        "scenario_a": "rain", "scenario_b": "levee", "replicates": 8, "level": 0.9, "decision_rows": [
+            {"id": "flooded_area_max_m2", "label": "land flooded ≥ 0.1 m, largest extent", "unit": "km²",
+             "direction": "lower is better", "group": "decision", "headline": 10, "a_mean": 1.2, "b_mean": 0.9,
+             "b_minus_a": -0.3, "lo": -0.4, "hi": -0.2, "n": 8, "verdict": "real", "direction_verdict": "better"},
+            {"id": "ambulance_response_s/p90_s", "label": "ambulance response time, 90th percentile", "unit": "min",
+             "direction": "lower is better", "group": "decision", "headline": 3, "a_mean": 20.0, "b_mean": 20.5,
+             "b_minus_a": 0.5, "lo": -1.0, "hi": 2.0, "n": 8, "verdict": "noise", "direction_verdict": "noise"}]}))
     app = create_app(root, city_loader=fx.fixture_city_loader)
     with Server(app) as srv:
         yield srv
@@ -77,6 +88,10 @@ def test_compare_headline_verdicts_and_warning(server, page, artifacts_dir):
     page.wait_for_selector("#cmp-diff .leaflet-container img.twin-raster", state="attached")
     assert "fixed scale" in page.inner_text("#cmp-diff-legend")
     assert "B is deeper by 5 cm or more" in page.inner_text("#cmp-diff-summary")
+    # replicate comparisons in the runs folder: each difference with its interval
+    rep = page.wait_for_selector("#cmp-rep-table-t")
+    assert "[-0.4, -0.2]" in rep.inner_text()
+    assert "seed noise" in rep.inner_text() and page.locator("#cmp-rep-table-t td.verdict-better").count() == 1
     _shots(page, artifacts_dir, "compare")
     # a run of a different duration: a warning, in words, as an alert
     page.set_viewport_size({"width": 1366, "height": 768})

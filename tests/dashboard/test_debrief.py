@@ -140,3 +140,27 @@ def test_timeline_and_queue_on_local_clock_time(run_dir):
     assert fig.layout.xaxis.title.text == "local time (Asia/Ho_Chi_Minh)"
     q = figures.queue_utilisation_figure(run)
     assert pd.Timestamp(q.data[0].x[0]) == pd.Timestamp("2020-10-28 00:00")
+
+
+def test_replicate_sets_are_listed_and_confined(tmp_path):
+    import json
+
+    from twin.dashboard.runs import RunError
+
+    root = tmp_path / "runs"
+    (root / "rain-vs-levee").mkdir(parents=True)
+    rows = [{"id": "flooded_area_max_m2", "label": "land flooded", "unit": "km²", "direction": "lower is better",
+             "group": "decision", "headline": 10, "a_mean": 1.0, "b_mean": 0.8, "b_minus_a": -0.2, "lo": -0.3,
+             "hi": -0.1, "n": 8, "verdict": "real", "direction_verdict": "better"}]
+    (root / "rain-vs-levee" / "compare_replicates.json").write_text(json.dumps(
+        {"scenario_a": "rain", "scenario_b": "levee", "replicates": 8, "level": 0.9, "decision_rows": rows}))
+    (root / "no-rows").mkdir()
+    (root / "no-rows" / "compare_replicates.json").write_text(json.dumps({"rows": []}))
+    assert comparison.replicate_sets(root) == ["no-rows", "rain-vs-levee"]
+    head, got = comparison.replicate_rows(root, "rain-vs-levee")
+    assert head["replicates"] == 8 and got == rows
+    with pytest.raises(RunError, match="no decision_rows"):
+        comparison.replicate_rows(root, "no-rows")
+    for bad in ("../runs/rain-vs-levee", str(root / "rain-vs-levee"), "missing", None):
+        with pytest.raises(RunError, match="Unknown run"):
+            comparison.replicate_rows(root, bad)

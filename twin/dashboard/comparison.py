@@ -131,3 +131,48 @@ def difference_map(run_a: Run, run_b: Run, layers: Layers | None = None, map_id:
     legend = bm.legend("max depth B − A", bm.DIFF_EDGES_M, bm.DIFF_COLOURS, labels=labels,
                        note="fixed scale in every comparison", id="cmp-diff-legend")
     return m, legend, difference_summary(x, y, diff)
+
+
+# ---------------------------------------------------------------------------------------------
+# replicates (twin compare --replicates N): each difference with its interval
+# ---------------------------------------------------------------------------------------------
+REPLICATES_FILE = "compare_replicates.json"
+
+
+def replicate_sets(runs_dir) -> list[str]:
+    """Folders of the runs folder holding a ``compare_replicates.json`` (``twin compare --replicates
+    N --out RUNS/NAME``): not hidden, confined to the runs folder like run folders."""
+    from pathlib import Path
+
+    from .runs import _confined, _listed
+
+    root = Path(runs_dir)
+    listed = _listed(root)
+    if not listed:
+        return []
+    out = []
+    for n in listed[1]:
+        f = root / n / REPLICATES_FILE
+        if not n.startswith(".") and f.is_file() and not f.is_symlink() and _confined(root / n, listed[0]):
+            out.append(n)
+    return out
+
+
+def replicate_rows(runs_dir, name) -> tuple[dict, list[dict]]:
+    """(the comparison's header fields, its ``decision_rows``) for set ``name`` of :func:`replicate_sets`;
+    RunError for anything else (a path, a name not in the list) or a file without decision rows."""
+    from pathlib import Path
+
+    from .runs import UNKNOWN_RUN, read_json
+
+    if not isinstance(name, str) or name not in replicate_sets(runs_dir):
+        raise RunError(UNKNOWN_RUN)
+    path = Path(runs_dir) / name / REPLICATES_FILE
+    res = read_json(path)
+    if not isinstance(res, dict):
+        raise RunError(f"{path}: expected a JSON object, found {type(res).__name__}")
+    rows = res.get("decision_rows")
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise RunError(f"{path}: no decision_rows (written before the KPI catalog); rerun twin compare --replicates")
+    head = {k: res.get(k) for k in ("scenario_a", "scenario_b", "replicates", "level")}
+    return head, rows

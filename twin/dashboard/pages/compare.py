@@ -47,7 +47,52 @@ def layout(ctx, selected=None):
         html.P(id="cmp-diff-summary", className="summary-text"),
         html.H2("Through time"),
         dcc.Graph(id="cmp-series", config={"displaylogo": False}, style={"height": "640px"}),
+        replicates_section(ctx),
     ])
+
+
+def replicates_section(ctx) -> html.Div | None:
+    """Replicate comparisons (twin compare --replicates N --out RUNS/NAME) found in the runs folder."""
+    sets = comparison.replicate_sets(ctx.runs_dir)
+    if not sets:
+        return None
+    return html.Div([
+        html.H2("Replicates: differences with their interval"),
+        html.P("Two scenarios over N common seeds (twin compare --replicates): each KPI's mean difference "
+               "B − A with its paired interval; 'seed noise' where the interval contains 0.", className="summary-text"),
+        html.Div([html.Label("Replicate comparison", htmlFor="cmp-rep", className="field-label"),
+                  dcc.Dropdown(id="cmp-rep", options=[{"label": n, "value": n} for n in sets], value=sets[0],
+                               clearable=False, className="run-dropdown")], className="field"),
+        html.Div(id="cmp-rep-table", className="kpi-wrap"),
+    ], id="cmp-reps")
+
+
+def replicate_table(ctx, name) -> html.Div:
+    head, err = safe(comparison.replicate_rows, ctx.runs_dir, name)
+    if err:
+        return message(err)
+    info, rows = head
+    pct = f"{100 * float(info.get('level') or 0.9):g} %"
+    cols = ["KPI", "unit", "better when", "A mean", "B mean", "B − A", f"{pct} interval", "B against A"]
+    body = []
+    for r in rows:
+        dv = r.get("direction_verdict")
+        text, cls = {"better": ("better", "verdict-better"), "worse": ("worse", "verdict-worse"),
+                     "noise": ("seed noise", "verdict-same"), "real": ("real difference", "verdict-same")}.get(
+            dv, ("n/a", "verdict-na"))
+        iv = "–" if r.get("lo") is None else f"[{figures.fmt_num(r['lo'])}, {figures.fmt_num(r['hi'])}]"
+        d = r.get("b_minus_a")
+        body.append(html.Tr([html.Th(r.get("label"), scope="row", className="kpi-name"), html.Td(r.get("unit") or "–"),
+                             html.Td({"lower is better": "lower", "higher is better": "higher"}.get(r.get("direction"), "–")),
+                             html.Td(figures.fmt_num(r.get("a_mean")), className="num"),
+                             html.Td(figures.fmt_num(r.get("b_mean")), className="num"),
+                             html.Td(("+" if d is not None and d > 0 else "") + figures.fmt_num(d), className="num"),
+                             html.Td(iv, className="num"),
+                             html.Td(text, className=f"verdict {cls}", **{"data-verdict": str(dv)})]))
+    cap = (f"A = {info.get('scenario_a')}, B = {info.get('scenario_b')}, {info.get('replicates')} replicates "
+           "with common seeds")
+    return html.Table([html.Caption(cap), html.Thead(html.Tr([html.Th(c, scope="col") for c in cols])),
+                       html.Tbody(body)], className="kpi-table", id="cmp-rep-table-t")
 
 
 def _fmt_diff(r: dict) -> str:
@@ -143,3 +188,7 @@ def register(app, ctx):
                   Output("cmp-msg", "children"), Input("cmp-a", "value"), Input("cmp-b", "value"))
     def on_change(a, b):
         return compare(ctx, a, b)
+
+    @app.callback(Output("cmp-rep-table", "children"), Input("cmp-rep", "value"))
+    def on_replicates(name):
+        return replicate_table(ctx, name)
