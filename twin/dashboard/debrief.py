@@ -41,30 +41,13 @@ PHASES = (("to scene", "dispatch_s", "arrive_scene_s", "#6baed6"),
 # clock
 # ---------------------------------------------------------------------------------------------
 def run_start(run: Run) -> dt.datetime | None:
-    """The run's start as an aware local datetime (Asia/Ho_Chi_Minh), None when the run does not say."""
-    for src in (run.kpis().get("start_local"), run.scenario().get("start"), _fields_start(run)):
-        if src is None:
-            continue
-        try:
-            t = src if isinstance(src, dt.datetime) else dt.datetime.fromisoformat(str(src).replace("Z", "+00:00"))
-        except ValueError:
-            continue
-        return t.replace(tzinfo=TZ) if t.tzinfo is None else t.astimezone(TZ)
-    return None
+    """The run's start as an aware local datetime (Asia/Ho_Chi_Minh): ``mapframes.run_start`` (the
+    manifest's or kpis.json's ``start_local``, fields.nc's time units, the scenario's ``start``)."""
+    from .figures import fields_start
+    from .mapframes import run_start as start_of
 
-
-def _fields_start(run: Run) -> str | None:
-    """The start in fields.nc's CF time units (``seconds since <local start>``), None when absent."""
-    if not run.has_fields():
-        return None
-    try:
-        import xarray as xr
-
-        with xr.open_dataset(run.path / "fields.nc", decode_times=False) as ds:
-            units = str(ds["time"].attrs.get("units", ""))
-    except (OSError, ValueError, KeyError):
-        return None
-    return units.split("since", 1)[1].strip() if "since" in units else None
+    ts = start_of(run, fields_start(run))
+    return None if ts is None else ts.to_pydatetime().astimezone(TZ)
 
 
 def clock(start: dt.datetime | None, t_s: float) -> str:

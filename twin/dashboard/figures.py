@@ -199,15 +199,29 @@ def time_grid(run: Run, n: int = 200) -> np.ndarray:
     return np.linspace(0.0, max(t_end, 1.0), n)
 
 
+def fields_start(run: Run) -> str | None:
+    """The start in fields.nc's CF time units (``seconds since <local start>``), None when absent."""
+    if not run.has_fields():
+        return None
+    try:
+        import xarray as xr
+
+        with xr.open_dataset(run.path / "fields.nc", decode_times=False) as ds:
+            units = str(ds["time"].attrs.get("units", ""))
+    except (OSError, ValueError, KeyError):
+        return None
+    return units.split("since", 1)[1].strip() if "since" in units else None
+
+
 def clock_axis(run: Run):
     """(t_s → x, axis title): local clock time (Asia/Ho_Chi_Minh) when the run says when it started,
     else hours since the start."""
-    from .debrief import run_start
+    from .mapframes import run_start
 
-    start = run_start(run)
+    start = run_start(run, fields_start(run))
     if start is None:
         return (lambda t: np.asarray(t, dtype=float) / 3600.0), "time since start (h)"
-    base = np.datetime64(start.replace(tzinfo=None), "ms")
+    base = np.datetime64(start.tz_localize(None).to_datetime64(), "ms")
 
     def conv(t):
         a = np.asarray(t, dtype=float)
