@@ -164,3 +164,12 @@ def test_replicate_sets_are_listed_and_confined(tmp_path):
     for bad in ("../runs/rain-vs-levee", str(root / "rain-vs-levee"), "missing", None):
         with pytest.raises(RunError, match="Unknown run"):
             comparison.replicate_rows(root, bad)
+
+
+def test_compare_series_on_one_clock_when_the_runs_start_together(run_dir, tmp_path):
+    from twin.dashboard import figures
+
+    other = fx.write_run(tmp_path / "other", scale=1.0, seed=0)     # the same start (fields.nc time units)
+    fig = figures.compare_series_figure(Run(other), Run(run_dir))
+    assert fig.layout.xaxis4.title.text == "local time (Asia/Ho_Chi_Minh)"
+    assert pd.Timestamp(fig.data[0].x[0]) == pd.Timestamp("2020-10-28 00:00")

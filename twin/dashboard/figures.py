@@ -130,6 +130,11 @@ SERIES = (
 
 
 def compare_series_figure(run_a: Run, run_b: Run, height: int = 640) -> go.Figure:
+    # one clock when both runs started at the same moment, else hours since each run's start
+    from .mapframes import run_start
+
+    same_start = run_start(run_a, fields_start(run_a)) == run_start(run_b, fields_start(run_b))
+    conv, x_title = clock_axis(run_a) if same_start else ((lambda t: hours(t)), "time since start (h)")
     fig = make_subplots(rows=len(SERIES), cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=[s[0] for s in SERIES])
     for k, (_title, unit, fn, scale) in enumerate(SERIES, start=1):
@@ -141,7 +146,7 @@ def compare_series_figure(run_a: Run, run_b: Run, height: int = 640) -> go.Figur
             if s is None:
                 continue
             mode = "markers" if fn is tables.response_series else "lines"
-            fig.add_trace(go.Scatter(x=hours(s[0]), y=np.asarray(s[1]) * scale, mode=mode,
+            fig.add_trace(go.Scatter(x=conv(s[0]), y=np.asarray(s[1]) * scale, mode=mode,
                                      name=f"{label}: {run.display_name()}", legendgroup=label,
                                      showlegend=(k == 1) or not any(tr.legendgroup == label for tr in fig.data),
                                      line={**style, "width": 2}, marker={"color": style["color"], "size": 6,
@@ -151,7 +156,7 @@ def compare_series_figure(run_a: Run, run_b: Run, height: int = 640) -> go.Figur
             dom = fig.layout["yaxis" if k == 1 else f"yaxis{k}"].domain
             fig.add_annotation(text="not recorded in either run", showarrow=False, font={"color": "#555"},
                                xref="paper", yref="paper", x=0.5, y=(dom[0] + dom[1]) / 2)
-    fig.update_xaxes(title_text="time since start (h)", row=len(SERIES), col=1)
+    fig.update_xaxes(title_text=x_title, row=len(SERIES), col=1)
     fig.update_layout(**base_layout(height=height, legend={"orientation": "h", "y": 1.08}))
     return fig
 
