@@ -7,6 +7,8 @@ the runs' grids, durations or start times differ, the max-depth difference on th
 """
 from __future__ import annotations
 
+from typing import Any
+
 from dash import Input, Output, dcc, html
 
 from .. import comparison, figures
@@ -67,7 +69,7 @@ def replicates_section(ctx) -> html.Div | None:
     ], id="cmp-reps")
 
 
-def replicate_table(ctx, name) -> html.Div:
+def replicate_table(ctx, name) -> html.Div | html.Table | None:
     head, err = safe(comparison.replicate_rows, ctx.runs_dir, name)
     if err:
         return message(err)
@@ -82,13 +84,14 @@ def replicate_table(ctx, name) -> html.Div:
             dv, ("n/a", "verdict-na"))
         iv = "–" if r.get("lo") is None else f"[{figures.fmt_num(r['lo'])}, {figures.fmt_num(r['hi'])}]"
         d = r.get("b_minus_a")
+        data: dict[str, Any] = {"data-verdict": str(dv)}
         body.append(html.Tr([html.Th(r.get("label"), scope="row", className="kpi-name"), html.Td(r.get("unit") or "–"),
                              html.Td({"lower is better": "lower", "higher is better": "higher"}.get(r.get("direction"), "–")),
                              html.Td(figures.fmt_num(r.get("a_mean")), className="num"),
                              html.Td(figures.fmt_num(r.get("b_mean")), className="num"),
                              html.Td(("+" if d is not None and d > 0 else "") + figures.fmt_num(d), className="num"),
                              html.Td(iv, className="num"),
-                             html.Td(text, className=f"verdict {cls}", **{"data-verdict": str(dv)})]))
+                             html.Td(text, className=f"verdict {cls}", **data)]))
     cap = (f"A = {info.get('scenario_a')}, B = {info.get('scenario_b')}, {info.get('replicates')} replicates "
            "with common seeds")
     return html.Table([html.Caption(cap), html.Thead(html.Tr([html.Th(c, scope="col") for c in cols])),
