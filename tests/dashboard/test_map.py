@@ -199,3 +199,34 @@ def test_place_series_is_confined_to_listed_runs_and_known_places(two_runs):
     fig, text = map_page.place_series(two_runs, "small", "no-such-place")
     assert "no-such-place" in text and "not in this city bundle" in text
     assert map_page.build_map(two_runs, "small", 10_000)[5] == 12                 # a frame index is clamped
+
+
+def test_people_and_closed_roads_are_drawn_where_they_are(two_runs):
+    """Every recorded agent is a dot at its own position (north up, not flipped); a closed link is
+    red at its midpoint and an open one is not."""
+    run = two_runs.run("small")
+    store = map_page.build_map(two_runs, "small")[2]
+    w, n = fx.X0, fx.Y0
+    k, t = 6, 6 * 1800.0
+    ppl = decode(store["images"]["people"][k])
+    scale = ppl.shape[1] / (fx.NX * fx.DX)                       # px per metre
+    assert ppl.shape[0] == round(fx.NY * fx.DX * scale)
+    people = pd.read_parquet(run.path / "people.parquet")
+    snap = people[people.t_s == t]
+    c = np.round((snap.x.to_numpy() - w) * scale).astype(int)
+    r = np.round((n - snap.y.to_numpy()) * scale).astype(int)
+    ok = (r >= 0) & (r < ppl.shape[0]) & (c >= 0) & (c < ppl.shape[1])
+    assert ok.sum() > 0.95 * len(snap)
+    assert (ppl[r[ok], c[ok], 3] > 0).all()
+    assert tuple(ppl[r[ok][0], c[ok][0], :3]) == mapframes.PALETTE[mapframes.PEOPLE_COLOUR][0]
+    assert (ppl[..., 3] > 0).mean() < 0.5                         # dots, not a wash over the map
+    closed = decode(store["images"]["closed"][k])
+    links = pd.read_parquet(run.path / "links.parquet")
+    state = links[links.t_s == t].set_index("link_id")["closed"]
+    geoms = fx.links()["geometry"]
+    red = mapframes.PALETTE[mapframes.CLOSED_COLOUR][0]
+    for lid, is_closed in state.items():
+        mx, my = geoms[lid].interpolate(0.5, normalized=True).coords[0]
+        px = closed[int(round((n - my) * scale)), int(round((mx - w) * scale))]
+        assert (px[3] > 0 and tuple(px[:3]) == red) == bool(is_closed), lid
+    assert state.any() and not state.all()

@@ -48,11 +48,6 @@ def hours(t_s) -> np.ndarray:
     return np.asarray(t_s, dtype=float) / 3600.0
 
 
-def fmt_time(t_s: float) -> str:
-    t = int(round(float(t_s)))
-    return f"{t // 3600:d} h {t % 3600 // 60:02d} min"
-
-
 # ---------------------------------------------------------------------------------------------
 # map (the map itself is a dash-leaflet map: basemap.py, mapframes.py, pages/map.py)
 # ---------------------------------------------------------------------------------------------

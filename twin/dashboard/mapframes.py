@@ -167,6 +167,28 @@ class _Canvas:
             self.draw.ellipse([a - c, b - c, a + c, b + c], fill=colour, outline=outline)
         self.empty = self.empty and len(px) == 0
 
+    def points(self, x: Any, y: Any, colour: int) -> None:
+        """Small round dots (a 3-pixel plus) for many points at once (people), drawn with numpy."""
+        px, py = self.px(x, y)
+        ok = np.isfinite(px) & np.isfinite(py)
+        c = np.round(px[ok]).astype(np.int64)
+        r = np.round(py[ok]).astype(np.int64)
+        if not len(c):
+            return
+        a = np.asarray(self.img).copy()
+        h, w = a.shape
+        for dr, dc in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)):
+            rr, cc = r + dr, c + dc
+            m = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+            a[rr[m], cc[m]] = colour
+        from PIL import Image, ImageDraw
+
+        pal = self.img.getpalette()
+        self.img = Image.fromarray(a, mode="P")
+        self.img.putpalette(pal or [])
+        self.draw = ImageDraw.Draw(self.img)
+        self.empty = False
+
     def marks(self, x: Any, y: Any, kind: str, colour: int, r: float = 5.0) -> None:
         px, py = self.px(x, y)
         for a, b in zip(px.tolist(), py.tolist()):
@@ -182,7 +204,7 @@ class _Canvas:
             return basemap.TRANSPARENT_PNG
         buf = io.BytesIO()
         alpha = bytes([0] + [PALETTE[k][1] for k in sorted(PALETTE)])
-        self.img.save(buf, format="PNG", transparency=alpha, compress_level=6)
+        self.img.save(buf, format="PNG", transparency=alpha, compress_level=4)
         return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -282,45 +304,81 @@ def _summary(start: pd.Timestamp | None, t: float, excess: np.ndarray, onland: n
             f"significant or extreme hazard.")
 
 
+class _Snapshots:
+    """A snapshot table (links, people, units) as column arrays, sliced per time without pandas."""
+
+    def __init__(self, run: Run, name: str, cols: tuple[str, ...]):
+        df = run.table(name)
+        self.ok = len(df) > 0 and all(c in df.columns for c in cols)
+        if self.ok:
+            self.times, self.order, self.starts, self.ends = tables._snapshot_index(run, name)
+            self.cols = {c: df[c].to_numpy() for c in cols}
+
+    def at(self, t: float) -> dict[str, np.ndarray] | None:
+        """Columns of the last snapshot at or before ``t`` (None: no table, or nothing yet)."""
+        if not self.ok:
+            return None
+        k = int(np.searchsorted(self.times, t + 1e-9, side="right")) - 1
+        if k < 0:
+            return None
+        idx = self.order[self.starts[k]:self.ends[k]]
+        return {c: v[idx] for c, v in self.cols.items()}
+
+
+def _safe_snapshots(run: Run, name: str, cols: tuple[str, ...]) -> _Snapshots | None:
+    try:
+        return _Snapshots(run, name, cols)
+    except RunError:
+        return None
+
+
 def _overlays(run: Run, layers: Layers, t_s: np.ndarray, extent: tuple[float, float, float, float],
               cell_m: float) -> dict[str, list[str]]:
     """Closed roads, vehicles, people, incidents and units per frame as transparent palette PNGs."""
     out: dict[str, list[str]] = {"closed": [], "vehicles": [], "people": [], "incidents": []}
+    links = _safe_snapshots(run, "links", ("link_id", "closed", "density_veh_per_m"))
+    people = _safe_snapshots(run, "people", ("x", "y"))
+    units = _safe_snapshots(run, "units", ("x", "y"))
+    n_ids = max(layers.link_mid, default=-1) + 1
+    mid = np.full((max(n_ids, 0), 2), np.nan)
+    length = np.zeros(max(n_ids, 0))
+    for k, (mx, my) in layers.link_mid.items():
+        mid[k] = (mx, my)
+        length[k] = layers.link_len.get(k, 0.0)
     for t in t_s.tolist():
         closed, veh, ppl, inc = (_Canvas(extent, cell_m) for _ in range(4))
-        try:
-            ls = tables.link_state_at(run, t, layers.link_len)
-        except RunError:
-            ls = None
+        ls = links.at(t) if links is not None else None
         if ls is not None:
-            for lid in ls["closed"]:
-                g = layers.link_xy.get(int(lid))
+            lid = ls["link_id"].astype(np.int64)
+            for k in lid[ls["closed"].astype(bool)].tolist():
+                g = layers.link_xy.get(int(k))
                 if g is not None:
                     closed.line(g[0], g[1], CLOSED_COLOUR, 4)
-            if ls["vehicles"]:
-                mids = [layers.link_mid[k] for k in ls["vehicles"] if k in layers.link_mid]
-                n = np.array([v for k, v in ls["vehicles"].items() if k in layers.link_mid])
-                if mids:
-                    xy = np.array(mids)
-                    # a fixed scale: radius grows with the square root of the vehicles on the link
-                    veh.dots(xy[:, 0], xy[:, 1], np.clip(1.5 + 0.6 * np.sqrt(n), 1.5, 9.0), None, VEHICLE_COLOUR)
-        try:
-            pp = tables.people_points(run, t, max_points=6000)
-        except RunError:
-            pp = None
-        if pp is not None and pp["x"]:
-            ppl.dots(pp["x"], pp["y"], 1.6, PEOPLE_COLOUR)
+            if n_ids > 0:
+                known = (lid >= 0) & (lid < n_ids)
+                lid = lid[known]
+                n = ls["density_veh_per_m"][known].astype(float) * length[lid]
+                m = (n >= 0.5) & np.isfinite(mid[lid, 0])
+                # a fixed scale: the radius grows with the square root of the vehicles on the link
+                veh.dots(mid[lid[m], 0], mid[lid[m], 1], np.clip(1.5 + 0.6 * np.sqrt(n[m]), 1.5, 9.0), None,
+                         VEHICLE_COLOUR)
+        pp = people.at(t) if people is not None else None
+        if pp is not None:
+            ppl.points(pp["x"], pp["y"], PEOPLE_COLOUR)
         try:
             oi = tables.open_incidents_at(run, t)
         except RunError:
             oi = None
         if oi is not None and len(oi):
             inc.marks(oi["x"], oi["y"], "x", INCIDENT_COLOUR)
-        try:
-            un = tables.units_at(run, t)
-        except RunError:
-            un = None
-        if un is not None and len(un):
+        un = units.at(t) if units is not None and units.ok else None
+        if un is None and (units is None or not units.ok):
+            try:
+                u = tables.units_at(run, t)           # older runs: units on scene from incidents
+            except RunError:
+                u = None
+            un = {"x": u["x"].to_numpy(), "y": u["y"].to_numpy()} if u is not None and len(u) else None
+        if un is not None and len(un["x"]):
             inc.marks(un["x"], un["y"], "triangle", UNIT_COLOUR)
         out["closed"].append(closed.url())
         out["vehicles"].append(veh.url())

@@ -177,7 +177,7 @@ def refresh_runs(ctx, path, shown_n):
     """Run list options, and the latest frame index when the selected run has more frames than the
     ``shown_n`` frames in the browser (a live twin); nothing while the page has no frames yet."""
     opts = run_options(ctx)
-    if not path or not shown_n:
+    if not path or not isinstance(shown_n, int) or shown_n <= 0:
         return opts, no_update
     try:
         run = ctx.run(path)
@@ -188,7 +188,7 @@ def refresh_runs(ctx, path, shown_n):
     except RunError:
         return opts, no_update
     imax = len(frames.t_s) - 1
-    if imax == int(shown_n) - 1:
+    if imax == shown_n - 1:
         return opts, no_update
     return opts, imax
 
