@@ -51,7 +51,7 @@ def test_every_page_loads_without_console_errors(server, page, artifacts_dir):
         if name == "map":
             _wait_map(page)
         elif name == "compare":
-            page.wait_for_selector("#cmp-kpi-table")
+            page.wait_for_selector("#cmp-headline-table")
             _wait_graph(page, "cmp-series")
         elif name == "emergency":
             page.wait_for_selector("#em-summary > *")
@@ -101,29 +101,33 @@ def test_scrubbing_the_time_slider_changes_the_map(server, page, artifacts_dir, 
 
 def test_compare_shows_both_runs_kpis(server, page, runs_dir, artifacts_dir):
     page.goto(server.url + "/compare")
-    page.wait_for_selector("#cmp-kpi-table")
+    page.wait_for_selector("#cmp-headline-table")
     _choose(page, "cmp-a", "fixture-a — Mưa thiết kế 10 năm")
     _choose(page, "cmp-b", "fixture-b — Bão Molave — đê tạm")
-    page.wait_for_function("() => document.querySelector('#cmp-kpi-table').innerText.includes('A: Mưa thiết kế 10 năm')"
-                           " && document.querySelector('#cmp-kpi-table').innerText.includes('B: Bão Molave')")
-    text = page.inner_text("#cmp-kpi-table")
+    page.wait_for_function("() => document.querySelector('#cmp-headline-table').innerText.includes('A: Mưa thiết kế 10 năm')"
+                           " && document.querySelector('#cmp-headline-table').innerText.includes('B: Bão Molave')")
+    # keys of kpis.json the KPI catalog does not know are diagnostics, behind "All KPIs"
+    text = page.text_content("#cmp-kpi-table-diagnostic")
     ka = json.loads((runs_dir / "fixture-a" / "kpis.json").read_text())
     kb = json.loads((runs_dir / "fixture-b" / "kpis.json").read_text())
     assert "damage usd" in text
     for v in (ka["damage_usd"], kb["damage_usd"]):
         assert f"{v:,.0f}" in text
     assert "▲" in text or "▼" in text
-    _wait_graph(page, "cmp-diff")
-    # two runs of the real engine
+    page.wait_for_selector("#cmp-diff .leaflet-container img.twin-raster", state="attached")
+    # two runs of the real engine: the largest flooded extent is a headline KPI, in km², lower is better
     _choose(page, "cmp-a", "engine-rp10 — rp10: Mưa thiết kế 10 năm (động cơ thật)")
     _choose(page, "cmp-b", "engine-rp100 — rp100: Mưa thiết kế 100 năm (động cơ thật)")
-    page.wait_for_function("() => document.querySelector('#cmp-kpi-table').innerText.includes('A: rp10')"
-                           " && document.querySelector('#cmp-kpi-table').innerText.includes('B: rp100')")
-    text = page.inner_text("#cmp-kpi-table")
+    page.wait_for_function("() => document.querySelector('#cmp-headline-table').innerText.includes('A: rp10')"
+                           " && document.querySelector('#cmp-headline-table').innerText.includes('B: rp100')")
+    text = page.inner_text("#cmp-headline-table")
     ka = json.loads((runs_dir / "engine-rp10" / "kpis.json").read_text())
     kb = json.loads((runs_dir / "engine-rp100" / "kpis.json").read_text())
-    row = next(line for line in text.splitlines() if line.startswith("flooded area max m2"))
-    assert f"{ka['flooded_area_max_m2']:,.0f}" in row and f"{kb['flooded_area_max_m2']:,.0f}" in row and "▲" in row
+    row = next(line for line in text.splitlines() if line.startswith("land flooded ≥ 0.1 m, largest extent"))
+    from twin.dashboard.figures import fmt_num
+
+    assert f"{fmt_num(ka['flooded_area_max_m2'] / 1e6)}" in row and f"{fmt_num(kb['flooded_area_max_m2'] / 1e6)}" in row
+    assert "km²" in row and "▲ worse" in row
     _wait_graph(page, "cmp-series")
     page.wait_for_timeout(500)
     page.screenshot(path=str(artifacts_dir / "dashboard_compare_engine.png"), full_page=True)

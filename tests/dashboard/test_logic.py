@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from twin.dashboard import figures, tables
+from twin.dashboard import comparison, figures, tables
 from twin.dashboard import scenario_form as sf
 from twin.dashboard.app import create_app
 from twin.dashboard.jobs import JobManager, slug
 from twin.dashboard.pages import builder, compare, emergency
 from twin.dashboard.pages import map as map_page
-from twin.dashboard.runs import Run, RunCache, RunError, block_reduce_max, flatten_kpis, hillshade, list_runs
+from twin.dashboard.runs import Run, RunCache, RunError, block_reduce_max, hillshade, list_runs
 
 from . import fixture_run as fx
 
@@ -186,8 +186,8 @@ def test_corrupt_run_gives_a_message_not_a_traceback(ctx, runs_dir):
     msg = map_page.build_map(ctx, path)[6]
     text = msg.children
     assert "manifest.json" in text and "Traceback" not in text
-    t, q, occ, msg2, summ = emergency.emergency(ctx, path)
-    assert "Traceback" not in str(msg2.children)
+    out = emergency.emergency(ctx, path)
+    assert "incidents.parquet" in str(out["msg"].children) and "Traceback" not in str(out["msg"].children)
     run = Run(runs_dir / path)
     with pytest.raises(RunError, match="fields.nc"):
         run.frames()
@@ -196,36 +196,39 @@ def test_corrupt_run_gives_a_message_not_a_traceback(ctx, runs_dir):
 
 
 # -- compare -------------------------------------------------------------------------------------
-def test_kpi_rows_differences_and_arrows(ctx, runs_dir):
+def test_kpi_rows_differences_and_directions(ctx, runs_dir):
     a = ctx.runs.get(runs_dir / "fixture-a"); b = ctx.runs.get(runs_dir / "fixture-b")
-    rows = {r["kpi"]: r for r in figures.kpi_rows(a, b)}
+    rows = {r["id"]: r for r in comparison.kpi_rows(a, b)}
     ka = json.loads((runs_dir / "fixture-a" / "kpis.json").read_text())
     kb = json.loads((runs_dir / "fixture-b" / "kpis.json").read_text())
-    r = rows["damage_usd"]
+    r = rows["damage_usd"]    # a key the catalog does not know: a diagnostic, unit from its own suffix
     assert r["a"] == ka["damage_usd"] and r["b"] == kb["damage_usd"] and r["diff"] == pytest.approx(5e5)
-    assert r["arrow"] == "▲" and r["rel"] == pytest.approx(50.0)
-    assert rows["flooded_area_km2"]["unit"] == "km²"            # units given in the JSON
-    assert rows["ambulance › unreached_incidents"]["arrow"] == "="
-    assert set(flatten_kpis(ka)) <= set(rows)
+    assert r["unit"] == "USD" and r["group"] == "diagnostic" and r["verdict"] == "changed"
+    assert comparison.arrow(r) == "▲" and r["rel_pct"] == pytest.approx(50.0)
+    assert rows["flooded_area_km2"]["unit"] == "km²" and rows["flooded_area_km2"]["verdict"] == "worse"
+    assert rows["ambulance/unreached_incidents"]["verdict"] == "same"
+    assert comparison.arrow(rows["ambulance/unreached_incidents"]) == "="
 
 
-def test_difference_map_is_b_minus_a(ctx, runs_dir):
+def test_difference_is_b_minus_a_and_summarised(ctx, runs_dir):
     import rasterio
 
     a = ctx.runs.get(runs_dir / "fixture-a"); b = ctx.runs.get(runs_dir / "fixture-b")
-    fig = figures.difference_figure(a, b)
+    x, y, diff = comparison.depth_difference(a, b)
     with rasterio.open(runs_dir / "fixture-a" / "max_depth.tif") as s:
         ma = s.read(1)
     with rasterio.open(runs_dir / "fixture-b" / "max_depth.tif") as s:
         mb = s.read(1)
-    z = np.array([[np.nan if v is None else v for v in row] for row in fig.data[0].z], dtype=float)
-    want = np.where(np.abs(mb - ma) >= 0.005, np.round(mb - ma, 3), np.nan)
-    assert np.allclose(z, want, equal_nan=True, atol=1e-3)
-    assert fig.data[0].zmid == 0
+    assert np.allclose(diff, mb - ma, atol=1e-6)
+    text = comparison.difference_summary(x, y, diff)
+    up = int(((mb - ma) >= 0.05).sum())
+    assert f"({up} cells;" in text and "deeper" in text
+    m, legend, summary = comparison.difference_map(a, b, ctx.layers.for_run(a))
+    assert summary == text and "fixed scale" in str(legend)
 
 
 def test_compare_series_share_axes_and_units(ctx, runs_dir):
-    table, diff, series, msg = compare.compare(ctx, "fixture-a", "fixture-b")
+    *_, series, msg = compare.compare(ctx, "fixture-a", "fixture-b")
     assert msg is None
     assert len(series.data) == 6   # the fixture runs have no flooded-area series in kpis.json
     ys = [series.layout[f"yaxis{k}"].title.text for k in ("", "2", "3", "4")]
@@ -492,13 +495,14 @@ def test_engine_runs_compare(ctx, runs_dir):
     a = ctx.runs.get(runs_dir / "engine-rp10"); b = ctx.runs.get(runs_dir / "engine-rp100")
     ka = json.loads((runs_dir / "engine-rp10" / "kpis.json").read_text())
     kb = json.loads((runs_dir / "engine-rp100" / "kpis.json").read_text())
-    rows = {r["kpi"]: r for r in figures.kpi_rows(a, b)}
-    r = rows["flooded_area_max_m2"]
-    assert (r["a"], r["b"]) == (ka["flooded_area_max_m2"], kb["flooded_area_max_m2"]) and r["arrow"] == "▲"
+    rows = {r["id"]: r for r in comparison.kpi_rows(a, b)}
+    r = rows["flooded_area_max_m2"]       # a headline KPI, in km², lower is better
+    assert (r["a"], r["b"]) == pytest.approx((ka["flooded_area_max_m2"] / 1e6, kb["flooded_area_max_m2"] / 1e6))
+    assert r["unit"] == "km²" and r["headline"] == 10 and comparison.arrow(r) == "▲" and r["verdict"] == "worse"
     t, area = tables.flooded_area_series(b)
     assert np.allclose(area * 1e6, [sum(x.values()) for x in kb["flooded_area_m2"]])
-    fig = figures.difference_figure(a, b)
-    assert fig.data and fig.data[0].type == "heatmap"
+    x, y, diff = comparison.depth_difference(a, b)
+    assert diff.max() >= 0.05
 
 
 def test_base_items_and_channels_follow_the_schema(tmp_path):

@@ -87,6 +87,10 @@ def test_more_rain_is_a_real_difference_on_the_flood_kpis_on_a_local_cluster(tmp
     for k in ("water volume at end [Mm³]", "flooded area ≥0.1 m, max [km²]"):
         r = rows[k]
         assert r["verdict"] == "real" and r["lo"] > 0 and r["b_minus_a"] > 0, r
+    # the KPI catalog's rows: headline first, and more flooding is judged worse (lower is better)
+    dec = {r["id"]: r for r in res["decision_rows"]}
+    assert [r["headline"] for r in res["decision_rows"][:10]] == list(range(1, 11))
+    assert dec["flooded_area_max_m2"]["direction_verdict"] == "worse" and dec["flooded_area_max_m2"]["unit"] == "km²"
     # B's own seed is not used: B runs with A's replicate seeds
     run = yaml.safe_load((tmp_path / "rain" / "b" / "rep-002" / "scenario.yaml").read_text())
     assert run["seed"] == res["seeds"][2] and run["flood"]["rain"]["peak_mm_per_h"] == 400

@@ -1,8 +1,8 @@
 """Plotly figures: pure functions from runs and layers to figures (unit-tested without a browser).
 
-Colour scales read in greyscale: depth uses cividis reversed (light = shallow, dark = deep), the
-difference map cividis with its midpoint at zero (dark = lower in B, light = higher), lines of the
-two compared runs differ by dash as well as colour. Every axis names its unit.
+Colour scales read in greyscale: depth uses cividis reversed (light = shallow, dark = deep); lines of
+the two compared runs differ by dash as well as colour. Every axis names its unit. The compare
+page's KPI rows and difference map are in ``comparison.py``, the emergency debrief's in ``debrief.py``.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 
 from . import tables
 from .layers import Layers
-from .runs import Frames, Run, RunError, _block_coords, block_reduce_max
+from .runs import Frames, Run, RunError
 
 FONT = "DejaVu Sans, Noto Sans, Arial, sans-serif"  # full Vietnamese diacritics coverage
 DEPTH_SCALE = "cividis_r"
@@ -116,36 +116,6 @@ def max_depth_grid(run: Run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return fr.x, fr.y, d.max(axis=0) / 100.0
 
 
-def difference_figure(run_a: Run, run_b: Run, height: int = 460) -> go.Figure:
-    xa, ya, a = max_depth_grid(run_a)
-    xb, yb, b = max_depth_grid(run_b)
-    if a.shape != b.shape or not (np.allclose(xa, xb) and np.allclose(ya, yb)):
-        return empty_figure("the two runs are on different grids: no cell-by-cell difference map", height)
-    a = np.nan_to_num(a, nan=0.0)
-    b = np.nan_to_num(b, nan=0.0)
-    diff = b - a
-    factor = max(1, int(np.ceil(max(diff.shape) / 320)))
-    if factor > 1:  # keep the sign of the largest change in each block
-        hi = block_reduce_max(diff, factor)
-        lo = -block_reduce_max(-diff, factor)
-        diff = np.where(np.abs(lo) > np.abs(hi), lo, hi)
-        xa = _block_coords(xa, factor)
-        ya = _block_coords(ya, factor)
-    lim = float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 0.0
-    lim = max(lim, 0.01)
-    z = np.where(np.abs(diff) >= 0.005, np.round(diff, 3), np.nan)
-    zo = z.astype(object)
-    zo[~np.isfinite(z)] = None
-    fig = go.Figure(go.Heatmap(
-        x=np.round(xa, 1), y=np.round(ya, 1), z=zo.tolist(), zmin=-lim, zmax=lim, zmid=0, colorscale="cividis",
-        colorbar={"title": {"text": "Δ max depth<br>B − A (m)"}}, hoverongaps=False,
-        hovertemplate="x %{x:.0f} m<br>y %{y:.0f} m<br>B − A %{z:+.2f} m<extra></extra>"))
-    fig.update_layout(**base_layout(height=height, margin={"l": 70, "r": 10, "t": 10, "b": 50}, plot_bgcolor="#eeeeee"),
-                      xaxis={"title": {"text": "easting (m, UTM 49N)"}, "tickformat": "d"},
-                      yaxis={"title": {"text": "northing (m)"}, "scaleanchor": "x", "tickformat": "d"})
-    return fig
-
-
 SERIES = (
     ("flooded area (depth > 0.1 m)", "km²", tables.flooded_area_series, 1.0),
     ("people at high hazard (significant or extreme class)", "persons", tables.high_hazard_series, 1.0),
@@ -155,6 +125,11 @@ SERIES = (
 
 
 def compare_series_figure(run_a: Run, run_b: Run, height: int = 640) -> go.Figure:
+    # one clock when both runs started at the same moment, else hours since each run's start
+    from .mapframes import run_start
+
+    same_start = run_start(run_a, fields_start(run_a)) == run_start(run_b, fields_start(run_b))
+    conv, x_title = clock_axis(run_a) if same_start else ((lambda t: hours(t)), "time since start (h)")
     fig = make_subplots(rows=len(SERIES), cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=[s[0] for s in SERIES])
     for k, (_title, unit, fn, scale) in enumerate(SERIES, start=1):
@@ -166,7 +141,7 @@ def compare_series_figure(run_a: Run, run_b: Run, height: int = 640) -> go.Figur
             if s is None:
                 continue
             mode = "markers" if fn is tables.response_series else "lines"
-            fig.add_trace(go.Scatter(x=hours(s[0]), y=np.asarray(s[1]) * scale, mode=mode,
+            fig.add_trace(go.Scatter(x=conv(s[0]), y=np.asarray(s[1]) * scale, mode=mode,
                                      name=f"{label}: {run.display_name()}", legendgroup=label,
                                      showlegend=(k == 1) or not any(tr.legendgroup == label for tr in fig.data),
                                      line={**style, "width": 2}, marker={"color": style["color"], "size": 6,
@@ -176,27 +151,9 @@ def compare_series_figure(run_a: Run, run_b: Run, height: int = 640) -> go.Figur
             dom = fig.layout["yaxis" if k == 1 else f"yaxis{k}"].domain
             fig.add_annotation(text="not recorded in either run", showarrow=False, font={"color": "#555"},
                                xref="paper", yref="paper", x=0.5, y=(dom[0] + dom[1]) / 2)
-    fig.update_xaxes(title_text="time since start (h)", row=len(SERIES), col=1)
+    fig.update_xaxes(title_text=x_title, row=len(SERIES), col=1)
     fig.update_layout(**base_layout(height=height, legend={"orientation": "h", "y": 1.08}))
     return fig
-
-
-def kpi_rows(run_a: Run, run_b: Run) -> list[dict]:
-    """One row per KPI present in either run: key, unit, a, b, diff, rel %, arrow."""
-    from .runs import flatten_kpis, kpi_units, unit_from_key
-
-    ka, kb = run_a.kpis(), run_b.kpis()
-    fa, fb = flatten_kpis(ka), flatten_kpis(kb)
-    units = {**kpi_units(ka), **kpi_units(kb)}
-    rows = []
-    for key in sorted(set(fa) | set(fb)):
-        a, b = fa.get(key), fb.get(key)
-        diff = (b - a) if (a is not None and b is not None) else None
-        rel = (diff / abs(a) * 100.0) if (diff is not None and a not in (0, None) and np.isfinite(a)) else None
-        arrow = "" if diff is None else ("▲" if diff > 0 else ("▼" if diff < 0 else "="))
-        rows.append({"kpi": key, "unit": units.get(key) or unit_from_key(key), "a": a, "b": b,
-                     "diff": diff, "rel": rel, "arrow": arrow})
-    return rows
 
 
 def fmt_num(v) -> str:
@@ -215,14 +172,26 @@ def fmt_num(v) -> str:
 # ---------------------------------------------------------------------------------------------
 # emergency
 # ---------------------------------------------------------------------------------------------
+def run_end_s(run: Run) -> float:
+    """Model time the run reached: kpis.json ``end_time_s``, else the last time of fields.nc (read
+    alone, not the frames: the emergency page need not load the flood grids), else 0."""
+    v = run.kpis().get("end_time_s")
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
+        return float(v)
+    if not run.has_fields():
+        return 0.0
+    try:
+        import xarray as xr
+
+        with xr.open_dataset(run.path / "fields.nc", decode_times=False) as ds:
+            return float(ds["time"].values[-1]) if ds.sizes.get("time", 0) else 0.0
+    except (OSError, ValueError, KeyError, IndexError):
+        return 0.0
+
+
 def time_grid(run: Run, n: int = 200) -> np.ndarray:
     inc = tables.incidents(run)
-    t_end = 0.0
-    try:
-        if run.has_fields():
-            t_end = float(run.frames().t_s[-1])
-    except RunError:
-        pass
+    t_end = run_end_s(run)
     if inc is not None and len(inc):
         cols = inc[["call_s", "dispatch_s", "arrive_scene_s", "clear_s"]].to_numpy(dtype=float)
         if np.isfinite(cols).any():
@@ -230,11 +199,46 @@ def time_grid(run: Run, n: int = 200) -> np.ndarray:
     return np.linspace(0.0, max(t_end, 1.0), n)
 
 
+def fields_start(run: Run) -> str | None:
+    """The start in fields.nc's CF time units (``seconds since <local start>``), None when absent."""
+    if not run.has_fields():
+        return None
+    try:
+        import xarray as xr
+
+        with xr.open_dataset(run.path / "fields.nc", decode_times=False) as ds:
+            units = str(ds["time"].attrs.get("units", ""))
+    except (OSError, ValueError, KeyError):
+        return None
+    return units.split("since", 1)[1].strip() if "since" in units else None
+
+
+def clock_axis(run: Run):
+    """(t_s → x, axis title): local clock time (Asia/Ho_Chi_Minh) when the run says when it started,
+    else hours since the start."""
+    from .mapframes import run_start
+
+    start = run_start(run, fields_start(run))
+    if start is None:
+        return (lambda t: np.asarray(t, dtype=float) / 3600.0), "time since start (h)"
+    base = np.datetime64(start.tz_localize(None).to_datetime64(), "ms")
+
+    def conv(t):
+        a = np.asarray(t, dtype=float)
+        out = np.full(a.shape, np.datetime64("NaT", "ms"), dtype="datetime64[ms]")
+        ok = np.isfinite(a)
+        out[ok] = base + (a[ok] * 1000).astype("timedelta64[ms]")
+        return out
+
+    return conv, "local time (Asia/Ho_Chi_Minh)"   # naive local datetimes: plotly draws them as they are
+
+
 def incident_timeline_figure(run: Run) -> go.Figure:
     inc = tables.incidents(run)
     if inc is None or inc.empty:
         return empty_figure("this run recorded no incidents (incidents.parquet absent or empty)")
     fig = go.Figure()
+    conv, x_title = clock_axis(run)
     y = np.arange(len(inc))
     phases = (("waiting", "call_s", "dispatch_s", "#bdbdbd"), ("travelling", "dispatch_s", "arrive_scene_s", "#636363"),
               ("on scene / transport", "arrive_scene_s", "clear_s", "#000000"))
@@ -246,17 +250,17 @@ def incident_timeline_figure(run: Run) -> go.Figure:
             if name == "waiting" and np.isfinite(ta) and not np.isfinite(tb) and not np.isfinite(inc.at[k, "clear_s"]):
                 tb = max(t_end, ta)  # still waiting when the run ended
             if np.isfinite(ta) and np.isfinite(tb):
-                xs += [ta / 3600, tb / 3600, None]
+                xs += [*conv([ta, tb]).tolist(), None]
                 ys += [y[k], y[k], None]
         if xs:
             fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, line={"color": colour, "width": 4}))
     txt = [f"{inc.at[k, 'kind']} · priority {inc.at[k, 'priority']}" for k in range(len(inc))]
     unreached = inc["arrive_scene_s"].isna()
-    fig.add_trace(go.Scatter(x=inc["call_s"] / 3600, y=y, mode="markers", name="call", text=txt, hoverinfo="text+x",
+    fig.add_trace(go.Scatter(x=conv(inc["call_s"]), y=y, mode="markers", name="call", text=txt, hoverinfo="text+x",
                              marker={"symbol": np.where(unreached, "x", "circle").tolist(), "size": 7, "color": "#1f3b73"}))
     fig.update_layout(**base_layout(height=330, margin={"l": 60, "r": 20, "t": 30, "b": 45},
                                     legend={"orientation": "h", "y": 1.12}),
-                      xaxis={"title": {"text": "time since start (h)"}},
+                      xaxis={"title": {"text": x_title}},
                       yaxis={"title": {"text": "incident # (by call time)"}})
     return fig
 
@@ -267,49 +271,19 @@ def queue_utilisation_figure(run: Run) -> go.Figure:
     u = tables.utilisation_series(run, tg)
     if q is None and u is None:
         return empty_figure("no incident or unit records in this run")
+    conv, x_title = clock_axis(run)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
                         subplot_titles=["incidents waiting for a unit", "units busy"])
     if q is not None:
-        fig.add_trace(go.Scatter(x=hours(tg), y=q, mode="lines", line={"shape": "hv", "color": "#1f3b73"},
+        fig.add_trace(go.Scatter(x=conv(tg), y=q, mode="lines", line={"shape": "hv", "color": "#1f3b73"},
                                  name="queue"), row=1, col=1)
     if u is not None:
-        fig.add_trace(go.Scatter(x=hours(tg), y=np.round(u[0], 1), mode="lines", line={"shape": "hv", "color": "#000000"},
+        fig.add_trace(go.Scatter(x=conv(tg), y=np.round(u[0], 1), mode="lines", line={"shape": "hv", "color": "#000000"},
                                  name=f"utilisation of {u[1]} units"), row=2, col=1)
     fig.update_yaxes(title_text="incidents", row=1, col=1, rangemode="tozero")
     fig.update_yaxes(title_text="% of units", row=2, col=1, range=[0, 105])
-    fig.update_xaxes(title_text="time since start (h)", row=2, col=1)
+    fig.update_xaxes(title_text=x_title, row=2, col=1)
     fig.update_layout(**base_layout(height=380, showlegend=False))
-    return fig
-
-
-def occupancy_figure(run: Run, places=None) -> go.Figure:
-    sh = tables.shelter_occupancy(run)
-    ho = tables.hospital_admissions(run)
-    if sh is None and ho is None:
-        return empty_figure("no shelter or hospital records in this run")
-    names = {}
-    caps = {}
-    if places is not None and len(places):
-        names = dict(zip(places["place_id"].astype(str), places["name"].astype(str)))
-        if "capacity" in places.columns:
-            caps = dict(zip(places["place_id"].astype(str), places["capacity"]))
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["shelter occupancy", "hospital arrivals (cumulative)"],
-                        horizontal_spacing=0.1)
-    dashes = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
-    greys = ["#000000", "#1f3b73", "#636363", "#c77c02", "#6a3d9a", "#969696"]
-    for k, (sid, g) in enumerate(sh.groupby("shelter") if sh is not None else []):
-        label = names.get(str(sid), str(sid))
-        cap = caps.get(str(sid))
-        fig.add_trace(go.Scatter(x=hours(g["t"]), y=g["persons"], mode="lines", name=f"{label}" + (f" (cap. {cap:.0f})" if cap else ""),
-                                 line={"dash": dashes[k % 6], "color": greys[k % 6]}), row=1, col=1)
-    for k, (hid, g) in enumerate(ho.groupby("hospital") if ho is not None else []):
-        label = names.get(str(hid), str(hid))
-        fig.add_trace(go.Scatter(x=hours(g["t"]), y=g["patients"], mode="lines", line={"shape": "hv", "dash": dashes[(k + 3) % 6],
-                                 "color": greys[(k + 3) % 6], "width": 2}, name=label), row=1, col=2)
-    fig.update_yaxes(title_text="persons", row=1, col=1, rangemode="tozero")
-    fig.update_yaxes(title_text="patients", row=1, col=2, rangemode="tozero")
-    fig.update_xaxes(title_text="time since start (h)")
-    fig.update_layout(**base_layout(height=360, legend={"font": {"size": 11}}))
     return fig
 
 

@@ -13,6 +13,10 @@ Every KPI here can be recomputed from the run folder's files (``fields.nc``, ``*
 - ``evacuation_clearance_s``: for people who reached a safe state (``SAFE_STATES``), the time by
   which 50/90/95 % of them had (first record in a safe state); ``null`` if fewer than that share
   ever did — the share is of everyone who ever started evacuating or was safe.
+- ``evacuated_before_water``: persons who reached a safe state with no earlier people record in water
+  of ``EXPOSURE_MIN_DEPTH_M`` or more (``persons``), those who met such water first
+  (``after_water_persons``) and those who met it and never reached safety
+  (``met_water_never_safe_persons``); at the resolution of the people records (``tables_every``).
 - ``ambulance_response_s``: median and p90 of ``response_time_s`` over reached incidents;
   ``unreached_incidents``: incidents without a response by the end.
 - ``road_links_closed_share``: time series of the share of links closed by water.
@@ -70,6 +74,31 @@ def clearance_times(people: pd.DataFrame, quantiles=(0.5, 0.9, 0.95)) -> dict[st
         i = np.searchsorted(cum, q - 1e-12)
         res[f"p{int(q * 100)}"] = float(safe.iloc[i]) if i < len(safe) else None
     return res
+
+
+def evacuated_before_water(people: pd.DataFrame, min_depth_m: float = EXPOSURE_MIN_DEPTH_M) -> dict[str, float]:
+    """Persons who reached safety before meeting water ≥ ``min_depth_m`` (see the module docstring).
+
+    Per agent (people.parquet rows): ``t_safe`` the first record in a ``SAFE_STATES`` state, ``t_wet``
+    the first record with ``depth_m >= min_depth_m``; weighted by the agent's persons at its first record."""
+    out = {"persons": 0.0, "after_water_persons": 0.0, "met_water_never_safe_persons": 0.0}
+    if people is None or len(people) == 0:
+        return out
+    t = people["t_s"].to_numpy(dtype=float)
+    aid = people["agent_id"].to_numpy()
+    safe = people["state"].astype(str).isin(SAFE_STATES).to_numpy()
+    wet = np.nan_to_num(people["depth_m"].to_numpy(dtype=float), nan=0.0) >= min_depth_m
+    frame = pd.DataFrame({"a": aid, "t_safe": np.where(safe, t, np.inf), "t_wet": np.where(wet, t, np.inf)})
+    first = frame.groupby("a").min()
+    order = np.argsort(t, kind="stable")
+    w = pd.Series(people["persons"].to_numpy(dtype=float)[order], index=aid[order])
+    w = w[~w.index.duplicated(keep="first")].reindex(first.index).fillna(0.0)
+    ts, tw = first["t_safe"].to_numpy(), first["t_wet"].to_numpy()
+    reached = np.isfinite(ts)
+    out["persons"] = float(w[reached & (tw >= ts)].sum())
+    out["after_water_persons"] = float(w[reached & (tw < ts)].sum())
+    out["met_water_never_safe_persons"] = float(w[~reached & np.isfinite(tw)].sum())
+    return out
 
 
 def response_times(incidents: pd.DataFrame) -> dict:

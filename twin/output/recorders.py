@@ -250,6 +250,9 @@ class RunOutput:
         self.units_w.finish()
         ParquetPartsWriter(self.dir / "trips.parquet").finish(final_df=trips)
         ParquetPartsWriter(self.dir / "incidents.parquet").finish(final_df=incidents)
+        # the people model's shelter list: people.parquet's `shelter` is an index into it, not a place id
+        ParquetPartsWriter(self.dir / "shelters.parquet").finish(
+            final_df=tables.shelters_table(tw) if tw.people is not None else None)
         # every unit's moves and calls (dispatched, on_scene, drop_off, at_station, ...; x, y EPSG:32649):
         # where the ambulances and boats went, for maps and replays
         actions = tw.services.action_table() if tw.services is not None else None
@@ -308,6 +311,7 @@ class RunOutput:
         if tw.people is not None:
             out["people_exposure_person_hours"] = K.exposure_person_hours(people, self.outputs.tables_every)
             out["evacuation_clearance_s"] = K.clearance_times(people)
+            out["evacuated_before_water"] = K.evacuated_before_water(people)
             out["people_states"] = [x for x in s["people_states"]]
             out["people_model"] = tw.people.kpis() if hasattr(tw.people, "kpis") else None
         if tw.services is not None:

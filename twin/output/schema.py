@@ -171,6 +171,17 @@ _TABLES = (
         _c("route_length_m", "float64", "m", "length of the unit's route to the scene"),
         _c("travel_time_s", "float64", "s", "the unit's travel time to the scene"),
     )),
+    Table("shelters.parquet", "The people model's shelters in its order (written at the end): the `shelter` "
+          "columns of people.parquet and incidents.parquet are indices into this list, not place ids.", (
+        _c("shelter", "int64", "", "shelter index (0 … n-1), as in people.parquet"),
+        _c("place_id", "string", "", "the city's place (places table) it is; empty: opened by a decision at a point"),
+        _c("name", "string", "", "name of the place or of the shelter opened"),
+        _c("kind", "string", "", "place kind: shelter, school, public_building, …"),
+        _c("x", "float64", "m", f"easting, {XY}"),
+        _c("y", "float64", "m", f"northing, {XY}"),
+        _c("capacity", "float64", "1", "persons it admits at the end of the run (scaled like people.parquet "
+           "persons; a closed shelter's is what it held when closed)"),
+    ), required=False),
     Table("unit_actions.parquet", "Every move and call of every unit (written at the end), one row per action.", (
         _c("t_s", "float64", "s", f"{T_S} of the action"),
         _c("unit_id", "int64", "", "unit index (-1: none, e.g. a call not yet served)"),
@@ -286,6 +297,8 @@ _JSON = (
            "workers/guests exposed, damage fraction, days of disruption (assumed table); totals", False),
         _k("people_exposure_person_hours", "object", "h", "people: person-hours per hazard class", False),
         _k("evacuation_clearance_s", "object", "s", "people: p50, p90, p95 clearance times", False),
+        _k("evacuated_before_water", "object", "1", "people: persons who reached safety before meeting water "
+           "≥ 0.1 m, after it, or met it and never did", False),
         _k("people_states", "array", "1", "people: per series time {state: persons}", False),
         _k("people_model", "object|null", "", "people: the people model's own summary", False),
         _k("ambulance_response_s", "object", "s", "services: response-time statistics", False),

@@ -235,3 +235,31 @@ def max_depth_at_places(tw: Twin) -> list[dict]:
     order = {"hospital": 0, "shelter": 1, "school": 2}
     out.sort(key=lambda p: (order.get(p["kind"], 9), -p["max_depth_m"]))
     return out
+
+
+def shelters_table(tw: Twin) -> pd.DataFrame:
+    """The people model's shelter list in its order: row ``k`` is shelter ``k`` of ``people.parquet``'s
+    ``shelter`` column and ``incidents.parquet``'s (an index, not a place id). ``place_id`` is empty for a
+    shelter opened by a decision at a point that is no place; ``capacity`` is in persons (scaled like
+    ``people.parquet``'s ``persons``) at the end of the run: a closed shelter's is what it held when closed."""
+    pm = tw.people
+    if pm is None:
+        raise ValueError("shelters_table: the twin has no people model")
+    sh = pm.shelters
+    n = int(pm.n_shelters)
+
+    def col(name, default):
+        if name in sh.columns:
+            return [default if (v is None or (isinstance(v, float) and v != v)) else v for v in sh[name].tolist()[:n]]
+        return [default] * n
+
+    rep = float(getattr(pm, "_represents", 1.0))
+    return pd.DataFrame({
+        "shelter": np.arange(n, dtype=np.int64),
+        "place_id": pd.Series([str(v) for v in col("place_id", "")], dtype=object),
+        "name": pd.Series([str(v) for v in col("name", "")], dtype=object),
+        "kind": pd.Series([str(v) for v in col("kind", "shelter")], dtype=object),
+        "x": np.asarray(pm.shelter_x[:n], dtype=float),
+        "y": np.asarray(pm.shelter_y[:n], dtype=float),
+        "capacity": np.asarray(pm.shelter_capacity[:n], dtype=float) * rep,
+    })

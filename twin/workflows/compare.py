@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["compare_runs", "flat_kpis", "read_kpis", "run_city", "compare_replicates", "paired_interval",
+__all__ = ["compare_runs", "run_differences", "run_frame", "flat_kpis", "read_kpis", "run_city", "compare_replicates", "paired_interval",
            "replicate_seeds", "DASHBOARD_DEFAULT_REPLICATES", "INTERVAL_LEVEL"]
 
 # the types of the kpis.json keys flat_kpis reads: "num" a number, "num?" a number or null,
@@ -116,6 +116,81 @@ def run_city(run) -> str | None:
     return Path(city).name if ("/" in city or "\\" in city) else city
 
 
+#: the difference map hides changes smaller than this [m] and caps its colour scale at ±DIFF_SCALE_M
+DIFF_HIDE_M = 0.05
+DIFF_SCALE_M = 0.5
+
+
+def run_frame(run) -> dict:
+    """What a run covers, for :func:`run_differences`: ``start`` (ISO local time), ``duration_s``,
+    ``grid`` ((ny, nx), cell size and origin, rounded to 1 cm) and ``resolution_m``; None where the
+    run folder does not say."""
+    run = Path(run)
+    out: dict = {"start": None, "duration_s": None, "grid": None, "resolution_m": None}
+    try:
+        kp = json.loads((run / "kpis.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        kp = {}
+    kp = kp if isinstance(kp, dict) else {}
+    try:
+        import yaml
+
+        sc = yaml.safe_load((run / "scenario.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, ImportError, yaml.YAMLError):
+        sc = {}
+    sc = sc if isinstance(sc, dict) else {}
+    start = kp.get("start_local") or sc.get("start")
+    out["start"] = None if start is None else str(start).replace(" ", "T")
+    dur = sc.get("duration_s", sc.get("duration"))
+    if isinstance(dur, (int, float)) and not isinstance(dur, bool):
+        out["duration_s"] = float(dur)
+    elif isinstance(dur, str):
+        try:
+            from twin.valuetypes import parse_duration
+
+            out["duration_s"] = float(parse_duration(dur))
+        except Exception:   # an unreadable duration is not a difference we can state
+            out["duration_s"] = None
+    if out["duration_s"] is None and isinstance(kp.get("end_time_s"), (int, float)):
+        out["duration_s"] = float(kp["end_time_s"])
+    res = sc.get("resolution_m")
+    out["resolution_m"] = float(res) if isinstance(res, (int, float)) and not isinstance(res, bool) else None
+    tif = run / "max_depth.tif"
+    if tif.is_file():
+        try:
+            import rasterio
+
+            with rasterio.open(tif) as src:
+                t = src.transform
+                out["grid"] = (tuple(src.shape), round(t.a, 2), round(-t.e, 2), round(t.c, 2), round(t.f, 2))
+        except Exception:   # an unreadable raster: _read_depth names it when the map is drawn
+            out["grid"] = None
+    return out
+
+
+def run_differences(run_a, run_b) -> list[str]:
+    """Warnings, in words, where two runs do not cover the same thing: different grids (size, cell,
+    origin), durations or start times. Their KPIs are then not like for like (a longer run
+    accumulates more people-hours; a coarser grid floods differently); empty when they match."""
+    fa, fb = run_frame(run_a), run_frame(run_b)
+    out = []
+    if fa["grid"] and fb["grid"] and fa["grid"] != fb["grid"]:
+        (sa, dxa, _, xa, ya), (sb, dxb, _, xb, yb) = fa["grid"], fb["grid"]
+        out.append(f"different grids: A is {sa[1]} × {sa[0]} cells of {dxa:g} m from ({xa:.0f}, {ya:.0f}), "
+                   f"B {sb[1]} × {sb[0]} cells of {dxb:g} m from ({xb:.0f}, {yb:.0f}): no cell-by-cell "
+                   "difference map, and flooded areas and depths are not like for like")
+    elif not (fa["grid"] and fb["grid"]) and fa["resolution_m"] and fb["resolution_m"] \
+            and fa["resolution_m"] != fb["resolution_m"]:
+        out.append(f"different grids: A at {fa['resolution_m']:g} m, B at {fb['resolution_m']:g} m resolution")
+    if fa["duration_s"] is not None and fb["duration_s"] is not None and abs(fa["duration_s"] - fb["duration_s"]) > 1e-6:
+        out.append(f"different durations: A {fa['duration_s'] / 3600:g} h, B {fb['duration_s'] / 3600:g} h: "
+                   "KPIs that accumulate (people-hours, damage, incidents) are not like for like")
+    if fa["start"] and fb["start"] and fa["start"] != fb["start"]:
+        out.append(f"different start times: A {fa['start']}, B {fb['start']}: the same model time is a "
+                   "different moment of the event (tide, rain, daylight)")
+    return out
+
+
 def _read_depth(path: Path):
     """(max depth array, transform, crs, shape) of a run's max_depth.tif; ValueError naming the file."""
     import rasterio
@@ -183,6 +258,7 @@ def compare_runs(run_a, run_b, png: str | Path | None = None, force: bool = Fals
         if not force:
             raise ValueError(msg + "; pass --force (force=True) to compare them anyway")
         warnings.append(msg + " (compared anyway: --force)")
+    warnings += run_differences(a, b)
     ka, kb = flat_kpis(kpa), flat_kpis(kpb)
     rows = []
     for key in list(dict.fromkeys(list(ka) + list(kb))):
@@ -200,6 +276,10 @@ def compare_runs(run_a, run_b, png: str | Path | None = None, force: bool = Fals
         lines.append(f"{r['kpi']:<{w}}  {f(r['a']):>14}  {f(r['b']):>14}  {f(r['b_minus_a']):>14}")
     res = {"run_a": str(a), "run_b": str(b), "rows": rows, "table": "\n".join(lines), "png": None,
            "cities": [ca, cb], "warnings": warnings}
+    from twin.output.kpi_catalog import compare_rows
+
+    # the catalog's view (twin.output.kpi_catalog): headline KPIs first, units, direction, better/worse
+    res["decision_rows"] = compare_rows(kpa, kpb)
     ta, tb = a / "max_depth.tif", b / "max_depth.tif"
     if ta.exists() and tb.exists():
         za, transform, crs = _read_depth(ta)
@@ -217,12 +297,13 @@ def compare_runs(run_a, run_b, png: str | Path | None = None, force: bool = Fals
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        lim = float(np.nanpercentile(np.abs(diff), 99)) if np.isfinite(diff).any() else 1.0
-        lim = max(lim, 0.05)
+        lim = DIFF_SCALE_M  # fixed in every comparison: a street's 20 cm is not washed out by a dam's 6 m
         ext = (transform.c, transform.c + transform.a * diff.shape[1], transform.f + transform.e * diff.shape[0], transform.f)
         fig, ax = plt.subplots(figsize=(8, 8 * diff.shape[0] / max(diff.shape[1], 1) + 0.6), dpi=110)
-        im = ax.imshow(np.where(np.abs(diff) > 0.01, diff, np.nan), cmap="RdBu_r", vmin=-lim, vmax=lim, extent=ext)
-        fig.colorbar(im, ax=ax, shrink=0.7, label="max depth B − A [m]")
+        im = ax.imshow(np.where(np.abs(diff) >= DIFF_HIDE_M, diff, np.nan), cmap="RdBu_r", vmin=-lim, vmax=lim,
+                       extent=ext)
+        fig.colorbar(im, ax=ax, shrink=0.7, extend="both",
+                     label=f"max depth B − A [m] (|Δ| < {DIFF_HIDE_M:g} m not shown; capped at ±{lim:g} m)")
         ax.set_title(f"max depth difference: {b.name} − {a.name}")
         fig.tight_layout()
         fig.savefig(png)
@@ -387,13 +468,42 @@ def compare_replicates(scenario_a, scenario_b, n: int, out_dir, *, level: float 
                      "b_mean": float(np.mean([y for _, y in pairs])) if pairs else None,
                      "b_minus_a": iv["mean"], "sd": iv["sd"], "lo": iv["lo"], "hi": iv["hi"],
                      "n": iv["n"], "verdict": iv["verdict"]})
+    res_decision = _decision_rows([json.loads((Path(o) / "kpis.json").read_text()) for _, o in jobs], n, level)
     res = {"scenario_a": sa.name, "scenario_b": sb.name, "replicates": int(n), "seeds": seeds,
            "level": level, "method": METHOD, "scheduler": where, "out_dir": str(out),
            "runs_a": [o for _, o in jobs[:n]], "runs_b": [o for _, o in jobs[n:]],
-           "wall_time_s": [r.get("wall_time_s") for r in results], "rows": rows}
+           "wall_time_s": [r.get("wall_time_s") for r in results], "rows": rows,
+           "decision_rows": res_decision}
     res["table"] = _replicates_table(res)
     (out / "compare_replicates.json").write_text(json.dumps(res, indent=2, default=str))
     return res
+
+
+def _decision_rows(kps: list[dict], n: int, level: float) -> list[dict]:
+    """The KPI catalog's rows (twin.output.kpi_catalog: headline first, units, direction) with each
+    difference's paired interval; ``direction_verdict`` is better/worse only where the interval
+    excludes 0 (``real``), else ``noise``."""
+    from twin.output.kpi_catalog import catalog_values
+
+    vals = [{m.id: (m, v) for m, v in catalog_values(k)} for k in kps]
+    ids = list(dict.fromkeys(i for d in vals for i in d))
+    out = []
+    for i in ids:
+        meta = next(d[i][0] for d in vals if i in d)
+        pairs = [(x[i][1] if i in x else None, y[i][1] if i in y else None) for x, y in zip(vals[:n], vals[n:])]
+        pairs = [(x, y) for x, y in pairs if _number(x) and _number(y)]
+        iv = paired_interval([x for x, _ in pairs], [y for _, y in pairs], level)
+        dv = iv["verdict"]
+        if dv == "real" and meta.better:
+            dv = "better" if (iv["mean"] < 0) == (meta.better == "lower") else "worse"
+        out.append({"id": i, "label": meta.label, "unit": meta.unit, "direction": meta.direction,
+                    "group": meta.group, "headline": meta.headline,
+                    "a_mean": float(np.mean([x for x, _ in pairs])) if pairs else None,
+                    "b_mean": float(np.mean([y for _, y in pairs])) if pairs else None,
+                    "b_minus_a": iv["mean"], "lo": iv["lo"], "hi": iv["hi"], "n": iv["n"],
+                    "verdict": iv["verdict"], "direction_verdict": dv})
+    out.sort(key=lambda r: (0, r["headline"]) if r["headline"] else (1, ("decision", "context", "diagnostic").index(r["group"])))
+    return out
 
 
 def _number(v) -> bool:
