@@ -1,0 +1,449 @@
+"""A localised ensemble Kalman filter over :class:`twin.flood.FloodModel` members.
+
+The state of member ``k`` is its water depth ``h_k`` on the valid cells (plus, optionally, augmented
+parameters ``p_k`` such as an inflow multiplier). Observations are points ``(x, y)`` of depth or water
+level (stage ``η = z + h``); the observation operator ``H`` reads the cell that holds the point.
+Observations are processed one at a time (serial processing, valid for uncorrelated observation
+errors ``R = σ_o² I``). For observation ``y`` with ensemble predictions ``Hx_k``:
+
+* ``P Hᵀ`` and ``H P Hᵀ`` are the ensemble covariances (``K − 1`` in the denominator);
+* the gain is localised by the Gaspari & Cohn (1999, QJRMS 125, eq. 4.10) fifth-order function
+  ``ρ(r / c)`` with ``c = localization_m`` (zero beyond ``2c``):
+  ``K = ρ ∘ P Hᵀ / (H P Hᵀ + σ_o²)``; only cells within ``2c`` of a gauge are touched, which is what
+  keeps the analysis cheap on large grids;
+* ``method="ensrf"`` (default), the serial square-root filter of Whitaker & Hamill (2002, MWR 130):
+  the mean moves by ``K (y − mean Hx)`` and the perturbations by ``−α K Hx′_k`` with
+  ``α = 1 / (1 + sqrt(σ_o² / (H P Hᵀ + σ_o²)))`` (no perturbed observations: deterministic);
+  ``method="stochastic"``: perturbed observations (Burgers et al. 1998; Houtekamer & Mitchell 2001),
+  ``x_k += K (y + ε_k − Hx_k)``, ``ε_k ~ N(0, σ_o²)`` centred, from the filter's seeded generator;
+* before the analysis, perturbations of the touched cells and parameters are multiplied by
+  ``inflation`` (Anderson & Anderson 1999; 1.0 = none);
+* augmented parameters are updated with the same gain, without localisation, then clipped to their
+  bounds.
+
+After the analysis, depths are clipped at 0 (the water this adds is reported), the volume change of
+each member is booked through ``FloodModel.set_depth`` (its volume balance counts it as an edit) and
+reported in an :class:`AnalysisReport`, and the discharge is made consistent with the new depth:
+**velocity is kept** (a discharge is multiplied by the ratio new/old of the depth it carries: per cell
+for cell-centred discharges, the mean of the two cells' ratios for face discharges), the discharge is
+**zeroed** on every face of a cell that the analysis dried (new depth ≤ 1 mm, the solvers' dry
+threshold), and cells that were dry (≤ 1 mm) keep their (near-zero) discharge.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from twin import _core
+
+__all__ = ["AnalysisReport", "EnsembleKalmanFilter", "gaspari_cohn"]
+
+log = logging.getLogger(__name__)
+
+DRY_M = float(_core.FLOOD_DEPTH_THRESHOLD)   # the solvers' dry threshold (1 mm)
+
+
+def gaspari_cohn(r) -> np.ndarray:
+    """Gaspari & Cohn (1999) eq. 4.10 correlation at ``r = distance / c`` (1 at 0, 0 from 2 on)."""
+    z = np.abs(np.asarray(r, dtype=np.float64))
+    out = np.zeros_like(z)
+    a = z <= 1.0
+    za = z[a]
+    out[a] = -0.25 * za**5 + 0.5 * za**4 + 0.625 * za**3 - 5.0 / 3.0 * za**2 + 1.0
+    b = (z > 1.0) & (z < 2.0)
+    zb = z[b]
+    out[b] = (zb**5 / 12.0 - 0.5 * zb**4 + 0.625 * zb**3 + 5.0 / 3.0 * zb**2 - 5.0 * zb + 4.0
+              - 2.0 / 3.0 / zb)
+    return np.maximum(out, 0.0)
+
+
+@dataclass
+class AnalysisReport:
+    """What one :meth:`EnsembleKalmanFilter.assimilate` did.
+
+    Misfits are observation-minus-ensemble-mean at the observations [m] before (prior) and after
+    (posterior) the analysis; spreads are the mean ensemble standard deviation of ``Hx`` there.
+    ``volume_change_m3``: per member, the water the analysis added (negative: removed), clipping
+    included; ``clipped_m3``: per member, the water added by clipping negative depths at 0."""
+
+    kind: str
+    method: str
+    n_obs: int
+    n_cells_updated: int
+    innovation_mean_m: float
+    rmse_prior_m: float
+    rmse_posterior_m: float
+    spread_prior_m: float
+    spread_posterior_m: float
+    volume_change_m3: np.ndarray
+    clipped_m3: np.ndarray
+    cells_dried: int
+    params_mean: dict[str, float] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    @property
+    def mean_volume_change_m3(self) -> float:
+        return float(np.mean(self.volume_change_m3))
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in ("kind", "method", "n_obs", "n_cells_updated", "innovation_mean_m",
+                                           "rmse_prior_m", "rmse_posterior_m", "spread_prior_m",
+                                           "spread_posterior_m", "cells_dried", "wall_s")}
+        d["volume_change_m3"] = [float(v) for v in self.volume_change_m3]
+        d["mean_volume_change_m3"] = self.mean_volume_change_m3
+        d["clipped_m3"] = [float(v) for v in self.clipped_m3]
+        d["params_mean"] = dict(self.params_mean)
+        return d
+
+
+def _finite_positive(v, name: str, *, at_least: float | None = None) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a number, got {v!r}") from None
+    if not math.isfinite(f) or f <= 0 or (at_least is not None and f < at_least):
+        need = f">= {at_least:g}" if at_least is not None else "> 0"
+        raise ValueError(f"{name}: must be finite and {need}, got {v!r}")
+    return f
+
+
+class EnsembleKalmanFilter:
+    """Localised EnKF over ``models`` (a list of :class:`~twin.flood.FloodModel`, same terrain, same time).
+
+    ``obs_error_m``: observation error standard deviation σ_o [m]; ``localization_m``: the
+    Gaspari–Cohn half-width ``c`` [m] (cells beyond ``2c`` of every gauge are never touched);
+    ``inflation``: multiplier of the prior perturbations (>= 1); ``seed``: the generator of the
+    observation perturbations (``method="stochastic"``). ``params``: augmented parameters,
+    ``{name: values per member}``, estimated with the state; ``param_bounds``: ``{name: (lo, hi)}``;
+    ``on_params(k, model, {name: value})`` is called for every member after each analysis so the
+    caller can apply them (e.g. scale an inflow hydrograph). See the module docstring for the maths.
+    """
+
+    def __init__(self, models: Sequence, obs_error_m: float = 0.05, localization_m: float = 2000.0,
+                 inflation: float = 1.0, seed: int | np.random.SeedSequence | None = 0, *, method: str = "ensrf",
+                 params: dict[str, Any] | None = None, param_bounds: dict[str, tuple[float, float]] | None = None,
+                 on_params: Callable[[int, Any, dict[str, float]], None] | None = None) -> None:
+        from twin.flood import FloodModel
+
+        models = list(models) if models is not None else []
+        if len(models) < 2:
+            raise ValueError(f"models: an ensemble needs at least 2 members, got {len(models)}")
+        for i, m in enumerate(models):
+            if not isinstance(m, FloodModel):
+                raise ValueError(f"models[{i}]: expected a twin.flood.FloodModel, got {type(m).__name__}")
+        t0 = models[0].terrain
+        for i, m in enumerate(models[1:], start=1):
+            t = m.terrain
+            if t is t0:
+                continue
+            why = None
+            if t.shape != t0.shape:
+                why = f"shape {t.shape} vs {t0.shape}"
+            elif t.cell_size != t0.cell_size:
+                why = f"cell size {t.cell_size:g} m vs {t0.cell_size:g} m"
+            elif tuple(t.origin) != tuple(t0.origin):
+                why = f"origin {t.origin} vs {t0.origin}"
+            elif not np.array_equal(t.elevation, t0.elevation, equal_nan=True):
+                why = "different elevations"
+            if why:
+                raise ValueError(f"models[{i}]: its terrain differs from models[0]'s ({why}); "
+                                 "every member must be a model of the same terrain")
+        times = [m.time for m in models]
+        if max(times) - min(times) > 1e-6:
+            raise ValueError(f"models: members are at different times ({min(times):g} .. {max(times):g} s); "
+                             "advance them together")
+        if method not in ("ensrf", "stochastic"):
+            raise ValueError(f"method: expected 'ensrf' or 'stochastic', got {method!r}")
+        self.models = models
+        self.n_members = len(models)
+        self.obs_error_m = _finite_positive(obs_error_m, "obs_error_m")
+        self.localization_m = _finite_positive(localization_m, "localization_m")
+        self.inflation = _finite_positive(inflation, "inflation", at_least=1.0)
+        self.method = method
+        self.rng = np.random.default_rng(seed)
+        self.terrain = t0
+        self.shape = t0.shape
+        self.cell_size = float(t0.cell_size)
+        self.cell_area = self.cell_size**2
+        self._z = np.asarray(t0.elevation, np.float64)
+        self._valid = np.asarray(t0.valid, bool)
+        self.params: dict[str, np.ndarray] = {}
+        self.param_bounds: dict[str, tuple[float, float]] = {}
+        bounds = dict(param_bounds or {})
+        for name, vals in (params or {}).items():
+            v = np.array(vals, dtype=np.float64).ravel()
+            if v.size != self.n_members:
+                raise ValueError(f"params[{name!r}]: expected one value per member ({self.n_members}), got {v.size}")
+            if not np.isfinite(v).all():
+                raise ValueError(f"params[{name!r}]: values must be finite, got {v.tolist()}")
+            lo, hi = (float(b) for b in bounds.pop(name, (-np.inf, np.inf)))
+            if not lo < hi:
+                raise ValueError(f"param_bounds[{name!r}]: expected (lo, hi) with lo < hi, got {(lo, hi)}")
+            if ((v < lo) | (v > hi)).any():
+                raise ValueError(f"params[{name!r}]: values {v.tolist()} outside param_bounds ({lo}, {hi})")
+            self.params[name] = v
+            self.param_bounds[name] = (lo, hi)
+        if bounds:
+            raise ValueError(f"param_bounds: {sorted(bounds)} name no parameter in params ({sorted(self.params)})")
+        self.on_params = on_params
+        self.reports: list[AnalysisReport] = []
+        self._geom_cache: dict[bytes, tuple] = {}
+
+    # ------------------------------------------------------------------ ensemble statistics
+    @property
+    def time(self) -> float:
+        return float(self.models[0].time)
+
+    def _field(self, m, name: str) -> np.ndarray:
+        h = np.asarray(m.depth, np.float64)
+        if name == "depth":
+            return h
+        if name == "stage":
+            return np.where(self._valid, self._z + h, np.nan)
+        raise ValueError(f"field: expected 'depth' or 'stage', got {name!r}")
+
+    def mean(self, name: str = "depth") -> np.ndarray:
+        """Ensemble mean of ``"depth"`` [m] or ``"stage"`` (water level, NaN at walls) [m], ``(ny, nx)``."""
+        acc = np.zeros(self.shape)
+        for m in self.models:
+            acc += self._field(m, name)
+        return acc / self.n_members
+
+    def spread(self, name: str = "depth") -> np.ndarray:
+        """Ensemble standard deviation (``K − 1`` in the denominator) of ``"depth"`` or ``"stage"``."""
+        mu = self.mean(name)
+        acc = np.zeros(self.shape)
+        for m in self.models:
+            acc += (self._field(m, name) - mu) ** 2
+        return np.sqrt(acc / (self.n_members - 1))
+
+    def param_mean(self, name: str) -> float:
+        if name not in self.params:
+            raise ValueError(f"param_mean: unknown parameter {name!r}; known {sorted(self.params)}")
+        return float(self.params[name].mean())
+
+    def advance(self, dt_s: float) -> None:
+        """Run every member ``dt_s`` seconds (members in this process, one after the other)."""
+        for m in self.models:
+            m.run_one_step(dt_s)
+
+    # ------------------------------------------------------------------ observations
+    def _locate(self, xy, values_m, kind: str):
+        if kind not in ("depth", "stage"):
+            raise ValueError(f"kind: expected 'depth' or 'stage', got {kind!r}")
+        p = np.asarray(xy, dtype=np.float64)
+        if p.ndim == 1 and p.size == 2:
+            p = p.reshape(1, 2)
+        if p.ndim != 2 or p.shape[1] != 2:
+            raise ValueError(f"xy: expected (n, 2) observation coordinates, got shape {p.shape}")
+        y = np.asarray(values_m, dtype=np.float64).ravel()
+        if y.size != p.shape[0]:
+            raise ValueError(f"values_m: {y.size} values for {p.shape[0]} observation points in xy")
+        for i in range(y.size):
+            if not np.isfinite(p[i]).all():
+                raise ValueError(f"xy[{i}]: observation coordinates must be finite, got {p[i].tolist()}")
+            if not math.isfinite(y[i]):
+                raise ValueError(f"values_m[{i}]: observation value must be finite, got {y[i]!r}")
+        if kind == "depth" and (y < 0).any():
+            i = int(np.argmax(y < 0))
+            raise ValueError(f"values_m[{i}]: an observed depth must be >= 0 m, got {y[i]!r}")
+        x0, y0 = (float(v) for v in self.terrain.origin)
+        ny, nx = self.shape
+        dx = self.cell_size
+        cols = np.floor((p[:, 0] - x0) / dx).astype(np.int64)
+        rows = np.floor((y0 - p[:, 1]) / dx).astype(np.int64)
+        for i in range(y.size):
+            if not (0 <= rows[i] < ny and 0 <= cols[i] < nx):
+                raise ValueError(f"xy[{i}] = ({p[i, 0]:.1f}, {p[i, 1]:.1f}) is outside the model domain "
+                                 f"(x {x0:.1f} .. {x0 + nx * dx:.1f}, y {y0 - ny * dx:.1f} .. {y0:.1f})")
+            if not self._valid[rows[i], cols[i]]:
+                raise ValueError(f"xy[{i}] = ({p[i, 0]:.1f}, {p[i, 1]:.1f}) falls on a nodata/wall cell "
+                                 f"(row {rows[i]}, col {cols[i]})")
+        return p, y, rows, cols
+
+    def _geometry(self, p: np.ndarray):
+        """Per observation: positions (into the union of touched cells) and Gaspari–Cohn weights; the
+        union's flat indices; the position of each observation's own cell. Cached per gauge set."""
+        key = p.tobytes()
+        hit = self._geom_cache.get(key)
+        if hit is not None:
+            return hit
+        ny, nx = self.shape
+        dx = self.cell_size
+        x0, y0 = (float(v) for v in self.terrain.origin)
+        c = self.localization_m
+        reach = int(math.ceil(2.0 * c / dx)) + 1
+        idx_list, rho_list = [], []
+        for gx, gy in p:
+            gc = int(math.floor((gx - x0) / dx))
+            gr = int(math.floor((y0 - gy) / dx))
+            r0, r1 = max(0, gr - reach), min(ny, gr + reach + 1)
+            c0, c1 = max(0, gc - reach), min(nx, gc + reach + 1)
+            rr = np.arange(r0, r1)
+            cc = np.arange(c0, c1)
+            ycen = y0 - (rr + 0.5) * dx
+            xcen = x0 + (cc + 0.5) * dx
+            d = np.hypot(xcen[None, :] - gx, ycen[:, None] - gy)
+            rho = gaspari_cohn(d / c)
+            keep = (rho > 0) & self._valid[r0:r1, c0:c1]
+            lr, lc = np.nonzero(keep)
+            idx_list.append((lr + r0) * nx + (lc + c0))
+            rho_list.append(rho[keep])
+        flat = np.unique(np.concatenate(idx_list)) if idx_list else np.empty(0, np.int64)
+        pos = [np.searchsorted(flat, ix) for ix in idx_list]
+        own = np.array([np.searchsorted(flat, int(math.floor((y0 - gy) / dx)) * nx + int(math.floor((gx - x0) / dx)))
+                        for gx, gy in p], dtype=np.int64)
+        out = (flat, pos, rho_list, own)
+        if len(self._geom_cache) > 32:
+            self._geom_cache.clear()
+        self._geom_cache[key] = out
+        return out
+
+    # ------------------------------------------------------------------ the analysis
+    def assimilate(self, xy, values_m, kind: str = "depth") -> AnalysisReport:
+        """Update every member from observations ``values_m`` [m] at points ``xy`` (``(n, 2)``, terrain
+        CRS): ``kind="depth"`` (water depth) or ``"stage"`` (water level above the model datum).
+        Returns (and keeps in :attr:`reports`) an :class:`AnalysisReport`."""
+        wall0 = time.perf_counter()
+        p, yobs, rows, cols = self._locate(xy, values_m, kind)
+        K = self.n_members
+        R = self.obs_error_m**2
+        flat, pos, rho_list, own = self._geometry(p)
+        zobs = self._z[rows, cols] if kind == "stage" else np.zeros(yobs.size)
+        depths = [np.asarray(m.depth, np.float64) for m in self.models]
+        X = np.empty((K, flat.size))
+        for k, h in enumerate(depths):
+            np.take(h.ravel(), flat, out=X[k])
+        X_old = X.copy()
+        P = {n: v.copy() for n, v in self.params.items()}
+        # multiplicative inflation of the prior perturbations
+        if self.inflation != 1.0:
+            X[...] = X.mean(axis=0) + self.inflation * (X - X.mean(axis=0))
+            for n, v in P.items():
+                P[n] = v.mean() + self.inflation * (v - v.mean())
+        hx_prior = X[:, own] + zobs
+        for j in range(yobs.size):
+            ix, rho = pos[j], rho_list[j]
+            hx = X[:, own[j]] + zobs[j]
+            hxm = float(hx.mean())
+            hxp = hx - hxm
+            hph = float(hxp @ hxp) / (K - 1)
+            if hph <= 1e-16:
+                continue      # no spread at this gauge: nothing to learn from it
+            Xj = X[:, ix]
+            xm = Xj.mean(axis=0)
+            Xj -= xm
+            gain = (hxp @ Xj) / ((K - 1) * (hph + R))
+            gain *= rho
+            if self.method == "ensrf":
+                alpha = 1.0 / (1.0 + math.sqrt(R / (hph + R)))
+                xm += gain * (yobs[j] - hxm)
+                Xj -= alpha * np.outer(hxp, gain)
+                Xj += xm
+                for n, v in P.items():
+                    pm = float(v.mean())
+                    pp = v - pm
+                    g = float(pp @ hxp) / ((K - 1) * (hph + R))
+                    P[n] = pm + g * (yobs[j] - hxm) + pp - alpha * g * hxp
+            else:
+                eps = self.rng.normal(0.0, self.obs_error_m, K)
+                eps -= eps.mean()
+                innov = yobs[j] + eps - hx
+                Xj += xm
+                Xj += np.outer(innov, gain)
+                for n, v in P.items():
+                    pp = v - v.mean()
+                    g = float(pp @ hxp) / ((K - 1) * (hph + R))
+                    P[n] = v + g * innov
+            X[:, ix] = Xj
+        # positivity, then write back with consistent discharge
+        neg = np.minimum(X, 0.0)
+        clipped = -neg.sum(axis=1) * self.cell_area
+        np.maximum(X, 0.0, out=X)
+        dvol = (X.sum(axis=1) - X_old.sum(axis=1)) * self.cell_area
+        dried = 0
+        for k, m in enumerate(self.models):
+            dried += self._write_member(m, depths[k], flat, X_old[k], X[k])
+        for n, v in P.items():
+            lo, hi = self.param_bounds[n]
+            self.params[n] = np.clip(v, lo, hi)
+        if self.on_params is not None and self.params:
+            for k, m in enumerate(self.models):
+                self.on_params(k, m, {n: float(v[k]) for n, v in self.params.items()})
+        hx_post = X[:, own] + zobs
+        rep = AnalysisReport(
+            kind=kind, method=self.method, n_obs=int(yobs.size), n_cells_updated=int(flat.size),
+            innovation_mean_m=float(np.mean(yobs - hx_prior.mean(axis=0))),
+            rmse_prior_m=float(np.sqrt(np.mean((yobs - hx_prior.mean(axis=0)) ** 2))),
+            rmse_posterior_m=float(np.sqrt(np.mean((yobs - hx_post.mean(axis=0)) ** 2))),
+            spread_prior_m=float(np.mean(hx_prior.std(axis=0, ddof=1))),
+            spread_posterior_m=float(np.mean(hx_post.std(axis=0, ddof=1))),
+            volume_change_m3=dvol, clipped_m3=clipped, cells_dried=int(dried),
+            params_mean={n: float(v.mean()) for n, v in self.params.items()},
+            wall_s=time.perf_counter() - wall0)
+        self.reports.append(rep)
+        log.info("EnKF analysis at t=%g s: %d %s obs, %d cells, rmse %.3f -> %.3f m, mean dV %.1f m3",
+                 self.time, rep.n_obs, kind, rep.n_cells_updated, rep.rmse_prior_m, rep.rmse_posterior_m,
+                 rep.mean_volume_change_m3)
+        return rep
+
+    def _write_member(self, m, h_full: np.ndarray, flat: np.ndarray, old: np.ndarray, new: np.ndarray) -> int:
+        """New depths into member ``m`` (through ``set_depth``: the volume balance books the change as an
+        edit), then its discharge made consistent (see the module docstring). Returns cells dried."""
+        h_full.ravel()[flat] = new
+        m.set_depth(h_full)
+        wet_before = old > DRY_M
+        dried_here = wet_before & (new <= DRY_M)
+        ratio = np.ones_like(new)
+        ratio[wet_before] = new[wet_before] / old[wet_before]
+        ratio[dried_here] = 0.0
+        f = np.ones(self.shape)
+        f.ravel()[flat] = ratio
+        _scale_discharge(m, f)
+        return int(dried_here.sum())
+
+
+def _scale_discharge(m, f: np.ndarray) -> None:
+    """Multiply member ``m``'s discharge by the per-cell factor ``f`` (faces: the mean of the two cells'
+    factors, 0 if either is 0; edge faces: their cell's). The inertial and finite-volume solvers are
+    edited in place; any other solver through ``get_state``/``set_state`` (keys ``qx``/``qy`` on faces,
+    ``hu``/``hv`` on cells)."""
+    solver = getattr(m, "_solver", None)   # FloodModel's solver: its state arrays are edited in place
+    if solver is not None and hasattr(solver, "qx") and hasattr(solver, "qy"):
+        _scale_faces(solver.qx, solver.qy, f)
+        return
+    core = getattr(solver, "core", None)
+    if core is not None and hasattr(core, "hu") and hasattr(core, "hv"):
+        core.hu *= f.astype(core.hu.dtype, copy=False)
+        core.hv *= f.astype(core.hv.dtype, copy=False)
+        return
+    st = m.get_state()
+    ss = st["solver_state"]
+    if "qx" in ss and "qy" in ss:
+        _scale_faces(ss["qx"], ss["qy"], f)
+    elif "hu" in ss and "hv" in ss:
+        ss["hu"] = ss["hu"] * f.astype(ss["hu"].dtype, copy=False)
+        ss["hv"] = ss["hv"] * f.astype(ss["hv"].dtype, copy=False)
+    else:
+        raise ValueError(f"EnKF: solver {m.solver!r} keeps no discharge the filter knows (qx/qy or hu/hv); "
+                         "cannot keep the discharge consistent with the analysed depth")
+    m.set_state(st)
+
+
+def _scale_faces(qx: np.ndarray, qy: np.ndarray, f: np.ndarray) -> None:
+    fx = np.empty(qx.shape)
+    fx[:, 1:-1] = 0.5 * (f[:, :-1] + f[:, 1:])
+    fx[:, 1:-1][(f[:, :-1] == 0) | (f[:, 1:] == 0)] = 0.0
+    fx[:, 0], fx[:, -1] = f[:, 0], f[:, -1]
+    fy = np.empty(qy.shape)
+    fy[1:-1, :] = 0.5 * (f[:-1, :] + f[1:, :])
+    fy[1:-1, :][(f[:-1, :] == 0) | (f[1:, :] == 0)] = 0.0
+    fy[0, :], fy[-1, :] = f[0, :], f[-1, :]
+    qx *= fx.astype(qx.dtype, copy=False)
+    qy *= fy.astype(qy.dtype, copy=False)
