@@ -249,10 +249,10 @@ class EnsembleKalmanFilter:
             if not np.isfinite(p[i]).all():
                 raise ValueError(f"xy[{i}]: observation coordinates must be finite, got {p[i].tolist()}")
             if not math.isfinite(y[i]):
-                raise ValueError(f"values_m[{i}]: observation value must be finite, got {y[i]!r}")
+                raise ValueError(f"values_m[{i}]: observation value must be finite, got {float(y[i])!r}")
         if kind == "depth" and (y < 0).any():
             i = int(np.argmax(y < 0))
-            raise ValueError(f"values_m[{i}]: an observed depth must be >= 0 m, got {y[i]!r}")
+            raise ValueError(f"values_m[{i}]: an observed depth must be >= 0 m, got {float(y[i])!r}")
         x0, y0 = (float(v) for v in self.terrain.origin)
         ny, nx = self.shape
         dx = self.cell_size
