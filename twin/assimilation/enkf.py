@@ -268,8 +268,9 @@ class EnsembleKalmanFilter:
         return p, y, rows, cols
 
     def _geometry(self, p: np.ndarray):
-        """Per observation: positions (into the union of touched cells) and Gaspari–Cohn weights; the
-        union's flat indices; the position of each observation's own cell. Cached per gauge set."""
+        """Per observation: its cell's window (rows ``r0..r1``, columns ``c0..c1`` within ``2c``) and the
+        Gaspari–Cohn weights on it (0 at walls); the union of the touched cells (a mask) and the window
+        bounding it. Cached per gauge set."""
         key = p.tobytes()
         hit = self._geom_cache.get(key)
         if hit is not None:
@@ -279,27 +280,23 @@ class EnsembleKalmanFilter:
         x0, y0 = (float(v) for v in self.terrain.origin)
         c = self.localization_m
         reach = int(math.ceil(2.0 * c / dx)) + 1
-        idx_list, rho_list = [], []
+        wins = []
+        mask = np.zeros(self.shape, bool)
         for gx, gy in p:
             gc = int(math.floor((gx - x0) / dx))
             gr = int(math.floor((y0 - gy) / dx))
-            r0, r1 = max(0, gr - reach), min(ny, gr + reach + 1)
-            c0, c1 = max(0, gc - reach), min(nx, gc + reach + 1)
-            rr = np.arange(r0, r1)
-            cc = np.arange(c0, c1)
-            ycen = y0 - (rr + 0.5) * dx
-            xcen = x0 + (cc + 0.5) * dx
-            d = np.hypot(xcen[None, :] - gx, ycen[:, None] - gy)
-            rho = gaspari_cohn(d / c)
-            keep = (rho > 0) & self._valid[r0:r1, c0:c1]
-            lr, lc = np.nonzero(keep)
-            idx_list.append((lr + r0) * nx + (lc + c0))
-            rho_list.append(rho[keep])
-        flat = np.unique(np.concatenate(idx_list)) if idx_list else np.empty(0, np.int64)
-        pos = [np.searchsorted(flat, ix) for ix in idx_list]
-        own = np.array([np.searchsorted(flat, int(math.floor((y0 - gy) / dx)) * nx + int(math.floor((gx - x0) / dx)))
-                        for gx, gy in p], dtype=np.int64)
-        out = (flat, pos, rho_list, own)
+            r0, r1 = max(0, gr - reach), min(ny - 1, gr + reach)
+            c0, c1 = max(0, gc - reach), min(nx - 1, gc + reach)
+            ycen = y0 - (np.arange(r0, r1 + 1) + 0.5) * dx
+            xcen = x0 + (np.arange(c0, c1 + 1) + 0.5) * dx
+            rho = gaspari_cohn(np.hypot(xcen[None, :] - gx, ycen[:, None] - gy) / c)
+            rho[~self._valid[r0:r1 + 1, c0:c1 + 1]] = 0.0
+            mask[r0:r1 + 1, c0:c1 + 1] |= rho > 0
+            wins.append(((slice(r0, r1 + 1), slice(c0, c1 + 1)), rho))
+        rows = np.flatnonzero(mask.any(axis=1))
+        cols = np.flatnonzero(mask.any(axis=0))
+        box = (int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])) if rows.size else (0, -1, 0, -1)
+        out = (wins, mask, box)
         if len(self._geom_cache) > 32:
             self._geom_cache.clear()
         self._geom_cache[key] = out
@@ -314,76 +311,82 @@ class EnsembleKalmanFilter:
         p, yobs, rows, cols = self._locate(xy, values_m, kind)
         K = self.n_members
         R = self.obs_error_m**2
-        flat, pos, rho_list, own = self._geometry(p)
+        denom = float(K - 1)
+        wins, mask, box = self._geometry(p)
         zobs = self._z[rows, cols] if kind == "stage" else np.zeros(yobs.size)
-        depths = [np.asarray(m.depth, np.float64) for m in self.models]
-        X = np.empty((K, flat.size))
-        for k, h in enumerate(depths):
-            np.take(h.ravel(), flat, out=X[k])
-        X_old = X.copy()
+        old = [np.asarray(m.depth, np.float64) for m in self.models]     # copies
+        new = [h.copy() for h in old]
         P = {n: v.copy() for n, v in self.params.items()}
-        # multiplicative inflation of the prior perturbations
-        if self.inflation != 1.0:
-            X[...] = X.mean(axis=0) + self.inflation * (X - X.mean(axis=0))
+        r0, r1, c0, c1 = box
+        bsl = (slice(r0, r1 + 1), slice(c0, c1 + 1))
+        if self.inflation != 1.0 and r1 >= r0:
+            # multiplicative inflation of the prior perturbations, on the touched cells only
+            mb = mask[bsl]
+            mu = sum(h[bsl] for h in new) / K
+            for h in new:
+                hb = h[bsl]
+                np.copyto(hb, mu + self.inflation * (hb - mu), where=mb)
             for n, v in P.items():
                 P[n] = v.mean() + self.inflation * (v - v.mean())
-        hx_prior = X[:, own] + zobs
+
+        def predicted(j: int) -> np.ndarray:
+            return np.array([h[rows[j], cols[j]] for h in new]) + zobs[j]
+
+        hx_prior = np.array([predicted(j) for j in range(yobs.size)])
         for j in range(yobs.size):
-            ix, rho = pos[j], rho_list[j]
-            hx = X[:, own[j]] + zobs[j]
+            (sl, rho) = wins[j]
+            hx = predicted(j)
             hxm = float(hx.mean())
             hxp = hx - hxm
-            hph = float(hxp @ hxp) / (K - 1)
+            hph = float(hxp @ hxp) / denom
             if hph <= 1e-16:
                 continue      # no spread at this gauge: nothing to learn from it
-            Xj = X[:, ix]
-            xm = Xj.mean(axis=0)
-            Xj -= xm
-            gain = (hxp @ Xj) / ((K - 1) * (hph + R))
+            # gain = rho * cov(x, Hx) / (HPH + R); sum(hxp) = 0, so cov(x, Hx) = sum_k x_k hxp_k / (K - 1)
+            gain = np.zeros(rho.shape)
+            tmp = np.empty(rho.shape)
+            for k, h in enumerate(new):
+                np.multiply(h[sl], hxp[k], out=tmp)
+                gain += tmp
             gain *= rho
+            gain *= 1.0 / (denom * (hph + R))
             if self.method == "ensrf":
+                # x_k <- x_k + gain (y - mean Hx) - alpha gain Hx'_k   (Whitaker & Hamill 2002)
                 alpha = 1.0 / (1.0 + math.sqrt(R / (hph + R)))
-                xm += gain * (yobs[j] - hxm)
-                Xj -= alpha * np.outer(hxp, gain)
-                Xj += xm
-                for n, v in P.items():
-                    pm = float(v.mean())
-                    pp = v - pm
-                    g = float(pp @ hxp) / ((K - 1) * (hph + R))
-                    P[n] = pm + g * (yobs[j] - hxm) + pp - alpha * g * hxp
+                coef = (yobs[j] - hxm) - alpha * hxp
             else:
                 eps = self.rng.normal(0.0, self.obs_error_m, K)
                 eps -= eps.mean()
-                innov = yobs[j] + eps - hx
-                Xj += xm
-                Xj += np.outer(innov, gain)
-                for n, v in P.items():
-                    pp = v - v.mean()
-                    g = float(pp @ hxp) / ((K - 1) * (hph + R))
-                    P[n] = v + g * innov
-            X[:, ix] = Xj
-        # positivity, then write back with consistent discharge
-        neg = np.minimum(X, 0.0)
-        clipped = -neg.sum(axis=1) * self.cell_area
-        np.maximum(X, 0.0, out=X)
-        dvol = (X.sum(axis=1) - X_old.sum(axis=1)) * self.cell_area
+                coef = yobs[j] + eps - hx
+            for k, h in enumerate(new):
+                np.multiply(gain, coef[k], out=tmp)
+                h[sl] += tmp
+            for n, v in P.items():
+                g = float((v - v.mean()) @ hxp) / (denom * (hph + R))
+                P[n] = v + g * coef
+        # positivity, volume change, then write back with consistent discharge
+        clipped = np.zeros(K)
+        dvol = np.zeros(K)
         dried = 0
         for k, m in enumerate(self.models):
-            dried += self._write_member(m, depths[k], flat, X_old[k], X[k])
+            hb, ob = new[k][bsl], old[k][bsl]
+            clipped[k] = -float(np.minimum(hb, 0.0).sum()) * self.cell_area
+            np.maximum(hb, 0.0, out=hb)
+            dvol[k] = float(hb.sum() - ob.sum()) * self.cell_area
+            dried += self._write_member(m, new[k], ob, hb, box)
         for n, v in P.items():
             lo, hi = self.param_bounds[n]
             self.params[n] = np.clip(v, lo, hi)
         if self.on_params is not None and self.params:
             for k, m in enumerate(self.models):
                 self.on_params(k, m, {n: float(v[k]) for n, v in self.params.items()})
-        hx_post = X[:, own] + zobs
+        hx_post = np.array([predicted(j) for j in range(yobs.size)])
         rep = AnalysisReport(
-            kind=kind, method=self.method, n_obs=int(yobs.size), n_cells_updated=int(flat.size),
-            innovation_mean_m=float(np.mean(yobs - hx_prior.mean(axis=0))),
-            rmse_prior_m=float(np.sqrt(np.mean((yobs - hx_prior.mean(axis=0)) ** 2))),
-            rmse_posterior_m=float(np.sqrt(np.mean((yobs - hx_post.mean(axis=0)) ** 2))),
-            spread_prior_m=float(np.mean(hx_prior.std(axis=0, ddof=1))),
-            spread_posterior_m=float(np.mean(hx_post.std(axis=0, ddof=1))),
+            kind=kind, method=self.method, n_obs=int(yobs.size), n_cells_updated=int(mask.sum()),
+            innovation_mean_m=float(np.mean(yobs - hx_prior.mean(axis=1))),
+            rmse_prior_m=float(np.sqrt(np.mean((yobs - hx_prior.mean(axis=1)) ** 2))),
+            rmse_posterior_m=float(np.sqrt(np.mean((yobs - hx_post.mean(axis=1)) ** 2))),
+            spread_prior_m=float(np.mean(hx_prior.std(axis=1, ddof=1))),
+            spread_posterior_m=float(np.mean(hx_post.std(axis=1, ddof=1))),
             volume_change_m3=dvol, clipped_m3=clipped, cells_dried=int(dried),
             params_mean={n: float(v.mean()) for n, v in self.params.items()},
             wall_s=time.perf_counter() - wall0)
@@ -393,57 +396,76 @@ class EnsembleKalmanFilter:
                  rep.mean_volume_change_m3)
         return rep
 
-    def _write_member(self, m, h_full: np.ndarray, flat: np.ndarray, old: np.ndarray, new: np.ndarray) -> int:
-        """New depths into member ``m`` (through ``set_depth``: the volume balance books the change as an
-        edit), then its discharge made consistent (see the module docstring). Returns cells dried."""
-        h_full.ravel()[flat] = new
+    def _write_member(self, m, h_full: np.ndarray, old: np.ndarray, new: np.ndarray,
+                      box: tuple[int, int, int, int]) -> int:
+        """New depths ``h_full`` into member ``m`` (through ``set_depth``: the volume balance books the
+        change as an edit), then its discharge made consistent on ``box`` where the depth changed from
+        ``old`` to ``new`` (see the module docstring). Returns the number of cells dried."""
         m.set_depth(h_full)
+        if new.size == 0 or np.array_equal(new, old):
+            return 0
         wet_before = old > DRY_M
         dried_here = wet_before & (new <= DRY_M)
-        ratio = np.ones_like(new)
-        ratio[wet_before] = new[wet_before] / old[wet_before]
-        ratio[dried_here] = 0.0
-        f = np.ones(self.shape)
-        f.ravel()[flat] = ratio
-        _scale_discharge(m, f)
+        f = np.ones(new.shape)
+        np.divide(new, old, out=f, where=wet_before)
+        f[dried_here] = 0.0
+        _scale_discharge(m, f, box)
         return int(dried_here.sum())
 
 
-def _scale_discharge(m, f: np.ndarray) -> None:
-    """Multiply member ``m``'s discharge by the per-cell factor ``f`` (faces: the mean of the two cells'
-    factors, 0 if either is 0; edge faces: their cell's). The inertial and finite-volume solvers are
-    edited in place; any other solver through ``get_state``/``set_state`` (keys ``qx``/``qy`` on faces,
-    ``hu``/``hv`` on cells)."""
+def _scale_discharge(m, f: np.ndarray, box: tuple[int, int, int, int]) -> None:
+    """Multiply member ``m``'s discharge by the per-cell factor ``f`` given on the cells ``box`` (rows
+    ``r0..r1``, columns ``c0..c1``; 1 elsewhere). Faces take the mean of their two cells' factors, 0 if
+    either is 0; edge faces their cell's. The inertial and finite-volume solvers are edited in place;
+    any other solver through ``get_state``/``set_state`` (keys ``qx``/``qy`` on faces, ``hu``/``hv``
+    on cells)."""
     solver = getattr(m, "_solver", None)   # FloodModel's solver: its state arrays are edited in place
     if solver is not None and hasattr(solver, "qx") and hasattr(solver, "qy"):
-        _scale_faces(solver.qx, solver.qy, f)
+        _scale_faces(solver.qx, solver.qy, f, box)
         return
+    r0, r1, c0, c1 = box
+    win = (slice(r0, r1 + 1), slice(c0, c1 + 1))
     core = getattr(solver, "core", None)
     if core is not None and hasattr(core, "hu") and hasattr(core, "hv"):
-        core.hu *= f.astype(core.hu.dtype, copy=False)
-        core.hv *= f.astype(core.hv.dtype, copy=False)
+        core.hu[win] *= f.astype(core.hu.dtype, copy=False)
+        core.hv[win] *= f.astype(core.hv.dtype, copy=False)
         return
     st = m.get_state()
     ss = st["solver_state"]
     if "qx" in ss and "qy" in ss:
-        _scale_faces(ss["qx"], ss["qy"], f)
+        _scale_faces(ss["qx"], ss["qy"], f, box)
     elif "hu" in ss and "hv" in ss:
-        ss["hu"] = ss["hu"] * f.astype(ss["hu"].dtype, copy=False)
-        ss["hv"] = ss["hv"] * f.astype(ss["hv"].dtype, copy=False)
+        ss["hu"][win] *= f.astype(ss["hu"].dtype, copy=False)
+        ss["hv"][win] *= f.astype(ss["hv"].dtype, copy=False)
     else:
         raise ValueError(f"EnKF: solver {m.solver!r} keeps no discharge the filter knows (qx/qy or hu/hv); "
                          "cannot keep the discharge consistent with the analysed depth")
     m.set_state(st)
 
 
-def _scale_faces(qx: np.ndarray, qy: np.ndarray, f: np.ndarray) -> None:
-    fx = np.empty(qx.shape)
-    fx[:, 1:-1] = 0.5 * (f[:, :-1] + f[:, 1:])
-    fx[:, 1:-1][(f[:, :-1] == 0) | (f[:, 1:] == 0)] = 0.0
-    fx[:, 0], fx[:, -1] = f[:, 0], f[:, -1]
-    fy = np.empty(qy.shape)
-    fy[1:-1, :] = 0.5 * (f[:-1, :] + f[1:, :])
-    fy[1:-1, :][(f[:-1, :] == 0) | (f[1:, :] == 0)] = 0.0
-    fy[0, :], fy[-1, :] = f[0, :], f[-1, :]
-    qx *= fx.astype(qx.dtype, copy=False)
-    qy *= fy.astype(qy.dtype, copy=False)
+def _face_factor(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = 0.5 * (a + b)
+    out[(a == 0) | (b == 0)] = 0.0
+    return out
+
+
+def _scale_faces(qx: np.ndarray, qy: np.ndarray, f: np.ndarray, box: tuple[int, int, int, int]) -> None:
+    """Face discharges ``qx (ny, nx+1)``, ``qy (ny+1, nx)`` times the face factors of the cell factors ``f``
+    on ``box``: the faces of the box's cells, with the cells around the box (factor 1) or, at the domain
+    edge, the edge cell itself on the other side."""
+    r0, r1, c0, c1 = box
+    ny, nx = qy.shape[0] - 1, qx.shape[1] - 1
+    fp = np.ones((f.shape[0], f.shape[1] + 2))
+    fp[:, 1:-1] = f
+    if c0 == 0:
+        fp[:, 0] = f[:, 0]
+    if c1 == nx - 1:
+        fp[:, -1] = f[:, -1]
+    qx[r0:r1 + 1, c0:c1 + 2] *= _face_factor(fp[:, :-1], fp[:, 1:]).astype(qx.dtype, copy=False)
+    fp = np.ones((f.shape[0] + 2, f.shape[1]))
+    fp[1:-1, :] = f
+    if r0 == 0:
+        fp[0, :] = f[0, :]
+    if r1 == ny - 1:
+        fp[-1, :] = f[-1, :]
+    qy[r0:r1 + 2, c0:c1 + 1] *= _face_factor(fp[:-1, :], fp[1:, :]).astype(qy.dtype, copy=False)
