@@ -194,6 +194,7 @@ class EnsembleKalmanFilter:
         self.on_params = on_params
         self.reports: list[AnalysisReport] = []
         self._geom_cache: dict[bytes, tuple] = {}
+        self._bufs: tuple[np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ ensemble statistics
     @property
@@ -268,9 +269,10 @@ class EnsembleKalmanFilter:
         return p, y, rows, cols
 
     def _geometry(self, p: np.ndarray):
-        """Per observation: its cell's window (rows ``r0..r1``, columns ``c0..c1`` within ``2c``) and the
-        Gaspari–Cohn weights on it (0 at walls); the union of the touched cells (a mask) and the window
-        bounding it. Cached per gauge set."""
+        """The window ``box`` (rows ``r0..r1``, columns ``c0..c1``) bounding every cell within ``2c`` of a
+        gauge; per observation, its window of cells within ``2c`` (slices relative to ``box``) and the
+        Gaspari–Cohn weights on it (0 at walls); the mask of the touched cells on ``box``. Cached per
+        gauge set."""
         key = p.tobytes()
         hit = self._geom_cache.get(key)
         if hit is not None:
@@ -293,10 +295,12 @@ class EnsembleKalmanFilter:
             rho[~self._valid[r0:r1 + 1, c0:c1 + 1]] = 0.0
             mask[r0:r1 + 1, c0:c1 + 1] |= rho > 0
             wins.append(((slice(r0, r1 + 1), slice(c0, c1 + 1)), rho))
-        rows = np.flatnonzero(mask.any(axis=1))
-        cols = np.flatnonzero(mask.any(axis=0))
-        box = (int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])) if rows.size else (0, -1, 0, -1)
-        out = (wins, mask, box)
+        box = (min(sl[0].start for sl, _ in wins), max(sl[0].stop for sl, _ in wins) - 1,
+               min(sl[1].start for sl, _ in wins), max(sl[1].stop for sl, _ in wins) - 1)
+        # the windows relative to the box
+        wins = [((slice(sl[0].start - box[0], sl[0].stop - box[0]), slice(sl[1].start - box[2], sl[1].stop - box[2])),
+                 rho) for sl, rho in wins]
+        out = (wins, mask[box[0]:box[1] + 1, box[2]:box[3] + 1], box)
         if len(self._geom_cache) > 32:
             self._geom_cache.clear()
         self._geom_cache[key] = out
@@ -314,23 +318,27 @@ class EnsembleKalmanFilter:
         denom = float(K - 1)
         wins, mask, box = self._geometry(p)
         zobs = self._z[rows, cols] if kind == "stage" else np.zeros(yobs.size)
-        old = [np.asarray(m.depth, np.float64) for m in self.models]     # copies
-        new = [h.copy() for h in old]
-        P = {n: v.copy() for n, v in self.params.items()}
         r0, r1, c0, c1 = box
         bsl = (slice(r0, r1 + 1), slice(c0, c1 + 1))
-        if self.inflation != 1.0 and r1 >= r0:
+        bshape = (r1 - r0 + 1, c1 - c0 + 1)
+        if self._bufs is None or self._bufs[0].shape != (K,) + bshape:
+            self._bufs = (np.empty((K,) + bshape), np.empty((K,) + bshape))   # reused: no page faults
+        old, new = self._bufs
+        for k, m in enumerate(self.models):
+            m.depth_window(bsl, out=old[k])
+        np.copyto(new, old)
+        P = {n: v.copy() for n, v in self.params.items()}
+        if self.inflation != 1.0:
             # multiplicative inflation of the prior perturbations, on the touched cells only
-            mb = mask[bsl]
-            mu = sum(h[bsl] for h in new) / K
+            mu = new.mean(axis=0)
             for h in new:
-                hb = h[bsl]
-                np.copyto(hb, mu + self.inflation * (hb - mu), where=mb)
+                np.copyto(h, mu + self.inflation * (h - mu), where=mask)
             for n, v in P.items():
                 P[n] = v.mean() + self.inflation * (v - v.mean())
+        rows_b, cols_b = rows - r0, cols - c0
 
         def predicted(j: int) -> np.ndarray:
-            return np.array([h[rows[j], cols[j]] for h in new]) + zobs[j]
+            return new[:, rows_b[j], cols_b[j]] + zobs[j]
 
         hx_prior = np.array([predicted(j) for j in range(yobs.size)])
         for j in range(yobs.size):
@@ -367,12 +375,13 @@ class EnsembleKalmanFilter:
         clipped = np.zeros(K)
         dvol = np.zeros(K)
         dried = 0
+        scratch = (np.empty(bshape), np.empty(bshape))
         for k, m in enumerate(self.models):
-            hb, ob = new[k][bsl], old[k][bsl]
+            hb, ob = new[k], old[k]
             clipped[k] = -float(np.minimum(hb, 0.0).sum()) * self.cell_area
             np.maximum(hb, 0.0, out=hb)
-            dvol[k] = float(hb.sum() - ob.sum()) * self.cell_area
-            dried += self._write_member(m, new[k], ob, hb, box)
+            dvol[k] = m.set_depth_window(bsl, hb)
+            dried += self._consistent_discharge(m, ob, hb, box, scratch)
         for n, v in P.items():
             lo, hi = self.param_bounds[n]
             self.params[n] = np.clip(v, lo, hi)
@@ -396,76 +405,79 @@ class EnsembleKalmanFilter:
                  rep.mean_volume_change_m3)
         return rep
 
-    def _write_member(self, m, h_full: np.ndarray, old: np.ndarray, new: np.ndarray,
-                      box: tuple[int, int, int, int]) -> int:
-        """New depths ``h_full`` into member ``m`` (through ``set_depth``: the volume balance books the
-        change as an edit), then its discharge made consistent on ``box`` where the depth changed from
-        ``old`` to ``new`` (see the module docstring). Returns the number of cells dried."""
-        m.set_depth(h_full)
-        if new.size == 0 or np.array_equal(new, old):
-            return 0
+    @staticmethod
+    def _consistent_discharge(m, old: np.ndarray, new: np.ndarray, box: tuple[int, int, int, int],
+                              scratch: tuple[np.ndarray, np.ndarray]) -> int:
+        """Member ``m``'s discharge made consistent on ``box`` where the depth went from ``old`` to ``new``
+        (see the module docstring). Returns the number of cells dried."""
         wet_before = old > DRY_M
-        dried_here = wet_before & (new <= DRY_M)
-        f = np.ones(new.shape)
+        dried_here = new <= DRY_M
+        dried_here &= wet_before
+        f = scratch[0]
+        f.fill(1.0)
         np.divide(new, old, out=f, where=wet_before)
-        f[dried_here] = 0.0
-        _scale_discharge(m, f, box)
-        return int(dried_here.sum())
+        n_dried = int(dried_here.sum())
+        if n_dried:
+            f[dried_here] = 0.0
+        _scale_discharge(m, f, box, scratch[1], n_dried > 0)
+        return n_dried
 
 
-def _scale_discharge(m, f: np.ndarray, box: tuple[int, int, int, int]) -> None:
+def _scale_discharge(m, f: np.ndarray, box: tuple[int, int, int, int], work: np.ndarray, zeros: bool) -> None:
     """Multiply member ``m``'s discharge by the per-cell factor ``f`` given on the cells ``box`` (rows
     ``r0..r1``, columns ``c0..c1``; 1 elsewhere). Faces take the mean of their two cells' factors, 0 if
-    either is 0; edge faces their cell's. The inertial and finite-volume solvers are edited in place;
-    any other solver through ``get_state``/``set_state`` (keys ``qx``/``qy`` on faces, ``hu``/``hv``
-    on cells)."""
+    either is 0 (``zeros``: some factor is 0); edge faces their cell's. The inertial and finite-volume
+    solvers are edited in place; any other solver through ``get_state``/``set_state`` (keys ``qx``/``qy``
+    on faces, ``hu``/``hv`` on cells). ``work``: scratch of ``f``'s shape."""
     solver = getattr(m, "_solver", None)   # FloodModel's solver: its state arrays are edited in place
     if solver is not None and hasattr(solver, "qx") and hasattr(solver, "qy"):
-        _scale_faces(solver.qx, solver.qy, f, box)
+        _scale_faces(solver.qx, solver.qy, f, box, work, zeros)
         return
     r0, r1, c0, c1 = box
     win = (slice(r0, r1 + 1), slice(c0, c1 + 1))
     core = getattr(solver, "core", None)
     if core is not None and hasattr(core, "hu") and hasattr(core, "hv"):
-        core.hu[win] *= f.astype(core.hu.dtype, copy=False)
-        core.hv[win] *= f.astype(core.hv.dtype, copy=False)
+        core.hu[win] *= f
+        core.hv[win] *= f
         return
     st = m.get_state()
     ss = st["solver_state"]
     if "qx" in ss and "qy" in ss:
-        _scale_faces(ss["qx"], ss["qy"], f, box)
+        _scale_faces(ss["qx"], ss["qy"], f, box, work, zeros)
     elif "hu" in ss and "hv" in ss:
-        ss["hu"][win] *= f.astype(ss["hu"].dtype, copy=False)
-        ss["hv"][win] *= f.astype(ss["hv"].dtype, copy=False)
+        ss["hu"][win] *= f
+        ss["hv"][win] *= f
     else:
         raise ValueError(f"EnKF: solver {m.solver!r} keeps no discharge the filter knows (qx/qy or hu/hv); "
                          "cannot keep the discharge consistent with the analysed depth")
     m.set_state(st)
 
 
-def _face_factor(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    out = 0.5 * (a + b)
-    out[(a == 0) | (b == 0)] = 0.0
+def _face_factor(a: np.ndarray, b: np.ndarray, out: np.ndarray, zeros: bool) -> np.ndarray:
+    """``(a + b) / 2`` into ``out``, 0 where ``a`` or ``b`` is 0 (checked only when ``zeros``)."""
+    np.add(a, b, out=out)
+    out *= 0.5
+    if zeros:
+        out[(a == 0) | (b == 0)] = 0.0
     return out
 
 
-def _scale_faces(qx: np.ndarray, qy: np.ndarray, f: np.ndarray, box: tuple[int, int, int, int]) -> None:
+def _scale_faces(qx: np.ndarray, qy: np.ndarray, f: np.ndarray, box: tuple[int, int, int, int],
+                 work: np.ndarray, zeros: bool) -> None:
     """Face discharges ``qx (ny, nx+1)``, ``qy (ny+1, nx)`` times the face factors of the cell factors ``f``
-    on ``box``: the faces of the box's cells, with the cells around the box (factor 1) or, at the domain
-    edge, the edge cell itself on the other side."""
+    on ``box``: faces between two box cells take the mean (0 if either is 0), faces on the box's border
+    the mean with the factor 1 of the cell outside, or, on the domain edge, the border cell's factor."""
     r0, r1, c0, c1 = box
     ny, nx = qy.shape[0] - 1, qx.shape[1] - 1
-    fp = np.ones((f.shape[0], f.shape[1] + 2))
-    fp[:, 1:-1] = f
-    if c0 == 0:
-        fp[:, 0] = f[:, 0]
-    if c1 == nx - 1:
-        fp[:, -1] = f[:, -1]
-    qx[r0:r1 + 1, c0:c1 + 2] *= _face_factor(fp[:, :-1], fp[:, 1:]).astype(qx.dtype, copy=False)
-    fp = np.ones((f.shape[0] + 2, f.shape[1]))
-    fp[1:-1, :] = f
-    if r0 == 0:
-        fp[0, :] = f[0, :]
-    if r1 == ny - 1:
-        fp[-1, :] = f[-1, :]
-    qy[r0:r1 + 2, c0:c1 + 1] *= _face_factor(fp[:-1, :], fp[1:, :]).astype(qy.dtype, copy=False)
+    by, bx = f.shape
+    rs, cs = slice(r0, r1 + 1), slice(c0, c1 + 1)
+    one = np.ones(by)
+    if bx > 1:
+        qx[rs, c0 + 1:c1 + 1] *= _face_factor(f[:, :-1], f[:, 1:], work[:, :bx - 1], zeros)
+    qx[rs, c0] *= f[:, 0] if c0 == 0 else _face_factor(one, f[:, 0], np.empty(by), zeros)
+    qx[rs, c1 + 1] *= f[:, -1] if c1 == nx - 1 else _face_factor(one, f[:, -1], np.empty(by), zeros)
+    one = np.ones(bx)
+    if by > 1:
+        qy[r0 + 1:r1 + 1, cs] *= _face_factor(f[:-1, :], f[1:, :], work[:by - 1, :], zeros)
+    qy[r0, cs] *= f[0, :] if r0 == 0 else _face_factor(one, f[0, :], np.empty(bx), zeros)
+    qy[r1 + 1, cs] *= f[-1, :] if r1 == ny - 1 else _face_factor(one, f[-1, :], np.empty(bx), zeros)
