@@ -195,3 +195,20 @@ def test_bad_input_is_refused_naming_it():
         f.assimilate([(x[3], y[3])], [-0.5], kind="depth")
     with pytest.raises(ValueError, match="field"):
         f.mean("speed")
+
+
+def test_flood_model_depth_window_edit_is_booked_and_checked():
+    t = Terrain.from_array(np.zeros((6, 8)), cell_size=10.0)
+    m = FloodModel(t)
+    m.set_depth(0.5)
+    m.run_one_step(1.0)
+    win = (slice(1, 3), slice(2, 5))
+    np.testing.assert_allclose(m.depth_window(win), 0.5)
+    dv = m.set_depth_window(win, np.full((2, 3), 0.7))
+    assert dv == pytest.approx(6 * 0.2 * 100.0)
+    assert abs(m.volume_balance()["error_m3"]) < 1e-9
+    assert m.max_depth[1, 2] == pytest.approx(0.7)
+    with pytest.raises(ValueError, match=r"depth: value -1.0 at \(row 2, col 3\) must be finite and >= 0"):
+        m.set_depth_window(win, np.array([[0.1, 0.1, 0.1], [0.1, -1.0, 0.1]]))
+    with pytest.raises(ValueError, match=r"expected shape \(2, 3\)"):
+        m.set_depth_window(win, np.zeros((3, 3)))

@@ -86,6 +86,10 @@ class AnalysisReport:
     cells_dried: int
     params_mean: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
+    #: per observation: the value, and the ensemble mean of ``Hx`` before and after the analysis [m]
+    obs_m: list[float] = field(default_factory=list)
+    prior_mean_m: list[float] = field(default_factory=list)
+    posterior_mean_m: list[float] = field(default_factory=list)
 
     @property
     def mean_volume_change_m3(self) -> float:
@@ -99,6 +103,8 @@ class AnalysisReport:
         d["mean_volume_change_m3"] = self.mean_volume_change_m3
         d["clipped_m3"] = [float(v) for v in self.clipped_m3]
         d["params_mean"] = dict(self.params_mean)
+        for k in ("obs_m", "prior_mean_m", "posterior_mean_m"):
+            d[k] = list(getattr(self, k))
         return d
 
 
@@ -398,6 +404,8 @@ class EnsembleKalmanFilter:
             spread_posterior_m=float(np.mean(hx_post.std(axis=1, ddof=1))),
             volume_change_m3=dvol, clipped_m3=clipped, cells_dried=int(dried),
             params_mean={n: float(v.mean()) for n, v in self.params.items()},
+            obs_m=[float(v) for v in yobs], prior_mean_m=[float(v) for v in hx_prior.mean(axis=1)],
+            posterior_mean_m=[float(v) for v in hx_post.mean(axis=1)],
             wall_s=time.perf_counter() - wall0)
         self.reports.append(rep)
         log.info("EnKF analysis at t=%g s: %d %s obs, %d cells, rmse %.3f -> %.3f m, mean dV %.1f m3",
