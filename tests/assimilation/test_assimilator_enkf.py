@@ -25,7 +25,7 @@ def _terrain():
 
 
 def _model(terr, q):
-    m = FloodModel(terr, manning=0.04)
+    m = FloodModel(terr, manning=0.04, threads=1)
     rows = np.arange(NY // 2 - 2, NY // 2 + 2)
     m.add_inflow(np.column_stack([rows, np.zeros_like(rows)]), hydrograph=(np.array([0.0]), np.array([q])))
     m.set_boundary("east", "free")

@@ -910,7 +910,7 @@ class FloodModel:
         if bad.any():
             r, c = np.argwhere(bad)[0]
             r0, c0 = window[0].start or 0, window[1].start or 0
-            raise ValueError(f"depth: value {a[r, c]!r} at (row {r + r0}, col {c + c0}) must be finite and >= 0")
+            raise ValueError(f"depth: value {float(a[r, c])!r} at (row {r + r0}, col {c + c0}) must be finite and >= 0")
         before = float(view.sum(dtype=np.float64))
         np.copyto(view, a, casting="unsafe")
         view[~valid] = 0
