@@ -1,6 +1,7 @@
 """Calibrating the background demand from link counts: a twin experiment on a grid network."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -92,3 +93,32 @@ def test_calibration_round_trip_and_bad_files(tmp_path):
         back.zones_for(RoadNetwork.grid(4))
     with pytest.raises(ValueError, match="camera link id 999 is not a link"):
         calibrate_background_demand(net, pd.DataFrame({7: [10.0]}, index=[999]), 1000.0, zones=zones)
+
+
+def test_scenario_key_applies_the_calibration_at_build(tmp_path):
+    """traffic.demand_calibration (a path relative to the scenario): every zone and hour x2 -> about twice
+    the background trips of the same scenario without it."""
+    from tests.sim.helpers import SCENARIO, small_city, write_scenario
+    from twin.build import build_twin
+    from twin.scenario import load_scenario
+
+    city = small_city()
+    net = city.roads
+    zones = grid_zones(net, 2)
+    cal = _truth(net, zones)
+    cal.multipliers[:] = 2.0
+    cal.save(tmp_path / "cal.json")
+    plain = build_twin(load_scenario(write_scenario(tmp_path)), city=city)
+    text = SCENARIO.replace("  background_trips_per_day: 30000\n",
+                            "  background_trips_per_day: 30000\n  demand_calibration: cal.json\n")
+    calibrated = build_twin(load_scenario(write_scenario(tmp_path, text, "cal.yaml")), city=city)
+    n0, n1 = plain.traffic.n_trips, calibrated.traffic.n_trips
+    assert n0 > 100
+    assert n1 == pytest.approx(2 * n0, rel=4 / math.sqrt(n0))
+    bad = SCENARIO.replace("  background_trips_per_day: 30000\n",
+                           "  background_trips_per_day: 30000\n  demand_calibration: other.json\n")
+    d = cal.to_dict()
+    d["node_ids"][0] = 99                       # node 0 of the network is not in this calibration
+    (tmp_path / "other.json").write_text(json.dumps(d))
+    with pytest.raises(ValueError, match=r"traffic.demand_calibration .*other.json.*node id 0 .*has no zone"):
+        build_twin(load_scenario(write_scenario(tmp_path, bad, "bad.yaml")), city=city)
