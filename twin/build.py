@@ -463,6 +463,7 @@ def _build_traffic(tw: Twin) -> None:
 
     sc = tw.scenario
     tr = sc.traffic
+    assert tr is not None          # built only for a scenario with a traffic section
     net = tw.city.roads
     if net is None:
         raise ValueError(f"traffic: the city bundle {tw.scenario.city!r} has no road network; "

@@ -30,11 +30,15 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from twin.sensors.model import BAD_MASK
+
+if TYPE_CHECKING:
+    from twin.assimilation import EnsembleKalmanFilter
 
 LOCAL_TZ = "Asia/Ho_Chi_Minh"
 HOLD_S = 10.0 * 365 * 86400.0   # a forcing set at t is held until the next apply (constant series)
@@ -239,8 +243,8 @@ class Assimilator:
                              "(or set method: nudging)")
         if self.method == "nudging" and self.config.get("enkf"):
             raise ValueError("assimilation: an enkf section needs method: enkf")
-        self.enkf_config = _enkf_config(self.config.get("enkf") or {}) if self.method == "enkf" else None
-        self.ensemble = None          # twin.assimilation.EnsembleKalmanFilter, made at the first apply
+        self.enkf_config: dict = _enkf_config(self.config.get("enkf") or {}) if self.method == "enkf" else {}
+        self.ensemble: EnsembleKalmanFilter | None = None     # made at the first apply (method: enkf)
         self._ens_held: list[dict[str, np.ndarray]] = []
         self._rain_mult: np.ndarray | None = None
         self.terrain = terrain
@@ -477,6 +481,8 @@ class Assimilator:
         """Advance the members to ``t_s``, analyse them with the latest water levels, and set the model's
         water (depth and discharge) to the ensemble mean. Returns the record kept in :attr:`history`."""
         ens = self.ensemble
+        if ens is None:
+            raise RuntimeError("enkf_analysis: the ensemble is made at the first apply()")
         dt = float(t_s) - ens.time
         if dt > 1e-9:
             ens.advance(dt)
