@@ -210,5 +210,8 @@ def test_flood_model_depth_window_edit_is_booked_and_checked():
     assert m.max_depth[1, 2] == pytest.approx(0.7)
     with pytest.raises(ValueError, match=r"depth: value -1.0 at \(row 2, col 3\) must be finite and >= 0"):
         m.set_depth_window(win, np.array([[0.1, 0.1, 0.1], [0.1, -1.0, 0.1]]))
+    with pytest.raises(ValueError, match=r"depth: value nan at \(row 1, col 4\)"):
+        m.set_depth_window(win, np.array([[0.1, 0.1, np.nan], [0.1, 0.1, 0.1]]))
+    np.testing.assert_allclose(m.depth_window(win), 0.7)    # a refused edit changes nothing
     with pytest.raises(ValueError, match=r"expected shape \(2, 3\)"):
         m.set_depth_window(win, np.zeros((3, 3)))

@@ -906,14 +906,20 @@ class FloodModel:
         if a.shape != view.shape:
             raise ValueError(f"depth: expected shape {view.shape} for the window, got {a.shape}")
         valid = self._valid[window]
-        bad = valid & ~(np.isfinite(a) & (a >= 0))
-        if bad.any():
-            r, c = np.argwhere(bad)[0]
-            r0, c0 = window[0].start or 0, window[1].start or 0
-            raise ValueError(f"depth: value {float(a[r, c])!r} at (row {r + r0}, col {c + c0}) must be finite and >= 0")
+        all_valid = bool(valid.all())
+        if a.size and not (float(a.min()) >= 0 and float(a.max()) < np.inf):   # NaN fails both (fast path)
+            bad = valid & ~(np.isfinite(a) & (a >= 0))
+            if bad.any():
+                r, c = np.argwhere(bad)[0]
+                r0, c0 = window[0].start or 0, window[1].start or 0
+                raise ValueError(f"depth: value {float(a[r, c])!r} at (row {r + r0}, col {c + c0}) must be finite "
+                                 "and >= 0")
+        if self.dtype == np.float32:
+            self._fits_dtype(np.where(valid, a, 0.0), "depth")
         before = float(view.sum(dtype=np.float64))
         np.copyto(view, a, casting="unsafe")
-        view[~valid] = 0
+        if not all_valid:
+            view[~valid] = 0
         delta = (float(view.sum(dtype=np.float64)) - before) * self.cell_area
         self._acc["initial_m3" if self._n_steps == 0 and self._time == 0.0 else "edits_m3"] += delta
         self._hmax = max(self._hmax, float(view.max()) if view.size else 0.0)
