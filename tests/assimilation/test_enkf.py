@@ -215,3 +215,27 @@ def test_flood_model_depth_window_edit_is_booked_and_checked():
     np.testing.assert_allclose(m.depth_window(win), 0.7)    # a refused edit changes nothing
     with pytest.raises(ValueError, match=r"expected shape \(2, 3\)"):
         m.set_depth_window(win, np.zeros((3, 3)))
+
+
+def test_face_discharge_takes_the_mean_depth_ratio_of_its_cells_and_stays_outside_the_window():
+    t = Terrain.from_array(np.zeros((20, 30)), cell_size=10.0)
+    ms = []
+    for k in range(3):
+        m = FloodModel(t, manning=0.03)
+        m.set_depth(0.5 + 0.1 * k)
+        st = m.get_state()
+        st["solver_state"]["qx"][...] = 0.1
+        st["solver_state"]["qy"][...] = -0.05
+        m.set_state(st)
+        ms.append(m)
+    before = [m.depth for m in ms]
+    f = EnsembleKalmanFilter(ms, obs_error_m=0.02, localization_m=30.0)     # touches cells within 60 m
+    x, y = t.cell_centers()
+    f.assimilate([(x[15], y[10])], [0.3], kind="depth")
+    for m, h0 in zip(ms, before):
+        r = m.depth / h0
+        qx, qy = m.face_discharge()
+        np.testing.assert_allclose(qx[:, 1:-1], 0.1 * 0.5 * (r[:, :-1] + r[:, 1:]), rtol=1e-12)
+        np.testing.assert_allclose(qy[1:-1, :], -0.05 * 0.5 * (r[:-1, :] + r[1:, :]), rtol=1e-12)
+        assert np.all(qx[:, :5] == 0.1) and np.all(qy[:3, :] == -0.05)           # far from the gauge
+        assert r[10, 15] < 1.0 and np.all(r[:, :5] == 1.0)

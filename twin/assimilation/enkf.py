@@ -462,9 +462,9 @@ def _scale_discharge(m, f: np.ndarray, box: tuple[int, int, int, int], work: np.
 
 
 def _face_factor(a: np.ndarray, b: np.ndarray, out: np.ndarray, zeros: bool) -> np.ndarray:
-    """``(a + b) / 2`` into ``out``, 0 where ``a`` or ``b`` is 0 (checked only when ``zeros``)."""
+    """``a + b`` into ``out`` (``a``, ``b``: halves of the two cells' factors), 0 where either is 0 (checked
+    only when ``zeros``)."""
     np.add(a, b, out=out)
-    out *= 0.5
     if zeros:
         out[(a == 0) | (b == 0)] = 0.0
     return out
@@ -474,18 +474,20 @@ def _scale_faces(qx: np.ndarray, qy: np.ndarray, f: np.ndarray, box: tuple[int, 
                  work: np.ndarray, zeros: bool) -> None:
     """Face discharges ``qx (ny, nx+1)``, ``qy (ny+1, nx)`` times the face factors of the cell factors ``f``
     on ``box``: faces between two box cells take the mean (0 if either is 0), faces on the box's border
-    the mean with the factor 1 of the cell outside, or, on the domain edge, the border cell's factor."""
+    the mean with the factor 1 of the cell outside, or, on the domain edge, the border cell's factor.
+    ``f`` is halved in place (it is scratch)."""
     r0, r1, c0, c1 = box
     ny, nx = qy.shape[0] - 1, qx.shape[1] - 1
     by, bx = f.shape
     rs, cs = slice(r0, r1 + 1), slice(c0, c1 + 1)
-    one = np.ones(by)
+    edge_w, edge_e, edge_n, edge_s = f[:, 0].copy(), f[:, -1].copy(), f[0, :].copy(), f[-1, :].copy()
+    f *= 0.5
+    half = np.full(max(by, bx), 0.5)
     if bx > 1:
         qx[rs, c0 + 1:c1 + 1] *= _face_factor(f[:, :-1], f[:, 1:], work[:, :bx - 1], zeros)
-    qx[rs, c0] *= f[:, 0] if c0 == 0 else _face_factor(one, f[:, 0], np.empty(by), zeros)
-    qx[rs, c1 + 1] *= f[:, -1] if c1 == nx - 1 else _face_factor(one, f[:, -1], np.empty(by), zeros)
-    one = np.ones(bx)
+    qx[rs, c0] *= edge_w if c0 == 0 else _face_factor(half[:by], f[:, 0], np.empty(by), zeros)
+    qx[rs, c1 + 1] *= edge_e if c1 == nx - 1 else _face_factor(half[:by], f[:, -1], np.empty(by), zeros)
     if by > 1:
         qy[r0 + 1:r1 + 1, cs] *= _face_factor(f[:-1, :], f[1:, :], work[:by - 1, :], zeros)
-    qy[r0, cs] *= f[0, :] if r0 == 0 else _face_factor(one, f[0, :], np.empty(bx), zeros)
-    qy[r1 + 1, cs] *= f[-1, :] if r1 == ny - 1 else _face_factor(one, f[-1, :], np.empty(bx), zeros)
+    qy[r0, cs] *= edge_n if r0 == 0 else _face_factor(half[:bx], f[0, :], np.empty(bx), zeros)
+    qy[r1 + 1, cs] *= edge_s if r1 == ny - 1 else _face_factor(half[:bx], f[-1, :], np.empty(bx), zeros)
