@@ -22,10 +22,8 @@ def tamky_net():
     return load_city("tamky").roads.largest_strongly_connected()
 
 
-def test_tamky_camera_fixture_ingested_and_calibrates_demand(tmp_path, tamky_net):
+def test_tamky_camera_fixture_ingested_counts_per_link_and_hour(tmp_path, tamky_net):
     from shapely.geometry import Point
-
-    from twin.traffic.calibration import calibrate_background_demand, calibrated_background_trips, grid_zones
 
     with SensorStore(tmp_path / "cams.duckdb") as st:
         res, n_rej = load_csv(st, FIX / "tamky_camera_counts.csv", FIX / "tamky_cameras.yaml")
@@ -51,16 +49,6 @@ def test_tamky_camera_fixture_ingested_and_calibrates_demand(tmp_path, tamky_net
     assert hourly.loc[lk, 8] == pytest.approx(want)
     share = counted_class_share(counts)
     assert share["motorbike"] == pytest.approx(0.82, abs=0.04) and share["car"] == pytest.approx(0.13, abs=0.04)
-    # calibration on the Tam Kỳ network: the fit to the counts is better than the prior in every hour
-    cal = calibrate_background_demand(tamky_net, hourly, 20000.0, zones=grid_zones(tamky_net, 3), max_pairs=450,
-                                      class_share=share)
-    assert cal.hours == list(range(6, 19))
-    for h in cal.hours:
-        assert cal.fit[str(h)]["rmse_vph"] <= cal.fit[str(h)]["rmse_prior_vph"] + 1e-9
-    assert np.isfinite(cal.multipliers).all() and (cal.multipliers >= 0).all()
-    trips = calibrated_background_trips(tamky_net, 20000.0, 0.0, 3600.0, np.random.default_rng(0), cal,
-                                        start_hour=8.0)
-    assert len(trips) > 0 and set(trips["origin"]).issubset(set(tamky_net.node_ids))
 
 
 def test_camera_stream_without_link_is_refused(tmp_path):
@@ -74,3 +62,27 @@ def test_camera_stream_without_link_is_refused(tmp_path):
                                     properties={"link_id": 3, "vehicle_class": "tractor"})])
         with pytest.raises(ValueError, match="vehicle_class 'tractor' is not one of"):
             camera_datastreams(st)
+
+
+def test_cli_calibrate_demand_writes_what_the_scenario_key_reads(tmp_path, tamky_net, capsys):
+    from twin.cli import main
+    from twin.traffic.calibration import DemandCalibration, calibrated_background_trips
+
+    store = tmp_path / "cams.duckdb"
+    with SensorStore(store) as st:
+        load_csv(st, FIX / "tamky_camera_counts.csv", FIX / "tamky_cameras.yaml")
+    out = tmp_path / "cal.json"
+    assert main(["sensors", "calibrate-demand", "--store", str(store), "--out", str(out), "--max-pairs", "300"]) == 0
+    cal = DemandCalibration.load(out)
+    assert cal.hours == list(range(6, 19)) and cal.n_zones == 9
+    assert cal.class_share["motorbike"] == pytest.approx(0.82, abs=0.04)
+    # the fit to the counts is at least as good as the prior's in every hour
+    for h in cal.hours:
+        assert cal.fit[str(h)]["rmse_vph"] <= cal.fit[str(h)]["rmse_prior_vph"] + 1e-9
+    assert np.isfinite(cal.multipliers).all() and (cal.multipliers >= 0).all()
+    trips = calibrated_background_trips(tamky_net, 20000.0, 0.0, 3600.0, np.random.default_rng(0), cal,
+                                        start_hour=8.0)
+    assert len(trips) > 0 and set(trips["origin"]).issubset(set(tamky_net.node_ids))
+    capsys.readouterr()
+    assert main(["sensors", "calibrate-demand", "--store", str(tmp_path / "none.duckdb"), "--out", str(out)]) == 2
+    assert "--store: sensor store" in capsys.readouterr().err
