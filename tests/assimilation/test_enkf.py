@@ -239,3 +239,22 @@ def test_face_discharge_takes_the_mean_depth_ratio_of_its_cells_and_stays_outsid
         np.testing.assert_allclose(qy[1:-1, :], -0.05 * 0.5 * (r[:-1, :] + r[1:, :]), rtol=1e-12)
         assert np.all(qx[:, :5] == 0.1) and np.all(qy[:3, :] == -0.05)           # far from the gauge
         assert r[10, 15] < 1.0 and np.all(r[:, :5] == 1.0)
+
+
+def test_finite_volume_members_keep_velocity_and_balance():
+    t = Terrain.from_array(np.zeros((10, 12)), cell_size=20.0)
+    ms = []
+    for k in range(3):
+        m = FloodModel(t, solver="fv", threads=1)
+        m.set_depth(0.5 + 0.1 * k)
+        m.add_inflow([(5, 0)], hydrograph=(np.array([0.0]), np.array([2.0])))
+        m.run_one_step(60.0)
+        ms.append(m)
+    q0 = [m.discharge for m in ms]
+    h0 = [m.depth for m in ms]
+    f = EnsembleKalmanFilter(ms, localization_m=1e4)
+    rep = f.assimilate([(100.0, -100.0)], [0.55], kind="depth")
+    assert rep.rmse_posterior_m < 0.5 * rep.rmse_prior_m
+    for m, q, h in zip(ms, q0, h0):
+        np.testing.assert_allclose(m.discharge, q * (m.depth / h), rtol=1e-9)   # cell-centred: velocity kept
+        assert abs(m.volume_balance()["error_m3"]) < 1e-6
