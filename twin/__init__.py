@@ -32,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     "PeopleModel": "twin.agents",
     "EmergencyServices": "twin.agents",
     "SensorStore": "twin.sensors",
+    "EnsembleKalmanFilter": "twin.assimilation",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

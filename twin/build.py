@@ -466,6 +466,7 @@ def _build_traffic(tw: Twin) -> None:
 
     sc = tw.scenario
     tr = sc.traffic
+    assert tr is not None          # built only for a scenario with a traffic section
     net = tw.city.roads
     if net is None:
         raise ValueError(f"traffic: the city bundle {tw.scenario.city!r} has no road network; "
@@ -490,8 +491,17 @@ def _build_traffic(tw: Twin) -> None:
     tw.link_depth = np.zeros(L)
     if tr.background_trips_per_day > 0:
         start_hour = sc.start.hour + sc.start.minute / 60.0
-        trips = background_trips(net, tr.background_trips_per_day, 0.0, sc.duration, tw.rngs["demand"],
-                                 start_hour=start_hour, class_share=tr.vehicle_mix or None)
+        if tr.demand_calibration is not None:     # calibrated from traffic-camera counts
+            from twin.traffic.calibration import DemandCalibration, calibrated_background_trips
+
+            cal = DemandCalibration.load(tr.demand_calibration)
+            cal.zones = cal.zones_for(net, f"traffic.demand_calibration {str(tr.demand_calibration)!r}")
+            cal.node_ids = net.node_ids.copy()
+            trips = calibrated_background_trips(net, tr.background_trips_per_day, 0.0, sc.duration, tw.rngs["demand"],
+                                                cal, start_hour=start_hour, class_share=tr.vehicle_mix or None)
+        else:
+            trips = background_trips(net, tr.background_trips_per_day, 0.0, sc.duration, tw.rngs["demand"],
+                                     start_hour=start_hour, class_share=tr.vehicle_mix or None)
         if len(trips):
             tm.add_trips(trips)
 

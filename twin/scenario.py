@@ -280,6 +280,9 @@ class Traffic(_Model):
     enabled: bool = True
     dt: PositiveDuration = 2.0
     background_trips_per_day: float = Field(20000.0, ge=0, le=1e8, description="Poisson, Tam Kỳ daily profile")
+    demand_calibration: FilePath | None = Field(
+        None, description="background demand per origin zone and hour calibrated from traffic-camera counts "
+                          "(JSON of twin.traffic.calibration.DemandCalibration.save)")
     vehicle_mix: dict[Literal["motorbike", "car", "bus", "truck"], Annotated[float, Field(ge=0)]] | None = Field(
         None, description="class shares of background trips (default the traffic model's Tam Kỳ mix)")
     informed_share: float = Field(0.0, ge=0, le=1, description="share of trips rerouting on current times")
@@ -619,7 +622,7 @@ def _resolve_relative_paths(data: Any, base: Path) -> Any:
     if isinstance(data, dict):
         out = {}
         for k, v in data.items():
-            if k in ("file", "store", "track_file") and isinstance(v, str) and not Path(v).is_absolute():
+            if k in ("file", "store", "track_file", "demand_calibration") and isinstance(v, str) and not Path(v).is_absolute():
                 out[k] = str((base / v).resolve())
             else:
                 out[k] = _resolve_relative_paths(v, base)

@@ -907,6 +907,43 @@ class FloodModel:
         for s in self._edge_stage:
             self._edge_value[s["idx"]] = s["series"](self._time)
 
+    def depth_window(self, window, out=None) -> np.ndarray:
+        """Water depth [m] on ``window = (row_slice, col_slice)`` (a copy, into ``out`` when given)."""
+        h = self._solver.h[window]
+        if out is None:
+            return np.maximum(h, 0).astype(np.float64, copy=False)
+        return np.maximum(h, 0, out=out)
+
+    def set_depth_window(self, window, h) -> float:
+        """Set the depth [m] on ``window = (row_slice, col_slice)`` (walls stay dry), e.g. an assimilation's
+        analysis: the volume change is booked as an edit (:meth:`volume_balance`) and returned [m3]."""
+        view = self._solver.h[window]
+        a = np.asarray(h, dtype=np.float64)
+        if a.shape != view.shape:
+            raise ValueError(f"depth: expected shape {view.shape} for the window, got {a.shape}")
+        valid = self._valid[window]
+        all_valid = bool(valid.all())
+        if a.size and not (float(a.min()) >= 0 and float(a.max()) < np.inf):   # NaN fails both (fast path)
+            bad = valid & ~(np.isfinite(a) & (a >= 0))
+            if bad.any():
+                r, c = np.argwhere(bad)[0]
+                r0, c0 = window[0].start or 0, window[1].start or 0
+                raise ValueError(f"depth: value {float(a[r, c])!r} at (row {r + r0}, col {c + c0}) must be finite "
+                                 "and >= 0")
+        if self.dtype == np.float32:
+            self._fits_dtype(np.where(valid, a, 0.0), "depth")
+        before = float(view.sum(dtype=np.float64))
+        np.copyto(view, a, casting="unsafe")
+        if not all_valid:
+            view[~valid] = 0
+        delta = (float(view.sum(dtype=np.float64)) - before) * self.cell_area
+        self._acc["initial_m3" if self._n_steps == 0 and self._time == 0.0 else "edits_m3"] += delta
+        self._hmax = max(self._hmax, float(view.max()) if view.size else 0.0)
+        maxh, arr = self._maxh[window], self._arr[window]
+        arr[(view > 0.1) & (maxh <= 0.1) & np.isnan(arr)] = self._time
+        np.maximum(maxh, view, out=maxh)
+        return delta
+
     def __repr__(self) -> str:
         ny, nx = self.shape
         return (

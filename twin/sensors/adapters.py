@@ -113,6 +113,11 @@ def load_config(path_or_dict) -> dict:
     return cfg
 
 
+# datastream keys of the config; any other key (e.g. a camera's link_id, approach, vehicle_class) is kept
+# in the datastream's properties
+_DS_KEYS = {"id", "station", "property", "unit", "sensor", "name", "interval_s"}
+
+
 def config_entities(cfg: dict) -> tuple[list[Station], list[Datastream]]:
     stations, streams = [], []
     for i, s in enumerate(cfg.get("stations") or []):
@@ -128,7 +133,8 @@ def config_entities(cfg: dict) -> tuple[list[Station], list[Datastream]]:
             streams.append(Datastream(datastream_id=d["id"], station_id=d.get("station"),
                                       observed_property=d["property"], unit=d.get("unit"),
                                       sensor=d.get("sensor", ""), name=d.get("name", ""),
-                                      interval_s=d.get("interval_s")))
+                                      interval_s=d.get("interval_s"),
+                                      properties={k: v for k, v in d.items() if k not in _DS_KEYS}))
         except KeyError as exc:
             raise ValueError(f"config datastreams[{i}]: missing key {exc}") from None
         except ValueError as exc:

@@ -16,6 +16,10 @@ Plain functions over arrays, and one class that ties them to the store and a ``F
   their sum is at most 1). ``τ`` is the relaxation time. Model-minus-observation statistics at
   the gauges before and after each nudge are kept in :attr:`Assimilator.history` and summarised by
   :meth:`Assimilator.statistics`.
+* or, with ``method: enkf``, the same gauges -> a **localised ensemble Kalman filter**
+  (:class:`twin.assimilation.EnsembleKalmanFilter`): ``members`` copies of the flood model run in
+  this process beside it (forced like it, rain scaled per member), are analysed at every step with
+  observations, and the model takes the ensemble mean (see :meth:`Assimilator.enkf_analysis`).
 
 Only observations without a flag in :data:`twin.sensors.model.BAD_MASK` are used, and only the
 latest one at or before the model time (causal: the same in a hindcast as live), no older than
@@ -26,11 +30,15 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from twin.sensors.model import BAD_MASK
+
+if TYPE_CHECKING:
+    from twin.assimilation import EnsembleKalmanFilter
 
 LOCAL_TZ = "Asia/Ho_Chi_Minh"
 HOLD_S = 10.0 * 365 * 86400.0   # a forcing set at t is held until the next apply (constant series)
@@ -200,6 +208,10 @@ class Assimilator:
                    rating: {a:, h0:, b:}, offset_m: 0.0, max_age_s: 3600}, ...]
         nudging: {datastreams: [ids] (default: every water_level stream), relaxation_time_s: 1800,
                   radius_m: 300, max_age_s: 900}
+        method:  nudging (default) | enkf
+        enkf:    {members: 8, obs_error_m: 0.05, localization_m: 2000, inflation: 1.0, seed: 0,
+                  filter: ensrf|stochastic, datastreams: [ids] (default: every water_level stream),
+                  max_age_s: 900, rain_sigma: 0.3, model_error: 0.05}
 
     ``terrain``: the model's :class:`~twin.terrain.Terrain` (elevation, transform, shape).
     ``start_datetime``: scenario start, local time (naive = Asia/Ho_Chi_Minh) or tz-aware.
@@ -219,10 +231,22 @@ class Assimilator:
             self.store = SensorStore(store_path, read_only=True)
             self._own_store = True
         self.config = _cfg(config)
-        unknown = set(self.config) - {"rain", "tide", "inflow", "nudging", "enabled"}
+        unknown = set(self.config) - {"rain", "tide", "inflow", "nudging", "enabled", "method", "enkf"}
         if unknown:
             raise ValueError(f"assimilation config: unknown key(s) {sorted(unknown)}; "
-                             "known: rain, tide, inflow, nudging")
+                             "known: rain, tide, inflow, nudging, method, enkf")
+        self.method = str(self.config.get("method", "nudging"))
+        if self.method not in ("nudging", "enkf"):
+            raise ValueError(f"assimilation.method: expected 'nudging' or 'enkf', got {self.method!r}")
+        if self.method == "enkf" and self.config.get("nudging"):
+            raise ValueError("assimilation: method 'enkf' replaces nudging; remove the nudging section "
+                             "(or set method: nudging)")
+        if self.method == "nudging" and self.config.get("enkf"):
+            raise ValueError("assimilation: an enkf section needs method: enkf")
+        self.enkf_config: dict = _enkf_config(self.config.get("enkf") or {}) if self.method == "enkf" else {}
+        self.ensemble: EnsembleKalmanFilter | None = None     # made at the first apply (method: enkf)
+        self._ens_held: list[dict[str, np.ndarray]] = []
+        self._rain_mult: np.ndarray | None = None
         self.terrain = terrain
         self.start_utc = to_utc(start_datetime, tz)
         self.cx, self.cy = grid_centres(terrain)
@@ -315,17 +339,22 @@ class Assimilator:
         self._last_t = t_s
         done: dict = {"t_s": t_s, "time_utc": str(self.t_utc(t_s))}
         # rain: one frame from t on (FloodModel.set_rainfall with a single time = constant from then)
+        if self.method == "enkf":
+            self._ensure_ensemble(flood_model)
         field = self.rain_field(t_s)
         if field is not None:
             flood_model.set_rainfall(np.array([t_s]), field)
             done["rain_mean_mm_per_h"] = float(np.mean(field))
+            for m, r in zip(self._members(), self._rain_mult if self._rain_mult is not None else []):
+                m.set_rainfall(np.array([t_s]), field * r)
         # tide
         tcfg = self.config.get("tide")
         if tcfg:
             obs = self.latest([tcfg["datastream"]], t_s, tcfg.get("max_age_s", 3600))
             if len(obs):
                 stage = float(obs["result"].iloc[0]) + float(tcfg.get("offset_m", 0.0))
-                self._set_stage(flood_model, "tide", tcfg.get("edge", "east"), self._cells(tcfg), t_s, stage)
+                for fm, held in self._targets(flood_model):
+                    self._set_stage(fm, "tide", tcfg.get("edge", "east"), self._cells(tcfg), t_s, stage, held)
                 done["tide_stage_m"] = stage
         # inflow
         for k, icfg in enumerate(self.config.get("inflow") or []):
@@ -338,17 +367,23 @@ class Assimilator:
                 raise ValueError(f"assimilation.inflow[{k}]: give cells or x/y")
             mode = icfg.get("mode", "discharge")
             if mode == "stage":
-                self._set_stage(flood_model, f"inflow{k}", None, cells, t_s, stage)
+                for fm, held in self._targets(flood_model):
+                    self._set_stage(fm, f"inflow{k}", None, cells, t_s, stage, held)
                 done[f"inflow{k}_stage_m"] = stage
             elif mode == "discharge":
                 rc = icfg.get("rating")
                 if not rc:
                     raise ValueError(f"assimilation.inflow[{k}]: mode 'discharge' needs a rating {{a, h0, b}}")
                 q = float(RatingCurve(**rc).discharge(stage))
-                self._set_inflow(flood_model, k, cells, t_s, q)
+                for fm, held in self._targets(flood_model):
+                    self._set_inflow(fm, k, cells, t_s, q, held)
                 done[f"inflow{k}_q_m3_per_s"] = q
             else:
                 raise ValueError(f"assimilation.inflow[{k}].mode must be 'discharge' or 'stage', got {mode!r}")
+        if self.method == "enkf":
+            rec = self.enkf_analysis(flood_model, t_s)
+            if rec:
+                done["enkf"] = {k: rec[k] for k in ("before", "after", "analysis")}
         # nudging
         ncfg = self.config.get("nudging")
         if ncfg:
@@ -358,33 +393,132 @@ class Assimilator:
         self.last_applied = done
         return done
 
-    def _set_stage(self, fm, key, edge, cells, t_s, stage):
+    def _set_stage(self, fm, key, edge, cells, t_s, stage, held_map=None):
         """A stage held from ``t_s`` on. On an edge, FloodModel.set_boundary replaces the previous
         stage of those faces; on interior cells it would add a boundary per call, so the first call
         registers a one-point series and later calls overwrite its value in place."""
         if cells is None:
             fm.set_boundary(edge, "stage", times_s=np.array([t_s]), stage_m=np.array([stage]))
             return
-        held = self._held.get(key)
+        held_map = self._held if held_map is None else held_map
+        held = held_map.get(key)
         if held is None:
             arr = np.array([stage], dtype=np.float64)
             fm.set_boundary(None, "stage", times_s=np.array([0.0]), stage_m=arr, cells=cells)
-            self._held[key] = arr
+            held_map[key] = arr
         else:
             held[0] = stage
 
-    def _set_inflow(self, fm, k, cells, t_s, q):
+    def _set_inflow(self, fm, k, cells, t_s, q, held_map=None):
         """Discharge held from ``t_s`` on: ``add_inflow`` once with a one-point hydrograph (a constant
         from then on), later values written into that array in place (FloodModel keeps float64
         arrays without copying; tests/sensors/test_nudging_real.py checks it)."""
         key = f"inflow{k}"
-        held = self._held.get(key)
+        held_map = self._held if held_map is None else held_map
+        held = held_map.get(key)
         if held is None:
             arr = np.array([q], dtype=np.float64)
             fm.add_inflow(cells, hydrograph=(np.array([t_s]), arr))
-            self._held[key] = arr
+            held_map[key] = arr
         else:
             held[0] = q
+
+    # -------------------------------------------------------------- EnKF (method: enkf)
+    def _members(self) -> list:
+        return [] if self.ensemble is None else list(self.ensemble.models)
+
+    def _targets(self, flood_model):
+        """The model and every EnKF member, each with its own held forcing arrays."""
+        yield flood_model, self._held
+        yield from zip(self._members(), self._ens_held)
+
+    def _ensure_ensemble(self, flood_model) -> None:
+        """At the first apply: ``members`` copies of the flood model (same terrain object, same forcing),
+        their depth scaled by one lognormal factor each (``model_error``), per-member rain multipliers
+        (lognormal, ``rain_sigma``)."""
+        if self.ensemble is not None:
+            return
+        import copy
+
+        from twin.assimilation import EnsembleKalmanFilter
+
+        c = self.enkf_config
+        rng = np.random.default_rng(c["seed"])
+        memo = {id(flood_model.terrain): flood_model.terrain}
+        members = [copy.deepcopy(flood_model, memo=dict(memo)) for _ in range(c["members"])]
+        # the held forcing arrays of the copies: the copies' own (deepcopy copied them)
+        self._ens_held = [{} for _ in members]
+        self._rain_mult = np.exp(rng.normal(0.0, c["rain_sigma"], c["members"]) - 0.5 * c["rain_sigma"] ** 2)
+        self._ens_rng = rng
+        self.ensemble = EnsembleKalmanFilter(members, obs_error_m=c["obs_error_m"], localization_m=c["localization_m"],
+                                             inflation=c["inflation"], seed=c["seed"], method=c["filter"])
+        self._perturb_members()
+        if self._held:
+            # forcing registered on the model before the copies were made: re-register on each copy
+            for m, held in zip(members, self._ens_held):
+                self._relink_held(flood_model, m, held)
+
+    def _relink_held(self, src, dst, held: dict) -> None:
+        """The copies of ``src``'s held arrays inside ``dst`` (found through deepcopy's identity of the
+        boundary/inflow series), so later values reach the copy too."""
+        for key, arr in self._held.items():
+            for s_inf, d_inf in zip(src._inflows, dst._inflows):
+                if s_inf["series"].values is arr:
+                    held[key] = d_inf["series"].values
+            for s_bc, d_bc in zip(src._cell_bcs, dst._cell_bcs):
+                if s_bc["series"] is not None and s_bc["series"].values is arr:
+                    held[key] = d_bc["series"].values
+
+    def _perturb_members(self) -> None:
+        """Model error: every member's depth times one lognormal factor (``model_error``) per analysis."""
+        sig = self.enkf_config["model_error"]
+        if sig <= 0:
+            return
+        for m in self._members():
+            m.set_depth(m.depth * float(np.exp(self._ens_rng.normal(0.0, sig) - 0.5 * sig**2)))
+
+    def enkf_analysis(self, flood_model, t_s: float) -> dict | None:
+        """Advance the members to ``t_s``, analyse them with the latest water levels, and set the model's
+        water (depth and discharge) to the ensemble mean. Returns the record kept in :attr:`history`."""
+        ens = self.ensemble
+        if ens is None:
+            raise RuntimeError("enkf_analysis: the ensemble is made at the first apply()")
+        dt = float(t_s) - ens.time
+        if dt > 1e-9:
+            ens.advance(dt)
+        c = self.enkf_config
+        st = self._streams(c.get("datastreams"), "water_level")
+        obs = self.latest(st["datastream_id"], t_s, c["max_age_s"]).merge(st[["datastream_id", "x", "y"]])
+        if obs.empty:
+            return None
+        self._perturb_members()
+        xy = obs[["x", "y"]].to_numpy(np.float64)
+        eta = obs["result"].to_numpy(np.float64)
+        rep = ens.assimilate(xy, eta, kind="stage")
+        # the model follows the ensemble mean: depth, and the mean of the members' discharge
+        state = flood_model.get_state()
+        ss = state["solver_state"]
+        keys = [k for k in ("qx", "qy", "hu", "hv") if k in ss]
+        sums = {k: np.zeros_like(ss[k], dtype=np.float64) for k in keys}
+        for m in ens.models:
+            ms = m.get_state()["solver_state"]
+            for k in keys:
+                sums[k] += ms[k]
+        for k in keys:
+            ss[k] = (sums[k] / ens.n_members).astype(ss[k].dtype)
+        flood_model.set_state(state)
+        flood_model.set_depth(ens.mean("depth").astype(np.asarray(flood_model.depth).dtype, copy=False))
+        z = np.asarray(self.terrain.elevation, np.float64)
+        rows = np.array([int(np.argmin(np.abs(self.cy - y))) for y in obs["y"]])
+        cols = np.array([int(np.argmin(np.abs(self.cx - x))) for x in obs["x"]])
+        after = z[rows, cols] + np.asarray(flood_model.depth, np.float64)[rows, cols]
+        before = np.asarray(rep.prior_mean_m)
+        rec = {"t_s": float(t_s), "datastreams": obs["datastream_id"].tolist(), "obs_m": eta.tolist(),
+               "model_before_m": before.tolist(), "model_after_m": after.tolist(),
+               "before": misfit_stats(before, eta), "after": misfit_stats(after, eta),
+               "analysis": {k: v for k, v in rep.as_dict().items() if k not in ("volume_change_m3", "clipped_m3")}}
+        self.history.append(rec)
+        return rec
 
     def get_state(self) -> dict:
         return {"last_t": self._last_t, "history": [dict(h) for h in self.history],
@@ -442,6 +576,28 @@ class Assimilator:
             "bias_before_m": g["before_m"].mean(), "rmse_before_m": g["before_m"].apply(lambda s: float(np.sqrt((s**2).mean()))),
             "bias_after_m": g["after_m"].mean(), "rmse_after_m": g["after_m"].apply(lambda s: float(np.sqrt((s**2).mean()))),
         }).reset_index()
+
+
+def _enkf_config(c: dict) -> dict:
+    """The ``enkf`` section with defaults, checked (names the key and value it refuses)."""
+    known = {"members", "obs_error_m", "localization_m", "inflation", "seed", "filter", "datastreams",
+             "max_age_s", "rain_sigma", "model_error"}
+    unknown = set(c) - known
+    if unknown:
+        raise ValueError(f"assimilation.enkf: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    out = {"members": 8, "obs_error_m": 0.05, "localization_m": 2000.0, "inflation": 1.0, "seed": 0,
+           "filter": "ensrf", "datastreams": None, "max_age_s": 900.0, "rain_sigma": 0.3, "model_error": 0.05}
+    out.update(c)
+    m = out["members"]
+    if not isinstance(m, int) or isinstance(m, bool) or m < 2:
+        raise ValueError(f"assimilation.enkf.members: an ensemble needs at least 2 members, got {m!r}")
+    for k in ("rain_sigma", "model_error"):
+        v = out[k]
+        if not (isinstance(v, (int, float)) and np.isfinite(v) and v >= 0):
+            raise ValueError(f"assimilation.enkf.{k}: must be a finite number >= 0, got {v!r}")
+    if out["filter"] not in ("ensrf", "stochastic"):
+        raise ValueError(f"assimilation.enkf.filter: expected 'ensrf' or 'stochastic', got {out['filter']!r}")
+    return out
 
 
 def now_utc() -> pd.Timestamp:

@@ -112,6 +112,11 @@ def run_live(scenario, broker: str, *, store=None, config=None, speed: float = 1
             hist = tw.assimilator.history
             if hist:
                 info["nudging_last"] = {k: hist[-1][k] for k in ("t_s", "before", "after")}
+            ens = getattr(tw.assimilator, "ensemble", None)
+            if ens is not None and ens.reports:       # method: enkf
+                rep = ens.reports[-1].as_dict()
+                info["enkf_last"] = {"members": ens.n_members, **{k: v for k, v in rep.items()
+                                                                  if k not in ("volume_change_m3", "clipped_m3")}}
             stats = tw.assimilator.statistics()
             if len(stats):
                 info["nudging_stats"] = stats.to_dict("records")
