@@ -19,6 +19,7 @@ _SUBCOMMAND_MODULES = [
     "twin.city.cli",
     "twin.sensors.cli",
     "twin.dashboard.cli",
+    "twin.forecast.cli",
 ]
 
 
