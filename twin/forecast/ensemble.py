@@ -132,6 +132,10 @@ def run_forecast(run_dir, members: int, horizon_s: float, out, *, at: str | floa
     if missing:
         raise ForecastError(f"--components {','.join(comps)}: the run has no {' and no '.join(missing)} "
                             f"(its scenario {run_dir / 'scenario.yaml'} lacks the section); use flood,roads")
+    rules_obj = None
+    if rules is not None:
+        rules_obj = rules if isinstance(rules, Rules) else load_rules(rules)
+    prev_alerts = products.previous_alerts(previous) if previous is not None else None
     if city is None:
         from twin.forecast.members import _city
 
@@ -141,11 +145,8 @@ def run_forecast(run_dir, members: int, horizon_s: float, out, *, at: str | floa
         ship_city = True
     if "roads" in comps and getattr(city, "roads", None) is None:
         raise ForecastError(f"--components {','.join(comps)}: the city {base.city!r} has no road network; use flood")
-    rules_obj = None
-    if rules is not None:
-        rules_obj = rules if isinstance(rules, Rules) else load_rules(rules)
+    if rules_obj is not None:
         rules_obj.check_areas(city, source=str(rules))
-    prev_alerts = products.previous_alerts(previous) if previous is not None else None
     seed = int(base.seed if seed is None else seed)
     perts = draw_perturbations(int(members), seed)
     share_thr = sorted(set(DEPTH_THRESHOLDS) | ({r.threshold_m for r in rules_obj.rules} if rules_obj else set()))
