@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +13,6 @@ import xarray as xr
 from pyproj import Transformer
 
 from tests.sim.helpers import X0, Y0
-
 from twin.forecast import run_forecast
 from twin.forecast.cap import CAP_NS, CapError, alert_to_decision, parse_alert, validate_cap
 from twin.output.forecast_schema import (
@@ -25,18 +23,17 @@ from twin.output.forecast_schema import (
     read_forecast_table,
 )
 
-from .helpers import base_run, forecast_city, write_rules
+from .helpers import write_rules
 
 NS = {"c": CAP_NS}
 CLON, CLAT = Transformer.from_crs("EPSG:32649", "EPSG:4326", always_xy=True).transform(X0 + 600.0, Y0 - 600.0)
 
 
 @pytest.fixture(scope="module")
-def fc(tmp_path_factory):
-    """A base run and a 3-member forecast from its 10-min checkpoint (20 min, 5-min outputs) with rules."""
+def fc(tmp_path_factory, forecast_base):
+    """A 3-member forecast from the base run's 10-min checkpoint (20 min, 5-min outputs) with rules."""
     tmp = tmp_path_factory.mktemp("fc")
-    city = forecast_city()
-    run = base_run(tmp, city)
+    run, city = forecast_base
     rules = write_rules(tmp / "rules.yaml")
     doc = run_forecast(run, 3, 1200.0, tmp / "fc", at=600.0, every_s=300.0, serial=True, city=city, rules=rules)
     return {"tmp": tmp, "city": city, "run": run, "rules": rules, "dir": tmp / "fc", "doc": doc}

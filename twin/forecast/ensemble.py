@@ -15,7 +15,6 @@ worker once (``Client.scatter(broadcast=True)``) and the tasks receive a referen
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import os
 import shutil
@@ -67,13 +66,17 @@ def forecast_checkpoint(run_dir: Path, at: str | float | None) -> tuple[Path, fl
                         f"{', '.join(f'{v:g}' for v in sorted(times))} s); use one of them or 'latest'")
 
 
-def _check(members: Any, horizon_s: float, every_s: float, dt: float) -> None:
+def _check_sizes(members: Any, horizon_s: float) -> None:
     if isinstance(members, bool) or not isinstance(members, int | np.integer) or members < 2:
         raise ForecastError(f"--members {members!r}: a forecast ensemble needs at least 2 members")
     if members > MAX_FORECAST_MEMBERS:
         raise ForecastError(f"--members {members}: at most {MAX_FORECAST_MEMBERS}")
-    if not math.isfinite(horizon_s) or horizon_s <= 0:
-        raise ForecastError(f"--horizon {horizon_s:g} s: must be > 0")
+    if not isinstance(horizon_s, int | float) or not math.isfinite(horizon_s) or horizon_s <= 0:
+        raise ForecastError(f"--horizon {horizon_s!r} s: must be > 0")
+
+
+def _check(members: Any, horizon_s: float, every_s: float, dt: float) -> None:
+    _check_sizes(members, horizon_s)
     for name, v in (("--horizon", horizon_s), ("--every", every_s)):
         n = v / dt
         if v <= 0 or abs(n - round(n)) > 1e-9 * max(1.0, n):
@@ -121,6 +124,7 @@ def run_forecast(run_dir, members: int, horizon_s: float, out, *, at: str | floa
                             "(give a new --out)")
     if not run_dir.is_dir():
         raise ForecastError(f"{run_dir}: no such run folder")
+    _check_sizes(members, horizon_s)
     comps = parse_components(components) if isinstance(components, str) else list(components)
     ckpt, t0 = forecast_checkpoint(run_dir, at)
     base = load_scenario(run_dir / "scenario.yaml", check_paths=False)
