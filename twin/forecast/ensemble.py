@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from twin.forecast.errors import ForecastError
 from twin.forecast.members import COMPONENT_SETS, parse_components, run_member
 from twin.forecast.perturb import draw_perturbations
 
@@ -34,10 +35,6 @@ DEPTH_THRESHOLDS = (0.1, 0.3, 0.5, 1.0)
 #: water above the floor of a place's ground floor that counts as the place flooded [m]
 PLACE_FLOOD_THRESHOLD_M = 0.3
 MAX_FORECAST_MEMBERS = 1000
-
-
-class ForecastError(ValueError):
-    """Bad input to a forecast: the message names the input and the value."""
 
 
 def forecast_checkpoint(run_dir: Path, at: str | float | None) -> tuple[Path, float]:

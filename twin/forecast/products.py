@@ -252,7 +252,7 @@ def _spread(agg: Aggregator) -> dict:
 # ------------------------------------------------------------------------------------------ alerts
 def previous_alerts(fdir) -> dict[str, dict]:
     """The alerts of an earlier forecast folder that are still in force, by rule key."""
-    from twin.forecast.ensemble import ForecastError
+    from twin.forecast.errors import ForecastError
 
     p = Path(fdir) / "forecast.json"
     if not p.is_file():
