@@ -56,7 +56,7 @@ def main() -> int:
           "outputs.fields_every": base_s, "outputs.tables_every": base_s, "outputs.kpis_every": base_s,
           "outputs.png": False}
     if not full:
-        ov |= {"people": None, "services": None, "traffic.background_trips_per_day": 0.0}
+        ov |= {"people": None, "services": None, "traffic.background_trips_per_day": 0.0, "interventions": []}
     sc = load_scenario(ROOT / "scenarios" / "tamky_molave_2020.yaml", ov)
     t = time.perf_counter()
     city = _city(sc.city, sc.resolution_m)

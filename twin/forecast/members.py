@@ -96,6 +96,9 @@ def member_scenario(base: dict, perturbation, t0_s: float, horizon_s: float, com
     for c in ("people", "services"):
         if c not in components:
             d[c] = None
+    if "people" not in components or "services" not in components:
+        # warnings, orders, shelters and units need people/services: history in the state, not acted on here
+        d["interventions"] = [iv for iv in d.get("interventions") or [] if iv.get("type") not in _PEOPLE_SERVICES_KINDS]
     return d
 
 
