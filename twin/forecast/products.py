@@ -155,7 +155,7 @@ def _exceedance(path: Path, agg: Aggregator) -> None:
                "history": f"{_dt.datetime.now(_dt.UTC):%Y-%m-%dT%H:%M:%SZ} twin forecast"})
     c = CRS.from_user_input(t.crs.to_wkt() if hasattr(t.crs, "to_wkt") else (t.crs or "EPSG:32649"))
     ds["spatial_ref"] = xr.DataArray(np.int32(0), attrs={**c.to_cf(), "spatial_ref": c.to_wkt()})
-    enc = {v: {"zlib": True, "complevel": 4} for v in data}
+    enc: dict[str, dict[str, Any]] = {v: {"zlib": True, "complevel": 4} for v in data}
     enc["time"] = {"dtype": "float64"}
     ds.to_netcdf(path, encoding=enc)
 
@@ -197,7 +197,8 @@ def _impacts(agg: Aggregator) -> pd.DataFrame:
     if agg.link_ids:
         for arr, impact in ((agg.closed_car, "closed_to_cars"), (agg.closed_amb, "closed_to_ambulances")):
             p = arr / float(agg.n)
-            for j in np.flatnonzero(p.max(axis=0) > 0):  # links never closed in any member are left out
+            for jj in np.flatnonzero(p.max(axis=0) > 0):  # links never closed in any member are left out
+                j = int(jj)
                 for k, t in enumerate(times):
                     add("road_link", agg.link_ids[j], agg.link_names[j] if agg.link_names else "", impact, t, p=p[k, j])
     if agg.ward_names:
