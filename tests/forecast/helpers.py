@@ -32,7 +32,9 @@ def forecast_city():
     c.ward_raster = np.where(col < n // 2, 1, 2)
     c.building_fraction = np.full((n, n), 0.5)
     c.population = pd.DataFrame({"ward": [1, 2], "ward_name": ["West", "East"], "households": [300, 200],
-                                 "persons": [1000.0, 700.0]})
+                                 "persons": [1000.0, 700.0], "share_elderly": 0.12, "share_children": 0.25,
+                                 "share_motorbike": 0.7, "share_car": 0.1, "share_no_vehicle": 0.2,
+                                 "mean_storeys": [2.0, 1.5]})
     half = X0 + n * cell / 2
     c.wards = gpd.GeoDataFrame({"ward": [1, 2], "ward_name": ["West", "East"]},
                                geometry=[box(X0, Y0 - n * cell, half, Y0), box(half, Y0 - n * cell, X0 + n * cell, Y0)],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -209,3 +210,11 @@ def test_track_errors_grow_with_lead_time_and_spare_the_analysis():
     dv = pt.fixes["vmax_kt"].to_numpy()[11:] - tr.fixes["vmax_kt"].to_numpy()[11:]
     np.testing.assert_allclose(dv[tr.fixes["vmax_kt"].to_numpy()[11:] - sv > 15], -sv[tr.fixes["vmax_kt"].to_numpy()[11:] - sv > 15])
     assert s[0] == pytest.approx(np.interp(lead[11], [0, 12, 24], [10, 25, 40]) * 1852 / np.sqrt(np.pi / 2))
+
+
+def test_the_forecast_folder_reference_page_is_what_the_schema_says():
+    from twin.output.forecast_schema import forecast_schema_markdown
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "reference" / "forecast-folder.md"
+    assert page.read_text(encoding="utf-8") == forecast_schema_markdown(), (
+        "docs/reference/forecast-folder.md is stale: write forecast_schema_markdown() to it")

@@ -2,6 +2,7 @@
 and nothing already there lost. And the alerts on MQTT (a real mosquitto broker)."""
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from pathlib import Path
@@ -12,7 +13,7 @@ from twin.cli import main
 from twin.forecast import run_forecast
 from twin.forecast.rules import RulesError
 
-from .helpers import write_rules
+from .helpers import forecast_city, write_rules
 
 
 @pytest.fixture
@@ -134,3 +135,64 @@ def test_alerts_are_published_on_mqtt_and_a_listener_turns_them_into_warnings(ru
             publish_alerts(files, "mqtt://127.0.0.1:9")
     finally:
         stop_pid(proc)
+
+
+LIVE = """
+name: valley-live-warn
+city: valley
+resolution_m: 20
+start: 2020-10-28T07:00
+duration: 10min
+coupling_step: 60
+seed: 1
+flood:
+  rain: {kind: design_storm, peak_mm_per_h: 60, duration: 30min, peak_fraction: 0.3}
+people: {sample_fraction: 1.0}
+outputs: {fields_every: 5min, kpis_every: 5min, tables_every: 5min, png: false}
+"""
+
+
+@pytest.mark.mosquitto
+def test_live_twin_with_auto_warn_turns_a_published_alert_into_a_warning(tmp_path):
+    """`auto_warn: true`: a CAP alert on the alerts topic becomes a warning decision of the live twin."""
+    import pandas as pd
+
+    from tests.sensors.helpers import start_mosquitto, stop_pid
+    from twin.forecast.cap import AlertSpec, build_alert, publish_alerts
+    from twin.sensors.live import run_live
+
+    xml = build_alert(AlertSpec(
+        identifier="test-east-1", sender="ops@example.vn", sent="2020-10-28T07:00:00+07:00", msg_type="Alert",
+        severity="Severe", urgency="Expected", certainty="Likely", onset="2020-10-28T07:30:00+07:00",
+        expires="2020-10-28T12:00:00+07:00", area_desc="East", wards=["East"],
+        polygon=[(15.8, 111.9), (15.81, 111.9), (15.81, 111.91), (15.8, 111.9)],
+        headline_en="Severe flood warning: East", headline_vi="Cảnh báo ngập lụt: East"))
+    alert = tmp_path / "a.xml"
+    alert.write_text(xml, encoding="utf-8")
+    (tmp_path / "broker").mkdir()
+    proc, port = start_mosquitto(tmp_path / "broker")
+    broker = f"mqtt://127.0.0.1:{port}"
+    sent = {}
+
+    def on_step(sim, info):
+        if sim.iteration == 1 and not sent:
+            sent["n"] = publish_alerts([alert], broker)
+        if sim.iteration >= 2 and not info.get("auto_warn"):
+            import time
+
+            time.sleep(0.2)  # let the listener receive it before the next step (paced run)
+
+    sc = tmp_path / "live.yaml"
+    sc.write_text(LIVE)
+    try:
+        rc = run_live(sc, broker, config={"auto_warn": True}, speed=600.0, city=forecast_city(),
+                      run_dir=tmp_path / "run", duration_s=600, on_step=on_step, client_id="live-warn")
+    finally:
+        stop_pid(proc)
+    assert rc == 0 and sent["n"] == 1
+    live = json.loads((tmp_path / "run" / "live.json").read_text())
+    assert live["auto_warn"] == ["test-east-1"] and "auto_warn_refused" not in live
+    log = pd.read_parquet(tmp_path / "run" / "decisions.parquet")
+    row = log[log["issuer"] == "cap:test-east-1"]
+    assert len(row) == 1 and row["type"].iloc[0] == "warning" and row["outcome"].iloc[0] == "applied"
+    assert json.loads(row["params"].iloc[0])["area"] == ["East"]
