@@ -295,7 +295,7 @@ def run_member(spec: dict, city=None) -> dict:
             med = (inc["kind"].astype(str) == "medical") & (inc["call_s"] >= t0)
             response = inc.loc[med, "response_time_s"].to_numpy(float)
     return {
-        "member": p.member, "perturbation": p.to_dict(), "track": track_info, "times_s": times,
+        "member": p.member, "perturbation": p.to_dict(), "land": land, "track": track_info, "times_s": times,
         "depth": depth, "running_max": runmax,
         "place_depth": place_depth, "place_ids": pc["place_id"].astype(str).tolist() if len(pc) else [],
         "gauge_depth": gauge_depth, "gauge_stage": gauge_stage,

@@ -79,7 +79,9 @@ class Aggregator:
         if self.times is None:
             self.times = np.asarray(r["times_s"], float)
             self.counts = np.zeros((len(EXCEEDANCE_THRESHOLDS),) + depth.shape, np.int16)
-            self.valid = np.isfinite(depth[0])
+            # land cells only: not sea, not permanent water (rivers, lagoon: twin.build.Twin.land), as the
+            # run folder's flooded area and maps
+            self.valid = np.asarray(r["land"], bool) & np.isfinite(depth[0])
             self.place_ids = list(r["place_ids"])
             self.closed_car = np.zeros(r["closed_car"].shape, np.int32)
             self.closed_amb = np.zeros(r["closed_amb"].shape, np.int32)
@@ -138,7 +140,8 @@ def _exceedance(path: Path, agg: Aggregator) -> None:
         p[:, ~agg.valid] = np.nan
         data[exceedance_var(thr)] = (("time", "y", "x"), p, {
             "long_name": f"probability that the water depth exceeds {thr:g} m", "units": "1",
-            "grid_mapping": "spatial_ref", "comment": f"share of {agg.n} members"})
+            "grid_mapping": "spatial_ref",
+            "comment": f"share of {agg.n} members; NaN outside the model, at sea and on permanent water"})
     for name, k, what in (("max_depth_p05_m", 0, "5 % quantile"), ("max_depth_median_m", 1, "ensemble median"),
                           ("max_depth_p95_m", 2, "95 % quantile")):
         data[name] = (("y", "x"), q[k].astype(np.float32), {

@@ -72,7 +72,8 @@ _P_ATTRS = {"units": "1", "grid_mapping": "spatial_ref"}
 FORECAST_NC: tuple[NcVariable, ...] = tuple(
     NcVariable(exceedance_var(t), ("time", "y", "x"), ("float32",),
                _P_ATTRS | {"long_name": f"probability that the water depth exceeds {t:g} m"},
-               f"share of members whose depth exceeds {t:g} m at the output time (NaN outside the model)")
+               f"share of members whose depth exceeds {t:g} m at the output time (NaN outside the model, at sea "
+               "and on permanent water: rivers, lagoon, reservoir)")
     for t in EXCEEDANCE_THRESHOLDS) + tuple(
     NcVariable(name, ("y", "x"), ("float32",), {"units": "m", "grid_mapping": "spatial_ref", "long_name": ln}, ln)
     for name, ln in (("max_depth_median_m", "ensemble median of the members' maximum depth over the horizon"),
