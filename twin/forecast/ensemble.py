@@ -37,28 +37,32 @@ PLACE_FLOOD_THRESHOLD_M = 0.3
 MAX_FORECAST_MEMBERS = 1000
 
 
-def forecast_checkpoint(run_dir: Path, at: str | float | None) -> tuple[Path, float]:
-    """(checkpoint file, its model time) for ``at`` ('latest', None or a time in s since start)."""
-    from twin.output.recorders import checkpoints, load_checkpoint
+def forecast_checkpoint(run_dir: Path, at: str | float | None, dt: float) -> tuple[Path, float]:
+    """(checkpoint file, its model time) for ``at`` ('latest', None or a time in s since start).
+    The time of ``ckpt-<iteration>.npz`` is iteration x the coupling step ``dt`` (the file is read
+    by the members, not here: a coupled state can be large)."""
+    import re
+
+    from twin.output.recorders import checkpoints
 
     run_dir = Path(run_dir)
-    if not (run_dir / "scenario.yaml").is_file():
-        raise ForecastError(f"{run_dir}: not a run folder (no scenario.yaml)")
     cps = checkpoints(run_dir)
     if not cps:
         raise ForecastError(f"{run_dir}: no checkpoint to forecast from (checkpoints/ is empty or missing); "
                             "run the scenario with outputs.checkpoint_every set (a run then leaves one at its end)")
     times = []
     for p in cps:
-        st = load_checkpoint(p)
-        times.append(float(st["time_s"]))
+        m = re.fullmatch(r"ckpt-(\d+)\.npz", p.name)
+        if m is None:
+            raise ForecastError(f"{p}: not a checkpoint name (expected ckpt-<iteration>.npz)")
+        times.append(int(m.group(1)) * float(dt))
     if at is None or at == "latest":
         i = int(np.argmax(times))
-        return cps[i], times[i]
+        return cps[i].resolve(), times[i]
     t = float(at)
     for p, tc in zip(cps, times):
         if abs(tc - t) < 1e-6:
-            return p, tc
+            return p.resolve(), tc
     raise ForecastError(f"--at {t:g} s: {run_dir} has no checkpoint at that time (checkpoints at "
                         f"{', '.join(f'{v:g}' for v in sorted(times))} s); use one of them or 'latest'")
 
@@ -124,8 +128,10 @@ def run_forecast(run_dir, members: int, horizon_s: float, out, *, at: str | floa
         raise ForecastError(f"{run_dir}: no such run folder")
     _check_sizes(members, horizon_s)
     comps = parse_components(components) if isinstance(components, str) else list(components)
-    ckpt, t0 = forecast_checkpoint(run_dir, at)
+    if not (run_dir / "scenario.yaml").is_file():
+        raise ForecastError(f"{run_dir}: not a run folder (no scenario.yaml)")
     base = load_scenario(run_dir / "scenario.yaml", check_paths=False)
+    ckpt, t0 = forecast_checkpoint(run_dir, at, float(base.coupling_step))
     every = float(every_s) if every_s is not None else min(1800.0, float(horizon_s))
     if every_s is None and abs(horizon_s / every - round(horizon_s / every)) > 1e-9:
         every = float(horizon_s)
