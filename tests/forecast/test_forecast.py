@@ -218,3 +218,34 @@ def test_the_forecast_folder_reference_page_is_what_the_schema_says():
     page = Path(__file__).resolve().parents[2] / "docs" / "reference" / "forecast-folder.md"
     assert page.read_text(encoding="utf-8") == forecast_schema_markdown(), (
         "docs/reference/forecast-folder.md is stale: write forecast_schema_markdown() to it")
+
+
+def test_operations_page_reads_a_forecast_folder(fc, tmp_path):
+    """The dashboard's Operations page: fan chart, probability map, impacts, alerts, confined ids."""
+    import shutil
+    from types import SimpleNamespace
+
+    from twin.dashboard.app import PAGES, create_app
+    from twin.dashboard.pages import operations as op
+
+    assert ("/operations", "Operations") in PAGES
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    shutil.copytree(fc["dir"], tmp_path / "forecasts" / "fc1")
+    ctx = SimpleNamespace(runs_dir=runs)
+    assert [f["id"] for f in op.forecast_folders(ctx)] == ["fc1"]
+    fdir = op._folder(ctx, "fc1")
+    with pytest.raises(ValueError, match="no forecast folder"):
+        op._folder(ctx, "../forecasts/fc1")
+    fan = op.fan_chart(fdir)
+    assert any(t.name == "Creek gauge median" for t in fan.data)
+    m = op.probability_map(fdir, 0.1, 4)
+    with xr.open_dataset(fdir / "exceedance.nc", decode_times=False) as ds:
+        np.testing.assert_array_equal(np.asarray(m.data[0].z), ds["p_depth_gt_0.1m"].isel(time=4).values)
+    rows = op.impact_rows(fdir)
+    probs = [float(r["probability"].rstrip("%")) for r in rows]
+    assert rows and probs == sorted(probs, reverse=True)
+    items = op.alert_items(fdir)
+    assert len(items) == len(fc["doc"]["alerts"]) and "urn:oasis:names:tc:emergency:cap:1.2" in str(items[0])
+    app = create_app(runs)
+    assert op.layout(app._twin_ctx) is not None

@@ -31,6 +31,7 @@ PAGES = [
     ("/compare", "Compare"),
     ("/sensors", "Sensors"),
     ("/emergency", "Emergency"),
+    ("/operations", "Operations"),
 ]
 REPO = Path(__file__).resolve().parents[2]
 
@@ -138,7 +139,7 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, store: str | os.PathLike
     ``max_request_bytes``: larger request bodies get 413; ``max_upload_bytes``: larger scenario
     files are refused before parsing (it must fit the request: the upload travels base64-encoded).
     """
-    from .pages import builder, compare, emergency, sensors
+    from .pages import builder, compare, emergency, operations, sensors
     from .pages import map as map_page
     from .pages.common import cap
 
@@ -173,7 +174,8 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, store: str | os.PathLike
         nav,
         html.Main(id="page", className="page"),
     ])
-    modules = {"/": map_page, "/builder": builder, "/compare": compare, "/sensors": sensors, "/emergency": emergency}
+    modules = {"/": map_page, "/builder": builder, "/compare": compare, "/sensors": sensors, "/emergency": emergency,
+               "/operations": operations}
 
     @app.callback(Output("page", "children"), Input("url", "pathname"), State("selected-run", "data"))
     def route(pathname, selected):
