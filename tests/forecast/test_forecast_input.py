@@ -73,6 +73,10 @@ def test_rules_naming_unknown_areas_and_an_unreachable_scheduler_are_refused(run
                                              "within: 6h, severity: Severe}\n")
     with pytest.raises(RulesError, match="rules.0.area: 'Nowhere Ward' is not a ward \\(West, East\\)"):
         run_forecast(base, 3, 600.0, tmp_path / "a", serial=True, city=city, rules=rules)
+    gauge = write_rules(tmp_path / "g.yaml", "rules:\n  - {area: Creek gauge, threshold_m: 0.5, probability: 0.3, "
+                                             "within: 6h, severity: Severe}\n")
+    with pytest.raises(RulesError, match="rules.0.area: 'Creek gauge' is not a ward"):  # a gauge is no warning area
+        run_forecast(base, 3, 600.0, tmp_path / "a", serial=True, city=city, rules=gauge)
     with pytest.raises(ValueError, match="--scheduler tcp://127.0.0.1:9: cannot connect"):
         run_forecast(base, 3, 600.0, tmp_path / "b", scheduler="tcp://127.0.0.1:9", city=city)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -73,13 +73,25 @@ class Rules(BaseModel):
 
         wards = _ward_names(city)
         pl = getattr(city, "places", None)
-        places = set()
+        places: set[str] = set()
+        outside: set[str] = set()
         if pl is not None and len(pl):
-            places = {norm(str(n)) for n in pl["name"]} | {norm(str(i)) for i in pl["place_id"]}
+            pl = pl[~pl["kind"].astype(str).str.startswith("gauge")]  # gauges stand in the river on purpose
+            t = getattr(city, "terrain", None)
+            for row in pl.itertuples(index=False):
+                keys = {norm(str(row.name)), norm(str(row.place_id))}
+                inside = True
+                if t is not None:
+                    r, c = t.rowcol(float(row.x), float(row.y))
+                    inside = 0 <= r < t.shape[0] and 0 <= c < t.shape[1]
+                (places if inside else outside).update(keys)
         bad = []
         for i, r in enumerate(self.rules):
             a = norm(r.area)
             if a == "all" or a in {norm(w) for w in wards} or a in places:
+                continue
+            if a in outside:
+                bad.append(f"rules.{i}.area: the place {r.area!r} lies outside the model grid")
                 continue
             bad.append(f"rules.{i}.area: {r.area!r} is not a ward ({', '.join(wards) or 'the city has no wards'}), "
                        "a place of the city, or 'all'")
