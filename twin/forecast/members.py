@@ -189,7 +189,11 @@ def run_member(spec: dict, city=None) -> dict:
         forcing["typhoon_track"] = perturb_track(track, issue_utc, p)
         track_info = {"issue_utc": str(issue_utc)}
     t_build = time.perf_counter()
-    tw = build_twin(sc, city=city, forcing=forcing)
+    import contextlib
+    import io
+
+    with contextlib.redirect_stderr(io.StringIO()):  # build warnings: once in forecast.json, not K times
+        tw = build_twin(sc, city=city, forcing=forcing)
     build_s = time.perf_counter() - t_build
     sim = Simulation(tw)
     state = _state(spec["checkpoint"])
@@ -295,7 +299,7 @@ def run_member(spec: dict, city=None) -> dict:
             med = (inc["kind"].astype(str) == "medical") & (inc["call_s"] >= t0)
             response = inc.loc[med, "response_time_s"].to_numpy(float)
     return {
-        "member": p.member, "perturbation": p.to_dict(), "land": land, "track": track_info, "times_s": times,
+        "member": p.member, "perturbation": p.to_dict(), "land": land, "warnings": list(tw.warnings), "track": track_info, "times_s": times,
         "depth": depth, "running_max": runmax,
         "place_depth": place_depth, "place_ids": pc["place_id"].astype(str).tolist() if len(pc) else [],
         "gauge_depth": gauge_depth, "gauge_stage": gauge_stage,

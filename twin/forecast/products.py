@@ -72,9 +72,11 @@ class Aggregator:
         self.ward_sig: dict[int, np.ndarray] = {}
         self.home_share: dict[int, np.ndarray] = {}
         self.response: list[np.ndarray] = []
+        self.warnings: list[str] = []
 
     def add(self, r: dict) -> None:
         m = int(r["member"])
+        self.warnings += [w for w in r.get("warnings", []) if w not in self.warnings]
         depth = r["depth"]
         if self.times is None:
             self.times = np.asarray(r["times_s"], float)
@@ -455,6 +457,7 @@ def write_all(folder: Path, agg: Aggregator, meta: dict, rules, prev, sender: st
             "control_member": 0},
         "thresholds_m": list(EXCEEDANCE_THRESHOLDS),
         "place_flood_threshold_m": agg.place_threshold_m,
+        "warnings": agg.warnings,
         "alerts": alerts,
         "files": sorted(["exceedance.nc", "impacts.parquet", "gauges.parquet", "forecast.json"]
                         + [a["file"] for a in alerts]),

@@ -89,6 +89,7 @@ FORECAST_JSON_KEYS: dict[str, str] = {
     "perturbations": "dict: the error statistics and their sources", "thresholds_m": "list",
     "place_flood_threshold_m": "number", "alerts": "list: the alerts written (file, identifier, msgType, rule)",
     "files": "list: the files of the folder",
+    "warnings": "list: what building the members warned about (e.g. places read at a nearby land cell), once each",
 }
 
 OTHER_FORECAST_FILES = {
