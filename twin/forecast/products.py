@@ -111,7 +111,7 @@ class Aggregator:
                 "t_s": np.repeat(self.times, len(gid)),
                 "stage_m": np.asarray(r["gauge_stage"], float).ravel(),
                 "depth_m": np.asarray(r["gauge_depth"], float).ravel()}))
-        wet = np.nan_to_num(r["running_max"][-1]) > 0.1
+        wet = (np.nan_to_num(r["running_max"][-1]) > 0.1) & np.asarray(r["land"], bool)  # land, as the run KPIs
         cell_area = float(self.city.terrain.cell_size) ** 2
         self.summaries.append({"member": m, "perturbation": r["perturbation"], "track": r["track"],
                                "wall_s": r["wall_s"], "build_s": r["build_s"], "run_s": r["run_s"],
