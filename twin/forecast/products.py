@@ -294,7 +294,10 @@ def evaluate_rules(agg: Aggregator, rules) -> list[dict]:
             hit = np.stack([agg.home_share[m][:, col, ti] >= rule.min_share_of_homes for m in keys])  # (K, n_out)
             kind = "all" if a == "all" else "ward"
             ward_list = [] if a == "all" else [agg.ward_names[col]]
-            name = "Tam Kỳ (toàn thành phố / whole city)" if a == "all" else agg.ward_names[col]
+            man = getattr(agg.city, "manifest", None)
+            title = man.get("title") if isinstance(man, dict) else None  # "Tam Kỳ (Đà Nẵng city, ...), Vietnam"
+            city_name = str(title).split(" (")[0].split(",")[0] if title else str(getattr(agg.city, "name", "") or agg.scenario.city)
+            name = f"{city_name} (toàn thành phố / whole city)" if a == "all" else agg.ward_names[col]
             xy = None
         else:
             row = pl[(pl["name"].map(lambda n: norm(str(n))) == a) | (pl["place_id"].astype(str).map(norm) == a)].iloc[0]
@@ -350,6 +353,13 @@ def _polygon(agg: Aggregator, ev: dict) -> list[tuple[float, float]]:
     return _ring_wgs84([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0])
 
 
+def _duration_text(s: float) -> tuple[str, str]:
+    """(English, Vietnamese) text of a duration: '6 h' / '6 giờ', '20 min' / '20 phút'."""
+    if s >= 3600.0 and abs(s / 3600.0 - round(s / 3600.0, 1)) < 1e-9:
+        return f"{s / 3600.0:g} h", f"{s / 3600.0:g} giờ"
+    return f"{s / 60.0:.0f} min", f"{s / 60.0:.0f} phút"
+
+
 def _iso(dt: _dt.datetime) -> str:
     return dt.astimezone(LOCAL_TZ).replace(microsecond=0).isoformat()
 
@@ -377,9 +387,10 @@ def _alerts(folder: Path, agg: Aggregator, rules, prev: dict[str, dict] | None, 
         lead_h = (ev["onset_s"] - agg.t0) / 3600.0 if ev["onset_s"] is not None else None
         urgency = rule.urgency or ("Immediate" if lead_h is not None and lead_h <= 1.0 else "Expected")
         certainty = rule.certainty or ("Likely" if ev["probability"] > 0.5 else "Possible")
-        p, thr, wh = ev["probability"], rule.threshold_m, rule.within / 3600.0
-        what_en = (f"at least {rule.min_share_of_homes:.0%} of the homes" if ev["kind"] != "place" else "the place")
-        what_vi = (f"ít nhất {rule.min_share_of_homes:.0%} số nhà" if ev["kind"] != "place" else "địa điểm")
+        p, thr = ev["probability"], rule.threshold_m
+        w_en, w_vi = _duration_text(rule.within)
+        what_en = (f"for at least {rule.min_share_of_homes:.0%} of the homes of" if ev["kind"] != "place" else "at")
+        what_vi = (f"tại ít nhất {rule.min_share_of_homes:.0%} số nhà của" if ev["kind"] != "place" else "tại")
         spec = AlertSpec(
             identifier=ident, sender=rules.sender, sent=sent, msg_type=msg, severity=rule.severity,
             urgency=urgency, certainty=certainty, onset=_iso(onset), expires=_iso(expires),
@@ -387,17 +398,17 @@ def _alerts(folder: Path, agg: Aggregator, rules, prev: dict[str, dict] | None, 
             event_vi="Ngập lụt" if rule.event == "Flood" else rule.event,
             headline_en=(f"Flood warning cancelled: {ev['name']}" if msg == "Cancel" else
                          f"{rule.severity} flood warning: {ev['name']}, {p:.0%} chance of water above {thr:g} m "
-                         f"within {wh:g} h"),
+                         f"within {w_en}"),
             headline_vi=(f"Hủy cảnh báo ngập lụt: {ev['name']}" if msg == "Cancel" else
                          f"Cảnh báo ngập lụt ({_SEV_VI[rule.severity]}): {ev['name']}, khả năng {p:.0%} nước "
-                         f"sâu trên {thr:g} m trong {wh:g} giờ tới"),
+                         f"sâu trên {thr:g} m trong {w_vi} tới"),
             description_en=(f"Ensemble forecast of {agg.n} members issued for {issue:%Y-%m-%d %H:%M} (local time): "
-                            f"probability {p:.0%} that the water rises above {thr:g} m at {what_en} of "
-                            f"{ev['name']} within {wh:g} h (rule threshold {rule.probability:.0%})."
+                            f"probability {p:.0%} that the water rises above {thr:g} m {what_en} "
+                            f"{ev['name']} within {w_en} (rule threshold {rule.probability:.0%})."
                             + (" The forecast no longer reaches the rule's probability." if msg == "Cancel" else "")),
             description_vi=(f"Dự báo tổ hợp {agg.n} thành phần phát hành lúc {issue:%H:%M %d/%m/%Y} (giờ địa phương): "
-                            f"khả năng {p:.0%} nước dâng trên {thr:g} m tại {what_vi} của {ev['name']} trong "
-                            f"{wh:g} giờ tới (ngưỡng cảnh báo {rule.probability:.0%})."
+                            f"khả năng {p:.0%} nước dâng trên {thr:g} m {what_vi} {ev['name']} trong "
+                            f"{w_vi} tới (ngưỡng cảnh báo {rule.probability:.0%})."
                             + (" Dự báo mới không còn vượt ngưỡng cảnh báo." if msg == "Cancel" else "")),
             instruction_en=("No further action for this warning; follow the instructions of the local authorities."
                             if msg == "Cancel" else
