@@ -31,6 +31,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# one thread per member everywhere: the workers run with OMP_NUM_THREADS=1, so the reference member
+# does too (else the reference would use every core and the ratio would compare unlike things)
+os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def main() -> int:
