@@ -235,8 +235,9 @@ class Twin:
 # ------------------------------------------------------------------------------------------------
 # building
 # ------------------------------------------------------------------------------------------------
-def build_twin(scenario: Scenario, city=None) -> Twin:
-    """Build every component the scenario asks for. ``city`` overrides ``load_city(scenario.city)``."""
+def build_twin(scenario: Scenario, city=None, forcing: dict | None = None) -> Twin:
+    """Build every component the scenario asks for. ``city`` overrides ``load_city(scenario.city)``;
+    ``forcing`` pre-sets forcing inputs (``typhoon_track``: a perturbed track for a forecast member)."""
     sc = scenario
     # refuse, before anything is allocated, a grid this machine cannot hold (TWIN_ALLOW_LARGE=1 overrides)
     from twin.memory import check_memory
@@ -251,6 +252,7 @@ def build_twin(scenario: Scenario, city=None) -> Twin:
         city = load_city(sc.city, resolution_m=sc.resolution_m)
     terrain = city.terrain
     tw = Twin(scenario=sc, city=city, terrain=terrain, seed_sequence=ss, rngs=rngs)
+    tw.forcing.update(forcing or {})
     # the city bundle's files (manifest + every layer file) go into the run manifest's checksums
     src = getattr(city, "manifest", None) or {}
     folder = getattr(city, "path", None)

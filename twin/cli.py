@@ -21,6 +21,7 @@ _SUBCOMMAND_MODULES = [
     "twin.dashboard.cli",
     "twin.exercise.cli",
     "twin.review.cli",
+    "twin.forecast.cli",
 ]
 
 

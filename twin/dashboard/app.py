@@ -31,6 +31,7 @@ PAGES = [
     ("/compare", "Compare"),
     ("/sensors", "Sensors"),
     ("/emergency", "Emergency"),
+    ("/operations", "Operations"),
     ("/exercise", "Exercise"),
 ]
 REPO = Path(__file__).resolve().parents[2]
@@ -151,7 +152,7 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, store: str | os.PathLike
     ``max_request_bytes``: larger request bodies get 413; ``max_upload_bytes``: larger scenario
     files are refused before parsing (it must fit the request: the upload travels base64-encoded).
     """
-    from .pages import builder, compare, emergency, exercise, sensors
+    from .pages import builder, compare, emergency, exercise, operations, sensors
     from .pages import map as map_page
     from .pages.common import cap
 
@@ -188,7 +189,7 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, store: str | os.PathLike
         html.Main(id="page", className="page"),
     ])
     modules = {"/": map_page, "/builder": builder, "/compare": compare, "/sensors": sensors, "/emergency": emergency,
-               "/exercise": exercise}
+               "/exercise": exercise, "/operations": operations}
 
     @app.callback(Output("page", "children"), Input("url", "pathname"), Input("url", "search"),
                   State("selected-run", "data"))

@@ -234,7 +234,8 @@ def typhoon_rain(tw: Twin):
     r = sc.flood.rain
     if r.track_file is not None:
         raise ValueError("flood.rain.track_file: custom track files are not supported yet; use a JTWC storm name/id")
-    track = ty.load_track(r.storm, r.season)
+    # a forecast member hands in its perturbed track (twin.forecast.perturb) through build_twin(forcing=)
+    track = tw.forcing.get("typhoon_track") or ty.load_track(r.storm, r.season)
     step = 1800.0
     times = np.arange(0.0, sc.duration + step, step)
     t_utc = [pd.Timestamp(sc.start_utc).tz_convert("UTC").tz_localize(None) + pd.Timedelta(seconds=float(t + r.time_shift))

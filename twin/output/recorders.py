@@ -6,8 +6,8 @@
 - table recorders (``TimeInterval(outputs.tables_every)``) → ``links.parquet``, ``people.parquet``,
   ``units.parquet`` (emergency units: place last reached, phase, incident);
 - a KPI series recorder (``TimeInterval(outputs.kpis_every)``) → the time series in ``kpis.json``;
-- a checkpointer (``TimeInterval(outputs.checkpoint_every)`` if set; also on Ctrl-C, on the
-  wall-time limit and on a numerical failure) → ``checkpoints/``;
+- a checkpointer (``TimeInterval(outputs.checkpoint_every)`` if set, and then also at the end; also on
+  Ctrl-C, on the wall-time limit and on a numerical failure) → ``checkpoints/``;
 - at the end: ``trips.parquet``, ``incidents.parquet``, ``unit_actions.parquet``, ``max_depth.tif``, ``kpis.json``,
   ``max_depth.png`` and the final ``manifest.json``.
 
@@ -239,6 +239,8 @@ class RunOutput:
     # -- end of run -----------------------------------------------------------------------------------
     def finish(self, sim) -> dict:
         tw = sim.twin
+        if self.ckpt_schedule is not None:  # the state at the end: what `twin forecast` starts from
+            self.checkpoint(sim)
         self.flush()
         self.write_decisions(sim)
         trips = tables.trips_table(tw) if tw.traffic is not None else None

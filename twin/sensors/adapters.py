@@ -106,7 +106,8 @@ def load_config(path_or_dict) -> dict:
         src = str(p)
     if "sensors" in cfg and isinstance(cfg["sensors"], dict):
         cfg = cfg["sensors"]
-    known = {"stations", "datastreams", "csv", "mqtt", "assimilation", "store", "sta"}
+    known = {"stations", "datastreams", "csv", "mqtt", "assimilation", "store", "sta",
+             "auto_warn", "alerts_topic"}  # auto_warn: CAP alerts on alerts_topic become warnings (twin live)
     bad = set(cfg) - known
     if bad:
         raise ValueError(f"{src}: unknown key(s) {sorted(bad)}; known: {sorted(known)}")

@@ -70,6 +70,7 @@ def run_live(scenario, broker: str, *, store=None, config=None, speed: float = 1
     ing = Ingester(broker, st, cfg, client_id=client_id, flush_interval_s=0.2)
     ing_thread = threading.Thread(target=ing.run, name="twin-live-ingest", daemon=True)
     ing_thread.start()
+    listener = None
     try:
         if not ing.wait_subscribed(30):
             raise RuntimeError(f"could not subscribe on {broker} within 30 s")
@@ -79,6 +80,11 @@ def run_live(scenario, broker: str, *, store=None, config=None, speed: float = 1
         if stop_time is not None:
             stop_time = max(1, round(stop_time / float(sc.coupling_step))) * float(sc.coupling_step)
         sim = Simulation(tw, stop_time=stop_time, out_dir=run_dir)
+        if cfg.get("auto_warn"):  # CAP alerts (twin forecast --mqtt) become warning decisions
+            from twin.forecast.cap import DEFAULT_TOPIC, AlertListener
+
+            listener = AlertListener(broker, cfg.get("alerts_topic") or DEFAULT_TOPIC,
+                                     client_id=f"{client_id}-alerts").start()
         wall0 = time.monotonic()
         last_qc = [-np.inf]
         status = {"last": None}
@@ -95,6 +101,12 @@ def run_live(scenario, broker: str, *, store=None, config=None, speed: float = 1
         want_ckpt = threading.Event()
 
         def live_status(s):
+            for ident, dec in (listener.pending() if listener is not None else []):
+                try:
+                    s.submit(dec, source="api", issuer=f"cap:{ident}")
+                    status.setdefault("auto_warn", []).append(ident)
+                except ValueError as exc:
+                    status.setdefault("auto_warn_refused", []).append(f"{ident}: {exc}")
             if want_ckpt.is_set() and s.output is not None:
                 want_ckpt.clear()
                 status["checkpoint"] = str(s.output.checkpoint(s))
@@ -107,6 +119,9 @@ def run_live(scenario, broker: str, *, store=None, config=None, speed: float = 1
                     "observations": st.count(), "rejects": st.count("rejects"),
                     "ingest": vars(ing.stats).copy()}
             info["assimilation_last"] = tw.assimilator.last_applied
+            for k in ("auto_warn", "auto_warn_refused"):
+                if status.get(k):
+                    info[k] = status[k]
             if status.get("checkpoint"):
                 info["last_checkpoint"] = status["checkpoint"]
             hist = tw.assimilator.history
@@ -152,6 +167,8 @@ def run_live(scenario, broker: str, *, store=None, config=None, speed: float = 1
                           "observations": st.count(), "rejects": st.count("rejects")}), flush=True)
         return 0
     finally:
+        if listener is not None:
+            listener.stop()
         ing.stop()
         ing_thread.join(30)
         st.close()
