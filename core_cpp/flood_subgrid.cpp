@@ -17,6 +17,7 @@
 //   D limited fluxes
 //   E continuity, rain, losses, tracked maxima (mean depth, speed squared, arrival, level)
 #include "common.hpp"
+#include "inv_cbrt.hpp"
 #include "modules.hpp"
 
 #include <algorithm>
@@ -120,7 +121,7 @@ static inline double flux(double eL, double eR, double ef, const double* t, std:
     double hbar, heff;
     face_at(t, nl, ef, &hbar, &heff);
     const double he = heff > kMinEff ? heff : kMinEff;
-    const double r = 1.0 / std::cbrt(he);
+    const double r = inv_cbrt(he);  // the regular kernel's x^(-1/3) (core_cpp/inv_cbrt.hpp)
     const double r2 = r * r;
     const double r7 = r2 * r2 * r2 * r;  // h_eff^(-7/3)
     const double inv_denom = 1.0 / (1.0 + g_dt * n2 * std::sqrt(qc * qc + qp * qp) * r7);

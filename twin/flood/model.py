@@ -246,6 +246,24 @@ class FloodModel:
             return self._solver.level()
         return np.where(self._valid, self.terrain.elevation + self.depth, np.nan)
 
+    def to_fine(self, a) -> np.ndarray:
+        """A field on the solve grid copied onto the terrain's grid (each coarse cell to its pixels);
+        the array itself without subgrid topography."""
+        if self.subgrid is None:
+            return np.asarray(a)
+        f = self.subgrid.factor
+        ny, nx = self.subgrid.fine_shape
+        return np.repeat(np.repeat(np.asarray(a), f, axis=-2), f, axis=-1)[..., :ny, :nx]
+
+    def grid_cells(self, cells) -> list[tuple[int, int]]:
+        """Cells ``[(row, col), ...]`` of the terrain's grid as cells of the solve grid (each coarse cell
+        once, in first-seen order); unchanged without subgrid topography."""
+        cl = [(int(r), int(c)) for r, c in np.asarray(cells).reshape(-1, 2)]
+        if self.subgrid is None:
+            return cl
+        f = self.subgrid.factor
+        return list(dict.fromkeys((r // f, c // f) for r, c in cl))
+
     def _refuse_subgrid(self, what: str) -> None:
         if self.subgrid is not None:
             raise ValueError(f"{what}: not supported with subgrid topography (FloodModel(..., subgrid=...)) yet; "
@@ -334,8 +352,17 @@ class FloodModel:
 
     # ------------------------------------------------------------------ setup API
     def set_depth(self, h) -> None:
-        """Set the water depth [m]: a scalar or an ``(ny, nx)`` array (walls stay dry)."""
+        """Set the water depth [m]: a scalar or an ``(ny, nx)`` array (walls stay dry). With subgrid
+        topography the depth is the mean depth (volume / cell area) of the coarse cells; an array on the
+        terrain's (fine) grid is converted keeping its volume."""
         a = np.asarray(h)
+        sg = self.subgrid
+        if sg is not None and a.ndim == 2 and a.shape == sg.fine_shape and a.shape != self.shape:
+            if not (np.isfinite(a) | ~self.fine_terrain.valid).all() or (np.nan_to_num(a) < 0).any():
+                bad = ~(np.isfinite(a) & (a >= 0)) & self.fine_terrain.valid
+                r, c = np.argwhere(bad)[0]
+                raise ValueError(f"depth: value {a[r, c]!r} at (row {r}, col {c}) must be finite and >= 0")
+            a = sg.to_coarse(a, "depth", self.fine_terrain.valid)
         if a.ndim == 0:
             v = float(a)
             if not math.isfinite(v) or v < 0:

@@ -264,23 +264,38 @@ class SubgridTables:
         out = np.where(lev <= zmin, 0.0, np.where(lev >= zmax, above, inside))
         return np.where(top > 0, np.maximum(out, 0.0), 0.0)
 
-    def level_for_depth(self, h) -> np.ndarray:
+    def level_for_depth(self, h, rows=None, cols=None) -> np.ndarray:
         """Water level [m] of each coarse cell holding mean depth ``h`` (the inverse of
-        :meth:`depth_for_level`; a dry cell's level is its lowest pixel)."""
-        c = self.cells
-        h = np.broadcast_to(np.asarray(h, dtype=np.float64), self.shape)
+        :meth:`depth_for_level`; a dry cell's level is its lowest pixel, NaN on walls); with
+        ``rows``/``cols``, of those cells only (``h`` one value per cell)."""
+        c = self.cells if rows is None else self.cells[rows, cols]
+        h = np.broadcast_to(np.asarray(h, dtype=np.float64), c.shape[:-1])
         zmin, dz, top = c[..., 0], c[..., 1], c[..., 2]
         n = self.n_levels
         hk = c[..., 3:]
-        # k: last level with h_k <= h
-        k = np.clip((hk <= h[..., None]).sum(axis=-1) - 1, 0, n - 2)
+        # k: last level with h_k <= h (the levels are increasing: a binary search per cell)
+        k = np.empty(h.shape, np.int64)
+        flat_hk = hk.reshape(-1, n)
+        flat_h = h.reshape(-1)
+        lo = np.zeros(flat_h.shape, np.int64)
+        hi = np.full(flat_h.shape, n - 1, np.int64)
+        idx = np.arange(flat_h.size)
+        while True:
+            open_ = hi - lo > 1
+            if not open_.any():
+                break
+            mid = (lo + hi) // 2
+            go = flat_hk[idx, mid] <= flat_h
+            lo = np.where(open_ & go, mid, lo)
+            hi = np.where(open_ & ~go, mid, hi)
+        k[...] = np.minimum(lo, n - 2).reshape(h.shape)
         h0 = np.take_along_axis(hk, k[..., None], axis=-1)[..., 0]
         h1 = np.take_along_axis(hk, (k + 1)[..., None], axis=-1)[..., 0]
         with np.errstate(divide="ignore", invalid="ignore"):
             inside = zmin + dz * (k + np.where(h1 > h0, (h - h0) / np.where(h1 > h0, h1 - h0, 1.0), 0.0))
             above = zmin + dz * (n - 1) + (h - hk[..., n - 1]) / np.where(top > 0, top, 1.0)
         out = np.where(h >= hk[..., n - 1], above, inside)
-        return np.where(self.valid, np.where(h > 0, out, zmin), np.nan)
+        return np.where(top > 0, np.where(h > 0, out, zmin), np.nan)
 
     def downscale(self, level: np.ndarray, fine_elevation: np.ndarray) -> np.ndarray:
         """Depth on the fine grid: ``max(0, level[cell] - z_fine)`` (0 on nodata pixels)."""

@@ -55,23 +55,25 @@ class SubgridSolver(InertialSolver):
 
     def local_depth_max(self, rows=None, cols=None) -> float:
         """Largest local depth (level minus the cell's lowest pixel), over all cells or the given ones."""
-        h = np.maximum(self.h, 0.0)
-        if rows is not None:
-            sel = np.zeros(h.shape, bool)
-            sel[rows, cols] = True
-            h = np.where(sel, h, 0.0)
-        lev = self.tables.level_for_depth(h)
-        d = np.where(h > 0, lev - self.tables.z_min, 0.0)
+        t = self.tables
+        if rows is None:
+            h = np.maximum(self.h, 0.0)
+            lev, zmin = t.level_for_depth(h), t.z_min
+        else:
+            h = np.maximum(self.h[rows, cols], 0.0)
+            lev, zmin = t.level_for_depth(h, rows, cols), t.z_min[rows, cols]
+        d = np.where(h > 0, lev - zmin, 0.0)
         return float(np.max(d)) if d.size else 0.0
 
     def track_levels(self, rows=None, cols=None) -> None:
         """Raise ``max_level`` to the current level (after the model edited the depths)."""
-        lev = self.level()
-        lev = np.where(np.isfinite(lev), lev, -np.inf)
         if rows is None:
-            np.maximum(self.max_level, lev, out=self.max_level)
-        else:
-            self.max_level[rows, cols] = np.maximum(self.max_level[rows, cols], lev[rows, cols])
+            lev = self.level()
+            np.maximum(self.max_level, np.where(np.isfinite(lev), lev, -np.inf), out=self.max_level)
+            return
+        lev = self.tables.level_for_depth(np.maximum(self.h[rows, cols], 0.0), rows, cols)
+        lev = np.where(np.isfinite(lev), lev, -np.inf)
+        np.maximum.at(self.max_level, (rows, cols), lev)
 
     def get_state(self) -> dict:
         return super().get_state() | {"max_level": self.max_level.copy()}
