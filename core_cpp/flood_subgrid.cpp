@@ -4,9 +4,9 @@
 //
 // State on the coarse grid: h = mean depth (volume / cell area), qx (ny, nx+1), qy (ny+1, nx) unit
 // discharges per coarse face width, as the regular kernel. Tables (C-contiguous float64):
-//   cells (ny, nx, N+3):     z_min, dz, valid fraction, h_0 .. h_{N-1}   (mean depth at z_min + k dz)
+//   cells (ny, nx, 2N+2):    z_min, valid fraction, z_0 .. z_{N-1}, h_0 .. h_{N-1} (mean depth at level z_k)
 //   faces_x (ny, nx+1, 2N+4), faces_y (ny+1, nx, 2N+4):
-//                            z_min, dz, width fraction, h_eff slope, hbar_0 .., h_eff_0 ..
+//                            z_min, dz, width fraction, h_eff slope, hbar_0, h_eff_0, hbar_1, h_eff_1 ..
 // One sub-step, five passes over rows (each an OpenMP loop, static schedule; every value written depends
 // only on the old state, never on the thread count; reductions go to per-row slots):
 //   A level of each cell from its mean depth (inverse of the volume table)
@@ -80,29 +80,32 @@ struct Args {
 
 // level of a cell holding mean depth h (cell table row c)
 static inline double level_of(const double* c, std::int64_t nl, double h) {
-    const double zmin = c[0], dz = c[1], top = c[2];
-    const double* hk = c + 3;
+    const double zmin = c[0], top = c[1];
+    const double* zk = c + 2;
+    const double* hk = c + 2 + nl;
     if (!(h > 0.0)) return zmin;
-    if (h >= hk[nl - 1]) return zmin + dz * static_cast<double>(nl - 1) + (h - hk[nl - 1]) / top;
-    std::int64_t lo = 0, hi = nl - 1;  // hk[lo] <= h < hk[hi]
-    while (hi - lo > 1) {
-        const std::int64_t mid = (lo + hi) / 2;
-        if (hk[mid] <= h) lo = mid; else hi = mid;
+    if (h >= hk[nl - 1]) return zk[nl - 1] + (h - hk[nl - 1]) / top;
+    // largest lo with hk[lo] <= h (hk[0] = 0 < h, hk[nl-1] > h): branch-free halving
+    std::int64_t lo = 0, n = nl - 1;
+    while (n > 1) {
+        const std::int64_t half = n / 2;
+        lo = (hk[lo + half] <= h) ? lo + half : lo;
+        n -= half;
     }
-    return zmin + dz * (static_cast<double>(lo) + (h - hk[lo]) / (hk[hi] - hk[lo]));
+    const std::int64_t hi = lo + 1;  // hk[hi] > h >= hk[lo]: the division is safe
+    return zk[lo] + (zk[hi] - zk[lo]) * ((h - hk[lo]) / (hk[hi] - hk[lo]));
 }
 
 // face cross-section (hbar) and conveyance depth (h_eff) at face level eta (face table row t)
 static inline void face_at(const double* t, std::int64_t nl, double eta, double* hbar, double* heff) {
     const double zmin = t[0], dz = t[1], frac = t[2], eslope = t[3];
-    const double* hb = t + 4;
-    const double* he = t + 4 + nl;
+    const double* p = t + 4;  // (hbar_k, h_eff_k) pairs
     const double s = eta - zmin;
     const double span = dz * static_cast<double>(nl - 1);
     if (!(dz > 0.0) || s >= span) {
         const double d = s - span;
-        *hbar = hb[nl - 1] + frac * d;
-        *heff = he[nl - 1] + eslope * d;
+        *hbar = p[2 * (nl - 1)] + frac * d;
+        *heff = p[2 * (nl - 1) + 1] + eslope * d;
         return;
     }
     const double x = s / dz;
@@ -110,8 +113,9 @@ static inline void face_at(const double* t, std::int64_t nl, double eta, double*
     if (k > nl - 2) k = nl - 2;
     if (k < 0) k = 0;
     const double w = x - static_cast<double>(k);
-    *hbar = hb[k] + w * (hb[k + 1] - hb[k]);
-    *heff = he[k] + w * (he[k + 1] - he[k]);
+    const double* q = p + 2 * k;
+    *hbar = q[0] + w * (q[2] - q[0]);
+    *heff = q[1] + w * (q[3] - q[1]);
 }
 
 // new unit discharge through one face from L to R; ef = the face level; 0 on a dry face
@@ -159,7 +163,7 @@ static inline double n2_cell(const Args& a, std::int64_t i) {
 
 double step(const Args& a) {
     const std::int64_t ny = a.ny, nx = a.nx, nl = a.nl;
-    const std::int64_t cw = nl + 3, fw = 2 * nl + 4;
+    const std::int64_t cw = 2 * nl + 2, fw = 2 * nl + 4;
     std::vector<double> eta(static_cast<std::size_t>(ny * nx));
     std::vector<double> fx(static_cast<std::size_t>(ny * (nx + 1)));
     std::vector<double> fy(static_cast<std::size_t>((ny + 1) * nx));
@@ -201,8 +205,8 @@ double step(const Args& a) {
                 double* o = fx.data() + r * (nx + 1);
                 for (std::int64_t c = 1; c < nx; ++c) {
                     const std::int64_t iL = r * nx + c - 1, iR = iL + 1;
-                    if (a.z[iL] >= kWallZ || a.z[iR] >= kWallZ) {
-                        o[c] = 0.0;
+                    if (a.z[iL] >= kWallZ || a.z[iR] >= kWallZ || (!(a.h[iL] > 0.0) && !(a.h[iR] > 0.0))) {
+                        o[c] = 0.0;  // a face between two dry cells is dry: its bed is at or above both cells' lowest pixel
                         continue;
                     }
                     const double eL = eta[iL], eR = eta[iR];
@@ -237,7 +241,7 @@ double step(const Args& a) {
                 const double* pD = a.qx + r * (nx + 1);
                 for (std::int64_t c = 0; c < nx; ++c) {
                     const std::int64_t iU = (r - 1) * nx + c, iD = r * nx + c;
-                    if (a.z[iU] >= kWallZ || a.z[iD] >= kWallZ) {
+                    if (a.z[iU] >= kWallZ || a.z[iD] >= kWallZ || (!(a.h[iU] > 0.0) && !(a.h[iD] > 0.0))) {
                         o[c] = 0.0;
                         continue;
                     }
@@ -406,25 +410,28 @@ void require_table(const dcarr& t, py::ssize_t d0, py::ssize_t d1, py::ssize_t w
 
 void check_tables(const dcarr& cells, const dcarr& faces_x, const dcarr& faces_y) {
     using namespace subgrid;
-    if (cells.ndim() != 3 || cells.shape(2) < 5) fail("cells: expected a (ny, nx, N+3) table with N >= 2, got shape " +
-                                                      shape_str(cells));
-    const py::ssize_t ny = cells.shape(0), nx = cells.shape(1), nl = cells.shape(2) - 3;
+    if (cells.ndim() != 3 || cells.shape(2) < 6 || cells.shape(2) % 2)
+        fail("cells: expected a (ny, nx, 2N+2) table with N >= 2, got shape " + shape_str(cells));
+    const py::ssize_t ny = cells.shape(0), nx = cells.shape(1), nl = (cells.shape(2) - 2) / 2;
     require_table(faces_x, ny, nx + 1, 2 * nl + 4, "faces_x");
     require_table(faces_y, ny + 1, nx, 2 * nl + 4, "faces_y");
-    // finite; finite; cell level spacing >= 0, valid fraction in [0, 1], mean depths >= 0 and strictly
-    // increasing above the first level where the spacing is > 0 (the level inversion needs it)
+    // finite; valid fraction in (0, 1] (walls: 0); levels from z_min, non-decreasing; mean depths from 0,
+    // non-decreasing (the level inversion needs it)
     {
         const double* c = cells.data();
         for (py::ssize_t i = 0; i < ny * nx; ++i) {
-            const double* row = c + i * (nl + 3);
-            for (py::ssize_t k = 0; k < nl + 3; ++k)
+            const double* row = c + i * (2 * nl + 2);
+            for (py::ssize_t k = 0; k < 2 * nl + 2; ++k)
                 if (!std::isfinite(row[k])) fail("cells: non-finite value in the table of cell " + std::to_string(i));
             const bool wall = row[0] >= kWallZ;
-            if (!(row[1] >= 0.0) || !(row[2] >= 0.0 && row[2] <= 1.0) || (!wall && !(row[2] > 0.0)))
-                fail("cells: cell " + std::to_string(i) + " has a negative level spacing or a valid fraction outside (0, 1]");
+            if (!(row[1] >= 0.0 && row[1] <= 1.0) || (!wall && !(row[1] > 0.0)))
+                fail("cells: cell " + std::to_string(i) + " has a valid fraction outside (0, 1]");
+            if (wall) continue;
+            if (row[2] != row[0] || row[2 + nl] != 0.0)
+                fail("cells: the table of cell " + std::to_string(i) + " must start at z_min with depth 0");
             for (py::ssize_t k = 1; k < nl; ++k)
-                if (!wall && row[1] > 0.0 && !(row[3 + k] > row[2 + k]))
-                    fail("cells: the volume table of cell " + std::to_string(i) + " is not strictly increasing at level " +
+                if (!(row[2 + k] >= row[1 + k]) || !(row[2 + nl + k] >= row[1 + nl + k]))
+                    fail("cells: the volume table of cell " + std::to_string(i) + " decreases at level " +
                          std::to_string(k));
         }
         for (const dcarr* t : {&faces_x, &faces_y}) {
@@ -470,10 +477,10 @@ double subgrid_binding(dcarr z, dcarr h, dcarr qx, dcarr qy, dcarr h_out, dcarr 
     require_shape2(row_sums, ny, kRowSlots, "row_sums");
     require_size(edge_kind, 2 * ny + 2 * nx, "edge_kind");
     require_size(edge_value, 2 * ny + 2 * nx, "edge_value");
-    if (cells.ndim() != 3 || cells.shape(2) < 5) fail("cells: expected a (ny, nx, N+3) table with N >= 2, got shape " +
-                                                      shape_str(cells));
-    const py::ssize_t nl = cells.shape(2) - 3;
-    require_table(cells, ny, nx, nl + 3, "cells");
+    if (cells.ndim() != 3 || cells.shape(2) < 6 || cells.shape(2) % 2)
+        fail("cells: expected a (ny, nx, 2N+2) table with N >= 2, got shape " + shape_str(cells));
+    const py::ssize_t nl = (cells.shape(2) - 2) / 2;
+    require_table(cells, ny, nx, 2 * nl + 2, "cells");
     require_table(faces_x, ny, nx + 1, 2 * nl + 4, "faces_x");
     require_table(faces_y, ny + 1, nx, 2 * nl + 4, "faces_y");
     if (manning.size() != 1 && manning.size() != ny * nx) {

@@ -443,9 +443,9 @@ class FloodModel:
                 raise ValueError("rate_mm_per_h: rainfall rates must be finite and >= 0 mm/h")
             # rain on the fine pixels, summed over each coarse cell (nodata pixels get none): volume kept
             r = np.stack([sg.to_coarse(fr, "rate_mm_per_h", self.fine_terrain.valid) for fr in r])
-        elif sg is not None and r.shape == t.shape and bool((sg.cells[..., 2] < 1.0).any()):
+        elif sg is not None and r.shape == t.shape and bool((sg.valid_fraction < 1.0).any()):
             # uniform rain on coarse cells that hold nodata pixels: only the valid pixels get rain
-            r = r[:, None, None] * sg.cells[..., 2][None]
+            r = r[:, None, None] * sg.valid_fraction[None]
         if r.shape == t.shape:
             frames = r.reshape(-1, 1)
         elif r.shape == (t.size, ny, nx):

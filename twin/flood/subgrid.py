@@ -8,10 +8,13 @@ docs/user-guide/flood.md, "Subgrid topography", and docs/design/subgrid-tables.m
 
 - **Cells.** The prognostic variable is the mean depth ``h = V / A`` (volume over the coarse cell
   area), updated by the same flux-form continuity as the regular kernel, so volume is conserved to
-  round-off. The water level follows from the cell's volume-level table: ``n_levels`` levels evenly
-  spaced from the lowest to the highest fine pixel, ``h_k = sum_p max(0, z_k - z_p) a_p / A``
-  (exact at the levels, linear in level between them: monotone), and above the highest pixel
-  ``h = h_top + f_valid (eta - z_max)``. The wet fraction table is the share of pixels below each level.
+  round-off. The water level follows from the cell's volume-level table: the levels ``z_k`` are the
+  cell's sorted pixel elevations (``n_levels`` evenly spaced ranks, lowest and highest included),
+  ``h_k = sum_p max(0, z_k - z_p) a_p / A``, linear between levels (monotone), and above the highest
+  pixel ``h = h_top + f_valid (eta - z_max)``. The volume of a DEM is piecewise linear between its pixel
+  elevations, so with ``n_levels >= factor**2`` (the default for factors up to 4) the table is exact
+  everywhere and the downscaled fine depths hold exactly the coarse cell's volume. The wet fraction
+  table is the share of pixels below each level.
 - **Faces.** A coarse face is crossed by ``factor`` fine strips; strip ``j`` has the bed of the
   fine face it crosses, ``z_j = max(z_left, z_right)`` of the two fine pixels touching the coarse
   face (the fine model's own face bed, LISFLOOD-FP's ``max(z)``). At a face level ``eta_f`` the table
@@ -40,7 +43,7 @@ import numpy as np
 __all__ = ["SubgridTables", "TABLE_VERSION", "subgrid_cache_dir"]
 
 #: bumped whenever the tables' definition changes (part of the cache key)
-TABLE_VERSION = 1
+TABLE_VERSION = 3
 #: elevation of a wall (nodata) in the tables, as the kernel's FLOOD_WALL_Z
 _WALL = 1.0e29
 #: rows of coarse cells processed at a time (bounds the temporaries of the table build)
@@ -53,34 +56,37 @@ def subgrid_cache_dir() -> Path:
 
 
 def _cell_tables(zf: np.ndarray, factor: int, nlev: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cell rows ``[z_min, dz, f_valid, h_0 .. h_{N-1}]`` and wet fractions ``(ny, nx, N)`` of a padded fine block."""
+    """Cell rows ``[z_min, f_valid, z_0..z_{N-1}, h_0..h_{N-1}]`` and wet fractions ``(ny, nx, N)`` of a
+    padded fine block. The levels ``z_k`` are the cell's sorted pixel elevations (evenly spaced ranks,
+    lowest and highest included): the volume is piecewise linear between consecutive pixel elevations,
+    so with ``N >= factor**2`` levels the table is exact at every level in between as well."""
     f = factor
     ny, nx = zf.shape[0] // f, zf.shape[1] // f
-    pix = zf.reshape(ny, f, nx, f).transpose(0, 2, 1, 3).reshape(ny, nx, f * f)
+    pix = np.sort(zf.reshape(ny, f, nx, f).transpose(0, 2, 1, 3).reshape(ny, nx, f * f), axis=2)  # NaN last
     ok = np.isfinite(pix)
     nvalid = ok.sum(axis=2)
     valid_cell = nvalid > 0
-    zmin = np.where(valid_cell, np.nanmin(np.where(ok, pix, np.inf), axis=2), _WALL)
-    zmax = np.where(valid_cell, np.nanmax(np.where(ok, pix, -np.inf), axis=2), _WALL)
-    # a cell whose pixels lie within 1 micrometre is flat (its volume table could not increase strictly)
-    dz = np.where(zmax - zmin > 1e-6, (zmax - zmin) / (nlev - 1), 0.0)
-    out = np.zeros((ny, nx, nlev + 3))
-    out[..., 0] = zmin
-    out[..., 1] = np.where(valid_cell, dz, 0.0)
-    out[..., 2] = nvalid / (f * f)
+    rank = np.rint(np.arange(nlev)[None, None, :] * (np.maximum(nvalid, 1) - 1)[..., None] / (nlev - 1)).astype(np.int64)
+    lev = np.take_along_axis(pix, rank, axis=2)
+    lev = np.where(valid_cell[..., None], lev, _WALL)
+    out = np.zeros((ny, nx, 2 * nlev + 2))
+    out[..., 0] = lev[..., 0]
+    out[..., 1] = nvalid / (f * f)
+    out[..., 2:2 + nlev] = lev
     wet = np.zeros((ny, nx, nlev))
     zp = np.where(ok, pix, np.inf)
     for k in range(nlev):
-        lev = (zmin + k * dz)[..., None]
-        d = np.maximum(lev - zp, 0.0)
-        out[..., 3 + k] = d.sum(axis=2) / (f * f)
-        wet[..., k] = (zp < lev).sum(axis=2) / (f * f)
-    out[~valid_cell, 3:] = 0.0
+        lk = lev[..., k:k + 1]
+        out[..., 2 + nlev + k] = np.maximum(lk - zp, 0.0).sum(axis=2) / (f * f)
+        wet[..., k] = (zp < lk).sum(axis=2) / (f * f)
+    out[~valid_cell, 2 + nlev:] = 0.0
+    wet[~valid_cell] = 0.0
     return out, wet
 
 
 def _face_tables(zs: np.ndarray, nlev: int) -> np.ndarray:
-    """Face rows ``[z_min, dz, width fraction, h_eff slope, hbar_0.., heff_0..]`` from strip beds ``(..., f)``."""
+    """Face rows ``[z_min, dz, width fraction, h_eff slope, hbar_0, heff_0, hbar_1, heff_1, ..]`` (pairs
+    interleaved: one cache line per lookup) from strip beds ``(..., f)``."""
     ok = np.isfinite(zs)
     nok = ok.sum(axis=-1)
     open_ = nok > 0
@@ -101,8 +107,8 @@ def _face_tables(zs: np.ndarray, nlev: int) -> np.ndarray:
         hbar = d.sum(axis=-1) / f
         conv = (d ** (5.0 / 3.0)).sum(axis=-1) / f
         heff = np.where(hbar > 0, (conv * conv / np.where(hbar > 0, hbar, 1.0)) ** (3.0 / 7.0), 0.0)
-        out[..., 4 + k] = hbar
-        out[..., 4 + nlev + k] = heff
+        out[..., 4 + 2 * k] = hbar
+        out[..., 5 + 2 * k] = heff
     out[~open_, 4:] = 0.0
     return out
 
@@ -111,9 +117,9 @@ def _face_tables(zs: np.ndarray, nlev: int) -> np.ndarray:
 class SubgridTables:
     """Per coarse cell and face tables of a fine DEM (see the module docstring for the formulation).
 
-    ``cells`` ``(ny, nx, N+3)``: ``z_min, dz, valid fraction, h_0..h_{N-1}`` (mean depth [m] at level
-    ``z_min + k dz``); ``wet_fraction`` ``(ny, nx, N)``; ``faces_x`` ``(ny, nx+1, 2N+4)`` and ``faces_y``
-    ``(ny+1, nx, 2N+4)``: ``z_min, dz, width fraction, h_eff slope above the top, hbar_0.., h_eff_0..``.
+    ``cells`` ``(ny, nx, 2N+2)``: ``z_min, valid fraction, z_0..z_{N-1}, h_0..h_{N-1}`` (mean depth [m]
+    at level ``z_k``); ``wet_fraction`` ``(ny, nx, N)``; ``faces_x`` ``(ny, nx+1, 2N+4)`` and ``faces_y``
+    ``(ny+1, nx, 2N+4)``: ``z_min, dz, width fraction, h_eff slope above the top, hbar_0, h_eff_0, hbar_1, ..``.
     """
 
     factor: int
@@ -143,7 +149,12 @@ class SubgridTables:
     @property
     def valid(self) -> np.ndarray:
         """Coarse cells with at least one valid fine pixel."""
-        return self.cells[..., 2] > 0
+        return self.cells[..., 1] > 0
+
+    @property
+    def valid_fraction(self) -> np.ndarray:
+        """Share of each coarse cell's area with valid fine pixels."""
+        return self.cells[..., 1]
 
     # ---------------------------------------------------------------- construction
     @staticmethod
@@ -155,7 +166,7 @@ class SubgridTables:
         return h.hexdigest()
 
     @classmethod
-    def from_terrain(cls, fine_terrain: Any, factor: int, n_levels: int = 16, *, cache: bool | str | Path = True,
+    def from_terrain(cls, fine_terrain: Any, factor: int, n_levels: int | None = None, *, cache: bool | str | Path = True,
                      cell_size: float | None = None) -> SubgridTables:
         """Tables of ``fine_terrain`` (a :class:`~twin.terrain.Terrain`, or an elevation array with
         ``cell_size``) for a grid ``factor`` times coarser. The fine grid is padded with nodata to a
@@ -163,6 +174,8 @@ class SubgridTables:
         or False. A cached file is read when its key (DEM bytes, factor, levels, version) matches."""
         if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
             raise ValueError(f"subgrid factor: expected an integer >= 1, got {factor!r}")
+        if n_levels is None:  # exact volume tables up to factor 4 (one level per pixel), 16 levels beyond
+            n_levels = max(2, min(16, int(factor) ** 2)) if isinstance(factor, (int, np.integer)) else 16
         if isinstance(n_levels, bool) or not isinstance(n_levels, (int, np.integer)) or not 2 <= n_levels <= 256:
             raise ValueError(f"subgrid n_levels: expected an integer in [2, 256], got {n_levels!r}")
         factor, n_levels = int(factor), int(n_levels)
@@ -217,7 +230,7 @@ class SubgridTables:
         ny, nx = -(-NY // f), -(-NX // f)
         zp = np.full((ny * f, nx * f), np.nan)
         zp[:NY, :NX] = z
-        cells = np.zeros((ny, nx, nlev + 3))
+        cells = np.zeros((ny, nx, 2 * nlev + 2))
         wet = np.zeros((ny, nx, nlev))
         for r0 in range(0, ny, _CHUNK_ROWS):
             r1 = min(ny, r0 + _CHUNK_ROWS)
@@ -248,20 +261,20 @@ class SubgridTables:
         (a scalar or a coarse ``(ny, nx)`` array), from the tables (0 below a cell's lowest pixel);
         with ``rows``/``cols``, of those cells only (``level`` a scalar or one value per cell)."""
         c = self.cells if rows is None else self.cells[rows, cols]
-        lev = np.broadcast_to(np.asarray(level, dtype=np.float64), c.shape[:-1])
-        zmin, dz, top = c[..., 0], c[..., 1], c[..., 2]
         n = self.n_levels
-        hk = c[..., 3:]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = np.where(dz > 0, (lev - zmin) / np.where(dz > 0, dz, 1.0), np.where(lev > zmin, np.inf, 0.0))
-        k = np.clip(np.floor(np.nan_to_num(s, posinf=n, neginf=0)), 0, n - 2).astype(np.int64)
-        w = np.clip(s - k, 0.0, 1.0)
+        lev = np.broadcast_to(np.asarray(level, dtype=np.float64), c.shape[:-1])
+        top = c[..., 1]
+        zk, hk = c[..., 2:2 + n], c[..., 2 + n:]
+        k = np.clip((zk <= lev[..., None]).sum(axis=-1) - 1, 0, n - 2)
+        z0 = np.take_along_axis(zk, k[..., None], axis=-1)[..., 0]
+        z1 = np.take_along_axis(zk, (k + 1)[..., None], axis=-1)[..., 0]
         h0 = np.take_along_axis(hk, k[..., None], axis=-1)[..., 0]
         h1 = np.take_along_axis(hk, (k + 1)[..., None], axis=-1)[..., 0]
-        inside = h0 + w * (h1 - h0)
-        zmax = zmin + dz * (n - 1)
-        above = hk[..., n - 1] + top * (lev - zmax)
-        out = np.where(lev <= zmin, 0.0, np.where(lev >= zmax, above, inside))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = np.where(z1 > z0, (lev - z0) / np.where(z1 > z0, z1 - z0, 1.0), 0.0)
+        inside = h0 + np.clip(w, 0.0, 1.0) * (h1 - h0)
+        above = hk[..., n - 1] + top * (lev - zk[..., n - 1])
+        out = np.where(lev <= zk[..., 0], 0.0, np.where(lev >= zk[..., n - 1], above, inside))
         return np.where(top > 0, np.maximum(out, 0.0), 0.0)
 
     def level_for_depth(self, h, rows=None, cols=None) -> np.ndarray:
@@ -270,9 +283,9 @@ class SubgridTables:
         ``rows``/``cols``, of those cells only (``h`` one value per cell)."""
         c = self.cells if rows is None else self.cells[rows, cols]
         h = np.broadcast_to(np.asarray(h, dtype=np.float64), c.shape[:-1])
-        zmin, dz, top = c[..., 0], c[..., 1], c[..., 2]
         n = self.n_levels
-        hk = c[..., 3:]
+        zmin, top = c[..., 0], c[..., 1]
+        zk, hk = c[..., 2:2 + n], c[..., 2 + n:]
         # k: last level with h_k <= h (the levels are increasing: a binary search per cell)
         k = np.empty(h.shape, np.int64)
         flat_hk = hk.reshape(-1, n)
@@ -291,9 +304,11 @@ class SubgridTables:
         k[...] = np.minimum(lo, n - 2).reshape(h.shape)
         h0 = np.take_along_axis(hk, k[..., None], axis=-1)[..., 0]
         h1 = np.take_along_axis(hk, (k + 1)[..., None], axis=-1)[..., 0]
+        z0 = np.take_along_axis(zk, k[..., None], axis=-1)[..., 0]
+        z1 = np.take_along_axis(zk, (k + 1)[..., None], axis=-1)[..., 0]
         with np.errstate(divide="ignore", invalid="ignore"):
-            inside = zmin + dz * (k + np.where(h1 > h0, (h - h0) / np.where(h1 > h0, h1 - h0, 1.0), 0.0))
-            above = zmin + dz * (n - 1) + (h - hk[..., n - 1]) / np.where(top > 0, top, 1.0)
+            inside = z0 + (z1 - z0) * np.where(h1 > h0, (h - h0) / np.where(h1 > h0, h1 - h0, 1.0), 0.0)
+            above = zk[..., n - 1] + (h - hk[..., n - 1]) / np.where(top > 0, top, 1.0)
         out = np.where(h >= hk[..., n - 1], above, inside)
         return np.where(top > 0, np.where(h > 0, out, zmin), np.nan)
 
