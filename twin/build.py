@@ -110,13 +110,19 @@ class Twin:
 
     def max_depth(self) -> np.ndarray:
         """Maximum depth so far on the twin's grid (subgrid: downscaled from the highest level)."""
-        fine = getattr(self.flood, "fine_max_depth", None)
-        return np.asarray(fine() if fine is not None else self.flood.max_depth)
+        fl = self.flood
+        if fl is None:
+            raise ValueError("max_depth: this twin has no flood model")
+        fine = getattr(fl, "fine_max_depth", None)
+        return np.asarray(fine() if fine is not None else fl.max_depth)
 
     def arrival_time(self) -> np.ndarray:
         """First time the depth exceeded 0.1 m, on the twin's grid (subgrid: of the coarse cell's mean depth)."""
-        to_fine = getattr(self.flood, "to_fine", None)
-        at = self.flood.arrival_time
+        fl = self.flood
+        if fl is None:
+            raise ValueError("arrival_time: this twin has no flood model")
+        to_fine = getattr(fl, "to_fine", None)
+        at = fl.arrival_time
         return np.asarray(to_fine(at) if to_fine is not None else at)
 
     def speed(self) -> np.ndarray | None:
