@@ -193,6 +193,10 @@ def test_refused_features_and_bad_input_name_the_cause():
     with pytest.raises(ValueError, match="factor"):
         FloodModel(t, subgrid=0)
     m = FloodModel(t, subgrid=3)
+    bad_depth = np.zeros(t.shape)
+    bad_depth[7, 8] = -1.0
+    with pytest.raises(ValueError, match=r"depth: value -1.0 at \(row 7, col 8\) of the fine grid"):
+        m.set_depth(bad_depth)
     with pytest.raises(ValueError, match="add_levee: not supported with subgrid"):
         m.add_levee([(0, -50), (100, -50)], 5.0)
     tab = m.subgrid
@@ -215,6 +219,11 @@ def test_fine_rain_and_roughness_map_to_coarse_cells_conserving_volume():
     vb = m.volume_balance()
     assert abs(vb["rain_m3"] - 3.6 * 100.0 * 60 / 3600) < 1e-9  # 1 m/h on 100 m2 for a minute
     assert np.allclose(m._manning, 0.05)
+    # a depth on the fine grid keeps its volume on the coarse grid
+    h = np.random.default_rng(0).uniform(0, 0.3, (30, 30))
+    m2 = FloodModel(t, subgrid=3)
+    m2.set_depth(h)
+    assert abs(m2.volume_balance()["volume_m3"] - h.sum() * 100.0) < 1e-9 * h.sum() * 100.0
 
 
 @pytest.mark.slow

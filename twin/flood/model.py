@@ -358,10 +358,13 @@ class FloodModel:
         a = np.asarray(h)
         sg = self.subgrid
         if sg is not None and a.ndim == 2 and a.shape == sg.fine_shape and a.shape != self.shape:
-            if not (np.isfinite(a) | ~self.fine_terrain.valid).all() or (np.nan_to_num(a) < 0).any():
-                bad = ~(np.isfinite(a) & (a >= 0)) & self.fine_terrain.valid
+            a = np.asarray(a, dtype=np.float64)
+            with np.errstate(invalid="ignore"):
+                bad = self.fine_terrain.valid & ~(np.isfinite(a) & (a >= 0))
+            if bad.any():
                 r, c = np.argwhere(bad)[0]
-                raise ValueError(f"depth: value {a[r, c]!r} at (row {r}, col {c}) must be finite and >= 0")
+                raise ValueError(f"depth: value {float(a[r, c])!r} at (row {r}, col {c}) of the fine grid must be finite "
+                                 "and >= 0")
             a = sg.to_coarse(a, "depth", self.fine_terrain.valid)
         if a.ndim == 0:
             v = float(a)
