@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <sstream>
 #include <string>
@@ -73,6 +74,11 @@ struct Args {
     double* maxspeed;
     double* arrival;
     double* maxlevel;
+    // level cache (optional, both or neither): level_cache[i] is the level of depth_cache[i]; pass A reuses it
+    // where h[i] has the same bits (the model did not edit the cell), pass E stores the new pair. The level is a
+    // pure function of the depth, so the results are the same bits with or without the cache.
+    double* level_cache;
+    double* depth_cache;
     double* row_sums;
     double dx, dt, theta, t_end;
     int threads;
@@ -187,7 +193,10 @@ double step(const Args& a) {
                 const std::int64_t i = r * nx + c;
                 const double hc = a.h[i];
                 bad |= (hc < -kNegDepth) ? kBadNegInput : 0;
-                const double e = a.z[i] >= kWallZ ? a.z[i] : level_of(a.cells + i * cw, nl, hc);
+                double e;
+                if (a.z[i] >= kWallZ) e = a.z[i];
+                else if (a.depth_cache && std::memcmp(&a.depth_cache[i], &hc, sizeof(double)) == 0) e = a.level_cache[i];
+                else e = level_of(a.cells + i * cw, nl, hc);
                 bad |= std::isfinite(e) ? 0 : kBadTable;
                 eta[i] = e;
             }
@@ -344,6 +353,10 @@ double step(const Args& a) {
                 if (a.maxh[i] < hn) a.maxh[i] = hn;
                 if (!wall) {
                     const double lev = level_of(a.cells + i * cw, nl, hn);
+                    if (a.level_cache) {
+                        a.level_cache[i] = lev;
+                        a.depth_cache[i] = hn;
+                    }
                     if (a.maxlevel[i] < lev) a.maxlevel[i] = lev;
                     const double dl = lev - a.cells[i * cw];
                     if (dl > hm) hm = dl;
@@ -459,7 +472,8 @@ double subgrid_binding(dcarr z, dcarr h, dcarr qx, dcarr qy, dcarr h_out, dcarr 
                        dcarr faces_x, dcarr faces_y, dcarr manning, carray<std::uint8_t> edge_kind, dcarr edge_value,
                        dcarr maxh, dcarr maxspeed, dcarr arrival, dcarr maxlevel, dcarr row_sums, double dx, double dt,
                        double theta, double t_end, py::object rain0, py::object rain1, double rain_w,
-                       double rain_scale, py::object loss, double loss_scale, int threads) {
+                       double rain_scale, py::object loss, double loss_scale, int threads, py::object level_cache,
+                       py::object depth_cache) {
     using namespace subgrid;
     if (z.ndim() != 2) fail("elevation: expected a 2-D (ny, nx) array, got shape " + shape_str(z));
     const py::ssize_t ny = z.shape(0), nx = z.shape(1);
@@ -539,6 +553,21 @@ double subgrid_binding(dcarr z, dcarr h, dcarr qx, dcarr qy, dcarr h_out, dcarr 
     a.arrival = arrival.mutable_data();
     a.maxlevel = maxlevel.mutable_data();
     a.row_sums = row_sums.mutable_data();
+    if (level_cache.is_none() != depth_cache.is_none()) fail("level_cache/depth_cache: give both or neither");
+    py::ssize_t ncache = 0;
+    if (!level_cache.is_none()) {
+        for (const py::object* o : {&level_cache, &depth_cache})
+            if (!py::isinstance<dcarr>(*o))
+                throw py::type_error("level_cache/depth_cache: expected C-contiguous float64 arrays (no conversion is made)");
+        auto lc = py::reinterpret_borrow<dcarr>(level_cache);
+        auto dc = py::reinterpret_borrow<dcarr>(depth_cache);
+        require_shape2(lc, ny, nx, "level_cache");
+        require_shape2(dc, ny, nx, "depth_cache");
+        if (!lc.writeable() || !dc.writeable()) fail("level_cache/depth_cache: arrays must be writeable");
+        a.level_cache = lc.mutable_data();
+        a.depth_cache = dc.mutable_data();
+        ncache = ny * nx * 8;
+    }
     {
         const py::ssize_t nsrc = a.rain_per_cell ? ny * nx : 1, nloss = a.loss_per_cell ? ny * nx : 1;
         require_no_overlap({buf("depth_out", h_out, true), buf("qx_out", qx_out, true), buf("qy_out", qy_out, true),
@@ -549,7 +578,9 @@ double subgrid_binding(dcarr z, dcarr h, dcarr qx, dcarr qy, dcarr h_out, dcarr 
                             buf("faces_x", faces_x, false), buf("faces_y", faces_y, false),
                             buf("manning", manning, false), buf("edge_kind", edge_kind, false),
                             buf("edge_value", edge_value, false), NamedBuf{"rain0", a.rain0, nsrc * 8, false},
-                            NamedBuf{"rain1", a.rain1, nsrc * 8, false}, NamedBuf{"loss", a.loss, nloss * 8, false}});
+                            NamedBuf{"rain1", a.rain1, nsrc * 8, false}, NamedBuf{"loss", a.loss, nloss * 8, false},
+                            NamedBuf{"level_cache", a.level_cache, ncache, true},
+                            NamedBuf{"depth_cache", a.depth_cache, ncache, true}});
     }
     a.dx = dx;
     a.dt = dt;
@@ -607,12 +638,14 @@ void register_flood_subgrid(py::module_& m) {
           py::arg("row_sums").noconvert(), py::kw_only(), py::arg("dx"), py::arg("dt"), py::arg("theta"),
           py::arg("t_end"), py::arg("rain0") = py::none(), py::arg("rain1") = py::none(), py::arg("rain_w") = 0.0,
           py::arg("rain_scale") = 0.0, py::arg("loss") = py::none(), py::arg("loss_scale") = 0.0,
-          py::arg("threads") = 0,
+          py::arg("threads") = 0, py::arg("level_cache") = py::none(), py::arg("depth_cache") = py::none(),
           "One subgrid local-inertial sub-step (float64; see core_cpp/flood_subgrid.cpp and twin/flood/subgrid.py). "
           "h is the mean depth (volume / cell area) on the coarse grid; the tables come from "
           "twin.flood.subgrid.SubgridTables. Writes h_out/qx_out/qy_out, updates the trackers (max_level: the "
           "highest water level) and row_sums (rain, lost, boundary in, boundary out, bad). Returns the largest "
-          "local depth (level minus the cell's lowest pixel) of the new state, for the CFL sub-step.");
+          "local depth (level minus the cell's lowest pixel) of the new state, for the CFL sub-step. Optional "
+          "level_cache/depth_cache (ny, nx), in/out: the level of each cell's last depth, reused where the depth "
+          "has the same bits (same results, one table inversion per cell saved).");
     m.def("flood_subgrid_check_tables", &check_tables, py::arg("cells").noconvert(), py::arg("faces_x").noconvert(),
           py::arg("faces_y").noconvert(),
           "Validate subgrid tables once (finite; level spacing >= 0; fractions in [0, 1]; volume tables strictly "

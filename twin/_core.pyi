@@ -48,7 +48,8 @@ def flood_subgrid_step(
     max_level: NDArray[np.float64], row_sums: NDArray[np.float64], *, dx: float, dt: float, theta: float,
     t_end: float, rain0: NDArray[np.float64] | None = None, rain1: NDArray[np.float64] | None = None,
     rain_w: float = 0.0, rain_scale: float = 0.0, loss: NDArray[np.float64] | None = None,
-    loss_scale: float = 0.0, threads: int = 0,
+    loss_scale: float = 0.0, threads: int = 0, level_cache: NDArray[np.float64] | None = None,
+    depth_cache: NDArray[np.float64] | None = None,
 ) -> float: ...
 # ---- traffic (core_cpp/traffic_*.cpp) ----
 

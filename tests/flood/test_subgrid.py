@@ -292,3 +292,29 @@ def test_scenario_subgrid_factor_builds_fine_city_and_coarse_flood(tmp_path):
     assert tw.flood.volume_balance()["relative_error"] < 1e-10
     with pytest.raises(ValueError, match="subgrid_factor: needs solver 'inertial' and dtype 'float64'"):
         load_scenario(repo / "scenarios" / "danang_rain.yaml", overrides=["flood.subgrid_factor=3"])
+
+
+def test_level_cache_changes_no_bit(monkeypatch):
+    # the kernel reuses the level of a cell whose depth kept its bits; without the cache: the same bits
+    z = _rough(45, 45, seed=8)
+    t = Terrain.from_array(z, 10.0)
+
+    def run():
+        m = FloodModel(t, manning=0.03, subgrid=3, threads=1)
+        m.set_rainfall([0, 600], [120, 60])
+        m.add_inflow([(7, 7)], ([0.0, 900.0], [0.5, 0.5]))  # edits a cell between sub-steps
+        m.set_boundary("east", "free")
+        m.run_one_step(900.0)
+        return m.depth, m.face_discharge()[0], m.fine_max_depth()
+
+    cached = run()
+    orig = _core.flood_subgrid_step
+
+    def no_cache(*args, **kw):
+        kw.pop("level_cache", None)
+        kw.pop("depth_cache", None)
+        return orig(*args, **kw)
+
+    monkeypatch.setattr(_core, "flood_subgrid_step", no_cache)
+    for a, b in zip(cached, run()):
+        assert np.array_equal(a, b)

@@ -33,6 +33,9 @@ class SubgridSolver(InertialSolver):
         t = self.tables
         _core.flood_subgrid_check_tables(t.cells, t.faces_x, t.faces_y)  # once; the kernel flags what it reads
         self.max_level = np.where(self.tables.valid, self.tables.z_min, -np.inf).astype(np.float64)
+        # the kernel's level cache: the level of each cell's last depth (NaN depth: nothing cached yet)
+        self._level_cache = np.zeros(inputs.shape, np.float64)
+        self._depth_cache = np.full(inputs.shape, np.nan, np.float64)
 
     def substep(self, dt: float, t_end: float, f: SubstepForcing) -> float:
         m = self.inputs
@@ -45,6 +48,7 @@ class SubgridSolver(InertialSolver):
             dx=m.cell_size, dt=dt, theta=m.theta, t_end=t_end,
             rain0=f.rain0, rain1=f.rain1, rain_w=f.rain_w, rain_scale=f.rain_scale,
             loss=f.loss, loss_scale=f.loss_scale, threads=m.threads or 0,
+            level_cache=self._level_cache, depth_cache=self._depth_cache,
         )  # fmt: skip
         self._cur = n
         return hmax
