@@ -286,22 +286,8 @@ class SubgridTables:
         n = self.n_levels
         zmin, top = c[..., 0], c[..., 1]
         zk, hk = c[..., 2:2 + n], c[..., 2 + n:]
-        # k: last level with h_k <= h (the levels are increasing: a binary search per cell)
-        k = np.empty(h.shape, np.int64)
-        flat_hk = hk.reshape(-1, n)
-        flat_h = h.reshape(-1)
-        lo = np.zeros(flat_h.shape, np.int64)
-        hi = np.full(flat_h.shape, n - 1, np.int64)
-        idx = np.arange(flat_h.size)
-        while True:
-            open_ = hi - lo > 1
-            if not open_.any():
-                break
-            mid = (lo + hi) // 2
-            go = flat_hk[idx, mid] <= flat_h
-            lo = np.where(open_ & go, mid, lo)
-            hi = np.where(open_ & ~go, mid, hi)
-        k[...] = np.minimum(lo, n - 2).reshape(h.shape)
+        # k: last level with h_k <= h (the levels are non-decreasing and h_0 = 0)
+        k = np.clip((hk <= h[..., None]).sum(axis=-1) - 1, 0, n - 2)
         h0 = np.take_along_axis(hk, k[..., None], axis=-1)[..., 0]
         h1 = np.take_along_axis(hk, (k + 1)[..., None], axis=-1)[..., 0]
         z0 = np.take_along_axis(zk, k[..., None], axis=-1)[..., 0]
