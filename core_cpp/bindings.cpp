@@ -23,4 +23,5 @@ PYBIND11_MODULE(_core, m) {
     twin::register_flood(m);
     twin::register_traffic(m);
     twin::register_fv(m);
+    twin::register_flood_subgrid(m);
 }

@@ -32,6 +32,25 @@ def flood_inertial_step(
     threads: int = 0, seg_max_depth_min: NDArray[np.floating] | None = None,
     seg_max_speed_min: NDArray[np.floating] | None = None,
 ) -> float: ...
+
+# ---- flood, subgrid topography (core_cpp/flood_subgrid.cpp; float64 only) ----
+FLOOD_SUBGRID_ROW_SLOTS: int
+
+def flood_subgrid_check_tables(
+    cells: NDArray[np.float64], faces_x: NDArray[np.float64], faces_y: NDArray[np.float64]) -> None: ...
+
+def flood_subgrid_step(
+    z: NDArray[np.float64], h: NDArray[np.float64], qx: NDArray[np.float64], qy: NDArray[np.float64],
+    h_out: NDArray[np.float64], qx_out: NDArray[np.float64], qy_out: NDArray[np.float64],
+    cells: NDArray[np.float64], faces_x: NDArray[np.float64], faces_y: NDArray[np.float64],
+    manning: NDArray[np.float64], edge_kind: NDArray[np.uint8], edge_value: NDArray[np.float64],
+    max_depth: NDArray[np.float64], max_speed: NDArray[np.float64], arrival_time: NDArray[np.float64],
+    max_level: NDArray[np.float64], row_sums: NDArray[np.float64], *, dx: float, dt: float, theta: float,
+    t_end: float, rain0: NDArray[np.float64] | None = None, rain1: NDArray[np.float64] | None = None,
+    rain_w: float = 0.0, rain_scale: float = 0.0, loss: NDArray[np.float64] | None = None,
+    loss_scale: float = 0.0, threads: int = 0, level_cache: NDArray[np.float64] | None = None,
+    depth_cache: NDArray[np.float64] | None = None,
+) -> float: ...
 # ---- traffic (core_cpp/traffic_*.cpp) ----
 
 def traffic_node_model(sending: NDArray[np.float64], priority: NDArray[np.float64],

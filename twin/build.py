@@ -104,16 +104,42 @@ class Twin:
 
     # -- fields ---------------------------------------------------------------------------------
     def depth(self) -> np.ndarray | None:
-        return None if self.flood is None else np.asarray(self.flood.depth)
+        """Depth on the twin's grid (with subgrid topography: the flood level downscaled onto the fine terrain)."""
+        if self.flood is None:
+            return None
+        fine = getattr(self.flood, "fine_depth", None)
+        return np.asarray(fine() if fine is not None else self.flood.depth)
+
+    def max_depth(self) -> np.ndarray:
+        """Maximum depth so far on the twin's grid (subgrid: downscaled from the highest level)."""
+        fl = self.flood
+        if fl is None:
+            raise ValueError("max_depth: this twin has no flood model")
+        fine = getattr(fl, "fine_max_depth", None)
+        return np.asarray(fine() if fine is not None else fl.max_depth)
+
+    def arrival_time(self) -> np.ndarray:
+        """First time the depth exceeded 0.1 m, on the twin's grid (subgrid: of the coarse cell's mean depth)."""
+        fl = self.flood
+        if fl is None:
+            raise ValueError("arrival_time: this twin has no flood model")
+        to_fine = getattr(fl, "to_fine", None)
+        at = fl.arrival_time
+        return np.asarray(to_fine(at) if to_fine is not None else at)
 
     def speed(self) -> np.ndarray | None:
         if self.flood is None:
             return None
         sp = getattr(self.flood, "speed", None)
         if sp is not None:
-            return np.asarray(sp)
+            return self._on_twin_grid(np.asarray(sp))
         v = np.asarray(self.flood.velocity)
-        return np.hypot(v[0], v[1]) if v.ndim == 3 else np.abs(v)
+        sp = np.hypot(v[0], v[1]) if v.ndim == 3 else np.abs(v)
+        return self._on_twin_grid(sp)
+
+    def _on_twin_grid(self, a: np.ndarray) -> np.ndarray:
+        to_fine = getattr(self.flood, "to_fine", None)
+        return np.asarray(to_fine(a)) if to_fine is not None and getattr(self.flood, "subgrid", None) else a
 
     def hazard(self) -> np.ndarray:
         return hazard_rating(self.depth(), self.speed(), self.urban)
@@ -249,7 +275,10 @@ def build_twin(scenario: Scenario, city=None, forcing: dict | None = None) -> Tw
     if city is None:
         from twin.city import load_city
 
-        city = load_city(sc.city, resolution_m=sc.resolution_m)
+        sgf = sc.flood.subgrid_factor if sc.flood is not None else None
+        # subgrid topography: the city (terrain, roads, places, maps) at resolution_m / factor, the flood
+        # solved at resolution_m on tables of that terrain
+        city = load_city(sc.city, resolution_m=sc.resolution_m / sgf if sgf else sc.resolution_m)
     terrain = city.terrain
     tw = Twin(scenario=sc, city=city, terrain=terrain, seed_sequence=ss, rngs=rngs)
     tw.forcing.update(forcing or {})
@@ -405,7 +434,8 @@ def _build_flood(tw: Twin) -> None:
         z = terrain.elevation
     if isinstance(manning, np.ndarray):
         manning = np.where(terrain.valid, np.nan_to_num(manning, nan=0.03), 0.03)
-    fm = FloodModel(terrain, **kw | {"manning": manning})
+    sgf = f.subgrid_factor if f.subgrid_factor and f.subgrid_factor > 1 else None
+    fm = FloodModel(terrain, **kw | {"manning": manning}, subgrid=sgf)
     tw.flood = fm
     # edges
     for edge in ("north", "south", "east", "west"):
@@ -427,7 +457,8 @@ def _build_flood(tw: Twin) -> None:
         h0 = np.where(tw.sea_mask, np.maximum(h0, stage[0] - sea_z), h0)
         rows, cols = np.nonzero(tw.sea_mask)
         # the sea cells hold the stage (water they gain or lose counts as boundary flow)
-        fm.set_boundary(None, "stage", times_s=times, stage_m=stage, cells=list(zip(rows.tolist(), cols.tolist())))
+        fm.set_boundary(None, "stage", times_s=times, stage_m=stage,
+                        cells=fm.grid_cells(list(zip(rows.tolist(), cols.tolist()))))
     if h_res is not None:
         h0 = np.maximum(np.nan_to_num(h0), h_res)
     h0 = np.where(terrain.valid, np.clip(np.nan_to_num(h0), 0.0, None), 0.0)
@@ -452,12 +483,12 @@ def _build_flood(tw: Twin) -> None:
         else:
             t, q = np.array([0.0, sc.duration]), np.zeros(2)
         q = q * inf.scale + inf.base_m3_per_s
-        fm.add_inflow(_cells_near(tw, x, y, inf.width_m), hydrograph=(t, q))
+        fm.add_inflow(fm.grid_cells(_cells_near(tw, x, y, inf.width_m)), hydrograph=(t, q))
     rel = reservoir_release(tw, rain)
     if rel is not None:
         outlet = reservoir_outlet(tw)
         x, y = _inflow_point(tw, outlet)
-        idx = fm.add_inflow(_cells_near(tw, x, y, 3 * tw.terrain.cell_size), hydrograph=rel)
+        idx = fm.add_inflow(fm.grid_cells(_cells_near(tw, x, y, 3 * tw.terrain.cell_size)), hydrograph=rel)
         tw.forcing["reservoir_release"] = rel
         tw.forcing["reservoir_inflow_index"] = idx
 

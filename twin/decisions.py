@@ -262,6 +262,9 @@ class Pump(_Decision):
         if self.to_xy is not None:
             (tx, ty), = _utm(self, twin, self.to_xy, "to_xy", self.crs)
             to_cell = _cell(self, twin, tx, ty, "to_xy", self.to_xy)
+        if getattr(flood, "subgrid", None) is not None:  # terrain cell -> the flood's (coarse) solve cell
+            cell = flood.grid_cells([cell])[0]
+            to_cell = flood.grid_cells([to_cell])[0] if to_cell is not None else None
 
         def act(t_s: float) -> str:
             if not self.active:
@@ -314,7 +317,8 @@ class ReservoirRelease(_Decision):
             q_at = float(np.interp(t_s, t, q, left=0.0, right=0.0))
             qq = np.concatenate([[0.0, q_at], q[keep]]) if keep.any() else np.array([0.0, 0.0])
             tt[0] = np.nextafter(t_s, -np.inf)
-            flood.add_inflow(cells, hydrograph=(tt, qq))
+            flood.add_inflow(flood.grid_cells(cells) if getattr(flood, "subgrid", None) is not None else cells,
+                             hydrograph=(tt, qq))
             return f"release of up to {q.max():g} m3/s at {name}"
         return act
 

@@ -269,6 +269,21 @@ class Flood(_Model):
     sea: Sea = Field(default_factory=Sea)
     boundaries: Boundaries = Field(default_factory=Boundaries)
     reservoir: Reservoir | None = None
+    subgrid_factor: int | None = Field(
+        None, ge=1, le=10,
+        description="subgrid topography: the city is built at resolution_m / subgrid_factor and the flood is "
+                    "solved at resolution_m on tables of that finer terrain (docs/user-guide/flood.md)")
+
+    @model_validator(mode="after")
+    def _subgrid_ok(self):
+        if self.subgrid_factor is not None and self.subgrid_factor > 1:
+            if self.solver != "inertial" or self.dtype != "float64":
+                raise ValueError(f"subgrid_factor: needs solver 'inertial' and dtype 'float64', got solver "
+                                 f"{self.solver!r} and dtype {self.dtype!r}")
+            if self.reservoir is not None and self.reservoir.in_grid:
+                raise ValueError("subgrid_factor: a reservoir filled in the grid (reservoir.in_grid) is not "
+                                 "supported with subgrid topography")
+        return self
 
 
 # --------------------------------------------------------------------------------------------

@@ -102,11 +102,18 @@ class FloodModel:
         alpha: float = 0.5,
         theta: float = 0.8,
         threads: int | None = None,
+        subgrid=None,
     ) -> None:
         from ..terrain import Terrain
 
         if not isinstance(terrain, Terrain):
             raise ValueError(f"terrain: expected a twin.Terrain, got {type(terrain).__name__}")
+        #: the subgrid tables (FloodModel(fine_terrain, subgrid=factor)), or None for the regular solve
+        self.subgrid = None
+        #: the terrain given (the fine DEM when solving with subgrid topography)
+        self.fine_terrain = terrain
+        if subgrid is not None:
+            terrain, manning = self._init_subgrid(terrain, subgrid, solver, dtype, manning)
         try:
             self.dtype = np.dtype(dtype)
         except TypeError:
@@ -134,6 +141,10 @@ class FloodModel:
         self._z[~self._valid] = _core.FLOOD_WALL_Z
         self._manning = self._check_field(manning, "manning", allow_scalar=True)
         solver_cls = get_solver(solver)
+        if self.subgrid is not None:
+            from .solvers.subgrid import SubgridSolver
+
+            solver_cls = SubgridSolver
         self.solver = solver
         # tracked outputs
         self._maxh = np.zeros(self.shape, self.dtype)
@@ -170,7 +181,7 @@ class FloodModel:
         self._inputs = SolverInputs(
             z=self._z, valid=self._valid, manning=self._manning, cell_size=self.cell_size, dtype=self.dtype,
             edge_kind=self._edge_kind, edge_value=self._edge_value, alpha=self.alpha, theta=self.theta,
-            threads=self.threads,
+            threads=self.threads, subgrid=self.subgrid,
         )  # fmt: skip
         self._solver_cell_counts = (0, 0, 0, 0)  # pumps, prescribed cells, inflows, breaches in _inputs
         self._solver = solver_cls(self._inputs)
@@ -179,6 +190,84 @@ class FloodModel:
             max_speed=self._maxs, arrival_time=self._arr, row_sums=self._row_sums,
             seg_max_depth_min=self._seg_maxh_min, seg_max_speed_min=self._seg_maxs_min,
         )  # fmt: skip
+
+    # ------------------------------------------------------------------ subgrid
+    def _init_subgrid(self, terrain, subgrid, solver, dtype, manning):
+        """Tables for ``subgrid`` (a factor or SubgridTables); returns the coarse terrain and roughness."""
+        from ..terrain import Terrain
+        from .subgrid import SubgridTables
+
+        if solver != "inertial":
+            raise ValueError(f"subgrid: only the local-inertial solver has a subgrid path (solver='inertial'), "
+                             f"got solver={solver!r}")
+        if np.dtype(dtype) != np.float64:
+            raise ValueError(f"subgrid: the subgrid kernel runs in float64, got dtype={dtype!r}")
+        if isinstance(subgrid, SubgridTables):
+            tab = subgrid
+            if tab.fine_shape != terrain.shape or abs(tab.fine_cell_size - float(terrain.cell_size)) > 1e-9:
+                raise ValueError(f"subgrid: the tables were built for a {tab.fine_shape} grid of "
+                                 f"{tab.fine_cell_size:g} m, the terrain is {terrain.shape} of {terrain.cell_size:g} m")
+            if tab.key != SubgridTables.cache_key(terrain.elevation, tab.factor, tab.n_levels):
+                raise ValueError("subgrid: the tables were built from another DEM (their hash does not match the "
+                                 "terrain's elevation)")
+        else:
+            tab = SubgridTables.from_terrain(terrain, subgrid)
+        self.subgrid = tab
+        zc = np.where(tab.valid, tab.z_min, np.nan)
+        coarse = Terrain.from_array(zc, tab.cell_size, origin=terrain.origin, crs=terrain.crs)
+        coarse.source = f"subgrid x{tab.factor} of {terrain.source}"
+        m = np.asarray(manning, dtype=np.float64)
+        if m.ndim == 2 and m.shape == terrain.shape:  # fine roughness: mean over each cell's valid pixels
+            ok = terrain.valid & np.isfinite(m)
+            s = tab.to_coarse(np.where(ok, m, 0.0), "manning")
+            k = tab.to_coarse(ok.astype(np.float64), "manning")
+            manning = np.where(k > 0, s / np.where(k > 0, k, 1.0), 0.0)
+        return coarse, manning
+
+    def fine_depth(self) -> np.ndarray:
+        """Water depth [m] on the terrain's grid: with subgrid topography the coarse water level
+        downscaled onto the fine DEM, ``max(0, level - z_fine)``; otherwise :attr:`depth`."""
+        if self.subgrid is None:
+            return self.depth
+        return self.subgrid.downscale(self._solver.level(), self.fine_terrain.elevation)
+
+    def fine_max_depth(self) -> np.ndarray:
+        """Maximum depth [m] so far on the terrain's grid (subgrid: the highest level of each coarse
+        cell downscaled onto the fine DEM); otherwise :attr:`max_depth`."""
+        if self.subgrid is None:
+            return self.max_depth
+        lev = np.where(np.isfinite(self._solver.max_level), self._solver.max_level, np.nan)
+        return self.subgrid.downscale(lev, self.fine_terrain.elevation)
+
+    @property
+    def level(self) -> np.ndarray:
+        """Water level [m] on the solve grid (subgrid: from the volume tables; else bed + depth; NaN on walls)."""
+        if self.subgrid is not None:
+            return self._solver.level()
+        return np.where(self._valid, self.terrain.elevation + self.depth, np.nan)
+
+    def to_fine(self, a) -> np.ndarray:
+        """A field on the solve grid copied onto the terrain's grid (each coarse cell to its pixels);
+        the array itself without subgrid topography."""
+        if self.subgrid is None:
+            return np.asarray(a)
+        f = self.subgrid.factor
+        ny, nx = self.subgrid.fine_shape
+        return np.repeat(np.repeat(np.asarray(a), f, axis=-2), f, axis=-1)[..., :ny, :nx]
+
+    def grid_cells(self, cells) -> list[tuple[int, int]]:
+        """Cells ``[(row, col), ...]`` of the terrain's grid as cells of the solve grid (each coarse cell
+        once, in first-seen order); unchanged without subgrid topography."""
+        cl = [(int(r), int(c)) for r, c in np.asarray(cells).reshape(-1, 2)]
+        if self.subgrid is None:
+            return cl
+        f = self.subgrid.factor
+        return list(dict.fromkeys((r // f, c // f) for r, c in cl))
+
+    def _refuse_subgrid(self, what: str) -> None:
+        if self.subgrid is not None:
+            raise ValueError(f"{what}: not supported with subgrid topography (FloodModel(..., subgrid=...)) yet; "
+                             "solve on the fine grid for levees, breaches and closed cells")
 
     # ------------------------------------------------------------------ helpers
     def _fits_dtype(self, a: np.ndarray, name: str) -> None:
@@ -192,6 +281,12 @@ class FloodModel:
 
     def _check_field(self, v, name: str, allow_scalar: bool) -> np.ndarray:
         a = np.asarray(v, dtype=np.float64)
+        if self.subgrid is not None and a.ndim == 2 and a.shape == self.subgrid.fine_shape and a.shape != self.shape:
+            bad = self.fine_terrain.valid & ~(np.isfinite(a) & (a >= 0))
+            if bad.any():
+                r, c = np.argwhere(bad)[0]
+                raise ValueError(f"{name}: value {a[r, c]!r} at (row {r}, col {c}) must be finite and >= 0")
+            a = self.subgrid.to_coarse(a, name, self.fine_terrain.valid)  # per-area rate: volume kept
         if a.ndim == 0 and allow_scalar:
             if not math.isfinite(float(a)) or float(a) < 0:
                 raise ValueError(f"{name}: must be finite and >= 0, got {float(a)!r}")
@@ -257,8 +352,20 @@ class FloodModel:
 
     # ------------------------------------------------------------------ setup API
     def set_depth(self, h) -> None:
-        """Set the water depth [m]: a scalar or an ``(ny, nx)`` array (walls stay dry)."""
+        """Set the water depth [m]: a scalar or an ``(ny, nx)`` array (walls stay dry). With subgrid
+        topography the depth is the mean depth (volume / cell area) of the coarse cells; an array on the
+        terrain's (fine) grid is converted keeping its volume."""
         a = np.asarray(h)
+        sg = self.subgrid
+        if sg is not None and a.ndim == 2 and a.shape == sg.fine_shape and a.shape != self.shape:
+            a = np.asarray(a, dtype=np.float64)
+            with np.errstate(invalid="ignore"):
+                bad = self.fine_terrain.valid & ~(np.isfinite(a) & (a >= 0))
+            if bad.any():
+                r, c = np.argwhere(bad)[0]
+                raise ValueError(f"depth: value {float(a[r, c])!r} at (row {r}, col {c}) of the fine grid must be finite "
+                                 "and >= 0")
+            a = sg.to_coarse(a, "depth", self.fine_terrain.valid)
         if a.ndim == 0:
             v = float(a)
             if not math.isfinite(v) or v < 0:
@@ -282,6 +389,8 @@ class FloodModel:
         np.copyto(hs, a, casting="unsafe")
         hs[~self._valid] = 0
         self._hmax = float(hs.max())  # the next sub-step's CFL limit
+        if self.subgrid is not None:  # the CFL limit of a subgrid cell is its local depth
+            self._hmax = self._solver.local_depth_max()
         delta = self._volume() - before
         if self._n_steps == 0 and self._time == 0.0:
             self._acc["initial_m3"] += delta
@@ -298,6 +407,8 @@ class FloodModel:
         self._arr[m] = self._time
         del m
         np.maximum(self._maxh, h, out=self._maxh)
+        if self.subgrid is not None:
+            self._solver.track_levels()
 
     def _track_sparse(self, rows, cols) -> None:
         """Update the tracked maxima at cells the model edited outside the kernel."""
@@ -307,6 +418,8 @@ class FloodModel:
         arr = self._arr[rows, cols]
         self._arr[rows, cols] = np.where((old <= 0.1) & (hv > 0.1) & np.isnan(arr), self._time, arr)
         self._maxh[rows, cols] = np.maximum(old, hv)
+        if self.subgrid is not None:
+            self._solver.track_levels(rows, cols)
 
     def set_rainfall(self, times_s, rate_mm_per_h) -> None:
         """Rainfall [mm/h] as a time series: ``rate_mm_per_h`` shaped ``(nt,)`` (uniform),
@@ -325,6 +438,17 @@ class FloodModel:
             r = np.full(t.shape, float(r))
         if r.shape == self.shape and t.size == 1:
             r = r[None]
+        sg = self.subgrid
+        if sg is not None and r.ndim == 2 and r.shape == sg.fine_shape and t.size == 1:
+            r = r[None]
+        if sg is not None and r.ndim == 3 and r.shape[1:] == sg.fine_shape and r.shape[1:] != self.shape:
+            if not (np.isfinite(r).all() and (r >= 0).all()):
+                raise ValueError("rate_mm_per_h: rainfall rates must be finite and >= 0 mm/h")
+            # rain on the fine pixels, summed over each coarse cell (nodata pixels get none): volume kept
+            r = np.stack([sg.to_coarse(fr, "rate_mm_per_h", self.fine_terrain.valid) for fr in r])
+        elif sg is not None and r.shape == t.shape and bool((sg.valid_fraction < 1.0).any()):
+            # uniform rain on coarse cells that hold nodata pixels: only the valid pixels get rain
+            r = r[:, None, None] * sg.valid_fraction[None]
         if r.shape == t.shape:
             frames = r.reshape(-1, 1)
         elif r.shape == (t.size, ny, nx):
@@ -493,6 +617,7 @@ class FloodModel:
         Every face whose centre-to-centre link crosses the polyline gets its crest raised to
         ``crest_m`` (the higher crest wins where levees meet). Returns the number of faces raised.
         """
+        self._refuse_subgrid("add_levee")
         pts = np.asarray(xy_polyline, dtype=np.float64)
         if pts.ndim != 2 or pts.shape[1] != 2 or pts.shape[0] < 2 or not np.isfinite(pts).all():
             raise ValueError(f"xy_polyline: expected at least two finite (x, y) points, got shape {pts.shape}")
@@ -562,6 +687,7 @@ class FloodModel:
         """
         from .breach import make_breach
 
+        self._refuse_subgrid("add_breach")
         if t_start_s is None:
             t_start_s = start_s if start_s is not None else 0.0
         if duration_s is None:
@@ -685,7 +811,10 @@ class FloodModel:
             acc["inflow_m3"] += float(sums[2]) * self.cell_size * sub
             acc["outflow_m3"] += float(sums[3]) * self.cell_size * sub
             self._time = t1  # for tracked times of the sparse sources below
-            hmax = max(hmax, self._apply_sparse(sub, tm))
+            hs = self._apply_sparse(sub, tm)
+            if self.subgrid is not None and hs > 0.0 and self._inputs.source_cells is not None:
+                hs = self._solver.local_depth_max(*self._inputs.source_cells)
+            hmax = max(hmax, hs)
             self._hmax = hmax
             self._n_steps += 1
             t0 = t1
@@ -767,7 +896,10 @@ class FloodModel:
             before = h[r, c].astype(np.float64)
             if b["kind"] == "stage":
                 level = float(b["series"](tm))
-                new = np.maximum(level - self.terrain.elevation[r, c], 0.0).astype(self.dtype)
+                if self.subgrid is not None:  # the mean depth at that level, from the volume tables
+                    new = self.subgrid.depth_for_level(level, r, c)
+                else:
+                    new = np.maximum(level - self.terrain.elevation[r, c], 0.0).astype(self.dtype)
             else:  # free: drain; wall: closed and dry
                 new = np.zeros(r.size, self.dtype)
             h[r, c] = new

@@ -260,7 +260,7 @@ class RunOutput:
         actions = tw.services.action_table() if tw.services is not None else None
         ParquetPartsWriter(self.dir / "unit_actions.parquet").finish(final_df=actions)
         if tw.flood is not None:
-            write_geotiff(self.dir / "max_depth.tif", np.where(tw.valid, tw.flood.max_depth, np.nan),
+            write_geotiff(self.dir / "max_depth.tif", np.where(tw.valid, tw.max_depth(), np.nan),
                           tw.terrain.transform, tw.terrain.crs)
         kp = self.compute_kpis(sim, trips=trips, incidents=incidents)
         write_json(self.dir / "kpis.json", S.validate_json("kpis.json", kp))
@@ -293,7 +293,7 @@ class RunOutput:
         if tw.flood is not None:
             d = tw.depth()
             out["flooded_area_final_m2"] = depth_class_areas(d, tw.cell_area, tw.land)
-            out["flooded_area_max_m2"] = float(sum(depth_class_areas(tw.flood.max_depth, tw.cell_area, tw.land).values()))
+            out["flooded_area_max_m2"] = float(sum(depth_class_areas(tw.max_depth(), tw.cell_area, tw.land).values()))
             out["land_area_m2"] = float(tw.land.sum() * tw.cell_area)
             out["volume_balance"] = {k: float(v) for k, v in tw.flood.volume_balance().items()}
             out["max_depth_at_places"] = tables.max_depth_at_places(tw)
@@ -304,7 +304,7 @@ class RunOutput:
             out["economy_exposure"] = K.economy_exposure(out["max_depth_at_places"],
                                                          getattr(tw.city, "places", None) if tw.city is not None else None)
             out["direct_damage"] = direct_damage(
-                np.where(tw.land, tw.flood.max_depth, 0.0),
+                np.where(tw.land, tw.max_depth(), 0.0),
                 getattr(tw.city, "landcover", None) if tw.city is not None else None,
                 getattr(tw.city, "landcover_classes", None) if tw.city is not None else None,
                 tw.cell_area,
@@ -335,7 +335,7 @@ class RunOutput:
 
         tw = sim.twin
         z = np.where(tw.valid, tw.terrain.elevation, np.nan)
-        md = np.where(tw.land & (tw.flood.max_depth >= 0.05), tw.flood.max_depth, np.nan)
+        md = np.where(tw.land & (tw.max_depth() >= 0.05), tw.max_depth(), np.nan)
         sea = tw.sea_full if tw.sea_full is not None else tw.sea_mask
         b = tw.terrain.bounds
         ext = (b[0], b[2], b[1], b[3]) if len(b) == 4 else None

@@ -221,8 +221,8 @@ def max_depth_at_places(tw: Twin) -> list[dict]:
     pc = place_cells(tw)
     if len(pc) == 0:
         return []
-    md = np.asarray(tw.flood.max_depth, float)
-    at = np.asarray(tw.flood.arrival_time)  # first depth > 0.1 m (NaN: never)
+    md = np.asarray(tw.max_depth(), float)
+    at = np.asarray(tw.arrival_time())  # first depth > 0.1 m (NaN: never)
     h0 = np.zeros(md.shape) if tw.initial_depth is None else np.nan_to_num(np.asarray(tw.initial_depth, float))
     out = []
     for p in pc.to_dict("records"):

@@ -66,6 +66,9 @@ class SolverInputs:
     #: (rows, cols) int64 of every cell the model changes between sub-steps (edited cells, point and line
     #: inflows, breaches), or None; before each step the model replaces the tuple if the list changed
     source_cells: tuple[np.ndarray, np.ndarray] | None = None
+    #: subgrid tables (:class:`twin.flood.subgrid.SubgridTables`) when the model solves on a coarse grid
+    #: with subgrid topography (``FloodModel(..., subgrid=...)``), else None
+    subgrid: Any = None
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -1,0 +1,88 @@
+"""The subgrid local-inertial solver: ``FloodModel(fine_terrain, subgrid=3)`` (see :mod:`twin.flood.subgrid`).
+
+The state is the regular inertial solver's on the coarse grid, with ``h`` the mean depth (volume /
+coarse cell area); the kernel is ``twin._core.flood_subgrid_step`` (``core_cpp/flood_subgrid.cpp``),
+which reads the water level of each cell from its volume table and the face cross-section and
+conveyance depth from the face tables. The solver also tracks the highest water level of each
+cell (``max_level``), from which the model downscales the maximum depth onto the fine DEM.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from twin import _core
+from twin.flood.solvers.base import SolverInputs, SubstepForcing
+from twin.flood.solvers.inertial import InertialSolver
+
+__all__ = ["SubgridSolver"]
+
+
+class SubgridSolver(InertialSolver):
+    """Local inertial on subgrid tables (float64), double-buffered like :class:`InertialSolver`."""
+
+    name = "inertial"
+    max_speed_squared = True
+
+    def __init__(self, inputs: SolverInputs) -> None:
+        if inputs.subgrid is None:
+            raise ValueError("SubgridSolver: inputs.subgrid must hold the SubgridTables")
+        if inputs.dtype != np.float64:
+            raise ValueError(f"subgrid: the subgrid kernel is float64 only, got dtype {inputs.dtype}")
+        super().__init__(inputs)
+        self.tables = inputs.subgrid
+        t = self.tables
+        _core.flood_subgrid_check_tables(t.cells, t.faces_x, t.faces_y)  # once; the kernel flags what it reads
+        self.max_level = np.where(self.tables.valid, self.tables.z_min, -np.inf).astype(np.float64)
+        # the kernel's level cache: the level of each cell's last depth (NaN depth: nothing cached yet)
+        self._level_cache = np.zeros(inputs.shape, np.float64)
+        self._depth_cache = np.full(inputs.shape, np.nan, np.float64)
+
+    def substep(self, dt: float, t_end: float, f: SubstepForcing) -> float:
+        m = self.inputs
+        t = self.tables
+        c, n = self._cur, 1 - self._cur
+        hmax = _core.flood_subgrid_step(
+            m.z, self._h[c], self._qx[c], self._qy[c], self._h[n], self._qx[n], self._qy[n],
+            t.cells, t.faces_x, t.faces_y, m.manning, f.edge_kind, f.edge_value,
+            f.max_depth, f.max_speed, f.arrival_time, self.max_level, f.row_sums,
+            dx=m.cell_size, dt=dt, theta=m.theta, t_end=t_end,
+            rain0=f.rain0, rain1=f.rain1, rain_w=f.rain_w, rain_scale=f.rain_scale,
+            loss=f.loss, loss_scale=f.loss_scale, threads=m.threads or 0,
+            level_cache=self._level_cache, depth_cache=self._depth_cache,
+        )  # fmt: skip
+        self._cur = n
+        return hmax
+
+    def level(self) -> np.ndarray:
+        """Water level [m] of each coarse cell (NaN on walls; a dry cell's level is its lowest pixel)."""
+        return self.tables.level_for_depth(np.maximum(self.h, 0.0))
+
+    def local_depth_max(self, rows=None, cols=None) -> float:
+        """Largest local depth (level minus the cell's lowest pixel), over all cells or the given ones."""
+        t = self.tables
+        if rows is None:
+            h = np.maximum(self.h, 0.0)
+            lev, zmin = t.level_for_depth(h), t.z_min
+        else:
+            h = np.maximum(self.h[rows, cols], 0.0)
+            lev, zmin = t.level_for_depth(h, rows, cols), t.z_min[rows, cols]
+        d = np.where(h > 0, lev - zmin, 0.0)
+        return float(np.max(d)) if d.size else 0.0
+
+    def track_levels(self, rows=None, cols=None) -> None:
+        """Raise ``max_level`` to the current level (after the model edited the depths)."""
+        if rows is None:
+            lev = self.level()
+            np.maximum(self.max_level, np.where(np.isfinite(lev), lev, -np.inf), out=self.max_level)
+            return
+        lev = self.tables.level_for_depth(np.maximum(self.h[rows, cols], 0.0), rows, cols)
+        lev = np.where(np.isfinite(lev), lev, -np.inf)
+        np.maximum.at(self.max_level, (rows, cols), lev)
+
+    def get_state(self) -> dict:
+        return super().get_state() | {"max_level": self.max_level.copy()}
+
+    def set_state(self, d: dict) -> None:
+        super().set_state(d)
+        if "max_level" in d:
+            self.max_level[...] = d["max_level"]
