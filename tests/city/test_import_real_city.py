@@ -18,8 +18,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from .helpers import crop_geotiff, write_osm_grid
 from twin.city import load_city
+
+from .helpers import crop_geotiff, write_osm_grid
 
 REPO = Path(__file__).resolve().parents[2]
 TAMKY_DEM = REPO / "twin" / "data" / "tamky" / "terrain_30m.tif"
