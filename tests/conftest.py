@@ -20,6 +20,23 @@ def artifacts_dir() -> Path:
     return ARTIFACTS
 
 
+#: Debian's chromium (make services installs it)
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """ONE headless Chromium for the whole session: Playwright's sync API cannot be started twice in
+    one process while the first is running (a module-scoped second instance fails with "using
+    Playwright Sync API inside the asyncio loop")."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
 # fixture -> marker of the service it needs
 SERVICE_FIXTURES = {"broker": "mosquitto", "page": "browser", "browser": "browser"}
 

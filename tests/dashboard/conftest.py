@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from .fixture_run import ENGINE_SCENARIO, engine_run, fixture_city_loader, write_run
-from .helpers import CHROMIUM
 
 
 @pytest.fixture(scope="session")
@@ -24,16 +23,6 @@ def runs_dir(tmp_path_factory) -> Path:
     (bad / "fields.nc").write_bytes(b"this is not a netcdf file")
     (bad / "incidents.parquet").write_bytes(b"PAR1garbage")
     return root
-
-
-@pytest.fixture(scope="session")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -261,7 +261,11 @@ def test_builder_draws_a_levee_and_a_pump_and_runs_them(server, page, runs_dir, 
     page.fill('[id=\'{"name":"crest_m","type":"b-param"}\']', "7.5")
     page.click("#b-map .leaflet-draw-draw-polyline")
     for fx_, fy_ in ((0.2, 0.45), (0.45, 0.38), (0.55, 0.45)):
+        # apart in time: two clicks within the double-click interval on a loaded machine end the line
+        page.wait_for_timeout(600)
         _map_click(page, fx_, fy_)
+    page.wait_for_function("() => document.querySelectorAll('#b-map .leaflet-draw-guide-dash, #b-map "
+                           ".leaflet-marker-icon.leaflet-editing-icon').length >= 3")
     page.get_by_text("Finish", exact=True).click()
     page.wait_for_function("() => document.querySelector('#b-drawn-list').innerText.includes('Levee')")
     page.locator("#b-tool").get_by_label("Mobile pump", exact=True).check()

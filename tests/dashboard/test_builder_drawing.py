@@ -49,7 +49,7 @@ def feat(gtype, coords, **props):
 
 
 def test_every_decision_kind_is_reachable(city):
-    """All 13 kinds of twin.decisions have a tool, and each one gives a decision the schema takes."""
+    """All 15 kinds of twin.decisions have a tool, and each one gives a decision the schema takes."""
     assert set(dr.KINDS) == set(DECISION_TYPES)
     x0, y0 = city.bounds[:2]
     line = feat("LineString", lonlat(city, [[x0 + 100, y0 + 100], [x0 + 2900, y0 + 2900]]))
@@ -61,7 +61,8 @@ def test_every_decision_kind_is_reachable(city):
              "contraflow": (area, {}), "road_reopen": (area, {}), "shelter_open": (pt, {"capacity": 400}),
              "shelter_close": (pt, {}), "evacuation_order": (area, {"channel": "loudspeaker"}),
              "warning": (None, {"channel": "tv", "at_h": 1}), "extra_units": (None, {"unit": "boat", "count": 3}),
-             "dispatch": (pt, {"unit_id": 0}), "reservoir_release": (None, {"discharge_m3_per_s": 900})}
+             "dispatch": (pt, {"unit_id": 0}), "reservoir_release": (None, {"discharge_m3_per_s": 900}),
+             "reservoir_gate": (None, {"spillway": 3, "opening_m": 4.0}), "hospital_closure": (pt, {"reason": "power"})}
     assert set(cases) == set(DECISION_TYPES)
     for kind, (f, params) in cases.items():
         d = dr.decision_from_drawing(f, kind, params, city)

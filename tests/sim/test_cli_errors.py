@@ -216,7 +216,10 @@ def test_compare_refuses_runs_of_different_cities_unless_forced(runs, capsys, tm
     out, err = capsys.readouterr()
     assert rc == 0 and "KPI" in out
     warnings = [ln for ln in err.splitlines() if ln.startswith("warning: ")]
-    assert len(warnings) == 1 and "'danang'" in warnings[0] and "'tamky'" in warnings[0], err
+    # the different city first, then what else differs (grid, duration, start: twin.workflows.compare.run_differences)
+    assert "'danang'" in warnings[0] and "'tamky'" in warnings[0], err
+    assert [w.split(":")[1].strip() for w in warnings[1:]] == ["different grids", "different durations",
+                                                               "different start times"], err
 
 
 def test_compare_of_the_same_city_has_no_warning(runs, capsys, tmp_path):

@@ -69,6 +69,11 @@ KINDS: dict[str, dict[str, Any]] = {
     "reservoir_release": {"label": "Reservoir release", "draw": ["none"],
                           "params": [("discharge_m3_per_s", "Peak release", "m³/s", 800.0),
                                      ("release_hours", "Release from-to", "h", "1-4")]},
+    "reservoir_gate": {"label": "Reservoir gates", "draw": ["none"],
+                       "params": [("spillway", "Gated spillway (2, 3 or all)", "", "3"),
+                                  ("opening_m", "Gate opening", "m", 2.0)]},
+    "hospital_closure": {"label": "Close a hospital", "draw": ["place", "point"],
+                         "params": [("reason", "Reason", "", "loss of power")]},
 }
 
 
@@ -307,6 +312,16 @@ def decision_from_drawing(feature: dict | None, kind: str, params: dict | None, 
                 p.setdefault("radius_m", round(float(props["_mRadius"]), 1))
         else:
             raise DrawingError(f"{where}: click a road, draw an area around roads, or place a marker")
+    elif kind == "hospital_closure":
+        pid = _place_of(c, props, gtype, coords, f"{kind}.place", feature_crs)
+        if pid is None:
+            raise DrawingError(f"{kind}.place: click a hospital on the map")
+        out["place"] = pid
+    elif kind == "reservoir_gate":
+        if gtype is not None:
+            raise DrawingError(f"{where}: this kind takes no geometry (the gates are at the dam)")
+        if "spillway" in p:
+            p["spillway"] = str(p["spillway"])
     elif kind in ("shelter_open", "shelter_close"):
         pid = _place_of(c, props, gtype, coords, f"{kind}.place", feature_crs)
         if pid is None:

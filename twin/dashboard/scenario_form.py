@@ -416,7 +416,8 @@ def _window_check(items: list, start: Any, dur_s: float, first: int, errors: dic
 #: the scenario sections a decision kind needs (twin.decisions ``_need``), checked before a run
 _NEEDS = {"road_closure": ("traffic",), "contraflow": ("traffic",), "road_reopen": ("traffic",),
           "warning": ("people",), "evacuation_order": ("people",), "shelter_close": ("people",),
-          "shelter_open": ("people", "services"), "extra_units": ("services",), "dispatch": ("services",)}
+          "shelter_open": ("people", "services"), "extra_units": ("services",), "dispatch": ("services",),
+          "hospital_closure": ("services",)}
 
 
 def _enabled(data: dict, section: str) -> bool:

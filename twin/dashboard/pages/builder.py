@@ -479,7 +479,7 @@ def job_status(ctx, job_id):
 KIND_COLOURS = {"levee": "#8c2d04", "breach": "#e31a1c", "pump": "#2171b5", "road_closure": "#d7301f",
                 "contraflow": "#ff7f00", "road_reopen": "#238b45", "shelter_open": "#6a51a3",
                 "shelter_close": "#636363", "evacuation_order": "#ce1256", "warning": "#fe9929",
-                "extra_units": "#01665e", "dispatch": "#01665e", "reservoir_release": "#08519c"}
+                "extra_units": "#01665e", "dispatch": "#01665e", "reservoir_release": "#08519c", "reservoir_gate": "#08519c", "hospital_closure": "#b2182b"}
 TOOL_OPTIONS = [{"label": spec["label"], "value": kind} for kind, spec in dr.KINDS.items()]
 _DRAW_HINT = {"line": "draw a line (polyline tool)", "point": "place a marker", "area": "draw an area (polygon or rectangle)",
               "place": "click a place", "link": "click a road", "none": "press Add (no geometry)"}
