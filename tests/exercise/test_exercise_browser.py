@@ -69,6 +69,19 @@ def test_two_seats_steer_an_exercise_and_replay_reproduces_it(browser, tmp_path,
             refused = _issue(disp, {"type": "warning", "channel": "tv"})
             assert refused.startswith("Refused (403)") and "may not issue 'warning'" in refused
             assert _acts_at(closure) == _acts_at(sent) == t_pause      # paused: both act at the next step's start
+            # the builder's drawing tools on the Exercise page: a marker on the city's map gives the decision
+            # JSON (a road closure near it) that the seat would issue; not issued here (replay below)
+            roads.wait_for_selector("#ex-map .place-marker", timeout=60000)
+            roads.fill("#ex-decision", "")
+            roads.fill("#ex-params", '{"radius_m": 200}')
+            roads.press("#ex-params", "Enter")
+            roads.click("#ex-map .leaflet-draw-draw-marker")
+            box = roads.locator("#ex-map").bounding_box()
+            roads.mouse.click(box["x"] + 0.5 * box["width"], box["y"] + 0.55 * box["height"])
+            roads.wait_for_function("() => document.querySelector('#ex-decision').value.includes('road_closure')",
+                                    timeout=60000)
+            drawn = json.loads(roads.input_value("#ex-decision"))
+            assert drawn["type"] == "road_closure" and drawn["radius_m"] == 200 and len(drawn["near"]) == 2
             roads.screenshot(path=str(artifacts_dir / "exercise_roads_seat.png"), full_page=True)
             # the pending decisions are on both pages
             for p in (roads, disp):

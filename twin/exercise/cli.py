@@ -115,6 +115,8 @@ def _serve(args, ex, out: Path, host: str, tokens: dict[str, str], seats: dict) 
     # away from loopback the dashboard's own run controls need a token too (as twin serve does)
     dash_token = None if loopback else secrets.token_urlsafe(24)
     app = create_app(out.resolve().parent, allowed_hosts=allowed, token=dash_token)
+    # the Exercise page's drawing tools draw on this city (twin.dashboard.pages.exercise)
+    app.server.config["TWIN_EXERCISE_CITY"] = {"city": ex.scenario.city, "resolution_m": ex.scenario.resolution_m}
     ctx = mp.get_context("spawn")        # a fresh interpreter: no threads or OpenMP state forked
     to_session_r, to_session_w = ctx.Pipe(duplex=False)
     from_session_r, from_session_w = ctx.Pipe(duplex=False)

@@ -6,10 +6,25 @@ injects, the decisions log, the units where they are; pause, resume, speed and n
 seats that steer the clock; a decision as JSON (the keys of a scenario's ``interventions`` entry).
 The token stays in the browser tab (session storage); the server never puts it in a page. Served by
 ``twin serve`` without an exercise, the page says so.
+
+The builder's drawing tools are on the page too (``twin.dashboard.drawing``): a line, area or marker drawn
+on the exercise city's map becomes the decision JSON (:func:`drawn_decision_json`, the same
+``decision_from_drawing`` the builder uses), which the seat checks and issues through the same API.
 """
 from __future__ import annotations
 
-from dash import Input, Output, State, dcc, html
+import json
+from typing import Any
+
+import dash_leaflet as dl
+import flask
+from dash import Input, Output, State, dcc, html, no_update
+
+from .. import basemap
+from .. import drawing as dr
+
+#: the Flask config key ``twin exercise`` sets: {"city": ..., "resolution_m": ...} of the exercise scenario
+EXERCISE_CITY_KEY = "TWIN_EXERCISE_CITY"
 
 _API = """
 const twinExApi = async (path, tok, opts) => {
@@ -139,14 +154,83 @@ def layout(ctx, selected=None):
                 html.Div(id="ex-result", className="msg msg-info"),
                 html.H3("Decisions"), html.Pre(id="ex-decisions", className="kpi-wrap"),
             ], className="main-col"),
-            html.Div([html.H3("Units"), html.Pre(id="ex-units", className="kpi-wrap"),
+            html.Div([html.H3("Draw a decision"),
+                      html.Div("Choose the kind, draw on the map (line, area or marker at the top left; a marker "
+                               "on a place picks it), check the JSON it gives, then Issue.", className="hint"),
+                      dcc.Dropdown(id="ex-kind", options=[{"label": v["label"], "value": k} for k, v in dr.KINDS.items()],
+                                   value="road_closure", clearable=False),
+                      dcc.Input(id="ex-params", type="text", debounce=True, style={"width": "100%"},
+                                placeholder='parameters as JSON, e.g. {"radius_m": 300} or {"crest_m": 7}'),
+                      _draw_map(),
+                      html.Div(id="ex-draw-msg", className="hint", role="status", **{"aria-live": "polite"}),
+                      dcc.Interval(id="ex-map-load", interval=300, max_intervals=1),
+                      html.H3("Units"), html.Pre(id="ex-units", className="kpi-wrap"),
                       html.H3("Objectives (scored at the end)"), html.Pre(id="ex-objectives")],
                      className="side-col"),
         ], className="two-col"),
     ])
 
 
+def _draw_map():
+    opts = basemap.map_options(None, 900)   # center and zoom set (dash-leaflet 1.1.3 compares them on moves)
+    opts["minZoom"] = -9
+    return dl.Map(id="ex-map", style={"height": "320px"}, children=[
+        dl.LayerGroup(id="ex-map-base", children=[]),
+        dl.FeatureGroup([dl.EditControl(
+            id="ex-edit", position="topleft",
+            draw={"polyline": True, "polygon": True, "rectangle": True, "marker": True, "circle": False,
+                  "circlemarker": False},
+            edit={"edit": False})]),
+    ], **opts)
+
+
+def exercise_city(ctx, config: dict) -> Any:
+    """(DrawingCity, Layers, households) of the running exercise's city, or None (no exercise here)."""
+    from .builder import map_city
+    base = config.get(EXERCISE_CITY_KEY)
+    return map_city(ctx, base) if isinstance(base, dict) else None
+
+
+def drawn_decision_json(dcity, geojson: dict | None, kind: str, params_text: str | None) -> tuple[str | None, str]:
+    """(decision JSON for the API, message) from the last feature drawn on the exercise map: the
+    builder's :func:`twin.dashboard.drawing.decision_from_drawing` in the city's metres."""
+    feats = (geojson or {}).get("features") or []
+    if not feats:
+        return None, "Draw on the map first."
+    try:
+        params = json.loads(params_text) if params_text and params_text.strip() else {}
+    except json.JSONDecodeError as exc:
+        return None, f"parameters: not JSON ({exc.msg} at character {exc.pos})"
+    if not isinstance(params, dict):
+        return None, "parameters: give a JSON object, e.g. {\"radius_m\": 300}"
+    try:
+        d = dr.decision_from_drawing(feats[-1], kind, params, dcity, feature_crs=dcity.crs)
+    except (dr.DrawingError, ValueError) as exc:
+        return None, str(exc)
+    return json.dumps(d, ensure_ascii=False), f"{dr.KINDS[kind]['label']} from the drawing: check it, then Issue."
+
+
 def register(app, ctx) -> None:
+    @app.callback(Output("ex-map-base", "children"), Output("ex-map", "viewport"), Output("ex-draw-msg", "children"),
+                  Input("ex-map-load", "n_intervals"))
+    def fill_map(_):
+        got = exercise_city(ctx, flask.current_app.config)
+        if got is None:
+            return [], no_update, "No exercise city on this server: the drawing tools need a running exercise."
+        from .builder import map_view
+        return (basemap.basemap_layers(got[1], prefix="exb", control=False), map_view(got[1].extent) or no_update,
+                None)
+
+    @app.callback(Output("ex-decision", "value"), Output("ex-draw-msg", "children", allow_duplicate=True),
+                  Input("ex-edit", "geojson"), State("ex-kind", "value"), State("ex-params", "value"),
+                  prevent_initial_call=True)
+    def on_draw(geojson, kind, params_text):
+        got = exercise_city(ctx, flask.current_app.config)
+        if got is None:
+            return no_update, "No exercise city on this server."
+        text, msg = drawn_decision_json(got[0], geojson, kind, params_text)
+        return (text if text is not None else no_update), msg
+
     app.clientside_callback(_fn(_JOIN), Output("ex-auth", "data"), Output("ex-seat", "children"),
                             Input("ex-join", "n_clicks"), Input("ex-token", "n_submit"), State("ex-token", "value"),
                             prevent_initial_call=True)
