@@ -60,8 +60,8 @@ def test_rule_holds_the_guide_level_then_caps_the_release_and_conserves_volume()
 
 
 def test_emergency_release_and_fuse_breach():
-    t = _t(72)
-    q_in = np.full_like(t, 9000.0)                        # far beyond the check flood
+    t = _t(24)
+    q_in = np.full_like(t, 6000.0)                        # beyond the check flood
     r = operate(P, t, q_in, PoolState(34.0), start=NOV)
     ev = [e["event"] for e in r.events]
     assert any(e.startswith("emergency release") for e in ev)
@@ -104,3 +104,19 @@ def test_gate_decision_mid_run_changes_the_release_only_after_its_time():
         parse_decision({"type": "reservoir_gate", "spillway": "2", "opening_m": 7.0}).validate(tw)  # gates 6 m
     with pytest.raises(DecisionError, match="spillway"):
         parse_decision({"type": "reservoir_gate", "spillway": "9", "opening_m": 1.0}).validate(tw)
+
+
+def test_what_cannot_be_right_is_refused():
+    t = _t(72)
+    with pytest.raises(ValueError, match="above the dam crest 37.6 m"):    # overtopping: no level-pool answer
+        operate(P, t, np.full_like(t, 9000.0), PoolState(34.0), start=NOV)
+    bad = np.full_like(t, 500.0)
+    bad[10] = np.nan
+    with pytest.raises(ValueError, match="inflow at t = 3000 s is nan"):
+        operate(P, t, bad, PoolState(31.0), start=NOV)
+    with pytest.raises(ValueError, match="inflow .* must be finite and >= 0"):
+        operate(P, t, np.full_like(t, -1.0), PoolState(31.0), start=NOV)
+    with pytest.raises(ValueError, match="initial level 40 m"):
+        operate(P, t, np.full_like(t, 100.0), PoolState(40.0), start=NOV)
+    with pytest.raises(ValueError, match="increasing"):
+        operate(P, t[::-1], np.full_like(t, 100.0), PoolState(31.0), start=NOV)

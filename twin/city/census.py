@@ -79,15 +79,10 @@ def wards_2025(sources: Path = SOURCES) -> pd.DataFrame:
 def legacy_wards(sources: Path = SOURCES, crs: str = "EPSG:32649") -> pd.DataFrame:
     """The 13 legacy units: legacy_name, ward_name (2025), population_2009, geometry (in ``crs``)."""
     import shapely
-    from pyproj import Transformer
     from shapely.geometry import shape
 
-    tf = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    from twin.geo import to_utm
 
-    def shp_transform(_f, g):
-        return shapely.transform(g, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
-
-    to = None
     mapping = legacy_to_2025(sources)
     with open(sources / "census2009_tamky_wards.geojson", encoding="utf-8") as f:
         gj = json.load(f)
@@ -99,7 +94,7 @@ def legacy_wards(sources: Path = SOURCES, crs: str = "EPSG:32649") -> pd.DataFra
             raise ValueError(f"{sources / 'census2009_tamky_wards.geojson'}: legacy ward {name!r} has no 2025 ward "
                              "in tamky_legacy_wards_to_2025.csv")
         rows.append({"legacy_name": name, "ward_name": mapping[name], "population_2009": int(p["population_2009"]),
-                     "commune_id": str(p["commune_id"]), "geometry": shp_transform(to, shape(feat["geometry"]))})
+                     "commune_id": str(p["commune_id"]), "geometry": shapely.transform(shape(feat["geometry"]), lambda xy: to_utm(xy, "EPSG:4326", crs))})
     return pd.DataFrame(rows)
 
 

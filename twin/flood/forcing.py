@@ -285,13 +285,7 @@ def reservoir_release(tw: Twin, rain: tuple[np.ndarray, np.ndarray] | None) -> t
         run = operated_reservoir(tw, t, rain, extra_out=q_sched)
         return t, run.release_m3_s
     catch_m2, area_m2, cr = 235e6, 33e6, 0.7
-    if rain is not None:
-        tr, vr = rain
-        if np.ndim(vr) > 1:  # a rain field: the reservoir sees the domain mean
-            vr = np.asarray(vr).mean(axis=tuple(range(1, np.ndim(vr))))
-        rate = np.interp(t, tr, vr, left=0.0, right=0.0)
-    else:
-        rate = np.zeros_like(t)
+    rate = _rain_rate(t, rain)
     level = res.initial_level_m
     q = np.zeros_like(t)
     for i in range(len(t)):
@@ -305,15 +299,19 @@ def reservoir_release(tw: Twin, rain: tuple[np.ndarray, np.ndarray] | None) -> t
 
 def _reservoir_inflow(tw: Twin, t: np.ndarray, rain) -> np.ndarray:
     res = tw.scenario.flood.reservoir
-    if rain is not None:
-        tr, vr = rain
-        if np.ndim(vr) > 1:  # a rain field: the reservoir sees the domain mean
-            vr = np.asarray(vr).mean(axis=tuple(range(1, np.ndim(vr))))
-        rate = np.interp(t, tr, vr, left=0.0, right=0.0)
-    else:
-        rate = np.zeros_like(t)
     from twin.flood.reservoir_ops import PHU_NINH
-    return res.base_inflow_m3_per_s + res.runoff_coefficient * rate / 1000.0 / 3600.0 * PHU_NINH.catchment_m2
+    return (res.base_inflow_m3_per_s
+            + res.runoff_coefficient * _rain_rate(t, rain) / 1000.0 / 3600.0 * PHU_NINH.catchment_m2)
+
+
+def _rain_rate(t: np.ndarray, rain) -> np.ndarray:
+    """Rain [mm/h] the reservoir's catchment sees at ``t``: the series, or a field's domain mean."""
+    if rain is None:
+        return np.zeros_like(t)
+    tr, vr = rain
+    if np.ndim(vr) > 1:  # a rain field: the reservoir sees the domain mean
+        vr = np.asarray(vr).mean(axis=tuple(range(1, np.ndim(vr))))
+    return np.interp(t, tr, vr, left=0.0, right=0.0)
 
 
 def operated_reservoir(tw: Twin, t: np.ndarray, rain, extra_gates: list | None = None, t_from: float = 0.0,

@@ -241,6 +241,15 @@ def operate(design: ReservoirDesign, t_s: np.ndarray, inflow_m3_s: np.ndarray, s
     """
     t = np.asarray(t_s, float)
     q_in = np.asarray(inflow_m3_s, float)
+    if t.ndim != 1 or q_in.shape != t.shape or len(t) < 2 or not (np.diff(t) > 0).all():
+        raise ValueError(f"{design.name}: times must be an increasing 1-D series with one inflow per time "
+                         f"(got {t.shape} times, {q_in.shape} inflows)")
+    if not np.isfinite(q_in).all() or (q_in < 0).any():
+        i = int(np.flatnonzero(~np.isfinite(q_in) | (q_in < 0))[0])
+        raise ValueError(f"{design.name}: inflow at t = {t[i]:g} s is {float(q_in[i])} m3/s: must be finite and >= 0")
+    if not (design.dead_level_m - 20.0 <= state0.level_m <= design.dam_crest_m):
+        raise ValueError(f"{design.name}: initial level {state0.level_m:g} m is outside the reservoir "
+                         f"(below its bed or above the dam crest {design.dam_crest_m:g} m)")
     n, ng = len(t), len(design.gated)
     level = np.empty(n)
     rel = np.zeros(n)
@@ -320,4 +329,9 @@ def operate(design: ReservoirDesign, t_s: np.ndarray, inflow_m3_s: np.ndarray, s
         level[i], rel[i], free[i], fuse_q[i], opn[i] = z, out, q_free, q_fuse, openings
         vol = max(vol + (q_in[i] - out) * dt, 0.0)
         z = design.level(vol)
+        if z > design.dam_crest_m:
+            # the pool model does not hold once the dam is overtopped: refuse rather than report a level
+            raise ValueError(f"{design.name}: the level reaches {z:.2f} m at t = {ti + dt:g} s, above the dam crest "
+                             f"{design.dam_crest_m:g} m: the dam is overtopped and a level pool cannot say what "
+                             "follows; study it as a dam break (flood.reservoir.in_grid with a breach)")
     return PoolRun(t, level, rel, q_in, opn, free, fuse_q, fuse_at, events)
