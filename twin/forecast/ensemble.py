@@ -88,7 +88,9 @@ def _check(members: Any, horizon_s: float, every_s: float, dt: float) -> None:
 
 
 def _client(scheduler: str | None, n_workers: int | None, members: int):
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
+
+    from twin.workflows.dask_local import local_cluster
 
     if scheduler:
         try:
@@ -98,9 +100,7 @@ def _client(scheduler: str | None, n_workers: int | None, members: int):
                                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
         return client, None, scheduler
     nw = n_workers or max(1, min(members, os.cpu_count() or 1))
-    # dashboard on a free port: None still takes :8787 and warns (an error under pytest) when it is busy
-    cluster = LocalCluster(n_workers=nw, threads_per_worker=1, processes=True, dashboard_address=":0",
-                           env={"OMP_NUM_THREADS": "1"})
+    cluster = local_cluster(nw)
     return Client(cluster), cluster, f"LocalCluster({nw} workers)"
 
 

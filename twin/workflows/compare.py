@@ -393,15 +393,16 @@ def _run_jobs(jobs, scheduler=None, n_workers=None, serial=False, city=None, pro
         return [run_member(d, o, city) for d, o in jobs], "serial"
     import os
 
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
+
+    from twin.workflows.dask_local import local_cluster
 
     cluster = None
     if scheduler:
         client, where = Client(scheduler), scheduler
     else:
         nw = n_workers or max(1, min(len(jobs), os.cpu_count() or 1))
-        cluster = LocalCluster(n_workers=nw, threads_per_worker=1, processes=True, dashboard_address=None,
-                               env={"OMP_NUM_THREADS": "1"})
+        cluster = local_cluster(nw)
         client, where = Client(cluster), f"LocalCluster({nw} workers)"
     try:
         futs = [client.submit(run_member, d, o, city, key=f"replicate-{Path(o).parent.name}-{Path(o).name}",

@@ -127,7 +127,9 @@ def run_ensemble(scenario, members: int, out_dir, vary=(), scheduler: str | None
         results = [run_member(d, o, city) for (d, _), o in zip(specs, dirs)]
         where = "serial"
     else:
-        from dask.distributed import Client, LocalCluster
+        from dask.distributed import Client
+
+        from twin.workflows.dask_local import local_cluster
 
         cluster = None
         if scheduler:
@@ -137,8 +139,7 @@ def run_ensemble(scenario, members: int, out_dir, vary=(), scheduler: str | None
             import os
 
             nw = n_workers or max(1, min(members, os.cpu_count() or 1))
-            cluster = LocalCluster(n_workers=nw, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   env={"OMP_NUM_THREADS": "1"})
+            cluster = local_cluster(nw)
             client = Client(cluster)
             where = f"LocalCluster({nw} workers)"
         try:
@@ -228,7 +229,9 @@ def map_on_dask(func, args: list[tuple], *, keys: list[str] | None = None, sched
     Returns (results in order, where they ran). Used by ``twin review``'s counterfactual forks."""
     if serial or not args:
         return [func(*a) for a in args], "serial"
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
+
+    from twin.workflows.dask_local import local_cluster
 
     cluster = None
     if scheduler:
@@ -238,8 +241,7 @@ def map_on_dask(func, args: list[tuple], *, keys: list[str] | None = None, sched
         import os
 
         nw = n_workers or max(1, min(len(args), os.cpu_count() or 1))
-        cluster = LocalCluster(n_workers=nw, threads_per_worker=1, processes=True, dashboard_address=None,
-                               env={"OMP_NUM_THREADS": "1"})
+        cluster = local_cluster(nw)
         client = Client(cluster)
         where = f"LocalCluster({nw} workers)"
     try:
