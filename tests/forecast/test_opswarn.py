@@ -106,8 +106,12 @@ def test_opswarn_decision_round_trip_through_the_broker_to_the_live_twin(tmp_pat
         send_decision("mqtt://127.0.0.1:9", "live-a", {"type": "warning"}, timeout_s=1)
 
 
-def test_opswarn_issue_warning_refuses_before_sending(tmp_path):
+def test_opswarn_issue_warning_refuses_before_sending(tmp_path, capsys):
     """Token, live run and form checks on the server: a message each, nothing sent."""
+    from twin.cli import main
+
+    assert main(["serve", "--runs", str(tmp_path / "runs"), "--live-broker", "http://example.org"]) == 2
+    assert "--live-broker expects mqtt://HOST[:PORT], got 'http://example.org'" in capsys.readouterr().err
     from twin.dashboard.app import create_app
     from twin.dashboard.pages import operations as op
 
@@ -152,15 +156,16 @@ def test_opswarn_operations_page_issues_a_warning_in_chromium(tmp_path, forecast
     east = next(a for a in doc["alerts"] if a["area"] == "East" and a["msgType"] != "Cancel")
     runs = tmp_path / "runs"
     with LiveTwin(tmp_path, mosquitto, runs / "live-ops"), Server(create_app(runs, live_timeout_s=15)) as srv:
-        ctx = browser.new_context(viewport={"width": 1366, "height": 900})
+        ctx = browser.new_context(viewport={"width": 1366, "height": 2600})   # the form's menus open in view
         ctx.set_default_timeout(30000)
         page = ctx.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         try:
             page.goto(srv.url + "/operations")
-            page.wait_for_selector("#op-live .Select-value, #op-live [class*=singleValue]")
-            assert "live-ops" in page.inner_text("#op-live")
+            page.wait_for_function("() => (document.querySelector('#op-live') || {innerText: ''})"
+                                   ".innerText.includes('live-ops')")       # the running live twin, chosen
+            page.locator("#op-alert").scroll_into_view_if_needed()
             page.click("#op-alert")
             page.get_by_role("option", name=re.compile(re.escape(east["identifier"]))).click()
             page.wait_for_function("() => document.querySelector('#op-area').value === 'East'")

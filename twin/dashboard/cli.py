@@ -13,8 +13,8 @@ def register(subparsers) -> None:
         "waitress. It works offline (all scripts served locally) and listens on 127.0.0.1 unless --host says "
         "otherwise. It answers only requests whose Host header is 127.0.0.1, localhost, ::1, the --host or an "
         "--allow-host name (others get 400). Bound to any other address, it prints an access token at start: "
-        "starting or cancelling a run then needs it (the builder's Access token field, or the X-Twin-Token "
-        "header).")
+        "starting or cancelling a run, or issuing a warning on the Operations page, then needs it (the Access "
+        "token field, or the X-Twin-Token header).")
     p.add_argument("--runs", default="runs", type=Path, help="folder holding run folders (default: runs)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only); any other address "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -31,6 +32,7 @@ CHANNELS = ("cell_broadcast", "loudspeaker", "tv", "door_to_door")
 TOKEN_NEEDED = ("Issuing a warning needs the access token that twin serve printed when it started: "
                 "enter it in the Access token field.")
 NO_LIVE_RUN = "Choose a live run: the warning goes to a running twin live."
+ARIA_LIVE: dict[str, Any] = {"aria-live": "polite"}
 
 
 def forecasts_dir(ctx) -> Path:
@@ -296,7 +298,7 @@ def _issue_form(ctx) -> html.Div:
                   dcc.Input(id="op-token", type="password", value="", autoComplete="off")],
                  className=field, style=None if getattr(ctx, "token", None) else {"display": "none"}),
         html.Button("Issue warning", id="op-issue", n_clicks=0, className="btn btn-primary"),
-        dcc.Loading(html.Div(id="op-issue-msg", **{"aria-live": "polite"})),
+        dcc.Loading(html.Div(id="op-issue-msg", **ARIA_LIVE)),
         None if lives else html.P("No live runs in the runs folder: start one with 'twin live SCENARIO --broker "
                                   f"mqtt://HOST:PORT --run-dir {ctx.runs_dir}/NAME'.", className="hint"),
     ], className="issue-warning")
