@@ -187,6 +187,8 @@ class DecisionInbox:
                 dec = parse_decision(req.decision)
                 t = float(sim.time if req.at_s is None else req.at_s)
                 stop = getattr(sim, "stop_time", None)
+                if not getattr(sim, "running", True):
+                    raise ValueError("the live run is stopping: the decision would never act")
                 if stop is not None and sim.acts_at(t) >= float(stop):
                     raise ValueError(f"the live run ends at model time {float(stop):g} s: a decision for "
                                      f"{t:g} s would never act")
