@@ -58,3 +58,63 @@ def base_run(tmp: Path, city) -> Path:
 def write_rules(path: Path, text: str = RULES) -> Path:
     path.write_text(textwrap.dedent(text))
     return path
+
+
+LIVE_SCENARIO = """
+name: valley-live-ops
+city: valley
+resolution_m: 20
+start: 2020-10-28T07:00
+duration: 3h
+coupling_step: 60
+seed: 1
+flood:
+  rain: {kind: design_storm, peak_mm_per_h: 60, duration: 30min, peak_fraction: 0.3}
+people: {sample_fraction: 1.0}
+outputs: {fields_every: 30min, kpis_every: 30min, tables_every: 30min, png: false}
+"""
+
+
+class LiveTwin:
+    """``twin live`` (:func:`twin.sensors.live.run_live`) on the forecast city in a thread, paced at
+    ``speed``, until the block ends (it is stopped at the end of its current step) or ``duration_s``."""
+
+    def __init__(self, tmp: Path, broker: str, run_dir: Path, speed: float = 60.0, duration_s: float = 3 * 3600.0):
+        import threading
+
+        self.tmp, self.broker, self.run_dir, self.speed, self.duration_s = Path(tmp), broker, Path(run_dir), speed, duration_s
+        self.stop = threading.Event()
+        self.steps = threading.Event()      # set once the twin has finished a step (it listens by then)
+        self.result: dict = {}
+        self.thread = threading.Thread(target=self._run, name="test-live-twin", daemon=True)
+
+    def _run(self) -> None:
+        from twin.sensors.live import run_live
+
+        def on_step(sim, info):
+            self.steps.set()
+            if self.stop.is_set():
+                sim.running = False
+
+        sc = self.tmp / "live-ops.yaml"
+        sc.write_text(textwrap.dedent(LIVE_SCENARIO))
+        try:
+            self.result["rc"] = run_live(sc, self.broker, speed=self.speed, city=forecast_city(), run_dir=self.run_dir,
+                                         duration_s=self.duration_s, on_step=on_step, client_id=f"live-{self.run_dir.name}")
+        except BaseException as exc:  # reported by __exit__
+            self.result["error"] = exc
+            self.steps.set()
+
+    def __enter__(self) -> LiveTwin:
+        self.thread.start()
+        if not self.steps.wait(120) or "error" in self.result:
+            raise RuntimeError(f"the live twin did not start: {self.result.get('error')!r}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(60)
+        if self.thread.is_alive():
+            raise RuntimeError("the live twin did not stop within 60 s")
+        if "error" in self.result:
+            raise self.result["error"]

@@ -58,6 +58,8 @@ class Context:
     live_refresh_ms: int = 10_000
     token: str | None = None             # needed to start or cancel runs when set
     max_upload_bytes: int = MAX_UPLOAD_BYTES
+    live_broker: str | None = None       # the live twins' broker (default: the one their live.json names)
+    live_timeout_s: float = 20.0         # how long the Operations page waits for a live twin's answer
 
     def run(self, run_id) -> Run:
         """The run with id ``run_id`` (a folder name from the run list), confined to the runs folder;
@@ -142,7 +144,8 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, store: str | os.PathLike
                city_loader=None, runner: list[str] | None = None, scenarios_dir: str | os.PathLike | None = None,
                live_refresh_ms: int = 10_000, allowed_hosts: Iterable[str] = LOOPBACK_HOSTS,
                token: str | None = None, max_request_bytes: int = MAX_REQUEST_BYTES,
-               max_upload_bytes: int | None = None) -> dash.Dash:
+               max_upload_bytes: int | None = None, live_broker: str | None = None,
+               live_timeout_s: float = 20.0) -> dash.Dash:
     """Build the app over the run folders in ``runs_dir``.
 
     ``store``: a DuckDB sensor store (read-only) for the Sensors page. ``city_loader(name, res)``
@@ -151,6 +154,8 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, store: str | os.PathLike
     carry (others get 400). ``token``: when given, starting or cancelling a run needs it.
     ``max_request_bytes``: larger request bodies get 413; ``max_upload_bytes``: larger scenario
     files are refused before parsing (it must fit the request: the upload travels base64-encoded).
+    ``live_broker``/``live_timeout_s``: where the Operations page sends warnings to live twins and how
+    long it waits for their answer.
     """
     from .pages import builder, compare, emergency, exercise, operations, sensors
     from .pages import map as map_page
@@ -161,7 +166,8 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, store: str | os.PathLike
     ctx = Context(runs_dir=runs_dir, store=Path(store) if store else None,
                   layers=LayerCache(city_loader), live_refresh_ms=live_refresh_ms, token=token or None,
                   max_upload_bytes=int(max_upload_bytes if max_upload_bytes is not None
-                                       else min(MAX_UPLOAD_BYTES, max_request_bytes // 2)))
+                                       else min(MAX_UPLOAD_BYTES, max_request_bytes // 2)),
+                  live_broker=live_broker or None, live_timeout_s=float(live_timeout_s))
     if scenarios_dir:
         ctx.scenarios_dir = Path(scenarios_dir)
     ctx.jobs = JobManager(runs_dir, runner=runner)

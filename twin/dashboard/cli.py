@@ -13,8 +13,8 @@ def register(subparsers) -> None:
         "waitress. It works offline (all scripts served locally) and listens on 127.0.0.1 unless --host says "
         "otherwise. It answers only requests whose Host header is 127.0.0.1, localhost, ::1, the --host or an "
         "--allow-host name (others get 400). Bound to any other address, it prints an access token at start: "
-        "starting or cancelling a run then needs it (the builder's Access token field, or the X-Twin-Token "
-        "header).")
+        "starting or cancelling a run, or issuing a warning on the Operations page, then needs it (the Access "
+        "token field, or the X-Twin-Token header).")
     p.add_argument("--runs", default="runs", type=Path, help="folder holding run folders (default: runs)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only); any other address "
@@ -35,6 +35,9 @@ def register(subparsers) -> None:
                    help="folder of base scenarios for the builder (default: the repository's scenarios/); "
                    "scenarios started from the dashboard may name files in this folder only")
     p.add_argument("--refresh", default=10.0, type=float, help="live refresh interval of the Sensors page in s")
+    p.add_argument("--live-broker", default=None, metavar="URL",
+                   help="MQTT broker of the live twins the Operations page sends warnings to, mqtt://HOST:PORT "
+                   "(default: the broker each live run's live.json names)")
     p.add_argument("--debug", action="store_true", help="Dash debug mode (dev tools; 127.0.0.1 only)")
     p.set_defaults(func=serve)
 
@@ -84,6 +87,13 @@ def serve(args: argparse.Namespace) -> int:
     if not 1000 <= max_upload <= (max_request - 20_000) * 3 // 4:
         return _fail(f"--max-upload-kb must be in 1..{(max_request - 20_000) * 3 // 4000} for --max-request-mb "
                      f"{args.max_request_mb:g} (the upload travels base64-encoded), got {args.max_upload_kb:g}")
+    if args.live_broker is not None:
+        from twin.forecast.cap import _broker
+
+        try:
+            _broker(args.live_broker)
+        except ValueError:
+            return _fail(f"--live-broker expects mqtt://HOST[:PORT], got {args.live_broker!r}")
     if not 1 <= args.threads <= 64:
         return _fail(f"--threads must be in 1..64, got {args.threads}")
     host = str(args.host).strip()
@@ -104,7 +114,7 @@ def serve(args: argparse.Namespace) -> int:
     token = secrets.token_urlsafe(24) if (not loopback or args.require_token) else None
     app = create_app(args.runs, store=args.store, scenarios_dir=args.scenarios,
                      live_refresh_ms=int(max(1.0, args.refresh) * 1000), allowed_hosts=allowed, token=token,
-                     max_request_bytes=max_request, max_upload_bytes=max_upload)
+                     max_request_bytes=max_request, max_upload_bytes=max_upload, live_broker=args.live_broker)
     if args.debug:
         app.enable_dev_tools(debug=True, dev_tools_hot_reload=False)
     shown = f"[{host}]" if ":" in host else host

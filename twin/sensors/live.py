@@ -14,6 +14,11 @@ SIGINT/SIGTERM stop the run at the end of the current step: the ingester flushes
 disconnects keeping its session, and a checkpoint is written. SIGUSR1 writes a checkpoint of the
 live state at the end of the current step (``live.json`` names it): ``twin fork RUN_DIR --at T``
 starts a forecast from it while the live run goes on.
+
+Decisions reach the running twin on MQTT: the live twin always subscribes to
+``twin/<run folder name>/decisions`` on its broker and answers on ``.../decisions/ack``
+(:mod:`twin.sensors.decision_channel`; the dashboard's Operations page sends warnings this way).
+Requests are submitted between coupling steps, while the pacing waits; ``live.json`` lists them.
 """
 from __future__ import annotations
 
@@ -71,9 +76,15 @@ def run_live(scenario, broker: str, *, store=None, config=None, speed: float = 1
     ing_thread = threading.Thread(target=ing.run, name="twin-live-ingest", daemon=True)
     ing_thread.start()
     listener = None
+    inbox = None
     try:
         if not ing.wait_subscribed(30):
             raise RuntimeError(f"could not subscribe on {broker} within 30 s")
+        from twin.sensors.decision_channel import DecisionInbox
+
+        inbox = DecisionInbox(broker, run_dir.name, client_id=f"{client_id}-decisions").start()
+        if not inbox.subscribed.wait(30):
+            raise RuntimeError(f"could not subscribe to {inbox.topic} on {broker} within 30 s")
         tw = build_twin(sc, city=city)
         tw.assimilator = Assimilator(st, cfg.get("assimilation") or {}, tw.terrain, sc.start)
         stop_time = float(duration_s) if duration_s is not None else None
@@ -89,16 +100,30 @@ def run_live(scenario, broker: str, *, store=None, config=None, speed: float = 1
         last_qc = [-np.inf]
         status = {"last": None}
 
+        def take_decisions(s):
+            for ack in inbox.drain(s, sc.start):
+                got = status.setdefault("decisions_received", [])
+                got.append({k: v for k, v in ack.model_dump().items() if v is not None and k != "run"})
+                del got[:-50]
+
         def pace(s):
-            # hold the model clock at `speed` model seconds per wall second
+            # hold the model clock at `speed` model seconds per wall second; decisions sent on the
+            # decisions topic are submitted while it waits (between steps: they act at the next one)
             target = wall0 + s.time / speed
             while True:
+                take_decisions(s)
                 lag = target - time.monotonic()
                 if lag <= 0 or not s.running:
                     break
-                time.sleep(min(lag, 0.5))
+                inbox.arrived.wait(min(lag, 0.5))
+            take_decisions(s)
 
         want_ckpt = threading.Event()
+
+        def write_status(info):
+            tmp = run_dir / "live.json.tmp"
+            tmp.write_text(json.dumps(info, default=str, indent=1))
+            tmp.replace(run_dir / "live.json")
 
         def live_status(s):
             for ident, dec in (listener.pending() if listener is not None else []):
@@ -117,9 +142,9 @@ def run_live(scenario, broker: str, *, store=None, config=None, speed: float = 1
                     "iteration": s.iteration, "stop_time_s": s.stop_time, "speed": speed,
                     "wall_s": round(time.monotonic() - wall0, 3), "broker": broker, "store": str(store_path),
                     "observations": st.count(), "rejects": st.count("rejects"),
-                    "ingest": vars(ing.stats).copy()}
+                    "ingest": vars(ing.stats).copy(), "state": "running", "decisions_topic": inbox.topic}
             info["assimilation_last"] = tw.assimilator.last_applied
-            for k in ("auto_warn", "auto_warn_refused"):
+            for k in ("auto_warn", "auto_warn_refused", "decisions_received"):
                 if status.get(k):
                     info[k] = status[k]
             if status.get("checkpoint"):
@@ -136,9 +161,7 @@ def run_live(scenario, broker: str, *, store=None, config=None, speed: float = 1
             if len(stats):
                 info["nudging_stats"] = stats.to_dict("records")
             status["last"] = info
-            tmp = run_dir / "live.json.tmp"
-            tmp.write_text(json.dumps(info, default=str, indent=1))
-            tmp.replace(run_dir / "live.json")
+            write_status(info)
             if on_step is not None:
                 on_step(s, info)
 
@@ -163,12 +186,16 @@ def run_live(scenario, broker: str, *, store=None, config=None, speed: float = 1
         finally:
             for sig, h in old.items():
                 signal.signal(sig, h)
+            if status["last"] is not None:   # the page refuses decisions for a stopped run at once
+                write_status({**status["last"], "state": "stopped", "stop_reason": sim.stop_reason})
         print(json.dumps({"run": str(run_dir), "t_s": sim.time, "stop_reason": sim.stop_reason,
                           "observations": st.count(), "rejects": st.count("rejects")}), flush=True)
         return 0
     finally:
         if listener is not None:
             listener.stop()
+        if inbox is not None:
+            inbox.stop()
         ing.stop()
         ing_thread.join(30)
         st.close()

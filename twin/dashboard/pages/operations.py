@@ -4,20 +4,35 @@ Gauge fan charts (members, median, 5-95 %), the probability map per threshold an
 the impact table sorted by probability, and the CAP alerts with their text. Forecast folders are
 the folders holding a ``forecast.json`` in ``forecasts/`` beside the runs folder (``ctx.forecasts_dir``
 when set); the client picks one by its folder name from the server's list (never a path).
+
+"Issue warning" hands a ``warning`` decision to a running live twin (``twin live`` writing into the
+runs folder) over its MQTT decisions topic (:mod:`twin.sensors.decision_channel`) and shows the
+twin's answer: the decision id and the model time it acts at, or the refusal naming the field. The
+client names the live run and the alert by id from the server's lists; the decision is built and
+validated (pydantic) here; it needs the access token when the server has one
+(docs/design/opswarn-issue-warning.md).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from dash import Input, Output, dcc, html
+from dash import Input, Output, State, dcc, html, no_update
 
 from .common import cap, message, safe
 
 THRESHOLDS = (0.1, 0.3, 0.5, 1.0)
 MAX_IMPACT_ROWS = 200
+#: CAP 1.2 severities a manager can choose for a warning
+SEVERITIES = ("Extreme", "Severe", "Moderate", "Minor")
+CHANNELS = ("cell_broadcast", "loudspeaker", "tv", "door_to_door")
+TOKEN_NEEDED = ("Issuing a warning needs the access token that twin serve printed when it started: "
+                "enter it in the Access token field.")
+NO_LIVE_RUN = "Choose a live run: the warning goes to a running twin live."
+ARIA_LIVE: dict[str, Any] = {"aria-live": "polite"}
 
 
 def forecasts_dir(ctx) -> Path:
@@ -125,6 +140,170 @@ def alert_items(fdir: Path) -> list:
     return items or [html.P("No alerts in this forecast (run twin forecast with --alerts rules.yaml).")]
 
 
+# ----------------------------------------------------------------------------------------------
+# issuing a warning to the live twin
+# ----------------------------------------------------------------------------------------------
+def _live_doc(path: Path) -> dict:
+    try:
+        doc = json.loads((path / "live.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def live_runs(ctx) -> list[dict]:
+    """[{id, label, state}] of the runs in the runs folder that a live twin writes (a ``live.json``)."""
+    from ..runs import list_runs
+
+    out = []
+    for r in list_runs(ctx.runs_dir):
+        p = Path(r["path"])
+        if r["status"] == "corrupt" or not (p / "live.json").is_file():
+            continue
+        doc = _live_doc(p)
+        state = str(doc.get("state") or "running")
+        t = doc.get("t_s")
+        when = f"model time {float(t) / 3600:.2f} h" if isinstance(t, (int, float)) else "model time ?"
+        out.append({"id": r["id"], "state": state,
+                    "label": f"{r['id']} · {doc.get('scenario', '?')} · {when} · {state}"})
+    return out
+
+
+def _alerts_of(ctx, fid: str) -> list[dict]:
+    """The forecast's alerts (forecast.json), each file confined to its forecast folder."""
+    fdir = _folder(ctx, fid)
+    doc = json.loads((fdir / "forecast.json").read_text(encoding="utf-8"))
+    out = []
+    for a in doc.get("alerts") or []:
+        f = (fdir / str(a.get("file", ""))).resolve()
+        if f.is_relative_to(fdir.resolve()) and f.is_file():
+            out.append({**a, "path": f})
+    return out
+
+
+def alert_options(ctx, fid: str | None) -> list[dict]:
+    """Dropdown options of the alerts a warning can be issued from (cancellations are not warnings)."""
+    if not fid:
+        return []
+    return [{"label": f"{a['severity']} · {a['area']} · P = {float(a['probability']):.0%} · {a['identifier']}",
+             "value": a["identifier"]} for a in _alerts_of(ctx, fid) if a.get("msgType") != "Cancel"]
+
+
+def alert_fields(ctx, fid: str, alert_id: str) -> dict:
+    """What the form takes from an alert: wards (comma-separated; empty: the whole city), severity,
+    message (the English headline). ValueError when ``alert_id`` is not an alert of the forecast."""
+    from twin.forecast.cap import parse_alert
+
+    a = next((a for a in _alerts_of(ctx, fid) if a["identifier"] == alert_id and a.get("msgType") != "Cancel"), None)
+    if a is None:
+        raise ValueError(f"no alert {cap(str(alert_id), 100)!r} in forecast {cap(str(fid), 100)!r}")
+    doc = parse_alert(Path(a["path"]))
+    info = doc["info"].get("en-US") or next(iter(doc["info"].values()))
+    return {"area": ", ".join(info.get("wards") or []), "severity": info.get("severity") or a.get("severity"),
+            "text": info.get("headline") or ""}
+
+
+def warning_decision(area: str | None, channel: str | None, severity: str | None, text: str | None) -> dict:
+    """The ``warning`` decision of the form, validated by its pydantic model (:class:`DecisionError`
+    naming the field otherwise). ``area``: ward names or codes separated by commas; empty: the city."""
+    from twin.decisions import DecisionError, parse_decision
+
+    wards = [w.strip() for w in str(area or "").replace(";", ",").split(",") if w.strip()]
+    sev = str(severity or "").strip()
+    if sev and sev not in SEVERITIES:
+        raise DecisionError(f"warning.severity: expected one of {', '.join(SEVERITIES)} (value {cap(sev, 60)!r})",
+                            field="severity", value=sev)
+    body = str(text or "").strip() or f"flood warning for {', '.join(wards) or 'the whole city'}"
+    label = body if not sev or body.lower().startswith(sev.lower()) else f"{sev}: {body}"
+    d = {"type": "warning", "channel": channel or "cell_broadcast", "area": wards or None, "label": label}
+    parse_decision(d)
+    return d
+
+
+def issue_warning(ctx, run_id, fid, alert_id, area, channel, severity, text, token=None) -> tuple[str, str]:
+    """Hand the form's warning to the live twin of ``run_id``; (kind, message) for the page:
+    ``ok`` with the decision id and the model time it acts at, else ``error`` saying why."""
+    from twin.decisions import DecisionError
+    from twin.sensors.decision_channel import DEFAULT_TIMEOUT_S, ChannelError, send_decision
+
+    from ..runs import RunError, resolve_run
+
+    if not ctx.authorized(token):
+        return "error", TOKEN_NEEDED
+    if not run_id:
+        return "error", NO_LIVE_RUN
+    if run_id not in {r["id"] for r in live_runs(ctx)}:
+        return "error", "Unknown live run: choose one from the list."
+    try:
+        path = resolve_run(ctx.runs_dir, run_id)
+    except RunError as exc:
+        return "error", str(exc)
+    doc = _live_doc(path)
+    if doc.get("state") == "stopped":
+        return "error", (f"Live run {run_id} has stopped ({cap(str(doc.get('stop_reason') or 'stopped'), 120)}): "
+                         "it takes no more decisions.")
+    issuer = "dashboard operations page"
+    if alert_id:
+        try:
+            alert_fields(ctx, fid, alert_id)
+        except (ValueError, OSError) as exc:
+            return "error", cap(str(exc))
+        issuer += f", cap:{alert_id}"
+    try:
+        decision = warning_decision(area, channel, severity, text)
+    except DecisionError as exc:
+        return "error", cap(f"Invalid warning: {exc}")
+    broker = getattr(ctx, "live_broker", None) or doc.get("broker")
+    if not broker:
+        return "error", f"Live run {run_id}: live.json names no broker (twin serve --live-broker URL)."
+    try:
+        ack = send_decision(str(broker), run_id, decision, issuer=issuer[:200], source="dashboard",
+                            timeout_s=float(getattr(ctx, "live_timeout_s", None) or DEFAULT_TIMEOUT_S))
+    except (ChannelError, ValueError) as exc:
+        return "error", cap(f"Not issued: {exc}")
+    if ack.status == "accepted":
+        local = f" ({ack.acts_at_local} local)" if ack.acts_at_local else ""
+        return "ok", (f"Warning issued to live run {run_id}: decision {ack.decision_id}, acts at model time "
+                      f"{ack.acts_at_s:g} s{local}.")
+    if ack.status == "received":
+        return "info", (f"Live run {run_id} received the warning but has not finished its coupling step yet: it is "
+                        "submitted at the next step (see live.json and decisions.parquet).")
+    return "error", cap(f"Refused by live run {run_id}: {ack.message}")
+
+
+def _issue_form(ctx) -> html.Div:
+    lives = live_runs(ctx)
+    running = [r["id"] for r in lives if r["state"] != "stopped"]
+    field = "field"
+    return html.Div([
+        html.Div([html.Label("Live run", htmlFor="op-live", className="field-label"),
+                  dcc.Dropdown(id="op-live", options=[{"label": r["label"], "value": r["id"]} for r in lives],
+                               value=running[0] if running else None, placeholder="choose a live run")],
+                 className=field),
+        html.Div([html.Label("From alert", htmlFor="op-alert", className="field-label"),
+                  dcc.Dropdown(id="op-alert", options=[], value=None, placeholder="none: fill in the fields")],
+                 className=field),
+        html.Div([html.Label("Wards", htmlFor="op-area", className="field-label"),
+                  dcc.Input(id="op-area", type="text", value="", placeholder="ward names, commas; empty: the whole city")],
+                 className=field),
+        html.Div([html.Label("Severity", htmlFor="op-severity", className="field-label"),
+                  dcc.Dropdown(id="op-severity", options=list(SEVERITIES), value="Severe", clearable=False)],
+                 className=field),
+        html.Div([html.Label("Channel", htmlFor="op-channel", className="field-label"),
+                  dcc.Dropdown(id="op-channel", options=list(CHANNELS), value="cell_broadcast", clearable=False)],
+                 className=field),
+        html.Div([html.Label("Message", htmlFor="op-text", className="field-label"),
+                  dcc.Input(id="op-text", type="text", value="", maxLength=400)], className=field),
+        html.Div([html.Label("Access token", htmlFor="op-token", className="field-label"),
+                  dcc.Input(id="op-token", type="password", value="", autoComplete="off")],
+                 className=field, style=None if getattr(ctx, "token", None) else {"display": "none"}),
+        html.Button("Issue warning", id="op-issue", n_clicks=0, className="btn btn-primary"),
+        dcc.Loading(html.Div(id="op-issue-msg", **ARIA_LIVE)),
+        None if lives else html.P("No live runs in the runs folder: start one with 'twin live SCENARIO --broker "
+                                  f"mqtt://HOST:PORT --run-dir {ctx.runs_dir}/NAME'.", className="hint"),
+    ], className="issue-warning")
+
+
 def _table(rows: list[dict]) -> html.Table:
     head = html.Tr([html.Th(h) for h in ("target", "impact", "highest probability", "at [h]")])
     body = [html.Tr([html.Td(r["target"]), html.Td(r["impact"]), html.Td(r["probability"]), html.Td(r["at_h"])])
@@ -154,6 +333,8 @@ def layout(ctx, selected=None):
         html.Div(id="op-impacts"),
         html.H3("Alerts (CAP 1.2)"),
         html.Div(id="op-alerts"),
+        html.H3("Issue a warning to the live twin"),
+        _issue_form(ctx),
     ])
 
 
@@ -177,6 +358,34 @@ def register(app, ctx):
         n, err = safe(n_times, fdir)
         return (fan or empty, _table(rows or []), alerts, message(" · ".join(msgs)) if msgs else None,
                 max(int(n or 1) - 1, 0))
+
+    @app.callback(Output("op-alert", "options"), Output("op-alert", "value"), Input("op-fc", "value"))
+    def on_alert_options(fid):
+        opts, _ = safe(alert_options, ctx, fid)
+        return opts or [], None
+
+    @app.callback(Output("op-area", "value"), Output("op-severity", "value"), Output("op-text", "value"),
+                  Input("op-alert", "value"), State("op-fc", "value"), prevent_initial_call=True)
+    def on_alert(alert_id, fid):
+        if not alert_id:
+            return no_update, no_update, no_update
+        got, _ = safe(alert_fields, ctx, fid, alert_id)
+        if not got:
+            return no_update, no_update, no_update
+        return got["area"], got["severity"] if got["severity"] in SEVERITIES else "Severe", got["text"]
+
+    @app.callback(Output("op-issue-msg", "children"), Input("op-issue", "n_clicks"),
+                  State("op-live", "value"), State("op-fc", "value"), State("op-alert", "value"),
+                  State("op-area", "value"), State("op-channel", "value"), State("op-severity", "value"),
+                  State("op-text", "value"), State("op-token", "value"), prevent_initial_call=True)
+    def on_issue(n, run_id, fid, alert_id, area, channel, severity, text, token):
+        if not n:
+            return no_update
+        got, err = safe(issue_warning, ctx, run_id, fid, alert_id, area, channel, severity, text, token)
+        if err:
+            return message(err)
+        kind, msg = got
+        return message(msg, kind)
 
     @app.callback(Output("op-map", "figure"), Input("op-fc", "value"), Input("op-thr", "value"),
                   Input("op-time", "value"))
