@@ -238,7 +238,7 @@ class DaskMembers:
     def scale_depth(self, factors: Sequence[float]) -> None:
         self._each("scale_depth", [list(map(float, f)) for f in self._split(list(factors))])
 
-    def set_rain(self, t_s: float, field: np.ndarray, multipliers: Sequence[float]) -> None:
+    def set_rain(self, t_s: float, field: np.ndarray, multipliers: Sequence[float] | np.ndarray) -> None:
         futs = [a.set_rain(float(t_s), field, [float(r) for r in m])
                 for a, m in zip(self.actors, self._split(list(multipliers)))]
         for f in futs:
@@ -310,8 +310,8 @@ class DaskEnsembleKalmanFilter(EnsembleKalmanFilter):
         self._setup(members.terrain, members.n_members, obs_error_m, localization_m, inflation, seed, method,
                     None, None, None)
 
-    @property  # type: ignore[override]
-    def models(self) -> list:
+    @property
+    def models(self) -> list:  # type: ignore[override]
         raise AttributeError("DaskEnsembleKalmanFilter: the members live on Dask workers, not in this process; "
                              "use .members (DaskMembers)")
 

@@ -71,6 +71,7 @@ def run_live(scenario, broker: str, *, store=None, config=None, speed: float = 1
     ing_thread = threading.Thread(target=ing.run, name="twin-live-ingest", daemon=True)
     ing_thread.start()
     listener = None
+    tw = None
     try:
         if not ing.wait_subscribed(30):
             raise RuntimeError(f"could not subscribe on {broker} within 30 s")
@@ -169,6 +170,8 @@ def run_live(scenario, broker: str, *, store=None, config=None, speed: float = 1
     finally:
         if listener is not None:
             listener.stop()
+        if tw is not None and tw.assimilator is not None:
+            tw.assimilator.close()          # enkf.dask: its client and LocalCluster
         ing.stop()
         ing_thread.join(30)
         st.close()
