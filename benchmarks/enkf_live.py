@@ -49,12 +49,21 @@ def _members(t: Terrain, base: np.ndarray, k: int, seed: int) -> list[FloodModel
     return out
 
 
-def _cycle(f, step: float, xy: np.ndarray, obs: np.ndarray, mean_fn) -> tuple[float, np.ndarray]:
+def _cycle(f, step: float, xy: np.ndarray, obs: np.ndarray, mean_fn, parts: dict) -> tuple[float, np.ndarray]:
     t0 = time.perf_counter()
     f.advance(step)
+    t1 = time.perf_counter()
     f.assimilate(xy, obs, kind="stage")
+    t2 = time.perf_counter()
     h = mean_fn()
-    return time.perf_counter() - t0, h
+    t3 = time.perf_counter()
+    for k, v in (("advance_s", t1 - t0), ("analysis_s", t2 - t1), ("mean_s", t3 - t2)):
+        parts.setdefault(k, []).append(v)
+    return t3 - t0, h
+
+
+def _medians(parts: dict) -> dict:
+    return {k: round(statistics.median(v), 3) for k, v in parts.items()}
 
 
 def main(argv=None) -> int:
@@ -98,24 +107,28 @@ def main(argv=None) -> int:
                 sums[k] = sums.get(k, 0.0) + ss[k]
         return local.mean("depth")
 
-    walls, h_local = [], None
+    walls, h_local, parts = [], None, {}
     for c in range(a.cycles):
-        w, h_local = _cycle(local, a.step, xy, obs[c], local_mean)
+        w, h_local = _cycle(local, a.step, xy, obs[c], local_mean, parts)
         walls.append(w)
     w_local = statistics.median(walls)
-    _line(case="in_process", wall_per_cycle_s=round(w_local, 3), runs=[round(v, 3) for v in walls], **common)
+    win = local._bufs[0].shape if local._bufs is not None else (0, 0, 0)
+    common["window_shape"] = list(win)
+    _line(case="in_process", wall_per_cycle_s=round(w_local, 3), runs=[round(v, 3) for v in walls],
+          **_medians(parts), **common)
 
     t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=a.workers, threads_per_worker=1, processes=True, dashboard_address=None,
+    cluster = LocalCluster(n_workers=a.workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                            env={"OMP_NUM_THREADS": "1"})
     client = Client(cluster)
     try:
         dm = DaskMembers.from_models(client, _members(t, base, a.members, 7), workers=a.workers)
         remote = DaskEnsembleKalmanFilter(dm, **kw)
         setup = time.perf_counter() - t0
-        walls, h_dask = [], None
+        walls, h_dask, parts = [], None, {}
         for c in range(a.cycles):
-            w, h_dask = _cycle(remote, a.step, xy, obs[c], lambda: dm.sums(["qx", "qy"])["depth"] / a.members)
+            w, h_dask = _cycle(remote, a.step, xy, obs[c], lambda: dm.sums(["qx", "qy"])["depth"] / a.members,
+                               parts)
             walls.append(w)
         w_dask = statistics.median(walls)
         rep = remote.reports[-1]
@@ -125,7 +138,8 @@ def main(argv=None) -> int:
         client.close()
         cluster.close()
     _line(case="dask", wall_per_cycle_s=round(w_dask, 3), runs=[round(v, 3) for v in walls], workers=a.workers,
-          setup_s=round(setup, 2), ratio_to_in_process=round(w_dask / w_local, 3),
+          setup_s=round(setup, 2), ratio_to_in_process=round(w_dask / w_local, 3), **_medians(parts),
+          window_mb_per_cycle=round(2 * 8 * float(np.prod(win)) / 1e6, 1),
           max_abs_diff_mean_m=float(np.max(np.abs(h_dask - h_local))), cells_updated=box_cells, **common)
     return 0
 

@@ -211,3 +211,44 @@ def test_enkf_members_get_the_rain_the_model_gets(tmp_path):
             assert mm.volume_balance()["rain_m3"] == pytest.approx(want, rel=1e-12)
     finally:
         a.close()
+
+
+def test_scheduler_local_starts_and_closes_its_cluster(tmp_path):
+    """``scheduler: local``: the Assimilator starts a LocalCluster (worker processes), the members live
+    there, and close() shuts it down."""
+    terr = _terrain()
+    path = _store(tmp_path, terr, 3, 120.0)
+    m = FloodModel(terr, manning=0.04, threads=1)
+    m.set_boundary("east", "free")
+    a = Assimilator(path, {"method": "enkf", "enkf": {"members": 2, "max_age_s": 200.0, "datastreams": ["g0-wl"],
+                                                      "dask": {"scheduler": "local", "workers": 1}}}, terr, START_LOCAL)
+    try:
+        cluster = a._dask_cluster
+        assert cluster is not None and len(cluster.workers) == 1
+        for k in (1, 2):
+            m.run_one_step(120.0)
+            a.apply(m, k * 120.0)
+        assert a.ensemble.n_members == 2 and len(a.ensemble.reports) == 2
+        assert a.ensemble.time == pytest.approx(240.0)
+    finally:
+        a.close()
+    assert cluster.status.name == "closed" and a._dask_client is None
+
+
+def test_latest_observations_come_in_a_fixed_order(tmp_path):
+    """Regression: ``latest`` returned DuckDB's GROUP BY order, which varies from run to run; the serial
+    EnKF depends on the order of the observations, so the same run could give different analyses (seen as
+    a rare mismatch of the in-process and Dask runs above). Now ordered by datastream id."""
+    names = [f"s{i:02d}" for i in np.random.default_rng(1).permutation(12)]
+    path = tmp_path / "o.duckdb"
+    t64 = np.array([START_UTC + pd.Timedelta(seconds=100)], dtype="datetime64[us]")
+    with SensorStore(path) as st:
+        st.register([Station(n.upper(), x=X0 + 10.0 * i, y=Y0 - 100.0) for i, n in enumerate(names)],
+                    [Datastream(n, n.upper(), "water_level", "m") for n in names])
+        for n in names:
+            st.insert(n, t64, np.array([1.0]))
+    a = Assimilator(path, {}, _terrain(), START_LOCAL)
+    try:
+        assert a.latest(names, 120.0, 600.0)["datastream_id"].tolist() == sorted(names)
+    finally:
+        a.close()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -120,7 +120,7 @@ def connect(scheduler: str, workers: int | None = None, *, timeout_s: float = 10
     from dask.distributed import Client, LocalCluster
 
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True, dashboard_address=None,
+        cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                env={"OMP_NUM_THREADS": "1"})
         try:
             return Client(cluster), cluster
@@ -142,18 +142,21 @@ class DaskMembers:
     model, made and shipped one worker's slice at a time). ``workers``: use at most this many of the
     client's workers (default: all; never more than the members)."""
 
-    def __init__(self, client: Any, terrain: Any, slices: Sequence[tuple[str, bytes, int]], time_s: float) -> None:
+    def __init__(self, client: Any, terrain: Any, addresses: Sequence[str], sizes: Sequence[int],
+                 payload: Callable[[int], bytes], time_s: float) -> None:
+        """Ship slice ``i`` (``sizes[i]`` members, pickled by ``payload(i)``, made when it is shipped) to
+        worker ``addresses[i]``; use :meth:`from_models` or :meth:`copies`."""
         self.client = client
         self.terrain = terrain
-        self.sizes = [n for _, _, n in slices]
+        self.sizes = [int(n) for n in sizes]
         self.n_members = int(sum(self.sizes))
         self.bounds = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int)
-        self.addresses = [a for a, _, _ in slices]
+        self.addresses = list(addresses)
         self._futures: list[Any] = []
         self.actors: list[Any] = []
         try:
-            for addr, payload, _ in slices:
-                data = client.scatter(payload, workers=[addr], hash=False)
+            for i, addr in enumerate(self.addresses):
+                data = client.scatter(payload(i), workers=[addr], hash=False)
                 fut = client.submit(MemberSlice, data, actor=True, workers=[addr], allow_other_workers=False,
                                     pure=False)
                 self.actors.append(fut.result())
@@ -189,9 +192,11 @@ class DaskMembers:
         helds = list(held) if held is not None else [{} for _ in models]
         addrs = cls._addresses(client, len(models), workers)
         parts = np.array_split(np.arange(len(models)), len(addrs))
-        slices = [(a, pickle.dumps(([models[i] for i in p], [helds[i] for i in p]), protocol=5), len(p))
-                  for a, p in zip(addrs, parts)]
-        return cls(client, models[0].terrain, slices, float(models[0].time))
+
+        def payload(i: int) -> bytes:
+            return pickle.dumps(([models[k] for k in parts[i]], [helds[k] for k in parts[i]]), protocol=5)
+
+        return cls(client, models[0].terrain, addrs, [len(p) for p in parts], payload, float(models[0].time))
 
     @classmethod
     def copies(cls, client: Any, model: Any, n_members: int, *, held: dict | None = None,
@@ -205,16 +210,16 @@ class DaskMembers:
         addrs = cls._addresses(client, n_members, workers)
         parts = np.array_split(np.arange(n_members), len(addrs))
 
-        def payload(n: int) -> bytes:
+        def payload(i: int) -> bytes:
             memo = {id(model.terrain): model.terrain}
-            ms = [copy.deepcopy(model, memo=dict(memo)) for _ in range(n)]
+            ms = [copy.deepcopy(model, memo=dict(memo)) for _ in range(len(parts[i]))]
             hs: list[dict] = [{} for _ in ms]
             for m, h in zip(ms, hs):
                 relink_held(model, m, held or {}, h)
             return pickle.dumps((ms, hs), protocol=5)
 
         # one slice's copies exist here at a time
-        return cls(client, model.terrain, _LazySlices(addrs, [len(p) for p in parts], payload), float(model.time))
+        return cls(client, model.terrain, addrs, [len(p) for p in parts], payload, float(model.time))
 
     # ------------------------------------------------------------------ calls on every worker
     def _all(self, method: str, *args: Any) -> list[Any]:
@@ -279,21 +284,6 @@ class DaskMembers:
         for f in self._futures:
             f.release()
         self._futures = []
-
-
-class _LazySlices(Sequence):
-    """``(address, payload, n)`` per worker, the payload made when it is reached."""
-
-    def __init__(self, addrs: list[str], sizes: list[int], make: Any) -> None:
-        self.addrs, self.ns, self.make = addrs, sizes, make
-
-    def __len__(self) -> int:
-        return len(self.addrs)
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        return self.addrs[i], self.make(self.ns[i]), self.ns[i]
 
 
 class DaskEnsembleKalmanFilter(EnsembleKalmanFilter):

@@ -20,6 +20,9 @@ Plain functions over arrays, and one class that ties them to the store and a ``F
   (:class:`twin.assimilation.EnsembleKalmanFilter`): ``members`` copies of the flood model run in
   this process beside it (forced like it, rain scaled per member), are analysed at every step with
   observations, and the model takes the ensemble mean (see :meth:`Assimilator.enkf_analysis`).
+  With ``enkf.dask`` the members live on Dask workers instead (one slice per worker, shipped once;
+  only the localisation windows travel to the analysis and back; :mod:`twin.assimilation.dask_members`):
+  the same analysis, to round-off.
 
 Only observations without a flag in :data:`twin.sensors.model.BAD_MASK` are used, and only the
 latest one at or before the model time (causal: the same in a hindcast as live), no older than
@@ -212,7 +215,9 @@ class Assimilator:
         method:  nudging (default) | enkf
         enkf:    {members: 8, obs_error_m: 0.05, localization_m: 2000, inflation: 1.0, seed: 0,
                   filter: ensrf|stochastic, datastreams: [ids] (default: every water_level stream),
-                  max_age_s: 900, rain_sigma: 0.3, model_error: 0.05}
+                  max_age_s: 900, rain_sigma: 0.3, model_error: 0.05,
+                  dask: {scheduler: local|ADDRESS, workers: 2, connect_timeout_s: 10}  (optional:
+                        members on Dask workers, see twin.assimilation.dask_members)}
 
     ``terrain``: the model's :class:`~twin.terrain.Terrain` (elevation, transform, shape).
     ``start_datetime``: scenario start, local time (naive = Asia/Ho_Chi_Minh) or tz-aware.
@@ -311,7 +316,8 @@ class Assimilator:
         return self._con.execute(
             "SELECT datastream_id, arg_max(result, phenomenon_time) AS result, max(phenomenon_time) AS phenomenon_time "
             "FROM observations WHERE datastream_id IN (SELECT unnest(?::VARCHAR[])) AND phenomenon_time > ? "
-            f"AND phenomenon_time <= ? AND qc_mask & {BAD_MASK} = 0 GROUP BY datastream_id",
+            f"AND phenomenon_time <= ? AND qc_mask & {BAD_MASK} = 0 GROUP BY datastream_id "
+            "ORDER BY datastream_id",
             [ids, t0, t]).fetchdf()
 
     # -------------------------------------------------------------- pieces
