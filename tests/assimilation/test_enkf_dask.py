@@ -179,6 +179,7 @@ def test_dask_scheduler_unreachable_and_bad_config(tmp_path):
     for dcfg, msg in (({"workers": 0}, r"assimilation.enkf.dask.workers: expected an integer >= 1, got 0"),
                       ({"schedular": "local"}, r"assimilation.enkf.dask: unknown key\(s\) \['schedular'\]"),
                       ({"scheduler": 5}, r"assimilation.enkf.dask.scheduler: expected 'local' or a scheduler address"),
+                      ({"scheduler": "nonsense"}, r"assimilation.enkf.dask.scheduler: 'nonsense' is not 'local' nor a "),
                       ("local", r"assimilation.enkf.dask: expected a mapping")):
         with pytest.raises(ValueError, match=msg):
             Assimilator(path, {"method": "enkf", "enkf": {"dask": dcfg}}, terr, START_LOCAL)

@@ -129,6 +129,9 @@ def connect(scheduler: str, workers: int | None = None, *, timeout_s: float = 10
             raise
     try:
         client = Client(scheduler, timeout=timeout_s)
+    except ValueError as exc:
+        raise ValueError(f"{where}.scheduler: {scheduler!r} is not 'local' nor a Dask scheduler address "
+                         f"(tcp://host:8786): {exc}") from None
     except (OSError, TimeoutError) as exc:
         raise ValueError(f"{where}.scheduler: cannot reach the Dask scheduler at {scheduler!r} within "
                          f"{timeout_s:g} s ({type(exc).__name__}: {exc})") from None
