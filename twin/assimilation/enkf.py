@@ -42,7 +42,7 @@ import numpy as np
 
 from twin import _core
 
-__all__ = ["AnalysisReport", "EnsembleKalmanFilter", "gaspari_cohn"]
+__all__ = ["AnalysisReport", "EnsembleKalmanFilter", "gaspari_cohn", "write_member_windows"]
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +164,18 @@ class EnsembleKalmanFilter:
         if max(times) - min(times) > 1e-6:
             raise ValueError(f"models: members are at different times ({min(times):g} .. {max(times):g} s); "
                              "advance them together")
+        self.models = models
+        self._setup(t0, len(models), obs_error_m, localization_m, inflation, seed, method, params, param_bounds,
+                    on_params)
+
+    def _setup(self, t0, n_members: int, obs_error_m: float, localization_m: float, inflation: float,
+               seed: int | np.random.SeedSequence | None, method: str, params: dict[str, Any] | None,
+               param_bounds: dict[str, tuple[float, float]] | None,
+               on_params: Callable[[int, Any, dict[str, float]], None] | None) -> None:
+        """Everything but the members: settings (checked), terrain geometry, parameters."""
         if method not in ("ensrf", "stochastic"):
             raise ValueError(f"method: expected 'ensrf' or 'stochastic', got {method!r}")
-        self.models = models
-        self.n_members = len(models)
+        self.n_members = n_members
         self.obs_error_m = _finite_positive(obs_error_m, "obs_error_m")
         self.localization_m = _finite_positive(localization_m, "localization_m")
         self.inflation = _finite_positive(inflation, "inflation", at_least=1.0)
@@ -330,8 +338,7 @@ class EnsembleKalmanFilter:
         if self._bufs is None or self._bufs[0].shape != (K,) + bshape:
             self._bufs = (np.empty((K,) + bshape), np.empty((K,) + bshape))   # reused: no page faults
         old, new = self._bufs
-        for k, m in enumerate(self.models):
-            m.depth_window(bsl, out=old[k])
+        self._read_windows(bsl, old)
         np.copyto(new, old)
         P = {n: v.copy() for n, v in self.params.items()}
         if self.inflation != 1.0:
@@ -379,15 +386,11 @@ class EnsembleKalmanFilter:
                 P[n] = v + g * coef
         # positivity, volume change, then write back with consistent discharge
         clipped = np.zeros(K)
-        dvol = np.zeros(K)
-        dried = 0
-        scratch = (np.empty(bshape), np.empty(bshape))
-        for k, m in enumerate(self.models):
-            hb, ob = new[k], old[k]
+        for k in range(K):
+            hb = new[k]
             clipped[k] = -float(np.minimum(hb, 0.0).sum()) * self.cell_area
             np.maximum(hb, 0.0, out=hb)
-            dvol[k] = m.set_depth_window(bsl, hb)
-            dried += self._consistent_discharge(m, ob, hb, box, scratch)
+        dvol, dried = self._write_windows(bsl, box, old, new)
         for n, v in P.items():
             lo, hi = self.param_bounds[n]
             self.params[n] = np.clip(v, lo, hi)
@@ -413,6 +416,18 @@ class EnsembleKalmanFilter:
                  rep.mean_volume_change_m3)
         return rep
 
+    # ------------------------------------------------------------------ where the members live
+    def _read_windows(self, bsl: tuple[slice, slice], out: np.ndarray) -> None:
+        """Every member's depth on the box ``bsl`` into ``out[k]`` (``(K, by, bx)``)."""
+        for k, m in enumerate(self.models):
+            m.depth_window(bsl, out=out[k])
+
+    def _write_windows(self, bsl: tuple[slice, slice], box: tuple[int, int, int, int], old: np.ndarray,
+                       new: np.ndarray) -> tuple[np.ndarray, int]:
+        """Write the analysed depths ``new[k]`` (>= 0) back on the box, discharge made consistent with the
+        change from ``old[k]``. Returns the volume change per member [m3] and the cells dried."""
+        return write_member_windows(self.models, bsl, box, old, new)
+
     @staticmethod
     def _consistent_discharge(m, old: np.ndarray, new: np.ndarray, box: tuple[int, int, int, int],
                               scratch: tuple[np.ndarray, np.ndarray]) -> int:
@@ -429,6 +444,20 @@ class EnsembleKalmanFilter:
             f[dried_here] = 0.0
         _scale_discharge(m, f, box, scratch[1], n_dried > 0)
         return n_dried
+
+
+def write_member_windows(models: Sequence, bsl: tuple[slice, slice], box: tuple[int, int, int, int],
+                         old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, int]:
+    """Member ``k`` of ``models`` gets the depth ``new[k]`` (>= 0) on the box ``bsl`` (booked as an edit)
+    and its discharge made consistent with the change from ``old[k]``. Returns the volume change per
+    member [m3] and the number of cells dried. (Also run on Dask workers, for their slice of members.)"""
+    dvol = np.zeros(len(new))
+    dried = 0
+    scratch = (np.empty(new.shape[1:]), np.empty(new.shape[1:]))
+    for k, m in enumerate(models):
+        dvol[k] = m.set_depth_window(bsl, new[k])
+        dried += EnsembleKalmanFilter._consistent_discharge(m, old[k], new[k], box, scratch)
+    return dvol, dried
 
 
 def _scale_discharge(m, f: np.ndarray, box: tuple[int, int, int, int], work: np.ndarray, zeros: bool) -> None:

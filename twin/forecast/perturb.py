@@ -5,9 +5,12 @@ Every member ``i`` of a forecast with seed ``S`` draws its perturbation from
 member 0 is the **control** (no perturbation) so the unperturbed forecast is always in the ensemble.
 
 Typhoon track and intensity (when the run's rain is a typhoon replay). The errors grow with lead
-time ``τ`` (hours after the issue time) following the mean forecast errors of the Joint Typhoon
-Warning Center for the western North Pacific. Rounded five-year means of the JTWC *Annual Tropical
-Cyclone Reports* (2016-2020 editions, chapter "Summary of forecast verification", WP basin):
+time ``τ`` (hours after the issue time) like the mean official forecast errors of the Joint Typhoon
+Warning Center (JTWC) for the western North Pacific (WP). **The table is not verified against its
+source.** It was written from memory of the forecast-verification chapter of the JTWC *Annual
+Tropical Cyclone Reports* (ATCR); a search for the published tables (2026-12-04: the ATCR WP track
+and intensity errors by lead time, e.g. a 2019-2023 five-year mean) did not find them in the
+references available, so no report year or table can be cited and the values stay as written:
 
 =========  ========================  ===========================
 lead [h]   mean track error [nm]     mean absolute Vmax error [kt]
@@ -21,11 +24,15 @@ lead [h]   mean track error [nm]     mean absolute Vmax error [kt]
 120        175                       19
 =========  ========================  ===========================
 
-(The 0-h row is the analysis (warning position) error. NHC's Atlantic verification
-(Cangialosi, *National Hurricane Center Forecast Verification Report*, 2016-2020 means) gives
-track errors of the same size: about 40 / 70 / 100 nm at 24 / 48 / 72 h.) These are rounded from
-the reports' tables; replace :data:`JTWC_WP_ERRORS` with the latest report's numbers when you
-have them.
+(The 0-h row stands for the analysis (warning position) error.) Their size was checked against the
+one published neighbour found: the National Hurricane Center's track-cone radii for 2023, from its
+2018-2022 official errors (NHC, "Definition of the NHC Track Forecast Cone"): the radius holding two
+thirds of the errors is 39 / 67 / 99 / 145 / 205 nm (Atlantic) and 38 / 63 / 86 / 110 / 137 nm
+(eastern North Pacific) at 24 / 48 / 72 / 96 / 120 h. For a circular Gaussian error the mean is
+``√(π/2) / √(2 ln 3) = 0.845`` times that radius: Atlantic means of about 33 / 57 / 84 / 123 / 173
+nm, which the track column exceeds by 21 / 15 / 13 / 6 / 1 % (plausible for the WP, not a check of
+the WP numbers). No published intensity error was found to check the Vmax column. Replace
+:data:`JTWC_WP_ERRORS` (and :data:`ERROR_SOURCE`) with a report's table when one is at hand.
 
 A mean great-circle error ``E`` of a position error that is circular Gaussian with a standard
 deviation ``σ`` per component has ``E = σ √(π/2)``; the along-track and cross-track components get
@@ -59,13 +66,16 @@ __all__ = ["JTWC_WP_ERRORS", "MemberPerturbation", "draw_perturbations", "track_
            "perturbed_scenario_dict", "RAIN_SIGMA_LN", "RELEASE_SIGMA_LN", "SEA_OFFSET_SIGMA_M",
            "SURGE_SIGMA_LN", "ERROR_SOURCE"]
 
-#: (lead h, mean track error nm, mean absolute Vmax error kt): JTWC WP, rounded 2016-2020 means
+#: (lead h, mean track error nm, mean absolute Vmax error kt): JTWC WP, as remembered, NOT verified
+#: against the ATCR tables (see the module docstring)
 JTWC_WP_ERRORS: tuple[tuple[float, float, float], ...] = (
     (0.0, 10.0, 5.0), (12.0, 25.0, 8.0), (24.0, 40.0, 11.0), (48.0, 65.0, 15.0),
     (72.0, 95.0, 17.0), (96.0, 130.0, 18.0), (120.0, 175.0, 19.0),
 )
-ERROR_SOURCE = ("JTWC Annual Tropical Cyclone Reports 2016-2020, WP forecast verification (rounded five-year "
-                "means); cf. NHC forecast verification reports (Cangialosi) for the Atlantic")
+ERROR_SOURCE = ("UNVERIFIED: rounded WP mean errors as remembered from the JTWC Annual Tropical Cyclone Reports' "
+                "forecast verification (no report table found to check them, 2026-12-04); the track errors are "
+                "of the size implied by NHC's 2023 track-cone radii (2018-2022 Atlantic official errors: "
+                "39/67/99/145/205 nm two-thirds radii at 24/48/72/96/120 h)")
 NM_M = 1852.0
 SQRT_HALF_PI = math.sqrt(math.pi / 2.0)
 RAIN_SIGMA_LN = 0.3

@@ -20,6 +20,9 @@ Plain functions over arrays, and one class that ties them to the store and a ``F
   (:class:`twin.assimilation.EnsembleKalmanFilter`): ``members`` copies of the flood model run in
   this process beside it (forced like it, rain scaled per member), are analysed at every step with
   observations, and the model takes the ensemble mean (see :meth:`Assimilator.enkf_analysis`).
+  With ``enkf.dask`` the members live on Dask workers instead (one slice per worker, shipped once;
+  only the localisation windows travel to the analysis and back; :mod:`twin.assimilation.dask_members`):
+  the same analysis, to round-off.
 
 Only observations without a flag in :data:`twin.sensors.model.BAD_MASK` are used, and only the
 latest one at or before the model time (causal: the same in a hindcast as live), no older than
@@ -39,6 +42,7 @@ from twin.sensors.model import BAD_MASK
 
 if TYPE_CHECKING:
     from twin.assimilation import EnsembleKalmanFilter
+    from twin.assimilation.dask_members import DaskMembers
 
 LOCAL_TZ = "Asia/Ho_Chi_Minh"
 HOLD_S = 10.0 * 365 * 86400.0   # a forcing set at t is held until the next apply (constant series)
@@ -211,7 +215,9 @@ class Assimilator:
         method:  nudging (default) | enkf
         enkf:    {members: 8, obs_error_m: 0.05, localization_m: 2000, inflation: 1.0, seed: 0,
                   filter: ensrf|stochastic, datastreams: [ids] (default: every water_level stream),
-                  max_age_s: 900, rain_sigma: 0.3, model_error: 0.05}
+                  max_age_s: 900, rain_sigma: 0.3, model_error: 0.05,
+                  dask: {scheduler: local|ADDRESS, workers: 2, connect_timeout_s: 10}  (optional:
+                        members on Dask workers, see twin.assimilation.dask_members)}
 
     ``terrain``: the model's :class:`~twin.terrain.Terrain` (elevation, transform, shape).
     ``start_datetime``: scenario start, local time (naive = Asia/Ho_Chi_Minh) or tz-aware.
@@ -245,6 +251,8 @@ class Assimilator:
             raise ValueError("assimilation: an enkf section needs method: enkf")
         self.enkf_config: dict = _enkf_config(self.config.get("enkf") or {}) if self.method == "enkf" else {}
         self.ensemble: EnsembleKalmanFilter | None = None     # made at the first apply (method: enkf)
+        self._dask_members: DaskMembers | None = None         # enkf.dask: the members on Dask workers
+        self._dask_client = self._dask_cluster = None
         self._ens_held: list[dict[str, np.ndarray]] = []
         self._rain_mult: np.ndarray | None = None
         self.terrain = terrain
@@ -257,8 +265,24 @@ class Assimilator:
         self._background_track = None
         self.last_applied: dict | None = None
         self._con = None
+        dcfg = self.enkf_config.get("dask")
+        if dcfg:
+            from twin.assimilation.dask_members import connect
+
+            self._dask_client, self._dask_cluster = connect(dcfg["scheduler"], dcfg["workers"],
+                                                            timeout_s=dcfg["connect_timeout_s"],
+                                                            where="assimilation.enkf.dask")
 
     def close(self):
+        if self._dask_members is not None:
+            self._dask_members.close()
+            self._dask_members = None
+        if self._dask_client is not None:
+            self._dask_client.close()
+            self._dask_client = None
+        if self._dask_cluster is not None:
+            self._dask_cluster.close()
+            self._dask_cluster = None
         if self._con is not None:
             self._con.close()
             self._con = None
@@ -292,7 +316,8 @@ class Assimilator:
         return self._con.execute(
             "SELECT datastream_id, arg_max(result, phenomenon_time) AS result, max(phenomenon_time) AS phenomenon_time "
             "FROM observations WHERE datastream_id IN (SELECT unnest(?::VARCHAR[])) AND phenomenon_time > ? "
-            f"AND phenomenon_time <= ? AND qc_mask & {BAD_MASK} = 0 GROUP BY datastream_id",
+            f"AND phenomenon_time <= ? AND qc_mask & {BAD_MASK} = 0 GROUP BY datastream_id "
+            "ORDER BY datastream_id",
             [ids, t0, t]).fetchdf()
 
     # -------------------------------------------------------------- pieces
@@ -341,20 +366,24 @@ class Assimilator:
         # rain: one frame from t on (FloodModel.set_rainfall with a single time = constant from then)
         if self.method == "enkf":
             self._ensure_ensemble(flood_model)
+            # the members catch up with the model over (t_prev, t] under the forcing the model had there,
+            # before this step's forcing replaces it (a one-point rain series set at t is zero before t)
+            self._advance_members(t_s)
         field = self.rain_field(t_s)
         if field is not None:
             flood_model.set_rainfall(np.array([t_s]), field)
             done["rain_mean_mm_per_h"] = float(np.mean(field))
             for m, r in zip(self._members(), self._rain_mult if self._rain_mult is not None else []):
                 m.set_rainfall(np.array([t_s]), field * r)
+            if self._dask_members is not None and self._rain_mult is not None:
+                self._dask_members.set_rain(t_s, field, self._rain_mult)
         # tide
         tcfg = self.config.get("tide")
         if tcfg:
             obs = self.latest([tcfg["datastream"]], t_s, tcfg.get("max_age_s", 3600))
             if len(obs):
                 stage = float(obs["result"].iloc[0]) + float(tcfg.get("offset_m", 0.0))
-                for fm, held in self._targets(flood_model):
-                    self._set_stage(fm, "tide", tcfg.get("edge", "east"), self._cells(tcfg), t_s, stage, held)
+                self._stage_all(flood_model, "tide", tcfg.get("edge", "east"), self._cells(tcfg), t_s, stage)
                 done["tide_stage_m"] = stage
         # inflow
         for k, icfg in enumerate(self.config.get("inflow") or []):
@@ -367,16 +396,14 @@ class Assimilator:
                 raise ValueError(f"assimilation.inflow[{k}]: give cells or x/y")
             mode = icfg.get("mode", "discharge")
             if mode == "stage":
-                for fm, held in self._targets(flood_model):
-                    self._set_stage(fm, f"inflow{k}", None, cells, t_s, stage, held)
+                self._stage_all(flood_model, f"inflow{k}", None, cells, t_s, stage)
                 done[f"inflow{k}_stage_m"] = stage
             elif mode == "discharge":
                 rc = icfg.get("rating")
                 if not rc:
                     raise ValueError(f"assimilation.inflow[{k}]: mode 'discharge' needs a rating {{a, h0, b}}")
                 q = float(RatingCurve(**rc).discharge(stage))
-                for fm, held in self._targets(flood_model):
-                    self._set_inflow(fm, k, cells, t_s, q, held)
+                self._inflow_all(flood_model, k, cells, t_s, q)
                 done[f"inflow{k}_q_m3_per_s"] = q
             else:
                 raise ValueError(f"assimilation.inflow[{k}].mode must be 'discharge' or 'stage', got {mode!r}")
@@ -394,38 +421,28 @@ class Assimilator:
         return done
 
     def _set_stage(self, fm, key, edge, cells, t_s, stage, held_map=None):
-        """A stage held from ``t_s`` on. On an edge, FloodModel.set_boundary replaces the previous
-        stage of those faces; on interior cells it would add a boundary per call, so the first call
-        registers a one-point series and later calls overwrite its value in place."""
-        if cells is None:
-            fm.set_boundary(edge, "stage", times_s=np.array([t_s]), stage_m=np.array([stage]))
-            return
-        held_map = self._held if held_map is None else held_map
-        held = held_map.get(key)
-        if held is None:
-            arr = np.array([stage], dtype=np.float64)
-            fm.set_boundary(None, "stage", times_s=np.array([0.0]), stage_m=arr, cells=cells)
-            held_map[key] = arr
-        else:
-            held[0] = stage
+        hold_stage(fm, self._held if held_map is None else held_map, key, edge, cells, t_s, stage)
 
     def _set_inflow(self, fm, k, cells, t_s, q, held_map=None):
-        """Discharge held from ``t_s`` on: ``add_inflow`` once with a one-point hydrograph (a constant
-        from then on), later values written into that array in place (FloodModel keeps float64
-        arrays without copying; tests/sensors/test_nudging_real.py checks it)."""
-        key = f"inflow{k}"
-        held_map = self._held if held_map is None else held_map
-        held = held_map.get(key)
-        if held is None:
-            arr = np.array([q], dtype=np.float64)
-            fm.add_inflow(cells, hydrograph=(np.array([t_s]), arr))
-            held_map[key] = arr
-        else:
-            held[0] = q
+        hold_inflow(fm, self._held if held_map is None else held_map, f"inflow{k}", cells, t_s, q)
+
+    def _stage_all(self, flood_model, key, edge, cells, t_s, stage) -> None:
+        """The stage on the model and every EnKF member (in this process or on Dask workers)."""
+        for fm, held in self._targets(flood_model):
+            self._set_stage(fm, key, edge, cells, t_s, stage, held)
+        if self._dask_members is not None:
+            self._dask_members.hold_stage(key, edge, cells, t_s, stage)
+
+    def _inflow_all(self, flood_model, k, cells, t_s, q) -> None:
+        for fm, held in self._targets(flood_model):
+            self._set_inflow(fm, k, cells, t_s, q, held)
+        if self._dask_members is not None:
+            self._dask_members.hold_inflow(f"inflow{k}", cells, t_s, q)
 
     # -------------------------------------------------------------- EnKF (method: enkf)
     def _members(self) -> list:
-        return [] if self.ensemble is None else list(self.ensemble.models)
+        """The EnKF members in this process (none with ``enkf.dask``: those live on the workers)."""
+        return [] if self.ensemble is None or self._dask_members is not None else list(self.ensemble.models)
 
     def _targets(self, flood_model):
         """The model and every EnKF member, each with its own held forcing arrays."""
@@ -444,6 +461,19 @@ class Assimilator:
 
         c = self.enkf_config
         rng = np.random.default_rng(c["seed"])
+        if self._dask_client is not None:
+            # the same copies and draws as in process, made on (and shipped to) the workers once
+            from twin.assimilation.dask_members import DaskEnsembleKalmanFilter, DaskMembers
+
+            self._rain_mult = np.exp(rng.normal(0.0, c["rain_sigma"], c["members"]) - 0.5 * c["rain_sigma"] ** 2)
+            self._ens_rng = rng
+            self._dask_members = DaskMembers.copies(self._dask_client, flood_model, c["members"], held=self._held,
+                                                    workers=c["dask"]["workers"])
+            self.ensemble = DaskEnsembleKalmanFilter(self._dask_members, obs_error_m=c["obs_error_m"],
+                                                     localization_m=c["localization_m"], inflation=c["inflation"],
+                                                     seed=c["seed"], method=c["filter"])
+            self._perturb_members()
+            return
         memo = {id(flood_model.terrain): flood_model.terrain}
         members = [copy.deepcopy(flood_model, memo=dict(memo)) for _ in range(c["members"])]
         # the held forcing arrays of the copies: the copies' own (deepcopy copied them)
@@ -459,23 +489,26 @@ class Assimilator:
                 self._relink_held(flood_model, m, held)
 
     def _relink_held(self, src, dst, held: dict) -> None:
-        """The copies of ``src``'s held arrays inside ``dst`` (found through deepcopy's identity of the
-        boundary/inflow series), so later values reach the copy too."""
-        for key, arr in self._held.items():
-            for s_inf, d_inf in zip(src._inflows, dst._inflows):
-                if s_inf["series"].values is arr:
-                    held[key] = d_inf["series"].values
-            for s_bc, d_bc in zip(src._cell_bcs, dst._cell_bcs):
-                if s_bc["series"] is not None and s_bc["series"].values is arr:
-                    held[key] = d_bc["series"].values
+        relink_held(src, dst, self._held, held)
 
     def _perturb_members(self) -> None:
         """Model error: every member's depth times one lognormal factor (``model_error``) per analysis."""
         sig = self.enkf_config["model_error"]
         if sig <= 0:
             return
+        if self._dask_members is not None:
+            self._dask_members.scale_depth([float(np.exp(self._ens_rng.normal(0.0, sig) - 0.5 * sig**2))
+                                            for _ in range(self._dask_members.n_members)])
+            return
         for m in self._members():
             m.set_depth(m.depth * float(np.exp(self._ens_rng.normal(0.0, sig) - 0.5 * sig**2)))
+
+    def _advance_members(self, t_s: float) -> None:
+        ens = self.ensemble
+        if ens is not None:
+            dt = float(t_s) - ens.time
+            if dt > 1e-9:
+                ens.advance(dt)
 
     def enkf_analysis(self, flood_model, t_s: float) -> dict | None:
         """Advance the members to ``t_s``, analyse them with the latest water levels, and set the model's
@@ -483,9 +516,7 @@ class Assimilator:
         ens = self.ensemble
         if ens is None:
             raise RuntimeError("enkf_analysis: the ensemble is made at the first apply()")
-        dt = float(t_s) - ens.time
-        if dt > 1e-9:
-            ens.advance(dt)
+        self._advance_members(t_s)
         c = self.enkf_config
         st = self._streams(c.get("datastreams"), "water_level")
         obs = self.latest(st["datastream_id"], t_s, c["max_age_s"]).merge(st[["datastream_id", "x", "y"]])
@@ -499,15 +530,21 @@ class Assimilator:
         state = flood_model.get_state()
         ss = state["solver_state"]
         keys = [k for k in ("qx", "qy", "hu", "hv") if k in ss]
-        sums = {k: np.zeros_like(ss[k], dtype=np.float64) for k in keys}
-        for m in ens.models:
-            ms = m.get_state()["solver_state"]
-            for k in keys:
-                sums[k] += ms[k]
+        if self._dask_members is not None:
+            # one partial sum per worker of depth and discharge travels, not a field per member
+            sums = self._dask_members.sums(keys)
+            mean_depth = sums["depth"] / ens.n_members
+        else:
+            sums = {k: np.zeros_like(ss[k], dtype=np.float64) for k in keys}
+            for m in ens.models:
+                ms = m.get_state()["solver_state"]
+                for k in keys:
+                    sums[k] += ms[k]
+            mean_depth = ens.mean("depth")
         for k in keys:
             ss[k] = (sums[k] / ens.n_members).astype(ss[k].dtype)
         flood_model.set_state(state)
-        flood_model.set_depth(ens.mean("depth").astype(np.asarray(flood_model.depth).dtype, copy=False))
+        flood_model.set_depth(mean_depth.astype(np.asarray(flood_model.depth).dtype, copy=False))
         z = np.asarray(self.terrain.elevation, np.float64)
         rows = np.array([int(np.argmin(np.abs(self.cy - y))) for y in obs["y"]])
         cols = np.array([int(np.argmin(np.abs(self.cx - x))) for x in obs["x"]])
@@ -581,7 +618,7 @@ class Assimilator:
 def _enkf_config(c: dict) -> dict:
     """The ``enkf`` section with defaults, checked (names the key and value it refuses)."""
     known = {"members", "obs_error_m", "localization_m", "inflation", "seed", "filter", "datastreams",
-             "max_age_s", "rain_sigma", "model_error"}
+             "max_age_s", "rain_sigma", "model_error", "dask"}
     unknown = set(c) - known
     if unknown:
         raise ValueError(f"assimilation.enkf: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -597,7 +634,76 @@ def _enkf_config(c: dict) -> dict:
             raise ValueError(f"assimilation.enkf.{k}: must be a finite number >= 0, got {v!r}")
     if out["filter"] not in ("ensrf", "stochastic"):
         raise ValueError(f"assimilation.enkf.filter: expected 'ensrf' or 'stochastic', got {out['filter']!r}")
+    if out.get("dask") is not None:
+        out["dask"] = _dask_config(out["dask"])
     return out
+
+
+def _dask_config(d) -> dict:
+    """``enkf.dask``: ``{scheduler: local | ADDRESS, workers: 2, connect_timeout_s: 10}``, checked."""
+    where = "assimilation.enkf.dask"
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected a mapping {{scheduler: local|ADDRESS, workers: N}}, got {d!r}")
+    unknown = set(d) - {"scheduler", "workers", "connect_timeout_s"}
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; known: connect_timeout_s, scheduler, workers")
+    out = {"scheduler": "local", "workers": None, "connect_timeout_s": 10.0}
+    out.update(d)
+    if not isinstance(out["scheduler"], str) or not out["scheduler"].strip():
+        raise ValueError(f"{where}.scheduler: expected 'local' or a scheduler address (tcp://host:8786), "
+                         f"got {out['scheduler']!r}")
+    w = out["workers"]
+    if w is not None and (not isinstance(w, int) or isinstance(w, bool) or w < 1):
+        raise ValueError(f"{where}.workers: expected an integer >= 1, got {w!r}")
+    if out["scheduler"] == "local" and w is None:
+        out["workers"] = 2
+    t = out["connect_timeout_s"]
+    if not (isinstance(t, (int, float)) and not isinstance(t, bool) and np.isfinite(t) and t > 0):
+        raise ValueError(f"{where}.connect_timeout_s: must be a finite number > 0, got {t!r}")
+    out["connect_timeout_s"] = float(t)
+    return out
+
+
+def hold_stage(fm, held_map: dict, key: str, edge, cells, t_s: float, stage: float) -> None:
+    """A stage held from ``t_s`` on. On an edge, FloodModel.set_boundary replaces the previous
+    stage of those faces; on interior cells it would add a boundary per call, so the first call
+    registers a one-point series (kept in ``held_map[key]``) and later calls overwrite its value in place."""
+    if cells is None:
+        fm.set_boundary(edge, "stage", times_s=np.array([t_s]), stage_m=np.array([stage]))
+        return
+    held = held_map.get(key)
+    if held is None:
+        arr = np.array([stage], dtype=np.float64)
+        fm.set_boundary(None, "stage", times_s=np.array([0.0]), stage_m=arr, cells=cells)
+        held_map[key] = arr
+    else:
+        held[0] = stage
+
+
+def hold_inflow(fm, held_map: dict, key: str, cells, t_s: float, q: float) -> None:
+    """Discharge held from ``t_s`` on: ``add_inflow`` once with a one-point hydrograph (a constant
+    from then on, kept in ``held_map[key]``), later values written into that array in place (FloodModel
+    keeps float64 arrays without copying; tests/sensors/test_nudging_real.py checks it)."""
+    held = held_map.get(key)
+    if held is None:
+        arr = np.array([q], dtype=np.float64)
+        fm.add_inflow(cells, hydrograph=(np.array([t_s]), arr))
+        held_map[key] = arr
+    else:
+        held[0] = q
+
+
+def relink_held(src, dst, held_src: dict, held_dst: dict) -> None:
+    """Into ``held_dst``: the copies inside ``dst`` (a deep copy of ``src``) of ``src``'s held arrays
+    ``held_src`` (found through deepcopy's identity of the boundary/inflow series), so later values
+    reach the copy too."""
+    for key, arr in held_src.items():
+        for s_inf, d_inf in zip(src._inflows, dst._inflows):
+            if s_inf["series"].values is arr:
+                held_dst[key] = d_inf["series"].values
+        for s_bc, d_bc in zip(src._cell_bcs, dst._cell_bcs):
+            if s_bc["series"] is not None and s_bc["series"].values is arr:
+                held_dst[key] = d_bc["series"].values
 
 
 def now_utc() -> pd.Timestamp:

@@ -77,6 +77,7 @@ def run_live(scenario, broker: str, *, store=None, config=None, speed: float = 1
     ing_thread.start()
     listener = None
     inbox = None
+    tw = None
     try:
         if not ing.wait_subscribed(30):
             raise RuntimeError(f"could not subscribe on {broker} within 30 s")
@@ -196,6 +197,8 @@ def run_live(scenario, broker: str, *, store=None, config=None, speed: float = 1
             listener.stop()
         if inbox is not None:
             inbox.stop()
+        if tw is not None and tw.assimilator is not None:
+            tw.assimilator.close()          # enkf.dask: its client and LocalCluster
         ing.stop()
         ing_thread.join(30)
         st.close()
