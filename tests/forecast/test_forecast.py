@@ -209,7 +209,8 @@ def test_track_errors_grow_with_lead_time_and_spare_the_analysis():
     assert np.all(np.diff(d[11:15]) > 0)
     dv = pt.fixes["vmax_kt"].to_numpy()[11:] - tr.fixes["vmax_kt"].to_numpy()[11:]
     np.testing.assert_allclose(dv[tr.fixes["vmax_kt"].to_numpy()[11:] - sv > 15], -sv[tr.fixes["vmax_kt"].to_numpy()[11:] - sv > 15])
-    assert s[0] == pytest.approx(np.interp(lead[11], [0, 12, 24], [10, 25, 40]) * 1852 / np.sqrt(np.pi / 2))
+    # the WP mean track errors tabulated by TSR (2014-2018): 24 / 34 / 46 nm at 0 / 12 / 24 h
+    assert s[0] == pytest.approx(np.interp(lead[11], [0, 12, 24], [24, 34, 46]) * 1852 / np.sqrt(np.pi / 2))
 
 
 def test_the_forecast_folder_reference_page_is_what_the_schema_says():

@@ -117,11 +117,12 @@ def connect(scheduler: str, workers: int | None = None, *, timeout_s: float = 10
     """A Dask client: ``scheduler="local"`` starts a LocalCluster of ``workers`` single-threaded worker
     processes (OMP_NUM_THREADS=1; returned as the second item, to close after the client), anything else
     is a scheduler address (``tcp://host:8786``). An unreachable scheduler is a ValueError naming it."""
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
+
+    from twin.workflows.dask_local import local_cluster
 
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               env={"OMP_NUM_THREADS": "1"})
+        cluster = local_cluster(workers or 2)
         try:
             return Client(cluster), cluster
         except BaseException:

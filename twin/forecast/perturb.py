@@ -5,33 +5,20 @@ Every member ``i`` of a forecast with seed ``S`` draws its perturbation from
 member 0 is the **control** (no perturbation) so the unperturbed forecast is always in the ensemble.
 
 Typhoon track and intensity (when the run's rain is a typhoon replay). The errors grow with lead
-time ``τ`` (hours after the issue time) like the mean official forecast errors of the Joint Typhoon
-Warning Center (JTWC) for the western North Pacific (WP). **The table is not verified against its
-source.** It was written from memory of the forecast-verification chapter of the JTWC *Annual
-Tropical Cyclone Reports* (ATCR); a search for the published tables (2026-12-04: the ATCR WP track
-and intensity errors by lead time, e.g. a 2019-2023 five-year mean) did not find them in the
-references available, so no report year or table can be cited and the values stay as written:
+time ``τ`` (hours after the issue time) like the mean errors of the official forecasts for the western
+North Pacific (WP, where the Joint Typhoon Warning Center (JTWC) issues them).
 
-=========  ========================  ===========================
-lead [h]   mean track error [nm]     mean absolute Vmax error [kt]
-=========  ========================  ===========================
-0          10                        5
-12         25                        8
-24         40                        11
-48         65                        15
-72         95                        17
-96         130                       18
-120        175                       19
-=========  ========================  ===========================
+**Track**: the mean position errors of the North West Pacific official forecasts, 2014-2018, as
+tabulated by Tropical Storm Risk (TSR, "Storm Tracker: track forecast error bounds",
+tropicalstormrisk.com/tracker/static/tracker_errors.html; TSR takes them from the forecasting
+centres' post-season verification): 24 / 34 / 46 / 61 / 78 / 117 / 165 / 223 nm at 0 / 12 / 24 / 36 /
+48 / 72 / 96 / 120 h. (Their size agrees with NHC's 2023 Atlantic cone radii, 39 / 67 / 99 / 145 /
+205 nm at 24-120 h for two thirds of the errors, i.e. Gaussian means of about 33 / 57 / 84 / 123 /
+173 nm: the WP errors are larger, as is known.)
 
-(The 0-h row stands for the analysis (warning position) error.) Their size was checked against the
-one published neighbour found: the National Hurricane Center's track-cone radii for 2023, from its
-2018-2022 official errors (NHC, "Definition of the NHC Track Forecast Cone"): the radius holding two
-thirds of the errors is 39 / 67 / 99 / 145 / 205 nm (Atlantic) and 38 / 63 / 86 / 110 / 137 nm
-(eastern North Pacific) at 24 / 48 / 72 / 96 / 120 h. For a circular Gaussian error the mean is
-``√(π/2) / √(2 ln 3) = 0.845`` times that radius: Atlantic means of about 33 / 57 / 84 / 123 / 173
-nm, which the track column exceeds by 21 / 15 / 13 / 6 / 1 % (plausible for the WP, not a check of
-the WP numbers). No published intensity error was found to check the Vmax column. Replace
+**Intensity**: mean absolute Vmax errors of 5 / 8 / 11 / 13 / 15 / 17 / 18 / 19 kt at the same leads.
+**Not verified**: written from memory of the JTWC Annual Tropical Cyclone Reports; no published WP
+table of intensity errors by lead time was found to check them (2026-12-04). Replace the column of
 :data:`JTWC_WP_ERRORS` (and :data:`ERROR_SOURCE`) with a report's table when one is at hand.
 
 A mean great-circle error ``E`` of a position error that is circular Gaussian with a standard
@@ -66,16 +53,17 @@ __all__ = ["JTWC_WP_ERRORS", "MemberPerturbation", "draw_perturbations", "track_
            "perturbed_scenario_dict", "RAIN_SIGMA_LN", "RELEASE_SIGMA_LN", "SEA_OFFSET_SIGMA_M",
            "SURGE_SIGMA_LN", "ERROR_SOURCE"]
 
-#: (lead h, mean track error nm, mean absolute Vmax error kt): JTWC WP, as remembered, NOT verified
-#: against the ATCR tables (see the module docstring)
+#: (lead h, mean track error nm, mean absolute Vmax error kt): WP; track errors from TSR's table of the
+#: 2014-2018 official-forecast errors, Vmax errors not verified (see the module docstring)
 JTWC_WP_ERRORS: tuple[tuple[float, float, float], ...] = (
-    (0.0, 10.0, 5.0), (12.0, 25.0, 8.0), (24.0, 40.0, 11.0), (48.0, 65.0, 15.0),
-    (72.0, 95.0, 17.0), (96.0, 130.0, 18.0), (120.0, 175.0, 19.0),
+    (0.0, 24.0, 5.0), (12.0, 34.0, 8.0), (24.0, 46.0, 11.0), (36.0, 61.0, 13.0), (48.0, 78.0, 15.0),
+    (72.0, 117.0, 17.0), (96.0, 165.0, 18.0), (120.0, 223.0, 19.0),
 )
-ERROR_SOURCE = ("UNVERIFIED: rounded WP mean errors as remembered from the JTWC Annual Tropical Cyclone Reports' "
-                "forecast verification (no report table found to check them, 2026-12-04); the track errors are "
-                "of the size implied by NHC's 2023 track-cone radii (2018-2022 Atlantic official errors: "
-                "39/67/99/145/205 nm two-thirds radii at 24/48/72/96/120 h)")
+ERROR_SOURCE = ("track: mean position errors of the North West Pacific official forecasts 2014-2018 as tabulated "
+                "by Tropical Storm Risk (Storm Tracker track forecast error bounds, "
+                "tropicalstormrisk.com/tracker/static/tracker_errors.html); intensity: UNVERIFIED mean absolute "
+                "Vmax errors as remembered from the JTWC Annual Tropical Cyclone Reports (no published table "
+                "found to check them, 2026-12-04)")
 NM_M = 1852.0
 SQRT_HALF_PI = math.sqrt(math.pi / 2.0)
 RAIN_SIGMA_LN = 0.3
