@@ -84,19 +84,6 @@ struct Args {
     int threads;
 };
 
-// the tables are read in row order, a few hundred bytes per face and cell, but only one or two cache lines of
-// each row: the hardware prefetcher does not see the stride, so the rows a few faces ahead are asked for here
-// (no effect on any result)
-constexpr std::int64_t kAhead = 6;
-static inline void prefetch_row(const double* row) {
-#if defined(__GNUC__)
-    __builtin_prefetch(row, 0, 1);
-    __builtin_prefetch(row + 8, 0, 1);
-#else
-    (void)row;
-#endif
-}
-
 // level of a cell holding mean depth h (cell table row c)
 static inline double level_of(const double* c, std::int64_t nl, double h) {
     const double zmin = c[0], top = c[1];
@@ -225,9 +212,7 @@ double step(const Args& a) {
                 const double* pT = a.qy + r * nx;
                 const double* pB = a.qy + (r + 1) * nx;
                 double* o = fx.data() + r * (nx + 1);
-                const double* frow = a.fxt + (r * (nx + 1)) * fw;
                 for (std::int64_t c = 1; c < nx; ++c) {
-                    if (c + kAhead <= nx) prefetch_row(frow + (c + kAhead) * fw);
                     const std::int64_t iL = r * nx + c - 1, iR = iL + 1;
                     if (a.z[iL] >= kWallZ || a.z[iR] >= kWallZ || (!(a.h[iL] > 0.0) && !(a.h[iR] > 0.0))) {
                         o[c] = 0.0;  // a face between two dry cells is dry: its bed is at or above both cells' lowest pixel
@@ -263,9 +248,7 @@ double step(const Args& a) {
                 const double* qD = a.qy + (r + 1) * nx;
                 const double* pU = a.qx + (r - 1) * (nx + 1);
                 const double* pD = a.qx + r * (nx + 1);
-                const double* frow = a.fyt + (r * nx) * fw;
                 for (std::int64_t c = 0; c < nx; ++c) {
-                    if (c + kAhead < nx) prefetch_row(frow + (c + kAhead) * fw);
                     const std::int64_t iU = (r - 1) * nx + c, iD = r * nx + c;
                     if (a.z[iU] >= kWallZ || a.z[iD] >= kWallZ || (!(a.h[iU] > 0.0) && !(a.h[iD] > 0.0))) {
                         o[c] = 0.0;
@@ -336,7 +319,6 @@ double step(const Args& a) {
                       (r == ny - 1 ? facebad[static_cast<std::size_t>(ny)] : 0);
             for (std::int64_t c = 0; c < nx; ++c) {
                 const std::int64_t i = r * nx + c;
-                if (c + kAhead < nx) prefetch_row(a.cells + (i + kAhead) * cw);
                 const double qW = qxo[c], qE = qxo[c + 1], qN = qyN[c], qS = qyS[c];
                 double hn = a.h[i] + dt_dx * ((qW - qE) + (qN - qS));
                 const bool wall = a.z[i] >= kWallZ;
