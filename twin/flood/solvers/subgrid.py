@@ -8,9 +8,12 @@ cell (``max_level``), from which the model downscales the maximum depth onto the
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from twin import _core
+from twin.constants import GRAVITY
 from twin.flood.solvers.base import SolverInputs, SubstepForcing
 from twin.flood.solvers.inertial import InertialSolver
 
@@ -36,6 +39,16 @@ class SubgridSolver(InertialSolver):
         # the kernel's level cache: the level of each cell's last depth (NaN depth: nothing cached yet)
         self._level_cache = np.zeros(inputs.shape, np.float64)
         self._depth_cache = np.full(inputs.shape, np.nan, np.float64)
+
+    def stable_dt(self, hmax: float) -> float:
+        """CFL sub-step from the largest local depth (level minus the cell's lowest pixel). Its floor is the
+        regular depth threshold times ``factor**2``: a mean depth of 1 mm can stand ``factor**2`` mm deep in a
+        cell's lowest pixel, and with this floor the first sub-step of a dry start is the fine solve's (the
+        regular floor let the first sub-step on a dry grid pour ``factor`` times the fine solve's rain into
+        the lowest pixels, which the tracked maximum level kept: Đà Nẵng CSI 0.69 instead of 0.82)."""
+        m = self.inputs
+        h = max(hmax, _core.FLOOD_DEPTH_THRESHOLD * self.tables.factor ** 2)
+        return m.alpha * m.cell_size / math.sqrt(GRAVITY * h)
 
     def substep(self, dt: float, t_end: float, f: SubstepForcing) -> float:
         m = self.inputs
