@@ -64,7 +64,8 @@ void require_shape2(const carray<T>& a, py::ssize_t ny, py::ssize_t nx, const ch
 template <class T>
 void require_finite(const carray<T>& a, const char* name) {
     const T* p = a.data();
-    for (py::ssize_t i = 0; i < a.size(); ++i) {
+    const py::ssize_t n = a.size();   // once: size() walks the shape
+    for (py::ssize_t i = 0; i < n; ++i) {
         if (!std::isfinite(static_cast<double>(p[i]))) {
             std::ostringstream s;
             s << name << ": non-finite value " << p[i] << " at flat index " << i;
@@ -77,7 +78,8 @@ void require_finite(const carray<T>& a, const char* name) {
 template <class T>
 void require_nonnegative(const carray<T>& a, const char* name) {
     const T* p = a.data();
-    for (py::ssize_t i = 0; i < a.size(); ++i) {
+    const py::ssize_t n = a.size();   // once: size() walks the shape
+    for (py::ssize_t i = 0; i < n; ++i) {
         if (!(p[i] >= T(0) && p[i] <= std::numeric_limits<T>::max())) {
             std::ostringstream s;
             s << name << ": value " << p[i] << " at flat index " << i << " must be finite and >= 0";
