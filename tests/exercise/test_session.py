@@ -87,3 +87,62 @@ def test_injects_fire_with_their_decision_and_next_inject_jumps(tmp_path, valley
     assert s.state == "finished" and s.sim.finished
     assert s.handle("x", "control", {"action": "pause"})[0] == 409
     assert s.handle("x", "decide", {"type": "road_closure", "near": ROAD})[0] == 409
+
+
+def test_the_session_loop_steps_first_and_answers_polls_while_behind(monkeypatch):
+    """session_main behind the clock (a step always due) with 40 polls waiting: the due step goes
+    first, then at most MAX_REQUESTS_PER_STEP requests, then the next step; every poll is answered."""
+    import multiprocessing as mp
+
+    from twin.exercise import session as S
+
+    events: list[str] = []
+
+    class Behind:
+        state, sim, error = "running", None, None
+
+        def __init__(self, cfg):
+            pass
+
+        def build(self):
+            pass
+
+        def due_in(self):
+            return 0.0
+
+        def tick(self):
+            events.append("step")
+            return True
+
+        def status(self):
+            return {"state": self.state}
+
+        def handle(self, seat, op, payload):
+            events.append("req")
+            return 200, {}
+
+        def stop(self):
+            events.append("stopped")
+
+    monkeypatch.setattr(S, "PacedSession", Behind)
+    monkeypatch.setattr(S.os, "setpgrp", lambda: None)
+    monkeypatch.setattr("signal.signal", lambda *a: None)
+    to_s, from_srv = mp.Pipe(duplex=False)[::-1]        # (send end, receive end)
+    to_srv_r, to_srv_w = mp.Pipe(duplex=False)
+    try:
+        for i in range(40):
+            to_s.send(("req", i, "seat", "kpis", None))
+        to_s.send(("stop",))
+        S.session_main(S.SessionConfig(exercise_yaml="-", run_dir="-"), from_srv, to_srv_w)
+        answered = []
+        while to_srv_r.poll(0):
+            m = to_srv_r.recv()
+            if m[0] == "resp":
+                answered.append(m[1])
+    finally:
+        for c in (to_s, from_srv, to_srv_r, to_srv_w):
+            c.close()
+    n = S.MAX_REQUESTS_PER_STEP
+    assert answered == list(range(40))
+    assert events[0] == "step" and events[1:n + 1] == ["req"] * n and events[n + 1] == "step"
+    assert events.count("step") == 3 and events[-1] == "stopped"
