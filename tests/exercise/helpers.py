@@ -32,7 +32,7 @@ def twin_env() -> dict:
 
 #: a lighter twin for the tests' exercises (a fifth of the households, a 10 s traffic step): the
 #: same seats, injects and decisions, less work per step and per build
-LIGHT = ("--set", "people.sample_fraction=0.2", "--set", "traffic.dt=10")
+LIGHT = ("--set", "people.sample_fraction=0.2", "--set", "traffic.dt=10", "--set", "traffic.background_trips_per_day=1000")
 
 
 class Exercise:
