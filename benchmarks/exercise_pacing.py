@@ -9,10 +9,15 @@ Tam Kỳ dam break, at ``--resolution`` m, ``--speed`` model s per wall s) in it
 Lines:
 
 - ``paced``: the session's lag behind the target after every step (``lag_steps_max``,
-  ``lag_steps_p95``, in coupling steps; the issue asks for max <= 1), steps taken, model time reached.
-- ``decision``: model time when posted, the time the API said it acts at (``acts_in_steps``: 0 means
-  the start of the next step to run), the time ``decisions.parquet`` says it acted at, and the wall
-  seconds from the POST to its 202 answer and to seeing it applied.
+  ``lag_steps_p95``, in coupling steps; the issue asks for max <= 1; ``steps_over_one``: how many
+  steps ended more than one step behind), steps taken, model time reached, ``keeps_pace``.
+- ``decision``: the model time when the session queued it (``queued_t_s``: the start of the next
+  coupling step to run), the time the API said it acts at, the time ``decisions.parquet`` says it
+  acted at (``acted_at_next_step``: all three equal), and the wall seconds from the POST to its 202
+  answer and to seeing it applied.
+
+Every line carries the load average (1, 5 and 15 min) at the start and at the end of the paced
+running: the machine may be shared, and a load above the cores given shows in the lag.
 - ``ratio``: the reference measured in the same invocation: the mean wall time of one coupling step
   as the session measured it (manifest ``wall_time_s`` / steps), against the wall time a step may
   take at this speed (``dt / speed``): ``headroom`` > 1 keeps pace.
@@ -50,6 +55,10 @@ def _emit(d: dict) -> None:
     d.setdefault("benchmark", "exercise_pacing")
     d.setdefault("load_avg_1min", os.getloadavg()[0])
     print(json.dumps(d), flush=True)
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def main(argv=None) -> int:
@@ -96,6 +105,7 @@ def main(argv=None) -> int:
         if s["state"] != "running":
             raise SystemExit(f"session not running: {s}")
         build_s = time.monotonic() - t_start
+        load_start = _load()
         t_run0 = time.monotonic()
         time.sleep(args.wall / 2)
         # a seat's decision half-way: when does it act?
@@ -116,6 +126,7 @@ def main(argv=None) -> int:
                     applied_wall = time.monotonic() - w0
             time.sleep(0.25)
         final = session()
+        load_end = _load()
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -132,13 +143,17 @@ def main(argv=None) -> int:
     dt = float(final["dt_s"])
     lag = final["lag_steps"]
     common = {"exercise": args.exercise.name, "resolution_m": args.resolution, "speed": args.speed,
-              "cores": args.cores, "coupling_step_s": dt, "python": platform.python_version()}
+              "cores": args.cores, "coupling_step_s": dt, "python": platform.python_version(),
+              "load_avg_start": load_start, "load_avg_end": load_end}
     _emit({**common, "case": "paced", "build_wall_s": round(build_s, 2), "paced_wall_s": args.wall,
            "model_time_reached_s": final["t_s"], "target_t_s": final.get("target_t_s"), "steps": lag["steps"],
            "lag_steps_max": lag["max"], "lag_steps_p95": lag["p95"], "lag_steps_last": lag["last"],
+           "steps_over_one": lag.get("over_one"),
            "keeps_pace": bool(lag["max"] is not None and lag["max"] <= 1.0)})
-    _emit({**common, "case": "decision", "posted_at_model_s": before["t_s"], "acts_at_s": acc["acts_at_s"],
-           "acted_t_s": float(row["t_s"]), "acts_in_steps": (acc["acts_at_s"] - before["t_s"]) / dt,
+    queued = float(acc["queued_t_s"])
+    _emit({**common, "case": "decision", "status_t_s_before_post": before["t_s"], "queued_t_s": queued,
+           "acts_at_s": acc["acts_at_s"], "acted_t_s": float(row["t_s"]),
+           "acted_at_next_step": float(row["t_s"]) == float(acc["acts_at_s"]) == queued,
            "wall_s_to_202": round(w_202, 3), "wall_s_to_applied": None if applied_wall is None else round(applied_wall, 3),
            "acted_as_announced": float(row["t_s"]) == float(acc["acts_at_s"])})
     steps = int(man.get("iteration", 0))

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
-from .helpers import REPO, Exercise, twin_env
+from .helpers import Exercise
 
 
 def _acts_at(text: str) -> float:
@@ -40,7 +38,7 @@ def _issue(page, decision: dict) -> str:
 
 
 @pytest.mark.browser
-def test_two_seats_steer_an_exercise_and_replay_reproduces_it(browser, tmp_path, artifacts_dir):
+def test_two_seats_steer_an_exercise_and_replay_reproduces_it(browser, tmp_path, artifacts_dir, capsys):
     run = tmp_path / "run"
     # flood_control may steer the clock in this run (the shipped file gives that to the commander)
     with Exercise(run, "--set", "roles.flood_control.control=true", speed=300) as ex:
@@ -116,17 +114,18 @@ def test_two_seats_steer_an_exercise_and_replay_reproduces_it(browser, tmp_path,
     assert list(inj["inject_id"]) == [0, 1, 2] and list(inj["t_s"]) == [600.0, 1200.0, 2400.0]
     by_id = log.set_index("decision_id")
     assert by_id.loc[int(inj["decision_id"].iloc[2]), "type"] == "hospital_closure"
-    # twin replay of the exercise run: the same KPIs, bit for bit
-    rep = subprocess.run([sys.executable, "-m", "twin", "replay", str(run), "--out", str(tmp_path / "replay"),
-                          "--quiet"], env=twin_env(), cwd=str(REPO), capture_output=True, text=True, timeout=300)
-    assert rep.returncode == 0, rep.stderr
+    # twin replay of the exercise run: the same KPIs, bit for bit (the CLI in this process: the twin's
+    # modules are loaded already)
+    from twin.cli import main
+
+    rc = main(["replay", str(run), "--out", str(tmp_path / "replay"), "--quiet"])
+    assert rc == 0, capsys.readouterr().err[-3000:]
     assert (run / "kpis.json").read_bytes() == (tmp_path / "replay" / "kpis.json").read_bytes()
     replayed = pd.read_parquet(tmp_path / "replay" / "decisions.parquet")
     assert list(replayed["t_s"]) == list(log["t_s"]) and list(replayed["type"]) == list(log["type"])
     # twin review lists both trainee decisions with their effect, the inject's decision, and the objectives
-    rev = subprocess.run([sys.executable, "-m", "twin", "review", str(run), "--out", str(tmp_path / "review"),
-                          "--serial"], env=twin_env(), cwd=str(REPO), capture_output=True, text=True, timeout=600)
-    assert rev.returncode == 0, rev.stderr[-3000:]
+    rc = main(["review", str(run), "--out", str(tmp_path / "review"), "--serial"])
+    assert rc == 0, capsys.readouterr().err[-3000:]
     report = json.loads((tmp_path / "review" / "review.json").read_text())
     trainee = {d["type"]: d for d in report["decisions"] if d["role"] == "trainee"}
     assert set(trainee) == {"road_closure", "dispatch"}

@@ -6,22 +6,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tests.sim.helpers import X0, Y0, small_city, write_scenario
-from twin.build import build_twin
-from twin.exercise.session import PacedSession, SessionConfig
-from twin.exercise.spec import Exercise, Inject
-from twin.scenario import load_scenario
-from twin.simulation import Simulation
+from tests.sim.helpers import X0, Y0, small_city
+from twin.exercise.spec import Inject
+
+from .helpers import advance, paced_session
 
 ROAD = [X0 + 350.0, Y0 - 1100.0]
-
-
-class Clock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture(scope="module")
@@ -29,53 +19,27 @@ def valley():
     return small_city()
 
 
-def _session(tmp_path, valley, speed=60.0, injects=()):
-    sc = load_scenario(write_scenario(tmp_path), ["duration=20min", "coupling_step=60", "outputs.fields_every=10min",
-                                                  "outputs.tables_every=10min", "outputs.kpis_every=10min"])
-    clock = Clock()
-    s = PacedSession(SessionConfig(exercise_yaml="-", run_dir=str(tmp_path / "run"), speed=speed), clock=clock)
-    s.sim = Simulation(build_twin(sc, city=valley), out_dir=tmp_path / "run")
-    s.sim.run(until=0.0)
-    s.exercise = Exercise(scenario=sc, roles={}, injects=list(injects), objectives=[], source=tmp_path)
-    s.order = s.exercise.inject_order()
-    s._fire_injects()
-    s.state = "running"
-    s._reanchor()
-    return s, clock
-
-
-def _advance(s, clock, wall_s, dt=0.05):
-    """Let ``wall_s`` seconds pass on the fake clock, ticking as the session loop would."""
-    steps = 0
-    end = clock.t + wall_s
-    while clock.t < end - 1e-12:
-        clock.t = min(end, clock.t + dt)
-        while s.tick():
-            steps += 1
-    return steps
-
-
 def test_steps_follow_the_wall_clock_and_pause_freezes_it(tmp_path, valley):
-    s, clock = _session(tmp_path, valley, speed=60.0)       # 60 model s per wall s: one 60 s step per wall second
-    assert _advance(s, clock, 0.9) == 0 and s.sim.time == 0.0
-    assert _advance(s, clock, 0.2) == 1 and s.sim.time == 60.0
-    assert _advance(s, clock, 3.0) == 3 and s.sim.time == 240.0
+    s, clock = paced_session(tmp_path, valley, speed=60.0)       # 60 model s per wall s: one 60 s step per wall second
+    assert advance(s, clock, 0.9) == 0 and s.sim.time == 0.0
+    assert advance(s, clock, 0.2) == 1 and s.sim.time == 60.0
+    assert advance(s, clock, 3.0) == 3 and s.sim.time == 240.0
     assert max(s.lags) < 0.1                                 # taken as soon as due (the fake clock stands still)
     assert s.handle("x", "control", {"action": "pause"})[1]["state"] == "paused"
-    assert _advance(s, clock, 30.0) == 0 and s.sim.time == 240.0 and s.target() == 240.0
+    assert advance(s, clock, 30.0) == 0 and s.sim.time == 240.0 and s.target() == 240.0
     s.handle("x", "control", {"action": "resume"})
-    assert _advance(s, clock, 0.9) == 0                      # re-anchored at the time reached: no burst
-    assert _advance(s, clock, 0.2) == 1 and s.sim.time == 300.0
+    assert advance(s, clock, 0.9) == 0                      # re-anchored at the time reached: no burst
+    assert advance(s, clock, 0.2) == 1 and s.sim.time == 300.0
     code, st = s.handle("x", "control", {"action": "speed", "value": 600})
     assert code == 200 and st["speed"] == 600.0
-    assert _advance(s, clock, 1.0) == 10 and s.sim.time == 900.0
+    assert advance(s, clock, 1.0) == 10 and s.sim.time == 900.0
     assert s.handle("x", "control", {"action": "speed", "value": 0})[0] == 422
     assert s.handle("x", "control", {"action": "rewind"})[0] == 422
 
 
 def test_a_seat_decision_acts_at_the_next_coupling_step(tmp_path, valley):
-    s, clock = _session(tmp_path, valley)
-    _advance(s, clock, 2.5)
+    s, clock = paced_session(tmp_path, valley)
+    advance(s, clock, 2.5)
     assert s.sim.time == 120.0
     code, body = s.handle("roads", "decide", {"type": "road_closure", "near": ROAD, "radius_m": 100})
     assert code == 202 and body["acts_at_s"] == 120.0 and body["issuer"] == "roads"
@@ -88,7 +52,7 @@ def test_a_seat_decision_acts_at_the_next_coupling_step(tmp_path, valley):
     assert code == 422 and "people" in bad["error"]          # this scenario has no people model
     pend = s.handle("roads", "decisions", None)[1]["pending"]
     assert [(p["type"], p["acts_at_s"], p["issuer"]) for p in pend] == [("road_closure", 120.0, "roads")]
-    _advance(s, clock, 1.0)
+    advance(s, clock, 1.0)
     log = pd.DataFrame(s.sim.twin.decisions.log)
     assert list(log["t_s"]) == [120.0] and list(log["source"]) == ["api"] and log["outcome"].iloc[0] == "applied"
     assert s.sim.twin.manual_closed.any()
@@ -98,28 +62,87 @@ def test_injects_fire_with_their_decision_and_next_inject_jumps(tmp_path, valley
     injects = [Inject(at=600, message="the creek bridge collapses",
                       decision={"type": "road_closure", "near": ROAD, "radius_m": 100}),
                Inject(at=150, message="rain intensifies")]
-    s, clock = _session(tmp_path, valley, injects=injects)
-    _advance(s, clock, 1.1)
+    s, clock = paced_session(tmp_path, valley, injects=injects)
+    advance(s, clock, 1.1)
     assert s.sim.time == 60.0 and s.fired == []
-    _advance(s, clock, 1.0)                                  # t = 120: the next step [120, 180) holds 150 s
+    advance(s, clock, 1.0)                                  # t = 120: the next step [120, 180) holds 150 s
     assert [f["inject_id"] for f in s.fired] == [1] and s.fired[0]["decision_id"] == -1
     assert s.fired[0]["fired_t_s"] == 120.0
     code, st = s.handle("x", "control", {"action": "next_inject"})
     assert code == 200 and st["state"] == "running"
     n_lags = len(s.lags)
-    _advance(s, clock, 0.05)                                 # runs straight to t = 600, the step holding it
+    advance(s, clock, 0.05)                                 # runs straight to t = 600, the step holding it
     assert s.sim.time == 600.0 and len(s.lags) == n_lags     # a jump is no lag
     assert [f["inject_id"] for f in s.fired] == [1, 0]
     did = s.fired[1]["decision_id"]
     assert did >= 0 and s.sim.twin.decisions.pending[0].source == "exercise"
-    _advance(s, clock, 1.0)
+    advance(s, clock, 1.0)
     row = next(r for r in s.sim.twin.decisions.log if r["decision_id"] == did)
     assert (row["t_s"], row["at_s"], row["source"], row["issuer"]) == (600.0, 600.0, "exercise", "exercise")
     assert s.handle("x", "control", {"action": "next_inject"})[0] == 409     # none left
     inj = pd.read_parquet(tmp_path / "run" / "injects.parquet")
     assert list(inj["inject_id"]) == [1, 0] and list(inj["t_s"]) == [150.0, 600.0]
     assert list(inj["decision_id"]) == [-1, did]
-    _advance(s, clock, 20.0)
+    advance(s, clock, 20.0)
     assert s.state == "finished" and s.sim.finished
     assert s.handle("x", "control", {"action": "pause"})[0] == 409
     assert s.handle("x", "decide", {"type": "road_closure", "near": ROAD})[0] == 409
+
+
+def test_the_session_loop_steps_first_and_answers_polls_while_behind(monkeypatch):
+    """session_main behind the clock (a step always due) with 40 polls waiting: the due step goes
+    first, then at most MAX_REQUESTS_PER_STEP requests, then the next step; every poll is answered."""
+    import multiprocessing as mp
+
+    from twin.exercise import session as S
+
+    events: list[str] = []
+
+    class Behind:
+        state, sim, error = "running", None, None
+
+        def __init__(self, cfg):
+            pass
+
+        def build(self):
+            pass
+
+        def due_in(self):
+            return 0.0
+
+        def tick(self):
+            events.append("step")
+            return True
+
+        def status(self):
+            return {"state": self.state}
+
+        def handle(self, seat, op, payload):
+            events.append("req")
+            return 200, {}
+
+        def stop(self):
+            events.append("stopped")
+
+    monkeypatch.setattr(S, "PacedSession", Behind)
+    monkeypatch.setattr(S.os, "setpgrp", lambda: None)
+    monkeypatch.setattr("signal.signal", lambda *a: None)
+    to_s, from_srv = mp.Pipe(duplex=False)[::-1]        # (send end, receive end)
+    to_srv_r, to_srv_w = mp.Pipe(duplex=False)
+    try:
+        for i in range(40):
+            to_s.send(("req", i, "seat", "kpis", None))
+        to_s.send(("stop",))
+        S.session_main(S.SessionConfig(exercise_yaml="-", run_dir="-"), from_srv, to_srv_w)
+        answered = []
+        while to_srv_r.poll(0):
+            m = to_srv_r.recv()
+            if m[0] == "resp":
+                answered.append(m[1])
+    finally:
+        for c in (to_s, from_srv, to_srv_r, to_srv_w):
+            c.close()
+    n = S.MAX_REQUESTS_PER_STEP
+    assert answered == list(range(40))
+    assert events[0] == "step" and events[1:n + 1] == ["req"] * n and events[n + 1] == "step"
+    assert events.count("step") == 3 and events[-1] == "stopped"

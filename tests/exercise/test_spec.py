@@ -10,7 +10,7 @@ import yaml
 
 from twin.exercise.spec import ExerciseError, load_exercise
 
-from .helpers import REPO, SHORT, twin_env
+from .helpers import LIGHT, REPO, SHORT, twin_env
 
 
 def _write(tmp_path, body: str):
@@ -96,8 +96,8 @@ def test_an_inject_that_does_not_fit_the_city_stops_the_exercise_with_exit_code_
                                             f"extends: {REPO / 'scenarios' / 'tamky_molave_2020.yaml'}")
                   .replace("place: Bệnh viện Y học cổ truyền Quảng Nam", "place: Bệnh viện Không Có"))
     r = subprocess.run([sys.executable, "-m", "twin", "exercise", str(ex), "--port", str(free_port()),
-                        "--out", str(tmp_path / "run")], env=twin_env(), cwd=str(tmp_path), capture_output=True,
-                       text=True, timeout=300)
+                        "--out", str(tmp_path / "run"), *LIGHT], env=twin_env(), cwd=str(tmp_path),
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, (r.stdout[-2000:], r.stderr[-2000:])
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
     assert len(err) == 1 and "injects.2.decision" in err[0] and "Bệnh viện Không Có" in err[0], r.stderr[-2000:]

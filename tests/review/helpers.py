@@ -1,4 +1,5 @@
-"""A small exercise run for the review tests: Tam Kỳ at 300 m for 100 min under heavy rain, with two
+"""A small exercise run for the review tests: Tam Kỳ at 300 m for 100 min under heavy rain (a 10 s traffic
+step: the review's forks re-run most of it four times), with two
 trainee decisions submitted mid-run (an early evacuation order, a road closure), one inject that
 applies a decision (source ``exercise``), and the exercise folder files (exercise.yaml, injects.parquet)."""
 from __future__ import annotations
@@ -13,7 +14,8 @@ FAST = ["resolution_m=300", "start=2020-10-28T08:00", "duration=100min", "coupli
         "flood.rain.time_shift=5h", "flood.rain.rain_scale=10", "outputs.fields_every=30min",
         "outputs.tables_every=10min", "outputs.kpis_every=30min", "outputs.checkpoint_every=10min",
         "outputs.png=false", "interventions=[]", "people.sample_fraction=0.05",
-        "services.params={medical_rate_per_1000_per_day: 20}", "traffic.background_trips_per_day=2000"]
+        "services.params={medical_rate_per_1000_per_day: 20}", "traffic.background_trips_per_day=2000",
+        "traffic.dt=10"]
 OBJECTIVES = [
     {"kind": "ward_evacuated_before_depth", "ward": "Tam Kỳ", "depth_m": 0.3},
     {"kind": "no_hospital_closed"},

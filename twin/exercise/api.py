@@ -316,7 +316,7 @@ OPENAPI: dict[str, Any] = {
                 "injects": {"type": "array", "items": {"type": "object"}, "description": "injects fired so far"},
                 "injects_left": {"type": "integer"},
                 "lag_steps": {"type": "object", "description": "model time behind the paced target, in coupling "
-                                                               "steps (last, max, p95)"},
+                                                               "steps (last, max, p95, steps, over_one: steps more than one step behind)"},
                 "objectives": {"type": "array", "items": {"type": "object"}, "description": "when finished"},
                 "seat": {"type": "string"}, "kinds": {"type": "array", "items": {"type": "string"}},
                 "control": {"type": "boolean"}}},
@@ -333,6 +333,8 @@ OPENAPI: dict[str, Any] = {
                 "decision_id": {"type": "integer"}, "type": {"type": "string"}, "issuer": {"type": "string"},
                 "at_s": {"type": "number"}, "acts_at_s": {"type": "number",
                                                           "description": "the model time it will act at"},
+                "queued_t_s": {"type": "number", "description": "the model time when it was queued: the start "
+                               "of the next coupling step (acts_at_s equals it for a decision for now)"},
                 "acts_at_local": {"type": "string"}, "status": {"type": "string"}}},
         },
     },

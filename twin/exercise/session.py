@@ -20,6 +20,7 @@ coupling step and land in ``decisions.parquet``; injects fire when the next step
 from __future__ import annotations
 
 import datetime as _dt
+import gc
 import math
 import os
 import sys
@@ -251,7 +252,8 @@ class PacedSession:
                        injects_left=len(self.order), next_inject_s=self.next_inject_time())
             lags = self.lags
             out["lag_steps"] = {"last": lags[-1] if lags else None, "max": max(lags) if lags else None,
-                                "p95": float(np.percentile(lags, 95)) if lags else None, "steps": len(lags)}
+                                "p95": float(np.percentile(lags, 95)) if lags else None, "steps": len(lags),
+                                "over_one": sum(x > 1.0 for x in lags)}
         if self.objectives is not None:
             out["objectives"] = self.objectives
         return out
@@ -336,7 +338,7 @@ class PacedSession:
             return 422, {"error": str(exc)[:2000], "field": exc.field}
         acts = float(sim.acts_at(p.at))
         return 202, {"decision_id": int(p.seq), "type": d.type, "issuer": seat, "at_s": float(p.at),
-                     "acts_at_s": acts,
+                     "queued_t_s": float(sim.time), "acts_at_s": acts,
                      "acts_at_local": sim.twin.scenario.datetime_at(acts).isoformat(timespec="seconds"),
                      "status": "queued"}
 
@@ -395,6 +397,32 @@ class PacedSession:
 
 
 # -- the child process --------------------------------------------------------------------------------
+#: requests answered after a step before the next one when the session is behind the clock
+MAX_REQUESTS_PER_STEP = 16
+
+
+class _Stop(Exception):
+    """The server said stop."""
+
+
+def _serve(s: PacedSession, inbox: Any, outbox: Any) -> bool:
+    """Answer one message from the server; False when it says stop."""
+    msg = inbox.recv()
+    if msg[0] == "stop":
+        return False
+    if msg[0] == "req":
+        _, rid, seat, op, payload = msg
+        try:
+            code, body = s.handle(seat, op, payload)
+        except Exception as exc:  # a bug, not bad input: answered without a traceback
+            print(f"twin exercise: internal error on {op}: {_one_line(exc)}", file=sys.stderr)
+            code, body = 500, {"error": "internal error in the session (see the server's log)"}
+        outbox.send(("resp", rid, code, body))
+        if op in ("control", "decide"):
+            outbox.send(("status", s.status()))
+    return True
+
+
 def session_main(cfg: SessionConfig, inbox: Any, outbox: Any) -> None:
     """Entry point of the session process: build, then pace and answer until told to stop.
     ``inbox``/``outbox``: the receiving and the sending end of two one-way pipes."""
@@ -415,24 +443,21 @@ def session_main(cfg: SessionConfig, inbox: Any, outbox: Any) -> None:
         s.state, s.error = "failed", _one_line(exc)[:2000]
         print(f"twin exercise: the session could not start: {s.error}", file=sys.stderr)
     outbox.send(("status", s.status()))
+    if s.sim is not None:
+        # the twin's objects live as long as the session: out of the cyclic collector's way, so a full
+        # collection between two steps does not walk them (a pause that would show as lag)
+        gc.collect()
+        gc.freeze()
     last_status = time.monotonic()
     try:
         while True:
-            wait = s.due_in()
-            if inbox.poll(min(wait, 0.25)):
-                msg = inbox.recv()
-                if msg[0] == "stop":
+            # a due step goes first; between steps the requests wait for the next step to fall due,
+            # and after a step those that came in during it are answered (at most MAX_REQUESTS_PER_STEP
+            # while behind the clock, so a stream of polls neither holds up the steps nor is shut out)
+            due = s.due_in()
+            if due > 0.0 and inbox.poll(min(due, 0.25)):
+                if not _serve(s, inbox, outbox):
                     break
-                if msg[0] == "req":
-                    _, rid, seat, op, payload = msg
-                    try:
-                        code, body = s.handle(seat, op, payload)
-                    except Exception as exc:  # a bug, not bad input: answered without a traceback
-                        print(f"twin exercise: internal error on {op}: {_one_line(exc)}", file=sys.stderr)
-                        code, body = 500, {"error": "internal error in the session (see the server's log)"}
-                    outbox.send(("resp", rid, code, body))
-                    if op in ("control", "decide"):
-                        outbox.send(("status", s.status()))
                 continue
             try:
                 stepped = s.tick()
@@ -444,7 +469,13 @@ def session_main(cfg: SessionConfig, inbox: Any, outbox: Any) -> None:
             if stepped or now - last_status > 1.0:
                 outbox.send(("status", s.status()))
                 last_status = now
-    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+            if stepped:
+                n = 0
+                while n < MAX_REQUESTS_PER_STEP and inbox.poll(0):
+                    n += 1
+                    if not _serve(s, inbox, outbox):
+                        raise _Stop
+    except (_Stop, EOFError, BrokenPipeError, KeyboardInterrupt):
         pass
     finally:
         try:

@@ -2,9 +2,9 @@
 
 :func:`run_counterfactual` restores the run's latest checkpoint at or before the first decision it
 leaves out (or starts from the beginning when there is none), seeds the new folder with the run's
-outputs up to there (as ``twin fork`` does: ``twin.workflows.runs``), and re-submits every decision
-the run received after the checkpoint — except the left-out ones — for the model time it was asked
-for, as ``twin replay`` does (source ``replay``, the original issuer). Scenario interventions come
+outputs up to there, and re-submits every decision the run received after the checkpoint — except
+the left-out ones — for the model time it was asked for, as ``twin replay`` does (source
+``replay``, the original issuer): ``twin.workflows.runs.restart_from_run``, as ``twin fork`` does. Scenario interventions come
 from the scenario as before; decisions that were still pending in the checkpoint stay queued
 unless left out. With nothing left out, the counterfactual must reproduce the run bit for bit
 (``twin review`` checks this: its "no-op" fork).
@@ -13,19 +13,28 @@ unless left out. With nothing left out, the counterfactual must reproduce the ru
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
+from typing import Any
 
-import pandas as pd
+from twin.workflows.runs import restart_from_run, scenario_of_run, submitted_decisions
 
 __all__ = ["submitted_decisions", "run_counterfactual", "run_forks"]
 
 
-def submitted_decisions(log: pd.DataFrame) -> pd.DataFrame:
-    """The decisions a replay re-submits: received during the run (not the scenario's own, not a
-    follow-up such as a closure's reopening, which its decision queues again) and applied."""
-    return log[(log["source"] != "scenario") & (log["outcome"] == "applied") & (log["parent_id"] < 0)]
+_CITY_CACHE: dict[tuple[str, float], Any] = {}
+
+
+def _city(name: str, resolution_m: float) -> Any:
+    """The city bundle, loaded once per process (building a twin from a loaded city does not change it,
+    as the forecast members rely on too; the no-op fork's bit-for-bit check would show if it did)."""
+    key = (str(name), float(resolution_m))
+    if key not in _CITY_CACHE:
+        from twin.city import load_city
+
+        _CITY_CACHE.clear()         # one city at a time: a review is of one run
+        _CITY_CACHE[key] = load_city(name, resolution_m=resolution_m)
+    return _CITY_CACHE[key]
 
 
 def run_counterfactual(run_dir: str, out_dir: str, drop: list[int], start_s: float | None = None,
@@ -36,15 +45,12 @@ def run_counterfactual(run_dir: str, out_dir: str, drop: list[int], start_s: flo
     time a left-out decision acted); None checkpoints usable → from the beginning. Returns a summary
     (``out_dir``, ``from_checkpoint_s``, ``resubmitted``, ``dropped``, ``wall_time_s``)."""
     from twin.build import build_twin
-    from twin.decisions import DecisionError, parse_decision
-    from twin.output.recorders import checkpoints, load_checkpoint
     from twin.output.schema import read_table
     from twin.simulation import Simulation
-    from twin.workflows.runs import _scenario_of_run, _seed_history
 
     t0 = time.perf_counter()
     run = Path(run_dir)
-    scenario = _scenario_of_run(run)
+    scenario = scenario_of_run(run)
     log = read_table(run, "decisions")
     drop = sorted({int(i) for i in drop})
     todo = submitted_decisions(log)
@@ -58,43 +64,15 @@ def run_counterfactual(run_dir: str, out_dir: str, drop: list[int], start_s: flo
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out}: the counterfactual's folder exists and is not empty")
-    twin = build_twin(scenario, city=city)
-    sim = Simulation(twin, out_dir=out, wall_time_limit=None)
-    usable = [p for p in checkpoints(run) if load_checkpoint(p)["time_s"] <= start_s + 1e-9]
-    t_ck = None
-    pending: set[int] = set()
-    if usable:
-        st = load_checkpoint(usable[-1])
-        t_ck = float(st["time_s"])
-        assert sim.output is not None       # a recorded run (out_dir given)
-        sim.output.initialize(sim)
-        _seed_history(sim, run, st)
-        sim.set_state(st)
-        q = sim.twin.decisions
-        q.pending = [p for p in q.pending if p.seq not in drop]
-        pending = {int(p.seq) for p in q.pending}
-        # history is kept: a decision that acted before the checkpoint cannot be left out
-        early = todo[(todo["decision_id"].isin(drop)) & (todo["t_s"] < t_ck - 1e-9)]
-        if len(early):
-            raise ValueError(f"decision {int(early['decision_id'].iloc[0])} acted at {early['t_s'].iloc[0]:g} s, "
-                             f"before the checkpoint at {t_ck:g} s")
-        later = todo[todo["t_s"] >= t_ck - 1e-9]
-    else:
-        later = todo
-    n = 0
-    for row in later.sort_values(["at_s", "decision_id"], kind="stable").itertuples(index=False):
-        did = int(row.decision_id)
-        if did in drop or did in pending:
-            continue
-        try:
-            d = parse_decision(json.loads(row.params))
-        except DecisionError as exc:
-            raise ValueError(f"{run / 'decisions.parquet'}: decision {did} does not validate: {exc}") from None
-        sim.twin.decisions.push(d, float(row.at_s), "replay", str(row.issuer))
-        n += 1
+    if city is None:        # one city bundle per process (a Dask worker runs several forks), as build_twin loads it
+        sgf = scenario.flood.subgrid_factor if scenario.flood is not None else None
+        city = _city(scenario.city, scenario.resolution_m / sgf if sgf else scenario.resolution_m)
+    sim = Simulation(build_twin(scenario, city=city), out_dir=out, wall_time_limit=None)
+    # the checkpoint, the outputs up to it, and every decision after it but the left-out ones (replay)
+    rs = restart_from_run(sim, run, start_s, drop=drop, source="replay")
     sim.run()
-    return {"out_dir": str(out), "from_checkpoint_s": t_ck, "resubmitted": n, "dropped": drop,
-            "wall_time_s": time.perf_counter() - t0}
+    return {"out_dir": str(out), "from_checkpoint_s": rs.from_checkpoint_s, "resubmitted": rs.requeued,
+            "dropped": drop, "wall_time_s": time.perf_counter() - t0}
 
 
 def run_forks(run_dir: Path, jobs: list[tuple[str, list[int], float | None]], *, scheduler: str | None = None,

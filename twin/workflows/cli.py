@@ -46,12 +46,17 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "fork", help="start a what-if from a run's state at a time", formatter_class=fmt,
         description="Fork a forecast/what-if: restore RUN's state at --at (latest checkpoint at or before it,\n"
-        "then the original scenario up to --at), apply --set overrides, run to the end into a new folder.",
+        "then the original scenario up to --at), apply --set overrides, run to the end into a new folder.\n"
+        "The decisions RUN received (API, dashboard, exercise seats and injects) that acted before --at act\n"
+        "again as they did; those after --at only with --keep-decisions.",
         epilog="example:\n  twin fork runs/molave --at 6h --set interventions.0.crest_m=6 --out runs/molave-levee")
     p.add_argument("run_dir", metavar="RUN", help="the base run folder")
     p.add_argument("--at", required=True, metavar="TIME", help="fork time since start (e.g. 6h, 21600)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=_SET_HELP)
     p.add_argument("--out", metavar="DIR", help="new run folder (default RUN-fork-<at>)")
+    p.add_argument("--keep-decisions", action="store_true",
+                   help="also queue the decisions RUN received that acted at or after --at (default: the fork's "
+                        "future has none of them)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--allow-large", action="store_true", help=_ALLOW_LARGE_HELP)
     p.set_defaults(func=_cmd_fork)
@@ -275,7 +280,8 @@ def _cmd_fork(args) -> int:
     out = Path(args.out) if args.out else Path(f"{args.run_dir.rstrip('/')}-fork-{int(at)}s")
     try:
         with _allow_large(args.allow_large):
-            sim = fork_run(args.run_dir, at, args.overrides, out, progress=not args.no_progress)
+            sim = fork_run(args.run_dir, at, args.overrides, out, progress=not args.no_progress,
+                           later_decisions=args.keep_decisions)
     except (ScenarioError, ValueError, OSError) as exc:
         return fail(exc)
     except NumericalInstability as exc:
