@@ -261,6 +261,14 @@ class Twin:
 # ------------------------------------------------------------------------------------------------
 # building
 # ------------------------------------------------------------------------------------------------
+def city_resolution_m(sc: Scenario) -> float:
+    """The resolution the scenario's city is loaded at: ``resolution_m``, or with subgrid topography
+    ``resolution_m / flood.subgrid_factor`` (the terrain, roads, places and maps at the fine resolution,
+    the flood solved at ``resolution_m`` on tables of that terrain)."""
+    sgf = sc.flood.subgrid_factor if sc.flood is not None else None
+    return float(sc.resolution_m) / sgf if sgf else float(sc.resolution_m)
+
+
 def build_twin(scenario: Scenario, city=None, forcing: dict | None = None) -> Twin:
     """Build every component the scenario asks for. ``city`` overrides ``load_city(scenario.city)``;
     ``forcing`` pre-sets forcing inputs (``typhoon_track``: a perturbed track for a forecast member)."""
@@ -275,10 +283,14 @@ def build_twin(scenario: Scenario, city=None, forcing: dict | None = None) -> Tw
     if city is None:
         from twin.city import load_city
 
-        sgf = sc.flood.subgrid_factor if sc.flood is not None else None
-        # subgrid topography: the city (terrain, roads, places, maps) at resolution_m / factor, the flood
-        # solved at resolution_m on tables of that terrain
-        city = load_city(sc.city, resolution_m=sc.resolution_m / sgf if sgf else sc.resolution_m)
+        city = load_city(sc.city, resolution_m=city_resolution_m(sc))
+    elif sc.flood is not None and sc.flood.subgrid_factor:
+        # a city at the coarse resolution would give tables of the coarse terrain: a solve factor times
+        # coarser than asked, without a word
+        want, got = city_resolution_m(sc), float(city.terrain.cell_size)
+        if abs(got - want) > 1e-6 * want:
+            raise ValueError(f"flood.subgrid_factor {sc.flood.subgrid_factor}: the city given is at {got:g} m; "
+                             f"this scenario needs it at resolution_m / subgrid_factor = {want:g} m")
     terrain = city.terrain
     tw = Twin(scenario=sc, city=city, terrain=terrain, seed_sequence=ss, rngs=rngs)
     tw.forcing.update(forcing or {})

@@ -316,6 +316,17 @@ def test_scenario_subgrid_factor_builds_fine_city_and_coarse_flood(tmp_path):
     assert tw.flood.volume_balance()["relative_error"] < 1e-10
     with pytest.raises(ValueError, match="subgrid_factor: needs solver 'inertial' and dtype 'float64'"):
         load_scenario(repo / "scenarios" / "danang_rain.yaml", overrides=["flood.subgrid_factor=3"])
+    # a city handed in at the coarse resolution (as forecast members and review forks once did) is refused,
+    # not solved factor times coarser than asked; the shared loader gives the fine one
+    from twin.build import city_resolution_m
+    from twin.city import load_city, load_city_cached
+
+    assert city_resolution_m(sc) == 90.0
+    with pytest.raises(ValueError, match=r"subgrid_factor 3: the city given is at 270 m; .* = 90 m"):
+        build_twin(sc, city=load_city(sc.city, resolution_m=270.0))
+    fine = load_city_cached(sc.city, city_resolution_m(sc))
+    assert fine is load_city_cached(sc.city, 90.0) and fine.terrain.cell_size == 90.0
+    assert build_twin(sc, city=fine).flood.cell_size == 270.0
 
 
 def test_level_cache_changes_no_bit(monkeypatch):

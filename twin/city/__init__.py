@@ -117,6 +117,20 @@ def lookup_xy(table, key, *, city: str, what: str, plural: str, by_id: str | Non
     return float(m.iloc[0]["x"]), float(m.iloc[0]["y"])
 
 
+_LOADED: dict[tuple[str, float], City] = {}
+
+
+def load_city_cached(name: str, resolution_m: float) -> City:
+    """:func:`load_city`, kept for the process (at most two bundles: a worker of a forecast or review
+    builds many twins of one city; building a twin from a loaded city does not change the city)."""
+    key = (str(name), float(resolution_m))
+    if key not in _LOADED:
+        while len(_LOADED) >= 2:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = load_city(name, resolution_m=resolution_m)
+    return _LOADED[key]
+
+
 def load_city(name_or_path="tamky", resolution_m: float = 30) -> City:
     """Load a city bundle by name (``tamky``, ``danang``, or one made by ``twin city import``) or folder.
 

@@ -9,7 +9,7 @@ move it into place at the end, so a failed forecast leaves nothing half-written 
 folder is never touched.
 
 The city travels to no task: a named city bundle is loaded by each worker once
-(``members._CITY_CACHE``); a city object handed in (tests, notebooks) is scattered to every
+(``twin.city.load_city_cached``); a city object handed in (tests, notebooks) is scattered to every
 worker once (``Client.scatter(broadcast=True)``) and the tasks receive a reference to it.
 """
 from __future__ import annotations
@@ -145,9 +145,10 @@ def run_forecast(run_dir, members: int, horizon_s: float, out, *, at: str | floa
         rules_obj = rules if isinstance(rules, Rules) else load_rules(rules)
     prev_alerts = products.previous_alerts(previous) if previous is not None else None
     if city is None:
+        from twin.build import city_resolution_m
         from twin.forecast.members import _city
 
-        city = _city(base.city, base.resolution_m)
+        city = _city(base.city, city_resolution_m(base))
         ship_city = False
     else:
         ship_city = True

@@ -1,8 +1,8 @@
 """One forecast member: the run's state at the issue time, perturbed forcing, the horizon, recorded.
 
 Runs in whatever process (a Dask worker, or this one). What a worker keeps between members
-(:data:`_CITY_CACHE`, :data:`_STATE_CACHE`): the city bundle, loaded once per worker and per
-``(city, resolution_m)``, and the checkpoint state, read once per worker and per file. A member
+(:func:`twin.city.load_city_cached`, :data:`_STATE_CACHE`): the city bundle, loaded once per worker and
+per ``(city, resolution)``, and the checkpoint state, read once per worker and per file. A member
 builds its own twin from the cached city (components own their state; building from a loaded city
 is cheap next to loading it) and hands back plain arrays: nothing of the city travels per task.
 
@@ -25,7 +25,6 @@ import numpy as np
 
 __all__ = ["run_member", "member_scenario", "COMPONENT_SETS", "parse_components", "clear_caches"]
 
-_CITY_CACHE: dict[tuple[str, float], Any] = {}
 _STATE_CACHE: dict[tuple[str, float, int], dict] = {}
 #: decision kinds that need people or services (left out of a flood+roads member's history)
 _PEOPLE_SERVICES_KINDS = ("warning", "evacuation_order", "shelter_open", "shelter_close", "extra_units", "dispatch")
@@ -49,17 +48,16 @@ def parse_components(text: str) -> list[str]:
 
 
 def clear_caches() -> None:
-    _CITY_CACHE.clear()
+    from twin.city import _LOADED
+
+    _LOADED.clear()
     _STATE_CACHE.clear()
 
 
 def _city(name: str, resolution_m: float):
-    key = (str(name), float(resolution_m))
-    if key not in _CITY_CACHE:
-        from twin.city import load_city
+    from twin.city import load_city_cached
 
-        _CITY_CACHE[key] = load_city(name, resolution_m=resolution_m)
-    return _CITY_CACHE[key]
+    return load_city_cached(name, resolution_m)
 
 
 def _state(path: str) -> dict:
@@ -174,7 +172,9 @@ def run_member(spec: dict, city=None) -> dict:
     d = member_scenario(base, p, t0, horizon, comps)
     sc = _validate(d, source=f"forecast member {p.member}", base_dir=None)
     if city is None:
-        city = _city(sc.city, sc.resolution_m)
+        from twin.build import city_resolution_m
+
+        city = _city(sc.city, city_resolution_m(sc))
     forcing: dict = {}
     rain = sc.flood.rain
     track_info = None

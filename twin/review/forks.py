@@ -15,26 +15,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from twin.workflows.runs import restart_from_run, scenario_of_run, submitted_decisions
 
 __all__ = ["submitted_decisions", "run_counterfactual", "run_forks"]
-
-
-_CITY_CACHE: dict[tuple[str, float], Any] = {}
-
-
-def _city(name: str, resolution_m: float) -> Any:
-    """The city bundle, loaded once per process (building a twin from a loaded city does not change it,
-    as the forecast members rely on too; the no-op fork's bit-for-bit check would show if it did)."""
-    key = (str(name), float(resolution_m))
-    if key not in _CITY_CACHE:
-        from twin.city import load_city
-
-        _CITY_CACHE.clear()         # one city at a time: a review is of one run
-        _CITY_CACHE[key] = load_city(name, resolution_m=resolution_m)
-    return _CITY_CACHE[key]
 
 
 def run_counterfactual(run_dir: str, out_dir: str, drop: list[int], start_s: float | None = None,
@@ -65,8 +49,10 @@ def run_counterfactual(run_dir: str, out_dir: str, drop: list[int], start_s: flo
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out}: the counterfactual's folder exists and is not empty")
     if city is None:        # one city bundle per process (a Dask worker runs several forks), as build_twin loads it
-        sgf = scenario.flood.subgrid_factor if scenario.flood is not None else None
-        city = _city(scenario.city, scenario.resolution_m / sgf if sgf else scenario.resolution_m)
+        from twin.build import city_resolution_m
+        from twin.city import load_city_cached
+
+        city = load_city_cached(scenario.city, city_resolution_m(scenario))
     sim = Simulation(build_twin(scenario, city=city), out_dir=out, wall_time_limit=None)
     # the checkpoint, the outputs up to it, and every decision after it but the left-out ones (replay)
     rs = restart_from_run(sim, run, start_s, drop=drop, source="replay")
