@@ -1,0 +1,90 @@
+"""Coupled-step phase profile: the Tam Kỳ coupled scenario (30 m flood, subgrid factor 3 on the 10 m city)
+for ``--hours``, with the shared per-step fields (``Simulation(share_fields=True)``, the default) and,
+with ``--reference``, without them (every consumer recomputes the depth and speed on the twin's grid),
+in the same invocation, each on a freshly built twin of the same scenario and seed.
+
+One JSON line per case (wall and CPU time of the run, ``phase_wall_s`` and each phase's share of the
+step), then a ``ratio`` line: optimised / reference wall per phase, and whether the two runs wrote the
+same KPIs, series and tables (they must: the shared fields change no number).
+
+    nice python benchmarks/coupled_profile.py --hours 1 --reference
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _run(hours: float, share: bool, out: Path, factor: int = 3, resolution_m: float = 30.0) -> dict:
+    from twin.build import build_twin
+    from twin.scenario import load_scenario
+    from twin.simulation import Simulation
+
+    over = [f"resolution_m={resolution_m:g}", f"duration={hours:g}h", "outputs.png=false", "flood.dtype=float64",
+            "flood.solver=inertial", f"flood.subgrid_factor={factor}"]
+    sc = load_scenario(REPO / "scenarios" / "tamky_molave_2020.yaml", overrides=over)
+    w0 = time.perf_counter()
+    tw = build_twin(sc)
+    wb = time.perf_counter() - w0
+    sim = Simulation(tw, out_dir=out, share_fields=share)
+    w0, c0 = time.perf_counter(), time.process_time()
+    sim.run()
+    wr, cr = time.perf_counter() - w0, time.process_time() - c0
+    ph = dict(sim.phase_wall_s)
+    step = sum(ph.values())
+    return {"case": "shared_fields" if share else "reference", "scenario": sc.name, "hours": hours,
+            "steps": sim.iteration, "twin_grid": list(tw.terrain.shape), "flood_grid": list(tw.flood.shape),
+            "build_wall_s": wb, "run_wall_s": wr, "run_cpu_s": cr, "phase_wall_s": ph,
+            "phase_share": {k: v / step for k, v in ph.items()}, "load_avg_end": os.getloadavg()[0],
+            "machine": platform.machine(), "cpus": os.cpu_count()}
+
+
+def _same_outputs(a: Path, b: Path) -> dict:
+    """Compare the two run folders: KPIs (minus wall-clock entries), series and tables."""
+    import pandas as pd
+
+    def kpis(p: Path) -> dict:
+        k = json.loads((p / "kpis.json").read_text())
+        return {key: v for key, v in k.items() if "wall" not in key and "time_s_run" not in key}
+
+    out = {"kpis": kpis(a) == kpis(b)}
+    for f in sorted(x.name for x in a.glob("*.parquet")):
+        if (b / f).exists():
+            ta, tb = (pd.read_parquet(x / f).drop(columns=["wall_time"], errors="ignore") for x in (a, b))
+            out[f] = bool(ta.equals(tb))
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hours", type=float, default=1.0)
+    ap.add_argument("--reference", action="store_true", help="also run without shared fields (the reference)")
+    args = ap.parse_args(argv)
+    load0 = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        lines = []
+        if args.reference:
+            lines.append(_run(args.hours, False, Path(tmp) / "ref"))
+            print(json.dumps(lines[-1] | {"load_avg_start": load0}), flush=True)
+        lines.append(_run(args.hours, True, Path(tmp) / "opt"))
+        print(json.dumps(lines[-1] | {"load_avg_start": load0}), flush=True)
+        if args.reference:
+            ref, opt = lines
+            ratio = {k: opt["phase_wall_s"].get(k, 0.0) / v for k, v in ref["phase_wall_s"].items() if v > 0}
+            print(json.dumps({"case": "ratio", "hours": args.hours, "run_wall_ratio": opt["run_wall_s"] / ref["run_wall_s"],
+                              "run_cpu_ratio": opt["run_cpu_s"] / ref["run_cpu_s"], "phase_wall_ratio": ratio,
+                              "same_outputs": _same_outputs(Path(tmp) / "ref", Path(tmp) / "opt"),
+                              "load_avg_end": os.getloadavg()[0]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
