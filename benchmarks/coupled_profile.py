@@ -48,6 +48,50 @@ def _run(hours: float, share: bool, out: Path, factor: int = 3, resolution_m: fl
             "machine": platform.machine(), "cpus": os.cpu_count()}
 
 
+def _kernels(hours: float, repeat: int = 5) -> dict:
+    """The per-consumer work, old path against new, on the same arrays of the built twin after ``hours``
+    of flood (best of ``repeat``, seconds per call): the downscaling, met_depth on the whole grid against
+    the water cells only, a hazard map from land-use names against indices, the NaN check."""
+    import numpy as np
+
+    from twin.build import build_twin
+    from twin.hazard import hazard_rating
+    from twin.scenario import load_scenario
+    from twin.simulation import Simulation, _nan_checker
+
+    over = ["resolution_m=30", f"duration={max(hours, 1 / 30):g}h", "outputs.png=false", "flood.dtype=float64",
+            "flood.solver=inertial", "flood.subgrid_factor=3", "traffic=null", "services=null"]
+    tw = build_twin(load_scenario(REPO / "scenarios" / "tamky_molave_2020.yaml", overrides=over))
+    sim = Simulation(tw)
+    sim.run()
+    tw.open_field_cache()           # as inside a step: the NaN check reads the shared depth
+    d, v = tw.depth(), tw.speed()
+    rw = tw.people._road_water
+
+    def best(fn):
+        ts = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return min(ts)
+
+    def nan_old():
+        valid = tw.valid
+        x = d[valid]
+        return (~np.isfinite(x)).any() or (x < 0).any()
+
+    out = {"case": "kernels", "hours": hours, "grid": list(d.shape),
+           "downscale_s": best(tw._depth_direct),
+           "met_depth_full_s": best(lambda: rw.met_depth_full(d)), "met_depth_s": best(lambda: rw.met_depth(d)),
+           "hazard_names_s": best(lambda: hazard_rating(d, v, tw.urban)),
+           "hazard_indices_s": best(lambda: hazard_rating(d, v, tw._urban_index())),
+           "nan_check_old_s": best(nan_old), "nan_check_s": best(lambda: _nan_checker(sim))}
+    out["same"] = {"met_depth": bool(np.array_equal(rw.met_depth(d), rw.met_depth_full(d))),
+                   "hazard": bool(np.array_equal(hazard_rating(d, v, tw.urban), hazard_rating(d, v, tw._urban_index())))}
+    return out
+
+
 def _same_outputs(a: Path, b: Path) -> dict:
     """Compare the two run folders: KPIs (minus wall-clock entries), series and tables."""
     import pandas as pd
@@ -68,8 +112,14 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hours", type=float, default=1.0)
     ap.add_argument("--reference", action="store_true", help="also run without shared fields (the reference)")
+    ap.add_argument("--kernels", action="store_true",
+                    help="instead: time each consumer's old and new path on the same arrays after --hours of flood")
     args = ap.parse_args(argv)
     load0 = os.getloadavg()[0]
+    if args.kernels:
+        print(json.dumps(_kernels(args.hours) | {"load_avg_start": load0, "load_avg_end": os.getloadavg()[0]}),
+              flush=True)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         lines = []
         if args.reference:

@@ -84,6 +84,7 @@ class Twin:
     # (roads, people, services, callbacks, recorders): None = off (each call computes). The Simulation
     # opens it after the flood step and closes it at the end of the step (see :meth:`open_field_cache`).
     _field_cache: dict[str, Any] | None = field(default=None, repr=False)
+    _urban_memo: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     # -- geometry ---------------------------------------------------------------------------
     @property
@@ -191,7 +192,7 @@ class Twin:
         u = self.urban
         if not isinstance(u, np.ndarray) or u.dtype.kind not in "UO":
             return u
-        memo = getattr(self, "_urban_memo", None)
+        memo = self._urban_memo
         if memo is None or memo[0] is not u:
             memo = (u, land_use_index(u))
             self._urban_memo = memo
