@@ -147,8 +147,10 @@ class Twin:
         return self._cached("depth", self._depth_direct)
 
     def _depth_direct(self) -> np.ndarray:
-        fine = getattr(self.flood, "fine_depth", None)
-        return np.asarray(fine() if fine is not None else self.flood.depth)
+        fl = self.flood
+        assert fl is not None  # (depth() returns None without a flood model)
+        fine = getattr(fl, "fine_depth", None)
+        return np.asarray(fine() if fine is not None else fl.depth)
 
     def max_depth(self) -> np.ndarray:
         """Maximum depth so far on the twin's grid (subgrid: downscaled from the highest level)."""
@@ -173,10 +175,12 @@ class Twin:
         return self._cached("speed", self._speed_direct)
 
     def _speed_direct(self) -> np.ndarray:
-        sp = getattr(self.flood, "speed", None)
+        fl = self.flood
+        assert fl is not None  # (speed() returns None without a flood model)
+        sp = getattr(fl, "speed", None)
         if sp is not None:
             return self._on_twin_grid(np.asarray(sp))
-        v = np.asarray(self.flood.velocity)
+        v = np.asarray(fl.velocity)
         sp = np.hypot(v[0], v[1]) if v.ndim == 3 else np.abs(v)
         return self._on_twin_grid(sp)
 

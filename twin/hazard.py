@@ -78,8 +78,8 @@ def _land_use_index(land_use, shape) -> np.ndarray:
         return np.broadcast_to(np.where(a, 2, 0), shape)
     if a.dtype.kind in "iu":
         if a.size and (int(a.min()) < 0 or int(a.max()) >= len(LAND_USES)):
-            bad = int(a.min()) if int(a.min()) < 0 else int(a.max())
-            raise ValueError(f"hazard: land-use index {bad} is not one of 0..{len(LAND_USES) - 1} {LAND_USES}")
+            code = int(a.min()) if int(a.min()) < 0 else int(a.max())
+            raise ValueError(f"hazard: land-use index {code} is not one of 0..{len(LAND_USES) - 1} {LAND_USES}")
         return np.broadcast_to(a, shape)
     if a.dtype.kind in "UO":
         names = np.unique(a.astype(str))
