@@ -17,6 +17,7 @@ from twin.hazard import (
     hazard_class_name,
     hazard_rating,
     land_use,
+    land_use_index,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +97,25 @@ def test_land_use_from_land_cover():
     classes = {1: "sea", 3: "urban_dense", 5: "paddy", 6: "forest"}
     np.testing.assert_array_equal(land_use(lc, classes), [["pasture", "urban"], ["pasture", "woodland"]])
     assert land_use(None, None) == "urban"
+
+
+def test_land_use_indices_give_the_same_ratings_as_the_names():
+    """Twin.hazard() hands hazard_rating the land-use grid converted once to indices: the same numbers
+    as the names; indices outside 0..2 are refused."""
+    rng = np.random.default_rng(5)
+    names = rng.choice(np.array(["pasture", "woodland", "urban"], dtype="<U8"), size=(40, 30))
+    idx = land_use_index(names)
+    assert idx.dtype == np.int8 and idx.shape == names.shape
+    d = rng.uniform(-0.2, 2.0, names.shape)
+    d[3, 4] = np.nan
+    v = rng.uniform(0.0, 3.0, names.shape)
+    np.testing.assert_array_equal(hazard_rating(d, v, idx), hazard_rating(d, v, names))
+    np.testing.assert_array_equal(debris_factor(d, v, idx), debris_factor(d, v, names))
+    np.testing.assert_array_equal(land_use_index(np.array([True, False])), [2, 0])
+    with pytest.raises(ValueError, match="land-use index 3"):
+        hazard_rating(d, v, np.full(names.shape, 3, np.int8))
+    with pytest.raises(ValueError, match="land-use index -1"):
+        debris_factor(d, v, np.full(names.shape, -1))
 
 
 def test_one_implementation_only():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ from twin.decisions import DecisionError, DecisionQueue, Pending, _Decision, fin
 from twin.flood.forcing import rain_series, reservoir_outlet, reservoir_release, series_from_csv, tide_stage
 from twin.geo import normalise_name as _norm
 from twin.geo import to_utm as _to_utm
-from twin.hazard import hazard_rating, land_use
+from twin.hazard import hazard_rating, land_use, land_use_index
 from twin.scenario import Scenario
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -79,6 +80,11 @@ class Twin:
     # names of wards before a merger (population.legacy_wards, "; "-joined) -> the code of today's ward
     legacy_ward_codes: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # printed while building; in kpis.json and manifest.json
+    # depth/speed/land on the twin's grid, computed once per coupled step and shared by every consumer
+    # (roads, people, services, callbacks, recorders): None = off (each call computes). The Simulation
+    # opens it after the flood step and closes it at the end of the step (see :meth:`open_field_cache`).
+    _field_cache: dict[str, Any] | None = field(default=None, repr=False)
+    _urban_memo: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     # -- geometry ---------------------------------------------------------------------------
     @property
@@ -89,6 +95,9 @@ class Twin:
     def land(self) -> np.ndarray:
         """Valid cells that are neither sea nor permanent water (initial depth >= 0.1 m: rivers,
         lagoon, reservoir): where flooded area, damage and the map's colour scale count."""
+        return self._cached("land", self._land_direct)
+
+    def _land_direct(self) -> np.ndarray:
         sea = self.sea_full if self.sea_full is not None else self.sea_mask
         m = self.terrain.valid if sea is None else self.terrain.valid & ~sea
         if self.initial_depth is not None:
@@ -103,12 +112,45 @@ class Twin:
         return [n for n in ("flood", "traffic", "people", "services", "assimilator") if getattr(self, n) is not None]
 
     # -- fields ---------------------------------------------------------------------------------
+    def open_field_cache(self) -> None:
+        """From now until :meth:`close_field_cache`, :meth:`depth`, :meth:`speed` and :attr:`land` are
+        computed once and the same (read-only) arrays handed to every caller. Called by the Simulation
+        after the flood step (and again after assimilation, which changes the water: a fresh cache);
+        whoever changes the flood state inside that window opens it again. As a guard, a cached field is
+        recomputed when the flood's step count or time differs from when it was taken."""
+        self._field_cache = {}
+
+    def close_field_cache(self) -> None:
+        """Back to computing each field on every call (between steps the state may be changed freely)."""
+        self._field_cache = None
+
+    def _cached(self, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        cache = self._field_cache
+        if cache is None:
+            return compute()
+        fl = self.flood
+        key = None if fl is None else (getattr(fl, "n_steps", None), getattr(fl, "time", None))
+        hit = cache.get(name)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        a = np.asarray(compute())
+        if a.flags.writeable:      # shared: a consumer that writes into it fails loudly instead of
+            a = a.view()           # changing what the next one reads
+            a.flags.writeable = False
+        cache[name] = (key, a)
+        return a
+
     def depth(self) -> np.ndarray | None:
         """Depth on the twin's grid (with subgrid topography: the flood level downscaled onto the fine terrain)."""
         if self.flood is None:
             return None
-        fine = getattr(self.flood, "fine_depth", None)
-        return np.asarray(fine() if fine is not None else self.flood.depth)
+        return self._cached("depth", self._depth_direct)
+
+    def _depth_direct(self) -> np.ndarray:
+        fl = self.flood
+        assert fl is not None  # (depth() returns None without a flood model)
+        fine = getattr(fl, "fine_depth", None)
+        return np.asarray(fine() if fine is not None else fl.depth)
 
     def max_depth(self) -> np.ndarray:
         """Maximum depth so far on the twin's grid (subgrid: downscaled from the highest level)."""
@@ -130,10 +172,15 @@ class Twin:
     def speed(self) -> np.ndarray | None:
         if self.flood is None:
             return None
-        sp = getattr(self.flood, "speed", None)
+        return self._cached("speed", self._speed_direct)
+
+    def _speed_direct(self) -> np.ndarray:
+        fl = self.flood
+        assert fl is not None  # (speed() returns None without a flood model)
+        sp = getattr(fl, "speed", None)
         if sp is not None:
             return self._on_twin_grid(np.asarray(sp))
-        v = np.asarray(self.flood.velocity)
+        v = np.asarray(fl.velocity)
         sp = np.hypot(v[0], v[1]) if v.ndim == 3 else np.abs(v)
         return self._on_twin_grid(sp)
 
@@ -142,7 +189,18 @@ class Twin:
         return np.asarray(to_fine(a)) if to_fine is not None and getattr(self.flood, "subgrid", None) else a
 
     def hazard(self) -> np.ndarray:
-        return hazard_rating(self.depth(), self.speed(), self.urban)
+        return hazard_rating(self.depth(), self.speed(), self._urban_index())
+
+    def _urban_index(self) -> np.ndarray | str:
+        """:attr:`urban` as land-use indices (a grid of names converted once, not on every hazard map)."""
+        u = self.urban
+        if not isinstance(u, np.ndarray) or u.dtype.kind not in "UO":
+            return u
+        memo = self._urban_memo
+        if memo is None or memo[0] is not u:
+            memo = (u, land_use_index(u))
+            self._urban_memo = memo
+        return memo[1]
 
     def grid_fields(self, names: list[str]) -> dict[str, np.ndarray]:
         out = {}

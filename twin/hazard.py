@@ -47,7 +47,8 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = ["HAZARD_CLASSES", "DEFAULT_THRESHOLDS", "LAND_USES", "DEBRIS_FACTORS", "debris_factor",
-           "hazard_rating", "hazard_class", "hazard_class_name", "check_thresholds", "land_use"]
+           "hazard_rating", "hazard_class", "hazard_class_name", "check_thresholds", "land_use",
+           "land_use_index"]
 
 HAZARD_CLASSES: tuple[str, ...] = ("low", "moderate", "significant", "extreme")
 DEFAULT_THRESHOLDS: tuple[float, float, float] = (0.75, 1.25, 2.0)
@@ -70,10 +71,16 @@ _WOOD_WORDS = ("forest", "wood", "tree")
 
 def _land_use_index(land_use, shape) -> np.ndarray:
     """0 pasture, 1 woodland, 2 urban: from a bool (True urban, False pasture/arable), a land-use
-    name, or an array of either (broadcast to ``shape``)."""
+    name, an array of either, or an integer array of these indices (:func:`land_use_index`: a grid
+    converted once), broadcast to ``shape``."""
     a = np.asarray(land_use)
     if a.dtype == bool:
         return np.broadcast_to(np.where(a, 2, 0), shape)
+    if a.dtype.kind in "iu":
+        if a.size and (int(a.min()) < 0 or int(a.max()) >= len(LAND_USES)):
+            code = int(a.min()) if int(a.min()) < 0 else int(a.max())
+            raise ValueError(f"hazard: land-use index {code} is not one of 0..{len(LAND_USES) - 1} {LAND_USES}")
+        return np.broadcast_to(a, shape)
     if a.dtype.kind in "UO":
         names = np.unique(a.astype(str))
         bad = [n for n in names if n not in LAND_USES]
@@ -82,6 +89,13 @@ def _land_use_index(land_use, shape) -> np.ndarray:
         a = a.astype(str)
         return np.broadcast_to(np.select([a == u for u in LAND_USES], range(len(LAND_USES))), shape)
     raise ValueError(f"hazard: land use must be bool (urban) or one of {LAND_USES}, got dtype {a.dtype}")
+
+
+def land_use_index(land_use) -> np.ndarray:
+    """Land use (as :func:`debris_factor` takes it) as int8 indices into :data:`LAND_USES`: converting a
+    grid of names once saves a sort of the names on every hazard map of it; the ratings are the same."""
+    a = np.asarray(land_use)
+    return np.asarray(_land_use_index(a, a.shape), dtype=np.int8)
 
 
 def debris_factor(depth_m, speed_mps=0.0, urban=True) -> np.ndarray:

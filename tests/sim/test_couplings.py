@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 from affine import Affine
 from shapely.geometry import LineString
 
@@ -96,3 +97,28 @@ def test_met_depth_at_cells_equals_the_whole_grid_rule():
     d[2, 3] = np.nan
     cells = rng.integers(0, z.size, 50)
     np.testing.assert_array_equal(rw.met_depth_at(d.ravel()[cells], cells), rw.met_depth(d).ravel()[cells])
+
+
+def test_met_depth_on_water_cells_only_is_bit_identical_to_the_whole_grid_rule():
+    """met_depth recomputes only the permanent-water cells (precomputed bed and deck); the numbers are
+    exactly those of the whole-grid rule, NaN, inf and invalid cells included, and the input is untouched."""
+    from twin.couplings import RoadWaterLevel
+
+    z, water, h0 = _river_valley()
+    valid = np.ones(z.shape, bool)
+    valid[0, :] = False
+    rng = np.random.default_rng(11)
+    rw = RoadWaterLevel(z, water, valid=valid, normal_depth=h0)
+    for _ in range(5):
+        d = h0 + rng.uniform(-0.5, 4.0, z.shape)
+        d[rng.integers(0, 9, 4), rng.integers(0, 20, 4)] = np.nan
+        d[3, 5], d[5, 0] = np.inf, -np.inf
+        before = d.copy()
+        np.testing.assert_array_equal(rw.met_depth(d), rw.met_depth_full(d))
+        np.testing.assert_array_equal(d, before)
+    d = np.asfortranarray(h0 + 2.0)   # a non-contiguous layout gives the same numbers
+    np.testing.assert_array_equal(rw.met_depth(d), rw.met_depth_full(d))
+    dry = RoadWaterLevel(z, np.zeros(z.shape, bool))
+    np.testing.assert_array_equal(dry.met_depth(d), dry.met_depth_full(d))
+    with pytest.raises(ValueError, match="depth shape"):
+        rw.met_depth(d.ravel())
