@@ -16,8 +16,12 @@ measured against the members as they ran (on a shared machine whose load changes
 reference and the forecast, ``ratio`` measures the load, this one the forecast machinery).
 ``--components full`` runs coupled members (traffic, people, services; the base run then has them).
 
+``--serial-reference`` also runs the same K members one after another in this process and reports
+``ratio_to_serial = W / (serial wall / workers)``: K x each member's own time / workers, measured on the
+same members (the perturbed members carry more water than the control, so the control is a low reference).
+
 Usage: python benchmarks/forecast_throughput.py [--members 16] [--horizon 12h] [--workers 2]
-       [--components flood,roads|full] [--base 2h] [--resolution 60]
+       [--components flood,roads|full] [--base 2h] [--resolution 60] [--serial-reference]
 """
 from __future__ import annotations
 
@@ -52,6 +56,10 @@ def main() -> int:
     ap.add_argument("--resolution", type=float, default=60.0)
     ap.add_argument("--every", default="1h")
     ap.add_argument("--keep", help="keep the folders here")
+    ap.add_argument("--serial-reference", action="store_true",
+                    help="also run the same K members one after another in this process (run_forecast(serial=True)) "
+                         "and report ratio_to_serial = W / (serial wall / workers): the issue's K x one member / workers "
+                         "with every member's own cost, not the control's")
     a = ap.parse_args()
     comps = parse_components(a.components)
     full = "people" in comps
@@ -99,6 +107,14 @@ def main() -> int:
                                "member_wall_s_median": round(sorted(mw)[len(mw) // 2], 2),
                                "member_wall_s_max": round(max(mw), 2),
                                "spread": doc["spread"]}), flush=True)
+    if a.serial_reference:
+        t = time.perf_counter()
+        run_forecast(work / "base", a.members, horizon, work / "fc_serial", every_s=every, components=comps,
+                     serial=True)
+        ws = time.perf_counter() - t
+        print(json.dumps(common | {"phase": "serial_reference", "wall_s": round(ws, 2), "forecast_wall_s": round(w, 2),
+                                   "ratio_to_serial": round(w / (ws / a.workers), 3), "target_ratio": 1.15,
+                                   "load1": round(os.getloadavg()[0], 2)}), flush=True)
     return 0
 
 

@@ -66,13 +66,13 @@ class MemberSlice:
             m.set_rainfall(np.array([t_s]), field * r)
 
     def hold_stage(self, key: str, edge: str | None, cells: np.ndarray | None, t_s: float, stage: float) -> None:
-        from twin.sensors.assimilation import hold_stage
+        from twin.assimilation.held import hold_stage
 
         for m, held in zip(self.models, self.held):
             hold_stage(m, held, key, edge, cells, t_s, stage)
 
     def hold_inflow(self, key: str, cells: np.ndarray, t_s: float, q: float) -> None:
-        from twin.sensors.assimilation import hold_inflow
+        from twin.assimilation.held import hold_inflow
 
         for m, held in zip(self.models, self.held):
             hold_inflow(m, held, key, cells, t_s, q)
@@ -207,7 +207,7 @@ class DaskMembers:
                workers: int | None = None) -> DaskMembers:
         """``n_members`` deep copies of ``model`` (sharing its terrain); ``held``: the model's held forcing
         arrays (see :mod:`twin.sensors.assimilation`), relinked in each copy."""
-        from twin.sensors.assimilation import relink_held
+        from twin.assimilation.held import relink_held
 
         if n_members < 2:
             raise ValueError(f"members: an ensemble needs at least 2 members, got {n_members}")
