@@ -16,380 +16,33 @@
 //   C positivity limiter factor per cell (as the regular kernel)
 //   D limited fluxes
 //   E continuity, rain, losses, tracked maxima (mean depth, speed squared, arrival, level)
+// Within a row, the table reads (segment search, interpolation rows) run in scalar loops and the arithmetic
+// (face levels and segments with their division, friction with inv_cbrt and sqrt, the cell update, the
+// level formula) in loops the compiler vectorises; flood_subgrid_kernel.hpp holds the kernel, compiled
+// here (baseline) and in flood_subgrid_avx2.cpp (x86-64-v3), picked at load time with the flood sweep.
+// Every value is the same bits in both builds and as computed one face or cell at a time (IEEE
+// operations only, no FMA contraction: -ffp-contract=off).
 #include "common.hpp"
-#include "inv_cbrt.hpp"
+#include "flood_inertial.hpp"
+#include "flood_subgrid_kernel.hpp"
 #include "modules.hpp"
 
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
 #include <cstring>
-#include <limits>
 #include <sstream>
 #include <string>
-#include <vector>
-
-#ifdef TWIN_HAVE_OPENMP
-#include <omp.h>
-#endif
 
 namespace twin {
 namespace subgrid {
 
-constexpr double kWallZ = 1.0e29;
-constexpr double kGravity = 9.81;
-constexpr double kDepthThresh = 1.0e-3;
-constexpr double kSpeedDepth = 1.0e-2;
-constexpr double kArrivalDepth = 0.1;
-constexpr double kNegDepth = 1.0e-3;
-constexpr double kMinEff = 1.0e-6;  // floor of h_eff in the friction term (keeps it finite on a barely wet face)
-enum RowSlot { kRain = 0, kLost = 1, kBndIn = 2, kBndOut = 3, kBad = 4, kRowSlots = 5 };
-enum BadBits { kBadNonFinite = 1, kBadNegInput = 2, kBadSource = 4, kBadNegOutput = 8, kBadTable = 16 };
-enum EdgeKind : std::uint8_t { kEdgeWall = 0, kEdgeFree = 1, kEdgeStage = 2 };
+double step_base(const Args& a) { return step_kernel(a); }
 
-struct Args {
-    std::int64_t ny, nx, nl;
-    const double* z;  // coarse bed (z_min); >= kWallZ: wall
-    const double* h;
-    const double* qx;
-    const double* qy;
-    double* h_out;
-    double* qx_out;
-    double* qy_out;
-    const double* cells;
-    const double* fxt;
-    const double* fyt;
-    const double* manning;
-    bool manning_per_cell;
-    const std::uint8_t* edge_kind;
-    const double* edge_value;
-    const double* rain0;
-    const double* rain1;
-    bool rain_per_cell;
-    double rain_w, rain_scale;
-    const double* loss;
-    bool loss_per_cell;
-    double loss_scale;
-    double* maxh;
-    double* maxspeed;
-    double* arrival;
-    double* maxlevel;
-    // level cache (optional, both or neither): level_cache[i] is the level of depth_cache[i]; pass A reuses it
-    // where h[i] has the same bits (the model did not edit the cell), pass E stores the new pair. The level is a
-    // pure function of the depth, so the results are the same bits with or without the cache.
-    double* level_cache;
-    double* depth_cache;
-    double* row_sums;
-    double dx, dt, theta, t_end;
-    int threads;
-};
-
-// level of a cell holding mean depth h (cell table row c)
-static inline double level_of(const double* c, std::int64_t nl, double h) {
-    const double zmin = c[0], top = c[1];
-    const double* zk = c + 2;
-    const double* hk = c + 2 + nl;
-    if (!(h > 0.0)) return zmin;
-    if (h >= hk[nl - 1]) return zk[nl - 1] + (h - hk[nl - 1]) / top;
-    // largest lo with hk[lo] <= h (hk[0] = 0 < h, hk[nl-1] > h): branch-free halving
-    std::int64_t lo = 0, n = nl - 1;
-    while (n > 1) {
-        const std::int64_t half = n / 2;
-        lo = (hk[lo + half] <= h) ? lo + half : lo;
-        n -= half;
-    }
-    const std::int64_t hi = lo + 1;  // hk[hi] > h >= hk[lo]: the division is safe
-    return zk[lo] + (zk[hi] - zk[lo]) * ((h - hk[lo]) / (hk[hi] - hk[lo]));
-}
-
-// face cross-section (hbar) and conveyance depth (h_eff) at face level eta (face table row t)
-static inline void face_at(const double* t, std::int64_t nl, double eta, double* hbar, double* heff) {
-    const double zmin = t[0], dz = t[1], frac = t[2], eslope = t[3];
-    const double* p = t + 4;  // (hbar_k, h_eff_k) pairs
-    const double s = eta - zmin;
-    const double span = dz * static_cast<double>(nl - 1);
-    if (!(dz > 0.0) || s >= span) {
-        const double d = s - span;
-        *hbar = p[2 * (nl - 1)] + frac * d;
-        *heff = p[2 * (nl - 1) + 1] + eslope * d;
-        return;
-    }
-    const double x = s / dz;
-    std::int64_t k = static_cast<std::int64_t>(x);
-    if (k > nl - 2) k = nl - 2;
-    if (k < 0) k = 0;
-    const double w = x - static_cast<double>(k);
-    const double* q = p + 2 * k;
-    *hbar = q[0] + w * (q[2] - q[0]);
-    *heff = q[1] + w * (q[3] - q[1]);
-}
-
-// new unit discharge through one face from L to R; ef = the face level; 0 on a dry face
-static inline double flux(double eL, double eR, double ef, const double* t, std::int64_t nl, double qc, double qs,
-                          double qp, double n2, double g_dt, double inv_dx, double theta) {
-    if (!(ef - t[0] > kDepthThresh)) return 0.0;
-    double hbar, heff;
-    face_at(t, nl, ef, &hbar, &heff);
-    const double he = heff > kMinEff ? heff : kMinEff;
-    const double r = inv_cbrt(he);  // the regular kernel's x^(-1/3) (core_cpp/inv_cbrt.hpp)
-    const double r2 = r * r;
-    const double r7 = r2 * r2 * r2 * r;  // h_eff^(-7/3)
-    const double inv_denom = 1.0 / (1.0 + g_dt * n2 * std::sqrt(qc * qc + qp * qp) * r7);
-    const double drive = g_dt * hbar * (eR - eL) * inv_dx;
-    const double qtheta = theta * qc + 0.5 * (1.0 - theta) * qs;
-    const double q = (qtheta - drive) * inv_denom;
-    const double qb = (qc - drive) * inv_denom;
-    return (q * (eL - eR) < 0.0) ? qb : q;
-}
-
-// boundary face of a cell with level eta; s = +1 (east/south) or -1 (west/north): array sign convention
-static inline double edge(std::uint8_t kind, double value, double eta, double zc, const double* t, std::int64_t nl,
-                          double qc_arr, double s, double n2, double g_dt, double inv_dx) {
-    if (kind == kEdgeWall || zc >= kWallZ) return 0.0;
-    const double qc = s * qc_arr;
-    if (kind == kEdgeFree) {
-        double q = flux(eta, eta - value / inv_dx, eta, t, nl, qc, 2.0 * qc, 0.0, n2, g_dt, inv_dx, 1.0);
-        q = q > 0.0 ? q : 0.0;
-        return s * q;
-    }
-    const double q = flux(eta, value, std::max(eta, value), t, nl, qc, 2.0 * qc, 0.0, n2, g_dt, inv_dx, 1.0);
-    return s * q;
-}
-
-static inline double n2_face(const Args& a, std::int64_t i0, std::int64_t i1) {
-    if (!a.manning_per_cell) return a.manning[0] * a.manning[0];
-    const double n = 0.5 * (a.manning[i0] + a.manning[i1]);
-    return n * n;
-}
-
-static inline double n2_cell(const Args& a, std::int64_t i) {
-    const double n = a.manning_per_cell ? a.manning[i] : a.manning[0];
-    return n * n;
-}
-
-double step(const Args& a) {
-    const std::int64_t ny = a.ny, nx = a.nx, nl = a.nl;
-    const std::int64_t cw = 2 * nl + 2, fw = 2 * nl + 4;
-    std::vector<double> eta(static_cast<std::size_t>(ny * nx));
-    std::vector<double> fx(static_cast<std::size_t>(ny * (nx + 1)));
-    std::vector<double> fy(static_cast<std::size_t>((ny + 1) * nx));
-    std::vector<double> fac(static_cast<std::size_t>(ny * nx));
-    std::vector<double> rowmax(static_cast<std::size_t>(ny), 0.0);
-    std::vector<int> facebad(static_cast<std::size_t>(ny + 1), 0);
-    const double g_dt = kGravity * a.dt, inv_dx = 1.0 / a.dx, theta = a.theta, dt_dx = a.dt / a.dx;
-    const int nt = a.threads > 0 ? a.threads : 1;
-    (void)nt;
-#ifdef TWIN_HAVE_OPENMP
-#pragma omp parallel num_threads(nt)
+// the avx2 build where the flood sweep runs avx2 or avx512 (same bits as the baseline; faster vectors)
+static double step(const Args& a) {
+#if defined(TWIN_FLOOD_HAVE_X86_ISAS)
+    static const bool wide = std::strcmp(flood::active_isa(), "base") != 0;
+    if (wide) return step_avx2(a);
 #endif
-    {
-        // A: levels
-#ifdef TWIN_HAVE_OPENMP
-#pragma omp for schedule(static)
-#endif
-        for (std::int64_t r = 0; r < ny; ++r) {
-            int bad = 0;
-            for (std::int64_t c = 0; c < nx; ++c) {
-                const std::int64_t i = r * nx + c;
-                const double hc = a.h[i];
-                bad |= (hc < -kNegDepth) ? kBadNegInput : 0;
-                double e;
-                if (a.z[i] >= kWallZ) e = a.z[i];
-                else if (a.depth_cache && std::memcmp(&a.depth_cache[i], &hc, sizeof(double)) == 0) e = a.level_cache[i];
-                else e = level_of(a.cells + i * cw, nl, hc);
-                bad |= std::isfinite(e) ? 0 : kBadTable;
-                eta[i] = e;
-            }
-            a.row_sums[r * kRowSlots + kBad] = static_cast<double>(bad);
-        }
-        // B: raw fluxes; x faces of row r, y faces of row r (r = 0..ny)
-#ifdef TWIN_HAVE_OPENMP
-#pragma omp for schedule(static)
-#endif
-        for (std::int64_t r = 0; r <= ny; ++r) {
-            if (r < ny) {
-                const double* q = a.qx + r * (nx + 1);
-                const double* pT = a.qy + r * nx;
-                const double* pB = a.qy + (r + 1) * nx;
-                double* o = fx.data() + r * (nx + 1);
-                for (std::int64_t c = 1; c < nx; ++c) {
-                    const std::int64_t iL = r * nx + c - 1, iR = iL + 1;
-                    if (a.z[iL] >= kWallZ || a.z[iR] >= kWallZ || (!(a.h[iL] > 0.0) && !(a.h[iR] > 0.0))) {
-                        o[c] = 0.0;  // a face between two dry cells is dry: its bed is at or above both cells' lowest pixel
-                        continue;
-                    }
-                    const double eL = eta[iL], eR = eta[iR];
-                    const double qp = 0.25 * ((pT[c - 1] + pT[c]) + (pB[c - 1] + pB[c]));
-                    o[c] = flux(eL, eR, std::max(eL, eR), a.fxt + (r * (nx + 1) + c) * fw, nl, q[c], q[c - 1] + q[c + 1],
-                                qp, n2_face(a, iL, iR), g_dt, inv_dx, theta);
-                }
-                const std::int64_t iw = r * nx, ie = r * nx + nx - 1;
-                o[0] = edge(a.edge_kind[r], a.edge_value[r], eta[iw], a.z[iw], a.fxt + (r * (nx + 1)) * fw, nl, q[0],
-                            -1.0, n2_cell(a, iw), g_dt, inv_dx);
-                o[nx] = edge(a.edge_kind[ny + r], a.edge_value[ny + r], eta[ie], a.z[ie],
-                             a.fxt + (r * (nx + 1) + nx) * fw, nl, q[nx], 1.0, n2_cell(a, ie), g_dt, inv_dx);
-                double chk = 0.0;
-                for (std::int64_t c = 0; c <= nx; ++c) chk += o[c] * 0.0;  // NaN if any flux is not finite
-                if (!(chk == 0.0)) facebad[static_cast<std::size_t>(r)] |= kBadTable;
-            }
-            const double* q = a.qy + r * nx;
-            double* o = fy.data() + r * nx;
-            if (r == 0 || r == ny) {
-                const std::int64_t rr = (r == 0) ? 0 : ny - 1;
-                const std::int64_t e0 = (r == 0) ? 2 * ny : 2 * ny + nx;
-                const double s = (r == 0) ? -1.0 : 1.0;
-                for (std::int64_t c = 0; c < nx; ++c) {
-                    const std::int64_t i = rr * nx + c;
-                    o[c] = edge(a.edge_kind[e0 + c], a.edge_value[e0 + c], eta[i], a.z[i], a.fyt + (r * nx + c) * fw, nl,
-                                q[c], s, n2_cell(a, i), g_dt, inv_dx);
-                }
-            } else {
-                const double* qU = a.qy + (r - 1) * nx;
-                const double* qD = a.qy + (r + 1) * nx;
-                const double* pU = a.qx + (r - 1) * (nx + 1);
-                const double* pD = a.qx + r * (nx + 1);
-                for (std::int64_t c = 0; c < nx; ++c) {
-                    const std::int64_t iU = (r - 1) * nx + c, iD = r * nx + c;
-                    if (a.z[iU] >= kWallZ || a.z[iD] >= kWallZ || (!(a.h[iU] > 0.0) && !(a.h[iD] > 0.0))) {
-                        o[c] = 0.0;
-                        continue;
-                    }
-                    const double eU = eta[iU], eD = eta[iD];
-                    const double qp = 0.25 * ((pU[c] + pU[c + 1]) + (pD[c] + pD[c + 1]));
-                    o[c] = flux(eU, eD, std::max(eU, eD), a.fyt + (r * nx + c) * fw, nl, q[c], qU[c] + qD[c], qp,
-                                n2_face(a, iU, iD), g_dt, inv_dx, theta);
-                }
-            }
-            {
-                double chk = 0.0;
-                for (std::int64_t c = 0; c < nx; ++c) chk += o[c] * 0.0;
-                if (!(chk == 0.0)) facebad[static_cast<std::size_t>(r)] |= kBadTable;
-            }
-        }
-        // C: limiter factors
-#ifdef TWIN_HAVE_OPENMP
-#pragma omp for schedule(static)
-#endif
-        for (std::int64_t r = 0; r < ny; ++r) {
-            const double* x = fx.data() + r * (nx + 1);
-            const double* yN = fy.data() + r * nx;
-            const double* yS = fy.data() + (r + 1) * nx;
-            for (std::int64_t c = 0; c < nx; ++c) {
-                const double out = std::max(-x[c], 0.0) + std::max(x[c + 1], 0.0) + std::max(-yN[c], 0.0) +
-                                   std::max(yS[c], 0.0);
-                const double od = out * dt_dx;
-                const double hc = std::max(a.h[r * nx + c], 0.0);
-                fac[r * nx + c] = od > hc ? hc / od : 1.0;
-            }
-        }
-        // D: limited fluxes (donor = upwind cell; outside the domain the factor is 1)
-#ifdef TWIN_HAVE_OPENMP
-#pragma omp for schedule(static)
-#endif
-        for (std::int64_t r = 0; r <= ny; ++r) {
-            if (r < ny) {
-                const double* x = fx.data() + r * (nx + 1);
-                double* o = a.qx_out + r * (nx + 1);
-                const double* f = fac.data() + r * nx;
-                o[0] = x[0] < 0.0 ? x[0] * f[0] : x[0];
-                for (std::int64_t c = 1; c < nx; ++c) o[c] = x[c] * (x[c] > 0.0 ? f[c - 1] : f[c]);
-                o[nx] = x[nx] > 0.0 ? x[nx] * f[nx - 1] : x[nx];
-            }
-            const double* y = fy.data() + r * nx;
-            double* o = a.qy_out + r * nx;
-            for (std::int64_t c = 0; c < nx; ++c) {
-                const double v = y[c];
-                const double fu = r > 0 ? fac[(r - 1) * nx + c] : 1.0;
-                const double fd = r < ny ? fac[r * nx + c] : 1.0;
-                o[c] = v * (v > 0.0 ? fu : fd);
-            }
-        }
-        // E: continuity, sources, trackers, row sums
-#ifdef TWIN_HAVE_OPENMP
-#pragma omp for schedule(static)
-#endif
-        for (std::int64_t r = 0; r < ny; ++r) {
-            const double* qxo = a.qx_out + r * (nx + 1);
-            const double* qyN = a.qy_out + r * nx;
-            const double* qyS = a.qy_out + (r + 1) * nx;
-            const double w0 = 1.0 - a.rain_w, w1 = a.rain_w;
-            const double big = std::numeric_limits<double>::max();
-            double rain_sum = 0.0, lost_sum = 0.0, hm = 0.0;
-            int bad = static_cast<int>(a.row_sums[r * kRowSlots + kBad]) | facebad[static_cast<std::size_t>(r)] |
-                      (r == ny - 1 ? facebad[static_cast<std::size_t>(ny)] : 0);
-            for (std::int64_t c = 0; c < nx; ++c) {
-                const std::int64_t i = r * nx + c;
-                const double qW = qxo[c], qE = qxo[c + 1], qN = qyN[c], qS = qyS[c];
-                double hn = a.h[i] + dt_dx * ((qW - qE) + (qN - qS));
-                const bool wall = a.z[i] >= kWallZ;
-                if (!wall) {
-                    double rr = 0.0;
-                    if (a.rain0) {
-                        const std::int64_t k = a.rain_per_cell ? i : 0;
-                        rr = a.rain_scale * (w0 * a.rain0[k] + w1 * a.rain1[k]);
-                        bad |= (rr >= 0.0 && rr <= big) ? 0 : kBadSource;
-                    }
-                    hn += rr;
-                    double lc = 0.0;
-                    if (a.loss) {
-                        lc = a.loss_scale * a.loss[a.loss_per_cell ? i : 0];
-                        bad |= (lc >= 0.0 && lc <= big) ? 0 : kBadSource;
-                    }
-                    const double hp = hn > 0.0 ? hn : 0.0;
-                    const double l = hp < lc ? hp : lc;
-                    hn -= l;
-                    rain_sum += rr;
-                    lost_sum += l;
-                }
-                a.h_out[i] = hn;
-                if (!std::isfinite(hn)) bad |= kBadNonFinite;
-                if (hn < -kNegDepth) bad |= kBadNegOutput;
-                const double wet = hn > kSpeedDepth ? 1.0 : 0.0;
-                const double inv = wet * (0.5 / (hn > kSpeedDepth ? hn : 1.0));
-                const double u = (qW + qE) * inv, v = (qN + qS) * inv;
-                const double sp = u * u + v * v;
-                if (a.maxspeed[i] < sp) a.maxspeed[i] = sp;
-                if (a.maxh[i] <= kArrivalDepth && hn > kArrivalDepth) a.arrival[i] = a.t_end;
-                if (a.maxh[i] < hn) a.maxh[i] = hn;
-                if (!wall) {
-                    const double lev = level_of(a.cells + i * cw, nl, hn);
-                    if (a.level_cache) {
-                        a.level_cache[i] = lev;
-                        a.depth_cache[i] = hn;
-                    }
-                    if (a.maxlevel[i] < lev) a.maxlevel[i] = lev;
-                    const double dl = lev - a.cells[i * cw];
-                    if (dl > hm) hm = dl;
-                }
-            }
-            double bin = 0.0, bout = 0.0;
-            {
-                const double w = qxo[0], e = qxo[nx];
-                if (w > 0.0) bin += w; else bout -= w;
-                if (e < 0.0) bin -= e; else bout += e;
-                if (r == 0)
-                    for (std::int64_t c = 0; c < nx; ++c) {
-                        const double f = qyN[c];
-                        if (f > 0.0) bin += f; else bout -= f;
-                    }
-                if (r == ny - 1)
-                    for (std::int64_t c = 0; c < nx; ++c) {
-                        const double f = qyS[c];
-                        if (f < 0.0) bin -= f; else bout += f;
-                    }
-            }
-            double* s = a.row_sums + r * kRowSlots;
-            s[kRain] = rain_sum;
-            s[kLost] = lost_sum;
-            s[kBndIn] = bin;
-            s[kBndOut] = bout;
-            s[kBad] = static_cast<double>(bad);
-            rowmax[static_cast<std::size_t>(r)] = hm;
-        }
-    }
-    double hmax = 0.0;
-    for (double v : rowmax) hmax = v > hmax ? v : hmax;
-    return hmax;
+    return step_base(a);
 }
 
 }  // namespace subgrid
@@ -473,7 +126,7 @@ double subgrid_binding(dcarr z, dcarr h, dcarr qx, dcarr qy, dcarr h_out, dcarr 
                        dcarr maxh, dcarr maxspeed, dcarr arrival, dcarr maxlevel, dcarr row_sums, double dx, double dt,
                        double theta, double t_end, py::object rain0, py::object rain1, double rain_w,
                        double rain_scale, py::object loss, double loss_scale, int threads, py::object level_cache,
-                       py::object depth_cache) {
+                       py::object depth_cache, py::object level_segment) {
     using namespace subgrid;
     if (z.ndim() != 2) fail("elevation: expected a 2-D (ny, nx) array, got shape " + shape_str(z));
     const py::ssize_t ny = z.shape(0), nx = z.shape(1);
@@ -568,6 +221,16 @@ double subgrid_binding(dcarr z, dcarr h, dcarr qx, dcarr qy, dcarr h_out, dcarr 
         a.depth_cache = dc.mutable_data();
         ncache = ny * nx * 8;
     }
+    py::ssize_t nseg = 0;
+    if (!level_segment.is_none()) {
+        if (!py::isinstance<carray<std::int32_t>>(level_segment))
+            throw py::type_error("level_segment: expected a C-contiguous int32 array (no conversion is made)");
+        auto ls = py::reinterpret_borrow<carray<std::int32_t>>(level_segment);
+        require_shape2(ls, ny, nx, "level_segment");
+        if (!ls.writeable()) fail("level_segment: the array must be writeable");
+        a.level_segment = ls.mutable_data();
+        nseg = ny * nx * 4;
+    }
     {
         const py::ssize_t nsrc = a.rain_per_cell ? ny * nx : 1, nloss = a.loss_per_cell ? ny * nx : 1;
         require_no_overlap({buf("depth_out", h_out, true), buf("qx_out", qx_out, true), buf("qy_out", qy_out, true),
@@ -580,7 +243,8 @@ double subgrid_binding(dcarr z, dcarr h, dcarr qx, dcarr qy, dcarr h_out, dcarr 
                             buf("edge_value", edge_value, false), NamedBuf{"rain0", a.rain0, nsrc * 8, false},
                             NamedBuf{"rain1", a.rain1, nsrc * 8, false}, NamedBuf{"loss", a.loss, nloss * 8, false},
                             NamedBuf{"level_cache", a.level_cache, ncache, true},
-                            NamedBuf{"depth_cache", a.depth_cache, ncache, true}});
+                            NamedBuf{"depth_cache", a.depth_cache, ncache, true},
+                            NamedBuf{"level_segment", a.level_segment, nseg, true}});
     }
     a.dx = dx;
     a.dt = dt;
@@ -639,13 +303,16 @@ void register_flood_subgrid(py::module_& m) {
           py::arg("t_end"), py::arg("rain0") = py::none(), py::arg("rain1") = py::none(), py::arg("rain_w") = 0.0,
           py::arg("rain_scale") = 0.0, py::arg("loss") = py::none(), py::arg("loss_scale") = 0.0,
           py::arg("threads") = 0, py::arg("level_cache") = py::none(), py::arg("depth_cache") = py::none(),
+          py::arg("level_segment") = py::none(),
           "One subgrid local-inertial sub-step (float64; see core_cpp/flood_subgrid.cpp and twin/flood/subgrid.py). "
           "h is the mean depth (volume / cell area) on the coarse grid; the tables come from "
           "twin.flood.subgrid.SubgridTables. Writes h_out/qx_out/qy_out, updates the trackers (max_level: the "
           "highest water level) and row_sums (rain, lost, boundary in, boundary out, bad). Returns the largest "
           "local depth (level minus the cell's lowest pixel) of the new state, for the CFL sub-step. Optional "
           "level_cache/depth_cache (ny, nx), in/out: the level of each cell's last depth, reused where the depth "
-          "has the same bits (same results, one table inversion per cell saved).");
+          "has the same bits (same results, one table inversion per cell saved). Optional level_segment (ny, nx) int32, "
+          "in/out: the volume-table segment of each cell's last level, where the next inversion starts (same results "
+          "whatever it holds; a walk of a segment or two instead of a search).");
     m.def("flood_subgrid_check_tables", &check_tables, py::arg("cells").noconvert(), py::arg("faces_x").noconvert(),
           py::arg("faces_y").noconvert(),
           "Validate subgrid tables once (finite; level spacing >= 0; fractions in [0, 1]; volume tables strictly "

@@ -353,3 +353,101 @@ def test_level_cache_changes_no_bit(monkeypatch):
     monkeypatch.setattr(_core, "flood_subgrid_step", no_cache)
     for a, b in zip(cached, run()):
         assert np.array_equal(a, b)
+
+
+def _busy_subgrid(threads):
+    """Every kernel path at once: walls (nodata), per-cell roughness, per-pixel rain frames, losses on part of the
+    grid, free and stage boundaries, an inflow edited between sub-steps; coarse 16 x 21 (odd: vector remainders)."""
+    rng = np.random.default_rng(11)
+    z = rng.uniform(0.0, 1.5, (48, 63))
+    z[18:24, 30:36] = np.nan
+    z[30:33, :] -= 1.0
+    n = rng.uniform(0.02, 0.06, z.shape)
+    m = FloodModel(Terrain.from_array(z, 10.0), manning=n, subgrid=3, threads=threads)
+    m.set_rainfall([0.0, 300.0, 900.0], rng.uniform(0.0, 150.0, (3,) + z.shape))
+    m.set_loss_rate(np.where(np.arange(21)[None, :] < 10, 8.0, 0.0) * np.ones((16, 1)))
+    m.set_boundary("east", "free")
+    m.set_boundary("west", "stage", times_s=[0.0, 1200.0], stage_m=[1.2, 0.4])
+    m.add_inflow([(4, 4)], ([0.0, 1200.0], [0.3, 0.1]))
+    m.run_one_step(1200.0)
+    h = hashlib.sha256()
+    for a in (m.depth, *m.face_discharge(), m.max_depth, m.max_speed, m.fine_max_depth(), m.fine_depth()):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def test_vectorised_kernel_keeps_the_scalar_kernels_bits():
+    # sha256 of this run measured with the scalar subgrid kernel (main at 0e45fb9, one face and cell at a time);
+    # the kernel now reads tables in scalar loops and does the arithmetic in vectorised ones, built for the
+    # baseline and x86-64-v3: the same bits in every instruction set and thread count
+    import os
+    import subprocess
+    import sys
+
+    expected = "5f8889220a469779dc2f66c5410c725b5150e668858330e645cfeb5c457de231"
+    code = (
+        "import importlib.util, sys\n"
+        "spec = importlib.util.spec_from_file_location('sg_t', sys.argv[1])\n"
+        "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
+        "from twin import _core\n"
+        "print(_core.flood_isa(), mod._busy_subgrid(1), mod._busy_subgrid(2))\n"
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    seen = {}
+    for isa in ("base", "avx2"):
+        env = dict(os.environ, TWIN_FLOOD_ISA=isa, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        res = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve())], capture_output=True,
+                             text=True, env=env, cwd=root)
+        assert res.returncode == 0, res.stderr
+        used, *digests = res.stdout.split()
+        seen[used] = digests
+    assert "base" in seen
+    for used, digests in seen.items():
+        assert digests == [expected, expected], (used, digests)
+
+
+def test_level_segment_is_only_a_starting_point(monkeypatch):
+    # the kernel starts each cell's volume-table search at the segment it remembers; whatever that array holds
+    # (here random values, many outside the table), the results are the same bits as with the search alone
+    z = _rough(45, 45, seed=9)
+    t = Terrain.from_array(z, 10.0)
+
+    def run():
+        m = FloodModel(t, manning=0.03, subgrid=3, threads=1)
+        m.set_rainfall([0, 600], [150, 20])
+        m.set_boundary("east", "free")
+        m.run_one_step(900.0)
+        return m.depth, m.face_discharge()[0], m.fine_max_depth()
+
+    remembered = run()
+    orig = _core.flood_subgrid_step
+    rng = np.random.default_rng(0)
+
+    def garbage(*args, **kw):
+        seg = kw["level_segment"]
+        seg[...] = rng.integers(-50, 300, seg.shape, dtype=np.int32)
+        return orig(*args, **kw)
+
+    monkeypatch.setattr(_core, "flood_subgrid_step", garbage)
+    for a, b in zip(remembered, run()):
+        assert np.array_equal(a, b)
+
+    def none(*args, **kw):
+        kw.pop("level_segment")
+        return orig(*args, **kw)
+
+    monkeypatch.setattr(_core, "flood_subgrid_step", none)
+    for a, b in zip(remembered, run()):
+        assert np.array_equal(a, b)
+
+    def wrong(*args, **kw):  # a float array or a wrong shape is refused, naming the argument
+        with pytest.raises(TypeError, match="level_segment: expected a C-contiguous int32 array"):
+            orig(*args, **(kw | {"level_segment": kw["level_segment"].astype(np.float64)}))
+        with pytest.raises(ValueError, match="level_segment"):
+            orig(*args, **(kw | {"level_segment": np.zeros((2, 2), np.int32)}))
+        return orig(*args, **kw)
+
+    monkeypatch.setattr(_core, "flood_subgrid_step", wrong)
+    m = FloodModel(t, manning=0.03, subgrid=3, threads=1)
+    m.set_rainfall([0, 600], [150, 20])
+    m.run_one_step(30.0)

@@ -39,6 +39,8 @@ class SubgridSolver(InertialSolver):
         # the kernel's level cache: the level of each cell's last depth (NaN depth: nothing cached yet)
         self._level_cache = np.zeros(inputs.shape, np.float64)
         self._depth_cache = np.full(inputs.shape, np.nan, np.float64)
+        # the volume-table segment of each cell's last level: where the kernel's next inversion starts
+        self._level_segment = np.zeros(inputs.shape, np.int32)
 
     def stable_dt(self, hmax: float) -> float:
         """CFL sub-step from the largest local depth (level minus the cell's lowest pixel). Its floor is the
@@ -61,7 +63,7 @@ class SubgridSolver(InertialSolver):
             dx=m.cell_size, dt=dt, theta=m.theta, t_end=t_end,
             rain0=f.rain0, rain1=f.rain1, rain_w=f.rain_w, rain_scale=f.rain_scale,
             loss=f.loss, loss_scale=f.loss_scale, threads=m.threads or 0,
-            level_cache=self._level_cache, depth_cache=self._depth_cache,
+            level_cache=self._level_cache, depth_cache=self._depth_cache, level_segment=self._level_segment,
         )  # fmt: skip
         self._cur = n
         return hmax

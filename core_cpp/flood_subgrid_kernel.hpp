@@ -1,0 +1,618 @@
+// The subgrid local-inertial kernel (see flood_subgrid.cpp for the formulation and the bindings).
+// Header-only with internal linkage: flood_subgrid.cpp (baseline) and flood_subgrid_avx2.cpp (x86-64-v3) each
+// compile their own copy with their own flags, and flood_subgrid.cpp picks one at load time with the flood
+// sweep (flood_isa(); TWIN_FLOOD_ISA=base forces the baseline).
+#pragma once
+
+#include "inv_cbrt.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#ifdef TWIN_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+namespace twin {
+namespace subgrid {
+
+constexpr double kWallZ = 1.0e29;
+constexpr double kGravity = 9.81;
+constexpr double kDepthThresh = 1.0e-3;
+constexpr double kSpeedDepth = 1.0e-2;
+constexpr double kArrivalDepth = 0.1;
+constexpr double kNegDepth = 1.0e-3;
+constexpr double kMinEff = 1.0e-6;  // floor of h_eff in the friction term (keeps it finite on a barely wet face)
+enum RowSlot { kRain = 0, kLost = 1, kBndIn = 2, kBndOut = 3, kBad = 4, kRowSlots = 5 };
+enum BadBits { kBadNonFinite = 1, kBadNegInput = 2, kBadSource = 4, kBadNegOutput = 8, kBadTable = 16 };
+enum EdgeKind : std::uint8_t { kEdgeWall = 0, kEdgeFree = 1, kEdgeStage = 2 };
+
+struct Args {
+    std::int64_t ny, nx, nl;
+    const double* z;  // coarse bed (z_min); >= kWallZ: wall
+    const double* h;
+    const double* qx;
+    const double* qy;
+    double* h_out;
+    double* qx_out;
+    double* qy_out;
+    const double* cells;
+    const double* fxt;
+    const double* fyt;
+    const double* manning;
+    bool manning_per_cell;
+    const std::uint8_t* edge_kind;
+    const double* edge_value;
+    const double* rain0;
+    const double* rain1;
+    bool rain_per_cell;
+    double rain_w, rain_scale;
+    const double* loss;
+    bool loss_per_cell;
+    double loss_scale;
+    double* maxh;
+    double* maxspeed;
+    double* arrival;
+    double* maxlevel;
+    // level cache (optional, both or neither): level_cache[i] is the level of depth_cache[i]; pass A reuses it
+    // where h[i] has the same bits (the model did not edit the cell), pass E stores the new pair. The level is a
+    // pure function of the depth, so the results are the same bits with or without the cache.
+    double* level_cache;
+    double* depth_cache;
+    // optional, in/out: the volume-table segment of each cell's last level, where pass E starts its search
+    // (any content gives the same results; it only saves the search)
+    std::int32_t* level_segment;
+    double* row_sums;
+    double dx, dt, theta, t_end;
+    int threads;
+};
+
+// the volume-table segment of mean depth h (0 < h < hk[nl-1]): the largest lo with hk[lo] <= h (level_of's)
+static inline std::int64_t segment_of(const double* hk, std::int64_t nl, double h) {
+    std::int64_t lo = 0, n = nl - 1;
+    while (n > 1) {
+        const std::int64_t half = n / 2;
+        lo = (hk[lo + half] <= h) ? lo + half : lo;
+        n -= half;
+    }
+    return lo;
+}
+
+// the same segment by a walk from a remembered one (*seg, updated; any value gives the right answer)
+static inline std::int64_t segment_from(const double* hk, std::int64_t nl, double h, std::int32_t* seg) {
+    std::int64_t lo = *seg;
+    if (lo < 0) lo = 0;
+    if (lo > nl - 2) lo = nl - 2;
+    if (hk[lo] <= h) {
+        while (lo < nl - 2 && hk[lo + 1] <= h) ++lo;
+    } else {
+        do --lo; while (hk[lo] > h);  // stops at lo = 0 at the latest: hk[0] = 0 < h
+    }
+    *seg = static_cast<std::int32_t>(lo);
+    return lo;
+}
+
+// level of a cell holding mean depth h (cell table row c)
+static inline double level_of(const double* c, std::int64_t nl, double h) {
+    const double zmin = c[0], top = c[1];
+    const double* zk = c + 2;
+    const double* hk = c + 2 + nl;
+    if (!(h > 0.0)) return zmin;
+    if (h >= hk[nl - 1]) return zk[nl - 1] + (h - hk[nl - 1]) / top;
+    const std::int64_t lo = segment_of(hk, nl, h), hi = lo + 1;  // hk[hi] > h >= hk[lo]: the division is safe
+    return zk[lo] + (zk[hi] - zk[lo]) * ((h - hk[lo]) / (hk[hi] - hk[lo]));
+}
+
+// face cross-section (hbar) and conveyance depth (h_eff) at face level eta (face table row t)
+static inline void face_at(const double* t, std::int64_t nl, double eta, double* hbar, double* heff) {
+    const double zmin = t[0], dz = t[1], frac = t[2], eslope = t[3];
+    const double* p = t + 4;  // (hbar_k, h_eff_k) pairs
+    const double s = eta - zmin;
+    const double span = dz * static_cast<double>(nl - 1);
+    if (!(dz > 0.0) || s >= span) {
+        const double d = s - span;
+        *hbar = p[2 * (nl - 1)] + frac * d;
+        *heff = p[2 * (nl - 1) + 1] + eslope * d;
+        return;
+    }
+    const double x = s / dz;
+    std::int64_t k = static_cast<std::int64_t>(x);
+    if (k > nl - 2) k = nl - 2;
+    if (k < 0) k = 0;
+    const double w = x - static_cast<double>(k);
+    const double* q = p + 2 * k;
+    *hbar = q[0] + w * (q[2] - q[0]);
+    *heff = q[1] + w * (q[3] - q[1]);
+}
+
+// the local-inertial update of one face from its cross-section depth hbar and conveyance depth heff
+static inline double flux_from(double eL, double eR, double hbar, double heff, double qc, double qs, double qp,
+                               double n2, double g_dt, double inv_dx, double theta) {
+    const double he = heff > kMinEff ? heff : kMinEff;
+    const double r = inv_cbrt(he);  // the regular kernel's x^(-1/3) (core_cpp/inv_cbrt.hpp)
+    const double r2 = r * r;
+    const double r7 = r2 * r2 * r2 * r;  // h_eff^(-7/3)
+    const double inv_denom = 1.0 / (1.0 + g_dt * n2 * std::sqrt(qc * qc + qp * qp) * r7);
+    const double drive = g_dt * hbar * (eR - eL) * inv_dx;
+    const double qtheta = theta * qc + 0.5 * (1.0 - theta) * qs;
+    const double q = (qtheta - drive) * inv_denom;
+    const double qb = (qc - drive) * inv_denom;
+    return (q * (eL - eR) < 0.0) ? qb : q;
+}
+
+// new unit discharge through one face from L to R; ef = the face level; 0 on a dry face
+static inline double flux(double eL, double eR, double ef, const double* t, std::int64_t nl, double qc, double qs,
+                          double qp, double n2, double g_dt, double inv_dx, double theta) {
+    if (!(ef - t[0] > kDepthThresh)) return 0.0;
+    double hbar, heff;
+    face_at(t, nl, ef, &hbar, &heff);
+    return flux_from(eL, eR, hbar, heff, qc, qs, qp, n2, g_dt, inv_dx, theta);
+}
+
+// Interior faces of one row in two loops: the table lookups (scalar gathers) fill per-face inputs, then
+// flux_from runs over them in a loop the compiler vectorises (inv_cbrt, sqrt and the divisions are most of
+// the cost). Same operations in the same order as flux(): the same bits.
+struct FaceScratch {
+    std::vector<double> eL, eR, hbar, heff, qc, qs, qp, n2, on;
+    std::vector<double> sv, seg, wt;  // face level above the face bed, table segment (-1: above the table), weight
+    std::vector<double> rr, lc;       // pass E: rain and loss of one row's cells
+    explicit FaceScratch(std::size_t n)
+        : eL(n), eR(n), hbar(n), heff(n), qc(n), qs(n), qp(n), n2(n), on(n), sv(n), seg(n), wt(n), rr(n), lc(n) {}
+};
+
+// Table inputs of n interior faces: face k lies between cells ia + k (left/up) and ib + k (right/down), its
+// table row is tab + k * fw. The same values as face_at() where the face is wet (hbar 0, h_eff 1 where dry),
+// in two loops: the levels, on/off and the segment search (with its division) vectorised, then the table
+// reads alone, so they no longer wait on the division.
+static inline void gather_faces(const Args& a, std::int64_t n, std::int64_t ia, std::int64_t ib, const double* eta,
+                                const double* tab, std::int64_t fw, FaceScratch& sc) {
+    const std::int64_t nl = a.nl;
+    const double* __restrict zA = a.z + ia;
+    const double* __restrict zB = a.z + ib;
+    const double* __restrict hA = a.h + ia;
+    const double* __restrict hB = a.h + ib;
+    const double* __restrict eA = eta + ia;
+    const double* __restrict eB = eta + ib;
+    double* __restrict eL = sc.eL.data();
+    double* __restrict eR = sc.eR.data();
+    double* __restrict on = sc.on.data();
+    double* __restrict sv = sc.sv.data();
+    double* __restrict seg = sc.seg.data();
+    double* __restrict wt = sc.wt.data();
+    const double last = static_cast<double>(nl - 2), nseg = static_cast<double>(nl - 1);
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC ivdep
+#endif
+    for (std::int64_t k = 0; k < n; ++k) {
+        // a face between two dry cells is dry: its bed is at or above both cells' lowest pixel
+        const bool closed = (zA[k] >= kWallZ) | (zB[k] >= kWallZ) | (!(hA[k] > 0.0) & !(hB[k] > 0.0));
+        const double l = eA[k], r = eB[k];
+        const double ef = std::max(l, r);
+        const double* t = tab + k * fw;
+        const double s = ef - t[0];
+        const double dz = t[1];
+        const bool above = !(dz > 0.0) | (s >= dz * nseg);
+        const double x = s / dz;
+        const double xs = above ? 0.0 : x;
+        const double xc = xs < 0.0 ? 0.0 : (xs > last ? last : xs);
+        const double kd = static_cast<double>(static_cast<std::int32_t>(xc));  // = clamp(int(x), 0, nl - 2)
+        eL[k] = l;
+        eR[k] = r;
+        on[k] = (!closed & (s > kDepthThresh)) ? 1.0 : 0.0;
+        sv[k] = s;
+        seg[k] = above ? -1.0 : kd;
+        wt[k] = xs - kd;
+    }
+    double* __restrict hb = sc.hbar.data();
+    double* __restrict he = sc.heff.data();
+    for (std::int64_t k = 0; k < n; ++k) {
+        const double* t = tab + k * fw;
+        const double* p = t + 4;  // (hbar_k, h_eff_k) pairs
+        double b = 0.0, e = 1.0;
+        if (on[k] != 0.0) {
+            if (seg[k] < 0.0) {
+                const double d = sv[k] - t[1] * static_cast<double>(nl - 1);
+                b = p[2 * (nl - 1)] + t[2] * d;
+                e = p[2 * (nl - 1) + 1] + t[3] * d;
+            } else {
+                const double* q = p + 2 * static_cast<std::int64_t>(seg[k]);
+                const double w = wt[k];
+                b = q[0] + w * (q[2] - q[0]);
+                e = q[1] + w * (q[3] - q[1]);
+            }
+        }
+        hb[k] = b;
+        he[k] = e;
+    }
+}
+
+static inline void fluxes_of_row(const FaceScratch& s, std::int64_t n, double g_dt, double inv_dx, double theta,
+                                 double* __restrict out) {
+    const double* __restrict eL = s.eL.data();
+    const double* __restrict eR = s.eR.data();
+    const double* __restrict hb = s.hbar.data();
+    const double* __restrict he = s.heff.data();
+    const double* __restrict qc = s.qc.data();
+    const double* __restrict qs = s.qs.data();
+    const double* __restrict qp = s.qp.data();
+    const double* __restrict n2 = s.n2.data();
+    const double* __restrict on = s.on.data();
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC ivdep
+#endif
+    for (std::int64_t k = 0; k < n; ++k) {
+        const double q = flux_from(eL[k], eR[k], hb[k], he[k], qc[k], qs[k], qp[k], n2[k], g_dt, inv_dx, theta);
+        out[k] = on[k] != 0.0 ? q : 0.0;
+    }
+}
+
+// boundary face of a cell with level eta; s = +1 (east/south) or -1 (west/north): array sign convention
+static inline double edge(std::uint8_t kind, double value, double eta, double zc, const double* t, std::int64_t nl,
+                          double qc_arr, double s, double n2, double g_dt, double inv_dx) {
+    if (kind == kEdgeWall || zc >= kWallZ) return 0.0;
+    const double qc = s * qc_arr;
+    if (kind == kEdgeFree) {
+        double q = flux(eta, eta - value / inv_dx, eta, t, nl, qc, 2.0 * qc, 0.0, n2, g_dt, inv_dx, 1.0);
+        q = q > 0.0 ? q : 0.0;
+        return s * q;
+    }
+    const double q = flux(eta, value, std::max(eta, value), t, nl, qc, 2.0 * qc, 0.0, n2, g_dt, inv_dx, 1.0);
+    return s * q;
+}
+
+static inline double n2_face(const Args& a, std::int64_t i0, std::int64_t i1) {
+    if (!a.manning_per_cell) return a.manning[0] * a.manning[0];
+    const double n = 0.5 * (a.manning[i0] + a.manning[i1]);
+    return n * n;
+}
+
+// n^2 of n faces between cells ia + k and ib + k (n2_face of each)
+static inline void n2_faces(const Args& a, std::int64_t n, std::int64_t ia, std::int64_t ib, double* __restrict out) {
+    if (!a.manning_per_cell) {
+        const double v = a.manning[0] * a.manning[0];
+        for (std::int64_t k = 0; k < n; ++k) out[k] = v;
+        return;
+    }
+    const double* __restrict mA = a.manning + ia;
+    const double* __restrict mB = a.manning + ib;
+    for (std::int64_t k = 0; k < n; ++k) {
+        const double m = 0.5 * (mA[k] + mB[k]);
+        out[k] = m * m;
+    }
+}
+
+static inline double n2_cell(const Args& a, std::int64_t i) {
+    const double n = a.manning_per_cell ? a.manning[i] : a.manning[0];
+    return n * n;
+}
+
+// the whole sub-step; compiled once per instruction set (flood_subgrid.cpp: baseline; flood_subgrid_avx2.cpp:
+// x86-64-v3), the same bits in each (no FMA contraction, IEEE operations only)
+static inline double step_kernel(const Args& a) {
+    const std::int64_t ny = a.ny, nx = a.nx, nl = a.nl;
+    const std::int64_t cw = 2 * nl + 2, fw = 2 * nl + 4;
+    std::vector<double> eta(static_cast<std::size_t>(ny * nx));
+    std::vector<double> fx(static_cast<std::size_t>(ny * (nx + 1)));
+    std::vector<double> fy(static_cast<std::size_t>((ny + 1) * nx));
+    std::vector<double> fac(static_cast<std::size_t>(ny * nx));
+    std::vector<double> rowmax(static_cast<std::size_t>(ny), 0.0);
+    std::vector<int> facebad(static_cast<std::size_t>(ny + 1), 0);
+    const double g_dt = kGravity * a.dt, inv_dx = 1.0 / a.dx, theta = a.theta, dt_dx = a.dt / a.dx;
+    const int nt = a.threads > 0 ? a.threads : 1;
+    (void)nt;
+#ifdef TWIN_HAVE_OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+        FaceScratch sc(static_cast<std::size_t>(nx + 1));  // this thread's face inputs of one row
+        // A: levels
+#ifdef TWIN_HAVE_OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (std::int64_t r = 0; r < ny; ++r) {
+            int bad = 0;
+            for (std::int64_t c = 0; c < nx; ++c) {
+                const std::int64_t i = r * nx + c;
+                const double hc = a.h[i];
+                bad |= (hc < -kNegDepth) ? kBadNegInput : 0;
+                double e;
+                if (a.z[i] >= kWallZ) e = a.z[i];
+                else if (a.depth_cache && std::memcmp(&a.depth_cache[i], &hc, sizeof(double)) == 0) e = a.level_cache[i];
+                else e = level_of(a.cells + i * cw, nl, hc);
+                bad |= std::isfinite(e) ? 0 : kBadTable;
+                eta[i] = e;
+            }
+            a.row_sums[r * kRowSlots + kBad] = static_cast<double>(bad);
+        }
+        // B: raw fluxes; x faces of row r, y faces of row r (r = 0..ny)
+#ifdef TWIN_HAVE_OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (std::int64_t r = 0; r <= ny; ++r) {
+            if (r < ny) {
+                const double* q = a.qx + r * (nx + 1);
+                const double* pT = a.qy + r * nx;
+                const double* pB = a.qy + (r + 1) * nx;
+                double* o = fx.data() + r * (nx + 1);
+                gather_faces(a, nx - 1, r * nx, r * nx + 1, eta.data(), a.fxt + (r * (nx + 1) + 1) * fw, fw, sc);
+                {
+                    double* __restrict qc = sc.qc.data();
+                    double* __restrict qs = sc.qs.data();
+                    double* __restrict qp = sc.qp.data();
+                    double* __restrict n2 = sc.n2.data();
+                    for (std::int64_t c = 1; c < nx; ++c) {
+                        const std::int64_t k = c - 1;
+                        qc[k] = q[c];
+                        qs[k] = q[c - 1] + q[c + 1];
+                        qp[k] = 0.25 * ((pT[c - 1] + pT[c]) + (pB[c - 1] + pB[c]));
+                    }
+                    n2_faces(a, nx - 1, r * nx, r * nx + 1, n2);
+                }
+                fluxes_of_row(sc, nx - 1, g_dt, inv_dx, theta, o + 1);
+                const std::int64_t iw = r * nx, ie = r * nx + nx - 1;
+                o[0] = edge(a.edge_kind[r], a.edge_value[r], eta[iw], a.z[iw], a.fxt + (r * (nx + 1)) * fw, nl, q[0],
+                            -1.0, n2_cell(a, iw), g_dt, inv_dx);
+                o[nx] = edge(a.edge_kind[ny + r], a.edge_value[ny + r], eta[ie], a.z[ie],
+                             a.fxt + (r * (nx + 1) + nx) * fw, nl, q[nx], 1.0, n2_cell(a, ie), g_dt, inv_dx);
+                double chk = 0.0;
+                for (std::int64_t c = 0; c <= nx; ++c) chk += o[c] * 0.0;  // NaN if any flux is not finite
+                if (!(chk == 0.0)) facebad[static_cast<std::size_t>(r)] |= kBadTable;
+            }
+            const double* q = a.qy + r * nx;
+            double* o = fy.data() + r * nx;
+            if (r == 0 || r == ny) {
+                const std::int64_t rr = (r == 0) ? 0 : ny - 1;
+                const std::int64_t e0 = (r == 0) ? 2 * ny : 2 * ny + nx;
+                const double s = (r == 0) ? -1.0 : 1.0;
+                for (std::int64_t c = 0; c < nx; ++c) {
+                    const std::int64_t i = rr * nx + c;
+                    o[c] = edge(a.edge_kind[e0 + c], a.edge_value[e0 + c], eta[i], a.z[i], a.fyt + (r * nx + c) * fw, nl,
+                                q[c], s, n2_cell(a, i), g_dt, inv_dx);
+                }
+            } else {
+                const double* qU = a.qy + (r - 1) * nx;
+                const double* qD = a.qy + (r + 1) * nx;
+                const double* pU = a.qx + (r - 1) * (nx + 1);
+                const double* pD = a.qx + r * (nx + 1);
+                gather_faces(a, nx, (r - 1) * nx, r * nx, eta.data(), a.fyt + (r * nx) * fw, fw, sc);
+                {
+                    double* __restrict qc = sc.qc.data();
+                    double* __restrict qs = sc.qs.data();
+                    double* __restrict qp = sc.qp.data();
+                    double* __restrict n2 = sc.n2.data();
+                    for (std::int64_t c = 0; c < nx; ++c) {
+                        qc[c] = q[c];
+                        qs[c] = qU[c] + qD[c];
+                        qp[c] = 0.25 * ((pU[c] + pU[c + 1]) + (pD[c] + pD[c + 1]));
+                    }
+                    n2_faces(a, nx, (r - 1) * nx, r * nx, n2);
+                }
+                fluxes_of_row(sc, nx, g_dt, inv_dx, theta, o);
+            }
+            {
+                double chk = 0.0;
+                for (std::int64_t c = 0; c < nx; ++c) chk += o[c] * 0.0;
+                if (!(chk == 0.0)) facebad[static_cast<std::size_t>(r)] |= kBadTable;
+            }
+        }
+        // C: limiter factors
+#ifdef TWIN_HAVE_OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (std::int64_t r = 0; r < ny; ++r) {
+            const double* x = fx.data() + r * (nx + 1);
+            const double* yN = fy.data() + r * nx;
+            const double* yS = fy.data() + (r + 1) * nx;
+            for (std::int64_t c = 0; c < nx; ++c) {
+                const double out = std::max(-x[c], 0.0) + std::max(x[c + 1], 0.0) + std::max(-yN[c], 0.0) +
+                                   std::max(yS[c], 0.0);
+                const double od = out * dt_dx;
+                const double hc = std::max(a.h[r * nx + c], 0.0);
+                fac[r * nx + c] = od > hc ? hc / od : 1.0;
+            }
+        }
+        // D: limited fluxes (donor = upwind cell; outside the domain the factor is 1)
+#ifdef TWIN_HAVE_OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (std::int64_t r = 0; r <= ny; ++r) {
+            if (r < ny) {
+                const double* x = fx.data() + r * (nx + 1);
+                double* o = a.qx_out + r * (nx + 1);
+                const double* f = fac.data() + r * nx;
+                o[0] = x[0] < 0.0 ? x[0] * f[0] : x[0];
+                for (std::int64_t c = 1; c < nx; ++c) o[c] = x[c] * (x[c] > 0.0 ? f[c - 1] : f[c]);
+                o[nx] = x[nx] > 0.0 ? x[nx] * f[nx - 1] : x[nx];
+            }
+            const double* y = fy.data() + r * nx;
+            double* o = a.qy_out + r * nx;
+            for (std::int64_t c = 0; c < nx; ++c) {
+                const double v = y[c];
+                const double fu = r > 0 ? fac[(r - 1) * nx + c] : 1.0;
+                const double fd = r < ny ? fac[r * nx + c] : 1.0;
+                o[c] = v * (v > 0.0 ? fu : fd);
+            }
+        }
+        // E: continuity, sources, trackers, row sums
+#ifdef TWIN_HAVE_OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (std::int64_t r = 0; r < ny; ++r) {
+            const double* qxo = a.qx_out + r * (nx + 1);
+            const double* qyN = a.qy_out + r * nx;
+            const double* qyS = a.qy_out + (r + 1) * nx;
+            const double w0 = 1.0 - a.rain_w, w1 = a.rain_w;
+            const double big = std::numeric_limits<double>::max();
+            double rain_sum = 0.0, lost_sum = 0.0, hm = 0.0;
+            int bad = static_cast<int>(a.row_sums[r * kRowSlots + kBad]) | facebad[static_cast<std::size_t>(r)] |
+                      (r == ny - 1 ? facebad[static_cast<std::size_t>(ny)] : 0);
+            // rain and loss of this row's cells, then the cell update in a loop the compiler vectorises (the
+            // same operations in the same order as one cell at a time), then the sums and the levels in order
+            double* __restrict rrow = sc.rr.data();
+            double* __restrict lrow = sc.lc.data();
+            double* __restrict rsum = sc.eL.data();  // the face inputs are free in this pass
+            double* __restrict lsum = sc.eR.data();
+            if (a.rain0 && a.rain_per_cell) {
+                const double* r0 = a.rain0 + r * nx;
+                const double* r1 = a.rain1 + r * nx;
+                for (std::int64_t c = 0; c < nx; ++c) rrow[c] = a.rain_scale * (w0 * r0[c] + w1 * r1[c]);
+            } else {
+                const double ru = a.rain0 ? a.rain_scale * (w0 * a.rain0[0] + w1 * a.rain1[0]) : 0.0;
+                for (std::int64_t c = 0; c < nx; ++c) rrow[c] = ru;
+            }
+            if (a.loss && a.loss_per_cell) {
+                const double* lp = a.loss + r * nx;
+                for (std::int64_t c = 0; c < nx; ++c) lrow[c] = a.loss_scale * lp[c];
+            } else {
+                const double lu = a.loss ? a.loss_scale * a.loss[0] : 0.0;
+                for (std::int64_t c = 0; c < nx; ++c) lrow[c] = lu;
+            }
+            {
+                const double* __restrict hin = a.h + r * nx;
+                const double* __restrict zr = a.z + r * nx;
+                double* __restrict hout = a.h_out + r * nx;
+                double* __restrict msp = a.maxspeed + r * nx;
+                double* __restrict mh = a.maxh + r * nx;
+                double* __restrict arr = a.arrival + r * nx;
+                const double t_end = a.t_end;
+                for (std::int64_t c = 0; c < nx; ++c) {  // rain and loss rates of the cells that get them
+                    const double rr = rrow[c], lc = lrow[c];
+                    const bool ok = (rr >= 0.0 && rr <= big && lc >= 0.0 && lc <= big) || zr[c] >= kWallZ;
+                    bad |= ok ? 0 : kBadSource;
+                }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC ivdep
+#endif
+                for (std::int64_t c = 0; c < nx; ++c) {
+                    const double qW = qxo[c], qE = qxo[c + 1], qN = qyN[c], qS = qyS[c];
+                    double hn = hin[c] + dt_dx * ((qW - qE) + (qN - qS));
+                    const bool wall = zr[c] >= kWallZ;
+                    const double rr = rrow[c], lc = lrow[c];
+                    const double hr = hn + rr;
+                    const double hp = hr > 0.0 ? hr : 0.0;
+                    const double l = hp < lc ? hp : lc;
+                    const double hw = hr - l;
+                    hn = wall ? hn : hw;  // walls get no rain and lose nothing
+                    rsum[c] = wall ? 0.0 : rr;  // (other arrays than the rates read: plain stores vectorise)
+                    lsum[c] = wall ? 0.0 : l;
+                    hout[c] = hn;
+                    const double wet = hn > kSpeedDepth ? 1.0 : 0.0;
+                    const double inv = wet * (0.5 / (hn > kSpeedDepth ? hn : 1.0));
+                    const double u = (qW + qE) * inv, v = (qN + qS) * inv;
+                    const double sp = u * u + v * v;
+                    const double m0 = mh[c];
+                    msp[c] = msp[c] < sp ? sp : msp[c];
+                    arr[c] = ((m0 <= kArrivalDepth) & (hn > kArrivalDepth)) ? t_end : arr[c];
+                    mh[c] = m0 < hn ? hn : m0;
+                }
+                for (std::int64_t c = 0; c < nx; ++c) {
+                    const double hn = hout[c];
+                    bad |= (std::isfinite(hn) ? 0 : kBadNonFinite) | (hn < -kNegDepth ? kBadNegOutput : 0);
+                }
+            }
+            for (std::int64_t c = 0; c < nx; ++c) {  // in order: the row sums are the same bits
+                rain_sum += rsum[c];
+                lost_sum += lsum[c];
+            }
+            {
+                // levels of the new depths: the segment search and table reads per cell, then the level
+                // z0 + a * ((h - h0) / b) (level_of's formula; above the table a = 1, b = the top area
+                // fraction) and the trackers in a loop the compiler vectorises
+                double* __restrict z0 = sc.hbar.data();
+                double* __restrict ka = sc.heff.data();
+                double* __restrict h0 = sc.qc.data();
+                double* __restrict kb = sc.qs.data();
+                double* __restrict zm = sc.qp.data();
+                double* __restrict dl = sc.n2.data();
+                const double* __restrict hout = a.h_out + r * nx;
+                const double* __restrict zr = a.z + r * nx;
+                for (std::int64_t c = 0; c < nx; ++c) {
+                    const std::int64_t i = r * nx + c;
+                    const double* cr = a.cells + i * cw;
+                    const double hn = hout[c];
+                    double v0 = 0.0, va = 0.0, w0 = 0.0, vb = 1.0;  // dry cells and walls: selected below
+                    zm[c] = cr[0];
+                    if (zr[c] < kWallZ && hn > 0.0) {
+                        const double* zk = cr + 2;
+                        const double* hk = cr + 2 + nl;
+                        if (hn >= hk[nl - 1]) {
+                            v0 = zk[nl - 1];
+                            va = 1.0;
+                            w0 = hk[nl - 1];
+                            vb = cr[1];
+                        } else {
+                            const std::int64_t lo = a.level_segment ? segment_from(hk, nl, hn, a.level_segment + i)
+                                                                    : segment_of(hk, nl, hn);
+                            v0 = zk[lo];
+                            va = zk[lo + 1] - zk[lo];
+                            w0 = hk[lo];
+                            vb = hk[lo + 1] - hk[lo];
+                        }
+                    }
+                    z0[c] = v0;
+                    ka[c] = va;
+                    h0[c] = w0;
+                    kb[c] = vb;
+                }
+                double* __restrict lc = a.level_cache ? a.level_cache + r * nx : sc.eL.data();  // (scratch: unused)
+                double* __restrict dc = a.level_cache ? a.depth_cache + r * nx : sc.eR.data();
+                double* __restrict ml = a.maxlevel + r * nx;
+                const double ninf = -std::numeric_limits<double>::infinity();
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC ivdep
+#endif
+                for (std::int64_t c = 0; c < nx; ++c) {
+                    const double hn = hout[c];
+                    const double lf = z0[c] + ka[c] * ((hn - h0[c]) / kb[c]);
+                    const double ld = hn > 0.0 ? lf : zm[c];
+                    const double lev = zr[c] >= kWallZ ? ninf : ld;  // a wall's tracked level stays as it is
+                    lc[c] = lev;
+                    dc[c] = hn;
+                    const double m0 = ml[c];
+                    ml[c] = m0 < lev ? lev : m0;
+                    dl[c] = lev - zm[c];
+                }
+                for (std::int64_t c = 0; c < nx; ++c)
+                    if (dl[c] > hm) hm = dl[c];
+            }
+            double bin = 0.0, bout = 0.0;
+            {
+                const double w = qxo[0], e = qxo[nx];
+                if (w > 0.0) bin += w; else bout -= w;
+                if (e < 0.0) bin -= e; else bout += e;
+                if (r == 0)
+                    for (std::int64_t c = 0; c < nx; ++c) {
+                        const double f = qyN[c];
+                        if (f > 0.0) bin += f; else bout -= f;
+                    }
+                if (r == ny - 1)
+                    for (std::int64_t c = 0; c < nx; ++c) {
+                        const double f = qyS[c];
+                        if (f < 0.0) bin -= f; else bout += f;
+                    }
+            }
+            double* s = a.row_sums + r * kRowSlots;
+            s[kRain] = rain_sum;
+            s[kLost] = lost_sum;
+            s[kBndIn] = bin;
+            s[kBndOut] = bout;
+            s[kBad] = static_cast<double>(bad);
+            rowmax[static_cast<std::size_t>(r)] = hm;
+        }
+    }
+    double hmax = 0.0;
+    for (double v : rowmax) hmax = v > hmax ? v : hmax;
+    return hmax;
+}
+
+
+// per-instruction-set entry points
+double step_base(const Args& a);
+double step_avx2(const Args& a);
+
+}  // namespace subgrid
+}  // namespace twin
