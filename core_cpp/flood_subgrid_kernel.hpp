@@ -295,10 +295,16 @@ static inline double n2_cell(const Args& a, std::int64_t i) {
 static inline double step_kernel(const Args& a) {
     const std::int64_t ny = a.ny, nx = a.nx, nl = a.nl;
     const std::int64_t cw = 2 * nl + 2, fw = 2 * nl + 4;
-    std::vector<double> eta(static_cast<std::size_t>(ny * nx));
-    std::vector<double> fx(static_cast<std::size_t>(ny * (nx + 1)));
-    std::vector<double> fy(static_cast<std::size_t>((ny + 1) * nx));
-    std::vector<double> fac(static_cast<std::size_t>(ny * nx));
+    // levels, raw fluxes and limiter factors: every entry is written before it is read, so the calling
+    // thread's buffers are reused from one sub-step to the next instead of allocated and zeroed each time
+    static thread_local std::vector<double> work;
+    const std::size_t ncell = static_cast<std::size_t>(ny * nx), nfx = static_cast<std::size_t>(ny * (nx + 1)),
+                      nfy = static_cast<std::size_t>((ny + 1) * nx), need = 2 * ncell + nfx + nfy;
+    if (work.size() < need || work.size() > 4 * need) std::vector<double>(need).swap(work);
+    double* const eta = work.data();
+    double* const fx = eta + ncell;
+    double* const fy = fx + nfx;
+    double* const fac = fy + nfy;
     std::vector<double> rowmax(static_cast<std::size_t>(ny), 0.0);
     std::vector<int> facebad(static_cast<std::size_t>(ny + 1), 0);
     const double g_dt = kGravity * a.dt, inv_dx = 1.0 / a.dx, theta = a.theta, dt_dx = a.dt / a.dx;
@@ -337,8 +343,8 @@ static inline double step_kernel(const Args& a) {
                 const double* q = a.qx + r * (nx + 1);
                 const double* pT = a.qy + r * nx;
                 const double* pB = a.qy + (r + 1) * nx;
-                double* o = fx.data() + r * (nx + 1);
-                gather_faces(a, nx - 1, r * nx, r * nx + 1, eta.data(), a.fxt + (r * (nx + 1) + 1) * fw, fw, sc);
+                double* o = fx + r * (nx + 1);
+                gather_faces(a, nx - 1, r * nx, r * nx + 1, eta, a.fxt + (r * (nx + 1) + 1) * fw, fw, sc);
                 {
                     double* __restrict qc = sc.qc.data();
                     double* __restrict qs = sc.qs.data();
@@ -363,7 +369,7 @@ static inline double step_kernel(const Args& a) {
                 if (!(chk == 0.0)) facebad[static_cast<std::size_t>(r)] |= kBadTable;
             }
             const double* q = a.qy + r * nx;
-            double* o = fy.data() + r * nx;
+            double* o = fy + r * nx;
             if (r == 0 || r == ny) {
                 const std::int64_t rr = (r == 0) ? 0 : ny - 1;
                 const std::int64_t e0 = (r == 0) ? 2 * ny : 2 * ny + nx;
@@ -378,7 +384,7 @@ static inline double step_kernel(const Args& a) {
                 const double* qD = a.qy + (r + 1) * nx;
                 const double* pU = a.qx + (r - 1) * (nx + 1);
                 const double* pD = a.qx + r * (nx + 1);
-                gather_faces(a, nx, (r - 1) * nx, r * nx, eta.data(), a.fyt + (r * nx) * fw, fw, sc);
+                gather_faces(a, nx, (r - 1) * nx, r * nx, eta, a.fyt + (r * nx) * fw, fw, sc);
                 {
                     double* __restrict qc = sc.qc.data();
                     double* __restrict qs = sc.qs.data();
@@ -404,9 +410,9 @@ static inline double step_kernel(const Args& a) {
 #pragma omp for schedule(static)
 #endif
         for (std::int64_t r = 0; r < ny; ++r) {
-            const double* x = fx.data() + r * (nx + 1);
-            const double* yN = fy.data() + r * nx;
-            const double* yS = fy.data() + (r + 1) * nx;
+            const double* x = fx + r * (nx + 1);
+            const double* yN = fy + r * nx;
+            const double* yS = fy + (r + 1) * nx;
             for (std::int64_t c = 0; c < nx; ++c) {
                 const double out = std::max(-x[c], 0.0) + std::max(x[c + 1], 0.0) + std::max(-yN[c], 0.0) +
                                    std::max(yS[c], 0.0);
@@ -421,14 +427,14 @@ static inline double step_kernel(const Args& a) {
 #endif
         for (std::int64_t r = 0; r <= ny; ++r) {
             if (r < ny) {
-                const double* x = fx.data() + r * (nx + 1);
+                const double* x = fx + r * (nx + 1);
                 double* o = a.qx_out + r * (nx + 1);
-                const double* f = fac.data() + r * nx;
+                const double* f = fac + r * nx;
                 o[0] = x[0] < 0.0 ? x[0] * f[0] : x[0];
                 for (std::int64_t c = 1; c < nx; ++c) o[c] = x[c] * (x[c] > 0.0 ? f[c - 1] : f[c]);
                 o[nx] = x[nx] > 0.0 ? x[nx] * f[nx - 1] : x[nx];
             }
-            const double* y = fy.data() + r * nx;
+            const double* y = fy + r * nx;
             double* o = a.qy_out + r * nx;
             for (std::int64_t c = 0; c < nx; ++c) {
                 const double v = y[c];
