@@ -26,6 +26,7 @@ constexpr double kDepthThresh = 1.0e-3;
 constexpr double kSpeedDepth = 1.0e-2;
 constexpr double kArrivalDepth = 0.1;
 constexpr double kNegDepth = 1.0e-3;
+constexpr std::int64_t kFaceChunk = 16;  // faces whose table reads are skipped together when all are closed
 constexpr double kMinEff = 1.0e-6;  // floor of h_eff in the friction term (keeps it finite on a barely wet face)
 enum RowSlot { kRain = 0, kLost = 1, kBndIn = 2, kBndOut = 3, kBad = 4, kRowSlots = 5 };
 enum BadBits { kBadNonFinite = 1, kBadNegInput = 2, kBadSource = 4, kBadNegOutput = 8, kBadTable = 16 };
@@ -153,100 +154,115 @@ static inline double flux(double eL, double eR, double ef, const double* t, std:
     return flux_from(eL, eR, hbar, heff, qc, qs, qp, n2, g_dt, inv_dx, theta);
 }
 
-// Interior faces of one row in two loops: the table lookups (scalar gathers) fill per-face inputs, then
-// flux_from runs over them in a loop the compiler vectorises (inv_cbrt, sqrt and the divisions are most of
-// the cost). Same operations in the same order as flux(): the same bits.
-struct FaceScratch {
-    std::vector<double> eL, eR, hbar, heff, qc, qs, qp, n2, on;
-    std::vector<double> sv, seg, wt;  // face level above the face bed, table segment (-1: above the table), weight
-    std::vector<double> rr, lc;       // pass E: rain and loss of one row's cells
-    explicit FaceScratch(std::size_t n)
-        : eL(n), eR(n), hbar(n), heff(n), qc(n), qs(n), qp(n), n2(n), on(n), sv(n), seg(n), wt(n), rr(n), lc(n) {}
+// Scratch of one thread: pass E's rain and loss of one row's cells
+struct RowScratch {
+    std::vector<double> rr, lc, rs, ls;
+    std::vector<double> z0, ka, h0, kb, zm, dl, lcache, dcache;  // the levels of one row
+    explicit RowScratch(std::size_t n)
+        : rr(n), lc(n), rs(n), ls(n), z0(n), ka(n), h0(n), kb(n), zm(n), dl(n), lcache(n), dcache(n) {}
 };
 
-// Table inputs of n interior faces: face k lies between cells ia + k (left/up) and ib + k (right/down), its
-// table row is tab + k * fw. The same values as face_at() where the face is wet (hbar 0, h_eff 1 where dry),
-// in two loops: the levels, on/off and the segment search (with its division) vectorised, then the table
-// reads alone, so they no longer wait on the division.
-static inline void gather_faces(const Args& a, std::int64_t n, std::int64_t ia, std::int64_t ib, const double* eta,
-                                const double* tab, std::int64_t fw, FaceScratch& sc) {
+// New unit discharge of n interior faces of one row: face k lies between cells ia + k (left/up) and ib + k
+// (right/down), its table row is tab + k * fw; its momentum inputs are qc = Q[k], qs = S1[k] + S2[k] and
+// qp = ((P1[k] + P2[k]) + (P3[k] + P4[k])) / 4. In chunks of kFaceChunk faces: a chunk whose faces are all
+// closed (walls, dry on both sides: most of a city in a river flood) costs one test and reads no table, as
+// in the scalar kernel; otherwise (1) face levels, on/off and the segment search with its division in a
+// loop the compiler vectorises, (2) the table reads alone, in a scalar loop that no longer waits on the
+// division, (3) the friction (inv_cbrt, sqrt, divisions) vectorised. The same operations in the same order as
+// flux() one face at a time: the same bits.
+static inline void faces_of_row(const Args& a, std::int64_t n, std::int64_t ia, std::int64_t ib, const double* eta,
+                                const double* tab, std::int64_t fw, const double* Q, const double* S1,
+                                const double* S2, const double* P1, const double* P2, const double* P3,
+                                const double* P4, double g_dt, double inv_dx, double theta, double* __restrict out) {
     const std::int64_t nl = a.nl;
-    const double* __restrict zA = a.z + ia;
-    const double* __restrict zB = a.z + ib;
-    const double* __restrict hA = a.h + ia;
-    const double* __restrict hB = a.h + ib;
-    const double* __restrict eA = eta + ia;
-    const double* __restrict eB = eta + ib;
-    double* __restrict eL = sc.eL.data();
-    double* __restrict eR = sc.eR.data();
-    double* __restrict on = sc.on.data();
-    double* __restrict sv = sc.sv.data();
-    double* __restrict seg = sc.seg.data();
-    double* __restrict wt = sc.wt.data();
     const double last = static_cast<double>(nl - 2), nseg = static_cast<double>(nl - 1);
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC ivdep
-#endif
-    for (std::int64_t k = 0; k < n; ++k) {
-        // a face between two dry cells is dry: its bed is at or above both cells' lowest pixel
-        const bool closed = (zA[k] >= kWallZ) | (zB[k] >= kWallZ) | (!(hA[k] > 0.0) & !(hB[k] > 0.0));
-        const double l = eA[k], r = eB[k];
-        const double ef = std::max(l, r);
-        const double* t = tab + k * fw;
-        const double s = ef - t[0];
-        const double dz = t[1];
-        const bool above = !(dz > 0.0) | (s >= dz * nseg);
-        const double x = s / dz;
-        const double xs = above ? 0.0 : x;
-        const double xc = xs < 0.0 ? 0.0 : (xs > last ? last : xs);
-        const double kd = static_cast<double>(static_cast<std::int32_t>(xc));  // = clamp(int(x), 0, nl - 2)
-        eL[k] = l;
-        eR[k] = r;
-        on[k] = (!closed & (s > kDepthThresh)) ? 1.0 : 0.0;
-        sv[k] = s;
-        seg[k] = above ? -1.0 : kd;
-        wt[k] = xs - kd;
-    }
-    double* __restrict hb = sc.hbar.data();
-    double* __restrict he = sc.heff.data();
-    for (std::int64_t k = 0; k < n; ++k) {
-        const double* t = tab + k * fw;
-        const double* p = t + 4;  // (hbar_k, h_eff_k) pairs
-        double b = 0.0, e = 1.0;
-        if (on[k] != 0.0) {
-            if (seg[k] < 0.0) {
-                const double d = sv[k] - t[1] * static_cast<double>(nl - 1);
-                b = p[2 * (nl - 1)] + t[2] * d;
-                e = p[2 * (nl - 1) + 1] + t[3] * d;
-            } else {
-                const double* q = p + 2 * static_cast<std::int64_t>(seg[k]);
-                const double w = wt[k];
-                b = q[0] + w * (q[2] - q[0]);
-                e = q[1] + w * (q[3] - q[1]);
-            }
+    alignas(64) double eL[kFaceChunk], eR[kFaceChunk], on[kFaceChunk], sv[kFaceChunk], seg[kFaceChunk],
+        wt[kFaceChunk], hb[kFaceChunk], he[kFaceChunk], n2[kFaceChunk];
+    for (std::int64_t k0 = 0; k0 < n; k0 += kFaceChunk) {
+        const std::int64_t m = k0 + kFaceChunk < n ? kFaceChunk : n - k0;
+        const double* __restrict zA = a.z + ia + k0;
+        const double* __restrict zB = a.z + ib + k0;
+        const double* __restrict hA = a.h + ia + k0;
+        const double* __restrict hB = a.h + ib + k0;
+        int open = 0;
+        for (std::int64_t k = 0; k < m; ++k)
+            open |= ((zA[k] >= kWallZ) | (zB[k] >= kWallZ) | (!(hA[k] > 0.0) & !(hB[k] > 0.0))) ? 0 : 1;
+        double* __restrict o = out + k0;
+        if (!open) {
+            for (std::int64_t k = 0; k < m; ++k) o[k] = 0.0;
+            continue;
         }
-        hb[k] = b;
-        he[k] = e;
-    }
-}
-
-static inline void fluxes_of_row(const FaceScratch& s, std::int64_t n, double g_dt, double inv_dx, double theta,
-                                 double* __restrict out) {
-    const double* __restrict eL = s.eL.data();
-    const double* __restrict eR = s.eR.data();
-    const double* __restrict hb = s.hbar.data();
-    const double* __restrict he = s.heff.data();
-    const double* __restrict qc = s.qc.data();
-    const double* __restrict qs = s.qs.data();
-    const double* __restrict qp = s.qp.data();
-    const double* __restrict n2 = s.n2.data();
-    const double* __restrict on = s.on.data();
+        const double* __restrict eA = eta + ia + k0;
+        const double* __restrict eB = eta + ib + k0;
+        const double* t0 = tab + k0 * fw;
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC ivdep
 #endif
-    for (std::int64_t k = 0; k < n; ++k) {
-        const double q = flux_from(eL[k], eR[k], hb[k], he[k], qc[k], qs[k], qp[k], n2[k], g_dt, inv_dx, theta);
-        out[k] = on[k] != 0.0 ? q : 0.0;
+        for (std::int64_t k = 0; k < m; ++k) {
+            // a face between two dry cells is dry: its bed is at or above both cells' lowest pixel
+            const bool closed = (zA[k] >= kWallZ) | (zB[k] >= kWallZ) | (!(hA[k] > 0.0) & !(hB[k] > 0.0));
+            const double l = eA[k], r = eB[k];
+            const double ef = std::max(l, r);
+            const double* t = t0 + k * fw;
+            const double sk = ef - t[0];
+            const double dz = t[1];
+            const bool above = !(dz > 0.0) | (sk >= dz * nseg);
+            const double x = sk / dz;
+            const double xs = above ? 0.0 : x;
+            const double xc = xs < 0.0 ? 0.0 : (xs > last ? last : xs);
+            const double kd = static_cast<double>(static_cast<std::int32_t>(xc));  // = clamp(int(x), 0, nl - 2)
+            eL[k] = l;
+            eR[k] = r;
+            on[k] = (!closed & (sk > kDepthThresh)) ? 1.0 : 0.0;
+            sv[k] = sk;
+            seg[k] = above ? -1.0 : kd;
+            wt[k] = xs - kd;
+        }
+        for (std::int64_t k = 0; k < m; ++k) {
+            const double* t = t0 + k * fw;
+            const double* p = t + 4;  // (hbar_k, h_eff_k) pairs
+            double b = 0.0, e = 1.0;
+            if (on[k] != 0.0) {
+                if (seg[k] < 0.0) {
+                    const double d = sv[k] - t[1] * static_cast<double>(nl - 1);
+                    b = p[2 * (nl - 1)] + t[2] * d;
+                    e = p[2 * (nl - 1) + 1] + t[3] * d;
+                } else {
+                    const double* q = p + 2 * static_cast<std::int64_t>(seg[k]);
+                    const double w = wt[k];
+                    b = q[0] + w * (q[2] - q[0]);
+                    e = q[1] + w * (q[3] - q[1]);
+                }
+            }
+            hb[k] = b;
+            he[k] = e;
+        }
+        if (a.manning_per_cell) {
+            const double* __restrict mA = a.manning + ia + k0;
+            const double* __restrict mB = a.manning + ib + k0;
+            for (std::int64_t k = 0; k < m; ++k) {
+                const double v = 0.5 * (mA[k] + mB[k]);
+                n2[k] = v * v;
+            }
+        } else {
+            const double v = a.manning[0] * a.manning[0];
+            for (std::int64_t k = 0; k < m; ++k) n2[k] = v;
+        }
+        const double* __restrict q = Q + k0;
+        const double* __restrict s1 = S1 + k0;
+        const double* __restrict s2 = S2 + k0;
+        const double* __restrict p1 = P1 + k0;
+        const double* __restrict p2 = P2 + k0;
+        const double* __restrict p3 = P3 + k0;
+        const double* __restrict p4 = P4 + k0;
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC ivdep
+#endif
+        for (std::int64_t k = 0; k < m; ++k) {
+            const double qp = 0.25 * ((p1[k] + p2[k]) + (p3[k] + p4[k]));
+            const double f = flux_from(eL[k], eR[k], hb[k], he[k], q[k], s1[k] + s2[k], qp, n2[k], g_dt, inv_dx, theta);
+            o[k] = on[k] != 0.0 ? f : 0.0;
+        }
     }
 }
 
@@ -268,21 +284,6 @@ static inline double n2_face(const Args& a, std::int64_t i0, std::int64_t i1) {
     if (!a.manning_per_cell) return a.manning[0] * a.manning[0];
     const double n = 0.5 * (a.manning[i0] + a.manning[i1]);
     return n * n;
-}
-
-// n^2 of n faces between cells ia + k and ib + k (n2_face of each)
-static inline void n2_faces(const Args& a, std::int64_t n, std::int64_t ia, std::int64_t ib, double* __restrict out) {
-    if (!a.manning_per_cell) {
-        const double v = a.manning[0] * a.manning[0];
-        for (std::int64_t k = 0; k < n; ++k) out[k] = v;
-        return;
-    }
-    const double* __restrict mA = a.manning + ia;
-    const double* __restrict mB = a.manning + ib;
-    for (std::int64_t k = 0; k < n; ++k) {
-        const double m = 0.5 * (mA[k] + mB[k]);
-        out[k] = m * m;
-    }
 }
 
 static inline double n2_cell(const Args& a, std::int64_t i) {
@@ -314,7 +315,7 @@ static inline double step_kernel(const Args& a) {
 #pragma omp parallel num_threads(nt)
 #endif
     {
-        FaceScratch sc(static_cast<std::size_t>(nx + 1));  // this thread's face inputs of one row
+        RowScratch sc(static_cast<std::size_t>(nx + 1));  // this thread's per-row scratch
         // A: levels
 #ifdef TWIN_HAVE_OPENMP
 #pragma omp for schedule(static)
@@ -344,21 +345,8 @@ static inline double step_kernel(const Args& a) {
                 const double* pT = a.qy + r * nx;
                 const double* pB = a.qy + (r + 1) * nx;
                 double* o = fx + r * (nx + 1);
-                gather_faces(a, nx - 1, r * nx, r * nx + 1, eta, a.fxt + (r * (nx + 1) + 1) * fw, fw, sc);
-                {
-                    double* __restrict qc = sc.qc.data();
-                    double* __restrict qs = sc.qs.data();
-                    double* __restrict qp = sc.qp.data();
-                    double* __restrict n2 = sc.n2.data();
-                    for (std::int64_t c = 1; c < nx; ++c) {
-                        const std::int64_t k = c - 1;
-                        qc[k] = q[c];
-                        qs[k] = q[c - 1] + q[c + 1];
-                        qp[k] = 0.25 * ((pT[c - 1] + pT[c]) + (pB[c - 1] + pB[c]));
-                    }
-                    n2_faces(a, nx - 1, r * nx, r * nx + 1, n2);
-                }
-                fluxes_of_row(sc, nx - 1, g_dt, inv_dx, theta, o + 1);
+                faces_of_row(a, nx - 1, r * nx, r * nx + 1, eta, a.fxt + (r * (nx + 1) + 1) * fw, fw, q + 1, q, q + 2,
+                             pT, pT + 1, pB, pB + 1, g_dt, inv_dx, theta, o + 1);
                 const std::int64_t iw = r * nx, ie = r * nx + nx - 1;
                 o[0] = edge(a.edge_kind[r], a.edge_value[r], eta[iw], a.z[iw], a.fxt + (r * (nx + 1)) * fw, nl, q[0],
                             -1.0, n2_cell(a, iw), g_dt, inv_dx);
@@ -384,20 +372,8 @@ static inline double step_kernel(const Args& a) {
                 const double* qD = a.qy + (r + 1) * nx;
                 const double* pU = a.qx + (r - 1) * (nx + 1);
                 const double* pD = a.qx + r * (nx + 1);
-                gather_faces(a, nx, (r - 1) * nx, r * nx, eta, a.fyt + (r * nx) * fw, fw, sc);
-                {
-                    double* __restrict qc = sc.qc.data();
-                    double* __restrict qs = sc.qs.data();
-                    double* __restrict qp = sc.qp.data();
-                    double* __restrict n2 = sc.n2.data();
-                    for (std::int64_t c = 0; c < nx; ++c) {
-                        qc[c] = q[c];
-                        qs[c] = qU[c] + qD[c];
-                        qp[c] = 0.25 * ((pU[c] + pU[c + 1]) + (pD[c] + pD[c + 1]));
-                    }
-                    n2_faces(a, nx, (r - 1) * nx, r * nx, n2);
-                }
-                fluxes_of_row(sc, nx, g_dt, inv_dx, theta, o);
+                faces_of_row(a, nx, (r - 1) * nx, r * nx, eta, a.fyt + (r * nx) * fw, fw, q, qU, qD, pU, pU + 1, pD,
+                             pD + 1, g_dt, inv_dx, theta, o);
             }
             {
                 double chk = 0.0;
@@ -460,8 +436,8 @@ static inline double step_kernel(const Args& a) {
             // same operations in the same order as one cell at a time), then the sums and the levels in order
             double* __restrict rrow = sc.rr.data();
             double* __restrict lrow = sc.lc.data();
-            double* __restrict rsum = sc.eL.data();  // the face inputs are free in this pass
-            double* __restrict lsum = sc.eR.data();
+            double* __restrict rsum = sc.rs.data();
+            double* __restrict lsum = sc.ls.data();
             if (a.rain0 && a.rain_per_cell) {
                 const double* r0 = a.rain0 + r * nx;
                 const double* r1 = a.rain1 + r * nx;
@@ -528,12 +504,12 @@ static inline double step_kernel(const Args& a) {
                 // levels of the new depths: the segment search and table reads per cell, then the level
                 // z0 + a * ((h - h0) / b) (level_of's formula; above the table a = 1, b = the top area
                 // fraction) and the trackers in a loop the compiler vectorises
-                double* __restrict z0 = sc.hbar.data();
-                double* __restrict ka = sc.heff.data();
-                double* __restrict h0 = sc.qc.data();
-                double* __restrict kb = sc.qs.data();
-                double* __restrict zm = sc.qp.data();
-                double* __restrict dl = sc.n2.data();
+                double* __restrict z0 = sc.z0.data();
+                double* __restrict ka = sc.ka.data();
+                double* __restrict h0 = sc.h0.data();
+                double* __restrict kb = sc.kb.data();
+                double* __restrict zm = sc.zm.data();
+                double* __restrict dl = sc.dl.data();
                 const double* __restrict hout = a.h_out + r * nx;
                 const double* __restrict zr = a.z + r * nx;
                 for (std::int64_t c = 0; c < nx; ++c) {
@@ -564,8 +540,8 @@ static inline double step_kernel(const Args& a) {
                     h0[c] = w0;
                     kb[c] = vb;
                 }
-                double* __restrict lc = a.level_cache ? a.level_cache + r * nx : sc.eL.data();  // (scratch: unused)
-                double* __restrict dc = a.level_cache ? a.depth_cache + r * nx : sc.eR.data();
+                double* __restrict lc = a.level_cache ? a.level_cache + r * nx : sc.lcache.data();  // (scratch: unused)
+                double* __restrict dc = a.level_cache ? a.depth_cache + r * nx : sc.dcache.data();
                 double* __restrict ml = a.maxlevel + r * nx;
                 const double ninf = -std::numeric_limits<double>::infinity();
 #if defined(__GNUC__) && !defined(__clang__)
