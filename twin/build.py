@@ -111,6 +111,21 @@ class Twin:
     def component_names(self) -> list[str]:
         return [n for n in ("flood", "traffic", "people", "services", "assimilator") if getattr(self, n) is not None]
 
+    def close(self) -> None:
+        """Release what the twin holds outside its arrays: the assimilator's DuckDB connection and, with
+        ``assimilation.enkf.dask``, its Dask client and the LocalCluster it started (worker processes). The
+        run's outputs and checkpoints are unaffected; the twin cannot assimilate afterwards. Idempotent;
+        ``with build_twin(sc) as tw:`` closes at the end of the block. ``twin run``/``fork``/``replay``
+        close the twin when the run ends."""
+        if self.assimilator is not None:
+            self.assimilator.close()
+
+    def __enter__(self) -> Twin:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     # -- fields ---------------------------------------------------------------------------------
     def open_field_cache(self) -> None:
         """From now until :meth:`close_field_cache`, :meth:`depth`, :meth:`speed` and :attr:`land` are

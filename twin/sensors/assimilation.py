@@ -290,6 +290,7 @@ class Assimilator:
             self._con = None
         if self._own_store:
             self.store.close()
+            self._own_store = False
 
     # -------------------------------------------------------------- observations
     def t_utc(self, t_s: float) -> pd.Timestamp:

@@ -215,6 +215,7 @@ def _run(args) -> int:
         except NumericalInstability as exc:
             return fail(exc, 3)
         _print_summary(sim, out, args.quiet)
+        sim.twin.close()
         return 0
     if not args.scenario:
         return fail("twin run: give a SCENARIO file (or --resume RUN_DIR)")
@@ -256,6 +257,8 @@ def _run(args) -> int:
         sim.run(progress=not (args.no_progress or args.quiet))
     except NumericalInstability as exc:
         return fail(exc, 3)
+    finally:
+        twin.close()  # the assimilator's store and Dask cluster, when it has them
     _print_summary(sim, out, args.quiet)
     return 0
 
@@ -287,6 +290,7 @@ def _cmd_fork(args) -> int:
     except NumericalInstability as exc:
         return fail(exc, 3)
     _print_summary(sim, out, False)
+    sim.twin.close()
     return 0
 
 
@@ -306,6 +310,7 @@ def _cmd_replay(args) -> int:
     except NumericalInstability as exc:
         return fail(exc, 3)
     _print_summary(sim, out, args.quiet)
+    sim.twin.close()
     return 0
 
 

@@ -262,6 +262,7 @@ def fork_run(run_dir: str | Path, at_s: float, overrides: list[str] | None, out_
     sim0.run(until=at_s)
     sim0.output.flush()
     state = sim0.get_state()
+    twin0.close()  # its assimilator's store and Dask cluster, when it has them: the state is taken
     # 2. the new scenario from that state, in the same folder (pending received decisions stay queued)
     twin1 = build_twin(new, city=city)
     sim = Simulation(twin1, out_dir=out_dir, wall_time_limit=new.outputs.wall_time_limit)
