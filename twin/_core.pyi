@@ -79,6 +79,8 @@ class TrafficEngine:
     def reroute(self, trip_ids: NDArray[np.int32]) -> None: ...
     reroute_every: int
     accel_mps2: NDArray[np.float64]  # per class, inf = no acceleration loss
+    startup_lost_s: float  # time lost by the first vehicle of a queue when it starts [s]
+    teleport_steps: int  # steps a blocked vehicle waits before it is teleported (0: never)
     route_on_departure: bool
     emergency_overtake: bool
     threads: int

@@ -274,6 +274,8 @@ class Twin:
         self.traffic.set_link_depth(self.link_depth)
 
     def close_manual(self, ids, close: bool = True) -> None:
+        if self.manual_closed is None or self.traffic is None:
+            raise ValueError("road closure: this twin has no traffic component (enable traffic in the scenario)")
         ids = np.asarray(ids, dtype=int)
         self.manual_closed[ids] = close
         if close:
@@ -466,7 +468,7 @@ def _reservoir_on_grid(tw: Twin) -> np.ndarray:
     from twin.flood.reservoir import fill_reservoir
     from twin.terrain import Terrain
 
-    res = tw.scenario.flood.reservoir
+    res = _section(tw.scenario.flood.reservoir, "flood.reservoir")
     t = tw.terrain
     rx, ry = _to_utm(res.xy, res.crs)[0]
     reference = None
@@ -662,13 +664,21 @@ def _replace_city_attr(tw: Twin, name: str, value) -> None:
     tw.city = city
 
 
+def _section[S](value: S | None, name: str) -> S:
+    """A scenario section a builder needs (the builders run only when it is given)."""
+    if value is None:
+        raise ValueError(f"{name}: this scenario has no {name} section")
+    return value
+
+
 def _build_people(tw: Twin) -> None:
     from twin.agents import PeopleModel
 
     sc = tw.scenario
-    params = dict(sc.people.params)
-    params.setdefault("sample_fraction", sc.people.sample_fraction)
-    params.setdefault("agents_per_household", sc.people.agents_per_household)
+    people = _section(sc.people, "people")
+    params = dict(people.params)
+    params.setdefault("sample_fraction", people.sample_fraction)
+    params.setdefault("agents_per_household", people.agents_per_household)
     # local clock hour at t = 0: the people model reduces warning reach at night
     params.setdefault("start_hour_local", sc.start.hour + sc.start.minute / 60.0 + sc.start.second / 3600.0)
     city = _people_city_view(tw)
@@ -711,7 +721,7 @@ def _build_services(tw: Twin) -> None:
     from twin.agents import EmergencyServices
 
     sc = tw.scenario
-    params = dict(sc.services.params)
+    params = dict(_section(sc.services, "services").params)
     for unit, count in tw.forcing.get("extra_units", []):
         pl = tw.city.places
         if unit == "boat":
@@ -729,10 +739,11 @@ def _build_sensors(tw: Twin) -> None:
     from twin.sensors.assimilation import Assimilator
 
     sc = tw.scenario
-    if sc.sensors.store is None:
+    sensors = _section(sc.sensors, "sensors")
+    if sensors.store is None:
         raise ValueError("sensors.store: give the DuckDB file of observations to assimilate")
-    tw.assimilator = Assimilator(str(sc.sensors.store), dict(sc.sensors.assimilation), tw.terrain, sc.start)
-    tw.input_files.append(sc.sensors.store)
+    tw.assimilator = Assimilator(str(sensors.store), dict(sensors.assimilation), tw.terrain, sc.start)
+    tw.input_files.append(sensors.store)
 
 
 def _queue_scenario_decisions(tw: Twin) -> None:

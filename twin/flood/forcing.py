@@ -81,7 +81,9 @@ class TimeSeries:
         """Exact integral of a scalar series over [t0, t1] (for checks)."""
         grid = np.unique(np.concatenate([[t0, t1], self.times[(self.times > t0) & (self.times < t1)]]))
         vals = np.array([self(float(t)) for t in grid])
-        return float(np.trapezoid(vals, grid)) if hasattr(np, "trapezoid") else float(np.trapz(vals, grid))
+        if hasattr(np, "trapezoid"):
+            return float(np.trapezoid(vals, grid))
+        return float(np.trapz(vals, grid))  # type: ignore[attr-defined]  # numpy < 2.0 (pyproject allows 1.26)
 
 
 def positive_scalar(v, name: str, allow_zero: bool = True) -> float:
@@ -228,10 +230,13 @@ def typhoon_rain(tw: Twin):
     else the rate at the domain centre applied uniformly; the surge (inverse barometer + wind
     set-up at the sea cells' centre) is added to the sea stage when ``surge: true``.
     """
+    from twin.scenario import TyphoonRain
     from twin.sensors import typhoon as ty
 
     sc = tw.scenario
     r = sc.flood.rain
+    if not isinstance(r, TyphoonRain):
+        raise ValueError(f"flood.rain.kind: typhoon_rain needs kind: typhoon, got {r.kind!r}")
     if r.track_file is not None:
         raise ValueError("flood.rain.track_file: custom track files are not supported yet; use a JTWC storm name/id")
     # a forecast member hands in its perturbed track (twin.forecast.perturb) through build_twin(forcing=)
@@ -297,8 +302,16 @@ def reservoir_release(tw: Twin, rain: tuple[np.ndarray, np.ndarray] | None) -> t
     return t, q
 
 
-def _reservoir_inflow(tw: Twin, t: np.ndarray, rain) -> np.ndarray:
+def _reservoir(tw: Twin):
+    """The scenario's ``flood.reservoir`` section (these helpers run only when it is given)."""
     res = tw.scenario.flood.reservoir
+    if res is None:
+        raise ValueError("flood.reservoir: this scenario has no reservoir section")
+    return res
+
+
+def _reservoir_inflow(tw: Twin, t: np.ndarray, rain) -> np.ndarray:
+    res = _reservoir(tw)
     from twin.flood.reservoir_ops import PHU_NINH
     return (res.base_inflow_m3_per_s
             + res.runoff_coefficient * _rain_rate(t, rain) / 1000.0 / 3600.0 * PHU_NINH.catchment_m2)
@@ -320,7 +333,7 @@ def operated_reservoir(tw: Twin, t: np.ndarray, rain, extra_gates: list | None =
     ``t``; kept in ``tw.forcing["reservoir_ops"]`` (a gate decision re-integrates from its time with
     ``extra_gates`` and ``t_from``)."""
     from twin.flood.reservoir_ops import PHU_NINH, PoolState, operate
-    res = tw.scenario.flood.reservoir
+    res = _reservoir(tw)
     ops = tw.forcing.get("reservoir_ops")
     gates = [(float(g.at), PHU_NINH.gate(g.spillway), float(g.opening_m)) for g in res.gates]
     if ops is not None:
@@ -345,8 +358,8 @@ def reservoir_outlet(tw: Twin) -> str:
         outlets[0] if outlets else None)
     if outlet is None:
         inf = getattr(tw.city, "inflows", None)
-        cand = inf[inf["kind"].astype(str).str.contains("reservoir")] if inf is not None and len(inf) else []
-        if len(cand) == 0:
+        if inf is None or not len(inf) or not inf["kind"].astype(str).str.contains("reservoir").any():
             raise ValueError("reservoir release: no outlet given and the city has no inflow of kind 'reservoir*'")
+        cand = inf[inf["kind"].astype(str).str.contains("reservoir")]
         outlet = str(cand.iloc[0]["name"])
     return outlet

@@ -7,6 +7,7 @@ results as DataFrames and per-link arrays.
 from __future__ import annotations
 
 from collections import namedtuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -163,7 +164,7 @@ class TrafficModel:
                  stall_depth_m: dict | None = None, record_links: bool = True, threads: int | None = None,
                  route_on_departure: bool = False, emergency_overtake: bool = False,
                  time_to_teleport_s: float | None = None, startup_lost_time_s: float = 0.0,
-                 accel_mps2: dict | float | None = "default"):
+                 accel_mps2: dict | float | str | None = "default"):
         from twin import _core
 
         if not isinstance(network, RoadNetwork):
@@ -232,8 +233,8 @@ class TrafficModel:
         self._flow = np.zeros(network.n_links)
         self._depth = np.zeros(network.n_links)
         self._version = 0          # bumped by every change of the engine state (the trips cache key)
-        self._trips_cache = None   # (key, DataFrame) of the last ``trips`` built
-        self._rt = None            # incremental route state of ``trips`` (see _routes)
+        self._trips_cache: tuple[tuple, pd.DataFrame] | None = None  # (key, DataFrame) of the last ``trips``
+        self._rt: dict[str, Any] | None = None  # incremental route state of ``trips`` (see _routes)
         self._vfree = links["free_speed_mps"].to_numpy(np.float64)
         self._length = links["length_m"].to_numpy(np.float64)
 
@@ -546,7 +547,7 @@ class TrafficModel:
         dep, ready = e.get("depart"), e.get("t_ready")
         orig, dest = e.get("origin"), e.get("dest")
         to_idx = self.network.link_to_index
-        costs = {}
+        costs: dict[int, np.ndarray] = {}
         out = np.full(len(ids), np.nan)
         now = self.time
         for k, v in enumerate(ids):
