@@ -230,13 +230,12 @@ def typhoon_rain(tw: Twin):
     else the rate at the domain centre applied uniformly; the surge (inverse barometer + wind
     set-up at the sea cells' centre) is added to the sea stage when ``surge: true``.
     """
-    from twin.scenario import TyphoonRain
     from twin.sensors import typhoon as ty
 
     sc = tw.scenario
-    r = sc.flood.rain
-    if not isinstance(r, TyphoonRain):
-        raise ValueError(f"flood.rain.kind: typhoon_rain needs kind: typhoon, got {r.kind!r}")
+    if sc.flood.rain.kind != "typhoon":
+        raise ValueError(f"flood.rain.kind: typhoon_rain needs kind: typhoon, got {sc.flood.rain.kind!r}")
+    r = sc.flood.rain  # narrowed to TyphoonRain by its kind (no import: twin.scenario -> decisions -> here)
     if r.track_file is not None:
         raise ValueError("flood.rain.track_file: custom track files are not supported yet; use a JTWC storm name/id")
     # a forecast member hands in its perturbed track (twin.forecast.perturb) through build_twin(forcing=)
