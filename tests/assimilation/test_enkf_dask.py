@@ -253,3 +253,26 @@ def test_latest_observations_come_in_a_fixed_order(tmp_path):
         assert a.latest(names, 120.0, 600.0)["datastream_id"].tolist() == sorted(names)
     finally:
         a.close()
+
+
+def test_member_payload_refuses_anything_but_twin_models():
+    """A member payload is unpickled with an allow-list: the classes members are made of load; a payload
+    naming anything else (here os.system through __reduce__) is refused by name and nothing runs."""
+    import os
+    import pickle
+
+    from twin.assimilation.dask_members import load_payload
+
+    m = FloodModel(_terrain(), manning=0.04, threads=1)
+    m.set_boundary("east", "free")
+    models, held = load_payload(pickle.dumps(([m, m], [{}, {}]), protocol=5))
+    assert models[0] is models[1] and np.array_equal(models[0].depth, m.depth) and held == [{}, {}]
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > /dev/null",))
+
+    with pytest.raises(pickle.UnpicklingError, match=r"refusing posix\.system"):
+        load_payload(pickle.dumps(([Evil()], [{}])))
+    with pytest.raises(pickle.UnpicklingError, match=r"refusing builtins\.eval"):
+        load_payload(pickle.dumps((eval, [])))

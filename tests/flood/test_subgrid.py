@@ -329,18 +329,22 @@ def test_scenario_subgrid_factor_builds_fine_city_and_coarse_flood(tmp_path):
     assert build_twin(sc, city=fine).flood.cell_size == 270.0
 
 
+def _rough_run(seed, rain, inflow=False):
+    """Factor-3 subgrid run of 15 min on a 45 x 45 rough bed (rain for 10 min, free east edge): the coarse
+    depths and x discharges and the fine maximum depth."""
+    m = FloodModel(Terrain.from_array(_rough(45, 45, seed=seed), 10.0), manning=0.03, subgrid=3, threads=1)
+    m.set_rainfall([0, 600], rain)
+    if inflow:
+        m.add_inflow([(7, 7)], ([0.0, 900.0], [0.5, 0.5]))
+    m.set_boundary("east", "free")
+    m.run_one_step(900.0)
+    return m.depth, m.face_discharge()[0], m.fine_max_depth()
+
+
 def test_level_cache_changes_no_bit(monkeypatch):
     # the kernel reuses the level of a cell whose depth kept its bits; without the cache: the same bits
-    z = _rough(45, 45, seed=8)
-    t = Terrain.from_array(z, 10.0)
-
     def run():
-        m = FloodModel(t, manning=0.03, subgrid=3, threads=1)
-        m.set_rainfall([0, 600], [120, 60])
-        m.add_inflow([(7, 7)], ([0.0, 900.0], [0.5, 0.5]))  # edits a cell between sub-steps
-        m.set_boundary("east", "free")
-        m.run_one_step(900.0)
-        return m.depth, m.face_discharge()[0], m.fine_max_depth()
+        return _rough_run(8, [120, 60], inflow=True)  # the inflow edits a cell between sub-steps
 
     cached = run()
     orig = _core.flood_subgrid_step
@@ -409,15 +413,10 @@ def test_vectorised_kernel_keeps_the_scalar_kernels_bits():
 def test_level_segment_is_only_a_starting_point(monkeypatch):
     # the kernel starts each cell's volume-table search at the segment it remembers; whatever that array holds
     # (here random values, many outside the table), the results are the same bits as with the search alone
-    z = _rough(45, 45, seed=9)
-    t = Terrain.from_array(z, 10.0)
+    t = Terrain.from_array(_rough(45, 45, seed=9), 10.0)
 
     def run():
-        m = FloodModel(t, manning=0.03, subgrid=3, threads=1)
-        m.set_rainfall([0, 600], [150, 20])
-        m.set_boundary("east", "free")
-        m.run_one_step(900.0)
-        return m.depth, m.face_discharge()[0], m.fine_max_depth()
+        return _rough_run(9, [150, 20])
 
     remembered = run()
     orig = _core.flood_subgrid_step

@@ -20,6 +20,7 @@ in-process one to round-off (the ensemble-mean sums are added in another order).
 from __future__ import annotations
 
 import copy
+import io
 import pickle
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -38,14 +39,40 @@ def _box_slices(box: Box) -> tuple[slice, slice]:
     return slice(r0, r1 + 1), slice(c0, c1 + 1)
 
 
+# What a member payload may name when it is unpickled on a worker: the twin's own classes, numpy and the
+# geo types a Terrain holds, plain containers. Anything else (os, subprocess, builtins.eval, ...) is refused.
+_PAYLOAD_MODULES = frozenset({"twin", "numpy", "affine", "pyproj", "collections", "copyreg", "datetime", "_codecs"})
+_PAYLOAD_BUILTINS = frozenset({"set", "frozenset", "slice", "range", "complex", "bytearray", "bytes", "dict", "list",
+                               "tuple", "int", "float", "str", "bool", "object"})
+
+
+class _PayloadUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        root = module.split(".", 1)[0]
+        if (module == "builtins" and name in _PAYLOAD_BUILTINS) or root in _PAYLOAD_MODULES:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"MemberSlice payload: refusing {module}.{name} (a member payload holds only "
+                                     f"twin models, numpy arrays and plain containers)")
+
+
+def load_payload(payload: bytes) -> Any:
+    """Unpickle a member payload with :class:`_PayloadUnpickler` (an allow-list of the classes members are
+    made of). The payload is made by the driver from its in-memory models (:meth:`DaskMembers.from_models`)
+    and travels only to the Dask workers the twin connects to; nothing from a run folder, a file or a
+    client is unpickled. Dask's own protocol pickles too: a scheduler address must be a trusted cluster
+    (the LocalCluster of ``scheduler: local`` binds 127.0.0.1)."""
+    return _PayloadUnpickler(io.BytesIO(payload)).load()
+
+
 class MemberSlice:
     """Members ``models`` of an ensemble, alive on one Dask worker (created there as an Actor).
 
     ``payload``: ``pickle.dumps((models, held))``; ``held[k]`` maps a forcing key to the one-value array
-    member ``k``'s boundary or inflow series holds (pickled together, so the identity survives)."""
+    member ``k``'s boundary or inflow series holds (pickled together, so the identity survives); read
+    with :func:`load_payload` (an allow-list of classes)."""
 
     def __init__(self, payload: bytes) -> None:
-        self.models, self.held = pickle.loads(payload)
+        self.models, self.held = load_payload(payload)
         self._old: np.ndarray | None = None
 
     def time(self) -> float:
