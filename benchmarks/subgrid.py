@@ -6,8 +6,10 @@ Problem: the shipped real SRTM 30 m terrain of Đà Nẵng (``twin/data/danang/t
 Cases, in one invocation: the full 30 m solve, the subgrid solve at 90 m (``FloodModel(fine, subgrid=3)``;
 the table build is timed apart, with and without the disk cache), and the plain 90 m solve (block-mean
 terrain) for reference. One JSON line per case, then a ``ratio`` line: wall and CPU time of the subgrid
-solve over the fine solve (target <= 1/8), and the accuracy of both coarse solves against the fine one
-(max-depth RMSE over cells wet in either, CSI at 0.1 m, land volume ratio). The fine and subgrid solves
+solve over the fine solve (target <= 1/8), and the accuracy of the coarse solves against the fine one
+(max-depth RMSE over cells wet in either, CSI at 0.1 m, land volume ratio): the subgrid solve with
+``--face-weight`` (default 0.5, the model's), the subgrid solve with faces at the upwind level (weight 1,
+the rule before docs/design/subgrid-face-level.md) and the plain 90 m solve. The fine and subgrid solves
 alternate ``--repeat`` times (default 3) and each case reports its fastest repetition (``wall_s``), all of
 them (``wall_s_each``) and the ratio of each fine/subgrid pair.
 
@@ -46,6 +48,7 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3,
                     help="fine and subgrid solves alternate this many times; each reports its fastest (default 3)")
+    ap.add_argument("--face-weight", type=float, default=0.5, help="subgrid face level weight (default 0.5)")
     ap.add_argument("--levels", type=int, default=None, help="levels per cell table (default: one per pixel up to 16)")
     ap.add_argument("--coupled", type=float, default=None, metavar="HOURS",
                     help="instead: the coupled Tam Kỳ scenario at 30 m with subgrid factor 3 (10 m city) for HOURS")
@@ -84,7 +87,8 @@ def main(argv=None) -> None:
     fine_runs, sub_runs = [], []
     for _ in range(args.repeat):
         fine_runs.append(_timed(lambda: solve(FloodModel(fine, manning=0.04, threads=args.threads))))
-        sub_runs.append(_timed(lambda: solve(FloodModel(fine, manning=0.04, threads=args.threads, subgrid=tab))))
+        sub_runs.append(_timed(lambda: solve(FloodModel(fine, manning=0.04, threads=args.threads, subgrid=tab,
+                                                        subgrid_face_weight=args.face_weight))))
     mf, wf, cf = min(fine_runs, key=lambda r: r[1])
     ms, ws, cs = min(sub_runs, key=lambda r: r[1])
     cells_f = n * n
@@ -93,7 +97,7 @@ def main(argv=None) -> None:
                            "cell_updates_per_s": cells_f * mf.n_steps / wf,
                            "cell_updates_per_cpu_s": cells_f * mf.n_steps / max(cf, 1e-9)})
     cells_c = (n // 3) ** 2
-    lines.append(common | {"case": "subgrid_90m", "wall_s": ws, "cpu_s": cs, "cells": cells_c, "substeps": ms.n_steps,
+    lines.append(common | {"case": "subgrid_90m", "face_weight": args.face_weight, "wall_s": ws, "cpu_s": cs, "cells": cells_c, "substeps": ms.n_steps,
                            "wall_s_each": [r[1] for r in sub_runs],
                            "table_build_s": wb, "table_cached_read_s": wr,
                            "cell_updates_per_s": cells_c * ms.n_steps / ws,
@@ -101,6 +105,7 @@ def main(argv=None) -> None:
                            "volume_relative_error": ms.volume_balance()["relative_error"]})
     pairs = sorted(s[1] / f[1] for f, s in zip(fine_runs, sub_runs))
     zc = z.reshape(n // 3, 3, n // 3, 3).mean(axis=(1, 3))
+    mu = solve(FloodModel(fine, manning=0.04, threads=args.threads, subgrid=tab, subgrid_face_weight=1.0))
     mc, wc, cc = _timed(lambda: solve(FloodModel(Terrain.from_array(zc, 90.0), manning=0.04, threads=args.threads)))
     lines.append(common | {"case": "plain_90m", "wall_s": wc, "cpu_s": cc, "cells": cells_c, "substeps": mc.n_steps,
                            "cell_updates_per_s": cells_c * mc.n_steps / wc})
@@ -119,6 +124,7 @@ def main(argv=None) -> None:
                            "subgrid_over_fine_wall_each_pair": pairs,
                            "target_wall_ratio": 1 / 8, "plain_over_fine_wall": wc / wf,
                            "subgrid_vs_fine": scores(ms.fine_max_depth(), ms.fine_depth()),
+                           "subgrid_upwind_face_level_vs_fine": scores(mu.fine_max_depth(), mu.fine_depth()),
                            "plain_vs_fine": scores(up(mc.max_depth), up(mc.depth))})
     for line in lines:
         print(json.dumps(line), flush=True)

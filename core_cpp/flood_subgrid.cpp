@@ -11,7 +11,8 @@
 // only on the old state, never on the thread count; reductions go to per-row slots):
 //   A level of each cell from its mean depth (inverse of the volume table)
 //   B raw face fluxes: q+ = (theta q + (1-theta)/2 (q_l + q_r) - g hbar dt d(eta)/dx)
-//                          / (1 + g n^2 dt |q| / h_eff^(7/3)), eta_f = max(eta_L, eta_R),
+//                          / (1 + g n^2 dt |q| / h_eff^(7/3)), hbar and h_eff read at the face level
+//     eta_f = max((eta_L + eta_R) / 2, z_f + w (max(eta_L, eta_R) - z_f)) (w = face_weight; w >= 1: max(eta_L, eta_R)),
 //     with LISFLOOD-FP's fallback to theta = 1 when the centred flux runs against the head drop
 //   C positivity limiter factor per cell (as the regular kernel)
 //   D limited fluxes
@@ -126,7 +127,7 @@ double subgrid_binding(dcarr z, dcarr h, dcarr qx, dcarr qy, dcarr h_out, dcarr 
                        dcarr maxh, dcarr maxspeed, dcarr arrival, dcarr maxlevel, dcarr row_sums, double dx, double dt,
                        double theta, double t_end, py::object rain0, py::object rain1, double rain_w,
                        double rain_scale, py::object loss, double loss_scale, int threads, py::object level_cache,
-                       py::object depth_cache, py::object level_segment) {
+                       py::object depth_cache, py::object level_segment, double face_weight) {
     using namespace subgrid;
     if (z.ndim() != 2) fail("elevation: expected a 2-D (ny, nx) array, got shape " + shape_str(z));
     const py::ssize_t ny = z.shape(0), nx = z.shape(1);
@@ -160,6 +161,8 @@ double subgrid_binding(dcarr z, dcarr h, dcarr qx, dcarr qy, dcarr h_out, dcarr 
     checked_scalar<double>(dt, "dt", true, true);
     checked_scalar<double>(t_end, "t_end", false);
     if (!(theta >= 0.0 && theta <= 1.0)) fail("theta: must be in [0, 1], got " + std::to_string(theta));
+    if (!(face_weight > 0.0 && face_weight <= 1.0))
+        fail("face_weight: must be in (0, 1], got " + std::to_string(face_weight));
     if (threads < 0) fail("threads: must be >= 0 (0 = default), got " + std::to_string(threads));
     const std::uint8_t* ek = edge_kind.data();
     for (py::ssize_t i = 0; i < edge_kind.size(); ++i)
@@ -249,6 +252,7 @@ double subgrid_binding(dcarr z, dcarr h, dcarr qx, dcarr qy, dcarr h_out, dcarr 
     a.dx = dx;
     a.dt = dt;
     a.theta = theta;
+    a.face_weight = face_weight;
     a.t_end = t_end;
     a.threads = resolve_threads(threads);
     double hmax;
@@ -303,7 +307,7 @@ void register_flood_subgrid(py::module_& m) {
           py::arg("t_end"), py::arg("rain0") = py::none(), py::arg("rain1") = py::none(), py::arg("rain_w") = 0.0,
           py::arg("rain_scale") = 0.0, py::arg("loss") = py::none(), py::arg("loss_scale") = 0.0,
           py::arg("threads") = 0, py::arg("level_cache") = py::none(), py::arg("depth_cache") = py::none(),
-          py::arg("level_segment") = py::none(),
+          py::arg("level_segment") = py::none(), py::arg("face_weight") = 0.5,
           "One subgrid local-inertial sub-step (float64; see core_cpp/flood_subgrid.cpp and twin/flood/subgrid.py). "
           "h is the mean depth (volume / cell area) on the coarse grid; the tables come from "
           "twin.flood.subgrid.SubgridTables. Writes h_out/qx_out/qy_out, updates the trackers (max_level: the "
@@ -312,7 +316,8 @@ void register_flood_subgrid(py::module_& m) {
           "level_cache/depth_cache (ny, nx), in/out: the level of each cell's last depth, reused where the depth "
           "has the same bits (same results, one table inversion per cell saved). Optional level_segment (ny, nx) int32, "
           "in/out: the volume-table segment of each cell's last level, where the next inversion starts (same results "
-          "whatever it holds; a walk of a segment or two instead of a search).");
+          "whatever it holds; a walk of a segment or two instead of a search). face_weight in (0, 1]: faces are read at "
+          "max((level_L + level_R) / 2, z_face + face_weight (upwind level - z_face)); 1: at the upwind level.");
     m.def("flood_subgrid_check_tables", &check_tables, py::arg("cells").noconvert(), py::arg("faces_x").noconvert(),
           py::arg("faces_y").noconvert(),
           "Validate subgrid tables once (finite; level spacing >= 0; fractions in [0, 1]; volume tables strictly "

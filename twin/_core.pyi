@@ -50,6 +50,7 @@ def flood_subgrid_step(
     rain_w: float = 0.0, rain_scale: float = 0.0, loss: NDArray[np.float64] | None = None,
     loss_scale: float = 0.0, threads: int = 0, level_cache: NDArray[np.float64] | None = None,
     depth_cache: NDArray[np.float64] | None = None, level_segment: NDArray[np.int32] | None = None,
+    face_weight: float = 0.5,
 ) -> float: ...
 # ---- traffic (core_cpp/traffic_*.cpp) ----
 

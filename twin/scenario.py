@@ -273,6 +273,10 @@ class Flood(_Model):
         None, ge=1, le=10,
         description="subgrid topography: the city is built at resolution_m / subgrid_factor and the flood is "
                     "solved at resolution_m on tables of that finer terrain (docs/user-guide/flood.md)")
+    subgrid_face_weight: float = Field(
+        0.5, gt=0, le=1,
+        description="with subgrid_factor: faces are read at max(mean of the two cells' levels, face bed + weight x "
+                    "(upwind level - face bed)); 1 = the upwind level (docs/design/subgrid-face-level.md)")
 
     @model_validator(mode="after")
     def _subgrid_ok(self):

@@ -103,6 +103,7 @@ class FloodModel:
         theta: float = 0.8,
         threads: int | None = None,
         subgrid=None,
+        subgrid_face_weight: float = 0.5,
     ) -> None:
         from ..terrain import Terrain
 
@@ -126,6 +127,13 @@ class FloodModel:
         th = positive_scalar(theta, "theta")
         if th > 1.0:
             raise ValueError(f"theta: must be in [0, 1], got {theta!r}")
+        fw = positive_scalar(subgrid_face_weight, "subgrid_face_weight", allow_zero=False)
+        if fw > 1.0:
+            raise ValueError(f"subgrid_face_weight: must be in (0, 1], got {subgrid_face_weight!r}")
+        #: subgrid faces are read at max(mean of the two levels, z_face + w (upwind level - z_face));
+        #: 1 = the upwind level (docs/design/subgrid-face-level.md); unused without subgrid topography and
+        #: with factor 1 (one pixel per cell: the regular scheme, faces at the upwind level)
+        self.subgrid_face_weight = fw
         if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
             raise ValueError(f"threads: expected a positive integer or None, got {threads!r}")
         self.terrain = terrain
@@ -181,7 +189,7 @@ class FloodModel:
         self._inputs = SolverInputs(
             z=self._z, valid=self._valid, manning=self._manning, cell_size=self.cell_size, dtype=self.dtype,
             edge_kind=self._edge_kind, edge_value=self._edge_value, alpha=self.alpha, theta=self.theta,
-            threads=self.threads, subgrid=self.subgrid,
+            threads=self.threads, subgrid=self.subgrid, subgrid_face_weight=self.subgrid_face_weight,
         )  # fmt: skip
         self._solver_cell_counts = (0, 0, 0, 0)  # pumps, prescribed cells, inflows, breaches in _inputs
         self._solver = solver_cls(self._inputs)

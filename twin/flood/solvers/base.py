@@ -69,6 +69,8 @@ class SolverInputs:
     #: subgrid tables (:class:`twin.flood.subgrid.SubgridTables`) when the model solves on a coarse grid
     #: with subgrid topography (``FloodModel(..., subgrid=...)``), else None
     subgrid: Any = None
+    #: subgrid face level weight in (0, 1] (``FloodModel(..., subgrid_face_weight=...)``; see the kernel)
+    subgrid_face_weight: float = 0.5
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -64,6 +64,7 @@ class SubgridSolver(InertialSolver):
             rain0=f.rain0, rain1=f.rain1, rain_w=f.rain_w, rain_scale=f.rain_scale,
             loss=f.loss, loss_scale=f.loss_scale, threads=m.threads or 0,
             level_cache=self._level_cache, depth_cache=self._depth_cache, level_segment=self._level_segment,
+            face_weight=m.subgrid_face_weight if t.factor > 1 else 1.0,  # one pixel per cell: nothing pools
         )  # fmt: skip
         self._cur = n
         return hmax
