@@ -30,6 +30,8 @@ Every KPI here can be recomputed from the run folder's files (``fields.nc``, ``*
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -55,7 +57,7 @@ def exposure_person_hours(people: pd.DataFrame, interval_s: float) -> dict[str, 
 
 
 def clearance_times(people: pd.DataFrame, quantiles=(0.5, 0.9, 0.95)) -> dict[str, float | None]:
-    res = {f"p{int(q * 100)}": None for q in quantiles}
+    res: dict[str, float | None] = {f"p{int(q * 100)}": None for q in quantiles}
     if people is None or len(people) == 0 or "state" not in people:
         return res
     st = people["state"].astype(str)
@@ -104,8 +106,8 @@ def evacuated_before_water(people: pd.DataFrame, min_depth_m: float = EXPOSURE_M
 def response_times(incidents: pd.DataFrame) -> dict:
     """Ambulance response (medical incidents): median/p90 of ``response_time_s``; unreached =
     incidents of any kind without a response by the end (also by kind)."""
-    out = {"n_incidents": 0, "n_medical": 0, "median_s": None, "p90_s": None, "unreached": 0,
-           "unreached_by_kind": {}}
+    out: dict[str, Any] = {"n_incidents": 0, "n_medical": 0, "median_s": None, "p90_s": None, "unreached": 0,
+                           "unreached_by_kind": {}}
     if incidents is None or len(incidents) == 0:
         return out
     out["n_incidents"] = int(len(incidents))
@@ -126,7 +128,7 @@ def response_times(incidents: pd.DataFrame) -> dict:
 
 
 def travel_time_index(trips: pd.DataFrame) -> dict:
-    out = {"completed_trips": 0, "index": None}
+    out: dict[str, Any] = {"completed_trips": 0, "index": None}
     if trips is None or len(trips) == 0 or "free_flow_time_s" not in trips or "travel_time_s" not in trips:
         return out
     tt = pd.to_numeric(trips["travel_time_s"], errors="coerce")

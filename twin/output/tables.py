@@ -13,24 +13,53 @@ import pandas as pd
 from twin.hazard import hazard_class_name, hazard_rating
 
 if TYPE_CHECKING:  # pragma: no cover
+    from twin.agents.people import PeopleModel
+    from twin.agents.services import EmergencyServices
     from twin.build import Twin
+    from twin.roads.network import RoadNetwork
+    from twin.traffic.model import TrafficModel
 
 __all__ = ["links_table", "units_table", "people_table", "people_state_counts", "trips_table", "free_flow_times",
            "incidents_table", "max_depth_at_places", "place_cells", "places_in_water"]
 
 
+def _traffic(tw: Twin, what: str) -> TrafficModel:
+    if tw.traffic is None:
+        raise ValueError(f"{what}: this twin has no traffic component (enable traffic in the scenario)")
+    return tw.traffic
+
+
+def _people(tw: Twin, what: str) -> PeopleModel:
+    if tw.people is None:
+        raise ValueError(f"{what}: this twin has no people component (enable people in the scenario)")
+    return tw.people
+
+
+def _services(tw: Twin, what: str) -> EmergencyServices:
+    if tw.services is None:
+        raise ValueError(f"{what}: this twin has no services component (enable services in the scenario)")
+    return tw.services
+
+
+def _network(tw: Twin, what: str) -> RoadNetwork:
+    if tw.traffic_network is None:
+        raise ValueError(f"{what}: this twin has no road network (enable traffic in the scenario)")
+    return tw.traffic_network
+
+
 def links_table(tw: Twin, t_s: float) -> pd.DataFrame:
-    tm = tw.traffic
+    tm = _traffic(tw, "links_table")
     L = tm.network.n_links
     depth = tw.link_depth if tw.link_depth is not None else np.zeros(L)
     closed = tw.closed
+    manual = tw.manual_closed if tw.manual_closed is not None else np.zeros(L, bool)
     df = pd.DataFrame({
         "t_s": np.full(L, float(t_s)),
         "link_id": np.arange(L, dtype=np.int64),
         "depth_m": depth.astype(float),
         "speed_factor": np.asarray(tm.link_speed_factor, dtype=float),
         "closed": closed,
-        "closed_by_water": closed & ~tw.manual_closed,
+        "closed_by_water": closed & ~manual,
         "flow_veh_per_s": np.asarray(tm.link_flow, dtype=float),
         "density_veh_per_m": np.asarray(tm.link_density, dtype=float),
         "speed_mps": np.asarray(tm.link_speed, dtype=float),
@@ -68,32 +97,34 @@ def units_table(tw: Twin, t_s: float) -> pd.DataFrame:
 def people_table(tw: Twin, t_s: float) -> pd.DataFrame:
     """The people model's state table with ``t_s``, the water depth at each agent's cell and the
     FD2321 hazard class of the agent's own hazard rating (which sees upper floors)."""
-    df = tw.people.state_table().copy()
+    people = _people(tw, "people_table")
+    df = people.state_table().copy()
     df.insert(0, "t_s", float(t_s))
-    if tw.flood is not None:
+    depth, speed = tw.depth(), tw.speed()  # None without a flood component
+    if depth is not None:
         r, c, ok = _cells_at(tw, df["x"].to_numpy(), df["y"].to_numpy())
-        df["depth_m"] = np.where(ok, tw.depth()[r, c], 0.0).astype(float)
+        df["depth_m"] = np.where(ok, depth[r, c], 0.0).astype(float)
     else:
         df["depth_m"] = 0.0
     if "hazard_rating" not in df.columns:
         r, c, ok = _cells_at(tw, df["x"].to_numpy(), df["y"].to_numpy())
-        v = np.where(ok, tw.speed()[r, c], 0.0) if tw.flood is not None else 0.0
+        v = np.where(ok, speed[r, c], 0.0) if speed is not None else 0.0
         df["hazard_rating"] = hazard_rating(df["depth_m"].to_numpy(), v)
-    df["hazard_class"] = hazard_class_name(df["hazard_rating"].to_numpy(float), tw.people.params.hazard_thresholds)
+    df["hazard_class"] = hazard_class_name(df["hazard_rating"].to_numpy(float), people.params.hazard_thresholds)
     for col in df.columns:
         if isinstance(df[col].dtype, pd.CategoricalDtype):
             df[col] = df[col].astype(str)
     return df
 
 def people_state_counts(tw: Twin) -> dict:
-    df = tw.people.state_table()
+    df = _people(tw, "people_state_counts").state_table()
     if "state" not in df.columns:
         return {}
     w = df["persons"] if "persons" in df.columns else pd.Series(1.0, index=df.index)
     return {str(k): float(v) for k, v in w.groupby(df["state"].astype(str)).sum().items()}
 
 def trips_table(tw: Twin) -> pd.DataFrame:
-    trips = tw.traffic.trips.copy()
+    trips = _traffic(tw, "trips_table").trips.copy()
     trips = trips.reset_index()
     if "index" in trips.columns and "trip_id" not in trips.columns:
         trips = trips.rename(columns={"index": "trip_id"})
@@ -107,7 +138,7 @@ def free_flow_times(tw: Twin, origins: np.ndarray, destinations: np.ndarray) -> 
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import dijkstra
 
-    net = tw.traffic_network
+    net = _network(tw, "free_flow_times")
     links = net.links
     n = net.n_nodes
     node_index = {nid: i for i, nid in enumerate(net.nodes.index if "id" not in net.nodes else net.nodes["id"])}
@@ -135,7 +166,7 @@ def free_flow_times(tw: Twin, origins: np.ndarray, destinations: np.ndarray) -> 
     return out
 
 def incidents_table(tw: Twin) -> pd.DataFrame:
-    return tw.services.incident_table().copy()
+    return _services(tw, "incidents_table").incident_table().copy()
 
 # a place whose cell is permanent water at the run's resolution is read at the nearest land cell
 # within this distance (a building on the bank: a cell or two at coarse grids)

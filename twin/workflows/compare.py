@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,11 +56,11 @@ def _check_kpis(kp: dict, path) -> None:
         kind, sub = t
         if kind in ("map", "obj") and not isinstance(v, dict):
             bad(key, v, "an object")
-        if kind == "map":
+        if isinstance(sub, str):  # ("map", type of every value)
             for k, x in v.items():
                 if not _type_ok(x, sub):
                     bad(f"{key}.{k}", x, "a number")
-        elif kind == "obj":
+        elif kind == "obj":  # ("obj" | "list", {key: type})
             for k, st in sub.items():
                 if k in v and not _type_ok(v[k], st):
                     bad(f"{key}.{k}", v[k], "a number" if st.startswith("num") else "a string")
@@ -206,9 +207,9 @@ def _read_depth(path: Path):
         raise ValueError(f"{path}: not a readable GeoTIFF ({exc})") from None
 
 
-def flat_kpis(kp: dict) -> dict[str, float]:
+def flat_kpis(kp: dict) -> dict[str, float | None]:
     """The scalar KPIs of a ``kpis.json`` as ``{label: value}`` (time series left out)."""
-    out: dict[str, float] = {}
+    out: dict[str, float | None] = {}
     for k, v in (kp.get("flooded_area_final_m2") or {}).items():
         out[f"flooded area {k} at end [km²]"] = v / 1e6
     if kp.get("flooded_area_max_m2") is not None:
@@ -246,9 +247,9 @@ def compare_runs(run_a, run_b, png: str | Path | None = None, force: bool = Fals
     Runs of different cities are refused (ValueError naming both) unless ``force``; then the result's
     ``warnings`` says so."""
     a, b = Path(run_a), Path(run_b)
-    for r in (a, b):
-        if not r.is_dir():
-            raise FileNotFoundError(f"{r}: no such run folder")
+    for run in (a, b):
+        if not run.is_dir():
+            raise FileNotFoundError(f"{run}: no such run folder")
     kpa, kpb = read_kpis(a), read_kpis(b)
     warnings = []
     ca, cb = run_city(a), run_city(b)
@@ -260,7 +261,7 @@ def compare_runs(run_a, run_b, png: str | Path | None = None, force: bool = Fals
         warnings.append(msg + " (compared anyway: --force)")
     warnings += run_differences(a, b)
     ka, kb = flat_kpis(kpa), flat_kpis(kpb)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for key in list(dict.fromkeys(list(ka) + list(kb))):
         va, vb = ka.get(key), kb.get(key)
         diff = (vb - va) if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else None
@@ -274,7 +275,7 @@ def compare_runs(run_a, run_b, png: str | Path | None = None, force: bool = Fals
     lines = lines[1:3] + [f"{'KPI':<{w}}  {'A':>14}  {'B':>14}  {'B - A':>14}"]
     for r in rows:
         lines.append(f"{r['kpi']:<{w}}  {f(r['a']):>14}  {f(r['b']):>14}  {f(r['b_minus_a']):>14}")
-    res = {"run_a": str(a), "run_b": str(b), "rows": rows, "table": "\n".join(lines), "png": None,
+    res: dict[str, Any] = {"run_a": str(a), "run_b": str(b), "rows": rows, "table": "\n".join(lines), "png": None,
            "cities": [ca, cb], "warnings": warnings}
     from twin.output.kpi_catalog import compare_rows
 
