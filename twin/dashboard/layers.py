@@ -84,7 +84,8 @@ def _road_geometry(links: pd.DataFrame, nodes: pd.DataFrame | None) -> tuple[lis
     frm = links["from"].tolist() if "from" in links.columns else [None] * len(links)
     to = links["to"].tolist() if "to" in links.columns else [None] * len(links)
     for k, lid in enumerate(links.index):
-        xs = ys = None
+        xs: np.ndarray | None = None
+        ys: np.ndarray | None = None
         g = geom.iloc[k] if geom is not None else None
         if g is not None and hasattr(g, "coords"):
             c = np.asarray(g.coords, dtype=float)
@@ -93,7 +94,7 @@ def _road_geometry(links: pd.DataFrame, nodes: pd.DataFrame | None) -> tuple[lis
             a, b = node_xy.get(frm[k]), node_xy.get(to[k])
             if a is not None and b is not None:
                 xs, ys = np.array([a[0], b[0]]), np.array([a[1], b[1]])
-        if xs is None:
+        if xs is None or ys is None:
             continue
         link_xy[int(lid)] = (xs, ys)
         mids[int(lid)] = (float(xs[len(xs) // 2] if len(xs) > 2 else xs.mean()),
@@ -214,7 +215,8 @@ def _bounds(terrain: Any) -> tuple[float, float, float, float]:
     b = terrain.bounds
     if hasattr(b, "left"):
         return float(b.left), float(b.bottom), float(b.right), float(b.top)
-    return tuple(float(v) for v in b)  # (west, south, east, north)
+    west, south, east, north = (float(v) for v in b)
+    return west, south, east, north
 
 
 def layers_from_run(run: Run) -> Layers:
@@ -275,7 +277,7 @@ class LayerCache:
     def for_run(self, run: Run) -> Layers:
         name, res = city_name_of(run)
         if name:
-            key = ("city", name, res)
+            key: tuple[Any, ...] = ("city", name, res)
             with self._lock:
                 if key in self._d:
                     return self._d[key]

@@ -98,8 +98,8 @@ class RoadNetwork:
         self._from_idx = self._index.get_indexer(links["from"].to_numpy()).astype(np.int32)
         self._to_idx = self._index.get_indexer(links["to"].to_numpy()).astype(np.int32)
         self._kdtree = None
-        self._out = None
-        self._in = None
+        self._out: _CSR | None = None
+        self._in: _CSR | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod

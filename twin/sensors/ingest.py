@@ -250,12 +250,13 @@ class Ingester:
                 raise
             log.warning("store refused a batch of %d observation(s) (%s); retrying it in parts",
                         n, reject_reason(exc))
-        res, refused = InsertResult(), []
+        res = InsertResult()
+        refused: list[tuple[int, BaseException]] = []
         self._insert_parts(out, list(range(n)), res, refused)
-        for i, exc in refused:
+        for i, err in refused:
             m = buf[row_msg[i]]
             rejects.append((m[1], m[0], f"store refused datastream {out.ids[i]!r} at "
-                            f"{np.datetime64(out.times[i], 's')}Z: {reject_reason(exc)}", rec_times[row_msg[i]], m[2]))
+                            f"{np.datetime64(out.times[i], 's')}Z: {reject_reason(err)}", rec_times[row_msg[i]], m[2]))
         with self.store.transaction():
             return res, self.store.add_rejects(rejects)
 
