@@ -56,6 +56,8 @@ def main(argv=None) -> None:
     if args.coupled is not None:
         print(json.dumps(coupled(args.coupled)), flush=True)
         return
+    if not 0.0 < args.face_weight <= 1.0:
+        ap.error(f"--face-weight: expected a number in (0, 1], got {args.face_weight}")
     if args.size % 3 or args.size < 30:
         ap.error(f"--size: expected a multiple of 3 of at least 30, got {args.size}")
     import numpy as np

@@ -383,6 +383,10 @@ def test_scenario_subgrid_factor_builds_fine_city_and_coarse_flood(tmp_path):
                          overrides=["resolution_m=270", "flood.subgrid_factor=3", "flood.dtype=float64",
                                     "flood.subgrid_face_weight=0.7"])
     assert tw.flood.subgrid_face_weight == 0.5 and build_twin(sc_w, city=fine).flood.subgrid_face_weight == 0.7
+    from twin.workflows.runs import fork_overrides_check
+
+    with pytest.raises(ValueError, match="fork: cannot apply flood.subgrid_face_weight after the fork time"):
+        fork_overrides_check(sc, sc_w)  # the restored state was solved with the other weight: refused by name
     with pytest.raises(ValueError, match="subgrid_face_weight"):
         load_scenario(repo / "scenarios" / "danang_rain.yaml",
                       overrides=["resolution_m=270", "flood.subgrid_factor=3", "flood.dtype=float64",

@@ -23,28 +23,27 @@ __all__ = ["links_table", "units_table", "people_table", "people_state_counts", 
            "incidents_table", "max_depth_at_places", "place_cells", "places_in_water"]
 
 
+def _need[C](component: C | None, what: str, name: str, section: str) -> C:
+    """``component``, or a ValueError naming the table (``what``) and the component the twin lacks."""
+    if component is None:
+        raise ValueError(f"{what}: this twin has no {name} (enable {section} in the scenario)")
+    return component
+
+
 def _traffic(tw: Twin, what: str) -> TrafficModel:
-    if tw.traffic is None:
-        raise ValueError(f"{what}: this twin has no traffic component (enable traffic in the scenario)")
-    return tw.traffic
+    return _need(tw.traffic, what, "traffic component", "traffic")
 
 
 def _people(tw: Twin, what: str) -> PeopleModel:
-    if tw.people is None:
-        raise ValueError(f"{what}: this twin has no people component (enable people in the scenario)")
-    return tw.people
+    return _need(tw.people, what, "people component", "people")
 
 
 def _services(tw: Twin, what: str) -> EmergencyServices:
-    if tw.services is None:
-        raise ValueError(f"{what}: this twin has no services component (enable services in the scenario)")
-    return tw.services
+    return _need(tw.services, what, "services component", "services")
 
 
 def _network(tw: Twin, what: str) -> RoadNetwork:
-    if tw.traffic_network is None:
-        raise ValueError(f"{what}: this twin has no road network (enable traffic in the scenario)")
-    return tw.traffic_network
+    return _need(tw.traffic_network, what, "road network", "traffic")
 
 
 def links_table(tw: Twin, t_s: float) -> pd.DataFrame:
@@ -78,9 +77,7 @@ def units_table(tw: Twin, t_s: float) -> pd.DataFrame:
     """Where each emergency unit is at ``t_s`` (along its route while it moves, interpolated by
     elapsed travel time; else the place it last reached), its phase (idle, to_scene, on_scene,
     to_hospital, ...), the incident it works on (-1: none) and whether it is available."""
-    svc = tw.services
-    if svc is None:
-        raise ValueError("units_table: this twin has no services component")
+    svc = _services(tw, "units_table")
     us = svc.units
     x, y = svc.positions_at(float(t_s))
     return pd.DataFrame({
