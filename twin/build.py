@@ -67,6 +67,7 @@ class Twin:
     sea_mask: np.ndarray | None = None      # sea cells in the model (the coastal stage strip)
     sea_full: np.ndarray | None = None      # every sea cell (maps)
     initial_depth: np.ndarray | None = None  # water at t = 0 (permanent water bodies)
+    reservoir_footprint: np.ndarray | None = None  # the lumped reservoir's lake, drained on the grid
     urban: np.ndarray | str = "urban"  # FD2321 land use per cell (twin.hazard.land_use)
     link_sampler: LinkDepthSampler | None = None
     road_water: RoadWaterLevel | None = None  # bridges and bank roads meet water above the banks only
@@ -459,6 +460,76 @@ def _place_xy(tw: Twin, place: str) -> tuple[float, float]:
                      plural="places", by_id="place_id")
 
 
+# a lumped reservoir's water on the grid: cells of the city's initial water whose level lies within this of
+# the seed's (the bundle holds the lake at its normal level; rivers entering it stand higher)
+LAKE_LEVEL_BAND_M = 0.5
+# without 'xy', the seed is the deepest initial water at the full-supply level, if it is at least this deep
+LAKE_MIN_SEED_DEPTH_M = 2.0
+
+
+def _lumped_reservoir_footprint(tw: Twin, terrain, h0: np.ndarray) -> np.ndarray | None:
+    """The cells of the twin's grid where the city's initial water is the lumped reservoir's lake
+    (``flood.reservoir`` without ``in_grid``), or None when the grid holds no such water.
+
+    The level pool (twin.flood.reservoir_ops / forcing) owns the reservoir's storage and release. Its lake,
+    left on the 2-D grid, would be a second copy of that water: 14 m deep, it set the sub-step of every Tam
+    Kỳ run, and where the domain's free edge cuts it the inertial solver drained it out of the domain (at
+    100 m, 135 Mm³ in 12 h of the Molave scenario, the lake 5 m lower while the level pool rose). The lake is
+    the 4-connected initial water around ``reservoir.xy`` (or, without it, around the deepest initial water
+    standing at the full-supply level) whose level is within ``LAKE_LEVEL_BAND_M`` of the seed's."""
+    from scipy import ndimage
+
+    res = tw.scenario.flood.reservoir
+    assert res is not None
+    wet = terrain.valid & (h0 > 0.05)
+    if not wet.any():
+        return None
+    level = np.where(wet, terrain.elevation + h0, np.nan)
+    if res.xy is not None:
+        x, y = _to_utm(res.xy, res.crs)[0]
+        r, c = terrain.rowcol(x, y)
+        ny, nx = terrain.shape
+        if not (0 <= r < ny and 0 <= c < nx) or not wet[r, c]:
+            raise ValueError(f"flood.reservoir.xy ({res.name}): ({x:.0f}, {y:.0f}) is not in the city's initial "
+                             "water on the grid: give a point inside the reservoir's lake")
+    else:
+        at_fsl = wet & (np.abs(np.nan_to_num(level, nan=-1e9) - res.full_supply_level_m) <= LAKE_LEVEL_BAND_M)
+        if not at_fsl.any():
+            return None
+        d = np.where(at_fsl, h0, -1.0)
+        r, c = np.unravel_index(int(np.argmax(d)), d.shape)
+        if d[r, c] < LAKE_MIN_SEED_DEPTH_M:
+            return None
+    band = wet & (np.abs(np.nan_to_num(level, nan=-1e9) - level[r, c]) <= LAKE_LEVEL_BAND_M)
+    lab, _ = ndimage.label(band)
+    return lab == lab[r, c]
+
+
+def _close_edges_of(fm, mask: np.ndarray) -> None:
+    """Wall on the domain-edge faces of the cells in ``mask``."""
+    ny, nx = mask.shape
+    for edge, rr, cc in (("west", np.arange(ny), np.zeros(ny, int)), ("east", np.arange(ny), np.full(ny, nx - 1)),
+                         ("north", np.zeros(nx, int), np.arange(nx)), ("south", np.full(nx, ny - 1), np.arange(nx))):
+        on = mask[rr, cc]
+        if on.any():
+            fm.set_boundary(edge, "wall", cells=list(zip(rr[on].tolist(), cc[on].tolist())))
+
+
+def _solve_cells(fm, mask: np.ndarray) -> list[tuple[int, int]]:
+    """The solve grid's cells of a mask on the twin's grid: with subgrid topography, the coarse cells at
+    least half of whose pixels are in it."""
+    if fm.subgrid is None:
+        r, c = np.nonzero(mask)
+        return list(zip(r.tolist(), c.tolist()))
+    f = fm.subgrid.factor
+    ny, nx = mask.shape
+    pad = np.zeros((fm.shape[0] * f, fm.shape[1] * f), bool)
+    pad[:ny, :nx] = mask
+    share = pad.reshape(pad.shape[0] // f, f, pad.shape[1] // f, f).mean(axis=(1, 3))
+    r, c = np.nonzero(share >= 0.5)
+    return list(zip(r.tolist(), c.tolist()))
+
+
 def _reservoir_on_grid(tw: Twin) -> np.ndarray:
     """The reservoir's water at its initial level (``flood.reservoir.in_grid``), its footprint and
     volume taken from the city bundle's native terrain when the model grid is coarser
@@ -512,6 +583,15 @@ def _build_flood(tw: Twin) -> None:
         z = terrain.elevation
         h0 = np.where(terrain.valid, h0, 0.0)
     h_res = None
+    lake = None
+    if f.reservoir is not None and not f.reservoir.in_grid:
+        lake = _lumped_reservoir_footprint(tw, terrain, h0)
+        if lake is not None:
+            lake_water_m3 = float(np.nan_to_num(h0[lake]).sum()) * terrain.cell_size ** 2
+        else:
+            tw.forcing["reservoir_footprint"] = {
+                "cells": 0, "area_m2": 0.0, "initial_water_m3": 0.0,
+                "note": "no initial water at the full-supply level on the grid: the level pool lies outside it"}
     if f.reservoir is not None and f.reservoir.in_grid:
         h_res = _reservoir_on_grid(tw)
         if tw.terrain is not terrain:  # barrier cells raised: their normal water keeps its surface
@@ -527,6 +607,10 @@ def _build_flood(tw: Twin) -> None:
     # edges
     for edge in ("north", "south", "east", "west"):
         fm.set_boundary(edge, getattr(f.boundaries, edge))
+    if h_res is not None:
+        # a reservoir filled on the grid and cut by the domain's edge continues beyond it: a wall there (a
+        # free edge would drain it at normal depth, the inertial solver at thousands of m³/s)
+        _close_edges_of(fm, h_res > 0)
     rain = rain_series(tw)
     if rain is not None:
         fm.set_rainfall(rain[0], rain[1])
@@ -546,11 +630,21 @@ def _build_flood(tw: Twin) -> None:
         # the sea cells hold the stage (water they gain or lose counts as boundary flow)
         fm.set_boundary(None, "stage", times_s=times, stage_m=stage,
                         cells=fm.grid_cells(list(zip(rows.tolist(), cols.tolist()))))
+    if lake is not None:
+        # the reservoir's footprint drains each sub-step: rain on it and runoff reaching it from the grid
+        # leave the grid (booked as boundary outflow: the lumped model counts its catchment's rain)
+        cells = _solve_cells(fm, lake)
+        fm.set_boundary(None, "free", cells=cells)
+        tw.forcing["reservoir_footprint"] = {"cells": len(cells), "area_m2": float(lake.sum()) * terrain.cell_size ** 2,
+                                             "initial_water_m3": lake_water_m3}
     if h_res is not None:
         h0 = np.maximum(np.nan_to_num(h0), h_res)
     h0 = np.where(terrain.valid, np.clip(np.nan_to_num(h0), 0.0, None), 0.0)
-    fm.set_depth(h0)
+    # the lumped reservoir's lake starts dry on the grid (the level pool holds that water) but stays permanent
+    # water for the land mask, the places and the roads (tw.initial_depth)
+    fm.set_depth(h0 if lake is None else np.where(lake, 0.0, h0))
     tw.initial_depth = h0
+    tw.reservoir_footprint = lake
     from twin.output.tables import places_in_water
 
     for p in places_in_water(tw):  # a place whose cell is river, lagoon or sea at this resolution

@@ -238,7 +238,9 @@ class Reservoir(_Model):
     in_grid: bool = Field(False, description="fill the basin (cells 4-connected to 'xy' below initial_level_m, "
                           "footprint and volume from the city's native terrain: twin.flood.reservoir) with water "
                           "at that level (the lumped level-pool release is then off)")
-    xy: XY | None = Field(None, description="a point inside the reservoir (in_grid)")
+    xy: XY | None = Field(None, description="a point inside the reservoir: in_grid fills the basin from it; "
+                          "otherwise the lake of the city's initial water around it is the level pool's (taken "
+                          "off the grid; without xy, the deepest initial water at the full-supply level)")
     crs: str = "EPSG:32649"
 
     @model_validator(mode="after")

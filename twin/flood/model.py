@@ -821,7 +821,7 @@ class FloodModel:
             self._time = t1  # for tracked times of the sparse sources below
             hs = self._apply_sparse(sub, tm)
             if self.subgrid is not None and hs > 0.0 and self._inputs.source_cells is not None:
-                hs = self._solver.local_depth_max(*self._inputs.source_cells)
+                hs = self._solver.local_depth_max(*self._wetting_cells())
             hmax = max(hmax, hs)
             self._hmax = hmax
             self._n_steps += 1
@@ -901,6 +901,18 @@ class FloodModel:
                 hmax = max(hmax, float(h[tr, tc]))
         for b in self._cell_bcs:
             r, c = b["rows"], b["cols"]
+            if b["kind"] == "free":
+                # drain: only the cells holding water change; the maxima cannot rise, nothing to track
+                # (a reservoir's footprint: tens of thousands of cells, nearly all dry each sub-step)
+                hv = h[r, c]
+                wet = hv != 0
+                if wet.any():
+                    rw, cw = r[wet], c[wet]
+                    d = hv[wet].astype(np.float64) * A
+                    h[rw, cw] = 0
+                    acc["inflow_m3"] -= float(d[d < 0].sum())
+                    acc["outflow_m3"] += float(d[d > 0].sum())
+                continue
             before = h[r, c].astype(np.float64)
             if b["kind"] == "stage":
                 level = float(b["series"](tm))
@@ -908,7 +920,7 @@ class FloodModel:
                     new = self.subgrid.depth_for_level(level, r, c)
                 else:
                     new = np.maximum(level - self.terrain.elevation[r, c], 0.0).astype(self.dtype)
-            else:  # free: drain; wall: closed and dry
+            else:  # wall: closed and dry
                 new = np.zeros(r.size, self.dtype)
             h[r, c] = new
             d = (new.astype(np.float64) - before) * A
@@ -919,6 +931,25 @@ class FloodModel:
             self._track_sparse(r, c)
             hmax = max(hmax, float(new.max()) if new.size else 0.0)
         return hmax
+
+    def _wetting_cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """The source cells that can gain water between sub-steps (all but the drained ones), for the
+        subgrid CFL depth; cached with the solver's source cell list."""
+        src = self._inputs.source_cells
+        assert src is not None
+        if getattr(self, "_wetting_src", None) is not src:
+            drained = [b for b in self._cell_bcs if b["kind"] == "free"]
+            if drained:
+                ny, nx = self.shape
+                d = np.zeros(ny * nx, bool)
+                for b in drained:
+                    d[b["rows"] * nx + b["cols"]] = True
+                keep = ~d[src[0] * nx + src[1]]
+                self._wetting = (src[0][keep], src[1][keep])
+            else:
+                self._wetting = src
+            self._wetting_src = src
+        return self._wetting
 
     def _solver_close_cells(self, r, c) -> None:
         if self._z[r, c].min() < _core.FLOOD_WALL_Z:

@@ -325,8 +325,9 @@ class NcVariable:
 FIELD_TIME_DIMS = ("time", "y", "x")
 _FIELD_DT = ("float32", "float64")   # outputs.fields_dtype
 _WATER_COMMENT = (
-    "{what} on every valid cell, permanent water (sea, rivers, reservoir) included. On cells with land == 1 it "
-    "is CF {name}; CF has no standard name for the whole field, so none is given.")
+    "{what} on every valid cell, permanent water (sea, rivers, a reservoir filled on the grid) included; a "
+    "lumped reservoir's lake (flood.reservoir without in_grid) is drained on the grid, its level is in kpis.json. "
+    "On cells with land == 1 it is CF {name}; CF has no standard name for the whole field, so none is given.")
 _NC = (
     NcVariable("time", ("time",), ("float64",), {
         "standard_name": "time", "long_name": "time since scenario start", "units": "seconds since",

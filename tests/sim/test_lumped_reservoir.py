@@ -1,0 +1,116 @@
+"""A lumped reservoir's lake is not also on the flood grid.
+
+With ``flood.reservoir`` (the level pool of twin.flood.reservoir_ops, not ``in_grid``) the city bundle's
+initial water still held Phú Ninh's lake on the 2-D grid, 14 m deep: a second copy of the level pool's
+water. Where the domain's west edge cuts the lake, the free boundary drained it out of the domain (at
+100 m, 135 Mm³ in 12 h of the Molave scenario: the grid lake fell from 32.0 to 26.9 m while the level pool
+rose to 32.4 m), and its depth set the sub-step of every Tam Kỳ run (14.3 m: 1.27 s at 30 m). The lake is
+now taken off the grid (drained each sub-step, still permanent water for the land mask).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from twin.build import _solve_cells, build_twin
+from twin.scenario import load_scenario
+
+REPO = Path(__file__).resolve().parents[2]
+MOLAVE = REPO / "scenarios" / "tamky_molave_2020.yaml"
+FLOOD_ONLY = ["traffic.enabled=false", "people.enabled=false", "services.enabled=false", "interventions=[]",
+              "outputs.png=false", "flood.dtype=float64"]
+LAKE_XY = (224500.0, 1716000.0)  # a point inside Phú Ninh (the dam-break scenario's)
+
+
+def _twin(*extra: str, res: int = 100):
+    return build_twin(load_scenario(MOLAVE, FLOOD_ONLY + [f"resolution_m={res}", "duration=1h", *extra]))
+
+
+@pytest.fixture(scope="module")
+def molave():
+    return _twin()
+
+
+def test_the_lake_is_found_and_starts_dry_on_the_grid(molave):
+    """The footprint is Phú Ninh's lake (its surface at the normal level is 32.1 km²; the synthetic
+    basin's at 100 m is 34.7 km², within 15 %), its ~300 Mm³ are not on the grid at t = 0, and the
+    deepest water left on the grid is a river or the lagoon (< 5 m), not the 14 m lake."""
+    tw = molave
+    lake = tw.reservoir_footprint
+    assert lake is not None
+    info = tw.forcing["reservoir_footprint"]
+    assert info["area_m2"] == pytest.approx(32.10e6, rel=0.15)
+    assert 2.5e8 < info["initial_water_m3"] < 3.6e8
+    h = np.asarray(tw.flood.depth)
+    assert float(h[lake].max()) == 0.0
+    assert float(h.max()) < 5.0
+    # still permanent water: not land for flooded area, damage and the map scale
+    assert not np.asarray(tw.land)[lake].any()
+    assert float(np.asarray(tw.initial_depth)[lake].mean()) > 5.0
+
+
+def test_no_water_leaves_through_the_edge_that_cuts_the_lake(molave):
+    """The bug: the free west edge drained the lake out of the domain (the lake meets it on 6 rows at
+    100 m; before the fix ~3,000 m³/s left there). After 30 min: less than 1 m³/s, and the model's
+    volume balance closes."""
+    tw = molave
+    lake = tw.reservoir_footprint
+    rows = np.nonzero(lake[:, 0])[0]
+    assert rows.size >= 3
+    tw.flood.run_one_step(1800.0)
+    qx, _ = tw.flood.face_discharge()
+    out_west = -float(np.sum(np.asarray(qx)[rows, 0])) * tw.terrain.cell_size
+    assert abs(out_west) < 1.0, out_west
+    vb = tw.flood.volume_balance()
+    assert vb["relative_error"] < 1e-9
+    # rain on the footprint and runoff into it leave the grid: booked as boundary outflow, not lost
+    assert vb["outflow_m3"] > 0
+
+
+def test_the_coupled_sub_step_is_no_longer_set_by_the_lake():
+    """At 30 m on the 10 m city (subgrid factor 3) the lake's 14.3 m set a 1.27 s sub-step; without it the
+    deepest water is the river (< 5 m) and the first sub-step is at least 1.5x longer."""
+    tw = _twin("flood.subgrid_factor=3", res=30)
+    fm = tw.flood
+    lake_cells = _solve_cells(fm, tw.reservoir_footprint)
+    assert len(lake_cells) > 30000
+    fm.run_one_step(10.0)
+    assert fm.n_steps <= 6        # 10 s: 8 sub-steps of 1.27 s with the lake on the grid
+    d = np.asarray(fm.depth)
+    r, c = np.array(lake_cells).T
+    assert float(d[r, c].max()) < 0.01
+
+
+def test_the_lake_is_the_same_from_xy_and_from_the_full_supply_level(molave):
+    """``flood.reservoir.xy`` picks the lake explicitly; without it the deepest initial water at the full
+    supply level is the seed: both give the same cells. A point on dry land is refused by name."""
+    tw = _twin(f"flood.reservoir.xy=[{LAKE_XY[0]}, {LAKE_XY[1]}]")
+    assert np.array_equal(tw.reservoir_footprint, molave.reservoir_footprint)
+    with pytest.raises(ValueError, match=r"flood\.reservoir\.xy .*not in the city's initial water"):
+        _twin("flood.reservoir.xy=[235000, 1725000]")
+
+
+def test_no_lake_at_the_full_supply_level_leaves_the_grid_as_it_was():
+    """A reservoir whose full-supply level no initial water stands at (outside the domain): nothing is
+    taken off the grid, and the twin says so in its forcing record."""
+    tw = _twin("flood.reservoir.full_supply_level_m=60", "flood.reservoir.initial_level_m=60")
+    assert tw.reservoir_footprint is None
+    assert tw.forcing["reservoir_footprint"]["cells"] == 0
+    assert float(np.asarray(tw.flood.depth).max()) > 10.0   # the bundle's lake is still there
+
+
+def test_solve_cells_take_coarse_cells_at_least_half_in_the_mask():
+    class _Tables:
+        factor = 3
+
+    class _Model:
+        subgrid = _Tables()
+        shape = (2, 2)
+
+    m = np.zeros((5, 6), bool)          # fine 5 x 6 in a 2 x 2 coarse grid of 3 x 3 blocks (padded)
+    m[0:3, 0:2] = True                  # 6 of 9 pixels: in
+    m[0:2, 3:4] = True                  # 2 of 9: out
+    m[3:5, 0:3] = True                  # 6 of 9 (3 padding pixels count as outside): in
+    assert sorted(_solve_cells(_Model(), m)) == [(0, 0), (1, 0)]
