@@ -114,3 +114,21 @@ def test_solve_cells_take_coarse_cells_at_least_half_in_the_mask():
     m[0:2, 3:4] = True                  # 2 of 9: out
     m[3:5, 0:3] = True                  # 6 of 9 (3 padding pixels count as outside): in
     assert sorted(_solve_cells(_Model(), m)) == [(0, 0), (1, 0)]
+
+
+def test_a_lake_filled_on_the_grid_is_walled_where_the_domain_edge_cuts_it():
+    """Dam break (``in_grid``) with the inertial solver: the basin meets the free west edge, which drained
+    it at normal depth before; now those edge faces are walls and the lake at rest keeps its level (no
+    breach here: interventions off)."""
+    sc = load_scenario(REPO / "scenarios" / "tamky_phuninh_dambreak.yaml",
+                       FLOOD_ONLY + ["resolution_m=100", "flood.solver=inertial", "duration=1h"])
+    tw = build_twin(sc)
+    fm = tw.flood
+    h0 = np.asarray(fm.depth)
+    rows = np.nonzero(h0[:, 0] > 5.0)[0]          # the lake on the west edge
+    assert rows.size >= 3
+    fm.run_one_step(1200.0)
+    qx, _ = fm.face_discharge()
+    assert float(np.abs(np.asarray(qx)[rows, 0]).max()) == 0.0
+    z = np.asarray(fm.elevation)
+    assert float(np.median((z + np.asarray(fm.depth))[rows, 0])) == pytest.approx(35.4, abs=0.05)
