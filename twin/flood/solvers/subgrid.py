@@ -70,8 +70,21 @@ class SubgridSolver(InertialSolver):
         return hmax
 
     def level(self) -> np.ndarray:
-        """Water level [m] of each coarse cell (NaN on walls; a dry cell's level is its lowest pixel)."""
-        return self.tables.level_for_depth(np.maximum(self.h, 0.0))
+        """Water level [m] of each coarse cell (NaN on walls; a dry cell's level is its lowest pixel).
+
+        The kernel leaves the level of every depth it wrote in its level cache (the same formula, the same
+        bits as :meth:`SubgridTables.level_for_depth`); only the cells whose depth changed since (inflows,
+        stage and drained cells, edits) or that the kernel saw as walls are inverted here: ~0.15 s on the
+        748,000 cells of the coupled Tam Kỳ grid otherwise, once per coupling step."""
+        h = np.maximum(self.h, 0.0)
+        valid = self.tables.valid
+        lc = self._level_cache
+        lev = np.where(valid, lc, np.nan)
+        stale = valid & ~((self._depth_cache == h) & np.isfinite(lc))
+        if stale.any():
+            r, c = np.nonzero(stale)
+            lev[r, c] = self.tables.level_for_depth(h[r, c], r, c)
+        return lev
 
     def local_depth_max(self, rows=None, cols=None) -> float:
         """Largest local depth (level minus the cell's lowest pixel), over all cells or the given ones."""
