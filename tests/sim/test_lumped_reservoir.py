@@ -159,3 +159,27 @@ def test_the_lake_gauge_reads_the_level_pool_in_a_forecast(tmp_path):
     c0 = lake[lake["member"] == 0] if "member" in lake.columns else lake
     for t, v in zip(pd.to_numeric(c0["t_s"]), c0["stage_m"]):
         assert v == pytest.approx(reservoir_level_at(tw, float(t)), abs=1e-9)
+
+
+def test_a_water_level_stream_in_the_lake_is_refused_for_nudging(tmp_path):
+    """Nudging (or the EnKF) toward a water level observed in the lake would pour water into drained cells
+    and report the bed as the model's level: the build refuses it, naming the datastream; a gauge on the
+    river is accepted."""
+    from twin.sensors import Datastream, SensorStore, Station
+
+    path = tmp_path / "wl.duckdb"
+    with SensorStore(path) as st:
+        st.register([Station("PN", x=226441.2, y=1716585.6), Station("TK", x=230444.5, y=1721780.0)],
+                    [Datastream("pn-wl", "PN", "water_level", "m"), Datastream("tk-wl", "TK", "water_level", "m")])
+
+    def build(streams):
+        sc = load_scenario(MOLAVE, FLOOD_ONLY + ["resolution_m=300", "duration=30min", "sensors.enabled=true",
+                                                 f"sensors.store={path}",
+                                                 f"sensors.assimilation={{nudging: {{datastreams: {streams}}}}}"])
+        return build_twin(sc)
+
+    with pytest.raises(ValueError, match=r"datastream 'pn-wl' .* lies in the lake of the lumped reservoir"):
+        build("[pn-wl, tk-wl]")
+    tw = build("[tk-wl]")
+    assert tw.assimilator is not None
+    tw.close()
