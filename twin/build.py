@@ -838,6 +838,21 @@ def _build_sensors(tw: Twin) -> None:
         raise ValueError("sensors.store: give the DuckDB file of observations to assimilate")
     tw.assimilator = Assimilator(str(sensors.store), dict(sensors.assimilation), tw.terrain, sc.start)
     tw.input_files.append(sensors.store)
+    lake = tw.reservoir_footprint
+    if lake is not None:
+        # a water-level gauge in the lumped reservoir's lake would pull water into drained cells
+        st = tw.assimilator.level_streams()
+        for row in st.itertuples(index=False):
+            if row.x is None or row.y is None or not (np.isfinite(row.x) and np.isfinite(row.y)):
+                continue
+            r, c = tw.terrain.rowcol(float(row.x), float(row.y))
+            if 0 <= r < lake.shape[0] and 0 <= c < lake.shape[1] and lake[r, c]:
+                tw.assimilator.close()
+                raise ValueError(
+                    f"sensors.assimilation: datastream {row.datastream_id!r} at ({row.x:.0f}, {row.y:.0f}) lies in "
+                    f"the lake of the lumped reservoir (flood.reservoir {sc.flood.reservoir.name!r}), which the flood "
+                    "grid does not hold (its level is the level pool's): leave it out of the nudging/enkf "
+                    "datastreams")
 
 
 def _queue_scenario_decisions(tw: Twin) -> None:

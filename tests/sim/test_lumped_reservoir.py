@@ -132,3 +132,54 @@ def test_a_lake_filled_on_the_grid_is_walled_where_the_domain_edge_cuts_it():
     assert float(np.abs(np.asarray(qx)[rows, 0]).max()) == 0.0
     z = np.asarray(fm.elevation)
     assert float(np.median((z + np.asarray(fm.depth))[rows, 0])) == pytest.approx(35.4, abs=0.05)
+
+
+def test_the_lake_gauge_reads_the_level_pool_in_a_forecast(tmp_path):
+    """A stage gauge inside the lake (Phú Ninh's, at the dam) has no grid water under it: a forecast's
+    ``gauges.parquet`` gives it the level pool's level at each output time (the pool starts at 32.6 m and
+    spills), not the drained bed (29.4 m at 300 m) nor the old grid lake that drained away."""
+    import pandas as pd
+
+    from twin.flood.forcing import reservoir_level_at
+    from twin.forecast import run_forecast
+    from twin.output.forecast_schema import read_forecast_table
+    from twin.simulation import run_scenario
+
+    sc = load_scenario(MOLAVE, FLOOD_ONLY + ["resolution_m=300", "duration=30min", "outputs.checkpoint_every=10min",
+                                             "outputs.fields=[depth]"])
+    run_scenario(sc, out_dir=tmp_path / "base")
+    run_forecast(tmp_path / "base", 2, 1200.0, tmp_path / "fc", at=600.0, every_s=600.0, serial=True)
+    g = read_forecast_table(tmp_path / "fc", "gauges.parquet")
+    lake = g[g["name"].astype(str).str.contains("hồ Phú Ninh")]
+    assert len(lake) > 0
+    assert lake["stage_m"].notna().all()
+    assert (lake["stage_m"] > 32.0).all() and (lake["stage_m"] < 33.0).all()
+    # the member's level pool at those times (member 0 is the control: the base scenario's pool)
+    tw = build_twin(sc)
+    c0 = lake[lake["member"] == 0] if "member" in lake.columns else lake
+    for t, v in zip(pd.to_numeric(c0["t_s"]), c0["stage_m"]):
+        assert v == pytest.approx(reservoir_level_at(tw, float(t)), abs=1e-9)
+
+
+def test_a_water_level_stream_in_the_lake_is_refused_for_nudging(tmp_path):
+    """Nudging (or the EnKF) toward a water level observed in the lake would pour water into drained cells
+    and report the bed as the model's level: the build refuses it, naming the datastream; a gauge on the
+    river is accepted."""
+    from twin.sensors import Datastream, SensorStore, Station
+
+    path = tmp_path / "wl.duckdb"
+    with SensorStore(path) as st:
+        st.register([Station("PN", x=226441.2, y=1716585.6), Station("TK", x=230444.5, y=1721780.0)],
+                    [Datastream("pn-wl", "PN", "water_level", "m"), Datastream("tk-wl", "TK", "water_level", "m")])
+
+    def build(streams):
+        sc = load_scenario(MOLAVE, FLOOD_ONLY + ["resolution_m=300", "duration=30min", "sensors.enabled=true",
+                                                 f"sensors.store={path}",
+                                                 f"sensors.assimilation={{nudging: {{datastreams: {streams}}}}}"])
+        return build_twin(sc)
+
+    with pytest.raises(ValueError, match=r"datastream 'pn-wl' .* lies in the lake of the lumped reservoir"):
+        build("[pn-wl, tk-wl]")
+    tw = build("[tk-wl]")
+    assert tw.assimilator is not None
+    tw.close()

@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from twin.build import Twin
 
 __all__ = ["TimeSeries", "as_times", "idf_intensity_mm_per_h", "design_hyetograph", "tide_stage", "TIDE_PERIODS_H",
-           "series_from_csv", "rain_series", "typhoon_rain", "reservoir_release", "reservoir_outlet"]
+           "series_from_csv", "rain_series", "typhoon_rain", "reservoir_release", "reservoir_outlet",
+           "reservoir_level_at"]
 
 
 def as_times(times_s, name: str) -> np.ndarray:
@@ -292,13 +293,29 @@ def reservoir_release(tw: Twin, rain: tuple[np.ndarray, np.ndarray] | None) -> t
     rate = _rain_rate(t, rain)
     level = res.initial_level_m
     q = np.zeros_like(t)
+    levels = np.zeros_like(t)
     for i in range(len(t)):
+        levels[i] = level
         q_in = cr * rate[i] / 1000.0 / 3600.0 * catch_m2
         spill = max(0.0, level - res.full_supply_level_m) * res.spillway_m3_per_s_per_m
         q[i] = q_sched[i] + spill
         level += (q_in - q[i]) * dt / area_m2
     tw.forcing["reservoir_level_m"] = level
+    tw.forcing["reservoir_level_series"] = (t, levels)
     return t, q
+
+
+def reservoir_level_at(tw: Twin, t_s: float) -> float | None:
+    """The lumped level pool's water level [m] at ``t_s`` (seconds from the scenario start): the operated
+    reservoir's run (re-integrated by gate decisions) or the simple pool's series; None without one."""
+    ops = tw.forcing.get("reservoir_ops")
+    if ops is not None:
+        run = ops["run"]
+        return float(np.interp(t_s, run.t_s, run.level_m))
+    ser = tw.forcing.get("reservoir_level_series")
+    if ser is not None:
+        return float(np.interp(t_s, ser[0], ser[1]))
+    return None
 
 
 def _reservoir(tw: Twin):

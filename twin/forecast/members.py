@@ -219,6 +219,9 @@ def run_member(spec: dict, city=None) -> dict:
         for row in gauges.itertuples(index=False):
             r, c = tw.terrain.rowcol(float(row.x), float(row.y))
             g_rc.append((int(r), int(c)) if 0 <= r < valid.shape[0] and 0 <= c < valid.shape[1] else (-1, -1))
+    from twin.flood.forcing import reservoir_level_at
+
+    lake = getattr(tw, "reservoir_footprint", None)
     wnames, wr, weights, persons = _ward_weights(tw)
     thresholds = [float(v) for v in spec["share_thresholds"]]
     hz_t = tuple(getattr(getattr(tw.people, "params", None), "hazard_thresholds", DEFAULT_THRESHOLDS)
@@ -253,6 +256,12 @@ def run_member(spec: dict, city=None) -> dict:
             place_depth[k] = np.maximum(0.0, hn[rr, cc] - h0[rr, cc])
         for j, (r, c) in enumerate(g_rc):
             if r >= 0 and valid[r, c]:
+                lv = reservoir_level_at(tw, float(times[k])) if lake is not None and lake[r, c] else None
+                if lv is not None:
+                    # a gauge in the lumped reservoir's lake reads the level pool (the grid holds no lake)
+                    gauge_stage[k, j] = lv
+                    gauge_depth[k, j] = max(lv - z[r, c], 0.0)
+                    continue
                 gauge_depth[k, j] = hn[r, c]
                 gauge_stage[k, j] = z[r, c] + hn[r, c]
         if tw.traffic is not None:

@@ -306,6 +306,17 @@ class Assimilator:
             return m[m["datastream_id"].isin(ids)]
         return m[(m["observed_property"] == prop) & m["x"].notna()]
 
+    def level_streams(self) -> pd.DataFrame:
+        """The water-level datastreams that nudging or the EnKF read, with their station positions
+        (``datastream_id``, ``x``, ``y``); empty when neither is configured."""
+        if self.method == "enkf":
+            ids = self.enkf_config.get("datastreams")
+        elif self.config.get("nudging"):
+            ids = (self.config.get("nudging") or {}).get("datastreams")
+        else:
+            return pd.DataFrame({"datastream_id": [], "x": [], "y": []})
+        return self._streams(ids, "water_level")[["datastream_id", "x", "y"]].reset_index(drop=True)
+
     def latest(self, ids, t_s: float, max_age_s: float) -> pd.DataFrame:
         """Latest usable observation per datastream in ``(t - max_age, t]``: columns
         datastream_id, result, phenomenon_time."""
