@@ -838,8 +838,8 @@ def _build_sensors(tw: Twin) -> None:
         raise ValueError("sensors.store: give the DuckDB file of observations to assimilate")
     tw.assimilator = Assimilator(str(sensors.store), dict(sensors.assimilation), tw.terrain, sc.start)
     tw.input_files.append(sensors.store)
-    lake = tw.reservoir_footprint
-    if lake is not None:
+    lake, res = tw.reservoir_footprint, sc.flood.reservoir
+    if lake is not None and res is not None:
         # a water-level gauge in the lumped reservoir's lake would pull water into drained cells
         st = tw.assimilator.level_streams()
         for row in st.itertuples(index=False):
@@ -850,7 +850,7 @@ def _build_sensors(tw: Twin) -> None:
                 tw.assimilator.close()
                 raise ValueError(
                     f"sensors.assimilation: datastream {row.datastream_id!r} at ({row.x:.0f}, {row.y:.0f}) lies in "
-                    f"the lake of the lumped reservoir (flood.reservoir {sc.flood.reservoir.name!r}), which the flood "
+                    f"the lake of the lumped reservoir (flood.reservoir {res.name!r}), which the flood "
                     "grid does not hold (its level is the level pool's): leave it out of the nudging/enkf "
                     "datastreams")
 
