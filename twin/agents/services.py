@@ -920,7 +920,7 @@ class EmergencyServices:
         self.beds = [simpy.Container(self.env, capacity=max(int(b), 1), init=int(lv))
                      for b, lv in zip(self.hospital_beds, s["beds"])]
         # re-schedule pending timeouts in the order they were first scheduled
-        pend = [("unit", u.seq, u) for u in self.units if u.phase != "idle"]
+        pend: list[tuple[str, int, Any]] = [("unit", u.seq, u) for u in self.units if u.phase != "idle"]
         pend += [("dis", k, k) for k in self._discharges]
         for what, _, obj in sorted(pend, key=lambda z: z[1]):
             if what == "unit":

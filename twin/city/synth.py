@@ -152,7 +152,8 @@ def _cell_centres(transform: Affine, shape):
 
 def load_sources(src_dir: Path) -> dict:
     fc = json.loads((src_dir / "gshhg_coast_rivers.geojson").read_text())
-    shore, rivers = [], []
+    shore: list[np.ndarray] = []
+    rivers: list[np.ndarray] = []
     for f in fc["features"]:
         xy = to_utm(np.array(f["geometry"]["coordinates"]))
         (shore if f["properties"]["kind"] == "shoreline" else rivers).append(xy)

@@ -23,7 +23,7 @@ def config_from_city(city) -> dict:
                          "source": str(getattr(row, "source", "") or ""), "place_id": str(row.place_id)})
         streams.append({"id": f"{prefix}-{row.place_id}", "station": sid, "property": prop, "unit": unit,
                         "interval_s": interval})
-    cfg = {"stations": stations, "datastreams": streams}
+    cfg: dict[str, object] = {"stations": stations, "datastreams": streams}
     rain = [d["id"] for d in streams if d["property"] == "rain_rate"]
     if rain:
         cfg["assimilation"] = {"rain": {"method": "idw", "power": 2, "max_age_s": 1800, "datastreams": rain}}

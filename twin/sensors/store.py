@@ -300,7 +300,7 @@ class SensorStore:
         already stored (or repeats within the batch) is not stored again: the stored row's
         ``times_seen`` goes up. Returns the number of rows written."""
         keep: dict = {}          # (topic, sha256) -> index in rows, for deduplication
-        rows = []
+        rows: list[list] = []
         now = utcnow()
         for r in rejects:
             topic, reason = _text(r[1]), _text(r[2]) or "rejected"
@@ -319,7 +319,7 @@ class SensorStore:
         if not rows:
             return 0
         with self._lock:
-            seen = {}
+            seen: set[int] = set()
             if keep:
                 keys = pa.table({"topic": pa.array([k[0] for k in keep], pa.string()),
                                  "h": pa.array([k[1] for k in keep], pa.string()),

@@ -95,14 +95,14 @@ def background_trips(network, trips_per_day: float, start_s: float, duration_s: 
     destinations = network.node_ids if destinations is None else np.asarray(destinations)
     # expected trips per hour-bin inside the window
     edges = np.arange(0.0, duration_s, 3600.0)
-    dep = []
+    dep_parts: list[np.ndarray] = []
     for t0 in edges:
         t1 = min(t0 + 3600.0, duration_s)
         hour = (start_hour + t0 / 3600.0) % 24.0
         lam = trips_per_day * daily_profile(hour) * (t1 - t0) / 3600.0
         k = rng.poisson(lam)
-        dep.append(start_s + rng.uniform(t0, t1, size=k))
-    dep = np.sort(np.concatenate(dep)) if dep else np.array([])
+        dep_parts.append(start_s + rng.uniform(t0, t1, size=k))
+    dep = np.sort(np.concatenate(dep_parts)) if dep_parts else np.array([])
     n = len(dep)
     o = origins[rng.integers(0, len(origins), size=n)]
     d = destinations[rng.integers(0, len(destinations), size=n)]

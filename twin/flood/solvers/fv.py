@@ -267,7 +267,7 @@ class FVFloodSolver(Solver):
         self.core = FVSolver(np.zeros((ny, nx)), inputs.cell_size, 0.0, active=inputs.valid, dtype=inputs.dtype,
                              order=self.order, cfl=cfl, threads=inputs.threads)
         self.core.z = inputs.z  # shared: the model (walls, breaches) edits it in place
-        self._manning_src = None
+        self._manning_src: np.ndarray | None = None
         self._levee_src = None
         self._edited_cells = None  # (rows, cols, depth after the last kernel call)
         self._edit_src = None      # the inputs.edited_cells tuple _edited_cells was built from
