@@ -628,8 +628,14 @@ def _build_flood(tw: Twin) -> None:
         h0 = np.where(tw.sea_mask, np.maximum(h0, stage[0] - sea_z), h0)
         rows, cols = np.nonzero(tw.sea_mask)
         # the sea cells hold the stage (water they gain or lose counts as boundary flow)
-        fm.set_boundary(None, "stage", times_s=times, stage_m=stage,
-                        cells=fm.grid_cells(list(zip(rows.tolist(), cols.tolist()))))
+        sea_cells = fm.grid_cells(list(zip(rows.tolist(), cols.tolist())))
+        fm.set_boundary(None, "stage", times_s=times, stage_m=stage, cells=sea_cells)
+        # where the sea strip meets the domain's edge, the stage is the sea beyond it: a free edge there drained
+        # the held cells at normal depth every sub-step and the stage refilled them (Molave at 100 m: ~20,000
+        # m³/s through the north and east edges, booked as boundary inflow and outflow)
+        held = np.zeros(fm.shape, bool)
+        held[tuple(np.array(sea_cells).T)] = True
+        _close_edges_of(fm, held)
     if lake is not None:
         # the reservoir's footprint drains each sub-step: rain on it and runoff reaching it from the grid
         # leave the grid (booked as boundary outflow: the lumped model counts its catchment's rain)
