@@ -484,7 +484,7 @@ def _lumped_reservoir_footprint(tw: Twin, terrain, h0: np.ndarray) -> np.ndarray
     wet = terrain.valid & (h0 > 0.05)
     if not wet.any():
         return None
-    level = np.where(wet, terrain.elevation + h0, np.nan)
+    level = np.where(wet, terrain.elevation + h0, -np.inf)   # dry cells never within a band
     if res.xy is not None:
         x, y = _to_utm(res.xy, res.crs)[0]
         r, c = terrain.rowcol(x, y)
@@ -493,16 +493,22 @@ def _lumped_reservoir_footprint(tw: Twin, terrain, h0: np.ndarray) -> np.ndarray
             raise ValueError(f"flood.reservoir.xy ({res.name}): ({x:.0f}, {y:.0f}) is not in the city's initial "
                              "water on the grid: give a point inside the reservoir's lake")
     else:
-        at_fsl = wet & (np.abs(np.nan_to_num(level, nan=-1e9) - res.full_supply_level_m) <= LAKE_LEVEL_BAND_M)
+        at_fsl = np.abs(level - res.full_supply_level_m) <= LAKE_LEVEL_BAND_M
         if not at_fsl.any():
             return None
         d = np.where(at_fsl, h0, -1.0)
         r, c = np.unravel_index(int(np.argmax(d)), d.shape)
         if d[r, c] < LAKE_MIN_SEED_DEPTH_M:
             return None
-    band = wet & (np.abs(np.nan_to_num(level, nan=-1e9) - level[r, c]) <= LAKE_LEVEL_BAND_M)
-    lab, _ = ndimage.label(band)
-    return lab == lab[r, c]
+    lab, _ = ndimage.label(np.abs(level - level[r, c]) <= LAKE_LEVEL_BAND_M)
+    lake = lab == lab[r, c]
+    sea = tw.sea_full if tw.sea_full is not None else tw.sea_mask
+    if sea is not None and sea.shape == lake.shape and (lake & sea).any():
+        # a lake joined to the sea is the lagoon or the sea itself: draining it would empty the coast
+        raise ValueError(f"flood.reservoir ({res.name}): the water standing at {level[r, c]:.2f} m around cell "
+                         f"({r}, {c}) reaches the sea, so it is not the reservoir's lake: give flood.reservoir.xy "
+                         f"inside the reservoir or check full_supply_level_m ({res.full_supply_level_m:g} m)")
+    return lake
 
 
 def _close_edges_of(fm, mask: np.ndarray) -> None:
@@ -518,14 +524,7 @@ def _close_edges_of(fm, mask: np.ndarray) -> None:
 def _solve_cells(fm, mask: np.ndarray) -> list[tuple[int, int]]:
     """The solve grid's cells of a mask on the twin's grid: with subgrid topography, the coarse cells at
     least half of whose pixels are in it."""
-    if fm.subgrid is None:
-        r, c = np.nonzero(mask)
-        return list(zip(r.tolist(), c.tolist()))
-    f = fm.subgrid.factor
-    ny, nx = mask.shape
-    pad = np.zeros((fm.shape[0] * f, fm.shape[1] * f), bool)
-    pad[:ny, :nx] = mask
-    share = pad.reshape(pad.shape[0] // f, f, pad.shape[1] // f, f).mean(axis=(1, 3))
+    share = mask if fm.subgrid is None else fm.subgrid.to_coarse(mask.astype(np.float64), "reservoir footprint")
     r, c = np.nonzero(share >= 0.5)
     return list(zip(r.tolist(), c.tolist()))
 

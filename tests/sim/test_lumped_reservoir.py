@@ -101,12 +101,14 @@ def test_no_lake_at_the_full_supply_level_leaves_the_grid_as_it_was():
     assert float(np.asarray(tw.flood.depth).max()) > 10.0   # the bundle's lake is still there
 
 
-def test_solve_cells_take_coarse_cells_at_least_half_in_the_mask():
-    class _Tables:
-        factor = 3
+def test_solve_cells_take_coarse_cells_at_least_half_in_the_mask(tmp_path, monkeypatch):
+    from twin.flood.subgrid import SubgridTables
+    from twin.terrain import Terrain
+
+    monkeypatch.setenv("TWIN_CACHE_DIR", str(tmp_path))
 
     class _Model:
-        subgrid = _Tables()
+        subgrid = SubgridTables.from_terrain(Terrain.from_array(np.zeros((5, 6)), 10.0), 3)
         shape = (2, 2)
 
     m = np.zeros((5, 6), bool)          # fine 5 x 6 in a 2 x 2 coarse grid of 3 x 3 blocks (padded)
@@ -183,3 +185,21 @@ def test_a_water_level_stream_in_the_lake_is_refused_for_nudging(tmp_path):
     tw = build("[tk-wl]")
     assert tw.assimilator is not None
     tw.close()
+
+
+def test_water_at_the_full_supply_level_that_reaches_the_sea_is_refused():
+    """A full-supply level at the lagoon's (0.3 m) would make the lagoon and the sea strip the "lake" and
+    drain the coast every sub-step: refused by name, nothing built."""
+    with pytest.raises(ValueError, match=r"flood\.reservoir \(Phu Ninh\): the water standing at .* reaches the sea"):
+        _twin("flood.reservoir.full_supply_level_m=0.3", "flood.reservoir.initial_level_m=0.3")
+
+
+def test_the_cli_refuses_a_reservoir_point_off_the_lake_with_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "twin", "run", str(MOLAVE), "--set", "resolution_m=300",
+                        "--set", "flood.reservoir.xy=[235000, 1725000]", "--out", str(tmp_path / "run")],
+                       capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "flood.reservoir.xy (Phu Ninh)" in r.stderr and "Traceback" not in r.stderr

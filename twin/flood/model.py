@@ -192,6 +192,8 @@ class FloodModel:
             threads=self.threads, subgrid=self.subgrid, subgrid_face_weight=self.subgrid_face_weight,
         )  # fmt: skip
         self._solver_cell_counts = (0, 0, 0, 0)  # pumps, prescribed cells, inflows, breaches in _inputs
+        self._wetting_src: tuple | None = None   # the source_cells tuple _wetting was built from
+        self._wetting: tuple = ()
         self._solver = solver_cls(self._inputs)
         self._forcing = SubstepForcing(
             edge_kind=self._edge_kind, edge_value=self._edge_value, max_depth=self._maxh,
@@ -937,7 +939,7 @@ class FloodModel:
         subgrid CFL depth; cached with the solver's source cell list."""
         src = self._inputs.source_cells
         assert src is not None
-        if getattr(self, "_wetting_src", None) is not src:
+        if self._wetting_src is not src:
             drained = [b for b in self._cell_bcs if b["kind"] == "free"]
             if drained:
                 ny, nx = self.shape
