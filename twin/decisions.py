@@ -278,7 +278,11 @@ class Pump(_Decision):
 class ReservoirRelease(_Decision):
     """A release from the reservoir into the city's river at the outlet: ``discharge_m3_per_s`` at
     ``times`` (model seconds, interpolated; zero outside). In a scenario it is part of the reservoir's
-    level-pool balance; issued during a run it adds that hydrograph from the time it acts."""
+    level-pool balance. Issued during a run it adds that hydrograph from the time it acts: drawn from the
+    level pool (``flood.reservoir``, re-integrated from the pool's first step at or after that time: the
+    level falls, spill and the rule's release follow, and an operated reservoir gives no more than it
+    holds above its lowest sill); without a reservoir section it is an inflow from outside the model. A
+    reservoir filled on the grid (``in_grid``) refuses it (the release would not lower the lake)."""
 
     type: Literal["reservoir_release"]
     reservoir: str = "Phu Ninh"
@@ -300,6 +304,11 @@ class ReservoirRelease(_Decision):
         from twin.city import lookup_xy
         from twin.flood.forcing import reservoir_outlet
 
+        res = twin.scenario.flood.reservoir if twin.scenario.flood is not None else None
+        if res is not None and res.in_grid:
+            raise _err(self, "type", self.type, f"the reservoir ({res.name}) is filled on the grid (in_grid): a "
+                       "release would add water at the outlet without lowering the lake; model the outflow on "
+                       "the grid (a breach) or use the level pool (in_grid: false)")
         try:
             name = self.outlet or reservoir_outlet(twin)
             x, y = lookup_xy(getattr(twin.city, "inflows", None), name, city=twin.scenario.city,
@@ -307,6 +316,13 @@ class ReservoirRelease(_Decision):
             cells = twin.terrain.cells_near(x, y, 3 * twin.terrain.cell_size)
         except ValueError as exc:
             raise _err(self, "outlet", self.outlet, str(exc)) from None
+        idx = twin.forcing.get("reservoir_inflow_index")
+        if res is not None and idx is not None:
+            pool_outlet = reservoir_outlet(twin)
+            if name != pool_outlet:
+                raise _err(self, "outlet", self.outlet, f"the level pool of {res.name} releases at its outlet "
+                           f"{pool_outlet!r} (flood.reservoir.outlet); leave outlet out or give that one")
+            return self._draw_from_pool(twin, flood, idx, name)
 
         def act(t_s: float) -> str:
             t = np.asarray(self.times, float)
@@ -320,6 +336,20 @@ class ReservoirRelease(_Decision):
             flood.add_inflow(flood.grid_cells(cells) if getattr(flood, "subgrid", None) is not None else cells,
                              hydrograph=(tt, qq))
             return f"release of up to {q.max():g} m3/s at {name}"
+        return act
+
+    def _draw_from_pool(self, twin: Twin, flood: Any, idx: int, name: str) -> Action:
+        from twin.flood.forcing import draw_release, stepped_hydrograph
+
+        def act(t_s: float) -> str:
+            t, q_old = (np.asarray(a, float) for a in twin.forcing["reservoir_release"])
+            out = draw_release(twin, t_s, np.asarray(self.times, float), np.asarray(self.discharge_m3_per_s, float))
+            flood.set_inflow_hydrograph(idx, stepped_hydrograph(out["t"], q_old, out["q"], out["from_index"]))
+            res = twin.scenario.flood.reservoir
+            return (f"release of up to {max(self.discharge_m3_per_s):g} m3/s at {name}, drawn from {res.name}: "
+                    f"{out['asked_m3'] / 1e6:.2f} Mm3 asked, the pool's release changes by "
+                    f"{out['release_change_m3'] / 1e6:+.2f} Mm3; level at the end {out['level_before_m']:.2f} → "
+                    f"{out['level_after_m']:.2f} m")
         return act
 
 
@@ -337,7 +367,7 @@ class ReservoirGate(_Decision):
 
     def _plan(self, twin: Twin) -> Action:
         flood = _need(self, twin, "flood")
-        from twin.flood.forcing import operated_reservoir
+        from twin.flood.forcing import operated_reservoir, stepped_hydrograph
         from twin.flood.reservoir_ops import PHU_NINH
 
         res = twin.scenario.flood.reservoir
@@ -365,7 +395,8 @@ class ReservoirGate(_Decision):
                                      t_from=float(t_s))
             q_new = np.asarray(q_old, float) - old + run.release_m3_s
             q_new = np.maximum(q_new, 0.0)
-            flood.set_inflow_hydrograph(idx, (t, q_new))
+            i0 = min(int(np.searchsorted(t, t_s, side="left")), len(t) - 1)
+            flood.set_inflow_hydrograph(idx, stepped_hydrograph(t, q_old, q_new, i0))
             twin.forcing["reservoir_release"] = (t, q_new)
             later = t >= t_s
             peak = float(run.release_m3_s[later].max()) if later.any() else 0.0

@@ -448,6 +448,12 @@ class Scenario(_Model):
             if v is not None and (v / step < 1 - 1e-9 or abs(v / step - round(v / step)) > 1e-9 * max(1.0, v / step)):
                 raise ValueError(f"{key} ({v:g} s) must be a whole multiple of {step_key} ({step:g} s)")
         # interventions after the end are allowed (a shortened run); they are never applied
+        res = self.flood.reservoir if self.flood is not None else None
+        if res is not None and res.in_grid and any(iv.type == "reservoir_release" for iv in self.interventions):
+            raise ValueError(f"interventions: a reservoir_release with flood.reservoir.in_grid ({res.name}): the "
+                             "reservoir's water is on the grid and a release would add water at the outlet "
+                             "without lowering the lake; model the outflow on the grid (a breach) or use the "
+                             "level pool (in_grid: false)")
         return self
 
     # -- helpers ---------------------------------------------------------------------------

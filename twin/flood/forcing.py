@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["TimeSeries", "as_times", "idf_intensity_mm_per_h", "design_hyetograph", "tide_stage", "TIDE_PERIODS_H",
            "series_from_csv", "rain_series", "typhoon_rain", "reservoir_release", "reservoir_outlet",
-           "reservoir_level_at"]
+           "reservoir_level_at", "draw_release", "stepped_hydrograph"]
 
 
 def as_times(times_s, name: str) -> np.ndarray:
@@ -289,20 +289,96 @@ def reservoir_release(tw: Twin, rain: tuple[np.ndarray, np.ndarray] | None) -> t
     if res.operation != "simple":
         run = operated_reservoir(tw, t, rain, extra_out=q_sched)
         return t, run.release_m3_s
-    catch_m2, area_m2, cr = 235e6, 33e6, 0.7
-    rate = _rain_rate(t, rain)
-    level = res.initial_level_m
-    q = np.zeros_like(t)
-    levels = np.zeros_like(t)
-    for i in range(len(t)):
-        levels[i] = level
-        q_in = cr * rate[i] / 1000.0 / 3600.0 * catch_m2
-        spill = max(0.0, level - res.full_supply_level_m) * res.spillway_m3_per_s_per_m
-        q[i] = q_sched[i] + spill
-        level += (q_in - q[i]) * dt / area_m2
+    q_in = SIMPLE_RUNOFF_COEFFICIENT * _rain_rate(t, rain) / 1000.0 / 3600.0 * SIMPLE_CATCHMENT_M2
+    q, levels, level = _simple_pool(res, t, q_in, q_sched)
+    tw.forcing["reservoir_simple"] = {"inflow": q_in, "sched": q_sched, "release": q}
     tw.forcing["reservoir_level_m"] = level
     tw.forcing["reservoir_level_series"] = (t, levels)
     return t, q
+
+
+SIMPLE_CATCHMENT_M2, SIMPLE_AREA_M2, SIMPLE_RUNOFF_COEFFICIENT = 235e6, 33e6, 0.7
+
+
+def _simple_pool(res, t: np.ndarray, q_in: np.ndarray, q_sched: np.ndarray, i0: int = 0,
+                 base_levels: np.ndarray | None = None, base_q: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, float]:
+    """The simple level pool (a prism of 33 km², spill above full supply) over ``t``: (release, levels,
+    final level). From step ``i0`` on, with the steps before copied from ``base_levels``/``base_q``."""
+    q = np.zeros_like(t)
+    levels = np.zeros_like(t)
+    level = res.initial_level_m
+    if i0 > 0 and base_levels is not None and base_q is not None:
+        levels[:i0], q[:i0] = base_levels[:i0], base_q[:i0]
+        level = float(base_levels[i0])
+    for i in range(i0, len(t)):
+        dt = (t[i + 1] - t[i]) if i + 1 < len(t) else (t[i] - t[i - 1] if i > 0 else 0.0)
+        levels[i] = level
+        spill = max(0.0, level - res.full_supply_level_m) * res.spillway_m3_per_s_per_m
+        q[i] = q_sched[i] + spill
+        level += (q_in[i] - q[i]) * dt / SIMPLE_AREA_M2
+    return q, levels, float(level)
+
+
+def draw_release(tw: Twin, t_s: float, times: np.ndarray, discharge_m3_s: np.ndarray) -> dict:
+    """A release decided during the run, drawn from the lumped level pool (``flood.reservoir`` without
+    ``in_grid``): the pool is re-integrated from the first of its steps at or after ``t_s`` with the
+    release added to its outflow (an operated reservoir never releases more than it holds above the
+    lowest sill), and ``tw.forcing["reservoir_release"]``, the level series and the operated run are
+    replaced. Returns {"t": times, "q": the new release into the city [m³/s], "from_index": first step
+    changed, "asked_m3" (the release asked), "release_change_m3" (what the pool's release changes by over
+    the run: the release, less what spill and the rule no longer give), "level_before_m"/"level_after_m"
+    (the pool's level at the run's end)}.
+    The past (steps before ``from_index``) is kept bit for bit."""
+    t, q_old = (np.asarray(a, float) for a in tw.forcing["reservoir_release"])
+    i0 = min(int(np.searchsorted(t, t_s, side="left")), len(t) - 1)
+    extra = np.interp(t, np.asarray(times, float), np.asarray(discharge_m3_s, float), left=0.0, right=0.0)
+    extra[:i0] = 0.0
+    level_before = float(tw.forcing["reservoir_level_m"])
+    ops = tw.forcing.get("reservoir_ops")
+    if ops is not None:
+        old_run = ops["run"]
+        ops["extra_out"] = extra if ops["extra_out"] is None else np.asarray(ops["extra_out"], float) + extra
+        run = operated_reservoir(tw, t, None, t_from=float(t[i0]))
+        q_new = np.maximum(q_old - old_run.release_m3_s + run.release_m3_s, 0.0)
+        change = run.release_m3_s - old_run.release_m3_s
+    else:
+        simple = tw.forcing.get("reservoir_simple")
+        if simple is None:
+            raise ValueError("reservoir release: the scenario's reservoir has no lumped level pool")
+        res = _reservoir(tw)
+        t_lv, lv_old = tw.forcing["reservoir_level_series"]
+        sched = np.asarray(simple["sched"], float) + extra
+        q_pool, levels, level = _simple_pool(res, t, simple["inflow"], sched, i0=i0, base_levels=np.asarray(lv_old),
+                                             base_q=simple["release"])
+        change = q_pool - simple["release"]
+        q_new = np.maximum(q_old - simple["release"] + q_pool, 0.0)
+        tw.forcing["reservoir_simple"] = {"inflow": simple["inflow"], "sched": sched, "release": q_pool}
+        tw.forcing["reservoir_level_m"] = level
+        tw.forcing["reservoir_level_series"] = (t, levels)
+    q_new[:i0] = q_old[:i0]
+    tw.forcing["reservoir_release"] = (t, q_new)
+    dts = np.gradient(t) if len(t) > 1 else np.ones(1)
+    # what the decision asks from t_s to the run's end (its hydrograph integrated exactly)
+    tt = np.asarray(times, float)
+    edges = np.array([np.nextafter(tt[0], -np.inf), np.nextafter(tt[-1], np.inf)])  # zero outside: steps
+    grid = np.concatenate([tt, edges, [t_s, t[-1]]])
+    grid = np.unique(grid[(grid >= t_s) & (grid <= t[-1])])
+    asked = float(np.trapezoid(np.interp(grid, tt, np.asarray(discharge_m3_s, float), left=0.0, right=0.0), grid))
+    return {"t": t, "q": q_new, "from_index": i0, "asked_m3": asked,
+            "release_change_m3": float((change * dts).sum()), "level_before_m": level_before,
+            "level_after_m": float(tw.forcing["reservoir_level_m"])}
+
+
+def stepped_hydrograph(t: np.ndarray, q_old: np.ndarray, q_new: np.ndarray, i0: int) -> tuple[np.ndarray, np.ndarray]:
+    """(times, discharge) that follow ``q_old`` up to just before ``t[i0]`` and ``q_new`` from it: a step,
+    so nothing changes before the step where a decision acts (linear interpolation between t[i0-1] and
+    t[i0] would otherwise start the change up to one step early)."""
+    if i0 <= 0:
+        return t, q_new
+    t_pre = np.nextafter(t[i0], -np.inf)
+    q_pre = float(np.interp(t_pre, t, q_old))
+    return (np.concatenate([t[:i0], [t_pre], t[i0:]]), np.concatenate([q_new[:i0], [q_pre], q_new[i0:]]))
 
 
 def reservoir_level_at(tw: Twin, t_s: float) -> float | None:
