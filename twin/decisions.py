@@ -322,7 +322,7 @@ class ReservoirRelease(_Decision):
             if name != pool_outlet:
                 raise _err(self, "outlet", self.outlet, f"the level pool of {res.name} releases at its outlet "
                            f"{pool_outlet!r} (flood.reservoir.outlet); leave outlet out or give that one")
-            return self._draw_from_pool(twin, flood, idx, name)
+            return self._draw_from_pool(twin, flood, idx, name, res.name)
 
         def act(t_s: float) -> str:
             t = np.asarray(self.times, float)
@@ -338,15 +338,14 @@ class ReservoirRelease(_Decision):
             return f"release of up to {q.max():g} m3/s at {name}"
         return act
 
-    def _draw_from_pool(self, twin: Twin, flood: Any, idx: int, name: str) -> Action:
+    def _draw_from_pool(self, twin: Twin, flood: Any, idx: int, name: str, pool: str) -> Action:
         from twin.flood.forcing import draw_release, stepped_hydrograph
 
         def act(t_s: float) -> str:
             t, q_old = (np.asarray(a, float) for a in twin.forcing["reservoir_release"])
             out = draw_release(twin, t_s, np.asarray(self.times, float), np.asarray(self.discharge_m3_per_s, float))
             flood.set_inflow_hydrograph(idx, stepped_hydrograph(out["t"], q_old, out["q"], out["from_index"]))
-            res = twin.scenario.flood.reservoir
-            return (f"release of up to {max(self.discharge_m3_per_s):g} m3/s at {name}, drawn from {res.name}: "
+            return (f"release of up to {max(self.discharge_m3_per_s):g} m3/s at {name}, drawn from {pool}: "
                     f"{out['asked_m3'] / 1e6:.2f} Mm3 asked, the pool's release changes by "
                     f"{out['release_change_m3'] / 1e6:+.2f} Mm3; level at the end {out['level_before_m']:.2f} → "
                     f"{out['level_after_m']:.2f} m")
