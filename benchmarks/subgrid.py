@@ -8,7 +8,7 @@ the table build is timed apart, with and without the disk cache), and the plain 
 terrain) for reference. One JSON line per case, then a ``ratio`` line: wall and CPU time of the subgrid
 solve over the fine solve (target <= 1/8), and the accuracy of the coarse solves against the fine one
 (max-depth RMSE over cells wet in either, CSI at 0.1 m, land volume ratio): the subgrid solve with
-``--face-weight`` (default 0.5, the model's), the subgrid solve with faces at the upwind level (weight 1,
+``--face-weight`` (default 0.3, the model's), the subgrid solve with faces at the upwind level (weight 1,
 the rule before docs/design/subgrid-face-level.md) and the plain 90 m solve. The fine and subgrid solves
 alternate ``--repeat`` times (default 3) and each case reports its fastest repetition (``wall_s``), all of
 them (``wall_s_each``) and the ratio of each fine/subgrid pair.
@@ -48,7 +48,7 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3,
                     help="fine and subgrid solves alternate this many times; each reports its fastest (default 3)")
-    ap.add_argument("--face-weight", type=float, default=0.5, help="subgrid face level weight (default 0.5)")
+    ap.add_argument("--face-weight", type=float, default=0.3, help="subgrid face level weight (default 0.3)")
     ap.add_argument("--levels", type=int, default=None, help="levels per cell table (default: one per pixel up to 16)")
     ap.add_argument("--coupled", type=float, default=None, metavar="HOURS",
                     help="instead: the coupled Tam Kỳ scenario at 30 m with subgrid factor 3 (10 m city) for HOURS")

@@ -31,6 +31,8 @@
 #include <cstring>
 #include <sstream>
 #include <string>
+#include <vector>
+#include <cmath>
 
 namespace twin {
 namespace subgrid {
@@ -294,6 +296,138 @@ double subgrid_binding(dcarr z, dcarr h, dcarr qx, dcarr qy, dcarr h_out, dcarr 
     return hmax;
 }
 
+// Depth on the fine grid with a Manning sheet-flow film on every pixel (docs/design/subgrid-sheet-downscale.md):
+// per coarse cell with water (h > 0) and flow (q > 0) the pixels' depths are max(eta - z_k, d_k),
+// d_k = (n q)^(3/5) s_k (s_k = S_k^(-3/10), NaN on nodata), eta the level at which they sum to f^2 h (an exact
+// piecewise-linear inversion over the pixels sorted by z_k + d_k); where the films alone hold more than that,
+// the films scaled to it. Otherwise (no flow) max(level - z_k, 0), the flat downscale. A wall (level NaN): 0.
+// out (NY, NX) written; max_out, if given, raised to out. Rows of cells in parallel; the same bits in any
+// thread count (each pixel depends only on its cell).
+void sheet_downscale(const dcarr& z, const dcarr& scale, const dcarr& h, const dcarr& q, const dcarr& manning,
+                     const dcarr& level, dcarr& out, const py::object& max_out, int factor, int threads) {
+    if (factor < 1 || factor > 10) fail("factor: must be in 1..10, got " + std::to_string(factor));
+    if (h.ndim() != 2) fail("h: expected a 2-D array, got " + shape_str(h));
+    const py::ssize_t ny = h.shape(0), nx = h.shape(1), f = factor, NY = ny * f, NX = nx * f;
+    require_shape2(q, ny, nx, "q");
+    require_shape2(level, ny, nx, "level");
+    require_shape2(z, NY, NX, "z");
+    require_shape2(scale, NY, NX, "film_scale");
+    require_shape2(out, NY, NX, "out");
+    if (!out.writeable()) fail("out: the array must be writeable");
+    const bool n_per_cell = manning.size() == ny * nx && ny * nx != 1;
+    if (!n_per_cell) require_size(manning, 1, "manning");
+    double* mx = nullptr;
+    carray<double> mxa;
+    if (!max_out.is_none()) {
+        if (!py::isinstance<dcarr>(max_out))
+            throw py::type_error("max_out: expected a C-contiguous float64 array (no conversion is made)");
+        mxa = py::reinterpret_borrow<dcarr>(max_out);
+        require_shape2(mxa, NY, NX, "max_out");
+        if (!mxa.writeable()) fail("max_out: the array must be writeable");
+        mx = mxa.mutable_data();
+    }
+    require_no_overlap({buf("out", out, true), mx ? buf("max_out", mxa, true) : NamedBuf{"max_out", nullptr, 0, true},
+                        buf("z", z, false), buf("film_scale", scale, false), buf("h", h, false), buf("q", q, false),
+                        buf("manning", manning, false), buf("level", level, false)});
+    const double *zp = z.data(), *sp = scale.data(), *hp = h.data(), *qp = q.data(), *np_ = manning.data(),
+                 *lp = level.data();
+    double* op = out.mutable_data();
+    std::vector<unsigned char> bad(static_cast<size_t>(ny), 0);
+    const int nt = resolve_threads(threads);
+    {
+        py::gil_scoped_release release;
+#ifdef TWIN_HAVE_OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt)
+#endif
+        for (py::ssize_t r = 0; r < ny; ++r) {
+            double b[100], film[100];
+            int order[100];
+            for (py::ssize_t c = 0; c < nx; ++c) {
+                const py::ssize_t i = r * nx + c;
+                const double hc = hp[i], qc = qp[i], lev = lp[i], n = np_[n_per_cell ? i : 0];
+                if (!(std::isfinite(hc) && hc >= 0.0 && std::isfinite(qc) && qc >= 0.0 && std::isfinite(n) && n >= 0.0)) {
+                    bad[static_cast<size_t>(r)] = 1;
+                    continue;
+                }
+                const bool sheet = hc > 0.0 && qc > 0.0 && std::isfinite(lev);
+                double need = 0.0, films = 0.0, eta = 0.0;
+                const double total = static_cast<double>(f * f) * hc;
+                int m = 0;
+                if (sheet) {
+                    const double nq = std::pow(n * qc, 0.6);
+                    for (py::ssize_t a = 0; a < f; ++a)
+                        for (py::ssize_t k = 0; k < f; ++k) {
+                            const py::ssize_t p = (r * f + a) * NX + c * f + k;
+                            const int idx = static_cast<int>(a * f + k);
+                            const bool ok = std::isfinite(zp[p]) && std::isfinite(sp[p]);
+                            film[idx] = ok ? nq * sp[p] : 0.0;
+                            b[idx] = ok ? zp[p] + film[idx] : 1e30;
+                            films += film[idx];
+                            if (ok) order[m++] = idx;
+                        }
+                    // the valid pixels in order of z + film (insertion sort: at most 100)
+                    for (int u = 1; u < m; ++u) {
+                        const int v = order[u];
+                        int w = u - 1;
+                        while (w >= 0 && b[order[w]] > b[v]) {
+                            order[w + 1] = order[w];
+                            --w;
+                        }
+                        order[w + 1] = v;
+                    }
+                    need = total - films;
+                    if (need >= 0.0 && m > 0) {
+                        double cs = 0.0;
+                        int j = 0;          // pixels under the level
+                        for (int u = 0; u < m; ++u) {
+                            const double bu = b[order[u]];
+                            // water above the films with the level at bu: sum over the first u pixels of (bu - b)
+                            if (static_cast<double>(u) * bu - cs > need) break;
+                            cs += bu;
+                            j = u + 1;
+                        }
+                        eta = (need + cs) / static_cast<double>(j);
+                    }
+                }
+                for (py::ssize_t a = 0; a < f; ++a)
+                    for (py::ssize_t k = 0; k < f; ++k) {
+                        const py::ssize_t p = (r * f + a) * NX + c * f + k;
+                        double d;
+                        if (!std::isfinite(lev)) {
+                            d = 0.0;
+                        } else if (!sheet) {
+                            d = lev - zp[p];
+                            d = std::isfinite(d) ? (d > 0.0 ? d : 0.0) : 0.0;
+                        } else {
+                            const int idx = static_cast<int>(a * f + k);
+                            if (!(std::isfinite(zp[p]) && std::isfinite(sp[p]))) d = 0.0;
+                            else if (need < 0.0) d = film[idx] * (total / films);
+                            else {
+                                const double pool = eta - b[idx];
+                                d = (pool > 0.0 ? pool : 0.0) + film[idx];
+                            }
+                        }
+                        op[p] = d;
+                        if (mx && d > mx[p]) mx[p] = d;
+                    }
+            }
+        }
+    }
+    for (py::ssize_t r = 0; r < ny; ++r)
+        if (bad[static_cast<size_t>(r)])
+            for (py::ssize_t c = 0; c < nx; ++c) {
+                const py::ssize_t i = r * nx + c;
+                const double n = np_[n_per_cell ? i : 0];
+                std::ostringstream s;
+                if (!(std::isfinite(hp[i]) && hp[i] >= 0.0)) s << "h: value " << hp[i];
+                else if (!(std::isfinite(qp[i]) && qp[i] >= 0.0)) s << "q: value " << qp[i];
+                else if (!(std::isfinite(n) && n >= 0.0)) s << "manning: value " << n;
+                else continue;
+                s << " at (row " << r << ", col " << c << ") must be finite and >= 0 (out and max_out are partly written)";
+                fail(s.str());
+            }
+}
+
 }  // namespace
 
 void register_flood_subgrid(py::module_& m) {
@@ -323,6 +457,14 @@ void register_flood_subgrid(py::module_& m) {
           "Validate subgrid tables once (finite; level spacing >= 0; fractions in [0, 1]; volume tables strictly "
           "increasing; face depths >= 0). flood_subgrid_step checks shapes every call and flags non-finite levels "
           "and fluxes it computes (then runs this check to name the entry).");
+    m.def("flood_subgrid_downscale_sheet", &sheet_downscale, py::arg("z").noconvert(), py::arg("film_scale").noconvert(),
+          py::arg("h").noconvert(), py::arg("q").noconvert(), py::arg("manning").noconvert(),
+          py::arg("level").noconvert(), py::arg("out").noconvert(), py::kw_only(), py::arg("max_out") = py::none(),
+          py::arg("factor"), py::arg("threads") = 0,
+          "Depth on the fine grid (NY, NX) = (ny*factor, nx*factor) with a Manning sheet-flow film on every pixel "
+          "of each coarse cell with water and flow: max(eta - z, (n q)^(3/5) film_scale), eta holding the cell's "
+          "volume factor^2 h; without flow max(level - z, 0); a wall (level NaN) 0. Writes out; raises max_out "
+          "to it if given (docs/design/subgrid-sheet-downscale.md).");
     m.attr("FLOOD_SUBGRID_ROW_SLOTS") = static_cast<int>(subgrid::kRowSlots);
 }
 

@@ -39,6 +39,11 @@ FLOOD_SUBGRID_ROW_SLOTS: int
 def flood_subgrid_check_tables(
     cells: NDArray[np.float64], faces_x: NDArray[np.float64], faces_y: NDArray[np.float64]) -> None: ...
 
+def flood_subgrid_downscale_sheet(
+    z: NDArray[np.float64], film_scale: NDArray[np.float64], h: NDArray[np.float64], q: NDArray[np.float64],
+    manning: NDArray[np.float64], level: NDArray[np.float64], out: NDArray[np.float64], *,
+    max_out: NDArray[np.float64] | None = None, factor: int, threads: int = 0) -> None: ...
+
 def flood_subgrid_step(
     z: NDArray[np.float64], h: NDArray[np.float64], qx: NDArray[np.float64], qy: NDArray[np.float64],
     h_out: NDArray[np.float64], qx_out: NDArray[np.float64], qy_out: NDArray[np.float64],

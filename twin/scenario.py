@@ -276,9 +276,10 @@ class Flood(_Model):
         description="subgrid topography: the city is built at resolution_m / subgrid_factor and the flood is "
                     "solved at resolution_m on tables of that finer terrain (docs/user-guide/flood.md)")
     subgrid_face_weight: float = Field(
-        0.5, gt=0, le=1,
+        0.3, gt=0, le=1,
         description="with subgrid_factor: faces are read at max(mean of the two cells' levels, face bed + weight x "
-                    "(upwind level - face bed)); 1 = the upwind level (docs/design/subgrid-face-level.md)")
+                    "(upwind level - face bed)); 1 = the upwind level (docs/design/subgrid-face-level.md, "
+                    "subgrid-sheet-downscale.md)")
 
     @model_validator(mode="after")
     def _subgrid_ok(self):

@@ -210,7 +210,134 @@ def test_sheet_flow_on_a_slope_holds_the_kinematic_wave_volume():
         assert abs(_sheet_flow_volume(s) - 1.0) < 0.05
     for s in (0.001, 0.002, 0.003, 0.004):
         assert abs(_sheet_flow_volume(s, 0.5) - 1.0) < 0.25, s
-    assert _sheet_flow_volume(0.003, 1.0) < 0.3  # the upwind level: what the default replaced
+    assert _sheet_flow_volume(0.003, 1.0) < 0.3  # the upwind level: what the 0.5 weight replaced
+    # the default weight 0.3 (chosen on the real-terrain check, docs/design/subgrid-sheet-downscale.md) holds more:
+    # measured 1.11, 1.23, 1.36, 1.49 on 0.1-0.4 % slopes
+    for s, v in ((0.001, 1.11), (0.002, 1.23), (0.003, 1.36), (0.004, 1.49)):
+        assert abs(_sheet_flow_volume(s, 0.3) - v) < 0.05, s
+
+
+def test_sheet_downscale_lays_the_kinematic_film_and_keeps_each_cells_volume():
+    """``SubgridTables.downscale_sheet``: a cell conveying q on a uniform slope S carries the Manning film
+    (n q)^(3/5) S^(-3/10) on every pixel when its volume is that film's; with more volume the rest pools at one
+    level above the films; with less the films are scaled down; without flow it is the flat level. The
+    volume of every cell is kept to round-off."""
+    S, n, dx = 0.01, 0.04, 10.0
+    ny, nx = 9, 12
+    z = np.repeat((ny - np.arange(ny)[:, None]) * dx * S, nx, axis=1) + np.tile([0.0, 0.02, 0.05], (ny, nx // 3))
+    t = SubgridTables.from_terrain(Terrain.from_array(z, dx), 3, cache=False)
+    scale = t.sheet_film_scale(z)
+    q = np.full(t.shape, 0.02)
+    film = (n * 0.02) ** 0.6 * scale                    # the film of each pixel
+    film_mean = film.reshape(3, 3, 4, 3).mean(axis=(1, 3))
+    for h in (film_mean, film_mean + 0.05, 0.5 * film_mean):
+        d = t.downscale_sheet(t.level_for_depth(h), h, q, n, z, scale)
+        np.testing.assert_allclose(d.reshape(3, 3, 4, 3).sum(axis=(1, 3)), 9 * h, rtol=1e-12)   # volume kept
+        if h is film_mean:
+            np.testing.assert_allclose(d, film, rtol=1e-9)
+    # an interior pixel: S^(-3/10) of its bed slope by central differences (0.01 down, 0.05 m / 20 m across)
+    assert scale[4, 4] == pytest.approx(np.hypot(S, 0.05 / 20.0) ** -0.3, rel=1e-12)
+    d = t.downscale_sheet(t.level_for_depth(film_mean + 0.05), film_mean + 0.05, q, n, z, scale)
+    lev = z + d
+    pooled = d > film + 1e-12                           # the pool stands at one level in each cell
+    for r in range(3):
+        for c in range(4):
+            blk = (slice(3 * r, 3 * r + 3), slice(3 * c, 3 * c + 3))
+            p = pooled[blk]
+            assert p.any() and np.ptp(lev[blk][p]) < 1e-9
+    flat = t.downscale(t.level_for_depth(film_mean), z)
+    lev = t.level_for_depth(film_mean)
+    np.testing.assert_array_equal(t.downscale_sheet(lev, film_mean, np.zeros(t.shape), n, z, scale), flat)
+
+
+def _sheet_reference(t, h, q, n, z, scale):
+    """The sheet downscale in NumPy, one cell at a time (the C++ kernel's oracle)."""
+    f = t.factor
+    out = np.zeros(z.shape)
+    lev = np.where(t.valid, t.level_for_depth(h), np.nan)
+    for r in range(t.shape[0]):
+        for c in range(t.shape[1]):
+            blk = (slice(r * f, r * f + f), slice(c * f, c * f + f))
+            zb, sb = z[blk], scale[blk]
+            ok = np.isfinite(zb) & np.isfinite(sb)
+            if not np.isfinite(lev[r, c]):
+                continue
+            if not (h[r, c] > 0 and q[r, c] > 0):
+                out[blk] = np.where(ok, np.maximum(lev[r, c] - zb, 0.0), 0.0)
+                continue
+            film = np.where(ok, (n[r, c] * q[r, c]) ** 0.6 * np.where(ok, sb, 0), 0.0)
+            total = f * f * h[r, c]
+            if film.sum() > total:
+                out[blk] = film * total / film.sum()
+                continue
+            b = (zb + film)[ok]
+
+            def held(eta, b=b):
+                return np.maximum(eta - b, 0.0).sum()
+
+            lo, hi = b.min(), b.max() + total
+            for _ in range(200):          # bisection to the last bit
+                mid = 0.5 * (lo + hi)
+                lo, hi = (mid, hi) if held(mid) < total - film.sum() else (lo, mid)
+            out[blk] = np.where(ok, np.maximum(0.5 * (lo + hi) - (zb + film), 0.0) + film, 0.0)
+    return out
+
+
+def test_sheet_kernel_matches_a_reference_and_is_the_same_in_any_thread_count():
+    """The C++ kernel against a NumPy bisection on a rough bed with nodata, per-cell roughness, dry, still and
+    flowing cells and cells whose films exceed their volume (1e-9 m); threads 1 and 2 give the same bits; a
+    bad input is refused naming it."""
+    from twin import _core
+
+    rng = np.random.default_rng(5)
+    z = rng.uniform(0.0, 2.0, (30, 36))
+    z[6:9, 9:15] = np.nan                                   # a wall cell and a partly nodata cell
+    z[12, 13] = np.nan
+    t = SubgridTables.from_terrain(Terrain.from_array(z, 10.0), 3, cache=False)
+    scale = t.sheet_film_scale(z)
+    h = rng.uniform(0.0, 0.6, t.shape) * (rng.uniform(size=t.shape) > 0.2)
+    q = rng.uniform(0.0, 0.5, t.shape) * (rng.uniform(size=t.shape) > 0.3)
+    q[0, :4] = 5.0                                          # films beyond the volume
+    n = rng.uniform(0.02, 0.08, t.shape)
+    lev = np.where(t.valid, t.level_for_depth(h), np.nan)
+    d1 = t.downscale_sheet(lev, h, q, n, z, scale, threads=1)
+    d2 = t.downscale_sheet(lev, h, q, n, z, scale, threads=2)
+    np.testing.assert_array_equal(d1, d2)
+    ref = _sheet_reference(t, h, q, n, z, scale)
+    np.testing.assert_allclose(d1, ref, rtol=0, atol=1e-9)
+    vol = d1.reshape(10, 3, 12, 3).sum(axis=(1, 3))
+    np.testing.assert_allclose(vol[t.valid], 9 * h[t.valid], rtol=1e-12, atol=1e-12)
+    mx = np.full(z.shape, 0.05)
+    t.downscale_sheet(lev, h, q, n, z, scale, max_out=mx)
+    np.testing.assert_array_equal(mx, np.maximum(d1, 0.05))
+    bad = q.copy()
+    bad[2, 3] = np.nan
+    out = np.empty(z.shape)
+    with pytest.raises(ValueError, match=r"q: value nan at \(row 2, col 3\)"):
+        _core.flood_subgrid_downscale_sheet(z, scale, h, bad, n, lev, out, factor=3)
+    with pytest.raises(ValueError, match="out and z share memory"):
+        _core.flood_subgrid_downscale_sheet(z, scale, h, q, n, lev, z, factor=3)
+    with pytest.raises(ValueError, match=r"film_scale: expected shape"):
+        _core.flood_subgrid_downscale_sheet(z, scale[:-1], h, q, n, lev, out, factor=3)
+
+
+def test_sheet_downscale_brings_the_fine_depths_to_the_kinematic_wave():
+    """On the uniform slope of the sheet-flow test (0.3 %), the subgrid solve's fine depths with the films are
+    closer to the kinematic wave than the flat level's: RMS 0.023 against 0.029 m (measured)."""
+    slope, ny, nx, dx, n, rain = 0.003, 90, 30, 10.0, 0.04, 50.0
+    z = np.repeat((ny - np.arange(ny)[:, None]) * dx * slope, nx, axis=1).astype(float)
+    m = FloodModel(Terrain.from_array(z, dx), manning=n, subgrid=3)
+    m.set_boundary("south", "free", slope=slope)
+    m.set_rainfall([0.0, 5 * 3600.0], [rain, rain])
+    m.run_one_step(4 * 3600.0)
+    x = (np.arange(ny) + 0.5) * dx
+    h = (n * rain / 3.6e6 * x / np.sqrt(slope)) ** 0.6
+    sheet = m.fine_depth()[:, 5:25]
+    flat = m.subgrid.downscale(m.level, m.fine_terrain.elevation)[:, 5:25]
+    rs, rf = (float(np.sqrt(np.mean((a - h[:, None]) ** 2))) for a in (sheet, flat))
+    assert rs < 0.85 * rf, (rs, rf)
+    assert abs(sheet.sum() - flat.sum()) < 1e-9 * flat.sum()
+    assert (m.fine_max_depth() >= m.fine_depth()).all()
 
 
 def test_first_substep_of_a_dry_start_is_the_fine_solves():
@@ -298,9 +425,10 @@ def test_fine_rain_and_roughness_map_to_coarse_cells_conserving_volume():
 @pytest.mark.slow
 def test_danang_srtm_subgrid_90m_against_full_30m():
     """Real SRTM 30 m of Đà Nẵng (300 x 300 crop of the coastal plain, 4.8 % sea), 100 mm/h for 1 h, run
-    75 min, walls closed; manning 0.04. Measured (see docs/design/subgrid-face-level.md): subgrid x3 RMSE
-    0.175 m, CSI 0.804, land volume -1.9 %; with faces read at the upwind level (face_weight 1, before) RMSE
-    0.218 m, CSI 0.815; plain 90 m RMSE 0.49 m, CSI 0.40. The issue's CSI (>= 0.80) and volume (5 %) targets
+    75 min, walls closed; manning 0.04. Measured (docs/design/subgrid-sheet-downscale.md): subgrid x3 RMSE
+    0.153 m, CSI 0.818, land volume -1.1 % (face weight 0.3, sheet-flow downscale; 0.175 / 0.804 with weight
+    0.5 and flat levels before); with faces read at the upwind level (face_weight 1) RMSE 0.223 m, CSI 0.799;
+    plain 90 m RMSE 0.49 m, CSI 0.40. The issue's CSI (>= 0.80) and volume (5 %) targets
     are met; its RMSE target (<= 0.15 m) is NOT: the test asserts what is reached, with margin, and that it is
     far better than the plain coarse solve. (Before the CFL floor of the subgrid solver the CSI was 0.69: the
     first sub-step poured its rain into the cells' lowest pixels.)"""
@@ -337,9 +465,9 @@ def test_danang_srtm_subgrid_90m_against_full_30m():
     print(f"danang: subgrid x3 rmse {rs:.3f} m csi {cs:.3f} land volume {vs:.3f}; upwind face level rmse {ru:.3f} "
           f"m csi {cu:.3f}; plain 90 m rmse {rc:.3f} m csi {cc:.3f} land volume {vc:.3f}")
     assert abs(vs - 1.0) < 0.05  # land volume within 5 %
-    assert cs >= 0.80  # the issue's target (measured 0.804)
-    assert rs <= 0.19  # measured 0.175 (the issue's 0.15 is not reached)
-    assert rs < ru - 0.03  # the face level's gain over the upwind level (0.218 m)
+    assert cs >= 0.80  # the issue's target (measured 0.818)
+    assert rs <= 0.165  # measured 0.153 (the issue's 0.15 is not reached)
+    assert rs < ru - 0.05  # the face level's gain over the upwind level (0.223 m)
     assert rs < 0.5 * rc and cs > 1.5 * cc  # the gain over the plain coarse solve
     assert ms.volume_balance()["relative_error"] < 1e-10
 
@@ -382,7 +510,7 @@ def test_scenario_subgrid_factor_builds_fine_city_and_coarse_flood(tmp_path):
     sc_w = load_scenario(repo / "scenarios" / "danang_rain.yaml",
                          overrides=["resolution_m=270", "flood.subgrid_factor=3", "flood.dtype=float64",
                                     "flood.subgrid_face_weight=0.7"])
-    assert tw.flood.subgrid_face_weight == 0.5 and build_twin(sc_w, city=fine).flood.subgrid_face_weight == 0.7
+    assert tw.flood.subgrid_face_weight == 0.3 and build_twin(sc_w, city=fine).flood.subgrid_face_weight == 0.7
     from twin.workflows.runs import fork_overrides_check
 
     with pytest.raises(ValueError, match="fork: cannot apply flood.subgrid_face_weight after the fork time"):
@@ -439,9 +567,16 @@ def _busy_subgrid(threads, face_weight=1.0):
     m.add_inflow([(4, 4)], ([0.0, 1200.0], [0.3, 0.1]))
     m.run_one_step(1200.0)
     h = hashlib.sha256()
-    for a in (m.depth, *m.face_discharge(), m.max_depth, m.max_speed, m.fine_max_depth(), m.fine_depth()):
+    # the kernel's state and its flat downscales (the digest measured with the scalar kernel hashed these)
+    flat_max = m.subgrid.downscale(np.where(np.isfinite(m._solver.max_level), m._solver.max_level, np.nan),
+                                   m.fine_terrain.elevation)
+    flat = m.subgrid.downscale(m._solver.level(), m.fine_terrain.elevation)
+    for a in (m.depth, *m.face_discharge(), m.max_depth, m.max_speed, flat_max, flat):
         h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
+    hf = hashlib.sha256()   # the sheet-flow downscales (fine_depth, fine_maximum depth) of that state
+    for a in (m.fine_max_depth(), m.fine_depth(), m._solver.peak_unit_discharge):
+        hf.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest() + ":" + hf.hexdigest()
 
 
 def test_vectorised_kernel_keeps_the_scalar_kernels_bits():
@@ -477,14 +612,21 @@ def test_vectorised_kernel_keeps_the_scalar_kernels_bits():
     # main at 98be9c6 gives other digests on an AMD EPYC with AVX-512 (2026-12-04; the same with numpy 2.4.6 and
     # 2.5.5, identical across its instruction sets and thread counts; the regular kernel's digest matches there):
     # a machine-dependent difference, likely the C library's pow/cbrt variant for the CPU, not established.
-    # The digests of each machine measured so far:
+    # The digests of each machine measured so far
     known = {(expected, expected_half),
              ("97465b329b64d62687912195ae9db9a135328a730cb1cdcb9045ad1251e63e09",
               "ad530b5577e0eb50095cb31b72862dc58766c438f46442a6299ca4a0d647f0d7")}
+    fine = {}
     for used, digests in seen.items():
-        assert digests[0] == digests[1] and digests[2] == digests[3], (used, digests)   # every thread count
-        assert (digests[0], digests[2]) in known, (used, digests)
-    assert len({tuple(v) for v in seen.values()}) == 1, seen                          # every instruction set
+        kernel = [d.split(":")[0] for d in digests]
+        assert kernel[0] == kernel[1] and kernel[2] == kernel[3], (used, digests)   # every thread count
+        assert (kernel[0], kernel[2]) in known, (used, digests)
+    assert len({tuple(d.split(":")[0] for d in v) for v in seen.values()}) == 1, seen   # every instruction set
+    for used, digests in seen.items():
+        fine[used] = [d.split(":")[1] for d in digests]
+    # the sheet-flow downscales of the same state: the same bits in every instruction set and thread count
+    assert len({f[0] for f in fine.values()} | {f[1] for f in fine.values()}) == 1, fine
+    assert len({f[2] for f in fine.values()} | {f[3] for f in fine.values()}) == 1, fine
 
 
 def test_level_segment_is_only_a_starting_point(monkeypatch):
@@ -582,3 +724,44 @@ def test_downscale_by_blocks_keeps_the_bits_of_the_repeated_level():
         assert got.shape == shape
         assert np.array_equal(got, want)
         assert got[4, 4] == 0.0 and (got[6, 8] == 0.0)
+
+
+def test_fine_maximum_holds_every_fine_depth_seen_and_restarts_bit_identically():
+    """Rain then drainage over a rough bed: the fine maximum is never below a fine depth read between calls
+    (a pool that fills after the flow eases is in the maximum), and a model restored from the state of
+    another mid-run ends with the same fine maximum and fine depth, bit for bit."""
+    rng = np.random.default_rng(2)
+    z = rng.uniform(0.0, 1.0, (45, 60)) + np.linspace(2.0, 0.0, 60)[None, :]
+    t = Terrain.from_array(z, 10.0)
+
+    def model():
+        m = FloodModel(t, manning=0.04, subgrid=3)
+        m.set_rainfall([0.0, 1200.0], [80.0, 80.0])
+        m.set_boundary("east", "free")
+        return m
+
+    a = model()
+    seen = []
+    for _ in range(6):
+        a.run_one_step(300.0)
+        seen.append(a.fine_depth())
+    fmax = a.fine_max_depth()
+    for d in seen:
+        assert (fmax >= d).all()
+    # the drained state after the rain: the maximum is above the depth now somewhere (it is a maximum)
+    assert (fmax > seen[-1] + 0.01).any()
+    b = model()
+    c = model()
+    for _ in range(3):
+        b.run_one_step(300.0)
+    c.set_state(b.get_state())
+    for m in (b, c):
+        for _ in range(3):
+            m.run_one_step(300.0)
+    np.testing.assert_array_equal(b.fine_max_depth(), c.fine_max_depth())
+    np.testing.assert_array_equal(b.fine_depth(), c.fine_depth())
+    np.testing.assert_array_equal(b.fine_max_depth(), fmax)
+    with pytest.raises(ValueError, match=r"fine_max_depth.*does not match"):
+        st = b.get_state()
+        st["fine_max_depth"] = st["fine_max_depth"][:-1]
+        c.set_state(st)

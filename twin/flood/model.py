@@ -12,12 +12,17 @@ continuity, rain, losses (all in the kernel); then point inflows, pumps and pres
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import _core
 from .forcing import TimeSeries, as_times, positive_scalar
 from .solvers import SolverInputs, SubstepForcing, get_solver
+
+if TYPE_CHECKING:
+    from .solvers.subgrid import SubgridSolver
+    from .subgrid import SubgridTables
 
 __all__ = ["FloodModel"]
 
@@ -103,7 +108,7 @@ class FloodModel:
         theta: float = 0.8,
         threads: int | None = None,
         subgrid=None,
-        subgrid_face_weight: float = 0.5,
+        subgrid_face_weight: float = 0.3,
     ) -> None:
         from ..terrain import Terrain
 
@@ -111,6 +116,9 @@ class FloodModel:
             raise ValueError(f"terrain: expected a twin.Terrain, got {type(terrain).__name__}")
         #: the subgrid tables (FloodModel(fine_terrain, subgrid=factor)), or None for the regular solve
         self.subgrid = None
+        self._film_scale: np.ndarray | None = None
+        self._fine_max: np.ndarray | None = None    # subgrid: the fine depth's maximum at the calls' ends
+        self._fine_now: dict | None = None          # subgrid: the fine depth at the last call's end, its state
         #: the terrain given (the fine DEM when solving with subgrid topography)
         self.fine_terrain = terrain
         if subgrid is not None:
@@ -235,19 +243,80 @@ class FloodModel:
         return coarse, manning
 
     def fine_depth(self) -> np.ndarray:
-        """Water depth [m] on the terrain's grid: with subgrid topography the coarse water level
-        downscaled onto the fine DEM, ``max(0, level - z_fine)``; otherwise :attr:`depth`."""
+        """Water depth [m] on the terrain's grid: with subgrid topography each coarse cell's volume on the
+        fine DEM with the sheet-flow film of its unit discharge on every pixel
+        (:meth:`SubgridTables.downscale_sheet`; without flow ``max(0, level - z_fine)``); otherwise
+        :attr:`depth`."""
         if self.subgrid is None:
             return self.depth
-        return self.subgrid.downscale(self._solver.level(), self.fine_terrain.elevation)
+        hit = self._fine_now_if_current()
+        return hit.copy() if hit is not None else self._fine_depth_now()
+
+    def _fine_depth_now(self) -> np.ndarray:
+        """The fine depth of the state now (the one of the last call's end if the state is still that one; do
+        not write into it)."""
+        hit = self._fine_now_if_current()
+        if hit is not None:
+            return hit
+        sol, _ = self._sg()
+        return self._downscale(sol.level(), sol.h, sol.unit_discharge())
+
+    def _sg(self) -> tuple[SubgridSolver, SubgridTables]:
+        """The subgrid solver and tables (only called with subgrid topography)."""
+        from .solvers.subgrid import SubgridSolver
+        from .subgrid import SubgridTables
+
+        sol, tab = self._solver, self.subgrid
+        assert isinstance(sol, SubgridSolver) and isinstance(tab, SubgridTables)
+        return sol, tab
+
+    def _fine_now_if_current(self) -> np.ndarray | None:
+        """The fine depth computed at the end of the last run_one_step call, if the state is still that one
+        (depths, discharges and roughness compared bit for bit: edits between calls invalidate it)."""
+        c = self._fine_now
+        if c is None:
+            return None
+        sol, _ = self._sg()
+        same = (c["time"] == self._time and np.array_equal(c["h"], sol.h) and np.array_equal(c["qx"], sol.qx)
+                and np.array_equal(c["qy"], sol.qy) and np.array_equal(c["manning"], self._manning))
+        return c["depth"] if same else None
 
     def fine_max_depth(self) -> np.ndarray:
-        """Maximum depth [m] so far on the terrain's grid (subgrid: the highest level of each coarse
-        cell downscaled onto the fine DEM); otherwise :attr:`max_depth`."""
+        """Maximum depth [m] so far on the terrain's grid; otherwise :attr:`max_depth`.
+
+        Subgrid: the largest of (a) the fine depth at the end of every :meth:`run_one_step` call (every state
+        a caller can see, so never below a :meth:`fine_depth` read between calls), (b) each coarse cell's
+        highest level (tracked every sub-step) with the film of the unit discharge it had when its mean depth
+        peaked (sampled every 60 s of model time), and (c) the fine depth now."""
         if self.subgrid is None:
             return self.max_depth
-        lev = np.where(np.isfinite(self._solver.max_level), self._solver.max_level, np.nan)
-        return self.subgrid.downscale(lev, self.fine_terrain.elevation)
+        sol, tab = self._sg()
+        valid = tab.valid
+        hmax = np.zeros(self.shape)
+        hmax[valid] = tab.depth_for_level(sol.max_level[valid], *np.nonzero(valid))
+        peak_level = np.where(valid & np.isfinite(sol.max_level), sol.max_level, np.nan)
+        out = self._downscale(peak_level, hmax, sol.peak_unit_discharge)
+        np.maximum(out, self._fine_depth_now(), out=out)
+        if self._fine_max is not None:
+            np.maximum(out, self._fine_max, out=out)
+        return out
+
+    def _downscale(self, level: np.ndarray, mean_depth: np.ndarray, unit_q: np.ndarray,
+                   max_out: np.ndarray | None = None) -> np.ndarray:
+        _, tab = self._sg()
+        if self._film_scale is None:
+            self._film_scale = tab.sheet_film_scale(self.fine_terrain.elevation)
+        return tab.downscale_sheet(level, mean_depth, unit_q, self._manning, self.fine_terrain.elevation,
+                                   self._film_scale, max_out=max_out, threads=self.threads)
+
+    def _track_fine_max(self) -> None:
+        """Raise the fine maximum to the fine depth now (end of a run_one_step call)."""
+        if self._fine_max is None:
+            self._fine_max = np.zeros(self.fine_terrain.shape)
+        sol, _ = self._sg()
+        d = self._downscale(sol.level(), sol.h, sol.unit_discharge(), max_out=self._fine_max)
+        self._fine_now = {"time": self._time, "h": sol.h.copy(), "qx": sol.qx.copy(), "qy": sol.qy.copy(),
+                          "manning": np.array(self._manning, copy=True), "depth": d}
 
     @property
     def level(self) -> np.ndarray:
@@ -829,6 +898,8 @@ class FloodModel:
             self._n_steps += 1
             t0 = t1
         self._time = t_stop
+        if self.subgrid is not None:
+            self._track_fine_max()
 
     def _refuse_substeps(self, dt: float, remaining: float, sub: float, n_sub: int) -> None:
         """Raises the error of a call that would need more than ``max_substeps`` sub-steps, naming its cause."""
@@ -1055,7 +1126,7 @@ class FloodModel:
             "acc": dict(self._acc),
             "pumped_m3": [p["pumped_m3"] for p in self._pumps],
             "z": self._z.copy(),
-        }
+        } | ({"fine_max_depth": self._fine_max.copy()} if self._fine_max is not None else {})
 
     def set_state(self, state: dict) -> None:
         for key, mine in (("solver", self.solver), ("dtype", self.dtype.name), ("shape", tuple(self.shape))):
@@ -1077,6 +1148,12 @@ class FloodModel:
                 p["pumped_m3"] = float(v)
         if "z" in state:
             self._z[...] = state["z"]
+        if self.subgrid is not None:
+            fm = state.get("fine_max_depth")
+            if fm is not None and np.shape(fm) != tuple(self.fine_terrain.shape):
+                raise ValueError(f"state['fine_max_depth']: shape {np.shape(fm)} does not match the fine terrain's "
+                                 f"{tuple(self.fine_terrain.shape)}")
+            self._fine_max = None if fm is None else np.array(fm, dtype=np.float64)
         for s in self._edge_stage:
             self._edge_value[s["idx"]] = s["series"](self._time)
 

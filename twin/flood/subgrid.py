@@ -44,6 +44,9 @@ __all__ = ["SubgridTables", "TABLE_VERSION", "subgrid_cache_dir"]
 
 #: bumped whenever the tables' definition changes (part of the cache key)
 TABLE_VERSION = 3
+#: the least bed slope of a sheet-flow film (:meth:`SubgridTables.downscale_sheet`): flat pixels carry the
+#: film of a 0.001 slope (the free boundary's least slope too)
+SHEET_MIN_SLOPE = 1e-3
 #: elevation of a wall (nodata) in the tables, as the kernel's FLOOD_WALL_Z
 _WALL = 1.0e29
 #: rows of coarse cells processed at a time (bounds the temporaries of the table build)
@@ -317,6 +320,63 @@ class SubgridTables:
         with np.errstate(invalid="ignore"):
             d = lev - z
         return np.where(np.isfinite(d), np.maximum(d, 0.0), 0.0)
+
+    def sheet_film_scale(self, fine_elevation: np.ndarray) -> np.ndarray:
+        """Per pixel ``S^(-3/10)``, S the fine bed's slope (central differences, at least 0.001): the film of
+        Manning sheet flow with unit discharge q is ``(n q)^(3/5) S^(-3/10)``. NaN on nodata pixels."""
+        z = np.asarray(fine_elevation, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            gy, gx = np.gradient(z, self.fine_cell_size)
+            slope = np.hypot(gx, gy)
+        slope = np.where(np.isfinite(slope), np.maximum(slope, SHEET_MIN_SLOPE), SHEET_MIN_SLOPE)
+        return np.where(np.isfinite(z), slope ** -0.3, np.nan)
+
+    def downscale_sheet(self, level: np.ndarray, mean_depth: np.ndarray, unit_discharge: np.ndarray,
+                        manning: np.ndarray | float, fine_elevation: np.ndarray, film_scale: np.ndarray, *,
+                        max_out: np.ndarray | None = None, threads: int | None = None) -> np.ndarray:
+        """Depth on the fine grid holding each coarse cell's volume with a sheet-flow film on every pixel.
+
+        A flat level pools a cell's water in its lowest pixels; where the cell conveys a unit discharge q
+        [m²/s] its pixels carry at least the Manning film ``d_k = (n q)^(3/5) S_k^(-3/10)`` (the kinematic-wave
+        depth on the pixel's slope; ``film_scale`` = :meth:`sheet_film_scale`). The depths are
+        ``max(eta - z_k, d_k)`` with ``eta`` the level at which they hold the cell's volume (exact: a
+        piecewise-linear inversion over the cell's pixels sorted by ``z_k + d_k``); where the films alone
+        exceed the volume, the films scaled to it. Without flow (q = 0) this is :meth:`downscale` at
+        ``level`` (the same bits). Volume per cell is kept to round-off. ``level``, ``mean_depth`` (volume /
+        coarse cell area) and ``unit_discharge`` are coarse ``(ny, nx)`` arrays (``level`` NaN on walls);
+        ``max_out``, a fine ``float64`` array, is raised to the result. The kernel is
+        ``twin._core.flood_subgrid_downscale_sheet`` (docs/design/subgrid-sheet-downscale.md)."""
+        from twin import _core
+
+        f = self.factor
+        ny, nx = self.shape
+        NY, NX = self.fine_shape
+
+        def c64(a, shape=None) -> np.ndarray:
+            a = np.ascontiguousarray(a, dtype=np.float64)
+            return a if shape is None else np.broadcast_to(a, shape).copy() if a.shape != shape else a
+
+        z, sc = c64(fine_elevation), c64(film_scale)
+        lev = c64(level, (ny, nx))
+        h = np.maximum(np.nan_to_num(c64(mean_depth, (ny, nx)), nan=0.0), 0.0)
+        q = np.maximum(np.nan_to_num(c64(unit_discharge, (ny, nx)), nan=0.0), 0.0)
+        n = c64(manning)
+        n = n.reshape(1) if n.size == 1 else c64(n, (ny, nx))
+        exact = (NY, NX) == (ny * f, nx * f)
+        if not exact:          # a fine grid that is not a whole number of cells: pad with nodata, crop after
+            zp = np.full((ny * f, nx * f), np.nan)
+            zp[:NY, :NX] = z
+            sp = np.full_like(zp, np.nan)
+            sp[:NY, :NX] = sc
+            z, sc = zp, sp
+        out = np.empty((ny * f, nx * f))
+        mx = max_out if exact else None
+        _core.flood_subgrid_downscale_sheet(z, sc, h, q, n, lev, out, max_out=mx, factor=f, threads=threads or 0)
+        if not exact:
+            out = np.ascontiguousarray(out[:NY, :NX])
+            if max_out is not None:
+                np.maximum(max_out, out, out=max_out)
+        return out
 
     def to_coarse(self, fine: np.ndarray, name: str, valid: np.ndarray | None = None) -> np.ndarray:
         """Block mean of a fine ``(NY, NX)`` field over each coarse cell's area (pixels outside the

@@ -70,7 +70,7 @@ class SolverInputs:
     #: with subgrid topography (``FloodModel(..., subgrid=...)``), else None
     subgrid: Any = None
     #: subgrid face level weight in (0, 1] (``FloodModel(..., subgrid_face_weight=...)``; see the kernel)
-    subgrid_face_weight: float = 0.5
+    subgrid_face_weight: float = 0.3
 
     @property
     def shape(self) -> tuple[int, int]:

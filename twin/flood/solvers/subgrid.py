@@ -17,7 +17,10 @@ from twin.constants import GRAVITY
 from twin.flood.solvers.base import SolverInputs, SubstepForcing
 from twin.flood.solvers.inertial import InertialSolver
 
-__all__ = ["SubgridSolver"]
+__all__ = ["SubgridSolver", "Q_SAMPLE_S"]
+
+#: model seconds between two samples of the cells' unit discharge for the maximum-depth map's films
+Q_SAMPLE_S = 60.0
 
 
 class SubgridSolver(InertialSolver):
@@ -41,6 +44,11 @@ class SubgridSolver(InertialSolver):
         self._depth_cache = np.full(inputs.shape, np.nan, np.float64)
         # the volume-table segment of each cell's last level: where the kernel's next inversion starts
         self._level_segment = np.zeros(inputs.shape, np.int32)
+        #: each cell's unit discharge [m²/s] when its mean depth was highest (the sheet-flow film of the
+        #: maximum-depth map: the state of the cell at its peak), sampled every Q_SAMPLE_S of model time
+        self.peak_unit_discharge = np.zeros(inputs.shape, np.float64)
+        self._peak_depth = np.zeros(inputs.shape, np.float64)
+        self._q_sampled_at = -math.inf
 
     def stable_dt(self, hmax: float) -> float:
         """CFL sub-step from the largest local depth (level minus the cell's lowest pixel). Its floor is the
@@ -67,7 +75,23 @@ class SubgridSolver(InertialSolver):
             face_weight=m.subgrid_face_weight if t.factor > 1 else 1.0,  # one pixel per cell: nothing pools
         )  # fmt: skip
         self._cur = n
+        if t_end >= self._q_sampled_at + Q_SAMPLE_S:
+            self.sample_peak()
+            self._q_sampled_at = t_end
         return hmax
+
+    def sample_peak(self) -> None:
+        """Where a cell's mean depth is at least its highest sampled so far, keep its unit discharge now."""
+        h = self.h
+        up = h >= self._peak_depth
+        np.copyto(self._peak_depth, h, where=up)
+        np.copyto(self.peak_unit_discharge, self.unit_discharge(), where=up)
+
+    def unit_discharge(self) -> np.ndarray:
+        """Each cell's unit discharge [m²/s]: the magnitude of the mean of its two x faces' and its two y
+        faces' discharges per unit width."""
+        qx, qy = self.qx, self.qy
+        return np.hypot(0.5 * (qx[:, :-1] + qx[:, 1:]), 0.5 * (qy[:-1] + qy[1:]))
 
     def level(self) -> np.ndarray:
         """Water level [m] of each coarse cell (NaN on walls; a dry cell's level is its lowest pixel).
@@ -109,9 +133,15 @@ class SubgridSolver(InertialSolver):
         np.maximum.at(self.max_level, (rows, cols), lev)
 
     def get_state(self) -> dict:
-        return super().get_state() | {"max_level": self.max_level.copy()}
+        return super().get_state() | {"max_level": self.max_level.copy(),
+                                      "peak_unit_discharge": self.peak_unit_discharge.copy(),
+                                      "peak_depth": self._peak_depth.copy(), "q_sampled_at": self._q_sampled_at}
 
     def set_state(self, d: dict) -> None:
         super().set_state(d)
         if "max_level" in d:
             self.max_level[...] = d["max_level"]
+        if "peak_unit_discharge" in d:
+            self.peak_unit_discharge[...] = d["peak_unit_discharge"]
+            self._peak_depth[...] = d["peak_depth"]
+            self._q_sampled_at = float(d["q_sampled_at"])
