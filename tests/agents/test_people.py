@@ -291,3 +291,23 @@ def test_a_shelter_opened_later_gets_the_trees_it_would_have_had_from_the_start(
                             "drive_speed"), want):
         np.testing.assert_array_equal(getattr(pm, name), table, err_msg=name)
     assert pm.dest_node[k] == pm.shelter_node[k] and pm.n_shelters == k + 1
+
+
+def test_read_only_fields_are_read_in_place_and_writable_ones_copied(city):
+    """A read-only field (the step's shared depth) is used without a copy, the same result as from a writable
+    copy of it; a writable field is copied, so a caller writing into its array later changes nothing here."""
+    d, v = coastal_flood(city, 3600.0)
+    pm1 = PeopleModel(city, {"n_tourists": 100}, np.random.default_rng(3))
+    pm2 = PeopleModel(city, {"n_tourists": 100}, np.random.default_rng(3))
+    ro_d, ro_v = d.copy(), v.copy()
+    ro_d.flags.writeable = False
+    ro_v.flags.writeable = False
+    wd, wv = d.copy(), v.copy()
+    pm1.issue_warning(0.0, "loudspeaker")
+    pm2.issue_warning(0.0, "loudspeaker")
+    pm1.run_one_step(600.0, ro_d, ro_v)
+    pm2.run_one_step(600.0, wd, wv)
+    assert np.shares_memory(pm1.flood_depth, ro_d) and not np.shares_memory(pm2.flood_depth, wd)
+    wd[...] = 99.0                                  # the caller reuses its buffer
+    np.testing.assert_array_equal(pm2.flood_depth, pm1.flood_depth)
+    assert pm1.state_table().equals(pm2.state_table())

@@ -765,3 +765,16 @@ def test_fine_maximum_holds_every_fine_depth_seen_and_restarts_bit_identically()
         st = b.get_state()
         st["fine_max_depth"] = st["fine_max_depth"][:-1]
         c.set_state(st)
+
+
+def test_to_fine_copies_each_coarse_value_over_its_block():
+    """``FloodModel.to_fine`` (one broadcast pass) gives what two ``np.repeat`` passes gave, with leading axes
+    (the velocity's two components) and on a fine grid that is not a whole number of coarse cells."""
+    rng = np.random.default_rng(4)
+    for shape in ((45, 60), (44, 61)):
+        m = FloodModel(Terrain.from_array(rng.uniform(0.0, 1.0, shape), 10.0), manning=0.03, subgrid=3)
+        a = rng.random((2, *m.shape))
+        ny, nx = shape
+        want = np.repeat(np.repeat(a, 3, axis=-2), 3, axis=-1)[..., :ny, :nx]
+        np.testing.assert_array_equal(m.to_fine(a), want)
+        np.testing.assert_array_equal(m.to_fine(a[0]), want[0])
