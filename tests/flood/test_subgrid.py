@@ -315,6 +315,14 @@ def test_sheet_kernel_matches_a_reference_and_is_the_same_in_any_thread_count():
     out = np.empty(z.shape)
     with pytest.raises(ValueError, match=r"q: value nan at \(row 2, col 3\)"):
         _core.flood_subgrid_downscale_sheet(z, scale, h, bad, n, lev, out, factor=3)
+    bad_h = h.copy()
+    bad_h[4, 5] = np.nan                                    # a NaN depth is refused, not read as dry
+    with pytest.raises(ValueError, match=r"h: value nan at \(row 4, col 5\)"):
+        t.downscale_sheet(lev, bad_h, q, n, z, scale)
+    neg_q = q.copy()
+    neg_q[2, 3] = -0.5
+    with pytest.raises(ValueError, match=r"q: value -0.5 at \(row 2, col 3\)"):
+        t.downscale_sheet(lev, h, neg_q, n, z, scale)
     with pytest.raises(ValueError, match="out and z share memory"):
         _core.flood_subgrid_downscale_sheet(z, scale, h, q, n, lev, z, factor=3)
     with pytest.raises(ValueError, match=r"film_scale: expected shape"):

@@ -117,6 +117,19 @@ def test_the_city_receives_the_pools_new_release_from_the_decision_on(tmp_path):
     assert row["outcome"] == "applied" and "drawn from Phu Ninh" in row["message"]
 
 
+def test_a_release_the_pool_does_not_hold_is_refused_and_changes_nothing(molave):
+    """The simple pool is a prism with no water below the dead level: 30,000 m³/s for 5 h (540 Mm³) would
+    take it from ~32.5 m to ~16 m; refused naming the level, and the forcing is as it was."""
+    tw = molave
+    t, q0 = _series(tw)
+    lv0 = np.array(tw.forcing["reservoir_level_series"][1], float)
+    d = parse_decision({"type": "reservoir_release", "times": [0, 6 * 3600], "discharge_m3_per_s": [30000, 30000]})
+    with pytest.raises(ValueError, match=r"below the dead level 20.44 m"):
+        d.apply(tw, 3600.0)
+    np.testing.assert_array_equal(_series(tw)[1], q0)
+    np.testing.assert_array_equal(np.array(tw.forcing["reservoir_level_series"][1], float), lv0)
+
+
 def test_a_release_elsewhere_or_from_a_lake_on_the_grid_is_refused(molave, tmp_path):
     with pytest.raises(DecisionError, match=r"reservoir_release\.outlet: .*releases at its outlet"):
         parse_decision({"type": "reservoir_release", "outlet": "Bàn Thạch", "times": [0, 3600],

@@ -311,12 +311,19 @@ def _simple_pool(res, t: np.ndarray, q_in: np.ndarray, q_sched: np.ndarray, i0: 
     if i0 > 0 and base_levels is not None and base_q is not None:
         levels[:i0], q[:i0] = base_levels[:i0], base_q[:i0]
         level = float(base_levels[i0])
+    from twin.flood.reservoir_ops import PHU_NINH
+
     for i in range(i0, len(t)):
         dt = (t[i + 1] - t[i]) if i + 1 < len(t) else (t[i] - t[i - 1] if i > 0 else 0.0)
         levels[i] = level
         spill = max(0.0, level - res.full_supply_level_m) * res.spillway_m3_per_s_per_m
         q[i] = q_sched[i] + spill
         level += (q_in[i] - q[i]) * dt / SIMPLE_AREA_M2
+        if level < PHU_NINH.dead_level_m:   # the prism has no water below the outlets: no answer
+            raise ValueError(f"flood.reservoir ({res.name}): the releases would draw the level pool down to "
+                             f"{level:.2f} m by t = {t[i] + dt:g} s, below the dead level "
+                             f"{PHU_NINH.dead_level_m:g} m: it does not hold that water (release less or for "
+                             "shorter)")
     return q, levels, float(level)
 
 

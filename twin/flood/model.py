@@ -249,17 +249,17 @@ class FloodModel:
         :attr:`depth`."""
         if self.subgrid is None:
             return self.depth
-        hit = self._fine_now_if_current()
-        return hit.copy() if hit is not None else self._fine_depth_now()
+        d, kept = self._fine_depth_now()
+        return d.copy() if kept else d
 
-    def _fine_depth_now(self) -> np.ndarray:
-        """The fine depth of the state now (the one of the last call's end if the state is still that one; do
-        not write into it)."""
+    def _fine_depth_now(self) -> tuple[np.ndarray, bool]:
+        """The fine depth of the state now, and whether it is the one kept from the last call's end (the
+        state is still that one; not to be written into) rather than computed for this call."""
         hit = self._fine_now_if_current()
         if hit is not None:
-            return hit
+            return hit, True
         sol, _ = self._sg()
-        return self._downscale(sol.level(), sol.h, sol.unit_discharge())
+        return self._downscale(sol.level(), sol.h, sol.unit_discharge()), False
 
     def _sg(self) -> tuple[SubgridSolver, SubgridTables]:
         """The subgrid solver and tables (only called with subgrid topography)."""
@@ -296,7 +296,7 @@ class FloodModel:
         hmax[valid] = tab.depth_for_level(sol.max_level[valid], *np.nonzero(valid))
         peak_level = np.where(valid & np.isfinite(sol.max_level), sol.max_level, np.nan)
         out = self._downscale(peak_level, hmax, sol.peak_unit_discharge)
-        np.maximum(out, self._fine_depth_now(), out=out)
+        np.maximum(out, self._fine_depth_now()[0], out=out)
         if self._fine_max is not None:
             np.maximum(out, self._fine_max, out=out)
         return out

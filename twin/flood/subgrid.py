@@ -358,8 +358,9 @@ class SubgridTables:
 
         z, sc = c64(fine_elevation), c64(film_scale)
         lev = c64(level, (ny, nx))
-        h = np.maximum(np.nan_to_num(c64(mean_depth, (ny, nx)), nan=0.0), 0.0)
-        q = np.maximum(np.nan_to_num(c64(unit_discharge, (ny, nx)), nan=0.0), 0.0)
+        # rounding negatives of the limiter clipped; NaN passes through (max(NaN, 0) is NaN) and is refused
+        h = np.maximum(c64(mean_depth, (ny, nx)), 0.0)
+        q = c64(unit_discharge, (ny, nx))
         n = c64(manning)
         n = n.reshape(1) if n.size == 1 else c64(n, (ny, nx))
         exact = (NY, NX) == (ny * f, nx * f)
