@@ -17,6 +17,7 @@
 #include <omp.h>
 #endif
 
+
 namespace twin {
 namespace subgrid {
 
@@ -42,8 +43,11 @@ struct Args {
     double* qx_out;
     double* qy_out;
     const double* cells;
+    // face tables by slot (N+2, faces, 2): face f's slot j pair at f * 2 + j * fs (fs = 2 x the faces of the
+    // table); slot 0 (z_min, dz), slot 1 (width fraction, h_eff slope), slot 2 + k (hbar_k, h_eff_k)
     const double* fxt;
     const double* fyt;
+    std::int64_t fxs, fys;
     const double* manning;
     bool manning_per_cell;
     const std::uint8_t* edge_kind;
@@ -126,16 +130,17 @@ static inline double level_of(const double* c, std::int64_t nl, double h) {
     return zk[lo] + (zk[hi] - zk[lo]) * ((h - hk[lo]) / (hk[hi] - hk[lo]));
 }
 
-// face cross-section (hbar) and conveyance depth (h_eff) at face level eta (face table row t)
-static inline void face_at(const double* t, std::int64_t nl, double eta, double* hbar, double* heff) {
-    const double zmin = t[0], dz = t[1], frac = t[2], eslope = t[3];
-    const double* p = t + 4;  // (hbar_k, h_eff_k) pairs
+// face cross-section (hbar) and conveyance depth (h_eff) at face level eta (t: the face's header pair in a
+// table by slot, fs: the slot stride)
+static inline void face_at(const double* t, std::int64_t fs, std::int64_t nl, double eta, double* hbar, double* heff) {
+    const double zmin = t[0], dz = t[1], frac = t[fs], eslope = t[fs + 1];
+    const double* p = t + 2 * fs;  // (hbar_k, h_eff_k) pairs, one slot apart
     const double s = eta - zmin;
     const double span = dz * static_cast<double>(nl - 1);
     if (!(dz > 0.0) || s >= span) {
         const double d = s - span;
-        *hbar = p[2 * (nl - 1)] + frac * d;
-        *heff = p[2 * (nl - 1) + 1] + eslope * d;
+        *hbar = p[(nl - 1) * fs] + frac * d;
+        *heff = p[(nl - 1) * fs + 1] + eslope * d;
         return;
     }
     const double x = s / dz;
@@ -143,9 +148,9 @@ static inline void face_at(const double* t, std::int64_t nl, double eta, double*
     if (k > nl - 2) k = nl - 2;
     if (k < 0) k = 0;
     const double w = x - static_cast<double>(k);
-    const double* q = p + 2 * k;
-    *hbar = q[0] + w * (q[2] - q[0]);
-    *heff = q[1] + w * (q[3] - q[1]);
+    const double* q = p + k * fs;
+    *hbar = q[0] + w * (q[fs] - q[0]);
+    *heff = q[1] + w * (q[fs + 1] - q[1]);
 }
 
 // the local-inertial update of one face from its cross-section depth hbar and conveyance depth heff
@@ -164,11 +169,11 @@ static inline double flux_from(double eL, double eR, double hbar, double heff, d
 }
 
 // new unit discharge through one face from L to R; ef = the face level; 0 on a dry face
-static inline double flux(double eL, double eR, double ef, const double* t, std::int64_t nl, double qc, double qs,
-                          double qp, double n2, double g_dt, double inv_dx, double theta) {
+static inline double flux(double eL, double eR, double ef, const double* t, std::int64_t fs, std::int64_t nl, double qc,
+                          double qs, double qp, double n2, double g_dt, double inv_dx, double theta) {
     if (!(ef - t[0] > kDepthThresh)) return 0.0;
     double hbar, heff;
-    face_at(t, nl, ef, &hbar, &heff);
+    face_at(t, fs, nl, ef, &hbar, &heff);
     return flux_from(eL, eR, hbar, heff, qc, qs, qp, n2, g_dt, inv_dx, theta);
 }
 
@@ -181,7 +186,7 @@ struct RowScratch {
 };
 
 // New unit discharge of n interior faces of one row: face k lies between cells ia + k (left/up) and ib + k
-// (right/down), its table row is tab + k * fw; its momentum inputs are qc = Q[k], qs = S1[k] + S2[k] and
+// (right/down), its header pair is tab + 2 k (slot stride fs); its momentum inputs are qc = Q[k], qs = S1[k] + S2[k] and
 // qp = ((P1[k] + P2[k]) + (P3[k] + P4[k])) / 4. In chunks of kFaceChunk faces: a chunk whose faces are all
 // closed (walls, dry on both sides: most of a city in a river flood) costs one test and reads no table, as
 // in the scalar kernel; otherwise (1) face levels, on/off and the segment search with its division in a
@@ -189,7 +194,7 @@ struct RowScratch {
 // division, (3) the friction (inv_cbrt, sqrt, divisions) vectorised. The same operations in the same order as
 // flux() one face at a time: the same bits.
 static inline void faces_of_row(const Args& a, std::int64_t n, std::int64_t ia, std::int64_t ib, const double* eta,
-                                const double* tab, std::int64_t fw, const double* Q, const double* S1,
+                                const double* tab, std::int64_t fs, const double* Q, const double* S1,
                                 const double* S2, const double* P1, const double* P2, const double* P3,
                                 const double* P4, double g_dt, double inv_dx, double theta, double* __restrict out) {
     const std::int64_t nl = a.nl;
@@ -212,7 +217,7 @@ static inline void faces_of_row(const Args& a, std::int64_t n, std::int64_t ia, 
         }
         const double* __restrict eA = eta + ia + k0;
         const double* __restrict eB = eta + ib + k0;
-        const double* t0 = tab + k0 * fw;
+        const double* t0 = tab + 2 * k0;
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC ivdep
 #endif
@@ -220,7 +225,7 @@ static inline void faces_of_row(const Args& a, std::int64_t n, std::int64_t ia, 
             // a face between two dry cells is dry: its bed is at or above both cells' lowest pixel
             const bool closed = (zA[k] >= kWallZ) | (zB[k] >= kWallZ) | (!(hA[k] > 0.0) & !(hB[k] > 0.0));
             const double l = eA[k], r = eB[k];
-            const double* t = t0 + k * fw;
+            const double* t = t0 + 2 * k;
             const double ef = face_level(l, r, t[0], a.face_weight);
             const double sk = ef - t[0];
             const double dz = t[1];
@@ -237,19 +242,19 @@ static inline void faces_of_row(const Args& a, std::int64_t n, std::int64_t ia, 
             wt[k] = xs - kd;
         }
         for (std::int64_t k = 0; k < m; ++k) {
-            const double* t = t0 + k * fw;
-            const double* p = t + 4;  // (hbar_k, h_eff_k) pairs
+            const double* t = t0 + 2 * k;
+            const double* p = t + 2 * fs;  // (hbar_k, h_eff_k) pairs, one slot apart
             double b = 0.0, e = 1.0;
             if (on[k] != 0.0) {
                 if (seg[k] < 0.0) {
                     const double d = sv[k] - t[1] * static_cast<double>(nl - 1);
-                    b = p[2 * (nl - 1)] + t[2] * d;
-                    e = p[2 * (nl - 1) + 1] + t[3] * d;
+                    b = p[(nl - 1) * fs] + t[fs] * d;
+                    e = p[(nl - 1) * fs + 1] + t[fs + 1] * d;
                 } else {
-                    const double* q = p + 2 * static_cast<std::int64_t>(seg[k]);
+                    const double* q = p + static_cast<std::int64_t>(seg[k]) * fs;
                     const double w = wt[k];
-                    b = q[0] + w * (q[2] - q[0]);
-                    e = q[1] + w * (q[3] - q[1]);
+                    b = q[0] + w * (q[fs] - q[0]);
+                    e = q[1] + w * (q[fs + 1] - q[1]);
                 }
             }
             hb[k] = b;
@@ -285,16 +290,16 @@ static inline void faces_of_row(const Args& a, std::int64_t n, std::int64_t ia, 
 }
 
 // boundary face of a cell with level eta; s = +1 (east/south) or -1 (west/north): array sign convention
-static inline double edge(std::uint8_t kind, double value, double eta, double zc, const double* t, std::int64_t nl,
-                          double qc_arr, double s, double n2, double g_dt, double inv_dx) {
+static inline double edge(std::uint8_t kind, double value, double eta, double zc, const double* t, std::int64_t fs,
+                          std::int64_t nl, double qc_arr, double s, double n2, double g_dt, double inv_dx) {
     if (kind == kEdgeWall || zc >= kWallZ) return 0.0;
     const double qc = s * qc_arr;
     if (kind == kEdgeFree) {
-        double q = flux(eta, eta - value / inv_dx, eta, t, nl, qc, 2.0 * qc, 0.0, n2, g_dt, inv_dx, 1.0);
+        double q = flux(eta, eta - value / inv_dx, eta, t, fs, nl, qc, 2.0 * qc, 0.0, n2, g_dt, inv_dx, 1.0);
         q = q > 0.0 ? q : 0.0;
         return s * q;
     }
-    const double q = flux(eta, value, std::max(eta, value), t, nl, qc, 2.0 * qc, 0.0, n2, g_dt, inv_dx, 1.0);
+    const double q = flux(eta, value, std::max(eta, value), t, fs, nl, qc, 2.0 * qc, 0.0, n2, g_dt, inv_dx, 1.0);
     return s * q;
 }
 
@@ -313,7 +318,7 @@ static inline double n2_cell(const Args& a, std::int64_t i) {
 // x86-64-v3), the same bits in each (no FMA contraction, IEEE operations only)
 static inline double step_kernel(const Args& a) {
     const std::int64_t ny = a.ny, nx = a.nx, nl = a.nl;
-    const std::int64_t cw = 2 * nl + 2, fw = 2 * nl + 4;
+    const std::int64_t cw = 2 * nl + 2, fxs = a.fxs, fys = a.fys;
     // levels, raw fluxes and limiter factors: every entry is written before it is read, so the calling
     // thread's buffers are reused from one sub-step to the next instead of allocated and zeroed each time
     static thread_local std::vector<double> work;
@@ -363,13 +368,13 @@ static inline double step_kernel(const Args& a) {
                 const double* pT = a.qy + r * nx;
                 const double* pB = a.qy + (r + 1) * nx;
                 double* o = fx + r * (nx + 1);
-                faces_of_row(a, nx - 1, r * nx, r * nx + 1, eta, a.fxt + (r * (nx + 1) + 1) * fw, fw, q + 1, q, q + 2,
+                faces_of_row(a, nx - 1, r * nx, r * nx + 1, eta, a.fxt + (r * (nx + 1) + 1) * 2, fxs, q + 1, q, q + 2,
                              pT, pT + 1, pB, pB + 1, g_dt, inv_dx, theta, o + 1);
                 const std::int64_t iw = r * nx, ie = r * nx + nx - 1;
-                o[0] = edge(a.edge_kind[r], a.edge_value[r], eta[iw], a.z[iw], a.fxt + (r * (nx + 1)) * fw, nl, q[0],
+                o[0] = edge(a.edge_kind[r], a.edge_value[r], eta[iw], a.z[iw], a.fxt + (r * (nx + 1)) * 2, fxs, nl, q[0],
                             -1.0, n2_cell(a, iw), g_dt, inv_dx);
                 o[nx] = edge(a.edge_kind[ny + r], a.edge_value[ny + r], eta[ie], a.z[ie],
-                             a.fxt + (r * (nx + 1) + nx) * fw, nl, q[nx], 1.0, n2_cell(a, ie), g_dt, inv_dx);
+                             a.fxt + (r * (nx + 1) + nx) * 2, fxs, nl, q[nx], 1.0, n2_cell(a, ie), g_dt, inv_dx);
                 double chk = 0.0;
                 for (std::int64_t c = 0; c <= nx; ++c) chk += o[c] * 0.0;  // NaN if any flux is not finite
                 if (!(chk == 0.0)) facebad[static_cast<std::size_t>(r)] |= kBadTable;
@@ -382,7 +387,7 @@ static inline double step_kernel(const Args& a) {
                 const double s = (r == 0) ? -1.0 : 1.0;
                 for (std::int64_t c = 0; c < nx; ++c) {
                     const std::int64_t i = rr * nx + c;
-                    o[c] = edge(a.edge_kind[e0 + c], a.edge_value[e0 + c], eta[i], a.z[i], a.fyt + (r * nx + c) * fw, nl,
+                    o[c] = edge(a.edge_kind[e0 + c], a.edge_value[e0 + c], eta[i], a.z[i], a.fyt + (r * nx + c) * 2, fys, nl,
                                 q[c], s, n2_cell(a, i), g_dt, inv_dx);
                 }
             } else {
@@ -390,7 +395,7 @@ static inline double step_kernel(const Args& a) {
                 const double* qD = a.qy + (r + 1) * nx;
                 const double* pU = a.qx + (r - 1) * (nx + 1);
                 const double* pD = a.qx + r * (nx + 1);
-                faces_of_row(a, nx, (r - 1) * nx, r * nx, eta, a.fyt + (r * nx) * fw, fw, q, qU, qD, pU, pU + 1, pD,
+                faces_of_row(a, nx, (r - 1) * nx, r * nx, eta, a.fyt + (r * nx) * 2, fys, q, qU, qD, pU, pU + 1, pD,
                              pD + 1, g_dt, inv_dx, theta, o);
             }
             {
@@ -535,8 +540,11 @@ static inline double step_kernel(const Args& a) {
                     const double* cr = a.cells + i * cw;
                     const double hn = hout[c];
                     double v0 = 0.0, va = 0.0, w0 = 0.0, vb = 1.0;  // dry cells and walls: selected below
-                    zm[c] = cr[0];
+                    // a dry cell's level is its bed z (= the table's z_min on every cell that is not a wall: the
+                    // caller's contract), read from z rather than from the table: a dry city reads no table row
+                    double zmc = zr[c];
                     if (zr[c] < kWallZ && hn > 0.0) {
+                        zmc = cr[0];
                         const double* zk = cr + 2;
                         const double* hk = cr + 2 + nl;
                         if (hn >= hk[nl - 1]) {
@@ -553,6 +561,7 @@ static inline double step_kernel(const Args& a) {
                             vb = hk[lo + 1] - hk[lo];
                         }
                     }
+                    zm[c] = zmc;
                     z0[c] = v0;
                     ka[c] = va;
                     h0[c] = w0;

@@ -64,6 +64,34 @@ def test_tables_volume_level_relation_is_exact_at_levels_and_monotone():
     assert (tab.wet_fraction[..., 0] == 0).all()  # nothing lies below the lowest pixel
 
 
+def test_face_tables_are_stored_by_slot_with_the_strip_conveyance_of_each_level():
+    # faces_x[j, r, c] is slot j of x face (r, c): (z_min, dz), (width fraction, h_eff slope), then
+    # (hbar_k, h_eff_k) at level z_min + k dz, from the strip of the face's f fine beds (the higher of the
+    # two fine pixels beside the face); checked against NumPy on every interior face (tolerance 1e-12 m)
+    z = _rough()
+    f, nlev = 3, 9
+    tab = SubgridTables.from_terrain(Terrain.from_array(z, 10.0), f, n_levels=nlev, cache=False)
+    ny, nx = tab.shape
+    assert tab.faces_x.shape == (nlev + 2, ny, nx + 1, 2) and tab.faces_y.shape == (nlev + 2, ny + 1, nx, 2)
+    assert tab.faces_x.flags.c_contiguous and tab.faces_y.flags.c_contiguous
+    for r in range(ny):
+        for c in range(1, nx):
+            strip = np.maximum(z[r * f:(r + 1) * f, c * f - 1], z[r * f:(r + 1) * f, c * f])
+            zmin, dz = tab.faces_x[0, r, c]
+            assert zmin == strip.min() and abs(dz - (strip.max() - strip.min()) / (nlev - 1)) < 1e-12
+            assert tab.faces_x[1, r, c, 0] == 1.0
+            for k in (0, 4, nlev - 1):
+                d = np.maximum(zmin + k * dz - strip, 0.0)
+                hbar = d.mean()
+                heff = (np.mean(d ** (5 / 3)) ** 2 / hbar) ** (3 / 7) if hbar > 0 else 0.0
+                assert abs(tab.faces_x[2 + k, r, c, 0] - hbar) < 1e-12
+                assert abs(tab.faces_x[2 + k, r, c, 1] - heff) < 1e-12
+    # a table in another layout (one row of 2N+4 values per face) is refused by name, not misread
+    rows = np.ascontiguousarray(np.moveaxis(tab.faces_x, 0, -2).reshape(ny, nx + 1, 2 * nlev + 4))
+    with pytest.raises(ValueError, match=r"faces_x: expected shape \(11, 15, 21, 2\)"):
+        _core.flood_subgrid_check_tables(tab.cells, rows, tab.faces_y)
+
+
 def test_default_tables_are_exact_between_levels_and_downscaling_keeps_volume():
     # factor 3: one level per pixel (9), and the volume is piecewise linear between pixel elevations, so the
     # table is exact at any level (tolerance 1e-12 m) and the downscaled fine depths hold the coarse volume

@@ -43,7 +43,7 @@ import numpy as np
 __all__ = ["SubgridTables", "TABLE_VERSION", "subgrid_cache_dir"]
 
 #: bumped whenever the tables' definition changes (part of the cache key)
-TABLE_VERSION = 3
+TABLE_VERSION = 4
 #: the least bed slope of a sheet-flow film (:meth:`SubgridTables.downscale_sheet`): flat pixels carry the
 #: film of a 0.001 slope (the free boundary's least slope too)
 SHEET_MIN_SLOPE = 1e-3
@@ -88,8 +88,11 @@ def _cell_tables(zf: np.ndarray, factor: int, nlev: int) -> tuple[np.ndarray, np
 
 
 def _face_tables(zs: np.ndarray, nlev: int) -> np.ndarray:
-    """Face rows ``[z_min, dz, width fraction, h_eff slope, hbar_0, heff_0, hbar_1, heff_1, ..]`` (pairs
-    interleaved: one cache line per lookup) from strip beds ``(..., f)``."""
+    """Face tables from strip beds ``(..., f)``, stored by slot: ``(N+2, ..., 2)`` with the pairs
+    ``(z_min, dz)``, ``(width fraction, h_eff slope)``, ``(hbar_0, heff_0)``, ``(hbar_1, heff_1)`` .. of
+    every face one after the other (one plane per slot): a sub-step reads the header plane of a row of
+    faces contiguously and, for each face, the two pairs of its segment, which the faces beside it at
+    the same depth share (a row layout streamed all N pairs of every wet face through the cache)."""
     ok = np.isfinite(zs)
     nok = ok.sum(axis=-1)
     open_ = nok > 0
@@ -113,7 +116,8 @@ def _face_tables(zs: np.ndarray, nlev: int) -> np.ndarray:
         out[..., 4 + 2 * k] = hbar
         out[..., 5 + 2 * k] = heff
     out[~open_, 4:] = 0.0
-    return out
+    slots = out.reshape(out.shape[:-1] + (nlev + 2, 2))
+    return np.ascontiguousarray(np.moveaxis(slots, -2, 0))
 
 
 @dataclass(eq=False)
@@ -121,8 +125,10 @@ class SubgridTables:
     """Per coarse cell and face tables of a fine DEM (see the module docstring for the formulation).
 
     ``cells`` ``(ny, nx, 2N+2)``: ``z_min, valid fraction, z_0..z_{N-1}, h_0..h_{N-1}`` (mean depth [m]
-    at level ``z_k``); ``wet_fraction`` ``(ny, nx, N)``; ``faces_x`` ``(ny, nx+1, 2N+4)`` and ``faces_y``
-    ``(ny+1, nx, 2N+4)``: ``z_min, dz, width fraction, h_eff slope above the top, hbar_0, h_eff_0, hbar_1, ..``.
+    at level ``z_k``); ``wet_fraction`` ``(ny, nx, N)``; ``faces_x`` ``(N+2, ny, nx+1, 2)`` and ``faces_y``
+    ``(N+2, ny+1, nx, 2)``, by slot (one plane per slot, pairs): ``(z_min, dz)``, ``(width fraction, h_eff
+    slope above the top)``, ``(hbar_0, h_eff_0)``, ``(hbar_1, h_eff_1)``, .. (``faces_x[2 + k, r, c]`` is the
+    pair of level ``k`` of x face ``(r, c)``).
     """
 
     factor: int
