@@ -814,3 +814,34 @@ def test_to_fine_copies_each_coarse_value_over_its_block():
         want = np.repeat(np.repeat(a, 3, axis=-2), 3, axis=-1)[..., :ny, :nx]
         np.testing.assert_array_equal(m.to_fine(a), want)
         np.testing.assert_array_equal(m.to_fine(a[0]), want[0])
+
+
+def test_table_rows_of_the_models_cells_are_kept_and_change_no_bit(monkeypatch):
+    # the tables of the model's stage, drained and inflow cells are gathered once (their index arrays are
+    # read-only) instead of every sub-step; the results are the same bits as gathering them every time
+    from twin.flood.solvers.subgrid import SubgridSolver
+
+    def run():
+        z = _rough(ny=30, nx=36, seed=5)
+        m = FloodModel(Terrain.from_array(z, 10.0), manning=0.04, subgrid=3)
+        m.set_rainfall([0.0, 600.0], [60.0, 20.0])
+        m.set_boundary(None, "stage", cells=[(0, c) for c in range(12)], times_s=[0.0, 900.0], stage_m=[1.4, 0.6])
+        m.set_boundary(None, "free", cells=[(9, c) for c in range(4, 9)])
+        m.add_inflow([(5, 5), (5, 6)], ([0.0, 900.0], [0.4, 0.1]))
+        for _ in range(3):
+            m.run_one_step(300.0)
+        return m
+
+    kept = run()
+    rows, cols = kept._cell_bcs[0]["rows"], kept._cell_bcs[0]["cols"]
+    assert not rows.flags.writeable and not cols.flags.writeable
+    assert kept._solver.rows_table(rows, cols) is kept._solver.rows_table(rows, cols)
+    assert np.array_equal(kept._solver.rows_table(rows, cols), kept.subgrid.cells[rows, cols])
+    writable = rows.copy()
+    assert kept._solver.rows_table(writable, cols) is not kept._solver.rows_table(writable, cols)
+    monkeypatch.setattr(SubgridSolver, "rows_table", lambda self, r, c: self.tables.cells[r, c])
+    again = run()
+    for a, b in ((kept.depth, again.depth), (kept.max_depth, again.max_depth),
+                 (kept._solver.max_level, again._solver.max_level), (kept.fine_max_depth(), again.fine_max_depth())):
+        assert np.array_equal(a, b)
+    assert kept.volume_balance() == again.volume_balance()

@@ -396,6 +396,9 @@ class FloodModel:
                 raise ValueError(f"{name}: cell indices must be integers, got {cells!r}")
             arr = arr.astype(np.int64)
         rows, cols = arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64)
+        # read-only: the model keeps these lists and the subgrid solver keeps their table rows by identity
+        rows.flags.writeable = False
+        cols.flags.writeable = False
         ny, nx = self.shape
         out = (rows < 0) | (rows >= ny) | (cols < 0) | (cols >= nx)
         if out.any():
@@ -416,7 +419,11 @@ class FloodModel:
             return
 
         def cat(parts):
-            return np.concatenate(parts).astype(np.int64) if parts else None
+            if not parts:
+                return None
+            out = np.concatenate(parts).astype(np.int64)
+            out.flags.writeable = False  # replaced, never edited (the subgrid solver keeps its table rows)
+            return out
 
         rr = [np.array([p["cell"][0]]) for p in self._pumps] + [b["rows"] for b in self._cell_bcs]
         cc = [np.array([p["cell"][1]]) for p in self._pumps] + [b["cols"] for b in self._cell_bcs]
@@ -571,7 +578,8 @@ class FloodModel:
         series = TimeSeries(times, q, "inflow hydrograph")
         if series.values.ndim != 1 or (series.values < 0).any():
             raise ValueError("hydrograph: discharge must be a 1-D series of values >= 0 m3/s (use add_pump to extract)")
-        self._inflows.append({"rows": rows, "cols": cols, "series": series})
+        distinct = np.unique(rows * self.shape[1] + cols).size == rows.size  # each cell once: np.add.at books all
+        self._inflows.append({"rows": rows, "cols": cols, "series": series, "distinct": distinct})
         self._breaks = None
         return len(self._inflows) - 1
 
@@ -645,7 +653,8 @@ class FloodModel:
             if cells is None:
                 raise ValueError("set_boundary: give an edge or cells")
             rows, cols = self._cells(cells, "boundary cells")
-            self._cell_bcs.append({"rows": rows, "cols": cols, "kind": kind, "series": series})
+            self._cell_bcs.append({"rows": rows, "cols": cols, "kind": kind, "series": series,
+                                   "flat": rows * nx + cols})
             self._max_boundary_depth()
             return
         edges = list(_EDGES) if edge == "all" else [edge]
@@ -952,7 +961,7 @@ class FloodModel:
             np.add.at(h, (r, c), inc)
             after = h[r, c].astype(np.float64)
             # book the water actually added (after rounding to the model's dtype)
-            acc["inflow_m3"] += float(np.sum(after - before)) * A if np.unique(r * h.shape[1] + c).size == r.size else q * sub
+            acc["inflow_m3"] += float(np.sum(after - before)) * A if inf.get("distinct", False) else q * sub
             self._track_sparse(r, c)
             hmax = max(hmax, float(after.max()))
         for p in self._pumps:
@@ -982,7 +991,8 @@ class FloodModel:
             if b["kind"] == "free":
                 # drain: only the cells holding water change; the maxima cannot rise, nothing to track
                 # (a reservoir's footprint: tens of thousands of cells, nearly all dry each sub-step)
-                hv = h[r, c]
+                flat = b.get("flat")
+                hv = h.reshape(-1)[flat] if flat is not None else h[r, c]  # (one flat gather: 4x faster)
                 wet = hv != 0
                 if wet.any():
                     rw, cw = r[wet], c[wet]
@@ -995,7 +1005,7 @@ class FloodModel:
             if b["kind"] == "stage":
                 level = float(b["series"](tm))
                 if self.subgrid is not None:  # the mean depth at that level, from the volume tables
-                    new = self.subgrid.depth_for_level(level, r, c)
+                    new = self.subgrid.depth_for_level(level, table=self._solver.rows_table(r, c))
                 else:
                     new = np.maximum(level - self.terrain.elevation[r, c], 0.0).astype(self.dtype)
             else:  # wall: closed and dry
@@ -1024,6 +1034,8 @@ class FloodModel:
                     d[b["rows"] * nx + b["cols"]] = True
                 keep = ~d[src[0] * nx + src[1]]
                 self._wetting = (src[0][keep], src[1][keep])
+                for a in self._wetting:
+                    a.flags.writeable = False
             else:
                 self._wetting = src
             self._wetting_src = src

@@ -265,11 +265,12 @@ class SubgridTables:
                    np.ascontiguousarray(fx), np.ascontiguousarray(fy), key)
 
     # ---------------------------------------------------------------- lookups (numpy, for setup and outputs)
-    def depth_for_level(self, level, rows=None, cols=None) -> np.ndarray:
+    def depth_for_level(self, level, rows=None, cols=None, *, table=None) -> np.ndarray:
         """Mean depth [m] (volume / coarse cell area) of each coarse cell at water ``level`` [m]
         (a scalar or a coarse ``(ny, nx)`` array), from the tables (0 below a cell's lowest pixel);
-        with ``rows``/``cols``, of those cells only (``level`` a scalar or one value per cell)."""
-        c = self.cells if rows is None else self.cells[rows, cols]
+        with ``rows``/``cols``, of those cells only (``level`` a scalar or one value per cell); ``table``:
+        their rows ``cells[rows, cols]`` already gathered (then ``rows``/``cols`` are not read)."""
+        c = table if table is not None else (self.cells if rows is None else self.cells[rows, cols])
         n = self.n_levels
         lev = np.broadcast_to(np.asarray(level, dtype=np.float64), c.shape[:-1])
         top = c[..., 1]
@@ -286,11 +287,12 @@ class SubgridTables:
         out = np.where(lev <= zk[..., 0], 0.0, np.where(lev >= zk[..., n - 1], above, inside))
         return np.where(top > 0, np.maximum(out, 0.0), 0.0)
 
-    def level_for_depth(self, h, rows=None, cols=None) -> np.ndarray:
+    def level_for_depth(self, h, rows=None, cols=None, *, table=None) -> np.ndarray:
         """Water level [m] of each coarse cell holding mean depth ``h`` (the inverse of
         :meth:`depth_for_level`; a dry cell's level is its lowest pixel, NaN on walls); with
-        ``rows``/``cols``, of those cells only (``h`` one value per cell)."""
-        c = self.cells if rows is None else self.cells[rows, cols]
+        ``rows``/``cols``, of those cells only (``h`` one value per cell); ``table``: their rows
+        ``cells[rows, cols]`` already gathered."""
+        c = table if table is not None else (self.cells if rows is None else self.cells[rows, cols])
         h = np.broadcast_to(np.asarray(h, dtype=np.float64), c.shape[:-1])
         n = self.n_levels
         zmin, top = c[..., 0], c[..., 1]

@@ -49,6 +49,7 @@ class SubgridSolver(InertialSolver):
         self.peak_unit_discharge = np.zeros(inputs.shape, np.float64)
         self._peak_depth = np.zeros(inputs.shape, np.float64)
         self._q_sampled_at = -math.inf
+        self._rows_tables: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def stable_dt(self, hmax: float) -> float:
         """CFL sub-step from the largest local depth (level minus the cell's lowest pixel). Its floor is the
@@ -118,7 +119,8 @@ class SubgridSolver(InertialSolver):
             lev, zmin = t.level_for_depth(h), t.z_min
         else:
             h = np.maximum(self.h[rows, cols], 0.0)
-            lev, zmin = t.level_for_depth(h, rows, cols), t.z_min[rows, cols]
+            tab = self.rows_table(rows, cols)
+            lev, zmin = t.level_for_depth(h, table=tab), tab[:, 0]
         d = np.where(h > 0, lev - zmin, 0.0)
         return float(np.max(d)) if d.size else 0.0
 
@@ -128,9 +130,24 @@ class SubgridSolver(InertialSolver):
             lev = self.level()
             np.maximum(self.max_level, np.where(np.isfinite(lev), lev, -np.inf), out=self.max_level)
             return
-        lev = self.tables.level_for_depth(np.maximum(self.h[rows, cols], 0.0), rows, cols)
+        lev = self.tables.level_for_depth(np.maximum(self.h[rows, cols], 0.0), table=self.rows_table(rows, cols))
         lev = np.where(np.isfinite(lev), lev, -np.inf)
         np.maximum.at(self.max_level, (rows, cols), lev)
+
+    def rows_table(self, rows, cols) -> np.ndarray:
+        """The cell tables of cells ``(rows, cols)`` (``tables.cells[rows, cols]``), kept for read-only index
+        arrays (the model's inflow, boundary and pump cells: looked up every sub-step) by identity."""
+        if rows.flags.writeable or cols.flags.writeable:
+            return self.tables.cells[rows, cols]
+        memo = self._rows_tables
+        hit = memo.get(id(rows))
+        if hit is not None and hit[0] is rows and hit[1] is cols:
+            return hit[2]
+        if len(memo) >= 64:
+            memo.clear()
+        tab = self.tables.cells[rows, cols]
+        memo[id(rows)] = (rows, cols, tab)  # holds the arrays: their ids are not reused while kept
+        return tab
 
     def get_state(self) -> dict:
         return super().get_state() | {"max_level": self.max_level.copy(),
