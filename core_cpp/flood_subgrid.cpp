@@ -2,6 +2,7 @@
 // docs/design/subgrid-tables.md). float64 only. A separate function from flood_inertial_step: the
 // regular path is untouched (bit-identical).
 //
+// The bed z is each cell's lowest pixel (the cell table's z_min; >= kWallZ: a wall): a dry cell's level.
 // State on the coarse grid: h = mean depth (volume / cell area), qx (ny, nx+1), qy (ny+1, nx) unit
 // discharges per coarse face width, as the regular kernel. Tables (C-contiguous float64):
 //   cells (ny, nx, 2N+2):    z_min, valid fraction, z_0 .. z_{N-1}, h_0 .. h_{N-1} (mean depth at level z_k)
