@@ -181,8 +181,10 @@ static inline double flux(double eL, double eR, double ef, const double* t, std:
 struct RowScratch {
     std::vector<double> rr, lc, rs, ls;
     std::vector<double> z0, ka, h0, kb, zm, dl, lcache, dcache;  // the levels of one row
+    std::vector<double> f0, f1, f2, north;  // limiter factors of three rows, the y faces north of the block
     explicit RowScratch(std::size_t n)
-        : rr(n), lc(n), rs(n), ls(n), z0(n), ka(n), h0(n), kb(n), zm(n), dl(n), lcache(n), dcache(n) {}
+        : rr(n), lc(n), rs(n), ls(n), z0(n), ka(n), h0(n), kb(n), zm(n), dl(n), lcache(n), dcache(n), f0(n), f1(n),
+          f2(n), north(n) {}
 };
 
 // New unit discharge of n interior faces of one row: face k lies between cells ia + k (left/up) and ib + k
@@ -319,16 +321,15 @@ static inline double n2_cell(const Args& a, std::int64_t i) {
 static inline double step_kernel(const Args& a) {
     const std::int64_t ny = a.ny, nx = a.nx, nl = a.nl;
     const std::int64_t cw = 2 * nl + 2, fxs = a.fxs, fys = a.fys;
-    // levels, raw fluxes and limiter factors: every entry is written before it is read, so the calling
+    // levels and raw fluxes: every entry is written before it is read, so the calling
     // thread's buffers are reused from one sub-step to the next instead of allocated and zeroed each time
     static thread_local std::vector<double> work;
     const std::size_t ncell = static_cast<std::size_t>(ny * nx), nfx = static_cast<std::size_t>(ny * (nx + 1)),
-                      nfy = static_cast<std::size_t>((ny + 1) * nx), need = 2 * ncell + nfx + nfy;
+                      nfy = static_cast<std::size_t>((ny + 1) * nx), need = ncell + nfx + nfy;
     if (work.size() < need || work.size() > 4 * need) std::vector<double>(need).swap(work);
     double* const eta = work.data();
     double* const fx = eta + ncell;
     double* const fy = fx + nfx;
-    double* const fac = fy + nfy;
     std::vector<double> rowmax(static_cast<std::size_t>(ny), 0.0);
     std::vector<int> facebad(static_cast<std::size_t>(ny + 1), 0);
     const double g_dt = kGravity * a.dt, inv_dx = 1.0 / a.dx, theta = a.theta, dt_dx = a.dt / a.dx;
@@ -404,11 +405,20 @@ static inline double step_kernel(const Args& a) {
                 if (!(chk == 0.0)) facebad[static_cast<std::size_t>(r)] |= kBadTable;
             }
         }
-        // C: limiter factors
+        // C, D and E fused over each thread's own block of rows (the static schedule's blocks): the limiter
+        // factors of rows r - 1 .. r + 1 in a ring of three rows, the limited fluxes of row r's x faces and of
+        // the y faces south of it written as they are made and read back by E from cache (no factor array, no
+        // second pass over the raw fluxes). The y faces north of a block's first row belong to the block above:
+        // recomputed into a scratch row (the same bits; nothing is written twice). Every value is the same
+        // pure function of the old state as in separate passes, whatever the number of threads.
+        int tid = 0, nth = 1;
 #ifdef TWIN_HAVE_OPENMP
-#pragma omp for schedule(static)
+        tid = omp_get_thread_num();
+        nth = omp_get_num_threads();
 #endif
-        for (std::int64_t r = 0; r < ny; ++r) {
+        const std::int64_t rb = ny * tid / nth, re = ny * (tid + 1) / nth;
+        // C: the limiter factor of each cell of row r (donor cells: outflow scaled to the depth held)
+        auto fac_row = [&](std::int64_t r, double* __restrict fr) {
             const double* x = fx + r * (nx + 1);
             const double* yN = fy + r * nx;
             const double* yS = fy + (r + 1) * nx;
@@ -417,38 +427,43 @@ static inline double step_kernel(const Args& a) {
                                    std::max(yS[c], 0.0);
                 const double od = out * dt_dx;
                 const double hc = std::max(a.h[r * nx + c], 0.0);
-                fac[r * nx + c] = od > hc ? hc / od : 1.0;
+                fr[c] = od > hc ? hc / od : 1.0;
             }
+        };
+        // D: the limited y faces of face row j (between cell rows j - 1 and j; donor = upwind cell, outside
+        // the domain the factor is 1: fu or fd null)
+        auto y_row = [&](std::int64_t j, const double* fu, const double* fd, double* __restrict o) {
+            const double* y = fy + j * nx;
+            for (std::int64_t c = 0; c < nx; ++c) {
+                const double v = y[c];
+                const double u = fu ? fu[c] : 1.0;
+                const double d = fd ? fd[c] : 1.0;
+                o[c] = v * (v > 0.0 ? u : d);
+            }
+        };
+        double* fP = sc.f0.data();  // factors of row r - 1, r, r + 1
+        double* fC = sc.f1.data();
+        double* fN = sc.f2.data();
+        double* north = rb == 0 ? a.qy_out : sc.north.data();
+        if (rb < re) {
+            if (rb > 0) fac_row(rb - 1, fP);
+            fac_row(rb, fC);
+            y_row(rb, rb > 0 ? fP : nullptr, fC, north);
         }
-        // D: limited fluxes (donor = upwind cell; outside the domain the factor is 1)
-#ifdef TWIN_HAVE_OPENMP
-#pragma omp for schedule(static)
-#endif
-        for (std::int64_t r = 0; r <= ny; ++r) {
-            if (r < ny) {
+        // E: continuity, sources, trackers, row sums
+        for (std::int64_t r = rb; r < re; ++r) {
+            if (r + 1 < ny) fac_row(r + 1, fN);
+            {  // D: the x faces of row r, the y faces south of it
                 const double* x = fx + r * (nx + 1);
                 double* o = a.qx_out + r * (nx + 1);
-                const double* f = fac + r * nx;
+                const double* f = fC;
                 o[0] = x[0] < 0.0 ? x[0] * f[0] : x[0];
                 for (std::int64_t c = 1; c < nx; ++c) o[c] = x[c] * (x[c] > 0.0 ? f[c - 1] : f[c]);
                 o[nx] = x[nx] > 0.0 ? x[nx] * f[nx - 1] : x[nx];
+                y_row(r + 1, fC, r + 1 < ny ? fN : nullptr, a.qy_out + (r + 1) * nx);
             }
-            const double* y = fy + r * nx;
-            double* o = a.qy_out + r * nx;
-            for (std::int64_t c = 0; c < nx; ++c) {
-                const double v = y[c];
-                const double fu = r > 0 ? fac[(r - 1) * nx + c] : 1.0;
-                const double fd = r < ny ? fac[r * nx + c] : 1.0;
-                o[c] = v * (v > 0.0 ? fu : fd);
-            }
-        }
-        // E: continuity, sources, trackers, row sums
-#ifdef TWIN_HAVE_OPENMP
-#pragma omp for schedule(static)
-#endif
-        for (std::int64_t r = 0; r < ny; ++r) {
             const double* qxo = a.qx_out + r * (nx + 1);
-            const double* qyN = a.qy_out + r * nx;
+            const double* qyN = r == rb ? north : a.qy_out + r * nx;
             const double* qyS = a.qy_out + (r + 1) * nx;
             const double w0 = 1.0 - a.rain_w, w1 = a.rain_w;
             const double big = std::numeric_limits<double>::max();
@@ -611,6 +626,10 @@ static inline double step_kernel(const Args& a) {
             s[kBndOut] = bout;
             s[kBad] = static_cast<double>(bad);
             rowmax[static_cast<std::size_t>(r)] = hm;
+            double* const t = fP;  // the ring moves down a row
+            fP = fC;
+            fC = fN;
+            fN = t;
         }
     }
     double hmax = 0.0;
