@@ -11,8 +11,9 @@
 //                            A sub-step reads a row's (z_min, dz) contiguously and each wet face's two pairs of its
 //                            segment, shared in cache lines with the faces beside it at the same depth (a face's
 //                            slots in one row streamed every slot of every wet face: 2-3x the kernel's time).
-// One sub-step, five passes over rows (each an OpenMP loop, static schedule; every value written depends
-// only on the old state, never on the thread count; reductions go to per-row slots):
+// One sub-step, three passes over rows (A and B OpenMP loops; C, D and E fused over each thread's block of
+// rows, static blocks; every value written depends only on the old state, never on the thread count;
+// reductions go to per-row slots):
 //   A level of each cell from its mean depth (inverse of the volume table)
 //   B raw face fluxes: q+ = (theta q + (1-theta)/2 (q_l + q_r) - g hbar dt d(eta)/dx)
 //                          / (1 + g n^2 dt |q| / h_eff^(7/3)), hbar and h_eff read at the face level

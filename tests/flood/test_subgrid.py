@@ -851,3 +851,28 @@ def test_table_rows_of_the_models_cells_are_kept_and_change_no_bit(monkeypatch):
                  (kept._solver.max_level, again._solver.max_level), (kept.fine_max_depth(), again.fine_max_depth())):
         assert np.array_equal(a, b)
     assert kept.volume_balance() == again.volume_balance()
+
+
+def test_a_state_whose_bed_is_not_the_tables_lowest_pixel_is_refused_and_changes_nothing():
+    # the kernel takes a dry cell's level from the bed: a restored bed other than the tables' z_min (a tampered or
+    # mismatched restart) would give dry cells a level no table holds, so it is refused before anything changes
+    z = _rough(ny=30, nx=36, seed=9)
+    m = FloodModel(Terrain.from_array(z, 10.0), manning=0.04, subgrid=3)
+    m.set_rainfall([0.0, 600.0], [60.0, 60.0])
+    m.run_one_step(300.0)
+    good = m.get_state()
+    m.run_one_step(300.0)
+    before = (m.depth.copy(), m._solver.max_level.copy(), m._time)
+    bad = dict(good)
+    bad["z"] = good["z"].copy()
+    bad["z"][4, 7] += 0.25
+    with pytest.raises(ValueError, match=r"state\['z'\]: the bed of cell \(row 4, col 7\) is .* lowest pixel is"):
+        m.set_state(bad)
+    assert np.array_equal(m.depth, before[0]) and np.array_equal(m._solver.max_level, before[1])
+    assert m._time == before[2]
+    walled = dict(good)
+    walled["z"] = good["z"].copy()
+    walled["z"][4, 7] = _core.FLOOD_WALL_Z  # a closed cell is a wall: allowed
+    m.set_state(walled)
+    m.set_state(good)
+    assert m._time == 300.0

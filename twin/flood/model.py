@@ -961,7 +961,7 @@ class FloodModel:
             np.add.at(h, (r, c), inc)
             after = h[r, c].astype(np.float64)
             # book the water actually added (after rounding to the model's dtype)
-            acc["inflow_m3"] += float(np.sum(after - before)) * A if inf.get("distinct", False) else q * sub
+            acc["inflow_m3"] += float(np.sum(after - before)) * A if inf["distinct"] else q * sub
             self._track_sparse(r, c)
             hmax = max(hmax, float(after.max()))
         for p in self._pumps:
@@ -991,8 +991,7 @@ class FloodModel:
             if b["kind"] == "free":
                 # drain: only the cells holding water change; the maxima cannot rise, nothing to track
                 # (a reservoir's footprint: tens of thousands of cells, nearly all dry each sub-step)
-                flat = b.get("flat")
-                hv = h.reshape(-1)[flat] if flat is not None else h[r, c]  # (one flat gather: 4x faster)
+                hv = h.reshape(-1)[b["flat"]]  # one flat gather (4x faster than h[r, c])
                 wet = hv != 0
                 if wet.any():
                     rw, cw = r[wet], c[wet]
@@ -1149,6 +1148,8 @@ class FloodModel:
         for key, mine in (("solver", self.solver), ("dtype", self.dtype.name), ("shape", tuple(self.shape))):
             if state.get(key) != mine and not (key == "shape" and tuple(state.get(key, ())) == mine):
                 raise ValueError(f"state[{key!r}]: {state.get(key)!r} does not match this model's {mine!r}")
+        if self.subgrid is not None and "z" in state:  # before anything changes: a refused state changes nothing
+            self._solver.check_bed(np.asarray(state["z"]), "state['z']")
         self._sync_solver_cells()
         self._solver.set_state(state["solver_state"])
         self._maxh[...] = state["max_depth"]

@@ -38,6 +38,7 @@ class SubgridSolver(InertialSolver):
         self.tables = inputs.subgrid
         t = self.tables
         _core.flood_subgrid_check_tables(t.cells, t.faces_x, t.faces_y)  # once; the kernel flags what it reads
+        self.check_bed(inputs.z, "elevation")
         self.max_level = np.where(self.tables.valid, self.tables.z_min, -np.inf).astype(np.float64)
         # the kernel's level cache: the level of each cell's last depth (NaN depth: nothing cached yet)
         self._level_cache = np.zeros(inputs.shape, np.float64)
@@ -50,6 +51,20 @@ class SubgridSolver(InertialSolver):
         self._peak_depth = np.zeros(inputs.shape, np.float64)
         self._q_sampled_at = -math.inf
         self._rows_tables: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def check_bed(self, z: np.ndarray, name: str) -> None:
+        """Refuse a bed that is not the tables' lowest pixel on every cell that is not a wall: the kernel takes a
+        dry cell's level from the bed, so another bed would give dry cells a level no table holds."""
+        t = self.tables
+        if np.shape(z) != t.shape:
+            raise ValueError(f"{name}: shape {np.shape(z)} does not match the subgrid tables' {t.shape}")
+        wall = z >= _core.FLOOD_WALL_Z
+        bad = ~wall & ~(t.valid & (z == t.z_min))
+        if bad.any():
+            r, c = (int(v) for v in np.argwhere(bad)[0])
+            raise ValueError(f"{name}: the bed of cell (row {r}, col {c}) is {float(z[r, c])!r} m, but its subgrid "
+                             f"table's lowest pixel is {float(t.z_min[r, c])!r} m ({int(bad.sum())} cells differ): "
+                             f"a subgrid bed is the tables' z_min or a wall")
 
     def stable_dt(self, hmax: float) -> float:
         """CFL sub-step from the largest local depth (level minus the cell's lowest pixel). Its floor is the
@@ -137,8 +152,8 @@ class SubgridSolver(InertialSolver):
     def rows_table(self, rows, cols) -> np.ndarray:
         """The cell tables of cells ``(rows, cols)`` (``tables.cells[rows, cols]``), kept for read-only index
         arrays (the model's inflow, boundary and pump cells: looked up every sub-step) by identity."""
-        if rows.flags.writeable or cols.flags.writeable:
-            return self.tables.cells[rows, cols]
+        if rows.flags.writeable or cols.flags.writeable or not (rows.flags.owndata and cols.flags.owndata):
+            return self.tables.cells[rows, cols]  # (a read-only view may have a writeable base)
         memo = self._rows_tables
         hit = memo.get(id(rows))
         if hit is not None and hit[0] is rows and hit[1] is cols:
