@@ -17,7 +17,10 @@ docs/user-guide/flood.md, "Subgrid topography", and docs/design/subgrid-tables.m
   table is the share of pixels below each level.
 - **Faces.** A coarse face is crossed by ``factor`` fine strips; strip ``j`` has the bed of the
   fine face it crosses, ``z_j = max(z_left, z_right)`` of the two fine pixels touching the coarse
-  face (the fine model's own face bed, LISFLOOD-FP's ``max(z)``). At a face level ``eta_f`` the table
+  face (the fine model's own face bed, LISFLOOD-FP's ``max(z)``), each pixel taken at the level at which
+  its cell's water reaches it: the lowest elevation over which a path inside the cell leads from the cell's
+  lowest pixels to it (a ridge inside the cell holds the water back; docs/design/subgrid-face-reach.md).
+  At a face level ``eta_f`` the table
   holds, per unit face width ``W``, the wetted cross-section ``hbar = sum_j w_j d_j / W`` and the
   conveyance depth ``h_eff`` with ``h_eff^(7/3) = (sum_j w_j d_j^(5/3) / W)^2 / hbar`` (``d_j =
   max(0, eta_f - z_j)``), so that in steady uniform flow the face carries the summed Manning
@@ -43,7 +46,7 @@ import numpy as np
 __all__ = ["SubgridTables", "TABLE_VERSION", "subgrid_cache_dir"]
 
 #: bumped whenever the tables' definition changes (part of the cache key)
-TABLE_VERSION = 4
+TABLE_VERSION = 5
 #: the least bed slope of a sheet-flow film (:meth:`SubgridTables.downscale_sheet`): flat pixels carry the
 #: film of a 0.001 slope (the free boundary's least slope too)
 SHEET_MIN_SLOPE = 1e-3
@@ -85,6 +88,32 @@ def _cell_tables(zf: np.ndarray, factor: int, nlev: int) -> tuple[np.ndarray, np
     out[~valid_cell, 2 + nlev:] = 0.0
     wet[~valid_cell] = 0.0
     return out, wet
+
+
+def _reach_elevation(zf: np.ndarray, factor: int) -> np.ndarray:
+    """The level at which a coarse cell's water reaches each of its pixels: the lowest elevation over which
+    a 4-connected path inside the cell leads from the cell's lowest pixels to the pixel (the minimax path,
+    a grey-scale reconstruction by erosion confined to the cell). A cell holds one flat level that rises
+    from its lowest pixels, so a face pixel behind a ridge inside the cell conveys nothing until the level
+    passes the ridge. Equal to the pixel's own elevation where nothing higher is in the way; a pixel that
+    nodata cuts off from the lowest pixels keeps its own elevation; nodata stays NaN."""
+    f = factor
+    ny, nx = zf.shape[0] // f, zf.shape[1] // f
+    blk = zf.reshape(ny, f, nx, f).transpose(0, 2, 1, 3)  # (ny, nx, f, f)
+    zi = np.where(np.isnan(blk), np.inf, blk)
+    lowest = zi.min(axis=(2, 3), keepdims=True)
+    reach = np.where(zi == lowest, zi, np.inf)           # every lowest pixel is a source (ties alike)
+    pad = np.full((ny, nx, f + 2, f + 2), np.inf)
+    for _ in range(f * f):                               # a path in a cell has at most f*f - 1 steps
+        pad[..., 1:-1, 1:-1] = reach
+        nb = np.minimum(np.minimum(pad[..., :-2, 1:-1], pad[..., 2:, 1:-1]),
+                        np.minimum(pad[..., 1:-1, :-2], pad[..., 1:-1, 2:]))
+        new = np.minimum(reach, np.maximum(zi, nb))
+        if np.array_equal(new, reach):
+            break
+        reach = new
+    reach = np.where(np.isinf(reach), blk, reach)        # cut off by nodata (or all nodata): its own elevation
+    return reach.transpose(0, 2, 1, 3).reshape(ny * f, nx * f)
 
 
 def _face_tables(zs: np.ndarray, nlev: int) -> np.ndarray:
@@ -244,9 +273,15 @@ class SubgridTables:
         for r0 in range(0, ny, _CHUNK_ROWS):
             r1 = min(ny, r0 + _CHUNK_ROWS)
             cells[r0:r1], wet[r0:r1] = _cell_tables(zp[r0 * f:r1 * f], f, nlev)
+        # the faces' strips take each pixel at the level the cell's water reaches it (a ridge inside the cell
+        # between its lowest pixels and the face holds the water back as the fine terrain does)
+        zr = np.empty_like(zp)
+        for r0 in range(0, ny, _CHUNK_ROWS):
+            r1 = min(ny, r0 + _CHUNK_ROWS)
+            zr[r0 * f:r1 * f] = _reach_elevation(zp[r0 * f:r1 * f], f)
         # x faces: column c of the coarse grid lies between fine columns c f - 1 and c f
         strips_x = np.full((ny, nx + 1, f), np.nan)
-        rows = zp.reshape(ny, f, nx * f)  # (ny, f, NXp)
+        rows = zr.reshape(ny, f, nx * f)  # (ny, f, NXp)
         left = rows[:, :, f - 1::f]    # fine column c f - 1 for c = 1..nx  -> (ny, f, nx)
         right = rows[:, :, 0::f]       # fine column c f for c = 0..nx-1
         strips_x[:, 1:nx] = np.maximum(left[:, :, :nx - 1], right[:, :, 1:]).transpose(0, 2, 1)
@@ -254,8 +289,8 @@ class SubgridTables:
         strips_x[:, nx] = left[:, :, nx - 1]     # east edge
         # y faces: row r of faces lies between fine rows r f - 1 and r f
         strips_y = np.full((ny + 1, nx, f), np.nan)
-        up = zp[f - 1::f].reshape(ny, nx, f)     # fine row r f - 1 (last of coarse row r)
-        dn = zp[0::f].reshape(ny, nx, f)         # fine row r f (first of coarse row r)
+        up = zr[f - 1::f].reshape(ny, nx, f)     # fine row r f - 1 (last of coarse row r)
+        dn = zr[0::f].reshape(ny, nx, f)         # fine row r f (first of coarse row r)
         strips_y[1:ny] = np.maximum(up[:ny - 1], dn[1:])
         strips_y[0] = dn[0]
         strips_y[ny] = up[ny - 1]
