@@ -173,7 +173,7 @@ double subgrid_binding(dcarr z, dcarr h, dcarr qx, dcarr qy, dcarr h_out, dcarr 
         s << "manning: expected 1 value or " << ny * nx << " (one per cell), got " << manning.size();
         fail(s.str());
     }
-    require_nonnegative(manning, "manning");
+    if (manning.size() == 1 || ny * nx == 1) require_nonnegative(manning, "manning");  // per cell: in the kernel
     checked_scalar<double>(dx, "cell_size (dx)", true, true);
     checked_scalar<double>(dt, "dt", true, true);
     checked_scalar<double>(t_end, "t_end", false);
@@ -187,10 +187,8 @@ double subgrid_binding(dcarr z, dcarr h, dcarr qx, dcarr qy, dcarr h_out, dcarr 
             fail("edge_kind: value " + std::to_string(int(ek[i])) + " at index " + std::to_string(i) +
                  " is not 0 (wall), 1 (free) or 2 (stage)");
     require_finite(edge_value, "edge_value");
-    require_finite(z, "elevation");
-    require_finite(h, "depth");
-    require_finite(qx, "qx");
-    require_finite(qy, "qy");
+    // elevation, depth, qx, qy and manning are checked by the kernel as it reads them (a NaN result: it stopped
+    // before writing anything the caller keeps); the messages below are the same
     Args a{};
     a.ny = ny;
     a.nx = nx;
@@ -278,6 +276,14 @@ double subgrid_binding(dcarr z, dcarr h, dcarr qx, dcarr qy, dcarr h_out, dcarr 
     {
         py::gil_scoped_release release;
         hmax = subgrid::step(a);
+    }
+    if (std::isnan(hmax)) {  // the kernel found a non-finite input and stopped before writing what the caller keeps
+        require_finite(z, "elevation");
+        require_finite(h, "depth");
+        require_finite(qx, "qx");
+        require_finite(qy, "qy");
+        require_nonnegative(manning, "manning");
+        fail("elevation/depth/qx/qy/manning: a value is not finite (or a manning value is negative)");
     }
     const double* rs = row_sums.data();
     for (py::ssize_t r = 0; r < ny; ++r) {

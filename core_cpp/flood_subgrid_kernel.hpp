@@ -177,6 +177,17 @@ static inline double flux(double eL, double eR, double ef, const double* t, std:
     return flux_from(eL, eR, hbar, heff, qc, qs, qp, n2, g_dt, inv_dx, theta);
 }
 
+// whether the n values are all finite (nonneg: and >= 0): an integer OR that the compiler vectorises, no exit
+static inline bool row_ok(const double* __restrict v, std::int64_t n, bool nonneg) {
+    const double big = std::numeric_limits<double>::max();
+    int bad = 0;
+    if (nonneg)
+        for (std::int64_t k = 0; k < n; ++k) bad |= (v[k] >= 0.0 && v[k] <= big) ? 0 : 1;
+    else
+        for (std::int64_t k = 0; k < n; ++k) bad |= (std::fabs(v[k]) <= big) ? 0 : 1;
+    return bad == 0;
+}
+
 // Scratch of one thread: pass E's rain and loss of one row's cells
 struct RowScratch {
     std::vector<double> rr, lc, rs, ls;
@@ -332,6 +343,10 @@ static inline double step_kernel(const Args& a) {
     double* const fy = fx + nfx;
     std::vector<double> rowmax(static_cast<std::size_t>(ny), 0.0);
     std::vector<int> facebad(static_cast<std::size_t>(ny + 1), 0);
+    // rows (cells in A, faces in B) whose inputs are not finite (elevation, depth, manning, qx, qy): checked as
+    // the passes read them (once more before the kernel was ~10 % of a sub-step); when any is, the sub-step
+    // stops after B, before anything the caller keeps is written, and the binding names the value
+    std::vector<int> inbad(static_cast<std::size_t>(ny + 1), 0);
     const double g_dt = kGravity * a.dt, inv_dx = 1.0 / a.dx, theta = a.theta, dt_dx = a.dt / a.dx;
     const int nt = a.threads > 0 ? a.threads : 1;
     (void)nt;
@@ -358,12 +373,17 @@ static inline double step_kernel(const Args& a) {
                 eta[i] = e;
             }
             a.row_sums[r * kRowSlots + kBad] = static_cast<double>(bad);
+            const bool ok = row_ok(a.z + r * nx, nx, false) && row_ok(a.h + r * nx, nx, false) &&
+                            (!a.manning_per_cell || row_ok(a.manning + r * nx, nx, true));
+            inbad[static_cast<std::size_t>(r)] = ok ? 0 : 1;
         }
         // B: raw fluxes; x faces of row r, y faces of row r (r = 0..ny)
 #ifdef TWIN_HAVE_OPENMP
 #pragma omp for schedule(static)
 #endif
         for (std::int64_t r = 0; r <= ny; ++r) {
+            if (!row_ok(a.qy + r * nx, nx, false) || (r < ny && !row_ok(a.qx + r * (nx + 1), nx + 1, false)))
+                inbad[static_cast<std::size_t>(r)] |= 2;
             if (r < ny) {
                 const double* q = a.qx + r * (nx + 1);
                 const double* pT = a.qy + r * nx;
@@ -411,6 +431,10 @@ static inline double step_kernel(const Args& a) {
         // second pass over the raw fluxes). The y faces north of a block's first row belong to the block above:
         // recomputed into a scratch row (the same bits; nothing is written twice). Every value is the same
         // pure function of the old state as in separate passes, whatever the number of threads.
+        // (the end of B is a barrier: every thread reads the same flags and takes the same branch)
+        bool any_bad = false;
+        for (int v : inbad) any_bad |= v != 0;
+        if (!any_bad) {
         int tid = 0, nth = 1;
 #ifdef TWIN_HAVE_OPENMP
         tid = omp_get_thread_num();
@@ -631,7 +655,10 @@ static inline double step_kernel(const Args& a) {
             fC = fN;
             fN = t;
         }
+        }  // !any_bad
     }
+    for (int v : inbad)
+        if (v) return std::numeric_limits<double>::quiet_NaN();  // inputs not finite: nothing kept was written
     double hmax = 0.0;
     for (double v : rowmax) hmax = v > hmax ? v : hmax;
     return hmax;

@@ -165,6 +165,63 @@ def test_state_is_checked_on_every_substep(solver):
         m.run_one_step(1.0)
 
 
+# ------------------------------------------------------------------ subgrid kernel: inputs checked as read
+def _subgrid_args(threads):
+    """The arguments of one sub-step of a subgrid model that has run a while (its trackers and level caches
+    hold values), every array a copy; manning per cell."""
+    z = np.random.default_rng(4).uniform(0.0, 1.5, (27, 36))
+    m = FloodModel(Terrain.from_array(z, 10.0), manning=np.full(z.shape, 0.04), subgrid=3, threads=threads)
+    m.set_rainfall([0.0, 600.0], [120.0, 120.0])
+    m.run_one_step(300.0)
+    s, f, t, i = m._solver, m._forcing, m.subgrid, m._solver.inputs
+    c, n = s._cur, 1 - s._cur
+    arrays = {"z": i.z, "h": s._h[c], "qx": s._qx[c], "qy": s._qy[c], "h_out": s._h[n], "qx_out": s._qx[n],
+              "qy_out": s._qy[n], "manning": np.full((9, 12), 0.04)}
+    arrays = {k: np.array(v, copy=True) for k, v in arrays.items()}
+    kept = {"max_depth": f.max_depth, "max_speed": f.max_speed, "arrival_time": f.arrival_time,
+            "max_level": s.max_level, "level_cache": s._level_cache, "depth_cache": s._depth_cache,
+            "level_segment": s._level_segment}
+    kept = {k: np.array(v, copy=True) for k, v in kept.items()}
+    def call(**edit):
+        a = {k: v.copy() for k, v in arrays.items()} | edit
+        return _core.flood_subgrid_step(
+            a["z"], a["h"], a["qx"], a["qy"], a["h_out"], a["qx_out"], a["qy_out"], t.cells, t.faces_x, t.faces_y,
+            a["manning"], f.edge_kind, f.edge_value, kept["max_depth"], kept["max_speed"], kept["arrival_time"],
+            kept["max_level"], np.zeros_like(f.row_sums), dx=i.cell_size, dt=0.5, theta=i.theta, t_end=300.5,
+            rain0=np.array([0.0]), rain1=np.array([0.0]), rain_w=0.0, rain_scale=0.0, threads=threads,
+            level_cache=kept["level_cache"], depth_cache=kept["depth_cache"], level_segment=kept["level_segment"],
+            face_weight=0.3)  # fmt: skip
+    return arrays, kept, call
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    "name, at, value, match",
+    [
+        ("h", (3, 4), np.nan, r"depth: non-finite value nan at flat index 40"),
+        ("h", (8, 11), np.inf, r"depth: non-finite value inf at flat index 107"),
+        ("qx", (2, 12), -np.inf, r"qx: non-finite value -inf at flat index 38"),
+        ("qy", (9, 5), np.nan, r"qy: non-finite value nan at flat index 113"),  # the south edge's face row
+        ("z", (5, 5), np.nan, r"elevation: non-finite value nan at flat index 65"),
+        ("manning", (1, 2), -0.01, r"manning: value -0.01 at flat index 14 must be finite and >= 0"),
+        ("manning", (6, 0), np.inf, r"manning: value inf at flat index 72 must be finite and >= 0"),
+    ],
+)
+def test_subgrid_kernel_refuses_a_non_finite_input_before_writing_anything_kept(name, at, value, match, threads):
+    """The subgrid kernel checks elevation, depth, qx, qy and a per-cell manning as its first passes read them
+    (a separate scan before the kernel was ~10 % of a mostly dry sub-step) and stops before its last pass: the
+    call is refused with the value and its index, and the trackers and level caches are unchanged bit for bit."""
+    arrays, kept, call = _subgrid_args(threads)
+    call()  # valid input runs (and writes the trackers and caches): the copies to compare are taken after it
+    before = {k: v.copy() for k, v in kept.items()}
+    bad = arrays[name].copy()
+    bad[at] = value
+    with pytest.raises(ValueError, match=match):
+        call(**{name: bad})
+    for k, v in kept.items():
+        assert np.array_equal(v, before[k], equal_nan=True), k
+
+
 # ------------------------------------------------------------------ the model: casts and the sub-step cap
 def test_float32_model_refuses_rates_that_overflow_float32():
     m = FloodModel(Terrain.from_array(np.zeros((3, 3)), 1.0), dtype="float32", solver="fv")
