@@ -4,7 +4,7 @@ with ``--reference``, without them (every consumer recomputes the depth and spee
 in the same invocation, each on a freshly built twin of the same scenario and seed.
 
 One JSON line per case (wall and CPU time of the run, ``phase_wall_s`` and each phase's share of the
-step), then a ``ratio`` line: optimised / reference wall per phase, and whether the two runs wrote the
+step, ``per_hour``: the wall time, phases and flood sub-steps of each simulated hour), then a ``ratio`` line: optimised / reference wall per phase, and whether the two runs wrote the
 same KPIs, series and tables (they must: the shared fields change no number).
 
     nice python benchmarks/coupled_profile.py --hours 1 --reference
@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 def _run(hours: float, share: bool, out: Path, factor: int = 3, resolution_m: float = 30.0,
          extra: tuple[str, ...] = ()) -> dict:
     from twin.build import build_twin
+    from twin.output.schedules import IterationInterval
     from twin.scenario import load_scenario
     from twin.simulation import Simulation
 
@@ -37,7 +38,19 @@ def _run(hours: float, share: bool, out: Path, factor: int = 3, resolution_m: fl
     tw = build_twin(sc)
     wb = time.perf_counter() - w0
     sim = Simulation(tw, out_dir=out, share_fields=share)
+    per_hour: list[dict] = []
+    marks = {"wall": time.perf_counter(), "phases": {}, "substeps": 0}
+
+    def hourly(s) -> None:  # the wall time, phases and flood sub-steps of each simulated hour
+        now, ph_now = time.perf_counter(), dict(s.phase_wall_s)
+        per_hour.append({"hour": round(s.time / 3600.0, 3), "wall_s": round(now - marks["wall"], 3),
+                         "phase_wall_s": {k: round(v - marks["phases"].get(k, 0.0), 3) for k, v in ph_now.items()},
+                         "flood_substeps": tw.flood.n_steps - marks["substeps"]})
+        marks.update(wall=now, phases=ph_now, substeps=tw.flood.n_steps)
+
+    sim.add_callback("benchmark_hourly", hourly, IterationInterval(max(1, round(3600.0 / sim.dt))))
     w0, c0 = time.perf_counter(), time.process_time()
+    marks["wall"] = w0
     sim.run()
     wr, cr = time.perf_counter() - w0, time.process_time() - c0
     ph = dict(sim.phase_wall_s)
@@ -46,7 +59,7 @@ def _run(hours: float, share: bool, out: Path, factor: int = 3, resolution_m: fl
             "steps": sim.iteration, "twin_grid": list(tw.terrain.shape), "flood_grid": list(tw.flood.shape),
             "build_wall_s": wb, "run_wall_s": wr, "run_cpu_s": cr, "phase_wall_s": ph,
             "phase_share": {k: v / step for k, v in ph.items()}, "load_avg_end": os.getloadavg()[0],
-            "overrides": list(extra), "flood_substeps": tw.flood.n_steps,
+            "overrides": list(extra), "flood_substeps": tw.flood.n_steps, "per_hour": per_hour,
             "machine": platform.machine(), "cpus": os.cpu_count()}
 
 
