@@ -270,14 +270,12 @@ class SubgridTables:
         zp[:NY, :NX] = z
         cells = np.zeros((ny, nx, 2 * nlev + 2))
         wet = np.zeros((ny, nx, nlev))
-        for r0 in range(0, ny, _CHUNK_ROWS):
-            r1 = min(ny, r0 + _CHUNK_ROWS)
-            cells[r0:r1], wet[r0:r1] = _cell_tables(zp[r0 * f:r1 * f], f, nlev)
         # the faces' strips take each pixel at the level the cell's water reaches it (a ridge inside the cell
         # between its lowest pixels and the face holds the water back as the fine terrain does)
         zr = np.empty_like(zp)
         for r0 in range(0, ny, _CHUNK_ROWS):
             r1 = min(ny, r0 + _CHUNK_ROWS)
+            cells[r0:r1], wet[r0:r1] = _cell_tables(zp[r0 * f:r1 * f], f, nlev)
             zr[r0 * f:r1 * f] = _reach_elevation(zp[r0 * f:r1 * f], f)
         # x faces: column c of the coarse grid lies between fine columns c f - 1 and c f
         strips_x = np.full((ny, nx + 1, f), np.nan)
