@@ -265,3 +265,14 @@ def test_substep_cap_can_be_raised_and_counts_substeps():
     m.max_substeps = 10_000
     m.run_one_step(600.0)
     assert m.time == 600.0 and 50 < m.n_steps <= 10_000
+
+
+@pytest.mark.parametrize("value", [-0.01, np.nan, np.inf])
+def test_subgrid_kernel_refuses_a_bad_uniform_manning_before_running(value):
+    # a uniform (one-value) manning is checked by the binding before the kernel (a per-cell one in its passes)
+    arrays, kept, call = _subgrid_args(1)
+    before = {k: v.copy() for k, v in kept.items()}
+    with pytest.raises(ValueError, match=r"manning: value .* at flat index 0 must be finite and >= 0"):
+        call(manning=np.array([value]))
+    for k, v in kept.items():
+        assert np.array_equal(v, before[k], equal_nan=True), k
