@@ -809,6 +809,13 @@ void Engine::step(int64_t n_steps) {
         if (route_on_departure && pe > pend_ptr) {
             std::vector<int32_t> vs(pending.begin() + pend_ptr, pending.begin() + pe);
             reroute(vs);
+        } else if (pe > pend_ptr) {  // trips still without a route try again as they leave (reroute_incomplete)
+            std::vector<int32_t> vs;
+            for (int64_t k = pend_ptr; k < pe; ++k) {
+                const int32_t v = pending[k];
+                if (state[v] == SCHEDULED && r_len[v] == 0 && origin[v] != dest[v]) vs.push_back(v);
+            }
+            reroute(vs);
         }
         for (; pend_ptr < pe; ++pend_ptr) depart_vehicle(pending[pend_ptr], t);
         // 2. links: receiving flow R_j = min(N_down(t + dt - L/w) + k_j L - N_up(t), q dt) of the
@@ -1037,14 +1044,15 @@ void Engine::set_lanes(const int32_t* ids, const double* lanes, int64_t n) {
     }
 }
 
-// After a link opens: vehicles without an open route to their destination try again.
+// After a link opens: vehicles on the network without an open route to their destination try again.
+// Trips not yet departed that have no route try again when they leave (step(): with the travel times
+// then), not at every opening before: in a long flood, thousands of future trips whose origin or
+// destination is cut off were rerouted each time any link reopened (~0.5 s a coupling step of the 48-h
+// Tam Ky run; the route they leave with is the same search, run once, later).
 void Engine::reroute_incomplete() {
     std::vector<int32_t> vs;
     for (int32_t v = 0; v < (int32_t)n_vehicles(); ++v) {
-        const uint8_t s = state[v];
-        if ((s == SCHEDULED && r_len[v] == 0 && origin[v] != dest[v]) ||
-            (s == ON_LINK && net.to[pool[r_off[v] + r_len[v] - 1]] != dest[v]))
-            vs.push_back(v);
+        if (state[v] == ON_LINK && net.to[pool[r_off[v] + r_len[v] - 1]] != dest[v]) vs.push_back(v);
     }
     reroute(vs);
 }

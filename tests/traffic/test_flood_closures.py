@@ -285,3 +285,28 @@ def test_depth_rule_is_python_and_the_engine_takes_arrays():
     c = TrafficModel(net, stall_depth_m={"car": 0.5})
     c.set_link_depth(depth)
     np.testing.assert_array_equal(c.link_closed_to("car"), depth >= 0.5)
+
+
+def test_trips_not_yet_departed_without_a_route_are_routed_when_they_leave_not_at_every_reopening():
+    """A future trip whose destination is cut off is not rerouted each time some link reopens (in the
+    48-h Tam Kỳ run ~18,000 such trips were rerouted at ~0.5 s a coupling step); it is routed when it
+    leaves, by the closures then: it drives if its road is open again by then, is stranded if not."""
+    net = corridor([300.0, 300.0], 1)             # 0 -> 1 -> 2
+    tm = TrafficModel(net)
+    tm.set_link_depth(np.array([0.0, 0.5]))       # 1 -> 2 closed to cars
+    tm.add_trips(pd.DataFrame({"origin": [0, 0], "destination": [2, 2], "depart_s": [1800.0, 3600.0],
+                               "vehicle_class": ["car", "car"]}))
+    r0 = tm.counts()["reroutes"]
+    for _ in range(5):                            # the water falls and rises on another link: reopenings
+        tm.set_link_depth(np.array([0.5, 0.5]))
+        tm.set_link_depth(np.array([0.0, 0.5]))
+    assert tm.counts()["reroutes"] == r0          # before: both trips were rerouted at each of the 5 reopenings
+    tm.run_one_step(1200)
+    tm.set_link_depth(np.array([0.0, 0.0]))       # their road reopens before the first leaves
+    tm.run_one_step(1200)
+    tm.set_link_depth(np.array([0.0, 0.5]))       # and closes again before the second leaves
+    tm.run_until_done(7200)
+    trips = tm.trips
+    assert np.isfinite(trips.travel_time_s.iloc[0])   # left on the open road
+    c = tm.counts()
+    assert c["stranded"] == 1 and c["arrived"] == 1 and conservation(tm)
