@@ -7,7 +7,12 @@ One JSON line per case (wall and CPU time of the run, ``phase_wall_s`` and each 
 step, ``per_hour``: the wall time, phases and flood sub-steps of each simulated hour), then a ``ratio`` line: optimised / reference wall per phase, and whether the two runs wrote the
 same KPIs, series and tables (they must: the shared fields change no number).
 
+The run keeps freed memory for the next allocation (``twin.memory.retain_freed_memory``, as the ``twin``
+command does); ``--allocator-reference`` first runs the same case in a child process with the C allocator as
+it is (``TWIN_MALLOC=system``) and adds an ``allocator_ratio`` line (also: peak RSS of both).
+
     nice python benchmarks/coupled_profile.py --hours 1 --reference
+    nice python benchmarks/coupled_profile.py --hours 2 --set start=2020-10-28T12:00 --allocator-reference
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -60,6 +66,8 @@ def _run(hours: float, share: bool, out: Path, factor: int = 3, resolution_m: fl
             "build_wall_s": wb, "run_wall_s": wr, "run_cpu_s": cr, "phase_wall_s": ph,
             "phase_share": {k: v / step for k, v in ph.items()}, "load_avg_end": os.getloadavg()[0],
             "overrides": list(extra), "flood_substeps": tw.flood.n_steps, "per_hour": per_hour,
+            "malloc": "retain" if _RETAINED else "system",
+            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "machine": platform.machine(), "cpus": os.cpu_count()}
 
 
@@ -123,16 +131,33 @@ def _same_outputs(a: Path, b: Path) -> dict:
     return out
 
 
+_RETAINED = False  # whether this process keeps freed memory (retain_freed_memory applied)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hours", type=float, default=1.0)
     ap.add_argument("--reference", action="store_true", help="also run without shared fields (the reference)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a scenario override, e.g. --set start=2020-10-28T12:00 (the storm's peak; repeatable)")
+    ap.add_argument("--allocator-reference", action="store_true",
+                    help="also run the case in a child process with TWIN_MALLOC=system (glibc's defaults), first")
     ap.add_argument("--kernels", action="store_true",
                     help="instead: time each consumer's old and new path on the same arrays after --hours of flood")
     args = ap.parse_args(argv)
     load0 = os.getloadavg()[0]
+    from twin.memory import retain_freed_memory
+
+    if args.allocator_reference:
+        import subprocess
+
+        cmd = [sys.executable, __file__, "--hours", f"{args.hours:g}"] + [f"--set={x}" for x in args.set]
+        child = subprocess.run(cmd, env={**os.environ, "TWIN_MALLOC": "system"}, capture_output=True, text=True,
+                               check=True)
+        sysref = json.loads(child.stdout.strip().splitlines()[-1])
+        print(json.dumps(sysref), flush=True)
+    global _RETAINED
+    _RETAINED = retain_freed_memory()
     if args.kernels:
         print(json.dumps(_kernels(args.hours) | {"load_avg_start": load0, "load_avg_end": os.getloadavg()[0]}),
               flush=True)
@@ -144,6 +169,14 @@ def main(argv=None) -> None:
             print(json.dumps(lines[-1] | {"load_avg_start": load0}), flush=True)
         lines.append(_run(args.hours, True, Path(tmp) / "opt", extra=tuple(args.set)))
         print(json.dumps(lines[-1] | {"load_avg_start": load0}), flush=True)
+        if args.allocator_reference:
+            new = lines[-1]
+            print(json.dumps({"case": "allocator_ratio", "hours": args.hours,
+                              "run_wall_ratio": new["run_wall_s"] / sysref["run_wall_s"],
+                              "phase_wall_ratio": {k: new["phase_wall_s"].get(k, 0.0) / v
+                                                   for k, v in sysref["phase_wall_s"].items() if v > 0},
+                              "max_rss_mb": {"system": sysref["max_rss_mb"], "retain": new["max_rss_mb"]},
+                              "load_avg_end": os.getloadavg()[0]}), flush=True)
         if args.reference:
             ref, opt = lines
             ratio = {k: opt["phase_wall_s"].get(k, 0.0) / v for k, v in ref["phase_wall_s"].items() if v > 0}

@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
+    from twin.memory import retain_freed_memory
+
+    retain_freed_memory()  # the grid-sized arrays of each coupling step reuse freed memory (TWIN_MALLOC=system: not)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -11,6 +11,13 @@ anything is allocated: ``resolution_m=1`` on Tam Kỳ is 673 million cells, abou
 Override, for those who mean it: ``TWIN_ALLOW_LARGE=1`` in the environment (the CLI's
 ``--allow-large`` on ``twin run``/``fork``/``replay`` sets it for the command).
 
+:func:`retain_freed_memory` keeps the memory of freed large arrays in the process for the next
+allocation (glibc ``mallopt``): the ``twin`` command calls it; a script that runs long simulations can.
+A coupled step allocates several arrays on the terrain's grid (54 MB each on the 10 m city); by default
+glibc maps each one fresh from the kernel and unmaps it when freed, so every one costs page faults
+(measured 6-336 ms each on a 2-core VM whose freed pages go back to the host: 12 % of an hour of the
+coupled 48-h run at its peak, docs/performance.md).
+
 The bytes per cell are counted from the arrays the code allocates (twin/flood/model.py,
 twin/flood/solvers/, twin/output/recorders.py, twin/city/); they are an estimate of the state, not of
 the interpreter and libraries (a few hundred MB), which the margin of :data:`USABLE_SHARE` leaves for.
@@ -24,9 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["MemoryEstimate", "MemoryEstimateError", "estimate_memory", "available_memory", "check_memory",
-           "ALLOW_LARGE_ENV", "USABLE_SHARE"]
+           "ALLOW_LARGE_ENV", "USABLE_SHARE", "MALLOC_ENV", "retain_freed_memory"]
 
 ALLOW_LARGE_ENV = "TWIN_ALLOW_LARGE"
+MALLOC_ENV = "TWIN_MALLOC"  # "system": leave the C allocator as it is (see retain_freed_memory)
 USABLE_SHARE = 0.8  # of MemAvailable: the rest is for the interpreter, libraries and the OS
 
 GiB = 1024**3
@@ -201,3 +209,41 @@ def check_memory(scenario, city=None, available: int | None = None) -> MemoryEst
         f"the run needs about {_fmt(est.total)} ({est.describe()}) but this machine has {_fmt(avail)} available "
         f"(MemAvailable; at most {USABLE_SHARE:.0%} of it is used). Choose a coarser resolution_m, or set "
         f"{ALLOW_LARGE_ENV}=1 (twin run/fork/replay --allow-large) to run anyway")
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+
+
+def retain_freed_memory() -> bool:
+    """Serve large allocations from the process heap and keep freed memory there (glibc only).
+
+    glibc maps every allocation above its mmap threshold (at most 32 MB) from the kernel and returns it
+    when freed, so an array on the 10 m city's grid (54 MB) allocated every coupling step costs fresh
+    page faults each time. With ``mallopt(M_MMAP_MAX, 0)`` and a trim threshold of 2 GiB they come from
+    the heap and a freed one is reused by the next: the peak memory is about the same (the heap holds
+    what was live at the peak), but it is not given back to the system until the process exits, so
+    this is for processes that run simulations (the ``twin`` command calls it), not for a long
+    interactive session that does other work afterwards. Threads' arenas still map memory when they
+    must (glibc falls back to mmap there), so no allocation fails for it.
+
+    Returns True when applied; False on other C libraries, or when ``TWIN_MALLOC=system`` is set."""
+    if os.environ.get(MALLOC_ENV, "").strip().lower() == "system":
+        return False
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    if not hasattr(libc, "gnu_get_libc_version"):  # glibc only: musl and macOS have no such mallopt parameters
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    # (the trim threshold is a C int: at most 2 GiB of free memory at the heap's top is kept)
+    ok = mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    ok = mallopt(_M_MMAP_MAX, 0) == 1 and ok
+    return ok
