@@ -319,6 +319,67 @@ double subgrid_binding(dcarr z, dcarr h, dcarr qx, dcarr qy, dcarr h_out, dcarr 
     return hmax;
 }
 
+// Levels and mean depths of a few cells from their gathered table rows (n, 2N+2): the model's sparse cells
+// (inflows, stage and pump cells), looked up every sub-step. The same operations as
+// SubgridTables.level_for_depth and depth_for_level in numpy (the same bits, tested), without numpy's
+// per-call cost of ~0.2 ms for a handful of cells.
+std::int64_t table_levels(const dcarr& rows, py::ssize_t n, const char* what) {
+    if (rows.ndim() != 2 || rows.shape(0) != n || rows.shape(1) < 6 || rows.shape(1) % 2 != 0) {
+        std::ostringstream s;
+        s << what << ": table rows must be (" << n << ", 2N+2) with N >= 2, got (";
+        for (py::ssize_t k = 0; k < rows.ndim(); ++k) s << (k ? ", " : "") << rows.shape(k);
+        s << ")";
+        throw py::value_error(s.str());
+    }
+    return static_cast<std::int64_t>((rows.shape(1) - 2) / 2);
+}
+
+py::array_t<double> levels_of_rows(const dcarr& rows, const dcarr& h) {
+    if (h.ndim() != 1) throw py::value_error("flood_subgrid_levels_of_rows: h must be 1-D");
+    const py::ssize_t n = h.shape(0);
+    const std::int64_t nl = table_levels(rows, n, "flood_subgrid_levels_of_rows");
+    py::array_t<double> out(n);
+    const double* c = rows.data();
+    const double* hp = h.data();
+    double* o = out.mutable_data();
+    const std::int64_t w = 2 * nl + 2;
+    for (py::ssize_t i = 0; i < n; ++i) {
+        const double* r = c + i * w;
+        o[i] = r[1] > 0.0 ? subgrid::level_of(r, nl, hp[i]) : std::numeric_limits<double>::quiet_NaN();
+    }
+    return out;
+}
+
+py::array_t<double> depths_of_rows(const dcarr& rows, const dcarr& level) {
+    if (level.ndim() != 1) throw py::value_error("flood_subgrid_depths_of_rows: level must be 1-D");
+    const py::ssize_t n = level.shape(0);
+    const std::int64_t nl = table_levels(rows, n, "flood_subgrid_depths_of_rows");
+    py::array_t<double> out(n);
+    const double* c = rows.data();
+    const double* lp = level.data();
+    double* o = out.mutable_data();
+    const std::int64_t w = 2 * nl + 2;
+    for (py::ssize_t i = 0; i < n; ++i) {
+        const double* r = c + i * w;
+        const double top = r[1], lev = lp[i];
+        const double* zk = r + 2;
+        const double* hk = r + 2 + nl;
+        std::int64_t cnt = 0;  // numpy's k = clip(count(z_k <= level) - 1, 0, N - 2)
+        for (std::int64_t k = 0; k < nl; ++k) cnt += zk[k] <= lev ? 1 : 0;
+        std::int64_t k = cnt - 1;
+        if (k < 0) k = 0;
+        if (k > nl - 2) k = nl - 2;
+        const double z0 = zk[k], z1 = zk[k + 1], h0 = hk[k], h1 = hk[k + 1];
+        const double wt = z1 > z0 ? (lev - z0) / (z1 - z0) : 0.0;
+        const double wc = wt < 0.0 ? 0.0 : (wt > 1.0 ? 1.0 : wt);  // NaN stays NaN, as np.clip
+        const double inside = h0 + wc * (h1 - h0);
+        const double above = hk[nl - 1] + top * (lev - zk[nl - 1]);
+        const double v = lev <= zk[0] ? 0.0 : (lev >= zk[nl - 1] ? above : inside);
+        o[i] = top > 0.0 ? (v < 0.0 ? 0.0 : v) : 0.0;  // np.maximum(v, 0): NaN stays NaN
+    }
+    return out;
+}
+
 // Depth on the fine grid with a Manning sheet-flow film on every pixel (docs/design/subgrid-sheet-downscale.md):
 // per coarse cell with water (h > 0) and flow (q > 0) the pixels' depths are max(eta - z_k, d_k),
 // d_k = (n q)^(3/5) s_k (s_k = S_k^(-3/10), NaN on nodata), eta the level at which they sum to f^2 h (an exact
@@ -488,6 +549,12 @@ void register_flood_subgrid(py::module_& m) {
           "of each coarse cell with water and flow: max(eta - z, (n q)^(3/5) film_scale), eta holding the cell's "
           "volume factor^2 h; without flow max(level - z, 0); a wall (level NaN) 0. Writes out; raises max_out "
           "to it if given (docs/design/subgrid-sheet-downscale.md).");
+    m.def("flood_subgrid_levels_of_rows", &levels_of_rows, py::arg("rows").noconvert(), py::arg("h").noconvert(),
+          "Water level of n cells holding mean depths h (n,), from their table rows (n, 2N+2) (cells[rows, cols]): "
+          "SubgridTables.level_for_depth, the same bits; NaN where the valid fraction is 0.");
+    m.def("flood_subgrid_depths_of_rows", &depths_of_rows, py::arg("rows").noconvert(), py::arg("level").noconvert(),
+          "Mean depth of n cells at water levels (n,), from their table rows (n, 2N+2): "
+          "SubgridTables.depth_for_level, the same bits.");
     m.attr("FLOOD_SUBGRID_ROW_SLOTS") = static_cast<int>(subgrid::kRowSlots);
 }
 

@@ -957,3 +957,40 @@ def test_a_state_whose_bed_is_not_the_tables_lowest_pixel_is_refused_and_changes
     m.set_state(walled)
     m.set_state(good)
     assert m._time == 300.0
+
+
+def test_sparse_cell_lookups_in_cpp_are_the_numpy_lookups_bit_for_bit():
+    """The model's sparse cells (inflows, stage and pump cells) look their levels and depths up every
+    sub-step through ``flood_subgrid_levels_of_rows`` / ``depths_of_rows``: the same bits as the numpy
+    lookups over the whole grid, at every kind of depth and level (dry, negative, between and on the table's
+    knots, above its top, NaN, walls)."""
+    z = _rough(30, 36, seed=11)
+    z[3:6, 9:12] = np.nan                              # a whole coarse cell of nodata: a wall (top = 0)
+    tab = SubgridTables.from_terrain(Terrain.from_array(z, 10.0), 3, n_levels=9, cache=False)
+    rng = np.random.default_rng(5)
+    ny, nx = tab.shape
+    rows, cols = np.divmod(rng.permutation(ny * nx)[:90], nx)
+    rows = np.concatenate([rows, [1]]); cols = np.concatenate([cols, [3]])   # the wall cell
+    c = tab.cells[rows, cols]
+    n = tab.n_levels
+    hk, zk = c[:, 2 + n:], c[:, 2:2 + n]
+    pick = rng.integers(0, n, rows.size)
+    depths = [rng.uniform(0, 1.2 * hk[:, -1].max(), rows.size), hk[np.arange(rows.size), pick], np.zeros(rows.size),
+              np.full(rows.size, -0.01), hk[:, -1] + 0.37, np.full(rows.size, np.nan)]
+    levels = [rng.uniform(zk.min() - 0.2, zk.max() + 0.5, rows.size), zk[np.arange(rows.size), pick], zk[:, 0] - 1.0,
+              zk[:, -1] + 2.0, np.full(rows.size, np.nan)]
+    for h in depths:
+        fast = tab.level_for_depth(h, rows, cols)
+        ref = tab._level_for_depth_np(h, c)
+        assert np.array_equal(fast, ref, equal_nan=True) and np.isnan(fast[-1])
+        assert np.array_equal(fast, tab.level_for_depth(h, table=c), equal_nan=True)
+    for lev in levels:
+        fast = tab.depth_for_level(lev, rows, cols)
+        assert np.array_equal(fast, tab._depth_for_level_np(lev, c), equal_nan=True)
+    assert np.array_equal(tab.depth_for_level(1.0, rows, cols), tab._depth_for_level_np(1.0, c))
+    # the whole grid still in numpy: the same values cell by cell
+    h = rng.uniform(0, 0.8, tab.shape)
+    assert np.array_equal(tab.level_for_depth(h)[rows, cols], tab.level_for_depth(h[rows, cols], rows, cols),
+                          equal_nan=True)
+    with pytest.raises(ValueError, match=r"table rows must be \(3, 2N\+2\)"):
+        _core.flood_subgrid_levels_of_rows(np.zeros((3, 5)), np.zeros(3))

@@ -304,6 +304,15 @@ class SubgridTables:
         with ``rows``/``cols``, of those cells only (``level`` a scalar or one value per cell); ``table``:
         their rows ``cells[rows, cols]`` already gathered (then ``rows``/``cols`` are not read)."""
         c = table if table is not None else (self.cells if rows is None else self.cells[rows, cols])
+        if c.ndim == 2:  # a list of cells (the model's sparse cells, every sub-step): the same bits in C++
+            from twin import _core
+
+            lev1 = np.ascontiguousarray(np.broadcast_to(np.asarray(level, dtype=np.float64), c.shape[:1]))
+            return _core.flood_subgrid_depths_of_rows(np.ascontiguousarray(c, dtype=np.float64), lev1)
+        return self._depth_for_level_np(level, c)
+
+    def _depth_for_level_np(self, level, c: np.ndarray) -> np.ndarray:
+        """:meth:`depth_for_level` of the cells whose table rows are ``c`` (``(..., 2N+2)``), in numpy."""
         n = self.n_levels
         lev = np.broadcast_to(np.asarray(level, dtype=np.float64), c.shape[:-1])
         top = c[..., 1]
@@ -326,6 +335,15 @@ class SubgridTables:
         ``rows``/``cols``, of those cells only (``h`` one value per cell); ``table``: their rows
         ``cells[rows, cols]`` already gathered."""
         c = table if table is not None else (self.cells if rows is None else self.cells[rows, cols])
+        if c.ndim == 2:  # a list of cells (the model's sparse cells, every sub-step): the same bits in C++
+            from twin import _core
+
+            h1 = np.ascontiguousarray(np.broadcast_to(np.asarray(h, dtype=np.float64), c.shape[:1]))
+            return _core.flood_subgrid_levels_of_rows(np.ascontiguousarray(c, dtype=np.float64), h1)
+        return self._level_for_depth_np(h, c)
+
+    def _level_for_depth_np(self, h, c: np.ndarray) -> np.ndarray:
+        """:meth:`level_for_depth` of the cells whose table rows are ``c`` (``(..., 2N+2)``), in numpy."""
         h = np.broadcast_to(np.asarray(h, dtype=np.float64), c.shape[:-1])
         n = self.n_levels
         zmin, top = c[..., 0], c[..., 1]
