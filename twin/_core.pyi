@@ -44,6 +44,10 @@ def flood_subgrid_downscale_sheet(
     manning: NDArray[np.float64], level: NDArray[np.float64], out: NDArray[np.float64], *,
     max_out: NDArray[np.float64] | None = None, factor: int, threads: int = 0) -> None: ...
 
+def flood_subgrid_levels_of_rows(rows: NDArray[np.float64], h: NDArray[np.float64]) -> NDArray[np.float64]: ...
+
+def flood_subgrid_depths_of_rows(rows: NDArray[np.float64], level: NDArray[np.float64]) -> NDArray[np.float64]: ...
+
 def flood_subgrid_step(
     z: NDArray[np.float64], h: NDArray[np.float64], qx: NDArray[np.float64], qy: NDArray[np.float64],
     h_out: NDArray[np.float64], qx_out: NDArray[np.float64], qy_out: NDArray[np.float64],
