@@ -15,7 +15,7 @@ Override, for those who mean it: ``TWIN_ALLOW_LARGE=1`` in the environment (the 
 allocation (glibc ``mallopt``): the ``twin`` command calls it; a script that runs long simulations can.
 A coupled step allocates several arrays on the terrain's grid (54 MB each on the 10 m city); by default
 glibc maps each one fresh from the kernel and unmaps it when freed, so every one costs page faults
-(measured 6-336 ms each on a 2-core VM whose freed pages go back to the host: 12 % of an hour of the
+(measured 6-336 ms each on a 2-core VM whose freed pages go back to the host: 11 % of an hour of the
 coupled 48-h run at its peak, docs/performance.md).
 
 The bytes per cell are counted from the arrays the code allocates (twin/flood/model.py,
