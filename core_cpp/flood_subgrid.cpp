@@ -334,50 +334,50 @@ std::int64_t table_levels(const dcarr& rows, py::ssize_t n, const char* what) {
     return static_cast<std::int64_t>((rows.shape(1) - 2) / 2);
 }
 
-py::array_t<double> levels_of_rows(const dcarr& rows, const dcarr& h) {
-    if (h.ndim() != 1) throw py::value_error("flood_subgrid_levels_of_rows: h must be 1-D");
-    const py::ssize_t n = h.shape(0);
-    const std::int64_t nl = table_levels(rows, n, "flood_subgrid_levels_of_rows");
+// a cell's mean depth at water level lev from its table row r (N levels): depth_for_level's operations
+double depth_of(const double* r, std::int64_t nl, double lev) {
+    const double top = r[1];
+    const double* zk = r + 2;
+    const double* hk = r + 2 + nl;
+    std::int64_t cnt = 0;  // numpy's k = clip(count(z_k <= level) - 1, 0, N - 2)
+    for (std::int64_t k = 0; k < nl; ++k) cnt += zk[k] <= lev ? 1 : 0;
+    std::int64_t k = cnt - 1;
+    if (k < 0) k = 0;
+    if (k > nl - 2) k = nl - 2;
+    const double z0 = zk[k], z1 = zk[k + 1], h0 = hk[k], h1 = hk[k + 1];
+    const double wt = z1 > z0 ? (lev - z0) / (z1 - z0) : 0.0;
+    const double wc = wt < 0.0 ? 0.0 : (wt > 1.0 ? 1.0 : wt);  // NaN stays NaN, as np.clip
+    const double inside = h0 + wc * (h1 - h0);
+    const double above = hk[nl - 1] + top * (lev - zk[nl - 1]);
+    const double v = lev <= zk[0] ? 0.0 : (lev >= zk[nl - 1] ? above : inside);
+    return top > 0.0 ? (v < 0.0 ? 0.0 : v) : 0.0;  // np.maximum(v, 0): NaN stays NaN
+}
+
+// a cell's level at mean depth h from its table row r: level_for_depth's (the kernel's inversion); NaN on a wall
+double level_at(const double* r, std::int64_t nl, double h) {
+    return r[1] > 0.0 ? subgrid::level_of(r, nl, h) : std::numeric_limits<double>::quiet_NaN();
+}
+
+// f(row i, N, x[i]) for the n cells whose table rows are rows (n, 2N+2)
+template <double (*F)(const double*, std::int64_t, double)>
+py::array_t<double> of_rows(const dcarr& rows, const dcarr& x, const char* what, const char* xname) {
+    if (x.ndim() != 1) throw py::value_error(std::string(what) + ": " + xname + " must be 1-D");
+    const py::ssize_t n = x.shape(0);
+    const std::int64_t nl = table_levels(rows, n, what);
     py::array_t<double> out(n);
     const double* c = rows.data();
-    const double* hp = h.data();
+    const double* xp = x.data();
     double* o = out.mutable_data();
-    const std::int64_t w = 2 * nl + 2;
-    for (py::ssize_t i = 0; i < n; ++i) {
-        const double* r = c + i * w;
-        o[i] = r[1] > 0.0 ? subgrid::level_of(r, nl, hp[i]) : std::numeric_limits<double>::quiet_NaN();
-    }
+    for (py::ssize_t i = 0; i < n; ++i) o[i] = F(c + i * (2 * nl + 2), nl, xp[i]);
     return out;
 }
 
+py::array_t<double> levels_of_rows(const dcarr& rows, const dcarr& h) {
+    return of_rows<level_at>(rows, h, "flood_subgrid_levels_of_rows", "h");
+}
+
 py::array_t<double> depths_of_rows(const dcarr& rows, const dcarr& level) {
-    if (level.ndim() != 1) throw py::value_error("flood_subgrid_depths_of_rows: level must be 1-D");
-    const py::ssize_t n = level.shape(0);
-    const std::int64_t nl = table_levels(rows, n, "flood_subgrid_depths_of_rows");
-    py::array_t<double> out(n);
-    const double* c = rows.data();
-    const double* lp = level.data();
-    double* o = out.mutable_data();
-    const std::int64_t w = 2 * nl + 2;
-    for (py::ssize_t i = 0; i < n; ++i) {
-        const double* r = c + i * w;
-        const double top = r[1], lev = lp[i];
-        const double* zk = r + 2;
-        const double* hk = r + 2 + nl;
-        std::int64_t cnt = 0;  // numpy's k = clip(count(z_k <= level) - 1, 0, N - 2)
-        for (std::int64_t k = 0; k < nl; ++k) cnt += zk[k] <= lev ? 1 : 0;
-        std::int64_t k = cnt - 1;
-        if (k < 0) k = 0;
-        if (k > nl - 2) k = nl - 2;
-        const double z0 = zk[k], z1 = zk[k + 1], h0 = hk[k], h1 = hk[k + 1];
-        const double wt = z1 > z0 ? (lev - z0) / (z1 - z0) : 0.0;
-        const double wc = wt < 0.0 ? 0.0 : (wt > 1.0 ? 1.0 : wt);  // NaN stays NaN, as np.clip
-        const double inside = h0 + wc * (h1 - h0);
-        const double above = hk[nl - 1] + top * (lev - zk[nl - 1]);
-        const double v = lev <= zk[0] ? 0.0 : (lev >= zk[nl - 1] ? above : inside);
-        o[i] = top > 0.0 ? (v < 0.0 ? 0.0 : v) : 0.0;  // np.maximum(v, 0): NaN stays NaN
-    }
-    return out;
+    return of_rows<depth_of>(rows, level, "flood_subgrid_depths_of_rows", "level");
 }
 
 // Depth on the fine grid with a Manning sheet-flow film on every pixel (docs/design/subgrid-sheet-downscale.md):
