@@ -53,6 +53,361 @@ static double step(const Args& a) {
     return step_base(a);
 }
 
+// ---- local time steps (docs/design/subgrid-local-time-steps.md) -------------------------------------------------
+// One step of a.dt in which the deep cells (local depth above h_deep: a sub-step shorter than a.dt) and their
+// neighbours take m sub-steps of a.dt / m:
+//   1. classify: the LtsBits of every cell (mask), the fast cells and the fast faces in row-major order;
+//   2. the whole-grid kernel with a.dt, fast cells left as they are: slow faces are computed from the levels at
+//      the start and their outflow is limited by the donor's depth (a fast donor: the outflow through its slow
+//      faces only), so a slow face's discharge is fixed for the step; slow cells are updated with it;
+//   3. the sub-cycle: m sub-steps over the fast cells and fast faces (the same face, limiter and cell formulas),
+//      each fast cell taking its slow faces' fixed discharges every sub-step. A fast cell keeps in reserve the
+//      outflow still committed to its slow faces (the limiter scales only fast outflow, and losses do not take
+//      the reserve), so no depth goes negative. Every face's discharge times its duration leaves one cell and
+//      enters the other: the volume is conserved as in the kernel.
+// Every value is a pure function of the old state: the same bits whatever the number of threads (sums in
+// row-major order, sequentially).
+struct LtsSets {
+    std::vector<std::int64_t> cells, fx, fy;
+};
+
+// point sources of a step with local time steps (the model's inflows): cell (flat index) and the depth it gains
+// over the step, added in m equal parts, one at the start of each sub-step of the sub-cycle (the cells are deep)
+struct LtsSources {
+    const std::int64_t* cell = nullptr;
+    const double* depth = nullptr;
+    std::int64_t n = 0;
+};
+
+static void lts_classify(const Args& a, double h_deep, const LtsSources& src, std::uint8_t* mask, LtsSets& s) {
+    const std::int64_t ny = a.ny, nx = a.nx, nl = a.nl, cw = 2 * nl + 2;
+    const int nt = a.threads > 0 ? a.threads : 1;
+    (void)nt;
+#ifdef TWIN_HAVE_OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt)
+#endif
+    for (std::int64_t r = 0; r < ny; ++r)
+        for (std::int64_t c = 0; c < nx; ++c) {
+            const std::int64_t i = r * nx + c;
+            const double hc = a.h[i];
+            bool deep = false;
+            if (a.z[i] < kWallZ) {
+                if (hc > 0.0) {
+                    const double e = (a.depth_cache && std::memcmp(&a.depth_cache[i], &hc, sizeof(double)) == 0)
+                                         ? a.level_cache[i] : level_of(a.cells + i * cw, nl, hc);
+                    deep = !(e - a.z[i] <= h_deep);  // (a NaN level: deep; the kernel names it)
+                }
+                // a stage edge standing deep above the cell's bed conveys at that depth
+                auto stage_deep = [&](std::int64_t e) {
+                    return a.edge_kind[e] == kEdgeStage && !(a.edge_value[e] - a.z[i] <= h_deep);
+                };
+                if (c == 0) deep |= stage_deep(r);
+                if (c == nx - 1) deep |= stage_deep(ny + r);
+                if (r == 0) deep |= stage_deep(2 * ny + c);
+                if (r == ny - 1) deep |= stage_deep(2 * ny + nx + c);
+            }
+            mask[i] = deep ? kLtsDeep : 0;
+        }
+    for (std::int64_t k = 0; k < src.n; ++k)
+        if (a.z[src.cell[k]] < kWallZ) mask[src.cell[k]] = kLtsDeep;
+    s.cells.clear();
+    s.fx.clear();
+    s.fy.clear();
+    auto deep = [&](std::int64_t i) { return (mask[i] & kLtsDeep) != 0; };
+    for (std::int64_t r = 0; r < ny; ++r)
+        for (std::int64_t c = 0; c < nx; ++c) {
+            const std::int64_t i = r * nx + c;
+            if (a.z[i] >= kWallZ) continue;
+            if (deep(i) || (c > 0 && deep(i - 1)) || (c + 1 < nx && deep(i + 1)) || (r > 0 && deep(i - nx)) ||
+                (r + 1 < ny && deep(i + nx))) {
+                mask[i] |= kLtsFast;
+                s.cells.push_back(i);
+            }
+        }
+    for (std::int64_t r = 0; r < ny; ++r)
+        for (std::int64_t c = 0; c <= nx; ++c)
+            if ((c > 0 && deep(r * nx + c - 1)) || (c < nx && deep(r * nx + c))) s.fx.push_back(r * (nx + 1) + c);
+    for (std::int64_t r = 0; r <= ny; ++r)
+        for (std::int64_t c = 0; c < nx; ++c)
+            if ((r > 0 && deep((r - 1) * nx + c)) || (r < ny && deep(r * nx + c))) s.fy.push_back(r * nx + c);
+}
+
+// the sub-cycle (step 3) on the kernel's outputs (a.h_out, a.qx_out, a.qy_out), in place; returns the largest
+// local depth of the fast cells (NaN: a level or a depth not finite, flagged in the rows' bad slot)
+static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSets& s, const LtsSources& src, int m) {
+    const std::int64_t ny = a.ny, nx = a.nx, nl = a.nl, cw = 2 * nl + 2, fxs = a.fxs, fys = a.fys;
+    double* const h = a.h_out;
+    double* const qx = a.qx_out;
+    double* const qy = a.qy_out;
+    const double dts = a.dt / static_cast<double>(m);
+    const double g_dt = kGravity * dts, inv_dx = 1.0 / a.dx, theta = a.theta, dt_dx = dts / a.dx;
+    const double rain_scale = a.rain_scale / static_cast<double>(m), loss_scale = a.loss_scale / static_cast<double>(m);
+    const std::int64_t nF = static_cast<std::int64_t>(s.cells.size());
+    const std::int64_t nX = static_cast<std::int64_t>(s.fx.size()), nY = static_cast<std::int64_t>(s.fy.size());
+    static thread_local std::vector<double> work;  // dense: levels and factors by cell, raw fluxes by face
+    const std::size_t ncell = static_cast<std::size_t>(ny * nx), nfx = static_cast<std::size_t>(ny * (nx + 1)),
+                      nfy = static_cast<std::size_t>((ny + 1) * nx), need = 2 * ncell + nfx + nfy;
+    if (work.size() < need || work.size() > 4 * need) std::vector<double>(need).swap(work);
+    double* const eta = work.data();
+    double* const fac = eta + ncell;
+    double* const rx = fac + ncell;
+    double* const ry = rx + nfx;
+    std::vector<double> slow(static_cast<std::size_t>(nF)), rs(static_cast<std::size_t>(nF)),
+        ls(static_cast<std::size_t>(nF)), hm(static_cast<std::size_t>(nF), 0.0);
+    std::vector<int> bad(static_cast<std::size_t>(nF), 0);
+    auto deep = [&](std::int64_t i) { return (mask[i] & kLtsDeep) != 0; };
+    const int nt = a.threads > 0 ? a.threads : 1;
+    (void)nt;
+    const double* c_ = a.cells;
+    for (std::int64_t k = 0; k < nX; ++k) qx[s.fx[k]] = a.qx[s.fx[k]];  // fast faces start from the old discharge
+    for (std::int64_t k = 0; k < nY; ++k) qy[s.fy[k]] = a.qy[s.fy[k]];
+    // each fast cell's outflow through its slow faces (fixed for the step), as depth per sub-step
+    for (std::int64_t k = 0; k < nF; ++k) {
+        const std::int64_t i = s.cells[k], r = i / nx, c = i % nx;
+        double out = 0.0;
+        if (!deep(i)) {
+            if (!(c > 0 && deep(i - 1))) out += std::max(-qx[r * (nx + 1) + c], 0.0);
+            if (!(c + 1 < nx && deep(i + 1))) out += std::max(qx[r * (nx + 1) + c + 1], 0.0);
+            if (!(r > 0 && deep(i - nx))) out += std::max(-qy[r * nx + c], 0.0);
+            if (!(r + 1 < ny && deep(i + nx))) out += std::max(qy[(r + 1) * nx + c], 0.0);
+        }
+        slow[static_cast<std::size_t>(k)] = out * dt_dx;
+    }
+    const double w0 = 1.0 - a.rain_w, w1 = a.rain_w;
+    for (int j = 0; j < m; ++j) {
+        const double t_end = j + 1 == m ? a.t_end : a.t_end - a.dt + static_cast<double>(j + 1) * dts;
+        const double left = static_cast<double>(m - j);  // sub-steps left, this one included
+        for (std::int64_t k = 0; k < src.n; ++k)
+            if (a.z[src.cell[k]] < kWallZ) h[src.cell[k]] += src.depth[k] / static_cast<double>(m);
+        // levels: at the first sub-step from the level cache (the kernel's, of the depth at the start) or the table;
+        // then each cell's level is the one its update computed (a source's cell: from the table again)
+        if (j == 0) {
+#ifdef TWIN_HAVE_OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt)
+#endif
+            for (std::int64_t k = 0; k < nF; ++k) {
+                const std::int64_t i = s.cells[k];
+                const double hc = h[i];
+                eta[i] = (a.depth_cache && std::memcmp(&a.depth_cache[i], &hc, sizeof(double)) == 0)
+                             ? a.level_cache[i] : level_of(c_ + i * cw, nl, hc);
+            }
+        } else {
+            for (std::int64_t k = 0; k < src.n; ++k)
+                if (a.z[src.cell[k]] < kWallZ) eta[src.cell[k]] = level_of(c_ + src.cell[k] * cw, nl, h[src.cell[k]]);
+        }
+#ifdef TWIN_HAVE_OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+        {
+#ifdef TWIN_HAVE_OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (std::int64_t k = 0; k < nX; ++k) {
+                const std::int64_t f = s.fx[k], r = f / (nx + 1), c = f % (nx + 1);
+                double v;
+                if (c == 0) {
+                    const std::int64_t i = r * nx;
+                    v = edge(a.edge_kind[r], a.edge_value[r], eta[i], a.z[i], a.fxt + f * 2, fxs, nl, qx[f], -1.0,
+                             n2_cell(a, i), g_dt, inv_dx);
+                } else if (c == nx) {
+                    const std::int64_t i = r * nx + nx - 1;
+                    v = edge(a.edge_kind[ny + r], a.edge_value[ny + r], eta[i], a.z[i], a.fxt + f * 2, fxs, nl, qx[f],
+                             1.0, n2_cell(a, i), g_dt, inv_dx);
+                } else {
+                    const std::int64_t iL = r * nx + c - 1, iR = iL + 1;
+                    const bool closed = (a.z[iL] >= kWallZ) | (a.z[iR] >= kWallZ) | (!(h[iL] > 0.0) & !(h[iR] > 0.0));
+                    v = 0.0;
+                    if (!closed) {
+                        const double* t = a.fxt + f * 2;
+                        const double ef = face_level(eta[iL], eta[iR], t[0], a.face_weight);
+                        const double qp = 0.25 * ((qy[r * nx + c - 1] + qy[r * nx + c]) +
+                                                  (qy[(r + 1) * nx + c - 1] + qy[(r + 1) * nx + c]));
+                        v = flux(eta[iL], eta[iR], ef, t, fxs, nl, qx[f], qx[f - 1] + qx[f + 1], qp, n2_face(a, iL, iR),
+                                 g_dt, inv_dx, theta);
+                    }
+                }
+                rx[f] = v;
+            }
+#ifdef TWIN_HAVE_OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (std::int64_t k = 0; k < nY; ++k) {
+                const std::int64_t f = s.fy[k], r = f / nx, c = f % nx;
+                double v;
+                if (r == 0) {
+                    const std::int64_t i = c;
+                    v = edge(a.edge_kind[2 * ny + c], a.edge_value[2 * ny + c], eta[i], a.z[i], a.fyt + f * 2, fys, nl,
+                             qy[f], -1.0, n2_cell(a, i), g_dt, inv_dx);
+                } else if (r == ny) {
+                    const std::int64_t i = (ny - 1) * nx + c;
+                    v = edge(a.edge_kind[2 * ny + nx + c], a.edge_value[2 * ny + nx + c], eta[i], a.z[i], a.fyt + f * 2,
+                             fys, nl, qy[f], 1.0, n2_cell(a, i), g_dt, inv_dx);
+                } else {
+                    const std::int64_t iU = (r - 1) * nx + c, iD = r * nx + c;
+                    const bool closed = (a.z[iU] >= kWallZ) | (a.z[iD] >= kWallZ) | (!(h[iU] > 0.0) & !(h[iD] > 0.0));
+                    v = 0.0;
+                    if (!closed) {
+                        const double* t = a.fyt + f * 2;
+                        const double ef = face_level(eta[iU], eta[iD], t[0], a.face_weight);
+                        const double* pU = qx + (r - 1) * (nx + 1);
+                        const double* pD = qx + r * (nx + 1);
+                        const double qp = 0.25 * ((pU[c] + pU[c + 1]) + (pD[c] + pD[c + 1]));
+                        v = flux(eta[iU], eta[iD], ef, t, fys, nl, qy[f], qy[f - nx] + qy[f + nx], qp,
+                                 n2_face(a, iU, iD), g_dt, inv_dx, theta);
+                    }
+                }
+                ry[f] = v;
+            }
+            // limiter: a fast cell's fast outflow scaled to the depth it holds beyond its reserve
+#ifdef TWIN_HAVE_OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (std::int64_t k = 0; k < nF; ++k) {
+                const std::int64_t i = s.cells[k], r = i / nx, c = i % nx;
+                const bool di = deep(i);
+                const std::int64_t fw = r * (nx + 1) + c, fn = r * nx + c;
+                double out = 0.0;
+                if (di || (c > 0 && deep(i - 1))) out += std::max(-rx[fw], 0.0);
+                if (di || (c + 1 < nx && deep(i + 1))) out += std::max(rx[fw + 1], 0.0);
+                if (di || (r > 0 && deep(i - nx))) out += std::max(-ry[fn], 0.0);
+                if (di || (r + 1 < ny && deep(i + nx))) out += std::max(ry[fn + nx], 0.0);
+                const double od = out * dt_dx;
+                const double avail = std::max(h[i], 0.0) - slow[static_cast<std::size_t>(k)] * left;
+                fac[i] = od > avail ? (avail > 0.0 ? avail / od : 0.0) : 1.0;
+            }
+#ifdef TWIN_HAVE_OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (std::int64_t k = 0; k < nX; ++k) {
+                const std::int64_t f = s.fx[k], r = f / (nx + 1), c = f % (nx + 1);
+                const double x = rx[f];
+                double v;
+                if (c == 0) v = x < 0.0 ? x * fac[r * nx] : x;
+                else if (c == nx) v = x > 0.0 ? x * fac[r * nx + nx - 1] : x;
+                else v = x * (x > 0.0 ? fac[r * nx + c - 1] : fac[r * nx + c]);
+                qx[f] = v;
+            }
+#ifdef TWIN_HAVE_OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (std::int64_t k = 0; k < nY; ++k) {
+                const std::int64_t f = s.fy[k], r = f / nx, c = f % nx;
+                const double y = ry[f];
+                double v;
+                if (r == 0) v = y < 0.0 ? y * fac[c] : y;
+                else if (r == ny) v = y > 0.0 ? y * fac[(ny - 1) * nx + c] : y;
+                else v = y * (y > 0.0 ? fac[(r - 1) * nx + c] : fac[r * nx + c]);
+                qy[f] = v;
+            }
+            // continuity, rain, losses (not of the reserve), trackers, levels
+#ifdef TWIN_HAVE_OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (std::int64_t k = 0; k < nF; ++k) {
+                const std::size_t ks = static_cast<std::size_t>(k);
+                const std::int64_t i = s.cells[k], r = i / nx, c = i % nx;
+                const double qW = qx[r * (nx + 1) + c], qE = qx[r * (nx + 1) + c + 1], qN = qy[r * nx + c],
+                             qS = qy[(r + 1) * nx + c];
+                double hn = h[i] + dt_dx * ((qW - qE) + (qN - qS));
+                const double rr = a.rain0 ? rain_scale * (a.rain_per_cell ? (w0 * a.rain0[i] + w1 * a.rain1[i])
+                                                                          : (w0 * a.rain0[0] + w1 * a.rain1[0]))
+                                          : 0.0;
+                const double lc = a.loss ? loss_scale * (a.loss_per_cell ? a.loss[i] : a.loss[0]) : 0.0;
+                const double hr = hn + rr;
+                const double keep = slow[ks] * (left - 1.0);
+                const double hp = hr - keep > 0.0 ? hr - keep : 0.0;
+                const double l = hp < lc ? hp : lc;
+                hn = hr - l;
+                rs[ks] = rr;
+                ls[ks] = l;
+                h[i] = hn;
+                const double wet = hn > kSpeedDepth ? 1.0 : 0.0;
+                const double inv = wet * (0.5 / (hn > kSpeedDepth ? hn : 1.0));
+                const double u = (qW + qE) * inv, v = (qN + qS) * inv;
+                const double sp = u * u + v * v;
+                const double m0 = a.maxh[i];
+                if (a.maxspeed[i] < sp) a.maxspeed[i] = sp;
+                if ((m0 <= kArrivalDepth) & (hn > kArrivalDepth)) a.arrival[i] = t_end;
+                if (m0 < hn) a.maxh[i] = hn;
+                const double* cr = c_ + i * cw;
+                double lev = a.z[i];
+                if (hn > 0.0) {
+                    if (a.level_segment && hn < cr[2 + nl + nl - 1]) {
+                        const double* zk = cr + 2;
+                        const double* hk = cr + 2 + nl;
+                        const std::int64_t lo = segment_from(hk, nl, hn, a.level_segment + i);
+                        lev = zk[lo] + (zk[lo + 1] - zk[lo]) * ((hn - hk[lo]) / (hk[lo + 1] - hk[lo]));
+                    } else {
+                        lev = level_of(cr, nl, hn);
+                    }
+                }
+                if (a.level_cache) {
+                    a.level_cache[i] = lev;
+                    a.depth_cache[i] = hn;
+                }
+                if (a.maxlevel[i] < lev) a.maxlevel[i] = lev;
+                eta[i] = lev;  // the next sub-step's level (the faces of this one are done)
+                const double dl = lev - a.z[i];
+                hm[ks] = dl > hm[ks] ? dl : hm[ks];
+                bad[ks] |= (std::isfinite(hn) && std::isfinite(lev) ? 0 : kBadNonFinite) |
+                           (hn < -kNegDepth ? kBadNegOutput : 0);
+            }
+        }
+        // the volumes, in row-major order (the same bits whatever the number of threads)
+        for (std::int64_t k = 0; k < nF; ++k) {
+            const std::size_t ks = static_cast<std::size_t>(k);
+            const std::int64_t i = s.cells[k], r = i / nx, c = i % nx;
+            double* rsum = a.row_sums + r * kRowSlots;
+            rsum[kRain] += rs[ks];
+            rsum[kLost] += ls[ks];
+            // boundary faces of the fast cells (fast or slow), as discharge x (sub-step / step): the caller
+            // multiplies the slots by the face width and the step
+            double bin = 0.0, bout = 0.0;
+            if (c == 0) { const double q = qx[r * (nx + 1)]; if (q > 0.0) bin += q; else bout -= q; }
+            if (c == nx - 1) { const double q = qx[r * (nx + 1) + nx]; if (q < 0.0) bin -= q; else bout += q; }
+            if (r == 0) { const double q = qy[c]; if (q > 0.0) bin += q; else bout -= q; }
+            if (r == ny - 1) { const double q = qy[ny * nx + c]; if (q < 0.0) bin -= q; else bout += q; }
+            if (bin != 0.0 || bout != 0.0) {
+                rsum[kBndIn] += bin / static_cast<double>(m);
+                rsum[kBndOut] += bout / static_cast<double>(m);
+            }
+        }
+    }
+    for (std::int64_t k = 0; k < nF && a.n_thr > 0; ++k) {  // the fast cells' share of the depth counts
+        const std::int64_t i = s.cells[k], r = i / nx;
+        const double dl = eta[i] - a.z[i];
+        for (std::int64_t t = 0; t < a.n_thr; ++t) a.depth_counts[r * a.n_thr + t] += dl > a.count_thr[t] ? 1.0 : 0.0;
+    }
+    double hmax = 0.0;
+    int any = 0;
+    for (std::int64_t k = 0; k < nF; ++k) {
+        const std::size_t ks = static_cast<std::size_t>(k);
+        hmax = hm[ks] > hmax ? hm[ks] : hmax;
+        if (bad[ks]) {
+            any = 1;
+            const std::int64_t r = s.cells[k] / nx;
+            a.row_sums[r * kRowSlots + kBad] =
+                static_cast<double>(static_cast<int>(a.row_sums[r * kRowSlots + kBad]) | bad[ks]);
+        }
+    }
+    (void)any;
+    return hmax;
+}
+
+// one step with local time steps: m >= 2 sub-steps of a.dt / m in the cells deeper than h_deep and their
+// neighbours, one step of a.dt elsewhere (mask: the caller's (ny, nx) scratch, written); *n_fast: the fast cells
+static double lts_step(Args a, std::uint8_t* mask, int m, double h_deep, const LtsSources& src,
+                       std::int64_t* n_fast) {
+    static thread_local LtsSets sets;
+    lts_classify(a, h_deep, src, mask, sets);
+    *n_fast = static_cast<std::int64_t>(sets.cells.size());
+    a.lts = sets.cells.empty() ? nullptr : mask;
+    const double hs = step(a);
+    if (std::isnan(hs) || sets.cells.empty()) return hs;  // (NaN: inputs not finite, nothing kept was written)
+    const double hf = lts_subcycle(a, mask, sets, src, m);
+    return hf > hs ? hf : hs;
+}
+
 }  // namespace subgrid
 
 namespace {
@@ -144,7 +499,9 @@ double subgrid_binding(dcarr z, dcarr h, dcarr qx, dcarr qy, dcarr h_out, dcarr 
                        dcarr maxh, dcarr maxspeed, dcarr arrival, dcarr maxlevel, dcarr row_sums, double dx, double dt,
                        double theta, double t_end, py::object rain0, py::object rain1, double rain_w,
                        double rain_scale, py::object loss, double loss_scale, int threads, py::object level_cache,
-                       py::object depth_cache, py::object level_segment, double face_weight) {
+                       py::object depth_cache, py::object level_segment, double face_weight, py::object lts_mask,
+                       int lts_substeps, double lts_deep_depth, py::object lts_sources, py::object lts_source_depth,
+                       py::object count_depths, py::object depth_counts) {
     using namespace subgrid;
     if (z.ndim() != 2) fail("elevation: expected a 2-D (ny, nx) array, got shape " + shape_str(z));
     const py::ssize_t ny = z.shape(0), nx = z.shape(1);
@@ -272,10 +629,76 @@ double subgrid_binding(dcarr z, dcarr h, dcarr qx, dcarr qy, dcarr h_out, dcarr 
     a.face_weight = face_weight;
     a.t_end = t_end;
     a.threads = resolve_threads(threads);
+    a.lts = nullptr;
+    std::uint8_t* mask = nullptr;
+    if (lts_substeps < 1 || lts_substeps > 1024)
+        fail("lts_substeps: must be in [1, 1024], got " + std::to_string(lts_substeps));
+    if (lts_substeps > 1) {
+        if (lts_mask.is_none() || !py::isinstance<carray<std::uint8_t>>(lts_mask))
+            throw py::type_error("lts_mask: with lts_substeps > 1, expected a C-contiguous uint8 (ny, nx) array "
+                                 "(no conversion is made)");
+        auto mk = py::reinterpret_borrow<carray<std::uint8_t>>(lts_mask);
+        require_shape2(mk, ny, nx, "lts_mask");
+        if (!mk.writeable()) fail("lts_mask: the array must be writeable");
+        require_no_overlap({buf("lts_mask", mk, true), buf("depth_out", h_out, true), buf("depth", h, false),
+                            buf("qx_out", qx_out, true), buf("qy_out", qy_out, true), buf("row_sums", row_sums, true)});
+        if (!(lts_deep_depth >= 0.0))
+            fail("lts_deep_depth: must be >= 0, got " + std::to_string(lts_deep_depth));
+        mask = mk.mutable_data();
+    }
+    a.count_thr = nullptr;
+    a.n_thr = 0;
+    a.depth_counts = nullptr;
+    if (count_depths.is_none() != depth_counts.is_none()) fail("count_depths/depth_counts: give both or neither");
+    if (!count_depths.is_none()) {
+        if (!py::isinstance<dcarr>(count_depths) || !py::isinstance<dcarr>(depth_counts))
+            throw py::type_error("count_depths/depth_counts: expected C-contiguous float64 arrays (no conversion is made)");
+        auto th = py::reinterpret_borrow<dcarr>(count_depths);
+        auto dc = py::reinterpret_borrow<dcarr>(depth_counts);
+        if (th.ndim() != 1 || th.size() < 1 || th.size() > 16)
+            fail("count_depths: expected 1 to 16 depths, got shape " + shape_str(th));
+        require_finite(th, "count_depths");
+        require_shape2(dc, ny, th.size(), "depth_counts");
+        if (!dc.writeable()) fail("depth_counts: the array must be writeable");
+        require_no_overlap({buf("depth_counts", dc, true), buf("count_depths", th, false), buf("depth_out", h_out, true),
+                            buf("row_sums", row_sums, true)});
+        a.count_thr = th.data();
+        a.n_thr = th.size();
+        a.depth_counts = dc.mutable_data();
+    }
+    subgrid::LtsSources src;
+    if (lts_sources.is_none() != lts_source_depth.is_none())
+        fail("lts_sources/lts_source_depth: give both or neither");
+    if (!lts_sources.is_none()) {
+        if (!mask) fail("lts_sources: point sources are for steps with local time steps (lts_substeps > 1)");
+        if (!py::isinstance<carray<std::int64_t>>(lts_sources) || !py::isinstance<dcarr>(lts_source_depth))
+            throw py::type_error("lts_sources/lts_source_depth: expected C-contiguous int64 and float64 arrays "
+                                 "(no conversion is made)");
+        auto sc = py::reinterpret_borrow<carray<std::int64_t>>(lts_sources);
+        auto sd = py::reinterpret_borrow<dcarr>(lts_source_depth);
+        if (sc.ndim() != 1 || sd.ndim() != 1 || sc.size() != sd.size())
+            fail("lts_sources/lts_source_depth: expected two 1-D arrays of the same length, got shapes " +
+                 shape_str(sc) + " and " + shape_str(sd));
+        for (py::ssize_t k = 0; k < sc.size(); ++k) {
+            if (sc.data()[k] < 0 || sc.data()[k] >= ny * nx)
+                fail("lts_sources: cell " + std::to_string(sc.data()[k]) + " at index " + std::to_string(k) +
+                     " is outside the grid's " + std::to_string(ny * nx) + " cells");
+            if (!(std::isfinite(sd.data()[k]) && sd.data()[k] >= 0.0))
+                fail("lts_source_depth: value at index " + std::to_string(k) + " must be finite and >= 0");
+        }
+        src.cell = sc.data();
+        src.depth = sd.data();
+        src.n = sc.size();
+    }
     double hmax;
     {
         py::gil_scoped_release release;
-        hmax = subgrid::step(a);
+        if (mask) {
+            std::int64_t n_fast = 0;
+            hmax = subgrid::lts_step(a, mask, lts_substeps, lts_deep_depth, src, &n_fast);
+        } else {
+            hmax = subgrid::step(a);
+        }
     }
     if (std::isnan(hmax)) {  // the kernel found a non-finite input and stopped before writing what the caller keeps
         require_finite(z, "elevation");
@@ -525,7 +948,10 @@ void register_flood_subgrid(py::module_& m) {
           py::arg("t_end"), py::arg("rain0") = py::none(), py::arg("rain1") = py::none(), py::arg("rain_w") = 0.0,
           py::arg("rain_scale") = 0.0, py::arg("loss") = py::none(), py::arg("loss_scale") = 0.0,
           py::arg("threads") = 0, py::arg("level_cache") = py::none(), py::arg("depth_cache") = py::none(),
-          py::arg("level_segment") = py::none(), py::arg("face_weight") = 0.5,
+          py::arg("level_segment") = py::none(), py::arg("face_weight") = 0.5, py::arg("lts_mask") = py::none(),
+          py::arg("lts_substeps") = 1, py::arg("lts_deep_depth") = std::numeric_limits<double>::infinity(),
+          py::arg("lts_sources") = py::none(), py::arg("lts_source_depth") = py::none(),
+          py::arg("count_depths") = py::none(), py::arg("depth_counts") = py::none(),
           "One subgrid local-inertial sub-step (float64; see core_cpp/flood_subgrid.cpp and twin/flood/subgrid.py). "
           "h is the mean depth (volume / cell area) on the coarse grid; the tables come from "
           "twin.flood.subgrid.SubgridTables. Writes h_out/qx_out/qy_out, updates the trackers (max_level: the "
@@ -535,7 +961,15 @@ void register_flood_subgrid(py::module_& m) {
           "has the same bits (same results, one table inversion per cell saved). Optional level_segment (ny, nx) int32, "
           "in/out: the volume-table segment of each cell's last level, where the next inversion starts (same results "
           "whatever it holds; a walk of a segment or two instead of a search). face_weight in (0, 1]: faces are read at "
-          "max((level_L + level_R) / 2, z_face + face_weight (upwind level - z_face)); 1: at the upwind level.");
+          "max((level_L + level_R) / 2, z_face + face_weight (upwind level - z_face)); 1: at the upwind level. "
+          "Local time steps: with lts_substeps = m >= 2 and lts_mask (ny, nx) uint8 scratch (written: bit 1 fast, "
+          "bit 2 deep), the cells whose local depth exceeds lts_deep_depth (or below a stage edge that does) and their "
+          "4-neighbours take m sub-steps of dt / m, every other cell one of dt; conservative, the slow faces' "
+          "discharges fixed for the step (docs/design/subgrid-local-time-steps.md). lts_sources (int64 flat cell "
+          "indices) with lts_source_depth (float64, the depth each gains over the step): point inflows added in m "
+          "equal parts through the sub-cycle (the cells are taken as deep). count_depths (K,) with depth_counts "
+          "(ny, K), written: per row, the cells whose new local depth exceeds each depth (the choice of the next "
+          "step's local time steps).");
     m.def("flood_subgrid_check_tables", &check_tables, py::arg("cells").noconvert(), py::arg("faces_x").noconvert(),
           py::arg("faces_y").noconvert(),
           "Validate subgrid tables once (finite; level spacing >= 0; fractions in [0, 1]; volume tables strictly "

@@ -32,6 +32,10 @@ constexpr double kMinEff = 1.0e-6;  // floor of h_eff in the friction term (keep
 enum RowSlot { kRain = 0, kLost = 1, kBndIn = 2, kBndOut = 3, kBad = 4, kRowSlots = 5 };
 enum BadBits { kBadNonFinite = 1, kBadNegInput = 2, kBadSource = 4, kBadNegOutput = 8, kBadTable = 16 };
 enum EdgeKind : std::uint8_t { kEdgeWall = 0, kEdgeFree = 1, kEdgeStage = 2 };
+// local time steps (lts_step): bits of the per-cell mask. A deep cell needs a shorter sub-step than the step; a fast
+// cell is deep or a 4-neighbour of a deep one (not a wall); a fast face has a deep cell on a side (an edge face: its
+// cell deep), so both cells of an interior fast face are fast and a cell that is not fast has no fast face.
+enum LtsBits : std::uint8_t { kLtsFast = 1, kLtsDeep = 2 };
 
 struct Args {
     std::int64_t ny, nx, nl;
@@ -72,6 +76,15 @@ struct Args {
     // (any content gives the same results; it only saves the search)
     std::int32_t* level_segment;
     double* row_sums;
+    // optional (lts_step's pass over the whole grid): the LtsBits of each cell. Fast cells are left as they are
+    // (depth, trackers, caches, sums, boundary sums: the sub-cycle advances them), and their limiter factor counts
+    // only their slow faces' outflow (their fast faces are recomputed by the sub-cycle). Null: every cell.
+    const std::uint8_t* lts;
+    // optional: depth_counts (ny, n_thr): per row, the cells whose new local depth exceeds each threshold (the
+    // caller's choice of the next step's local time steps); fast cells are counted by the sub-cycle
+    const double* count_thr;
+    std::int64_t n_thr;
+    double* depth_counts;
     double dx, dt, theta, t_end;
     // face level between two cells with levels l, r (see face_level); >= 1: the upwind level max(l, r)
     double face_weight;
@@ -193,9 +206,10 @@ struct RowScratch {
     std::vector<double> rr, lc, rs, ls;
     std::vector<double> z0, ka, h0, kb, zm, dl, lcache, dcache;  // the levels of one row
     std::vector<double> f0, f1, f2, north;  // limiter factors of three rows, the y faces north of the block
+    std::vector<double> sv;  // trackers of a row's fast cells, kept (lts)
     explicit RowScratch(std::size_t n)
         : rr(n), lc(n), rs(n), ls(n), z0(n), ka(n), h0(n), kb(n), zm(n), dl(n), lcache(n), dcache(n), f0(n), f1(n),
-          f2(n), north(n) {}
+          f2(n), north(n), sv(3 * n) {}
 };
 
 // New unit discharge of n interior faces of one row: face k lies between cells ia + k (left/up) and ib + k
@@ -453,6 +467,22 @@ static inline double step_kernel(const Args& a) {
                 const double hc = std::max(a.h[r * nx + c], 0.0);
                 fr[c] = od > hc ? hc / od : 1.0;
             }
+            if (a.lts) {  // fast cells: the outflow through slow faces only (what the slow cells are given)
+                const std::uint8_t* L = a.lts + r * nx;
+                for (std::int64_t c = 0; c < nx; ++c) {
+                    if (!(L[c] & kLtsFast)) continue;
+                    double out = 0.0;
+                    if (!(L[c] & kLtsDeep)) {  // (a deep cell has no slow face)
+                        if (!(c > 0 && (L[c - 1] & kLtsDeep))) out += std::max(-x[c], 0.0);
+                        if (!(c + 1 < nx && (L[c + 1] & kLtsDeep))) out += std::max(x[c + 1], 0.0);
+                        if (!(r > 0 && (L[c - nx] & kLtsDeep))) out += std::max(-yN[c], 0.0);
+                        if (!(r + 1 < ny && (L[c + nx] & kLtsDeep))) out += std::max(yS[c], 0.0);
+                    }
+                    const double od = out * dt_dx;
+                    const double hc = std::max(a.h[r * nx + c], 0.0);
+                    fr[c] = od > hc ? hc / od : 1.0;
+                }
+            }
         };
         // D: the limited y faces of face row j (between cell rows j - 1 and j; donor = upwind cell, outside
         // the domain the factor is 1: fu or fd null)
@@ -523,6 +553,16 @@ static inline double step_kernel(const Args& a) {
                 double* __restrict mh = a.maxh + r * nx;
                 double* __restrict arr = a.arrival + r * nx;
                 const double t_end = a.t_end;
+                const std::uint8_t* L = a.lts ? a.lts + r * nx : nullptr;
+                bool any_fast = false;
+                if (L)
+                    for (std::int64_t c = 0; c < nx; ++c)
+                        if (L[c] & kLtsFast) {  // kept as they are (below): the sub-cycle advances them
+                            any_fast = true;
+                            sc.sv[3 * c] = msp[c];
+                            sc.sv[3 * c + 1] = mh[c];
+                            sc.sv[3 * c + 2] = arr[c];
+                        }
                 for (std::int64_t c = 0; c < nx; ++c) {  // rain and loss rates of the cells that get them
                     const double rr = rrow[c], lc = lrow[c];
                     const bool ok = (rr >= 0.0 && rr <= big && lc >= 0.0 && lc <= big) || zr[c] >= kWallZ;
@@ -553,6 +593,16 @@ static inline double step_kernel(const Args& a) {
                     arr[c] = ((m0 <= kArrivalDepth) & (hn > kArrivalDepth)) ? t_end : arr[c];
                     mh[c] = m0 < hn ? hn : m0;
                 }
+                if (any_fast)
+                    for (std::int64_t c = 0; c < nx; ++c)
+                        if (L[c] & kLtsFast) {
+                            hout[c] = hin[c];
+                            rsum[c] = 0.0;
+                            lsum[c] = 0.0;
+                            msp[c] = sc.sv[3 * c];
+                            mh[c] = sc.sv[3 * c + 1];
+                            arr[c] = sc.sv[3 * c + 2];
+                        }
                 for (std::int64_t c = 0; c < nx; ++c) {
                     const double hn = hout[c];
                     bad |= (std::isfinite(hn) ? 0 : kBadNonFinite) | (hn < -kNegDepth ? kBadNegOutput : 0);
@@ -624,22 +674,34 @@ static inline double step_kernel(const Args& a) {
                     ml[c] = m0 < lev ? lev : m0;
                     dl[c] = lev - zm[c];
                 }
+                if (a.lts)  // a fast cell's depth is the sub-cycle's to report
+                    for (std::int64_t c = 0; c < nx; ++c)
+                        if (a.lts[r * nx + c] & kLtsFast) dl[c] = 0.0;
                 for (std::int64_t c = 0; c < nx; ++c)
                     if (dl[c] > hm) hm = dl[c];
+                for (std::int64_t k = 0; k < a.n_thr; ++k) {
+                    const double th = a.count_thr[k];
+                    double n = 0.0;
+                    for (std::int64_t c = 0; c < nx; ++c) n += dl[c] > th ? 1.0 : 0.0;
+                    a.depth_counts[r * a.n_thr + k] = n;
+                }
             }
             double bin = 0.0, bout = 0.0;
             {
-                const double w = qxo[0], e = qxo[nx];
+                // (a fast cell's edge faces are the sub-cycle's to count)
+                const std::uint8_t* L = a.lts ? a.lts + r * nx : nullptr;
+                const double w = (L && (L[0] & kLtsFast)) ? 0.0 : qxo[0];
+                const double e = (L && (L[nx - 1] & kLtsFast)) ? 0.0 : qxo[nx];
                 if (w > 0.0) bin += w; else bout -= w;
                 if (e < 0.0) bin -= e; else bout += e;
                 if (r == 0)
                     for (std::int64_t c = 0; c < nx; ++c) {
-                        const double f = qyN[c];
+                        const double f = (L && (L[c] & kLtsFast)) ? 0.0 : qyN[c];
                         if (f > 0.0) bin += f; else bout -= f;
                     }
                 if (r == ny - 1)
                     for (std::int64_t c = 0; c < nx; ++c) {
-                        const double f = qyS[c];
+                        const double f = (L && (L[c] & kLtsFast)) ? 0.0 : qyS[c];
                         if (f < 0.0) bin -= f; else bout += f;
                     }
             }

@@ -601,7 +601,8 @@ def _build_flood(tw: Twin) -> None:
     if isinstance(manning, np.ndarray):
         manning = np.where(terrain.valid, np.nan_to_num(manning, nan=0.03), 0.03)
     sgf = f.subgrid_factor if f.subgrid_factor and f.subgrid_factor > 1 else None
-    fm = FloodModel(terrain, **kw | {"manning": manning}, subgrid=sgf, subgrid_face_weight=f.subgrid_face_weight)
+    fm = FloodModel(terrain, **kw | {"manning": manning}, subgrid=sgf, subgrid_face_weight=f.subgrid_face_weight,
+                    local_time_steps=f.local_time_steps)
     tw.flood = fm
     # edges
     for edge in ("north", "south", "east", "west"):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import _core
+from ..constants import GRAVITY
 from .forcing import TimeSeries, as_times, positive_scalar
 from .solvers import SolverInputs, SubstepForcing, get_solver
 
@@ -30,6 +31,10 @@ _EDGES = ("north", "south", "east", "west")
 _KINDS = {"wall": 0, "free": 1, "stage": 2}
 MM_PER_H = 1.0 / 3.6e6  # mm/h -> m/s
 
+
+#: local time steps: the largest sub-step ratio is taken whose deep cells (local depth above the step's CFL
+#: depth) were at most this share of the grid's cells after the last step (docs/design/subgrid-local-time-steps.md)
+LTS_DEEP_SHARE = 0.05
 
 class FloodModel:
     """2-D flood model on a :class:`~twin.terrain.Terrain` (local inertial by default).
@@ -109,6 +114,7 @@ class FloodModel:
         threads: int | None = None,
         subgrid=None,
         subgrid_face_weight: float = 0.3,
+        local_time_steps: int = 1,
     ) -> None:
         from ..terrain import Terrain
 
@@ -142,6 +148,17 @@ class FloodModel:
         #: 1 = the upwind level (docs/design/subgrid-face-level.md); unused without subgrid topography and
         #: with factor 1 (one pixel per cell: the regular scheme, faces at the upwind level)
         self.subgrid_face_weight = fw
+        if (isinstance(local_time_steps, bool) or not isinstance(local_time_steps, (int, np.integer))
+                or not 1 <= local_time_steps <= 64):
+            raise ValueError(f"local_time_steps: expected an integer in [1, 64], got {local_time_steps!r}")
+        if local_time_steps > 1 and self.subgrid is None:
+            raise ValueError(f"local_time_steps={local_time_steps}: local time steps need subgrid topography "
+                             "(FloodModel(fine_terrain, subgrid=factor)); the regular kernels step every cell alike")
+        #: the most sub-steps the deep cells take in one step of the others (subgrid; 1: one sub-step for all);
+        #: docs/design/subgrid-local-time-steps.md
+        self.local_time_steps = int(local_time_steps)
+        #: local time steps: sub-steps the fast cells took in all (``n_steps`` counts the steps of the others)
+        self.lts_substeps = 0
         if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
             raise ValueError(f"threads: expected a positive integer or None, got {threads!r}")
         self.terrain = terrain
@@ -857,10 +874,22 @@ class FloodModel:
         breaks = self._breakpoints()
         t0 = t_start
         n_sub = 0
+        m_lts = self.local_time_steps
+        cands = [m_lts >> k for k in range(7) if m_lts >> k >= 2]  # sub-step ratios tried: m, m/2, .. >= 2
+        n_valid = max(int(np.count_nonzero(self._valid)), 1)
         while t0 < t_stop:
             remaining = t_stop - t0
             hmax = max(self._hmax, self._max_boundary_depth())
-            sub = self._solver.stable_dt(hmax)
+            sub = fast = self._solver.stable_dt(hmax)
+            if m_lts > 1:
+                # the cells that need it take sub-steps of `fast`, the others one step of r of them: the largest r
+                # whose deep cells were at most LTS_DEEP_SHARE of the grid after the last step (the sub-cycle costs
+                # ~4x a cell of the whole-grid pass, and takes the deep cells' neighbours too)
+                counts = self._solver.depth_counts
+                r_lts = 1  # (nothing counted yet: one sub-step for all, which counts)
+                if counts is not None and counts.size == len(cands):
+                    r_lts = next((r for r, n in zip(cands, counts) if n <= LTS_DEEP_SHARE * n_valid), 1)
+                sub = min(r_lts * fast, self._solver.stable_dt(0.0))
             # sub-step cap: NaN-safe (a NaN or zero sub-step is refused too)
             if not (sub > 0.0) or n_sub + remaining / sub > self.max_substeps:
                 self._refuse_substeps(dt, remaining, sub, n_sub)
@@ -897,14 +926,27 @@ class FloodModel:
                 self._edge_value[s["idx"]] = s["series"](tm)
             if self._breaches:
                 self._update_breaches(tm)
-            hmax = self._solver.substep(sub, t1, f)
+            lts_step = m_lts > 1 and sub > fast * (1.0 + 1e-9)
+            # the next step's choice: the cells deeper than each candidate ratio's threshold (at this `fast`)
+            count = None if m_lts == 1 else np.array([self._deep_depth(r * fast) for r in cands])
+            if lts_step:
+                n_fast = min(m_lts, math.ceil(sub / fast * (1.0 - 1e-9)))
+                hmax = self._solver.substep(sub, t1, f, lts_substeps=n_fast, lts_deep_depth=self._deep_depth(sub),
+                                            lts_sources=self._lts_sources(sub, tm), count_depths=count)
+                self.lts_substeps += n_fast
+            elif count is not None:
+                hmax = self._solver.substep(sub, t1, f, count_depths=count)
+                self.lts_substeps += 1
+            else:
+                hmax = self._solver.substep(sub, t1, f)
+                self.lts_substeps += 1
             sums = self._row_sums.sum(axis=0)
             acc["rain_m3"] += float(sums[0]) * A
             acc["lost_m3"] += float(sums[1]) * A
             acc["inflow_m3"] += float(sums[2]) * self.cell_size * sub
             acc["outflow_m3"] += float(sums[3]) * self.cell_size * sub
             self._time = t1  # for tracked times of the sparse sources below
-            hs = self._apply_sparse(sub, tm)
+            hs = self._apply_sparse(sub, tm, inflows=not lts_step)
             if self.subgrid is not None and hs > 0.0 and self._inputs.source_cells is not None:
                 hs = self._solver.local_depth_max(*self._wetting_cells())
             hmax = max(hmax, hs)
@@ -943,15 +985,39 @@ class FloodModel:
             self._breaks = np.unique(np.concatenate(ts))
         return self._breaks
 
-    def _apply_sparse(self, sub: float, tm: float) -> float:
-        """Point inflows, pumps and prescribed-stage cells after the kernel; returns their max depth."""
-        if not (self._inflows or self._pumps or self._cell_bcs):
+    def _deep_depth(self, step: float) -> float:
+        """Local depth above which a cell's CFL sub-step α·Δx/√(g·h) is shorter than ``step``."""
+        return (self.alpha * self.cell_size / step) ** 2 / GRAVITY
+
+    def _lts_sources(self, sub: float, tm: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """The point inflows of a step with local time steps, for the kernel's sub-cycle (flat cells, the depth each
+        gains over the step), booked as inflow here; None without inflows."""
+        cells, depth = [], []
+        A = self.cell_area
+        nx = self.shape[1]
+        for inf in self._inflows:
+            q = float(inf["series"](tm))
+            if q <= 0:
+                continue
+            r, c = inf["rows"], inf["cols"]
+            inc = q * sub / (r.size * A)
+            cells.append(r.astype(np.int64) * nx + c)
+            depth.append(np.full(r.size, inc))
+            self._acc["inflow_m3"] += inc * r.size * A
+        if not cells:
+            return None
+        return np.concatenate(cells), np.concatenate(depth)
+
+    def _apply_sparse(self, sub: float, tm: float, inflows: bool = True) -> float:
+        """Point inflows (unless a step with local time steps took them), pumps and prescribed-stage cells after
+        the kernel; returns their max depth."""
+        if not ((self._inflows and inflows) or self._pumps or self._cell_bcs):
             return 0.0
         h = self._solver.h
         A = self.cell_area
         acc = self._acc
         hmax = 0.0
-        for inf in self._inflows:
+        for inf in self._inflows if inflows else ():
             q = float(inf["series"](tm))
             if q <= 0:
                 continue
@@ -1054,6 +1120,11 @@ class FloodModel:
         return self._n_steps
 
     @property
+    def lts_fast_cells(self) -> int:
+        """Local time steps: the cells that took sub-steps in the last step (deep cells and their neighbours)."""
+        return self._solver.lts_fast_cells() if self.subgrid is not None else 0
+
+    @property
     def depth(self) -> np.ndarray:
         """Water depth [m], ``(ny, nx)`` (a copy; walls 0)."""
         return np.maximum(self._solver.h, 0)
@@ -1138,6 +1209,7 @@ class FloodModel:
             "arrival_time": self._arr.copy(),
             "time": self._time,
             "n_steps": self._n_steps,
+            "lts_substeps": self.lts_substeps,
             "hmax": self._hmax,
             "acc": dict(self._acc),
             "pumped_m3": [p["pumped_m3"] for p in self._pumps],
@@ -1159,6 +1231,7 @@ class FloodModel:
         self._seg_maxs_min.fill(-np.inf)
         self._time = float(state["time"])
         self._n_steps = int(state["n_steps"])
+        self.lts_substeps = int(state.get("lts_substeps", self._n_steps))
         self._hmax = float(state["hmax"])
         self._acc = dict(state["acc"])
         if len(state.get("pumped_m3", [])) == len(self._pumps):

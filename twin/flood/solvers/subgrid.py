@@ -51,6 +51,9 @@ class SubgridSolver(InertialSolver):
         self._peak_depth = np.zeros(inputs.shape, np.float64)
         self._q_sampled_at = -math.inf
         self._rows_tables: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._lts_mask: np.ndarray | None = None  # local time steps: the kernel's per-cell bits (fast 1, deep 2)
+        self._depth_counts: np.ndarray | None = None  # per row, cells deeper than each of the counted depths
+        self.depth_counts: np.ndarray | None = None
 
     def check_bed(self, z: np.ndarray, name: str) -> None:
         """Refuse a bed that is not the tables' lowest pixel on every cell that is not a wall: the kernel takes a
@@ -76,10 +79,21 @@ class SubgridSolver(InertialSolver):
         h = max(hmax, _core.FLOOD_DEPTH_THRESHOLD * self.tables.factor ** 2)
         return m.alpha * m.cell_size / math.sqrt(GRAVITY * h)
 
-    def substep(self, dt: float, t_end: float, f: SubstepForcing) -> float:
+    def substep(self, dt: float, t_end: float, f: SubstepForcing, lts_substeps: int = 1,
+                lts_deep_depth: float = math.inf, lts_sources: tuple | None = None,
+                count_depths: np.ndarray | None = None) -> float:
+        """One step of ``dt``; with ``lts_substeps`` m >= 2, local time steps: the cells whose local depth exceeds
+        ``lts_deep_depth`` and their neighbours take m sub-steps of dt / m (docs/design/subgrid-local-time-steps.md)."""
         m = self.inputs
         t = self.tables
         c, n = self._cur, 1 - self._cur
+        if lts_substeps > 1 and self._lts_mask is None:
+            self._lts_mask = np.zeros(m.shape, np.uint8)
+        counts = None
+        if count_depths is not None:
+            counts = self._depth_counts
+            if counts is None or counts.shape[1] != count_depths.size:
+                counts = self._depth_counts = np.zeros((m.shape[0], count_depths.size), np.float64)
         hmax = _core.flood_subgrid_step(
             m.z, self._h[c], self._qx[c], self._qy[c], self._h[n], self._qx[n], self._qy[n],
             t.cells, t.faces_x, t.faces_y, m.manning, f.edge_kind, f.edge_value,
@@ -89,12 +103,22 @@ class SubgridSolver(InertialSolver):
             loss=f.loss, loss_scale=f.loss_scale, threads=m.threads or 0,
             level_cache=self._level_cache, depth_cache=self._depth_cache, level_segment=self._level_segment,
             face_weight=m.subgrid_face_weight if t.factor > 1 else 1.0,  # one pixel per cell: nothing pools
+            lts_mask=self._lts_mask if lts_substeps > 1 else None, lts_substeps=lts_substeps,
+            lts_deep_depth=lts_deep_depth, lts_sources=None if lts_sources is None else lts_sources[0],
+            lts_source_depth=None if lts_sources is None else lts_sources[1],
+            count_depths=count_depths, depth_counts=counts,
         )  # fmt: skip
+        #: the cells whose local depth exceeds each of ``count_depths`` after this step (None: not counted)
+        self.depth_counts = None if counts is None else counts.sum(axis=0)
         self._cur = n
         if t_end >= self._q_sampled_at + Q_SAMPLE_S:
             self.sample_peak()
             self._q_sampled_at = t_end
         return hmax
+
+    def lts_fast_cells(self) -> int:
+        """The fast cells (deep cells and their neighbours) of the last step with local time steps."""
+        return 0 if self._lts_mask is None else int(np.count_nonzero(self._lts_mask & 1))
 
     def sample_peak(self) -> None:
         """Where a cell's mean depth is at least its highest sampled so far, keep its unit discharge now."""
@@ -167,7 +191,8 @@ class SubgridSolver(InertialSolver):
     def get_state(self) -> dict:
         return super().get_state() | {"max_level": self.max_level.copy(),
                                       "peak_unit_discharge": self.peak_unit_discharge.copy(),
-                                      "peak_depth": self._peak_depth.copy(), "q_sampled_at": self._q_sampled_at}
+                                      "peak_depth": self._peak_depth.copy(), "q_sampled_at": self._q_sampled_at} | (
+            {} if self.depth_counts is None else {"depth_counts": self.depth_counts.copy()})
 
     def set_state(self, d: dict) -> None:
         super().set_state(d)
@@ -177,3 +202,5 @@ class SubgridSolver(InertialSolver):
             self.peak_unit_discharge[...] = d["peak_unit_discharge"]
             self._peak_depth[...] = d["peak_depth"]
             self._q_sampled_at = float(d["q_sampled_at"])
+        # local time steps: the counts the next step's choice reads (absent: nothing counted yet)
+        self.depth_counts = np.array(d["depth_counts"], np.float64) if "depth_counts" in d else None

@@ -1,0 +1,197 @@
+"""Local time steps on subgrid topography (FloodModel(..., subgrid=3, local_time_steps=m), flood.local_time_steps;
+core_cpp/flood_subgrid.cpp lts_step; docs/design/subgrid-local-time-steps.md).
+
+The test problem: 10 m pixels, a plain rising 1.5 m over 1.8 km with 0.3 m of roughness and a 30 m wide channel
+6 m deep along it, holding 2.5 m of water at the start; rain, losses, an inflow into the channel, a free east edge
+and a stage on the west edge. The channel's water sets the whole grid's sub-step without local time steps.
+Each test states its tolerance.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from twin import FloodModel, Terrain, _core
+from twin.flood.model import LTS_DEEP_SHARE
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TWIN_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _terrain(ny=72, nx=180):
+    rng = np.random.default_rng(4)
+    x = (np.arange(nx) + 0.5) * 10.0
+    z = 4.0 - 1.5e-3 * x + rng.uniform(0.0, 0.3, (ny, nx))
+    z[33:36, :] = 4.0 - 1.5e-3 * x - 6.0 + rng.uniform(0.0, 0.2, (3, nx))
+    return z
+
+
+def _channel_plain(m, threads=1, z=None):
+    z = _terrain() if z is None else z
+    mod = FloodModel(Terrain.from_array(z, 10.0), manning=0.035, subgrid=3, threads=threads, local_time_steps=m)
+    lev = np.full(mod.shape, np.nan)
+    lev[11, :] = 4.0 - 1.5e-3 * (np.arange(mod.shape[1]) * 30 + 15) - 2.5  # the channel's coarse row
+    h0 = np.where(np.isfinite(lev), mod.subgrid.depth_for_level(np.nan_to_num(lev)), 0.0)
+    mod.set_depth(h0)
+    mod.set_rainfall([0.0, 1800.0, 3600.0], [20.0, 60.0, 10.0])
+    mod.set_loss_rate(5.0)
+    mod.add_inflow([(11, 0)], ([0.0, 3600.0], [5.0, 15.0]))
+    mod.set_boundary("east", "free")
+    mod.set_boundary("west", "stage", stage_m=[-1.0])
+    return mod
+
+
+def _run(mod, calls=6, each=600.0):
+    for _ in range(calls):
+        mod.run_one_step(each)
+    return mod
+
+
+def test_local_time_steps_conserve_volume_and_take_fewer_whole_grid_steps():
+    ref = _run(_channel_plain(1))
+    lts = _run(_channel_plain(8))
+    vb = lts.volume_balance()
+    assert vb["rain_m3"] > 0 and vb["outflow_m3"] > 0 and vb["lost_m3"] > 0
+    assert vb["relative_error"] < 1e-10  # tolerance 1e-10 relative, float64, as without local time steps
+    assert float(lts.depth.min()) >= -1e-9  # no negative depth (the reserve of committed outflow)
+    # the channel's cells sub-cycle; the plain takes steps several times longer
+    assert ref.lts_substeps == ref.n_steps and lts.lts_substeps >= lts.n_steps
+    assert lts.n_steps < ref.n_steps / 2
+    assert 0 < lts.lts_fast_cells < lts.depth.size / 2
+
+
+def test_local_time_steps_give_the_answers_of_the_global_sub_step():
+    # measured: fine max depth RMSE 0.4 mm, max 3 mm; discharge through mid-channel 0.02 %; tolerance 5 mm RMSE,
+    # 3 cm at any pixel, 1 % on the discharge and 0.5 % on the volume held
+    ref = _run(_channel_plain(1))
+    lts = _run(_channel_plain(8))
+    fa, fb = ref.fine_max_depth(), lts.fine_max_depth()
+    wet = (fa > 0.01) | (fb > 0.01)
+    d = np.abs(fa - fb)
+    assert wet.sum() > 3000
+    assert float(np.sqrt(np.mean(d[wet] ** 2))) < 0.005
+    assert float(d.max()) < 0.03
+    qa, qb = ref.face_discharge()[0][:, 30].sum(), lts.face_discharge()[0][:, 30].sum()
+    assert abs(qb - qa) / abs(qa) < 0.01
+    va, vb = float(ref.depth.sum()), float(lts.depth.sum())
+    assert abs(vb - va) / va < 0.005
+
+
+def test_lake_at_rest_with_a_deep_middle_and_a_shallow_shore_stays_at_rest():
+    rng = np.random.default_rng(9)
+    z = rng.uniform(0.0, 1.5, (60, 60))
+    z[24:36, 24:36] -= 8.0  # a deep hole: local time steps there, one step on the shore
+    m = FloodModel(Terrain.from_array(z, 10.0), manning=0.03, subgrid=3, local_time_steps=8)
+    h0 = m.subgrid.depth_for_level(1.2)
+    m.set_depth(h0)
+    lev0 = m.level.copy()
+    m.run_one_step(1800.0)
+    assert m.n_steps < m.lts_substeps  # the hole sub-cycled
+    assert np.abs(m.velocity).max() < 1e-10  # tolerance: max |u| < 1e-10 m/s
+    wet = h0 > 0
+    assert np.abs(m.level[wet] - lev0[wet]).max() < 1e-12  # level unchanged (1e-12 m)
+
+
+@pytest.mark.parametrize("counts", [(1, 2, 3)])
+def test_thread_count_does_not_change_a_bit_with_local_time_steps(counts):
+    out = []
+    for threads in counts:
+        m = _run(_channel_plain(8, threads=threads), calls=2)
+        assert m.n_steps < m.lts_substeps
+        out.append((m.depth, *m.face_discharge(), m.max_depth, m.max_speed, m.arrival_time, m.fine_max_depth()))
+    for other in out[1:]:
+        for a, b in zip(out[0], other):
+            assert np.array_equal(a, b, equal_nan=True)  # bit-identical
+
+
+def test_a_restart_with_local_time_steps_is_bit_identical():
+    whole = _run(_channel_plain(8), calls=2)
+    first = _run(_channel_plain(8), calls=1)
+    state = first.get_state()
+    again = _channel_plain(8)
+    again.set_state(state)
+    again.run_one_step(600.0)
+    assert again.n_steps == whole.n_steps and again.lts_substeps == whole.lts_substeps
+    for a, b in zip((whole.depth, *whole.face_discharge(), whole.fine_max_depth()),
+                    (again.depth, *again.face_discharge(), again.fine_max_depth())):
+        assert np.array_equal(a, b)
+
+
+def test_the_fast_cells_are_the_deep_cells_and_their_neighbours_and_the_choice_follows_the_counts():
+    mod = _channel_plain(8)
+    mod.run_one_step(60.0)
+    s = mod._solver
+    h = np.maximum(s.h, 0.0)
+    local = np.where(h > 0, s.tables.level_for_depth(h) - s.tables.z_min, 0.0)
+    deep_depth = 0.2
+    f = mod._forcing
+    f.rain0 = f.rain1 = None
+    f.loss = None
+    before = local.copy()
+    s.substep(4.0, mod.time + 4.0, f, lts_substeps=4, lts_deep_depth=deep_depth,
+              count_depths=np.array([0.05, deep_depth, 1.0]))
+    mask = s._lts_mask
+    deep = before > deep_depth
+    deep[:, 0] |= mod._edge_value[: mod.shape[0]] - s.tables.z_min[:, 0] > deep_depth  # the stage edge's cells
+    near = deep.copy()
+    near[1:] |= deep[:-1]
+    near[:-1] |= deep[1:]
+    near[:, 1:] |= deep[:, :-1]
+    near[:, :-1] |= deep[:, 1:]
+    assert deep.any() and not deep.all()
+    assert np.array_equal((mask & 2) != 0, deep)
+    assert np.array_equal((mask & 1) != 0, near)
+    assert mod.lts_fast_cells == int(near.sum())
+    h = np.maximum(s.h, 0.0)
+    after = np.where(h > 0, s.tables.level_for_depth(h) - s.tables.z_min, 0.0)
+    assert np.array_equal(s.depth_counts, [np.sum(after > t) for t in (0.05, deep_depth, 1.0)])
+    # a grid whose cells are mostly deep takes one sub-step for all (the sub-cycle would cost more)
+    assert LTS_DEEP_SHARE < 0.5
+    wet = _channel_plain(8)
+    wet.set_depth(np.full(wet.shape, 3.0))
+    wet.run_one_step(120.0)
+    assert wet.n_steps == wet.lts_substeps > 1
+
+
+def test_bad_local_time_steps_are_refused_naming_the_cause():
+    t = Terrain.from_array(_terrain(), 10.0)
+    for bad in (0, 65, 2.5, True, "8"):
+        with pytest.raises(ValueError, match="local_time_steps"):
+            FloodModel(t, subgrid=3, local_time_steps=bad)
+    with pytest.raises(ValueError, match="need subgrid topography"):
+        FloodModel(t, local_time_steps=4)
+    m = FloodModel(t, subgrid=3, local_time_steps=4)
+    s = m._solver
+    args = (m._z, s._h[0], s._qx[0], s._qy[0], s._h[1], s._qx[1], s._qy[1], s.tables.cells, s.tables.faces_x,
+            s.tables.faces_y, m._manning, m._edge_kind, m._edge_value, m._maxh, m._maxs, m._arr, s.max_level,
+            m._row_sums)
+    kw = dict(dx=30.0, dt=1.0, theta=0.8, t_end=1.0)
+    with pytest.raises(TypeError, match="lts_mask"):
+        _core.flood_subgrid_step(*args, **kw, lts_substeps=4)
+    mask = np.zeros(m.shape, np.uint8)
+    with pytest.raises(ValueError, match="lts_substeps"):
+        _core.flood_subgrid_step(*args, **kw, lts_substeps=0, lts_mask=mask)
+    with pytest.raises(ValueError, match="lts_deep_depth"):
+        _core.flood_subgrid_step(*args, **kw, lts_substeps=4, lts_mask=mask, lts_deep_depth=-1.0)
+    with pytest.raises(ValueError, match="outside the grid"):
+        _core.flood_subgrid_step(*args, **kw, lts_substeps=4, lts_mask=mask, lts_deep_depth=1.0,
+                                 lts_sources=np.array([10**9]), lts_source_depth=np.array([0.1]))
+    with pytest.raises(ValueError, match="lts_source_depth"):
+        _core.flood_subgrid_step(*args, **kw, lts_substeps=4, lts_mask=mask, lts_deep_depth=1.0,
+                                 lts_sources=np.array([3]), lts_source_depth=np.array([np.nan]))
+    with pytest.raises(ValueError, match="depth_counts"):
+        _core.flood_subgrid_step(*args, **kw, count_depths=np.array([0.1]), depth_counts=np.zeros((3, 1)))
+
+
+def test_scenario_key_needs_subgrid_topography():
+    from pydantic import ValidationError
+
+    from twin.scenario import Flood
+
+    assert Flood(subgrid_factor=3, local_time_steps=8).local_time_steps == 8
+    with pytest.raises(ValidationError, match="local_time_steps: 8 needs subgrid topography"):
+        Flood(local_time_steps=8)
+    with pytest.raises(ValidationError, match="local_time_steps"):
+        Flood(subgrid_factor=3, local_time_steps=0)
