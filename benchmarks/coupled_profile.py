@@ -45,14 +45,15 @@ def _run(hours: float, share: bool, out: Path, factor: int = 3, resolution_m: fl
     wb = time.perf_counter() - w0
     sim = Simulation(tw, out_dir=out, share_fields=share)
     per_hour: list[dict] = []
-    marks = {"wall": time.perf_counter(), "phases": {}, "substeps": 0}
+    marks = {"wall": time.perf_counter(), "phases": {}, "substeps": 0, "fast": 0}
 
     def hourly(s) -> None:  # the wall time, phases and flood sub-steps of each simulated hour
         now, ph_now = time.perf_counter(), dict(s.phase_wall_s)
         per_hour.append({"hour": round(s.time / 3600.0, 3), "wall_s": round(now - marks["wall"], 3),
                          "phase_wall_s": {k: round(v - marks["phases"].get(k, 0.0), 3) for k, v in ph_now.items()},
-                         "flood_substeps": tw.flood.n_steps - marks["substeps"]})
-        marks.update(wall=now, phases=ph_now, substeps=tw.flood.n_steps)
+                         "flood_substeps": tw.flood.n_steps - marks["substeps"],
+                         "flood_fast_substeps": tw.flood.lts_substeps - marks["fast"]})
+        marks.update(wall=now, phases=ph_now, substeps=tw.flood.n_steps, fast=tw.flood.lts_substeps)
 
     sim.add_callback("benchmark_hourly", hourly, IterationInterval(max(1, round(3600.0 / sim.dt))))
     w0, c0 = time.perf_counter(), time.process_time()
@@ -65,7 +66,8 @@ def _run(hours: float, share: bool, out: Path, factor: int = 3, resolution_m: fl
             "steps": sim.iteration, "twin_grid": list(tw.terrain.shape), "flood_grid": list(tw.flood.shape),
             "build_wall_s": wb, "run_wall_s": wr, "run_cpu_s": cr, "phase_wall_s": ph,
             "phase_share": {k: v / step for k, v in ph.items()}, "load_avg_end": os.getloadavg()[0],
-            "overrides": list(extra), "flood_substeps": tw.flood.n_steps, "per_hour": per_hour,
+            "overrides": list(extra), "flood_substeps": tw.flood.n_steps,
+            "flood_fast_substeps": tw.flood.lts_substeps, "per_hour": per_hour,
             "malloc": "retain" if _RETAINED else "system",
             "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "machine": platform.machine(), "cpus": os.cpu_count()}
