@@ -59,7 +59,10 @@ def flood_subgrid_step(
     rain_w: float = 0.0, rain_scale: float = 0.0, loss: NDArray[np.float64] | None = None,
     loss_scale: float = 0.0, threads: int = 0, level_cache: NDArray[np.float64] | None = None,
     depth_cache: NDArray[np.float64] | None = None, level_segment: NDArray[np.int32] | None = None,
-    face_weight: float = 0.5,
+    face_weight: float = 0.5, lts_mask: NDArray[np.uint8] | None = None, lts_substeps: int = 1,
+    lts_deep_depth: float = ..., lts_sources: NDArray[np.int64] | None = None,
+    lts_source_depth: NDArray[np.float64] | None = None, count_depths: NDArray[np.float64] | None = None,
+    depth_counts: NDArray[np.float64] | None = None,
 ) -> float: ...
 # ---- traffic (core_cpp/traffic_*.cpp) ----
 
