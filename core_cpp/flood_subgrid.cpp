@@ -132,172 +132,286 @@ static void lts_classify(const Args& a, double h_deep, const LtsSources& src, st
             if ((r > 0 && deep((r - 1) * nx + c)) || (r < ny && deep(r * nx + c))) s.fy.push_back(r * nx + c);
 }
 
-// the sub-cycle (step 3) on the kernel's outputs (a.h_out, a.qx_out, a.qy_out), in place; returns the largest
-// local depth of the fast cells (NaN: a level or a depth not finite, flagged in the rows' bad slot)
-static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSets& s, const LtsSources& src, int m) {
-    const std::int64_t ny = a.ny, nx = a.nx, nl = a.nl, cw = 2 * nl + 2, fxs = a.fxs, fys = a.fys;
-    double* const h = a.h_out;
-    double* const qx = a.qx_out;
-    double* const qy = a.qy_out;
+// The fast region gathered once per step into compact arrays (cells, then every face of a fast cell: the fast
+// faces with their table rows copied pair after pair, the slow ones with their fixed discharge), so that the
+// sub-steps read memory in order instead of one cell's and one face's table rows across the whole grid.
+struct LtsRegion {
+    // cells (the fast cells, row-major)
+    std::vector<std::int32_t> cface;   // 4 per cell: its W, E, N, S faces (compact)
+    std::vector<double> ctab;          // the cell's table row (2N+2)
+    std::vector<double> h, eta, z, rr, lc, slow, fac, mh, ms, ar, ml, lcache, dcache, hm;
+    std::vector<std::int32_t> seg;
+    std::vector<double> rs, ls;
+    std::vector<int> bad;
+    // faces (every face of a fast cell)
+    std::vector<std::int64_t> gface;   // global index: x faces r (nx+1) + c, y faces nfx + r nx + c
+    std::vector<std::uint8_t> kind;    // kFixed (slow: q fixed), kInner (fast, between two cells), kEdge (fast, on
+                                       // the domain's edge), kShut (fast, a wall on a side: 0)
+    std::vector<std::int32_t> fa, fb;  // cells (compact) on the left/up and right/down side; -1 none
+    std::vector<std::int32_t> nb;      // fast inner faces: 6 neighbours (the two parallel, the four across)
+    std::vector<double> ftab;          // fast faces: the (N+2) slot pairs, one after the other
+    std::vector<double> q, raw, n2, eval, esign;
+    std::vector<std::uint8_t> ekind;
+    std::vector<std::int32_t> src;     // the sources' cells (compact)
+    // dense maps, valid where stamped with this step's number
+    std::vector<std::int32_t> cmap, fmap;
+    std::vector<std::uint32_t> cstamp, fstamp;
+    std::uint32_t stamp = 0;
+};
+enum LtsFaceKind : std::uint8_t { kFixed = 0, kInner = 1, kEdge = 2, kShut = 3 };
+
+// the sub-cycle (step 3) on the kernel's outputs (a.h_out, a.qx_out, a.qy_out); returns the largest local depth of
+// the fast cells (a level or a depth not finite: flagged in the rows' bad slot)
+static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSets& s, const LtsSources& srcs, int m) {
+    const std::int64_t ny = a.ny, nx = a.nx, nl = a.nl, cw = 2 * nl + 2, tw = 2 * (nl + 2);
+    const std::int64_t nfx = ny * (nx + 1), nfy = (ny + 1) * nx;
     const double dts = a.dt / static_cast<double>(m);
     const double g_dt = kGravity * dts, inv_dx = 1.0 / a.dx, theta = a.theta, dt_dx = dts / a.dx;
     const double rain_scale = a.rain_scale / static_cast<double>(m), loss_scale = a.loss_scale / static_cast<double>(m);
     const std::int64_t nF = static_cast<std::int64_t>(s.cells.size());
-    const std::int64_t nX = static_cast<std::int64_t>(s.fx.size()), nY = static_cast<std::int64_t>(s.fy.size());
-    static thread_local std::vector<double> work;  // dense: levels and factors by cell, raw fluxes by face
-    const std::size_t ncell = static_cast<std::size_t>(ny * nx), nfx = static_cast<std::size_t>(ny * (nx + 1)),
-                      nfy = static_cast<std::size_t>((ny + 1) * nx), need = 2 * ncell + nfx + nfy;
-    if (work.size() < need || work.size() > 4 * need) std::vector<double>(need).swap(work);
-    double* const eta = work.data();
-    double* const fac = eta + ncell;
-    double* const rx = fac + ncell;
-    double* const ry = rx + nfx;
-    std::vector<double> slow(static_cast<std::size_t>(nF)), rs(static_cast<std::size_t>(nF)),
-        ls(static_cast<std::size_t>(nF)), hm(static_cast<std::size_t>(nF), 0.0);
-    std::vector<int> bad(static_cast<std::size_t>(nF), 0);
+    static thread_local LtsRegion region;  // the calling thread's (OpenMP's threads share it through R)
+    LtsRegion& R = region;
+    if (R.cmap.size() != static_cast<std::size_t>(ny * nx) || R.fmap.size() != static_cast<std::size_t>(nfx + nfy)) {
+        R.cmap.assign(static_cast<std::size_t>(ny * nx), 0);
+        R.cstamp.assign(static_cast<std::size_t>(ny * nx), 0);
+        R.fmap.assign(static_cast<std::size_t>(nfx + nfy), 0);
+        R.fstamp.assign(static_cast<std::size_t>(nfx + nfy), 0);
+        R.stamp = 0;
+    }
+    if (++R.stamp == 0) {  // (wrapped: every entry stale)
+        std::fill(R.cstamp.begin(), R.cstamp.end(), 0u);
+        std::fill(R.fstamp.begin(), R.fstamp.end(), 0u);
+        R.stamp = 1;
+    }
+    const std::uint32_t st = R.stamp;
     auto deep = [&](std::int64_t i) { return (mask[i] & kLtsDeep) != 0; };
-    const int nt = a.threads > 0 ? a.threads : 1;
-    (void)nt;
-    const double* c_ = a.cells;
-    for (std::int64_t k = 0; k < nX; ++k) qx[s.fx[k]] = a.qx[s.fx[k]];  // fast faces start from the old discharge
-    for (std::int64_t k = 0; k < nY; ++k) qy[s.fy[k]] = a.qy[s.fy[k]];
-    // each fast cell's outflow through its slow faces (fixed for the step), as depth per sub-step
+    const std::size_t F = static_cast<std::size_t>(nF);
+    for (std::int64_t k = 0; k < nF; ++k) {
+        R.cmap[static_cast<std::size_t>(s.cells[k])] = static_cast<std::int32_t>(k);
+        R.cstamp[static_cast<std::size_t>(s.cells[k])] = st;
+    }
+    auto cidx = [&](std::int64_t i) -> std::int32_t {
+        return (i >= 0 && R.cstamp[static_cast<std::size_t>(i)] == st) ? R.cmap[static_cast<std::size_t>(i)] : -1;
+    };
+    // faces: every face of a fast cell, in the order met (cells row-major; W, E, N, S)
+    R.gface.clear();
+    R.cface.resize(4 * F);
+    auto face_id = [&](std::int64_t g) -> std::int32_t {
+        if (R.fstamp[static_cast<std::size_t>(g)] == st) return R.fmap[static_cast<std::size_t>(g)];
+        const std::int32_t id = static_cast<std::int32_t>(R.gface.size());
+        R.fstamp[static_cast<std::size_t>(g)] = st;
+        R.fmap[static_cast<std::size_t>(g)] = id;
+        R.gface.push_back(g);
+        return id;
+    };
     for (std::int64_t k = 0; k < nF; ++k) {
         const std::int64_t i = s.cells[k], r = i / nx, c = i % nx;
-        double out = 0.0;
-        if (!deep(i)) {
-            if (!(c > 0 && deep(i - 1))) out += std::max(-qx[r * (nx + 1) + c], 0.0);
-            if (!(c + 1 < nx && deep(i + 1))) out += std::max(qx[r * (nx + 1) + c + 1], 0.0);
-            if (!(r > 0 && deep(i - nx))) out += std::max(-qy[r * nx + c], 0.0);
-            if (!(r + 1 < ny && deep(i + nx))) out += std::max(qy[(r + 1) * nx + c], 0.0);
-        }
-        slow[static_cast<std::size_t>(k)] = out * dt_dx;
+        R.cface[4 * k] = face_id(r * (nx + 1) + c);
+        R.cface[4 * k + 1] = face_id(r * (nx + 1) + c + 1);
+        R.cface[4 * k + 2] = face_id(nfx + r * nx + c);
+        R.cface[4 * k + 3] = face_id(nfx + (r + 1) * nx + c);
     }
+    const std::size_t NF = R.gface.size();
+    R.kind.assign(NF, kFixed);
+    R.fa.assign(NF, -1);
+    R.fb.assign(NF, -1);
+    R.nb.assign(6 * NF, -1);
+    R.ftab.resize(NF * static_cast<std::size_t>(tw));
+    R.q.resize(NF);
+    R.raw.assign(NF, 0.0);
+    R.n2.assign(NF, 0.0);
+    R.eval.assign(NF, 0.0);
+    R.esign.assign(NF, 0.0);
+    R.ekind.assign(NF, 0);
+    auto fid = [&](std::int64_t g) -> std::int32_t {  // a face met above (every neighbour of a fast face is)
+        return R.fstamp[static_cast<std::size_t>(g)] == st ? R.fmap[static_cast<std::size_t>(g)] : -1;
+    };
+    for (std::size_t f = 0; f < NF; ++f) {
+        const std::int64_t g = R.gface[f];
+        const bool isx = g < nfx;
+        const std::int64_t gl = isx ? g : g - nfx;
+        const std::int64_t r = isx ? gl / (nx + 1) : gl / nx, c = isx ? gl % (nx + 1) : gl % nx;
+        // the cells on each side (global; -1 outside)
+        std::int64_t iA = -1, iB = -1;
+        if (isx) {
+            if (c > 0) iA = r * nx + c - 1;
+            if (c < nx) iB = r * nx + c;
+        } else {
+            if (r > 0) iA = (r - 1) * nx + c;
+            if (r < ny) iB = r * nx + c;
+        }
+        const bool fast = (iA >= 0 && deep(iA)) || (iB >= 0 && deep(iB));
+        R.fa[f] = iA >= 0 ? cidx(iA) : -1;
+        R.fb[f] = iB >= 0 ? cidx(iB) : -1;
+        R.q[f] = fast ? (isx ? a.qx[gl] : a.qy[gl]) : (isx ? a.qx_out[gl] : a.qy_out[gl]);  // fast: the old one
+        if (!fast) continue;
+        const double* t = isx ? a.fxt + gl * 2 : a.fyt + gl * 2;
+        const std::int64_t fs = isx ? a.fxs : a.fys;
+        double* o = R.ftab.data() + f * static_cast<std::size_t>(tw);
+        for (std::int64_t j = 0; j < nl + 2; ++j) {
+            o[2 * j] = t[j * fs];
+            o[2 * j + 1] = t[j * fs + 1];
+        }
+        if (iA < 0 || iB < 0) {  // an edge face: its cell is the deep one
+            const std::int64_t i = iA < 0 ? iB : iA;
+            std::int64_t e;
+            if (isx) e = c == 0 ? r : ny + r;
+            else e = r == 0 ? 2 * ny + c : 2 * ny + nx + c;
+            R.kind[f] = kEdge;
+            R.ekind[f] = a.edge_kind[e];
+            R.eval[f] = a.edge_value[e];
+            R.esign[f] = iA < 0 ? -1.0 : 1.0;
+            R.n2[f] = n2_cell(a, i);
+            continue;
+        }
+        if (a.z[iA] >= kWallZ || a.z[iB] >= kWallZ) {
+            R.kind[f] = kShut;
+            continue;
+        }
+        R.kind[f] = kInner;
+        R.n2[f] = n2_face(a, iA, iB);
+        std::int32_t* nb = R.nb.data() + 6 * f;
+        if (isx) {
+            nb[0] = fid(r * (nx + 1) + c - 1);
+            nb[1] = fid(r * (nx + 1) + c + 1);
+            nb[2] = fid(nfx + r * nx + c - 1);
+            nb[3] = fid(nfx + r * nx + c);
+            nb[4] = fid(nfx + (r + 1) * nx + c - 1);
+            nb[5] = fid(nfx + (r + 1) * nx + c);
+        } else {
+            nb[0] = fid(nfx + (r - 1) * nx + c);
+            nb[1] = fid(nfx + (r + 1) * nx + c);
+            nb[2] = fid((r - 1) * (nx + 1) + c);
+            nb[3] = fid((r - 1) * (nx + 1) + c + 1);
+            nb[4] = fid(r * (nx + 1) + c);
+            nb[5] = fid(r * (nx + 1) + c + 1);
+        }
+    }
+    // cells: state, rates, trackers, table rows, the outflow committed to slow faces (depth per sub-step)
+    R.ctab.resize(F * static_cast<std::size_t>(cw));
+    for (auto* v : {&R.h, &R.eta, &R.z, &R.rr, &R.lc, &R.slow, &R.mh, &R.ms, &R.ar, &R.ml, &R.lcache, &R.dcache,
+                    &R.rs, &R.ls})
+        v->resize(F);
+    R.hm.assign(F, 0.0);
+    R.fac.assign(F + 1, 1.0);  // (the last: outside the grid, factor 1)
+    R.seg.resize(F);
+    R.bad.assign(F, 0);
     const double w0 = 1.0 - a.rain_w, w1 = a.rain_w;
+    for (std::int64_t k = 0; k < nF; ++k) {
+        const std::size_t ks = static_cast<std::size_t>(k);
+        const std::int64_t i = s.cells[k];
+        std::copy(a.cells + i * cw, a.cells + (i + 1) * cw, R.ctab.begin() + static_cast<std::ptrdiff_t>(ks * cw));
+        R.h[ks] = a.h_out[i];
+        R.z[ks] = a.z[i];
+        R.rr[ks] = a.rain0 ? rain_scale * (a.rain_per_cell ? (w0 * a.rain0[i] + w1 * a.rain1[i])
+                                                          : (w0 * a.rain0[0] + w1 * a.rain1[0]))
+                           : 0.0;
+        R.lc[ks] = a.loss ? loss_scale * (a.loss_per_cell ? a.loss[i] : a.loss[0]) : 0.0;
+        R.mh[ks] = a.maxh[i];
+        R.ms[ks] = a.maxspeed[i];
+        R.ar[ks] = a.arrival[i];
+        R.ml[ks] = a.maxlevel[i];
+        if (a.level_cache) {
+            R.lcache[ks] = a.level_cache[i];
+            R.dcache[ks] = a.depth_cache[i];
+        }
+        R.seg[ks] = a.level_segment ? a.level_segment[i] : 0;
+        const std::int32_t* cf = R.cface.data() + 4 * k;
+        double out = 0.0;
+        if (R.kind[static_cast<std::size_t>(cf[0])] == kFixed) out += std::max(-R.q[static_cast<std::size_t>(cf[0])], 0.0);
+        if (R.kind[static_cast<std::size_t>(cf[1])] == kFixed) out += std::max(R.q[static_cast<std::size_t>(cf[1])], 0.0);
+        if (R.kind[static_cast<std::size_t>(cf[2])] == kFixed) out += std::max(-R.q[static_cast<std::size_t>(cf[2])], 0.0);
+        if (R.kind[static_cast<std::size_t>(cf[3])] == kFixed) out += std::max(R.q[static_cast<std::size_t>(cf[3])], 0.0);
+        R.slow[ks] = out * dt_dx;
+    }
+    R.src.clear();
+    for (std::int64_t k = 0; k < srcs.n; ++k) R.src.push_back(a.z[srcs.cell[k]] < kWallZ ? cidx(srcs.cell[k]) : -1);
+    const std::int64_t nFF = static_cast<std::int64_t>(NF);
+    const int nt = a.threads > 0 ? a.threads : 1;
+    (void)nt;
+    const double* ct = R.ctab.data();
+    const std::int32_t* fa = R.fa.data();
+    const std::int32_t* fb = R.fb.data();
+    double* const fac = R.fac.data();
+    const std::size_t outside = F;  // fac[outside] = 1
     for (int j = 0; j < m; ++j) {
         const double t_end = j + 1 == m ? a.t_end : a.t_end - a.dt + static_cast<double>(j + 1) * dts;
         const double left = static_cast<double>(m - j);  // sub-steps left, this one included
-        for (std::int64_t k = 0; k < src.n; ++k)
-            if (a.z[src.cell[k]] < kWallZ) h[src.cell[k]] += src.depth[k] / static_cast<double>(m);
+        for (std::int64_t k = 0; k < srcs.n; ++k)
+            if (R.src[static_cast<std::size_t>(k)] >= 0)
+                R.h[static_cast<std::size_t>(R.src[static_cast<std::size_t>(k)])] += srcs.depth[k] / static_cast<double>(m);
         // levels: at the first sub-step from the level cache (the kernel's, of the depth at the start) or the table;
         // then each cell's level is the one its update computed (a source's cell: from the table again)
         if (j == 0) {
-#ifdef TWIN_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
             for (std::int64_t k = 0; k < nF; ++k) {
-                const std::int64_t i = s.cells[k];
-                const double hc = h[i];
-                eta[i] = (a.depth_cache && std::memcmp(&a.depth_cache[i], &hc, sizeof(double)) == 0)
-                             ? a.level_cache[i] : level_of(c_ + i * cw, nl, hc);
+                const std::size_t ks = static_cast<std::size_t>(k);
+                const double hc = R.h[ks];
+                R.eta[ks] = (a.level_cache && std::memcmp(&R.dcache[ks], &hc, sizeof(double)) == 0)
+                                ? R.lcache[ks] : level_of(ct + ks * cw, nl, hc);
             }
         } else {
-            for (std::int64_t k = 0; k < src.n; ++k)
-                if (a.z[src.cell[k]] < kWallZ) eta[src.cell[k]] = level_of(c_ + src.cell[k] * cw, nl, h[src.cell[k]]);
+            for (std::int32_t k : R.src)
+                if (k >= 0) R.eta[static_cast<std::size_t>(k)] = level_of(ct + static_cast<std::size_t>(k) * cw, nl, R.h[static_cast<std::size_t>(k)]);
         }
 #ifdef TWIN_HAVE_OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
         {
+            // raw discharges of the fast faces
 #ifdef TWIN_HAVE_OPENMP
 #pragma omp for schedule(static)
 #endif
-            for (std::int64_t k = 0; k < nX; ++k) {
-                const std::int64_t f = s.fx[k], r = f / (nx + 1), c = f % (nx + 1);
-                double v;
-                if (c == 0) {
-                    const std::int64_t i = r * nx;
-                    v = edge(a.edge_kind[r], a.edge_value[r], eta[i], a.z[i], a.fxt + f * 2, fxs, nl, qx[f], -1.0,
-                             n2_cell(a, i), g_dt, inv_dx);
-                } else if (c == nx) {
-                    const std::int64_t i = r * nx + nx - 1;
-                    v = edge(a.edge_kind[ny + r], a.edge_value[ny + r], eta[i], a.z[i], a.fxt + f * 2, fxs, nl, qx[f],
-                             1.0, n2_cell(a, i), g_dt, inv_dx);
-                } else {
-                    const std::int64_t iL = r * nx + c - 1, iR = iL + 1;
-                    const bool closed = (a.z[iL] >= kWallZ) | (a.z[iR] >= kWallZ) | (!(h[iL] > 0.0) & !(h[iR] > 0.0));
-                    v = 0.0;
-                    if (!closed) {
-                        const double* t = a.fxt + f * 2;
-                        const double ef = face_level(eta[iL], eta[iR], t[0], a.face_weight);
-                        const double qp = 0.25 * ((qy[r * nx + c - 1] + qy[r * nx + c]) +
-                                                  (qy[(r + 1) * nx + c - 1] + qy[(r + 1) * nx + c]));
-                        v = flux(eta[iL], eta[iR], ef, t, fxs, nl, qx[f], qx[f - 1] + qx[f + 1], qp, n2_face(a, iL, iR),
+            for (std::int64_t f = 0; f < nFF; ++f) {
+                const std::size_t fs_ = static_cast<std::size_t>(f);
+                const std::uint8_t kd = R.kind[fs_];
+                if (kd == kFixed) continue;
+                double v = 0.0;
+                const double* t = R.ftab.data() + fs_ * static_cast<std::size_t>(tw);
+                if (kd == kEdge) {
+                    const std::size_t ic = static_cast<std::size_t>(fa[fs_] >= 0 ? fa[fs_] : fb[fs_]);
+                    v = edge(R.ekind[fs_], R.eval[fs_], R.eta[ic], R.z[ic], t, 2, nl, R.q[fs_], R.esign[fs_], R.n2[fs_],
+                             g_dt, inv_dx);
+                } else if (kd == kInner) {
+                    const std::size_t iA = static_cast<std::size_t>(fa[fs_]), iB = static_cast<std::size_t>(fb[fs_]);
+                    if (!(!(R.h[iA] > 0.0) & !(R.h[iB] > 0.0))) {
+                        const std::int32_t* nb = R.nb.data() + 6 * fs_;
+                        const double ef = face_level(R.eta[iA], R.eta[iB], t[0], a.face_weight);
+                        const double qp = 0.25 * ((R.q[static_cast<std::size_t>(nb[2])] + R.q[static_cast<std::size_t>(nb[3])]) +
+                                                  (R.q[static_cast<std::size_t>(nb[4])] + R.q[static_cast<std::size_t>(nb[5])]));
+                        v = flux(R.eta[iA], R.eta[iB], ef, t, 2, nl, R.q[fs_],
+                                 R.q[static_cast<std::size_t>(nb[0])] + R.q[static_cast<std::size_t>(nb[1])], qp, R.n2[fs_],
                                  g_dt, inv_dx, theta);
                     }
                 }
-                rx[f] = v;
-            }
-#ifdef TWIN_HAVE_OPENMP
-#pragma omp for schedule(static)
-#endif
-            for (std::int64_t k = 0; k < nY; ++k) {
-                const std::int64_t f = s.fy[k], r = f / nx, c = f % nx;
-                double v;
-                if (r == 0) {
-                    const std::int64_t i = c;
-                    v = edge(a.edge_kind[2 * ny + c], a.edge_value[2 * ny + c], eta[i], a.z[i], a.fyt + f * 2, fys, nl,
-                             qy[f], -1.0, n2_cell(a, i), g_dt, inv_dx);
-                } else if (r == ny) {
-                    const std::int64_t i = (ny - 1) * nx + c;
-                    v = edge(a.edge_kind[2 * ny + nx + c], a.edge_value[2 * ny + nx + c], eta[i], a.z[i], a.fyt + f * 2,
-                             fys, nl, qy[f], 1.0, n2_cell(a, i), g_dt, inv_dx);
-                } else {
-                    const std::int64_t iU = (r - 1) * nx + c, iD = r * nx + c;
-                    const bool closed = (a.z[iU] >= kWallZ) | (a.z[iD] >= kWallZ) | (!(h[iU] > 0.0) & !(h[iD] > 0.0));
-                    v = 0.0;
-                    if (!closed) {
-                        const double* t = a.fyt + f * 2;
-                        const double ef = face_level(eta[iU], eta[iD], t[0], a.face_weight);
-                        const double* pU = qx + (r - 1) * (nx + 1);
-                        const double* pD = qx + r * (nx + 1);
-                        const double qp = 0.25 * ((pU[c] + pU[c + 1]) + (pD[c] + pD[c + 1]));
-                        v = flux(eta[iU], eta[iD], ef, t, fys, nl, qy[f], qy[f - nx] + qy[f + nx], qp,
-                                 n2_face(a, iU, iD), g_dt, inv_dx, theta);
-                    }
-                }
-                ry[f] = v;
+                R.raw[fs_] = v;
             }
             // limiter: a fast cell's fast outflow scaled to the depth it holds beyond its reserve
 #ifdef TWIN_HAVE_OPENMP
 #pragma omp for schedule(static)
 #endif
             for (std::int64_t k = 0; k < nF; ++k) {
-                const std::int64_t i = s.cells[k], r = i / nx, c = i % nx;
-                const bool di = deep(i);
-                const std::int64_t fw = r * (nx + 1) + c, fn = r * nx + c;
+                const std::size_t ks = static_cast<std::size_t>(k);
+                const std::int32_t* cf = R.cface.data() + 4 * k;
                 double out = 0.0;
-                if (di || (c > 0 && deep(i - 1))) out += std::max(-rx[fw], 0.0);
-                if (di || (c + 1 < nx && deep(i + 1))) out += std::max(rx[fw + 1], 0.0);
-                if (di || (r > 0 && deep(i - nx))) out += std::max(-ry[fn], 0.0);
-                if (di || (r + 1 < ny && deep(i + nx))) out += std::max(ry[fn + nx], 0.0);
+                if (R.kind[static_cast<std::size_t>(cf[0])] != kFixed) out += std::max(-R.raw[static_cast<std::size_t>(cf[0])], 0.0);
+                if (R.kind[static_cast<std::size_t>(cf[1])] != kFixed) out += std::max(R.raw[static_cast<std::size_t>(cf[1])], 0.0);
+                if (R.kind[static_cast<std::size_t>(cf[2])] != kFixed) out += std::max(-R.raw[static_cast<std::size_t>(cf[2])], 0.0);
+                if (R.kind[static_cast<std::size_t>(cf[3])] != kFixed) out += std::max(R.raw[static_cast<std::size_t>(cf[3])], 0.0);
                 const double od = out * dt_dx;
-                const double avail = std::max(h[i], 0.0) - slow[static_cast<std::size_t>(k)] * left;
-                fac[i] = od > avail ? (avail > 0.0 ? avail / od : 0.0) : 1.0;
+                const double avail = std::max(R.h[ks], 0.0) - R.slow[ks] * left;
+                fac[ks] = od > avail ? (avail > 0.0 ? avail / od : 0.0) : 1.0;
             }
+            // limited discharges (donor: the upwind cell; outside the grid the factor is 1)
 #ifdef TWIN_HAVE_OPENMP
 #pragma omp for schedule(static)
 #endif
-            for (std::int64_t k = 0; k < nX; ++k) {
-                const std::int64_t f = s.fx[k], r = f / (nx + 1), c = f % (nx + 1);
-                const double x = rx[f];
-                double v;
-                if (c == 0) v = x < 0.0 ? x * fac[r * nx] : x;
-                else if (c == nx) v = x > 0.0 ? x * fac[r * nx + nx - 1] : x;
-                else v = x * (x > 0.0 ? fac[r * nx + c - 1] : fac[r * nx + c]);
-                qx[f] = v;
-            }
-#ifdef TWIN_HAVE_OPENMP
-#pragma omp for schedule(static)
-#endif
-            for (std::int64_t k = 0; k < nY; ++k) {
-                const std::int64_t f = s.fy[k], r = f / nx, c = f % nx;
-                const double y = ry[f];
-                double v;
-                if (r == 0) v = y < 0.0 ? y * fac[c] : y;
-                else if (r == ny) v = y > 0.0 ? y * fac[(ny - 1) * nx + c] : y;
-                else v = y * (y > 0.0 ? fac[(r - 1) * nx + c] : fac[r * nx + c]);
-                qy[f] = v;
+            for (std::int64_t f = 0; f < nFF; ++f) {
+                const std::size_t fs_ = static_cast<std::size_t>(f);
+                if (R.kind[fs_] == kFixed) continue;
+                const double x = R.raw[fs_];
+                const std::size_t iA = fa[fs_] >= 0 ? static_cast<std::size_t>(fa[fs_]) : outside;
+                const std::size_t iB = fb[fs_] >= 0 ? static_cast<std::size_t>(fb[fs_]) : outside;
+                R.q[fs_] = x * (x > 0.0 ? fac[iA] : fac[iB]);
             }
             // continuity, rain, losses (not of the reserve), trackers, levels
 #ifdef TWIN_HAVE_OPENMP
@@ -305,52 +419,47 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
 #endif
             for (std::int64_t k = 0; k < nF; ++k) {
                 const std::size_t ks = static_cast<std::size_t>(k);
-                const std::int64_t i = s.cells[k], r = i / nx, c = i % nx;
-                const double qW = qx[r * (nx + 1) + c], qE = qx[r * (nx + 1) + c + 1], qN = qy[r * nx + c],
-                             qS = qy[(r + 1) * nx + c];
-                double hn = h[i] + dt_dx * ((qW - qE) + (qN - qS));
-                const double rr = a.rain0 ? rain_scale * (a.rain_per_cell ? (w0 * a.rain0[i] + w1 * a.rain1[i])
-                                                                          : (w0 * a.rain0[0] + w1 * a.rain1[0]))
-                                          : 0.0;
-                const double lc = a.loss ? loss_scale * (a.loss_per_cell ? a.loss[i] : a.loss[0]) : 0.0;
+                const std::int32_t* cf = R.cface.data() + 4 * k;
+                const double qW = R.q[static_cast<std::size_t>(cf[0])], qE = R.q[static_cast<std::size_t>(cf[1])],
+                             qN = R.q[static_cast<std::size_t>(cf[2])], qS = R.q[static_cast<std::size_t>(cf[3])];
+                double hn = R.h[ks] + dt_dx * ((qW - qE) + (qN - qS));
+                const double rr = R.rr[ks], lc = R.lc[ks];
                 const double hr = hn + rr;
-                const double keep = slow[ks] * (left - 1.0);
+                const double keep = R.slow[ks] * (left - 1.0);
                 const double hp = hr - keep > 0.0 ? hr - keep : 0.0;
                 const double l = hp < lc ? hp : lc;
                 hn = hr - l;
-                rs[ks] = rr;
-                ls[ks] = l;
-                h[i] = hn;
+                R.rs[ks] = rr;
+                R.ls[ks] = l;
+                R.h[ks] = hn;
                 const double wet = hn > kSpeedDepth ? 1.0 : 0.0;
                 const double inv = wet * (0.5 / (hn > kSpeedDepth ? hn : 1.0));
                 const double u = (qW + qE) * inv, v = (qN + qS) * inv;
                 const double sp = u * u + v * v;
-                const double m0 = a.maxh[i];
-                if (a.maxspeed[i] < sp) a.maxspeed[i] = sp;
-                if ((m0 <= kArrivalDepth) & (hn > kArrivalDepth)) a.arrival[i] = t_end;
-                if (m0 < hn) a.maxh[i] = hn;
-                const double* cr = c_ + i * cw;
-                double lev = a.z[i];
+                const double m0 = R.mh[ks];
+                if (R.ms[ks] < sp) R.ms[ks] = sp;
+                if ((m0 <= kArrivalDepth) & (hn > kArrivalDepth)) R.ar[ks] = t_end;
+                if (m0 < hn) R.mh[ks] = hn;
+                const double* cr = ct + ks * cw;
+                double lev = R.z[ks];
                 if (hn > 0.0) {
                     if (a.level_segment && hn < cr[2 + nl + nl - 1]) {
                         const double* zk = cr + 2;
                         const double* hk = cr + 2 + nl;
-                        const std::int64_t lo = segment_from(hk, nl, hn, a.level_segment + i);
+                        const std::int64_t lo = segment_from(hk, nl, hn, &R.seg[ks]);
                         lev = zk[lo] + (zk[lo + 1] - zk[lo]) * ((hn - hk[lo]) / (hk[lo + 1] - hk[lo]));
                     } else {
                         lev = level_of(cr, nl, hn);
                     }
                 }
-                if (a.level_cache) {
-                    a.level_cache[i] = lev;
-                    a.depth_cache[i] = hn;
-                }
-                if (a.maxlevel[i] < lev) a.maxlevel[i] = lev;
-                eta[i] = lev;  // the next sub-step's level (the faces of this one are done)
-                const double dl = lev - a.z[i];
-                hm[ks] = dl > hm[ks] ? dl : hm[ks];
-                bad[ks] |= (std::isfinite(hn) && std::isfinite(lev) ? 0 : kBadNonFinite) |
-                           (hn < -kNegDepth ? kBadNegOutput : 0);
+                R.lcache[ks] = lev;
+                R.dcache[ks] = hn;
+                if (R.ml[ks] < lev) R.ml[ks] = lev;
+                R.eta[ks] = lev;  // the next sub-step's level (the faces of this one are done)
+                const double dl = lev - R.z[ks];
+                R.hm[ks] = dl > R.hm[ks] ? dl : R.hm[ks];
+                R.bad[ks] |= (std::isfinite(hn) && std::isfinite(lev) ? 0 : kBadNonFinite) |
+                             (hn < -kNegDepth ? kBadNegOutput : 0);
             }
         }
         // the volumes, in row-major order (the same bits whatever the number of threads)
@@ -358,39 +467,60 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
             const std::size_t ks = static_cast<std::size_t>(k);
             const std::int64_t i = s.cells[k], r = i / nx, c = i % nx;
             double* rsum = a.row_sums + r * kRowSlots;
-            rsum[kRain] += rs[ks];
-            rsum[kLost] += ls[ks];
-            // boundary faces of the fast cells (fast or slow), as discharge x (sub-step / step): the caller
-            // multiplies the slots by the face width and the step
-            double bin = 0.0, bout = 0.0;
-            if (c == 0) { const double q = qx[r * (nx + 1)]; if (q > 0.0) bin += q; else bout -= q; }
-            if (c == nx - 1) { const double q = qx[r * (nx + 1) + nx]; if (q < 0.0) bin -= q; else bout += q; }
-            if (r == 0) { const double q = qy[c]; if (q > 0.0) bin += q; else bout -= q; }
-            if (r == ny - 1) { const double q = qy[ny * nx + c]; if (q < 0.0) bin -= q; else bout += q; }
-            if (bin != 0.0 || bout != 0.0) {
-                rsum[kBndIn] += bin / static_cast<double>(m);
-                rsum[kBndOut] += bout / static_cast<double>(m);
+            rsum[kRain] += R.rs[ks];
+            rsum[kLost] += R.ls[ks];
+            if (c == 0 || c == nx - 1 || r == 0 || r == ny - 1) {
+                // boundary faces of the fast cells (fast or slow), as discharge x (sub-step / step): the caller
+                // multiplies the slots by the face width and the step
+                const std::int32_t* cf = R.cface.data() + 4 * k;
+                double bin = 0.0, bout = 0.0;
+                if (c == 0) { const double q = R.q[static_cast<std::size_t>(cf[0])]; if (q > 0.0) bin += q; else bout -= q; }
+                if (c == nx - 1) { const double q = R.q[static_cast<std::size_t>(cf[1])]; if (q < 0.0) bin -= q; else bout += q; }
+                if (r == 0) { const double q = R.q[static_cast<std::size_t>(cf[2])]; if (q > 0.0) bin += q; else bout -= q; }
+                if (r == ny - 1) { const double q = R.q[static_cast<std::size_t>(cf[3])]; if (q < 0.0) bin -= q; else bout += q; }
+                if (bin != 0.0 || bout != 0.0) {
+                    rsum[kBndIn] += bin / static_cast<double>(m);
+                    rsum[kBndOut] += bout / static_cast<double>(m);
+                }
             }
         }
     }
+    // scatter back: the state, the fast faces' discharges, trackers, caches; the depth counts; the bad flags
+    for (std::int64_t k = 0; k < nF; ++k) {
+        const std::size_t ks = static_cast<std::size_t>(k);
+        const std::int64_t i = s.cells[k];
+        a.h_out[i] = R.h[ks];
+        a.maxh[i] = R.mh[ks];
+        a.maxspeed[i] = R.ms[ks];
+        a.arrival[i] = R.ar[ks];
+        a.maxlevel[i] = R.ml[ks];
+        if (a.level_cache) {
+            a.level_cache[i] = R.lcache[ks];
+            a.depth_cache[i] = R.dcache[ks];
+        }
+        if (a.level_segment) a.level_segment[i] = R.seg[ks];
+    }
+    for (std::size_t f = 0; f < NF; ++f) {
+        if (R.kind[f] == kFixed) continue;
+        const std::int64_t g = R.gface[f];
+        if (g < nfx) a.qx_out[g] = R.q[f];
+        else a.qy_out[g - nfx] = R.q[f];
+    }
     for (std::int64_t k = 0; k < nF && a.n_thr > 0; ++k) {  // the fast cells' share of the depth counts
-        const std::int64_t i = s.cells[k], r = i / nx;
-        const double dl = eta[i] - a.z[i];
+        const std::int64_t r = s.cells[k] / nx;
+        const double dl = R.eta[static_cast<std::size_t>(k)] - R.z[static_cast<std::size_t>(k)];
         for (std::int64_t t = 0; t < a.n_thr; ++t) a.depth_counts[r * a.n_thr + t] += dl > a.count_thr[t] ? 1.0 : 0.0;
     }
     double hmax = 0.0;
-    int any = 0;
     for (std::int64_t k = 0; k < nF; ++k) {
         const std::size_t ks = static_cast<std::size_t>(k);
-        hmax = hm[ks] > hmax ? hm[ks] : hmax;
-        if (bad[ks]) {
-            any = 1;
+        hmax = R.hm[ks] > hmax ? R.hm[ks] : hmax;
+        if (R.bad[ks]) {
             const std::int64_t r = s.cells[k] / nx;
             a.row_sums[r * kRowSlots + kBad] =
-                static_cast<double>(static_cast<int>(a.row_sums[r * kRowSlots + kBad]) | bad[ks]);
+                static_cast<double>(static_cast<int>(a.row_sums[r * kRowSlots + kBad]) | R.bad[ks]);
         }
     }
-    (void)any;
     return hmax;
 }
 

@@ -32,9 +32,12 @@ _KINDS = {"wall": 0, "free": 1, "stage": 2}
 MM_PER_H = 1.0 / 3.6e6  # mm/h -> m/s
 
 
-#: local time steps: the largest sub-step ratio is taken whose deep cells (local depth above the step's CFL
-#: depth) were at most this share of the grid's cells after the last step (docs/design/subgrid-local-time-steps.md)
-LTS_DEEP_SHARE = 0.05
+#: local time steps: what a deep cell's sub-step costs, in cells of the whole-grid pass (the sub-cycle's cell
+#: costs ~2 of them, measured on the Tam Kỳ grid, and takes the deep cell's neighbours too). Each step takes the
+#: ratio r of sub-steps that minimises the estimated cost per unit of time (N + LTS_CELL_COST r n_deep(r)) / r,
+#: n_deep(r) the cells deeper than a step of r sub-steps allows after the last step, r = 1: N
+#: (docs/design/subgrid-local-time-steps.md)
+LTS_CELL_COST = 4.0
 
 class FloodModel:
     """2-D flood model on a :class:`~twin.terrain.Terrain` (local inertial by default).
@@ -882,13 +885,14 @@ class FloodModel:
             hmax = max(self._hmax, self._max_boundary_depth())
             sub = fast = self._solver.stable_dt(hmax)
             if m_lts > 1:
-                # the cells that need it take sub-steps of `fast`, the others one step of r of them: the largest r
-                # whose deep cells were at most LTS_DEEP_SHARE of the grid after the last step (the sub-cycle costs
-                # ~4x a cell of the whole-grid pass, and takes the deep cells' neighbours too)
+                # the cells that need it take sub-steps of `fast`, the others one step of r of them: the r of the
+                # least estimated cost per unit of time (LTS_CELL_COST)
                 counts = self._solver.depth_counts
                 r_lts = 1  # (nothing counted yet: one sub-step for all, which counts)
                 if counts is not None and counts.size == len(cands):
-                    r_lts = next((r for r, n in zip(cands, counts) if n <= LTS_DEEP_SHARE * n_valid), 1)
+                    cost = [(n_valid + LTS_CELL_COST * r * float(n)) / r for r, n in zip(cands, counts)]
+                    k = int(np.argmin(cost))
+                    r_lts = cands[k] if cost[k] < n_valid else 1
                 sub = min(r_lts * fast, self._solver.stable_dt(0.0))
             # sub-step cap: NaN-safe (a NaN or zero sub-step is refused too)
             if not (sub > 0.0) or n_sub + remaining / sub > self.max_substeps:
