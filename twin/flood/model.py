@@ -32,12 +32,12 @@ _KINDS = {"wall": 0, "free": 1, "stage": 2}
 MM_PER_H = 1.0 / 3.6e6  # mm/h -> m/s
 
 
-#: local time steps: what a deep cell's sub-step costs, in cells of the whole-grid pass (the sub-cycle's cell
-#: costs ~2 of them, measured on the Tam Kỳ grid, and takes the deep cell's neighbours too). Each step takes the
+#: local time steps: what a deep cell's sub-step costs, in cells of the whole-grid pass (measured at the Tam Kỳ
+#: storm's peak: a sub-cycle cell's sub-step ~3.7 cells of the pass, with 1.5 fast cells per deep one). Each step takes the
 #: ratio r of sub-steps that minimises the estimated cost per unit of time (N + LTS_CELL_COST r n_deep(r)) / r,
 #: n_deep(r) the cells deeper than a step of r sub-steps allows after the last step, r = 1: N
 #: (docs/design/subgrid-local-time-steps.md)
-LTS_CELL_COST = 4.0
+LTS_CELL_COST = 5.0
 
 class FloodModel:
     """2-D flood model on a :class:`~twin.terrain.Terrain` (local inertial by default).
