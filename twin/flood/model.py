@@ -12,7 +12,7 @@ continuity, rain, losses (all in the kernel); then point inflows, pumps and pres
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -880,6 +880,7 @@ class FloodModel:
         m_lts = self.local_time_steps
         cands = [m_lts >> k for k in range(7) if m_lts >> k >= 2]  # sub-step ratios tried: m, m/2, .. >= 2
         n_valid = max(int(np.count_nonzero(self._valid)), 1)
+        sg = cast("SubgridSolver", self._solver)  # (local time steps: subgrid only, checked in __init__)
         while t0 < t_stop:
             remaining = t_stop - t0
             hmax = max(self._hmax, self._max_boundary_depth())
@@ -887,7 +888,7 @@ class FloodModel:
             if m_lts > 1:
                 # the cells that need it take sub-steps of `fast`, the others one step of r of them: the r of the
                 # least estimated cost per unit of time (LTS_CELL_COST)
-                counts = self._solver.depth_counts
+                counts = sg.depth_counts
                 r_lts = 1  # (nothing counted yet: one sub-step for all, which counts)
                 if counts is not None and counts.size == len(cands):
                     cost = [(n_valid + LTS_CELL_COST * r * float(n)) / r for r, n in zip(cands, counts)]
@@ -935,11 +936,11 @@ class FloodModel:
             count = None if m_lts == 1 else np.array([self._deep_depth(r * fast) for r in cands])
             if lts_step:
                 n_fast = min(m_lts, math.ceil(sub / fast * (1.0 - 1e-9)))
-                hmax = self._solver.substep(sub, t1, f, lts_substeps=n_fast, lts_deep_depth=self._deep_depth(sub),
-                                            lts_sources=self._lts_sources(sub, tm), count_depths=count)
+                hmax = sg.substep(sub, t1, f, lts_substeps=n_fast, lts_deep_depth=self._deep_depth(sub),
+                                  lts_sources=self._lts_sources(sub, tm), count_depths=count)
                 self.lts_substeps += n_fast
             elif count is not None:
-                hmax = self._solver.substep(sub, t1, f, count_depths=count)
+                hmax = sg.substep(sub, t1, f, count_depths=count)
                 self.lts_substeps += 1
             else:
                 hmax = self._solver.substep(sub, t1, f)
