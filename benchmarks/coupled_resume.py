@@ -6,6 +6,8 @@ checkpoint, timed by phase and by call: the costs of the storm's peak without re
     # then, as often as needed: 60 model minutes from that checkpoint, glibc's allocator as it is (in a child
     # process) and with freed memory retained (twin.memory.retain_freed_memory, as the twin command), in turn
     nice python benchmarks/coupled_resume.py --run-dir /tmp/molave48 --minutes 60 --allocator-reference
+    # local time steps (flood.local_time_steps 8) against one sub-step for all, in one invocation
+    nice python benchmarks/coupled_resume.py --run-dir /tmp/molave48 --minutes 60 --local-time-steps 8 --lts-reference
 
 Each case resumes a copy of the folder (the folder itself is not changed). One JSON line per case: wall time,
 ``phase_wall_s``, flood sub-steps, per-call times (mean, min, max in ms) of the calls that dominated the
@@ -60,7 +62,7 @@ def _timed(calls: dict, cls, name: str) -> None:
     setattr(cls, name, wrapper)
 
 
-def resume(run_dir: Path, minutes: float, malloc: str) -> dict:
+def resume(run_dir: Path, minutes: float, malloc: str, local_time_steps: int | None = None) -> dict:
     from twin.memory import retain_freed_memory
 
     retained = retain_freed_memory() if malloc == "retain" else False
@@ -84,11 +86,14 @@ def resume(run_dir: Path, minutes: float, malloc: str) -> dict:
         ck = latest_checkpoint(dst)
         if ck is None:
             raise SystemExit(f"{run_dir}: no checkpoint (make one with --make-checkpoint HOURS)")
-        tw = build_twin(scenario_of_run(dst))
+        sc = scenario_of_run(dst)
+        if local_time_steps is not None:  # (the run's scenario with flood.local_time_steps changed)
+            sc = sc.model_copy(update={"flood": sc.flood.model_copy(update={"local_time_steps": local_time_steps})})
+        tw = build_twin(sc)
         sim = Simulation(tw, out_dir=dst)
         sim.set_state(load_checkpoint(ck))
         t_from = sim.time
-        ph0, n0 = dict(sim.phase_wall_s), tw.flood.n_steps
+        ph0, n0, f0 = dict(sim.phase_wall_s), tw.flood.n_steps, tw.flood.lts_substeps
         r0 = tw.traffic.counts()["reroutes"] if tw.traffic is not None else 0
         w0 = time.perf_counter()
         sim.run(until=t_from + minutes * 60.0)
@@ -96,7 +101,8 @@ def resume(run_dir: Path, minutes: float, malloc: str) -> dict:
         return {"case": "resume", "malloc": "retain" if retained else "system", "from_h": t_from / 3600.0,
                 "minutes": minutes, "steps": sim.iteration, "run_wall_s": wall,
                 "phase_wall_s": {k: round(v - ph0.get(k, 0.0), 3) for k, v in sim.phase_wall_s.items()},
-                "flood_substeps": tw.flood.n_steps - n0,
+                "flood_substeps": tw.flood.n_steps - n0, "flood_fast_substeps": tw.flood.lts_substeps - f0,
+                "local_time_steps": tw.flood.local_time_steps,
                 "reroutes": (tw.traffic.counts()["reroutes"] - r0) if tw.traffic is not None else 0,
                 "calls_ms": {k: {"n": len(v), "mean": 1e3 * float(np.mean(v)), "min": 1e3 * min(v),
                                  "max": 1e3 * max(v)} for k, v in calls.items()},
@@ -114,6 +120,10 @@ def main(argv=None) -> None:
     ap.add_argument("--malloc", choices=["retain", "system"], default="retain")
     ap.add_argument("--allocator-reference", action="store_true",
                     help="first the same stretch with --malloc system, in a child process")
+    ap.add_argument("--local-time-steps", type=int, metavar="M",
+                    help="flood.local_time_steps for the stretch (default: the run's scenario's)")
+    ap.add_argument("--lts-reference", action="store_true",
+                    help="first the same stretch with flood.local_time_steps 1, in a child process (the ratio after)")
     args = ap.parse_args(argv)
     load0 = os.getloadavg()[0]
     if args.run_dir is None:  # the small default: a checkpoint at 1 h, then 10 minutes from it
@@ -127,12 +137,26 @@ def main(argv=None) -> None:
         return
     args.minutes = 60.0 if args.minutes is None else args.minutes
     ref = None
+    if args.lts_reference:
+        out = subprocess.run([sys.executable, __file__, "--run-dir", str(args.run_dir), "--minutes",
+                              f"{args.minutes:g}", "--local-time-steps", "1"], capture_output=True, text=True, check=True)
+        lref = json.loads(out.stdout.strip().splitlines()[-1])
+        print(json.dumps(lref), flush=True)
+        line = resume(args.run_dir, args.minutes, args.malloc, args.local_time_steps) | {"load_avg_start": load0}
+        print(json.dumps(line), flush=True)
+        print(json.dumps({"case": "lts_ratio", "local_time_steps": line["local_time_steps"],
+                          "run_wall_ratio": line["run_wall_s"] / lref["run_wall_s"],
+                          "flood_wall_ratio": line["phase_wall_s"]["flood"] / lref["phase_wall_s"]["flood"],
+                          "flood_steps": [lref["flood_substeps"], line["flood_substeps"]],
+                          "flood_fast_substeps": [lref["flood_fast_substeps"], line["flood_fast_substeps"]]}),
+              flush=True)
+        return
     if args.allocator_reference:
         out = subprocess.run([sys.executable, __file__, "--run-dir", str(args.run_dir), "--minutes",
                               f"{args.minutes:g}", "--malloc", "system"], capture_output=True, text=True, check=True)
         ref = json.loads(out.stdout.strip().splitlines()[-1])
         print(json.dumps(ref), flush=True)
-    line = resume(args.run_dir, args.minutes, args.malloc) | {"load_avg_start": load0}
+    line = resume(args.run_dir, args.minutes, args.malloc, args.local_time_steps) | {"load_avg_start": load0}
     print(json.dumps(line), flush=True)
     if ref is not None:
         print(json.dumps({"case": "allocator_ratio", "run_wall_ratio": line["run_wall_s"] / ref["run_wall_s"],
