@@ -68,7 +68,7 @@ test: core services
 # pytest does not put the repository root ahead of it; -P keeps the working directory off sys.path). Python itself is not sanitized: libasan and
 # libstdc++ are preloaded. UBSan reports are fatal (halt_on_error), leaks are not checked (CPython).
 SANITIZE_TESTS ?= tests/flood/test_boundary_validation.py tests/flood/test_flood_api.py \
-	tests/flood/test_subgrid.py tests/fv/test_fv_kernel.py tests/traffic/test_state_validation.py tests/traffic/test_basic.py \
+	tests/flood/test_subgrid.py tests/flood/test_subgrid_lts.py tests/fv/test_fv_kernel.py tests/traffic/test_state_validation.py tests/traffic/test_basic.py \
 	tests/fuzz
 sanitize:  # no pip step (like core-only): run after `make test` or with VENV=...
 	@test -x $(PY) || { echo "make sanitize: $(PY) not found; run make test first (or give VENV=...)"; exit 1; }
