@@ -136,28 +136,25 @@ def main(argv=None) -> None:
         print(json.dumps(make_checkpoint(args.make_checkpoint, args.run_dir)), flush=True)
         return
     args.minutes = 60.0 if args.minutes is None else args.minutes
-    ref = None
-    if args.lts_reference:
+
+    def reference(*flags: str) -> dict:  # the same stretch in a child process, with flags changed
         out = subprocess.run([sys.executable, __file__, "--run-dir", str(args.run_dir), "--minutes",
-                              f"{args.minutes:g}", "--local-time-steps", "1"], capture_output=True, text=True, check=True)
-        lref = json.loads(out.stdout.strip().splitlines()[-1])
-        print(json.dumps(lref), flush=True)
-        line = resume(args.run_dir, args.minutes, args.malloc, args.local_time_steps) | {"load_avg_start": load0}
-        print(json.dumps(line), flush=True)
+                              f"{args.minutes:g}", *flags], capture_output=True, text=True, check=True)
+        ref = json.loads(out.stdout.strip().splitlines()[-1])
+        print(json.dumps(ref), flush=True)
+        return ref
+
+    lref = reference("--local-time-steps", "1") if args.lts_reference else None
+    ref = reference("--malloc", "system") if args.allocator_reference else None
+    line = resume(args.run_dir, args.minutes, args.malloc, args.local_time_steps) | {"load_avg_start": load0}
+    print(json.dumps(line), flush=True)
+    if lref is not None:
         print(json.dumps({"case": "lts_ratio", "local_time_steps": line["local_time_steps"],
                           "run_wall_ratio": line["run_wall_s"] / lref["run_wall_s"],
                           "flood_wall_ratio": line["phase_wall_s"]["flood"] / lref["phase_wall_s"]["flood"],
                           "flood_steps": [lref["flood_substeps"], line["flood_substeps"]],
                           "flood_fast_substeps": [lref["flood_fast_substeps"], line["flood_fast_substeps"]]}),
               flush=True)
-        return
-    if args.allocator_reference:
-        out = subprocess.run([sys.executable, __file__, "--run-dir", str(args.run_dir), "--minutes",
-                              f"{args.minutes:g}", "--malloc", "system"], capture_output=True, text=True, check=True)
-        ref = json.loads(out.stdout.strip().splitlines()[-1])
-        print(json.dumps(ref), flush=True)
-    line = resume(args.run_dir, args.minutes, args.malloc, args.local_time_steps) | {"load_avg_start": load0}
-    print(json.dumps(line), flush=True)
     if ref is not None:
         print(json.dumps({"case": "allocator_ratio", "run_wall_ratio": line["run_wall_s"] / ref["run_wall_s"],
                           "phase_wall_ratio": {k: line["phase_wall_s"].get(k, 0.0) / v

@@ -296,25 +296,25 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
     R.fac.assign(F + 1, 1.0);  // (the last: outside the grid, factor 1)
     R.seg.resize(F);
     R.bad.assign(F, 0);
+    // the arrays the sub-cycle reads and writes back, compact copy beside the grid's
+    std::vector<std::pair<double*, std::vector<double>*>> kept = {
+        {a.h_out, &R.h}, {a.maxh, &R.mh}, {a.maxspeed, &R.ms}, {a.arrival, &R.ar}, {a.maxlevel, &R.ml}};
+    if (a.level_cache) {
+        kept.emplace_back(a.level_cache, &R.lcache);
+        kept.emplace_back(a.depth_cache, &R.dcache);
+    }
+    for (auto& [g, c] : kept)
+        for (std::int64_t k = 0; k < nF; ++k) (*c)[static_cast<std::size_t>(k)] = g[s.cells[k]];
     const double w0 = 1.0 - a.rain_w, w1 = a.rain_w;
     for (std::int64_t k = 0; k < nF; ++k) {
         const std::size_t ks = static_cast<std::size_t>(k);
         const std::int64_t i = s.cells[k];
         std::copy(a.cells + i * cw, a.cells + (i + 1) * cw, R.ctab.begin() + static_cast<std::ptrdiff_t>(ks * cw));
-        R.h[ks] = a.h_out[i];
         R.z[ks] = a.z[i];
         R.rr[ks] = a.rain0 ? rain_scale * (a.rain_per_cell ? (w0 * a.rain0[i] + w1 * a.rain1[i])
                                                           : (w0 * a.rain0[0] + w1 * a.rain1[0]))
                            : 0.0;
         R.lc[ks] = a.loss ? loss_scale * (a.loss_per_cell ? a.loss[i] : a.loss[0]) : 0.0;
-        R.mh[ks] = a.maxh[i];
-        R.ms[ks] = a.maxspeed[i];
-        R.ar[ks] = a.arrival[i];
-        R.ml[ks] = a.maxlevel[i];
-        if (a.level_cache) {
-            R.lcache[ks] = a.level_cache[i];
-            R.dcache[ks] = a.depth_cache[i];
-        }
         R.seg[ks] = a.level_segment ? a.level_segment[i] : 0;
         const std::int32_t* cf = R.cface.data() + 4 * k;
         double out = 0.0;
@@ -486,20 +486,10 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
         }
     }
     // scatter back: the state, the fast faces' discharges, trackers, caches; the depth counts; the bad flags
-    for (std::int64_t k = 0; k < nF; ++k) {
-        const std::size_t ks = static_cast<std::size_t>(k);
-        const std::int64_t i = s.cells[k];
-        a.h_out[i] = R.h[ks];
-        a.maxh[i] = R.mh[ks];
-        a.maxspeed[i] = R.ms[ks];
-        a.arrival[i] = R.ar[ks];
-        a.maxlevel[i] = R.ml[ks];
-        if (a.level_cache) {
-            a.level_cache[i] = R.lcache[ks];
-            a.depth_cache[i] = R.dcache[ks];
-        }
-        if (a.level_segment) a.level_segment[i] = R.seg[ks];
-    }
+    for (auto& [g, c] : kept)
+        for (std::int64_t k = 0; k < nF; ++k) g[s.cells[k]] = (*c)[static_cast<std::size_t>(k)];
+    if (a.level_segment)
+        for (std::int64_t k = 0; k < nF; ++k) a.level_segment[s.cells[k]] = R.seg[static_cast<std::size_t>(k)];
     for (std::size_t f = 0; f < NF; ++f) {
         if (R.kind[f] == kFixed) continue;
         const std::int64_t g = R.gface[f];
@@ -534,6 +524,8 @@ static double lts_step(Args a, std::uint8_t* mask, int m, double h_deep, const L
     a.lts = sets.cells.empty() ? nullptr : mask;
     const double hs = step(a);
     if (std::isnan(hs) || sets.cells.empty()) return hs;  // (NaN: inputs not finite, nothing kept was written)
+    for (std::int64_t r = 0; r < a.ny; ++r)  // a row the pass flagged (the binding names it): no sub-cycle on top
+        if (a.row_sums[r * kRowSlots + kBad] != 0.0) return hs;
     const double hf = lts_subcycle(a, mask, sets, src, m);
     return hf > hs ? hf : hs;
 }

@@ -223,3 +223,31 @@ def test_a_fast_cell_keeps_the_outflow_committed_to_its_slow_faces():
     assert float(s.h.min()) > -1e-12
     assert abs(float(s.h.sum()) - v0) < 1e-12 * v0
     assert np.allclose(s.h[13], 0.1, rtol=0, atol=1e-9)  # the pit has the bank's water
+
+
+def test_a_step_with_local_time_steps_refuses_a_value_that_is_not_finite_and_keeps_the_state():
+    # a NaN depth (in a deep cell, where the sub-cycle would take it) stops the step with the kernel's message before
+    # anything kept is written: depths, discharges and trackers as they were. A NaN rain rate is refused too (the
+    # kernel checks rates in its last pass, whose trackers of the other cells it has written by then, as without
+    # local time steps; the sub-cycle does not run on top): depths and discharges as they were.
+    for where in ("depth", "rain"):
+        m = _run(_channel_plain(8), calls=1)
+        s, f = m._solver, m._forcing
+        f.loss = None
+        f.rain0 = f.rain1 = None
+        if where == "depth":
+            s._h[s._cur][11, 5] = np.nan
+        else:
+            f.rain0 = np.full(m.shape, 10.0)
+            f.rain1 = f.rain0.copy()
+            f.rain0[11, 5] = np.nan
+            f.rain_w, f.rain_scale = 0.5, 1.0
+        def kept(s=s, m=m, everything=where == "depth"):  # (row 11: the deep channel, sub-cycled)
+            return (s.h, *s.face_discharge(), m._maxh, s.max_level) if everything else (
+                s.h, *s.face_discharge(), m._maxh[11])
+
+        before = [a.copy() for a in kept()]
+        with pytest.raises(ValueError, match="depth: non-finite value nan|rain"):
+            s.substep(8.0, m.time + 8.0, f, lts_substeps=4, lts_deep_depth=0.5)
+        for a, b in zip(before, kept()):
+            assert np.array_equal(a, b, equal_nan=True)

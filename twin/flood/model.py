@@ -994,18 +994,21 @@ class FloodModel:
         """Local depth above which a cell's CFL sub-step α·Δx/√(g·h) is shorter than ``step``."""
         return (self.alpha * self.cell_size / step) ** 2 / GRAVITY
 
+    def _inflows_at(self, sub: float, tm: float):
+        """Each point inflow running at ``tm``: (inflow, discharge, rows, cols, the depth each cell gains in ``sub``)."""
+        for inf in self._inflows:
+            q = float(inf["series"](tm))
+            if q > 0:
+                r, c = inf["rows"], inf["cols"]
+                yield inf, q, r, c, q * sub / (r.size * self.cell_area)
+
     def _lts_sources(self, sub: float, tm: float) -> tuple[np.ndarray, np.ndarray] | None:
         """The point inflows of a step with local time steps, for the kernel's sub-cycle (flat cells, the depth each
         gains over the step), booked as inflow here; None without inflows."""
         cells, depth = [], []
         A = self.cell_area
         nx = self.shape[1]
-        for inf in self._inflows:
-            q = float(inf["series"](tm))
-            if q <= 0:
-                continue
-            r, c = inf["rows"], inf["cols"]
-            inc = q * sub / (r.size * A)
+        for _, _, r, c, inc in self._inflows_at(sub, tm):
             cells.append(r.astype(np.int64) * nx + c)
             depth.append(np.full(r.size, inc))
             self._acc["inflow_m3"] += inc * r.size * A
@@ -1022,12 +1025,8 @@ class FloodModel:
         A = self.cell_area
         acc = self._acc
         hmax = 0.0
-        for inf in self._inflows if inflows else ():
-            q = float(inf["series"](tm))
-            if q <= 0:
-                continue
-            r, c = inf["rows"], inf["cols"]
-            inc = np.asarray(q * sub / (r.size * A), dtype=self.dtype)
+        for inf, q, r, c, depth in self._inflows_at(sub, tm) if inflows else ():
+            inc = np.asarray(depth, dtype=self.dtype)
             before = h[r, c].astype(np.float64)
             np.add.at(h, (r, c), inc)
             after = h[r, c].astype(np.float64)
