@@ -54,21 +54,52 @@ static double step(const Args& a) {
 }
 
 // ---- local time steps (docs/design/subgrid-local-time-steps.md) -------------------------------------------------
-// One step of a.dt in which the deep cells (local depth above h_deep: a sub-step shorter than a.dt) and their
-// neighbours take m sub-steps of a.dt / m:
-//   1. classify: the LtsBits of every cell (mask), the fast cells and the fast faces in row-major order;
-//   2. the whole-grid kernel with a.dt, fast cells left as they are: slow faces are computed from the levels at
-//      the start and their outflow is limited by the donor's depth (a fast donor: the outflow through its slow
-//      faces only), so a slow face's discharge is fixed for the step; slow cells are updated with it;
-//   3. the sub-cycle: m sub-steps over the fast cells and fast faces (the same face, limiter and cell formulas),
-//      each fast cell taking its slow faces' fixed discharges every sub-step. A fast cell keeps in reserve the
-//      outflow still committed to its slow faces (the limiter scales only fast outflow, and losses do not take
-//      the reserve), so no depth goes negative. Every face's discharge times its duration leaves one cell and
-//      enters the other: the volume is conserved as in the kernel.
-// Every value is a pure function of the old state: the same bits whatever the number of threads (sums in
-// row-major order, sequentially).
+// One step of a.dt with m sub-steps of a.dt / m for the deepest cells, on levels of sub-steps (the chain): level 0
+// takes one step of a.dt, level l (1..L) c_l sub-steps of a.dt / c_l, c_0 = 1 < c_1 < .. < c_L = m, each dividing the
+// next (m, m/2, m/4 .. while even: m = 8 gives 2, 4, 8; m = 6 gives 3, 6; m = 5 gives 5). A cell's depth level is the
+// number of the thresholds c_l^2 h_deep (l = 0..L-1: the depth a sub-step of a.dt / c_l allows) its local depth is
+// above (a point source's cell and a NaN: L; a stage edge: the level of its depth on the cell); a face's level is
+// the larger of its cells' depth levels; a cell's update level the largest of its faces' levels (its own and its
+// 4-neighbours' depth levels). Deep: depth level >= 1; fast: update level >= 1.
+//   1. classify: the mask (LtsBits, the depth level in bits 2..7) and the fast cells in row-major order;
+//   2. the whole-grid kernel with a.dt, fast cells left as they are: slow faces (level 0) are computed from the
+//      levels at the start and their outflow is limited by the donor's depth (a fast donor: the outflow through its
+//      slow faces only), so a slow face's discharge is fixed for the step; slow cells are updated with it;
+//   3. the sub-cycle over the fast cells and faces, in m sub-steps of a.dt / m: at sub-step j the faces and cells
+//      of the levels whose period starts at j (every level l with j a multiple of m / c_l) advance by their own
+//      period a.dt / c_l (the same face, limiter and cell formulas), from the levels all their cells have at j;
+//      a face's discharge is held over its period, and each cell takes every face's held discharge over its own
+//      period (which divides its faces'). The limiter of a cell's faces of level l scales their outflow to the
+//      depth it holds beyond its reserve: the outflow still committed, until the ends of their periods, to its
+//      faces of coarser levels (the slow ones included); losses do not take the reserve; so no depth goes
+//      negative. Every face's discharge times its duration leaves one cell and enters the other: the volume is
+//      conserved as in the kernel.
+// Every value is a pure function of the old state: the same bits whatever the number of threads (sums in a fixed
+// order, sequentially).
+constexpr int kLtsMaxLevels = 11;  // m <= 1024: at most 10 levels above 0
+constexpr int kLtsLevelShift = 2;  // the depth level in the mask's bits 2..7
+
+struct LtsChain {
+    int L = 0;
+    int c[kLtsMaxLevels + 1] = {1};  // c[0] = 1, c[L] = m
+};
+
+static LtsChain lts_chain(int m) {
+    int v[kLtsMaxLevels + 1], n = 0;
+    v[n++] = m;
+    while (v[n - 1] % 2 == 0 && v[n - 1] / 2 > 1 && n < kLtsMaxLevels) {
+        v[n] = v[n - 1] / 2;
+        ++n;
+    }
+    LtsChain ch;
+    ch.L = n;
+    ch.c[0] = 1;
+    for (int k = 0; k < n; ++k) ch.c[n - k] = v[k];
+    return ch;
+}
+
 struct LtsSets {
-    std::vector<std::int64_t> cells, fx, fy;
+    std::vector<std::int64_t> cells;
 };
 
 // point sources of a step with local time steps (the model's inflows): cell (flat index) and the depth it gains
@@ -79,8 +110,20 @@ struct LtsSources {
     std::int64_t n = 0;
 };
 
-static void lts_classify(const Args& a, double h_deep, const LtsSources& src, std::uint8_t* mask, LtsSets& s) {
+static inline int lts_depth_level(std::uint8_t bits) { return bits >> kLtsLevelShift; }
+
+static void lts_classify(const Args& a, double h_deep, const LtsChain& ch, const LtsSources& src, std::uint8_t* mask,
+                         LtsSets& s) {
     const std::int64_t ny = a.ny, nx = a.nx, nl = a.nl, cw = 2 * nl + 2;
+    const int L = ch.L;
+    double thr[kLtsMaxLevels];
+    for (int l = 0; l < L; ++l) thr[l] = static_cast<double>(ch.c[l]) * static_cast<double>(ch.c[l]) * h_deep;
+    auto level = [&](double d) -> int {  // the thresholds d is above (NaN: L)
+        if (!(d <= thr[L - 1])) return L;
+        int l = 0;
+        while (l < L && d > thr[l]) ++l;
+        return l;
+    };
     const int nt = a.threads > 0 ? a.threads : 1;
     (void)nt;
 #ifdef TWIN_HAVE_OPENMP
@@ -90,29 +133,27 @@ static void lts_classify(const Args& a, double h_deep, const LtsSources& src, st
         for (std::int64_t c = 0; c < nx; ++c) {
             const std::int64_t i = r * nx + c;
             const double hc = a.h[i];
-            bool deep = false;
+            int d = 0;
             if (a.z[i] < kWallZ) {
                 if (hc > 0.0) {
                     const double e = (a.depth_cache && std::memcmp(&a.depth_cache[i], &hc, sizeof(double)) == 0)
                                          ? a.level_cache[i] : level_of(a.cells + i * cw, nl, hc);
-                    deep = !(e - a.z[i] <= h_deep);  // (a NaN level: deep; the kernel names it)
+                    d = level(e - a.z[i]);  // (a NaN level: the finest; the kernel names it)
                 }
                 // a stage edge standing deep above the cell's bed conveys at that depth
-                auto stage_deep = [&](std::int64_t e) {
-                    return a.edge_kind[e] == kEdgeStage && !(a.edge_value[e] - a.z[i] <= h_deep);
+                auto stage = [&](std::int64_t e) {
+                    if (a.edge_kind[e] == kEdgeStage) d = std::max(d, level(a.edge_value[e] - a.z[i]));
                 };
-                if (c == 0) deep |= stage_deep(r);
-                if (c == nx - 1) deep |= stage_deep(ny + r);
-                if (r == 0) deep |= stage_deep(2 * ny + c);
-                if (r == ny - 1) deep |= stage_deep(2 * ny + nx + c);
+                if (c == 0) stage(r);
+                if (c == nx - 1) stage(ny + r);
+                if (r == 0) stage(2 * ny + c);
+                if (r == ny - 1) stage(2 * ny + nx + c);
             }
-            mask[i] = deep ? kLtsDeep : 0;
+            mask[i] = static_cast<std::uint8_t>((d << kLtsLevelShift) | (d > 0 ? kLtsDeep : 0));
         }
     for (std::int64_t k = 0; k < src.n; ++k)
-        if (a.z[src.cell[k]] < kWallZ) mask[src.cell[k]] = kLtsDeep;
+        if (a.z[src.cell[k]] < kWallZ) mask[src.cell[k]] = static_cast<std::uint8_t>((L << kLtsLevelShift) | kLtsDeep);
     s.cells.clear();
-    s.fx.clear();
-    s.fy.clear();
     auto deep = [&](std::int64_t i) { return (mask[i] & kLtsDeep) != 0; };
     for (std::int64_t r = 0; r < ny; ++r)
         for (std::int64_t c = 0; c < nx; ++c) {
@@ -124,12 +165,6 @@ static void lts_classify(const Args& a, double h_deep, const LtsSources& src, st
                 s.cells.push_back(i);
             }
         }
-    for (std::int64_t r = 0; r < ny; ++r)
-        for (std::int64_t c = 0; c <= nx; ++c)
-            if ((c > 0 && deep(r * nx + c - 1)) || (c < nx && deep(r * nx + c))) s.fx.push_back(r * (nx + 1) + c);
-    for (std::int64_t r = 0; r <= ny; ++r)
-        for (std::int64_t c = 0; c < nx; ++c)
-            if ((r > 0 && deep((r - 1) * nx + c)) || (r < ny && deep(r * nx + c))) s.fy.push_back(r * nx + c);
 }
 
 // The fast region gathered once per step into compact arrays (cells, then every face of a fast cell: the fast
@@ -139,14 +174,19 @@ struct LtsRegion {
     // cells (the fast cells, row-major)
     std::vector<std::int32_t> cface;   // 4 per cell: its W, E, N, S faces (compact)
     std::vector<double> ctab;          // the cell's table row (2N+2)
-    std::vector<double> h, eta, z, rr, lc, slow, fac, mh, ms, ar, ml, lcache, dcache, hm;
+    std::vector<double> h, eta, z, rr, lc, fac, mh, ms, ar, ml, lcache, dcache, hm;
     std::vector<std::int32_t> seg;
     std::vector<double> rs, ls;
     std::vector<int> bad;
+    std::vector<std::uint8_t> cup;     // update level
+    std::vector<std::int32_t> cord;    // cells by update level, finest first (row-major within a level)
     // faces (every face of a fast cell)
     std::vector<std::int64_t> gface;   // global index: x faces r (nx+1) + c, y faces nfx + r nx + c
     std::vector<std::uint8_t> kind;    // kFixed (slow: q fixed), kInner (fast, between two cells), kEdge (fast, on
                                        // the domain's edge), kShut (fast, a wall on a side: 0)
+    std::vector<std::uint8_t> flev;    // level (kFixed: 0)
+    std::vector<std::int32_t> fend;    // the end of the period of the face's held discharge, in sub-steps
+    std::vector<std::int32_t> ford;    // fast faces by level, finest first
     std::vector<std::int32_t> fa, fb;  // cells (compact) on the left/up and right/down side; -1 none
     std::vector<std::int32_t> nb;      // fast inner faces: 6 neighbours (the two parallel, the four across)
     std::vector<double> ftab;          // fast faces: the (N+2) slot pairs, one after the other
@@ -162,12 +202,23 @@ enum LtsFaceKind : std::uint8_t { kFixed = 0, kInner = 1, kEdge = 2, kShut = 3 }
 
 // the sub-cycle (step 3) on the kernel's outputs (a.h_out, a.qx_out, a.qy_out); returns the largest local depth of
 // the fast cells (a level or a depth not finite: flagged in the rows' bad slot)
-static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSets& s, const LtsSources& srcs, int m) {
+static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSets& s, const LtsSources& srcs,
+                           const LtsChain& ch) {
     const std::int64_t ny = a.ny, nx = a.nx, nl = a.nl, cw = 2 * nl + 2, tw = 2 * (nl + 2);
     const std::int64_t nfx = ny * (nx + 1), nfy = (ny + 1) * nx;
-    const double dts = a.dt / static_cast<double>(m);
-    const double g_dt = kGravity * dts, inv_dx = 1.0 / a.dx, theta = a.theta, dt_dx = dts / a.dx;
-    const double rain_scale = a.rain_scale / static_cast<double>(m), loss_scale = a.loss_scale / static_cast<double>(m);
+    const int L = ch.L, m = ch.c[L];
+    const std::int64_t LW = L + 1;  // limiter factors per cell: one per level
+    const double dts = a.dt / static_cast<double>(m), dts_dx = dts / a.dx;  // the finest sub-step
+    double g_dt[kLtsMaxLevels + 1], dt_dx[kLtsMaxLevels + 1], part[kLtsMaxLevels + 1];
+    int span[kLtsMaxLevels + 1];  // a level's period in sub-steps
+    for (int l = 0; l <= L; ++l) {
+        span[l] = m / ch.c[l];
+        const double dl = a.dt / static_cast<double>(ch.c[l]);
+        g_dt[l] = kGravity * dl;
+        dt_dx[l] = dl / a.dx;
+        part[l] = 1.0 / static_cast<double>(ch.c[l]);
+    }
+    const double inv_dx = 1.0 / a.dx, theta = a.theta;
     const std::int64_t nF = static_cast<std::int64_t>(s.cells.size());
     static thread_local LtsRegion region;  // the calling thread's (OpenMP's threads share it through R)
     LtsRegion& R = region;
@@ -184,7 +235,7 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
         R.stamp = 1;
     }
     const std::uint32_t st = R.stamp;
-    auto deep = [&](std::int64_t i) { return (mask[i] & kLtsDeep) != 0; };
+    auto dlev = [&](std::int64_t i) { return i >= 0 ? lts_depth_level(mask[i]) : 0; };
     const std::size_t F = static_cast<std::size_t>(nF);
     for (std::int64_t k = 0; k < nF; ++k) {
         R.cmap[static_cast<std::size_t>(s.cells[k])] = static_cast<std::int32_t>(k);
@@ -213,6 +264,8 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
     }
     const std::size_t NF = R.gface.size();
     R.kind.assign(NF, kFixed);
+    R.flev.assign(NF, 0);
+    R.fend.assign(NF, m);
     R.fa.assign(NF, -1);
     R.fb.assign(NF, -1);
     R.nb.assign(6 * NF, -1);
@@ -226,6 +279,7 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
     auto fid = [&](std::int64_t g) -> std::int32_t {  // a face met above (every neighbour of a fast face is)
         return R.fstamp[static_cast<std::size_t>(g)] == st ? R.fmap[static_cast<std::size_t>(g)] : -1;
     };
+    std::int64_t nlev_f[kLtsMaxLevels + 2] = {0};  // fast faces per level
     for (std::size_t f = 0; f < NF; ++f) {
         const std::int64_t g = R.gface[f];
         const bool isx = g < nfx;
@@ -240,11 +294,14 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
             if (r > 0) iA = (r - 1) * nx + c;
             if (r < ny) iB = r * nx + c;
         }
-        const bool fast = (iA >= 0 && deep(iA)) || (iB >= 0 && deep(iB));
+        const int lv = std::max(dlev(iA), dlev(iB));
+        const bool fast = lv > 0;
         R.fa[f] = iA >= 0 ? cidx(iA) : -1;
         R.fb[f] = iB >= 0 ? cidx(iB) : -1;
         R.q[f] = fast ? (isx ? a.qx[gl] : a.qy[gl]) : (isx ? a.qx_out[gl] : a.qy_out[gl]);  // fast: the old one
         if (!fast) continue;
+        R.flev[f] = static_cast<std::uint8_t>(lv);
+        ++nlev_f[lv];
         const double* t = isx ? a.fxt + gl * 2 : a.fyt + gl * 2;
         const std::int64_t fs = isx ? a.fxs : a.fys;
         double* o = R.ftab.data() + f * static_cast<std::size_t>(tw);
@@ -287,13 +344,40 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
             nb[5] = fid(r * (nx + 1) + c + 1);
         }
     }
-    // cells: state, rates, trackers, table rows, the outflow committed to slow faces (depth per sub-step)
+    // the fast faces and cells by level, finest first: the ones that advance at sub-step j are a prefix
+    // (the levels l >= l0(j)); fstart[l] / cstart[l]: how many have a level >= l
+    std::int64_t fstart[kLtsMaxLevels + 2] = {0}, cstart[kLtsMaxLevels + 2] = {0}, nlev_c[kLtsMaxLevels + 2] = {0};
+    R.cup.resize(F);
+    for (std::size_t k = 0; k < F; ++k) {
+        const std::int32_t* cf = R.cface.data() + 4 * k;
+        int u = 0;
+        for (int e = 0; e < 4; ++e) u = std::max(u, static_cast<int>(R.flev[static_cast<std::size_t>(cf[e])]));
+        R.cup[k] = static_cast<std::uint8_t>(u);
+        ++nlev_c[u];
+    }
+    for (int l = L; l >= 1; --l) {
+        fstart[l] = fstart[l + 1] + nlev_f[l];
+        cstart[l] = cstart[l + 1] + nlev_c[l];
+    }
+    {
+        std::int64_t fpos[kLtsMaxLevels + 2], cpos[kLtsMaxLevels + 2];
+        for (int l = 1; l <= L; ++l) {
+            fpos[l] = fstart[l + 1];
+            cpos[l] = cstart[l + 1];
+        }
+        R.ford.resize(static_cast<std::size_t>(fstart[1]));
+        R.cord.resize(static_cast<std::size_t>(cstart[1]));
+        for (std::size_t f = 0; f < NF; ++f)
+            if (R.flev[f] > 0) R.ford[static_cast<std::size_t>(fpos[R.flev[f]]++)] = static_cast<std::int32_t>(f);
+        for (std::size_t k = 0; k < F; ++k)
+            if (R.cup[k] > 0) R.cord[static_cast<std::size_t>(cpos[R.cup[k]]++)] = static_cast<std::int32_t>(k);
+    }
+    // cells: state, rates over the step, trackers, table rows
     R.ctab.resize(F * static_cast<std::size_t>(cw));
-    for (auto* v : {&R.h, &R.eta, &R.z, &R.rr, &R.lc, &R.slow, &R.mh, &R.ms, &R.ar, &R.ml, &R.lcache, &R.dcache,
-                    &R.rs, &R.ls})
+    for (auto* v : {&R.h, &R.eta, &R.z, &R.rr, &R.lc, &R.mh, &R.ms, &R.ar, &R.ml, &R.lcache, &R.dcache, &R.rs, &R.ls})
         v->resize(F);
     R.hm.assign(F, 0.0);
-    R.fac.assign(F + 1, 1.0);  // (the last: outside the grid, factor 1)
+    R.fac.assign((F + 1) * static_cast<std::size_t>(LW), 1.0);  // (the last: outside the grid, factor 1)
     R.seg.resize(F);
     R.bad.assign(F, 0);
     // the arrays the sub-cycle reads and writes back, compact copy beside the grid's
@@ -311,32 +395,29 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
         const std::int64_t i = s.cells[k];
         std::copy(a.cells + i * cw, a.cells + (i + 1) * cw, R.ctab.begin() + static_cast<std::ptrdiff_t>(ks * cw));
         R.z[ks] = a.z[i];
-        R.rr[ks] = a.rain0 ? rain_scale * (a.rain_per_cell ? (w0 * a.rain0[i] + w1 * a.rain1[i])
-                                                          : (w0 * a.rain0[0] + w1 * a.rain1[0]))
+        R.rr[ks] = a.rain0 ? a.rain_scale * (a.rain_per_cell ? (w0 * a.rain0[i] + w1 * a.rain1[i])
+                                                            : (w0 * a.rain0[0] + w1 * a.rain1[0]))
                            : 0.0;
-        R.lc[ks] = a.loss ? loss_scale * (a.loss_per_cell ? a.loss[i] : a.loss[0]) : 0.0;
+        R.lc[ks] = a.loss ? a.loss_scale * (a.loss_per_cell ? a.loss[i] : a.loss[0]) : 0.0;
         R.seg[ks] = a.level_segment ? a.level_segment[i] : 0;
-        const std::int32_t* cf = R.cface.data() + 4 * k;
-        double out = 0.0;
-        if (R.kind[static_cast<std::size_t>(cf[0])] == kFixed) out += std::max(-R.q[static_cast<std::size_t>(cf[0])], 0.0);
-        if (R.kind[static_cast<std::size_t>(cf[1])] == kFixed) out += std::max(R.q[static_cast<std::size_t>(cf[1])], 0.0);
-        if (R.kind[static_cast<std::size_t>(cf[2])] == kFixed) out += std::max(-R.q[static_cast<std::size_t>(cf[2])], 0.0);
-        if (R.kind[static_cast<std::size_t>(cf[3])] == kFixed) out += std::max(R.q[static_cast<std::size_t>(cf[3])], 0.0);
-        R.slow[ks] = out * dt_dx;
     }
     R.src.clear();
     for (std::int64_t k = 0; k < srcs.n; ++k) R.src.push_back(a.z[srcs.cell[k]] < kWallZ ? cidx(srcs.cell[k]) : -1);
-    const std::int64_t nFF = static_cast<std::int64_t>(NF);
     const int nt = a.threads > 0 ? a.threads : 1;
     (void)nt;
     const double* ct = R.ctab.data();
     const std::int32_t* fa = R.fa.data();
     const std::int32_t* fb = R.fb.data();
+    const std::uint8_t* flev = R.flev.data();
+    std::int32_t* fend = R.fend.data();
     double* const fac = R.fac.data();
-    const std::size_t outside = F;  // fac[outside] = 1
+    const std::size_t outside = F;  // fac[outside * LW + l] = 1
+    // the outflow (>= 0) of a cell's face e (0..3: W, E, N, S) with discharge q
+    auto out_of = [](int e, double q) { return (e & 1) ? (q > 0.0 ? q : 0.0) : (q < 0.0 ? -q : 0.0); };
     for (int j = 0; j < m; ++j) {
-        const double t_end = j + 1 == m ? a.t_end : a.t_end - a.dt + static_cast<double>(j + 1) * dts;
-        const double left = static_cast<double>(m - j);  // sub-steps left, this one included
+        int l0 = 1;  // the coarsest level whose period starts at j
+        while (j % span[l0] != 0) ++l0;
+        const std::int64_t nfa = fstart[l0], nca = cstart[l0];
         for (std::int64_t k = 0; k < srcs.n; ++k)
             if (R.src[static_cast<std::size_t>(k)] >= 0)
                 R.h[static_cast<std::size_t>(R.src[static_cast<std::size_t>(k)])] += srcs.depth[k] / static_cast<double>(m);
@@ -357,20 +438,20 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
 #pragma omp parallel num_threads(nt)
 #endif
         {
-            // raw discharges of the fast faces
+            // raw discharges of the faces whose period starts now
 #ifdef TWIN_HAVE_OPENMP
 #pragma omp for schedule(static)
 #endif
-            for (std::int64_t f = 0; f < nFF; ++f) {
-                const std::size_t fs_ = static_cast<std::size_t>(f);
+            for (std::int64_t x = 0; x < nfa; ++x) {
+                const std::size_t fs_ = static_cast<std::size_t>(R.ford[static_cast<std::size_t>(x)]);
                 const std::uint8_t kd = R.kind[fs_];
-                if (kd == kFixed) continue;
+                const int lv = flev[fs_];
                 double v = 0.0;
                 const double* t = R.ftab.data() + fs_ * static_cast<std::size_t>(tw);
                 if (kd == kEdge) {
                     const std::size_t ic = static_cast<std::size_t>(fa[fs_] >= 0 ? fa[fs_] : fb[fs_]);
                     v = edge(R.ekind[fs_], R.eval[fs_], R.eta[ic], R.z[ic], t, 2, nl, R.q[fs_], R.esign[fs_], R.n2[fs_],
-                             g_dt, inv_dx);
+                             g_dt[lv], inv_dx);
                 } else if (kd == kInner) {
                     const std::size_t iA = static_cast<std::size_t>(fa[fs_]), iB = static_cast<std::size_t>(fb[fs_]);
                     if (!(!(R.h[iA] > 0.0) & !(R.h[iB] > 0.0))) {
@@ -380,52 +461,72 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
                                                   (R.q[static_cast<std::size_t>(nb[4])] + R.q[static_cast<std::size_t>(nb[5])]));
                         v = flux(R.eta[iA], R.eta[iB], ef, t, 2, nl, R.q[fs_],
                                  R.q[static_cast<std::size_t>(nb[0])] + R.q[static_cast<std::size_t>(nb[1])], qp, R.n2[fs_],
-                                 g_dt, inv_dx, theta);
+                                 g_dt[lv], inv_dx, theta);
                     }
                 }
                 R.raw[fs_] = v;
             }
-            // limiter: a fast cell's fast outflow scaled to the depth it holds beyond its reserve
+            // limiter, level by level from the coarsest starting now: a cell's outflow through its faces of level l
+            // over their period scaled to the depth it holds beyond the outflow committed to its coarser faces
 #ifdef TWIN_HAVE_OPENMP
 #pragma omp for schedule(static)
 #endif
-            for (std::int64_t k = 0; k < nF; ++k) {
-                const std::size_t ks = static_cast<std::size_t>(k);
-                const std::int32_t* cf = R.cface.data() + 4 * k;
-                double out = 0.0;
-                if (R.kind[static_cast<std::size_t>(cf[0])] != kFixed) out += std::max(-R.raw[static_cast<std::size_t>(cf[0])], 0.0);
-                if (R.kind[static_cast<std::size_t>(cf[1])] != kFixed) out += std::max(R.raw[static_cast<std::size_t>(cf[1])], 0.0);
-                if (R.kind[static_cast<std::size_t>(cf[2])] != kFixed) out += std::max(-R.raw[static_cast<std::size_t>(cf[2])], 0.0);
-                if (R.kind[static_cast<std::size_t>(cf[3])] != kFixed) out += std::max(R.raw[static_cast<std::size_t>(cf[3])], 0.0);
-                const double od = out * dt_dx;
-                const double avail = std::max(R.h[ks], 0.0) - R.slow[ks] * left;
-                fac[ks] = od > avail ? (avail > 0.0 ? avail / od : 0.0) : 1.0;
+            for (std::int64_t x = 0; x < nca; ++x) {
+                const std::size_t ks = static_cast<std::size_t>(R.cord[static_cast<std::size_t>(x)]);
+                const std::int32_t* cf = R.cface.data() + 4 * ks;
+                const int u = R.cup[ks];
+                double reserve = 0.0;
+                for (int e = 0; e < 4; ++e) {
+                    const std::size_t f = static_cast<std::size_t>(cf[e]);
+                    if (flev[f] < l0) reserve += out_of(e, R.q[f]) * static_cast<double>(fend[f] - j) * dts_dx;
+                }
+                const double have = std::max(R.h[ks], 0.0);
+                for (int l = l0; l <= u; ++l) {
+                    double od = 0.0;
+                    for (int e = 0; e < 4; ++e) {
+                        const std::size_t f = static_cast<std::size_t>(cf[e]);
+                        if (flev[f] == l) od += out_of(e, R.raw[f]);
+                    }
+                    od *= dt_dx[l];
+                    const double avail = have - reserve;
+                    const double fl = od > avail ? (avail > 0.0 ? avail / od : 0.0) : 1.0;
+                    fac[ks * static_cast<std::size_t>(LW) + static_cast<std::size_t>(l)] = fl;
+                    reserve += fl * od;
+                }
             }
-            // limited discharges (donor: the upwind cell; outside the grid the factor is 1)
+            // limited discharges (donor: the upwind cell; outside the grid the factor is 1), held for their period
 #ifdef TWIN_HAVE_OPENMP
 #pragma omp for schedule(static)
 #endif
-            for (std::int64_t f = 0; f < nFF; ++f) {
-                const std::size_t fs_ = static_cast<std::size_t>(f);
-                if (R.kind[fs_] == kFixed) continue;
-                const double x = R.raw[fs_];
+            for (std::int64_t x = 0; x < nfa; ++x) {
+                const std::size_t fs_ = static_cast<std::size_t>(R.ford[static_cast<std::size_t>(x)]);
+                const int lv = flev[fs_];
+                const double v = R.raw[fs_];
                 const std::size_t iA = fa[fs_] >= 0 ? static_cast<std::size_t>(fa[fs_]) : outside;
                 const std::size_t iB = fb[fs_] >= 0 ? static_cast<std::size_t>(fb[fs_]) : outside;
-                R.q[fs_] = x * (x > 0.0 ? fac[iA] : fac[iB]);
+                R.q[fs_] = v * fac[(v > 0.0 ? iA : iB) * static_cast<std::size_t>(LW) + static_cast<std::size_t>(lv)];
+                fend[fs_] = j + span[lv];
             }
-            // continuity, rain, losses (not of the reserve), trackers, levels
+            // continuity over each cell's period, rain, losses (not of the reserve still committed at its end),
+            // trackers, levels
 #ifdef TWIN_HAVE_OPENMP
 #pragma omp for schedule(static)
 #endif
-            for (std::int64_t k = 0; k < nF; ++k) {
-                const std::size_t ks = static_cast<std::size_t>(k);
-                const std::int32_t* cf = R.cface.data() + 4 * k;
+            for (std::int64_t x = 0; x < nca; ++x) {
+                const std::size_t ks = static_cast<std::size_t>(R.cord[static_cast<std::size_t>(x)]);
+                const std::int32_t* cf = R.cface.data() + 4 * ks;
+                const int u = R.cup[ks];
+                const int jend = j + span[u];
                 const double qW = R.q[static_cast<std::size_t>(cf[0])], qE = R.q[static_cast<std::size_t>(cf[1])],
                              qN = R.q[static_cast<std::size_t>(cf[2])], qS = R.q[static_cast<std::size_t>(cf[3])];
-                double hn = R.h[ks] + dt_dx * ((qW - qE) + (qN - qS));
-                const double rr = R.rr[ks], lc = R.lc[ks];
+                double hn = R.h[ks] + dt_dx[u] * ((qW - qE) + (qN - qS));
+                const double rr = R.rr[ks] * part[u], lc = R.lc[ks] * part[u];
                 const double hr = hn + rr;
-                const double keep = R.slow[ks] * (left - 1.0);
+                double keep = 0.0;
+                for (int e = 0; e < 4; ++e) {
+                    const std::size_t f = static_cast<std::size_t>(cf[e]);
+                    if (fend[f] > jend) keep += out_of(e, R.q[f]) * static_cast<double>(fend[f] - jend) * dts_dx;
+                }
                 const double hp = hr - keep > 0.0 ? hr - keep : 0.0;
                 const double l = hp < lc ? hp : lc;
                 hn = hr - l;
@@ -434,9 +535,10 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
                 R.h[ks] = hn;
                 const double wet = hn > kSpeedDepth ? 1.0 : 0.0;
                 const double inv = wet * (0.5 / (hn > kSpeedDepth ? hn : 1.0));
-                const double u = (qW + qE) * inv, v = (qN + qS) * inv;
-                const double sp = u * u + v * v;
+                const double uu = (qW + qE) * inv, vv = (qN + qS) * inv;
+                const double sp = uu * uu + vv * vv;
                 const double m0 = R.mh[ks];
+                const double t_end = jend == m ? a.t_end : a.t_end - a.dt + static_cast<double>(jend) * dts;
                 if (R.ms[ks] < sp) R.ms[ks] = sp;
                 if ((m0 <= kArrivalDepth) & (hn > kArrivalDepth)) R.ar[ks] = t_end;
                 if (m0 < hn) R.mh[ks] = hn;
@@ -455,32 +557,33 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
                 R.lcache[ks] = lev;
                 R.dcache[ks] = hn;
                 if (R.ml[ks] < lev) R.ml[ks] = lev;
-                R.eta[ks] = lev;  // the next sub-step's level (the faces of this one are done)
+                R.eta[ks] = lev;  // the level from which the next faces start (the faces of this one are done)
                 const double dl = lev - R.z[ks];
                 R.hm[ks] = dl > R.hm[ks] ? dl : R.hm[ks];
                 R.bad[ks] |= (std::isfinite(hn) && std::isfinite(lev) ? 0 : kBadNonFinite) |
                              (hn < -kNegDepth ? kBadNegOutput : 0);
             }
         }
-        // the volumes, in row-major order (the same bits whatever the number of threads)
-        for (std::int64_t k = 0; k < nF; ++k) {
-            const std::size_t ks = static_cast<std::size_t>(k);
-            const std::int64_t i = s.cells[k], r = i / nx, c = i % nx;
+        // the volumes, cells in their fixed order (the same bits whatever the number of threads)
+        for (std::int64_t x = 0; x < nca; ++x) {
+            const std::size_t ks = static_cast<std::size_t>(R.cord[static_cast<std::size_t>(x)]);
+            const std::int64_t i = s.cells[ks], r = i / nx, c = i % nx;
             double* rsum = a.row_sums + r * kRowSlots;
             rsum[kRain] += R.rs[ks];
             rsum[kLost] += R.ls[ks];
             if (c == 0 || c == nx - 1 || r == 0 || r == ny - 1) {
-                // boundary faces of the fast cells (fast or slow), as discharge x (sub-step / step): the caller
-                // multiplies the slots by the face width and the step
-                const std::int32_t* cf = R.cface.data() + 4 * k;
+                // boundary faces of the fast cells (fast or slow), as discharge x (the cell's period / step): the
+                // caller multiplies the slots by the face width and the step
+                const std::int32_t* cf = R.cface.data() + 4 * ks;
                 double bin = 0.0, bout = 0.0;
                 if (c == 0) { const double q = R.q[static_cast<std::size_t>(cf[0])]; if (q > 0.0) bin += q; else bout -= q; }
                 if (c == nx - 1) { const double q = R.q[static_cast<std::size_t>(cf[1])]; if (q < 0.0) bin -= q; else bout += q; }
                 if (r == 0) { const double q = R.q[static_cast<std::size_t>(cf[2])]; if (q > 0.0) bin += q; else bout -= q; }
                 if (r == ny - 1) { const double q = R.q[static_cast<std::size_t>(cf[3])]; if (q < 0.0) bin -= q; else bout += q; }
                 if (bin != 0.0 || bout != 0.0) {
-                    rsum[kBndIn] += bin / static_cast<double>(m);
-                    rsum[kBndOut] += bout / static_cast<double>(m);
+                    const double p = part[R.cup[ks]];
+                    rsum[kBndIn] += bin * p;
+                    rsum[kBndOut] += bout * p;
                 }
             }
         }
@@ -514,19 +617,21 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
     return hmax;
 }
 
-// one step with local time steps: m >= 2 sub-steps of a.dt / m in the cells deeper than h_deep and their
-// neighbours, one step of a.dt elsewhere (mask: the caller's (ny, nx) scratch, written); *n_fast: the fast cells
+// one step with local time steps: sub-steps of a.dt / c_l on the levels of the chain of m (>= 2) in the cells
+// deeper than c_{l-1}^2 h_deep and their neighbours, one step of a.dt elsewhere (mask: the caller's (ny, nx) scratch,
+// written); *n_fast: the fast cells
 static double lts_step(Args a, std::uint8_t* mask, int m, double h_deep, const LtsSources& src,
                        std::int64_t* n_fast) {
     static thread_local LtsSets sets;
-    lts_classify(a, h_deep, src, mask, sets);
+    const LtsChain ch = lts_chain(m);
+    lts_classify(a, h_deep, ch, src, mask, sets);
     *n_fast = static_cast<std::int64_t>(sets.cells.size());
     a.lts = sets.cells.empty() ? nullptr : mask;
     const double hs = step(a);
     if (std::isnan(hs) || sets.cells.empty()) return hs;  // (NaN: inputs not finite, nothing kept was written)
     for (std::int64_t r = 0; r < a.ny; ++r)  // a row the pass flagged (the binding names it): no sub-cycle on top
         if (a.row_sums[r * kRowSlots + kBad] != 0.0) return hs;
-    const double hf = lts_subcycle(a, mask, sets, src, m);
+    const double hf = lts_subcycle(a, mask, sets, src, ch);
     return hf > hs ? hf : hs;
 }
 

@@ -34,10 +34,27 @@ MM_PER_H = 1.0 / 3.6e6  # mm/h -> m/s
 
 #: local time steps: what a deep cell's sub-step costs, in cells of the whole-grid pass (measured at the Tam Kỳ
 #: storm's peak: a sub-cycle cell's sub-step ~3.7 cells of the pass, with 1.5 fast cells per deep one). Each step takes the
-#: ratio r of sub-steps that minimises the estimated cost per unit of time (N + LTS_CELL_COST r n_deep(r)) / r,
-#: n_deep(r) the cells deeper than a step of r sub-steps allows after the last step, r = 1: N
+#: ratio r of sub-steps that minimises the estimated cost per unit of time
+#: (N + LTS_CELL_COST Σ_l (c_l - c_{l-1}) n_deep(r / c_{l-1})) / r over the levels 1 = c_0 < c_1 < .. < c_L = r of its
+#: chain (`lts_chain`; the first term c_1 n_deep(r): the sub-cycle's cells take no step of the whole-grid pass), n_deep(k) the cells deeper than a step of k sub-steps allows after the last step, r = 1: N
 #: (docs/design/subgrid-local-time-steps.md)
 LTS_CELL_COST = 5.0
+
+
+def lts_chain(n: int) -> list[int]:
+    """The levels of a step of ``n`` sub-steps with local time steps, coarsest first: the sub-step counts
+    n, n/2, n/4 .. while even and above 1 (8: [2, 4, 8]; 6: [3, 6]; 5: [5]), as the kernel takes them."""
+    c = [int(n)]
+    while c[-1] % 2 == 0 and c[-1] // 2 > 1:
+        c.append(c[-1] // 2)
+    return c[::-1]
+
+
+def lts_substep_count(n: int, m: int) -> int:
+    """The sub-steps a step needing ``n`` takes with local time steps of at most ``m``: the least count of the form
+    2^k or 3·2^k from ``n`` to ``m`` (a chain of halvings: every level of sub-steps), else ``n``."""
+    best = [q << k for q in (1, 3) for k in range(11) if n <= q << k <= m]
+    return min(best) if best else n
 
 class FloodModel:
     """2-D flood model on a :class:`~twin.terrain.Terrain` (local inertial by default).
@@ -879,6 +896,9 @@ class FloodModel:
         n_sub = 0
         m_lts = self.local_time_steps
         cands = [m_lts >> k for k in range(7) if m_lts >> k >= 2]  # sub-step ratios tried: m, m/2, .. >= 2
+        # the depths counted after each step: those a step of k sub-steps allows, for every k that a level of a
+        # candidate's chain needs (r / c_{l-1})
+        ks = sorted({r // c for r in cands for c in [1, *lts_chain(r)[:-1]]}, reverse=True)
         n_valid = max(int(np.count_nonzero(self._valid)), 1)
         sg = cast("SubgridSolver", self._solver)  # (local time steps: subgrid only, checked in __init__)
         while t0 < t_stop:
@@ -890,8 +910,15 @@ class FloodModel:
                 # least estimated cost per unit of time (LTS_CELL_COST)
                 counts = sg.depth_counts
                 r_lts = 1  # (nothing counted yet: one sub-step for all, which counts)
-                if counts is not None and counts.size == len(cands):
-                    cost = [(n_valid + LTS_CELL_COST * r * float(n)) / r for r, n in zip(cands, counts)]
+                if counts is not None and counts.size == len(ks):
+                    n_deep = dict(zip(ks, (float(n) for n in counts)))
+                    cost = []
+                    for r in cands:
+                        # the sub-steps of the sub-cycle: c_l more for the cells at level l or above
+                        lv = [1, *lts_chain(r)]
+                        work = sum((lv[i] - (lv[i - 1] if i > 1 else 0)) * n_deep[r // lv[i - 1]]
+                                   for i in range(1, len(lv)))
+                        cost.append((n_valid + LTS_CELL_COST * work) / r)
                     k = int(np.argmin(cost))
                     r_lts = cands[k] if cost[k] < n_valid else 1
                 sub = min(r_lts * fast, self._solver.stable_dt(0.0))
@@ -933,9 +960,9 @@ class FloodModel:
                 self._update_breaches(tm)
             lts_step = m_lts > 1 and sub > fast * (1.0 + 1e-9)
             # the next step's choice: the cells deeper than each candidate ratio's threshold (at this `fast`)
-            count = None if m_lts == 1 else np.array([self._deep_depth(r * fast) for r in cands])
+            count = None if m_lts == 1 else np.array([self._deep_depth(k * fast) for k in ks])
             if lts_step:
-                n_fast = min(m_lts, math.ceil(sub / fast * (1.0 - 1e-9)))
+                n_fast = lts_substep_count(min(m_lts, math.ceil(sub / fast * (1.0 - 1e-9))), m_lts)
                 hmax = sg.substep(sub, t1, f, lts_substeps=n_fast, lts_deep_depth=self._deep_depth(sub),
                                   lts_sources=self._lts_sources(sub, tm), count_depths=count)
                 self.lts_substeps += n_fast
