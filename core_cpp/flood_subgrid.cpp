@@ -167,13 +167,13 @@ static void lts_classify(const Args& a, double h_deep, const LtsChain& ch, const
         }
 }
 
-// The fast region gathered once per step into compact arrays (cells, then every face of a fast cell: the fast
-// faces with their table rows copied pair after pair, the slow ones with their fixed discharge), so that the
-// sub-steps read memory in order instead of one cell's and one face's table rows across the whole grid.
+// The fast region gathered once per step into compact arrays (cells, then every face of a fast cell: the fast ones
+// with their neighbours and where their table is, the slow ones with their fixed discharge), so that the sub-steps
+// read state in order. The tables are read where they are: most fast cells and faces take 2 to 4 sub-steps, and a
+// copy of a face's table (one cache line per slot) cost more than those reads.
 struct LtsRegion {
     // cells (the fast cells, row-major)
     std::vector<std::int32_t> cface;   // 4 per cell: its W, E, N, S faces (compact)
-    std::vector<double> ctab;          // the cell's table row (2N+2)
     std::vector<double> h, eta, z, rr, lc, fac, mh, ms, ar, ml, lcache, dcache, hm;
     std::vector<std::int32_t> seg;
     std::vector<double> rs, ls;
@@ -189,7 +189,9 @@ struct LtsRegion {
     std::vector<std::int32_t> ford;    // fast faces by level, finest first
     std::vector<std::int32_t> fa, fb;  // cells (compact) on the left/up and right/down side; -1 none
     std::vector<std::int32_t> nb;      // fast inner faces: 6 neighbours (the two parallel, the four across)
-    std::vector<double> ftab;          // fast faces: the (N+2) slot pairs, one after the other
+    std::vector<const double*> ftab;   // fast faces: their table (slot 0's pair in the grid's face table; read in place:
+                                       // a copy cost more than the sub-steps' reads of it)
+    std::vector<std::uint8_t> fisx;    // an x face (slot stride a.fxs) or a y face (a.fys)
     std::vector<double> q, raw, n2, eval, esign;
     std::vector<std::uint8_t> ekind;
     std::vector<std::int32_t> src;     // the sources' cells (compact)
@@ -204,7 +206,7 @@ enum LtsFaceKind : std::uint8_t { kFixed = 0, kInner = 1, kEdge = 2, kShut = 3 }
 // the fast cells (a level or a depth not finite: flagged in the rows' bad slot)
 static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSets& s, const LtsSources& srcs,
                            const LtsChain& ch) {
-    const std::int64_t ny = a.ny, nx = a.nx, nl = a.nl, cw = 2 * nl + 2, tw = 2 * (nl + 2);
+    const std::int64_t ny = a.ny, nx = a.nx, nl = a.nl, cw = 2 * nl + 2;
     const std::int64_t nfx = ny * (nx + 1), nfy = (ny + 1) * nx;
     const int L = ch.L, m = ch.c[L];
     const std::int64_t LW = L + 1;  // limiter factors per cell: one per level
@@ -269,7 +271,8 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
     R.fa.assign(NF, -1);
     R.fb.assign(NF, -1);
     R.nb.assign(6 * NF, -1);
-    R.ftab.resize(NF * static_cast<std::size_t>(tw));
+    R.ftab.assign(NF, nullptr);
+    R.fisx.resize(NF);
     R.q.resize(NF);
     R.raw.assign(NF, 0.0);
     R.n2.assign(NF, 0.0);
@@ -302,13 +305,8 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
         if (!fast) continue;
         R.flev[f] = static_cast<std::uint8_t>(lv);
         ++nlev_f[lv];
-        const double* t = isx ? a.fxt + gl * 2 : a.fyt + gl * 2;
-        const std::int64_t fs = isx ? a.fxs : a.fys;
-        double* o = R.ftab.data() + f * static_cast<std::size_t>(tw);
-        for (std::int64_t j = 0; j < nl + 2; ++j) {
-            o[2 * j] = t[j * fs];
-            o[2 * j + 1] = t[j * fs + 1];
-        }
+        R.ftab[f] = isx ? a.fxt + gl * 2 : a.fyt + gl * 2;
+        R.fisx[f] = isx ? 1 : 0;
         if (iA < 0 || iB < 0) {  // an edge face: its cell is the deep one
             const std::int64_t i = iA < 0 ? iB : iA;
             std::int64_t e;
@@ -373,7 +371,6 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
             if (R.cup[k] > 0) R.cord[static_cast<std::size_t>(cpos[R.cup[k]]++)] = static_cast<std::int32_t>(k);
     }
     // cells: state, rates over the step, trackers, table rows
-    R.ctab.resize(F * static_cast<std::size_t>(cw));
     for (auto* v : {&R.h, &R.eta, &R.z, &R.rr, &R.lc, &R.mh, &R.ms, &R.ar, &R.ml, &R.lcache, &R.dcache, &R.rs, &R.ls})
         v->resize(F);
     R.hm.assign(F, 0.0);
@@ -393,7 +390,6 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
     for (std::int64_t k = 0; k < nF; ++k) {
         const std::size_t ks = static_cast<std::size_t>(k);
         const std::int64_t i = s.cells[k];
-        std::copy(a.cells + i * cw, a.cells + (i + 1) * cw, R.ctab.begin() + static_cast<std::ptrdiff_t>(ks * cw));
         R.z[ks] = a.z[i];
         R.rr[ks] = a.rain0 ? a.rain_scale * (a.rain_per_cell ? (w0 * a.rain0[i] + w1 * a.rain1[i])
                                                             : (w0 * a.rain0[0] + w1 * a.rain1[0]))
@@ -405,7 +401,7 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
     for (std::int64_t k = 0; k < srcs.n; ++k) R.src.push_back(a.z[srcs.cell[k]] < kWallZ ? cidx(srcs.cell[k]) : -1);
     const int nt = a.threads > 0 ? a.threads : 1;
     (void)nt;
-    const double* ct = R.ctab.data();
+    auto crow = [&](std::size_t k) { return a.cells + s.cells[k] * cw; };  // a cell's table row, in place
     const std::int32_t* fa = R.fa.data();
     const std::int32_t* fb = R.fb.data();
     const std::uint8_t* flev = R.flev.data();
@@ -428,11 +424,11 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
                 const std::size_t ks = static_cast<std::size_t>(k);
                 const double hc = R.h[ks];
                 R.eta[ks] = (a.level_cache && std::memcmp(&R.dcache[ks], &hc, sizeof(double)) == 0)
-                                ? R.lcache[ks] : level_of(ct + ks * cw, nl, hc);
+                                ? R.lcache[ks] : level_of(crow(ks), nl, hc);
             }
         } else {
             for (std::int32_t k : R.src)
-                if (k >= 0) R.eta[static_cast<std::size_t>(k)] = level_of(ct + static_cast<std::size_t>(k) * cw, nl, R.h[static_cast<std::size_t>(k)]);
+                if (k >= 0) R.eta[static_cast<std::size_t>(k)] = level_of(crow(static_cast<std::size_t>(k)), nl, R.h[static_cast<std::size_t>(k)]);
         }
 #ifdef TWIN_HAVE_OPENMP
 #pragma omp parallel num_threads(nt)
@@ -447,10 +443,11 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
                 const std::uint8_t kd = R.kind[fs_];
                 const int lv = flev[fs_];
                 double v = 0.0;
-                const double* t = R.ftab.data() + fs_ * static_cast<std::size_t>(tw);
+                const double* t = R.ftab[fs_];
+                const std::int64_t ts = R.fisx[fs_] ? a.fxs : a.fys;
                 if (kd == kEdge) {
                     const std::size_t ic = static_cast<std::size_t>(fa[fs_] >= 0 ? fa[fs_] : fb[fs_]);
-                    v = edge(R.ekind[fs_], R.eval[fs_], R.eta[ic], R.z[ic], t, 2, nl, R.q[fs_], R.esign[fs_], R.n2[fs_],
+                    v = edge(R.ekind[fs_], R.eval[fs_], R.eta[ic], R.z[ic], t, ts, nl, R.q[fs_], R.esign[fs_], R.n2[fs_],
                              g_dt[lv], inv_dx);
                 } else if (kd == kInner) {
                     const std::size_t iA = static_cast<std::size_t>(fa[fs_]), iB = static_cast<std::size_t>(fb[fs_]);
@@ -459,7 +456,7 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
                         const double ef = face_level(R.eta[iA], R.eta[iB], t[0], a.face_weight);
                         const double qp = 0.25 * ((R.q[static_cast<std::size_t>(nb[2])] + R.q[static_cast<std::size_t>(nb[3])]) +
                                                   (R.q[static_cast<std::size_t>(nb[4])] + R.q[static_cast<std::size_t>(nb[5])]));
-                        v = flux(R.eta[iA], R.eta[iB], ef, t, 2, nl, R.q[fs_],
+                        v = flux(R.eta[iA], R.eta[iB], ef, t, ts, nl, R.q[fs_],
                                  R.q[static_cast<std::size_t>(nb[0])] + R.q[static_cast<std::size_t>(nb[1])], qp, R.n2[fs_],
                                  g_dt[lv], inv_dx, theta);
                     }
@@ -542,7 +539,7 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
                 if (R.ms[ks] < sp) R.ms[ks] = sp;
                 if ((m0 <= kArrivalDepth) & (hn > kArrivalDepth)) R.ar[ks] = t_end;
                 if (m0 < hn) R.mh[ks] = hn;
-                const double* cr = ct + ks * cw;
+                const double* cr = crow(ks);
                 double lev = R.z[ks];
                 if (hn > 0.0) {
                     if (a.level_segment && hn < cr[2 + nl + nl - 1]) {
