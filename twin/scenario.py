@@ -282,9 +282,10 @@ class Flood(_Model):
                     "subgrid-sheet-downscale.md)")
     local_time_steps: int = Field(
         1, ge=1, le=64,
-        description="with subgrid_factor: the cells deeper than the step allows and their neighbours take up to this "
-                    "many sub-steps in one step of the others (1: every cell the same sub-step); 8 makes the 48-h "
-                    "Tam Kỳ run's flood 2-3x faster (docs/design/subgrid-local-time-steps.md)")
+        description="with subgrid_factor: the most sub-steps a step may take in its deepest cells; the cells take "
+                    "levels of sub-steps (m, m/2, m/4 .. while even) by their depth, the shallow ones one step "
+                    "(1: every cell the same sub-step); 64 makes the 48-h Tam Kỳ run's flood ~3x faster "
+                    "(docs/design/subgrid-local-time-steps.md)")
 
     @model_validator(mode="after")
     def _subgrid_ok(self):

@@ -177,7 +177,7 @@ class FloodModel:
         #: the most sub-steps the deep cells take in one step of the others (subgrid; 1: one sub-step for all);
         #: docs/design/subgrid-local-time-steps.md
         self.local_time_steps = int(local_time_steps)
-        #: local time steps: sub-steps the fast cells took in all (``n_steps`` counts the steps of the others)
+        #: local time steps: the finest level's sub-steps in all (``n_steps`` counts the steps of the slow cells)
         self.lts_substeps = 0
         if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
             raise ValueError(f"threads: expected a positive integer or None, got {threads!r}")

@@ -51,7 +51,7 @@ class SubgridSolver(InertialSolver):
         self._peak_depth = np.zeros(inputs.shape, np.float64)
         self._q_sampled_at = -math.inf
         self._rows_tables: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self._lts_mask: np.ndarray | None = None  # local time steps: the kernel's per-cell bits (fast 1, deep 2)
+        self._lts_mask: np.ndarray | None = None  # local time steps: the kernel's per-cell bits (fast 1, deep 2, depth level << 2)
         self._depth_counts: np.ndarray | None = None  # per row, cells deeper than each of the counted depths
         self.depth_counts: np.ndarray | None = None
 
@@ -82,8 +82,9 @@ class SubgridSolver(InertialSolver):
     def substep(self, dt: float, t_end: float, f: SubstepForcing, lts_substeps: int = 1,
                 lts_deep_depth: float = math.inf, lts_sources: tuple | None = None,
                 count_depths: np.ndarray | None = None) -> float:
-        """One step of ``dt``; with ``lts_substeps`` m >= 2, local time steps: the cells whose local depth exceeds
-        ``lts_deep_depth`` and their neighbours take m sub-steps of dt / m (docs/design/subgrid-local-time-steps.md)."""
+        """One step of ``dt``; with ``lts_substeps`` m >= 2, local time steps on the levels m, m/2, .. (while even):
+        a cell whose local depth exceeds c^2 ``lts_deep_depth`` for the sub-step counts c below a level's, or whose
+        neighbour's does, takes that level's sub-steps of dt / c_l (docs/design/subgrid-local-time-steps.md)."""
         m = self.inputs
         t = self.tables
         c, n = self._cur, 1 - self._cur
