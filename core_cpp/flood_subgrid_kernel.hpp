@@ -34,7 +34,8 @@ enum BadBits { kBadNonFinite = 1, kBadNegInput = 2, kBadSource = 4, kBadNegOutpu
 enum EdgeKind : std::uint8_t { kEdgeWall = 0, kEdgeFree = 1, kEdgeStage = 2 };
 // local time steps (lts_step): bits of the per-cell mask. A deep cell needs a shorter sub-step than the step; a fast
 // cell is deep or a 4-neighbour of a deep one (not a wall); a fast face has a deep cell on a side (an edge face: its
-// cell deep), so both cells of an interior fast face are fast and a cell that is not fast has no fast face.
+// cell deep), so both cells of an interior fast face are fast and a cell that is not fast has no fast face. Bits 2..7
+// hold the cell's depth level (flood_subgrid.cpp: which level of sub-steps it needs); this kernel reads bits 0 and 1.
 enum LtsBits : std::uint8_t { kLtsFast = 1, kLtsDeep = 2 };
 
 struct Args {
