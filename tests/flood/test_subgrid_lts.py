@@ -313,3 +313,36 @@ def test_a_step_with_local_time_steps_refuses_a_value_that_is_not_finite_and_kee
             s.substep(8.0, m.time + 8.0, f, lts_substeps=4, lts_deep_depth=0.5)
         for a, b in zip(before, kept()):
             assert np.array_equal(a, b, equal_nan=True)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_terrains_conserve_stay_positive_and_do_not_depend_on_threads(seed):
+    # random rough slopes with deep pits and channels, random m, rain, losses, an inflow, free and stage edges:
+    # volume to 1e-10, no negative depth, 1 and 2 threads bit-identical (60 such cases checked by hand, 45 of them
+    # sub-cycling, none failing; 5 of these 6 sub-cycle)
+    rng = np.random.default_rng(seed)
+    ny, nx = 3 * int(rng.integers(8, 30)), 3 * int(rng.integers(8, 30))
+    z = rng.uniform(0, 2.0, (ny, nx)) + np.linspace(0, rng.uniform(0, 5), nx)[None]
+    for _ in range(int(rng.integers(1, 4))):
+        r, c = int(rng.integers(0, ny - 6)), int(rng.integers(0, nx - 6))
+        z[r:r + int(rng.integers(3, 9)), c:c + int(rng.integers(3, 30))] -= rng.uniform(2, 12)
+    m = int(rng.choice([2, 3, 5, 6, 8, 12, 16, 64]))
+    n, lev = float(rng.uniform(0.015, 0.06)), float(rng.uniform(np.percentile(z, 10), np.percentile(z, 60)))
+    rain, loss, q = [float(x) for x in rng.uniform(0, 80, 2)], float(rng.uniform(0, 10)), float(rng.uniform(0, 20))
+    out = []
+    for threads in (1, 2):
+        mod = FloodModel(Terrain.from_array(z, 10.0), manning=n, subgrid=3, threads=threads, local_time_steps=m)
+        wet = np.random.default_rng(seed).uniform(size=mod.shape) < 0.7
+        mod.set_depth(np.maximum(mod.subgrid.depth_for_level(np.full(mod.shape, lev)), 0.0) * wet)
+        mod.set_rainfall([0.0, 1800.0], rain)
+        mod.set_loss_rate(loss)
+        mod.set_boundary("east", "free")
+        mod.set_boundary("west", "stage", stage_m=[lev])
+        mod.add_inflow([(mod.shape[0] // 2, 0)], ([0.0, 1800.0], [q, q]))
+        for _ in range(3):
+            mod.run_one_step(600.0)
+        assert mod.volume_balance()["relative_error"] < 1e-10
+        assert float(mod.depth.min()) >= -1e-9
+        out.append((mod.depth, *mod.face_discharge(), mod.fine_max_depth(), mod.n_steps, mod.lts_substeps))
+    for a, b in zip(out[0], out[1]):
+        assert np.array_equal(a, b)
