@@ -370,7 +370,7 @@ static double lts_subcycle(const Args& a, const std::uint8_t* mask, const LtsSet
         for (std::size_t k = 0; k < F; ++k)
             if (R.cup[k] > 0) R.cord[static_cast<std::size_t>(cpos[R.cup[k]]++)] = static_cast<std::int32_t>(k);
     }
-    // cells: state, rates over the step, trackers, table rows
+    // cells: state, rates over the step, trackers (their table rows are read in place)
     for (auto* v : {&R.h, &R.eta, &R.z, &R.rr, &R.lc, &R.mh, &R.ms, &R.ar, &R.ml, &R.lcache, &R.dcache, &R.rs, &R.ls})
         v->resize(F);
     R.hm.assign(F, 0.0);

@@ -35,8 +35,9 @@ MM_PER_H = 1.0 / 3.6e6  # mm/h -> m/s
 #: local time steps: what a deep cell's sub-step costs, in cells of the whole-grid pass (measured at the Tam Kỳ
 #: storm's peak: a sub-cycle cell's sub-step ~3.7 cells of the pass, with 1.5 fast cells per deep one). Each step takes the
 #: ratio r of sub-steps that minimises the estimated cost per unit of time
-#: (N + LTS_CELL_COST Σ_l (c_l - c_{l-1}) n_deep(r / c_{l-1})) / r over the levels 1 = c_0 < c_1 < .. < c_L = r of its
-#: chain (`lts_chain`; the first term c_1 n_deep(r): the sub-cycle's cells take no step of the whole-grid pass), n_deep(k) the cells deeper than a step of k sub-steps allows after the last step, r = 1: N
+#: (N + LTS_CELL_COST Σ_l (c_l - c_{l-1}) n_deep(r / c_{l-1})) / r over the levels 1 = c_0 < c_1 < .. < c_L = r of
+#: its chain (`lts_chain`; the first term c_1 n_deep(r): the sub-cycle's cells take no step of the whole-grid
+#: pass), n_deep(k) the cells deeper than a step of k sub-steps allows after the last step; r = 1: N
 #: (docs/design/subgrid-local-time-steps.md)
 LTS_CELL_COST = 5.0
 
@@ -896,9 +897,14 @@ class FloodModel:
         n_sub = 0
         m_lts = self.local_time_steps
         cands = [m_lts >> k for k in range(7) if m_lts >> k >= 2]  # sub-step ratios tried: m, m/2, .. >= 2
-        # the depths counted after each step: those a step of k sub-steps allows, for every k that a level of a
-        # candidate's chain needs (r / c_{l-1})
-        ks = sorted({r // c for r in cands for c in [1, *lts_chain(r)[:-1]]}, reverse=True)
+        # each candidate's sub-cycle work in (extra sub-steps per cell, the k whose n_deep(k) counts the cells), one
+        # term per level (c_l - c_{l-1}, r / c_{l-1}; the first c_1); the depths counted after each step are those a
+        # step of k sub-steps allows, for every k a term needs
+        terms = []
+        for r in cands:
+            lv = [1, *lts_chain(r)]
+            terms.append([(lv[i] - (lv[i - 1] if i > 1 else 0), r // lv[i - 1]) for i in range(1, len(lv))])
+        ks = sorted({k for tr in terms for _, k in tr}, reverse=True)
         n_valid = max(int(np.count_nonzero(self._valid)), 1)
         sg = cast("SubgridSolver", self._solver)  # (local time steps: subgrid only, checked in __init__)
         while t0 < t_stop:
@@ -912,13 +918,8 @@ class FloodModel:
                 r_lts = 1  # (nothing counted yet: one sub-step for all, which counts)
                 if counts is not None and counts.size == len(ks):
                     n_deep = dict(zip(ks, (float(n) for n in counts)))
-                    cost = []
-                    for r in cands:
-                        # the sub-steps of the sub-cycle: c_l more for the cells at level l or above
-                        lv = [1, *lts_chain(r)]
-                        work = sum((lv[i] - (lv[i - 1] if i > 1 else 0)) * n_deep[r // lv[i - 1]]
-                                   for i in range(1, len(lv)))
-                        cost.append((n_valid + LTS_CELL_COST * work) / r)
+                    cost = [(n_valid + LTS_CELL_COST * sum(w * n_deep[k] for w, k in tr)) / r
+                            for r, tr in zip(cands, terms)]
                     k = int(np.argmin(cost))
                     r_lts = cands[k] if cost[k] < n_valid else 1
                 sub = min(r_lts * fast, self._solver.stable_dt(0.0))

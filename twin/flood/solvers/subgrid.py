@@ -51,7 +51,8 @@ class SubgridSolver(InertialSolver):
         self._peak_depth = np.zeros(inputs.shape, np.float64)
         self._q_sampled_at = -math.inf
         self._rows_tables: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self._lts_mask: np.ndarray | None = None  # local time steps: the kernel's per-cell bits (fast 1, deep 2, depth level << 2)
+        # local time steps: the kernel's per-cell bits (fast 1, deep 2, the depth level << 2)
+        self._lts_mask: np.ndarray | None = None
         self._depth_counts: np.ndarray | None = None  # per row, cells deeper than each of the counted depths
         self.depth_counts: np.ndarray | None = None
 
