@@ -18,6 +18,7 @@ from twin.hazard import (
     hazard_rating,
     land_use,
     land_use_index,
+    land_use_indices,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +98,19 @@ def test_land_use_from_land_cover():
     classes = {1: "sea", 3: "urban_dense", 5: "paddy", 6: "forest"}
     np.testing.assert_array_equal(land_use(lc, classes), [["pasture", "urban"], ["pasture", "woodland"]])
     assert land_use(None, None) == "urban"
+
+
+def test_land_use_indices_from_land_cover_are_the_names_indices():
+    """The people model reads land use as indices made from the land-cover codes (no grid of names
+    to sort each step): the same as converting the names."""
+    rng = np.random.default_rng(3)
+    classes = {1: "sea", 3: "urban_dense", 5: "paddy", 6: "forest", 7: "Built-up", 9: "woodland edge"}
+    lc = rng.choice([1, 3, 5, 6, 7, 9, 11], size=(50, 40))   # 11: a code with no class (pasture)
+    idx = land_use_indices(lc, classes)
+    assert idx.dtype == np.int8
+    np.testing.assert_array_equal(idx, land_use_index(land_use(lc, classes)))
+    assert set(np.unique(idx)) == {0, 1, 2}
+    assert land_use_indices(None, None) == "urban"
 
 
 def test_land_use_indices_give_the_same_ratings_as_the_names():

@@ -29,7 +29,7 @@ from twin.decisions import DecisionError, DecisionQueue, Pending, _Decision, fin
 from twin.flood.forcing import rain_series, reservoir_outlet, reservoir_release, series_from_csv, tide_stage
 from twin.geo import normalise_name as _norm
 from twin.geo import to_utm as _to_utm
-from twin.hazard import hazard_rating, land_use, land_use_index
+from twin.hazard import hazard_rating, land_use, land_use_index, land_use_indices
 from twin.scenario import Scenario
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -399,7 +399,10 @@ def build_twin(scenario: Scenario, city=None, forcing: dict | None = None) -> Tw
 
 def _urban_mask(tw: Twin) -> None:
     # FD2321 land use per cell (urban / woodland / pasture), the same rule the people model uses
-    tw.urban = land_use(getattr(tw.city, "landcover", None), getattr(tw.city, "landcover_classes", None))
+    lc, classes = getattr(tw.city, "landcover", None), getattr(tw.city, "landcover_classes", None)
+    tw.urban = land_use(lc, classes)
+    if isinstance(tw.urban, np.ndarray):   # its indices, from the codes (no sort of the names grid)
+        tw._urban_memo = (tw.urban, np.asarray(land_use_indices(lc, classes), dtype=np.int8))
 
 
 def _sea_mask(tw: Twin) -> np.ndarray | None:

@@ -77,16 +77,18 @@ class RoadWaterLevel:
         cells = np.asarray(flat_cells, dtype=np.int64)
         return self._met(depth_values, self.water.ravel()[cells], self._z.ravel()[cells], self.deck.ravel()[cells])
 
-    def met_depth(self, depth: np.ndarray) -> np.ndarray:
+    def met_depth(self, depth: np.ndarray, finite: bool = False) -> np.ndarray:
         """Depth met on roads (same shape as ``depth``; NaN counts as dry).
 
         The flood depth everywhere but on the permanent-water cells, which are recomputed from their
         precomputed bed and deck: the same numbers as :meth:`met_depth_full` (one pass over the grid
-        and a few per water cell instead of five over the whole grid)."""
+        and a few per water cell instead of five over the whole grid). ``finite``: the caller has
+        checked that every value is finite (the pass that looks for NaN is skipped)."""
         d = np.asarray(depth, dtype=float)
         if d.shape != self.water.shape:
             raise ValueError(f"RoadWaterLevel.met_depth: depth shape {d.shape} != grid shape {self.water.shape}")
-        out = np.ascontiguousarray(np.nan_to_num(d, nan=0.0) if not np.isfinite(d).all() else d.copy())
+        clean = finite or np.isfinite(d).all()
+        out = np.ascontiguousarray(d.copy() if clean else np.nan_to_num(d, nan=0.0))
         if self._wcells.size:
             flat = out.reshape(-1)
             flat[self._wcells] = np.maximum(self._wz + flat[self._wcells] - self._wdeck, 0.0)

@@ -1,7 +1,10 @@
 """Emergency services: dispatch, units, hospitals, shelters (numbers in each test)."""
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from twin.agents import EmergencyServices, PeopleModel
@@ -287,3 +290,145 @@ def test_patients_are_transferred_when_their_hospital_floods_and_discharged_home
     assert n_in <= recent
     assert int(pm.n_present.sum()) + n_in == pm.n_persons
     assert all(0 <= b.level <= b.capacity for b in es.beds)
+
+
+class _PlainDispatch(EmergencyServices):
+    """The dispatcher written as the plain priority loop (every waiting incident popped in turn while
+    a unit is free): the reference the dispatcher that visits only what can change must equal."""
+
+    def _sweep_queue(self, t):
+        if self.people is None or not self._queue:
+            return
+        keep = []
+        for item in sorted(self._queue):
+            inc = self.incidents[item[2]]
+            if inc["kind"] == "rescue" and inc["agent_id"] >= 0 and not self.people.is_trapped(inc["agent_id"]):
+                inc.update(outcome="cancelled_no_longer_trapped", clear_s=t)
+                self._log(t, None, item[2], "cancelled", inc["x"], inc["y"], "no longer trapped")
+            else:
+                keep.append(item)
+        heapq.heapify(keep)
+        self._queue = keep
+
+    def _try_dispatch(self):
+        now = self.env.now
+        free = [u for u in self.units if u.available and self.on_duty(u, now)]
+        keep = []
+        while self._queue and free:
+            prio, t, iid = heapq.heappop(self._queue)
+            inc = self.incidents[iid]
+            if (inc["kind"] == "rescue" and self.people is not None and inc["agent_id"] >= 0
+                    and not self.people.is_trapped(inc["agent_id"])):
+                inc.update(outcome="cancelled_no_longer_trapped", clear_s=now)
+                self._log(now, None, iid, "cancelled", inc["x"], inc["y"], "no longer trapped")
+                continue
+            kinds = self._suitable(inc)
+            best, best_t = None, np.inf
+            for u in free:
+                if u.kind in kinds:
+                    eta = self._eta(u, inc)
+                    if eta < best_t:
+                        best, best_t = u, eta
+            if best is None:
+                keep.append((prio, t, iid))
+                continue
+            free.remove(best)
+            self._dispatch(best, inc, best_t)
+        for item in keep:
+            heapq.heappush(self._queue, item)
+
+
+def test_the_dispatcher_equals_the_plain_priority_loop(city):
+    # few units for many calls (rescues wait for the one boat while ambulances and trucks are free),
+    # medical calls beside them, then the water goes and the waiting rescues are cancelled
+    svc = {"n_boats": 1, "ambulances_per_hospital": 1, "fire_trucks_per_station": 1,
+           "medical_rate_per_1000_per_day": 30.0}
+    runs = []
+    for cls in (EmergencyServices, _PlainDispatch):
+        pm = PeopleModel(city, {"n_tourists": 300}, np.random.default_rng(21))
+        es = cls(city, svc, np.random.default_rng(22), people=pm)
+        step(pm, es, 7.0)
+        dry = np.zeros(pm.shape)
+        for _ in range(3):
+            pm.run_one_step(300.0, dry, dry)
+            es.run_one_step(300.0)
+        runs.append((es.incident_table(), es.action_table()))
+    (inc, act), (inc_ref, act_ref) = runs
+    assert (inc_ref.outcome == "cancelled_no_longer_trapped").sum() > 5
+    assert inc_ref.dispatch_s.notna().sum() > 20
+    assert (act_ref.action == "cancelled").sum() > 5
+    pd.testing.assert_frame_equal(inc, inc_ref)
+    pd.testing.assert_frame_equal(act, act_ref)
+
+
+def test_the_dispatcher_cancels_and_stops_where_the_priority_loop_does(city):
+    # a long queue; every other waiting household freed between two dispatches (no sweep in between);
+    # one ambulance free (it suits none of the rescues): the freed households' calls ahead of the
+    # medical call it takes are cancelled, those behind it wait (the plain loop stops when no unit is free)
+    svc = {"n_boats": 1, "ambulances_per_hospital": 1, "fire_trucks_per_station": 1,
+           "medical_rate_per_1000_per_day": 30.0}
+    out = []
+    for cls in (EmergencyServices, _PlainDispatch):
+        pm = PeopleModel(city, {"n_tourists": 300}, np.random.default_rng(21))
+        es = cls(city, svc, np.random.default_rng(22), people=pm)
+        step(pm, es, 7.0)
+        queued = [es.incidents[i] for _, _, i in sorted(es._queue)]
+        rescues = [c for c in queued if c["kind"] == "rescue" and pm.is_trapped(c["agent_id"])]
+        assert len(rescues) > 10
+        for c in rescues[::2]:
+            pm.state[c["agent_id"]] = 0   # home again
+        amb = next(u for u in es.units if u.kind == "ambulance" and u.phase == "idle")
+        for u in es.units:
+            u.available = u is amb
+        # a priority-1 medical call at the ambulance's station now: after the priority-1 rescues in turn
+        es._register(es.env.now, "medical", 1, amb.x, amb.y, -1, 1, False)
+        n_before = len(es._queue)
+        es._try_dispatch()
+        out.append((sorted(es._queue), es.incident_table(), es.action_table(), n_before))
+    (q, inc, act, n0), (q_ref, inc_ref, act_ref, n0_ref) = out
+    freed = inc_ref.agent_id.isin([c["agent_id"] for c in rescues[::2]]) & (inc_ref.kind == "rescue")
+    gone = inc_ref.outcome == "cancelled_no_longer_trapped"
+    assert 0 < (freed & gone).sum() < freed.sum()   # cancelled ahead of the ambulance's call, left behind it
+    assert (inc_ref.dispatch_s == inc_ref.dispatch_s.max()).sum() >= 1
+    assert n0 == n0_ref and len(q_ref) < n0_ref
+    assert q == q_ref
+    pd.testing.assert_frame_equal(inc, inc_ref)
+    pd.testing.assert_frame_equal(act, act_ref)
+
+
+def test_services_keep_a_read_only_flood_as_it_is_and_copy_one_that_may_change(city):
+    es = EmergencyServices(city, {}, np.random.default_rng(0))
+    d = np.full(es.shape, 0.4)
+    es.set_flood(d)
+    d[:] = 5.0                                   # the caller's array changes afterwards
+    assert es.depth_at_xy(*city.places[["x", "y"]].to_numpy()[0]) == 0.4
+    ro = np.full(es.shape, 0.7)
+    ro.flags.writeable = False                   # the step's shared field: nobody can change it
+    es.set_flood(ro)
+    assert np.shares_memory(es._depth, ro)
+    nan = np.full(es.shape, np.nan)
+    nan.flags.writeable = False
+    es.set_flood(nan)                            # NaN (no data) counts as dry, in a copy
+    assert es.depth_at_xy(*city.places[["x", "y"]].to_numpy()[0]) == 0.0 and not np.shares_memory(es._depth, nan)
+
+
+def test_the_boat_grid_depth_is_the_block_mean_with_nan_as_dry():
+    from affine import Affine
+
+    from twin.agents.routing import GridRouter
+
+    rng = np.random.default_rng(2)
+    d = rng.uniform(0, 2, (53, 47))
+    d[rng.random(d.shape) < 0.1] = np.nan
+    g = GridRouter(d.shape, Affine(10, 0, 0, 0, -10, 530), max_cells=40)
+    f = g.f
+    assert f > 1 and d.shape[0] % f and d.shape[1] % f   # blocks cut by the edge
+    ref = np.zeros((g.cny, g.cnx))
+    for r in range(g.cny):
+        for c in range(g.cnx):
+            block = np.nan_to_num(d[r * f:(r + 1) * f, c * f:(c + 1) * f])
+            ref[r, c] = block.sum() / (f * f)      # outside the grid counts as dry
+    np.testing.assert_allclose(g.coarse_depth(d).reshape(g.cny, g.cnx), ref, rtol=1e-12, atol=0)
+    keep = d.copy()
+    g.coarse_depth(d)
+    np.testing.assert_array_equal(d, keep)         # (NaN made dry in its own copy)

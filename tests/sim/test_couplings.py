@@ -122,3 +122,19 @@ def test_met_depth_on_water_cells_only_is_bit_identical_to_the_whole_grid_rule()
     np.testing.assert_array_equal(dry.met_depth(d), dry.met_depth_full(d))
     with pytest.raises(ValueError, match="depth shape"):
         rw.met_depth(d.ravel())
+
+
+def test_met_depth_of_a_checked_field_is_the_same_and_a_new_array():
+    """``finite=True`` (the caller checked the field, as the people model does) skips the NaN pass
+    only: the same numbers, a new array (the input is not written)."""
+    from twin.couplings import RoadWaterLevel
+
+    z, water, h0 = _river_valley()
+    rw = RoadWaterLevel(z, water, normal_depth=h0)
+    d = h0 + np.random.default_rng(7).uniform(0, 3, z.shape)
+    keep = d.copy()
+    met = rw.met_depth(d, finite=True)
+    np.testing.assert_array_equal(met, rw.met_depth(d))
+    np.testing.assert_array_equal(met, rw.met_depth_full(d))
+    assert not np.shares_memory(met, d)
+    np.testing.assert_array_equal(d, keep)

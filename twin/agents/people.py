@@ -326,7 +326,8 @@ class PeopleModel(PopulationSynthesis, mesa.Model):
         if d is not None and self._wet_cells.any():
             # People are in a river or lagoon cell only on a bridge or a road along it: what they
             # meet there is the water above the deck (bank level), not the channel depth.
-            d = self._road_water.met_depth(d.reshape(self.shape)).ravel()
+            d = self._road_water.met_depth(d.reshape(self.shape), finite=True).ravel()   # (_field: finite)
+            d.flags.writeable = False   # handed on as it is (the services route road units on it)
         self._depth, self._speed = d, v
         t0, t1 = self.time_s, self.time_s + dt
         while self.pending_warnings and self.pending_warnings[0][0] < t1:
@@ -740,6 +741,10 @@ class PeopleModel(PopulationSynthesis, mesa.Model):
 
     def is_trapped(self, agent: int) -> bool:
         return bool(self.state[int(agent)] == TRAPPED)
+
+    def are_trapped(self, agents: np.ndarray) -> np.ndarray:
+        """:meth:`is_trapped` of many households at once."""
+        return self.state[np.asarray(agents, dtype=np.int64)] == TRAPPED
 
     def pick_up(self, agent: int, t_s: float, capacity: int | None = None) -> int:
         """A rescue unit takes the household's members (up to ``capacity``); returns persons taken."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from twin.couplings import RoadWaterLevel
-from twin.hazard import land_use
+from twin.hazard import land_use_indices
 
 VEHICLES = ("none", "motorbike", "car")
 AGE_GROUPS = ("child", "adult", "elderly")
@@ -79,7 +79,7 @@ class PopulationSynthesis:
         wet |= w0 > 0.05
         self._wet_cells = wet
         # FD2321 land use of each cell for the debris factor: the same rule as the map (Twin.hazard)
-        lu = land_use(lc, classes)
+        lu = land_use_indices(lc, classes)   # (indices: read per step without sorting names)
         self._land_use = np.asarray(lu).ravel() if isinstance(lu, np.ndarray) else lu
         # on bridges and bank roads in those cells people meet the water above the banks only
         self._road_water = RoadWaterLevel(np.asarray(self.terrain.elevation, float), wet.reshape(ny, nx),

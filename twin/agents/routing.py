@@ -159,8 +159,12 @@ class GridRouter:
 
     def coarse_depth(self, depth):
         f = self.f
+        depth = np.asarray(depth, dtype=float).reshape(self.ny, self.nx)
         pad = np.zeros((self.cny * f, self.cnx * f))
-        pad[: self.ny, : self.nx] = np.nan_to_num(np.asarray(depth, dtype=float))
+        inner = pad[: self.ny, : self.nx]
+        inner[...] = depth
+        if not np.isfinite(depth).all():
+            np.nan_to_num(inner, copy=False)
         return pad.reshape(self.cny, f, self.cnx, f).mean(axis=(1, 3)).ravel()
 
     def cell_of(self, x, y):

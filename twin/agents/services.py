@@ -155,6 +155,8 @@ class EmergencyServices:
         self.incidents: list[dict] = []
         self.actions = _action_log()   # columnar: no per-row tuple for the GC to scan
         self._queue: list[tuple] = []
+        self._inc_agent = np.zeros(0, np.int64)   # per incident (see _queued)
+        self._inc_kinds = np.zeros(0, np.int64)
         self._discharges: dict[int, tuple] = {}   # seq -> (t_out_s, hospital, person or -1)
         self._seq = 0
         self._dispatch_pending = False
@@ -260,7 +262,11 @@ class EmergencyServices:
             raise ValueError(f"EmergencyServices.set_flood: {name} shape {d.shape} != city grid {self.shape}")
         d = d.ravel()
         ok = np.isfinite(d)
-        return d.copy() if ok.all() else np.where(ok, d, 0.0)
+        if not ok.all():
+            return np.where(ok, d, 0.0)   # NaN (no data) counts as dry
+        # a read-only field (the step's shared depth, the people's met depth) is kept as it is: nobody
+        # can change it
+        return d if not d.flags.writeable else d.copy()
 
     def close_links(self, ids) -> None:
         """Closures used when no traffic model is attached (with one, its closures apply)."""
@@ -525,35 +531,78 @@ class EmergencyServices:
             return t + (self.params.boat_launch_s if unit.at_station else 0.0)
         return self._times_from(unit.kind, unit.node)[inc["node"]]
 
+    def _queued(self):
+        """The queue in dispatch order (priority, call time, incident), the incidents' ids, and per
+        entry: the household a rescue waits for (-1: none) and the unit kinds that suit it (bits of
+        :meth:`_kind_bits`). Both are fixed when the call is registered, so they are derived once per
+        incident and kept in arrays by incident id."""
+        n_inc = len(self.incidents)
+        have = len(self._inc_agent)
+        if have < n_inc:   # the incidents registered since: their household and suitable kinds
+            bits = self._kind_bits()
+            new = self.incidents[have:]
+            self._inc_agent = np.concatenate([self._inc_agent, np.array(
+                [int(c["agent_id"]) if c["kind"] == "rescue" and c["agent_id"] >= 0 else -1 for c in new], np.int64)])
+            self._inc_kinds = np.concatenate([self._inc_kinds, np.array(
+                [sum(bits[k] for k in self._suitable(c)) for c in new], np.int64)])
+        items = sorted(self._queue)   # the order the queue pops in (its entries are distinct)
+        iids = np.fromiter((it[2] for it in items), np.int64, count=len(items))
+        return items, iids, self._inc_agent[iids], self._inc_kinds[iids]
+
+    def _kind_bits(self) -> dict[str, int]:
+        return {k: 1 << b for b, k in enumerate(self.params.unit_classes)}
+
+    def _not_trapped(self, agents: np.ndarray) -> np.ndarray:
+        """Which of the queued rescues (their households ``agents``, -1: none) no longer wait."""
+        out = np.zeros(agents.shape, bool)
+        if self.people is not None:
+            has = agents >= 0
+            out[has] = ~self.people.are_trapped(agents[has])
+        return out
+
     def _sweep_queue(self, t):
         """Cancel queued rescues whose household is no longer trapped (the water went down)."""
         if self.people is None or not self._queue:
             return
-        keep = []
-        for item in self._queue:
-            inc = self.incidents[item[2]]
-            if inc["kind"] == "rescue" and inc["agent_id"] >= 0 and not self.people.is_trapped(inc["agent_id"]):
-                inc.update(outcome="cancelled_no_longer_trapped", clear_s=t)
-                self._log(t, None, item[2], "cancelled", inc["x"], inc["y"], "no longer trapped")
-            else:
-                keep.append(item)
-        if len(keep) != len(self._queue):
-            heapq.heapify(keep)
-            self._queue = keep
+        items, iids, agents, _ = self._queued()
+        gone = self._not_trapped(agents)
+        if not gone.any():
+            return
+        for n in np.flatnonzero(gone).tolist():   # in dispatch order
+            inc = self.incidents[items[n][2]]
+            inc.update(outcome="cancelled_no_longer_trapped", clear_s=t)
+            self._log(t, None, items[n][2], "cancelled", inc["x"], inc["y"], "no longer trapped")
+        self._queue = [it for it, g in zip(items, gone.tolist()) if not g]   # sorted, so a heap
 
     def _try_dispatch(self):
+        """Give the free units to the waiting incidents in dispatch order (priority, call time,
+        incident): each to the quickest suitable free unit. A queued rescue whose household is no
+        longer trapped is cancelled when its turn comes, while some unit is free.
+
+        Only the entries that can change are visited: those a free unit suits and those to cancel
+        (the households' states do not change while units are dispatched)."""
         now = self.env.now
         free = [u for u in self.units if u.available and self.on_duty(u, now)]
         if not free or not self._queue:
             return
-        keep = []
-        while self._queue and free:
-            prio, t, iid = heapq.heappop(self._queue)
+        bits = self._kind_bits()
+        items, iids, agents, kinds_of = self._queued()
+        gone = self._not_trapped(agents)
+        free_bits = 0
+        for u in free:
+            free_bits |= bits[u.kind]
+        stay = np.ones(len(items), bool)
+        for n in np.flatnonzero(gone | ((kinds_of & free_bits) != 0)).tolist():
+            if not free:
+                break
+            iid = items[n][2]
             inc = self.incidents[iid]
-            if (inc["kind"] == "rescue" and self.people is not None and inc["agent_id"] >= 0
-                    and not self.people.is_trapped(inc["agent_id"])):
+            if gone[n]:
                 inc.update(outcome="cancelled_no_longer_trapped", clear_s=now)
                 self._log(now, None, iid, "cancelled", inc["x"], inc["y"], "no longer trapped")
+                stay[n] = False
+                continue
+            if not int(kinds_of[n]) & free_bits:
                 continue
             kinds = self._suitable(inc)
             best, best_t = None, math.inf
@@ -563,12 +612,15 @@ class EmergencyServices:
                     if eta < best_t:
                         best, best_t = u, eta
             if best is None:
-                keep.append((prio, t, iid))
                 continue
             free.remove(best)
+            free_bits = 0
+            for u in free:
+                free_bits |= bits[u.kind]
             self._dispatch(best, inc, best_t)
-        for item in keep:
-            heapq.heappush(self._queue, item)
+            stay[n] = False
+        if not stay.all():
+            self._queue = [it for it, k in zip(items, stay.tolist()) if k]   # sorted, so a heap
 
     def _dispatch(self, unit, inc, eta):
         now = self.env.now
@@ -885,7 +937,7 @@ class EmergencyServices:
             "units": [dataclasses.asdict(u) for u in self.units],
             "incidents": [dict(i) for i in self.incidents],
             "actions": self.actions.get_state(),
-            "queue": list(self._queue),
+            "queue": sorted(self._queue),
             "discharges": sorted((k,) + v for k, v in self._discharges.items()),
             "seq": self._seq,
             "future_calls": list(self._future_calls),
@@ -905,6 +957,8 @@ class EmergencyServices:
         self.actions.set_state(s["actions"])
         self._queue = list(s["queue"])
         heapq.heapify(self._queue)
+        self._inc_agent = np.zeros(0, np.int64)
+        self._inc_kinds = np.zeros(0, np.int64)
         self._discharges = {int(d[0]): (float(d[1]), int(d[2]), int(d[3])) for d in s["discharges"]}
         self._seq = int(s["seq"])
         self._future_calls = list(s["future_calls"])
