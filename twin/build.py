@@ -205,7 +205,12 @@ class Twin:
         return np.asarray(to_fine(a)) if to_fine is not None and getattr(self.flood, "subgrid", None) else a
 
     def hazard(self) -> np.ndarray:
-        return hazard_rating(self.depth(), self.speed(), self._urban_index())
+        return hazard_rating(self.depth(), self.speed(), self.land_use_index())
+
+    def land_use_index(self) -> np.ndarray | str:
+        """The FD2321 land use of every cell as indices into :data:`twin.hazard.LAND_USES` (what
+        :func:`twin.hazard.hazard_rating` takes; the same for the whole run)."""
+        return self._urban_index()
 
     def _urban_index(self) -> np.ndarray | str:
         """:attr:`urban` as land-use indices (a grid of names converted once, not on every hazard map)."""
@@ -219,15 +224,11 @@ class Twin:
         return memo[1]
 
     def grid_fields(self, names: list[str]) -> dict[str, np.ndarray]:
-        out = {}
-        for n in names:
-            if n == "depth":
-                out[n] = np.array(self.depth(), dtype=np.float32)
-            elif n == "speed":
-                out[n] = np.array(self.speed(), dtype=np.float32)
-            elif n == "hazard":
-                out[n] = np.array(self.hazard(), dtype=np.float32)
-        return out
+        """The output fields ``names`` (depth, speed, hazard) now, float32 on the twin's grid."""
+        need_d = "depth" in names or "hazard" in names
+        need_v = "speed" in names or "hazard" in names
+        return grid_fields_of(names, self.depth() if need_d else None, self.speed() if need_v else None,
+                              self.land_use_index() if "hazard" in names else None)
 
     @property
     def closed(self) -> np.ndarray:
@@ -395,6 +396,20 @@ def build_twin(scenario: Scenario, city=None, forcing: dict | None = None) -> Tw
         _build_sensors(tw)
     _queue_scenario_decisions(tw)
     return tw
+
+
+def grid_fields_of(names: list[str], depth, speed, land_use) -> dict[str, np.ndarray]:
+    """The output fields ``names`` (depth, speed, hazard), float32, from a depth, a speed and the land
+    use as :meth:`Twin.land_use_index` gives it (the run folder's recorder calls this on its thread)."""
+    out = {}
+    for n in names:
+        if n == "depth":
+            out[n] = np.array(depth, dtype=np.float32)
+        elif n == "speed":
+            out[n] = np.array(speed, dtype=np.float32)
+        elif n == "hazard":
+            out[n] = np.array(hazard_rating(depth, speed, land_use), dtype=np.float32)
+    return out
 
 
 def _urban_mask(tw: Twin) -> None:

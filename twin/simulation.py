@@ -296,7 +296,9 @@ class Simulation:
                 print(f"\ninterrupted at t = {_fmt_t(self.time)}; checkpoint {path}\n"
                       f"resume with: twin run --resume {self.out_dir}", file=sys.stderr)
             raise
-        except NumericalInstability:
+        except BaseException:   # (a numerical failure too: its checkpoint is written where it is detected)
+            if self.output is not None:   # the output thread's writes end before the failure goes on
+                self.output.settle(raise_errors=False)
             raise
         finally:
             self.twin.close_field_cache()   # an exception inside a step leaves no shared field behind
@@ -304,6 +306,8 @@ class Simulation:
                 signal.signal(signal.SIGINT, old_handler)
             if bar is not None:
                 bar.close()
+        if self.output is not None:
+            self.output.settle()   # what the run recorded is in its files when run() returns
         return self
 
     # -- state ----------------------------------------------------------------------------------

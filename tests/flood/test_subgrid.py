@@ -994,3 +994,32 @@ def test_sparse_cell_lookups_in_cpp_are_the_numpy_lookups_bit_for_bit():
                           equal_nan=True)
     with pytest.raises(ValueError, match=r"table rows must be \(3, 2N\+2\)"):
         _core.flood_subgrid_levels_of_rows(np.zeros((3, 5)), np.zeros(3))
+
+
+def test_tables_are_read_only_once_built_and_keep_their_valid_cells():
+    """The tables are fixed once built (the model keeps what it derives from them: ``valid`` is read
+    from the strided cell table once, not several times a call)."""
+    z = _rough(30, 30, seed=2)
+    z[:3, :3] = np.nan                       # a coarse cell with no valid pixel
+    tab = SubgridTables.from_terrain(Terrain.from_array(z, 10.0), 3, cache=False)
+    for a in (tab.cells, tab.wet_fraction, tab.faces_x, tab.faces_y):
+        assert not a.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        tab.cells[0, 0, 0] = 1.0
+    v = tab.valid
+    assert v is tab.valid and not v.flags.writeable
+    np.testing.assert_array_equal(v, tab.cells[..., 1] > 0)
+    assert not v[0, 0] and v.sum() == v.size - 1
+
+
+def test_unit_discharge_and_speed_are_the_magnitudes_of_their_components():
+    z = _rough(60, 60)
+    m = FloodModel(Terrain.from_array(z, 10.0), manning=0.03, subgrid=3)
+    m.set_rainfall([0.0, 1800.0], [150.0, 150.0])
+    m.run_one_step(900.0)
+    qx, qy = m._solver.qx, m._solver.qy
+    want = np.hypot(0.5 * (qx[:, :-1] + qx[:, 1:]), 0.5 * (qy[:-1] + qy[1:]))
+    assert want.max() > 1e-3                 # (water moving)
+    np.testing.assert_allclose(m._solver.unit_discharge(), want, rtol=4e-16, atol=0)
+    v = m.velocity
+    np.testing.assert_allclose(m.speed, np.hypot(v[0], v[1]), rtol=4e-16, atol=0)

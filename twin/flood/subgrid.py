@@ -184,10 +184,20 @@ class SubgridTables:
         """Lowest fine pixel of each coarse cell [m] (``1e29`` where the cell has no valid pixel)."""
         return self.cells[..., 0]
 
+    def __post_init__(self) -> None:
+        for a in (self.cells, self.wet_fraction, self.faces_x, self.faces_y):
+            a.flags.writeable = False   # fixed once built (what is derived from them is kept)
+        self._valid: tuple[np.ndarray, np.ndarray] | None = None
+
     @property
     def valid(self) -> np.ndarray:
-        """Coarse cells with at least one valid fine pixel."""
-        return self.cells[..., 1] > 0
+        """Coarse cells with at least one valid fine pixel (read-only; derived once from ``cells``)."""
+        memo = self._valid
+        if memo is None or memo[0] is not self.cells:
+            v = self.cells[..., 1] > 0
+            v.flags.writeable = False
+            memo = self._valid = (self.cells, v)
+        return memo[1]
 
     @property
     def valid_fraction(self) -> np.ndarray:

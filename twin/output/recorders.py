@@ -11,7 +11,11 @@
 - at the end: ``trips.parquet``, ``incidents.parquet``, ``unit_actions.parquet``, ``max_depth.tif``, ``kpis.json``,
   ``max_depth.png`` and the final ``manifest.json``.
 
-Records are buffered in memory and written every ``outputs.chunk_records`` records.
+Records are buffered in memory and written every ``outputs.chunk_records`` records. The fields of a
+record (float32 depth, speed, hazard from the step's read-only fields) and the writes themselves run on
+one background thread, in order, at low CPU priority, while the model steps on; a write's error is
+raised in the main thread at the next record, checkpoint or the end. A checkpoint, ``get_state`` and
+the end of the run wait for every write, so a checkpoint always matches the files.
 """
 from __future__ import annotations
 
@@ -20,6 +24,9 @@ import hashlib
 import os
 import platform
 import subprocess
+import sys
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +91,18 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
+def _low_priority() -> None:
+    """The output thread yields the CPU to the model's threads (Linux: a thread has its own nice value)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):   # (not Linux, or not allowed: the same writes at normal priority)
+        pass
+
+
+# writes queued at most (each holds a record's fields or a chunk): the model waits beyond this
+_MAX_PENDING = 8
+
+
 class RunOutput:
     def __init__(self, sim, out_dir: Path):
         self.dir = Path(out_dir)
@@ -115,7 +134,10 @@ class RunOutput:
         self.people_w = ParquetPartsWriter(self.dir / "people.parquet")
         self.units_w = ParquetPartsWriter(self.dir / "units.parquet")
         self._ubuf: list[pd.DataFrame] = []
-        self._fbuf: list[tuple[float, dict]] = []
+        self._fbuf: list[tuple[float, dict]] = []   # (filled by the output thread)
+        self._n_fields = 0                           # records queued since the last fields write
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: list[Future] = []
         self._lbuf: list[pd.DataFrame] = []
         self._pbuf: list[pd.DataFrame] = []
         self._dec_written = -1
@@ -146,8 +168,14 @@ class RunOutput:
         t = sim.time
         self.write_decisions(sim)
         if self.nc is not None and self.field_schedule(sim):
-            self._fbuf.append((t, tw.grid_fields(self.field_vars)))
-            if len(self._fbuf) >= self.outputs.chunk_records:
+            # the step's fields (read-only or this record's own: nobody changes them) to the output thread
+            names = self.field_vars
+            need_d = "depth" in names or "hazard" in names
+            need_v = "speed" in names or "hazard" in names
+            self._submit(self._prepare_fields, t, tw.depth() if need_d else None, tw.speed() if need_v else None,
+                         tw.land_use_index() if "hazard" in names else None)
+            self._n_fields += 1
+            if self._n_fields >= self.outputs.chunk_records:
                 self._flush_fields()
         if self.table_schedule(sim):
             if tw.traffic is not None:
@@ -178,28 +206,80 @@ class RunOutput:
             s["volume_m3"].append(None)
         s["people_states"].append(tables.people_state_counts(tw) if tw.people is not None else None)
 
-    def _flush_fields(self) -> None:
-        if not self._fbuf or self.nc is None:
+    # -- the output thread ----------------------------------------------------------------------------
+    def _submit(self, fn, *args) -> None:
+        """Queue ``fn(*args)`` on the output thread (jobs run one at a time, in order). A finished job's
+        error is raised here; beyond :data:`_MAX_PENDING` queued jobs the oldest is waited for."""
+        self._reap()
+        while len(self._pending) >= _MAX_PENDING:
+            self._pending.pop(0).result()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twin-output",
+                                            initializer=_low_priority)
+        self._pending.append(self._pool.submit(fn, *args))
+
+    def _reap(self) -> None:
+        while self._pending and self._pending[0].done():
+            self._pending.pop(0).result()
+
+    def settle(self, raise_errors: bool = True) -> None:
+        """Wait for every queued write. ``raise_errors=False`` (the run is failing anyway): a write's
+        error is reported on stderr instead of replacing the failure being raised."""
+        while self._pending:
+            f = self._pending.pop(0)
+            try:
+                f.result()
+            except Exception as exc:
+                if raise_errors:
+                    self._pending.clear()
+                    raise
+                print(f"warning: {self.dir}: an output write failed: {exc}", file=sys.stderr)
+
+    def close(self) -> None:
+        """Write every buffered record, wait for it and stop the output thread (a later write starts a
+        new one)."""
+        try:
+            self.flush()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+
+    def _prepare_fields(self, t: float, depth, speed, land_use) -> None:
+        from twin.build import grid_fields_of
+
+        self._fbuf.append((t, grid_fields_of(self.field_vars, depth, speed, land_use)))
+
+    def _write_fields(self) -> None:
+        buf, self._fbuf = self._fbuf, []
+        if not buf or self.nc is None:
             return
-        times = np.array([t for t, _ in self._fbuf])
-        data = {v: np.stack([f[v] for _, f in self._fbuf]) for v in self.field_vars}
+        times = np.array([t for t, _ in buf])
+        data = {v: np.stack([f[v] for _, f in buf]) for v in self.field_vars}
         self.nc.write(times, data)
-        self._fbuf.clear()
+
+    def _write_tables(self, links: list, people: list, units: list) -> None:
+        for frames, writer in ((links, self.links_w), (people, self.people_w), (units, self.units_w)):
+            if frames:
+                writer.write(pd.concat(frames, ignore_index=True))
+
+    def _flush_fields(self) -> None:
+        if self.nc is None or self._n_fields == 0:
+            return
+        self._n_fields = 0
+        self._submit(self._write_fields)
 
     def _flush_tables(self) -> None:
-        if self._lbuf:
-            self.links_w.write(pd.concat(self._lbuf, ignore_index=True))
-            self._lbuf.clear()
-        if self._pbuf:
-            self.people_w.write(pd.concat(self._pbuf, ignore_index=True))
-            self._pbuf.clear()
-        if self._ubuf:
-            self.units_w.write(pd.concat(self._ubuf, ignore_index=True))
-            self._ubuf.clear()
+        if self._lbuf or self._pbuf or self._ubuf:
+            bufs = (self._lbuf, self._pbuf, self._ubuf)
+            self._lbuf, self._pbuf, self._ubuf = [], [], []
+            self._submit(self._write_tables, *bufs)
 
     def flush(self) -> None:
+        """Write every buffered record and wait until it is written."""
         self._flush_fields()
         self._flush_tables()
+        self.settle()
 
     # -- checkpoints --------------------------------------------------------------------------------
     def checkpoint(self, sim) -> Path:
@@ -216,6 +296,7 @@ class RunOutput:
         return path
 
     def get_state(self) -> dict:
+        self.settle()   # (the counts below are the output thread's)
         return {
             "nc_written": self.nc.n_written if self.nc is not None else 0,
             "links_parts": self.links_w.n_written,
@@ -228,6 +309,9 @@ class RunOutput:
     def set_state(self, state: dict) -> None:
         if not state.get("buffers_empty", True):
             raise ValueError("checkpoint taken with unflushed output buffers")
+        self.settle()
+        self._fbuf, self._lbuf, self._pbuf, self._ubuf = [], [], [], []
+        self._n_fields = 0
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.nc is not None:
             self.nc.open_for_resume(int(state["nc_written"]))
@@ -241,7 +325,7 @@ class RunOutput:
         tw = sim.twin
         if self.ckpt_schedule is not None:  # the state at the end: what `twin forecast` starts from
             self.checkpoint(sim)
-        self.flush()
+        self.close()   # every record written, the output thread stopped
         self.write_decisions(sim)
         trips = tables.trips_table(tw) if tw.traffic is not None else None
         incidents = tables.incidents_table(tw) if tw.services is not None else None

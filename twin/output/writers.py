@@ -23,7 +23,28 @@ import numpy as np
 
 from twin.output import schema as S
 
-__all__ = ["NetCDFGridWriter", "ParquetPartsWriter", "write_geotiff", "write_json", "cf_time_units"]
+__all__ = ["NetCDFGridWriter", "ParquetPartsWriter", "write_geotiff", "write_json", "cf_time_units",
+           "netcdf_lock"]
+
+_NETCDF_LOCK: Any = None
+
+
+def netcdf_lock() -> Any:
+    """The lock around every call into the netCDF/HDF5 libraries, which are not thread-safe: xarray's
+    own (so a reader through xarray in one thread waits for a write in another; the run folder's
+    fields are written on the output thread of :mod:`twin.output.recorders`)."""
+    global _NETCDF_LOCK
+    if _NETCDF_LOCK is None:
+        try:
+            from xarray.backends.locks import HDF5_LOCK, NETCDFC_LOCK, combine_locks
+
+            _NETCDF_LOCK = combine_locks([NETCDFC_LOCK, HDF5_LOCK])
+        except (ImportError, AttributeError):   # (another xarray: our own writes still one at a time)
+            import threading
+
+            _NETCDF_LOCK = threading.Lock()
+    return _NETCDF_LOCK
+
 
 def cf_time_units(start: _dt.datetime) -> str:
     """``seconds since 2020-10-28 06:00:00+07:00`` (local start with its UTC offset)."""
@@ -117,6 +138,10 @@ class NetCDFGridWriter:
 
     def open_for_resume(self, n_written: int) -> None:
         """Continue after a checkpoint that had written ``n_written`` records."""
+        with netcdf_lock():
+            self._open_for_resume(n_written)
+
+    def _open_for_resume(self, n_written: int) -> None:
         self.n_written = n_written
         if n_written == 0:
             if self.path.exists():
@@ -134,10 +159,14 @@ class NetCDFGridWriter:
                 data = {v: src[v][:n_written] for v in self.variables}
             self.path.unlink()
             self.n_written = 0
-            self.write(np.asarray(times), {v: np.asarray(data[v]) for v in self.variables})
+            self._write(np.asarray(times), {v: np.asarray(data[v]) for v in self.variables})
 
     def write(self, times: np.ndarray, data: dict[str, np.ndarray]) -> None:
         """Append records: ``times`` (n,), each variable (n, ny, nx)."""
+        with netcdf_lock():
+            self._write(times, data)
+
+    def _write(self, times: np.ndarray, data: dict[str, np.ndarray]) -> None:
         import netCDF4
 
         if len(times) == 0:

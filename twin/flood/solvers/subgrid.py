@@ -133,7 +133,16 @@ class SubgridSolver(InertialSolver):
         """Each cell's unit discharge [m²/s]: the magnitude of the mean of its two x faces' and its two y
         faces' discharges per unit width."""
         qx, qy = self.qx, self.qy
-        return np.hypot(0.5 * (qx[:, :-1] + qx[:, 1:]), 0.5 * (qy[:-1] + qy[1:]))
+        # sqrt(u² + v²) in place: np.hypot's overflow care costs 4x as much here, and unit discharges
+        # stay many orders of magnitude from overflow (an infinite or NaN one stays so)
+        u = qx[:, :-1] + qx[:, 1:]
+        u *= 0.5
+        v = qy[:-1] + qy[1:]
+        v *= 0.5
+        np.multiply(u, u, out=u)
+        np.multiply(v, v, out=v)
+        u += v
+        return np.sqrt(u, out=u)
 
     def level(self) -> np.ndarray:
         """Water level [m] of each coarse cell (NaN on walls; a dry cell's level is its lowest pixel).
