@@ -13,7 +13,7 @@
 
 Records are buffered in memory and written every ``outputs.chunk_records`` records. The fields of a
 record (float32 depth, speed, hazard from the step's read-only fields) and the writes themselves run on
-one background thread, in order, at low CPU priority, while the model steps on; a write's error is
+one background thread, in order, while the model steps on; a write's error is
 raised in the main thread at the next record, checkpoint or the end. A checkpoint, ``get_state`` and
 the end of the run wait for every write, so a checkpoint always matches the files.
 """
@@ -25,7 +25,6 @@ import os
 import platform
 import subprocess
 import sys
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -89,14 +88,6 @@ def load_checkpoint(path: Path) -> dict:
         if key not in state:
             raise CheckpointError(f"{path}: damaged checkpoint (no {key!r})")
     return state
-
-
-def _low_priority() -> None:
-    """The output thread yields the CPU to the model's threads (Linux: a thread has its own nice value)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError):   # (not Linux, or not allowed: the same writes at normal priority)
-        pass
 
 
 # writes queued at most (each holds a record's fields or a chunk): the model waits beyond this
@@ -214,8 +205,9 @@ class RunOutput:
         while len(self._pending) >= _MAX_PENDING:
             self._pending.pop(0).result()
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twin-output",
-                                            initializer=_low_priority)
+            # (normal priority: a lower one saved little of the flood's time and could starve the writes of
+            # an ensemble member while the others keep the cores; docs/design/coupled-output-thread.md)
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twin-output")
         self._pending.append(self._pool.submit(fn, *args))
 
     def _reap(self) -> None:
