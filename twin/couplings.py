@@ -77,17 +77,19 @@ class RoadWaterLevel:
         cells = np.asarray(flat_cells, dtype=np.int64)
         return self._met(depth_values, self.water.ravel()[cells], self._z.ravel()[cells], self.deck.ravel()[cells])
 
-    def met_depth(self, depth: np.ndarray, finite: bool = False) -> np.ndarray:
+    def met_depth(self, depth: np.ndarray) -> np.ndarray:
         """Depth met on roads (same shape as ``depth``; NaN counts as dry).
 
         The flood depth everywhere but on the permanent-water cells, which are recomputed from their
         precomputed bed and deck: the same numbers as :meth:`met_depth_full` (one pass over the grid
-        and a few per water cell instead of five over the whole grid). ``finite``: the caller has
-        checked that every value is finite (the pass that looks for NaN is skipped)."""
+        and a few per water cell instead of five over the whole grid). Whether every value is finite is
+        read from their sum (one pass, no mask: a NaN or an infinity makes it non-finite; a sum that
+        overflows takes the careful path, which gives the same numbers)."""
         d = np.asarray(depth, dtype=float)
         if d.shape != self.water.shape:
             raise ValueError(f"RoadWaterLevel.met_depth: depth shape {d.shape} != grid shape {self.water.shape}")
-        clean = finite or np.isfinite(d).all()
+        with np.errstate(over="ignore", invalid="ignore"):
+            clean = bool(np.isfinite(np.add.reduce(d, axis=None)))
         out = np.ascontiguousarray(d.copy() if clean else np.nan_to_num(d, nan=0.0))
         if self._wcells.size:
             flat = out.reshape(-1)

@@ -338,16 +338,22 @@ class _PlainDispatch(EmergencyServices):
             heapq.heappush(self._queue, item)
 
 
-def test_the_dispatcher_equals_the_plain_priority_loop(city):
-    # few units for many calls (rescues wait for the one boat while ambulances and trucks are free),
-    # medical calls beside them, then the water goes and the waiting rescues are cancelled
+def _long_queue(city, cls):
+    """7 h of a rising flood with few units for many calls: rescues wait for the one boat while the
+    ambulances and trucks are free, medical calls beside them."""
     svc = {"n_boats": 1, "ambulances_per_hospital": 1, "fire_trucks_per_station": 1,
            "medical_rate_per_1000_per_day": 30.0}
+    pm = PeopleModel(city, {"n_tourists": 300}, np.random.default_rng(21))
+    es = cls(city, svc, np.random.default_rng(22), people=pm)
+    step(pm, es, 7.0)
+    return pm, es
+
+
+def test_the_dispatcher_equals_the_plain_priority_loop(city):
+    # a long queue, then the water goes and the waiting rescues are cancelled
     runs = []
     for cls in (EmergencyServices, _PlainDispatch):
-        pm = PeopleModel(city, {"n_tourists": 300}, np.random.default_rng(21))
-        es = cls(city, svc, np.random.default_rng(22), people=pm)
-        step(pm, es, 7.0)
+        pm, es = _long_queue(city, cls)
         dry = np.zeros(pm.shape)
         for _ in range(3):
             pm.run_one_step(300.0, dry, dry)
@@ -365,13 +371,9 @@ def test_the_dispatcher_cancels_and_stops_where_the_priority_loop_does(city):
     # a long queue; every other waiting household freed between two dispatches (no sweep in between);
     # one ambulance free (it suits none of the rescues): the freed households' calls ahead of the
     # medical call it takes are cancelled, those behind it wait (the plain loop stops when no unit is free)
-    svc = {"n_boats": 1, "ambulances_per_hospital": 1, "fire_trucks_per_station": 1,
-           "medical_rate_per_1000_per_day": 30.0}
     out = []
     for cls in (EmergencyServices, _PlainDispatch):
-        pm = PeopleModel(city, {"n_tourists": 300}, np.random.default_rng(21))
-        es = cls(city, svc, np.random.default_rng(22), people=pm)
-        step(pm, es, 7.0)
+        pm, es = _long_queue(city, cls)
         queued = [es.incidents[i] for _, _, i in sorted(es._queue)]
         rescues = [c for c in queued if c["kind"] == "rescue" and pm.is_trapped(c["agent_id"])]
         assert len(rescues) > 10

@@ -124,17 +124,24 @@ def test_met_depth_on_water_cells_only_is_bit_identical_to_the_whole_grid_rule()
         rw.met_depth(d.ravel())
 
 
-def test_met_depth_of_a_checked_field_is_the_same_and_a_new_array():
-    """``finite=True`` (the caller checked the field, as the people model does) skips the NaN pass
-    only: the same numbers, a new array (the input is not written)."""
+def test_met_depth_is_a_new_array_and_any_nan_or_infinity_is_found():
+    """The finiteness test reads the sum (one pass): the same numbers as the whole-grid rule, a new
+    array (the input is not written), and one NaN or infinity anywhere still counts as dry / is clipped."""
     from twin.couplings import RoadWaterLevel
 
     z, water, h0 = _river_valley()
     rw = RoadWaterLevel(z, water, normal_depth=h0)
     d = h0 + np.random.default_rng(7).uniform(0, 3, z.shape)
     keep = d.copy()
-    met = rw.met_depth(d, finite=True)
-    np.testing.assert_array_equal(met, rw.met_depth(d))
+    met = rw.met_depth(d)
     np.testing.assert_array_equal(met, rw.met_depth_full(d))
     assert not np.shares_memory(met, d)
     np.testing.assert_array_equal(d, keep)
+    for bad in (np.nan, np.inf, -np.inf):
+        e = d.copy()
+        e[2, 1] = bad                            # a land cell
+        got = rw.met_depth(e)
+        np.testing.assert_array_equal(got, rw.met_depth_full(e))
+        assert np.isfinite(got).all() and (got[2, 1] == 0.0 if np.isnan(bad) else True)
+    big = np.full(z.shape, 1e307)                # finite, but the sum overflows: the careful path, same numbers
+    np.testing.assert_array_equal(rw.met_depth(big), rw.met_depth_full(big))

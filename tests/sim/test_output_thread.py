@@ -14,20 +14,7 @@ from twin.build import build_twin
 from twin.output.recorders import load_checkpoint
 from twin.output.schedules import TimeInterval
 from twin.output.writers import NetCDFGridWriter, ParquetPartsWriter
-from twin.scenario import load_scenario
 from twin.simulation import Simulation
-
-from .helpers import small_city, write_scenario
-
-
-@pytest.fixture(scope="module")
-def city():
-    return small_city()
-
-
-@pytest.fixture
-def scenario(tmp_path):
-    return load_scenario(write_scenario(tmp_path))
 
 
 def test_records_are_the_fields_of_their_step_written_on_the_output_thread(scenario, city, tmp_path, monkeypatch):

@@ -12,17 +12,7 @@ from twin.output.recorders import load_checkpoint
 from twin.scenario import load_scenario
 from twin.simulation import NumericalInstability, Simulation
 
-from .helpers import small_city, write_scenario
-
-
-@pytest.fixture(scope="module")
-def city():
-    return small_city()
-
-
-@pytest.fixture
-def scenario(tmp_path):
-    return load_scenario(write_scenario(tmp_path))
+from .helpers import write_scenario
 
 
 def test_coupling_order_and_event_boundary_rule(scenario, city):

@@ -326,7 +326,7 @@ class PeopleModel(PopulationSynthesis, mesa.Model):
         if d is not None and self._wet_cells.any():
             # People are in a river or lagoon cell only on a bridge or a road along it: what they
             # meet there is the water above the deck (bank level), not the channel depth.
-            d = self._road_water.met_depth(d.reshape(self.shape), finite=True).ravel()   # (_field: finite)
+            d = self._road_water.met_depth(d.reshape(self.shape)).ravel()
             d.flags.writeable = False   # handed on as it is (the services route road units on it)
         self._depth, self._speed = d, v
         t0, t1 = self.time_s, self.time_s + dt

@@ -447,8 +447,7 @@ class EmergencyServices:
         self.incidents.append(inc)
         self._log(t, None, iid, "call", x, y, f"{kind} p{prio} {persons} persons")
         if kind == "rescue" and self.people is not None and agent >= 0 and not self.people.is_trapped(agent):
-            inc.update(outcome="cancelled_no_longer_trapped", clear_s=float(t))
-            self._log(t, None, iid, "cancelled", x, y, "no longer trapped")
+            self._cancel_untrapped(iid, float(t))
             return iid
         heapq.heappush(self._queue, (int(prio), float(t), iid))
         self._request_dispatch()
@@ -531,6 +530,12 @@ class EmergencyServices:
             return t + (self.params.boat_launch_s if unit.at_station else 0.0)
         return self._times_from(unit.kind, unit.node)[inc["node"]]
 
+    def _cancel_untrapped(self, iid: int, t) -> None:
+        """Close rescue call ``iid`` at ``t``: its household is no longer trapped."""
+        inc = self.incidents[iid]
+        inc.update(outcome="cancelled_no_longer_trapped", clear_s=t)
+        self._log(t, None, iid, "cancelled", inc["x"], inc["y"], "no longer trapped")
+
     def _queued(self):
         """The queue in dispatch order (priority, call time, incident), the incidents' ids, and per
         entry: the household a rescue waits for (-1: none) and the unit kinds that suit it (bits of
@@ -569,9 +574,7 @@ class EmergencyServices:
         if not gone.any():
             return
         for n in np.flatnonzero(gone).tolist():   # in dispatch order
-            inc = self.incidents[items[n][2]]
-            inc.update(outcome="cancelled_no_longer_trapped", clear_s=t)
-            self._log(t, None, items[n][2], "cancelled", inc["x"], inc["y"], "no longer trapped")
+            self._cancel_untrapped(items[n][2], t)
         self._queue = [it for it, g in zip(items, gone.tolist()) if not g]   # sorted, so a heap
 
     def _try_dispatch(self):
@@ -598,8 +601,7 @@ class EmergencyServices:
             iid = items[n][2]
             inc = self.incidents[iid]
             if gone[n]:
-                inc.update(outcome="cancelled_no_longer_trapped", clear_s=now)
-                self._log(now, None, iid, "cancelled", inc["x"], inc["y"], "no longer trapped")
+                self._cancel_untrapped(iid, now)
                 stay[n] = False
                 continue
             if not int(kinds_of[n]) & free_bits:
