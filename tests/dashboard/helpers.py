@@ -1,6 +1,7 @@
 """Helpers the dashboard tests import: a free port, a live server for an app, the engine runner."""
 from __future__ import annotations
 
+import re
 import socket
 import sys
 import threading
@@ -8,6 +9,14 @@ from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
 ENGINE_RUNNER = [sys.executable, str(Path(__file__).parent / "engine_runner.py")]
+
+
+def remote_refs(html: str) -> list[str]:
+    """The ``src``/``href`` addresses of a page that are not served by the app itself (absolute or
+    protocol-relative, or naming a CDN). The page also carries random tokens, so "cdn" is looked for
+    in the addresses, not anywhere in the text (a token once held the letters c-d-n)."""
+    refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)["']""", html, flags=re.IGNORECASE)
+    return [r for r in refs if re.match(r"(?i)([a-z][a-z0-9+.-]*:|//)", r) or "cdn" in r.lower()]
 
 
 def free_port() -> int:
